@@ -1,0 +1,90 @@
+package discovery
+
+import "context"
+
+// Registrar publishes instances in a registry and keeps them published.
+//
+// Implementations are safe for concurrent use.
+type Registrar interface {
+	// Register publishes in and returns once the registry durably holds it.
+	// From then on the Registrar keeps it published, through registry
+	// restarts, partitions and expired sessions, until Deregister or Close.
+	//
+	// Registering the same service and ID again updates the published
+	// instance in place. An empty ID is derived from Address (see
+	// IDFromAddress). An invalid instance gives an error wrapping
+	// ErrInvalidInstance and writes nothing. If ctx ends before the write
+	// is durable, Register returns ctx's error and leaves nothing behind.
+	// After Close it returns ErrClosed.
+	Register(ctx context.Context, in Instance) error
+
+	// Deregister removes in (matched by Service and ID, or Service and the
+	// ID derived from Address) from the registry now, not at the end of a
+	// lease, and stops keeping it published. It returns an error wrapping
+	// ErrNotRegistered if this Registrar does not hold it, and ErrClosed
+	// after Close.
+	Deregister(ctx context.Context, in Instance) error
+
+	// Close deregisters every instance this Registrar holds, stops all of
+	// its goroutines and releases its resources; it returns once they have
+	// stopped. Its removals are bounded in time, so Close returns even when
+	// the registry is unreachable. Close is idempotent: later calls return
+	// nil.
+	Close() error
+}
+
+// Resolver reads the live set of instances of a service.
+//
+// Implementations are safe for concurrent use.
+type Resolver interface {
+	// Resolve returns the current instances of service, sorted by ID. The
+	// slice and its instances are the caller's to keep and modify. An
+	// unknown service has an empty set, not an error.
+	Resolve(ctx context.Context, service string) ([]Instance, error)
+
+	// Watch follows the set of instances of service. ctx bounds the setup
+	// only; the Watcher lives until Stop or until the Resolver is closed.
+	Watch(ctx context.Context, service string) (Watcher, error)
+}
+
+// Watcher follows the instance set of one service.
+//
+// Next may be called from one goroutine at a time; Stop may be called from
+// any goroutine, at any time, any number of times.
+type Watcher interface {
+	// Next returns the current set, sorted by ID, on its first call, and
+	// afterwards blocks until the set differs from the one it last returned.
+	// Changes that happen between two calls are coalesced: Next returns the
+	// newest set, never a backlog and never a set older than one already
+	// returned. It returns ctx's error when ctx ends, and an error wrapping
+	// ErrClosed after Stop or once the Resolver is closed.
+	Next(ctx context.Context) ([]Instance, error)
+
+	// Stop ends the watch and unblocks a pending Next. It is idempotent.
+	Stop()
+}
+
+// Backend is a registry that can both publish and resolve instances.
+type Backend interface {
+	Registrar
+	Resolver
+}
+
+// StatusReporter is implemented by backends that report the state of their
+// registrations (both of roster's backends do). Applications use it for
+// readiness probes, logs, metrics and alerts.
+type StatusReporter interface {
+	// Status returns the current status of the registration of
+	// service/id held by this backend, or an error wrapping
+	// ErrNotRegistered.
+	Status(service, id string) (Status, error)
+
+	// Statuses returns the current status of every registration held by
+	// this backend, sorted by Service and ID.
+	Statuses() []Status
+
+	// SubscribeStatus returns a subscription that first yields the current
+	// status of every registration and then every change, without polling.
+	// A slow subscriber never blocks the backend (see StatusSubscription).
+	SubscribeStatus() *StatusSubscription
+}

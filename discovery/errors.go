@@ -1,0 +1,50 @@
+package discovery
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Backends wrap them with %w; callers match them with
+// errors.Is.
+var (
+	// ErrInvalidInstance reports an Instance that fails Validate. The
+	// wrapping *FieldError names the field and the reason.
+	ErrInvalidInstance = errors.New("discovery: invalid instance")
+
+	// ErrNotRegistered reports an operation on an instance that this
+	// Registrar does not hold.
+	ErrNotRegistered = errors.New("discovery: instance not registered")
+
+	// ErrClosed reports a call on a Registrar, Resolver, Watcher or status
+	// subscription that has been closed or stopped.
+	ErrClosed = errors.New("discovery: closed")
+
+	// ErrConflict reports that another registrar has taken over the same
+	// service and ID. The later writer owns the key; the earlier one waits
+	// for it to go away and then takes it back.
+	ErrConflict = errors.New("discovery: instance owned by another registrar")
+)
+
+// FieldError describes why one field of an Instance is invalid. It wraps
+// ErrInvalidInstance. It never includes metadata values, which may be
+// confidential.
+type FieldError struct {
+	// Field is the name of the offending field, such as "Service",
+	// "Address" or "Metadata[zone]".
+	Field string
+	// Reason says what is wrong, in lower case, e.g. "must not be empty".
+	Reason string
+}
+
+// Error implements error.
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%v: %s %s", ErrInvalidInstance, e.Field, e.Reason)
+}
+
+// Unwrap returns ErrInvalidInstance so errors.Is matches it.
+func (e *FieldError) Unwrap() error { return ErrInvalidInstance }
+
+func invalid(field, format string, args ...any) error {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,122 @@
+package discovery
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// Feed holds the latest instance set of one service and serves it to any
+// number of Watchers, coalescing changes: a watcher that falls behind gets
+// the newest set on its next call, never a backlog and never a set older
+// than one it has already seen. Publishing never blocks on a watcher.
+//
+// Backends keep one Feed per watched service, publish every set they learn
+// and hand out Watchers from NewWatcher. All methods are safe for concurrent
+// use. The zero value is not usable; call NewFeed.
+type Feed struct {
+	mu      sync.Mutex
+	set     []Instance
+	version uint64        // 0 until the first Publish
+	changed chan struct{} // closed and replaced on every change
+	err     error         // set by Close
+}
+
+// NewFeed returns a feed with no set yet: watchers' first Next waits for
+// the first Publish.
+func NewFeed() *Feed {
+	return &Feed{changed: make(chan struct{})}
+}
+
+// Publish makes set the current set. The feed stores a normalized deep copy
+// (see NormalizeSet); a set equal to the current one is ignored after the
+// first Publish, so watchers wake only for real changes. It reports whether
+// the set changed. Publish after Close is ignored.
+func (f *Feed) Publish(set []Instance) bool {
+	set = NormalizeSet(set)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil || (f.version > 0 && EqualSets(f.set, set)) {
+		return false
+	}
+	f.set = set
+	f.version++
+	close(f.changed)
+	f.changed = make(chan struct{})
+	return true
+}
+
+// Current returns a copy of the current set and whether one has been
+// published yet.
+func (f *Feed) Current() ([]Instance, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return CloneSet(f.set), f.version > 0
+}
+
+// Close ends the feed: every watcher's Next returns err, which should wrap
+// ErrClosed (nil means ErrClosed). Close is idempotent; the first error
+// stays.
+func (f *Feed) Close(err error) {
+	if err == nil {
+		err = ErrClosed
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return
+	}
+	f.err = err
+	close(f.changed)
+}
+
+// NewWatcher returns a Watcher on the feed. onStop, if not nil, runs once
+// when the watcher is stopped, so a backend can release a shared watch when
+// its last watcher goes.
+func (f *Feed) NewWatcher(onStop func()) Watcher {
+	return &feedWatcher{feed: f, onStop: onStop, stopped: make(chan struct{})}
+}
+
+type feedWatcher struct {
+	feed     *Feed
+	onStop   func()
+	stopOnce sync.Once
+	stopped  chan struct{}
+	seen     uint64 // version last returned by Next
+}
+
+func (w *feedWatcher) Next(ctx context.Context) ([]Instance, error) {
+	for {
+		select {
+		case <-w.stopped:
+			return nil, fmt.Errorf("watcher stopped: %w", ErrClosed)
+		default:
+		}
+		f := w.feed
+		f.mu.Lock()
+		version, set, err, changed := f.version, f.set, f.err, f.changed
+		f.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		if version > w.seen {
+			w.seen = version
+			return CloneSet(set), nil
+		}
+		select {
+		case <-changed:
+		case <-w.stopped:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (w *feedWatcher) Stop() {
+	w.stopOnce.Do(func() {
+		close(w.stopped)
+		if w.onStop != nil {
+			w.onStop()
+		}
+	})
+}

@@ -1,0 +1,224 @@
+// Package retry is roster's shared retry policy: exponential backoff from a
+// base delay to a cap, with jitter, on top of github.com/sethvargo/go-retry.
+//
+// A Policy is a value; Policy.Backoff builds a fresh go-retry Backoff for
+// each retry sequence (Backoff values keep state), and Policy.Do runs an
+// operation until it succeeds, reporting every failure and the delay before
+// the next try.
+package retry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	goretry "github.com/sethvargo/go-retry"
+)
+
+// Defaults of the policy returned by Default.
+const (
+	DefaultBase   = 1 * time.Second
+	DefaultMax    = 30 * time.Second
+	DefaultJitter = 0.2
+)
+
+// ErrInvalidPolicy reports a Policy that Validate rejects.
+var ErrInvalidPolicy = errors.New("retry: invalid policy")
+
+// ErrExhausted reports that Do stopped because the policy's MaxAttempts or
+// MaxElapsed was reached. It wraps the last failure too.
+var ErrExhausted = errors.New("retry: attempts exhausted")
+
+// Policy describes one kind of retry sequence: the n-th delay (from 1) is
+// Base * 2^(n-1), capped at Max, then reduced by a random fraction of at
+// most Jitter, so that it never exceeds Max and a fleet that failed
+// together does not retry together.
+type Policy struct {
+	// Base is the first delay. Zero means DefaultBase.
+	Base time.Duration
+	// Max caps every delay. Zero means DefaultMax.
+	Max time.Duration
+	// Jitter is the largest fraction, in [0, 1), by which a delay is
+	// randomly shortened. Zero means no jitter; Default uses
+	// DefaultJitter.
+	Jitter float64
+	// MaxAttempts stops the sequence after that many failed attempts.
+	// Zero means no limit.
+	MaxAttempts uint64
+	// MaxElapsed stops the sequence once that much time has passed since
+	// the sequence's Backoff was built (for Do: since Do started). Zero
+	// means no limit.
+	MaxElapsed time.Duration
+}
+
+// Default returns roster's policy: 1 s, 2 s, 4 s ... capped at 30 s, each
+// shortened by up to 20% jitter, with no limit on attempts.
+func Default() Policy {
+	return Policy{Base: DefaultBase, Max: DefaultMax, Jitter: DefaultJitter}
+}
+
+// Validate reports a policy that cannot be used. Zero Base and Max are
+// valid and mean their defaults.
+func (p Policy) Validate() error {
+	switch {
+	case p.Base < 0:
+		return fmt.Errorf("%w: Base is %v; want a positive duration (or zero for %v)", ErrInvalidPolicy, p.Base, DefaultBase)
+	case p.Max < 0:
+		return fmt.Errorf("%w: Max is %v; want a positive duration (or zero for %v)", ErrInvalidPolicy, p.Max, DefaultMax)
+	case p.withDefaults().Max < p.withDefaults().Base:
+		// Reported with the defaults filled in, as they would be used.
+		return fmt.Errorf("%w: Max (%v) is less than Base (%v)", ErrInvalidPolicy, p.withDefaults().Max, p.withDefaults().Base)
+	case p.Jitter < 0 || p.Jitter >= 1:
+		return fmt.Errorf("%w: Jitter is %v; want a fraction in [0, 1)", ErrInvalidPolicy, p.Jitter)
+	case p.MaxElapsed < 0:
+		return fmt.Errorf("%w: MaxElapsed is %v; want a positive duration or zero for no limit", ErrInvalidPolicy, p.MaxElapsed)
+	}
+	return nil
+}
+
+func (p Policy) withDefaults() Policy {
+	if p.Base <= 0 {
+		p.Base = DefaultBase
+	}
+	if p.Max <= 0 {
+		p.Max = DefaultMax
+	}
+	return p
+}
+
+// Backoff returns a fresh go-retry Backoff for one retry sequence. Call it
+// again for every new sequence: a Backoff remembers its attempts. An invalid
+// policy yields a Backoff whose values are clamped into range; check
+// Validate first to report it.
+func (p Policy) Backoff() goretry.Backoff {
+	p = p.withDefaults()
+	if p.Max < p.Base {
+		p.Max = p.Base
+	}
+	b := goretry.NewExponential(p.Base)
+	b = goretry.WithCappedDuration(p.Max, b)
+	if j := p.Jitter; j > 0 && j < 1 {
+		next := b
+		b = goretry.BackoffFunc(func() (time.Duration, bool) {
+			d, stop := next.Next()
+			if stop {
+				return d, stop
+			}
+			return d - time.Duration(rand.Float64()*j*float64(d)), false
+		})
+	}
+	if p.MaxAttempts > 0 {
+		b = goretry.WithMaxRetries(p.MaxAttempts-1, b)
+	}
+	if p.MaxElapsed > 0 {
+		b = goretry.WithMaxDuration(p.MaxElapsed, b)
+	}
+	return b
+}
+
+// Failure describes one failed attempt of Do.
+type Failure struct {
+	// Attempt numbers the failed attempt, from 1.
+	Attempt int
+	// Err is what the attempt returned.
+	Err error
+	// Delay is how long Do waits before the next attempt; zero when this
+	// was the last one.
+	Delay time.Duration
+}
+
+// Option configures Do.
+type Option func(*doOptions)
+
+type doOptions struct {
+	onFailure func(Failure)
+	wake      <-chan struct{}
+}
+
+// OnFailure makes Do call fn after every failed attempt, before it waits,
+// so the caller can log "retrying in 2s" or update a status. fn runs on
+// Do's goroutine and should not block.
+func OnFailure(fn func(Failure)) Option {
+	return func(o *doOptions) { o.onFailure = fn }
+}
+
+// WakeOn cuts Do's current wait short whenever a value arrives on (or the
+// closing of) ch, so an attempt starts at once; for example when a
+// connection becomes usable again. A closed channel wakes every wait, so
+// pass a channel that fires once per event.
+func WakeOn(ch <-chan struct{}) Option {
+	return func(o *doOptions) { o.wake = ch }
+}
+
+// Permanent marks err as not worth retrying: Do returns it at once.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Do runs op until it returns nil, returns an error marked Permanent, ctx
+// ends, or the policy's limits are reached. Between attempts it waits for
+// the policy's next delay; a cancelled ctx stops the wait at once. It
+// returns nil on success, the permanent error unwrapped, ctx's error
+// wrapping the last failure, or an error wrapping both ErrExhausted and the
+// last failure.
+func (p Policy) Do(ctx context.Context, op func(context.Context) error, opts ...Option) error {
+	var o doOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	b := p.Backoff()
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := op(ctx)
+		if err == nil {
+			return nil
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			return perm.err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		}
+		delay, stop := b.Next()
+		if stop {
+			delay = 0
+		}
+		if o.onFailure != nil {
+			o.onFailure(Failure{Attempt: attempt, Err: err, Delay: delay})
+		}
+		if stop {
+			return fmt.Errorf("%w after %d attempts: %w", ErrExhausted, attempt, err)
+		}
+		if serr := Sleep(ctx, delay, o.wake); serr != nil {
+			return fmt.Errorf("%w (last error: %w)", serr, err)
+		}
+	}
+}
+
+// Sleep waits for d, until ctx ends (returning ctx's error) or until wake
+// fires (returning nil early). A nil wake never fires.
+func Sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-wake:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
