@@ -37,7 +37,9 @@ type Instance struct {
 	// by IDFromAddress when the instance is registered.
 	ID string `json:"id"`
 	// Address is where clients reach the instance: "host:port", with an
-	// IPv6 host in brackets ("[::1]:8080") and a port in 1..65535.
+	// IPv6 host in brackets ("[::1]:8080", with an optional zone of
+	// letters, digits, '.', '_' and '-': "[fe80::1%eth0]:8080") and a port
+	// in 1..65535.
 	Address string `json:"address"`
 	// Metadata holds small optional attributes such as a zone or version.
 	// Keys are non-empty printable strings; values are valid UTF-8.
@@ -158,10 +160,24 @@ func validateAddress(addr string) error {
 		return invalid("Address", "has a host of %d bytes, more than the %d allowed", len(host), MaxHostLen)
 	case strings.Contains(host, ":"):
 		// SplitHostPort only accepts a colon in a bracketed host.
-		if net.ParseIP(strings.SplitN(host, "%", 2)[0]) == nil {
+		ip, zone, hasZone := strings.Cut(host, "%")
+		if net.ParseIP(ip) == nil {
 			return invalid("Address", "has host %q, which is not an IPv6 address", host)
 		}
+		// The zone (an interface name) must survive JSON and logs intact.
+		if hasZone && zone == "" {
+			return invalid("Address", "has an empty IPv6 zone")
+		}
+		for i := 0; i < len(zone); i++ {
+			if !isNameByte(zone[i]) {
+				return invalid("Address", "has %q in its IPv6 zone at byte %d; want letters, digits, '.', '_' or '-'", zone[i], i)
+			}
+		}
 		return nil
+	case strings.HasPrefix(addr, "["):
+		return invalid("Address", "has host %q in brackets; brackets are for IPv6 addresses only", host)
+	case !isDNSName(host):
+		return invalid("Address", "has host %q; want an IP address or a DNS name, which starts and ends with a letter or digit", host)
 	}
 	for i := 0; i < len(host); i++ {
 		if !isNameByte(host[i]) {
@@ -198,6 +214,18 @@ func IDFromAddress(addr string) string {
 		id = fmt.Sprintf("%s-%08x", id[:MaxNameLen-9], h.Sum32())
 	}
 	return id
+}
+
+// isDNSName reports whether host starts and ends with a letter or digit,
+// allowing the trailing dot of a fully qualified name. The bytes between are
+// checked by the caller.
+func isDNSName(host string) bool {
+	name := strings.TrimSuffix(host, ".")
+	return name != "" && isAlnum(name[0]) && isAlnum(name[len(name)-1])
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
 func isNameByte(c byte) bool {

@@ -112,7 +112,7 @@ func NewStatusBoard() *StatusBoard {
 
 // Set records st as the status of st.Instance and notifies subscribers. A
 // zero Since is set to now. Setting the state a registration is already in
-// with the same attempt and cause only refreshes it and notifies no one.
+// with the same attempt and cause is ignored and notifies no one.
 // StateDeregistered is delivered to subscribers and then forgotten, so Status
 // reports ErrNotRegistered afterwards.
 func (b *StatusBoard) Set(st Status) {
@@ -124,6 +124,9 @@ func (b *StatusBoard) Set(st Status) {
 		return
 	}
 	prev, ok := b.current[key]
+	if !ok && st.State == StateDeregistered {
+		return // already gone
+	}
 	if ok && prev.State == st.State && prev.Attempt == st.Attempt && sameErr(prev.Err, st.Err) &&
 		prev.Instance.Equal(st.Instance) {
 		return

@@ -70,7 +70,7 @@ func (p Policy) Validate() error {
 	case p.withDefaults().Max < p.withDefaults().Base:
 		// Reported with the defaults filled in, as they would be used.
 		return fmt.Errorf("%w: Max (%v) is less than Base (%v)", ErrInvalidPolicy, p.withDefaults().Max, p.withDefaults().Base)
-	case p.Jitter < 0 || p.Jitter >= 1:
+	case !(p.Jitter >= 0 && p.Jitter < 1): // also rejects NaN
 		return fmt.Errorf("%w: Jitter is %v; want a fraction in [0, 1)", ErrInvalidPolicy, p.Jitter)
 	case p.MaxElapsed < 0:
 		return fmt.Errorf("%w: MaxElapsed is %v; want a positive duration or zero for no limit", ErrInvalidPolicy, p.MaxElapsed)

@@ -1,0 +1,64 @@
+// Package discoverytest is roster's conformance suite: the contract of
+// package discovery written as tests, which every backend runs to prove
+// that it keeps it. A backend that passes gets the guarantees the rest of
+// roster (the gRPC resolver, the fx module, the command line) relies on, so
+// its own tests only need to cover what is specific to it, such as
+// reconnecting or its configuration.
+//
+// # Using it
+//
+// A backend author writes a [Harness]: a shared registry (a fresh one for
+// every subtest) on which MakeBackend opens new handles, each standing for
+// one process. [Run] then runs every named subtest against it:
+//
+//	type harness struct{ srv *myregistry.TestServer }
+//
+//	func (h *harness) MakeBackend(ctx context.Context) (discovery.Backend, error) {
+//		return mybackend.New(ctx, mybackend.Config{Addr: h.srv.Addr()})
+//	}
+//
+//	func (h *harness) Close() { h.srv.Stop() }
+//
+//	func TestConformance(t *testing.T) {
+//		discoverytest.Run(t, func(ctx context.Context, t *testing.T) (discoverytest.Harness, error) {
+//			srv, err := myregistry.StartTestServer(ctx)
+//			if err != nil {
+//				return nil, err
+//			}
+//			return &harness{srv: srv}, nil
+//		}, discoverytest.Capabilities{Status: true, Conflict: true})
+//	}
+//
+// A harness may also share one registry between subtests, as long as each
+// harness is isolated from the others (for etcd: a key prefix of its own).
+// Subtests call t.Parallel, so the HarnessMaker and Harness methods must be
+// safe for concurrent use across harnesses. Every backend a subtest makes is
+// closed by the subtest, before the harness is closed.
+//
+// [Capabilities] declares the optional parts of the contract that the
+// backend implements; subtests of a missing capability are skipped, and
+// a backend that claims one it does not have fails.
+//
+// # What the suite expects
+//
+// The suite tolerates a real, networked registry: writes may take
+// milliseconds and watch events arrive asynchronously. It waits for
+// conditions by polling Resolve or calling Watcher.Next, never by sleeping,
+// with a deadline of [Timeout]. A few checks that nothing happens (no
+// spurious change after a watcher caught up) wait a short [QuietPeriod].
+//
+// Beyond the method documentation in package discovery, the suite relies on
+// these points of the contract:
+//
+//   - A registration is visible to every handle once Register returns:
+//     writes are ordered, so when a later write is visible, every earlier
+//     one is too. The suite uses this to check that a failed Register wrote
+//     nothing.
+//   - The watchers of one service on one Resolver share what they know (as
+//     they do when the backend serves them from one discovery.Feed): once
+//     one of them has returned a set, an idle one returns that same set, or
+//     a newer one, on its next call.
+//   - With Capabilities.Status, Status reports discovery.StateRegistered as
+//     soon as Register returns, and ErrNotRegistered as soon as Deregister
+//     returns.
+package discoverytest

@@ -1,0 +1,114 @@
+package discovery_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/roster-sd/roster/discovery"
+)
+
+func ExampleInstance_Validate() {
+	in := discovery.Instance{Service: "payments", Address: "10.0.0.7:80800"}
+	err := in.Validate()
+	fmt.Println(err)
+
+	var fe *discovery.FieldError
+	if errors.As(err, &fe) {
+		fmt.Println("field:", fe.Field)
+	}
+	fmt.Println(errors.Is(err, discovery.ErrInvalidInstance))
+	// Output:
+	// discovery: invalid instance: Address has port "80800"; want a number in 1..65535
+	// field: Address
+	// true
+}
+
+func ExampleIDFromAddress() {
+	for _, addr := range []string{"10.0.0.7:8080", "[::1]:8080", "db-1.internal:5432"} {
+		fmt.Println(discovery.IDFromAddress(addr))
+	}
+	// Output:
+	// 10.0.0.7-8080
+	// --1-8080
+	// db-1.internal-5432
+}
+
+func ExampleNormalizeSet() {
+	set := discovery.NormalizeSet([]discovery.Instance{
+		{Service: "payments", ID: "p-2", Address: "10.0.0.8:8080"},
+		{Service: "payments", ID: "p-1", Address: "10.0.0.7:8080"},
+		{Service: "payments", ID: "p-2", Address: "10.0.0.9:8080"}, // the last one wins
+	})
+	for _, in := range set {
+		fmt.Println(in.Key(), in.Address)
+	}
+	// Output:
+	// payments/p-1 10.0.0.7:8080
+	// payments/p-2 10.0.0.9:8080
+}
+
+func ExampleFeed() {
+	ctx := context.Background()
+	feed := discovery.NewFeed()
+	w := feed.NewWatcher(func() { fmt.Println("last watcher gone") })
+
+	p1 := discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.7:8080"}
+	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.8:8080"}
+	p3 := discovery.Instance{Service: "payments", ID: "p-3", Address: "10.0.0.9:8080"}
+
+	feed.Publish([]discovery.Instance{p2, p1})
+	set, _ := w.Next(ctx)
+	fmt.Println(len(set), set[0].ID, set[1].ID)
+
+	// The watcher is slow: it gets only the newest of these sets.
+	feed.Publish([]discovery.Instance{p1})
+	feed.Publish([]discovery.Instance{p1, p3})
+	set, _ = w.Next(ctx)
+	fmt.Println(len(set), set[0].ID, set[1].ID)
+
+	w.Stop()
+	_, err := w.Next(ctx)
+	fmt.Println(err)
+	// Output:
+	// 2 p-1 p-2
+	// 2 p-1 p-3
+	// last watcher gone
+	// watcher stopped: discovery: closed
+}
+
+func ExampleStatusBoard() {
+	ctx := context.Background()
+	board := discovery.NewStatusBoard()
+	defer board.Close()
+	in := discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.7:8080"}
+
+	board.Set(discovery.Status{Instance: in, State: discovery.StateRegistering})
+	sub := board.SubscribeStatus()
+	defer sub.Stop()
+
+	st, _ := sub.Next(ctx) // the current status first
+	fmt.Println(st)
+
+	board.Set(discovery.Status{Instance: in, State: discovery.StateRetrying,
+		Attempt: 1, RetryIn: time.Second, Err: errors.New("connection refused")})
+	st, _ = sub.Next(ctx)
+	fmt.Println(st)
+
+	board.Set(discovery.Status{Instance: in, State: discovery.StateRegistered})
+	st, _ = sub.Next(ctx)
+	fmt.Println(st)
+
+	st, _ = board.Status("payments", "p-1")
+	fmt.Println("ready:", st.State == discovery.StateRegistered)
+
+	_, err := board.Status("payments", "p-9")
+	fmt.Println(err)
+	// Output:
+	// payments/p-1 registering
+	// payments/p-1 retrying (attempt 1, next in 1s): connection refused
+	// payments/p-1 registered
+	// ready: true
+	// discovery: instance not registered: payments/p-9
+}

@@ -1,0 +1,433 @@
+package discovery_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/roster-sd/roster/discovery"
+)
+
+// waitLong bounds every wait for something that must happen; blocked is
+// how long a test waits to see that something does not happen.
+const (
+	waitLong = 5 * time.Second
+	blocked  = 30 * time.Millisecond
+)
+
+// ids returns a set of instances of service "s" with the given IDs.
+func ids(id ...string) []discovery.Instance {
+	out := make([]discovery.Instance, 0, len(id))
+	for _, i := range id {
+		out = append(out, inst("s", i))
+	}
+	return out
+}
+
+// versioned returns a one-instance set whose metadata records version n.
+func versioned(n int) []discovery.Instance {
+	return []discovery.Instance{{
+		Service:  "s",
+		ID:       "v",
+		Address:  "10.0.0.7:8080",
+		Metadata: map[string]string{"version": strconv.Itoa(n)},
+	}}
+}
+
+func versionOf(t *testing.T, set []discovery.Instance) int {
+	t.Helper()
+	if len(set) != 1 {
+		t.Fatalf("set = %+v, want one instance", set)
+	}
+	n, err := strconv.Atoi(set[0].Metadata["version"])
+	if err != nil {
+		t.Fatalf("set = %+v: %v", set, err)
+	}
+	return n
+}
+
+type nextResult struct {
+	set []discovery.Instance
+	err error
+}
+
+// goNext calls w.Next on a new goroutine; the result arrives on the channel.
+func goNext(ctx context.Context, w discovery.Watcher) <-chan nextResult {
+	ch := make(chan nextResult, 1)
+	go func() {
+		set, err := w.Next(ctx)
+		ch <- nextResult{set, err}
+	}()
+	return ch
+}
+
+func receive(t *testing.T, ch <-chan nextResult) nextResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(waitLong):
+		t.Fatalf("Next did not return within %v", waitLong)
+		return nextResult{}
+	}
+}
+
+func notReceived(t *testing.T, ch <-chan nextResult) {
+	t.Helper()
+	select {
+	case r := <-ch:
+		t.Fatalf("Next returned (%+v, %v), want it to block", r.set, r.err)
+	case <-time.After(blocked):
+	}
+}
+
+// nextWithin calls w.Next with a short deadline, for a Next that should
+// either return at once or block.
+func nextWithin(w discovery.Watcher, d time.Duration) ([]discovery.Instance, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return w.Next(ctx)
+}
+
+func TestFeedFirstNextWaitsForFirstPublish(t *testing.T) {
+	t.Parallel()
+	f := discovery.NewFeed()
+	w := f.NewWatcher(nil)
+	defer w.Stop()
+
+	if _, ok := f.Current(); ok {
+		t.Errorf("Current() reports a set before the first Publish")
+	}
+	ch := goNext(context.Background(), w)
+	notReceived(t, ch)
+	if !f.Publish(ids("b", "a")) {
+		t.Errorf("first Publish() = false, want true")
+	}
+	r := receive(t, ch)
+	if r.err != nil {
+		t.Fatalf("Next() error = %v", r.err)
+	}
+	if got, want := r.set, ids("a", "b"); !discovery.EqualSets(got, want) {
+		t.Errorf("Next() = %v, want %v", keys(got), keys(want))
+	}
+}
+
+func TestFeedFirstPublishOfEmptySet(t *testing.T) {
+	t.Parallel()
+	f := discovery.NewFeed()
+	w := f.NewWatcher(nil)
+	defer w.Stop()
+	if !f.Publish(nil) {
+		t.Errorf("first Publish(nil) = false, want true: the first set is news even when empty")
+	}
+	got, err := nextWithin(w, waitLong)
+	if err != nil {
+		t.Fatalf("Next() error = %v", err)
+	}
+	if got == nil || len(got) != 0 {
+		t.Errorf("Next() = %#v, want an empty non-nil set", got)
+	}
+	if f.Publish([]discovery.Instance{}) {
+		t.Errorf("Publish(empty) after Publish(nil) = true, want false")
+	}
+}
+
+func TestFeedNextReturnsCurrentSetToNewWatcher(t *testing.T) {
+	t.Parallel()
+	f := discovery.NewFeed()
+	f.Publish(ids("a"))
+	f.Publish(ids("a", "b"))
+	w := f.NewWatcher(nil)
+	defer w.Stop()
+	got, err := nextWithin(w, waitLong)
+	if err != nil {
+		t.Fatalf("Next() error = %v", err)
+	}
+	if want := ids("a", "b"); !discovery.EqualSets(got, want) {
+		t.Errorf("Next() = %v, want %v", keys(got), keys(want))
+	}
+	cur, ok := f.Current()
+	if !ok || !discovery.EqualSets(cur, got) {
+		t.Errorf("Current() = %v, %v; want %v, true", keys(cur), ok, keys(got))
+	}
+}
+
+func TestFeedEqualPublishDoesNotWake(t *testing.T) {
+	t.Parallel()
+	f := discovery.NewFeed()
+	w := f.NewWatcher(nil)
+	defer w.Stop()
+	f.Publish(ids("a", "b"))
+	if _, err := nextWithin(w, waitLong); err != nil {
+		t.Fatalf("Next() error = %v", err)
+	}
+
+	ch := goNext(context.Background(), w)
+	cases := []struct {
+		name string
+		set  []discovery.Instance
+	}{
+		{"same", ids("a", "b")},
+		{"other order", ids("b", "a")},
+		{"with duplicate", ids("b", "a", "b")},
+	}
+	for _, tc := range cases {
+		if f.Publish(tc.set) {
+			t.Errorf("Publish(%s) = true, want false for an equal set", tc.name)
+		}
+	}
+	notReceived(t, ch)
+
+	f.Publish(ids("a"))
+	r := receive(t, ch)
+	if r.err != nil || !discovery.EqualSets(r.set, ids("a")) {
+		t.Errorf("Next() = %v, %v; want [s/a], nil", keys(r.set), r.err)
+	}
+}
+
+func TestFeedCoalescesForSlowReader(t *testing.T) {
+	t.Parallel()
+	f := discovery.NewFeed()
+	w := f.NewWatcher(nil)
+	defer w.Stop()
+	const n = 1000
+	for i := 1; i <= n; i++ {
+		f.Publish(versioned(i))
+	}
+	got, err := nextWithin(w, waitLong)
+	if err != nil {
+		t.Fatalf("Next() error = %v", err)
+	}
+	if v := versionOf(t, got); v != n {
+		t.Errorf("Next() returned version %d, want %d", v, n)
+	}
+	if got, err := nextWithin(w, blocked); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("second Next() = %v, %v; want it to block until the deadline", got, err)
+	}
+}
+
+func TestFeedReturnsCopies(t *testing.T) {
+	t.Parallel()
+	f := discovery.NewFeed()
+	in := versioned(1)
+	f.Publish(in)
+	in[0].Metadata["version"] = "mutated input"
+
+	w1, w2 := f.NewWatcher(nil), f.NewWatcher(nil)
+	defer w1.Stop()
+	defer w2.Stop()
+	got1, err := nextWithin(w1, waitLong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got1[0].Metadata["version"] = "mutated output"
+	got2, err := nextWithin(w2, waitLong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := versionOf(t, got2); v != 1 {
+		t.Errorf("second watcher got version %d, want 1", v)
+	}
+	cur, _ := f.Current()
+	if v := versionOf(t, cur); v != 1 {
+		t.Errorf("Current() version %d, want 1", v)
+	}
+}
+
+func TestFeedNextUnblocks(t *testing.T) {
+	t.Parallel()
+	customErr := fmt.Errorf("backend closed: %w", discovery.ErrClosed)
+	cases := []struct {
+		name    string
+		unblock func(f *discovery.Feed, w discovery.Watcher, cancel context.CancelFunc)
+		want    error
+		// wantExact: Next returns exactly this error value.
+		wantExact bool
+	}{
+		{"stop", func(_ *discovery.Feed, w discovery.Watcher, _ context.CancelFunc) { w.Stop() }, discovery.ErrClosed, false},
+		{"cancel", func(_ *discovery.Feed, _ discovery.Watcher, cancel context.CancelFunc) { cancel() }, context.Canceled, true},
+		{"close nil", func(f *discovery.Feed, _ discovery.Watcher, _ context.CancelFunc) { f.Close(nil) }, discovery.ErrClosed, true},
+		{"close err", func(f *discovery.Feed, _ discovery.Watcher, _ context.CancelFunc) { f.Close(customErr) }, customErr, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := discovery.NewFeed()
+			w := f.NewWatcher(nil)
+			defer w.Stop()
+			f.Publish(ids("a"))
+			if _, err := nextWithin(w, waitLong); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ch := goNext(ctx, w)
+			notReceived(t, ch)
+			tc.unblock(f, w, cancel)
+			r := receive(t, ch)
+			if !errors.Is(r.err, tc.want) {
+				t.Errorf("Next() error = %v, want %v", r.err, tc.want)
+			}
+			if tc.wantExact && r.err != tc.want {
+				t.Errorf("Next() error = %#v, want exactly %#v", r.err, tc.want)
+			}
+			if r.set != nil {
+				t.Errorf("Next() set = %v, want nil with an error", keys(r.set))
+			}
+			// The state is sticky, except for a cancelled ctx.
+			if tc.name != "cancel" {
+				if _, err := nextWithin(w, waitLong); !errors.Is(err, tc.want) {
+					t.Errorf("later Next() error = %v, want %v", err, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestFeedNextBeforeFirstPublishUnblocksOnStop(t *testing.T) {
+	t.Parallel()
+	f := discovery.NewFeed()
+	w := f.NewWatcher(nil)
+	ch := goNext(context.Background(), w)
+	notReceived(t, ch)
+	w.Stop()
+	if r := receive(t, ch); !errors.Is(r.err, discovery.ErrClosed) {
+		t.Errorf("Next() error = %v, want ErrClosed", r.err)
+	}
+}
+
+func TestFeedClose(t *testing.T) {
+	t.Parallel()
+	first := fmt.Errorf("first: %w", discovery.ErrClosed)
+	second := fmt.Errorf("second: %w", discovery.ErrClosed)
+	f := discovery.NewFeed()
+	f.Publish(ids("a"))
+	w := f.NewWatcher(nil)
+	defer w.Stop()
+	f.Close(first)
+	f.Close(second)
+	f.Close(nil)
+	if _, err := nextWithin(w, waitLong); err != first {
+		t.Errorf("Next() error = %v, want the first Close error %v", err, first)
+	}
+	if f.Publish(ids("b")) {
+		t.Errorf("Publish after Close = true, want false")
+	}
+	if got, ok := f.Current(); !ok || !discovery.EqualSets(got, ids("a")) {
+		t.Errorf("Current() after Close = %v, %v; want [s/a], true", keys(got), ok)
+	}
+	// A watcher made after Close sees the error too.
+	late := f.NewWatcher(nil)
+	defer late.Stop()
+	if _, err := nextWithin(late, waitLong); err != first {
+		t.Errorf("Next() on a late watcher error = %v, want %v", err, first)
+	}
+}
+
+func TestFeedStopRunsOnStopOnce(t *testing.T) {
+	t.Parallel()
+	f := discovery.NewFeed()
+	var calls atomic.Int32
+	w := f.NewWatcher(func() { calls.Add(1) })
+	other := f.NewWatcher(nil)
+	defer other.Stop()
+
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(w.Stop)
+	}
+	wg.Wait()
+	w.Stop()
+	if got, want := calls.Load(), int32(1); got != want {
+		t.Errorf("onStop ran %d times, want %d", got, want)
+	}
+	if _, err := nextWithin(w, waitLong); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Next() after Stop error = %v, want ErrClosed", err)
+	}
+	// Stopping one watcher leaves the others working.
+	f.Publish(ids("a"))
+	if got, err := nextWithin(other, waitLong); err != nil || !discovery.EqualSets(got, ids("a")) {
+		t.Errorf("other watcher Next() = %v, %v; want [s/a], nil", keys(got), err)
+	}
+}
+
+// TestFeedConcurrent runs publishers and watchers together under -race:
+// every watcher sees versions in increasing order and ends at the last one.
+func TestFeedConcurrent(t *testing.T) {
+	t.Parallel()
+	const (
+		publishers   = 4
+		perPublisher = 250
+		watchers     = 6
+		final        = publishers * perPublisher
+	)
+	f := discovery.NewFeed()
+
+	// Publishers take versions from one counter and publish them in that
+	// order, so the feed's order is the version order; the lock serializes
+	// only the publishers, not the watchers.
+	var (
+		pubMu   sync.Mutex
+		version int
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	seen := make([][]int, watchers)
+	errs := make([]error, watchers)
+	for i := range watchers {
+		w := f.NewWatcher(nil)
+		wg.Go(func() {
+			defer w.Stop()
+			for {
+				set, err := w.Next(ctx)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				n, err := strconv.Atoi(set[0].Metadata["version"])
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				seen[i] = append(seen[i], n)
+				if n == final {
+					return
+				}
+			}
+		})
+	}
+	for range publishers {
+		wg.Go(func() {
+			for range perPublisher {
+				pubMu.Lock()
+				version++
+				f.Publish(versioned(version))
+				pubMu.Unlock()
+				f.Current() // reads race with publishes and watchers
+			}
+		})
+	}
+	wg.Wait()
+
+	for i := range watchers {
+		if errs[i] != nil {
+			t.Errorf("watcher %d: %v (saw %d sets)", i, errs[i], len(seen[i]))
+			continue
+		}
+		got := seen[i]
+		if !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {
+			t.Errorf("watcher %d saw versions out of order: %v", i, got)
+		}
+		if len(got) == 0 || got[len(got)-1] != final {
+			t.Errorf("watcher %d ended at %v, want version %d", i, got[len(got)-1:], final)
+		}
+	}
+}
