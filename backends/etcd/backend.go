@@ -1,0 +1,419 @@
+package etcd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+
+	"github.com/roster-sd/roster/discovery"
+)
+
+// Backend is the etcd implementation of discovery.Backend and
+// discovery.StatusReporter. Create it with New or NewWithClient; it is safe
+// for concurrent use, and Close releases everything it started.
+type Backend struct {
+	cli        *clientv3.Client
+	ownsClient bool
+	cfg        Config
+	log        hclog.Logger
+	board      *discovery.StatusBoard
+	ttl        int64 // lease TTL in seconds
+
+	ctx       context.Context // ends on Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	startOnce sync.Once
+	closeOnce sync.Once
+	closeErr  error
+
+	kick      chan struct{} // wakes the keeper; capacity 1
+	connReady chan struct{} // the connection became usable; capacity 1
+
+	mu      sync.Mutex
+	closed  bool
+	held    map[discovery.Key]*entry // what this backend keeps published
+	byPath  map[string]discovery.Key // etcd key -> held key
+	tombs   map[string]*tomb         // keys to delete, by etcd key
+	lease   clientv3.LeaseID         // the live lease; 0 while (re-)establishing
+	granted clientv3.LeaseID         // the newest lease granted, which Close revokes
+	ours    []clientv3.LeaseID       // recent leases of ours, to tell our writes from others'
+
+	watches watchGroup // the resolver side's shared watches
+}
+
+var (
+	_ discovery.Backend        = (*Backend)(nil)
+	_ discovery.StatusReporter = (*Backend)(nil)
+)
+
+// New dials etcd with cfg and returns a Backend that owns the client and
+// closes it on Close. It does not wait for etcd to be reachable; the first
+// Register does. An invalid cfg gives an error wrapping ErrInvalidConfig.
+func New(cfg Config) (*Backend, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cli, err := clientv3.New(ClientConfig(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("etcd: connect to %v: %w", cfg.Endpoints, err)
+	}
+	b := newBackend(cli, cfg)
+	b.ownsClient = true
+	return b, nil
+}
+
+// NewWithClient returns a Backend on a client the application owns: the
+// Backend never closes it. Config fields about dialing (Endpoints,
+// DialTimeout, TLS, Username, Password, ReconnectDelay) are ignored; build
+// the client with ClientConfig to get roster's bounded reconnect delay.
+func NewWithClient(cli *clientv3.Client, cfg Config) (*Backend, error) {
+	if cli == nil {
+		return nil, fmt.Errorf("%w: client is nil", ErrInvalidConfig)
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return newBackend(cli, cfg), nil
+}
+
+// ClientConfig returns the etcd client configuration that New uses for cfg:
+// its endpoints, credentials and TLS, and gRPC dial options that bound the
+// reconnect backoff to about cfg.ReconnectDelay (gRPC's own default grows
+// to 120 s, which would delay recovery after a long outage by minutes).
+func ClientConfig(cfg Config) clientv3.Config {
+	cfg = cfg.withDefaults()
+	return clientv3.Config{
+		Endpoints:   cfg.Endpoints,
+		DialTimeout: cfg.DialTimeout,
+		TLS:         cfg.TLS,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
+		// gRPC keep-alive pings notice a silently dead connection (a
+		// network cut) instead of waiting for TCP to give up. 10 s is the
+		// smallest interval gRPC allows.
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
+		Logger:               zap.NewNop(),
+		DialOptions: []grpc.DialOption{
+			grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff: backoff.Config{
+					BaseDelay:  cfg.ReconnectDelay,
+					Multiplier: 1.6,
+					Jitter:     0.2,
+					MaxDelay:   cfg.ReconnectDelay,
+				},
+				MinConnectTimeout: cfg.DialTimeout,
+			}),
+		},
+	}
+}
+
+func newBackend(cli *clientv3.Client, cfg Config) *Backend {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Backend{
+		cli:       cli,
+		cfg:       cfg,
+		log:       cfg.Logger,
+		board:     discovery.NewStatusBoard(),
+		ttl:       int64(cfg.TTL / time.Second),
+		ctx:       ctx,
+		cancel:    cancel,
+		kick:      make(chan struct{}, 1),
+		connReady: make(chan struct{}, 1),
+		held:      make(map[discovery.Key]*entry),
+		byPath:    make(map[string]discovery.Key),
+		tombs:     make(map[string]*tomb),
+	}
+}
+
+// Client returns the etcd client the Backend uses.
+func (b *Backend) Client() *clientv3.Client { return b.cli }
+
+// Prefix returns the key prefix under which the Backend writes.
+func (b *Backend) Prefix() string { return b.cfg.Prefix }
+
+// Key returns the etcd key of an instance: <Prefix>/<service>/<id>.
+func (b *Backend) Key(service, id string) string {
+	return b.cfg.Prefix + "/" + service + "/" + id
+}
+
+// Lease returns the ID of the lease the Backend's instances are attached to,
+// or 0 while it has none (before the first Register, or while it is
+// re-establishing one after a failure).
+func (b *Backend) Lease() clientv3.LeaseID {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lease
+}
+
+// entry is one instance this backend keeps published: the desired state.
+type entry struct {
+	inst  discovery.Instance
+	path  string // etcd key
+	value string // JSON
+
+	// claim asks the keeper for an unconditional put: Register is an
+	// explicit claim, and the later writer owns the key. Without it the
+	// keeper only restores the key if it is absent.
+	claim bool
+	dirty bool // the keeper should (re)write it
+	// rev is the revision of the keeper's last write of this entry; events
+	// at or before it are echoes of the past.
+	rev      int64
+	written  bool // the registry held it as of rev
+	conflict bool // another registrar owns the key
+	state    discovery.State
+	waiters  []*waiter
+}
+
+// tomb is a key the keeper must delete, if it is still under the
+// Backend's lease.
+type tomb struct {
+	waiters []*waiter
+}
+
+// waiter is a Register or Deregister call waiting for the keeper.
+type waiter struct {
+	done chan struct{}
+	err  error
+}
+
+func newWaiter() *waiter { return &waiter{done: make(chan struct{})} }
+
+func (w *waiter) finish(err error) {
+	w.err = err
+	close(w.done)
+}
+
+func finishAll(ws []*waiter, err error) {
+	for _, w := range ws {
+		w.finish(err)
+	}
+}
+
+// Register implements discovery.Registrar. It returns once etcd holds the
+// instance under the Backend's lease; the first call grants the lease and
+// starts the keep-alive.
+func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
+	in, err := in.Normalize()
+	if err != nil {
+		return err
+	}
+	value, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("etcd: encode instance: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	key := in.Key()
+	w := newWaiter()
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return fmt.Errorf("etcd: register %v: %w", key, discovery.ErrClosed)
+	}
+	e := &entry{inst: in, path: b.Key(in.Service, in.ID), value: string(value), claim: true, dirty: true}
+	prev := b.held[key]
+	if prev != nil {
+		// An update: the earlier calls still waiting are satisfied by
+		// this newer value.
+		e.waiters, e.state, e.rev, e.written = prev.waiters, prev.state, prev.rev, prev.written
+		prev.waiters = nil
+	} else {
+		e.state = discovery.StateRegistering
+		b.board.Set(discovery.Status{Instance: in, State: discovery.StateRegistering})
+	}
+	e.waiters = append(e.waiters, w)
+	if t := b.tombs[e.path]; t != nil {
+		// Re-registered before the delete went out: the delete is moot.
+		finishAll(t.waiters, nil)
+		delete(b.tombs, e.path)
+	}
+	b.held[key] = e
+	b.byPath[e.path] = key
+	b.start()
+	b.mu.Unlock()
+
+	b.poke()
+	select {
+	case <-w.done:
+		return w.err
+	case <-ctx.Done():
+	}
+	return b.abandon(key, e, w, prev, ctx.Err())
+}
+
+// abandon undoes a Register whose context ended before etcd held the
+// instance: a new registration is withdrawn (and deleted, if the keeper got
+// as far as writing it), an update reverts to the previous value.
+func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, cause error) error {
+	b.mu.Lock()
+	select {
+	case <-w.done: // the keeper finished just now
+		b.mu.Unlock()
+		return w.err
+	default:
+	}
+	e.waiters = removeWaiter(e.waiters, w)
+	if b.held[key] != e {
+		// A later Register replaced it; that call owns the outcome.
+		b.mu.Unlock()
+		return fmt.Errorf("etcd: register %v: %w", key, cause)
+	}
+	var cleanup *waiter
+	if prev != nil {
+		// Put the previous value back.
+		prev.waiters, prev.dirty, prev.claim = e.waiters, true, true
+		e.waiters = nil
+		b.held[key] = prev
+	} else {
+		delete(b.held, key)
+		delete(b.byPath, e.path)
+		finishAll(e.waiters, fmt.Errorf("etcd: register %v: %w", key, cause))
+		e.waiters = nil
+		b.board.Set(discovery.Status{Instance: e.inst, State: discovery.StateDeregistered})
+		if !e.dirty {
+			// The keeper has written it, or is writing it: delete it.
+			cleanup = newWaiter()
+			b.tombs[e.path] = &tomb{waiters: []*waiter{cleanup}}
+		}
+	}
+	b.mu.Unlock()
+	b.poke()
+	if cleanup != nil {
+		// Leave nothing behind, but do not hang on an unreachable etcd.
+		t := time.NewTimer(b.cfg.RequestTimeout)
+		defer t.Stop()
+		select {
+		case <-cleanup.done:
+		case <-t.C:
+		case <-b.ctx.Done():
+		}
+	}
+	return fmt.Errorf("etcd: register %v: %w", key, cause)
+}
+
+func removeWaiter(ws []*waiter, w *waiter) []*waiter {
+	for i, x := range ws {
+		if x == w {
+			return append(ws[:i:i], ws[i+1:]...)
+		}
+	}
+	return ws
+}
+
+// Deregister implements discovery.Registrar: it deletes the instance's key
+// now (only if this Backend still owns it) and returns once etcd has
+// applied the delete.
+func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
+	if in.ID == "" {
+		in.ID = discovery.IDFromAddress(in.Address)
+	}
+	key := in.Key()
+	w := newWaiter()
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return fmt.Errorf("etcd: deregister %v: %w", key, discovery.ErrClosed)
+	}
+	e := b.held[key]
+	if e == nil {
+		b.mu.Unlock()
+		return fmt.Errorf("etcd: deregister %v: %w", key, discovery.ErrNotRegistered)
+	}
+	delete(b.held, key)
+	delete(b.byPath, e.path)
+	finishAll(e.waiters, fmt.Errorf("etcd: register %v: deregistered meanwhile: %w", key, discovery.ErrNotRegistered))
+	e.waiters = nil
+	b.board.Set(discovery.Status{Instance: e.inst, State: discovery.StateDeregistered})
+	b.tombs[e.path] = &tomb{waiters: []*waiter{w}}
+	b.mu.Unlock()
+
+	b.poke()
+	select {
+	case <-w.done:
+		return w.err
+	case <-ctx.Done():
+		// The keeper still deletes it when etcd answers (or Close revokes
+		// the lease).
+		return fmt.Errorf("etcd: deregister %v: %w", key, ctx.Err())
+	}
+}
+
+// Close implements discovery.Registrar: it stops the keep-alive, revokes the
+// lease (bounded by Config.RequestTimeout) so every instance leaves etcd at
+// once, ends all watchers, waits for every goroutine and, for New, closes
+// the client. It is idempotent.
+func (b *Backend) Close() error {
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		held := b.held
+		b.held = map[discovery.Key]*entry{}
+		lease := b.granted
+		tombs := b.tombs
+		b.tombs = map[string]*tomb{}
+		b.mu.Unlock()
+
+		b.cancel()
+		b.wg.Wait()
+		b.watches.closeAll()
+
+		var errs []error
+		if lease != 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RequestTimeout)
+			_, err := b.cli.Revoke(ctx, lease)
+			cancel()
+			if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				b.log.Warn("failed to revoke lease on close; instances expire with it", "lease", leaseString(lease), "ttl", b.cfg.TTL, "error", err)
+				errs = append(errs, fmt.Errorf("etcd: revoke lease %s: %w", leaseString(lease), err))
+			} else {
+				b.log.Info("revoked lease", "lease", leaseString(lease), "instances", len(held))
+			}
+		}
+		closedErr := fmt.Errorf("etcd: %w", discovery.ErrClosed)
+		for _, e := range held {
+			finishAll(e.waiters, closedErr)
+			b.board.Set(discovery.Status{Instance: e.inst, State: discovery.StateDeregistered})
+		}
+		for _, t := range tombs {
+			finishAll(t.waiters, nil) // the revoke removed it
+		}
+		b.board.Close()
+		if b.ownsClient {
+			if err := b.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+				errs = append(errs, fmt.Errorf("etcd: close client: %w", err))
+			}
+		}
+		b.closeErr = errors.Join(errs...)
+	})
+	return b.closeErr
+}
+
+// Status implements discovery.StatusReporter.
+func (b *Backend) Status(service, id string) (discovery.Status, error) {
+	return b.board.Status(service, id)
+}
+
+// Statuses implements discovery.StatusReporter.
+func (b *Backend) Statuses() []discovery.Status { return b.board.Statuses() }
+
+// SubscribeStatus implements discovery.StatusReporter.
+func (b *Backend) SubscribeStatus() *discovery.StatusSubscription {
+	return b.board.SubscribeStatus()
+}
+
+func leaseString(id clientv3.LeaseID) string { return fmt.Sprintf("%x", int64(id)) }

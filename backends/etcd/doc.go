@@ -1,0 +1,34 @@
+// Package etcd is roster's etcd backend: a discovery.Backend that keeps a
+// process's instances registered in etcd for as long as the process lives
+// and resolves and watches the live set.
+//
+// # Registration lifecycle
+//
+// A Backend holds one lease (TTL 15 s by default) shared by all of its
+// instances, so keep-alive traffic is one stream per process whatever the
+// instance count. Each instance is the key <Prefix>/<service>/<id> holding
+// the instance as JSON, attached to that lease.
+//
+// When keep-alive fails (etcd stopped, network cut, lease expired or
+// revoked) the Backend logs a warning with the cause and the next delay and
+// retries with its retry.Policy (1 s, 2 s, 4 s ... capped at 30 s,
+// jittered). Each attempt keeps the old lease if etcd still holds it, or
+// grants a new one, and then re-publishes every instance in one
+// transaction per 128 instances. The moment the connection to etcd becomes
+// usable again it retries at once instead of sleeping out the backoff, and
+// the gRPC reconnect backoff under the etcd client is bounded
+// (Config.ReconnectDelay) so that moment comes quickly after an outage of any
+// length. A key deleted by someone else, or the lease revoked by someone
+// else, is restored within milliseconds: the Backend watches its own keys.
+//
+// If another process registers the same service and ID, the later writer
+// owns the key; the earlier Backend reports discovery.StateConflict, logs an
+// error, and takes the key back only once it is gone.
+//
+// Deregister deletes the key at once; Close revokes the lease, so watchers
+// see every instance leave at once rather than after the TTL.
+//
+// The state of every registration (registering, registered, retrying, lost,
+// conflict, deregistered) is available through the discovery.StatusReporter
+// methods for readiness probes, logs and metrics.
+package etcd

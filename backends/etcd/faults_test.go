@@ -1,0 +1,322 @@
+package etcd_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/retry"
+)
+
+// poller reads a key every 20 ms through its own client and counts the
+// reads that succeeded and found the key absent.
+type poller struct {
+	ok, absent atomic.Int64
+	stop       chan struct{}
+	done       chan struct{}
+}
+
+func pollKey(t *testing.T, cli *clientv3.Client, key string) *poller {
+	p := &poller{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+			resp, err := getKey(cli, key, 200*time.Millisecond)
+			if err != nil {
+				continue
+			}
+			p.ok.Add(1)
+			if len(resp.Kvs) == 0 {
+				p.absent.Add(1)
+				t.Logf("poll at %v: key absent", time.Now().Format("15:04:05.000"))
+			}
+		}
+	}()
+	t.Cleanup(p.halt)
+	return p
+}
+
+func (p *poller) halt() {
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	<-p.done
+}
+
+func TestEtcdRestartedWithinTTL(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cfg := testConfig(t, srv.Endpoints())
+	cfg.TTL = 5 * time.Second // room for a stop and a restart under -race
+	b := newBackend(t, cfg)
+	register(t, b, instance("payments", "p-1"))
+	lease := b.Lease()
+	p := pollKey(t, srv.Client(t), b.Key("payments", "p-1"))
+
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	okBefore := p.ok.Load()
+	// Keep polling through more than a TTL after the restart.
+	deadline := time.Now().Add(cfg.TTL + time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.halt()
+	if n := p.absent.Load(); n != 0 {
+		t.Errorf("key was absent in %d of %d polls; want present throughout", n, p.ok.Load())
+	}
+	if p.ok.Load()-okBefore < 10 {
+		t.Errorf("only %d successful polls after the restart", p.ok.Load()-okBefore)
+	}
+	if got := b.Lease(); got != lease {
+		t.Errorf("lease = %x after restart, want unchanged %x", got, lease)
+	}
+	if got := keyLease(srv.Client(t), b.Key("payments", "p-1")); got != lease {
+		t.Errorf("key lease = %x, want %x", got, lease)
+	}
+}
+
+// outage stops etcd until the backend has been retrying for at least down,
+// restarts it, and returns how long after etcd accepted requests again the
+// registration was back.
+func outage(t *testing.T, policy retry.Policy, down time.Duration) {
+	srv := etcdtest.Start(t)
+	cfg := testConfig(t, srv.Endpoints())
+	cfg.Retry = policy
+	// Attempts fail fast, so the backend spends the outage asleep between
+	// them, as it does with the production defaults.
+	cfg.RequestTimeout = 300 * time.Millisecond
+	b := newBackend(t, cfg)
+	states := recordStates(t, b)
+	in := instance("payments", "p-1")
+	register(t, b, in)
+	states.waitState(t, discovery.StateRegistered, waitFor)
+
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	states.waitState(t, discovery.StateRetrying, cfg.TTL+waitFor)
+	for time.Since(stopped) < down {
+		time.Sleep(50 * time.Millisecond)
+	}
+	last := states.statuses()[len(states.statuses())-1]
+	if last.State != discovery.StateRetrying || last.Attempt < 1 || last.RetryIn <= 0 || last.Err == nil {
+		t.Errorf("retrying status = %+v; want attempt, delay and cause", last)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now() // Restart returns once etcd serves requests
+	states.waitState(t, discovery.StateRegistered, waitFor)
+	recovered := time.Since(back)
+	t.Logf("registration back %v after etcd returned (outage %v)", recovered, time.Since(stopped)-recovered)
+	if recovered > time.Second {
+		t.Errorf("registration back %v after etcd returned; want within 1s", recovered)
+	}
+	if !subsequence(states.states(), []discovery.State{discovery.StateRegistered, discovery.StateRetrying, discovery.StateRegistered}) {
+		t.Errorf("states = %v; want registered, retrying, registered", states.states())
+	}
+	resp, err := getKey(srv.Client(t), b.Key("payments", "p-1"), time.Second)
+	if err != nil || len(resp.Kvs) != 1 || clientv3.LeaseID(resp.Kvs[0].Lease) != b.Lease() {
+		t.Errorf("key after recovery = %v, %v; want it under lease %x", resp, err, b.Lease())
+	}
+}
+
+func TestEtcdDownLongerThanTTL(t *testing.T) {
+	t.Parallel()
+	outage(t, retry.Policy{Base: 250 * time.Millisecond, Max: time.Second, Jitter: 0.2}, 2*testTTL)
+}
+
+func TestEtcdDownThreeTimesRetryCap(t *testing.T) {
+	t.Parallel()
+	// The retry delay reaches its 3 s cap long before etcd returns; recovery
+	// must not wait for the rest of it.
+	const retryCap = 3 * time.Second
+	outage(t, retry.Policy{Base: time.Second, Max: retryCap, Jitter: 0.2}, 3*retryCap+testTTL)
+}
+
+func TestBlackholeLongerThanTTL(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
+	b := newBackend(t, testConfig(t, []string{proxy.Endpoint()}))
+	states := recordStates(t, b)
+	key := b.Key("payments", "p-1")
+	register(t, b, instance("payments", "p-1"))
+	lease := b.Lease()
+
+	proxy.Blackhole()
+	// Server up, traffic dropped: etcd expires the lease and the key.
+	eventually(t, testTTL+waitFor, "etcd expires the key", func() bool {
+		resp, err := getKey(cli, key, time.Second)
+		return err == nil && len(resp.Kvs) == 0
+	})
+	states.waitState(t, discovery.StateRetrying, waitFor)
+	proxy.Unblackhole()
+	healed := time.Now()
+	eventually(t, waitFor, "the key is back", func() bool { return keyLease(cli, key) != 0 })
+	t.Logf("key back %v after the cut healed", time.Since(healed))
+	if got := keyLease(cli, key); got == lease || got != b.Lease() {
+		t.Errorf("key lease = %x; want a new lease (old %x, backend %x)", got, lease, b.Lease())
+	}
+	states.waitState(t, discovery.StateRegistered, waitFor)
+}
+
+func TestExternalDeleteIsRestored(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	b := newBackend(t, testConfig(t, srv.Endpoints()))
+	states := recordStates(t, b)
+	key := b.Key("payments", "p-1")
+	register(t, b, instance("payments", "p-1"))
+	states.waitState(t, discovery.StateRegistered, waitFor)
+
+	deleted := time.Now()
+	if _, err := cli.Delete(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "the key is restored", func() bool { return keyLease(cli, key) == b.Lease() })
+	took := time.Since(deleted)
+	t.Logf("restored %v after the delete", took)
+	if took > 500*time.Millisecond {
+		t.Errorf("restored after %v; want within 0.5s", took)
+	}
+	states.waitState(t, discovery.StateRegistered, waitFor)
+	if !subsequence(states.states(), []discovery.State{discovery.StateRegistered, discovery.StateLost, discovery.StateRegistered}) {
+		t.Errorf("states = %v; want registered, lost, registered", states.states())
+	}
+}
+
+func TestExternalRevokeIsRestored(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	b := newBackend(t, testConfig(t, srv.Endpoints()))
+	key := b.Key("payments", "p-1")
+	register(t, b, instance("payments", "p-1"))
+	register(t, b, instance("orders", "o-1"))
+	old := b.Lease()
+
+	revoked := time.Now()
+	if _, err := cli.Revoke(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "both keys are back under a new lease", func() bool {
+		l := keyLease(cli, key)
+		return l != 0 && l != old && keyLease(cli, b.Key("orders", "o-1")) == l
+	})
+	took := time.Since(revoked)
+	t.Logf("restored %v after the revoke", took)
+	if took > 500*time.Millisecond {
+		t.Errorf("restored after %v; want within 0.5s", took)
+	}
+}
+
+func TestClusterLeaderKilled(t *testing.T) {
+	t.Parallel()
+	cluster := etcdtest.StartCluster(t, 3)
+	cfg := testConfig(t, cluster.Endpoints())
+	cfg.TTL = 3 * time.Second
+	b := newBackend(t, cfg)
+	key := b.Key("payments", "p-1")
+	register(t, b, instance("payments", "p-1"))
+	p := pollKey(t, cluster.Client(t), key)
+
+	killed, err := cluster.StopLeader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stopped leader member %d", killed)
+	if _, err := cluster.WaitLeader(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	okBefore := p.ok.Load()
+	deadline := time.Now().Add(2 * cfg.TTL)
+	for time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.halt()
+	if n := p.absent.Load(); n != 0 {
+		t.Errorf("key absent in %d of %d polls; want never", n, p.ok.Load())
+	}
+	if p.ok.Load()-okBefore < 10 {
+		t.Errorf("only %d successful polls after the leader change", p.ok.Load()-okBefore)
+	}
+	st, err := b.Status("payments", "p-1")
+	if err != nil || st.State != discovery.StateRegistered {
+		t.Errorf("status = %v, %v; want registered", st, err)
+	}
+}
+
+func TestSameInstanceFromTwoBackendsDoesNotFlap(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	first := newBackend(t, testConfig(t, srv.Endpoints()))
+	second := newBackend(t, testConfig(t, srv.Endpoints()))
+	firstStates := recordStates(t, first)
+	key := first.Key("payments", "p-1")
+
+	wctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := cli.Watch(wctx, key)
+	var puts, deletes atomic.Int64
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		for resp := range events {
+			for _, ev := range resp.Events {
+				if ev.Type == mvccpb.PUT {
+					puts.Add(1)
+				} else {
+					deletes.Add(1)
+				}
+			}
+		}
+	}()
+
+	register(t, first, instance("payments", "p-1"))
+	register(t, second, instance("payments", "p-1"))
+	firstStates.waitState(t, discovery.StateConflict, waitFor)
+	if st, _ := first.Status("payments", "p-1"); !errorsIs(st.Err, discovery.ErrConflict) {
+		t.Errorf("conflict status = %v; want an error wrapping ErrConflict", st)
+	}
+	// Several keep-alive rounds: nobody writes again.
+	time.Sleep(3 * testTTL)
+	if got := keyLease(cli, key); got != second.Lease() {
+		t.Errorf("key lease = %x; want the later writer's %x", got, second.Lease())
+	}
+	if p, d := puts.Load(), deletes.Load(); p != 2 || d != 0 {
+		t.Errorf("saw %d puts and %d deletes; want exactly 2 puts (one each) and no delete", p, d)
+	}
+	// The later writer leaves: the earlier one takes the key back.
+	if err := second.Deregister(context.Background(), instance("payments", "p-1")); err != nil {
+		t.Fatal(err)
+	}
+	firstStates.waitState(t, discovery.StateRegistered, waitFor)
+	eventually(t, waitFor, "the first backend owns the key", func() bool { return keyLease(cli, key) == first.Lease() })
+	cancel()
+	<-watchDone
+}

@@ -1,0 +1,220 @@
+package etcd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/retry"
+)
+
+// watchGroup holds the Backend's etcd watches, one per watched service,
+// each shared by every local Watcher of that service. Guarded by b.mu.
+type watchGroup struct {
+	byService map[string]*serviceWatch
+}
+
+type serviceWatch struct {
+	feed   *discovery.Feed
+	refs   int
+	cancel context.CancelFunc
+}
+
+// closeAll ends every watcher. Called by Close after the watch goroutines
+// have stopped.
+func (g *watchGroup) closeAll() {
+	for service, w := range g.byService {
+		w.feed.Close(fmt.Errorf("etcd: watch %s: %w", service, discovery.ErrClosed))
+	}
+	clear(g.byService)
+}
+
+// servicePrefix is the prefix of a service's keys, with its trailing slash
+// so that "pay" does not match "payments".
+func (b *Backend) servicePrefix(service string) string {
+	return b.cfg.Prefix + "/" + service + "/"
+}
+
+// Resolve implements discovery.Resolver with one range read of the
+// service's keys: linearizable unless Config.SerializableReads is set.
+func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
+	if err := discovery.ValidateName("service", service); err != nil {
+		return nil, err
+	}
+	if b.isClosed() {
+		return nil, fmt.Errorf("etcd: resolve %s: %w", service, discovery.ErrClosed)
+	}
+	set, _, err := b.list(ctx, service)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: resolve %s: %w", service, err)
+	}
+	return set, nil
+}
+
+func (b *Backend) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// list reads the service's instances and the revision they were read at.
+func (b *Backend) list(ctx context.Context, service string) ([]discovery.Instance, int64, error) {
+	opts := []clientv3.OpOption{clientv3.WithPrefix()}
+	if b.cfg.SerializableReads {
+		opts = append(opts, clientv3.WithSerializable())
+	}
+	resp, err := b.cli.Get(ctx, b.servicePrefix(service), opts...)
+	if err != nil {
+		return nil, 0, err
+	}
+	set := make([]discovery.Instance, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		if in, ok := b.decode(service, kv); ok {
+			set = append(set, in)
+		}
+	}
+	return discovery.NormalizeSet(set), resp.Header.Revision, nil
+}
+
+// decode turns a key-value under the service's prefix into an instance,
+// skipping (with a warning) a value that is not a valid instance of that
+// service stored under its own ID: someone else wrote it.
+func (b *Backend) decode(service string, kv *mvccpb.KeyValue) (discovery.Instance, bool) {
+	var in discovery.Instance
+	id := strings.TrimPrefix(string(kv.Key), b.servicePrefix(service))
+	err := json.Unmarshal(kv.Value, &in)
+	if err == nil {
+		err = in.Validate()
+	}
+	if err == nil && (in.Service != service || in.ID != id) {
+		err = fmt.Errorf("holds instance %s/%s", in.Service, in.ID)
+	}
+	if err != nil {
+		b.log.Warn("skipping a value that is not a valid instance", "key", string(kv.Key),
+			"revision", kv.ModRevision, "error", err)
+		return discovery.Instance{}, false
+	}
+	return in, true
+}
+
+// Watch implements discovery.Resolver. Watchers of one service share one
+// etcd watch, which lists the service at a revision R, then watches from
+// R+1, resumes from the last revision it saw after any fault, and lists
+// again if that revision was compacted. The watch lives until its last
+// Watcher stops or the Backend closes; ctx is not used after Watch returns.
+func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
+	if err := discovery.ValidateName("service", service); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, fmt.Errorf("etcd: watch %s: %w", service, discovery.ErrClosed)
+	}
+	if b.watches.byService == nil {
+		b.watches.byService = make(map[string]*serviceWatch)
+	}
+	w := b.watches.byService[service]
+	if w == nil {
+		wctx, cancel := context.WithCancel(b.ctx)
+		w = &serviceWatch{feed: discovery.NewFeed(), cancel: cancel}
+		b.watches.byService[service] = w
+		b.wg.Add(1)
+		go b.follow(wctx, service, w.feed)
+	}
+	w.refs++
+	return w.feed.NewWatcher(func() { b.unwatch(service, w) }), nil
+}
+
+// unwatch releases one Watcher's share of a service watch.
+func (b *Backend) unwatch(service string, w *serviceWatch) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	w.refs--
+	if w.refs == 0 && b.watches.byService[service] == w {
+		w.cancel()
+		delete(b.watches.byService, service)
+	}
+}
+
+// follow keeps feed up to date with the service's instances until ctx
+// ends. It never gives up on a transient fault.
+func (b *Backend) follow(ctx context.Context, service string, feed *discovery.Feed) {
+	defer b.wg.Done()
+	prefix := b.servicePrefix(service)
+	backoff := b.cfg.Retry.Backoff()
+	pause := func(err error) bool {
+		d, _ := backoff.Next()
+		b.log.Debug("service watch interrupted, resuming", "service", service, "retry_in", d, "error", err)
+		return retry.Sleep(ctx, d, nil) == nil
+	}
+	var (
+		current map[string]discovery.Instance // by etcd key
+		rev     int64                         // next revision to watch from; 0: list first
+	)
+	for ctx.Err() == nil {
+		if rev == 0 {
+			lctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
+			set, at, err := b.list(lctx, service)
+			cancel()
+			if err != nil {
+				if !pause(err) {
+					return
+				}
+				continue
+			}
+			current = make(map[string]discovery.Instance, len(set))
+			for _, in := range set {
+				current[prefix+in.ID] = in
+			}
+			feed.Publish(set)
+			rev = at + 1
+		}
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		var err error
+		for resp := range b.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev)) {
+			if resp.CompactRevision != 0 {
+				b.log.Info("service watch fell behind compaction, listing again",
+					"service", service, "compact_revision", resp.CompactRevision)
+				rev, err = 0, nil
+				break
+			}
+			if err = resp.Err(); err != nil {
+				break
+			}
+			backoff = b.cfg.Retry.Backoff()
+			for _, ev := range resp.Events {
+				key := string(ev.Kv.Key)
+				if ev.Type == mvccpb.DELETE {
+					delete(current, key)
+				} else if in, ok := b.decode(service, ev.Kv); ok {
+					current[key] = in
+				} else {
+					delete(current, key)
+				}
+				rev = ev.Kv.ModRevision + 1
+			}
+			if len(resp.Events) > 0 {
+				set := make([]discovery.Instance, 0, len(current))
+				for _, in := range current {
+					set = append(set, in)
+				}
+				feed.Publish(set)
+			}
+		}
+		cancel()
+		if err != nil || (rev != 0 && ctx.Err() == nil) {
+			if !pause(err) {
+				return
+			}
+		}
+	}
+}
