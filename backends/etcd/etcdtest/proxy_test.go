@@ -1,0 +1,192 @@
+package etcdtest_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/connectivity"
+
+	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+)
+
+// proxied starts a server, a proxy in front of it and a client through the
+// proxy.
+func proxied(t *testing.T) (*etcdtest.Server, *etcdtest.Proxy, *clientv3.Client) {
+	t.Helper()
+	s := etcdtest.Start(t)
+	p := etcdtest.StartProxy(t, s.Endpoints()[0])
+	if p.Endpoint() == s.Endpoints()[0] {
+		t.Fatal("proxy endpoint is the server's")
+	}
+	cfg := s.ClientConfig()
+	cfg.Endpoints = []string{p.Endpoint()}
+	cli, err := newClient(t, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	put(t, cli, "k", "v")
+	return s, p, cli
+}
+
+func TestProxyBlackhole(t *testing.T) {
+	t.Parallel()
+	_, p, cli := proxied(t)
+
+	p.Blackhole()
+	p.Blackhole() // idempotent
+	if _, err := get(cli, "k", 500*time.Millisecond); err == nil {
+		t.Fatal("Get through a blackholed proxy succeeded")
+	} else {
+		t.Logf("Get while blackholed: %v", err)
+	}
+	p.Unblackhole()
+	mustGet(t, cli, "k", "v")
+}
+
+func TestProxyDropConnections(t *testing.T) {
+	t.Parallel()
+	_, p, cli := proxied(t)
+
+	// A kept-alive HTTP/1.1 connection through the proxy, used once so
+	// that it is surely established, is closed under its reader.
+	raw, err := net.Dial("tcp", p.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := raw.Write([]byte("GET /health HTTP/1.1\r\nHost: etcd\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(raw)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("health through the proxy: %v", err)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("health through the proxy: %s", resp.Status)
+	}
+
+	// The client's connection leaves READY: it was cut, not just idle.
+	conn := cli.ActiveConnection()
+	if st := conn.GetState(); st != connectivity.Ready {
+		t.Fatalf("client connection %v, want READY", st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	changed := make(chan bool, 1)
+	go func() { changed <- conn.WaitForStateChange(ctx, connectivity.Ready) }()
+
+	if err := p.DropConnections(); err != nil {
+		t.Fatalf("DropConnections: %v", err)
+	}
+
+	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("read from a dropped connection succeeded")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("dropped connection still open after 5s")
+	}
+	if !<-changed {
+		t.Fatal("client connection still READY 5s after DropConnections")
+	}
+
+	// The client reconnects on its own.
+	mustGet(t, cli, "k", "v")
+}
+
+func TestProxyLatency(t *testing.T) {
+	t.Parallel()
+	_, p, cli := proxied(t)
+
+	const d = 200 * time.Millisecond
+	p.SetLatency(d)
+	start := time.Now()
+	mustGet(t, cli, "k", "v")
+	if took := time.Since(start); took < d {
+		t.Fatalf("Get with latency %v took %v", d, took)
+	} else {
+		t.Logf("Get with latency %v took %v", d, took)
+	}
+
+	// Bytes already delayed keep their delay: let them through before
+	// measuring.
+	p.SetLatency(0)
+	mustGet(t, cli, "k", "v")
+	start = time.Now()
+	mustGet(t, cli, "k", "v")
+	if took := time.Since(start); took >= d {
+		t.Fatalf("Get without latency took %v", took)
+	}
+}
+
+func TestProxyServerRestart(t *testing.T) {
+	t.Parallel()
+	s, _, cli := proxied(t)
+	if err := s.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	// Clients keep dialing the proxy while the server is down; the proxy
+	// must keep accepting through all those failures.
+	for range 20 {
+		if _, err := get(cli, "k", 50*time.Millisecond); err == nil {
+			t.Fatal("Get succeeded while the server was stopped")
+		}
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	mustGet(t, cli, "k", "v")
+}
+
+func TestProxyCloseWithOpenConnections(t *testing.T) {
+	t.Parallel()
+	s := etcdtest.Start(t)
+	p, err := etcdtest.NewProxy(s.Endpoints()[0])
+	if err != nil {
+		t.Fatalf("NewProxy: %v", err)
+	}
+	cfg := s.ClientConfig()
+	cfg.Endpoints = []string{p.Endpoint()}
+	cli, err := newClient(t, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	put(t, cli, "k", "v")
+	p.Blackhole()
+
+	done := make(chan error, 1)
+	go func() { done <- p.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hangs with an open connection")
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := get(cli, "k", 500*time.Millisecond); err == nil {
+		t.Fatal("Get through a closed proxy succeeded")
+	}
+}
+
+func TestNewProxyBadTarget(t *testing.T) {
+	t.Parallel()
+	if p, err := etcdtest.NewProxy("no-port"); err == nil {
+		p.Close()
+		t.Fatal("NewProxy without a port succeeded")
+	}
+}
