@@ -39,6 +39,35 @@
 // backend implements; subtests of a missing capability are skipped, and
 // a backend that claims one it does not have fails.
 //
+// # Subtests
+//
+// Run runs these subtests (see [SubtestNames]), each named after the rule
+// it checks:
+//
+//   - Registering: RegisterThenResolveFromAnotherHandle,
+//     RegisterIsIdempotent, ReregisterUpdatesMetadataInPlace,
+//     RegisterCopiesTheInstance, RegisterWithCancelledContextLeavesNothing,
+//     InvalidInstances (one case per kind of invalid instance; each wraps
+//     discovery.ErrInvalidInstance, names the field and writes nothing),
+//     EmptyIDDerivedFromAddress.
+//   - Deregistering: DeregisterRemoves, DeregisterUnknownIsErrNotRegistered.
+//   - Resolving: ServicesAreIsolated, ResolveSortedByID,
+//     ResolveReturnsCopies, ResolveUnknownServiceIsEmpty.
+//   - Watching: WatchFirstNextIsCurrentSet, WatchNextAfterChange,
+//     WatchCoalescesQuickChanges, WatchReturnsCopies,
+//     WatchersAreIndependent, WatchStopUnblocksNext,
+//     WatchContextEndUnblocksNext, WatchSeesOtherHandle.
+//   - Closing: CloseDeregistersEverything, CloseStopsWatchers,
+//     CallsAfterCloseAreErrClosed, CloseIsIdempotent.
+//   - Concurrency: ConcurrentRegisterDeregister.
+//   - Capabilities.Status: StatusTransitions,
+//     StatusOfUnknownIsErrNotRegistered, StatusesListsRegistrations,
+//     SubscribeStatusStartsWithCurrent.
+//   - Capabilities.Conflict: ConflictLaterWriterWins,
+//     ConflictEarlierWriterDeregisters.
+//
+// Run a single one with go test -run 'TestConformance/WatchNextAfterChange'.
+//
 // # What the suite expects
 //
 // The suite tolerates a real, networked registry: writes may take
@@ -50,10 +79,10 @@
 // Beyond the method documentation in package discovery, the suite relies on
 // these points of the contract:
 //
-//   - A registration is visible to every handle once Register returns:
-//     writes are ordered, so when a later write is visible, every earlier
-//     one is too. The suite uses this to check that a failed Register wrote
-//     nothing.
+//   - The writes of one handle are ordered: once a later write is visible
+//     through any handle, every earlier one is too. The suite uses this to
+//     check that a failed Register wrote nothing, by waiting for a
+//     successful write made after it.
 //   - The watchers of one service on one Resolver share what they know (as
 //     they do when the backend serves them from one discovery.Feed): once
 //     one of them has returned a set, an idle one returns that same set, or
@@ -61,4 +90,10 @@
 //   - With Capabilities.Status, Status reports discovery.StateRegistered as
 //     soon as Register returns, and ErrNotRegistered as soon as Deregister
 //     returns.
+//   - With Capabilities.Conflict, a handle whose key was taken over still
+//     holds its registration: Deregister of it returns nil (and leaves the
+//     other handle's instance alone), and it no longer takes the key back.
+//
+// Package backends/memory is the reference: it passes
+// every subtest, and its TestConformance is a complete example.
 package discoverytest

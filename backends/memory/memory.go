@@ -1,0 +1,401 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	goretry "github.com/sethvargo/go-retry"
+
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/retry"
+)
+
+var (
+	_ discovery.Backend        = (*Backend)(nil)
+	_ discovery.StatusReporter = (*Backend)(nil)
+)
+
+// Backend is one handle on a Store, as one process's etcd client is a
+// handle on a shared etcd cluster. It registers instances in the Store,
+// resolves and watches them, and reports the status of its registrations.
+//
+// A Backend is safe for concurrent use. Close it when done: Close removes
+// its instances from the Store and stops its watchers and goroutines.
+type Backend struct {
+	store     *Store
+	opts      options
+	board     *discovery.StatusBoard
+	ctx       context.Context // ends when Close starts; bounds goroutines
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // goroutines: delayed restores, the outage retry loop
+	wake      chan struct{}  // receives a value when the Store becomes available
+	closeOnce sync.Once
+
+	// Guarded by store.mu.
+	regs     map[discovery.Key]*registration
+	watchers map[discovery.Watcher]struct{}
+	closed   bool
+	retrying bool // the outage retry loop is running
+}
+
+// registration is one instance this Backend holds, whether or not it owns
+// the key in the Store at the moment. Guarded by store.mu.
+type registration struct {
+	inst    discovery.Instance
+	state   discovery.State
+	waitSeq uint64 // in StateConflict: when it started waiting, to hand keys over in order
+	lostGen uint64 // counts entries into StateLost, so a stale delayed restore does nothing
+}
+
+// New returns a Backend on store; a nil store gives the Backend a private
+// Store of its own (see Backend.Store). It panics if an option has an
+// invalid value (a negative restore delay, a retry policy that fails
+// Validate), as that is a programming error.
+func New(store *Store, opts ...Option) *Backend {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := o.validate(); err != nil {
+		panic(err)
+	}
+	if store == nil {
+		store = NewStore()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Backend{
+		store:    store,
+		opts:     o,
+		board:    discovery.NewStatusBoard(),
+		ctx:      ctx,
+		cancel:   cancel,
+		wake:     make(chan struct{}, 1),
+		regs:     make(map[discovery.Key]*registration),
+		watchers: make(map[discovery.Watcher]struct{}),
+	}
+	store.mu.Lock()
+	store.backends[b] = struct{}{}
+	store.mu.Unlock()
+	return b
+}
+
+// Store returns the Store this Backend is a handle on.
+func (b *Backend) Store() *Store { return b.store }
+
+// Register implements discovery.Registrar. It validates in (an error wraps
+// discovery.ErrInvalidInstance and names the field), writes it to the Store
+// and returns; the registration is then discovery.StateRegistered.
+// Registering the same service and ID again updates the instance in place.
+// If another Backend owned the key, this one takes it over and the other
+// reports discovery.StateConflict. It fails with ErrUnavailable during an
+// outage, ctx's error if ctx has ended, and discovery.ErrClosed after
+// Close; in each of these cases it writes nothing.
+func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
+	s := b.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b.closed {
+		return fmt.Errorf("memory: register: %w", discovery.ErrClosed)
+	}
+	in, err := in.Normalize()
+	if err != nil {
+		return fmt.Errorf("memory: register: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: register %s: %w", in.Key(), err)
+	}
+	if !s.available {
+		return fmt.Errorf("memory: register %s: %w", in.Key(), ErrUnavailable)
+	}
+	r := b.regs[in.Key()]
+	if r == nil {
+		r = &registration{inst: in}
+		b.regs[in.Key()] = r
+		b.setLocked(r, discovery.Status{State: discovery.StateRegistering})
+	}
+	r.inst = in
+	s.putLocked(b, in)
+	b.setLocked(r, discovery.Status{State: discovery.StateRegistered})
+	return nil
+}
+
+// Deregister implements discovery.Registrar. It removes the instance with
+// in's Service and ID (or the ID derived from in.Address when in.ID is
+// empty) from the Store at once and forgets it. If another Backend owns the
+// key at the moment (this one is in discovery.StateConflict), the other's
+// instance stays. An instance this Backend does not hold gives an error
+// wrapping discovery.ErrNotRegistered, whoever owns the key. It fails with
+// ErrUnavailable during an outage, ctx's error if ctx has ended, and
+// discovery.ErrClosed after Close.
+func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
+	s := b.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b.closed {
+		return fmt.Errorf("memory: deregister: %w", discovery.ErrClosed)
+	}
+	key := in.Key()
+	if key.ID == "" && in.Address != "" {
+		key.ID = discovery.IDFromAddress(in.Address)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: deregister %s: %w", key, err)
+	}
+	r := b.regs[key]
+	if r == nil {
+		return fmt.Errorf("memory: deregister %s: %w", key, discovery.ErrNotRegistered)
+	}
+	if !s.available {
+		return fmt.Errorf("memory: deregister %s: %w", key, ErrUnavailable)
+	}
+	b.dropLocked(r)
+	return nil
+}
+
+// Resolve implements discovery.Resolver: the instances of service in the
+// Store, sorted by ID, as copies the caller may modify. It fails with
+// ErrUnavailable during an outage, ctx's error if ctx has ended, and
+// discovery.ErrClosed after Close.
+func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
+	s := b.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := b.usableLocked(ctx, "resolve", service); err != nil {
+		return nil, err
+	}
+	return s.setLocked(service), nil
+}
+
+// Watch implements discovery.Resolver. All watchers of a service, from any
+// Backend on the Store, share one discovery.Feed, so their first Next
+// returns the current set at once and later changes are coalesced. The
+// watcher lives until Stop or until this Backend is closed. Watch fails
+// with ErrUnavailable during an outage, ctx's error if ctx has ended, and
+// discovery.ErrClosed after Close.
+func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
+	s := b.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := b.usableLocked(ctx, "watch", service); err != nil {
+		return nil, err
+	}
+	return s.watchLocked(b, service), nil
+}
+
+// Status implements discovery.StatusReporter.
+func (b *Backend) Status(service, id string) (discovery.Status, error) {
+	return b.board.Status(service, id)
+}
+
+// Statuses implements discovery.StatusReporter.
+func (b *Backend) Statuses() []discovery.Status {
+	return b.board.Statuses()
+}
+
+// SubscribeStatus implements discovery.StatusReporter. After Close the
+// subscription yields nothing and its Next returns discovery.ErrClosed.
+func (b *Backend) SubscribeStatus() *discovery.StatusSubscription {
+	return b.board.SubscribeStatus()
+}
+
+// Close implements discovery.Registrar. It removes every instance this
+// Backend owns from the Store (reporting discovery.StateDeregistered for
+// each of its registrations), hands keys over to Backends waiting for them,
+// stops its goroutines and its watchers (their Next returns
+// discovery.ErrClosed) and ends its status subscriptions. Close removes the
+// instances even during an outage, standing in for the lease expiry that
+// would remove them from a real registry, so it never fails. It is
+// idempotent and returns nil; afterwards every other method returns
+// discovery.ErrClosed.
+func (b *Backend) Close() error {
+	b.closeOnce.Do(b.close)
+	return nil
+}
+
+func (b *Backend) close() {
+	s := b.store
+	s.mu.Lock()
+	b.closed = true
+	delete(s.backends, b)
+	for _, key := range sortedKeys(b.regs) {
+		b.dropLocked(b.regs[key])
+	}
+	watchers := b.watchers
+	b.watchers = nil
+	s.mu.Unlock()
+
+	b.cancel()
+	b.wg.Wait()
+	for w := range watchers {
+		w.Stop()
+	}
+	b.board.Close()
+}
+
+// usableLocked reports why b cannot serve a call now, if it cannot.
+func (b *Backend) usableLocked(ctx context.Context, op, service string) error {
+	switch {
+	case b.closed:
+		return fmt.Errorf("memory: %s %q: %w", op, service, discovery.ErrClosed)
+	case ctx.Err() != nil:
+		return fmt.Errorf("memory: %s %q: %w", op, service, ctx.Err())
+	case !b.store.available:
+		return fmt.Errorf("memory: %s %q: %w", op, service, ErrUnavailable)
+	}
+	return nil
+}
+
+// dropLocked forgets r and removes its instance from the Store if this
+// Backend owns it.
+func (b *Backend) dropLocked(r *registration) {
+	s := b.store
+	key := r.inst.Key()
+	delete(b.regs, key)
+	if e, ok := s.entryLocked(key); ok && e.owner == b {
+		s.removeLocked(key)
+	}
+	b.setLocked(r, discovery.Status{State: discovery.StateDeregistered})
+}
+
+// setLocked moves r to st.State and reports st for r's instance.
+func (b *Backend) setLocked(r *registration, st discovery.Status) {
+	r.state = st.State
+	st.Instance = r.inst
+	b.board.Set(st)
+}
+
+// conflictLocked records that another Backend has written r's key.
+func (b *Backend) conflictLocked(r *registration) {
+	if r.state != discovery.StateConflict {
+		b.store.seq++
+		r.waitSeq = b.store.seq
+	}
+	b.setLocked(r, discovery.Status{
+		State: discovery.StateConflict,
+		Err:   fmt.Errorf("memory: %s written by another backend: %w", r.inst.Key(), discovery.ErrConflict),
+	})
+}
+
+// claimLocked publishes r unless another Backend owns its key, in which
+// case r waits in StateConflict. The Store must be available.
+func (b *Backend) claimLocked(r *registration) {
+	s := b.store
+	e, ok := s.entryLocked(r.inst.Key())
+	switch {
+	case !ok:
+		s.putLocked(b, r.inst)
+	case e.owner != b:
+		b.conflictLocked(r)
+		return
+	case !e.inst.Equal(r.inst):
+		s.putLocked(b, r.inst)
+	}
+	b.setLocked(r, discovery.Status{State: discovery.StateRegistered})
+}
+
+// lostLocked records that Store.Expire dropped r's instance and schedules
+// its restore.
+func (b *Backend) lostLocked(r *registration) {
+	r.lostGen++
+	b.setLocked(r, discovery.Status{
+		State: discovery.StateLost,
+		Err:   fmt.Errorf("memory: %s dropped from the store: %w", r.inst.Key(), ErrExpired),
+	})
+	d, gen := b.opts.restoreDelay, r.lostGen
+	if d == 0 {
+		b.restoreLocked(r, gen)
+		return
+	}
+	b.wg.Go(func() {
+		if err := retry.Sleep(b.ctx, d, nil); err != nil {
+			return
+		}
+		b.store.mu.Lock()
+		defer b.store.mu.Unlock()
+		b.restoreLocked(r, gen)
+	})
+}
+
+// restoreLocked puts back r after Store.Expire, unless it has been
+// deregistered, registered again, lost again or taken care of by the outage
+// retry loop in the meantime. During an outage the retry loop restores it.
+func (b *Backend) restoreLocked(r *registration, gen uint64) {
+	if b.closed || b.regs[r.inst.Key()] != r || r.state != discovery.StateLost || r.lostGen != gen ||
+		!b.store.available {
+		return
+	}
+	b.claimLocked(r)
+}
+
+// startRetryingLocked starts the outage retry loop if this Backend holds
+// registrations and the loop is not running: attempt 1 has failed.
+func (b *Backend) startRetryingLocked() {
+	if b.closed || b.retrying || len(b.regs) == 0 {
+		return
+	}
+	b.retrying = true
+	select {
+	case <-b.wake: // a stale wake-up from an earlier outage
+	default:
+	}
+	bo := b.opts.retry.Backoff()
+	last := b.opts.retry.Max
+	if last <= 0 {
+		last = retry.DefaultMax
+	}
+	delay := nextDelay(bo, &last)
+	b.retryingLocked(1, delay)
+	b.wg.Go(func() { b.retryLoop(bo, delay, last) })
+}
+
+// retryLoop retries, after each delay of the policy or as soon as the Store
+// becomes available, until the Store is available or b is closed. It never
+// gives up on its own.
+func (b *Backend) retryLoop(bo goretry.Backoff, delay, last time.Duration) {
+	s := b.store
+	for attempt := 2; ; attempt++ {
+		err := retry.Sleep(b.ctx, delay, b.wake)
+		s.mu.Lock()
+		if err != nil || b.closed {
+			b.retrying = false
+			s.mu.Unlock()
+			return
+		}
+		if s.available {
+			b.retrying = false
+			for _, key := range sortedKeys(b.regs) {
+				b.claimLocked(b.regs[key])
+			}
+			s.mu.Unlock()
+			return
+		}
+		delay = nextDelay(bo, &last)
+		b.retryingLocked(attempt, delay)
+		s.mu.Unlock()
+	}
+}
+
+// retryingLocked reports every registration as retrying.
+func (b *Backend) retryingLocked(attempt int, delay time.Duration) {
+	cause := fmt.Errorf("memory: keep registrations published: %w", ErrUnavailable)
+	for _, key := range sortedKeys(b.regs) {
+		b.setLocked(b.regs[key], discovery.Status{
+			State:   discovery.StateRetrying,
+			Attempt: attempt,
+			RetryIn: delay,
+			Err:     cause,
+		})
+	}
+}
+
+// nextDelay returns the next delay of bo, or the last one once bo has
+// stopped (its policy's MaxAttempts or MaxElapsed was reached); *last starts
+// as the policy's cap.
+func nextDelay(bo goretry.Backoff, last *time.Duration) time.Duration {
+	if d, stop := bo.Next(); !stop {
+		*last = d
+	}
+	return *last
+}

@@ -1,0 +1,237 @@
+package memory
+
+import (
+	"cmp"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/roster-sd/roster/discovery"
+)
+
+// Sentinel errors of the simulated faults. They are matched with errors.Is.
+var (
+	// ErrUnavailable reports a call made while the Store is unavailable
+	// (see Store.SetAvailable). It is also the cause (Status.Err) of
+	// discovery.StateRetrying during an outage.
+	ErrUnavailable = errors.New("memory: registry unavailable")
+
+	// ErrExpired is the cause (Status.Err) of discovery.StateLost after
+	// Store.Expire dropped a registration.
+	ErrExpired = errors.New("memory: registration expired")
+)
+
+// Store is an in-memory registry shared by any number of Backends, as one
+// etcd cluster is shared by many processes. It holds at most one instance
+// per service and ID, owned by the Backend that wrote it last.
+//
+// Besides being the registry, a Store simulates registry faults for tests:
+// see Expire and SetAvailable. All methods are safe for concurrent use. The
+// zero value is not usable; call NewStore.
+type Store struct {
+	// mu guards the Store and the registration state of every Backend on
+	// it (Backend fields marked "guarded by store.mu"), so that a write by
+	// one Backend and its effect on another (a conflict, a hand-over)
+	// happen atomically. StatusBoard and Feed have their own locks and are
+	// only ever called with mu held or with no lock at all, never the
+	// other way round.
+	mu        sync.Mutex
+	services  map[string]map[string]entry // service -> ID -> entry
+	feeds     map[string]*feedRef         // service -> shared feed of its watchers
+	backends  map[*Backend]struct{}       // open Backends
+	available bool
+	seq       uint64 // orders the Backends waiting for a key
+}
+
+// entry is one published instance and the Backend that owns it.
+type entry struct {
+	inst  discovery.Instance
+	owner *Backend
+}
+
+// feedRef is the Feed shared by every watcher of one service, with the
+// number of watchers still using it.
+type feedRef struct {
+	feed     *discovery.Feed
+	watchers int
+}
+
+// NewStore returns an empty, available Store.
+func NewStore() *Store {
+	return &Store{
+		services:  make(map[string]map[string]entry),
+		feeds:     make(map[string]*feedRef),
+		backends:  make(map[*Backend]struct{}),
+		available: true,
+	}
+}
+
+// Expire drops the registration of service/id from the Store, as a registry
+// does when a lease expires, and reports whether there was one. Watchers
+// see the instance leave; the owning Backend reports discovery.StateLost
+// with a cause wrapping ErrExpired and, after its restore delay (see
+// WithRestoreDelay), writes the instance again and reports
+// discovery.StateRegistered. With a zero delay the instance is back before
+// Expire returns.
+//
+// If another Backend is waiting for the key (it reports
+// discovery.StateConflict), it takes the key at once; the expired owner then
+// finds the key taken when it restores, and waits in StateConflict. During
+// an outage the restore waits for the Store to become available again.
+func (s *Store) Expire(service, id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := discovery.Key{Service: service, ID: id}
+	e, ok := s.services[service][id]
+	if !ok {
+		return false
+	}
+	s.removeLocked(key)
+	// The owner of an entry always holds its registration: Deregister and
+	// Close remove the entries they own.
+	if r := e.owner.regs[key]; r != nil {
+		e.owner.lostLocked(r)
+	}
+	return true
+}
+
+// SetAvailable starts (false) or ends (true) a simulated outage of the
+// registry. While the Store is unavailable, Register, Deregister, Resolve
+// and Watch on any of its Backends fail with an error wrapping
+// ErrUnavailable, and every Backend holding registrations reports
+// discovery.StateRetrying for each of them: Attempt 1 before SetAvailable
+// returns, then one more attempt after every delay of its retry policy.
+// Registrations stay in the Store; existing watchers stay open.
+//
+// When the Store becomes available again every retrying Backend tries at
+// once (it does not sleep out its backoff), re-publishes what it holds and
+// reports discovery.StateRegistered, or discovery.StateConflict for a key
+// that another Backend owns. Setting the current availability again does
+// nothing.
+func (s *Store) SetAvailable(ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.available == ok {
+		return
+	}
+	s.available = ok
+	for b := range s.backends {
+		if ok {
+			select {
+			case b.wake <- struct{}{}:
+			default:
+			}
+			continue
+		}
+		b.startRetryingLocked()
+	}
+}
+
+// entryLocked returns the entry of key.
+func (s *Store) entryLocked(key discovery.Key) (entry, bool) {
+	e, ok := s.services[key.Service][key.ID]
+	return e, ok
+}
+
+// putLocked publishes in as owned by b. A different Backend that held the
+// key before is told it lost it to a later writer.
+func (s *Store) putLocked(b *Backend, in discovery.Instance) {
+	key := in.Key()
+	ids := s.services[key.Service]
+	if ids == nil {
+		ids = make(map[string]entry)
+		s.services[key.Service] = ids
+	}
+	if prev, ok := ids[key.ID]; ok && prev.owner != b {
+		if r := prev.owner.regs[key]; r != nil {
+			prev.owner.conflictLocked(r)
+		}
+	}
+	ids[key.ID] = entry{inst: in, owner: b}
+	s.publishLocked(key.Service)
+}
+
+// removeLocked drops key from the Store. If the Store is available and a
+// Backend is waiting for the key, the one that has waited longest takes it.
+// Watchers are told once, after the hand-over.
+func (s *Store) removeLocked(key discovery.Key) {
+	ids := s.services[key.Service]
+	delete(ids, key.ID)
+	if len(ids) == 0 {
+		delete(s.services, key.Service)
+	}
+	if s.available {
+		var next *Backend
+		var nextReg *registration
+		for b := range s.backends {
+			r := b.regs[key]
+			if r != nil && r.state == discovery.StateConflict && (nextReg == nil || r.waitSeq < nextReg.waitSeq) {
+				next, nextReg = b, r
+			}
+		}
+		if next != nil {
+			// putLocked publishes.
+			next.claimLocked(nextReg)
+			return
+		}
+	}
+	s.publishLocked(key.Service)
+}
+
+// setLocked returns the current instances of service: sorted deep copies.
+func (s *Store) setLocked(service string) []discovery.Instance {
+	ids := s.services[service]
+	set := make([]discovery.Instance, 0, len(ids))
+	for _, e := range ids {
+		set = append(set, e.inst)
+	}
+	return discovery.NormalizeSet(set)
+}
+
+// publishLocked hands the current set of service to its watchers, if any.
+func (s *Store) publishLocked(service string) {
+	if ref := s.feeds[service]; ref != nil {
+		ref.feed.Publish(s.setLocked(service))
+	}
+}
+
+// watchLocked returns a new watcher of service for b, on the feed shared by
+// all watchers of the service. The feed goes when its last watcher stops.
+func (s *Store) watchLocked(b *Backend, service string) discovery.Watcher {
+	ref := s.feeds[service]
+	if ref == nil {
+		ref = &feedRef{feed: discovery.NewFeed()}
+		ref.feed.Publish(s.setLocked(service))
+		s.feeds[service] = ref
+	}
+	ref.watchers++
+	var w discovery.Watcher
+	w = ref.feed.NewWatcher(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(b.watchers, w)
+		ref.watchers--
+		if ref.watchers == 0 {
+			if s.feeds[service] == ref {
+				delete(s.feeds, service)
+			}
+			ref.feed.Close(nil)
+		}
+	})
+	b.watchers[w] = struct{}{}
+	return w
+}
+
+// sortedKeys returns the keys of regs in Service, ID order, so that status
+// changes that happen together are reported in a stable order.
+func sortedKeys(regs map[discovery.Key]*registration) []discovery.Key {
+	keys := make([]discovery.Key, 0, len(regs))
+	for k := range regs {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b discovery.Key) int {
+		return cmp.Or(strings.Compare(a.Service, b.Service), strings.Compare(a.ID, b.ID))
+	})
+	return keys
+}
