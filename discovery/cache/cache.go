@@ -1,0 +1,369 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/retry"
+)
+
+var _ discovery.Resolver = (*Resolver)(nil)
+
+// watchTimeout bounds the setup of an upstream Watch (not the watch).
+const watchTimeout = 10 * time.Second
+
+// errClosed is what the watchers of a closed Resolver return.
+var errClosed = fmt.Errorf("cache: resolver closed: %w", discovery.ErrClosed)
+
+// Resolver is a discovery.Resolver that serves the instance sets of the
+// services it is asked about from memory, kept up to date by one upstream
+// watch per service. See the package documentation.
+//
+// A service is followed from its first Resolve or Watch until Close, so a
+// Resolver suits the bounded set of services one application talks to.
+// Each attempt to set up an upstream Watch is bounded by 10 seconds.
+//
+// A Resolver is safe for concurrent use. Close it when done: Close stops
+// its upstream watches and goroutines.
+type Resolver struct {
+	upstream discovery.Resolver
+	opts     options
+	log      hclog.Logger
+
+	ctx       context.Context // ends when Close starts; bounds every goroutine
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // one goroutine per entry
+	closeOnce sync.Once
+
+	mu      sync.RWMutex
+	entries map[string]*entry // by service
+	closed  bool
+}
+
+// entry is the cached state of one service. Its goroutine (Resolver.run)
+// is the only writer.
+type entry struct {
+	service   string
+	feed      *discovery.Feed // the published set, for watchers
+	ready     chan struct{}   // closed once the first set or the first failure is known
+	readyOnce sync.Once
+
+	mu sync.RWMutex
+	// set is the published set, normalized; it is replaced, never
+	// modified, so readers may copy it after unlocking.
+	set []discovery.Instance
+	has bool // set has been published
+	// live: the upstream watch is healthy and reports set, so set is
+	// confirmed at every moment. When not live, confirmed is the last
+	// moment it was.
+	live      bool
+	confirmed time.Time
+	stale     bool  // the upstream is failing
+	err       error // the upstream's last failure, while stale
+}
+
+// New returns a Resolver that caches what upstream resolves. It starts no
+// goroutine until the first Resolve or Watch. New panics if upstream is nil
+// or an option has an invalid value (a negative duration, a retry policy
+// that fails Validate), as that is a programming error.
+func New(upstream discovery.Resolver, opts ...Option) *Resolver {
+	if upstream == nil {
+		panic("cache: nil upstream resolver")
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := o.validate(); err != nil {
+		panic(err)
+	}
+	// A service is followed for the life of the Resolver: never stop
+	// retrying.
+	o.retry.MaxAttempts, o.retry.MaxElapsed = 0, 0
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Resolver{
+		upstream: upstream,
+		opts:     o,
+		log:      o.log,
+		ctx:      ctx,
+		cancel:   cancel,
+		entries:  make(map[string]*entry),
+	}
+}
+
+// Resolve implements discovery.Resolver. The first call for a service
+// starts the service's upstream watch and waits, within ctx, for its first
+// set, or for its first failure, which it returns. Later calls answer from
+// memory, with no call to the upstream, as deep copies the caller may keep
+// and modify.
+//
+// While the upstream watch is failing, Resolve keeps returning the last
+// known set if WithStaleOnError allows it, and otherwise an error that
+// wraps the upstream's error. During an empty hold (WithEmptyHold) it
+// returns the held, non-empty set. An invalid service name gives an error
+// wrapping discovery.ErrInvalidInstance; after Close, Resolve returns an
+// error wrapping discovery.ErrClosed.
+func (r *Resolver) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
+	e, err := r.entry(service)
+	if err != nil {
+		return nil, fmt.Errorf("cache: resolve %q: %w", service, err)
+	}
+	select {
+	case <-e.ready:
+	default:
+		select {
+		case <-e.ready:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cache: resolve %q: waiting for the first set: %w", service, ctx.Err())
+		case <-r.ctx.Done():
+			return nil, fmt.Errorf("cache: resolve %q: %w", service, discovery.ErrClosed)
+		}
+	}
+
+	e.mu.RLock()
+	set, has, stale, cause, age := e.set, e.has, e.stale, e.err, e.ageLocked()
+	e.mu.RUnlock()
+	switch {
+	case !has:
+		return nil, fmt.Errorf("cache: resolve %q: no set yet: %w", service, cause)
+	case stale && !r.servesStale(age):
+		return nil, fmt.Errorf("cache: resolve %q: upstream failing, cached set is %v old: %w",
+			service, age.Round(time.Millisecond), cause)
+	}
+	return discovery.CloneSet(set), nil
+}
+
+// servesStale reports whether a stale set of this age may be returned.
+func (r *Resolver) servesStale(age time.Duration) bool {
+	return r.opts.staleOnError && (r.opts.maxAge == 0 || age <= r.opts.maxAge)
+}
+
+// Watch implements discovery.Resolver. All watchers of a service share the
+// service's cached state and its one upstream watch, which Watch starts if
+// it is the first call for the service. A watcher's first Next returns the
+// cached set, waiting for the first one if need be; it then sees every set
+// the cache publishes, coalesced. While the upstream fails, watchers keep
+// the last set (they are not told that every instance left) and see the
+// changes again once the upstream is back. ctx bounds the setup only. An
+// invalid service name gives an error wrapping discovery.ErrInvalidInstance;
+// after Close, Watch returns an error wrapping discovery.ErrClosed and the
+// Next of every watcher returns one.
+func (r *Resolver) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("cache: watch %q: %w", service, err)
+	}
+	e, err := r.entry(service)
+	if err != nil {
+		return nil, fmt.Errorf("cache: watch %q: %w", service, err)
+	}
+	return e.feed.NewWatcher(nil), nil
+}
+
+// Snapshot returns what the cache holds for service, without starting a
+// watch or waiting: a copy of the set that Resolve would return if the
+// upstream were healthy; its age, the time since the upstream last
+// confirmed it (zero while the upstream watch is healthy and reports this
+// very set); and stale, whether the upstream is failing at the moment. ok
+// is false if the service has no set yet, or after Close.
+func (r *Resolver) Snapshot(service string) (set []discovery.Instance, age time.Duration, stale bool, ok bool) {
+	r.mu.RLock()
+	e, closed := r.entries[service], r.closed
+	r.mu.RUnlock()
+	if e == nil || closed {
+		return nil, 0, false, false
+	}
+	e.mu.RLock()
+	set, has, age, stale := e.set, e.has, e.ageLocked(), e.stale
+	e.mu.RUnlock()
+	if !has {
+		return nil, 0, false, false
+	}
+	return discovery.CloneSet(set), age, stale, true
+}
+
+// Close stops every upstream watch and goroutine of the Resolver and waits
+// for them; pending and later Next calls of its watchers, and later calls
+// of Resolve and Watch, return errors wrapping discovery.ErrClosed. The
+// upstream Resolver is not closed: it belongs to the caller. Close is
+// idempotent and returns nil.
+func (r *Resolver) Close() error {
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		r.closed = true
+		entries := r.entries
+		r.mu.Unlock()
+
+		r.cancel()
+		r.wg.Wait()
+		for _, e := range entries {
+			e.feed.Close(errClosed)
+		}
+	})
+	return nil
+}
+
+// entry returns the entry of service, creating it and starting its
+// goroutine on first use. It fails with discovery.ErrClosed after Close and
+// with the validation error of an invalid service name.
+func (r *Resolver) entry(service string) (*entry, error) {
+	r.mu.RLock()
+	e, closed := r.entries[service], r.closed
+	r.mu.RUnlock()
+	switch {
+	case closed:
+		return nil, discovery.ErrClosed
+	case e != nil:
+		return e, nil
+	}
+	if err := discovery.ValidateName("service", service); err != nil {
+		return nil, err
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, discovery.ErrClosed
+	}
+	if e := r.entries[service]; e != nil {
+		return e, nil
+	}
+	e = &entry{service: service, feed: discovery.NewFeed(), ready: make(chan struct{})}
+	r.entries[service] = e
+	r.wg.Go(func() { r.run(e) })
+	r.log.Debug("following service", "service", service)
+	return e, nil
+}
+
+// run keeps e up to date until Close. It never gives up on a failing
+// upstream: it marks e stale, waits for the next delay of the retry policy
+// and watches again.
+func (r *Resolver) run(e *entry) {
+	backoff := r.opts.retry.Backoff()
+	failures := 0
+	var hold time.Time // when the upstream reported the set empty, during an empty hold
+	for {
+		healthy, err := r.follow(e, &hold)
+		if r.ctx.Err() != nil {
+			return
+		}
+		if healthy {
+			backoff, failures = r.opts.retry.Backoff(), 0
+		}
+		failures++
+		delay, _ := backoff.Next()
+		// A hold needs d of emptiness seen without interruption.
+		hold = time.Time{}
+		e.fail(err)
+		r.log.Warn("upstream watch failed, retrying", "service", e.service,
+			"attempt", failures, "retry_in", delay, "error", err)
+		if retry.Sleep(r.ctx, delay, nil) != nil {
+			return
+		}
+	}
+}
+
+// follow watches the service upstream and records every set it reports,
+// until the watch fails or the Resolver is closed. It reports whether the
+// watch delivered at least one set.
+func (r *Resolver) follow(e *entry, hold *time.Time) (healthy bool, err error) {
+	ctx, cancel := context.WithTimeout(r.ctx, watchTimeout)
+	w, err := r.upstream.Watch(ctx, e.service)
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("watch %q: %w", e.service, err)
+	}
+	defer w.Stop()
+	restoring := e.isStale()
+	for {
+		ctx, cancel := r.ctx, context.CancelFunc(func() {})
+		var deadline time.Time
+		if !hold.IsZero() {
+			deadline = hold.Add(r.opts.emptyHold)
+			ctx, cancel = context.WithDeadline(r.ctx, deadline)
+		}
+		set, err := w.Next(ctx)
+		cancel()
+		switch {
+		case r.ctx.Err() != nil:
+			return healthy, r.ctx.Err()
+		case err == nil:
+			healthy = true
+			if restoring {
+				restoring = false
+				r.log.Info("upstream watch restored", "service", e.service)
+			}
+			r.receive(e, set, hold)
+		case !deadline.IsZero() && errors.Is(err, context.DeadlineExceeded) && !time.Now().Before(deadline):
+			// The set stayed empty for the whole hold.
+			r.receive(e, nil, hold)
+		default:
+			return healthy, fmt.Errorf("watch %q: next: %w", e.service, err)
+		}
+	}
+}
+
+// receive records a set reported by a healthy upstream watch and publishes
+// it, unless it is an empty set that must be held first.
+func (r *Resolver) receive(e *entry, set []discovery.Instance, hold *time.Time) {
+	set = discovery.NormalizeSet(set)
+	now := time.Now()
+	e.mu.Lock()
+	if len(set) == 0 && len(e.set) > 0 && r.opts.emptyHold > 0 {
+		if hold.IsZero() {
+			*hold = now
+			r.log.Debug("upstream reports no instances, holding the last set",
+				"service", e.service, "instances", len(e.set), "hold", r.opts.emptyHold)
+		}
+		if now.Sub(*hold) < r.opts.emptyHold {
+			if e.live {
+				e.live, e.confirmed = false, now
+			}
+			e.stale, e.err = false, nil
+			e.mu.Unlock()
+			e.markReady()
+			return
+		}
+		r.log.Info("service has no instances", "service", e.service, "after", now.Sub(*hold).Round(time.Millisecond))
+	}
+	*hold = time.Time{}
+	e.set, e.has = set, true
+	e.live, e.stale, e.err = true, false, nil
+	e.mu.Unlock()
+	e.feed.Publish(set)
+	e.markReady()
+}
+
+// fail records that the upstream watch failed with err.
+func (e *entry) fail(err error) {
+	e.mu.Lock()
+	if e.live {
+		e.live, e.confirmed = false, time.Now()
+	}
+	e.stale, e.err = true, err
+	e.mu.Unlock()
+	e.markReady()
+}
+
+func (e *entry) isStale() bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.stale
+}
+
+// ageLocked returns the time since the upstream last confirmed e.set.
+func (e *entry) ageLocked() time.Duration {
+	if e.live || !e.has {
+		return 0
+	}
+	return time.Since(e.confirmed)
+}
+
+func (e *entry) markReady() {
+	e.readyOnce.Do(func() { close(e.ready) })
+}

@@ -1,0 +1,546 @@
+package cache_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/roster-sd/roster/backends/memory"
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/cache"
+	"github.com/roster-sd/roster/retry"
+)
+
+var errBroken = errors.New("test: watch broken")
+
+func TestResolveServedFromCache(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(t, inst("b", 2), inst("a", 1))
+	c := e.newCache(t)
+
+	wantIDs(t, "first Resolve", resolveIDs(t, c), "a", "b")
+	for range 100 {
+		wantIDs(t, "Resolve", resolveIDs(t, c), "a", "b")
+	}
+	if got := e.up.resolves.Load(); got != 0 {
+		t.Errorf("upstream Resolve called %d times, want 0: the cache must answer from memory", got)
+	}
+	if got := e.up.watches.Load(); got != 1 {
+		t.Errorf("upstream Watch called %d times, want once per service", got)
+	}
+
+	// Results are deep copies.
+	set, err := c.Resolve(context.Background(), service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set[0].Metadata["zone"] = "changed"
+	set[1] = discovery.Instance{}
+	again, _ := c.Resolve(context.Background(), service)
+	if got := again[0].Metadata["zone"]; got != "a" {
+		t.Errorf("zone after modifying an earlier result = %q, want %q", got, "a")
+	}
+	wantIDs(t, "Resolve after modifying an earlier result", ids(again), "a", "b")
+
+	// Changes reach the cache through the watch, still without Resolve.
+	e.register(t, inst("c", 3))
+	e.deregister(t, inst("a", 1))
+	eventually(t, "the cache to see the change", func() bool {
+		return fmt.Sprint(resolveIDs(t, c)) == "[b c]"
+	})
+	if got := e.up.resolves.Load(); got != 0 {
+		t.Errorf("upstream Resolve called %d times, want 0", got)
+	}
+
+	// A second service gets a watch of its own; an unknown one is empty.
+	other, err := c.Resolve(context.Background(), "other")
+	if err != nil || len(other) != 0 {
+		t.Errorf(`Resolve("other") = %v, %v; want an empty set`, other, err)
+	}
+	if got := e.up.watches.Load(); got != 2 {
+		t.Errorf("upstream Watch called %d times for 2 services, want 2", got)
+	}
+}
+
+func TestWatchersShareOneUpstreamWatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(t, inst("a", 1))
+	c := e.newCache(t)
+	ctx := context.Background()
+
+	var ws []discovery.Watcher
+	for range 3 {
+		w, err := c.Watch(ctx, service)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+		ws = append(ws, w)
+	}
+	for i, w := range ws {
+		set, err := nextWithin(w, waitLong)
+		if err != nil {
+			t.Fatalf("watcher %d: first Next: %v", i, err)
+		}
+		wantIDs(t, "first Next", ids(set), "a")
+	}
+
+	e.register(t, inst("b", 2))
+	for i, w := range ws {
+		set, err := nextWithin(w, waitLong)
+		if err != nil {
+			t.Fatalf("watcher %d: Next after register: %v", i, err)
+		}
+		wantIDs(t, "Next after register", ids(set), "a", "b")
+	}
+	e.deregister(t, inst("a", 1))
+	for i, w := range ws {
+		set, err := nextWithin(w, waitLong)
+		if err != nil {
+			t.Fatalf("watcher %d: Next after deregister: %v", i, err)
+		}
+		wantIDs(t, "Next after deregister", ids(set), "b")
+	}
+	if _, err := nextWithin(ws[0], quiet); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Next with no change = %v, want it to block", err)
+	}
+	if got := e.up.watches.Load(); got != 1 {
+		t.Errorf("upstream Watch called %d times for 3 watchers, want 1", got)
+	}
+	if got := e.up.resolves.Load(); got != 0 {
+		t.Errorf("upstream Resolve called %d times, want 0", got)
+	}
+}
+
+func TestStaleOnError(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(t, inst("a", 1), inst("b", 2))
+	c := e.newCache(t, cache.WithStaleOnError(0))
+	wantIDs(t, "Resolve", resolveIDs(t, c), "a", "b")
+	if _, age, stale, ok := c.Snapshot(service); !ok || stale || age != 0 {
+		t.Fatalf("Snapshot of a healthy service: age %v, stale %v, ok %v; want 0, false, true", age, stale, ok)
+	}
+	w, err := c.Watch(context.Background(), service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if _, err := nextWithin(w, waitLong); err != nil {
+		t.Fatal(err)
+	}
+
+	// The registry goes down and the upstream watch breaks.
+	e.store.SetAvailable(false)
+	e.up.breakWatchers(errBroken)
+	eventually(t, "Snapshot to report the set stale", func() bool {
+		_, _, stale, _ := c.Snapshot(service)
+		return stale
+	})
+	set, age1, stale, ok := c.Snapshot(service)
+	wantIDs(t, "stale Snapshot", ids(set), "a", "b")
+	if !ok || !stale {
+		t.Fatalf("Snapshot: stale %v, ok %v; want true, true", stale, ok)
+	}
+	time.Sleep(20 * time.Millisecond)
+	_, age2, _, _ := c.Snapshot(service)
+	if age2 < age1+20*time.Millisecond {
+		t.Errorf("Snapshot age went from %v to %v in 20ms; want it to grow", age1, age2)
+	}
+	// The cache keeps retrying: Watch keeps being called and failing.
+	watches := e.up.watches.Load()
+	eventually(t, "the cache to retry the upstream watch", func() bool {
+		return e.up.watches.Load() >= watches+2
+	})
+	wantIDs(t, "Resolve while the upstream fails", resolveIDs(t, c), "a", "b")
+	if _, err := nextWithin(w, quiet); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("watcher Next during the outage = %v, want it to block on the last set", err)
+	}
+
+	// The registry comes back: the cache resumes on its own.
+	e.store.SetAvailable(true)
+	eventually(t, "Snapshot to be fresh again", func() bool {
+		_, age, stale, _ := c.Snapshot(service)
+		return !stale && age == 0
+	})
+	e.register(t, inst("c", 3))
+	set, err = nextWithin(w, waitLong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIDs(t, "Next after recovery", ids(set), "a", "b", "c")
+	wantIDs(t, "Resolve after recovery", resolveIDs(t, c), "a", "b", "c")
+	if got := e.up.resolves.Load(); got != 0 {
+		t.Errorf("upstream Resolve called %d times, want 0", got)
+	}
+}
+
+func TestStaleErrors(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		opts []cache.Option
+		// within is how long after the failure Resolve keeps serving the
+		// stale set.
+		within time.Duration
+	}{
+		{"without stale-on-error", nil, 0},
+		{"stale-on-error max age exceeded", []cache.Option{cache.WithStaleOnError(100 * time.Millisecond)}, 100 * time.Millisecond},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			e.register(t, inst("a", 1))
+			c := e.newCache(t, tc.opts...)
+			wantIDs(t, "Resolve", resolveIDs(t, c), "a")
+
+			e.store.SetAvailable(false)
+			broken := time.Now()
+			e.up.breakWatchers(errBroken)
+			eventually(t, "Snapshot to report the set stale", func() bool {
+				_, _, stale, _ := c.Snapshot(service)
+				return stale
+			})
+			var err error
+			eventually(t, "Resolve to fail with the upstream's error", func() bool {
+				_, err = c.Resolve(context.Background(), service)
+				return errors.Is(err, memory.ErrUnavailable)
+			})
+			if d := time.Since(broken); d < tc.within {
+				t.Errorf("Resolve failed %v after the upstream, want it to serve the stale set for %v", d, tc.within)
+			}
+			t.Logf("Resolve error: %v", err)
+			// Snapshot still shows the last set.
+			if set, _, stale, ok := c.Snapshot(service); !ok || !stale || len(set) != 1 {
+				t.Errorf("Snapshot = %v, stale %v, ok %v; want the last set, stale", set, stale, ok)
+			}
+
+			e.store.SetAvailable(true)
+			eventually(t, "Resolve to succeed again", func() bool {
+				_, err := c.Resolve(context.Background(), service)
+				return err == nil
+			})
+		})
+	}
+}
+
+func TestFirstResolveWhileUpstreamDown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(t, inst("a", 1))
+	e.store.SetAvailable(false)
+	c := e.newCache(t, cache.WithStaleOnError(0))
+
+	start := time.Now()
+	_, err := c.Resolve(context.Background(), service)
+	if !errors.Is(err, memory.ErrUnavailable) {
+		t.Fatalf("Resolve with the upstream down = %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Resolve took %v to report the failure, want it at the first failure", d)
+	}
+	if _, _, _, ok := c.Snapshot(service); ok {
+		t.Error("Snapshot ok before any set was known")
+	}
+
+	e.store.SetAvailable(true)
+	eventually(t, "Resolve to succeed once the upstream is back", func() bool {
+		set, err := c.Resolve(context.Background(), service)
+		return err == nil && len(set) == 1
+	})
+}
+
+func TestResolveWaitsWithinContext(t *testing.T) {
+	t.Parallel()
+	feed := discovery.NewFeed() // never published: the first set never comes
+	defer feed.Close(nil)
+	c := cache.New(feedResolver{feed})
+	defer c.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), quiet)
+	defer cancel()
+	_, err := c.Resolve(ctx, service)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Resolve = %v, want DeadlineExceeded", err)
+	}
+
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Resolve(context.Background(), service)
+		errc <- err
+	}()
+	time.Sleep(quiet)
+	c.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, discovery.ErrClosed) {
+			t.Errorf("Resolve pending during Close = %v, want ErrClosed", err)
+		}
+	case <-time.After(waitLong):
+		t.Fatal("Close did not unblock a pending Resolve")
+	}
+}
+
+// feedResolver watches one feed, whatever the service.
+type feedResolver struct{ feed *discovery.Feed }
+
+func (f feedResolver) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
+	set, _ := f.feed.Current()
+	return set, nil
+}
+
+func (f feedResolver) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
+	return f.feed.NewWatcher(nil), nil
+}
+
+func TestEmptyHold(t *testing.T) {
+	t.Parallel()
+	const hold = 150 * time.Millisecond
+	e := newEnv(t)
+	a := inst("a", 1)
+	e.register(t, a)
+	c := e.newCache(t, cache.WithEmptyHold(hold))
+	w, err := c.Watch(context.Background(), service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if set, err := nextWithin(w, waitLong); err != nil || len(set) != 1 {
+		t.Fatalf("first Next = %v, %v", set, err)
+	}
+
+	e.deregister(t, a)
+	gone := time.Now()
+	if set, err := nextWithin(w, hold/2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next within the hold = %v, %v; want no change", set, err)
+	}
+	wantIDs(t, "Resolve during the hold", resolveIDs(t, c), "a")
+	if _, age, stale, _ := c.Snapshot(service); stale || age <= 0 {
+		t.Errorf("Snapshot during the hold: age %v, stale %v; want a growing age, not stale", age, stale)
+	}
+
+	set, err := nextWithin(w, waitLong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(gone); d < hold {
+		t.Errorf("empty set published %v after the last instance left, want at least %v", d, hold)
+	}
+	wantIDs(t, "Next after the hold", ids(set))
+	wantIDs(t, "Resolve after the hold", resolveIDs(t, c))
+	if _, age, _, _ := c.Snapshot(service); age != 0 {
+		t.Errorf("Snapshot age after the hold = %v, want 0", age)
+	}
+
+	// An empty set that was published is not held again; a new instance
+	// is published at once.
+	e.register(t, a)
+	if set, err := nextWithin(w, waitLong); err != nil || len(set) != 1 {
+		t.Fatalf("Next after re-register = %v, %v", set, err)
+	}
+}
+
+func TestEmptyHoldCancelledByReRegister(t *testing.T) {
+	t.Parallel()
+	const hold = 250 * time.Millisecond
+	e := newEnv(t)
+	a := inst("a", 1)
+	e.register(t, a)
+	c := e.newCache(t, cache.WithEmptyHold(hold))
+	w, err := c.Watch(context.Background(), service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if _, err := nextWithin(w, waitLong); err != nil {
+		t.Fatal(err)
+	}
+
+	// Leave and come back within the hold, at a new address.
+	e.deregister(t, a)
+	time.Sleep(10 * time.Millisecond)
+	moved := inst("a", 2)
+	e.register(t, moved)
+	set, err := nextWithin(w, waitLong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set) != 1 || set[0].Address != moved.Address {
+		t.Fatalf("Next after re-register = %v, want the moved instance and never an empty set", set)
+	}
+	// The hold is over: no empty set comes later either.
+	if set, err := nextWithin(w, hold+quiet); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Next after the hold = %v, %v; want no change", set, err)
+	}
+}
+
+func TestCloseUnblocksWatchers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(t, inst("a", 1))
+	c := cache.New(e.up, cache.WithRetry(fastRetry))
+	w, err := c.Watch(context.Background(), service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if _, err := nextWithin(w, waitLong); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the upstream watch to start", func() bool { return e.up.activeWatchers() == 1 })
+
+	errc := make(chan error, 1)
+	go func() {
+		_, err := w.Next(context.Background())
+		errc <- err
+	}()
+	time.Sleep(quiet)
+	if err := c.Close(); err != nil {
+		t.Errorf("Close() = %v", err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, discovery.ErrClosed) {
+			t.Errorf("pending Next after Close = %v, want ErrClosed", err)
+		}
+	case <-time.After(waitLong):
+		t.Fatal("Close did not unblock a pending Next")
+	}
+	if n := e.up.activeWatchers(); n != 0 {
+		t.Errorf("%d upstream watchers still open after Close, want 0", n)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close() = %v", err)
+	}
+	if _, err := c.Resolve(context.Background(), service); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Resolve after Close = %v, want ErrClosed", err)
+	}
+	if _, err := c.Watch(context.Background(), service); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Watch after Close = %v, want ErrClosed", err)
+	}
+	if _, err := w.Next(context.Background()); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Next after Close = %v, want ErrClosed", err)
+	}
+	if _, _, _, ok := c.Snapshot(service); ok {
+		t.Error("Snapshot after Close: ok, want not ok")
+	}
+}
+
+func TestCloseWhileRetrying(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.up.failWatch(errBroken)
+	// A retry policy of an hour: Close must cut the wait short.
+	c := cache.New(e.up, cache.WithRetry(retry.Policy{Base: time.Hour, Max: time.Hour}))
+	if _, err := c.Resolve(context.Background(), service); !errors.Is(err, errBroken) {
+		t.Fatalf("Resolve = %v, want the upstream's error", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		c.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(waitLong):
+		t.Fatal("Close blocked on a retry wait")
+	}
+}
+
+func TestConcurrentResolve(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(t, inst("a", 1), inst("b", 2))
+	if err := e.reg.Register(context.Background(), discovery.Instance{Service: "other", ID: "x", Address: "10.0.0.2:1"}); err != nil {
+		t.Fatal(err)
+	}
+	c := e.newCache(t)
+
+	const goroutines = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	start := make(chan struct{})
+	for i := range goroutines {
+		wg.Go(func() {
+			<-start
+			svc := service
+			if i%5 == 0 {
+				svc = "other"
+			}
+			for range 50 {
+				set, err := c.Resolve(context.Background(), svc)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(set) == 0 {
+					errs <- fmt.Errorf("Resolve(%s) returned an empty set", svc)
+					return
+				}
+				set[0].Metadata = map[string]string{"mine": "yes"} // results are the caller's
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := e.up.watches.Load(); got != 2 {
+		t.Errorf("upstream Watch called %d times for 2 services, want 2", got)
+	}
+	if got := e.up.resolves.Load(); got != 0 {
+		t.Errorf("upstream Resolve called %d times, want 0", got)
+	}
+}
+
+func TestInvalidService(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c := e.newCache(t)
+	cases := []string{"", "a/b", "..", "has space"}
+	for _, svc := range cases {
+		if _, err := c.Resolve(context.Background(), svc); !errors.Is(err, discovery.ErrInvalidInstance) {
+			t.Errorf("Resolve(%q) = %v, want ErrInvalidInstance", svc, err)
+		}
+		if _, err := c.Watch(context.Background(), svc); !errors.Is(err, discovery.ErrInvalidInstance) {
+			t.Errorf("Watch(%q) = %v, want ErrInvalidInstance", svc, err)
+		}
+	}
+	if got := e.up.watches.Load(); got != 0 {
+		t.Errorf("upstream Watch called %d times for invalid names, want 0", got)
+	}
+}
+
+func TestNewPanicsOnInvalidOptions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cases := []struct {
+		name     string
+		upstream discovery.Resolver
+		opt      cache.Option
+	}{
+		{"nil upstream", nil, cache.WithLogger(nil)},
+		{"negative max age", e.up, cache.WithStaleOnError(-time.Second)},
+		{"negative empty hold", e.up, cache.WithEmptyHold(-time.Second)},
+		{"invalid retry policy", e.up, cache.WithRetry(retry.Policy{Jitter: 2})},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("New did not panic")
+				}
+			}()
+			c := cache.New(tc.upstream, tc.opt)
+			c.Close()
+		})
+	}
+}

@@ -1,0 +1,43 @@
+package cache_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/roster-sd/roster/backends/memory"
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/cache"
+)
+
+func Example() {
+	ctx := context.Background()
+	backend := memory.New(nil)
+	defer backend.Close()
+	backend.Register(ctx, discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.7:8080"})
+	backend.Register(ctx, discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.8:8080"})
+
+	// Serve the last known set for up to a minute when the registry is
+	// unreachable, and do not believe "everything left" before it lasted
+	// five seconds.
+	c := cache.New(backend, cache.WithStaleOnError(time.Minute), cache.WithEmptyHold(5*time.Second))
+	defer c.Close()
+
+	// The first Resolve starts the watch; the next ones answer from memory.
+	for range 3 {
+		set, err := c.Resolve(ctx, "payments")
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(len(set), set[0].ID, set[1].Address)
+	}
+
+	set, age, stale, ok := c.Snapshot("payments")
+	fmt.Println(len(set), age, stale, ok)
+	// Output:
+	// 2 p-1 10.0.0.8:8080
+	// 2 p-1 10.0.0.8:8080
+	// 2 p-1 10.0.0.8:8080
+	// 2 0s false true
+}

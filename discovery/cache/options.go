@@ -1,0 +1,87 @@
+package cache
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/roster-sd/roster/retry"
+)
+
+// LoggerName names the Resolver's logger, under the logger given with
+// WithLogger.
+const LoggerName = "roster.cache"
+
+// Option configures a Resolver made by New.
+type Option func(*options)
+
+type options struct {
+	staleOnError bool
+	maxAge       time.Duration // with staleOnError; 0 means forever
+	emptyHold    time.Duration // 0 means no hold
+	retry        retry.Policy
+	log          hclog.Logger
+}
+
+func defaultOptions() options {
+	return options{retry: retry.Default(), log: hclog.NewNullLogger()}
+}
+
+func (o options) validate() error {
+	switch {
+	case o.maxAge < 0:
+		return fmt.Errorf("cache: stale-on-error max age is %v; want zero (forever) or more", o.maxAge)
+	case o.emptyHold < 0:
+		return fmt.Errorf("cache: empty hold is %v; want zero (no hold) or more", o.emptyHold)
+	}
+	if err := o.retry.Validate(); err != nil {
+		return fmt.Errorf("cache: retry policy: %w", err)
+	}
+	return nil
+}
+
+// WithStaleOnError keeps Resolve serving the last known set of a service
+// while its upstream watch is failing, for up to maxAge after the set was
+// last confirmed by the upstream; zero means forever. Snapshot reports such
+// a set as stale, with its age. Without this option, or once maxAge has
+// passed, Resolve returns an error wrapping the upstream's error instead.
+// A negative maxAge makes New panic.
+func WithStaleOnError(maxAge time.Duration) Option {
+	return func(o *options) {
+		o.staleOnError = true
+		o.maxAge = maxAge
+	}
+}
+
+// WithEmptyHold treats an empty set as suspicious: when the upstream
+// reports that a non-empty set became empty, the cache keeps serving and
+// publishing the non-empty set until the upstream has reported it empty
+// for d without interruption, so that watchers are not told that every
+// instance left because of a blip. A non-empty set reported within d
+// cancels the hold, and the empty set is never published. Zero (the
+// default) publishes empty sets at once. A negative d makes New panic.
+func WithEmptyHold(d time.Duration) Option {
+	return func(o *options) { o.emptyHold = d }
+}
+
+// WithRetry sets the backoff between attempts to restore a failed upstream
+// watch. The default is retry.Default(), 1 s doubling up to 30 s, jittered.
+// The policy's MaxAttempts and MaxElapsed are ignored: the cache never
+// gives up on a service. A policy that fails retry.Policy.Validate makes
+// New panic.
+func WithRetry(p retry.Policy) Option {
+	return func(o *options) { o.retry = p }
+}
+
+// WithLogger sets the logger that receives the Resolver's logs, under the
+// name LoggerName. nil, like the default, discards them.
+func WithLogger(l hclog.Logger) Option {
+	return func(o *options) {
+		if l == nil {
+			o.log = hclog.NewNullLogger()
+			return
+		}
+		o.log = l.Named(LoggerName)
+	}
+}

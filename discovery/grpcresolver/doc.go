@@ -1,0 +1,24 @@
+// Package grpcresolver lets gRPC clients dial roster services: it is a
+// gRPC resolver.Builder for the "roster" scheme over any
+// discovery.Resolver.
+//
+// Pass the builder to the ClientConn; nothing is registered globally:
+//
+//	b := grpcresolver.NewBuilder(backend)
+//	conn, err := grpc.NewClient("roster:///payments",
+//		grpc.WithResolvers(b),
+//		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+//		grpc.WithTransportCredentials(insecure.NewCredentials()))
+//
+// For each ClientConn the resolver watches the service and sends gRPC the
+// full address list on every change, each address carrying its
+// discovery.Instance (read it back with [InstanceFromAddress] or
+// [InstanceFromEndpoint]). Unlike etcd's own naming resolver, it never
+// freezes: when the watch cannot be set up or fails, the error goes to gRPC
+// through ReportError (which keeps using the last good addresses) and the
+// resolver watches again after a backoff, until the ClientConn is closed.
+// ResolveNow forces a fresh Resolve of the upstream.
+//
+// Put a cache.Resolver (package discovery/cache) in front of the backend
+// to share one upstream watch among many ClientConns of one service.
+package grpcresolver

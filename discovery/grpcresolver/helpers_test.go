@@ -1,0 +1,288 @@
+package grpcresolver_test
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/resolver"
+
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/retry"
+)
+
+const (
+	// waitLong bounds every wait for something that must happen.
+	waitLong = 10 * time.Second
+	service  = "greeter"
+	// serverHeader is the response header in which each test server
+	// sends its name.
+	serverHeader = "x-server"
+)
+
+// fastRetry keeps fault tests in the milliseconds.
+var fastRetry = retry.Policy{Base: 5 * time.Millisecond, Max: 20 * time.Millisecond}
+
+// startServer starts a gRPC server with the standard health service on a
+// free loopback port. Its unary interceptor names the server in the
+// response header serverHeader. The server stops when the test ends.
+func startServer(t *testing.T, name string) discovery.Instance {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.UnaryInterceptor(
+		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := grpc.SetHeader(ctx, metadata.Pairs(serverHeader, name)); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}))
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-done
+	})
+	return discovery.Instance{Service: service, ID: name, Address: lis.Addr().String(),
+		Metadata: map[string]string{"name": name}}
+}
+
+// call makes one health check on conn and returns the name of the server
+// that answered.
+func call(ctx context.Context, conn *grpc.ClientConn) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, waitLong)
+	defer cancel()
+	var hdr metadata.MD
+	_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Header(&hdr))
+	if err != nil {
+		return "", err
+	}
+	if v := hdr.Get(serverHeader); len(v) == 1 {
+		return v[0], nil
+	}
+	return "", nil
+}
+
+// upstream wraps a Resolver, counts its calls and can make it fail: Watch
+// with a set error, and the watchers it handed out on demand.
+type upstream struct {
+	next     discovery.Resolver
+	resolves atomic.Int64
+	watches  atomic.Int64
+
+	mu       sync.Mutex
+	watchErr error
+	active   map[*flakyWatcher]struct{}
+}
+
+func newUpstream(next discovery.Resolver) *upstream {
+	return &upstream{next: next, active: make(map[*flakyWatcher]struct{})}
+}
+
+func (u *upstream) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
+	u.resolves.Add(1)
+	return u.next.Resolve(ctx, service)
+}
+
+func (u *upstream) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
+	u.watches.Add(1)
+	u.mu.Lock()
+	err := u.watchErr
+	u.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	w, err := u.next.Watch(ctx, service)
+	if err != nil {
+		return nil, err
+	}
+	fw := &flakyWatcher{next: w, up: u, broken: make(chan struct{})}
+	u.mu.Lock()
+	u.active[fw] = struct{}{}
+	u.mu.Unlock()
+	return fw, nil
+}
+
+// failWatch makes Watch fail with err; nil lets it succeed again.
+func (u *upstream) failWatch(err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.watchErr = err
+}
+
+// breakWatchers makes every open watcher fail with err.
+func (u *upstream) breakWatchers(err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for w := range u.active {
+		w.breakWith(err)
+	}
+}
+
+func (u *upstream) activeWatchers() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.active)
+}
+
+type flakyWatcher struct {
+	next   discovery.Watcher
+	up     *upstream
+	once   sync.Once
+	broken chan struct{}
+	err    error
+}
+
+func (w *flakyWatcher) breakWith(err error) {
+	w.once.Do(func() {
+		w.err = err
+		close(w.broken)
+	})
+}
+
+func (w *flakyWatcher) Next(ctx context.Context) ([]discovery.Instance, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-w.broken:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	set, err := w.next.Next(ctx)
+	select {
+	case <-w.broken:
+		return nil, w.err
+	default:
+		return set, err
+	}
+}
+
+func (w *flakyWatcher) Stop() {
+	w.next.Stop()
+	w.up.mu.Lock()
+	delete(w.up.active, w)
+	w.up.mu.Unlock()
+}
+
+// fakeCC records what a resolver sends to gRPC.
+type fakeCC struct {
+	resolver.ClientConn // not implemented: panics if used
+
+	mu     sync.Mutex
+	states []resolver.State
+	errs   []error
+}
+
+func (f *fakeCC) UpdateState(s resolver.State) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.states = append(f.states, s)
+	return nil
+}
+
+func (f *fakeCC) ReportError(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.errs = append(f.errs, err)
+}
+
+func (f *fakeCC) counts() (states, errs int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.states), len(f.errs)
+}
+
+// lastState returns the last state sent and whether there is one.
+func (f *fakeCC) lastState() (resolver.State, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.states) == 0 {
+		return resolver.State{}, false
+	}
+	return f.states[len(f.states)-1], true
+}
+
+func (f *fakeCC) lastErr() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.errs) == 0 {
+		return nil
+	}
+	return f.errs[len(f.errs)-1]
+}
+
+// addrs lists the Addr of every address of s.
+func addrs(s resolver.State) []string {
+	out := make([]string, 0, len(s.Addresses))
+	for _, a := range s.Addresses {
+		out = append(out, a.Addr)
+	}
+	return out
+}
+
+func target(t *testing.T, s string) resolver.Target {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resolver.Target{URL: *u}
+}
+
+// eventually polls cond until it holds, failing the test after waitLong.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLong)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", waitLong, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// testLogger routes logs to t.Log until the test ends.
+func testLogger(t testing.TB) hclog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(w.stop)
+	return hclog.New(&hclog.LoggerOptions{Name: t.Name(), Output: w, Level: hclog.Debug, DisableTime: true})
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testWriter) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
+}

@@ -1,0 +1,329 @@
+package grpcresolver
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc/attributes"
+	"google.golang.org/grpc/resolver"
+
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/retry"
+)
+
+// Scheme is the URI scheme of roster targets: "roster:///<service>".
+const Scheme = "roster"
+
+// NewBuilder returns a gRPC resolver.Builder for the "roster" scheme that
+// resolves services with r. Pass it to a ClientConn with
+// grpc.WithResolvers; it is not registered globally. One Builder serves
+// any number of ClientConns; each gets a resolver of its own that watches
+// its service until the ClientConn is closed. NewBuilder panics if r is nil
+// or an option has an invalid value, as that is a programming error.
+func NewBuilder(r discovery.Resolver, opts ...Option) resolver.Builder {
+	if r == nil {
+		panic("grpcresolver: nil discovery.Resolver")
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := o.validate(); err != nil {
+		panic(err)
+	}
+	// The resolver follows its service for the life of the ClientConn:
+	// never stop retrying.
+	o.retry.MaxAttempts, o.retry.MaxElapsed = 0, 0
+	return &builder{upstream: r, opts: o}
+}
+
+type builder struct {
+	upstream discovery.Resolver
+	opts     options
+}
+
+// Scheme implements resolver.Builder.
+func (b *builder) Scheme() string { return Scheme }
+
+// Build implements resolver.Builder. The target must be
+// "roster:///<service>" (no authority) with a valid service name; otherwise
+// Build returns an error wrapping discovery.ErrInvalidInstance or naming
+// the problem. It starts the goroutine that watches the service; the
+// resolver's Close stops it.
+func (b *builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
+	service, err := serviceOf(target)
+	if err != nil {
+		return nil, fmt.Errorf("grpcresolver: target %q: %w", target.String(), err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &watchResolver{
+		upstream: b.upstream,
+		service:  service,
+		cc:       cc,
+		opts:     b.opts,
+		log:      b.opts.log.With("service", service),
+		ctx:      ctx,
+		cancel:   cancel,
+	}
+	r.wg.Go(r.run)
+	return r, nil
+}
+
+// serviceOf returns the service named by a "roster:///<service>" target.
+func serviceOf(target resolver.Target) (string, error) {
+	if target.URL.Host != "" {
+		return "", fmt.Errorf("authority %q is not supported; want %s:///<service>", target.URL.Host, Scheme)
+	}
+	service := target.Endpoint()
+	if err := discovery.ValidateName("service", service); err != nil {
+		return "", err
+	}
+	return service, nil
+}
+
+// watchResolver is the resolver of one ClientConn: one goroutine (run)
+// watches the service and sends every set to gRPC.
+type watchResolver struct {
+	upstream discovery.Resolver
+	service  string
+	cc       resolver.ClientConn
+	opts     options
+	log      hclog.Logger
+
+	ctx       context.Context // ends on Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+
+	mu         sync.Mutex
+	nowPending bool               // ResolveNow was called and not served yet
+	interrupt  context.CancelFunc // cuts the current Next short; nil outside Next
+	lastForced time.Time          // when the last forced Resolve started
+
+	// Owned by run.
+	pushed    []discovery.Instance // last set sent to gRPC
+	hasPushed bool                 // pushed is what gRPC holds
+}
+
+// ResolveNow implements resolver.Resolver: the resolver Resolves the
+// service upstream and sends gRPC the result, at once or, if it did so
+// less than the ResolveNow interval ago, at the end of that interval.
+// It does not block. While the watch is being set up again after a
+// failure, the watch's first set serves the request.
+func (r *watchResolver) ResolveNow(resolver.ResolveNowOptions) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.nowPending = true
+	if r.interrupt != nil {
+		r.interrupt()
+	}
+}
+
+// Close implements resolver.Resolver: it stops the watch and waits for
+// the resolver's goroutine to end. It is idempotent.
+func (r *watchResolver) Close() {
+	r.closeOnce.Do(func() {
+		r.cancel()
+		r.wg.Wait()
+	})
+}
+
+// run watches the service until Close. It never gives up: after a failure
+// it reports the error to gRPC, waits for the next delay of the retry
+// policy and watches again.
+func (r *watchResolver) run() {
+	backoff := r.opts.retry.Backoff()
+	failures := 0
+	for {
+		healthy, err := r.follow()
+		if r.ctx.Err() != nil {
+			return
+		}
+		if healthy {
+			backoff, failures = r.opts.retry.Backoff(), 0
+		}
+		failures++
+		delay, _ := backoff.Next()
+		r.log.Warn("watch failed, retrying", "attempt", failures, "retry_in", delay, "error", err)
+		r.cc.ReportError(fmt.Errorf("grpcresolver: %s: %w", r.service, err))
+		// gRPC now holds an error: send the next set even if unchanged.
+		r.hasPushed = false
+		if retry.Sleep(r.ctx, delay, nil) != nil {
+			return
+		}
+	}
+}
+
+// follow watches the service and sends every set to gRPC, serving
+// ResolveNow requests in between, until the watch fails or Close. It
+// reports whether the watch delivered at least one set.
+func (r *watchResolver) follow() (healthy bool, err error) {
+	ctx, cancel := context.WithTimeout(r.ctx, r.opts.timeout)
+	w, err := r.upstream.Watch(ctx, r.service)
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("watch: %w", err)
+	}
+	defer w.Stop()
+	// The watch's first set is fresh: it serves a pending ResolveNow.
+	r.mu.Lock()
+	r.nowPending = false
+	r.mu.Unlock()
+	for {
+		if r.takeResolveNow() {
+			r.resolveNow()
+		}
+		set, interrupted, err := r.next(w)
+		switch {
+		case r.ctx.Err() != nil:
+			return healthy, r.ctx.Err()
+		case interrupted:
+			continue
+		case err != nil:
+			return healthy, fmt.Errorf("watch: next: %w", err)
+		}
+		if !healthy {
+			healthy = true
+			r.log.Debug("watching")
+		}
+		r.push(set)
+	}
+}
+
+// next calls w.Next until the set changes, ResolveNow interrupts it, or a
+// pending ResolveNow comes due.
+func (r *watchResolver) next(w discovery.Watcher) (set []discovery.Instance, interrupted bool, err error) {
+	r.mu.Lock()
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if r.nowPending {
+		ctx, cancel = context.WithDeadline(r.ctx, r.lastForced.Add(r.opts.resolveNowInterval))
+	} else {
+		ctx, cancel = context.WithCancel(r.ctx)
+	}
+	r.interrupt = cancel
+	r.mu.Unlock()
+
+	set, err = w.Next(ctx)
+
+	r.mu.Lock()
+	r.interrupt = nil
+	r.mu.Unlock()
+	interrupted = err != nil && ctx.Err() != nil && r.ctx.Err() == nil
+	cancel()
+	return set, interrupted, err
+}
+
+// takeResolveNow reports whether a ResolveNow request is due, and takes it.
+func (r *watchResolver) takeResolveNow() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if !r.nowPending || now.Before(r.lastForced.Add(r.opts.resolveNowInterval)) {
+		return false
+	}
+	r.nowPending, r.lastForced = false, now
+	return true
+}
+
+// resolveNow Resolves the service upstream and sends the result to gRPC.
+func (r *watchResolver) resolveNow() {
+	ctx, cancel := context.WithTimeout(r.ctx, r.opts.timeout)
+	set, err := r.upstream.Resolve(ctx, r.service)
+	cancel()
+	if err != nil {
+		if r.ctx.Err() != nil {
+			return
+		}
+		// gRPC keeps the addresses of its last good update.
+		r.log.Warn("resolve failed", "error", err)
+		r.cc.ReportError(fmt.Errorf("grpcresolver: %s: resolve: %w", r.service, err))
+		r.hasPushed = false
+		return
+	}
+	r.push(set)
+}
+
+// push sends set to gRPC as the full address list, unless gRPC holds it
+// already.
+func (r *watchResolver) push(set []discovery.Instance) {
+	set = discovery.NormalizeSet(set)
+	if r.hasPushed && discovery.EqualSets(r.pushed, set) {
+		return
+	}
+	r.pushed, r.hasPushed = set, true
+	st := stateOf(set)
+	if err := r.cc.UpdateState(st); err != nil {
+		// The watch brings every change: nothing to resolve again. An
+		// empty set, for one, is refused by most balancers.
+		r.log.Debug("gRPC did not accept the update", "addresses", len(st.Addresses), "error", err)
+		return
+	}
+	r.log.Debug("updated addresses", "addresses", len(st.Addresses))
+}
+
+// stateOf returns the gRPC resolver state for an instance set: one Address
+// and one Endpoint per instance, in the order of set, each carrying its
+// instance as an attribute (see InstanceFromAddress). BalancerAttributes
+// stay nil, so addresses compare equal exactly when their instances do.
+func stateOf(set []discovery.Instance) resolver.State {
+	st := resolver.State{
+		Addresses: make([]resolver.Address, 0, len(set)),
+		Endpoints: make([]resolver.Endpoint, 0, len(set)),
+	}
+	for _, in := range set {
+		attrs := attributes.New(instanceKey{}, instanceValue{in.Clone()})
+		addr := resolver.Address{Addr: in.Address, Attributes: attrs}
+		st.Addresses = append(st.Addresses, addr)
+		st.Endpoints = append(st.Endpoints, resolver.Endpoint{Addresses: []resolver.Address{addr}, Attributes: attrs})
+	}
+	return st
+}
+
+// instanceKey is the attributes key of the instance of an address.
+type instanceKey struct{}
+
+// instanceValue holds an instance in attributes. It is never modified, and
+// compares by value (Instance holds a map, which == cannot compare).
+type instanceValue struct{ in discovery.Instance }
+
+// Equal lets attributes.Attributes.Equal compare instances.
+func (v instanceValue) Equal(o any) bool {
+	ov, ok := o.(instanceValue)
+	return ok && v.in.Equal(ov.in)
+}
+
+// String names the instance in gRPC's logs.
+func (v instanceValue) String() string { return v.in.Key().String() }
+
+// InstanceFromAddress returns a copy of the discovery.Instance that a
+// resolver of this package attached to addr, for pickers, interceptors and
+// tests; ok is false if addr carries none.
+func InstanceFromAddress(addr resolver.Address) (in discovery.Instance, ok bool) {
+	return instanceFrom(addr.Attributes)
+}
+
+// InstanceFromEndpoint is InstanceFromAddress for the endpoints that gRPC
+// hands to load-balancing policies.
+func InstanceFromEndpoint(ep resolver.Endpoint) (in discovery.Instance, ok bool) {
+	if in, ok := instanceFrom(ep.Attributes); ok {
+		return in, true
+	}
+	for _, addr := range ep.Addresses {
+		if in, ok := instanceFrom(addr.Attributes); ok {
+			return in, true
+		}
+	}
+	return discovery.Instance{}, false
+}
+
+func instanceFrom(attrs *attributes.Attributes) (discovery.Instance, bool) {
+	v, ok := attrs.Value(instanceKey{}).(instanceValue)
+	if !ok {
+		return discovery.Instance{}, false
+	}
+	return v.in.Clone(), true
+}

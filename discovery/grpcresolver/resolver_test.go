@@ -1,0 +1,502 @@
+package grpcresolver_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+
+	"github.com/roster-sd/roster/backends/memory"
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/cache"
+	"github.com/roster-sd/roster/discovery/grpcresolver"
+	"github.com/roster-sd/roster/retry"
+)
+
+var errBroken = errors.New("test: watch broken")
+
+const roundRobin = `{"loadBalancingConfig":[{"round_robin":{}}]}`
+
+// env is a memory Store with a Backend to register on and an instrumented
+// upstream Resolver on another Backend of the same Store.
+type env struct {
+	store *memory.Store
+	reg   *memory.Backend
+	up    *upstream
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	store := memory.NewStore()
+	reg := memory.New(store)
+	back := memory.New(store)
+	t.Cleanup(func() {
+		back.Close()
+		reg.Close()
+	})
+	return &env{store: store, reg: reg, up: newUpstream(back)}
+}
+
+func (e *env) register(t *testing.T, ins ...discovery.Instance) {
+	t.Helper()
+	for _, in := range ins {
+		if err := e.reg.Register(context.Background(), in); err != nil {
+			t.Fatalf("Register(%s): %v", in.ID, err)
+		}
+	}
+}
+
+func (e *env) deregister(t *testing.T, in discovery.Instance) {
+	t.Helper()
+	if err := e.reg.Deregister(context.Background(), in); err != nil {
+		t.Fatalf("Deregister(%s): %v", in.ID, err)
+	}
+}
+
+// dial opens a round-robin ClientConn on roster:///greeter through b.
+func dial(t *testing.T, b resolver.Builder) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(grpcresolver.Scheme+":///"+service,
+		grpc.WithResolvers(b),
+		grpc.WithDefaultServiceConfig(roundRobin),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// spread makes n calls and counts them by server.
+func spread(t *testing.T, conn *grpc.ClientConn, n int) map[string]int {
+	t.Helper()
+	got := make(map[string]int)
+	for range n {
+		name, err := call(context.Background(), conn)
+		if err != nil {
+			t.Fatalf("call: %v", err)
+		}
+		got[name]++
+	}
+	return got
+}
+
+func TestRoundRobinFollowsRegistry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s1, s2, s3 := startServer(t, "s1"), startServer(t, "s2"), startServer(t, "s3")
+	e.register(t, s1, s2, s3)
+	b := grpcresolver.NewBuilder(e.up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+	conn := dial(t, b)
+	defer conn.Close()
+
+	// round_robin connects to every address; wait until all three answer.
+	seen := make(map[string]int)
+	eventually(t, "every server to answer", func() bool {
+		name, err := call(context.Background(), conn)
+		if err != nil {
+			t.Fatalf("call: %v", err)
+		}
+		seen[name]++
+		return len(seen) == 3
+	})
+	got := spread(t, conn, 30)
+	t.Logf("30 calls: %v", got)
+	for _, s := range []string{"s1", "s2", "s3"} {
+		if got[s] < 5 {
+			t.Errorf("%s got %d of 30 calls, want about 10 (at least 5): %v", s, got[s], got)
+		}
+	}
+
+	// A deregistered server stops receiving calls.
+	e.deregister(t, s2)
+	quiet := 0
+	eventually(t, "calls to stop reaching the deregistered server", func() bool {
+		name, err := call(context.Background(), conn)
+		if err != nil {
+			t.Fatalf("call: %v", err)
+		}
+		if name == "s2" {
+			quiet = 0
+		} else {
+			quiet++
+		}
+		return quiet >= 6
+	})
+	got = spread(t, conn, 20)
+	t.Logf("20 calls after deregistering s2: %v", got)
+	if got["s2"] != 0 {
+		t.Errorf("deregistered s2 got %d of 20 calls, want 0", got["s2"])
+	}
+	if got["s1"] == 0 || got["s3"] == 0 {
+		t.Errorf("calls after deregistering s2 = %v, want both s1 and s3", got)
+	}
+
+	// A new server starts receiving calls.
+	s4 := startServer(t, "s4")
+	e.register(t, s4)
+	eventually(t, "the new server to receive calls", func() bool {
+		name, err := call(context.Background(), conn)
+		if err != nil {
+			t.Fatalf("call: %v", err)
+		}
+		return name == "s4"
+	})
+
+	// Closing the ClientConn stops the resolver and its upstream watch.
+	if n := e.up.activeWatchers(); n != 1 {
+		t.Errorf("%d upstream watchers open, want 1", n)
+	}
+	conn.Close()
+	eventually(t, "the resolver to stop its watch", func() bool { return e.up.activeWatchers() == 0 })
+	if got := e.up.watches.Load(); got != 1 {
+		t.Errorf("upstream Watch called %d times, want 1: the watch never failed", got)
+	}
+}
+
+func TestRecoversFromUpstreamFailure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s1 := startServer(t, "s1")
+	e.register(t, s1)
+	e.up.failWatch(errBroken)
+	b := grpcresolver.NewBuilder(e.up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+	conn := dial(t, b)
+	defer conn.Close()
+
+	// With no address yet, the calls fail with the resolver's error.
+	_, err := call(context.Background(), conn)
+	if err == nil || !strings.Contains(err.Error(), errBroken.Error()) {
+		t.Fatalf("call while Watch fails = %v, want an error naming %q", err, errBroken)
+	}
+	// The resolver keeps trying.
+	watches := e.up.watches.Load()
+	eventually(t, "the resolver to retry Watch", func() bool { return e.up.watches.Load() >= watches+2 })
+
+	e.up.failWatch(nil)
+	eventually(t, "calls to succeed once Watch works", func() bool {
+		name, err := call(context.Background(), conn)
+		return err == nil && name == "s1"
+	})
+
+	// The watch breaks while the registry is down: calls keep going to
+	// the last known addresses, and changes are seen once it is back.
+	e.store.SetAvailable(false)
+	e.up.breakWatchers(errBroken)
+	watches = e.up.watches.Load()
+	eventually(t, "the resolver to retry Watch", func() bool { return e.up.watches.Load() >= watches+2 })
+	if name, err := call(context.Background(), conn); err != nil || name != "s1" {
+		t.Errorf("call during the outage = %q, %v; want s1", name, err)
+	}
+	e.store.SetAvailable(true)
+	s2 := startServer(t, "s2")
+	e.register(t, s2)
+	eventually(t, "the resolver to resume and send the new server", func() bool {
+		name, err := call(context.Background(), conn)
+		return err == nil && name == "s2"
+	})
+}
+
+func TestReportsErrorsAndResumes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"}
+	e.register(t, a)
+	e.up.failWatch(errBroken)
+	b := grpcresolver.NewBuilder(e.up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+	cc := &fakeCC{}
+	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+
+	eventually(t, "a reported error", func() bool { _, n := cc.counts(); return n >= 2 })
+	if err := cc.lastErr(); !errors.Is(err, errBroken) {
+		t.Errorf("reported error = %v, want it to wrap the upstream's", err)
+	}
+	if n, _ := cc.counts(); n != 0 {
+		t.Errorf("%d states sent while Watch fails, want 0", n)
+	}
+
+	e.up.failWatch(nil)
+	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	st, _ := cc.lastState()
+	if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
+		t.Errorf("addresses = %v, want %v", got, want)
+	}
+
+	// The watcher fails; after resuming, the resolver sends the state again
+	// (gRPC holds an error meanwhile), then follows changes.
+	_, errsBefore := cc.counts()
+	e.up.breakWatchers(errBroken)
+	eventually(t, "the state to be sent again after the error", func() bool { n, _ := cc.counts(); return n == 2 })
+	if _, n := cc.counts(); n != errsBefore+1 {
+		t.Errorf("errors reported = %d, want %d", n, errsBefore+1)
+	}
+	bb := discovery.Instance{Service: service, ID: "b", Address: "10.0.0.2:2"}
+	e.register(t, bb)
+	eventually(t, "the state with the new instance", func() bool {
+		st, _ := cc.lastState()
+		return slices.Equal(addrs(st), []string{a.Address, bb.Address})
+	})
+}
+
+func TestResolveNow(t *testing.T) {
+	t.Parallel()
+	const interval = 150 * time.Millisecond
+	// The watcher never reports a change; Resolve always has a fresh set.
+	feed := discovery.NewFeed()
+	defer feed.Close(nil)
+	feed.Publish([]discovery.Instance{{Service: service, ID: "old", Address: "10.0.0.1:1"}})
+	up := &splitResolver{feed: feed}
+	b := grpcresolver.NewBuilder(up, grpcresolver.WithResolveNowInterval(interval))
+	cc := &fakeCC{}
+	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+
+	up.set(1)
+	r.ResolveNow(resolver.ResolveNowOptions{})
+	eventually(t, "ResolveNow to send the resolved set", func() bool {
+		st, _ := cc.lastState()
+		return slices.Equal(addrs(st), []string{"10.0.0.1:1001"})
+	})
+	first := time.Now()
+
+	// Within the interval, requests are merged into one at its end.
+	up.set(2)
+	for range 5 {
+		r.ResolveNow(resolver.ResolveNowOptions{})
+	}
+	eventually(t, "the merged ResolveNow", func() bool {
+		st, _ := cc.lastState()
+		return slices.Equal(addrs(st), []string{"10.0.0.1:1002"})
+	})
+	if d := time.Since(first); d < interval/2 {
+		t.Errorf("second forced Resolve %v after the first, want at least the interval %v", d, interval)
+	}
+	time.Sleep(interval)
+	if got := up.resolves.Load(); got != 2 {
+		t.Errorf("upstream Resolve called %d times for 6 ResolveNow calls, want 2", got)
+	}
+}
+
+// splitResolver watches a feed but resolves the set given to set.
+type splitResolver struct {
+	feed     *discovery.Feed
+	resolves atomic.Int64
+	port     atomic.Int64
+}
+
+func (s *splitResolver) set(n int64) { s.port.Store(n) }
+
+func (s *splitResolver) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
+	s.resolves.Add(1)
+	addr := fmt.Sprintf("10.0.0.1:%d", 1000+s.port.Load())
+	return []discovery.Instance{{Service: service, ID: "new", Address: addr}}, nil
+}
+
+func (s *splitResolver) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
+	return s.feed.NewWatcher(nil), nil
+}
+
+func TestBuildRejectsBadTargets(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	b := grpcresolver.NewBuilder(e.up)
+	if got := b.Scheme(); got != "roster" {
+		t.Errorf("Scheme() = %q, want roster", got)
+	}
+	cases := []struct {
+		target  string
+		invalid bool // the error wraps ErrInvalidInstance
+	}{
+		{"roster:///", true},
+		{"roster:///a/b", true},
+		{"roster:///a%20b", true},
+		{"roster:///..", true},
+		{"roster:///" + strings.Repeat("x", 129), true},
+		{"roster://authority/greeter", false},
+	}
+	for _, tc := range cases {
+		r, err := b.Build(target(t, tc.target), &fakeCC{}, resolver.BuildOptions{})
+		if err == nil {
+			r.Close()
+			t.Errorf("Build(%q) succeeded, want an error", tc.target)
+			continue
+		}
+		if tc.invalid && !errors.Is(err, discovery.ErrInvalidInstance) {
+			t.Errorf("Build(%q) = %v, want ErrInvalidInstance", tc.target, err)
+		}
+	}
+	if got := e.up.watches.Load(); got != 0 {
+		t.Errorf("upstream Watch called %d times for bad targets, want 0", got)
+	}
+}
+
+func TestAddressesCarryInstances(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ins := []discovery.Instance{
+		{Service: service, ID: "b", Address: "10.0.0.2:2", Metadata: map[string]string{"zone": "b"}},
+		{Service: service, ID: "a", Address: "10.0.0.1:1", Metadata: map[string]string{"zone": "a", "v": "1"}},
+	}
+	e.register(t, ins...)
+	b := grpcresolver.NewBuilder(e.up)
+	cc := &fakeCC{}
+	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	st, _ := cc.lastState()
+
+	want := discovery.NormalizeSet(ins)
+	if len(st.Addresses) != len(want) || len(st.Endpoints) != len(want) {
+		t.Fatalf("state has %d addresses and %d endpoints, want %d", len(st.Addresses), len(st.Endpoints), len(want))
+	}
+	for i, addr := range st.Addresses {
+		got, ok := grpcresolver.InstanceFromAddress(addr)
+		if !ok || !got.Equal(want[i]) {
+			t.Errorf("InstanceFromAddress(address %d) = %+v, %v; want %+v", i, got, ok, want[i])
+		}
+		if addr.Addr != want[i].Address || addr.ServerName != "" || addr.BalancerAttributes != nil {
+			t.Errorf("address %d = %+v", i, addr)
+		}
+		got, ok = grpcresolver.InstanceFromEndpoint(st.Endpoints[i])
+		if !ok || !got.Equal(want[i]) {
+			t.Errorf("InstanceFromEndpoint(endpoint %d) = %+v, %v; want %+v", i, got, ok, want[i])
+		}
+		// The instance is a copy.
+		got.Metadata["zone"] = "changed"
+		if again, _ := grpcresolver.InstanceFromAddress(addr); again.Metadata["zone"] != want[i].Metadata["zone"] {
+			t.Errorf("modifying a returned instance changed the address's")
+		}
+	}
+
+	// Addresses of equal instances are equal (metadata maps compare by
+	// value), and differ when the metadata does.
+	e.register(t, discovery.Instance{Service: service, ID: "c", Address: "10.0.0.3:3"})
+	eventually(t, "the second state", func() bool { n, _ := cc.counts(); return n == 2 })
+	st2, _ := cc.lastState()
+	if !st.Addresses[0].Equal(st2.Addresses[0]) || !st.Addresses[1].Equal(st2.Addresses[1]) {
+		t.Errorf("addresses of unchanged instances are not Equal across updates")
+	}
+	if st.Addresses[0].Equal(st.Addresses[1]) {
+		t.Errorf("addresses of different instances are Equal")
+	}
+
+	if _, ok := grpcresolver.InstanceFromAddress(resolver.Address{Addr: "10.0.0.1:1"}); ok {
+		t.Errorf("InstanceFromAddress of a plain address: ok, want not ok")
+	}
+	if _, ok := grpcresolver.InstanceFromEndpoint(resolver.Endpoint{}); ok {
+		t.Errorf("InstanceFromEndpoint of an empty endpoint: ok, want not ok")
+	}
+}
+
+func TestCloseStopsResolver(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		failed bool // Watch fails: Close interrupts an hour-long retry wait
+	}{
+		{"watching", false},
+		{"retrying", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			e.register(t, discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"})
+			if tc.failed {
+				e.up.failWatch(errBroken)
+			}
+			b := grpcresolver.NewBuilder(e.up, grpcresolver.WithRetry(retry.Policy{Base: time.Hour, Max: time.Hour}))
+			cc := &fakeCC{}
+			r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the first state or error", func() bool { s, e := cc.counts(); return s+e > 0 })
+			done := make(chan struct{})
+			go func() {
+				r.Close()
+				r.Close()
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-time.After(waitLong):
+				t.Fatal("Close did not return")
+			}
+			if n := e.up.activeWatchers(); n != 0 {
+				t.Errorf("%d upstream watchers open after Close, want 0", n)
+			}
+		})
+	}
+}
+
+func TestWithCache(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s1, s2 := startServer(t, "s1"), startServer(t, "s2")
+	e.register(t, s1, s2)
+	c := cache.New(e.up)
+	defer c.Close()
+	b := grpcresolver.NewBuilder(c)
+
+	// Three ClientConns share the cache's one upstream watch.
+	for range 3 {
+		conn := dial(t, b)
+		defer conn.Close()
+		seen := make(map[string]bool)
+		eventually(t, "both servers to answer", func() bool {
+			name, err := call(context.Background(), conn)
+			if err != nil {
+				t.Fatalf("call: %v", err)
+			}
+			seen[name] = true
+			return len(seen) == 2
+		})
+	}
+	if got := e.up.watches.Load(); got != 1 {
+		t.Errorf("upstream Watch called %d times for 3 ClientConns through the cache, want 1", got)
+	}
+}
+
+func TestNewBuilderPanicsOnInvalidOptions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cases := []struct {
+		name string
+		r    discovery.Resolver
+		opt  grpcresolver.Option
+	}{
+		{"nil resolver", nil, grpcresolver.WithLogger(nil)},
+		{"negative interval", e.up, grpcresolver.WithResolveNowInterval(-time.Second)},
+		{"zero timeout", e.up, grpcresolver.WithTimeout(0)},
+		{"invalid retry policy", e.up, grpcresolver.WithRetry(retry.Policy{Base: -1})},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("NewBuilder did not panic")
+				}
+			}()
+			grpcresolver.NewBuilder(tc.r, tc.opt)
+		})
+	}
+}
