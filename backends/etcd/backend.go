@@ -36,12 +36,17 @@ type Backend struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	kick      chan struct{} // wakes the keeper; capacity 1
+	kick chan struct{} // wakes the keeper; capacity 1
+	// writeMu makes one goroutine at a time the writer of the Backend's
+	// keys: the keeper, or a Register that finds the Backend healthy and
+	// nobody writing, which then writes itself instead of handing over.
+	writeMu   sync.Mutex
 	connReady chan struct{} // the connection became usable; capacity 1
 
 	mu      sync.Mutex
 	closed  bool
 	held    map[discovery.Key]*entry // what this backend keeps published
+	dirty   []discovery.Key          // held keys whose entry is marked dirty
 	byPath  map[string]discovery.Key // etcd key -> held key
 	tombs   map[string]*tomb         // keys to delete, by etcd key
 	lease   clientv3.LeaseID         // the live lease; 0 while (re-)establishing
@@ -169,6 +174,9 @@ type entry struct {
 	// keeper only restores the key if it is absent.
 	claim bool
 	dirty bool // the keeper should (re)write it
+	// tried: a write of it was sent, so etcd may hold it even if the
+	// write seemed to fail.
+	tried bool
 	// rev is the revision of the keeper's last write of this entry; events
 	// at or before it are echoes of the past.
 	rev      int64
@@ -225,7 +233,7 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 		b.mu.Unlock()
 		return fmt.Errorf("etcd: register %v: %w", key, discovery.ErrClosed)
 	}
-	e := &entry{inst: in, path: b.Key(in.Service, in.ID), value: string(value), claim: true, dirty: true}
+	e := &entry{inst: in, path: b.Key(in.Service, in.ID), value: string(value), claim: true}
 	prev := b.held[key]
 	if prev != nil {
 		// An update: the earlier calls still waiting are satisfied by
@@ -244,10 +252,11 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 	}
 	b.held[key] = e
 	b.byPath[e.path] = key
+	b.markDirtyLocked(e)
 	b.start()
 	b.mu.Unlock()
 
-	b.poke()
+	b.writeOrPoke(ctx)
 	select {
 	case <-w.done:
 		return w.err
@@ -276,17 +285,18 @@ func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, c
 	var cleanup *waiter
 	if prev != nil {
 		// Put the previous value back.
-		prev.waiters, prev.dirty, prev.claim = e.waiters, true, true
+		prev.waiters, prev.claim = e.waiters, true
 		e.waiters = nil
 		b.held[key] = prev
+		b.markDirtyLocked(prev)
 	} else {
 		delete(b.held, key)
 		delete(b.byPath, e.path)
 		finishAll(e.waiters, fmt.Errorf("etcd: register %v: %w", key, cause))
 		e.waiters = nil
 		b.board.Set(discovery.Status{Instance: e.inst, State: discovery.StateDeregistered})
-		if !e.dirty {
-			// The keeper has written it, or is writing it: delete it.
+		if e.tried {
+			// A write of it went out: delete it.
 			cleanup = newWaiter()
 			b.tombs[e.path] = &tomb{waiters: []*waiter{cleanup}}
 		}
@@ -304,6 +314,27 @@ func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, c
 		}
 	}
 	return fmt.Errorf("etcd: register %v: %w", key, cause)
+}
+
+// writeOrPoke writes the pending changes on the caller's goroutine when
+// the Backend has a live lease and no other writer, saving the hand-over to
+// the keeper; otherwise it wakes the keeper.
+func (b *Backend) writeOrPoke(ctx context.Context) {
+	if b.writeMu.TryLock() {
+		lease := b.Lease()
+		if lease != 0 {
+			wctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
+			_, err := b.syncLocked(wctx, lease, false)
+			cancel()
+			b.writeMu.Unlock()
+			if err == nil {
+				return
+			}
+		} else {
+			b.writeMu.Unlock()
+		}
+	}
+	b.poke()
 }
 
 func removeWaiter(ws []*waiter, w *waiter) []*waiter {
@@ -363,6 +394,7 @@ func (b *Backend) Close() error {
 		b.closed = true
 		held := b.held
 		b.held = map[discovery.Key]*entry{}
+		clear(b.byPath)
 		lease := b.granted
 		tombs := b.tombs
 		b.tombs = map[string]*tomb{}

@@ -218,14 +218,29 @@ type op struct {
 // only remove keys still under lease. It returns the revision of the last
 // transaction. On error, what was not written is marked dirty again.
 func (b *Backend) sync(ctx context.Context, lease clientv3.LeaseID, all bool) (int64, error) {
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+	return b.syncLocked(ctx, lease, all)
+}
+
+// syncLocked is sync for a caller that holds writeMu.
+func (b *Backend) syncLocked(ctx context.Context, lease clientv3.LeaseID, all bool) (int64, error) {
 	b.mu.Lock()
 	var ops []op
-	for _, e := range b.held {
-		if all || e.dirty {
-			e.dirty = false
+	if all {
+		for _, e := range b.held {
+			e.dirty, e.tried = false, true
 			ops = append(ops, op{e: e, path: e.path})
 		}
+	} else {
+		for _, key := range b.dirty {
+			if e := b.held[key]; e != nil && e.dirty {
+				e.dirty, e.tried = false, true
+				ops = append(ops, op{e: e, path: e.path})
+			}
+		}
 	}
+	b.dirty = b.dirty[:0]
 	for path, t := range b.tombs {
 		ops = append(ops, op{path: path, tomb: t})
 	}
@@ -253,16 +268,38 @@ func (b *Backend) sync(ctx context.Context, lease clientv3.LeaseID, all bool) (i
 					[]clientv3.Op{clientv3.OpGet(o.path)})
 			}
 		}
-		resp, err := b.cli.Txn(ctx).Then(txn...).Commit()
-		if err != nil {
-			b.requeue(ops)
-			return rev, err
+		var resps []*etcdserverpb.ResponseOp
+		if n == 1 && chunk[0].e != nil && chunk[0].e.claim {
+			// The common case, a Register: a plain put is cheaper than a
+			// transaction.
+			resp, err := b.cli.Put(ctx, chunk[0].path, chunk[0].e.value, clientv3.WithLease(lease))
+			if err != nil {
+				b.requeue(ops)
+				return rev, err
+			}
+			rev = resp.Header.Revision
+			resps = []*etcdserverpb.ResponseOp{{}}
+		} else {
+			resp, err := b.cli.Txn(ctx).Then(txn...).Commit()
+			if err != nil {
+				b.requeue(ops)
+				return rev, err
+			}
+			rev = resp.Header.Revision
+			resps = resp.Responses
 		}
-		rev = resp.Header.Revision
-		b.applied(lease, rev, chunk, resp.Responses)
+		b.applied(lease, rev, chunk, resps)
 		ops = ops[n:]
 	}
 	return rev, nil
+}
+
+// markDirtyLocked asks the keeper to write e on its next pass.
+func (b *Backend) markDirtyLocked(e *entry) {
+	if !e.dirty {
+		e.dirty = true
+		b.dirty = append(b.dirty, e.inst.Key())
+	}
 }
 
 // requeue marks the writes of a failed sync to be done again.
@@ -280,7 +317,7 @@ func (b *Backend) requeue(ops []op) {
 				b.tombs[o.path] = o.tomb
 			}
 		case b.held[o.e.inst.Key()] == o.e:
-			o.e.dirty = true
+			b.markDirtyLocked(o.e)
 		}
 	}
 }
@@ -306,7 +343,8 @@ func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*
 			// The key exists: ours, or another registrar's.
 			kvs := txn.Responses[0].GetResponseRange().GetKvs()
 			if len(kvs) == 0 {
-				e.dirty, again = true, true
+				b.markDirtyLocked(e)
+				again = true
 				continue
 			}
 			kv := kvs[0]
@@ -315,7 +353,8 @@ func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*
 				continue
 			}
 			if string(kv.Value) != e.value {
-				e.claim, e.dirty, again = true, true, true
+				e.claim, again = true, true
+				b.markDirtyLocked(e)
 				continue
 			}
 			rev = kv.ModRevision
@@ -325,9 +364,10 @@ func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*
 		e.waiters = nil
 		if e.state != discovery.StateRegistered {
 			e.state = discovery.StateRegistered
-			b.board.Set(discovery.Status{Instance: e.inst, State: discovery.StateRegistered})
 			b.log.Debug("registered instance", "node", e.inst.Address, "key", e.path, "lease", leaseString(lease))
 		}
+		// Also after an update in place: the status carries the instance.
+		b.board.Set(discovery.Status{Instance: e.inst, State: discovery.StateRegistered})
 	}
 	if again {
 		b.poke()
@@ -395,17 +435,16 @@ func (b *Backend) watchOwnKeys(rev int64) {
 func (b *Backend) observe(ev *clientv3.Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	key, ok := b.byPath[string(ev.Kv.Key)]
-	if !ok {
-		return
+	e := b.held[b.byPath[string(ev.Kv.Key)]]
+	if e == nil {
+		return // not ours
 	}
-	e := b.held[key]
 	if ev.Kv.ModRevision <= e.rev {
 		return // an echo of our own write, or older
 	}
 	switch ev.Type {
 	case mvccpb.DELETE:
-		e.dirty = true
+		b.markDirtyLocked(e)
 		if e.written && !e.conflict {
 			e.written = false
 			e.state = discovery.StateLost
@@ -417,7 +456,7 @@ func (b *Backend) observe(ev *clientv3.Event) {
 		lease := clientv3.LeaseID(ev.Kv.Lease)
 		if slices.Contains(b.ours, lease) {
 			if string(ev.Kv.Value) != e.value && !e.dirty {
-				e.dirty = true
+				b.markDirtyLocked(e)
 				b.poke()
 			}
 			return
@@ -430,7 +469,7 @@ func (b *Backend) observe(ev *clientv3.Event) {
 func (b *Backend) markAllDirty() {
 	b.mu.Lock()
 	for _, e := range b.held {
-		e.dirty = true
+		b.markDirtyLocked(e)
 	}
 	b.mu.Unlock()
 	b.poke()

@@ -1,0 +1,158 @@
+package etcd_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/roster-sd/roster/backends/etcd"
+	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/discovery"
+)
+
+// serverMetric sums a counter of the etcd servers in this process (etcd
+// registers its metrics globally), optionally only the series whose label
+// has the given value.
+func serverMetric(t testing.TB, name, label, value string) float64 {
+	t.Helper()
+	families, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			match := label == ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					match = true
+				}
+			}
+			if match {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func registerMany(t testing.TB, b *etcd.Backend, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				in := discovery.Instance{Service: fmt.Sprintf("svc-%d", i%10), ID: fmt.Sprintf("i-%04d", i),
+					Address: fmt.Sprintf("10.0.%d.%d:8080", i/250, i%250)}
+				if err := b.Register(context.Background(), in); err != nil {
+					t.Errorf("Register: %v", err)
+				}
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+}
+
+// clientGoroutines counts the goroutines of this process that are not the
+// embedded etcd server's: the server runs in the test process, but in
+// production it is elsewhere.
+func clientGoroutines() int {
+	buf := make([]byte, 8<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if !strings.Contains(g, "go.etcd.io/etcd/server/") && !strings.Contains(g, "http2Server") &&
+			!strings.Contains(g, "cmux") && !strings.Contains(g, "(*Server).serve") {
+			n++
+		}
+	}
+	return n
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// Not parallel: it counts the process's goroutines, heap and etcd's global
+// metrics, which other tests would disturb.
+func TestThousandInstancesShareOneLeaseAndStream(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	cfg := testConfig(t, srv.Endpoints())
+	cfg.Logger = nil // info logs only; not per instance
+	cfg.TTL = 3 * time.Second
+
+	// The application's client, connected: what roster adds is measured
+	// from here.
+	appClient, err := clientv3.New(etcd.ClientConfig(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { appClient.Close() })
+	if _, err := appClient.Get(context.Background(), "warm-up"); err != nil {
+		t.Fatal(err)
+	}
+	goroutinesBefore := clientGoroutines()
+	heapBefore := heapInUse()
+	streamsBefore := serverMetric(t, "grpc_server_started_total", "grpc_method", "LeaseKeepAlive")
+
+	b, err := etcd.NewWithClient(appClient, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	registerMany(t, b, 1000)
+
+	resp, err := cli.Get(context.Background(), "/roster/services/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || resp.Count != 1000 {
+		t.Fatalf("etcd holds %d keys (%v); want 1000", resp.Count, err)
+	}
+	leases, err := cli.Leases(context.Background())
+	if err != nil || len(leases.Leases) != 1 {
+		t.Errorf("leases = %v (%v); want exactly one", leases.Leases, err)
+	}
+
+	// Two keep-alive rounds.
+	renewedBefore := serverMetric(t, "etcd_debugging_lease_renewed_total", "", "")
+	time.Sleep(cfg.TTL)
+	renewed := serverMetric(t, "etcd_debugging_lease_renewed_total", "", "") - renewedBefore
+	streams := serverMetric(t, "grpc_server_started_total", "grpc_method", "LeaseKeepAlive") - streamsBefore
+
+	goroutines := clientGoroutines() - goroutinesBefore
+	heap := int64(heapInUse()) - int64(heapBefore)
+	t.Logf("1000 instances: %d keep-alive stream(s), %.0f renewals in %v, %d goroutines and %.2f MiB of heap added",
+		int(streams), renewed, cfg.TTL, goroutines, float64(heap)/(1<<20))
+	if streams != 1 {
+		t.Errorf("%v keep-alive streams opened; want 1", streams)
+	}
+	// One lease renewed every TTL/3: about 3 renewals in a TTL.
+	if renewed < 1 || renewed > 6 {
+		t.Errorf("%v renewals in one TTL; want about 3 (one lease)", renewed)
+	}
+	if goroutines > 20 {
+		t.Errorf("%d goroutines added; want at most 20", goroutines)
+	}
+	if heap > 3<<20 {
+		t.Errorf("%.2f MiB of heap added; want at most 3 MiB", float64(heap)/(1<<20))
+	}
+}
