@@ -15,7 +15,7 @@ import (
 type harness struct{ store *memory.Store }
 
 func (h *harness) MakeBackend(context.Context) (discovery.Backend, error) {
-	return memory.New(h.store, memory.WithRetry(retry.Policy{Base: time.Millisecond, Max: 10 * time.Millisecond})), nil
+	return memory.New(h.store, memory.WithRetry(retry.Policy{Base: time.Millisecond, Max: 10 * time.Millisecond}))
 }
 
 func (h *harness) Close() {}

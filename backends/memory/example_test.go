@@ -3,6 +3,7 @@ package memory_test
 import (
 	"context"
 	"fmt"
+	"log"
 	"time"
 
 	"github.com/roster-sd/roster/backends/memory"
@@ -14,14 +15,20 @@ import (
 func ExampleBackend() {
 	ctx := context.Background()
 	store := memory.NewStore()
-	server := memory.New(store)
+	server, err := memory.New(store)
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer server.Close()
-	client := memory.New(store)
+	client, err := memory.New(store)
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer client.Close()
 
 	w, err := client.Watch(ctx, "payments")
 	if err != nil {
-		panic(err)
+		log.Fatal(err)
 	}
 	defer w.Stop()
 	set, _ := w.Next(ctx)
@@ -56,7 +63,10 @@ func ExampleBackend() {
 func ExampleStore_Expire() {
 	ctx := context.Background()
 	store := memory.NewStore()
-	b := memory.New(store, memory.WithRestoreDelay(10*time.Millisecond))
+	b, err := memory.New(store, memory.WithRestoreDelay(10*time.Millisecond))
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer b.Close()
 	_ = b.Register(ctx, discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.7:8080"})
 	sub := b.SubscribeStatus()

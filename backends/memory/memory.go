@@ -50,16 +50,21 @@ type registration struct {
 }
 
 // New returns a Backend on store; a nil store gives the Backend a private
-// Store of its own (see Backend.Store). It panics if an option has an
-// invalid value (a negative restore delay, a retry policy that fails
-// Validate), as that is a programming error.
-func New(store *Store, opts ...Option) *Backend {
+// Store of its own (see Backend.Store).
+//
+// If an option has an invalid value (a negative restore delay, a retry
+// policy that fails Validate), New returns an error wrapping
+// ErrInvalidOption that names the option and the reason, and starts
+// nothing.
+func New(store *Store, opts ...Option) (*Backend, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
-		opt(&o)
+		if opt != nil { // a nil Option changes nothing
+			opt(&o)
+		}
 	}
 	if err := o.validate(); err != nil {
-		panic(err)
+		return nil, err
 	}
 	if store == nil {
 		store = NewStore()
@@ -78,7 +83,7 @@ func New(store *Store, opts ...Option) *Backend {
 	store.mu.Lock()
 	store.backends[b] = struct{}{}
 	store.mu.Unlock()
-	return b
+	return b, nil
 }
 
 // Store returns the Store this Backend is a handle on.

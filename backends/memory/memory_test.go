@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,7 +22,10 @@ var fastRetry = retry.Policy{Base: 5 * time.Millisecond, Max: 20 * time.Millisec
 
 func newBackend(t *testing.T, store *memory.Store, opts ...memory.Option) *memory.Backend {
 	t.Helper()
-	b := memory.New(store, opts...)
+	b, err := memory.New(store, opts...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
 	t.Cleanup(func() {
 		if err := b.Close(); err != nil {
 			t.Errorf("Close: %v", err)
@@ -382,7 +386,10 @@ func TestExpireDuringOutageRestoresAfterIt(t *testing.T) {
 func TestCloseDuringOutage(t *testing.T) {
 	t.Parallel()
 	store := memory.NewStore()
-	a := memory.New(store, memory.WithRetry(fastRetry))
+	a, err := memory.New(store, memory.WithRetry(fastRetry))
+	if err != nil {
+		t.Fatal(err)
+	}
 	other := newBackend(t, store)
 	register(t, a, p1)
 	store.SetAvailable(false)
@@ -410,32 +417,61 @@ func TestNewWithNilStore(t *testing.T) {
 	wantSet(t, newBackend(t, nil), "payments")
 }
 
-func TestInvalidOptionsPanic(t *testing.T) {
+func TestNewRejectsInvalidOptions(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		name string
-		opt  memory.Option
+		name       string
+		opt        memory.Option
+		wantOption string // the option the error names
+		wantReason string // and the reason it gives
+		wantPolicy bool   // the error wraps retry.ErrInvalidPolicy
 	}{
-		{"negative restore delay", memory.WithRestoreDelay(-time.Second)},
-		{"negative retry base", memory.WithRetry(retry.Policy{Base: -1})},
-		{"retry jitter of 1", memory.WithRetry(retry.Policy{Jitter: 1})},
+		{"negative restore delay", memory.WithRestoreDelay(-time.Second), "WithRestoreDelay", "-1s", false},
+		{"negative retry base", memory.WithRetry(retry.Policy{Base: -1}), "WithRetry", "Base", true},
+		{"retry jitter of 1", memory.WithRetry(retry.Policy{Jitter: 1}), "WithRetry", "Jitter", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("New with %s did not panic", tc.name)
+			t.Parallel()
+			// goleak (TestMain) checks that nothing was started.
+			b, err := memory.New(memory.NewStore(), tc.opt)
+			if err == nil {
+				b.Close()
+				t.Fatalf("New with %s succeeded, want an error", tc.name)
+			}
+			if b != nil {
+				t.Errorf("New with %s returned a Backend with its error", tc.name)
+			}
+			if !errors.Is(err, memory.ErrInvalidOption) {
+				t.Errorf("New with %s = %v, want an error wrapping ErrInvalidOption", tc.name, err)
+			}
+			if got := errors.Is(err, retry.ErrInvalidPolicy); got != tc.wantPolicy {
+				t.Errorf("errors.Is(%v, retry.ErrInvalidPolicy) = %v, want %v", err, got, tc.wantPolicy)
+			}
+			for _, want := range []string{tc.wantOption, tc.wantReason} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("New with %s = %q, want it to mention %q", tc.name, err, want)
 				}
-			}()
-			memory.New(nil, tc.opt).Close()
+			}
 		})
 	}
+}
+
+func TestNewIgnoresNilOption(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, nil, nil, memory.WithRestoreDelay(0), nil)
+	register(t, b, p1)
+	wantSet(t, b, "payments", p1)
 }
 
 func TestWatchersSurviveOtherBackendsClose(t *testing.T) {
 	t.Parallel()
 	store := memory.NewStore()
-	a, b := memory.New(store), newBackend(t, store)
+	a, err := memory.New(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBackend(t, store)
 	wa, err := a.Watch(ctx(t), "payments")
 	if err != nil {
 		t.Fatal(err)
@@ -468,7 +504,11 @@ func TestChaos(t *testing.T) {
 	const workers = 4
 	backends := make([]*memory.Backend, workers)
 	for i := range backends {
-		backends[i] = memory.New(store, memory.WithRetry(fastRetry), memory.WithRestoreDelay(time.Millisecond))
+		b, err := memory.New(store, memory.WithRetry(fastRetry), memory.WithRestoreDelay(time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		backends[i] = b
 	}
 	keeper := newBackend(t, store)
 	deadline := time.Now().Add(300 * time.Millisecond)

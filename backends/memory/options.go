@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,6 +12,10 @@ import (
 // puts back a registration dropped by Store.Expire: no time at all. The
 // registration still passes through discovery.StateLost.
 const DefaultRestoreDelay time.Duration = 0
+
+// ErrInvalidOption reports an option given to New with an invalid value.
+// New's error wraps it and names the option and the reason.
+var ErrInvalidOption = errors.New("memory: invalid option")
 
 // Option configures a Backend made by New.
 type Option func(*options)
@@ -24,12 +29,15 @@ func defaultOptions() options {
 	return options{restoreDelay: DefaultRestoreDelay, retry: retry.Default()}
 }
 
+// validate reports the first invalid option value, as an error wrapping
+// ErrInvalidOption (and retry.ErrInvalidPolicy for a retry policy).
 func (o options) validate() error {
 	if o.restoreDelay < 0 {
-		return fmt.Errorf("memory: restore delay is %v; want zero or more", o.restoreDelay)
+		return fmt.Errorf("%w: WithRestoreDelay: restore delay is %v; want zero or more",
+			ErrInvalidOption, o.restoreDelay)
 	}
 	if err := o.retry.Validate(); err != nil {
-		return fmt.Errorf("memory: retry policy: %w", err)
+		return fmt.Errorf("%w: WithRetry: %w", ErrInvalidOption, err)
 	}
 	return nil
 }
@@ -37,7 +45,8 @@ func (o options) validate() error {
 // WithRestoreDelay sets how long the Backend waits before it puts back a
 // registration that Store.Expire dropped, as a real backend needs time to
 // notice an expired lease and write again. The default is
-// DefaultRestoreDelay. A negative d makes New panic.
+// DefaultRestoreDelay. A negative d makes New fail with an error wrapping
+// ErrInvalidOption.
 func WithRestoreDelay(d time.Duration) Option {
 	return func(o *options) { o.restoreDelay = d }
 }
@@ -48,7 +57,8 @@ func WithRestoreDelay(d time.Duration) Option {
 // doubling up to 30 s; tests usually pass a policy of a few milliseconds.
 // When the policy's MaxAttempts or MaxElapsed is reached the Backend keeps
 // retrying at its last delay: it never gives a registration up. A policy
-// that fails retry.Policy.Validate makes New panic.
+// that fails retry.Policy.Validate makes New fail with an error wrapping
+// both ErrInvalidOption and retry.ErrInvalidPolicy.
 func WithRetry(p retry.Policy) Option {
 	return func(o *options) { o.retry = p }
 }

@@ -19,7 +19,10 @@ import (
 // registry, where every upstream Resolve is a round trip.
 func BenchmarkResolve(b *testing.B) {
 	ctx := context.Background()
-	backend := memory.New(nil)
+	backend, err := memory.New(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer backend.Close()
 	for i := range 10 {
 		in := discovery.Instance{Service: service, ID: fmt.Sprintf("i-%02d", i),
@@ -28,7 +31,10 @@ func BenchmarkResolve(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	c := cache.New(backend)
+	c, err := cache.New(backend)
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer c.Close()
 	if _, err := c.Resolve(ctx, service); err != nil {
 		b.Fatal(err)

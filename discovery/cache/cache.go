@@ -69,19 +69,24 @@ type entry struct {
 }
 
 // New returns a Resolver that caches what upstream resolves. It starts no
-// goroutine until the first Resolve or Watch. New panics if upstream is nil
-// or an option has an invalid value (a negative duration, a retry policy
-// that fails Validate), as that is a programming error.
-func New(upstream discovery.Resolver, opts ...Option) *Resolver {
+// goroutine until the first Resolve or Watch.
+//
+// If upstream is nil or an option has an invalid value (a negative
+// duration, a retry policy that fails Validate), New returns an error
+// wrapping ErrInvalidOption that names the argument or option and the
+// reason.
+func New(upstream discovery.Resolver, opts ...Option) (*Resolver, error) {
 	if upstream == nil {
-		panic("cache: nil upstream resolver")
+		return nil, fmt.Errorf("%w: upstream resolver is nil", ErrInvalidOption)
 	}
 	o := defaultOptions()
 	for _, opt := range opts {
-		opt(&o)
+		if opt != nil { // a nil Option changes nothing
+			opt(&o)
+		}
 	}
 	if err := o.validate(); err != nil {
-		panic(err)
+		return nil, err
 	}
 	// A service is followed for the life of the Resolver: never stop
 	// retrying.
@@ -94,7 +99,7 @@ func New(upstream discovery.Resolver, opts ...Option) *Resolver {
 		ctx:      ctx,
 		cancel:   cancel,
 		entries:  make(map[string]*entry),
-	}
+	}, nil
 }
 
 // Resolve implements discovery.Resolver. The first call for a service

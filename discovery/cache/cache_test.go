@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -260,7 +261,7 @@ func TestResolveWaitsWithinContext(t *testing.T) {
 	t.Parallel()
 	feed := discovery.NewFeed() // never published: the first set never comes
 	defer feed.Close(nil)
-	c := cache.New(feedResolver{feed})
+	c := mustNew(t, feedResolver{feed})
 	defer c.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), quiet)
@@ -384,7 +385,7 @@ func TestCloseUnblocksWatchers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.register(t, inst("a", 1))
-	c := cache.New(e.up, cache.WithRetry(fastRetry))
+	c := mustNew(t, e.up, cache.WithRetry(fastRetry))
 	w, err := c.Watch(context.Background(), service)
 	if err != nil {
 		t.Fatal(err)
@@ -437,7 +438,7 @@ func TestCloseWhileRetrying(t *testing.T) {
 	e := newEnv(t)
 	e.up.failWatch(errBroken)
 	// A retry policy of an hour: Close must cut the wait short.
-	c := cache.New(e.up, cache.WithRetry(retry.Policy{Base: time.Hour, Max: time.Hour}))
+	c := mustNew(t, e.up, cache.WithRetry(retry.Policy{Base: time.Hour, Max: time.Hour}))
 	if _, err := c.Resolve(context.Background(), service); !errors.Is(err, errBroken) {
 		t.Fatalf("Resolve = %v, want the upstream's error", err)
 	}
@@ -519,28 +520,55 @@ func TestInvalidService(t *testing.T) {
 	}
 }
 
-func TestNewPanicsOnInvalidOptions(t *testing.T) {
+func TestNewRejectsInvalidOptions(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	cases := []struct {
-		name     string
-		upstream discovery.Resolver
-		opt      cache.Option
+		name       string
+		upstream   discovery.Resolver
+		opt        cache.Option
+		wantName   string // the argument or option the error names
+		wantReason string // and the reason it gives
+		wantPolicy bool   // the error wraps retry.ErrInvalidPolicy
 	}{
-		{"nil upstream", nil, cache.WithLogger(nil)},
-		{"negative max age", e.up, cache.WithStaleOnError(-time.Second)},
-		{"negative empty hold", e.up, cache.WithEmptyHold(-time.Second)},
-		{"invalid retry policy", e.up, cache.WithRetry(retry.Policy{Jitter: 2})},
+		{"nil upstream", nil, cache.WithLogger(nil), "upstream", "nil", false},
+		{"negative max age", e.up, cache.WithStaleOnError(-time.Second), "WithStaleOnError", "-1s", false},
+		{"negative empty hold", e.up, cache.WithEmptyHold(-time.Second), "WithEmptyHold", "-1s", false},
+		{"invalid retry policy", e.up, cache.WithRetry(retry.Policy{Jitter: 2}), "WithRetry", "Jitter", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("New did not panic")
+			// goleak (TestMain) checks that nothing was started.
+			c, err := cache.New(tc.upstream, tc.opt)
+			if err == nil {
+				c.Close()
+				t.Fatal("New succeeded, want an error")
+			}
+			if c != nil {
+				t.Error("New returned a Resolver with its error")
+			}
+			if !errors.Is(err, cache.ErrInvalidOption) {
+				t.Errorf("New = %v, want an error wrapping ErrInvalidOption", err)
+			}
+			if got := errors.Is(err, retry.ErrInvalidPolicy); got != tc.wantPolicy {
+				t.Errorf("errors.Is(%v, retry.ErrInvalidPolicy) = %v, want %v", err, got, tc.wantPolicy)
+			}
+			for _, want := range []string{tc.wantName, tc.wantReason} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("New = %q, want it to mention %q", err, want)
 				}
-			}()
-			c := cache.New(tc.upstream, tc.opt)
-			c.Close()
+			}
 		})
 	}
+	if got := e.up.watches.Load() + e.up.resolves.Load(); got != 0 {
+		t.Errorf("upstream called %d times by failed News, want 0", got)
+	}
+}
+
+func TestNewIgnoresNilOption(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(t, inst("a", 1))
+	c := e.newCache(t, nil)
+	wantIDs(t, "Resolve", resolveIDs(t, c), "a")
 }

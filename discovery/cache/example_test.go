@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"fmt"
+	"log"
 	"time"
 
 	"github.com/roster-sd/roster/backends/memory"
@@ -12,7 +13,10 @@ import (
 
 func Example() {
 	ctx := context.Background()
-	backend := memory.New(nil)
+	backend, err := memory.New(nil)
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer backend.Close()
 	backend.Register(ctx, discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.7:8080"})
 	backend.Register(ctx, discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.8:8080"})
@@ -20,7 +24,10 @@ func Example() {
 	// Serve the last known set for up to a minute when the registry is
 	// unreachable, and do not believe "everything left" before it lasted
 	// five seconds.
-	c := cache.New(backend, cache.WithStaleOnError(time.Minute), cache.WithEmptyHold(5*time.Second))
+	c, err := cache.New(backend, cache.WithStaleOnError(time.Minute), cache.WithEmptyHold(5*time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer c.Close()
 
 	// The first Resolve starts the watch; the next ones answer from memory.

@@ -54,13 +54,31 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	store := memory.NewStore()
-	reg := memory.New(store)
-	back := memory.New(store)
-	t.Cleanup(func() {
-		back.Close()
-		reg.Close()
-	})
+	reg := newBackend(t, store)
+	back := newBackend(t, store)
 	return &env{store: store, reg: reg, up: newUpstream(back)}
+}
+
+// newBackend returns a memory Backend on store, closed when the test ends.
+func newBackend(t testing.TB, store *memory.Store) *memory.Backend {
+	t.Helper()
+	b, err := memory.New(store)
+	if err != nil {
+		t.Fatalf("memory.New: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// mustNew returns cache.New(up, opts...), failing the test on an error.
+// The caller closes the Resolver.
+func mustNew(t testing.TB, up discovery.Resolver, opts ...cache.Option) *cache.Resolver {
+	t.Helper()
+	c, err := cache.New(up, opts...)
+	if err != nil {
+		t.Fatalf("cache.New: %v", err)
+	}
+	return c
 }
 
 // newCache returns a cache over e.up, closed when the test ends (before
@@ -68,7 +86,7 @@ func newEnv(t *testing.T) *env {
 func (e *env) newCache(t *testing.T, opts ...cache.Option) *cache.Resolver {
 	t.Helper()
 	opts = append([]cache.Option{cache.WithRetry(fastRetry), cache.WithLogger(testLogger(t))}, opts...)
-	c := cache.New(e.up, opts...)
+	c := mustNew(t, e.up, opts...)
 	t.Cleanup(func() { c.Close() })
 	return c
 }

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,6 +13,11 @@ import (
 // LoggerName names the Resolver's logger, under the logger given with
 // WithLogger.
 const LoggerName = "roster.cache"
+
+// ErrInvalidOption reports an invalid argument to New: a nil upstream or an
+// option with an invalid value. New's error wraps it and names the argument
+// or option and the reason.
+var ErrInvalidOption = errors.New("cache: invalid option")
 
 // Option configures a Resolver made by New.
 type Option func(*options)
@@ -28,15 +34,19 @@ func defaultOptions() options {
 	return options{retry: retry.Default(), log: hclog.NewNullLogger()}
 }
 
+// validate reports the first invalid option value, as an error wrapping
+// ErrInvalidOption (and retry.ErrInvalidPolicy for a retry policy).
 func (o options) validate() error {
 	switch {
 	case o.maxAge < 0:
-		return fmt.Errorf("cache: stale-on-error max age is %v; want zero (forever) or more", o.maxAge)
+		return fmt.Errorf("%w: WithStaleOnError: max age is %v; want zero (forever) or more",
+			ErrInvalidOption, o.maxAge)
 	case o.emptyHold < 0:
-		return fmt.Errorf("cache: empty hold is %v; want zero (no hold) or more", o.emptyHold)
+		return fmt.Errorf("%w: WithEmptyHold: hold is %v; want zero (no hold) or more",
+			ErrInvalidOption, o.emptyHold)
 	}
 	if err := o.retry.Validate(); err != nil {
-		return fmt.Errorf("cache: retry policy: %w", err)
+		return fmt.Errorf("%w: WithRetry: %w", ErrInvalidOption, err)
 	}
 	return nil
 }
@@ -46,7 +56,7 @@ func (o options) validate() error {
 // last confirmed by the upstream; zero means forever. Snapshot reports such
 // a set as stale, with its age. Without this option, or once maxAge has
 // passed, Resolve returns an error wrapping the upstream's error instead.
-// A negative maxAge makes New panic.
+// A negative maxAge makes New fail with an error wrapping ErrInvalidOption.
 func WithStaleOnError(maxAge time.Duration) Option {
 	return func(o *options) {
 		o.staleOnError = true
@@ -60,7 +70,8 @@ func WithStaleOnError(maxAge time.Duration) Option {
 // for d without interruption, so that watchers are not told that every
 // instance left because of a blip. A non-empty set reported within d
 // cancels the hold, and the empty set is never published. Zero (the
-// default) publishes empty sets at once. A negative d makes New panic.
+// default) publishes empty sets at once. A negative d makes New fail with
+// an error wrapping ErrInvalidOption.
 func WithEmptyHold(d time.Duration) Option {
 	return func(o *options) { o.emptyHold = d }
 }
@@ -69,7 +80,8 @@ func WithEmptyHold(d time.Duration) Option {
 // watch. The default is retry.Default(), 1 s doubling up to 30 s, jittered.
 // The policy's MaxAttempts and MaxElapsed are ignored: the cache never
 // gives up on a service. A policy that fails retry.Policy.Validate makes
-// New panic.
+// New fail with an error wrapping both ErrInvalidOption and
+// retry.ErrInvalidPolicy.
 func WithRetry(p retry.Policy) Option {
 	return func(o *options) { o.retry = p }
 }

@@ -2,9 +2,12 @@
 // gRPC resolver.Builder for the "roster" scheme over any
 // discovery.Resolver.
 //
-// Pass the builder to the ClientConn; nothing is registered globally:
+// Pass the [Builder] to the ClientConn; nothing is registered globally:
 //
-//	b := grpcresolver.NewBuilder(backend)
+//	b, err := grpcresolver.NewBuilder(backend)
+//	if err != nil {
+//		return err
+//	}
 //	conn, err := grpc.NewClient("roster:///payments",
 //		grpc.WithResolvers(b),
 //		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),

@@ -17,7 +17,10 @@ import (
 // Dial a service by name and spread the calls over its live instances.
 func Example() {
 	ctx := context.Background()
-	backend := memory.New(nil) // or an etcd backend
+	backend, err := memory.New(nil) // or an etcd backend
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer backend.Close()
 	// Elsewhere, the servers register themselves.
 	backend.Register(ctx, discovery.Instance{Service: "greeter", ID: "g-1", Address: "10.0.0.7:50051"})
@@ -26,11 +29,18 @@ func Example() {
 	// A cache lets every ClientConn of the process share one watch per
 	// service, and keeps the last known instances through registry
 	// outages.
-	resolver := cache.New(backend, cache.WithStaleOnError(0))
+	resolver, err := cache.New(backend, cache.WithStaleOnError(0))
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer resolver.Close()
 
+	builder, err := grpcresolver.NewBuilder(resolver)
+	if err != nil {
+		log.Fatal(err)
+	}
 	conn, err := grpc.NewClient("roster:///greeter",
-		grpc.WithResolvers(grpcresolver.NewBuilder(resolver)),
+		grpc.WithResolvers(builder),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

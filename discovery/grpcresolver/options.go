@@ -1,6 +1,7 @@
 package grpcresolver
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -22,6 +23,11 @@ const (
 	LoggerName = "roster.grpcresolver"
 )
 
+// ErrInvalidOption reports an invalid argument to NewBuilder: a nil
+// resolver or an option with an invalid value. NewBuilder's error wraps it
+// and names the argument or option and the reason.
+var ErrInvalidOption = errors.New("grpcresolver: invalid option")
+
 // Option configures the Builder made by NewBuilder.
 type Option func(*options)
 
@@ -41,15 +47,19 @@ func defaultOptions() options {
 	}
 }
 
+// validate reports the first invalid option value, as an error wrapping
+// ErrInvalidOption (and retry.ErrInvalidPolicy for a retry policy).
 func (o options) validate() error {
 	switch {
 	case o.resolveNowInterval < 0:
-		return fmt.Errorf("grpcresolver: ResolveNow interval is %v; want zero or more", o.resolveNowInterval)
+		return fmt.Errorf("%w: WithResolveNowInterval: interval is %v; want zero or more",
+			ErrInvalidOption, o.resolveNowInterval)
 	case o.timeout <= 0:
-		return fmt.Errorf("grpcresolver: timeout is %v; want a positive duration", o.timeout)
+		return fmt.Errorf("%w: WithTimeout: timeout is %v; want a positive duration",
+			ErrInvalidOption, o.timeout)
 	}
 	if err := o.retry.Validate(); err != nil {
-		return fmt.Errorf("grpcresolver: retry policy: %w", err)
+		return fmt.Errorf("%w: WithRetry: %w", ErrInvalidOption, err)
 	}
 	return nil
 }
@@ -70,7 +80,8 @@ func WithLogger(l hclog.Logger) Option {
 // after a failure. The default is retry.Default(), 1 s doubling up to
 // 30 s, jittered. The policy's MaxAttempts and MaxElapsed are ignored: the
 // resolver never gives up. A policy that fails retry.Policy.Validate makes
-// NewBuilder panic.
+// NewBuilder fail with an error wrapping both ErrInvalidOption and
+// retry.ErrInvalidPolicy.
 func WithRetry(p retry.Policy) Option {
 	return func(o *options) { o.retry = p }
 }
@@ -79,14 +90,16 @@ func WithRetry(p retry.Policy) Option {
 // Resolve calls forced by gRPC's ResolveNow, which gRPC may call every time
 // a connection fails. ResolveNow calls within the interval are merged into
 // one forced Resolve at its end. The default is DefaultResolveNowInterval;
-// zero resolves on every call. A negative d makes NewBuilder panic.
+// zero resolves on every call. A negative d makes NewBuilder fail with an
+// error wrapping ErrInvalidOption.
 func WithResolveNowInterval(d time.Duration) Option {
 	return func(o *options) { o.resolveNowInterval = d }
 }
 
 // WithTimeout bounds each upstream call: the setup of a Watch, and a
 // Resolve forced by ResolveNow. The default is DefaultTimeout. A d that is
-// not positive makes NewBuilder panic.
+// not positive makes NewBuilder fail with an error wrapping
+// ErrInvalidOption.
 func WithTimeout(d time.Duration) Option {
 	return func(o *options) { o.timeout = d }
 }

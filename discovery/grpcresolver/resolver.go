@@ -17,43 +17,53 @@ import (
 // Scheme is the URI scheme of roster targets: "roster:///<service>".
 const Scheme = "roster"
 
-// NewBuilder returns a gRPC resolver.Builder for the "roster" scheme that
-// resolves services with r. Pass it to a ClientConn with
-// grpc.WithResolvers; it is not registered globally. One Builder serves
-// any number of ClientConns; each gets a resolver of its own that watches
-// its service until the ClientConn is closed. NewBuilder panics if r is nil
-// or an option has an invalid value, as that is a programming error.
-func NewBuilder(r discovery.Resolver, opts ...Option) resolver.Builder {
-	if r == nil {
-		panic("grpcresolver: nil discovery.Resolver")
-	}
-	o := defaultOptions()
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if err := o.validate(); err != nil {
-		panic(err)
-	}
-	// The resolver follows its service for the life of the ClientConn:
-	// never stop retrying.
-	o.retry.MaxAttempts, o.retry.MaxElapsed = 0, 0
-	return &builder{upstream: r, opts: o}
-}
+var _ resolver.Builder = (*Builder)(nil)
 
-type builder struct {
+// Builder is a gRPC resolver.Builder for the "roster" scheme that resolves
+// services with a discovery.Resolver. Make one with NewBuilder and pass it
+// to a ClientConn with grpc.WithResolvers; it is not registered globally.
+// One Builder serves any number of ClientConns; each gets a resolver of its
+// own that watches its service until the ClientConn is closed.
+//
+// A Builder is safe for concurrent use. It holds no goroutine of its own.
+type Builder struct {
 	upstream discovery.Resolver
 	opts     options
 }
 
-// Scheme implements resolver.Builder.
-func (b *builder) Scheme() string { return Scheme }
+// NewBuilder returns a Builder that resolves services with r.
+//
+// If r is nil or an option has an invalid value, NewBuilder returns an
+// error wrapping ErrInvalidOption that names the argument or option and
+// the reason.
+func NewBuilder(r discovery.Resolver, opts ...Option) (*Builder, error) {
+	if r == nil {
+		return nil, fmt.Errorf("%w: discovery resolver is nil", ErrInvalidOption)
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		if opt != nil { // a nil Option changes nothing
+			opt(&o)
+		}
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	// The resolver follows its service for the life of the ClientConn:
+	// never stop retrying.
+	o.retry.MaxAttempts, o.retry.MaxElapsed = 0, 0
+	return &Builder{upstream: r, opts: o}, nil
+}
+
+// Scheme implements resolver.Builder: it returns Scheme.
+func (b *Builder) Scheme() string { return Scheme }
 
 // Build implements resolver.Builder. The target must be
 // "roster:///<service>" (no authority) with a valid service name; otherwise
 // Build returns an error wrapping discovery.ErrInvalidInstance or naming
 // the problem. It starts the goroutine that watches the service; the
 // resolver's Close stops it.
-func (b *builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
+func (b *Builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
 	service, err := serviceOf(target)
 	if err != nil {
 		return nil, fmt.Errorf("grpcresolver: target %q: %w", target.String(), err)

@@ -36,13 +36,31 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	store := memory.NewStore()
-	reg := memory.New(store)
-	back := memory.New(store)
-	t.Cleanup(func() {
-		back.Close()
-		reg.Close()
-	})
+	reg := newBackend(t, store)
+	back := newBackend(t, store)
 	return &env{store: store, reg: reg, up: newUpstream(back)}
+}
+
+// newBackend returns a memory Backend on store, closed when the test ends.
+func newBackend(t *testing.T, store *memory.Store) *memory.Backend {
+	t.Helper()
+	b, err := memory.New(store)
+	if err != nil {
+		t.Fatalf("memory.New: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// newBuilder returns grpcresolver.NewBuilder(r, opts...), failing the test
+// on an error.
+func newBuilder(t *testing.T, r discovery.Resolver, opts ...grpcresolver.Option) *grpcresolver.Builder {
+	t.Helper()
+	b, err := grpcresolver.NewBuilder(r, opts...)
+	if err != nil {
+		t.Fatalf("NewBuilder: %v", err)
+	}
+	return b
 }
 
 func (e *env) register(t *testing.T, ins ...discovery.Instance) {
@@ -93,7 +111,7 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 	e := newEnv(t)
 	s1, s2, s3 := startServer(t, "s1"), startServer(t, "s2"), startServer(t, "s3")
 	e.register(t, s1, s2, s3)
-	b := grpcresolver.NewBuilder(e.up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+	b := newBuilder(t, e.up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
 	conn := dial(t, b)
 	defer conn.Close()
 
@@ -167,7 +185,7 @@ func TestRecoversFromUpstreamFailure(t *testing.T) {
 	s1 := startServer(t, "s1")
 	e.register(t, s1)
 	e.up.failWatch(errBroken)
-	b := grpcresolver.NewBuilder(e.up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+	b := newBuilder(t, e.up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
 	conn := dial(t, b)
 	defer conn.Close()
 
@@ -210,7 +228,7 @@ func TestReportsErrorsAndResumes(t *testing.T) {
 	a := discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"}
 	e.register(t, a)
 	e.up.failWatch(errBroken)
-	b := grpcresolver.NewBuilder(e.up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+	b := newBuilder(t, e.up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
 	cc := &fakeCC{}
 	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
 	if err != nil {
@@ -257,7 +275,7 @@ func TestResolveNow(t *testing.T) {
 	defer feed.Close(nil)
 	feed.Publish([]discovery.Instance{{Service: service, ID: "old", Address: "10.0.0.1:1"}})
 	up := &splitResolver{feed: feed}
-	b := grpcresolver.NewBuilder(up, grpcresolver.WithResolveNowInterval(interval))
+	b := newBuilder(t, up, grpcresolver.WithResolveNowInterval(interval))
 	cc := &fakeCC{}
 	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
 	if err != nil {
@@ -314,7 +332,7 @@ func (s *splitResolver) Watch(ctx context.Context, service string) (discovery.Wa
 func TestBuildRejectsBadTargets(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	b := grpcresolver.NewBuilder(e.up)
+	b := newBuilder(t, e.up)
 	if got := b.Scheme(); got != "roster" {
 		t.Errorf("Scheme() = %q, want roster", got)
 	}
@@ -353,7 +371,7 @@ func TestAddressesCarryInstances(t *testing.T) {
 		{Service: service, ID: "a", Address: "10.0.0.1:1", Metadata: map[string]string{"zone": "a", "v": "1"}},
 	}
 	e.register(t, ins...)
-	b := grpcresolver.NewBuilder(e.up)
+	b := newBuilder(t, e.up)
 	cc := &fakeCC{}
 	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
 	if err != nil {
@@ -423,7 +441,7 @@ func TestCloseStopsResolver(t *testing.T) {
 			if tc.failed {
 				e.up.failWatch(errBroken)
 			}
-			b := grpcresolver.NewBuilder(e.up, grpcresolver.WithRetry(retry.Policy{Base: time.Hour, Max: time.Hour}))
+			b := newBuilder(t, e.up, grpcresolver.WithRetry(retry.Policy{Base: time.Hour, Max: time.Hour}))
 			cc := &fakeCC{}
 			r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
 			if err != nil {
@@ -453,9 +471,12 @@ func TestWithCache(t *testing.T) {
 	e := newEnv(t)
 	s1, s2 := startServer(t, "s1"), startServer(t, "s2")
 	e.register(t, s1, s2)
-	c := cache.New(e.up)
+	c, err := cache.New(e.up)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer c.Close()
-	b := grpcresolver.NewBuilder(c)
+	b := newBuilder(t, c)
 
 	// Three ClientConns share the cache's one upstream watch.
 	for range 3 {
@@ -476,27 +497,60 @@ func TestWithCache(t *testing.T) {
 	}
 }
 
-func TestNewBuilderPanicsOnInvalidOptions(t *testing.T) {
+func TestNewBuilderRejectsInvalidOptions(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	cases := []struct {
-		name string
-		r    discovery.Resolver
-		opt  grpcresolver.Option
+		name       string
+		r          discovery.Resolver
+		opt        grpcresolver.Option
+		wantName   string // the argument or option the error names
+		wantReason string // and the reason it gives
+		wantPolicy bool   // the error wraps retry.ErrInvalidPolicy
 	}{
-		{"nil resolver", nil, grpcresolver.WithLogger(nil)},
-		{"negative interval", e.up, grpcresolver.WithResolveNowInterval(-time.Second)},
-		{"zero timeout", e.up, grpcresolver.WithTimeout(0)},
-		{"invalid retry policy", e.up, grpcresolver.WithRetry(retry.Policy{Base: -1})},
+		{"nil resolver", nil, grpcresolver.WithLogger(nil), "resolver", "nil", false},
+		{"negative interval", e.up, grpcresolver.WithResolveNowInterval(-time.Second), "WithResolveNowInterval", "-1s", false},
+		{"zero timeout", e.up, grpcresolver.WithTimeout(0), "WithTimeout", "0s", false},
+		{"invalid retry policy", e.up, grpcresolver.WithRetry(retry.Policy{Base: -1}), "WithRetry", "Base", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("NewBuilder did not panic")
+			// goleak (TestMain) checks that nothing was started.
+			b, err := grpcresolver.NewBuilder(tc.r, tc.opt)
+			if err == nil {
+				t.Fatal("NewBuilder succeeded, want an error")
+			}
+			if b != nil {
+				t.Error("NewBuilder returned a Builder with its error")
+			}
+			if !errors.Is(err, grpcresolver.ErrInvalidOption) {
+				t.Errorf("NewBuilder = %v, want an error wrapping ErrInvalidOption", err)
+			}
+			if got := errors.Is(err, retry.ErrInvalidPolicy); got != tc.wantPolicy {
+				t.Errorf("errors.Is(%v, retry.ErrInvalidPolicy) = %v, want %v", err, got, tc.wantPolicy)
+			}
+			for _, want := range []string{tc.wantName, tc.wantReason} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("NewBuilder = %q, want it to mention %q", err, want)
 				}
-			}()
-			grpcresolver.NewBuilder(tc.r, tc.opt)
+			}
 		})
 	}
+	if got := e.up.watches.Load() + e.up.resolves.Load(); got != 0 {
+		t.Errorf("upstream called %d times by failed NewBuilders, want 0", got)
+	}
+}
+
+func TestNewBuilderIgnoresNilOption(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(t, discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"})
+	b := newBuilder(t, e.up, nil)
+	cc := &fakeCC{}
+	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 }
