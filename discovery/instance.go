@@ -85,6 +85,9 @@ func (in Instance) Validate() error {
 			return invalid("Metadata["+k+"]", "value is not valid UTF-8")
 		}
 	}
+	if in.maxEncodedLen() <= MaxEncodedLen {
+		return nil // small enough whatever the escaping: skip encoding it
+	}
 	b, err := json.Marshal(in)
 	if err != nil {
 		return invalid("Metadata", "cannot be encoded: %v", err)
@@ -93,6 +96,17 @@ func (in Instance) Validate() error {
 		return invalid("Metadata", "makes the instance encode to %d bytes of JSON, more than the %d allowed", len(b), MaxEncodedLen)
 	}
 	return nil
+}
+
+// maxEncodedLen bounds the length of the instance's JSON encoding: field
+// names and punctuation, plus every string quoted with each byte escaped
+// as \u00XX (six bytes), the worst case.
+func (in Instance) maxEncodedLen() int {
+	n := len(`{"service":"","id":"","address":"","metadata":{}}`) + 6*(len(in.Service)+len(in.ID)+len(in.Address))
+	for k, v := range in.Metadata {
+		n += len(`"":"",`) + 6*(len(k)+len(v))
+	}
+	return n
 }
 
 // Normalize returns a validated deep copy of the instance with its ID

@@ -6,18 +6,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/cache"
 	"github.com/roster-sd/roster/retry"
 )
 
-// benchConfig is testConfig without per-message logs.
+// benchConfig is testConfig without logs.
 func benchConfig(b *testing.B, endpoints []string) etcd.Config {
 	cfg := testConfig(b, endpoints)
-	cfg.Logger = nil
+	cfg.Logger = hclog.NewNullLogger()
 	return cfg
 }
 
@@ -139,4 +141,153 @@ func BenchmarkKeepAliveTraffic(b *testing.B) {
 	b.ReportMetric(one/float64(b.N), "keepalives/s(1)")
 	b.ReportMetric(thousand/float64(b.N), "keepalives/s(1000)")
 	b.ReportMetric(thousand/one, "ratio")
+}
+
+// BenchmarkPropagation measures the time from the start of a Register (or
+// Deregister) to a Watcher of another Backend seeing the new set, against
+// the time from the start of a raw Put (or Delete) to a raw etcd watch
+// delivering it, interleaved in the same run, on a service of 10 instances.
+// Metric: propagation/raw-watch.
+func BenchmarkPropagation(b *testing.B) {
+	srv := etcdtest.Start(b)
+	cli := srv.Client(b)
+	writer := newBackend(b, benchConfig(b, srv.Endpoints()))
+	reader := newBackend(b, benchConfig(b, srv.Endpoints()))
+	for i := range 10 {
+		register(b, writer, instance("bench", fmt.Sprintf("i-%d", i)))
+	}
+	ctx := context.Background()
+	w, err := reader.Watch(ctx, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	if _, err := w.Next(ctx); err != nil {
+		b.Fatal(err)
+	}
+	raw := cli.Watch(ctx, "/raw/bench/", clientv3.WithPrefix())
+	moving := instance("bench", "moving")
+	var roster, etcdWatch time.Duration
+	for i := 0; b.Loop(); i++ {
+		start := time.Now()
+		var err error
+		if i%2 == 0 {
+			_, err = cli.Put(ctx, "/raw/bench/moving", "x")
+		} else {
+			_, err = cli.Delete(ctx, "/raw/bench/moving")
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		<-raw
+		etcdWatch += time.Since(start)
+
+		start = time.Now()
+		if i%2 == 0 {
+			err = writer.Register(ctx, moving)
+		} else {
+			err = writer.Deregister(ctx, moving)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		want := 10 + (i+1)%2
+		for {
+			set, err := w.Next(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(set) == want {
+				break
+			}
+		}
+		roster += time.Since(start)
+	}
+	b.ReportMetric(float64(roster.Nanoseconds())/float64(b.N), "roster-ns/op")
+	b.ReportMetric(float64(etcdWatch.Nanoseconds())/float64(b.N), "raw-watch-ns/op")
+	b.ReportMetric(float64(roster)/float64(etcdWatch), "propagation/raw-watch")
+}
+
+// BenchmarkCachedResolve compares Resolve through a cache.Resolver over the
+// etcd Backend with a raw etcd range read of the same service (10
+// instances), in the same run: b.N range reads, then b.N cached Resolves
+// (each a deep copy the caller owns). Metric: range-read/cached, the
+// speed-up.
+func BenchmarkCachedResolve(b *testing.B) {
+	srv := etcdtest.Start(b)
+	cli := srv.Client(b)
+	backend := newBackend(b, benchConfig(b, srv.Endpoints()))
+	for i := range 10 {
+		register(b, backend, instance("bench", fmt.Sprintf("i-%d", i)))
+	}
+	cached, err := cache.New(backend)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cached.Close()
+	ctx := context.Background()
+	if _, err := cached.Resolve(ctx, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if _, err := cli.Get(ctx, backend.Prefix()+"/bench/", clientv3.WithPrefix()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rangeRead := time.Since(start)
+	start = time.Now()
+	for range b.N {
+		set, err := cached.Resolve(ctx, "bench")
+		if err != nil || len(set) != 10 {
+			b.Fatal(err, len(set))
+		}
+	}
+	fromCache := time.Since(start)
+	b.ReportMetric(float64(fromCache.Nanoseconds())/float64(b.N), "cached-ns/op")
+	b.ReportMetric(float64(rangeRead.Nanoseconds())/float64(b.N), "range-read-ns/op")
+	b.ReportMetric(float64(rangeRead)/float64(fromCache), "range-read/cached")
+}
+
+// BenchmarkWatchMemory measures the heap a Backend holds per instance of a
+// watched service of 1000 instances, against the size of those instances'
+// etcd key-values. Metrics: bytes/instance and bytes/kv-byte.
+func BenchmarkWatchMemory(b *testing.B) {
+	srv := etcdtest.Start(b)
+	cli := srv.Client(b)
+	writer := newBackend(b, benchConfig(b, srv.Endpoints()))
+	const n = 1000
+	for i := range n {
+		putRaw(b, cli, writer, instance("bench", fmt.Sprintf("i-%04d", i)))
+	}
+	resp, err := cli.Get(context.Background(), writer.Prefix()+"/bench/", clientv3.WithPrefix())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var kvBytes int
+	for _, kv := range resp.Kvs {
+		kvBytes += len(kv.Key) + len(kv.Value)
+	}
+	var perInstance float64
+	for b.Loop() {
+		reader := newBackend(b, benchConfig(b, srv.Endpoints()))
+		if _, err := reader.Resolve(context.Background(), "warm-up"); err != nil {
+			b.Fatal(err)
+		}
+		before := heapInUse()
+		w, err := reader.Watch(context.Background(), "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if set, err := w.Next(context.Background()); err != nil || len(set) != n {
+			b.Fatal(err, len(set))
+		}
+		perInstance += float64(int64(heapInUse())-int64(before)) / n
+		w.Stop()
+		reader.Close()
+	}
+	perInstance /= float64(b.N)
+	b.ReportMetric(perInstance, "bytes/instance")
+	b.ReportMetric(perInstance/(float64(kvBytes)/n), "bytes/kv-byte")
 }
