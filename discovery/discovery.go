@@ -58,6 +58,12 @@ type Watcher interface {
 	// newest set, never a backlog and never a set older than one already
 	// returned. It returns ctx's error when ctx ends, and an error wrapping
 	// ErrClosed after Stop or once the Resolver is closed.
+	//
+	// When the registry becomes unreachable, Next may return an error
+	// wrapping ErrUnavailable, once per outage. That error is transient:
+	// the Watcher keeps following the service, and once the registry is
+	// back Next returns the current set, even if it equals the last one,
+	// so the caller knows its view is fresh again.
 	Next(ctx context.Context) ([]Instance, error)
 
 	// Stop ends the watch and unblocks a pending Next. It is idempotent.

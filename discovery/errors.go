@@ -20,6 +20,13 @@ var (
 	// subscription that has been closed or stopped.
 	ErrClosed = errors.New("discovery: closed")
 
+	// ErrUnavailable reports that the registry cannot be reached. A
+	// Watcher's Next returns an error wrapping it once when its registry
+	// becomes unreachable; the Watcher stays usable, keeps its last set, and
+	// its next successful Next returns the set again once the registry is
+	// back, even if it did not change.
+	ErrUnavailable = errors.New("discovery: registry unavailable")
+
 	// ErrConflict reports that another registrar has taken over the same
 	// service and ID. The later writer owns the key; the earlier one waits
 	// for it to go away and then takes it back.

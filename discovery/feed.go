@@ -20,6 +20,8 @@ type Feed struct {
 	version uint64        // 0 until the first Publish
 	changed chan struct{} // closed and replaced on every change
 	err     error         // set by Close
+	fault   error         // set by Fail, cleared by Publish
+	faults  uint64        // counts Fail episodes
 }
 
 // NewFeed returns a feed with no set yet: watchers' first Next waits for
@@ -36,14 +38,46 @@ func (f *Feed) Publish(set []Instance) bool {
 	set = NormalizeSet(set)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.err != nil || (f.version > 0 && EqualSets(f.set, set)) {
+	if f.err != nil || (f.version > 0 && f.fault == nil && EqualSets(f.set, set)) {
 		return false
 	}
 	f.set = set
+	f.fault = nil
 	f.version++
+	f.wakeLocked()
+	return true
+}
+
+// Fail records that the registry behind the feed is unreachable: every
+// watcher's Next returns an error wrapping both ErrUnavailable and cause,
+// once, and then waits. The next Publish ends the outage and is delivered
+// to every watcher even if its set equals the last one. Fail during an
+// outage, or after Close, does nothing.
+func (f *Feed) Fail(cause error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil || f.fault != nil {
+		return
+	}
+	if cause == nil {
+		f.fault = ErrUnavailable
+	} else {
+		f.fault = fmt.Errorf("%w: %w", ErrUnavailable, cause)
+	}
+	f.faults++
+	f.wakeLocked()
+}
+
+// Failing reports the error of the current outage, or nil.
+func (f *Feed) Failing() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fault
+}
+
+func (f *Feed) wakeLocked() {
 	close(f.changed)
 	f.changed = make(chan struct{})
-	return true
 }
 
 // Current returns a copy of the current set and whether one has been
@@ -83,6 +117,7 @@ type feedWatcher struct {
 	stopOnce sync.Once
 	stopped  chan struct{}
 	seen     uint64 // version last returned by Next
+	faults   uint64 // outages already reported by Next
 }
 
 func (w *feedWatcher) Next(ctx context.Context) ([]Instance, error) {
@@ -95,9 +130,14 @@ func (w *feedWatcher) Next(ctx context.Context) ([]Instance, error) {
 		f := w.feed
 		f.mu.Lock()
 		version, set, err, changed := f.version, f.set, f.err, f.changed
+		fault, faults := f.fault, f.faults
 		f.mu.Unlock()
 		if err != nil {
 			return nil, err
+		}
+		if fault != nil && faults > w.faults {
+			w.faults = faults
+			return nil, fault
 		}
 		if version > w.seen {
 			w.seen = version

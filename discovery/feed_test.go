@@ -431,3 +431,63 @@ func TestFeedConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestFeedFailReportsOutageOnceThenFreshSet(t *testing.T) {
+	t.Parallel()
+	f := discovery.NewFeed()
+	f.Publish(ids("a", "b"))
+	w := f.NewWatcher(nil)
+	defer w.Stop()
+	if set, err := nextWithin(w, time.Second); err != nil || len(set) != 2 {
+		t.Fatalf("first Next = %v, %v", set, err)
+	}
+	cause := errors.New("connection refused")
+	pending := goNext(context.Background(), w)
+	f.Fail(cause)
+	got := receive(t, pending)
+	if !errors.Is(got.err, discovery.ErrUnavailable) || !errors.Is(got.err, cause) {
+		t.Fatalf("Next during an outage = %v, %v; want ErrUnavailable wrapping the cause", got.set, got.err)
+	}
+	if f.Failing() == nil {
+		t.Errorf("Failing() = nil during the outage")
+	}
+	f.Fail(errors.New("again")) // same outage: not reported twice
+	pending = goNext(context.Background(), w)
+	notReceived(t, pending)
+	f.Publish(ids("a", "b")) // the registry is back, nothing changed
+	got = receive(t, pending)
+	if got.err != nil || len(got.set) != 2 {
+		t.Errorf("Next after the outage = %v, %v; want the same set again", got.set, got.err)
+	}
+	if f.Failing() != nil {
+		t.Errorf("Failing() = %v after Publish", f.Failing())
+	}
+	// A later equal Publish is not news again.
+	pending = goNext(context.Background(), w)
+	f.Publish(ids("b", "a"))
+	notReceived(t, pending)
+	w.Stop()
+	<-pending
+}
+
+func TestFeedFailBeforeFirstSet(t *testing.T) {
+	t.Parallel()
+	f := discovery.NewFeed()
+	f.Fail(nil)
+	w := f.NewWatcher(nil)
+	defer w.Stop()
+	if _, err := nextWithin(w, time.Second); !errors.Is(err, discovery.ErrUnavailable) {
+		t.Fatalf("Next = %v; want ErrUnavailable", err)
+	}
+	pending := goNext(context.Background(), w)
+	notReceived(t, pending)
+	f.Publish(nil)
+	if got := receive(t, pending); got.err != nil || len(got.set) != 0 {
+		t.Errorf("Next after recovery = %v, %v; want the empty set", got.set, got.err)
+	}
+	f.Close(nil)
+	f.Fail(nil) // after Close: nothing
+	if _, err := nextWithin(w, time.Second); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Next after Close = %v; want ErrClosed", err)
+	}
+}

@@ -29,12 +29,13 @@ type Backend struct {
 	board      *discovery.StatusBoard
 	ttl        int64 // lease TTL in seconds
 
-	ctx       context.Context // ends on Close
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	startOnce sync.Once
-	closeOnce sync.Once
-	closeErr  error
+	ctx         context.Context // ends on Close
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	startOnce   sync.Once
+	monitorOnce sync.Once
+	closeOnce   sync.Once
+	closeErr    error
 
 	kick chan struct{} // wakes the keeper; capacity 1
 	// writeMu makes one goroutine at a time the writer of the Backend's

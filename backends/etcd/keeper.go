@@ -31,8 +31,17 @@ var errLeaseExpired = errors.New("lease expired or revoked")
 // held and the Backend open, so it never races with Close's wait.
 func (b *Backend) start() {
 	b.startOnce.Do(func() {
-		b.wg.Add(2)
+		b.wg.Add(1)
 		go b.keep()
+	})
+	b.startMonitor()
+}
+
+// startMonitor launches the connection monitor, for the keeper and for the
+// watches. Called with b.mu held and the Backend open.
+func (b *Backend) startMonitor() {
+	b.monitorOnce.Do(func() {
+		b.wg.Add(1)
 		go b.monitorConn()
 	})
 }
@@ -360,14 +369,15 @@ func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*
 			rev = kv.ModRevision
 		}
 		e.claim, e.written, e.conflict, e.rev = false, true, false, rev
-		finishAll(e.waiters, nil)
-		e.waiters = nil
 		if e.state != discovery.StateRegistered {
 			e.state = discovery.StateRegistered
 			b.log.Debug("registered instance", "node", e.inst.Address, "key", e.path, "lease", leaseString(lease))
 		}
 		// Also after an update in place: the status carries the instance.
+		// Set before Register returns, so its caller sees it.
 		b.board.Set(discovery.Status{Instance: e.inst, State: discovery.StateRegistered})
+		finishAll(e.waiters, nil)
+		e.waiters = nil
 	}
 	if again {
 		b.poke()
@@ -475,19 +485,37 @@ func (b *Backend) markAllDirty() {
 	b.poke()
 }
 
-// monitorConn signals connReady each time the client's connection to etcd
-// becomes usable, so a waiting retry starts at once.
+// monitorConn follows the client's connection to etcd. Each time it
+// becomes usable it signals connReady, so a waiting retry starts at once,
+// and, after a failure, makes the watches list again. When connecting
+// fails it tells the watchers that etcd is unreachable.
 func (b *Backend) monitorConn() {
 	defer b.wg.Done()
 	conn := b.cli.ActiveConnection()
 	state := conn.GetState()
+	failed := false
 	for conn.WaitForStateChange(b.ctx, state) {
 		state = conn.GetState()
-		if state == connectivity.Ready {
+		switch state {
+		case connectivity.Ready:
 			b.log.Debug("connection to etcd is usable")
 			select {
 			case b.connReady <- struct{}{}:
 			default:
+			}
+			if failed {
+				failed = false
+				b.mu.Lock()
+				b.watches.resyncAll()
+				b.mu.Unlock()
+			}
+		case connectivity.TransientFailure:
+			if !failed {
+				failed = true
+				b.log.Warn("cannot reach etcd", "endpoints", b.cli.Endpoints())
+				b.mu.Lock()
+				b.watches.failAll(fmt.Errorf("no connection to etcd at %v", b.cli.Endpoints()))
+				b.mu.Unlock()
 			}
 		}
 	}

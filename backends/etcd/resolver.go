@@ -23,6 +23,24 @@ type serviceWatch struct {
 	feed   *discovery.Feed
 	refs   int
 	cancel context.CancelFunc
+	resync chan struct{} // list again: the connection is back; capacity 1
+}
+
+// failAll tells every watcher that etcd is unreachable.
+func (g *watchGroup) failAll(cause error) {
+	for _, w := range g.byService {
+		w.feed.Fail(cause)
+	}
+}
+
+// resyncAll makes every service watch list its service again.
+func (g *watchGroup) resyncAll() {
+	for _, w := range g.byService {
+		select {
+		case w.resync <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // closeAll ends every watcher. Called by Close after the watch goroutines
@@ -125,10 +143,11 @@ func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher,
 	w := b.watches.byService[service]
 	if w == nil {
 		wctx, cancel := context.WithCancel(b.ctx)
-		w = &serviceWatch{feed: discovery.NewFeed(), cancel: cancel}
+		w = &serviceWatch{feed: discovery.NewFeed(), cancel: cancel, resync: make(chan struct{}, 1)}
 		b.watches.byService[service] = w
 		b.wg.Add(1)
-		go b.follow(wctx, service, w.feed)
+		go b.follow(wctx, service, w)
+		b.startMonitor()
 	}
 	w.refs++
 	return w.feed.NewWatcher(func() { b.unwatch(service, w) }), nil
@@ -147,8 +166,9 @@ func (b *Backend) unwatch(service string, w *serviceWatch) {
 
 // follow keeps feed up to date with the service's instances until ctx
 // ends. It never gives up on a transient fault.
-func (b *Backend) follow(ctx context.Context, service string, feed *discovery.Feed) {
+func (b *Backend) follow(ctx context.Context, service string, sw *serviceWatch) {
 	defer b.wg.Done()
+	feed := sw.feed
 	prefix := b.servicePrefix(service)
 	backoff := b.cfg.Retry.Backoff()
 	pause := func(err error) bool {
@@ -180,15 +200,30 @@ func (b *Backend) follow(ctx context.Context, service string, feed *discovery.Fe
 		}
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		var err error
-		for resp := range b.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev)) {
+		events := b.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
+	watching:
+		for {
+			var resp clientv3.WatchResponse
+			var ok bool
+			select {
+			case resp, ok = <-events:
+			case <-sw.resync:
+				// Back from an outage: list again, which also tells the
+				// watchers their set is fresh.
+				rev, err = 0, nil
+				break watching
+			}
+			if !ok {
+				break watching
+			}
 			if resp.CompactRevision != 0 {
 				b.log.Info("service watch fell behind compaction, listing again",
 					"service", service, "compact_revision", resp.CompactRevision)
 				rev, err = 0, nil
-				break
+				break watching
 			}
 			if err = resp.Err(); err != nil {
-				break
+				break watching
 			}
 			backoff = b.cfg.Retry.Backoff()
 			for _, ev := range resp.Events {

@@ -3,6 +3,7 @@ package etcd_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -38,6 +39,8 @@ func putRaw(t testing.TB, cli *clientv3.Client, b *etcd.Backend, in discovery.In
 type collector struct {
 	mu     sync.Mutex
 	sets   [][]discovery.Instance
+	fresh  []bool // sets[i] came right after an outage, so it may repeat
+	outage bool
 	change chan struct{}
 	done   chan struct{}
 }
@@ -48,11 +51,19 @@ func collect(t testing.TB, w discovery.Watcher) *collector {
 		defer close(c.done)
 		for {
 			set, err := w.Next(context.Background())
+			if errors.Is(err, discovery.ErrUnavailable) {
+				c.mu.Lock()
+				c.outage = true // the watcher goes on
+				c.mu.Unlock()
+				continue
+			}
 			if err != nil {
 				return
 			}
 			c.mu.Lock()
 			c.sets = append(c.sets, set)
+			c.fresh = append(c.fresh, c.outage)
+			c.outage = false
 			c.mu.Unlock()
 			select {
 			case c.change <- struct{}{}:
@@ -221,14 +232,14 @@ func (h *history) add(set string) {
 // checkSubsequence asserts that a watcher's sets appear in the history in
 // order, without repeats: nothing duplicated, nothing invented, nothing
 // reordered.
-func checkSubsequence(t *testing.T, seen [][]discovery.Instance, h *history) {
+func checkSubsequence(t *testing.T, seen [][]discovery.Instance, fresh []bool, h *history) {
 	t.Helper()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	i := 0
 	for k, set := range seen {
 		got := ids(set)
-		if k > 0 && got == ids(seen[k-1]) {
+		if k > 0 && got == ids(seen[k-1]) && !fresh[k] {
 			t.Errorf("set %d (%s) repeats the one before", k, got)
 		}
 		for i < len(h.sets) && h.sets[i] != got {
@@ -272,9 +283,10 @@ func TestWatchBurstThroughDroppedConnections(t *testing.T) {
 	c.waitIDs(t, fmt.Sprint(current), waitFor)
 	c.mu.Lock()
 	seen := append([][]discovery.Instance(nil), c.sets...)
+	fresh := append([]bool(nil), c.fresh...)
 	c.mu.Unlock()
 	t.Logf("watcher saw %d of the %d sets", len(seen), len(h.sets))
-	checkSubsequence(t, seen, h)
+	checkSubsequence(t, seen, fresh, h)
 }
 
 func TestWatchThroughLeaderKill(t *testing.T) {
@@ -316,11 +328,16 @@ func TestThousandWatchersShareOneWatch(t *testing.T) {
 	cli := srv.Client(t)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	putRaw(t, cli, b, instance("payments", "p-1"))
-	// Connect the backend's client first: gRPC starts goroutines for a live
-	// connection.
-	if _, err := b.Resolve(context.Background(), "payments"); err != nil {
+	// Connect the backend's client and start its connection monitor first:
+	// they stay for the life of the Backend.
+	warm, err := b.Watch(context.Background(), "warm-up")
+	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := warm.Next(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	warm.Stop()
 	before := clientGoroutines()
 	watchesBefore := serverMetric(t, "etcd_debugging_mvcc_watcher_total", "", "")
 
@@ -362,5 +379,35 @@ func TestThousandWatchersShareOneWatch(t *testing.T) {
 				clientGoroutines(), before, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestWatchReportsOutageThenFreshSet(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	b := newBackend(t, testConfig(t, srv.Endpoints()))
+	putRaw(t, cli, b, instance("payments", "p-1"))
+	w, err := b.Watch(context.Background(), "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if set, err := w.Next(ctx); err != nil || ids(set) != "[p-1]" {
+		t.Fatalf("Next = %s, %v", ids(set), err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Next(ctx); !errors.Is(err, discovery.ErrUnavailable) {
+		t.Fatalf("Next with etcd down = %v; want ErrUnavailable", err)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if set, err := w.Next(ctx); err != nil || ids(set) != "[p-1]" {
+		t.Fatalf("Next after etcd returned = %s, %v; want the set again", ids(set), err)
 	}
 }
