@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/roster-sd/roster/discovery"
+)
+
+func (a *app) deregisterCmd() *cobra.Command {
+	var service, id string
+	cmd := &cobra.Command{
+		Use:   "deregister --service S --id I",
+		Short: "Delete one instance's key (an operator's fix)",
+		Long: `deregister deletes the key of one instance, <prefix>/<service>/<id>, whoever
+registered it: an operator's fix for a stale entry, such as one left by a
+process that died and whose lease has not expired yet.
+
+It prints "deleted service/id", or fails with "not found" (exit status 1)
+when there is no such key. A process that is alive and still registered
+puts its instance back at once: stop that process instead.`,
+		Example: `  roster deregister --service payments --id p-1`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkName("--service", "Service", service); err != nil {
+				return err
+			}
+			if err := checkName("--id", "ID", id); err != nil {
+				return err
+			}
+			b, cfg, err := a.newBackend(cmd.Context(), cmd.Flags(), nil)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			ctx, cancel := requestContext(cmd.Context(), cfg)
+			defer cancel()
+			key := discovery.Key{Service: service, ID: id}
+			resp, err := b.Client().Delete(ctx, b.Key(service, id))
+			if err != nil {
+				return etcdError(cmd.Context(), cfg, err)
+			}
+			if resp.Deleted == 0 {
+				return fmt.Errorf("%s not found (no key %s)", key, b.Key(service, id))
+			}
+			fmt.Fprintf(a.stdout, "deleted %s\n", key)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&service, "service", "", "service name (required)")
+	cmd.Flags().StringVar(&id, "id", "", "instance ID (required)")
+	return cmd
+}

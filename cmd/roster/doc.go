@@ -1,0 +1,37 @@
+// Command roster is the command line of the roster service-discovery
+// framework: it lets operators and developers see and poke the registry
+// without writing Go, the way etcdctl and "consul catalog" do, and gives a
+// developer a registry on a laptop with nothing installed, the way
+// "consul agent -dev" does.
+//
+// Install it with
+//
+//	go install github.com/roster-sd/roster/cmd/roster@latest
+//
+// or, from a checkout, go install ./cmd/roster. Its commands:
+//
+//	roster dev         run a single-member etcd in-process for development
+//	roster ls          list services, or the instances of one service
+//	roster watch       follow the instances of a service as they change
+//	roster register    register an instance and keep it registered until Ctrl+C
+//	roster deregister  delete one instance's key (an operator's fix)
+//
+// Every command has --help. The etcd connection is set by persistent flags,
+// each of which also reads an environment variable (a flag given on the
+// command line wins):
+//
+//	--endpoints  ROSTER_ENDPOINTS  etcd endpoints, host:port or URL, comma-separated (127.0.0.1:2379)
+//	--prefix     ROSTER_PREFIX     key prefix of the registry (/roster/services)
+//	--cacert     ROSTER_CACERT     CA certificate file (PEM) to verify etcd with
+//	--cert       ROSTER_CERT       client certificate file (PEM)
+//	--key        ROSTER_KEY        client certificate's private key file (PEM)
+//	--user       ROSTER_USERNAME   etcd user name
+//	--password   ROSTER_PASSWORD   etcd password (never printed)
+//	--timeout    ROSTER_TIMEOUT    dial and request timeout (5s)
+//
+// -v (--verbose) logs the etcd backend's activity on stderr.
+//
+// Errors are one line on stderr prefixed "roster: ", with exit status 1
+// for failures and 2 for invalid input; a command line that cannot be
+// parsed also prints the command's usage.
+package main
