@@ -32,11 +32,14 @@
 //     every Backend holding registrations reports discovery.StateRetrying
 //     with Attempt counting up and RetryIn taken from its retry.Policy
 //     ([WithRetry]). Registrations are kept in the Store during the outage
-//     (the Store has no leases to expire; use Expire for that), and
-//     existing watchers stay open but see no changes. SetAvailable(true)
-//     ends the outage: every Backend retries at once, without sleeping out
-//     its backoff, re-publishes what it holds and reports StateRegistered
-//     (or StateConflict for keys another Backend owns).
+//     (the Store has no leases to expire; use Expire for that). Existing
+//     watchers stay open: their Next returns an error wrapping
+//     discovery.ErrUnavailable once, as with a lost connection, and they
+//     see no changes meanwhile. SetAvailable(true) ends the outage: every
+//     watcher's Next returns the current set again, even if unchanged, and
+//     every Backend retries at once, without sleeping out its backoff,
+//     re-publishes what it holds and reports StateRegistered (or
+//     StateConflict for keys another Backend owns).
 //
 // Status changes are delivered through discovery.StatusSubscription,
 // which coalesces per registration: a subscriber that is not waiting in

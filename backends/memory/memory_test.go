@@ -369,6 +369,88 @@ func TestOutageRecoveryDoesNotWaitForBackoff(t *testing.T) {
 	until(t, sub, p1.Key(), discovery.StateRegistered)
 }
 
+func TestOutageWatchersSeeUnavailableOnceThenSetAgain(t *testing.T) {
+	t.Parallel()
+	store := memory.NewStore()
+	a := newBackend(t, store, memory.WithRetry(fastRetry))
+	other := newBackend(t, store)
+	leaving, err := memory.New(store, memory.WithRetry(fastRetry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leaving.Close()
+	p3 := discovery.Instance{Service: "payments", ID: "p-3", Address: "10.0.0.4:80"}
+	register(t, a, p1)
+	register(t, a, p2)
+	register(t, leaving, p3)
+	var ws []discovery.Watcher
+	for _, b := range []*memory.Backend{a, other} {
+		w, err := b.Watch(ctx(t), "payments")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+		if got, err := w.Next(ctx(t)); err != nil || !discovery.EqualSets(got, []discovery.Instance{p1, p2, p3}) {
+			t.Fatalf("first Next = %v, %v; want [p-1 p-2 p-3]", got, err)
+		}
+		ws = append(ws, w)
+	}
+	quietNext := func(w discovery.Watcher) ([]discovery.Instance, error) {
+		c, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		return w.Next(c)
+	}
+
+	store.SetAvailable(false)
+	for i, w := range ws {
+		_, err := w.Next(ctx(t))
+		if !errors.Is(err, discovery.ErrUnavailable) || !errors.Is(err, memory.ErrUnavailable) {
+			t.Fatalf("watcher %d: Next during the outage = %v; want an error wrapping discovery.ErrUnavailable and memory.ErrUnavailable", i, err)
+		}
+		// Once per outage: then Next waits.
+		if got, err := quietNext(w); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("watcher %d: second Next during the outage = %v, %v; want it to wait", i, got, err)
+		}
+	}
+	// Changes made during the outage are not delivered...
+	leaving.Close()
+	if got, err := quietNext(ws[1]); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Next after a Close during the outage = %v, %v; want it to wait", got, err)
+	}
+	// ...until the outage ends.
+	store.SetAvailable(true)
+	for i, w := range ws {
+		if got, err := w.Next(ctx(t)); err != nil || !discovery.EqualSets(got, []discovery.Instance{p1, p2}) {
+			t.Errorf("watcher %d: Next after the outage = %v, %v; want [p-1 p-2]", i, got, err)
+		}
+	}
+
+	// A second outage, with nothing changing: the same set comes again,
+	// once.
+	store.SetAvailable(false)
+	for i, w := range ws {
+		if _, err := w.Next(ctx(t)); !errors.Is(err, discovery.ErrUnavailable) {
+			t.Fatalf("watcher %d: Next during the second outage = %v; want ErrUnavailable", i, err)
+		}
+	}
+	store.SetAvailable(true)
+	for i, w := range ws {
+		if got, err := w.Next(ctx(t)); err != nil || !discovery.EqualSets(got, []discovery.Instance{p1, p2}) {
+			t.Errorf("watcher %d: Next after the second outage = %v, %v; want the same set [p-1 p-2] again", i, got, err)
+		}
+		if got, err := quietNext(w); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("watcher %d: Next with nothing changed = %v, %v; want it to wait", i, got, err)
+		}
+	}
+	// The watchers go on.
+	register(t, a, p1b)
+	for i, w := range ws {
+		if got, err := w.Next(ctx(t)); err != nil || !discovery.EqualSets(got, []discovery.Instance{p1b, p2}) {
+			t.Errorf("watcher %d: Next after a change = %v, %v; want [p-1 p-2] with p-1 updated", i, got, err)
+		}
+	}
+}
+
 func TestExpireDuringOutageRestoresAfterIt(t *testing.T) {
 	t.Parallel()
 	store := memory.NewStore()

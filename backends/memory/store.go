@@ -3,6 +3,7 @@ package memory
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -14,7 +15,8 @@ import (
 var (
 	// ErrUnavailable reports a call made while the Store is unavailable
 	// (see Store.SetAvailable). It is also the cause (Status.Err) of
-	// discovery.StateRetrying during an outage.
+	// discovery.StateRetrying during an outage, and the cause that the
+	// discovery.ErrUnavailable error of every watcher wraps.
 	ErrUnavailable = errors.New("memory: registry unavailable")
 
 	// ErrExpired is the cause (Status.Err) of discovery.StateLost after
@@ -102,13 +104,21 @@ func (s *Store) Expire(service, id string) bool {
 // ErrUnavailable, and every Backend holding registrations reports
 // discovery.StateRetrying for each of them: Attempt 1 before SetAvailable
 // returns, then one more attempt after every delay of its retry policy.
-// Registrations stay in the Store; existing watchers stay open.
+// Registrations stay in the Store.
 //
-// When the Store becomes available again every retrying Backend tries at
+// Existing watchers stay open and see the outage as a real backend's
+// watchers see a lost connection: the Next of every watcher, on every
+// Backend, returns an error wrapping both discovery.ErrUnavailable and
+// ErrUnavailable, once, and then waits; changes made to the Store during
+// the outage (by Expire or Close) are not delivered.
+//
+// When the Store becomes available again every watcher's Next returns the
+// current set, even if it equals the last one it returned, so that the
+// watcher knows its view is fresh again. Every retrying Backend tries at
 // once (it does not sleep out its backoff), re-publishes what it holds and
 // reports discovery.StateRegistered, or discovery.StateConflict for a key
-// that another Backend owns. Setting the current availability again does
-// nothing.
+// that another Backend owns; watchers see the changes this makes, if any,
+// as usual. Setting the current availability again does nothing.
 func (s *Store) SetAvailable(ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -116,6 +126,14 @@ func (s *Store) SetAvailable(ok bool) {
 		return
 	}
 	s.available = ok
+	for service, ref := range s.feeds {
+		if ok {
+			// After Fail, Publish is delivered even if the set is unchanged.
+			ref.feed.Publish(s.setLocked(service))
+			continue
+		}
+		ref.feed.Fail(fmt.Errorf("memory: watch %q: %w", service, ErrUnavailable))
+	}
 	for b := range s.backends {
 		if ok {
 			select {
@@ -190,7 +208,12 @@ func (s *Store) setLocked(service string) []discovery.Instance {
 }
 
 // publishLocked hands the current set of service to its watchers, if any.
+// During an outage it does nothing: the watchers are cut off, and
+// SetAvailable(true) hands them the set.
 func (s *Store) publishLocked(service string) {
+	if !s.available {
+		return
+	}
 	if ref := s.feeds[service]; ref != nil {
 		ref.feed.Publish(s.setLocked(service))
 	}

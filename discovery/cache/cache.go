@@ -155,7 +155,11 @@ func (r *Resolver) servesStale(age time.Duration) bool {
 // cached set, waiting for the first one if need be; it then sees every set
 // the cache publishes, coalesced. While the upstream fails, watchers keep
 // the last set (they are not told that every instance left) and see the
-// changes again once the upstream is back. ctx bounds the setup only. An
+// changes again once the upstream is back. When the upstream reports that
+// the registry is unreachable (an error wrapping discovery.ErrUnavailable),
+// the cache's watchers are told the same way: their Next returns an error
+// wrapping discovery.ErrUnavailable once, and, once the upstream is back,
+// the current set even if it did not change. ctx bounds the setup only. An
 // invalid service name gives an error wrapping discovery.ErrInvalidInstance;
 // after Close, Watch returns an error wrapping discovery.ErrClosed and the
 // Next of every watcher returns one.
@@ -275,7 +279,9 @@ func (r *Resolver) run(e *entry) {
 
 // follow watches the service upstream and records every set it reports,
 // until the watch fails or the Resolver is closed. It reports whether the
-// watch delivered at least one set.
+// watch delivered at least one set. An error wrapping
+// discovery.ErrUnavailable does not end the watch: it marks e stale, and
+// the watch's next set makes it fresh again.
 func (r *Resolver) follow(e *entry, hold *time.Time) (healthy bool, err error) {
 	ctx, cancel := context.WithTimeout(r.ctx, watchTimeout)
 	w, err := r.upstream.Watch(ctx, e.service)
@@ -307,6 +313,16 @@ func (r *Resolver) follow(e *entry, hold *time.Time) (healthy bool, err error) {
 		case !deadline.IsZero() && errors.Is(err, context.DeadlineExceeded) && !time.Now().Before(deadline):
 			// The set stayed empty for the whole hold.
 			r.receive(e, nil, hold)
+		case errors.Is(err, discovery.ErrUnavailable):
+			// The registry is unreachable, but the watch goes on and
+			// its next set ends the outage: keep it, no backoff.
+			restoring = true
+			// A hold needs d of emptiness seen without interruption.
+			*hold = time.Time{}
+			err = fmt.Errorf("watch %q: next: %w", e.service, err)
+			e.fail(err)
+			r.log.Warn("registry unavailable, serving the last set until the upstream watch recovers",
+				"service", e.service, "error", err)
 		default:
 			return healthy, fmt.Errorf("watch %q: next: %w", e.service, err)
 		}
@@ -330,7 +346,12 @@ func (r *Resolver) receive(e *entry, set []discovery.Instance, hold *time.Time) 
 				e.live, e.confirmed = false, now
 			}
 			e.stale, e.err = false, nil
+			held := e.set
 			e.mu.Unlock()
+			// The held set is still the published one. After an outage
+			// (the feed is failing) publishing it again tells the
+			// watchers the cache is fresh; otherwise it changes nothing.
+			e.feed.Publish(held)
 			e.markReady()
 			return
 		}
@@ -344,7 +365,10 @@ func (r *Resolver) receive(e *entry, set []discovery.Instance, hold *time.Time) 
 	e.markReady()
 }
 
-// fail records that the upstream watch failed with err.
+// fail records that the upstream watch failed with err. If err wraps
+// discovery.ErrUnavailable, the registry is unreachable: the watchers of
+// the cache are told so, once, as the upstream's watchers are (see
+// discovery.Feed.Fail), and get the set again once the cache is fresh.
 func (e *entry) fail(err error) {
 	e.mu.Lock()
 	if e.live {
@@ -352,6 +376,9 @@ func (e *entry) fail(err error) {
 	}
 	e.stale, e.err = true, err
 	e.mu.Unlock()
+	if errors.Is(err, discovery.ErrUnavailable) {
+		e.feed.Fail(fmt.Errorf("cache: %w", err))
+	}
 	e.markReady()
 }
 

@@ -136,8 +136,9 @@ func TestStaleOnError(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The registry goes down and the upstream watch breaks.
-	e.store.SetAvailable(false)
+	// The upstream watch breaks with an error other than
+	// discovery.ErrUnavailable, and cannot be set up again.
+	e.up.failWatch(errBroken)
 	e.up.breakWatchers(errBroken)
 	eventually(t, "Snapshot to report the set stale", func() bool {
 		_, _, stale, _ := c.Snapshot(service)
@@ -163,8 +164,8 @@ func TestStaleOnError(t *testing.T) {
 		t.Errorf("watcher Next during the outage = %v, want it to block on the last set", err)
 	}
 
-	// The registry comes back: the cache resumes on its own.
-	e.store.SetAvailable(true)
+	// The upstream comes back: the cache resumes on its own.
+	e.up.failWatch(nil)
 	eventually(t, "Snapshot to be fresh again", func() bool {
 		_, age, stale, _ := c.Snapshot(service)
 		return !stale && age == 0
@@ -201,7 +202,7 @@ func TestStaleErrors(t *testing.T) {
 			c := e.newCache(t, tc.opts...)
 			wantIDs(t, "Resolve", resolveIDs(t, c), "a")
 
-			e.store.SetAvailable(false)
+			e.up.failWatch(errBroken)
 			broken := time.Now()
 			e.up.breakWatchers(errBroken)
 			eventually(t, "Snapshot to report the set stale", func() bool {
@@ -211,7 +212,7 @@ func TestStaleErrors(t *testing.T) {
 			var err error
 			eventually(t, "Resolve to fail with the upstream's error", func() bool {
 				_, err = c.Resolve(context.Background(), service)
-				return errors.Is(err, memory.ErrUnavailable)
+				return errors.Is(err, errBroken)
 			})
 			if d := time.Since(broken); d < tc.within {
 				t.Errorf("Resolve failed %v after the upstream, want it to serve the stale set for %v", d, tc.within)
@@ -222,11 +223,132 @@ func TestStaleErrors(t *testing.T) {
 				t.Errorf("Snapshot = %v, stale %v, ok %v; want the last set, stale", set, stale, ok)
 			}
 
-			e.store.SetAvailable(true)
+			e.up.failWatch(nil)
 			eventually(t, "Resolve to succeed again", func() bool {
 				_, err := c.Resolve(context.Background(), service)
 				return err == nil
 			})
+		})
+	}
+}
+
+// TestRegistryOutage: when the upstream's watcher reports the registry
+// unavailable, the cache goes stale but keeps that watcher, and its own
+// watchers see the outage the same way.
+func TestRegistryOutage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(t, inst("a", 1), inst("b", 2))
+	c := e.newCache(t, cache.WithStaleOnError(0))
+	wantIDs(t, "Resolve", resolveIDs(t, c), "a", "b")
+	w, err := c.Watch(context.Background(), service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if _, err := nextWithin(w, waitLong); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	e.store.SetAvailable(false)
+	// The cache's watcher is told once, as the upstream's are.
+	_, err = nextWithin(w, waitLong)
+	if !errors.Is(err, discovery.ErrUnavailable) || !errors.Is(err, memory.ErrUnavailable) {
+		t.Fatalf("Next during the outage = %v, want an error wrapping discovery.ErrUnavailable and memory.ErrUnavailable", err)
+	}
+	if set, err := nextWithin(w, quiet); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("second Next during the outage = %v, %v; want it to wait", set, err)
+	}
+	set, age1, stale, ok := c.Snapshot(service)
+	wantIDs(t, "Snapshot during the outage", ids(set), "a", "b")
+	if !ok || !stale || age1 <= 0 || age1 > time.Since(start) {
+		t.Fatalf("Snapshot during the outage: age %v, stale %v, ok %v; want stale, age counting from the outage (at most %v)",
+			age1, stale, ok, time.Since(start))
+	}
+	time.Sleep(20 * time.Millisecond)
+	if _, age2, stale, _ := c.Snapshot(service); !stale || age2 < age1+20*time.Millisecond {
+		t.Errorf("Snapshot age went from %v to %v in 20ms (stale %v); want it to grow, stale", age1, age2, stale)
+	}
+	wantIDs(t, "Resolve during the outage", resolveIDs(t, c), "a", "b")
+	// The upstream watcher was kept, not stopped and watched again.
+	if got := e.up.watches.Load(); got != 1 {
+		t.Errorf("upstream Watch called %d times, want 1: the watcher survives the outage", got)
+	}
+	if got := e.up.activeWatchers(); got != 1 {
+		t.Errorf("%d upstream watchers open during the outage, want 1", got)
+	}
+
+	e.store.SetAvailable(true)
+	// The same set comes again: the cache is fresh.
+	set, err = nextWithin(w, waitLong)
+	if err != nil {
+		t.Fatalf("Next after the outage: %v", err)
+	}
+	wantIDs(t, "Next after the outage", ids(set), "a", "b")
+	eventually(t, "Snapshot to be fresh again", func() bool {
+		_, age, stale, _ := c.Snapshot(service)
+		return !stale && age == 0
+	})
+	if set, err := nextWithin(w, quiet); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Next with nothing changed = %v, %v; want it to wait", set, err)
+	}
+	e.register(t, inst("c", 3))
+	set, err = nextWithin(w, waitLong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIDs(t, "Next after a change", ids(set), "a", "b", "c")
+	if got := e.up.watches.Load(); got != 1 {
+		t.Errorf("upstream Watch called %d times, want 1", got)
+	}
+	if got := e.up.resolves.Load(); got != 0 {
+		t.Errorf("upstream Resolve called %d times, want 0", got)
+	}
+}
+
+func TestRegistryOutageResolve(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name      string
+		opts      []cache.Option
+		wantStale bool // Resolve serves the last set during the outage
+	}{
+		{"with stale-on-error", []cache.Option{cache.WithStaleOnError(0)}, true},
+		{"without stale-on-error", nil, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			e.register(t, inst("a", 1))
+			c := e.newCache(t, tc.opts...)
+			wantIDs(t, "Resolve", resolveIDs(t, c), "a")
+
+			e.store.SetAvailable(false)
+			eventually(t, "Snapshot to report the set stale", func() bool {
+				_, _, stale, _ := c.Snapshot(service)
+				return stale
+			})
+			got, err := c.Resolve(context.Background(), service)
+			switch {
+			case tc.wantStale && err != nil:
+				t.Errorf("Resolve during the outage: %v; want the last set", err)
+			case tc.wantStale:
+				wantIDs(t, "Resolve during the outage", ids(got), "a")
+			case !errors.Is(err, discovery.ErrUnavailable):
+				t.Errorf("Resolve during the outage = %v, %v; want an error wrapping discovery.ErrUnavailable", got, err)
+			}
+
+			e.store.SetAvailable(true)
+			eventually(t, "Snapshot to be fresh again", func() bool {
+				_, age, stale, _ := c.Snapshot(service)
+				return !stale && age == 0
+			})
+			wantIDs(t, "Resolve after the outage", resolveIDs(t, c), "a")
+			if got := e.up.watches.Load(); got != 1 {
+				t.Errorf("upstream Watch called %d times, want 1", got)
+			}
 		})
 	}
 }
@@ -345,6 +467,62 @@ func TestEmptyHold(t *testing.T) {
 	if set, err := nextWithin(w, waitLong); err != nil || len(set) != 1 {
 		t.Fatalf("Next after re-register = %v, %v", set, err)
 	}
+}
+
+// TestEmptyHoldAcrossOutage: an outage interrupts an empty hold, which
+// starts again once the registry is back; meanwhile watchers get the held
+// set again, fresh.
+func TestEmptyHoldAcrossOutage(t *testing.T) {
+	t.Parallel()
+	const hold = 150 * time.Millisecond
+	e := newEnv(t)
+	a := inst("a", 1)
+	e.register(t, a)
+	c := e.newCache(t, cache.WithEmptyHold(hold))
+	w, err := c.Watch(context.Background(), service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if set, err := nextWithin(w, waitLong); err != nil || len(set) != 1 {
+		t.Fatalf("first Next = %v, %v", set, err)
+	}
+
+	e.deregister(t, a)
+	eventually(t, "the hold to start", func() bool {
+		_, age, _, _ := c.Snapshot(service)
+		return age > 0
+	})
+	e.store.SetAvailable(false)
+	if _, err := nextWithin(w, waitLong); !errors.Is(err, discovery.ErrUnavailable) {
+		t.Fatalf("Next during the outage = %v, want ErrUnavailable", err)
+	}
+	time.Sleep(hold) // longer than the hold, but not without interruption
+	set, _, stale, _ := c.Snapshot(service)
+	wantIDs(t, "Snapshot during the outage", ids(set), "a")
+	if !stale {
+		t.Error("Snapshot during the outage: not stale")
+	}
+
+	e.store.SetAvailable(true)
+	back := time.Now()
+	set, err = nextWithin(w, waitLong)
+	if err != nil {
+		t.Fatalf("Next after the outage: %v", err)
+	}
+	wantIDs(t, "Next after the outage, the hold starting again", ids(set), "a")
+	wantIDs(t, "Resolve during the new hold", resolveIDs(t, c), "a")
+	if _, _, stale, _ := c.Snapshot(service); stale {
+		t.Error("Snapshot after the outage: stale, want fresh (holding)")
+	}
+	set, err = nextWithin(w, waitLong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(back); d < hold {
+		t.Errorf("empty set published %v after the outage, want at least the hold, %v", d, hold)
+	}
+	wantIDs(t, "Next after the hold", ids(set))
 }
 
 func TestEmptyHoldCancelledByReRegister(t *testing.T) {

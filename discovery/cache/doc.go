@@ -11,6 +11,14 @@
 //   - Its per-service goroutine never gives up. When the upstream Watch or
 //     Next fails it marks the service stale, retries with the backoff of a
 //     retry.Policy ([WithRetry]) and resumes.
+//   - When the upstream watcher reports that the registry is unreachable
+//     (its Next returns an error wrapping discovery.ErrUnavailable, as the
+//     etcd backend's watchers do when the connection to etcd is lost), the
+//     cache marks the service stale, its age counting from the last time
+//     the upstream confirmed the set, but keeps that watcher: its next set
+//     makes the service fresh again. The cache's own watchers see the
+//     outage the same way: one error wrapping discovery.ErrUnavailable,
+//     then the set again once the cache is fresh.
 //   - With [WithStaleOnError] it keeps serving the last known set while the
 //     upstream fails, for up to a maximum age; [Resolver.Snapshot] shows
 //     whether the set is stale and how old it is. Without it, Resolve
@@ -20,9 +28,11 @@
 //     does not tell every client that all instances left.
 //
 // Staleness is only as good as what the upstream reports: a backend whose
-// watchers ride out outages on their own (the etcd backend resumes its
-// watch internally and keeps its watchers open) never makes the cache
-// stale; the cache then keeps serving the last set it was given.
+// watchers neither fail nor report discovery.ErrUnavailable during an
+// outage never makes the cache stale; the cache then keeps serving the
+// last set it was given. roster's backends do report it: the etcd backend
+// when its connection to etcd is lost, the memory backend during
+// Store.SetAvailable(false).
 //
 // Close stops every upstream watch and goroutine and waits for them.
 package cache

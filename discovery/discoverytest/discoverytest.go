@@ -190,17 +190,27 @@ func (e *env) watch(b discovery.Backend, service string) discovery.Watcher {
 	return w
 }
 
-// next calls w.Next once and fails on an error.
+// next returns the next set of w and fails on an error. An error wrapping
+// discovery.ErrUnavailable is transient and skipped: the watcher returns
+// the set again once the registry is back.
 func (e *env) next(w discovery.Watcher) []discovery.Instance {
 	e.t.Helper()
-	got, err := w.Next(e.ctx())
-	if err != nil {
-		e.t.Fatalf("Watcher.Next: %v", err)
+	ctx := e.ctx()
+	for {
+		got, err := w.Next(ctx)
+		if errors.Is(err, discovery.ErrUnavailable) {
+			e.t.Logf("Watcher.Next: %v (skipped: the registry is unreachable for a while)", err)
+			continue
+		}
+		if err != nil {
+			e.t.Fatalf("Watcher.Next: %v", err)
+		}
+		return got
 	}
-	return got
 }
 
-// nextUntil calls w.Next until it returns want.
+// nextUntil calls w.Next until it returns want, skipping errors wrapping
+// discovery.ErrUnavailable.
 func (e *env) nextUntil(w discovery.Watcher, want []discovery.Instance) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
@@ -208,6 +218,10 @@ func (e *env) nextUntil(w discovery.Watcher, want []discovery.Instance) {
 	var seen []string
 	for {
 		got, err := w.Next(ctx)
+		if errors.Is(err, discovery.ErrUnavailable) {
+			seen = append(seen, "(unavailable)")
+			continue
+		}
 		if err != nil {
 			e.t.Fatalf("Watcher.Next: %v\nsets returned so far: %s\nwant: %s", err, strings.Join(seen, ", "), fmtSet(want))
 		}

@@ -87,6 +87,12 @@
 //     they do when the backend serves them from one discovery.Feed): once
 //     one of them has returned a set, an idle one returns that same set, or
 //     a newer one, on its next call.
+//   - Watcher.Next may return an error wrapping discovery.ErrUnavailable
+//     when the registry becomes unreachable, once per outage, and then
+//     returns the set again once it is back. The suite does not cause
+//     outages, but tolerates them: its helpers that wait on Next skip such
+//     an error. (The checks that nothing happens for QuietPeriod do not: a
+//     set delivered again after an outage is a change for them.)
 //   - With Capabilities.Status, Status reports discovery.StateRegistered as
 //     soon as Register returns, and ErrNotRegistered as soon as Deregister
 //     returns.

@@ -20,7 +20,12 @@
 // freezes: when the watch cannot be set up or fails, the error goes to gRPC
 // through ReportError (which keeps using the last good addresses) and the
 // resolver watches again after a backoff, until the ClientConn is closed.
-// ResolveNow forces a fresh Resolve of the upstream.
+// When the watcher reports the registry unreachable (an error wrapping
+// discovery.ErrUnavailable), the resolver keeps the watcher and leaves
+// gRPC's addresses alone, so calls go on to the known instances; it only
+// logs the outage (or reports it, if gRPC has no address yet) and sends
+// the set again once the registry is back. ResolveNow forces a fresh
+// Resolve of the upstream.
 //
 // Put a cache.Resolver (package discovery/cache) in front of the backend
 // to share one upstream watch among many ClientConns of one service.

@@ -2,6 +2,7 @@ package grpcresolver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -168,8 +169,9 @@ func (r *watchResolver) run() {
 }
 
 // follow watches the service and sends every set to gRPC, serving
-// ResolveNow requests in between, until the watch fails or Close. It
-// reports whether the watch delivered at least one set.
+// ResolveNow requests in between, until the watch fails or Close. An error
+// wrapping discovery.ErrUnavailable does not end the watch (see
+// unavailable). It reports whether the watch delivered at least one set.
 func (r *watchResolver) follow() (healthy bool, err error) {
 	ctx, cancel := context.WithTimeout(r.ctx, r.opts.timeout)
 	w, err := r.upstream.Watch(ctx, r.service)
@@ -192,6 +194,11 @@ func (r *watchResolver) follow() (healthy bool, err error) {
 			return healthy, r.ctx.Err()
 		case interrupted:
 			continue
+		case errors.Is(err, discovery.ErrUnavailable):
+			// Transient: the watcher goes on and brings the set again
+			// once the registry is back.
+			r.unavailable(err)
+			continue
 		case err != nil:
 			return healthy, fmt.Errorf("watch: next: %w", err)
 		}
@@ -201,6 +208,29 @@ func (r *watchResolver) follow() (healthy bool, err error) {
 		}
 		r.push(set)
 	}
+}
+
+// unavailable handles a Next that reports the registry unreachable. The
+// addresses gRPC holds stay as they are: the instances behind them are
+// likely still serving, and only the registry is out of reach. If gRPC
+// holds a non-empty address list, the resolver only logs the outage: a
+// ReportError would add nothing, since gRPC keeps the last good addresses
+// and the built-in policies keep their connections (pick_first ignores a
+// resolver error after a good update, round_robin's children and the base
+// balancer only let it show in the picker's error once every connection
+// has failed), while a custom policy might drop its connections. If gRPC
+// holds no address, there is no connection to disturb, and ReportError
+// lets calls fail with the reason. Either way the next set is sent again,
+// even if unchanged, since it confirms the addresses.
+func (r *watchResolver) unavailable(err error) {
+	if r.hasPushed && len(r.pushed) > 0 {
+		r.log.Warn("registry unavailable, keeping the last addresses",
+			"addresses", len(r.pushed), "error", err)
+	} else {
+		r.log.Warn("registry unavailable", "error", err)
+		r.cc.ReportError(fmt.Errorf("grpcresolver: %s: watch: next: %w", r.service, err))
+	}
+	r.hasPushed = false
 }
 
 // next calls w.Next until the set changes, ResolveNow interrupts it, or a

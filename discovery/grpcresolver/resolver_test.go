@@ -267,6 +267,152 @@ func TestReportsErrorsAndResumes(t *testing.T) {
 	})
 }
 
+// TestRegistryOutageKeepsCalling: while the registry is unreachable the
+// calls go on to the known servers; once it is back, the resolver follows
+// the registry again, on the same upstream watch.
+func TestRegistryOutageKeepsCalling(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		cache bool // through a cache.Resolver, whose watchers see the outage too
+	}{
+		{"direct", false},
+		{"through cache", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			s1, s2 := startServer(t, "s1"), startServer(t, "s2")
+			e.register(t, s1, s2)
+			var up discovery.Resolver = e.up
+			if tc.cache {
+				c, err := cache.New(e.up, cache.WithStaleOnError(0), cache.WithRetry(fastRetry))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				up = c
+			}
+			b := newBuilder(t, up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+			conn := dial(t, b)
+			defer conn.Close()
+			seen := make(map[string]bool)
+			eventually(t, "both servers to answer", func() bool {
+				name, err := call(context.Background(), conn)
+				if err != nil {
+					t.Fatalf("call: %v", err)
+				}
+				seen[name] = true
+				return len(seen) == 2
+			})
+
+			e.store.SetAvailable(false)
+			got := spread(t, conn, 20) // fails the test on any error
+			t.Logf("20 calls during the outage: %v", got)
+			if got["s1"] == 0 || got["s2"] == 0 {
+				t.Errorf("calls during the outage = %v, want both servers still used", got)
+			}
+			time.Sleep(50 * time.Millisecond)
+			got = spread(t, conn, 20)
+			if got["s1"] == 0 || got["s2"] == 0 {
+				t.Errorf("calls later in the outage = %v, want both servers still used", got)
+			}
+
+			e.store.SetAvailable(true)
+			s3 := startServer(t, "s3")
+			e.register(t, s3)
+			eventually(t, "the server registered after the outage to receive calls", func() bool {
+				name, err := call(context.Background(), conn)
+				if err != nil {
+					t.Fatalf("call: %v", err)
+				}
+				return name == "s3"
+			})
+			if got := e.up.watches.Load(); got != 1 {
+				t.Errorf("upstream Watch called %d times, want 1: the watch survives the outage", got)
+			}
+		})
+	}
+}
+
+// TestRegistryOutageState checks what the resolver sends to gRPC across an
+// outage: nothing during it, the same addresses again after it, and no
+// error, since gRPC holds good addresses.
+func TestRegistryOutageState(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"}
+	e.register(t, a)
+	b := newBuilder(t, e.up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+	cc := &fakeCC{}
+	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+
+	for round := 1; round <= 2; round++ {
+		e.store.SetAvailable(false)
+		time.Sleep(50 * time.Millisecond)
+		if states, errs := cc.counts(); states != round || errs != 0 {
+			t.Errorf("outage %d: %d states and %d errors sent, want %d and none", round, states, errs, round)
+		}
+		e.store.SetAvailable(true)
+		eventually(t, "the state to be sent again after the outage", func() bool { n, _ := cc.counts(); return n == round+1 })
+		st, _ := cc.lastState()
+		if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
+			t.Errorf("addresses after outage %d = %v, want %v", round, got, want)
+		}
+	}
+	if _, errs := cc.counts(); errs != 0 {
+		t.Errorf("%d errors reported, want none", errs)
+	}
+	if got := e.up.watches.Load(); got != 1 {
+		t.Errorf("upstream Watch called %d times, want 1", got)
+	}
+}
+
+// TestRegistryOutageBeforeFirstSet: with no address in gRPC yet, the
+// outage is reported, so calls fail with the reason rather than wait.
+func TestRegistryOutageBeforeFirstSet(t *testing.T) {
+	t.Parallel()
+	feed := discovery.NewFeed()
+	defer feed.Close(nil)
+	feed.Fail(errBroken)
+	b := newBuilder(t, feedResolver{feed}, grpcresolver.WithLogger(testLogger(t)))
+	cc := &fakeCC{}
+	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	eventually(t, "a reported error", func() bool { _, n := cc.counts(); return n == 1 })
+	if err := cc.lastErr(); !errors.Is(err, discovery.ErrUnavailable) || !errors.Is(err, errBroken) {
+		t.Errorf("reported error = %v, want it to wrap discovery.ErrUnavailable and its cause", err)
+	}
+	a := discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"}
+	feed.Publish([]discovery.Instance{a})
+	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	st, _ := cc.lastState()
+	if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
+		t.Errorf("addresses = %v, want %v", got, want)
+	}
+}
+
+// feedResolver watches one feed, whatever the service.
+type feedResolver struct{ feed *discovery.Feed }
+
+func (f feedResolver) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
+	set, _ := f.feed.Current()
+	return set, nil
+}
+
+func (f feedResolver) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
+	return f.feed.NewWatcher(nil), nil
+}
+
 func TestResolveNow(t *testing.T) {
 	t.Parallel()
 	const interval = 150 * time.Millisecond
