@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -59,9 +60,12 @@ func (f *Feed) Fail(cause error) {
 	if f.err != nil || f.fault != nil {
 		return
 	}
-	if cause == nil {
+	switch {
+	case cause == nil:
 		f.fault = ErrUnavailable
-	} else {
+	case errors.Is(cause, ErrUnavailable):
+		f.fault = cause // already says so, e.g. passed on from an upstream
+	default:
 		f.fault = fmt.Errorf("%w: %w", ErrUnavailable, cause)
 	}
 	f.faults++
