@@ -2,6 +2,7 @@ package etcd_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -300,7 +301,7 @@ func TestSameInstanceFromTwoBackendsDoesNotFlap(t *testing.T) {
 	register(t, first, instance("payments", "p-1"))
 	register(t, second, instance("payments", "p-1"))
 	firstStates.waitState(t, discovery.StateConflict, waitFor)
-	if st, _ := first.Status("payments", "p-1"); !errorsIs(st.Err, discovery.ErrConflict) {
+	if st, _ := first.Status("payments", "p-1"); !errors.Is(st.Err, discovery.ErrConflict) {
 		t.Errorf("conflict status = %v; want an error wrapping ErrConflict", st)
 	}
 	// Several keep-alive rounds: nobody writes again.

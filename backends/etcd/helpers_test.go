@@ -3,8 +3,6 @@ package etcd_test
 import (
 	"context"
 	"errors"
-	"io"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/testlog"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -30,33 +29,8 @@ func testRetry() retry.Policy {
 	return retry.Policy{Base: 100 * time.Millisecond, Max: time.Second, Jitter: 0.2}
 }
 
-// testLogger routes the backend's logs to t.Log until the test ends.
-func testLogger(t testing.TB) hclog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.stop)
-	return hclog.New(&hclog.LoggerOptions{Name: t.Name(), Output: w, Level: hclog.Debug, DisableTime: true})
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.done = true
-}
+// testLogger routes logs to t.Log until the test ends.
+func testLogger(t testing.TB) hclog.Logger { return testlog.New(t) }
 
 // testConfig is the Config the tests start from.
 func testConfig(t testing.TB, endpoints []string) etcd.Config {
@@ -209,8 +183,3 @@ func subsequence(got, want []discovery.State) bool {
 	}
 	return i == len(want)
 }
-
-var _ = errors.Is
-var _ = io.Discard
-
-func errorsIs(err, target error) bool { return errors.Is(err, target) }
