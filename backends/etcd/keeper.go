@@ -21,8 +21,9 @@ import (
 // b.tombs and poke it, and it makes etcd match. One writer means no races
 // between a re-registration, an update and a delete of the same key.
 
-// errRemoved is the cause reported when someone else deleted a key.
-var errRemoved = errors.New("instance removed from etcd by someone else")
+// errRemoved is the cause reported when a key of ours disappeared: someone
+// deleted it, or etcd expired the lease it was under.
+var errRemoved = errors.New("instance removed from etcd (deleted, or its lease expired)")
 
 // errLeaseExpired is the cause reported when etcd no longer has the lease.
 var errLeaseExpired = errors.New("lease expired or revoked")

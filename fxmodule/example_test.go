@@ -1,0 +1,139 @@
+package fxmodule_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"time"
+
+	"go.uber.org/fx"
+
+	"github.com/roster-sd/roster/backends/memory"
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/fxmodule"
+)
+
+// An application registers its own instance and resolves its peers. In
+// production it supplies no Config and sets ROSTER_ENDPOINTS and friends
+// instead; here the memory backend keeps the example self-contained.
+func Example() {
+	var (
+		resolver discovery.Resolver
+		reg      *fxmodule.Registration
+	)
+	app := fx.New(
+		fxmodule.Module,
+		fx.Supply(fxmodule.Config{Backend: fxmodule.BackendMemory}),
+		// The application's servers would be provided and invoked here,
+		// before Instance, so that they start before it registers.
+		fxmodule.Instance(discovery.Instance{Service: "payments", Address: "10.0.0.7:8080"}),
+		fx.Populate(&resolver, &reg),
+		fx.NopLogger,
+	)
+	ctx := context.Background()
+	if err := app.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer app.Stop(ctx)
+
+	if err := reg.Wait(ctx); err != nil { // registered in the background
+		log.Fatal(err)
+	}
+	set, err := resolver.Resolve(ctx, "payments")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, in := range set {
+		fmt.Println(in.Key(), in.Address)
+	}
+	// Output: payments/10.0.0.7-8080 10.0.0.7:8080
+}
+
+// A backend of the application's own replaces the one the module would
+// build. Its constructor owns it: here it closes it with a stop hook, which
+// fx runs after the module has deregistered the application's instances.
+func ExampleUseBackend() {
+	store := memory.NewStore() // shared, e.g. by the tests of several apps
+	var backend discovery.Backend
+	app := fx.New(
+		fxmodule.Module,
+		fxmodule.UseBackend(func(lc fx.Lifecycle) (*memory.Backend, error) {
+			b, err := memory.New(store)
+			if err != nil {
+				return nil, err
+			}
+			lc.Append(fx.StopHook(b.Close))
+			return b, nil
+		}),
+		fx.Populate(&backend),
+		fx.NopLogger,
+	)
+	if err := app.Err(); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%T\n", backend)
+	// Output: *memory.Backend
+}
+
+// The instance is built from the server it describes, so fx starts the
+// server before registering it and deregisters it before stopping the
+// server, wherever ProvideInstance stands.
+func ExampleProvideInstance() {
+	type server struct{ addr string }
+	var reg *fxmodule.Registration
+	app := fx.New(
+		fxmodule.Module,
+		fx.Supply(fxmodule.Config{Backend: fxmodule.BackendMemory}),
+		fxmodule.ProvideInstance(func(s *server) discovery.Instance {
+			return discovery.Instance{Service: "web", ID: "web-1", Address: s.addr}
+		}),
+		fx.Provide(func() *server { return &server{addr: "10.0.0.7:8080"} }),
+		fx.Populate(&reg),
+		fx.NopLogger,
+	)
+	if err := app.Err(); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(reg.Instances()[0].Key())
+	// Output: web/web-1
+}
+
+// ConfigFromEnv reads the ROSTER_* variables; a malformed one is an error
+// that names it.
+func ExampleConfigFromEnv() {
+	env := map[string]string{
+		"ROSTER_ENDPOINTS": "etcd-0:2379,etcd-1:2379,etcd-2:2379",
+		"ROSTER_TTL":       "10s",
+	}
+	cfg, err := fxmodule.ConfigFromEnv(func(name string) (string, bool) {
+		v, ok := env[name]
+		return v, ok
+	})
+	fmt.Println(cfg.Endpoints, cfg.TTL, err)
+
+	env["ROSTER_TIMEOUT"] = "5"
+	_, err = fxmodule.ConfigFromEnv(func(name string) (string, bool) {
+		v, ok := env[name]
+		return v, ok
+	})
+	fmt.Println(err)
+	// Output:
+	// [etcd-0:2379 etcd-1:2379 etcd-2:2379] 10s <nil>
+	// fxmodule: invalid config: ROSTER_TIMEOUT is "5"; want a Go duration such as 15s or 1m
+}
+
+// Applications that start from the environment and change a few fields
+// read it themselves and supply the result.
+func ExampleConfig_fromEnvironment() {
+	cfg, err := fxmodule.ConfigFromEnv(os.LookupEnv)
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg.DrainDelay = 5 * time.Second // let clients notice before the servers stop
+	_ = fx.New(
+		fxmodule.Module,
+		fx.Supply(cfg),
+		// ...
+	)
+}

@@ -1,0 +1,304 @@
+package fxmodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"go.uber.org/fx"
+
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/retry"
+)
+
+// RegistrationParams are the inputs of NewRegistration.
+type RegistrationParams struct {
+	fx.In
+
+	// Lifecycle receives the Registration's start and stop hooks. Outside
+	// fx it may be nil; call Start and Stop yourself.
+	Lifecycle fx.Lifecycle
+	// Registrar is the backend the instances are registered with.
+	Registrar discovery.Registrar
+	// Instances are the application's own instances: the value group
+	// "roster.instances" (see Instance and ProvideInstance).
+	Instances []discovery.Instance `group:"roster.instances"`
+
+	// Config gives RequireRegistration, DrainDelay, Timeout and Retry. A
+	// zero Config (none supplied) means ConfigFromEnv(os.LookupEnv).
+	Config Config `optional:"true"`
+	// Logger is the application's logger. Default: an hclog logger
+	// writing to stderr at info level.
+	Logger hclog.Logger `optional:"true"`
+}
+
+// Registration registers the application's own instances when the
+// application starts and deregisters them when it stops. NewRegistration
+// makes one and, under fx, hooks Start and Stop into the lifecycle.
+//
+// By default Start does not wait for the registry: it starts one
+// goroutine per instance that calls Register with a context that Stop
+// cancels, and calls it again, with the Config's retry policy, when it
+// fails. Meanwhile the backend's discovery.StatusReporter reports the
+// registration as registering, then retrying (the etcd backend holds a
+// pending registration and retries it itself until etcd answers). With
+// Config.RequireRegistration, Start registers every instance before it
+// returns, within its context and Config.Timeout, and fails otherwise.
+//
+// Stop stops those goroutines, deregisters every instance that was
+// registered (bounded by Config.Timeout), so that the application leaves
+// the registry before it stops serving, and then waits Config.DrainDelay.
+//
+// A Registration is safe for concurrent use.
+type Registration struct {
+	reg       discovery.Registrar
+	instances []discovery.Instance
+	cfg       Config
+	log       hclog.Logger
+
+	ready   chan struct{} // closed once every instance has been registered
+	stopped chan struct{} // closed once Stop has stopped the goroutines
+	wg      sync.WaitGroup
+
+	mu         sync.Mutex
+	started    bool
+	stopping   bool
+	cancel     context.CancelFunc // ends the registering goroutines
+	registered map[discovery.Key]bool
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// NewRegistration returns a Registration of p.Instances with p.Registrar.
+// Instances are normalized (an empty ID is derived from the address); an
+// invalid instance gives an error wrapping discovery.ErrInvalidInstance,
+// and two different instances with the same service and ID an error
+// wrapping ErrInvalidConfig. With a Lifecycle, its Start and Stop are
+// appended as a hook.
+func NewRegistration(p RegistrationParams) (*Registration, error) {
+	if p.Registrar == nil {
+		return nil, configError("Registration needs a Registrar")
+	}
+	cfg, err := resolveConfig(p.Config)
+	if err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	// The application's instances are kept for its whole life.
+	cfg.Retry.MaxAttempts, cfg.Retry.MaxElapsed = 0, 0
+
+	var instances []discovery.Instance
+	for _, in := range p.Instances {
+		n, err := in.Normalize()
+		if err != nil {
+			return nil, fmt.Errorf("fxmodule: instance: %w", err)
+		}
+		i := slices.IndexFunc(instances, func(x discovery.Instance) bool { return x.Key() == n.Key() })
+		switch {
+		case i < 0:
+			instances = append(instances, n)
+		case !instances[i].Equal(n):
+			return nil, configError("instance %s is declared twice, with different values", n.Key())
+		}
+	}
+	r := &Registration{
+		reg:        p.Registrar,
+		instances:  instances,
+		cfg:        cfg,
+		log:        moduleLogger(p.Logger),
+		ready:      make(chan struct{}),
+		stopped:    make(chan struct{}),
+		registered: make(map[discovery.Key]bool),
+	}
+	if len(instances) == 0 {
+		close(r.ready)
+	}
+	if p.Lifecycle != nil {
+		p.Lifecycle.Append(fx.StartStopHook(r.Start, r.Stop))
+	}
+	return r, nil
+}
+
+// Instances returns the instances the Registration registers, normalized.
+func (r *Registration) Instances() []discovery.Instance {
+	return discovery.CloneSet(r.instances)
+}
+
+// Start registers the instances: in the background by default, or before
+// it returns with Config.RequireRegistration, in which case an instance
+// not registered within ctx and Config.Timeout makes it fail with an error
+// naming the instance (after deregistering those it had registered).
+// Start may be called once.
+func (r *Registration) Start(ctx context.Context) error {
+	runCtx, err := r.begin()
+	if err != nil || !r.cfg.RequireRegistration {
+		return err
+	}
+	// Bounded by Timeout, not only by ctx, so that fx still has time to
+	// roll back the hooks that started before this one; and ended by Stop.
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	defer context.AfterFunc(runCtx, cancel)()
+	for _, in := range r.instances {
+		if err := r.reg.Register(ctx, in); err != nil {
+			dctx, dcancel := context.WithTimeout(context.Background(), r.cfg.Timeout)
+			_, _ = r.deregister(dctx)
+			dcancel()
+			return fmt.Errorf("fxmodule: register %s (%s) at start, as Config.RequireRegistration asks: %w",
+				in.Key(), in.Address, err)
+		}
+		r.registeredOne(in)
+	}
+	return nil
+}
+
+// begin marks the Registration started and returns the context that Stop
+// cancels; without RequireRegistration it also starts one registering
+// goroutine per instance.
+func (r *Registration) begin() (context.Context, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.started:
+		return nil, fmt.Errorf("fxmodule: registration started twice")
+	case r.stopping:
+		return nil, fmt.Errorf("fxmodule: start registration: %w", discovery.ErrClosed)
+	}
+	r.started = true
+	runCtx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	if !r.cfg.RequireRegistration {
+		for _, in := range r.instances {
+			r.wg.Go(func() { r.keep(runCtx, in) })
+		}
+	}
+	return runCtx, nil
+}
+
+// keep registers in, retrying until it succeeds or ctx ends.
+func (r *Registration) keep(ctx context.Context, in discovery.Instance) {
+	err := r.cfg.Retry.Do(ctx, func(ctx context.Context) error {
+		err := r.reg.Register(ctx, in)
+		if errors.Is(err, discovery.ErrClosed) || errors.Is(err, discovery.ErrInvalidInstance) {
+			return retry.Permanent(err)
+		}
+		return err
+	}, retry.OnFailure(func(f retry.Failure) {
+		r.log.Warn("failed to register instance, retrying", "instance", in.Key().String(),
+			"node", in.Address, "attempt", f.Attempt, "retry_in", f.Delay, "error", f.Err)
+	}))
+	switch {
+	case err == nil:
+		r.registeredOne(in)
+		r.log.Debug("registered instance", "instance", in.Key().String(), "node", in.Address)
+	case ctx.Err() == nil:
+		r.log.Error("gave up registering instance", "instance", in.Key().String(), "node", in.Address, "error", err)
+	}
+}
+
+func (r *Registration) registeredOne(in discovery.Instance) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.registered[in.Key()] {
+		return
+	}
+	r.registered[in.Key()] = true
+	if len(r.registered) == len(r.instances) {
+		close(r.ready)
+	}
+}
+
+// Wait blocks until every instance has been registered once and returns
+// nil, or returns ctx's error, or an error wrapping discovery.ErrClosed
+// once the Registration has stopped. It says nothing about later
+// outages: for those, read the backend's discovery.StatusReporter.
+func (r *Registration) Wait(ctx context.Context) error {
+	select {
+	case <-r.ready:
+		return nil
+	default:
+	}
+	select {
+	case <-r.ready:
+		return nil
+	case <-r.stopped:
+		return fmt.Errorf("fxmodule: registration stopped: %w", discovery.ErrClosed)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stop stops registering, deregisters every instance that was registered
+// (bounded by ctx and Config.Timeout), then waits Config.DrainDelay
+// (bounded by ctx) if it deregistered any. It is idempotent; later calls
+// return the first call's error.
+func (r *Registration) Stop(ctx context.Context) error {
+	r.stopOnce.Do(func() {
+		r.mu.Lock()
+		r.stopping = true
+		cancel := r.cancel
+		r.mu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+		r.wg.Wait()
+		close(r.stopped)
+
+		dctx, dcancel := context.WithTimeout(ctx, r.cfg.Timeout)
+		n, err := r.deregister(dctx)
+		dcancel()
+		r.stopErr = err
+		if n > 0 && r.cfg.DrainDelay > 0 {
+			r.log.Info("deregistered; draining before the application stops", "instances", n, "drain_delay", r.cfg.DrainDelay)
+			_ = retry.Sleep(ctx, r.cfg.DrainDelay, nil)
+		}
+	})
+	return r.stopErr
+}
+
+// Close is Stop with a context bounded by Config.Timeout, for use outside
+// fx.
+func (r *Registration) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeout)
+	defer cancel()
+	return r.Stop(ctx)
+}
+
+// deregister removes every registered instance and returns how many it
+// removed.
+func (r *Registration) deregister(ctx context.Context) (int, error) {
+	r.mu.Lock()
+	var todo []discovery.Instance
+	for _, in := range r.instances {
+		if r.registered[in.Key()] {
+			todo = append(todo, in)
+		}
+	}
+	clear(r.registered)
+	r.mu.Unlock()
+
+	n := 0
+	var errs []error
+	for _, in := range todo {
+		err := r.reg.Deregister(ctx, in)
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, discovery.ErrNotRegistered), errors.Is(err, discovery.ErrClosed):
+			// Already gone: nothing to do.
+		default:
+			errs = append(errs, fmt.Errorf("fxmodule: deregister %s: %w", in.Key(), err))
+		}
+	}
+	if n > 0 {
+		r.log.Debug("deregistered instances", "instances", n)
+	}
+	return n, errors.Join(errs...)
+}
