@@ -1,0 +1,16 @@
+// Command fxapp is an fx service that registers itself with roster's fx
+// module and watches its peers.
+//
+// Each replica is a complete fx application (see newReplica): an HTTP
+// server on a free port, fxmodule.Module, the instance built from the
+// server's address with fxmodule.ProvideInstance, and a component that
+// watches the other replicas. To keep the demo self-contained, the command
+// runs several replicas in one process, against an etcd it starts itself
+// (or against yours with -endpoints), starts them one by one, calls each
+// through the registry, and stops them one by one.
+//
+//	go run ./examples/fxapp
+//	go run ./examples/fxapp -endpoints 127.0.0.1:2379
+//
+// See README.md beside this file.
+package main

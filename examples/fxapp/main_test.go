@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, etcdtest.LeakOptions()...)
+}
+
+func TestRun(t *testing.T) {
+	var stdout, stderr syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := run(ctx, nil, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	t.Logf("stdout:\n%s\nstderr:\n%s", out, stderr.String())
+
+	// The story, in order.
+	wantInOrder(t, out,
+		"Started an embedded etcd at 127.0.0.1:",
+		"Started hello-1",
+		"[hello-1] peers: hello-1",
+		"Started hello-2",
+		"Started hello-3",
+		`Resolved "hello": 3 instance(s)`,
+		`GET hello-1/hello -> "hello from hello-1"`,
+		`GET hello-2/hello -> "hello from hello-2"`,
+		`GET hello-3/hello -> "hello from hello-3"`,
+		"Stopped hello-1",
+		"Stopped hello-2",
+		"Stopped hello-3",
+		`All replicas stopped; "hello" has no instances left`,
+	)
+	// Every replica saw every peer arrive, and the survivors saw the
+	// stopped ones leave.
+	for _, line := range []string{
+		"[hello-1] peers: hello-1 hello-2 hello-3",
+		"[hello-2] peers: hello-1 hello-2 hello-3",
+		"[hello-3] peers: hello-1 hello-2 hello-3",
+		"[hello-2] peers: hello-2 hello-3",
+		"[hello-3] peers: hello-2 hello-3",
+		"[hello-3] peers: hello-3",
+	} {
+		if !strings.Contains(out, line+"\n") {
+			t.Errorf("output lacks %q", line)
+		}
+	}
+	// Each replica left the registry before its server stopped, and
+	// revoked its lease.
+	for _, name := range []string{"hello-1", "hello-2", "hello-3"} {
+		wantInOrder(t, stderr.String(),
+			name+".roster.etcd: registered",
+			name+".roster.fx: deregistered; draining",
+			name+".roster.etcd: revoked lease")
+	}
+}
+
+func wantInOrder(t *testing.T, text string, want ...string) {
+	t.Helper()
+	lines := strings.Split(text, "\n")
+	i := 0
+	for _, w := range want {
+		for i < len(lines) && !strings.Contains(lines[i], w) {
+			i++
+		}
+		if i == len(lines) {
+			t.Fatalf("output lacks %q (after the previous expected lines)", w)
+		}
+		i++
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
