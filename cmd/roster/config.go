@@ -66,20 +66,21 @@ func loadConfig(fs *pflag.FlagSet) (etcd.Config, error) {
 		}
 		from[m.flag] = m.env
 	}
+	var lookupErr error
 	get := func(name string) string {
 		v, err := fs.GetString(name)
-		if err != nil {
-			panic(err) // a flag of addConnectionFlags
+		if err != nil && lookupErr == nil {
+			lookupErr = err // a flag addConnectionFlags did not define
 		}
 		return v
 	}
 	endpoints, err := fs.GetStringSlice("endpoints")
 	if err != nil {
-		panic(err)
+		return etcd.Config{}, fmt.Errorf("read --endpoints: %w", err)
 	}
 	timeout, err := fs.GetDuration("timeout")
 	if err != nil {
-		panic(err)
+		return etcd.Config{}, fmt.Errorf("read --timeout: %w", err)
 	}
 
 	var cfg etcd.Config
@@ -124,6 +125,9 @@ func loadConfig(fs *pflag.FlagSet) (etcd.Config, error) {
 				break
 			}
 		}
+	}
+	if lookupErr != nil {
+		return etcd.Config{}, fmt.Errorf("read flags: %w", lookupErr)
 	}
 	return cfg, nil
 }
