@@ -115,9 +115,34 @@ func New(upstream discovery.Resolver, opts ...Option) (*Resolver, error) {
 // wrapping discovery.ErrInvalidInstance; after Close, Resolve returns an
 // error wrapping discovery.ErrClosed.
 func (r *Resolver) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
+	set, err := r.current(ctx, service, "resolve")
+	if err != nil {
+		return nil, err
+	}
+	return discovery.CloneSet(set), nil
+}
+
+// View calls fn with the set Resolve would return, without copying it: the
+// cheapest read, for hot paths such as picking an instance for every
+// request. fn must neither modify nor retain the slice or the instances'
+// Metadata maps (the cache shares them with every caller); copy what it
+// keeps. fn runs on the caller's goroutine and is not called when View
+// returns an error, for the same reasons as Resolve.
+func (r *Resolver) View(ctx context.Context, service string, fn func([]discovery.Instance)) error {
+	set, err := r.current(ctx, service, "view")
+	if err != nil {
+		return err
+	}
+	fn(set)
+	return nil
+}
+
+// current returns the cached set of service, shared: entries replace their
+// set on every change and never modify one in place.
+func (r *Resolver) current(ctx context.Context, service, op string) ([]discovery.Instance, error) {
 	e, err := r.entry(service)
 	if err != nil {
-		return nil, fmt.Errorf("cache: resolve %q: %w", service, err)
+		return nil, fmt.Errorf("cache: %s %q: %w", op, service, err)
 	}
 	select {
 	case <-e.ready:
@@ -125,9 +150,9 @@ func (r *Resolver) Resolve(ctx context.Context, service string) ([]discovery.Ins
 		select {
 		case <-e.ready:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("cache: resolve %q: waiting for the first set: %w", service, ctx.Err())
+			return nil, fmt.Errorf("cache: %s %q: waiting for the first set: %w", op, service, ctx.Err())
 		case <-r.ctx.Done():
-			return nil, fmt.Errorf("cache: resolve %q: %w", service, discovery.ErrClosed)
+			return nil, fmt.Errorf("cache: %s %q: %w", op, service, discovery.ErrClosed)
 		}
 	}
 
@@ -136,12 +161,12 @@ func (r *Resolver) Resolve(ctx context.Context, service string) ([]discovery.Ins
 	e.mu.RUnlock()
 	switch {
 	case !has:
-		return nil, fmt.Errorf("cache: resolve %q: no set yet: %w", service, cause)
+		return nil, fmt.Errorf("cache: %s %q: no set yet: %w", op, service, cause)
 	case stale && !r.servesStale(age):
-		return nil, fmt.Errorf("cache: resolve %q: upstream failing, cached set is %v old: %w",
-			service, age.Round(time.Millisecond), cause)
+		return nil, fmt.Errorf("cache: %s %q: upstream failing, cached set is %v old: %w",
+			op, service, age.Round(time.Millisecond), cause)
 	}
-	return discovery.CloneSet(set), nil
+	return set, nil
 }
 
 // servesStale reports whether a stale set of this age may be returned.

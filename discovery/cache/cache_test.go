@@ -750,3 +750,43 @@ func TestNewIgnoresNilOption(t *testing.T) {
 	c := e.newCache(t, nil)
 	wantIDs(t, "Resolve", resolveIDs(t, c), "a")
 }
+
+func TestViewSharesTheCachedSet(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(t, inst("b", 2), inst("a", 1))
+	c := e.newCache(t)
+	ctx := context.Background()
+
+	var first []discovery.Instance
+	if err := c.View(ctx, service, func(set []discovery.Instance) { first = set }); err != nil {
+		t.Fatal(err)
+	}
+	wantIDs(t, "View", ids(first), "a", "b")
+	var second []discovery.Instance
+	_ = c.View(ctx, service, func(set []discovery.Instance) { second = set })
+	if &first[0] != &second[0] {
+		t.Errorf("View copied the set; want the shared one")
+	}
+	// A change replaces the set; the one seen before stays as it was.
+	e.register(t, inst("c", 3))
+	eventually(t, "View to see the change", func() bool {
+		var got []string
+		_ = c.View(ctx, service, func(set []discovery.Instance) { got = ids(set) })
+		return fmt.Sprint(got) == "[a b c]"
+	})
+	wantIDs(t, "the set seen before the change", ids(first), "a", "b")
+	if got := e.up.resolves.Load(); got != 0 {
+		t.Errorf("upstream Resolve called %d times, want 0", got)
+	}
+
+	called := false
+	err := c.View(ctx, "bad/name", func([]discovery.Instance) { called = true })
+	if !errors.Is(err, discovery.ErrInvalidInstance) || called {
+		t.Errorf("View(bad name) = %v (fn called: %v); want ErrInvalidInstance and no call", err, called)
+	}
+	c.Close()
+	if err := c.View(ctx, service, func([]discovery.Instance) { called = true }); !errors.Is(err, discovery.ErrClosed) || called {
+		t.Errorf("View after Close = %v (fn called: %v); want ErrClosed and no call", err, called)
+	}
+}
