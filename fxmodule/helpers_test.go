@@ -3,7 +3,6 @@ package fxmodule_test
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
+	"github.com/roster-sd/roster/internal/testlog"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -45,33 +45,9 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 
 var payments = discovery.Instance{Service: "payments", ID: "p-1", Address: "127.0.0.1:8080"}
 
-// testLogger routes logs to t.Log until the test ends.
-func testLogger(t testing.TB) hclog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.stop)
-	return hclog.New(&hclog.LoggerOptions{Name: "app", Output: w, Level: hclog.Debug, DisableTime: true})
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
+// testLogger routes logs to t.Log until the test ends, under the name
+// "app".
+func testLogger(t testing.TB) hclog.Logger { return testlog.New(t).ResetNamed("app") }
 
 // waitState reads sub until key reaches want, and returns that status.
 func waitState(t *testing.T, sub *discovery.StatusSubscription, key discovery.Key, want discovery.State, d time.Duration) discovery.Status {

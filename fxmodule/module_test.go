@@ -1,12 +1,10 @@
 package fxmodule_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/roster-sd/roster/backends/memory"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
+	"github.com/roster-sd/roster/internal/linebuf"
 )
 
 // An instance is in etcd once the application has started, and leaves it
@@ -211,7 +210,7 @@ func TestAppOwnedClientIsNotClosed(t *testing.T) {
 func TestAppLoggerIsUsed(t *testing.T) {
 	t.Parallel()
 	srv := sharedEtcd(t)
-	var buf syncBuffer
+	var buf linebuf.Buffer
 	logger := hclog.New(&hclog.LoggerOptions{Name: "myapp", Output: &buf, Level: hclog.Info})
 	var reg *fxmodule.Registration
 	app := fxtest.New(t,
@@ -231,23 +230,6 @@ func TestAppLoggerIsUsed(t *testing.T) {
 			t.Errorf("log does not contain %q:\n%s", want, buf.String())
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // A backend the application provides with UseBackend is used instead of

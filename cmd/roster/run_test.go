@@ -12,13 +12,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/linebuf"
 )
 
 // runInProcess runs run with args and returns its exit status and output.
@@ -294,44 +294,6 @@ func TestEnvErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is an io.Writer safe for concurrent use whose content can be
-// waited for.
-type syncBuffer struct {
-	mu      sync.Mutex
-	b       bytes.Buffer
-	changed chan struct{}
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{changed: make(chan struct{}, 1)} }
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	select {
-	case s.changed <- struct{}{}:
-	default:
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) waitFor(t *testing.T, want string) {
-	t.Helper()
-	deadline := time.After(waitTimeout)
-	for !strings.Contains(s.String(), want) {
-		select {
-		case <-s.changed:
-		case <-deadline:
-			t.Fatalf("no %q within %v in:\n%s", want, waitTimeout, s.String())
-		}
-	}
-}
-
 // TestTLSAndAuth runs register, ls and deregister in-process against an
 // etcd that requires client certificates and a password, configured by
 // flags and by environment variables.
@@ -344,12 +306,12 @@ func TestTLSAndAuth(t *testing.T) {
 	// register holds until its context ends.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stdout, stderr := newSyncBuffer(), newSyncBuffer()
+	stdout, stderr := &linebuf.Buffer{}, &linebuf.Buffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, append([]string{"register", "--service", "payments", "--id", "p-1", "--address", "127.0.0.1:8080", "--meta", "zone=a", "--ttl", "10s"}, flags...), stdout, stderr)
 	}()
-	stdout.waitFor(t, "registered payments/p-1 at 127.0.0.1:8080 (lease ")
+	stdout.WaitFor(t, "registered payments/p-1 at 127.0.0.1:8080 (lease ", waitTimeout)
 
 	code, out, errOut := runInProcess(t, append([]string{"ls", "payments"}, flags...)...)
 	if code != exitOK || !regexp.MustCompile(`(?m)^p-1\s+127\.0\.0\.1:8080\s+zone=a\s+(10|9|8)$`).MatchString(out) {

@@ -12,6 +12,7 @@ import (
 	"github.com/roster-sd/roster/backends/memory"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/cache"
+	"github.com/roster-sd/roster/internal/resolvertest"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -20,17 +21,17 @@ var errBroken = errors.New("test: watch broken")
 func TestResolveServedFromCache(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.register(t, inst("b", 2), inst("a", 1))
+	e.Register(t, inst("b", 2), inst("a", 1))
 	c := e.newCache(t)
 
 	wantIDs(t, "first Resolve", resolveIDs(t, c), "a", "b")
 	for range 100 {
 		wantIDs(t, "Resolve", resolveIDs(t, c), "a", "b")
 	}
-	if got := e.up.resolves.Load(); got != 0 {
+	if got := e.Up.Resolves(); got != 0 {
 		t.Errorf("upstream Resolve called %d times, want 0: the cache must answer from memory", got)
 	}
-	if got := e.up.watches.Load(); got != 1 {
+	if got := e.Up.Watches(); got != 1 {
 		t.Errorf("upstream Watch called %d times, want once per service", got)
 	}
 
@@ -48,12 +49,12 @@ func TestResolveServedFromCache(t *testing.T) {
 	wantIDs(t, "Resolve after modifying an earlier result", ids(again), "a", "b")
 
 	// Changes reach the cache through the watch, still without Resolve.
-	e.register(t, inst("c", 3))
-	e.deregister(t, inst("a", 1))
+	e.Register(t, inst("c", 3))
+	e.Deregister(t, inst("a", 1))
 	eventually(t, "the cache to see the change", func() bool {
 		return fmt.Sprint(resolveIDs(t, c)) == "[b c]"
 	})
-	if got := e.up.resolves.Load(); got != 0 {
+	if got := e.Up.Resolves(); got != 0 {
 		t.Errorf("upstream Resolve called %d times, want 0", got)
 	}
 
@@ -62,7 +63,7 @@ func TestResolveServedFromCache(t *testing.T) {
 	if err != nil || len(other) != 0 {
 		t.Errorf(`Resolve("other") = %v, %v; want an empty set`, other, err)
 	}
-	if got := e.up.watches.Load(); got != 2 {
+	if got := e.Up.Watches(); got != 2 {
 		t.Errorf("upstream Watch called %d times for 2 services, want 2", got)
 	}
 }
@@ -70,7 +71,7 @@ func TestResolveServedFromCache(t *testing.T) {
 func TestWatchersShareOneUpstreamWatch(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.register(t, inst("a", 1))
+	e.Register(t, inst("a", 1))
 	c := e.newCache(t)
 	ctx := context.Background()
 
@@ -91,7 +92,7 @@ func TestWatchersShareOneUpstreamWatch(t *testing.T) {
 		wantIDs(t, "first Next", ids(set), "a")
 	}
 
-	e.register(t, inst("b", 2))
+	e.Register(t, inst("b", 2))
 	for i, w := range ws {
 		set, err := nextWithin(w, waitLong)
 		if err != nil {
@@ -99,7 +100,7 @@ func TestWatchersShareOneUpstreamWatch(t *testing.T) {
 		}
 		wantIDs(t, "Next after register", ids(set), "a", "b")
 	}
-	e.deregister(t, inst("a", 1))
+	e.Deregister(t, inst("a", 1))
 	for i, w := range ws {
 		set, err := nextWithin(w, waitLong)
 		if err != nil {
@@ -110,10 +111,10 @@ func TestWatchersShareOneUpstreamWatch(t *testing.T) {
 	if _, err := nextWithin(ws[0], quiet); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Next with no change = %v, want it to block", err)
 	}
-	if got := e.up.watches.Load(); got != 1 {
+	if got := e.Up.Watches(); got != 1 {
 		t.Errorf("upstream Watch called %d times for 3 watchers, want 1", got)
 	}
-	if got := e.up.resolves.Load(); got != 0 {
+	if got := e.Up.Resolves(); got != 0 {
 		t.Errorf("upstream Resolve called %d times, want 0", got)
 	}
 }
@@ -121,7 +122,7 @@ func TestWatchersShareOneUpstreamWatch(t *testing.T) {
 func TestStaleOnError(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.register(t, inst("a", 1), inst("b", 2))
+	e.Register(t, inst("a", 1), inst("b", 2))
 	c := e.newCache(t, cache.WithStaleOnError(0))
 	wantIDs(t, "Resolve", resolveIDs(t, c), "a", "b")
 	if _, age, stale, ok := c.Snapshot(service); !ok || stale || age != 0 {
@@ -138,8 +139,8 @@ func TestStaleOnError(t *testing.T) {
 
 	// The upstream watch breaks with an error other than
 	// discovery.ErrUnavailable, and cannot be set up again.
-	e.up.failWatch(errBroken)
-	e.up.breakWatchers(errBroken)
+	e.Up.FailWatch(errBroken)
+	e.Up.BreakWatchers(errBroken)
 	eventually(t, "Snapshot to report the set stale", func() bool {
 		_, _, stale, _ := c.Snapshot(service)
 		return stale
@@ -155,9 +156,9 @@ func TestStaleOnError(t *testing.T) {
 		t.Errorf("Snapshot age went from %v to %v in 20ms; want it to grow", age1, age2)
 	}
 	// The cache keeps retrying: Watch keeps being called and failing.
-	watches := e.up.watches.Load()
+	watches := e.Up.Watches()
 	eventually(t, "the cache to retry the upstream watch", func() bool {
-		return e.up.watches.Load() >= watches+2
+		return e.Up.Watches() >= watches+2
 	})
 	wantIDs(t, "Resolve while the upstream fails", resolveIDs(t, c), "a", "b")
 	if _, err := nextWithin(w, quiet); !errors.Is(err, context.DeadlineExceeded) {
@@ -165,19 +166,19 @@ func TestStaleOnError(t *testing.T) {
 	}
 
 	// The upstream comes back: the cache resumes on its own.
-	e.up.failWatch(nil)
+	e.Up.FailWatch(nil)
 	eventually(t, "Snapshot to be fresh again", func() bool {
 		_, age, stale, _ := c.Snapshot(service)
 		return !stale && age == 0
 	})
-	e.register(t, inst("c", 3))
+	e.Register(t, inst("c", 3))
 	set, err = nextWithin(w, waitLong)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantIDs(t, "Next after recovery", ids(set), "a", "b", "c")
 	wantIDs(t, "Resolve after recovery", resolveIDs(t, c), "a", "b", "c")
-	if got := e.up.resolves.Load(); got != 0 {
+	if got := e.Up.Resolves(); got != 0 {
 		t.Errorf("upstream Resolve called %d times, want 0", got)
 	}
 }
@@ -198,13 +199,13 @@ func TestStaleErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			e.register(t, inst("a", 1))
+			e.Register(t, inst("a", 1))
 			c := e.newCache(t, tc.opts...)
 			wantIDs(t, "Resolve", resolveIDs(t, c), "a")
 
-			e.up.failWatch(errBroken)
+			e.Up.FailWatch(errBroken)
 			broken := time.Now()
-			e.up.breakWatchers(errBroken)
+			e.Up.BreakWatchers(errBroken)
 			eventually(t, "Snapshot to report the set stale", func() bool {
 				_, _, stale, _ := c.Snapshot(service)
 				return stale
@@ -223,7 +224,7 @@ func TestStaleErrors(t *testing.T) {
 				t.Errorf("Snapshot = %v, stale %v, ok %v; want the last set, stale", set, stale, ok)
 			}
 
-			e.up.failWatch(nil)
+			e.Up.FailWatch(nil)
 			eventually(t, "Resolve to succeed again", func() bool {
 				_, err := c.Resolve(context.Background(), service)
 				return err == nil
@@ -238,7 +239,7 @@ func TestStaleErrors(t *testing.T) {
 func TestRegistryOutage(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.register(t, inst("a", 1), inst("b", 2))
+	e.Register(t, inst("a", 1), inst("b", 2))
 	c := e.newCache(t, cache.WithStaleOnError(0))
 	wantIDs(t, "Resolve", resolveIDs(t, c), "a", "b")
 	w, err := c.Watch(context.Background(), service)
@@ -251,7 +252,7 @@ func TestRegistryOutage(t *testing.T) {
 	}
 
 	start := time.Now()
-	e.store.SetAvailable(false)
+	e.Store.SetAvailable(false)
 	// The cache's watcher is told once, as the upstream's are.
 	_, err = nextWithin(w, waitLong)
 	if !errors.Is(err, discovery.ErrUnavailable) || !errors.Is(err, memory.ErrUnavailable) {
@@ -272,14 +273,14 @@ func TestRegistryOutage(t *testing.T) {
 	}
 	wantIDs(t, "Resolve during the outage", resolveIDs(t, c), "a", "b")
 	// The upstream watcher was kept, not stopped and watched again.
-	if got := e.up.watches.Load(); got != 1 {
+	if got := e.Up.Watches(); got != 1 {
 		t.Errorf("upstream Watch called %d times, want 1: the watcher survives the outage", got)
 	}
-	if got := e.up.activeWatchers(); got != 1 {
+	if got := e.Up.ActiveWatchers(); got != 1 {
 		t.Errorf("%d upstream watchers open during the outage, want 1", got)
 	}
 
-	e.store.SetAvailable(true)
+	e.Store.SetAvailable(true)
 	// The same set comes again: the cache is fresh.
 	set, err = nextWithin(w, waitLong)
 	if err != nil {
@@ -293,16 +294,16 @@ func TestRegistryOutage(t *testing.T) {
 	if set, err := nextWithin(w, quiet); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Next with nothing changed = %v, %v; want it to wait", set, err)
 	}
-	e.register(t, inst("c", 3))
+	e.Register(t, inst("c", 3))
 	set, err = nextWithin(w, waitLong)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantIDs(t, "Next after a change", ids(set), "a", "b", "c")
-	if got := e.up.watches.Load(); got != 1 {
+	if got := e.Up.Watches(); got != 1 {
 		t.Errorf("upstream Watch called %d times, want 1", got)
 	}
-	if got := e.up.resolves.Load(); got != 0 {
+	if got := e.Up.Resolves(); got != 0 {
 		t.Errorf("upstream Resolve called %d times, want 0", got)
 	}
 }
@@ -321,11 +322,11 @@ func TestRegistryOutageResolve(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			e.register(t, inst("a", 1))
+			e.Register(t, inst("a", 1))
 			c := e.newCache(t, tc.opts...)
 			wantIDs(t, "Resolve", resolveIDs(t, c), "a")
 
-			e.store.SetAvailable(false)
+			e.Store.SetAvailable(false)
 			eventually(t, "Snapshot to report the set stale", func() bool {
 				_, _, stale, _ := c.Snapshot(service)
 				return stale
@@ -340,13 +341,13 @@ func TestRegistryOutageResolve(t *testing.T) {
 				t.Errorf("Resolve during the outage = %v, %v; want an error wrapping discovery.ErrUnavailable", got, err)
 			}
 
-			e.store.SetAvailable(true)
+			e.Store.SetAvailable(true)
 			eventually(t, "Snapshot to be fresh again", func() bool {
 				_, age, stale, _ := c.Snapshot(service)
 				return !stale && age == 0
 			})
 			wantIDs(t, "Resolve after the outage", resolveIDs(t, c), "a")
-			if got := e.up.watches.Load(); got != 1 {
+			if got := e.Up.Watches(); got != 1 {
 				t.Errorf("upstream Watch called %d times, want 1", got)
 			}
 		})
@@ -356,8 +357,8 @@ func TestRegistryOutageResolve(t *testing.T) {
 func TestFirstResolveWhileUpstreamDown(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.register(t, inst("a", 1))
-	e.store.SetAvailable(false)
+	e.Register(t, inst("a", 1))
+	e.Store.SetAvailable(false)
 	c := e.newCache(t, cache.WithStaleOnError(0))
 
 	start := time.Now()
@@ -372,7 +373,7 @@ func TestFirstResolveWhileUpstreamDown(t *testing.T) {
 		t.Error("Snapshot ok before any set was known")
 	}
 
-	e.store.SetAvailable(true)
+	e.Store.SetAvailable(true)
 	eventually(t, "Resolve to succeed once the upstream is back", func() bool {
 		set, err := c.Resolve(context.Background(), service)
 		return err == nil && len(set) == 1
@@ -383,7 +384,7 @@ func TestResolveWaitsWithinContext(t *testing.T) {
 	t.Parallel()
 	feed := discovery.NewFeed() // never published: the first set never comes
 	defer feed.Close(nil)
-	c := mustNew(t, feedResolver{feed})
+	c := mustNew(t, resolvertest.Feed{Feed: feed})
 	defer c.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), quiet)
@@ -410,24 +411,12 @@ func TestResolveWaitsWithinContext(t *testing.T) {
 	}
 }
 
-// feedResolver watches one feed, whatever the service.
-type feedResolver struct{ feed *discovery.Feed }
-
-func (f feedResolver) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
-	set, _ := f.feed.Current()
-	return set, nil
-}
-
-func (f feedResolver) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
-	return f.feed.NewWatcher(nil), nil
-}
-
 func TestEmptyHold(t *testing.T) {
 	t.Parallel()
 	const hold = 150 * time.Millisecond
 	e := newEnv(t)
 	a := inst("a", 1)
-	e.register(t, a)
+	e.Register(t, a)
 	c := e.newCache(t, cache.WithEmptyHold(hold))
 	w, err := c.Watch(context.Background(), service)
 	if err != nil {
@@ -438,7 +427,7 @@ func TestEmptyHold(t *testing.T) {
 		t.Fatalf("first Next = %v, %v", set, err)
 	}
 
-	e.deregister(t, a)
+	e.Deregister(t, a)
 	gone := time.Now()
 	if set, err := nextWithin(w, hold/2); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Next within the hold = %v, %v; want no change", set, err)
@@ -463,7 +452,7 @@ func TestEmptyHold(t *testing.T) {
 
 	// An empty set that was published is not held again; a new instance
 	// is published at once.
-	e.register(t, a)
+	e.Register(t, a)
 	if set, err := nextWithin(w, waitLong); err != nil || len(set) != 1 {
 		t.Fatalf("Next after re-register = %v, %v", set, err)
 	}
@@ -477,7 +466,7 @@ func TestEmptyHoldAcrossOutage(t *testing.T) {
 	const hold = 150 * time.Millisecond
 	e := newEnv(t)
 	a := inst("a", 1)
-	e.register(t, a)
+	e.Register(t, a)
 	c := e.newCache(t, cache.WithEmptyHold(hold))
 	w, err := c.Watch(context.Background(), service)
 	if err != nil {
@@ -488,12 +477,12 @@ func TestEmptyHoldAcrossOutage(t *testing.T) {
 		t.Fatalf("first Next = %v, %v", set, err)
 	}
 
-	e.deregister(t, a)
+	e.Deregister(t, a)
 	eventually(t, "the hold to start", func() bool {
 		_, age, _, _ := c.Snapshot(service)
 		return age > 0
 	})
-	e.store.SetAvailable(false)
+	e.Store.SetAvailable(false)
 	if _, err := nextWithin(w, waitLong); !errors.Is(err, discovery.ErrUnavailable) {
 		t.Fatalf("Next during the outage = %v, want ErrUnavailable", err)
 	}
@@ -504,7 +493,7 @@ func TestEmptyHoldAcrossOutage(t *testing.T) {
 		t.Error("Snapshot during the outage: not stale")
 	}
 
-	e.store.SetAvailable(true)
+	e.Store.SetAvailable(true)
 	back := time.Now()
 	set, err = nextWithin(w, waitLong)
 	if err != nil {
@@ -530,7 +519,7 @@ func TestEmptyHoldCancelledByReRegister(t *testing.T) {
 	const hold = 250 * time.Millisecond
 	e := newEnv(t)
 	a := inst("a", 1)
-	e.register(t, a)
+	e.Register(t, a)
 	c := e.newCache(t, cache.WithEmptyHold(hold))
 	w, err := c.Watch(context.Background(), service)
 	if err != nil {
@@ -542,10 +531,10 @@ func TestEmptyHoldCancelledByReRegister(t *testing.T) {
 	}
 
 	// Leave and come back within the hold, at a new address.
-	e.deregister(t, a)
+	e.Deregister(t, a)
 	time.Sleep(10 * time.Millisecond)
 	moved := inst("a", 2)
-	e.register(t, moved)
+	e.Register(t, moved)
 	set, err := nextWithin(w, waitLong)
 	if err != nil {
 		t.Fatal(err)
@@ -562,8 +551,8 @@ func TestEmptyHoldCancelledByReRegister(t *testing.T) {
 func TestCloseUnblocksWatchers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.register(t, inst("a", 1))
-	c := mustNew(t, e.up, cache.WithRetry(fastRetry))
+	e.Register(t, inst("a", 1))
+	c := mustNew(t, e.Up, cache.WithRetry(fastRetry))
 	w, err := c.Watch(context.Background(), service)
 	if err != nil {
 		t.Fatal(err)
@@ -572,7 +561,7 @@ func TestCloseUnblocksWatchers(t *testing.T) {
 	if _, err := nextWithin(w, waitLong); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the upstream watch to start", func() bool { return e.up.activeWatchers() == 1 })
+	eventually(t, "the upstream watch to start", func() bool { return e.Up.ActiveWatchers() == 1 })
 
 	errc := make(chan error, 1)
 	go func() {
@@ -591,7 +580,7 @@ func TestCloseUnblocksWatchers(t *testing.T) {
 	case <-time.After(waitLong):
 		t.Fatal("Close did not unblock a pending Next")
 	}
-	if n := e.up.activeWatchers(); n != 0 {
+	if n := e.Up.ActiveWatchers(); n != 0 {
 		t.Errorf("%d upstream watchers still open after Close, want 0", n)
 	}
 	if err := c.Close(); err != nil {
@@ -614,9 +603,9 @@ func TestCloseUnblocksWatchers(t *testing.T) {
 func TestCloseWhileRetrying(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.up.failWatch(errBroken)
+	e.Up.FailWatch(errBroken)
 	// A retry policy of an hour: Close must cut the wait short.
-	c := mustNew(t, e.up, cache.WithRetry(retry.Policy{Base: time.Hour, Max: time.Hour}))
+	c := mustNew(t, e.Up, cache.WithRetry(retry.Policy{Base: time.Hour, Max: time.Hour}))
 	if _, err := c.Resolve(context.Background(), service); !errors.Is(err, errBroken) {
 		t.Fatalf("Resolve = %v, want the upstream's error", err)
 	}
@@ -635,8 +624,8 @@ func TestCloseWhileRetrying(t *testing.T) {
 func TestConcurrentResolve(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.register(t, inst("a", 1), inst("b", 2))
-	if err := e.reg.Register(context.Background(), discovery.Instance{Service: "other", ID: "x", Address: "10.0.0.2:1"}); err != nil {
+	e.Register(t, inst("a", 1), inst("b", 2))
+	if err := e.Reg.Register(context.Background(), discovery.Instance{Service: "other", ID: "x", Address: "10.0.0.2:1"}); err != nil {
 		t.Fatal(err)
 	}
 	c := e.newCache(t)
@@ -672,10 +661,10 @@ func TestConcurrentResolve(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if got := e.up.watches.Load(); got != 2 {
+	if got := e.Up.Watches(); got != 2 {
 		t.Errorf("upstream Watch called %d times for 2 services, want 2", got)
 	}
-	if got := e.up.resolves.Load(); got != 0 {
+	if got := e.Up.Resolves(); got != 0 {
 		t.Errorf("upstream Resolve called %d times, want 0", got)
 	}
 }
@@ -693,7 +682,7 @@ func TestInvalidService(t *testing.T) {
 			t.Errorf("Watch(%q) = %v, want ErrInvalidInstance", svc, err)
 		}
 	}
-	if got := e.up.watches.Load(); got != 0 {
+	if got := e.Up.Watches(); got != 0 {
 		t.Errorf("upstream Watch called %d times for invalid names, want 0", got)
 	}
 }
@@ -710,9 +699,9 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 		wantPolicy bool   // the error wraps retry.ErrInvalidPolicy
 	}{
 		{"nil upstream", nil, cache.WithLogger(nil), "upstream", "nil", false},
-		{"negative max age", e.up, cache.WithStaleOnError(-time.Second), "WithStaleOnError", "-1s", false},
-		{"negative empty hold", e.up, cache.WithEmptyHold(-time.Second), "WithEmptyHold", "-1s", false},
-		{"invalid retry policy", e.up, cache.WithRetry(retry.Policy{Jitter: 2}), "WithRetry", "Jitter", true},
+		{"negative max age", e.Up, cache.WithStaleOnError(-time.Second), "WithStaleOnError", "-1s", false},
+		{"negative empty hold", e.Up, cache.WithEmptyHold(-time.Second), "WithEmptyHold", "-1s", false},
+		{"invalid retry policy", e.Up, cache.WithRetry(retry.Policy{Jitter: 2}), "WithRetry", "Jitter", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -738,7 +727,7 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 			}
 		})
 	}
-	if got := e.up.watches.Load() + e.up.resolves.Load(); got != 0 {
+	if got := e.Up.Watches() + e.Up.Resolves(); got != 0 {
 		t.Errorf("upstream called %d times by failed News, want 0", got)
 	}
 }
@@ -746,7 +735,7 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 func TestNewIgnoresNilOption(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.register(t, inst("a", 1))
+	e.Register(t, inst("a", 1))
 	c := e.newCache(t, nil)
 	wantIDs(t, "Resolve", resolveIDs(t, c), "a")
 }
@@ -754,7 +743,7 @@ func TestNewIgnoresNilOption(t *testing.T) {
 func TestViewSharesTheCachedSet(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.register(t, inst("b", 2), inst("a", 1))
+	e.Register(t, inst("b", 2), inst("a", 1))
 	c := e.newCache(t)
 	ctx := context.Background()
 
@@ -769,14 +758,14 @@ func TestViewSharesTheCachedSet(t *testing.T) {
 		t.Errorf("View copied the set; want the shared one")
 	}
 	// A change replaces the set; the one seen before stays as it was.
-	e.register(t, inst("c", 3))
+	e.Register(t, inst("c", 3))
 	eventually(t, "View to see the change", func() bool {
 		var got []string
 		_ = c.View(ctx, service, func(set []discovery.Instance) { got = ids(set) })
 		return fmt.Sprint(got) == "[a b c]"
 	})
 	wantIDs(t, "the set seen before the change", ids(first), "a", "b")
-	if got := e.up.resolves.Load(); got != 0 {
+	if got := e.Up.Resolves(); got != 0 {
 		t.Errorf("upstream Resolve called %d times, want 0", got)
 	}
 

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/url"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,109 +76,6 @@ func call(ctx context.Context, conn *grpc.ClientConn) (string, error) {
 		return v[0], nil
 	}
 	return "", nil
-}
-
-// upstream wraps a Resolver, counts its calls and can make it fail: Watch
-// with a set error, and the watchers it handed out on demand.
-type upstream struct {
-	next     discovery.Resolver
-	resolves atomic.Int64
-	watches  atomic.Int64
-
-	mu       sync.Mutex
-	watchErr error
-	active   map[*flakyWatcher]struct{}
-}
-
-func newUpstream(next discovery.Resolver) *upstream {
-	return &upstream{next: next, active: make(map[*flakyWatcher]struct{})}
-}
-
-func (u *upstream) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
-	u.resolves.Add(1)
-	return u.next.Resolve(ctx, service)
-}
-
-func (u *upstream) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
-	u.watches.Add(1)
-	u.mu.Lock()
-	err := u.watchErr
-	u.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	w, err := u.next.Watch(ctx, service)
-	if err != nil {
-		return nil, err
-	}
-	fw := &flakyWatcher{next: w, up: u, broken: make(chan struct{})}
-	u.mu.Lock()
-	u.active[fw] = struct{}{}
-	u.mu.Unlock()
-	return fw, nil
-}
-
-// failWatch makes Watch fail with err; nil lets it succeed again.
-func (u *upstream) failWatch(err error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.watchErr = err
-}
-
-// breakWatchers makes every open watcher fail with err.
-func (u *upstream) breakWatchers(err error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for w := range u.active {
-		w.breakWith(err)
-	}
-}
-
-func (u *upstream) activeWatchers() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.active)
-}
-
-type flakyWatcher struct {
-	next   discovery.Watcher
-	up     *upstream
-	once   sync.Once
-	broken chan struct{}
-	err    error
-}
-
-func (w *flakyWatcher) breakWith(err error) {
-	w.once.Do(func() {
-		w.err = err
-		close(w.broken)
-	})
-}
-
-func (w *flakyWatcher) Next(ctx context.Context) ([]discovery.Instance, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-w.broken:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	set, err := w.next.Next(ctx)
-	select {
-	case <-w.broken:
-		return nil, w.err
-	default:
-		return set, err
-	}
-}
-
-func (w *flakyWatcher) Stop() {
-	w.next.Stop()
-	w.up.mu.Lock()
-	delete(w.up.active, w)
-	w.up.mu.Unlock()
 }
 
 // fakeCC records what a resolver sends to gRPC.

@@ -14,43 +14,16 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/resolver"
 
-	"github.com/roster-sd/roster/backends/memory"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/cache"
 	"github.com/roster-sd/roster/discovery/grpcresolver"
+	"github.com/roster-sd/roster/internal/resolvertest"
 	"github.com/roster-sd/roster/retry"
 )
 
 var errBroken = errors.New("test: watch broken")
 
 const roundRobin = `{"loadBalancingConfig":[{"round_robin":{}}]}`
-
-// env is a memory Store with a Backend to register on and an instrumented
-// upstream Resolver on another Backend of the same Store.
-type env struct {
-	store *memory.Store
-	reg   *memory.Backend
-	up    *upstream
-}
-
-func newEnv(t *testing.T) *env {
-	t.Helper()
-	store := memory.NewStore()
-	reg := newBackend(t, store)
-	back := newBackend(t, store)
-	return &env{store: store, reg: reg, up: newUpstream(back)}
-}
-
-// newBackend returns a memory Backend on store, closed when the test ends.
-func newBackend(t *testing.T, store *memory.Store) *memory.Backend {
-	t.Helper()
-	b, err := memory.New(store)
-	if err != nil {
-		t.Fatalf("memory.New: %v", err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
-}
 
 // newBuilder returns grpcresolver.NewBuilder(r, opts...), failing the test
 // on an error.
@@ -61,22 +34,6 @@ func newBuilder(t *testing.T, r discovery.Resolver, opts ...grpcresolver.Option)
 		t.Fatalf("NewBuilder: %v", err)
 	}
 	return b
-}
-
-func (e *env) register(t *testing.T, ins ...discovery.Instance) {
-	t.Helper()
-	for _, in := range ins {
-		if err := e.reg.Register(context.Background(), in); err != nil {
-			t.Fatalf("Register(%s): %v", in.ID, err)
-		}
-	}
-}
-
-func (e *env) deregister(t *testing.T, in discovery.Instance) {
-	t.Helper()
-	if err := e.reg.Deregister(context.Background(), in); err != nil {
-		t.Fatalf("Deregister(%s): %v", in.ID, err)
-	}
 }
 
 // dial opens a round-robin ClientConn on roster:///greeter through b.
@@ -108,10 +65,10 @@ func spread(t *testing.T, conn *grpc.ClientConn, n int) map[string]int {
 
 func TestRoundRobinFollowsRegistry(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := resolvertest.NewEnv(t)
 	s1, s2, s3 := startServer(t, "s1"), startServer(t, "s2"), startServer(t, "s3")
-	e.register(t, s1, s2, s3)
-	b := newBuilder(t, e.up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+	e.Register(t, s1, s2, s3)
+	b := newBuilder(t, e.Up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
 	conn := dial(t, b)
 	defer conn.Close()
 
@@ -134,7 +91,7 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 	}
 
 	// A deregistered server stops receiving calls.
-	e.deregister(t, s2)
+	e.Deregister(t, s2)
 	quiet := 0
 	eventually(t, "calls to stop reaching the deregistered server", func() bool {
 		name, err := call(context.Background(), conn)
@@ -159,7 +116,7 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 
 	// A new server starts receiving calls.
 	s4 := startServer(t, "s4")
-	e.register(t, s4)
+	e.Register(t, s4)
 	eventually(t, "the new server to receive calls", func() bool {
 		name, err := call(context.Background(), conn)
 		if err != nil {
@@ -169,23 +126,23 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 	})
 
 	// Closing the ClientConn stops the resolver and its upstream watch.
-	if n := e.up.activeWatchers(); n != 1 {
+	if n := e.Up.ActiveWatchers(); n != 1 {
 		t.Errorf("%d upstream watchers open, want 1", n)
 	}
 	conn.Close()
-	eventually(t, "the resolver to stop its watch", func() bool { return e.up.activeWatchers() == 0 })
-	if got := e.up.watches.Load(); got != 1 {
+	eventually(t, "the resolver to stop its watch", func() bool { return e.Up.ActiveWatchers() == 0 })
+	if got := e.Up.Watches(); got != 1 {
 		t.Errorf("upstream Watch called %d times, want 1: the watch never failed", got)
 	}
 }
 
 func TestRecoversFromUpstreamFailure(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := resolvertest.NewEnv(t)
 	s1 := startServer(t, "s1")
-	e.register(t, s1)
-	e.up.failWatch(errBroken)
-	b := newBuilder(t, e.up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+	e.Register(t, s1)
+	e.Up.FailWatch(errBroken)
+	b := newBuilder(t, e.Up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
 	conn := dial(t, b)
 	defer conn.Close()
 
@@ -195,10 +152,10 @@ func TestRecoversFromUpstreamFailure(t *testing.T) {
 		t.Fatalf("call while Watch fails = %v, want an error naming %q", err, errBroken)
 	}
 	// The resolver keeps trying.
-	watches := e.up.watches.Load()
-	eventually(t, "the resolver to retry Watch", func() bool { return e.up.watches.Load() >= watches+2 })
+	watches := e.Up.Watches()
+	eventually(t, "the resolver to retry Watch", func() bool { return e.Up.Watches() >= watches+2 })
 
-	e.up.failWatch(nil)
+	e.Up.FailWatch(nil)
 	eventually(t, "calls to succeed once Watch works", func() bool {
 		name, err := call(context.Background(), conn)
 		return err == nil && name == "s1"
@@ -206,16 +163,16 @@ func TestRecoversFromUpstreamFailure(t *testing.T) {
 
 	// The watch breaks while the registry is down: calls keep going to
 	// the last known addresses, and changes are seen once it is back.
-	e.store.SetAvailable(false)
-	e.up.breakWatchers(errBroken)
-	watches = e.up.watches.Load()
-	eventually(t, "the resolver to retry Watch", func() bool { return e.up.watches.Load() >= watches+2 })
+	e.Store.SetAvailable(false)
+	e.Up.BreakWatchers(errBroken)
+	watches = e.Up.Watches()
+	eventually(t, "the resolver to retry Watch", func() bool { return e.Up.Watches() >= watches+2 })
 	if name, err := call(context.Background(), conn); err != nil || name != "s1" {
 		t.Errorf("call during the outage = %q, %v; want s1", name, err)
 	}
-	e.store.SetAvailable(true)
+	e.Store.SetAvailable(true)
 	s2 := startServer(t, "s2")
-	e.register(t, s2)
+	e.Register(t, s2)
 	eventually(t, "the resolver to resume and send the new server", func() bool {
 		name, err := call(context.Background(), conn)
 		return err == nil && name == "s2"
@@ -224,11 +181,11 @@ func TestRecoversFromUpstreamFailure(t *testing.T) {
 
 func TestReportsErrorsAndResumes(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := resolvertest.NewEnv(t)
 	a := discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"}
-	e.register(t, a)
-	e.up.failWatch(errBroken)
-	b := newBuilder(t, e.up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+	e.Register(t, a)
+	e.Up.FailWatch(errBroken)
+	b := newBuilder(t, e.Up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
 	cc := &fakeCC{}
 	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
 	if err != nil {
@@ -244,7 +201,7 @@ func TestReportsErrorsAndResumes(t *testing.T) {
 		t.Errorf("%d states sent while Watch fails, want 0", n)
 	}
 
-	e.up.failWatch(nil)
+	e.Up.FailWatch(nil)
 	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 	st, _ := cc.lastState()
 	if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
@@ -254,13 +211,13 @@ func TestReportsErrorsAndResumes(t *testing.T) {
 	// The watcher fails; after resuming, the resolver sends the state again
 	// (gRPC holds an error meanwhile), then follows changes.
 	_, errsBefore := cc.counts()
-	e.up.breakWatchers(errBroken)
+	e.Up.BreakWatchers(errBroken)
 	eventually(t, "the state to be sent again after the error", func() bool { n, _ := cc.counts(); return n == 2 })
 	if _, n := cc.counts(); n != errsBefore+1 {
 		t.Errorf("errors reported = %d, want %d", n, errsBefore+1)
 	}
 	bb := discovery.Instance{Service: service, ID: "b", Address: "10.0.0.2:2"}
-	e.register(t, bb)
+	e.Register(t, bb)
 	eventually(t, "the state with the new instance", func() bool {
 		st, _ := cc.lastState()
 		return slices.Equal(addrs(st), []string{a.Address, bb.Address})
@@ -282,12 +239,12 @@ func TestRegistryOutageKeepsCalling(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t)
+			e := resolvertest.NewEnv(t)
 			s1, s2 := startServer(t, "s1"), startServer(t, "s2")
-			e.register(t, s1, s2)
-			var up discovery.Resolver = e.up
+			e.Register(t, s1, s2)
+			var up discovery.Resolver = e.Up
 			if tc.cache {
-				c, err := cache.New(e.up, cache.WithStaleOnError(0), cache.WithRetry(fastRetry))
+				c, err := cache.New(e.Up, cache.WithStaleOnError(0), cache.WithRetry(fastRetry))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -307,7 +264,7 @@ func TestRegistryOutageKeepsCalling(t *testing.T) {
 				return len(seen) == 2
 			})
 
-			e.store.SetAvailable(false)
+			e.Store.SetAvailable(false)
 			got := spread(t, conn, 20) // fails the test on any error
 			t.Logf("20 calls during the outage: %v", got)
 			if got["s1"] == 0 || got["s2"] == 0 {
@@ -319,9 +276,9 @@ func TestRegistryOutageKeepsCalling(t *testing.T) {
 				t.Errorf("calls later in the outage = %v, want both servers still used", got)
 			}
 
-			e.store.SetAvailable(true)
+			e.Store.SetAvailable(true)
 			s3 := startServer(t, "s3")
-			e.register(t, s3)
+			e.Register(t, s3)
 			eventually(t, "the server registered after the outage to receive calls", func() bool {
 				name, err := call(context.Background(), conn)
 				if err != nil {
@@ -329,7 +286,7 @@ func TestRegistryOutageKeepsCalling(t *testing.T) {
 				}
 				return name == "s3"
 			})
-			if got := e.up.watches.Load(); got != 1 {
+			if got := e.Up.Watches(); got != 1 {
 				t.Errorf("upstream Watch called %d times, want 1: the watch survives the outage", got)
 			}
 		})
@@ -341,10 +298,10 @@ func TestRegistryOutageKeepsCalling(t *testing.T) {
 // error, since gRPC holds good addresses.
 func TestRegistryOutageState(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := resolvertest.NewEnv(t)
 	a := discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"}
-	e.register(t, a)
-	b := newBuilder(t, e.up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+	e.Register(t, a)
+	b := newBuilder(t, e.Up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
 	cc := &fakeCC{}
 	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
 	if err != nil {
@@ -354,12 +311,12 @@ func TestRegistryOutageState(t *testing.T) {
 	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 
 	for round := 1; round <= 2; round++ {
-		e.store.SetAvailable(false)
+		e.Store.SetAvailable(false)
 		time.Sleep(50 * time.Millisecond)
 		if states, errs := cc.counts(); states != round || errs != 0 {
 			t.Errorf("outage %d: %d states and %d errors sent, want %d and none", round, states, errs, round)
 		}
-		e.store.SetAvailable(true)
+		e.Store.SetAvailable(true)
 		eventually(t, "the state to be sent again after the outage", func() bool { n, _ := cc.counts(); return n == round+1 })
 		st, _ := cc.lastState()
 		if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
@@ -369,7 +326,7 @@ func TestRegistryOutageState(t *testing.T) {
 	if _, errs := cc.counts(); errs != 0 {
 		t.Errorf("%d errors reported, want none", errs)
 	}
-	if got := e.up.watches.Load(); got != 1 {
+	if got := e.Up.Watches(); got != 1 {
 		t.Errorf("upstream Watch called %d times, want 1", got)
 	}
 }
@@ -381,7 +338,7 @@ func TestRegistryOutageBeforeFirstSet(t *testing.T) {
 	feed := discovery.NewFeed()
 	defer feed.Close(nil)
 	feed.Fail(errBroken)
-	b := newBuilder(t, feedResolver{feed}, grpcresolver.WithLogger(testLogger(t)))
+	b := newBuilder(t, resolvertest.Feed{Feed: feed}, grpcresolver.WithLogger(testLogger(t)))
 	cc := &fakeCC{}
 	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
 	if err != nil {
@@ -399,18 +356,6 @@ func TestRegistryOutageBeforeFirstSet(t *testing.T) {
 	if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
 		t.Errorf("addresses = %v, want %v", got, want)
 	}
-}
-
-// feedResolver watches one feed, whatever the service.
-type feedResolver struct{ feed *discovery.Feed }
-
-func (f feedResolver) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
-	set, _ := f.feed.Current()
-	return set, nil
-}
-
-func (f feedResolver) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
-	return f.feed.NewWatcher(nil), nil
 }
 
 func TestResolveNow(t *testing.T) {
@@ -477,8 +422,8 @@ func (s *splitResolver) Watch(ctx context.Context, service string) (discovery.Wa
 
 func TestBuildRejectsBadTargets(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	b := newBuilder(t, e.up)
+	e := resolvertest.NewEnv(t)
+	b := newBuilder(t, e.Up)
 	if got := b.Scheme(); got != "roster" {
 		t.Errorf("Scheme() = %q, want roster", got)
 	}
@@ -504,20 +449,20 @@ func TestBuildRejectsBadTargets(t *testing.T) {
 			t.Errorf("Build(%q) = %v, want ErrInvalidInstance", tc.target, err)
 		}
 	}
-	if got := e.up.watches.Load(); got != 0 {
+	if got := e.Up.Watches(); got != 0 {
 		t.Errorf("upstream Watch called %d times for bad targets, want 0", got)
 	}
 }
 
 func TestAddressesCarryInstances(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := resolvertest.NewEnv(t)
 	ins := []discovery.Instance{
 		{Service: service, ID: "b", Address: "10.0.0.2:2", Metadata: map[string]string{"zone": "b"}},
 		{Service: service, ID: "a", Address: "10.0.0.1:1", Metadata: map[string]string{"zone": "a", "v": "1"}},
 	}
-	e.register(t, ins...)
-	b := newBuilder(t, e.up)
+	e.Register(t, ins...)
+	b := newBuilder(t, e.Up)
 	cc := &fakeCC{}
 	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
 	if err != nil {
@@ -552,7 +497,7 @@ func TestAddressesCarryInstances(t *testing.T) {
 
 	// Addresses of equal instances are equal (metadata maps compare by
 	// value), and differ when the metadata does.
-	e.register(t, discovery.Instance{Service: service, ID: "c", Address: "10.0.0.3:3"})
+	e.Register(t, discovery.Instance{Service: service, ID: "c", Address: "10.0.0.3:3"})
 	eventually(t, "the second state", func() bool { n, _ := cc.counts(); return n == 2 })
 	st2, _ := cc.lastState()
 	if !st.Addresses[0].Equal(st2.Addresses[0]) || !st.Addresses[1].Equal(st2.Addresses[1]) {
@@ -582,12 +527,12 @@ func TestCloseStopsResolver(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t)
-			e.register(t, discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"})
+			e := resolvertest.NewEnv(t)
+			e.Register(t, discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"})
 			if tc.failed {
-				e.up.failWatch(errBroken)
+				e.Up.FailWatch(errBroken)
 			}
-			b := newBuilder(t, e.up, grpcresolver.WithRetry(retry.Policy{Base: time.Hour, Max: time.Hour}))
+			b := newBuilder(t, e.Up, grpcresolver.WithRetry(retry.Policy{Base: time.Hour, Max: time.Hour}))
 			cc := &fakeCC{}
 			r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
 			if err != nil {
@@ -605,7 +550,7 @@ func TestCloseStopsResolver(t *testing.T) {
 			case <-time.After(waitLong):
 				t.Fatal("Close did not return")
 			}
-			if n := e.up.activeWatchers(); n != 0 {
+			if n := e.Up.ActiveWatchers(); n != 0 {
 				t.Errorf("%d upstream watchers open after Close, want 0", n)
 			}
 		})
@@ -614,10 +559,10 @@ func TestCloseStopsResolver(t *testing.T) {
 
 func TestWithCache(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := resolvertest.NewEnv(t)
 	s1, s2 := startServer(t, "s1"), startServer(t, "s2")
-	e.register(t, s1, s2)
-	c, err := cache.New(e.up)
+	e.Register(t, s1, s2)
+	c, err := cache.New(e.Up)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -638,14 +583,14 @@ func TestWithCache(t *testing.T) {
 			return len(seen) == 2
 		})
 	}
-	if got := e.up.watches.Load(); got != 1 {
+	if got := e.Up.Watches(); got != 1 {
 		t.Errorf("upstream Watch called %d times for 3 ClientConns through the cache, want 1", got)
 	}
 }
 
 func TestNewBuilderRejectsInvalidOptions(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := resolvertest.NewEnv(t)
 	cases := []struct {
 		name       string
 		r          discovery.Resolver
@@ -655,9 +600,9 @@ func TestNewBuilderRejectsInvalidOptions(t *testing.T) {
 		wantPolicy bool   // the error wraps retry.ErrInvalidPolicy
 	}{
 		{"nil resolver", nil, grpcresolver.WithLogger(nil), "resolver", "nil", false},
-		{"negative interval", e.up, grpcresolver.WithResolveNowInterval(-time.Second), "WithResolveNowInterval", "-1s", false},
-		{"zero timeout", e.up, grpcresolver.WithTimeout(0), "WithTimeout", "0s", false},
-		{"invalid retry policy", e.up, grpcresolver.WithRetry(retry.Policy{Base: -1}), "WithRetry", "Base", true},
+		{"negative interval", e.Up, grpcresolver.WithResolveNowInterval(-time.Second), "WithResolveNowInterval", "-1s", false},
+		{"zero timeout", e.Up, grpcresolver.WithTimeout(0), "WithTimeout", "0s", false},
+		{"invalid retry policy", e.Up, grpcresolver.WithRetry(retry.Policy{Base: -1}), "WithRetry", "Base", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -682,16 +627,16 @@ func TestNewBuilderRejectsInvalidOptions(t *testing.T) {
 			}
 		})
 	}
-	if got := e.up.watches.Load() + e.up.resolves.Load(); got != 0 {
+	if got := e.Up.Watches() + e.Up.Resolves(); got != 0 {
 		t.Errorf("upstream called %d times by failed NewBuilders, want 0", got)
 	}
 }
 
 func TestNewBuilderIgnoresNilOption(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.register(t, discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"})
-	b := newBuilder(t, e.up, nil)
+	e := resolvertest.NewEnv(t)
+	e.Register(t, discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"})
+	b := newBuilder(t, e.Up, nil)
 	cc := &fakeCC{}
 	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
 	if err != nil {

@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"context"
 	"regexp"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/internal/linebuf"
 )
 
 func TestMain(m *testing.M) {
@@ -60,7 +59,7 @@ func TestStory(t *testing.T) {
 			t.Parallel()
 			story := runStory(t, "-scenario="+tc.scenario, "-ttl=1s", "-retry=100ms", "-timeout=300ms",
 				"-report=500ms", "-pause=600ms", "-outage=3s")
-			wantInOrder(t, story, tc.story...)
+			linebuf.WantInOrder(t, story, tc.story...)
 			wantGrowingDelays(t, story)
 		})
 	}
@@ -69,13 +68,13 @@ func TestStory(t *testing.T) {
 // runStory runs the demo until it has told its story, then interrupts it
 // and returns what it printed.
 func runStory(t *testing.T, args ...string) string {
-	out := &output{changed: make(chan struct{}, 1)}
+	out := &linebuf.Buffer{}
 	ctx, interrupt := context.WithCancel(context.Background())
 	defer interrupt()
 	errc := make(chan error, 1)
 	go func() { errc <- run(ctx, args, out, out) }()
 
-	out.waitFor(t, "That was the whole story", 60*time.Second)
+	out.WaitFor(t, "That was the whole story", 60*time.Second)
 	interrupt() // Ctrl+C
 	select {
 	case err := <-errc:
@@ -124,59 +123,6 @@ func TestBadFlags(t *testing.T) {
 		var stderr bytes.Buffer
 		if err := run(context.Background(), args, &bytes.Buffer{}, &stderr); err == nil {
 			t.Errorf("run(%q) succeeded; want an error", args)
-		}
-	}
-}
-
-// wantInOrder checks that the lines of text contain each of want, in
-// order, each on a later line than the previous one.
-func wantInOrder(t *testing.T, text string, want ...string) {
-	t.Helper()
-	lines := strings.Split(text, "\n")
-	i := 0
-	for _, w := range want {
-		for i < len(lines) && !strings.Contains(lines[i], w) {
-			i++
-		}
-		if i == len(lines) {
-			t.Fatalf("output lacks %q (after the previous expected lines)", w)
-		}
-		i++
-	}
-}
-
-// output collects what the demo prints, from any goroutine.
-type output struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	select {
-	case o.changed <- struct{}{}:
-	default:
-	}
-	return o.buf.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
-
-// waitFor waits until the output contains s.
-func (o *output) waitFor(t *testing.T, s string, d time.Duration) {
-	t.Helper()
-	deadline := time.After(d)
-	for !strings.Contains(o.String(), s) {
-		select {
-		case <-o.changed:
-		case <-deadline:
-			t.Fatalf("no %q after %v; output so far:\n%s", s, d, o)
 		}
 	}
 }

@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/internal/linebuf"
 )
 
 func TestMain(m *testing.M) {
@@ -18,7 +17,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestRun(t *testing.T) {
-	var stdout, stderr syncBuffer
+	var stdout, stderr linebuf.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := run(ctx, nil, &stdout, &stderr); err != nil {
@@ -28,7 +27,7 @@ func TestRun(t *testing.T) {
 	t.Logf("stdout:\n%s\nstderr:\n%s", out, stderr.String())
 
 	// The story, in order.
-	wantInOrder(t, out,
+	linebuf.WantInOrder(t, out,
 		"Started an embedded etcd at 127.0.0.1:",
 		"Started hello-1",
 		"[hello-1] peers: hello-1",
@@ -60,41 +59,9 @@ func TestRun(t *testing.T) {
 	// Each replica left the registry before its server stopped, and
 	// revoked its lease.
 	for _, name := range []string{"hello-1", "hello-2", "hello-3"} {
-		wantInOrder(t, stderr.String(),
+		linebuf.WantInOrder(t, stderr.String(),
 			name+".roster.etcd: registered",
 			name+".roster.fx: deregistered; draining",
 			name+".roster.etcd: revoked lease")
 	}
-}
-
-func wantInOrder(t *testing.T, text string, want ...string) {
-	t.Helper()
-	lines := strings.Split(text, "\n")
-	i := 0
-	for _, w := range want {
-		for i < len(lines) && !strings.Contains(lines[i], w) {
-			i++
-		}
-		if i == len(lines) {
-			t.Fatalf("output lacks %q (after the previous expected lines)", w)
-		}
-		i++
-	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/internal/linebuf"
 )
 
 func TestMain(m *testing.M) {
@@ -18,7 +17,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestRun(t *testing.T) {
-	var stdout, stderr syncBuffer
+	var stdout, stderr linebuf.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := run(ctx, nil, &stdout, &stderr); err != nil {
@@ -77,21 +76,4 @@ func parseRounds(t *testing.T, out string) []round {
 		rounds = append(rounds, r)
 	}
 	return rounds
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,19 +1,18 @@
 package etcdtest_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
 	"os"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/internal/linebuf"
 )
 
 // put writes key=val within 5 s or fails t.
@@ -270,27 +269,9 @@ func TestWithClientPort(t *testing.T) {
 	put(t, s.Client(t), "k", "v")
 }
 
-// syncBuffer is a bytes.Buffer safe for etcd's concurrent log writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
-}
-
 func TestWithLogOutput(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf linebuf.Buffer
 	s := etcdtest.Start(t, etcdtest.WithLogOutput(&buf))
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
