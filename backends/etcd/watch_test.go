@@ -343,19 +343,22 @@ func TestThousandWatchersShareOneWatch(t *testing.T) {
 
 	const n = 1000
 	watchers := make([]discovery.Watcher, n)
-	var wg sync.WaitGroup
+	var first, done sync.WaitGroup
 	for i := range watchers {
 		w, err := b.Watch(context.Background(), "payments")
 		if err != nil {
 			t.Fatal(err)
 		}
 		watchers[i] = w
-		wg.Add(1)
+		first.Add(1)
+		done.Add(1)
 		go func() {
-			defer wg.Done()
+			defer done.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 			defer cancel()
-			if set, err := w.Next(ctx); err != nil || ids(set) != "[p-1]" {
+			set, err := w.Next(ctx)
+			first.Done()
+			if err != nil || ids(set) != "[p-1]" {
 				t.Errorf("first Next = %s, %v", ids(set), err)
 			}
 			if set, err := w.Next(ctx); err != nil || ids(set) != "[p-1 p-2]" {
@@ -363,8 +366,9 @@ func TestThousandWatchersShareOneWatch(t *testing.T) {
 			}
 		}()
 	}
+	first.Wait() // every watcher has the first set: the next one is news to all
 	putRaw(t, cli, b, instance("payments", "p-2"))
-	wg.Wait()
+	done.Wait()
 	if got := serverMetric(t, "etcd_debugging_mvcc_watcher_total", "", "") - watchesBefore; got > 2 {
 		t.Errorf("%v etcd watchers for %d local watchers; want 1 shared (plus the own-key watch)", got, n)
 	}
