@@ -5,7 +5,8 @@
 // The package also holds the behaviour every backend shares, so that it is
 // written once: validation of instances, sorting and de-duplicating instance
 // sets, defensive copies (Clone, NormalizeSet), the coalescing snapshot feed
-// that backs watchers (Feed) and the registration state model (State, Status,
+// that backs watchers (Feed), one feed per watched service shared by all its
+// watchers (FeedGroup) and the registration state model (State, Status,
 // StatusBoard).
 //
 // It imports nothing outside the standard library. Backends live in

@@ -112,3 +112,40 @@ func ExampleStatusBoard() {
 	// ready: true
 	// discovery: instance not registered: payments/p-9
 }
+
+func ExampleFeedGroup() {
+	p1 := discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.7:8080"}
+	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.8:8080"}
+	registry := map[string][]discovery.Instance{"payments": {p1}}
+
+	group := discovery.NewFeedGroup(func(service string, f *discovery.Feed) func() {
+		fmt.Println("first watcher of", service)
+		f.Publish(registry[service])
+		return func() { fmt.Println("last watcher of", service, "gone") }
+	})
+	ctx := context.Background()
+	w1 := group.Watch("payments", nil)
+	w2 := group.Watch("payments", nil) // shares the feed: no second start
+	set, _ := w1.Next(ctx)
+	fmt.Println(len(set), set[0].ID)
+
+	// The registry changes: the backend publishes on the live feed.
+	registry["payments"] = append(registry["payments"], p2)
+	if f, ok := group.Feed("payments"); ok {
+		f.Publish(registry["payments"])
+	}
+	set, _ = w2.Next(ctx)
+	fmt.Println(len(set), set[0].ID, set[1].ID)
+
+	w1.Stop()
+	w2.Stop()
+	_, live := group.Feed("payments")
+	fmt.Println("feed live:", live)
+	group.Close(nil)
+	// Output:
+	// first watcher of payments
+	// 1 p-1
+	// 2 p-1 p-2
+	// last watcher of payments gone
+	// feed live: false
+}

@@ -54,7 +54,15 @@ type Backend struct {
 	granted clientv3.LeaseID         // the newest lease granted, which Close revokes
 	ours    []clientv3.LeaseID       // recent leases of ours, to tell our writes from others'
 
-	watches watchGroup // the resolver side's shared watches
+	// reconnected is closed and replaced each time the connection comes
+	// back after a failure, to make the service watches list again.
+	reconnected chan struct{}
+
+	// watches holds the resolver side's shared watches: one feed per
+	// watched service, each followed by one etcd watch (startFollow). It
+	// has its own lock, taken with b.mu held or with no lock held, never
+	// the other way round.
+	watches *discovery.FeedGroup
 }
 
 var (
@@ -128,7 +136,7 @@ func ClientConfig(cfg Config) clientv3.Config {
 
 func newBackend(cli *clientv3.Client, cfg Config) *Backend {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Backend{
+	b := &Backend{
 		cli:       cli,
 		cfg:       cfg,
 		log:       cfg.Logger,
@@ -141,7 +149,11 @@ func newBackend(cli *clientv3.Client, cfg Config) *Backend {
 		held:      make(map[discovery.Key]*entry),
 		byPath:    make(map[string]discovery.Key),
 		tombs:     make(map[string]*tomb),
+
+		reconnected: make(chan struct{}),
 	}
+	b.watches = discovery.NewFeedGroup(b.startFollow)
+	return b
 }
 
 // Client returns the etcd client the Backend uses.
@@ -403,7 +415,8 @@ func (b *Backend) Close() error {
 
 		b.cancel()
 		b.wg.Wait()
-		b.watches.closeAll()
+		// The watch goroutines have stopped: end every watcher.
+		b.watches.Close(fmt.Errorf("etcd: watch: %w", discovery.ErrClosed))
 
 		var errs []error
 		if lease != 0 {

@@ -506,17 +506,14 @@ func (b *Backend) monitorConn() {
 			}
 			if failed {
 				failed = false
-				b.mu.Lock()
-				b.watches.resyncAll()
-				b.mu.Unlock()
+				b.resyncAll()
 			}
 		case connectivity.TransientFailure:
 			if !failed {
 				failed = true
 				b.log.Warn("cannot reach etcd", "endpoints", b.cli.Endpoints())
-				b.mu.Lock()
-				b.watches.failAll(fmt.Errorf("no connection to etcd at %v", b.cli.Endpoints()))
-				b.mu.Unlock()
+				cause := fmt.Errorf("no connection to etcd at %v", b.cli.Endpoints())
+				b.watches.Each(func(_ string, f *discovery.Feed) { f.Fail(cause) })
 			}
 		}
 	}

@@ -13,43 +13,36 @@ import (
 	"github.com/roster-sd/roster/retry"
 )
 
-// watchGroup holds the Backend's etcd watches, one per watched service,
-// each shared by every local Watcher of that service. Guarded by b.mu.
-type watchGroup struct {
-	byService map[string]*serviceWatch
+// startFollow is the start hook of the Backend's watch group: when a
+// service gets its first Watcher it starts the goroutine that keeps the
+// service's feed up to date, and returns the func that cancels it, which
+// the group runs when the last Watcher has stopped. The group runs it from
+// Watch, which holds b.mu and has checked that the Backend is open, so the
+// goroutine never races with Close's wait.
+func (b *Backend) startFollow(service string, feed *discovery.Feed) (stop func()) {
+	ctx, cancel := context.WithCancel(b.ctx)
+	b.wg.Add(1)
+	go b.follow(ctx, service, feed)
+	b.startMonitor()
+	return cancel
 }
 
-type serviceWatch struct {
-	feed   *discovery.Feed
-	refs   int
-	cancel context.CancelFunc
-	resync chan struct{} // list again: the connection is back; capacity 1
+// resyncAll makes every service watch list its service again: the
+// connection is back after a failure. Each follow goroutine notices that
+// the channel it took before its last list is closed.
+func (b *Backend) resyncAll() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	close(b.reconnected)
+	b.reconnected = make(chan struct{})
 }
 
-// failAll tells every watcher that etcd is unreachable.
-func (g *watchGroup) failAll(cause error) {
-	for _, w := range g.byService {
-		w.feed.Fail(cause)
-	}
-}
-
-// resyncAll makes every service watch list its service again.
-func (g *watchGroup) resyncAll() {
-	for _, w := range g.byService {
-		select {
-		case w.resync <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// closeAll ends every watcher. Called by Close after the watch goroutines
-// have stopped.
-func (g *watchGroup) closeAll() {
-	for service, w := range g.byService {
-		w.feed.Close(fmt.Errorf("etcd: watch %s: %w", service, discovery.ErrClosed))
-	}
-	clear(g.byService)
+// reconnections returns a channel that is closed the next time the
+// connection comes back after a failure.
+func (b *Backend) reconnections() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.reconnected
 }
 
 // servicePrefix is the prefix of a service's keys, with its trailing slash
@@ -137,38 +130,15 @@ func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher,
 	if b.closed {
 		return nil, fmt.Errorf("etcd: watch %s: %w", service, discovery.ErrClosed)
 	}
-	if b.watches.byService == nil {
-		b.watches.byService = make(map[string]*serviceWatch)
-	}
-	w := b.watches.byService[service]
-	if w == nil {
-		wctx, cancel := context.WithCancel(b.ctx)
-		w = &serviceWatch{feed: discovery.NewFeed(), cancel: cancel, resync: make(chan struct{}, 1)}
-		b.watches.byService[service] = w
-		b.wg.Add(1)
-		go b.follow(wctx, service, w)
-		b.startMonitor()
-	}
-	w.refs++
-	return w.feed.NewWatcher(func() { b.unwatch(service, w) }), nil
-}
-
-// unwatch releases one Watcher's share of a service watch.
-func (b *Backend) unwatch(service string, w *serviceWatch) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	w.refs--
-	if w.refs == 0 && b.watches.byService[service] == w {
-		w.cancel()
-		delete(b.watches.byService, service)
-	}
+	// The group holds one feed per service; a service's first Watcher
+	// starts its etcd watch (startFollow), under b.mu.
+	return b.watches.Watch(service, nil), nil
 }
 
 // follow keeps feed up to date with the service's instances until ctx
 // ends. It never gives up on a transient fault.
-func (b *Backend) follow(ctx context.Context, service string, sw *serviceWatch) {
+func (b *Backend) follow(ctx context.Context, service string, feed *discovery.Feed) {
 	defer b.wg.Done()
-	feed := sw.feed
 	prefix := b.servicePrefix(service)
 	backoff := b.cfg.Retry.Backoff()
 	pause := func(err error) bool {
@@ -179,9 +149,12 @@ func (b *Backend) follow(ctx context.Context, service string, sw *serviceWatch) 
 	var (
 		current map[string]discovery.Instance // by etcd key
 		rev     int64                         // next revision to watch from; 0: list first
+		back    <-chan struct{}               // closed once the connection is back after a failure
 	)
 	for ctx.Err() == nil {
 		if rev == 0 {
+			// A reconnection from now on calls for another list.
+			back = b.reconnections()
 			lctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
 			set, at, err := b.list(lctx, service)
 			cancel()
@@ -207,7 +180,7 @@ func (b *Backend) follow(ctx context.Context, service string, sw *serviceWatch) 
 			var ok bool
 			select {
 			case resp, ok = <-events:
-			case <-sw.resync:
+			case <-back:
 				// Back from an outage: list again, which also tells the
 				// watchers their set is fresh.
 				rev, err = 0, nil

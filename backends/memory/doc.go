@@ -11,9 +11,10 @@
 //
 // Writes take effect before the call returns, so Resolve and Watch on any
 // Backend of the Store see them at once. Sorting, defensive copies,
-// coalescing watchers and status fan-out come from package discovery
-// (discovery.NormalizeSet, discovery.Feed, discovery.StatusBoard), exactly
-// as a networked backend would use them.
+// coalescing watchers shared per service, and status fan-out come from
+// package discovery (discovery.NormalizeSet, discovery.Feed,
+// discovery.FeedGroup, discovery.StatusBoard), exactly as a networked
+// backend would use them.
 //
 // # Faults
 //

@@ -35,12 +35,13 @@ type Store struct {
 	// mu guards the Store and the registration state of every Backend on
 	// it (Backend fields marked "guarded by store.mu"), so that a write by
 	// one Backend and its effect on another (a conflict, a hand-over)
-	// happen atomically. StatusBoard and Feed have their own locks and are
-	// only ever called with mu held or with no lock at all, never the
-	// other way round.
+	// happen atomically. StatusBoard, FeedGroup and Feed have their own
+	// locks and are only ever called with mu held or with no lock at all,
+	// never the other way round (feeds runs its stop hooks without its
+	// lock).
 	mu        sync.Mutex
 	services  map[string]map[string]entry // service -> ID -> entry
-	feeds     map[string]*feedRef         // service -> shared feed of its watchers
+	feeds     *discovery.FeedGroup        // one feed per watched service, shared by the watchers of every Backend
 	backends  map[*Backend]struct{}       // open Backends
 	available bool
 	seq       uint64 // orders the Backends waiting for a key
@@ -52,21 +53,20 @@ type entry struct {
 	owner *Backend
 }
 
-// feedRef is the Feed shared by every watcher of one service, with the
-// number of watchers still using it.
-type feedRef struct {
-	feed     *discovery.Feed
-	watchers int
-}
-
 // NewStore returns an empty, available Store.
 func NewStore() *Store {
-	return &Store{
+	s := &Store{
 		services:  make(map[string]map[string]entry),
-		feeds:     make(map[string]*feedRef),
 		backends:  make(map[*Backend]struct{}),
 		available: true,
 	}
+	// A service's first watcher gets the current set at once. The group
+	// calls this from watchLocked, so s.mu is held.
+	s.feeds = discovery.NewFeedGroup(func(service string, f *discovery.Feed) func() {
+		f.Publish(s.setLocked(service))
+		return nil
+	})
+	return s
 }
 
 // Expire drops the registration of service/id from the Store, as a registry
@@ -126,14 +126,14 @@ func (s *Store) SetAvailable(ok bool) {
 		return
 	}
 	s.available = ok
-	for service, ref := range s.feeds {
+	s.feeds.Each(func(service string, f *discovery.Feed) {
 		if ok {
 			// After Fail, Publish is delivered even if the set is unchanged.
-			ref.feed.Publish(s.setLocked(service))
-			continue
+			f.Publish(s.setLocked(service))
+			return
 		}
-		ref.feed.Fail(fmt.Errorf("memory: watch %q: %w", service, ErrUnavailable))
-	}
+		f.Fail(fmt.Errorf("memory: watch %q: %w", service, ErrUnavailable))
+	})
 	for b := range s.backends {
 		if ok {
 			select {
@@ -214,33 +214,20 @@ func (s *Store) publishLocked(service string) {
 	if !s.available {
 		return
 	}
-	if ref := s.feeds[service]; ref != nil {
-		ref.feed.Publish(s.setLocked(service))
+	if f, ok := s.feeds.Feed(service); ok {
+		f.Publish(s.setLocked(service))
 	}
 }
 
 // watchLocked returns a new watcher of service for b, on the feed shared by
-// all watchers of the service. The feed goes when its last watcher stops.
+// all watchers of the service (see NewStore for its first set). The feed
+// goes when its last watcher stops.
 func (s *Store) watchLocked(b *Backend, service string) discovery.Watcher {
-	ref := s.feeds[service]
-	if ref == nil {
-		ref = &feedRef{feed: discovery.NewFeed()}
-		ref.feed.Publish(s.setLocked(service))
-		s.feeds[service] = ref
-	}
-	ref.watchers++
 	var w discovery.Watcher
-	w = ref.feed.NewWatcher(func() {
+	w = s.feeds.Watch(service, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		delete(b.watchers, w)
-		ref.watchers--
-		if ref.watchers == 0 {
-			if s.feeds[service] == ref {
-				delete(s.feeds, service)
-			}
-			ref.feed.Close(nil)
-		}
 	})
 	b.watchers[w] = struct{}{}
 	return w

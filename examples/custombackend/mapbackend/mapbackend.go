@@ -24,7 +24,7 @@ type Registry struct {
 	// key, oldest first: the last one owns it and its instance is the
 	// published one.
 	claims map[string]map[string][]claim
-	feeds  map[string]*feedRef // per watched service
+	feeds  *discovery.FeedGroup // a shared feed per watched service
 }
 
 type claim struct {
@@ -32,15 +32,16 @@ type claim struct {
 	in discovery.Instance
 }
 
-// feedRef is the Feed shared by the watchers of one service.
-type feedRef struct {
-	feed     *discovery.Feed
-	watchers int
-}
-
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{claims: make(map[string]map[string][]claim), feeds: make(map[string]*feedRef)}
+	r := &Registry{claims: make(map[string]map[string][]claim)}
+	// A service's first watcher gets the current set: Watch holds r.mu
+	// when the group calls this.
+	r.feeds = discovery.NewFeedGroup(func(service string, f *discovery.Feed) func() {
+		f.Publish(r.setLocked(service))
+		return nil
+	})
+	return r
 }
 
 // Backend is one handle on a Registry. Close it when done.
@@ -143,7 +144,8 @@ func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Inst
 }
 
 // Watch implements discovery.Resolver. The watchers of a service share one
-// discovery.Feed, which does the coalescing and the copying.
+// discovery.Feed, which does the coalescing and the copying; the
+// discovery.FeedGroup creates it for the first and drops it after the last.
 func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
 	r := b.reg
 	r.mu.Lock()
@@ -151,22 +153,11 @@ func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher,
 	if err := b.usableLocked(ctx); err != nil {
 		return nil, fmt.Errorf("mapbackend: watch %q: %w", service, err)
 	}
-	ref := r.feeds[service]
-	if ref == nil {
-		ref = &feedRef{feed: discovery.NewFeed()}
-		ref.feed.Publish(r.setLocked(service))
-		r.feeds[service] = ref
-	}
-	ref.watchers++
 	var w discovery.Watcher
-	w = ref.feed.NewWatcher(func() {
+	w = r.feeds.Watch(service, func() { // runs on Stop, without r.mu
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		delete(b.watchers, w)
-		if ref.watchers--; ref.watchers == 0 {
-			delete(r.feeds, service)
-			ref.feed.Close(nil)
-		}
 	})
 	b.watchers[w] = struct{}{}
 	return w, nil
@@ -238,8 +229,8 @@ func (r *Registry) setClaimsLocked(key discovery.Key, list []claim) {
 			delete(r.claims, key.Service)
 		}
 	}
-	if ref := r.feeds[key.Service]; ref != nil {
-		ref.feed.Publish(r.setLocked(key.Service))
+	if f, ok := r.feeds.Feed(key.Service); ok {
+		f.Publish(r.setLocked(key.Service))
 	}
 }
 
