@@ -125,7 +125,15 @@ func (b *Backend) establish(lease clientv3.LeaseID) (clientv3.LeaseID, int64, er
 		rev = r
 		return nil
 	}
-	err := b.cfg.Retry.Do(b.ctx, attempt, retry.OnFailure(b.retrying), retry.WakeOn(b.connReady))
+	explained := func(ctx context.Context) error {
+		err := attempt(ctx)
+		if err != nil && b.cli.ActiveConnection().GetState() != connectivity.Ready {
+			// Say why a request timed out: there is no connection.
+			err = fmt.Errorf("no connection to etcd at %v: %w", b.cli.Endpoints(), err)
+		}
+		return err
+	}
+	err := b.cfg.Retry.Do(b.ctx, explained, retry.OnFailure(b.retrying), retry.WakeOn(b.connReady))
 	if err != nil {
 		return 0, 0, err
 	}
