@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -63,7 +62,7 @@ func (c cleanupM) Run() int {
 func buildRoster(out string) error {
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
-		goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return fmt.Errorf("the go command, to build roster: %w", err)
 	}
 	argv := []string{"build", "-o", out}
 	if raceEnabled {
