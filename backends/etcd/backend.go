@@ -195,7 +195,6 @@ type entry struct {
 	rev      int64
 	written  bool // the registry held it as of rev
 	conflict bool // another registrar owns the key
-	state    discovery.State
 	waiters  []*waiter
 }
 
@@ -251,10 +250,9 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 	if prev != nil {
 		// An update: the earlier calls still waiting are satisfied by
 		// this newer value.
-		e.waiters, e.state, e.rev, e.written = prev.waiters, prev.state, prev.rev, prev.written
+		e.waiters, e.rev, e.written = prev.waiters, prev.rev, prev.written
 		prev.waiters = nil
 	} else {
-		e.state = discovery.StateRegistering
 		b.board.Set(discovery.Status{Instance: in, State: discovery.StateRegistering})
 	}
 	e.waiters = append(e.waiters, w)

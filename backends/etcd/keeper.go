@@ -197,7 +197,6 @@ func (b *Backend) retrying(f retry.Failure) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, e := range b.held {
-		e.state = discovery.StateRetrying
 		b.board.Set(discovery.Status{
 			Instance: e.inst, State: discovery.StateRetrying,
 			Attempt: f.Attempt, RetryIn: f.Delay, Err: f.Err,
@@ -215,7 +214,6 @@ func (b *Backend) markLost(cause error) {
 	for _, e := range b.held {
 		if e.written && !e.conflict {
 			e.written = false
-			e.state = discovery.StateLost
 			b.board.Set(discovery.Status{Instance: e.inst, State: discovery.StateLost, Err: cause})
 		}
 	}
@@ -377,11 +375,10 @@ func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*
 			}
 			rev = kv.ModRevision
 		}
-		e.claim, e.written, e.conflict, e.rev = false, true, false, rev
-		if e.state != discovery.StateRegistered {
-			e.state = discovery.StateRegistered
+		if !e.written {
 			b.log.Debug("registered instance", "node", e.inst.Address, "key", e.path, "lease", leaseString(lease))
 		}
+		e.claim, e.written, e.conflict, e.rev = false, true, false, rev
 		// Also after an update in place: the status carries the instance.
 		// Set before Register returns, so its caller sees it.
 		b.board.Set(discovery.Status{Instance: e.inst, State: discovery.StateRegistered})
@@ -400,7 +397,6 @@ func (b *Backend) conflictLocked(e *entry, theirs clientv3.LeaseID) {
 		return
 	}
 	e.conflict = true
-	e.state = discovery.StateConflict
 	err := fmt.Errorf("%w: key %s is under lease %s", discovery.ErrConflict, e.path, leaseString(theirs))
 	b.board.Set(discovery.Status{Instance: e.inst, State: discovery.StateConflict, Err: err})
 	b.log.Error("instance registered by another process; waiting for it to leave",
@@ -466,7 +462,6 @@ func (b *Backend) observe(ev *clientv3.Event) {
 		b.markDirtyLocked(e)
 		if e.written && !e.conflict {
 			e.written = false
-			e.state = discovery.StateLost
 			b.board.Set(discovery.Status{Instance: e.inst, State: discovery.StateLost, Err: errRemoved})
 			b.log.Warn("instance removed from etcd, restoring", "node", e.inst.Address, "key", e.path)
 		}
