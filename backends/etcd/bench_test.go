@@ -67,7 +67,9 @@ func BenchmarkRecovery(b *testing.B) {
 		b.Run(fmt.Sprintf("outage=%v", down), func(b *testing.B) {
 			srv := etcdtest.Start(b)
 			cfg := benchConfig(b, srv.Endpoints())
-			cfg.Retry = retry.Default() // production backoff: 1 s doubling to 30 s
+			// Production timings: backoff 1 s doubling to 30 s, reconnect
+			// delay 800 ms.
+			cfg.Retry, cfg.ReconnectDelay, cfg.RequestTimeout = retry.Default(), 0, 0
 			backend := newBackend(b, cfg)
 			states := recordStates(b, backend)
 			register(b, backend, instance("bench", "p-1"))

@@ -3,15 +3,22 @@ package etcd_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/linebuf"
+	"github.com/roster-sd/roster/internal/testlog"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -106,6 +113,8 @@ func outage(t *testing.T, policy retry.Policy, down time.Duration) {
 	// Attempts fail fast, so the backend spends the outage asleep between
 	// them, as it does with the production defaults.
 	cfg.RequestTimeout = 300 * time.Millisecond
+	logs := &linebuf.Buffer{}
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: t.Name(), Output: io.MultiWriter(logs, testlog.Writer(t)), Level: hclog.Info})
 	b := newBackend(t, cfg)
 	states := recordStates(t, b)
 	in := instance("payments", "p-1")
@@ -140,6 +149,20 @@ func outage(t *testing.T, policy retry.Policy, down time.Duration) {
 	resp, err := getKey(srv.Client(t), b.Key("payments", "p-1"), time.Second)
 	if err != nil || len(resp.Kvs) != 1 || clientv3.LeaseID(resp.Kvs[0].Lease) != b.Lease() {
 		t.Errorf("key after recovery = %v, %v; want it under lease %x", resp, err, b.Lease())
+	}
+	// The story an operator reads: the lost keep-alive with its lease and
+	// instance count, each retry with its cause and delay, then the lease
+	// the instances are registered under again.
+	lease := fmt.Sprintf("lease=%x", int64(b.Lease()))
+	retrying := "[WARN]  " + t.Name() + ".roster.etcd: failed to maintain lease, retrying: node=127.0.0.1:8080 instances=1 attempt=1 retry_in="
+	linebuf.WantInOrder(t, logs.String(),
+		"[WARN]  "+t.Name()+".roster.etcd: keep-alive channel closed, will retry: "+lease+" instances=1",
+		retrying,
+		"[INFO]  "+t.Name()+".roster.etcd: registered: node=127.0.0.1:8080 instances=1 "+lease)
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, retrying) && !strings.Contains(line, ` error="no connection to etcd at `) {
+			t.Errorf("retry warning %q does not give the cause", line)
+		}
 	}
 }
 
@@ -245,11 +268,15 @@ func TestClusterLeaderKilled(t *testing.T) {
 	register(t, b, instance("payments", "p-1"))
 	p := pollKey(t, cluster.Client(t), key)
 
-	killed, err := cluster.StopLeader()
+	// Kill, not Stop: a crashed leader hands nothing over.
+	killed, err := cluster.Leader()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("stopped leader member %d", killed)
+	if err := cluster.Members()[killed].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed leader member %d", killed)
 	if _, err := cluster.WaitLeader(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -320,4 +347,49 @@ func TestSameInstanceFromTwoBackendsDoesNotFlap(t *testing.T) {
 	eventually(t, waitFor, "the first backend owns the key", func() bool { return keyLease(cli, key) == first.Lease() })
 	cancel()
 	<-watchDone
+}
+
+// TestConnectAttemptsDuringAnOutageAreFew points a backend at an address
+// where nothing speaks etcd (connections are accepted and closed at once)
+// and counts its connection attempts: with the default ReconnectDelay
+// (800 ms, ±20%) about one a second, so a fleet coming back does not
+// stampede etcd.
+func TestConnectAttemptsDuringAnOutageAreFew(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var attempts atomic.Int64
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			conn, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			attempts.Add(1)
+			conn.Close()
+		}
+	}()
+	defer func() { lis.Close(); <-accepted }()
+
+	cfg := testConfig(t, []string{lis.Addr().String()})
+	cfg.ReconnectDelay = 0 // the default
+	b := newBackend(t, cfg)
+	const window = 5 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), window)
+	defer cancel()
+	start := time.Now()
+	if err := b.Register(ctx, instance("payments", "p-1")); err == nil {
+		t.Fatal("Register succeeded against an address that does not speak etcd")
+	}
+	elapsed := time.Since(start)
+	n := attempts.Load()
+	rate := float64(n) / elapsed.Seconds()
+	t.Logf("%d connection attempts in %v (%.2f/s)", n, elapsed.Round(time.Millisecond), rate)
+	if n < 3 || rate > 1.6 {
+		t.Errorf("%d connection attempts in %v; want about one a second (at least 3, at most 1.6/s)", n, elapsed)
+	}
 }

@@ -415,3 +415,59 @@ func TestWatchReportsOutageThenFreshSet(t *testing.T) {
 		t.Fatalf("Next after etcd returned = %s, %v; want the set again", ids(set), err)
 	}
 }
+
+func TestResolveLinearizableAndSerializable(t *testing.T) {
+	t.Parallel()
+	cluster := etcdtest.StartCluster(t, 3)
+	cli := cluster.Client(t)
+	// Written without a lease, so they outlive the quorum loss below.
+	keys := newBackend(t, testConfig(t, cluster.Endpoints()))
+	putRaw(t, cli, keys, instance("payments", "p-1"))
+	putRaw(t, cli, keys, instance("payments", "p-0"))
+	for _, serializable := range []bool{false, true} {
+		cfg := testConfig(t, cluster.Endpoints())
+		cfg.SerializableReads = serializable
+		reader := newBackend(t, cfg)
+		// A linearizable read sees every write that has returned; a
+		// serializable one is answered by the member alone and may lag a
+		// little, so it is waited for.
+		var got []discovery.Instance
+		eventually(t, waitFor, "Resolve sees both instances", func() bool {
+			var err error
+			got, err = reader.Resolve(context.Background(), "payments")
+			return err == nil && ids(got) == "[p-0 p-1]"
+		})
+		if !serializable {
+			if got, err := reader.Resolve(context.Background(), "payments"); err != nil || ids(got) != "[p-0 p-1]" {
+				t.Errorf("linearizable Resolve = %s, %v", ids(got), err)
+			}
+		}
+	}
+	// With the leader gone and no quorum, only a serializable read answers.
+	members := cluster.Members()
+	leader, err := cluster.Leader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range members {
+		if i != leader {
+			if err := m.Kill(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, serializable := range []bool{false, true} {
+		cfg := testConfig(t, members[leader].Endpoints())
+		cfg.SerializableReads = serializable
+		reader := newBackend(t, cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		got, err := reader.Resolve(ctx, "payments")
+		cancel()
+		if serializable && (err != nil || ids(got) != "[p-0 p-1]") {
+			t.Errorf("serializable Resolve without quorum = %s, %v; want the set", ids(got), err)
+		}
+		if !serializable && err == nil {
+			t.Errorf("linearizable Resolve without quorum = %s; want an error", ids(got))
+		}
+	}
+}

@@ -4,6 +4,7 @@
 package testlog
 
 import (
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -15,9 +16,17 @@ import (
 // t.Log until the test ends; output after that, from goroutines still
 // winding down, is dropped instead of panicking.
 func New(t testing.TB) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: t.Name(), Output: Writer(t), Level: hclog.Debug, DisableTime: true})
+}
+
+// Writer returns a writer that passes each write to t.Log, without its
+// final newline, until the test ends, and drops what comes later: the
+// Output of New, for a logger a test also wants to read (combine it with
+// io.MultiWriter).
+func Writer(t testing.TB) io.Writer {
 	w := &writer{t: t}
 	t.Cleanup(w.stop)
-	return hclog.New(&hclog.LoggerOptions{Name: t.Name(), Output: w, Level: hclog.Debug, DisableTime: true})
+	return w
 }
 
 type writer struct {
