@@ -128,14 +128,7 @@ func TestStaleOnError(t *testing.T) {
 	if _, age, stale, ok := c.Snapshot(service); !ok || stale || age != 0 {
 		t.Fatalf("Snapshot of a healthy service: age %v, stale %v, ok %v; want 0, false, true", age, stale, ok)
 	}
-	w, err := c.Watch(context.Background(), service)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	if _, err := nextWithin(w, waitLong); err != nil {
-		t.Fatal(err)
-	}
+	w, _ := watchFirst(t, c)
 
 	// The upstream watch breaks with an error other than
 	// discovery.ErrUnavailable, and cannot be set up again.
@@ -172,7 +165,7 @@ func TestStaleOnError(t *testing.T) {
 		return !stale && age == 0
 	})
 	e.Register(t, inst("c", 3))
-	set, err = nextWithin(w, waitLong)
+	set, err := nextWithin(w, waitLong)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,19 +235,12 @@ func TestRegistryOutage(t *testing.T) {
 	e.Register(t, inst("a", 1), inst("b", 2))
 	c := e.newCache(t, cache.WithStaleOnError(0))
 	wantIDs(t, "Resolve", resolveIDs(t, c), "a", "b")
-	w, err := c.Watch(context.Background(), service)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	if _, err := nextWithin(w, waitLong); err != nil {
-		t.Fatal(err)
-	}
+	w, _ := watchFirst(t, c)
 
 	start := time.Now()
 	e.Store.SetAvailable(false)
 	// The cache's watcher is told once, as the upstream's are.
-	_, err = nextWithin(w, waitLong)
+	_, err := nextWithin(w, waitLong)
 	if !errors.Is(err, discovery.ErrUnavailable) || !errors.Is(err, memory.ErrUnavailable) {
 		t.Fatalf("Next during the outage = %v, want an error wrapping discovery.ErrUnavailable and memory.ErrUnavailable", err)
 	}
@@ -418,13 +404,9 @@ func TestEmptyHold(t *testing.T) {
 	a := inst("a", 1)
 	e.Register(t, a)
 	c := e.newCache(t, cache.WithEmptyHold(hold))
-	w, err := c.Watch(context.Background(), service)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	if set, err := nextWithin(w, waitLong); err != nil || len(set) != 1 {
-		t.Fatalf("first Next = %v, %v", set, err)
+	w, first := watchFirst(t, c)
+	if len(first) != 1 {
+		t.Fatalf("first Next = %v, want 1 instance", first)
 	}
 
 	e.Deregister(t, a)
@@ -468,13 +450,9 @@ func TestEmptyHoldAcrossOutage(t *testing.T) {
 	a := inst("a", 1)
 	e.Register(t, a)
 	c := e.newCache(t, cache.WithEmptyHold(hold))
-	w, err := c.Watch(context.Background(), service)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	if set, err := nextWithin(w, waitLong); err != nil || len(set) != 1 {
-		t.Fatalf("first Next = %v, %v", set, err)
+	w, first := watchFirst(t, c)
+	if len(first) != 1 {
+		t.Fatalf("first Next = %v, want 1 instance", first)
 	}
 
 	e.Deregister(t, a)
@@ -495,7 +473,7 @@ func TestEmptyHoldAcrossOutage(t *testing.T) {
 
 	e.Store.SetAvailable(true)
 	back := time.Now()
-	set, err = nextWithin(w, waitLong)
+	set, err := nextWithin(w, waitLong)
 	if err != nil {
 		t.Fatalf("Next after the outage: %v", err)
 	}
@@ -521,14 +499,7 @@ func TestEmptyHoldCancelledByReRegister(t *testing.T) {
 	a := inst("a", 1)
 	e.Register(t, a)
 	c := e.newCache(t, cache.WithEmptyHold(hold))
-	w, err := c.Watch(context.Background(), service)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	if _, err := nextWithin(w, waitLong); err != nil {
-		t.Fatal(err)
-	}
+	w, _ := watchFirst(t, c)
 
 	// Leave and come back within the hold, at a new address.
 	e.Deregister(t, a)
@@ -553,14 +524,7 @@ func TestCloseUnblocksWatchers(t *testing.T) {
 	e := newEnv(t)
 	e.Register(t, inst("a", 1))
 	c := mustNew(t, e.Up, cache.WithRetry(fastRetry))
-	w, err := c.Watch(context.Background(), service)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	if _, err := nextWithin(w, waitLong); err != nil {
-		t.Fatal(err)
-	}
+	w, _ := watchFirst(t, c)
 	eventually(t, "the upstream watch to start", func() bool { return e.Up.ActiveWatchers() == 1 })
 
 	errc := make(chan error, 1)

@@ -112,4 +112,20 @@ func wantIDs(t *testing.T, what string, got []string, want ...string) {
 }
 
 // testLogger routes logs to t.Log until the test ends.
+// watchFirst watches service on r, stops the watcher when t ends, and
+// returns it with its first set, failing t if that set does not come.
+func watchFirst(t *testing.T, r discovery.Resolver) (discovery.Watcher, []discovery.Instance) {
+	t.Helper()
+	w, err := r.Watch(context.Background(), service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	set, err := nextWithin(w, waitLong)
+	if err != nil {
+		t.Fatalf("first Next: %v", err)
+	}
+	return w, set
+}
+
 func testLogger(t testing.TB) hclog.Logger { return testlog.New(t) }

@@ -78,6 +78,16 @@ func call(ctx context.Context, conn *grpc.ClientConn) (string, error) {
 	return "", nil
 }
 
+// mustCall is call with a background context that fails t on error.
+func mustCall(t *testing.T, conn *grpc.ClientConn) string {
+	t.Helper()
+	name, err := call(context.Background(), conn)
+	if err != nil {
+		t.Fatalf("call: %v", err)
+	}
+	return name
+}
+
 // fakeCC records what a resolver sends to gRPC.
 type fakeCC struct {
 	resolver.ClientConn // not implemented: panics if used

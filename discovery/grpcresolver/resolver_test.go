@@ -54,11 +54,7 @@ func spread(t *testing.T, conn *grpc.ClientConn, n int) map[string]int {
 	t.Helper()
 	got := make(map[string]int)
 	for range n {
-		name, err := call(context.Background(), conn)
-		if err != nil {
-			t.Fatalf("call: %v", err)
-		}
-		got[name]++
+		got[mustCall(t, conn)]++
 	}
 	return got
 }
@@ -75,10 +71,7 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 	// round_robin connects to every address; wait until all three answer.
 	seen := make(map[string]int)
 	eventually(t, "every server to answer", func() bool {
-		name, err := call(context.Background(), conn)
-		if err != nil {
-			t.Fatalf("call: %v", err)
-		}
+		name := mustCall(t, conn)
 		seen[name]++
 		return len(seen) == 3
 	})
@@ -94,10 +87,7 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 	e.Deregister(t, s2)
 	quiet := 0
 	eventually(t, "calls to stop reaching the deregistered server", func() bool {
-		name, err := call(context.Background(), conn)
-		if err != nil {
-			t.Fatalf("call: %v", err)
-		}
+		name := mustCall(t, conn)
 		if name == "s2" {
 			quiet = 0
 		} else {
@@ -118,10 +108,7 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 	s4 := startServer(t, "s4")
 	e.Register(t, s4)
 	eventually(t, "the new server to receive calls", func() bool {
-		name, err := call(context.Background(), conn)
-		if err != nil {
-			t.Fatalf("call: %v", err)
-		}
+		name := mustCall(t, conn)
 		return name == "s4"
 	})
 
@@ -256,10 +243,7 @@ func TestRegistryOutageKeepsCalling(t *testing.T) {
 			defer conn.Close()
 			seen := make(map[string]bool)
 			eventually(t, "both servers to answer", func() bool {
-				name, err := call(context.Background(), conn)
-				if err != nil {
-					t.Fatalf("call: %v", err)
-				}
+				name := mustCall(t, conn)
 				seen[name] = true
 				return len(seen) == 2
 			})
@@ -280,10 +264,7 @@ func TestRegistryOutageKeepsCalling(t *testing.T) {
 			s3 := startServer(t, "s3")
 			e.Register(t, s3)
 			eventually(t, "the server registered after the outage to receive calls", func() bool {
-				name, err := call(context.Background(), conn)
-				if err != nil {
-					t.Fatalf("call: %v", err)
-				}
+				name := mustCall(t, conn)
 				return name == "s3"
 			})
 			if got := e.Up.Watches(); got != 1 {
@@ -575,10 +556,7 @@ func TestWithCache(t *testing.T) {
 		defer conn.Close()
 		seen := make(map[string]bool)
 		eventually(t, "both servers to answer", func() bool {
-			name, err := call(context.Background(), conn)
-			if err != nil {
-				t.Fatalf("call: %v", err)
-			}
+			name := mustCall(t, conn)
 			seen[name] = true
 			return len(seen) == 2
 		})
