@@ -187,14 +187,22 @@ func BenchmarkPropagation(b *testing.B) {
 			if err != nil {
 				return // Stop or the end of the benchmark
 			}
-			rosterSeen <- seen{time.Now(), len(set)}
+			select {
+			case rosterSeen <- seen{time.Now(), len(set)}:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 	rawSeen := make(chan seen, 1)
 	raw := cli.Watch(ctx, "/raw/bench/", clientv3.WithPrefix())
 	go func() {
 		for resp := range raw {
-			rawSeen <- seen{time.Now(), len(resp.Events)}
+			select {
+			case rawSeen <- seen{time.Now(), len(resp.Events)}:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 
