@@ -9,8 +9,8 @@
 // Resolve returns a deep copy the caller may keep and modify, as the
 // discovery.Resolver contract promises; for hot paths such as picking an
 // instance for every request, [Resolver.View] hands the shared cached set
-// to a function without copying it (about a thousand times cheaper for
-// ten instances with metadata).
+// to a function without copying it (tens of nanoseconds instead of a few
+// microseconds for ten instances with metadata).
 //
 // The cache is built for the moments when the registry misbehaves:
 //
