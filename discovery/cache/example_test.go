@@ -48,3 +48,41 @@ func Example() {
 	// 2 p-1 10.0.0.8:8080
 	// 2 0s false true
 }
+
+// View suits a per-request pick: it reads the shared set without copying
+// it, and copies only the address it keeps.
+func ExampleResolver_View() {
+	ctx := context.Background()
+	backend, err := memory.New(nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer backend.Close()
+	backend.Register(ctx, discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.7:8080"})
+	backend.Register(ctx, discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.8:8080"})
+	c, err := cache.New(backend)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	var next int // round-robin position; a real picker would use an atomic counter
+	for range 3 {
+		var addr string
+		err := c.View(ctx, "payments", func(set []discovery.Instance) {
+			if len(set) > 0 {
+				addr = set[next%len(set)].Address
+				next++
+			}
+		})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(addr)
+	}
+	// Output:
+	// 10.0.0.7:8080
+	// 10.0.0.8:8080
+	// 10.0.0.7:8080
+}
