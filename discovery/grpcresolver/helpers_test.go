@@ -2,6 +2,7 @@ package grpcresolver_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/url"
 	"sync"
@@ -86,6 +87,17 @@ func mustCall(t *testing.T, conn *grpc.ClientConn) string {
 		t.Fatalf("call: %v", err)
 	}
 	return name
+}
+
+// waitAnswering calls through conn until n different servers have
+// answered, failing t on a call error or if that takes too long.
+func waitAnswering(t *testing.T, conn *grpc.ClientConn, n int) {
+	t.Helper()
+	seen := make(map[string]bool)
+	eventually(t, fmt.Sprintf("%d servers to answer", n), func() bool {
+		seen[mustCall(t, conn)] = true
+		return len(seen) == n
+	})
 }
 
 // fakeCC records what a resolver sends to gRPC.

@@ -69,12 +69,7 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 	defer conn.Close()
 
 	// round_robin connects to every address; wait until all three answer.
-	seen := make(map[string]int)
-	eventually(t, "every server to answer", func() bool {
-		name := mustCall(t, conn)
-		seen[name]++
-		return len(seen) == 3
-	})
+	waitAnswering(t, conn, 3)
 	got := spread(t, conn, 30)
 	t.Logf("30 calls: %v", got)
 	for _, s := range []string{"s1", "s2", "s3"} {
@@ -108,8 +103,7 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 	s4 := startServer(t, "s4")
 	e.Register(t, s4)
 	eventually(t, "the new server to receive calls", func() bool {
-		name := mustCall(t, conn)
-		return name == "s4"
+		return mustCall(t, conn) == "s4"
 	})
 
 	// Closing the ClientConn stops the resolver and its upstream watch.
@@ -241,12 +235,7 @@ func TestRegistryOutageKeepsCalling(t *testing.T) {
 			b := newBuilder(t, up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
 			conn := dial(t, b)
 			defer conn.Close()
-			seen := make(map[string]bool)
-			eventually(t, "both servers to answer", func() bool {
-				name := mustCall(t, conn)
-				seen[name] = true
-				return len(seen) == 2
-			})
+			waitAnswering(t, conn, 2)
 
 			e.Store.SetAvailable(false)
 			got := spread(t, conn, 20) // fails the test on any error
@@ -264,8 +253,7 @@ func TestRegistryOutageKeepsCalling(t *testing.T) {
 			s3 := startServer(t, "s3")
 			e.Register(t, s3)
 			eventually(t, "the server registered after the outage to receive calls", func() bool {
-				name := mustCall(t, conn)
-				return name == "s3"
+				return mustCall(t, conn) == "s3"
 			})
 			if got := e.Up.Watches(); got != 1 {
 				t.Errorf("upstream Watch called %d times, want 1: the watch survives the outage", got)
@@ -554,12 +542,7 @@ func TestWithCache(t *testing.T) {
 	for range 3 {
 		conn := dial(t, b)
 		defer conn.Close()
-		seen := make(map[string]bool)
-		eventually(t, "both servers to answer", func() bool {
-			name := mustCall(t, conn)
-			seen[name] = true
-			return len(seen) == 2
-		})
+		waitAnswering(t, conn, 2)
 	}
 	if got := e.Up.Watches(); got != 1 {
 		t.Errorf("upstream Watch called %d times for 3 ClientConns through the cache, want 1", got)
