@@ -34,7 +34,7 @@ type Cluster struct {
 // DefaultReadyTimeout. The options apply to every member; see WithDataDir
 // and WithClientPort for how they are shared out. The caller must Close the
 // cluster.
-func NewCluster(n int, opts ...Option) (_ *Cluster, err error) {
+func NewCluster(n int, opts ...Option) (*Cluster, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("etcdtest: cluster of %d members", n)
 	}
@@ -52,6 +52,11 @@ func NewCluster(n int, opts ...Option) (_ *Cluster, err error) {
 			return nil, fmt.Errorf("etcdtest: WithDataDir: %s holds a previous cluster, which cannot be started again", o.dataDir)
 		}
 	}
+	return withFreshPorts(o, func() (*Cluster, error) { return newCluster(n, o) })
+}
+
+// newCluster is NewCluster with its arguments checked.
+func newCluster(n int, o options) (_ *Cluster, err error) {
 	ports, err := freePorts(2 * n)
 	if err != nil {
 		return nil, err

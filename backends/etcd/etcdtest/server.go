@@ -109,11 +109,16 @@ func (r *run) stop(hard bool, peersDown func()) {
 // New starts a single-member etcd on free loopback ports and returns once it
 // is ready to serve clients, or with an error after DefaultReadyTimeout.
 // The caller must Close it.
-func New(opts ...Option) (_ *Server, err error) {
+func New(opts ...Option) (*Server, error) {
 	o, err := buildOptions(opts)
 	if err != nil {
 		return nil, err
 	}
+	return withFreshPorts(o, func() (*Server, error) { return newSingle(o) })
+}
+
+// newSingle is New with its options built.
+func newSingle(o options) (_ *Server, err error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
