@@ -42,8 +42,11 @@ type Resolver interface {
 	// unknown service has an empty set, not an error.
 	Resolve(ctx context.Context, service string) ([]Instance, error)
 
-	// Watch follows the set of instances of service. ctx bounds the setup
-	// only; the Watcher lives until Stop or until the Resolver is closed.
+	// Watch follows the set of instances of service, as etcd's and gRPC's
+	// streams do: ctx bounds the whole watch, not only its setup. The
+	// Watcher lives, through every transient fault of the registry, until
+	// Stop, until ctx ends or until the Resolver is closed; the end of ctx
+	// stops it as Stop does.
 	Watch(ctx context.Context, service string) (Watcher, error)
 }
 
@@ -57,7 +60,8 @@ type Watcher interface {
 	// Changes that happen between two calls are coalesced: Next returns the
 	// newest set, never a backlog and never a set older than one already
 	// returned. It returns ctx's error when ctx ends, and an error wrapping
-	// ErrClosed after Stop or once the Resolver is closed.
+	// ErrClosed after Stop, once the Resolver is closed, or once the context
+	// given to Watch has ended (that error also wraps the context's cause).
 	//
 	// When the registry becomes unreachable, Next may return an error
 	// wrapping ErrUnavailable, once per outage. That error is transient:

@@ -52,7 +52,7 @@ func ExampleNormalizeSet() {
 func ExampleFeed() {
 	ctx := context.Background()
 	feed := discovery.NewFeed()
-	w := feed.NewWatcher(func() { fmt.Println("last watcher gone") })
+	w := feed.NewWatcher(context.Background(), func() { fmt.Println("last watcher gone") })
 
 	p1 := discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.7:8080"}
 	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.8:8080"}
@@ -124,8 +124,8 @@ func ExampleFeedGroup() {
 		return func() { fmt.Println("last watcher of", service, "gone") }
 	})
 	ctx := context.Background()
-	w1 := group.Watch("payments", nil)
-	w2 := group.Watch("payments", nil) // shares the feed: no second start
+	w1 := group.Watch(context.Background(), "payments", nil)
+	w2 := group.Watch(context.Background(), "payments", nil) // shares the feed: no second start
 	set, _ := w1.Next(ctx)
 	fmt.Println(len(set), set[0].ID)
 

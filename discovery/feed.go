@@ -108,18 +108,24 @@ func (f *Feed) Close(err error) {
 	close(f.changed)
 }
 
-// NewWatcher returns a Watcher on the feed. onStop, if not nil, runs once
-// when the watcher is stopped, so a backend can release a shared watch when
-// its last watcher goes.
-func (f *Feed) NewWatcher(onStop func()) Watcher {
-	return &feedWatcher{feed: f, onStop: onStop, stopped: make(chan struct{})}
+// NewWatcher returns a Watcher on the feed that lives until Stop or until
+// ctx ends, whichever comes first; the end of ctx stops it as Stop does,
+// and its Next then returns an error wrapping ErrClosed and ctx's cause.
+// onStop, if not nil, runs once when the watcher stops, so a backend can
+// release a shared watch when its last watcher goes.
+func (f *Feed) NewWatcher(ctx context.Context, onStop func()) Watcher {
+	w := &feedWatcher{feed: f, onStop: onStop, stopped: make(chan struct{})}
+	w.release = context.AfterFunc(ctx, func() { w.stop(context.Cause(ctx)) })
+	return w
 }
 
 type feedWatcher struct {
 	feed     *Feed
 	onStop   func()
+	release  func() bool // unregisters the stop on the end of ctx
 	stopOnce sync.Once
 	stopped  chan struct{}
+	cause    error  // why the watcher stopped; nil for Stop; set before stopped closes
 	seen     uint64 // version last returned by Next
 	faults   uint64 // outages already reported by Next
 }
@@ -128,7 +134,7 @@ func (w *feedWatcher) Next(ctx context.Context) ([]Instance, error) {
 	for {
 		select {
 		case <-w.stopped:
-			return nil, fmt.Errorf("watcher stopped: %w", ErrClosed)
+			return nil, w.stoppedErr()
 		default:
 		}
 		f := w.feed
@@ -157,10 +163,25 @@ func (w *feedWatcher) Next(ctx context.Context) ([]Instance, error) {
 }
 
 func (w *feedWatcher) Stop() {
+	w.release()
+	w.stop(nil)
+}
+
+// stop ends the watcher once, for cause (nil for Stop).
+func (w *feedWatcher) stop(cause error) {
 	w.stopOnce.Do(func() {
+		w.cause = cause
 		close(w.stopped)
 		if w.onStop != nil {
 			w.onStop()
 		}
 	})
+}
+
+// stoppedErr is what Next returns once the watcher has stopped.
+func (w *feedWatcher) stoppedErr() error {
+	if w.cause != nil {
+		return fmt.Errorf("watcher stopped: %w: %w", ErrClosed, w.cause)
+	}
+	return fmt.Errorf("watcher stopped: %w", ErrClosed)
 }

@@ -98,7 +98,7 @@ func nextWithin(w discovery.Watcher, d time.Duration) ([]discovery.Instance, err
 func TestFeedFirstNextWaitsForFirstPublish(t *testing.T) {
 	t.Parallel()
 	f := discovery.NewFeed()
-	w := f.NewWatcher(nil)
+	w := f.NewWatcher(context.Background(), nil)
 	defer w.Stop()
 
 	if _, ok := f.Current(); ok {
@@ -121,7 +121,7 @@ func TestFeedFirstNextWaitsForFirstPublish(t *testing.T) {
 func TestFeedFirstPublishOfEmptySet(t *testing.T) {
 	t.Parallel()
 	f := discovery.NewFeed()
-	w := f.NewWatcher(nil)
+	w := f.NewWatcher(context.Background(), nil)
 	defer w.Stop()
 	if !f.Publish(nil) {
 		t.Errorf("first Publish(nil) = false, want true: the first set is news even when empty")
@@ -143,7 +143,7 @@ func TestFeedNextReturnsCurrentSetToNewWatcher(t *testing.T) {
 	f := discovery.NewFeed()
 	f.Publish(ids("a"))
 	f.Publish(ids("a", "b"))
-	w := f.NewWatcher(nil)
+	w := f.NewWatcher(context.Background(), nil)
 	defer w.Stop()
 	got, err := nextWithin(w, waitLong)
 	if err != nil {
@@ -161,7 +161,7 @@ func TestFeedNextReturnsCurrentSetToNewWatcher(t *testing.T) {
 func TestFeedEqualPublishDoesNotWake(t *testing.T) {
 	t.Parallel()
 	f := discovery.NewFeed()
-	w := f.NewWatcher(nil)
+	w := f.NewWatcher(context.Background(), nil)
 	defer w.Stop()
 	f.Publish(ids("a", "b"))
 	if _, err := nextWithin(w, waitLong); err != nil {
@@ -194,7 +194,7 @@ func TestFeedEqualPublishDoesNotWake(t *testing.T) {
 func TestFeedCoalescesForSlowReader(t *testing.T) {
 	t.Parallel()
 	f := discovery.NewFeed()
-	w := f.NewWatcher(nil)
+	w := f.NewWatcher(context.Background(), nil)
 	defer w.Stop()
 	const n = 1000
 	for i := 1; i <= n; i++ {
@@ -219,7 +219,7 @@ func TestFeedReturnsCopies(t *testing.T) {
 	f.Publish(in)
 	in[0].Metadata["version"] = "mutated input"
 
-	w1, w2 := f.NewWatcher(nil), f.NewWatcher(nil)
+	w1, w2 := f.NewWatcher(context.Background(), nil), f.NewWatcher(context.Background(), nil)
 	defer w1.Stop()
 	defer w2.Stop()
 	got1, err := nextWithin(w1, waitLong)
@@ -259,7 +259,7 @@ func TestFeedNextUnblocks(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := discovery.NewFeed()
-			w := f.NewWatcher(nil)
+			w := f.NewWatcher(context.Background(), nil)
 			defer w.Stop()
 			f.Publish(ids("a"))
 			if _, err := nextWithin(w, waitLong); err != nil {
@@ -293,7 +293,7 @@ func TestFeedNextUnblocks(t *testing.T) {
 func TestFeedNextBeforeFirstPublishUnblocksOnStop(t *testing.T) {
 	t.Parallel()
 	f := discovery.NewFeed()
-	w := f.NewWatcher(nil)
+	w := f.NewWatcher(context.Background(), nil)
 	ch := goNext(context.Background(), w)
 	notReceived(t, ch)
 	w.Stop()
@@ -308,7 +308,7 @@ func TestFeedClose(t *testing.T) {
 	second := fmt.Errorf("second: %w", discovery.ErrClosed)
 	f := discovery.NewFeed()
 	f.Publish(ids("a"))
-	w := f.NewWatcher(nil)
+	w := f.NewWatcher(context.Background(), nil)
 	defer w.Stop()
 	f.Close(first)
 	f.Close(second)
@@ -323,7 +323,7 @@ func TestFeedClose(t *testing.T) {
 		t.Errorf("Current() after Close = %v, %v; want [s/a], true", keys(got), ok)
 	}
 	// A watcher made after Close sees the error too.
-	late := f.NewWatcher(nil)
+	late := f.NewWatcher(context.Background(), nil)
 	defer late.Stop()
 	if _, err := nextWithin(late, waitLong); err != first {
 		t.Errorf("Next() on a late watcher error = %v, want %v", err, first)
@@ -334,8 +334,8 @@ func TestFeedStopRunsOnStopOnce(t *testing.T) {
 	t.Parallel()
 	f := discovery.NewFeed()
 	var calls atomic.Int32
-	w := f.NewWatcher(func() { calls.Add(1) })
-	other := f.NewWatcher(nil)
+	w := f.NewWatcher(context.Background(), func() { calls.Add(1) })
+	other := f.NewWatcher(context.Background(), nil)
 	defer other.Stop()
 
 	var wg sync.WaitGroup
@@ -354,6 +354,54 @@ func TestFeedStopRunsOnStopOnce(t *testing.T) {
 	f.Publish(ids("a"))
 	if got, err := nextWithin(other, waitLong); err != nil || !discovery.EqualSets(got, ids("a")) {
 		t.Errorf("other watcher Next() = %v, %v; want [s/a], nil", keys(got), err)
+	}
+}
+
+// TestFeedWatcherEndsWithItsContext: the end of the context given to
+// NewWatcher stops the watcher as Stop does, with the context's cause in
+// Next's error, and runs onStop once, even if Stop follows.
+func TestFeedWatcherEndsWithItsContext(t *testing.T) {
+	t.Parallel()
+	f := discovery.NewFeed()
+	f.Publish(ids("a"))
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stopped := make(chan struct{}, 2)
+	w := f.NewWatcher(ctx, func() { stopped <- struct{}{} })
+	if _, err := nextWithin(w, waitLong); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.Next(context.Background())
+		done <- err
+	}()
+	errGone := errors.New("client gone")
+	cancel(errGone)
+	select {
+	case err := <-done:
+		if !errors.Is(err, discovery.ErrClosed) || !errors.Is(err, errGone) {
+			t.Errorf("Next when the watcher's context ended = %v; want an error wrapping ErrClosed and the cause", err)
+		}
+	case <-time.After(waitLong):
+		t.Fatal("Next did not return when the watcher's context ended")
+	}
+	select {
+	case <-stopped:
+	case <-time.After(waitLong):
+		t.Fatal("onStop did not run when the watcher's context ended")
+	}
+	w.Stop()
+	if len(stopped) != 0 {
+		t.Error("onStop ran again on a later Stop")
+	}
+
+	// A watcher stopped before its context ends says nothing of the context.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	w2 := f.NewWatcher(ctx2, nil)
+	w2.Stop()
+	cancel2()
+	if _, err := w2.Next(context.Background()); !errors.Is(err, discovery.ErrClosed) || errors.Is(err, context.Canceled) {
+		t.Errorf("Next after Stop, then the end of the context = %v; want ErrClosed alone", err)
 	}
 }
 
@@ -383,7 +431,7 @@ func TestFeedConcurrent(t *testing.T) {
 	seen := make([][]int, watchers)
 	errs := make([]error, watchers)
 	for i := range watchers {
-		w := f.NewWatcher(nil)
+		w := f.NewWatcher(context.Background(), nil)
 		wg.Go(func() {
 			defer w.Stop()
 			for {
@@ -436,7 +484,7 @@ func TestFeedFailReportsOutageOnceThenFreshSet(t *testing.T) {
 	t.Parallel()
 	f := discovery.NewFeed()
 	f.Publish(ids("a", "b"))
-	w := f.NewWatcher(nil)
+	w := f.NewWatcher(context.Background(), nil)
 	defer w.Stop()
 	if set, err := nextWithin(w, time.Second); err != nil || len(set) != 2 {
 		t.Fatalf("first Next = %v, %v", set, err)
@@ -474,7 +522,7 @@ func TestFeedFailBeforeFirstSet(t *testing.T) {
 	t.Parallel()
 	f := discovery.NewFeed()
 	f.Fail(nil)
-	w := f.NewWatcher(nil)
+	w := f.NewWatcher(context.Background(), nil)
 	defer w.Stop()
 	if _, err := nextWithin(w, time.Second); !errors.Is(err, discovery.ErrUnavailable) {
 		t.Fatalf("Next = %v; want ErrUnavailable", err)

@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"context"
 	"maps"
 	"slices"
 	"sync"
@@ -45,7 +46,8 @@ func NewFeedGroup(start func(service string, f *Feed) (stop func())) *FeedGroup 
 }
 
 // Watch returns a new Watcher of service on the feed that all of the
-// service's watchers share. If the service has no live feed yet, Watch
+// service's watchers share; it lives until Stop or until ctx ends (see
+// Feed.NewWatcher). If the service has no live feed yet, Watch
 // creates one and calls start with it, synchronously: on the caller's
 // goroutine, so that start sees what the caller's locks guard, and with the
 // group's lock held, so start must not call the group's methods. Watchers'
@@ -60,13 +62,13 @@ func NewFeedGroup(start func(service string, f *Feed) (stop func())) *FeedGroup 
 //
 // After Close, Watch returns a Watcher whose Next returns the error given
 // to Close; start is not called, and Stop still runs onStop.
-func (g *FeedGroup) Watch(service string, onStop func()) Watcher {
+func (g *FeedGroup) Watch(ctx context.Context, service string, onStop func()) Watcher {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed != nil {
 		f := NewFeed()
 		f.Close(g.closed)
-		return f.NewWatcher(onStop)
+		return f.NewWatcher(ctx, onStop)
 	}
 	gf := g.feeds[service]
 	if gf == nil {
@@ -80,7 +82,7 @@ func (g *FeedGroup) Watch(service string, onStop func()) Watcher {
 		g.feeds[service] = gf
 	}
 	gf.watchers++
-	return gf.feed.NewWatcher(func() {
+	return gf.feed.NewWatcher(ctx, func() {
 		g.release(service, gf)
 		if onStop != nil {
 			onStop()

@@ -1,6 +1,7 @@
 package discovery_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -51,7 +52,7 @@ func wantCalls(t *testing.T, h *hooks, wantStarts, wantStops []string) {
 // watch returns a watcher of service on g, stopped when the test ends.
 func watch(t *testing.T, g *discovery.FeedGroup, service string) discovery.Watcher {
 	t.Helper()
-	w := g.Watch(service, nil)
+	w := g.Watch(context.Background(), service, nil)
 	t.Cleanup(w.Stop)
 	return w
 }
@@ -107,8 +108,8 @@ func TestFeedGroupDropsFeedWithLastWatcher(t *testing.T) {
 			onStops = append(onStops, name+":"+strconv.FormatBool(live))
 		}
 	}
-	w1 := g.Watch("s", onStop("w1"))
-	w2 := g.Watch("s", onStop("w2"))
+	w1 := g.Watch(context.Background(), "s", onStop("w1"))
+	w2 := g.Watch(context.Background(), "s", onStop("w2"))
 	first := h.feeds["s"][0]
 
 	w1.Stop()
@@ -145,7 +146,7 @@ func TestFeedGroupDropsFeedWithLastWatcher(t *testing.T) {
 func TestFeedGroupNilHooks(t *testing.T) {
 	t.Parallel()
 	g := discovery.NewFeedGroup(nil)
-	w := g.Watch("s", nil)
+	w := g.Watch(context.Background(), "s", nil)
 	f, ok := g.Feed("s")
 	if !ok {
 		t.Fatal("Feed(s) ok = false with a watcher")
@@ -164,7 +165,7 @@ func TestFeedGroupNilHooks(t *testing.T) {
 func TestFeedGroupZeroValue(t *testing.T) {
 	t.Parallel()
 	var g discovery.FeedGroup
-	w := g.Watch("s", nil)
+	w := g.Watch(context.Background(), "s", nil)
 	f, ok := g.Feed("s")
 	if !ok {
 		t.Fatal("Feed(s) ok = false with a watcher")
@@ -184,7 +185,7 @@ func TestFeedGroupEach(t *testing.T) {
 	for _, service := range []string{"c", "a", "b"} {
 		watch(t, g, service)
 	}
-	gone := g.Watch("gone", nil)
+	gone := g.Watch(context.Background(), "gone", nil)
 	gone.Stop()
 
 	var visited []string
@@ -232,7 +233,7 @@ func TestFeedGroupClose(t *testing.T) {
 
 	// A Watch after Close gets a closed watcher and starts nothing.
 	stopped := false
-	late := g.Watch("a", func() { stopped = true })
+	late := g.Watch(context.Background(), "a", func() { stopped = true })
 	if _, err := nextWithin(late, waitLong); err != first {
 		t.Errorf("watcher made after Close: Next() error = %v, want %v", err, first)
 	}
@@ -272,7 +273,7 @@ func TestFeedGroupHooksMayTakeCallerLocks(t *testing.T) {
 		}
 	})
 	mu.Lock()
-	w := g.Watch("s", func() {
+	w := g.Watch(context.Background(), "s", func() {
 		mu.Lock()
 		defer mu.Unlock()
 	})
@@ -318,7 +319,7 @@ func TestFeedGroupConcurrent(t *testing.T) {
 		wg.Go(func() {
 			var held []discovery.Watcher
 			for r := range rounds {
-				held = append(held, g.Watch("s"+strconv.Itoa((i+r)%services), nil))
+				held = append(held, g.Watch(context.Background(), "s"+strconv.Itoa((i+r)%services), nil))
 				if r%3 == 2 {
 					for _, w := range held {
 						w.Stop()

@@ -132,7 +132,7 @@ func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher,
 	}
 	// The group holds one feed per service; a service's first Watcher
 	// starts its etcd watch (startFollow), under b.mu.
-	return b.watches.Watch(service, nil), nil
+	return b.watches.Watch(ctx, service, nil), nil
 }
 
 // follow keeps feed up to date with the service's instances until ctx

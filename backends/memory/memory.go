@@ -186,7 +186,7 @@ func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher,
 	if err := b.usableLocked(ctx, "watch", service); err != nil {
 		return nil, err
 	}
-	return s.watchLocked(b, service), nil
+	return s.watchLocked(ctx, b, service), nil
 }
 
 // Status implements discovery.StatusReporter.

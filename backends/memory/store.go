@@ -2,6 +2,7 @@ package memory
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -222,9 +223,9 @@ func (s *Store) publishLocked(service string) {
 // watchLocked returns a new watcher of service for b, on the feed shared by
 // all watchers of the service (see NewStore for its first set). The feed
 // goes when its last watcher stops.
-func (s *Store) watchLocked(b *Backend, service string) discovery.Watcher {
+func (s *Store) watchLocked(ctx context.Context, b *Backend, service string) discovery.Watcher {
 	var w discovery.Watcher
-	w = s.feeds.Watch(service, func() {
+	w = s.feeds.Watch(ctx, service, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		delete(b.watchers, w)

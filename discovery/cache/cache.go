@@ -15,9 +15,6 @@ import (
 
 var _ discovery.Resolver = (*Resolver)(nil)
 
-// watchTimeout bounds the setup of an upstream Watch (not the watch).
-const watchTimeout = 10 * time.Second
-
 // errClosed is what the watchers of a closed Resolver return.
 var errClosed = fmt.Errorf("cache: resolver closed: %w", discovery.ErrClosed)
 
@@ -184,7 +181,8 @@ func (r *Resolver) servesStale(age time.Duration) bool {
 // the registry is unreachable (an error wrapping discovery.ErrUnavailable),
 // the cache's watchers are told the same way: their Next returns an error
 // wrapping discovery.ErrUnavailable once, and, once the upstream is back,
-// the current set even if it did not change. ctx bounds the setup only. An
+// the current set even if it did not change. A watcher lives until Stop,
+// until ctx ends or until Close. An
 // invalid service name gives an error wrapping discovery.ErrInvalidInstance;
 // after Close, Watch returns an error wrapping discovery.ErrClosed and the
 // Next of every watcher returns one.
@@ -196,7 +194,7 @@ func (r *Resolver) Watch(ctx context.Context, service string) (discovery.Watcher
 	if err != nil {
 		return nil, fmt.Errorf("cache: watch %q: %w", service, err)
 	}
-	return e.feed.NewWatcher(nil), nil
+	return e.feed.NewWatcher(ctx, nil), nil
 }
 
 // Snapshot returns what the cache holds for service, without starting a
@@ -308,9 +306,7 @@ func (r *Resolver) run(e *entry) {
 // discovery.ErrUnavailable does not end the watch: it marks e stale, and
 // the watch's next set makes it fresh again.
 func (r *Resolver) follow(e *entry, hold *time.Time) (healthy bool, err error) {
-	ctx, cancel := context.WithTimeout(r.ctx, watchTimeout)
-	w, err := r.upstream.Watch(ctx, e.service)
-	cancel()
+	w, err := r.upstream.Watch(r.ctx, e.service)
 	if err != nil {
 		return false, fmt.Errorf("watch %q: %w", e.service, err)
 	}

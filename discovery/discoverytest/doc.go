@@ -56,7 +56,8 @@
 //   - Watching: WatchFirstNextIsCurrentSet, WatchNextAfterChange,
 //     WatchCoalescesQuickChanges, WatchReturnsCopies,
 //     WatchersAreIndependent, WatchStopUnblocksNext,
-//     WatchContextEndUnblocksNext, WatchSeesOtherHandle.
+//     WatchContextEndUnblocksNext, WatchEndsWithItsContext,
+//     WatchSeesOtherHandle.
 //   - Closing: CloseDeregistersEverything, CloseStopsWatchers,
 //     CallsAfterCloseAreErrClosed, CloseIsIdempotent.
 //   - Concurrency: ConcurrentRegisterDeregister.

@@ -40,6 +40,7 @@ var subtests = []subtest{
 	{name: "WatchersAreIndependent", run: testWatchersAreIndependent},
 	{name: "WatchStopUnblocksNext", run: testWatchStopUnblocksNext},
 	{name: "WatchContextEndUnblocksNext", run: testWatchContextEndUnblocksNext},
+	{name: "WatchEndsWithItsContext", run: testWatchEndsWithItsContext},
 	{name: "WatchSeesOtherHandle", run: testWatchSeesOtherHandle},
 	{name: "CloseDeregistersEverything", run: testCloseDeregistersEverything},
 	{name: "CloseStopsWatchers", run: testCloseStopsWatchers},
@@ -573,6 +574,37 @@ func testWatchContextEndUnblocksNext(t *testing.T, e *env) {
 	if got := e.next(w); !discovery.EqualSets(got, set(p1)) {
 		t.Errorf("Watcher.Next after earlier calls' contexts ended = %s; want %s", fmtSet(got), fmtSet(set(p1)))
 	}
+}
+
+// testWatchEndsWithItsContext: the context given to Watch bounds the
+// watch, as with etcd's and gRPC's streams; its end stops the Watcher.
+func testWatchEndsWithItsContext(t *testing.T, e *env) {
+	a := e.backend()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := a.Watch(ctx, payments)
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	t.Cleanup(w.Stop)
+	e.next(w)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.Next(e.ctx())
+		done <- err
+	}()
+	cancel()
+	err = e.waitErr("Watcher.Next blocked when the Watch context was cancelled", done)
+	if !errors.Is(err, discovery.ErrClosed) || !errors.Is(err, context.Canceled) {
+		t.Errorf("Watcher.Next blocked when the Watch context was cancelled = %v; want an error wrapping ErrClosed and context.Canceled", err)
+	}
+	// The watch is over: a change is not delivered.
+	e.register(a, inst(payments, "p-1", "10.0.0.1:80"))
+	if _, err := w.Next(e.ctx()); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Watcher.Next after the Watch context ended = %v; want an error wrapping ErrClosed", err)
+	}
+	w.Stop() // still idempotent
 }
 
 func testWatchSeesOtherHandle(t *testing.T, e *env) {

@@ -15,8 +15,8 @@ const (
 	// DefaultResolveNowInterval is the default shortest time between two
 	// upstream Resolve calls forced by ResolveNow.
 	DefaultResolveNowInterval = time.Second
-	// DefaultTimeout is the default bound of one upstream call: the setup
-	// of a Watch, or a Resolve forced by ResolveNow.
+	// DefaultTimeout is the default bound of an upstream Resolve forced by
+	// ResolveNow.
 	DefaultTimeout = 10 * time.Second
 	// LoggerName names the resolver's logger, under the logger given with
 	// WithLogger.
@@ -96,8 +96,8 @@ func WithResolveNowInterval(d time.Duration) Option {
 	return func(o *options) { o.resolveNowInterval = d }
 }
 
-// WithTimeout bounds each upstream call: the setup of a Watch, and a
-// Resolve forced by ResolveNow. The default is DefaultTimeout. A d that is
+// WithTimeout bounds each upstream Resolve forced by ResolveNow (the
+// upstream Watch lives as long as the gRPC resolver). The default is DefaultTimeout. A d that is
 // not positive makes NewBuilder fail with an error wrapping
 // ErrInvalidOption.
 func WithTimeout(d time.Duration) Option {

@@ -173,9 +173,7 @@ func (r *watchResolver) run() {
 // wrapping discovery.ErrUnavailable does not end the watch (see
 // unavailable). It reports whether the watch delivered at least one set.
 func (r *watchResolver) follow() (healthy bool, err error) {
-	ctx, cancel := context.WithTimeout(r.ctx, r.opts.timeout)
-	w, err := r.upstream.Watch(ctx, r.service)
-	cancel()
+	w, err := r.upstream.Watch(r.ctx, r.service)
 	if err != nil {
 		return false, fmt.Errorf("watch: %w", err)
 	}

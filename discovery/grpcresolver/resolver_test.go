@@ -386,7 +386,7 @@ func (s *splitResolver) Resolve(ctx context.Context, service string) ([]discover
 }
 
 func (s *splitResolver) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
-	return s.feed.NewWatcher(nil), nil
+	return s.feed.NewWatcher(context.Background(), nil), nil
 }
 
 func TestBuildRejectsBadTargets(t *testing.T) {

@@ -143,7 +143,7 @@ func (f Feed) Resolve(ctx context.Context, service string) ([]discovery.Instance
 
 // Watch returns a new watcher of the feed.
 func (f Feed) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
-	return f.Feed.NewWatcher(nil), nil
+	return f.Feed.NewWatcher(ctx, nil), nil
 }
 
 // Env is a memory Store with a Backend to register instances on (Reg) and

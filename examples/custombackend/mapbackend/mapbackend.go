@@ -154,7 +154,7 @@ func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher,
 		return nil, fmt.Errorf("mapbackend: watch %q: %w", service, err)
 	}
 	var w discovery.Watcher
-	w = r.feeds.Watch(service, func() { // runs on Stop, without r.mu
+	w = r.feeds.Watch(ctx, service, func() { // runs on Stop, without r.mu
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		delete(b.watchers, w)
