@@ -133,8 +133,9 @@ type Failure struct {
 type Option func(*doOptions)
 
 type doOptions struct {
-	onFailure func(Failure)
-	wake      <-chan struct{}
+	onFailure  func(Failure)
+	wake       <-chan struct{}
+	wakeJitter time.Duration
 }
 
 // OnFailure makes Do call fn after every failed attempt, before it waits,
@@ -150,6 +151,14 @@ func OnFailure(fn func(Failure)) Option {
 // pass a channel that fires once per event.
 func WakeOn(ch <-chan struct{}) Option {
 	return func(o *doOptions) { o.wake = ch }
+}
+
+// WakeJitter delays an attempt that WakeOn started early by a random
+// duration in [0, d), so that the many processes one event wakes (a
+// registry back after an outage) spread their attempts instead of all
+// retrying in the same millisecond.
+func WakeJitter(d time.Duration) Option {
+	return func(o *doOptions) { o.wakeJitter = d }
 }
 
 // Permanent marks err as not worth retrying: Do returns it at once.
@@ -202,7 +211,11 @@ func (p Policy) Do(ctx context.Context, op func(context.Context) error, opts ...
 		if stop {
 			return fmt.Errorf("%w after %d attempts: %w", ErrExhausted, attempt, err)
 		}
-		if serr := Sleep(ctx, delay, o.wake); serr != nil {
+		woken, serr := sleep(ctx, delay, o.wake)
+		if serr == nil && woken && o.wakeJitter > 0 {
+			_, serr = sleep(ctx, rand.N(o.wakeJitter), nil)
+		}
+		if serr != nil {
 			return fmt.Errorf("%w (last error: %w)", serr, err)
 		}
 	}
@@ -211,14 +224,20 @@ func (p Policy) Do(ctx context.Context, op func(context.Context) error, opts ...
 // Sleep waits for d, until ctx ends (returning ctx's error) or until wake
 // fires (returning nil early). A nil wake never fires.
 func Sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+	_, err := sleep(ctx, d, wake)
+	return err
+}
+
+// sleep is Sleep that also reports whether wake cut it short.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) (woken bool, err error) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return nil
+		return false, nil
 	case <-wake:
-		return nil
+		return true, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	goretry "github.com/sethvargo/go-retry"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -44,15 +45,22 @@ type Backend struct {
 	writeMu   sync.Mutex
 	connReady chan struct{} // the connection became usable; capacity 1
 
+	// ownKeys follows the keys this Backend holds, to restore what others
+	// delete; its goroutine starts with the keeper.
+	ownKeys *keyWatch
+
 	mu      sync.Mutex
 	closed  bool
-	held    map[discovery.Key]*entry // what this backend keeps published
-	dirty   []discovery.Key          // held keys whose entry is marked dirty
-	byPath  map[string]discovery.Key // etcd key -> held key
-	tombs   map[string]*tomb         // keys to delete, by etcd key
-	lease   clientv3.LeaseID         // the live lease; 0 while (re-)establishing
-	granted clientv3.LeaseID         // the newest lease granted, which Close revokes
-	ours    []clientv3.LeaseID       // recent leases of ours, to tell our writes from others'
+	held    map[discovery.Key]*entry   // what this backend keeps published
+	dirty   map[discovery.Key]struct{} // held keys the writer must (re)write
+	byPath  map[string]discovery.Key   // etcd key -> held key
+	tombs   map[string]*tomb           // keys to delete, by etcd key
+	lease   clientv3.LeaseID           // the live lease; 0 while (re-)establishing
+	granted clientv3.LeaseID           // the newest lease granted, which Close revokes
+	ours    []clientv3.LeaseID         // recent leases of ours, to tell our writes from others'
+	// announce asks the writer to log "registered" once every held
+	// instance is written under a newly granted lease.
+	announce bool
 
 	// reconnected is closed and replaced each time the connection comes
 	// back after a failure, to make the service watches list again.
@@ -147,12 +155,14 @@ func newBackend(cli *clientv3.Client, cfg Config) *Backend {
 		kick:      make(chan struct{}, 1),
 		connReady: make(chan struct{}, 1),
 		held:      make(map[discovery.Key]*entry),
+		dirty:     make(map[discovery.Key]struct{}),
 		byPath:    make(map[string]discovery.Key),
 		tombs:     make(map[string]*tomb),
 
 		reconnected: make(chan struct{}),
 	}
 	b.watches = discovery.NewFeedGroup(b.startFollow)
+	b.ownKeys = newKeyWatch(cli, cfg.Retry, cfg.Logger, b.observe, b.recheck)
 	return b
 }
 
@@ -182,20 +192,28 @@ type entry struct {
 	path  string // etcd key
 	value string // JSON
 
-	// claim asks the keeper for an unconditional put: Register is an
+	// claim asks the writer for an unconditional put: Register is an
 	// explicit claim, and the later writer owns the key. Without it the
-	// keeper only restores the key if it is absent.
+	// writer only restores the key if it is absent.
 	claim bool
-	dirty bool // the keeper should (re)write it
 	// tried: a write of it was sent, so etcd may hold it even if the
 	// write seemed to fail.
 	tried bool
-	// rev is the revision of the keeper's last write of this entry; events
-	// at or before it are echoes of the past.
+	// rev is the latest revision of the key this Backend knows of: its
+	// own last write, or a change by someone else that the own-key watch
+	// reported. Events and write results at or before it are old news.
 	rev      int64
 	written  bool // the registry held it as of rev
 	conflict bool // another registrar owns the key
+	state    discovery.State
 	waiters  []*waiter
+
+	// A write that etcd refused for this key alone (too large, not
+	// permitted, no space) is retried on its own backoff, without holding
+	// back the other keys.
+	refusals int             // refused writes in a row
+	backoff  goretry.Backoff // nil until a write is refused
+	retryAt  time.Time       // not written again before then
 }
 
 // tomb is a key the keeper must delete, if it is still under the
@@ -250,10 +268,10 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 	if prev != nil {
 		// An update: the earlier calls still waiting are satisfied by
 		// this newer value.
-		e.waiters, e.rev, e.written = prev.waiters, prev.rev, prev.written
+		e.waiters, e.rev, e.written, e.state = prev.waiters, prev.rev, prev.written, prev.state
 		prev.waiters = nil
 	} else {
-		b.board.Set(discovery.Status{Instance: in, State: discovery.StateRegistering})
+		b.reportLocked(e, discovery.Status{State: discovery.StateRegistering})
 	}
 	e.waiters = append(e.waiters, w)
 	if t := b.tombs[e.path]; t != nil {
@@ -301,11 +319,9 @@ func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, c
 		b.held[key] = prev
 		b.markDirtyLocked(prev)
 	} else {
-		delete(b.held, key)
-		delete(b.byPath, e.path)
+		b.dropLocked(key, e)
 		finishAll(e.waiters, fmt.Errorf("etcd: register %v: %w", key, cause))
 		e.waiters = nil
-		b.board.Set(discovery.Status{Instance: e.inst, State: discovery.StateDeregistered})
 		if e.tried {
 			// A write of it went out: delete it.
 			cleanup = newWaiter()
@@ -335,10 +351,10 @@ func (b *Backend) writeOrPoke(ctx context.Context) {
 		lease := b.Lease()
 		if lease != 0 {
 			wctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
-			_, err := b.syncLocked(wctx, lease, false)
+			err := b.syncLocked(wctx, lease)
 			cancel()
 			b.writeMu.Unlock()
-			if err == nil {
+			if err == nil && !b.pending() {
 				return
 			}
 		} else {
@@ -346,6 +362,27 @@ func (b *Backend) writeOrPoke(ctx context.Context) {
 		}
 	}
 	b.poke()
+}
+
+// markDirtyLocked asks the writer to write e on its next pass.
+func (b *Backend) markDirtyLocked(e *entry) {
+	b.dirty[e.inst.Key()] = struct{}{}
+}
+
+// dropLocked stops keeping e published: it is deregistered.
+func (b *Backend) dropLocked(key discovery.Key, e *entry) {
+	delete(b.held, key)
+	delete(b.dirty, key)
+	delete(b.byPath, e.path)
+	b.ownKeys.remove(e.path)
+	b.reportLocked(e, discovery.Status{State: discovery.StateDeregistered})
+}
+
+// reportLocked records e's new state on the status board.
+func (b *Backend) reportLocked(e *entry, st discovery.Status) {
+	st.Instance = e.inst
+	e.state = st.State
+	b.board.Set(st)
 }
 
 func removeWaiter(ws []*waiter, w *waiter) []*waiter {
@@ -376,11 +413,9 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 		b.mu.Unlock()
 		return fmt.Errorf("etcd: deregister %v: %w", key, discovery.ErrNotRegistered)
 	}
-	delete(b.held, key)
-	delete(b.byPath, e.path)
+	b.dropLocked(key, e)
 	finishAll(e.waiters, fmt.Errorf("etcd: register %v: deregistered meanwhile: %w", key, discovery.ErrNotRegistered))
 	e.waiters = nil
-	b.board.Set(discovery.Status{Instance: e.inst, State: discovery.StateDeregistered})
 	b.tombs[e.path] = &tomb{waiters: []*waiter{w}}
 	b.mu.Unlock()
 
@@ -406,24 +441,33 @@ func (b *Backend) Close() error {
 		held := b.held
 		b.held = map[discovery.Key]*entry{}
 		clear(b.byPath)
+		clear(b.dirty)
 		lease := b.granted
-		tombs := b.tombs
-		b.tombs = map[string]*tomb{}
 		b.mu.Unlock()
 
 		b.cancel()
 		b.wg.Wait()
+		// No writer is left (a Register writing on its own goroutine
+		// holds writeMu): what is still to delete is in b.tombs.
+		b.writeMu.Lock()
+		b.mu.Lock()
+		tombs := b.tombs
+		b.tombs = map[string]*tomb{}
+		b.mu.Unlock()
+		b.writeMu.Unlock()
 		// The watch goroutines have stopped: end every watcher.
 		b.watches.Close(fmt.Errorf("etcd: watch: %w", discovery.ErrClosed))
 
 		var errs []error
+		var revokeErr error
 		if lease != 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RequestTimeout)
 			_, err := b.cli.Revoke(ctx, lease)
 			cancel()
 			if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 				b.log.Warn("failed to revoke lease on close; instances expire with it", "lease", leaseString(lease), "ttl", b.cfg.TTL, "error", err)
-				errs = append(errs, fmt.Errorf("etcd: revoke lease %s: %w", leaseString(lease), err))
+				revokeErr = fmt.Errorf("etcd: revoke lease %s: %w", leaseString(lease), err)
+				errs = append(errs, revokeErr)
 			} else {
 				b.log.Info("revoked lease", "lease", leaseString(lease), "instances", len(held))
 			}
@@ -431,10 +475,16 @@ func (b *Backend) Close() error {
 		closedErr := fmt.Errorf("etcd: %w", discovery.ErrClosed)
 		for _, e := range held {
 			finishAll(e.waiters, closedErr)
-			b.board.Set(discovery.Status{Instance: e.inst, State: discovery.StateDeregistered})
+			b.reportLocked(e, discovery.Status{State: discovery.StateDeregistered})
 		}
-		for _, t := range tombs {
-			finishAll(t.waiters, nil) // the revoke removed it
+		for path, t := range tombs {
+			// The revoke removed the key, or it stays until the lease
+			// expires: say so to the Deregister still waiting.
+			var err error
+			if revokeErr != nil {
+				err = fmt.Errorf("etcd: deregister %s: key stays until its lease expires: %w", path, revokeErr)
+			}
+			finishAll(t.waiters, err)
 		}
 		b.board.Close()
 		if b.ownsClient {

@@ -25,10 +25,6 @@ const (
 	LoggerName = "roster.etcd"
 )
 
-// maxTxnOps is etcd's default limit of operations in one transaction
-// (--max-txn-ops); re-registration writes instances in batches of this size.
-const maxTxnOps = 128
-
 // ErrInvalidConfig reports a Config that New or NewWithClient rejects. The
 // error names the field and the reason.
 var ErrInvalidConfig = errors.New("etcd: invalid config")

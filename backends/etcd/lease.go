@@ -1,0 +1,324 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	goretry "github.com/sethvargo/go-retry"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/retry"
+)
+
+// The keeper goroutine owns the Backend's lease: it grants one when there
+// is something to keep published, keeps it alive, runs the writer on it,
+// and grants another when etcd no longer has it. It never gives up; it
+// ends only on Close.
+
+// keep holds a lease while the Backend holds instances, until Close.
+func (b *Backend) keep() {
+	defer b.wg.Done()
+	var lease clientv3.LeaseID // the last lease, which etcd may still have
+	for {
+		if !b.hasWork() {
+			select {
+			case <-b.kick:
+				continue
+			case <-b.ctx.Done():
+				return
+			}
+		}
+		var err error
+		lease, err = b.establish(lease)
+		if err != nil {
+			return // closed
+		}
+		lease = b.serve(lease)
+		if b.ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// hasWork reports whether the Backend holds instances, which need a lease.
+// Without a lease, pending deletes are moot: the keys went with the lease
+// they were under.
+func (b *Backend) hasWork() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.held) > 0 {
+		return true
+	}
+	for _, t := range b.tombs {
+		finishAll(t.waiters, nil)
+	}
+	clear(b.tombs)
+	return false
+}
+
+// establish makes sure the Backend has a live lease, retrying with the
+// policy until it succeeds or the Backend closes. It keeps prev if etcd
+// still has it (etcd keeps leases through a restart): its keys are still
+// there, and the own-key watch reports any that someone removed
+// meanwhile. Otherwise it grants a new lease and marks every held instance
+// to be written under it. Requests once etcd answers: one when prev
+// survived; otherwise two, and then the writer puts the instances in as few
+// transactions as their count and size allow.
+func (b *Backend) establish(prev clientv3.LeaseID) (clientv3.LeaseID, error) {
+	drain(b.connReady) // only a connection that comes up from now on is news
+	var lease clientv3.LeaseID
+	attempt := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
+		defer cancel()
+		if prev != 0 {
+			resp, err := b.cli.TimeToLive(ctx, prev)
+			if err != nil {
+				return b.explain(fmt.Errorf("check lease %s: %w", leaseString(prev), err))
+			}
+			if resp.TTL > 0 {
+				lease = prev
+				return nil
+			}
+			b.log.Warn("lease expired, granting a new one", "lease", leaseString(prev))
+			b.leaseLost(errLeaseExpired)
+			prev = 0
+		}
+		resp, err := b.cli.Grant(ctx, b.ttl)
+		if err != nil {
+			return b.explain(fmt.Errorf("grant lease: %w", err))
+		}
+		lease = resp.ID
+		return nil
+	}
+	err := b.cfg.Retry.Do(b.ctx, attempt, retry.OnFailure(b.retrying),
+		retry.WakeOn(b.connReady), retry.WakeJitter(b.wakeJitter()))
+	if err != nil {
+		return 0, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lease, b.announce = lease, true
+	if lease == prev {
+		// What etcd held under it, it holds still.
+		for key, e := range b.held {
+			if _, dirty := b.dirty[key]; !dirty && e.written && e.state != discovery.StateRegistered {
+				b.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
+			}
+		}
+		return lease, nil
+	}
+	b.granted = lease
+	b.ours = append(b.ours, lease)
+	if len(b.ours) > 8 {
+		b.ours = slices.Delete(b.ours, 0, len(b.ours)-8)
+	}
+	for key := range b.held {
+		b.dirty[key] = struct{}{}
+	}
+	return lease, nil
+}
+
+// wakeJitter spreads the attempts that a returning connection wakes, so
+// that a fleet cut off together does not retry in the same millisecond: a
+// returning cluster sees a ramp, not a wall.
+func (b *Backend) wakeJitter() time.Duration { return b.cfg.ReconnectDelay / 2 }
+
+// retrying reports a failed attempt to grant a lease.
+func (b *Backend) retrying(f retry.Failure) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range b.held {
+		if e.conflict {
+			continue // still the last thing known of it
+		}
+		b.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: f.Attempt, RetryIn: f.Delay, Err: f.Err})
+	}
+	b.log.Warn("failed to maintain lease, retrying", "node", nodeList(b.held), "instances", len(b.held),
+		"attempt", f.Attempt, "retry_in", f.Delay, "error", f.Err)
+}
+
+// serve keeps lease alive and runs the writer on it until etcd no longer
+// has the lease, nothing is left to keep, or the Backend closes. A write
+// that fails does not end it: the keys already in etcd stay under the live
+// lease while the writer retries. It returns the lease if etcd may still
+// have it (the keep-alive timed out), or 0.
+func (b *Backend) serve(lease clientv3.LeaseID) clientv3.LeaseID {
+	ctx, cancel := context.WithCancel(b.ctx)
+	defer cancel()
+	ka, err := b.cli.KeepAlive(ctx, lease)
+	if err != nil {
+		b.log.Warn("failed to start keep-alive, will retry", "lease", leaseString(lease), "error", err)
+		return lease
+	}
+	var (
+		outage   goretry.Backoff // for write passes failing in a row; nil after a success
+		attempt  int
+		resumeAt time.Time // no write pass before then
+	)
+	timer := time.NewTimer(0) // write what establish marked
+	defer timer.Stop()
+	for {
+		select {
+		case _, ok := <-ka:
+			if ok {
+				continue
+			}
+			if b.ctx.Err() != nil {
+				return 0
+			}
+			b.log.Warn("keep-alive channel closed, will retry", "lease", leaseString(lease), "instances", b.heldCount())
+			b.setLease(0)
+			return lease
+		case <-b.kick:
+			if time.Now().Before(resumeAt) {
+				continue // the timer ends the wait
+			}
+		case <-timer.C:
+		case <-b.connReady:
+			if outage != nil {
+				// Back from an outage: retry now, but spread.
+				resumeAt = time.Now().Add(jitter(b.wakeJitter()))
+				timer.Reset(time.Until(resumeAt))
+			}
+			continue
+		case <-b.ctx.Done():
+			return 0
+		}
+		wctx, wcancel := context.WithTimeout(b.ctx, b.cfg.RequestTimeout)
+		err := b.sync(wctx, lease)
+		wcancel()
+		switch {
+		case err == nil:
+			outage, attempt, resumeAt = nil, 0, time.Time{}
+			if b.idle() {
+				b.revokeIdle(lease)
+				return 0
+			}
+			b.logRegistered(lease)
+		case b.ctx.Err() != nil:
+			return 0
+		case errors.Is(err, errLeaseGone):
+			b.log.Warn("lease expired or revoked, will retry", "lease", leaseString(lease), "instances", b.heldCount())
+			b.leaseLost(errLeaseExpired)
+			return 0
+		default:
+			if outage == nil {
+				outage = b.cfg.Retry.Backoff()
+			}
+			attempt++
+			d, _ := outage.Next()
+			resumeAt = time.Now().Add(d)
+			b.writeFailed(lease, attempt, d, err)
+		}
+		if d, ok := b.nextPass(resumeAt); ok {
+			timer.Reset(d)
+		} else {
+			timer.Stop()
+		}
+	}
+}
+
+// jitter returns a random duration in [0, d).
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d)
+}
+
+func (b *Backend) setLease(lease clientv3.LeaseID) {
+	b.mu.Lock()
+	b.lease = lease
+	b.mu.Unlock()
+}
+
+func (b *Backend) heldCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.held)
+}
+
+// leaseLost records that etcd no longer has the lease, nor the instances
+// written under it.
+func (b *Backend) leaseLost(cause error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lease = 0
+	for _, e := range b.held {
+		if e.written && !e.conflict {
+			e.written = false
+			b.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: cause})
+		}
+	}
+}
+
+// idle reports whether nothing is left to keep published; the lease is then
+// no longer offered to writers.
+func (b *Backend) idle() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.held) > 0 || len(b.tombs) > 0 || len(b.dirty) > 0 {
+		return false
+	}
+	b.lease = 0
+	return true
+}
+
+// revokeIdle revokes a lease that holds nothing any more, rather than
+// keeping it alive for the life of the process; the next Register grants
+// another.
+func (b *Backend) revokeIdle(lease clientv3.LeaseID) {
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.RequestTimeout)
+	defer cancel()
+	if _, err := b.cli.Revoke(ctx, lease); err != nil {
+		b.log.Debug("failed to revoke the idle lease; it expires on its own", "lease", leaseString(lease), "error", err)
+		return
+	}
+	b.mu.Lock()
+	if b.granted == lease {
+		b.granted = 0
+	}
+	b.mu.Unlock()
+	b.log.Info("revoked lease", "lease", leaseString(lease), "instances", 0)
+}
+
+// logRegistered logs, once per new lease, that the instances are
+// registered under it.
+func (b *Backend) logRegistered(lease clientv3.LeaseID) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.announce {
+		return
+	}
+	for key := range b.dirty {
+		if e := b.held[key]; e != nil && e.refusals == 0 {
+			return // not all written yet
+		}
+	}
+	b.announce = false
+	registered := make(map[discovery.Key]*entry, len(b.held))
+	conflicts, refused := 0, 0
+	for key, e := range b.held {
+		switch {
+		case e.state == discovery.StateRegistered:
+			registered[key] = e
+		case e.conflict:
+			conflicts++
+		default:
+			refused++
+		}
+	}
+	args := []any{"node", nodeList(registered), "instances", len(registered), "lease", leaseString(lease)}
+	if conflicts > 0 {
+		args = append(args, "conflicts", conflicts)
+	}
+	if refused > 0 {
+		args = append(args, "pending", refused)
+	}
+	b.log.Info("registered", args...)
+}

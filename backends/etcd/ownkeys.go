@@ -1,0 +1,258 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+
+	"github.com/roster-sd/roster/retry"
+)
+
+// keyWatch follows the Backend's own keys, and only them, so that the
+// Backend restores a key someone else deleted and notices a registrar that
+// took one over. Its cost grows with the keys this process holds, never with
+// the other processes that share the prefix: etcd sends it the events of
+// its own keys only.
+//
+// All the keys share one gRPC watch stream, opened with the client's
+// connection, with one etcd watcher per key on it, and one goroutine reads
+// them all (clientv3.Watch would add a goroutine per key). When the stream
+// breaks, keyWatch opens another and resumes every key from the revision it
+// reached; a key whose revision was compacted resumes from the compaction
+// revision and is checked (onCompacted), so that no change is lost between
+// the two.
+type keyWatch struct {
+	watch  pb.WatchClient
+	policy retry.Policy
+	log    hclog.Logger
+	// onEvent and onCompacted are called without keyWatch's lock, from its
+	// goroutines, one call at a time.
+	onEvent     func(*mvccpb.Event)
+	onCompacted func(path string)
+
+	mu      sync.Mutex
+	keys    map[string]*watchedKey // by etcd key
+	byID    map[int64]*watchedKey  // by watch ID on the current stream
+	cancels []int64                // watch IDs to cancel on the current stream
+	nextID  int64
+	kick    chan struct{} // wakes the sender; capacity 1
+}
+
+// watchedKey is one key keyWatch follows.
+type watchedKey struct {
+	path string
+	rev  int64 // the next revision to receive
+	id   int64 // its watch ID on the current stream; 0 until requested
+}
+
+func newKeyWatch(cli *clientv3.Client, policy retry.Policy, log hclog.Logger,
+	onEvent func(*mvccpb.Event), onCompacted func(string)) *keyWatch {
+	return &keyWatch{
+		watch:       pb.NewWatchClient(cli.ActiveConnection()),
+		policy:      policy,
+		log:         log,
+		onEvent:     onEvent,
+		onCompacted: onCompacted,
+		keys:        make(map[string]*watchedKey),
+		byID:        make(map[int64]*watchedKey),
+		kick:        make(chan struct{}, 1),
+	}
+}
+
+// add follows path from revision rev on. A key already followed keeps its
+// place, unless rev is later.
+func (w *keyWatch) add(path string, rev int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if k := w.keys[path]; k != nil {
+		if rev > k.rev {
+			w.dropLocked(k)
+			k.rev = rev
+			w.wake()
+		}
+		return
+	}
+	w.keys[path] = &watchedKey{path: path, rev: rev}
+	w.wake()
+}
+
+// remove stops following path.
+func (w *keyWatch) remove(path string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if k := w.keys[path]; k != nil {
+		w.dropLocked(k)
+		delete(w.keys, path)
+		w.wake()
+	}
+}
+
+// len returns how many keys keyWatch follows.
+func (w *keyWatch) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.keys)
+}
+
+// dropLocked cancels k's watcher on the current stream, if it has one.
+func (w *keyWatch) dropLocked(k *watchedKey) {
+	if k.id != 0 {
+		delete(w.byID, k.id)
+		w.cancels = append(w.cancels, k.id)
+		k.id = 0
+	}
+}
+
+func (w *keyWatch) wake() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run keeps the stream open and every key watched until ctx ends. It never
+// gives up: a stream that served is opened again at once (opening waits
+// for the connection to be usable); one that failed before it served, after
+// a backoff.
+func (w *keyWatch) run(ctx context.Context) {
+	backoff := w.policy.Backoff()
+	for ctx.Err() == nil {
+		var served atomic.Bool
+		err := w.stream(ctx, &served)
+		if ctx.Err() != nil {
+			return
+		}
+		if served.Load() {
+			backoff = w.policy.Backoff()
+			w.log.Debug("own-key watch interrupted, resuming", "error", err)
+			continue
+		}
+		d, _ := backoff.Next()
+		w.log.Debug("own-key watch failed, retrying", "retry_in", d, "error", err)
+		if retry.Sleep(ctx, d, nil) != nil {
+			return
+		}
+	}
+}
+
+// stream runs one watch stream until it fails or ctx ends; served is set
+// once the stream has delivered a response.
+func (w *keyWatch) stream(ctx context.Context, served *atomic.Bool) error {
+	sctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	st, err := w.watch.Watch(sctx, grpc.WaitForReady(true))
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	// A new stream: every key needs a watcher on it.
+	clear(w.byID)
+	w.cancels = nil
+	for _, k := range w.keys {
+		k.id = 0
+	}
+	w.mu.Unlock()
+	w.wake()
+
+	recvErr := make(chan error, 1)
+	go func() { recvErr <- w.receive(st, served) }()
+	for {
+		if err := w.send(st); err != nil {
+			cancel()
+			<-recvErr
+			return err
+		}
+		select {
+		case <-w.kick:
+		case err := <-recvErr:
+			return err
+		case <-ctx.Done():
+			cancel()
+			<-recvErr
+			return ctx.Err()
+		}
+	}
+}
+
+// send asks the stream for a watcher for each key that has none and
+// cancels the watchers of keys no longer followed.
+func (w *keyWatch) send(st pb.Watch_WatchClient) error {
+	w.mu.Lock()
+	var reqs []*pb.WatchRequest
+	for _, id := range w.cancels {
+		reqs = append(reqs, &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CancelRequest{
+			CancelRequest: &pb.WatchCancelRequest{WatchId: id}}})
+	}
+	w.cancels = nil
+	for _, k := range w.keys {
+		if k.id != 0 {
+			continue
+		}
+		w.nextID++
+		k.id = w.nextID
+		w.byID[k.id] = k
+		reqs = append(reqs, &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{
+			CreateRequest: &pb.WatchCreateRequest{Key: []byte(k.path), StartRevision: k.rev, WatchId: k.id}}})
+	}
+	w.mu.Unlock()
+	for _, r := range reqs {
+		if err := st.Send(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errWatchCanceled reports a watcher that etcd cancelled for a reason
+// other than compaction.
+var errWatchCanceled = errors.New("etcd cancelled the watch")
+
+// receive reads the stream until it fails.
+func (w *keyWatch) receive(st pb.Watch_WatchClient, served *atomic.Bool) error {
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		served.Store(true)
+		w.mu.Lock()
+		k := w.byID[resp.WatchId]
+		if k == nil {
+			w.mu.Unlock()
+			continue // a watcher cancelled meanwhile
+		}
+		path := k.path
+		switch {
+		case resp.CompactRevision != 0:
+			// Changes of the key were compacted away: watch from the
+			// oldest revision etcd has, and check the key itself.
+			delete(w.byID, k.id)
+			k.id, k.rev = 0, resp.CompactRevision
+			w.mu.Unlock()
+			w.log.Warn("own-key watch fell behind compaction, checking the instance",
+				"key", path, "compact_revision", resp.CompactRevision)
+			w.onCompacted(path)
+			w.wake()
+			continue
+		case resp.Canceled:
+			w.mu.Unlock()
+			served.Store(false) // open the next stream after a backoff
+			return fmt.Errorf("%w of %s: %s", errWatchCanceled, path, resp.CancelReason)
+		}
+		for _, ev := range resp.Events {
+			k.rev = ev.Kv.ModRevision + 1
+		}
+		w.mu.Unlock()
+		for _, ev := range resp.Events {
+			w.onEvent(ev)
+		}
+	}
+}

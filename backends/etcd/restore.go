@@ -1,0 +1,62 @@
+package etcd
+
+import (
+	"slices"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/roster-sd/roster/discovery"
+)
+
+// The own-key watch (keyWatch) reports every change of a key the Backend
+// holds; observe decides what it means: a delete by someone else or by
+// etcd's lease expiry is restored, a put by another registrar is a
+// conflict, an older write of ours that landed late is written over.
+
+// observe reacts to a change of one of the Backend's keys.
+func (b *Backend) observe(ev *mvccpb.Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	key, ok := b.byPath[string(ev.Kv.Key)]
+	if !ok {
+		return // no longer held
+	}
+	e := b.held[key]
+	if ev.Kv.ModRevision <= e.rev {
+		return // an echo of our own write, or older
+	}
+	switch ev.Type {
+	case mvccpb.DELETE:
+		e.rev = ev.Kv.ModRevision
+		b.dirty[key] = struct{}{}
+		if e.written && !e.conflict {
+			e.written = false
+			b.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: errRemoved})
+			b.log.Warn("instance removed from etcd, restoring", "node", e.inst.Address, "key", e.path)
+		}
+		b.poke()
+	case mvccpb.PUT:
+		lease := clientv3.LeaseID(ev.Kv.Lease)
+		if slices.Contains(b.ours, lease) {
+			if string(ev.Kv.Value) != e.value {
+				b.dirty[key] = struct{}{}
+				b.poke()
+			}
+			return
+		}
+		e.rev = ev.Kv.ModRevision
+		b.conflictLocked(e, lease)
+	}
+}
+
+// recheck has the writer check a key whose changes were compacted away
+// before the own-key watch saw them: it is put again if absent.
+func (b *Backend) recheck(path string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if key, ok := b.byPath[path]; ok {
+		b.dirty[key] = struct{}{}
+		b.poke()
+	}
+}

@@ -1,0 +1,394 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
+
+	"github.com/roster-sd/roster/discovery"
+)
+
+// The writer makes etcd hold what b.held and b.tombs say: one goroutine at
+// a time (writeMu), the keeper or a Register on its own goroutine. One
+// writer means no races between a re-registration, an update and a delete
+// of the same key.
+
+// Batches: etcd's default limits are 128 operations per transaction
+// (--max-txn-ops) and 1.5 MiB per request (--max-request-bytes). A batch
+// that etcd refuses all the same (lower limits, a key the process may not
+// write, no space) is split in halves, down to one key per write.
+const (
+	maxTxnOps   = 128
+	maxTxnBytes = 1 << 20
+	// opOverhead is what a put costs in a request beyond its key and
+	// value: the operation's framing and the lease.
+	opOverhead = 64
+)
+
+// errLeaseGone reports a write that found the lease gone.
+var errLeaseGone = errors.New("lease not found")
+
+// op is one write of a pass.
+type op struct {
+	e    *entry // a put, or nil for a delete
+	path string
+	tomb *tomb
+}
+
+func (o op) size() int {
+	if o.e == nil {
+		return len(o.path) + opOverhead
+	}
+	return len(o.path) + len(o.e.value) + opOverhead
+}
+
+// sync writes to etcd, under lease, every held instance marked dirty (but
+// those waiting out a refusal) and every pending delete. A claimed
+// instance is put unconditionally (the later writer owns a key); any other
+// is put only if the key is absent, so a key another registrar owns is left
+// alone and reported as a conflict. Deletes only remove keys still under
+// lease. A key that etcd refuses is retried on its own backoff; it returns
+// an error only when etcd could not be asked (no connection, a timeout) or
+// the lease is gone (errLeaseGone), having marked what was not written to
+// be written again.
+func (b *Backend) sync(ctx context.Context, lease clientv3.LeaseID) error {
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+	return b.syncLocked(ctx, lease)
+}
+
+// syncLocked is sync for a caller that holds writeMu.
+func (b *Backend) syncLocked(ctx context.Context, lease clientv3.LeaseID) error {
+	now := time.Now()
+	b.mu.Lock()
+	var ops []op
+	for key := range b.dirty {
+		e := b.held[key]
+		if e == nil {
+			delete(b.dirty, key)
+			continue
+		}
+		if e.retryAt.After(now) {
+			continue
+		}
+		delete(b.dirty, key)
+		e.tried = true
+		ops = append(ops, op{e: e, path: e.path})
+	}
+	for path, t := range b.tombs {
+		ops = append(ops, op{path: path, tomb: t})
+	}
+	clear(b.tombs)
+	b.mu.Unlock()
+	slices.SortFunc(ops, func(x, y op) int { return strings.Compare(x.path, y.path) })
+	return b.write(ctx, lease, ops)
+}
+
+// write commits ops in batches bounded by count and bytes, splitting a
+// batch that etcd refuses. On an error it returns, what it has not written
+// is marked to be written again.
+func (b *Backend) write(ctx context.Context, lease clientv3.LeaseID, ops []op) error {
+	for len(ops) > 0 {
+		n := batchLen(ops)
+		err := b.commit(ctx, lease, ops[:n])
+		switch {
+		case err == nil:
+		case !refusal(err):
+			b.requeue(ops)
+			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				return fmt.Errorf("%w: %w", errLeaseGone, err)
+			}
+			return err
+		case n == 1:
+			b.refused(ops[0], err)
+		default:
+			if err := b.write(ctx, lease, ops[:n/2]); err != nil {
+				b.requeue(ops[n/2:])
+				return err
+			}
+			if err := b.write(ctx, lease, ops[n/2:n]); err != nil {
+				b.requeue(ops[n:])
+				return err
+			}
+		}
+		ops = ops[n:]
+	}
+	return nil
+}
+
+// batchLen returns how many of ops go in the next transaction: at least
+// one, at most maxTxnOps and, beyond the first, maxTxnBytes.
+func batchLen(ops []op) int {
+	n, bytes := 1, ops[0].size()
+	for n < len(ops) && n < maxTxnOps {
+		bytes += ops[n].size()
+		if bytes > maxTxnBytes {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// refusal reports whether etcd (or the client, for a request over its send
+// limit) refused a request for what it holds, rather than failing to
+// answer: a smaller request, or another key, may succeed.
+func refusal(err error) bool {
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return false
+	}
+	var code codes.Code
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		code = ee.Code()
+	} else if s, ok := status.FromError(err); ok {
+		code = s.Code()
+	} else {
+		return false
+	}
+	switch code {
+	case codes.InvalidArgument, codes.PermissionDenied, codes.ResourceExhausted,
+		codes.FailedPrecondition, codes.OutOfRange:
+		return true
+	}
+	return false
+}
+
+// commit writes one batch in one request.
+func (b *Backend) commit(ctx context.Context, lease clientv3.LeaseID, batch []op) error {
+	if len(batch) == 1 && batch[0].e != nil && batch[0].e.claim {
+		// The common case, a Register: a plain put is cheaper than a
+		// transaction.
+		resp, err := b.cli.Put(ctx, batch[0].path, batch[0].e.value, clientv3.WithLease(lease))
+		if err != nil {
+			return err
+		}
+		b.applied(lease, resp.Header.Revision, batch, []*etcdserverpb.ResponseOp{{}})
+		return nil
+	}
+	txn := make([]clientv3.Op, len(batch))
+	for i, o := range batch {
+		switch {
+		case o.tomb != nil:
+			txn[i] = clientv3.OpTxn(
+				[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(o.path), "=", lease)},
+				[]clientv3.Op{clientv3.OpDelete(o.path)}, nil)
+		case o.e.claim:
+			txn[i] = clientv3.OpPut(o.path, o.e.value, clientv3.WithLease(lease))
+		default:
+			txn[i] = clientv3.OpTxn(
+				[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(o.path), "=", 0)},
+				[]clientv3.Op{clientv3.OpPut(o.path, o.e.value, clientv3.WithLease(lease))},
+				[]clientv3.Op{clientv3.OpGet(o.path)})
+		}
+	}
+	resp, err := b.cli.Txn(ctx).Then(txn...).Commit()
+	if err != nil {
+		return err
+	}
+	b.applied(lease, resp.Header.Revision, batch, resp.Responses)
+	return nil
+}
+
+// pending reports whether writes are waiting.
+func (b *Backend) pending() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.dirty) > 0 || len(b.tombs) > 0
+}
+
+// nextPass returns how long until the next write pass is due: at resumeAt
+// (after a failed pass) or when the earliest refused key may be retried.
+// It reports false when nothing waits.
+func (b *Backend) nextPass(resumeAt time.Time) (time.Duration, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var next time.Time
+	found := len(b.tombs) > 0
+	if found {
+		next = resumeAt
+	}
+	for key := range b.dirty {
+		e := b.held[key]
+		if e == nil {
+			continue
+		}
+		at := e.retryAt
+		if at.Before(resumeAt) {
+			at = resumeAt
+		}
+		if !found || at.Before(next) {
+			next, found = at, true
+		}
+	}
+	if !found {
+		return 0, false
+	}
+	return max(0, time.Until(next)), true
+}
+
+// requeue marks the writes of a failed batch to be done again.
+func (b *Backend) requeue(ops []op) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, o := range ops {
+		switch {
+		case o.tomb != nil:
+			if _, back := b.byPath[o.path]; back {
+				finishAll(o.tomb.waiters, nil) // registered again meanwhile
+			} else if t := b.tombs[o.path]; t != nil {
+				t.waiters = append(t.waiters, o.tomb.waiters...)
+			} else {
+				b.tombs[o.path] = o.tomb
+			}
+		case b.held[o.e.inst.Key()] == o.e:
+			b.dirty[o.e.inst.Key()] = struct{}{}
+		}
+	}
+}
+
+// refused records that etcd refused the write of one key, alone: the key
+// waits out its own backoff, the others go on.
+func (b *Backend) refused(o op, cause error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if o.tomb != nil {
+		if _, back := b.byPath[o.path]; back {
+			finishAll(o.tomb.waiters, nil) // registered again meanwhile
+			return
+		}
+		b.log.Warn("etcd refused to delete an instance", "key", o.path, "error", cause)
+		finishAll(o.tomb.waiters, fmt.Errorf("etcd refused to delete %s: %w", o.path, cause))
+		return
+	}
+	e := o.e
+	key := e.inst.Key()
+	if b.held[key] != e {
+		return
+	}
+	if e.backoff == nil {
+		e.backoff = b.cfg.Retry.Backoff()
+	}
+	e.refusals++
+	d, _ := e.backoff.Next()
+	e.retryAt = time.Now().Add(d)
+	b.dirty[key] = struct{}{}
+	b.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: e.refusals, RetryIn: d, Err: cause})
+	b.log.Warn("etcd refused the instance, will retry", "node", e.inst.Address, "key", e.path,
+		"attempt", e.refusals, "retry_in", d, "error", cause)
+}
+
+// writeFailed reports a write pass that etcd did not answer.
+func (b *Backend) writeFailed(lease clientv3.LeaseID, attempt int, delay time.Duration, cause error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for key := range b.dirty {
+		e := b.held[key]
+		if e == nil || e.conflict || e.refusals > 0 {
+			continue
+		}
+		n++
+		b.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: attempt, RetryIn: delay, Err: cause})
+	}
+	cause = b.explain(cause)
+	b.log.Warn("failed to update instances, will retry", "lease", leaseString(lease), "instances", n,
+		"attempt", attempt, "retry_in", delay, "error", cause)
+}
+
+// explain says why a request failed when there is no connection to etcd:
+// a bare deadline would not.
+func (b *Backend) explain(err error) error {
+	if b.cli.ActiveConnection().GetState() != connectivity.Ready {
+		return fmt.Errorf("no connection to etcd at %v: %w", b.cli.Endpoints(), err)
+	}
+	return err
+}
+
+// applied records the outcome of one committed transaction at revision
+// rev.
+func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*etcdserverpb.ResponseOp) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	again := false
+	for i, o := range ops {
+		if o.tomb != nil {
+			finishAll(o.tomb.waiters, nil)
+			continue
+		}
+		e := o.e
+		key := e.inst.Key()
+		if b.held[key] != e {
+			// Replaced or withdrawn meanwhile: a newer entry or a tomb
+			// takes care of the key.
+			continue
+		}
+		if rev < e.rev {
+			// The own-key watch has seen a later change (a delete, or
+			// another registrar's put): that is what etcd holds now, and
+			// what the state says. The write itself was durable.
+			finishAll(e.waiters, nil)
+			e.waiters = nil
+			continue
+		}
+		if txn := resps[i].GetResponseTxn(); txn != nil && !txn.Succeeded {
+			// The key exists: ours, or another registrar's.
+			kvs := txn.Responses[0].GetResponseRange().GetKvs()
+			if len(kvs) == 0 {
+				b.dirty[key] = struct{}{}
+				again = true
+				continue
+			}
+			kv := kvs[0]
+			theirs := clientv3.LeaseID(kv.Lease)
+			if !slices.Contains(b.ours, theirs) {
+				e.rev = rev
+				b.conflictLocked(e, theirs)
+				b.ownKeys.add(e.path, rev+1) // to see it leave
+				continue
+			}
+			if theirs != lease || string(kv.Value) != e.value {
+				// Ours, under an older lease or with an older value.
+				e.claim, again = true, true
+				b.dirty[key] = struct{}{}
+				continue
+			}
+		}
+		if !e.written {
+			b.log.Debug("registered instance", "node", e.inst.Address, "key", e.path, "lease", leaseString(lease))
+		}
+		e.claim, e.written, e.conflict, e.rev = false, true, false, rev
+		e.refusals, e.backoff, e.retryAt = 0, nil, time.Time{}
+		b.ownKeys.add(e.path, rev+1)
+		// Also after an update in place: the status carries the instance.
+		// Set before Register returns, so its caller sees it.
+		b.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
+		finishAll(e.waiters, nil)
+		e.waiters = nil
+	}
+	if again {
+		b.poke()
+	}
+}
+
+// conflictLocked records that another registrar owns e's key.
+func (b *Backend) conflictLocked(e *entry, theirs clientv3.LeaseID) {
+	e.written, e.conflict = false, true
+	if e.state == discovery.StateConflict {
+		return
+	}
+	err := fmt.Errorf("%w: key %s is under lease %s", discovery.ErrConflict, e.path, leaseString(theirs))
+	b.reportLocked(e, discovery.Status{State: discovery.StateConflict, Err: err})
+	b.log.Error("instance registered by another process; waiting for it to leave",
+		"node", e.inst.Address, "key", e.path, "their_lease", leaseString(theirs))
+}
