@@ -156,3 +156,42 @@ func TestThousandInstancesShareOneLeaseAndStream(t *testing.T) {
 		t.Errorf("%.2f MiB of heap added; want at most 3 MiB", float64(heap)/(1<<20))
 	}
 }
+
+// eventsPerRegistration registers n processes one after another, each a
+// Backend with its own client and one instance, under a fresh prefix, and
+// returns the watch events etcd sent per registration.
+func eventsPerRegistration(t *testing.T, srv *etcdtest.Server, n int) float64 {
+	t.Helper()
+	prefix := fmt.Sprintf("/fleet-%d", n)
+	before := serverMetric(t, "etcd_debugging_mvcc_events_total", "", "")
+	for i := range n {
+		cfg := testConfig(t, srv.Endpoints())
+		cfg.Logger = nil
+		cfg.Prefix = prefix
+		b := newBackend(t, cfg)
+		register(t, b, discovery.Instance{Service: "payments", ID: fmt.Sprintf("p-%03d", i),
+			Address: fmt.Sprintf("10.0.0.%d:8080", i)})
+	}
+	// One more write under the prefix, seen by nobody but those who watch
+	// the whole prefix, and a read: the events of the registrations have
+	// been sent by the time a watcher of ours would have this one.
+	cli := srv.Client(t)
+	if _, err := cli.Put(context.Background(), prefix+"/payments/marker", "{}"); err != nil {
+		t.Fatal(err)
+	}
+	return (serverMetric(t, "etcd_debugging_mvcc_events_total", "", "") - before) / float64(n)
+}
+
+// Not parallel: it reads etcd's global metrics. A process must learn of
+// changes to its own keys only: the events etcd sends per registration do
+// not depend on how many other processes share the prefix (with a watch
+// over the whole prefix they grew linearly: 4.5 at 10, 19.5 at 40).
+func TestEventsPerRegistrationDoNotGrowWithTheFleet(t *testing.T) {
+	srv := etcdtest.Start(t)
+	small := eventsPerRegistration(t, srv, 10)
+	large := eventsPerRegistration(t, srv, 50)
+	t.Logf("watch events per registration: %.2f at 10 processes, %.2f at 50", small, large)
+	if small != large || large > 1 {
+		t.Errorf("watch events per registration: %.2f at 10 processes, %.2f at 50; want the same, at most 1", small, large)
+	}
+}

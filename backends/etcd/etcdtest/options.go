@@ -46,6 +46,7 @@ type options struct {
 	password   string
 	dataDir    string
 	clientPort int
+	quota      int64
 	logger     *zap.Logger
 	errs       []error
 }
@@ -124,6 +125,19 @@ func WithClientPort(port int) Option {
 			return
 		}
 		o.clientPort = port
+	}
+}
+
+// WithQuotaBackendBytes sets etcd's storage quota (--quota-backend-bytes),
+// so that a test can fill it and see etcd raise its NOSPACE alarm, under
+// which it refuses writes but serves reads and deletes.
+func WithQuotaBackendBytes(n int64) Option {
+	return func(o *options) {
+		if n <= 0 {
+			o.errs = append(o.errs, fmt.Errorf("etcdtest: WithQuotaBackendBytes(%d): want a positive size", n))
+			return
+		}
+		o.quota = n
 	}
 }
 

@@ -256,6 +256,7 @@ func (s *Server) embedConfig(r *run) *embed.Config {
 	cfg.LogLevel = "error"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(s.opts.logger.Named(s.name))
 	cfg.ServiceRegister = r.register
+	cfg.QuotaBackendBytes = s.opts.quota
 	if s.pki != nil {
 		cfg.ClientTLSInfo = s.pki.serverTLSInfo()
 	}
