@@ -6,8 +6,10 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/roster-sd/roster/retry"
@@ -483,6 +485,58 @@ func TestDoWakeOn(t *testing.T) {
 	if d := time.Since(start); d > waitLong {
 		t.Errorf("Do() took %v, want the wake to cut the hour-long wait short", d)
 	}
+}
+
+// Many processes woken by the same event spread their next attempts over
+// [0, jitter) instead of retrying in the same instant. synctest's clock
+// makes the delays exact.
+func TestDoWakeJitterSpreadsWokenAttempts(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const processes, jitter = 50, 400 * time.Millisecond
+		wake := make(chan struct{})
+		woken := make(chan time.Time, processes)
+		var delays []time.Duration
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for range processes {
+			wg.Go(func() {
+				calls := 0
+				err := retry.Policy{Base: time.Hour, Max: time.Hour}.Do(context.Background(),
+					func(context.Context) error {
+						calls++
+						if calls == 1 {
+							return errFlaky
+						}
+						mu.Lock()
+						delays = append(delays, time.Since(<-woken))
+						mu.Unlock()
+						return nil
+					},
+					retry.WakeOn(wake), retry.WakeJitter(jitter))
+				if err != nil {
+					t.Errorf("Do() = %v, want nil", err)
+				}
+			})
+		}
+		synctest.Wait() // every process waits out its hour-long delay
+		now := time.Now()
+		for range processes {
+			woken <- now
+		}
+		close(wake)
+		wg.Wait()
+		if len(delays) != processes {
+			t.Fatalf("%d second attempts; want %d", len(delays), processes)
+		}
+		slices.Sort(delays)
+		if delays[0] < 0 || delays[len(delays)-1] >= jitter {
+			t.Errorf("woken attempts after %v to %v; want within [0, %v)", delays[0], delays[len(delays)-1], jitter)
+		}
+		if spread := delays[len(delays)-1] - delays[0]; spread < jitter/2 {
+			t.Errorf("50 woken attempts spread over %v; want most of %v", spread, jitter)
+		}
+	})
 }
 
 func TestDoWakeOnClosedChannel(t *testing.T) {

@@ -195,3 +195,56 @@ func TestEventsPerRegistrationDoNotGrowWithTheFleet(t *testing.T) {
 		t.Errorf("watch events per registration: %.2f at 10 processes, %.2f at 50; want the same, at most 1", small, large)
 	}
 }
+
+// requestCounts reads etcd's count of handled requests, by method.
+func requestCounts(t *testing.T, methods ...string) map[string]float64 {
+	out := make(map[string]float64, len(methods))
+	for _, m := range methods {
+		out[m] = serverMetric(t, "grpc_server_handled_total", "grpc_method", m)
+	}
+	return out
+}
+
+// Not parallel: it reads etcd's global metrics. Back from an outage longer
+// than the TTL, in which etcd kept the lease (it does through a restart),
+// a process spends one request to recover: it asks for the lease's TTL,
+// keeps the lease and its keys, and writes nothing.
+func TestRecoveryWithASurvivingLeaseCostsOneRequest(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cfg := testConfig(t, srv.Endpoints())
+	cfg.RequestTimeout = 300 * time.Millisecond
+	b := newBackend(t, cfg)
+	states := recordStates(t, b)
+	register(t, b, instance("payments", "p-1"))
+	register(t, b, instance("payments", "p-2"))
+	lease := b.Lease()
+
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	states.waitState(t, discovery.StateRetrying, cfg.TTL+waitFor) // the keep-alive timed out
+	methods := []string{"LeaseTimeToLive", "LeaseGrant", "Txn", "Put", "DeleteRange", "Range"}
+	before := requestCounts(t, methods...)
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	states.waitState(t, discovery.StateRegistered, waitFor)
+	eventually(t, waitFor, "both instances are registered", func() bool {
+		for _, st := range b.Statuses() {
+			if st.State != discovery.StateRegistered {
+				return false
+			}
+		}
+		return true
+	})
+	after := requestCounts(t, methods...)
+	want := map[string]float64{"LeaseTimeToLive": 1}
+	for _, m := range methods {
+		if got := after[m] - before[m]; got != want[m] {
+			t.Errorf("%s requests to recover: %v; want %v", m, got, want[m])
+		}
+	}
+	if b.Lease() != lease {
+		t.Errorf("lease = %x after recovery; want the surviving %x", b.Lease(), lease)
+	}
+}
