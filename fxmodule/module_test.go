@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -674,5 +675,96 @@ func TestPasswordWithoutTLSIsAWarning(t *testing.T) {
 				t.Errorf("logs reveal the password:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestDeregisterWhileRegisteringIsNotUndone: the application deregisters
+// its instance while the module's background Register is still pending
+// (etcd is down). That Register fails with ErrNotRegistered, which ends
+// the module's registration of the instance instead of retrying it: the
+// instance stays deregistered once etcd is back, for the rest of the
+// application's life.
+func TestDeregisterWhileRegisteringIsNotUndone(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := etcdConfig(t, srv)
+	key := cfg.Prefix + "/payments/p-1"
+	var (
+		reg     *fxmodule.Registration
+		backend discovery.Backend
+		status  discovery.StatusReporter
+	)
+	app := fxtest.New(t,
+		fxmodule.Module,
+		fx.Supply(cfg),
+		fx.Provide(func() hclog.Logger { return testLogger(t) }),
+		fxmodule.Instance(payments),
+		fx.Populate(&reg, &backend, &status),
+	)
+	sub := status.SubscribeStatus()
+	defer sub.Stop()
+	app.RequireStart()
+	waitState(t, sub, payments.Key(), discovery.StateRetrying, 15*time.Second) // Register is pending
+
+	// The delete waits for etcd; the pending Register is withdrawn at once.
+	deregistered := make(chan error, 1)
+	go func() { deregistered <- backend.Deregister(ctxFor(t, 30*time.Second), payments) }()
+	waitState(t, sub, payments.Key(), discovery.StateDeregistered, 5*time.Second)
+	// The module is done with the instance, with etcd still down: its
+	// registration goroutine has ended instead of registering it again.
+	if err := reg.Wait(ctxFor(t, 5*time.Second)); err != nil {
+		t.Errorf("Registration.Wait after the application deregistered the instance = %v; want nil at once", err)
+	}
+
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-deregistered; err != nil {
+		t.Errorf("Deregister = %v; want nil once etcd is back", err)
+	}
+	// Something else goes through the same backend once etcd is back.
+	other := discovery.Instance{Service: "payments", ID: "p-2", Address: "127.0.0.1:8082"}
+	if err := backend.Register(ctxFor(t, 10*time.Second), other); err != nil {
+		t.Fatalf("Register(p-2): %v", err)
+	}
+	if st, err := status.Status("payments", "p-1"); !errors.Is(err, discovery.ErrNotRegistered) {
+		t.Errorf("Status(p-1) = %+v, %v; want ErrNotRegistered", st, err)
+	}
+	if resp, err := cli.Get(ctxFor(t, 5*time.Second), key); err != nil || len(resp.Kvs) != 0 {
+		t.Errorf("Get(%s) = %v, %v; want nothing", key, resp, err)
+	}
+	app.RequireStop()
+
+	// etcd's history of the prefix, up to a marker written after stop:
+	// p-1 was never written, at any time.
+	marker := cfg.Prefix + "/zz-marker"
+	if _, err := cli.Put(ctxFor(t, 5*time.Second), marker, "end"); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var history []string
+	sawMarker := false
+	for resp := range cli.Watch(wctx, cfg.Prefix+"/", clientv3.WithPrefix(), clientv3.WithRev(1)) {
+		if err := resp.Err(); err != nil {
+			t.Fatalf("watch the history: %v", err)
+		}
+		for _, ev := range resp.Events {
+			history = append(history, ev.Type.String()+" "+string(ev.Kv.Key))
+			if string(ev.Kv.Key) == key {
+				t.Errorf("etcd has an event for p-1: %s", history[len(history)-1])
+			}
+			if string(ev.Kv.Key) == marker {
+				sawMarker = true
+				cancel()
+			}
+		}
+	}
+	if !sawMarker || !slices.Contains(history, "PUT "+cfg.Prefix+"/payments/p-2") {
+		t.Errorf("history of the prefix:\n%s\nwant p-2's put and the marker", strings.Join(history, "\n"))
 	}
 }
