@@ -59,7 +59,12 @@ type Config struct {
 
 	// Endpoints are the etcd endpoints, "host:port" or URLs. Default:
 	// etcd.DefaultEndpoint (127.0.0.1:2379). Ignored with an
-	// application-owned *clientv3.Client.
+	// application-owned *clientv3.Client. https:// and unixs:// endpoints
+	// use TLS (the system's roots unless CACert is set), host:port ones
+	// when CACert, Cert or TLS is set. An http:// or unix:// endpoint with
+	// any of those, or endpoints that mix TLS and plain-text schemes, are
+	// rejected with an error naming the endpoint (etcd.ErrInvalidConfig):
+	// the etcd client would connect in plain text.
 	Endpoints []string
 	// Prefix is the etcd key prefix. Default: etcd.DefaultPrefix
 	// (/roster/services).
@@ -82,7 +87,8 @@ type Config struct {
 
 	// Username and Password authenticate to etcd when its auth is enabled.
 	Username string
-	// Password goes with Username. It is never logged.
+	// Password goes with Username. It is never logged. Without TLS it is
+	// sent in clear, which the module allows with a warning in its log.
 	Password string
 
 	// Timeout is the etcd dial and request timeout, and bounds the
@@ -235,15 +241,17 @@ func (c Config) validate() error {
 }
 
 // tlsConfig returns c.TLS, or one built from the certificate files, or nil
-// when nothing asks for TLS. An https:// endpoint without files gets the
-// system's roots.
+// when nothing asks for TLS. An https:// or unixs:// endpoint without files
+// gets the system's roots. The etcd backend rejects a TLS configuration
+// with an http:// or unix:// endpoint, which would connect in plain text.
 func (c Config) tlsConfig() (*tls.Config, error) {
 	if c.TLS != nil {
 		return c.TLS, nil
 	}
 	https := false
 	for _, ep := range c.Endpoints {
-		if strings.HasPrefix(ep, "https://") {
+		ep = strings.ToLower(strings.TrimSpace(ep))
+		if strings.HasPrefix(ep, "https://") || strings.HasPrefix(ep, "unixs:") {
 			https = true
 		}
 	}

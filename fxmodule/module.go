@@ -138,6 +138,16 @@ func newBackend(p Params) (discovery.Backend, bool, error) {
 		if err != nil {
 			return nil, false, fmt.Errorf("fxmodule: etcd backend: %w", err)
 		}
+		if p.Client == nil && ecfg.Password != "" && ecfg.TLS == nil {
+			// Allowed (a development etcd), but worth saying. Without TLS
+			// here, no endpoint is https:// or unixs:// (tlsConfig).
+			eps := ecfg.Endpoints
+			if len(eps) == 0 {
+				eps = []string{etcd.DefaultEndpoint}
+			}
+			moduleLogger(p.Logger).Warn("the etcd password is sent in clear: the endpoints do not use TLS",
+				"endpoints", eps, "username", ecfg.Username)
+		}
 		return b, true, nil
 	}
 }

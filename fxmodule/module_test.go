@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -571,4 +572,199 @@ func deadEndpoint(t *testing.T) string {
 	addr := l.Addr().String()
 	l.Close()
 	return addr
+}
+
+// TestTLSWithPlainTextEndpointIsRejected: a CA certificate (Config.CACert
+// or ROSTER_CACERT) with an http:// endpoint asks for TLS that the etcd
+// client would silently drop, connecting in plain text and sending the
+// password in clear; so would a mix of http:// and https:// endpoints.
+// Building the application fails with an error naming the endpoint, and
+// nothing is written to etcd: here a plain-text etcd that such a
+// configuration would have reached.
+func TestTLSWithPlainTextEndpointIsRejected(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	host := srv.Endpoints()[0]
+	ca := writeCACert(t)
+	fromEnv, err := fxmodule.ConfigFromEnv(env(map[string]string{
+		fxmodule.EnvEndpoints: "http://" + host, fxmodule.EnvCACert: ca,
+		fxmodule.EnvUsername: "svc", fxmodule.EnvPassword: "s3cret-pw", fxmodule.EnvTimeout: "2s",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := `Endpoints[0] "http://` + host + `" is a plain-text http:// endpoint but TLS is set`
+	cases := []struct {
+		name string
+		cfg  fxmodule.Config
+		want string
+	}{
+		{"CACert", fxmodule.Config{Endpoints: []string{"http://" + host}, CACert: ca, Timeout: 2 * time.Second}, plain},
+		{"ROSTER_CACERT and a password", fromEnv, plain},
+		{"http and https", fxmodule.Config{Endpoints: []string{"http://" + host, "https://" + host}, Timeout: 2 * time.Second},
+			`Endpoints[1] "https://` + host + `" asks for TLS but Endpoints[0] "http://` + host + `" does not`},
+	}
+	before, err := cli.Get(ctxFor(t, 5*time.Second), "/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var reg *fxmodule.Registration
+			app := fx.New(fxmodule.Module, fx.Supply(tc.cfg), fxmodule.Instance(payments), fx.Populate(&reg),
+				fx.Provide(func() hclog.Logger { return testLogger(t) }), fx.NopLogger)
+			err := app.Err()
+			if err == nil {
+				ctx := ctxFor(t, 10*time.Second)
+				startErr := app.Start(ctx)
+				waitErr := reg.Wait(ctx)
+				_ = app.Stop(ctx)
+				t.Fatalf("fx.New accepted it (Start: %v, Registration.Wait: %v); want an error naming the endpoint", startErr, waitErr)
+			}
+			if !errors.Is(err, etcd.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("fx.New error = %v; want one wrapping etcd.ErrInvalidConfig that says %s", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "s3cret-pw") {
+				t.Errorf("error %q reveals the password", err)
+			}
+		})
+	}
+	after, err := cli.Get(ctxFor(t, 5*time.Second), "/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Header.Revision != before.Header.Revision {
+		t.Errorf("etcd revision went from %d to %d: something was written", before.Header.Revision, after.Header.Revision)
+	}
+}
+
+// TestPasswordWithoutTLSIsAWarning: a password over a plain-text
+// connection is allowed (a development etcd) but logged as a warning that
+// names the endpoints, never the password; with TLS there is no warning.
+func TestPasswordWithoutTLSIsAWarning(t *testing.T) {
+	t.Parallel()
+	srv := sharedEtcd(t)
+	cases := []struct {
+		name string
+		cfg  fxmodule.Config
+		warn bool
+	}{
+		{"plain text", fxmodule.Config{Endpoints: srv.Endpoints(), Username: "svc", Password: "s3cret-pw", Timeout: 2 * time.Second}, true},
+		{"no password", fxmodule.Config{Endpoints: srv.Endpoints(), Timeout: 2 * time.Second}, false},
+		{"TLS", fxmodule.Config{Endpoints: []string{"https://" + deadEndpoint(t)}, Timeout: 2 * time.Second}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			logs := &linebuf.Buffer{}
+			logger := hclog.New(&hclog.LoggerOptions{Name: "app", Output: logs, Level: hclog.Debug})
+			res, err := fxmodule.NewBackend(fxmodule.Params{Config: tc.cfg, Logger: logger})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := res.Backend.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			out := logs.String()
+			want := `[WARN]  app.roster.fx: the etcd password is sent in clear: the endpoints do not use TLS: endpoints=["` + srv.Endpoints()[0] + `"] username=svc`
+			if got := strings.Contains(out, want); got != tc.warn {
+				t.Errorf("logs:\n%s\nwant the warning %q: %v", out, want, tc.warn)
+			}
+			if strings.Contains(out, "s3cret-pw") {
+				t.Errorf("logs reveal the password:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestDeregisterWhileRegisteringIsNotUndone: the application deregisters
+// its instance while the module's background Register is still pending
+// (etcd is down). That Register fails with ErrNotRegistered, which ends
+// the module's registration of the instance instead of retrying it: the
+// instance stays deregistered once etcd is back, for the rest of the
+// application's life.
+func TestDeregisterWhileRegisteringIsNotUndone(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := etcdConfig(t, srv)
+	key := cfg.Prefix + "/payments/p-1"
+	var (
+		reg     *fxmodule.Registration
+		backend discovery.Backend
+		status  discovery.StatusReporter
+	)
+	app := fxtest.New(t,
+		fxmodule.Module,
+		fx.Supply(cfg),
+		fx.Provide(func() hclog.Logger { return testLogger(t) }),
+		fxmodule.Instance(payments),
+		fx.Populate(&reg, &backend, &status),
+	)
+	sub := status.SubscribeStatus()
+	defer sub.Stop()
+	app.RequireStart()
+	waitState(t, sub, payments.Key(), discovery.StateRetrying, 15*time.Second) // Register is pending
+
+	// The delete waits for etcd; the pending Register is withdrawn at once.
+	deregistered := make(chan error, 1)
+	go func() { deregistered <- backend.Deregister(ctxFor(t, 30*time.Second), payments) }()
+	waitState(t, sub, payments.Key(), discovery.StateDeregistered, 5*time.Second)
+	// The module is done with the instance, with etcd still down: its
+	// registration goroutine has ended instead of registering it again.
+	if err := reg.Wait(ctxFor(t, 5*time.Second)); err != nil {
+		t.Errorf("Registration.Wait after the application deregistered the instance = %v; want nil at once", err)
+	}
+
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-deregistered; err != nil {
+		t.Errorf("Deregister = %v; want nil once etcd is back", err)
+	}
+	// Something else goes through the same backend once etcd is back.
+	other := discovery.Instance{Service: "payments", ID: "p-2", Address: "127.0.0.1:8082"}
+	if err := backend.Register(ctxFor(t, 10*time.Second), other); err != nil {
+		t.Fatalf("Register(p-2): %v", err)
+	}
+	if st, err := status.Status("payments", "p-1"); !errors.Is(err, discovery.ErrNotRegistered) {
+		t.Errorf("Status(p-1) = %+v, %v; want ErrNotRegistered", st, err)
+	}
+	if resp, err := cli.Get(ctxFor(t, 5*time.Second), key); err != nil || len(resp.Kvs) != 0 {
+		t.Errorf("Get(%s) = %v, %v; want nothing", key, resp, err)
+	}
+	app.RequireStop()
+
+	// etcd's history of the prefix, up to a marker written after stop:
+	// p-1 was never written, at any time.
+	marker := cfg.Prefix + "/zz-marker"
+	if _, err := cli.Put(ctxFor(t, 5*time.Second), marker, "end"); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var history []string
+	sawMarker := false
+	for resp := range cli.Watch(wctx, cfg.Prefix+"/", clientv3.WithPrefix(), clientv3.WithRev(1)) {
+		if err := resp.Err(); err != nil {
+			t.Fatalf("watch the history: %v", err)
+		}
+		for _, ev := range resp.Events {
+			history = append(history, ev.Type.String()+" "+string(ev.Kv.Key))
+			if string(ev.Kv.Key) == key {
+				t.Errorf("etcd has an event for p-1: %s", history[len(history)-1])
+			}
+			if string(ev.Kv.Key) == marker {
+				sawMarker = true
+				cancel()
+			}
+		}
+	}
+	if !sawMarker || !slices.Contains(history, "PUT "+cfg.Prefix+"/payments/p-2") {
+		t.Errorf("history of the prefix:\n%s\nwant p-2's put and the marker", strings.Join(history, "\n"))
+	}
 }

@@ -42,7 +42,9 @@ type RegistrationParams struct {
 // By default Start does not wait for the registry: it starts one
 // goroutine per instance that calls Register with a context that Stop
 // cancels, and calls it again, with the Config's retry policy, when it
-// fails. Meanwhile the backend's discovery.StatusReporter reports the
+// fails; but not when it fails with discovery.ErrNotRegistered, which
+// means that the application deregistered the instance meanwhile: the
+// Registration then leaves it deregistered. Meanwhile the backend's discovery.StatusReporter reports the
 // registration as registering, then retrying (the etcd backend holds a
 // pending registration and retries it itself until etcd answers). With
 // Config.RequireRegistration, Start registers every instance before it
@@ -66,8 +68,9 @@ type Registration struct {
 	mu         sync.Mutex
 	started    bool
 	stopping   bool
-	cancel     context.CancelFunc // ends the registering goroutines
-	registered map[discovery.Key]bool
+	cancel     context.CancelFunc     // ends the registering goroutines
+	registered map[discovery.Key]bool // registered by the Registration; Stop deregisters them
+	settled    map[discovery.Key]bool // registered once, or withdrawn by the application; ready when all are
 
 	stopOnce sync.Once
 	stopErr  error
@@ -116,6 +119,7 @@ func NewRegistration(p RegistrationParams) (*Registration, error) {
 		ready:      make(chan struct{}),
 		stopped:    make(chan struct{}),
 		registered: make(map[discovery.Key]bool),
+		settled:    make(map[discovery.Key]bool),
 	}
 	if len(instances) == 0 {
 		close(r.ready)
@@ -182,11 +186,15 @@ func (r *Registration) begin() (context.Context, error) {
 	return runCtx, nil
 }
 
-// keep registers in, retrying until it succeeds or ctx ends.
+// keep registers in, retrying until it succeeds or ctx ends. A Register
+// that fails with discovery.ErrNotRegistered was withdrawn by a Deregister
+// of the application while it was pending: keep then ends without
+// registering in again, which would undo the application's choice.
 func (r *Registration) keep(ctx context.Context, in discovery.Instance) {
 	err := r.cfg.Retry.Do(ctx, func(ctx context.Context) error {
 		err := r.reg.Register(ctx, in)
-		if errors.Is(err, discovery.ErrClosed) || errors.Is(err, discovery.ErrInvalidInstance) {
+		if errors.Is(err, discovery.ErrClosed) || errors.Is(err, discovery.ErrInvalidInstance) ||
+			errors.Is(err, discovery.ErrNotRegistered) {
 			return retry.Permanent(err)
 		}
 		return err
@@ -198,27 +206,47 @@ func (r *Registration) keep(ctx context.Context, in discovery.Instance) {
 	case err == nil:
 		r.registeredOne(in)
 		r.log.Debug("registered instance", "instance", in.Key().String(), "node", in.Address)
+	case ctx.Err() == nil && errors.Is(err, discovery.ErrNotRegistered):
+		r.settle(in)
+		r.log.Info("instance deregistered by the application while it was being registered; no longer registering it",
+			"instance", in.Key().String(), "node", in.Address)
 	case ctx.Err() == nil:
 		r.log.Error("gave up registering instance", "instance", in.Key().String(), "node", in.Address, "error", err)
 	}
 }
 
+// registeredOne records that in has been registered: Stop deregisters it.
 func (r *Registration) registeredOne(in discovery.Instance) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.registered[in.Key()] {
+	r.registered[in.Key()] = true
+	r.settleLocked(in)
+}
+
+// settle records that the Registration is done with in, registered or
+// not, for Wait.
+func (r *Registration) settle(in discovery.Instance) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.settleLocked(in)
+}
+
+func (r *Registration) settleLocked(in discovery.Instance) {
+	if r.settled[in.Key()] {
 		return
 	}
-	r.registered[in.Key()] = true
-	if len(r.registered) == len(r.instances) {
+	r.settled[in.Key()] = true
+	if len(r.settled) == len(r.instances) {
 		close(r.ready)
 	}
 }
 
-// Wait blocks until every instance has been registered once and returns
-// nil, or returns ctx's error, or an error wrapping discovery.ErrClosed
-// once the Registration has stopped. It says nothing about later
-// outages: for those, read the backend's discovery.StatusReporter.
+// Wait blocks until every instance has been registered once (or, for an
+// instance the application deregistered while the Registration was still
+// registering it, until that registration was withdrawn) and returns nil,
+// or returns ctx's error, or an error wrapping discovery.ErrClosed once
+// the Registration has stopped. It says nothing about later outages: for
+// those, read the backend's discovery.StatusReporter.
 func (r *Registration) Wait(ctx context.Context) error {
 	select {
 	case <-r.ready:

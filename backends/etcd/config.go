@@ -40,9 +40,21 @@ type Config struct {
 	DialTimeout time.Duration
 	// TLS, when set, secures the connection (and may carry a client
 	// certificate). Ignored by NewWithClient.
+	//
+	// The etcd client decides on TLS from the endpoints' schemes, for all
+	// of them at once: https:// and unixs:// use TLS (with the system's
+	// roots when TLS is nil), http:// and unix:// are plain text, and a
+	// bare host:port uses TLS when it is set. A Config whose endpoints
+	// contradict each other or TLS is rejected with ErrInvalidConfig
+	// naming the endpoint, rather than connecting in plain text: TLS set
+	// with an http:// or unix:// endpoint, or (TLS nil) an https:// or
+	// unixs:// endpoint beside an http://, unix:// or bare one.
 	TLS *tls.Config
 	// Username and Password authenticate to etcd when auth is enabled.
-	// The password is never logged. Ignored by NewWithClient.
+	// The password is never logged. Over a connection without TLS it
+	// travels in clear, which is allowed (a development etcd); the fx
+	// module and the roster command line warn about it. Ignored by
+	// NewWithClient.
 	Username string
 	// Password goes with Username.
 	Password string
@@ -139,7 +151,94 @@ func (c Config) validate() error {
 	if err := c.Retry.Validate(); err != nil {
 		return configError("Retry: %v", err)
 	}
+	if err := c.validateTransport(); err != nil {
+		return err
+	}
 	return validatePrefix(c.Prefix)
+}
+
+// endpointScheme returns the scheme of an etcd endpoint, lower case, as
+// the etcd client reads it: "unix" and "unixs" for "unix:path" and
+// "unixs:path" too, "" for a bare host:port.
+func endpointScheme(ep string) string {
+	ep = strings.TrimSpace(ep)
+	switch {
+	case strings.HasPrefix(ep, "unixs:"):
+		return "unixs"
+	case strings.HasPrefix(ep, "unix:"):
+		return "unix"
+	}
+	scheme, _, ok := strings.Cut(ep, "://")
+	if !ok {
+		return ""
+	}
+	return strings.ToLower(scheme)
+}
+
+// endpointUsesTLS reports whether the etcd client would want TLS for ep:
+// https and unixs always, http and unix never, and any other endpoint
+// (host:port) when the Config has TLS.
+func (c Config) endpointUsesTLS(ep string) bool {
+	switch endpointScheme(ep) {
+	case "https", "unixs":
+		return true
+	case "http", "unix":
+		return false
+	default:
+		return c.TLS != nil
+	}
+}
+
+// validateTransport rejects endpoints whose schemes contradict TLS or each
+// other. The etcd client takes the first endpoint's scheme for all of them
+// (an http:// first endpoint drops TLS for every endpoint, an https:// one
+// forces it on every endpoint), so a mix would silently connect some
+// endpoint in a way its scheme or the TLS setting did not ask for: in
+// plain text, with any password in clear.
+func (c Config) validateTransport() error {
+	// First the schemes among themselves, whatever TLS says.
+	tlsAt, plainAt := -1, -1
+	for i, ep := range c.Endpoints {
+		switch endpointScheme(ep) {
+		case "https", "unixs":
+			if tlsAt < 0 {
+				tlsAt = i
+			}
+		case "http", "unix":
+			if plainAt < 0 {
+				plainAt = i
+			}
+		}
+	}
+	if tlsAt < 0 || plainAt < 0 {
+		// Then every endpoint against TLS.
+		tlsAt, plainAt = -1, -1
+		for i, ep := range c.Endpoints {
+			switch {
+			case c.endpointUsesTLS(ep):
+				if tlsAt < 0 {
+					tlsAt = i
+				}
+			case c.TLS != nil:
+				if endpointScheme(ep) == "unix" {
+					return configError("Endpoints[%d] %q is a plain-text unix:// endpoint but TLS is set; "+
+						"use unixs:// for a TLS socket (or drop TLS)", i, ep)
+				}
+				return configError("Endpoints[%d] %q is a plain-text http:// endpoint but TLS is set, "+
+					"which the etcd client would ignore, connecting in plain text; "+
+					"use https:// (or drop TLS)", i, ep)
+			case plainAt < 0:
+				plainAt = i
+			}
+		}
+	}
+	if tlsAt >= 0 && plainAt >= 0 {
+		return configError("Endpoints[%d] %q asks for TLS but Endpoints[%d] %q does not, "+
+			"and the etcd client uses TLS for every endpoint or for none; "+
+			"give every endpoint the https:// (or unixs://) scheme, or set TLS for host:port endpoints",
+			tlsAt, c.Endpoints[tlsAt], plainAt, c.Endpoints[plainAt])
+	}
+	return nil
 }
 
 // validatePrefix accepts absolute paths of one or more segments of

@@ -94,13 +94,22 @@ func (b *Backend) list(ctx context.Context, service string) ([]discovery.Instanc
 
 // decode turns a key-value under the service's prefix into an instance,
 // skipping (with a warning) a value that is not a valid instance of that
-// service stored under its own ID: someone else wrote it.
+// service stored under its own ID: someone else wrote it. The key must be
+// exactly <Prefix>/<service>/<id> with the value's ID, which must not be
+// empty: Instance.Validate accepts an empty ID, which Register derives from
+// the address, but a stored instance always has its ID, and an empty one
+// would match the key <Prefix>/<service>/ itself.
 func (b *Backend) decode(service string, kv *mvccpb.KeyValue) (discovery.Instance, bool) {
 	var in discovery.Instance
 	id := strings.TrimPrefix(string(kv.Key), b.servicePrefix(service))
 	err := json.Unmarshal(kv.Value, &in)
 	if err == nil {
 		err = in.Validate()
+	}
+	if err == nil {
+		// Validate lets an empty ID through; the stored one must be a
+		// name, which also keeps '/' out of the key's last segment.
+		err = discovery.ValidateName("ID", in.ID)
 	}
 	if err == nil && (in.Service != service || in.ID != id) {
 		err = fmt.Errorf("holds instance %s/%s", in.Service, in.ID)

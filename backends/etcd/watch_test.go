@@ -5,16 +5,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/linebuf"
+	"github.com/roster-sd/roster/internal/testlog"
 )
 
 // ids lists the IDs of a set, for messages and comparisons.
@@ -156,6 +160,69 @@ func TestWatchSkipsInvalidValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitIDs(t, "[p-1 p-2]", waitFor)
+}
+
+// TestResolveAndWatchSkipKeysNotNamedByTheirID: a value is an instance of
+// the service only under the key <Prefix>/<service>/<its ID>, with a
+// non-empty ID. An instance with an empty ID under <Prefix>/<service>/
+// (the key and the ID both empty) and values under keys with more
+// segments are skipped with the usual warning, by Resolve, by Watch's
+// first list and by its events.
+func TestResolveAndWatchSkipKeysNotNamedByTheirID(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	logs := &linebuf.Buffer{}
+	cfg := testConfig(t, srv.Endpoints())
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: io.MultiWriter(logs, testlog.Writer(t)), Level: hclog.Debug})
+	b := newBackend(t, cfg)
+	register(t, b, instance("payments", "p-1"))
+	ctx := context.Background()
+	emptyKey := b.Key("payments", "") // <Prefix>/payments/
+	bad := map[string]string{
+		emptyKey:                       `{"service":"payments","id":"","address":"127.0.0.1:9001"}`,
+		b.Key("payments", "a/b"):       `{"service":"payments","id":"a/b","address":"127.0.0.1:9002"}`,
+		b.Key("payments", "a/p-2"):     `{"service":"payments","id":"p-2","address":"127.0.0.1:9003"}`,
+		b.Key("payments", "p-3/"):      `{"service":"payments","id":"p-3","address":"127.0.0.1:9004"}`,
+		b.Key("payments", "") + "/p-4": `{"service":"payments","id":"p-4","address":"127.0.0.1:9005"}`,
+	}
+	for key, value := range bad {
+		if _, err := cli.Put(ctx, key, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []discovery.Instance{instance("payments", "p-1")}
+	got, err := b.Resolve(ctx, "payments")
+	if err != nil || !discovery.EqualSets(got, want) {
+		t.Errorf("Resolve = %+v, %v; want only %+v", got, err, want)
+	}
+
+	w, err := b.Watch(ctx, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := collect(t, w)
+	c.waitIDs(t, "[p-1]", waitFor)
+	// The same values again, as events of the watch, then a valid one.
+	for key, value := range bad {
+		if _, err := cli.Put(ctx, key, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putRaw(t, cli, b, instance("payments", "p-5"))
+	c.waitIDs(t, "[p-1 p-5]", waitFor)
+	c.mu.Lock()
+	for i, set := range c.sets {
+		for _, in := range set {
+			if in.ID != "p-1" && in.ID != "p-5" {
+				t.Errorf("watch set %d holds %+v; want only p-1 and p-5", i, in)
+			}
+		}
+	}
+	c.mu.Unlock()
+	for key := range bad {
+		logs.WaitFor(t, fmt.Sprintf("skipping a value that is not a valid instance: key=%s ", key), waitFor)
+	}
 }
 
 func TestWatchConvergesAfterCompactionWhileDisconnected(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 )
@@ -263,4 +266,116 @@ func TestWatchSurvivesRestart(t *testing.T) {
 	}
 	first.interrupt()
 	watch.interrupt()
+}
+
+// TestLsAndWatchEscapeRegistryValues: anyone who may write under the prefix
+// can put newlines, terminal escape sequences and Unicode controls in
+// metadata. ls and watch print such keys and values quoted, with Go's
+// escapes, so that they cannot forge lines such as "+ id address" or
+// repaint the operator's terminal: each instance stays one line.
+func TestLsAndWatchEscapeRegistryValues(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	env := endpointEnv(srv)
+	put := func(meta map[string]string) {
+		t.Helper()
+		v, err := json.Marshal(map[string]any{"service": "payments", "id": "p-1", "address": "127.0.0.1:8080", "metadata": meta})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		if _, err := cli.Put(ctx, "/roster/services/payments/p-1", string(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(map[string]string{
+		"note":  "x\n+ p-9 10.6.6.6:443",
+		"zone":  "\x1b[2K\x1b[31mred\x1b[0m",
+		"dir":   "\u202eevil",
+		"a b":   "c,d=e",
+		"quote": `"q"`,
+		"plain": "v1.4.2",
+	})
+	meta := `"a b"="c,d=e",dir="\u202eevil",note="x\n+ p-9 10.6.6.6:443",plain=v1.4.2,quote="\"q\"",zone="\x1b[2K\x1b[31mred\x1b[0m"`
+
+	r := runRoster(t, env, "ls", "payments")
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	row := regexp.MustCompile(`^p-1\s+127\.0\.0\.1:8080\s+` + regexp.QuoteMeta(meta) + `\s+-$`)
+	if r.code != 0 || len(lines) != 2 || !row.MatchString(lines[1]) || r.stderr != "" {
+		t.Errorf("ls payments: exit %d\nstdout:\n%q\nstderr:\n%q\nwant the header and one line with metadata %s", r.code, r.stdout, r.stderr, meta)
+	}
+
+	watch := startRoster(t, env, "watch", "payments")
+	watch.waitLine("payments: 1 instance")
+	if got, want := watch.waitLine("p-1"), "+ p-1 127.0.0.1:8080 "+meta; got != want {
+		t.Errorf("watch printed %q; want %q", got, want)
+	}
+	// A change, which comes as a watch event.
+	put(map[string]string{"zone": "a\r- p-1 127.0.0.1:8080\x07"})
+	watch.waitLine("payments: 1 instance")
+	if got, want := watch.waitLine("p-1"), `~ p-1 127.0.0.1:8080 zone="a\r- p-1 127.0.0.1:8080\a"`; got != want {
+		t.Errorf("watch printed %q; want %q", got, want)
+	}
+	watch.interrupt()
+	for _, line := range watch.lines() {
+		if strings.HasPrefix(line, "+ p-9") || strings.HasPrefix(line, "- p-1") || strings.ContainsAny(line, "\x1b\r\a\u202e") {
+			t.Errorf("watch printed a forged or raw line %q", line)
+		}
+	}
+}
+
+// TestTLSSettingsWithPlainTextEndpoint: --cacert (or ROSTER_CACERT) with
+// an http:// endpoint asks for TLS that the etcd client would drop,
+// registering in plain text and sending the password in clear. register
+// fails at once with one line naming the endpoint, exit status 2, and
+// writes nothing to etcd: here a plain-text etcd that the command would
+// have reached. A password without any TLS setting is the user's choice:
+// the command works and warns.
+func TestTLSSettingsWithPlainTextEndpoint(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	host := srv.Endpoints()[0]
+	ca := writeCACert(t)
+	revision := func() int64 {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		resp, err := cli.Get(ctx, "/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Header.Revision
+	}
+	before := revision()
+	register := []string{"register", "--service", "payments", "--id", "p-1", "--address", "127.0.0.1:8080"}
+	want := `roster: etcd: invalid config: Endpoints[0] "http://` + host + `" is a plain-text http:// endpoint but TLS is set`
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"flags", nil, append(register, "--cacert", ca, "--endpoints", "http://"+host)},
+		{"environment", []string{"ROSTER_CACERT=" + ca, "ROSTER_ENDPOINTS=http://" + host, "ROSTER_USERNAME=svc", "ROSTER_PASSWORD=s3cret-pw"}, register},
+	}
+	for _, c := range cases {
+		r := runRoster(t, c.env, c.args...)
+		if r.code != exitInput || !strings.HasPrefix(r.stderr, want) || strings.Count(r.stderr, "\n") != 1 || r.stdout != "" {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want %d and one line %q...", c.name, r.code, r.stdout, r.stderr, exitInput, want)
+		}
+		if strings.Contains(r.stderr, "s3cret-pw") {
+			t.Errorf("%s: stderr %q shows the password", c.name, r.stderr)
+		}
+	}
+	if after := revision(); after != before {
+		t.Errorf("etcd revision went from %d to %d: something was written", before, after)
+	}
+
+	r := runRoster(t, []string{"ROSTER_PASSWORD=s3cret-pw"}, "ls", "--endpoints", host, "--user", "svc")
+	warning := "roster: warning: the password is sent to etcd in clear: " + host + " does not use TLS (give https:// endpoints, or --cacert)\n"
+	if r.code != exitOK || r.stdout != "no services under /roster/services\n" || r.stderr != warning {
+		t.Errorf("ls with a password over plain text: exit %d, stdout %q, stderr %q; want 0 and the warning %q", r.code, r.stdout, r.stderr, warning)
+	}
 }

@@ -38,7 +38,7 @@ func addConnectionFlags(fs *pflag.FlagSet) {
 	fs.String("cert", "", "client certificate file for TLS, PEM ($ROSTER_CERT)")
 	fs.String("key", "", "private key file of --cert, PEM ($ROSTER_KEY)")
 	fs.String("user", "", "etcd user name ($ROSTER_USERNAME)")
-	fs.String("password", "", "etcd password; prefer $ROSTER_PASSWORD, which ps does not show")
+	fs.String("password", "", "etcd password; visible to other local users in the process list (ps): set $ROSTER_PASSWORD instead")
 	fs.Duration("timeout", etcd.DefaultDialTimeout, "dial and request timeout ($ROSTER_TIMEOUT)")
 	fs.BoolP("verbose", "v", false, "log the etcd backend's activity on stderr")
 }
@@ -119,7 +119,7 @@ func loadConfig(fs *pflag.FlagSet) (etcd.Config, error) {
 	}
 	if cfg.TLS == nil {
 		for _, ep := range cfg.Endpoints {
-			if strings.HasPrefix(ep, "https://") || strings.HasPrefix(ep, "unixs://") {
+			if ep := strings.ToLower(ep); strings.HasPrefix(ep, "https://") || strings.HasPrefix(ep, "unixs:") {
 				// TLS with the system's roots, as etcdctl does.
 				cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 				break
@@ -195,7 +195,10 @@ func loadTLS(caFile, certFile, keyFile string, from map[string]string) (*tls.Con
 
 // newBackend loads the connection configuration from the flags in fs,
 // lets adjust change it, and dials etcd, which waits for etcd to answer
-// only when credentials are given.
+// only when credentials are given. The etcd backend's Config check rejects
+// TLS settings (--cacert, --cert) with an http:// endpoint, and endpoints
+// that mix TLS and plain text, naming the endpoint; a password without
+// TLS is allowed, with a warning.
 func (a *app) newBackend(ctx context.Context, fs *pflag.FlagSet, adjust func(*etcd.Config)) (*etcd.Backend, etcd.Config, error) {
 	cfg, err := loadConfig(fs)
 	if err != nil {
@@ -208,6 +211,11 @@ func (a *app) newBackend(ctx context.Context, fs *pflag.FlagSet, adjust func(*et
 	b, err := etcd.New(cfg)
 	if errors.Is(err, etcd.ErrInvalidConfig) {
 		return nil, cfg, inputError{err}
+	}
+	if cfg.Password != "" && cfg.TLS == nil {
+		// Without TLS here no endpoint is https:// or unixs:// (loadConfig).
+		a.warnf("the password is sent to etcd in clear: %s does not use TLS (give https:// endpoints, or --cacert)",
+			strings.Join(cfg.Endpoints, ","))
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		// With credentials, the client logs in while connecting.

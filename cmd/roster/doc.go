@@ -26,7 +26,7 @@
 //	--cert       ROSTER_CERT       client certificate file (PEM)
 //	--key        ROSTER_KEY        client certificate's private key file (PEM)
 //	--user       ROSTER_USERNAME   etcd user name
-//	--password   ROSTER_PASSWORD   etcd password (never printed)
+//	--password   ROSTER_PASSWORD   etcd password (never printed; the flag is visible to other local users in ps, use the variable)
 //	--timeout    ROSTER_TIMEOUT    dial and request timeout (5s)
 //
 // -v (--verbose) logs the etcd backend's activity on stderr.

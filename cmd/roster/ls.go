@@ -29,7 +29,10 @@ their instance counts (one read of the keys, without values).
 ls with a service lists its instances: ID, ADDRESS, METADATA (k=v sorted by
 key) and TTL, the seconds left on the instance's lease ("-" for a key without
 a lease). Values that are not valid instances are skipped with a warning on
-stderr.
+stderr. A metadata key or value with a space, '"', '\', ',', '=' or a
+character that is not printable (a control character, a terminal escape) is
+printed quoted, with Go's escapes ("a\nb"), so that what anyone wrote to
+etcd cannot forge lines of output.
 
 -o json prints a JSON array instead: of {"service", "instances"} objects, or
 of instances with "ttl_seconds" (null without a lease) and "lease" (hex).`,
@@ -102,7 +105,7 @@ func (a *app) lsServices(ctx context.Context, b *etcd.Backend, asJSON bool, wrap
 	tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tINSTANCES")
 	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%d\n", s.Service, s.Instances)
+		fmt.Fprintf(tw, "%s\t%d\n", safe(s.Service), s.Instances)
 	}
 	return tw.Flush()
 }
@@ -135,11 +138,16 @@ func (a *app) lsInstances(ctx context.Context, b *etcd.Backend, service string, 
 		if err == nil {
 			err = in.Validate()
 		}
+		if err == nil {
+			// Validate lets an empty ID through (Register derives it);
+			// a stored instance has one, the last segment of its key.
+			err = discovery.ValidateName("ID", in.ID)
+		}
 		if id := strings.TrimPrefix(string(kv.Key), prefix); err == nil && (in.Service != service || in.ID != id) {
 			err = fmt.Errorf("it holds instance %s/%s", in.Service, in.ID)
 		}
 		if err != nil {
-			a.warnf("skipping key %q: not a valid instance: %v", kv.Key, err)
+			a.warnf("skipping key %q: not a valid instance: %s", kv.Key, escapeUnprintable(err.Error()))
 			continue
 		}
 		row := instanceRow{Service: in.Service, ID: in.ID, Address: in.Address, Metadata: in.Metadata, lease: clientv3.LeaseID(kv.Lease)}
@@ -186,7 +194,7 @@ func (a *app) lsInstances(ctx context.Context, b *etcd.Backend, service string, 
 		default:
 			ttl = strconv.FormatInt(*r.TTLSeconds, 10)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.ID, r.Address, meta, ttl)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", safe(r.ID), safe(r.Address), meta, ttl)
 	}
 	return tw.Flush()
 }

@@ -3,8 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -35,7 +42,8 @@ func TestHelp(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"--help"}, []string{"Usage:", "dev", "ls", "watch", "register", "deregister", "--endpoints", "ROSTER_ENDPOINTS", "--timeout"}},
+		{[]string{"--help"}, []string{"Usage:", "dev", "ls", "watch", "register", "deregister", "--endpoints", "ROSTER_ENDPOINTS", "--timeout",
+			"--password string", "visible to other local users in the process list (ps): set $ROSTER_PASSWORD instead"}},
 		{nil, []string{"Usage:", "Available Commands:"}},
 		{[]string{"dev", "--help"}, []string{"roster dev [flags]", "--port", "--data-dir"}},
 		{[]string{"ls", "--help"}, []string{"roster ls [service]", "--output", "ttl_seconds", "--prefix"}},
@@ -110,6 +118,7 @@ func TestInputErrors(t *testing.T) {
 	if err := os.WriteFile(junk, []byte("not a certificate\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	ca := writeCACert(t)
 	reg := func(extra ...string) []string {
 		return append([]string{"register", "--service", "payments", "--address", "127.0.0.1:8080"}, extra...)
 	}
@@ -149,6 +158,12 @@ func TestInputErrors(t *testing.T) {
 		{"missing cacert", []string{"ls", "--cacert", filepath.Join(dir, "none.pem")}, "--cacert: open "},
 		{"junk cacert", []string{"ls", "--cacert", junk}, "no PEM certificate found"},
 		{"junk cert", []string{"ls", "--cert", junk, "--key", junk}, "--cert/--key: tls: failed to find any PEM data"},
+		{"cacert with an http endpoint", []string{"ls", "--cacert", ca, "--endpoints", "http://127.0.0.1:1"},
+			`roster: etcd: invalid config: Endpoints[0] "http://127.0.0.1:1" is a plain-text http:// endpoint but TLS is set`},
+		{"cacert with a unix endpoint", []string{"ls", "--cacert", ca, "--endpoints", "unix:///run/etcd.sock"},
+			`roster: etcd: invalid config: Endpoints[0] "unix:///run/etcd.sock" is a plain-text unix:// endpoint but TLS is set; use unixs://`},
+		{"http and https endpoints", []string{"ls", "--endpoints", "http://127.0.0.1:1,https://127.0.0.1:2", "--user", "ops", "--password", "hunter2"},
+			`roster: etcd: invalid config: Endpoints[1] "https://127.0.0.1:2" asks for TLS but Endpoints[0] "http://127.0.0.1:1" does not`},
 		{"port out of range", []string{"dev", "--port", "70000"}, "invalid --port 70000"},
 	}
 	for _, c := range cases {
@@ -363,11 +378,41 @@ func TestTLSAndAuth(t *testing.T) {
 
 	t.Run("no client certificate", func(t *testing.T) {
 		code, _, errOut := runInProcess(t, "ls", "--endpoints", ep, "--user", "root", "--password", "s3cret-pw", "--timeout", "1s")
-		want := "roster: etcd at " + ep + " did not answer within 1s: context deadline exceeded\n"
+		want := "roster: warning: the password is sent to etcd in clear: " + ep + " does not use TLS (give https:// endpoints, or --cacert)\n" +
+			"roster: etcd at " + ep + " did not answer within 1s: context deadline exceeded\n"
 		if code != exitFailure || errOut != want {
 			t.Errorf("exit %d, stderr %q; want 1 and %q", code, errOut, want)
 		}
 	})
+}
+
+// writeCACert writes a self-signed CA certificate (PEM) to a file of the
+// test's own and returns its path: a valid --cacert for command lines that
+// must be rejected before any certificate is used.
+func writeCACert(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "roster test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }
 
 func TestDevPortInUse(t *testing.T) {
@@ -444,6 +489,8 @@ func TestLsSkipsInvalid(t *testing.T) {
 		"/roster/services/payments/bad":  `not json`,
 		"/roster/services/payments/x":    `{"service":"payments","id":"y","address":"127.0.0.1:8081"}`,
 		"/roster/services/payments/addr": `{"service":"payments","id":"addr","address":"nowhere"}`,
+		"/roster/services/payments/":     `{"service":"payments","id":"","address":"127.0.0.1:8090"}`,
+		"/roster/services/payments/esc":  `{"service":"payments","id":"esc","address":"\u001b[2K\n+ p-9"}`,
 		"/roster/services/odd":           `{}`,
 		"/elsewhere/payments/p-9":        `{"service":"payments","id":"p-9","address":"127.0.0.1:8089"}`,
 	} {
@@ -461,6 +508,8 @@ func TestLsSkipsInvalid(t *testing.T) {
 		`roster: warning: skipping key "/roster/services/payments/bad": not a valid instance: invalid character`,
 		`roster: warning: skipping key "/roster/services/payments/x": not a valid instance: it holds instance payments/y`,
 		`roster: warning: skipping key "/roster/services/payments/addr": not a valid instance: discovery: invalid instance: Address is not host:port`,
+		`roster: warning: skipping key "/roster/services/payments/": not a valid instance: discovery: invalid instance: ID must not be empty` + "\n",
+		`roster: warning: skipping key "/roster/services/payments/esc": not a valid instance: discovery: invalid instance: Address is not host:port (IPv6 hosts in brackets): address \x1b[2K\n+ p-9: missing port in address` + "\n",
 	} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
@@ -483,8 +532,9 @@ func TestLsSkipsInvalid(t *testing.T) {
 
 	// Keys only: the count is of keys that look like <prefix>/<service>/<id>.
 	code, stdout, stderr = runInProcess(t, "ls", "--endpoints", ep)
-	if code != exitOK || !regexp.MustCompile(`^SERVICE\s+INSTANCES\npayments\s+4\n$`).MatchString(stdout) ||
-		!strings.Contains(stderr, `roster: warning: skipping key "/roster/services/odd": not /roster/services/<service>/<id>`) {
+	if code != exitOK || !regexp.MustCompile(`^SERVICE\s+INSTANCES\npayments\s+5\n$`).MatchString(stdout) ||
+		!strings.Contains(stderr, `roster: warning: skipping key "/roster/services/odd": not /roster/services/<service>/<id>`) ||
+		!strings.Contains(stderr, `roster: warning: skipping key "/roster/services/payments/": not /roster/services/<service>/<id>`) {
 		t.Errorf("ls: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 
@@ -495,5 +545,33 @@ func TestLsSkipsInvalid(t *testing.T) {
 	code, stdout, _ = runInProcess(t, "ls", "--endpoints", ep, "--prefix", "/nothing-here", "-o", "json")
 	if code != exitOK || stdout != "[]\n" {
 		t.Errorf("ls of an empty prefix: exit %d, %q; want []", code, stdout)
+	}
+}
+
+// TestSafe: what ls and watch print of a registry field: unchanged when
+// it is plain, quoted with Go's escapes when it holds a field separator or
+// a rune that is not printable.
+func TestSafe(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ in, want string }{
+		{"", ""},
+		{"v1.4.2", "v1.4.2"},
+		{"zürich", "zürich"},
+		{"a b", `"a b"`},
+		{"a,b", `"a,b"`},
+		{"a=b", `"a=b"`},
+		{`"q"`, `"\"q\""`},
+		{`C:\dir`, `"C:\\dir"`},
+		{"a\nb", `"a\nb"`},
+		{"a\tb", `"a\tb"`},
+		{"\x1b[31mred", `"\x1b[31mred"`},
+		{"\u202eevil", `"\u202eevil"`},
+		{"no\u00a0break", `"no\u00a0break"`},
+		{"bad\xffbyte", `"bad\xffbyte"`},
+	}
+	for _, c := range cases {
+		if got := safe(c.in); got != c.want {
+			t.Errorf("safe(%q) = %s; want %s", c.in, got, c.want)
+		}
 	}
 }

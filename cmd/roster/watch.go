@@ -24,6 +24,10 @@ that changed:
   - id address [k=v,...]   removed
   ~ id address [k=v,...]   changed address or metadata (new values)
 
+Metadata keys and values are printed as ls prints them: quoted, with Go's
+escapes, when they hold a space, '"', '\', ',', '=' or a character that is
+not printable.
+
 The watch survives etcd restarts and outages: when etcd cannot be reached it
 prints "etcd unavailable, still watching", and once etcd is back it prints
 the set again (marked "etcd is back") with what changed meanwhile. Only
@@ -89,7 +93,7 @@ func (a *app) printChange(service string, old, cur []discovery.Instance, note st
 	if len(cur) == 1 {
 		n = "instance"
 	}
-	fmt.Fprintf(&b, "%s %s: %d %s%s\n", time.Now().Format(time.RFC3339), service, len(cur), n, note)
+	fmt.Fprintf(&b, "%s %s: %d %s%s\n", time.Now().Format(time.RFC3339), safe(service), len(cur), n, note)
 	i, j := 0, 0
 	for i < len(old) || j < len(cur) {
 		switch {
