@@ -239,11 +239,12 @@ func TestWatchConvergesAfterEtcdWiped(t *testing.T) {
 	port := portOf(t, old.Endpoints()[0])
 	fresh := etcdtest.Start(t, etcdtest.WithClientPort(port))
 	fcli := fresh.Client(t)
+	c := collect(t, w)
 	putRaw(t, fcli, b, instance("payments", "new-1"))
 	putRaw(t, fcli, b, instance("payments", "new-2"))
-	nextSet(t, w, "[new-1 new-2]")
+	c.waitIDs(t, "[new-1 new-2]", waitFor)
 	putRaw(t, fcli, b, instance("payments", "new-3"))
-	nextSet(t, w, "[new-1 new-2 new-3]")
+	c.waitIDs(t, "[new-1 new-2 new-3]", waitFor)
 }
 
 func oldSet(n int) []discovery.Instance {
