@@ -56,7 +56,7 @@ func (b *Backend) poke() {
 
 // monitorConn follows the client's connection to etcd. Each time it
 // becomes usable it signals connReady, so a waiting retry starts at once,
-// and, after a failure, makes the watches list again. When connecting
+// and, after a failure, makes the watches resume (see resyncAll). When connecting
 // fails it tells the watchers that etcd is unreachable.
 func (b *Backend) monitorConn() {
 	defer b.wg.Done()

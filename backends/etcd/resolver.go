@@ -3,6 +3,7 @@ package etcd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -12,6 +13,9 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/retry"
 )
+
+// errWatchEnded: etcd's watch channel closed without an error.
+var errWatchEnded = errors.New("etcd watch ended")
 
 // startFollow is the start hook of the Backend's watch group: when a
 // service gets its first Watcher it starts the goroutine that keeps the
@@ -27,9 +31,11 @@ func (b *Backend) startFollow(service string, feed *discovery.Feed) (stop func()
 	return cancel
 }
 
-// resyncAll makes every service watch list its service again: the
-// connection is back after a failure. Each follow goroutine notices that
-// the channel it took before its last list is closed.
+// resyncAll tells every service watch that the connection is back after a
+// failure: each follow goroutine notices that the channel it took is
+// closed, re-establishes its watch from the revision it reached and tells
+// its watchers the set is fresh; it lists again only if that revision is
+// gone.
 func (b *Backend) resyncAll() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -75,13 +81,19 @@ func (b *Backend) isClosed() bool {
 
 // list reads the service's instances and the revision they were read at.
 func (b *Backend) list(ctx context.Context, service string) ([]discovery.Instance, int64, error) {
+	set, rev, _, err := b.listFrom(ctx, service)
+	return set, rev, err
+}
+
+// listFrom is list that also returns the ID of the cluster that answered.
+func (b *Backend) listFrom(ctx context.Context, service string) ([]discovery.Instance, int64, uint64, error) {
 	opts := []clientv3.OpOption{clientv3.WithPrefix()}
 	if b.cfg.SerializableReads {
 		opts = append(opts, clientv3.WithSerializable())
 	}
 	resp, err := b.cli.Get(ctx, b.servicePrefix(service), opts...)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	set := make([]discovery.Instance, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
@@ -89,7 +101,7 @@ func (b *Backend) list(ctx context.Context, service string) ([]discovery.Instanc
 			set = append(set, in)
 		}
 	}
-	return discovery.NormalizeSet(set), resp.Header.Revision, nil
+	return discovery.NormalizeSet(set), resp.Header.Revision, resp.Header.ClusterId, nil
 }
 
 // decode turns a key-value under the service's prefix into an instance,
@@ -125,8 +137,10 @@ func (b *Backend) decode(service string, kv *mvccpb.KeyValue) (discovery.Instanc
 // Watch implements discovery.Resolver. Watchers of one service share one
 // etcd watch, which lists the service at a revision R, then watches from
 // R+1, resumes from the last revision it saw after any fault, and lists
-// again if that revision was compacted. The watch lives until its last
-// Watcher stops or the Backend closes; ctx is not used after Watch returns.
+// again only if that revision was compacted or etcd's history no longer
+// holds it. The shared watch lives until its last Watcher stops or the
+// Backend closes; the Watcher returned lives until Stop or until ctx
+// ends, whichever comes first.
 func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
 	if err := discovery.ValidateName("service", service); err != nil {
 		return nil, err
@@ -145,7 +159,15 @@ func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher,
 }
 
 // follow keeps feed up to date with the service's instances until ctx
-// ends. It never gives up on a transient fault.
+// ends. It never gives up on a transient fault. It lists the service once,
+// then watches from the revision after the list and, after a fault,
+// resumes from the revision it reached: it lists again only when that
+// revision is gone, compacted or absent from etcd's history (a restored
+// or wiped cluster: another cluster ID, or a current revision below the
+// one reached). A failed list fails the feed with discovery.ErrUnavailable.
+// After a reconnection it re-establishes its watch and, once etcd has
+// confirmed it from the revision reached, publishes the current set again,
+// which tells the watchers the set is fresh without a range read.
 func (b *Backend) follow(ctx context.Context, service string, feed *discovery.Feed) {
 	defer b.wg.Done()
 	prefix := b.servicePrefix(service)
@@ -158,16 +180,26 @@ func (b *Backend) follow(ctx context.Context, service string, feed *discovery.Fe
 	var (
 		current map[string]discovery.Instance // by etcd key
 		rev     int64                         // next revision to watch from; 0: list first
-		back    <-chan struct{}               // closed once the connection is back after a failure
+		cluster uint64                        // ID of the cluster the list came from
+		back    = b.reconnections()           // closed once the connection is back after a failure
 	)
+	publish := func() {
+		set := make([]discovery.Instance, 0, len(current))
+		for _, in := range current {
+			set = append(set, in)
+		}
+		feed.Publish(set)
+	}
 	for ctx.Err() == nil {
 		if rev == 0 {
-			// A reconnection from now on calls for another list.
-			back = b.reconnections()
 			lctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
-			set, at, err := b.list(lctx, service)
+			set, at, id, err := b.listFrom(lctx, service)
 			cancel()
 			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				feed.Fail(fmt.Errorf("list %s: %w", service, err))
 				if !pause(err) {
 					return
 				}
@@ -178,11 +210,14 @@ func (b *Backend) follow(ctx context.Context, service string, feed *discovery.Fe
 				current[prefix+in.ID] = in
 			}
 			feed.Publish(set)
-			rev = at + 1
+			rev, cluster = at+1, id
 		}
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		var err error
-		events := b.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
+		// created: etcd confirmed this watch, so its header tells whether
+		// rev is still in etcd's history.
+		created := false
+		events := b.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithCreatedNotify())
 	watching:
 		for {
 			var resp clientv3.WatchResponse
@@ -190,12 +225,14 @@ func (b *Backend) follow(ctx context.Context, service string, feed *discovery.Fe
 			select {
 			case resp, ok = <-events:
 			case <-back:
-				// Back from an outage: list again, which also tells the
-				// watchers their set is fresh.
-				rev, err = 0, nil
+				// Back from an outage: watch again from the revision
+				// reached, and publish the set once etcd confirms it.
+				back = b.reconnections()
+				err = nil
 				break watching
 			}
 			if !ok {
+				err = errWatchEnded
 				break watching
 			}
 			if resp.CompactRevision != 0 {
@@ -205,6 +242,13 @@ func (b *Backend) follow(ctx context.Context, service string, feed *discovery.Fe
 				break watching
 			}
 			if err = resp.Err(); err != nil {
+				break watching
+			}
+			if h := resp.Header; h.ClusterId != cluster || h.Revision < rev-1 {
+				b.log.Info("etcd no longer holds the revision the service watch reached, listing again",
+					"service", service, "revision", rev-1, "etcd_revision", h.Revision,
+					"cluster", cluster, "etcd_cluster", h.ClusterId)
+				rev, err = 0, nil
 				break watching
 			}
 			backoff = b.cfg.Retry.Backoff()
@@ -219,16 +263,15 @@ func (b *Backend) follow(ctx context.Context, service string, feed *discovery.Fe
 				}
 				rev = ev.Kv.ModRevision + 1
 			}
-			if len(resp.Events) > 0 {
-				set := make([]discovery.Instance, 0, len(current))
-				for _, in := range current {
-					set = append(set, in)
-				}
-				feed.Publish(set)
+			if len(resp.Events) > 0 || (resp.Created && !created) {
+				// Publishing after a fault tells the watchers their set
+				// is fresh, even when it did not change.
+				publish()
 			}
+			created = created || resp.Created
 		}
 		cancel()
-		if err != nil || (rev != 0 && ctx.Err() == nil) {
+		if err != nil && ctx.Err() == nil {
 			if !pause(err) {
 				return
 			}

@@ -24,8 +24,10 @@
 // discovery.ErrUnavailable), the resolver keeps the watcher and leaves
 // gRPC's addresses alone, so calls go on to the known instances; it only
 // logs the outage (or reports it, if gRPC has no address yet) and sends
-// the set again once the registry is back. ResolveNow forces a fresh
-// Resolve of the upstream.
+// the set again once the registry is back. Every set gRPC gets comes from
+// the watch while it is healthy, so addresses never go back to an older
+// set; ResolveNow forces a Resolve of the upstream only while the watch is
+// failing or being set up.
 //
 // Put a cache.Resolver (package discovery/cache) in front of the backend
 // to share one upstream watch among many ClientConns of one service.

@@ -88,7 +88,8 @@ func WithRetry(p retry.Policy) Option {
 
 // WithResolveNowInterval sets the shortest time between two upstream
 // Resolve calls forced by gRPC's ResolveNow, which gRPC may call every time
-// a connection fails. ResolveNow calls within the interval are merged into
+// a connection fails; ResolveNow reads upstream only while the watch is
+// failing or being set up. ResolveNow calls within the interval are merged into
 // one forced Resolve at its end. The default is DefaultResolveNowInterval;
 // zero resolves on every call. A negative d makes NewBuilder fail with an
 // error wrapping ErrInvalidOption.

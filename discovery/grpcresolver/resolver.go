@@ -113,20 +113,30 @@ type watchResolver struct {
 	nowPending bool               // ResolveNow was called and not served yet
 	interrupt  context.CancelFunc // cuts the current Next short; nil outside Next
 	lastForced time.Time          // when the last forced Resolve started
+	watching   bool               // the watch delivered a set and has not failed since
 
 	// Owned by run.
 	pushed    []discovery.Instance // last set sent to gRPC
 	hasPushed bool                 // pushed is what gRPC holds
 }
 
-// ResolveNow implements resolver.Resolver: the resolver Resolves the
-// service upstream and sends gRPC the result, at once or, if it did so
-// less than the ResolveNow interval ago, at the end of that interval.
-// It does not block. While the watch is being set up again after a
-// failure, the watch's first set serves the request.
+// ResolveNow implements resolver.Resolver. gRPC calls it when connections
+// fail, asking for newer addresses. While the watch is healthy, gRPC
+// already holds the watch's current set and gets every change as soon as
+// the watch sees it, so ResolveNow does nothing: a separately read set
+// could be newer than the watch's next one (which would then roll gRPC's
+// addresses back) or older (and stay until the next change). Only while
+// the watch is failing or being set up does the resolver Resolve the
+// service upstream and send gRPC the result, at once or, if it did so less
+// than the ResolveNow interval ago, at the end of that interval. It does
+// not block. While the watch is being set up again after a failure, the
+// watch's first set serves the request.
 func (r *watchResolver) ResolveNow(resolver.ResolveNowOptions) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.watching {
+		return
+	}
 	r.nowPending = true
 	if r.interrupt != nil {
 		r.interrupt()
@@ -178,6 +188,7 @@ func (r *watchResolver) follow() (healthy bool, err error) {
 		return false, fmt.Errorf("watch: %w", err)
 	}
 	defer w.Stop()
+	defer r.setWatching(false)
 	// The watch's first set is fresh: it serves a pending ResolveNow.
 	r.mu.Lock()
 	r.nowPending = false
@@ -205,7 +216,16 @@ func (r *watchResolver) follow() (healthy bool, err error) {
 			r.log.Debug("watching")
 		}
 		r.push(set)
+		r.setWatching(true)
 	}
+}
+
+// setWatching records whether the watch is healthy, which decides whether
+// ResolveNow reads the service upstream.
+func (r *watchResolver) setWatching(ok bool) {
+	r.mu.Lock()
+	r.watching = ok
+	r.mu.Unlock()
 }
 
 // unavailable handles a Next that reports the registry unreachable. The
@@ -221,6 +241,7 @@ func (r *watchResolver) follow() (healthy bool, err error) {
 // lets calls fail with the reason. Either way the next set is sent again,
 // even if unchanged, since it confirms the addresses.
 func (r *watchResolver) unavailable(err error) {
+	r.setWatching(false)
 	if r.hasPushed && len(r.pushed) > 0 {
 		r.log.Warn("registry unavailable, keeping the last addresses",
 			"addresses", len(r.pushed), "error", err)

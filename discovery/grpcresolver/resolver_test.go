@@ -330,10 +330,11 @@ func TestRegistryOutageBeforeFirstSet(t *testing.T) {
 func TestResolveNow(t *testing.T) {
 	t.Parallel()
 	const interval = 150 * time.Millisecond
-	// The watcher never reports a change; Resolve always has a fresh set.
+	// The watcher reports no instance, then the registry unreachable, and
+	// then no change; Resolve always has a fresh set.
 	feed := discovery.NewFeed()
 	defer feed.Close(nil)
-	feed.Publish([]discovery.Instance{{Service: service, ID: "old", Address: "10.0.0.1:1"}})
+	feed.Publish(nil)
 	up := &splitResolver{feed: feed}
 	b := newBuilder(t, up, grpcresolver.WithResolveNowInterval(interval))
 	cc := &fakeCC{}
@@ -343,6 +344,9 @@ func TestResolveNow(t *testing.T) {
 	}
 	defer r.Close()
 	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	feed.Fail(errors.New("test outage"))
+	// With no address held, the resolver reports the outage to gRPC.
+	eventually(t, "the outage reported", func() bool { _, n := cc.counts(); return n == 1 })
 
 	up.set(1)
 	r.ResolveNow(resolver.ResolveNowOptions{})
@@ -367,6 +371,56 @@ func TestResolveNow(t *testing.T) {
 	time.Sleep(interval)
 	if got := up.resolves.Load(); got != 2 {
 		t.Errorf("upstream Resolve called %d times for 6 ResolveNow calls, want 2", got)
+	}
+}
+
+// TestResolveNowWhileWatchingSendsOnlyWatchSets: while the watch is
+// healthy, ResolveNow reads nothing upstream, so gRPC never holds a set
+// other than the watch's: a separately read set could be newer than the
+// watch's next set (which would roll the addresses back) or older (#15).
+func TestResolveNowWhileWatchingSendsOnlyWatchSets(t *testing.T) {
+	t.Parallel()
+	feed := discovery.NewFeed()
+	defer feed.Close(nil)
+	watchSet := func(port int) []discovery.Instance {
+		return []discovery.Instance{{Service: service, ID: "w", Address: fmt.Sprintf("10.0.0.2:%d", port)}}
+	}
+	feed.Publish(watchSet(1))
+	up := &splitResolver{feed: feed}
+	up.set(7) // what a separate read would return
+	b := newBuilder(t, up, grpcresolver.WithResolveNowInterval(0))
+	cc := &fakeCC{}
+	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	for range 5 {
+		r.ResolveNow(resolver.ResolveNowOptions{})
+	}
+	feed.Publish(watchSet(2))
+	eventually(t, "the watch's second set", func() bool {
+		st, _ := cc.lastState()
+		return slices.Equal(addrs(st), []string{"10.0.0.2:2"})
+	})
+	r.ResolveNow(resolver.ResolveNowOptions{})
+	feed.Publish(watchSet(3))
+	eventually(t, "the watch's third set", func() bool {
+		st, _ := cc.lastState()
+		return slices.Equal(addrs(st), []string{"10.0.0.2:3"})
+	})
+	if got := up.resolves.Load(); got != 0 {
+		t.Errorf("upstream Resolve called %d times while the watch was healthy, want 0", got)
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	var got []string
+	for _, st := range cc.states {
+		got = append(got, addrs(st)...)
+	}
+	if want := []string{"10.0.0.2:1", "10.0.0.2:2", "10.0.0.2:3"}; !slices.Equal(got, want) {
+		t.Errorf("gRPC got the addresses %v, want only the watch's sets %v", got, want)
 	}
 }
 
