@@ -191,7 +191,11 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 	if embedded {
 		rep.Mode = "embedded"
 		progress("starting an embedded 3-member etcd cluster")
-		cluster, err = etcdtest.NewCluster(3)
+		var opts []etcdtest.Option
+		if v, _ := cmd.InheritedFlags().GetBool("verbose"); v {
+			opts = append(opts, etcdtest.WithLogOutput(a.stderr))
+		}
+		cluster, err = etcdtest.NewCluster(3, opts...)
 		if err != nil {
 			return fmt.Errorf("start embedded etcd: %w", err)
 		}

@@ -124,8 +124,11 @@ type fleet struct {
 
 // newFleet creates n simulated processes on endpoints, each holding k
 // instances; the first s registrations in fleet order (process i's
-// instance j is registration i*k+j) form the watched service. Nothing is
-// sent to etcd yet.
+// instance j is registration i*k+j) form the watched service. Process i
+// connects to endpoint i mod len(cfg.Endpoints) only, as a fleet spread
+// over the members would; a client given every endpoint keeps a connection
+// to each (gRPC round robin), which would triple the file descriptors the
+// simulation needs. Nothing is sent to etcd yet.
 func newFleet(cfg etcd.Config, n, k, s int) (_ *fleet, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &fleet{cfg: cfg, k: k, traffic: &traffic{}, ctx: ctx, cancel: cancel}
@@ -135,7 +138,9 @@ func newFleet(cfg etcd.Config, n, k, s int) (_ *fleet, err error) {
 		}
 	}()
 	cfg.Logger = hclog.NewNullLogger()
+	endpoints := cfg.Endpoints
 	for i := range n {
+		cfg.Endpoints = []string{endpoints[i%len(endpoints)]}
 		cc := etcd.ClientConfig(cfg)
 		cc.DialOptions = append(cc.DialOptions, f.traffic.dialOptions()...)
 		cli, err := clientv3.New(cc)
