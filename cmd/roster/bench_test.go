@@ -65,3 +65,26 @@ func TestBenchEndpointsRemovesPrefix(t *testing.T) {
 		t.Fatalf("%d keys left under %s; want none", resp.Count, rep.Prefix)
 	}
 }
+
+// TestBenchInputErrors checks that invalid flag combinations exit 2 with a
+// message naming the flag, before any etcd is started.
+func TestBenchInputErrors(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--processes", "0"}, "roster: invalid --processes 0: want at least 1\n"},
+		{[]string{"--processes", "2", "--watchers", "3"}, "roster: invalid --watchers 3: want 0..2 (--processes)\n"},
+		{[]string{"--processes", "2", "--watchers", "1", "--service-size", "3"}, "roster: invalid --service-size 3: want 0..2 (--processes x --instances)\n"},
+		{[]string{"--cut", "1s", "--restart", "1s"}, "roster: --cut and --restart cannot be combined\n"},
+		{[]string{"--endpoints", "127.0.0.1:1", "--restart", "1s"}, "roster: --restart needs the embedded cluster; use --cut with --endpoints\n"},
+		{[]string{"-o", "yaml"}, "roster: invalid --output \"yaml\": want table or json\n"},
+	}
+	for _, c := range cases {
+		code, stdout, stderr := runInProcess(t, append([]string{"bench"}, c.args...)...)
+		if code != exitInput || stdout != "" || stderr != c.want {
+			t.Errorf("bench %q: exit %d, stdout %q, stderr %q; want exit %d, stderr %q", c.args, code, stdout, stderr, exitInput, c.want)
+		}
+	}
+}
