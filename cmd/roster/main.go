@@ -139,6 +139,7 @@ ROSTER_PASSWORD, ROSTER_TIMEOUT. A flag on the command line wins.`,
 		a.watchCmd(),
 		a.registerCmd(),
 		a.deregisterCmd(),
+		a.benchCmd(),
 	)
 	return root
 }

@@ -1,0 +1,489 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/roster-sd/roster/backends/etcd"
+	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+)
+
+// benchOptions are the flags of roster bench.
+type benchOptions struct {
+	processes, instances, watchers, serviceSize, concurrency int
+	ttl, cut, restart, recoveryTimeout                       time.Duration
+	output                                                   string
+}
+
+// benchReport is what roster bench prints, as a table or as JSON.
+type benchReport struct {
+	Mode          string `json:"mode"` // "embedded" or "endpoints"
+	Prefix        string `json:"prefix"`
+	Processes     int    `json:"processes"`
+	Instances     int    `json:"instances_per_process"`
+	Watchers      int    `json:"watchers"`
+	ServiceSize   int    `json:"service_size"`
+	Registrations int    `json:"registrations"`
+
+	RegistrationsPerSecond float64   `json:"registrations_per_second"`
+	FirstRegistration      durations `json:"first_registration"`
+	RequestsPerReg         float64   `json:"requests_per_registration"`
+	EventsPerReg           float64   `json:"watch_events_per_registration"`
+	// ServerEventsPerReg is etcd's own count (etcd_debugging_mvcc_events_total),
+	// embedded mode only.
+	ServerEventsPerReg *float64 `json:"server_events_per_registration,omitempty"`
+
+	Fault *faultReport `json:"fault,omitempty"`
+
+	HeapBytesPerProcess  float64 `json:"heap_bytes_per_process"`
+	GoroutinesPerProcess float64 `json:"goroutines_per_process"`
+
+	Missing int `json:"missing"` // registrations absent from etcd at the end
+}
+
+// faultReport describes a cut or restart and the recovery after it.
+type faultReport struct {
+	Kind                    string    `json:"kind"` // "cut" or "restart"
+	Duration                string    `json:"duration"`
+	DialsPerProcessPerSec   float64   `json:"dials_per_process_per_second"`
+	ProcessesRegisteredBack int       `json:"processes_registered_again"`
+	WatchersExact           int       `json:"watchers_exact"`
+	Reregistered            durations `json:"time_to_registered"`
+	WatcherExact            durations `json:"time_to_watcher_exact"`
+	RequestsPerProcess      float64   `json:"recovery_requests_per_process"`
+	RangeReads              int64     `json:"recovery_range_reads"`
+}
+
+// durations is a distribution summary.
+type durations struct {
+	Count int     `json:"count"`
+	P50   float64 `json:"p50_ms"`
+	P99   float64 `json:"p99_ms"`
+	Max   float64 `json:"max_ms"`
+}
+
+// summarize returns the p50, p99 and max of ds (nearest-rank percentiles).
+func summarize(ds []time.Duration) durations {
+	if len(ds) == 0 {
+		return durations{}
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	rank := func(p float64) time.Duration {
+		i := int(p*float64(len(s))+0.999999) - 1
+		return s[min(max(i, 0), len(s)-1)]
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return durations{Count: len(s), P50: ms(rank(0.50)), P99: ms(rank(0.99)), Max: ms(s[len(s)-1])}
+}
+
+func (a *app) benchCmd() *cobra.Command {
+	var o benchOptions
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Simulate a fleet of roster processes against etcd and report its cost",
+		Long: `bench simulates --processes roster processes in this one OS process, each a
+real etcd Backend with its own client and connection, each holding
+--instances instances. The first --service-size registrations (in process
+order) form the service bench-watched; the rest belong to bench-fleet. The
+first --watchers processes watch bench-watched.
+
+By default it runs against an embedded 3-member etcd cluster. With
+--endpoints it runs against your cluster, under a --prefix of its own
+(default: a fresh /roster-bench/<random> per run), which it removes at the
+end, whatever happens.
+
+--cut puts an in-process TCP proxy in front of each etcd endpoint and cuts
+it (traffic held, connections dropped) for that long: make it longer than
+--ttl to force the leases to expire. In embedded mode --restart stops the
+whole cluster instead and starts it again after that long.
+
+Progress goes to stderr; the report (a table, or -o json) to stdout. The
+exit status is 1 if any registration is missing from etcd at the end.`,
+		Example: `  roster bench --processes 100 --watchers 10 --service-size 50 --cut 20s --ttl 15s
+  roster bench --endpoints 10.0.0.1:2379 --processes 1000 -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.runBench(cmd, o)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.processes, "processes", 100, "simulated roster processes")
+	f.IntVar(&o.instances, "instances", 1, "instances each process registers")
+	f.IntVar(&o.watchers, "watchers", 10, "processes that watch the service bench-watched")
+	f.IntVar(&o.serviceSize, "service-size", 50, "instances in bench-watched (at most processes*instances)")
+	f.IntVar(&o.concurrency, "concurrency", 8, "processes registering at the same time")
+	f.DurationVar(&o.ttl, "ttl", etcd.DefaultTTL, "lease TTL of every process")
+	f.DurationVar(&o.cut, "cut", 0, "cut the network between fleet and etcd for this long (0: no cut)")
+	f.DurationVar(&o.restart, "restart", 0, "embedded mode: stop the cluster for this long, then start it again")
+	f.DurationVar(&o.recoveryTimeout, "recovery-timeout", 2*time.Minute, "give up waiting for recovery after this long")
+	f.StringVarP(&o.output, "output", "o", "table", "report format: table or json")
+	return cmd
+}
+
+func (o benchOptions) validate(embedded bool) error {
+	switch {
+	case o.processes < 1:
+		return inputErrorf("invalid --processes %d: want at least 1", o.processes)
+	case o.instances < 1:
+		return inputErrorf("invalid --instances %d: want at least 1", o.instances)
+	case o.watchers < 0 || o.watchers > o.processes:
+		return inputErrorf("invalid --watchers %d: want 0..%d (--processes)", o.watchers, o.processes)
+	case o.serviceSize < 0 || o.serviceSize > o.processes*o.instances:
+		return inputErrorf("invalid --service-size %d: want 0..%d (--processes x --instances)", o.serviceSize, o.processes*o.instances)
+	case o.concurrency < 1:
+		return inputErrorf("invalid --concurrency %d: want at least 1", o.concurrency)
+	case o.cut < 0 || o.restart < 0:
+		return inputErrorf("invalid --cut or --restart: want a positive duration")
+	case o.cut > 0 && o.restart > 0:
+		return inputErrorf("--cut and --restart cannot be combined")
+	case o.restart > 0 && !embedded:
+		return inputErrorf("--restart needs the embedded cluster; use --cut with --endpoints")
+	case o.output != "table" && o.output != "json":
+		return inputErrorf("invalid --output %q: want table or json", o.output)
+	}
+	return nil
+}
+
+// runBench runs the phases of roster bench.
+func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
+	ctx := cmd.Context()
+	fs := cmd.Flags()
+	embedded := !fs.Changed("endpoints") && !cmd.InheritedFlags().Changed("endpoints")
+	if err := o.validate(embedded); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(cmd.InheritedFlags())
+	if err != nil {
+		return err
+	}
+	if embedded {
+		cfg.Endpoints = nil
+	}
+	if !cmd.InheritedFlags().Changed("prefix") {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		cfg.Prefix = "/roster-bench/" + hex.EncodeToString(b[:])
+	}
+	cfg.TTL = o.ttl
+	cfg.Logger = a.logger(cmd.InheritedFlags())
+	progress := func(format string, args ...any) { fmt.Fprintf(a.stderr, "bench: "+format+"\n", args...) }
+
+	rep := benchReport{
+		Mode: "endpoints", Prefix: cfg.Prefix, Processes: o.processes, Instances: o.instances,
+		Watchers: o.watchers, ServiceSize: o.serviceSize, Registrations: o.processes * o.instances,
+	}
+	var cluster *etcdtest.Cluster
+	if embedded {
+		rep.Mode = "embedded"
+		progress("starting an embedded 3-member etcd cluster")
+		var opts []etcdtest.Option
+		if v, _ := cmd.InheritedFlags().GetBool("verbose"); v {
+			opts = append(opts, etcdtest.WithLogOutput(a.stderr))
+		}
+		cluster, err = etcdtest.NewCluster(3, opts...)
+		if err != nil {
+			return fmt.Errorf("start embedded etcd: %w", err)
+		}
+		defer func() { err = errors.Join(err, cluster.Close()) }()
+		cfg.Endpoints = cluster.Endpoints()
+	}
+
+	// A plain client, straight to etcd, to check and clean up.
+	admin, err := clientv3.New(etcd.ClientConfig(cfg))
+	if err != nil {
+		return fmt.Errorf("connect to etcd: %w", err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, derr := admin.Delete(dctx, cfg.Prefix+"/", clientv3.WithPrefix()); derr != nil {
+			err = errors.Join(err, fmt.Errorf("remove prefix %s: %w", cfg.Prefix, derr))
+		} else {
+			progress("removed prefix %s", cfg.Prefix)
+		}
+		err = errors.Join(err, admin.Close())
+	}()
+
+	fleetCfg := cfg
+	var proxies []*etcdtest.Proxy
+	if o.cut > 0 {
+		fleetCfg.Endpoints = nil
+		for _, ep := range cfg.Endpoints {
+			p, perr := etcdtest.NewProxy(ep)
+			if perr != nil {
+				err = errors.Join(err, fmt.Errorf("start proxy to %s: %w", ep, perr))
+				break
+			}
+			proxies = append(proxies, p)
+			fleetCfg.Endpoints = append(fleetCfg.Endpoints, p.Endpoint())
+		}
+		defer func() {
+			for _, p := range proxies {
+				err = errors.Join(err, p.Close())
+			}
+		}()
+		if err != nil {
+			return err
+		}
+	}
+
+	base := memSnapshot()
+	progress("creating %d processes", o.processes)
+	fl, err := newFleet(fleetCfg, o.processes, o.instances, o.serviceSize)
+	if err != nil {
+		return err
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			err = errors.Join(err, fl.Close())
+		}
+	}()
+
+	// Registration.
+	reqs0, ev0 := fl.traffic.requests(), fl.traffic.events.Load()
+	srv0 := serverEvents()
+	progress("registering %d instances", rep.Registrations)
+	var last time.Time
+	var lastMu sync.Mutex
+	took, err := fl.register(ctx, o.concurrency, func(done int) {
+		lastMu.Lock()
+		defer lastMu.Unlock()
+		if done == o.processes || time.Since(last) >= time.Second {
+			last = time.Now()
+			progress("registered %d/%d processes", done, o.processes)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("registration: %w", err)
+	}
+	regs := float64(rep.Registrations)
+	rep.RegistrationsPerSecond = regs / took.Seconds()
+	var firsts []time.Duration
+	for _, p := range fl.procs {
+		firsts = append(firsts, p.firstReg)
+	}
+	rep.FirstRegistration = summarize(firsts)
+	rep.RequestsPerReg = float64(fl.traffic.requests()-reqs0) / regs
+	rep.EventsPerReg = float64(fl.traffic.events.Load()-ev0) / regs
+	if embedded {
+		v := (serverEvents() - srv0) / regs
+		rep.ServerEventsPerReg = &v
+	}
+
+	if o.watchers > 0 {
+		progress("starting %d watchers of %d instances", o.watchers, o.serviceSize)
+		wctx, cancel := context.WithTimeout(ctx, o.recoveryTimeout)
+		err := fl.watch(wctx, o.watchers)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("watchers did not get the exact set: %w", err)
+		}
+	}
+	mem := memSnapshot()
+	rep.HeapBytesPerProcess = float64(mem.heap-base.heap) / float64(o.processes)
+	rep.GoroutinesPerProcess = float64(mem.goroutines-base.goroutines) / float64(o.processes)
+
+	if o.cut > 0 || o.restart > 0 {
+		fr, err := a.fault(ctx, fl, o, cluster, proxies, progress)
+		if err != nil {
+			return err
+		}
+		rep.Fault = fr
+	}
+
+	// Verification, with a plain client straight to etcd.
+	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := admin.Get(vctx, cfg.Prefix+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return fmt.Errorf("read prefix %s: %w", cfg.Prefix, err)
+	}
+	have := make(map[string]bool, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		have[string(kv.Key)] = true
+	}
+	for _, k := range fl.keys() {
+		if !have[k] {
+			rep.Missing++
+		}
+	}
+	progress("closing the fleet")
+	closed = true
+	if err := fl.Close(); err != nil {
+		return fmt.Errorf("close fleet: %w", err)
+	}
+	if err := writeBenchReport(a.stdout, o.output, rep); err != nil {
+		return err
+	}
+	if rep.Missing > 0 {
+		return fmt.Errorf("%d of %d registrations missing from etcd at the end", rep.Missing, rep.Registrations)
+	}
+	return nil
+}
+
+// fault cuts the fleet off (or restarts the cluster), heals, and measures
+// the recovery.
+func (a *app) fault(ctx context.Context, fl *fleet, o benchOptions, cluster *etcdtest.Cluster, proxies []*etcdtest.Proxy, progress func(string, ...any)) (*faultReport, error) {
+	fr := &faultReport{Kind: "cut", Duration: o.cut.String()}
+	d := o.cut
+	if o.restart > 0 {
+		fr.Kind, fr.Duration, d = "restart", o.restart.String(), o.restart
+	}
+	fl.markCut()
+	dials0 := fl.traffic.dials.Load()
+	start := time.Now()
+	if o.cut > 0 {
+		progress("cutting the network for %v", d)
+		for _, p := range proxies {
+			p.Blackhole()
+			if err := p.DropConnections(); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		progress("stopping the cluster for %v", d)
+		for _, m := range cluster.Members() {
+			if err := m.Stop(); err != nil {
+				return nil, fmt.Errorf("stop etcd: %w", err)
+			}
+		}
+	}
+	t := time.NewTimer(d)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return nil, ctx.Err()
+	case <-t.C:
+	}
+	fr.DialsPerProcessPerSec = float64(fl.traffic.dials.Load()-dials0) / float64(len(fl.procs)) / time.Since(start).Seconds()
+	reqs0, ranges0 := fl.traffic.requests(), fl.traffic.ranges.Load()
+	heal := time.Now()
+	if o.cut > 0 {
+		progress("healing the network")
+		for _, p := range proxies {
+			p.Unblackhole()
+		}
+	} else {
+		progress("starting the cluster again")
+		var wg sync.WaitGroup
+		errs := make([]error, len(cluster.Members()))
+		for i, m := range cluster.Members() {
+			wg.Go(func() { errs[i] = m.Restart() })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, fmt.Errorf("restart etcd: %w", err)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, o.recoveryTimeout)
+	defer cancel()
+	lastLog := time.Now()
+	err := fl.waitUntil(wctx, func() bool {
+		procs, watchers := fl.recovered()
+		if procs == len(fl.procs) && watchers == o.watchers {
+			progress("recovered: %d/%d processes registered, %d/%d watchers exact", procs, len(fl.procs), watchers, o.watchers)
+			return true
+		}
+		if time.Since(lastLog) >= time.Second {
+			lastLog = time.Now()
+			progress("recovering: %d/%d processes registered, %d/%d watchers exact", procs, len(fl.procs), watchers, o.watchers)
+		}
+		return false
+	})
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		progress("recovery incomplete after %v", o.recoveryTimeout)
+	}
+	fr.ProcessesRegisteredBack, fr.WatchersExact = fl.recovered()
+	reg, watch := fl.recoveryTimes(heal)
+	fr.Reregistered, fr.WatcherExact = summarize(reg), summarize(watch)
+	fr.RequestsPerProcess = float64(fl.traffic.requests()-reqs0) / float64(len(fl.procs))
+	fr.RangeReads = fl.traffic.ranges.Load() - ranges0
+	return fr, nil
+}
+
+type memStats struct {
+	heap       uint64
+	goroutines int
+}
+
+// memSnapshot returns the live heap after a GC and the goroutine count.
+func memSnapshot() memStats {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return memStats{heap: m.HeapAlloc, goroutines: runtime.NumGoroutine()}
+}
+
+// serverEvents is etcd's count of watch events sent, summed over the
+// embedded members (they register their metrics on Prometheus' default
+// registry).
+func serverEvents() float64 {
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != "etcd_debugging_mvcc_events_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// writeBenchReport prints rep as a table or as JSON.
+func writeBenchReport(w io.Writer, format string, rep benchReport) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
+	dist := func(d durations) string {
+		return fmt.Sprintf("p50 %.1f ms  p99 %.1f ms  max %.1f ms  (n=%d)", d.P50, d.P99, d.Max, d.Count)
+	}
+	row("etcd", "%s, prefix %s", rep.Mode, rep.Prefix)
+	row("fleet", "%d processes x %d instances, %d watchers of %d instances", rep.Processes, rep.Instances, rep.Watchers, rep.ServiceSize)
+	row("registrations/s", "%.1f", rep.RegistrationsPerSecond)
+	row("first registration", "%s", dist(rep.FirstRegistration))
+	row("requests/registration", "%.2f", rep.RequestsPerReg)
+	row("watch events/registration", "%.2f (client side)", rep.EventsPerReg)
+	if rep.ServerEventsPerReg != nil {
+		row("", "%.2f (etcd_debugging_mvcc_events_total)", *rep.ServerEventsPerReg)
+	}
+	if f := rep.Fault; f != nil {
+		row(f.Kind, "%s", f.Duration)
+		row("  dials/process/s", "%.2f", f.DialsPerProcessPerSec)
+		row("  registered again", "%d/%d  %s", f.ProcessesRegisteredBack, rep.Processes, dist(f.Reregistered))
+		row("  watchers exact", "%d/%d  %s", f.WatchersExact, rep.Watchers, dist(f.WatcherExact))
+		row("  requests/process", "%.2f", f.RequestsPerProcess)
+		row("  range reads", "%d", f.RangeReads)
+	}
+	row("heap/process", "%.1f KiB", rep.HeapBytesPerProcess/1024)
+	row("goroutines/process", "%.1f", rep.GoroutinesPerProcess)
+	row("missing at end", "%d", rep.Missing)
+	return tw.Flush()
+}

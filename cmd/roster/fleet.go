@@ -1,0 +1,400 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+
+	"github.com/roster-sd/roster/backends/etcd"
+	"github.com/roster-sd/roster/discovery"
+)
+
+// Service names used by the simulated fleet.
+const (
+	benchWatchedService = "bench-watched" // the service the watchers watch
+	benchOtherService   = "bench-fleet"   // every other registration
+	rangeMethod         = "/etcdserverpb.KV/Range"
+)
+
+// traffic counts what the simulated clients send and receive, client side:
+// unary requests, streams opened, messages sent on streams, Range calls,
+// watch events received and connection attempts.
+type traffic struct {
+	unary, streams, streamMsgs, ranges, events, dials atomic.Int64
+}
+
+// requests is the number of etcd requests: unary calls plus messages sent
+// on streams (watch creations, lease keep-alives).
+func (t *traffic) requests() int64 { return t.unary.Load() + t.streamMsgs.Load() }
+
+// dialOptions returns the gRPC dial options that count t's figures.
+func (t *traffic) dialOptions() []grpc.DialOption {
+	var d net.Dialer
+	return []grpc.DialOption{
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			t.dials.Add(1)
+			for _, scheme := range []string{"http://", "https://"} {
+				addr = strings.TrimPrefix(addr, scheme)
+			}
+			return d.DialContext(ctx, "tcp", addr)
+		}),
+		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			t.unary.Add(1)
+			if method == rangeMethod {
+				t.ranges.Add(1)
+			}
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}),
+		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			t.streams.Add(1)
+			s, err := streamer(ctx, desc, cc, method, opts...)
+			if err != nil {
+				return nil, err
+			}
+			return &countedStream{ClientStream: s, t: t}, nil
+		}),
+	}
+}
+
+// countedStream counts the messages sent on a stream and the watch events
+// received on it.
+type countedStream struct {
+	grpc.ClientStream
+	t *traffic
+}
+
+func (s *countedStream) SendMsg(m any) error {
+	s.t.streamMsgs.Add(1)
+	return s.ClientStream.SendMsg(m)
+}
+
+func (s *countedStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err == nil {
+		if wr, ok := m.(*etcdserverpb.WatchResponse); ok {
+			s.t.events.Add(int64(len(wr.Events)))
+		}
+	}
+	return err
+}
+
+// simProcess is one simulated roster process: its own client and
+// connection, its own Backend, its instances, and perhaps a watch.
+type simProcess struct {
+	index     int
+	cli       *clientv3.Client
+	backend   *etcd.Backend
+	instances []discovery.Instance
+	firstReg  time.Duration // latency of the first Register
+
+	watcher discovery.Watcher // nil unless the process watches
+
+	mu          sync.Mutex
+	states      map[discovery.Key]discovery.Status
+	left        bool      // an instance left StateRegistered since markCut
+	recoveredAt time.Time // when all instances were registered again after leaving
+	set         []discovery.Instance
+	exact       bool      // set is the expected set
+	exactAt     time.Time // when set last became exact
+}
+
+// fleet owns the simulated processes and the goroutines that follow them.
+type fleet struct {
+	cfg      etcd.Config
+	k        int // instances per process
+	traffic  *traffic
+	procs    []*simProcess
+	expected []discovery.Instance // the watched service, sorted by ID
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// newFleet creates n simulated processes on endpoints, each holding k
+// instances; the first s registrations in fleet order (process i's
+// instance j is registration i*k+j) form the watched service. Process i
+// connects to endpoint i mod len(cfg.Endpoints) only, as a fleet spread
+// over the members would; a client given every endpoint keeps a connection
+// to each (gRPC round robin), which would triple the file descriptors the
+// simulation needs. Nothing is sent to etcd yet.
+func newFleet(cfg etcd.Config, n, k, s int) (_ *fleet, err error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &fleet{cfg: cfg, k: k, traffic: &traffic{}, ctx: ctx, cancel: cancel}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+		}
+	}()
+	cfg.Logger = hclog.NewNullLogger()
+	endpoints := cfg.Endpoints
+	for i := range n {
+		cfg.Endpoints = []string{endpoints[i%len(endpoints)]}
+		cc := etcd.ClientConfig(cfg)
+		cc.DialOptions = append(cc.DialOptions, f.traffic.dialOptions()...)
+		cli, err := clientv3.New(cc)
+		if err != nil {
+			return nil, fmt.Errorf("process %d: connect: %w", i, err)
+		}
+		b, err := etcd.NewWithClient(cli, cfg)
+		if err != nil {
+			_ = cli.Close()
+			return nil, fmt.Errorf("process %d: %w", i, err)
+		}
+		p := &simProcess{index: i, cli: cli, backend: b, states: make(map[discovery.Key]discovery.Status)}
+		for j := range k {
+			svc := benchOtherService
+			if i*k+j < s {
+				svc = benchWatchedService
+			}
+			in := discovery.Instance{
+				Service: svc,
+				ID:      fmt.Sprintf("p%06d-%d", i, j),
+				Address: fmt.Sprintf("10.%d.%d.%d:%d", i>>16&255, i>>8&255, i&255, 8000+j),
+			}
+			p.instances = append(p.instances, in)
+			if svc == benchWatchedService {
+				f.expected = append(f.expected, in)
+			}
+		}
+		f.procs = append(f.procs, p)
+		sub := b.SubscribeStatus()
+		f.wg.Add(1)
+		go f.followStatus(p, sub)
+	}
+	slices.SortFunc(f.expected, func(a, b discovery.Instance) int { return strings.Compare(a.ID, b.ID) })
+	return f, nil
+}
+
+// followStatus records p's registration states until the fleet closes.
+func (f *fleet) followStatus(p *simProcess, sub *discovery.StatusSubscription) {
+	defer f.wg.Done()
+	defer sub.Stop()
+	for {
+		st, err := sub.Next(f.ctx)
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		p.states[st.Instance.Key()] = st
+		if st.State != discovery.StateRegistered {
+			p.left = true
+			p.recoveredAt = time.Time{}
+		} else if p.left && p.allRegisteredLocked() {
+			p.recoveredAt = st.Since
+		}
+		p.mu.Unlock()
+	}
+}
+
+func (p *simProcess) allRegisteredLocked() bool {
+	for _, in := range p.instances {
+		if p.states[in.Key()].State != discovery.StateRegistered {
+			return false
+		}
+	}
+	return true
+}
+
+// register registers every process's instances, conc processes at a time,
+// calling progress after each process. It returns the phase's duration.
+func (f *fleet) register(ctx context.Context, conc int, progress func(done int)) (time.Duration, error) {
+	start := time.Now()
+	var (
+		next, done atomic.Int64
+		wg         sync.WaitGroup
+		errMu      sync.Mutex
+		errs       []error
+	)
+	for range min(conc, len(f.procs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(f.procs) || ctx.Err() != nil {
+					return
+				}
+				p := f.procs[i]
+				for j, in := range p.instances {
+					t0 := time.Now()
+					if err := p.backend.Register(ctx, in); err != nil {
+						errMu.Lock()
+						errs = append(errs, fmt.Errorf("register %s: %w", in.Key(), err))
+						errMu.Unlock()
+						break
+					}
+					if j == 0 {
+						p.firstReg = time.Since(t0)
+					}
+				}
+				progress(int(done.Add(1)))
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return time.Since(start), errors.Join(errs...)
+}
+
+// watch starts a watch of the watched service on the first w processes
+// and waits until every one has the exact set.
+func (f *fleet) watch(ctx context.Context, w int) error {
+	for _, p := range f.procs[:w] {
+		wt, err := p.backend.Watch(f.ctx, benchWatchedService)
+		if err != nil {
+			return fmt.Errorf("process %d: watch: %w", p.index, err)
+		}
+		p.watcher = wt
+		f.wg.Add(1)
+		go f.followWatch(p)
+	}
+	return f.waitUntil(ctx, func() bool {
+		for _, p := range f.procs[:w] {
+			p.mu.Lock()
+			ok := p.exact
+			p.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// followWatch records the set p's watcher sees until the fleet closes.
+func (f *fleet) followWatch(p *simProcess) {
+	defer f.wg.Done()
+	defer p.watcher.Stop()
+	for {
+		set, err := p.watcher.Next(f.ctx)
+		if err != nil {
+			if f.ctx.Err() != nil || errors.Is(err, discovery.ErrClosed) {
+				return
+			}
+			continue
+		}
+		exact := sameInstances(set, f.expected)
+		p.mu.Lock()
+		if exact && !p.exact {
+			p.exactAt = time.Now()
+		}
+		p.set, p.exact = set, exact
+		p.mu.Unlock()
+	}
+}
+
+// sameInstances reports whether a and b (sorted by ID) hold the same
+// instances at the same addresses.
+func sameInstances(a, b []discovery.Instance) bool {
+	return slices.EqualFunc(a, b, func(x, y discovery.Instance) bool {
+		return x.Service == y.Service && x.ID == y.ID && x.Address == y.Address
+	})
+}
+
+// markCut forgets what the processes went through before a cut.
+func (f *fleet) markCut() {
+	for _, p := range f.procs {
+		p.mu.Lock()
+		p.left, p.recoveredAt = false, time.Time{}
+		// A watcher keeps its set: if it never sees it change, it was
+		// exact throughout (time 0 after heal).
+		p.exactAt = time.Time{}
+		p.mu.Unlock()
+	}
+}
+
+// recovered reports how many processes are registered again after leaving
+// since markCut, and how many watchers have the exact set again.
+func (f *fleet) recovered() (procs, watchers int) {
+	for _, p := range f.procs {
+		p.mu.Lock()
+		if p.left && !p.recoveredAt.IsZero() && p.allRegisteredLocked() {
+			procs++
+		}
+		if p.watcher != nil && p.exact {
+			watchers++
+		}
+		p.mu.Unlock()
+	}
+	return procs, watchers
+}
+
+// recoveryTimes returns, from heal, the time each process took to be
+// registered again and the time each watcher took to have the exact set.
+func (f *fleet) recoveryTimes(heal time.Time) (reg, watch []time.Duration) {
+	for _, p := range f.procs {
+		p.mu.Lock()
+		if !p.recoveredAt.IsZero() {
+			reg = append(reg, max(0, p.recoveredAt.Sub(heal)))
+		}
+		if p.watcher != nil && p.exact {
+			watch = append(watch, max(0, p.exactAt.Sub(heal)))
+		}
+		p.mu.Unlock()
+	}
+	return reg, watch
+}
+
+// waitUntil polls cond every 20 ms until it holds or ctx ends.
+func (f *fleet) waitUntil(ctx context.Context, cond func() bool) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// keys returns the etcd key of every registration of the fleet.
+func (f *fleet) keys() []string {
+	var out []string
+	for _, p := range f.procs {
+		for _, in := range p.instances {
+			out = append(out, p.backend.Key(in.Service, in.ID))
+		}
+	}
+	return out
+}
+
+// Close closes every simulated process (which revokes its lease) and its
+// client, and waits for the fleet's goroutines. It is safe to call twice.
+func (f *fleet) Close() error {
+	var errs []error
+	for _, p := range f.procs {
+		if p.backend != nil {
+			if err := p.backend.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("process %d: %w", p.index, err))
+			}
+			p.backend = nil
+		}
+	}
+	f.cancel()
+	f.wg.Wait()
+	for _, p := range f.procs {
+		if p.cli != nil {
+			if err := p.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+				errs = append(errs, fmt.Errorf("process %d: close client: %w", p.index, err))
+			}
+			p.cli = nil
+		}
+	}
+	return errors.Join(errs...)
+}
