@@ -82,8 +82,8 @@ var (
 // closes it on Close. It does not wait for etcd to be reachable; the first
 // Register does. An invalid cfg gives an error wrapping ErrInvalidConfig.
 func New(cfg Config) (*Backend, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	cfg, err := cfg.resolve(true)
+	if err != nil {
 		return nil, err
 	}
 	cli, err := clientv3.New(ClientConfig(cfg))
@@ -103,8 +103,8 @@ func NewWithClient(cli *clientv3.Client, cfg Config) (*Backend, error) {
 	if cli == nil {
 		return nil, fmt.Errorf("%w: client is nil", ErrInvalidConfig)
 	}
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	cfg, err := cfg.resolve(false)
+	if err != nil {
 		return nil, err
 	}
 	return newBackend(cli, cfg), nil
