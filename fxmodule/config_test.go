@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/fxmodule"
 )
 
@@ -41,16 +42,20 @@ func TestConfigFromEnv(t *testing.T) {
 				"ROSTER_TIMEOUT":   "1m30s",
 			},
 			want: fxmodule.Config{
-				Backend:   "etcd",
-				Endpoints: []string{"10.0.0.1:2379", "https://10.0.0.2:2379"},
-				Prefix:    "/tenant-a/services",
-				TTL:       10 * time.Second,
-				CACert:    "/etc/roster/ca.pem",
-				Cert:      "/etc/roster/client.pem",
-				Key:       "/etc/roster/client-key.pem",
-				Username:  "svc",
-				Password:  " s3cret with spaces ",
-				Timeout:   90 * time.Second,
+				Backend: "etcd",
+				Etcd: etcd.Config{
+					Endpoints:      []string{"10.0.0.1:2379", "https://10.0.0.2:2379"},
+					Prefix:         "/tenant-a/services",
+					TTL:            10 * time.Second,
+					CACertFile:     "/etc/roster/ca.pem",
+					CertFile:       "/etc/roster/client.pem",
+					KeyFile:        "/etc/roster/client-key.pem",
+					Username:       "svc",
+					Password:       " s3cret with spaces ",
+					DialTimeout:    90 * time.Second,
+					RequestTimeout: 90 * time.Second,
+				},
+				Timeout: 90 * time.Second,
 			},
 		},
 		{name: "memory backend", env: map[string]string{"ROSTER_BACKEND": "memory"}, want: fxmodule.Config{Backend: "memory"}},
@@ -76,9 +81,10 @@ func TestConfigFromEnvErrors(t *testing.T) {
 		env     map[string]string
 		wantVar string // the variable the error must name
 	}{
-		{"unknown backend", map[string]string{"ROSTER_BACKEND": "consul"}, "ROSTER_BACKEND"},
+		{"unknown backend", map[string]string{"ROSTER_BACKEND": "consul"}, `ROSTER_BACKEND is "consul"; want "etcd" or "memory"`},
 		{"backend in upper case", map[string]string{"ROSTER_BACKEND": "ETCD"}, "ROSTER_BACKEND"},
 		{"empty endpoint", map[string]string{"ROSTER_ENDPOINTS": "a:2379,,b:2379"}, "ROSTER_ENDPOINTS"},
+		{"unknown scheme", map[string]string{"ROSTER_ENDPOINTS": "ftp://a:2379"}, `ROSTER_ENDPOINTS endpoint "ftp://a:2379"`},
 		{"trailing comma", map[string]string{"ROSTER_ENDPOINTS": "a:2379,"}, "ROSTER_ENDPOINTS"},
 		{"relative prefix", map[string]string{"ROSTER_PREFIX": "roster"}, "ROSTER_PREFIX"},
 		{"TTL not a duration", map[string]string{"ROSTER_TTL": "15"}, "ROSTER_TTL"},
