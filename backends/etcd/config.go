@@ -134,12 +134,22 @@ func (c Config) withDefaults() Config {
 	if c.ReconnectDelay == 0 {
 		c.ReconnectDelay = DefaultReconnectDelay
 	}
-	if c.Logger == nil {
-		c.Logger = hclog.New(&hclog.LoggerOptions{Name: LoggerName, Level: hclog.Info})
-	} else {
-		c.Logger = c.Logger.Named(LoggerName)
-	}
 	return c
+}
+
+// WithDefaults returns c with every zero field but Logger set to its
+// default, as New and NewWithClient use it: for a caller that shows the
+// effective settings (the roster command line prints the endpoints and
+// the prefix). Applying it twice changes nothing.
+func (c Config) WithDefaults() Config { return c.withDefaults() }
+
+// backendLogger returns the Backend's logger: l named LoggerName, or a
+// default one.
+func backendLogger(l hclog.Logger) hclog.Logger {
+	if l == nil {
+		return hclog.New(&hclog.LoggerOptions{Name: LoggerName, Level: hclog.Info})
+	}
+	return l.Named(LoggerName)
 }
 
 // validate checks a Config with its defaults applied.

@@ -39,6 +39,25 @@ const (
 // itself is never logged.
 const PasswordInClearMessage = "the etcd password is sent in clear: the endpoints do not use TLS"
 
+// FieldError is the error New gives for a Config field whose value it
+// cannot use, such as a certificate file that cannot be read: it names the
+// field, so that a caller that took the value from elsewhere (a flag, a
+// variable) can say where. It wraps ErrInvalidConfig.
+type FieldError struct {
+	// Field is the Config field, such as "CACertFile".
+	Field string
+	// Reason says what is wrong with its value.
+	Reason string
+}
+
+// Error returns "etcd: invalid config: <Field>: <Reason>".
+func (e *FieldError) Error() string {
+	return ErrInvalidConfig.Error() + ": " + e.Field + ": " + e.Reason
+}
+
+// Unwrap returns ErrInvalidConfig.
+func (e *FieldError) Unwrap() error { return ErrInvalidConfig }
+
 // ConfigFromEnv builds a Config from the ROSTER_* environment variables
 // (EnvEndpoints and the others), read through lookup (pass os.LookupEnv).
 // Unset and empty variables leave their field zero, that is at its
@@ -155,6 +174,25 @@ type errorString string
 
 func (e errorString) Error() string { return string(e) }
 
+// CheckPrefix reports whether p is a Prefix New accepts (see
+// Config.Prefix). The error says why not, without naming where p came
+// from.
+func CheckPrefix(p string) error {
+	if reason := prefixProblem(p); reason != "" {
+		return errorString(reason)
+	}
+	return nil
+}
+
+// CheckTTL reports whether a non-zero d is a TTL New accepts: whole
+// seconds, at least 1s. The error says why not.
+func CheckTTL(d time.Duration) error {
+	if reason := ttlProblem(d); reason != "" {
+		return errorString(reason)
+	}
+	return nil
+}
+
 // ttlProblem says what is wrong with a non-zero TTL, or "".
 func ttlProblem(d time.Duration) string {
 	switch {
@@ -243,18 +281,18 @@ func (c Config) loadTLS() (Config, error) {
 	if c.CACertFile != "" {
 		pem, err := os.ReadFile(c.CACertFile)
 		if err != nil {
-			return c, configError("CACertFile: %v", err)
+			return c, &FieldError{Field: "CACertFile", Reason: err.Error()}
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return c, configError("CACertFile %s holds no PEM certificate", c.CACertFile)
+			return c, &FieldError{Field: "CACertFile", Reason: c.CACertFile + " holds no PEM certificate"}
 		}
 		cfg.RootCAs = pool
 	}
 	if c.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 		if err != nil {
-			return c, configError("CertFile and KeyFile: %v", err)
+			return c, &FieldError{Field: "CertFile", Reason: err.Error()}
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
@@ -267,6 +305,7 @@ func (c Config) loadTLS() (Config, error) {
 // takes, whoever built it.
 func (c Config) resolve(dial bool) (Config, error) {
 	c = c.withDefaults()
+	c.Logger = backendLogger(c.Logger)
 	if err := c.validateFiles(); err != nil {
 		return c, err
 	}

@@ -130,10 +130,10 @@ func TestConfigFileErrors(t *testing.T) {
 		want string
 	}{
 		{"missing CA file", etcd.Config{CACertFile: filepath.Join(dir, "nope.pem")}, "CACertFile: open "},
-		{"CA file without PEM", etcd.Config{CACertFile: notPEM}, "CACertFile " + notPEM + " holds no PEM certificate"},
+		{"CA file without PEM", etcd.Config{CACertFile: notPEM}, "CACertFile: " + notPEM + " holds no PEM certificate"},
 		{"cert without key", etcd.Config{CertFile: notPEM}, "CertFile is set but KeyFile is empty"},
 		{"key without cert", etcd.Config{KeyFile: notPEM}, "KeyFile is set but CertFile is empty"},
-		{"bad key pair", etcd.Config{CertFile: notPEM, KeyFile: notPEM}, "CertFile and KeyFile: "},
+		{"bad key pair", etcd.Config{CertFile: notPEM, KeyFile: notPEM}, "CertFile: tls: failed to find any PEM data"},
 		{"TLS and files", etcd.Config{TLS: &tls.Config{}, CACertFile: notPEM}, "TLS and CACertFile, CertFile or KeyFile are both set"},
 		{"unknown scheme", etcd.Config{Endpoints: []string{"ftp://127.0.0.1:2379"}}, `Endpoints[0] "ftp://127.0.0.1:2379": scheme ftp://`},
 		{"not host:port", etcd.Config{Endpoints: []string{"127.0.0.1:2379", "etcd"}}, `Endpoints[1] "etcd": want host:port`},
@@ -149,6 +149,10 @@ func TestConfigFileErrors(t *testing.T) {
 			}
 			if !errors.Is(err, etcd.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("New = %v; want ErrInvalidConfig containing %q", err, tc.want)
+			}
+			var fe *etcd.FieldError
+			if isFile := strings.HasPrefix(tc.want, "CACertFile:") || strings.HasPrefix(tc.want, "CertFile:"); isFile != errors.As(err, &fe) {
+				t.Errorf("New = %#v; want a *FieldError: %v", err, isFile)
 			}
 		})
 	}
