@@ -342,30 +342,12 @@ func TestTLSAndAuth(t *testing.T) {
 	flags := []string{"--endpoints", ep, "--cacert", srv.CAFile(), "--cert", srv.CertFile(), "--key", srv.KeyFile(),
 		"--user", "root", "--password", "s3cret-pw", "--timeout", "3s"}
 
-	// register holds until its context ends.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stdout, stderr := &linebuf.Buffer{}, &linebuf.Buffer{}
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, append([]string{"register", "--service", "payments", "--id", "p-1", "--address", "127.0.0.1:8080", "--meta", "zone=a", "--ttl", "10s"}, flags...), stdout, stderr)
-	}()
-	stdout.WaitFor(t, "registered payments/p-1 at 127.0.0.1:8080 (lease ", waitTimeout)
-
+	stdout, stop := startRegister(t, append([]string{"--meta", "zone=a", "--ttl", "10s"}, flags...)...)
 	code, out, errOut := runInProcess(t, append([]string{"ls", "payments"}, flags...)...)
 	if code != exitOK || !regexp.MustCompile(`(?m)^p-1\s+127\.0\.0\.1:8080\s+zone=a\s+(10|9|8)$`).MatchString(out) {
 		t.Errorf("ls payments: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-
-	cancel()
-	select {
-	case code := <-done:
-		if code != exitOK {
-			t.Errorf("register exited %d; stderr %q", code, stderr.String())
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("register did not return after its context ended")
-	}
+	stop()
 	if !strings.HasSuffix(stdout.String(), "deregistered payments/p-1\n") {
 		t.Errorf("register output:\n%s\nwant it to end with deregistered", stdout.String())
 	}
@@ -627,14 +609,7 @@ func TestTTLFromEnvironment(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			stdout, stderr := &linebuf.Buffer{}, &linebuf.Buffer{}
-			done := make(chan int, 1)
-			go func() {
-				done <- run(ctx, append([]string{"register", "--service", "payments", "--id", "p-1", "--address", "127.0.0.1:8080"}, c.args...), stdout, stderr)
-			}()
-			stdout.WaitFor(t, "registered payments/p-1 at 127.0.0.1:8080 (lease ", waitTimeout)
+			stdout, stop := startRegister(t, c.args...)
 			line, _, _ := strings.Cut(stdout.String(), "\n")
 			hex := strings.TrimSuffix(line[strings.LastIndex(line, " ")+1:], ")")
 			id, err := strconv.ParseInt(hex, 16, 64)
@@ -650,15 +625,34 @@ func TestTTLFromEnvironment(t *testing.T) {
 			if resp.GrantedTTL != c.want {
 				t.Errorf("lease %x: granted TTL %d; want %d", id, resp.GrantedTTL, c.want)
 			}
-			cancel()
-			select {
-			case code := <-done:
-				if code != exitOK {
-					t.Errorf("register exited %d; stderr %q", code, stderr.String())
-				}
-			case <-time.After(waitTimeout):
-				t.Fatal("register did not return after its context ended")
-			}
+			stop()
 		})
+	}
+}
+
+// startRegister runs "register --service payments --id p-1 --address
+// 127.0.0.1:8080" plus args in-process until stop, once it has printed
+// that it registered. stop ends it, waits for it, and checks it exited 0.
+func startRegister(t *testing.T, args ...string) (stdout *linebuf.Buffer, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stdout, stderr := &linebuf.Buffer{}, &linebuf.Buffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append([]string{"register", "--service", "payments", "--id", "p-1", "--address", "127.0.0.1:8080"}, args...), stdout, stderr)
+	}()
+	stdout.WaitFor(t, "registered payments/p-1 at 127.0.0.1:8080 (lease ", waitTimeout)
+	return stdout, func() {
+		t.Helper()
+		cancel()
+		select {
+		case code := <-done:
+			if code != exitOK {
+				t.Errorf("register exited %d; stderr %q", code, stderr.String())
+			}
+		case <-time.After(waitTimeout):
+			t.Fatal("register did not return after its context ended")
+		}
 	}
 }
