@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/fxmodule"
 )
 
@@ -17,6 +18,9 @@ func env(vars map[string]string) func(string) (string, bool) {
 	}
 }
 
+// TestConfigFromEnv: ConfigFromEnv reads ROSTER_BACKEND and hands every
+// other variable to etcd.ConfigFromEnv (whose own tests cover each
+// variable); ROSTER_TIMEOUT also sets the module's Timeout.
 func TestConfigFromEnv(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
@@ -25,35 +29,16 @@ func TestConfigFromEnv(t *testing.T) {
 		want fxmodule.Config
 	}{
 		{name: "nothing set", env: nil, want: fxmodule.Config{}},
-		{name: "empty values are unset", env: map[string]string{"ROSTER_TTL": "", "ROSTER_ENDPOINTS": " "}, want: fxmodule.Config{}},
+		{name: "memory backend", env: map[string]string{"ROSTER_BACKEND": " memory "}, want: fxmodule.Config{Backend: "memory"}},
 		{
-			name: "everything",
-			env: map[string]string{
-				"ROSTER_BACKEND":   "etcd",
-				"ROSTER_ENDPOINTS": "10.0.0.1:2379, https://10.0.0.2:2379",
-				"ROSTER_PREFIX":    "/tenant-a/services",
-				"ROSTER_TTL":       "10s",
-				"ROSTER_CACERT":    "/etc/roster/ca.pem",
-				"ROSTER_CERT":      "/etc/roster/client.pem",
-				"ROSTER_KEY":       "/etc/roster/client-key.pem",
-				"ROSTER_USERNAME":  "svc",
-				"ROSTER_PASSWORD":  " s3cret with spaces ",
-				"ROSTER_TIMEOUT":   "1m30s",
-			},
+			name: "etcd settings",
+			env:  map[string]string{"ROSTER_BACKEND": "etcd", "ROSTER_ENDPOINTS": "unixs:///run/etcd.sock", "ROSTER_TIMEOUT": "1m30s"},
 			want: fxmodule.Config{
-				Backend:   "etcd",
-				Endpoints: []string{"10.0.0.1:2379", "https://10.0.0.2:2379"},
-				Prefix:    "/tenant-a/services",
-				TTL:       10 * time.Second,
-				CACert:    "/etc/roster/ca.pem",
-				Cert:      "/etc/roster/client.pem",
-				Key:       "/etc/roster/client-key.pem",
-				Username:  "svc",
-				Password:  " s3cret with spaces ",
-				Timeout:   90 * time.Second,
+				Backend: "etcd",
+				Etcd:    etcd.Config{Endpoints: []string{"unixs:///run/etcd.sock"}, DialTimeout: 90 * time.Second, RequestTimeout: 90 * time.Second},
+				Timeout: 90 * time.Second,
 			},
 		},
-		{name: "memory backend", env: map[string]string{"ROSTER_BACKEND": "memory"}, want: fxmodule.Config{Backend: "memory"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,37 +54,30 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 }
 
+// TestConfigFromEnvErrors: a bad ROSTER_BACKEND wraps ErrInvalidConfig; a
+// bad etcd variable wraps both ErrInvalidConfig and etcd.ErrInvalidConfig;
+// each names the variable.
 func TestConfigFromEnvErrors(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		name    string
-		env     map[string]string
-		wantVar string // the variable the error must name
+		name     string
+		env      map[string]string
+		want     string
+		wantEtcd bool
 	}{
-		{"unknown backend", map[string]string{"ROSTER_BACKEND": "consul"}, "ROSTER_BACKEND"},
-		{"backend in upper case", map[string]string{"ROSTER_BACKEND": "ETCD"}, "ROSTER_BACKEND"},
-		{"empty endpoint", map[string]string{"ROSTER_ENDPOINTS": "a:2379,,b:2379"}, "ROSTER_ENDPOINTS"},
-		{"trailing comma", map[string]string{"ROSTER_ENDPOINTS": "a:2379,"}, "ROSTER_ENDPOINTS"},
-		{"relative prefix", map[string]string{"ROSTER_PREFIX": "roster"}, "ROSTER_PREFIX"},
-		{"TTL not a duration", map[string]string{"ROSTER_TTL": "15"}, "ROSTER_TTL"},
-		{"TTL negative", map[string]string{"ROSTER_TTL": "-5s"}, "ROSTER_TTL"},
-		{"TTL below a second", map[string]string{"ROSTER_TTL": "500ms"}, "ROSTER_TTL"},
-		{"TTL not whole seconds", map[string]string{"ROSTER_TTL": "1500ms"}, "ROSTER_TTL"},
-		{"timeout not a duration", map[string]string{"ROSTER_TIMEOUT": "soon"}, "ROSTER_TIMEOUT"},
-		{"timeout zero", map[string]string{"ROSTER_TIMEOUT": "0s"}, "ROSTER_TIMEOUT"},
-		{"cert without key", map[string]string{"ROSTER_CERT": "c.pem"}, "ROSTER_KEY"},
-		{"key without cert", map[string]string{"ROSTER_KEY": "k.pem"}, "ROSTER_CERT"},
-		{"password without username", map[string]string{"ROSTER_PASSWORD": "pw"}, "ROSTER_USERNAME"},
+		{"unknown backend", map[string]string{"ROSTER_BACKEND": "consul"}, `fxmodule: invalid config: ROSTER_BACKEND is "consul"; want "etcd" or "memory"`, false},
+		{"backend in upper case", map[string]string{"ROSTER_BACKEND": "ETCD"}, `ROSTER_BACKEND is "ETCD"`, false},
+		{"etcd variable", map[string]string{"ROSTER_TTL": "1500ms"}, "fxmodule: invalid config: etcd: invalid config: ROSTER_TTL is 1.5s; want a whole number of seconds", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			got, err := fxmodule.ConfigFromEnv(env(tc.env))
-			if !errors.Is(err, fxmodule.ErrInvalidConfig) {
-				t.Fatalf("ConfigFromEnv = %+v, %v; want an error wrapping ErrInvalidConfig", got, err)
+			if !errors.Is(err, fxmodule.ErrInvalidConfig) || errors.Is(err, etcd.ErrInvalidConfig) != tc.wantEtcd {
+				t.Fatalf("ConfigFromEnv = %+v, %v; want an error wrapping ErrInvalidConfig (and etcd's: %v)", got, err, tc.wantEtcd)
 			}
-			if !strings.Contains(err.Error(), tc.wantVar) {
-				t.Errorf("error %q does not name %s", err, tc.wantVar)
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q; want it to contain %q", err, tc.want)
 			}
 		})
 	}

@@ -4,7 +4,7 @@
 //
 //	fx.New(
 //		fxmodule.Module,
-//		fx.Supply(fxmodule.Config{Endpoints: []string{"etcd-0:2379"}}), // optional
+//		fx.Supply(fxmodule.Config{Etcd: etcd.Config{Endpoints: []string{"etcd-0:2379"}}}), // optional
 //		fx.Provide(newServer),
 //		fx.Invoke(func(*server) {}),
 //		fxmodule.Instance(discovery.Instance{Service: "payments", Address: "10.0.0.7:8080"}),
@@ -12,9 +12,11 @@
 //
 // # What the module provides and consumes
 //
-// [Module] provides discovery.Backend, discovery.Registrar,
-// discovery.Resolver and discovery.StatusReporter, all the same backend
-// ([NewBackend]), and a [*Registration] ([NewRegistration]). Following
+// [Module] provides discovery.Backend, discovery.Registrar and
+// discovery.Resolver, all the same backend ([NewBackend]), the backend as
+// a discovery.StatusReporter ([NewStatusReporter]; never nil: asking for
+// one with a backend that is not one fails with [ErrNoStatus]), and a
+// [*Registration] ([NewRegistration]). Following
 // fx's module conventions it consumes, but never provides, what belongs to
 // the application, each of them optional:
 //
@@ -58,35 +60,46 @@
 // rather not run unregistered set [Config.RequireRegistration]: start
 // then waits for the registrations, up to [Config.Timeout], and fails
 // with an error naming the instance. (One exception: with
-// [Config.Username] set, the etcd client logs in while the backend is
+// Config.Etcd.Username set, the etcd client logs in while the backend is
 // built, so building the application fails if etcd cannot be reached
-// within Config.Timeout.)
+// within the dial timeout: Config.Etcd.DialTimeout, or Config.Timeout.)
 //
 // # Configuration
 //
 // Every field of [Config] has a default used when it is left zero. The
-// environment variables are read only when the application supplies no
-// Config (or a zero one); unset or empty variables keep the default.
+// module's own settings are Config's fields; the etcd backend's are
+// [Config.Etcd], an etcd.Config with the etcd backend's own defaults and
+// checks (a second backend's settings would sit beside it, in a field of
+// their own). The environment variables are read only when the
+// application supplies no Config (or a zero one): [EnvBackend] by
+// [ConfigFromEnv], the others by etcd.ConfigFromEnv; unset or empty
+// variables keep the default.
 //
 //	Config field         environment variable  default
 //	Backend              ROSTER_BACKEND        "etcd" (or "memory")
-//	Endpoints            ROSTER_ENDPOINTS      127.0.0.1:2379 (comma-separated list)
-//	Prefix               ROSTER_PREFIX         /roster/services
-//	TTL                  ROSTER_TTL            15s (whole seconds)
-//	CACert               ROSTER_CACERT         system roots (PEM file)
-//	Cert                 ROSTER_CERT           no client certificate (PEM file, with Key)
-//	Key                  ROSTER_KEY            none (PEM file, with Cert)
-//	Username             ROSTER_USERNAME       no authentication
-//	Password             ROSTER_PASSWORD       none (with Username)
-//	Timeout              ROSTER_TIMEOUT        5s (dial, request and deregistration timeout)
-//	TLS                  -                     built from CACert, Cert and Key
+//	Etcd.Endpoints       ROSTER_ENDPOINTS      127.0.0.1:2379 (comma-separated; host:port, http, https, unix, unixs)
+//	Etcd.Prefix          ROSTER_PREFIX         /roster/services
+//	Etcd.TTL             ROSTER_TTL            15s (whole seconds)
+//	Etcd.CACertFile      ROSTER_CACERT         system roots (PEM file)
+//	Etcd.CertFile        ROSTER_CERT           no client certificate (PEM file, with KeyFile)
+//	Etcd.KeyFile         ROSTER_KEY            none (PEM file, with CertFile)
+//	Etcd.Username        ROSTER_USERNAME       no authentication
+//	Etcd.Password        ROSTER_PASSWORD       none (with Username)
+//	Etcd.DialTimeout     ROSTER_TIMEOUT        Timeout
+//	Etcd.RequestTimeout  ROSTER_TIMEOUT        Timeout
+//	Etcd.TLS             -                     built from the PEM files (or system roots for https://, unixs://)
+//	Etcd.Retry           -                     Retry
+//	Timeout              ROSTER_TIMEOUT        5s (registration with RequireRegistration, deregistration)
 //	Retry                -                     1s doubling to 30s, 20% jitter
 //	RequireRegistration  -                     false: start does not wait for the registry
 //	DrainDelay           -                     0: stop right after deregistering
 //
 // Durations are Go durations ("15s", "1m30s"). A malformed variable makes
 // fx.New fail with an error wrapping [ErrInvalidConfig] that names the
-// variable.
+// variable. The etcd backend rejects bad settings (an unknown endpoint
+// scheme, TLS files with an http:// endpoint, an unreadable PEM file) with
+// etcd.ErrInvalidConfig naming the field or the endpoint, and logs a
+// warning when a password would travel without TLS.
 //
 // # Without fx
 //

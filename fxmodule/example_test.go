@@ -110,7 +110,7 @@ func ExampleConfigFromEnv() {
 		v, ok := env[name]
 		return v, ok
 	})
-	fmt.Println(cfg.Endpoints, cfg.TTL, err)
+	fmt.Println(cfg.Etcd.Endpoints, cfg.Etcd.TTL, err)
 
 	env["ROSTER_TIMEOUT"] = "5"
 	_, err = fxmodule.ConfigFromEnv(func(name string) (string, bool) {
@@ -120,7 +120,7 @@ func ExampleConfigFromEnv() {
 	fmt.Println(err)
 	// Output:
 	// [etcd-0:2379 etcd-1:2379 etcd-2:2379] 10s <nil>
-	// fxmodule: invalid config: ROSTER_TIMEOUT is "5"; want a Go duration such as 15s or 1m
+	// fxmodule: invalid config: etcd: invalid config: ROSTER_TIMEOUT is "5"; want a Go duration such as 15s or 1m
 }
 
 // Applications that start from the environment and change a few fields

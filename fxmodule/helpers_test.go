@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
@@ -33,11 +34,13 @@ func testRetry() retry.Policy {
 // own.
 func etcdConfig(t *testing.T, srv *etcdtest.Server) fxmodule.Config {
 	return fxmodule.Config{
-		Endpoints: srv.Endpoints(),
-		Prefix:    testPrefix(t),
-		TTL:       5 * time.Second,
-		Timeout:   2 * time.Second,
-		Retry:     testRetry(),
+		Etcd: etcd.Config{
+			Endpoints: srv.Endpoints(),
+			Prefix:    testPrefix(t),
+			TTL:       5 * time.Second,
+		},
+		Timeout: 2 * time.Second,
+		Retry:   testRetry(),
 	}
 }
 

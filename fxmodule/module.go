@@ -1,6 +1,7 @@
 package fxmodule
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/hashicorp/go-hclog"
@@ -29,16 +30,17 @@ const (
 	LoggerName = "roster.fx"
 )
 
-// Module provides discovery.Backend, discovery.Registrar,
-// discovery.Resolver and discovery.StatusReporter (built by NewBackend),
-// and *Registration (built by NewRegistration), which registers the
-// application's own instances (see Instance and ProvideInstance).
+// Module provides discovery.Backend, discovery.Registrar and
+// discovery.Resolver (built by NewBackend), discovery.StatusReporter (the
+// same backend, see NewStatusReporter), and *Registration (built by
+// NewRegistration), which registers the application's own instances (see
+// Instance and ProvideInstance).
 //
 // It consumes, when the application provides them, a Config, an
 // hclog.Logger, a *clientv3.Client and a backend named "roster.custom"
 // (see UseBackend); it never provides any of them.
 var Module = fx.Module(ModuleName,
-	fx.Provide(NewBackend, NewRegistration),
+	fx.Provide(NewBackend, NewStatusReporter, NewRegistration),
 )
 
 // Params are the inputs of NewBackend. Every field but Lifecycle is
@@ -67,17 +69,31 @@ type Params struct {
 }
 
 // Result is what NewBackend provides: one backend under each of its
-// interfaces.
+// interfaces. Its discovery.StatusReporter is provided by NewStatusReporter.
 type Result struct {
 	fx.Out
 
 	Backend   discovery.Backend
 	Registrar discovery.Registrar
 	Resolver  discovery.Resolver
-	// Status is the backend's StatusReporter; nil when the backend does
-	// not implement discovery.StatusReporter (both of roster's backends
-	// do).
-	Status discovery.StatusReporter
+}
+
+// ErrNoStatus reports that the backend in use does not implement
+// discovery.StatusReporter, yet the application asked fx for one.
+var ErrNoStatus = errors.New("fxmodule: the backend reports no status")
+
+// NewStatusReporter returns the backend as a discovery.StatusReporter, which
+// both of roster's backends are. For a backend of the application's own
+// (UseBackend) that is not one, it fails with an error wrapping
+// ErrNoStatus rather than provide a nil StatusReporter. fx calls it only
+// for an application that asks for a discovery.StatusReporter, so an
+// application that does not ask is unaffected.
+func NewStatusReporter(b discovery.Backend) (discovery.StatusReporter, error) {
+	s, ok := b.(discovery.StatusReporter)
+	if !ok {
+		return nil, fmt.Errorf("%w: %T does not implement discovery.StatusReporter", ErrNoStatus, b)
+	}
+	return s, nil
 }
 
 // NewBackend returns the backend the application uses: p.Custom when the
@@ -100,8 +116,7 @@ func NewBackend(p Params) (Result, error) {
 	if owned && p.Lifecycle != nil {
 		p.Lifecycle.Append(fx.StopHook(b.Close))
 	}
-	status, _ := b.(discovery.StatusReporter)
-	return Result{Backend: b, Registrar: b, Resolver: b, Status: status}, nil
+	return Result{Backend: b, Registrar: b, Resolver: b}, nil
 }
 
 func newBackend(p Params) (discovery.Backend, bool, error) {
@@ -124,12 +139,12 @@ func newBackend(p Params) (discovery.Backend, bool, error) {
 		}
 		return b, true, nil
 	default:
-		ecfg, err := cfg.etcdConfig()
-		if err != nil {
-			return nil, false, err
+		ecfg := cfg.etcdConfig()
+		if ecfg.Logger == nil {
+			ecfg.Logger = p.Logger // nil: the backend's default
 		}
-		ecfg.Logger = p.Logger // nil: the backend's default
 		var b *etcd.Backend
+		var err error
 		if p.Client != nil {
 			b, err = etcd.NewWithClient(p.Client, ecfg)
 		} else {
@@ -137,16 +152,6 @@ func newBackend(p Params) (discovery.Backend, bool, error) {
 		}
 		if err != nil {
 			return nil, false, fmt.Errorf("fxmodule: etcd backend: %w", err)
-		}
-		if p.Client == nil && ecfg.Password != "" && ecfg.TLS == nil {
-			// Allowed (a development etcd), but worth saying. Without TLS
-			// here, no endpoint is https:// or unixs:// (tlsConfig).
-			eps := ecfg.Endpoints
-			if len(eps) == 0 {
-				eps = []string{etcd.DefaultEndpoint}
-			}
-			moduleLogger(p.Logger).Warn("the etcd password is sent in clear: the endpoints do not use TLS",
-				"endpoints", eps, "username", ecfg.Username)
 		}
 		return b, true, nil
 	}

@@ -49,7 +49,7 @@ func TestEtcdRegisteredAfterStartGoneAfterStop(t *testing.T) {
 		t.Fatalf("backend is %T; want *etcd.Backend", backend)
 	}
 
-	key := cfg.Prefix + "/payments/p-1"
+	key := cfg.Etcd.Prefix + "/payments/p-1"
 	resp, err := cli.Get(ctxFor(t, 5*time.Second), key)
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("Get(%s) after start = %v, %v; want the instance", key, resp, err)
@@ -115,7 +115,7 @@ func TestEtcdDownAtStart(t *testing.T) {
 		t.Fatalf("Registration.Wait after etcd came back: %v", err)
 	}
 	waitState(t, sub, payments.Key(), discovery.StateRegistered, 5*time.Second)
-	resp, err := cli.Get(ctxFor(t, 5*time.Second), cfg.Prefix+"/payments/p-1")
+	resp, err := cli.Get(ctxFor(t, 5*time.Second), cfg.Etcd.Prefix+"/payments/p-1")
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("Get after etcd came back = %v, %v; want the instance", resp, err)
 	}
@@ -127,7 +127,7 @@ func TestEtcdDownAtStart(t *testing.T) {
 func TestRequireRegistrationFailsWhenEtcdDown(t *testing.T) {
 	t.Parallel()
 	cfg := fxmodule.Config{
-		Endpoints:           []string{deadEndpoint(t)},
+		Etcd:                etcd.Config{Endpoints: []string{deadEndpoint(t)}},
 		Timeout:             500 * time.Millisecond,
 		Retry:               testRetry(),
 		RequireRegistration: true,
@@ -166,7 +166,7 @@ func TestRequireRegistrationRegistersBeforeStartReturns(t *testing.T) {
 		fxmodule.Instance(payments),
 	)
 	app.RequireStart()
-	key := cfg.Prefix + "/payments/p-1"
+	key := cfg.Etcd.Prefix + "/payments/p-1"
 	resp, err := srv.Client(t).Get(ctxFor(t, 5*time.Second), key)
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Errorf("Get(%s) right after start = %v, %v; want the instance", key, resp, err)
@@ -184,7 +184,7 @@ func TestAppOwnedClientIsNotClosed(t *testing.T) {
 	}
 	defer cli.Close()
 	cfg := etcdConfig(t, srv)
-	cfg.Endpoints = []string{"127.0.0.1:1"} // ignored: the client is used
+	cfg.Etcd.Endpoints = []string{"127.0.0.1:1"} // ignored: the client is used
 	var backend discovery.Backend
 	var reg *fxmodule.Registration
 	app := fxtest.New(t,
@@ -250,7 +250,7 @@ func TestCustomBackendIsUsed(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(fxmodule.Config{Endpoints: []string{"127.0.0.1:1"}}), // ignored
+		fx.Supply(fxmodule.Config{Etcd: etcd.Config{Endpoints: []string{"127.0.0.1:1"}}}), // ignored
 		fxmodule.UseBackend(func() *memory.Backend { return custom }),
 		fxmodule.Instance(payments),
 		fx.Populate(&backend, &status, &reg),
@@ -452,7 +452,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 		}
 	})
 	t.Run("invalid", func(t *testing.T) {
-		t.Setenv(fxmodule.EnvTTL, "forever")
+		t.Setenv(etcd.EnvTTL, "forever")
 		var backend discovery.Backend
 		app := fx.New(fxmodule.Module, fx.Populate(&backend), fx.NopLogger)
 		err := app.Err()
@@ -473,8 +473,8 @@ func TestInvalid(t *testing.T) {
 	}{
 		{"unknown backend", fx.Supply(fxmodule.Config{Backend: "zookeeper"}), fxmodule.ErrInvalidConfig, "zookeeper"},
 		{"negative drain delay", fx.Supply(fxmodule.Config{Backend: "memory", DrainDelay: -time.Second}), fxmodule.ErrInvalidConfig, "DrainDelay"},
-		{"bad etcd prefix", fx.Supply(fxmodule.Config{Prefix: "/x/"}), etcd.ErrInvalidConfig, "Prefix"},
-		{"missing CA file", fx.Supply(fxmodule.Config{CACert: "/nonexistent/ca.pem"}), fxmodule.ErrInvalidConfig, "CACert"},
+		{"bad etcd prefix", fx.Supply(fxmodule.Config{Etcd: etcd.Config{Prefix: "/x/"}}), etcd.ErrInvalidConfig, "Prefix"},
+		{"missing CA file", fx.Supply(fxmodule.Config{Etcd: etcd.Config{CACertFile: "/nonexistent/ca.pem"}}), etcd.ErrInvalidConfig, "CACertFile"},
 		{"invalid instance", fx.Options(
 			fx.Supply(fxmodule.Config{Backend: "memory"}),
 			fxmodule.Instance(discovery.Instance{Service: "bad service", Address: "127.0.0.1:1"}),
@@ -574,7 +574,7 @@ func deadEndpoint(t *testing.T) string {
 	return addr
 }
 
-// TestTLSWithPlainTextEndpointIsRejected: a CA certificate (Config.CACert
+// TestTLSWithPlainTextEndpointIsRejected: a CA certificate (Etcd.CACertFile
 // or ROSTER_CACERT) with an http:// endpoint asks for TLS that the etcd
 // client would silently drop, connecting in plain text and sending the
 // password in clear; so would a mix of http:// and https:// endpoints.
@@ -588,8 +588,8 @@ func TestTLSWithPlainTextEndpointIsRejected(t *testing.T) {
 	host := srv.Endpoints()[0]
 	ca := writeCACert(t)
 	fromEnv, err := fxmodule.ConfigFromEnv(env(map[string]string{
-		fxmodule.EnvEndpoints: "http://" + host, fxmodule.EnvCACert: ca,
-		fxmodule.EnvUsername: "svc", fxmodule.EnvPassword: "s3cret-pw", fxmodule.EnvTimeout: "2s",
+		etcd.EnvEndpoints: "http://" + host, etcd.EnvCACert: ca,
+		etcd.EnvUsername: "svc", etcd.EnvPassword: "s3cret-pw", etcd.EnvTimeout: "2s",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -600,9 +600,9 @@ func TestTLSWithPlainTextEndpointIsRejected(t *testing.T) {
 		cfg  fxmodule.Config
 		want string
 	}{
-		{"CACert", fxmodule.Config{Endpoints: []string{"http://" + host}, CACert: ca, Timeout: 2 * time.Second}, plain},
+		{"CACertFile", fxmodule.Config{Etcd: etcd.Config{Endpoints: []string{"http://" + host}, CACertFile: ca}, Timeout: 2 * time.Second}, plain},
 		{"ROSTER_CACERT and a password", fromEnv, plain},
-		{"http and https", fxmodule.Config{Endpoints: []string{"http://" + host, "https://" + host}, Timeout: 2 * time.Second},
+		{"http and https", fxmodule.Config{Etcd: etcd.Config{Endpoints: []string{"http://" + host, "https://" + host}}, Timeout: 2 * time.Second},
 			`Endpoints[1] "https://` + host + `" asks for TLS but Endpoints[0] "http://` + host + `" does not`},
 	}
 	before, err := cli.Get(ctxFor(t, 5*time.Second), "/", clientv3.WithPrefix(), clientv3.WithCountOnly())
@@ -641,7 +641,8 @@ func TestTLSWithPlainTextEndpointIsRejected(t *testing.T) {
 
 // TestPasswordWithoutTLSIsAWarning: a password over a plain-text
 // connection is allowed (a development etcd) but logged as a warning that
-// names the endpoints, never the password; with TLS there is no warning.
+// names the endpoints, never the password, by the etcd backend under the
+// application's logger; with TLS there is no warning.
 func TestPasswordWithoutTLSIsAWarning(t *testing.T) {
 	t.Parallel()
 	srv := sharedEtcd(t)
@@ -650,9 +651,9 @@ func TestPasswordWithoutTLSIsAWarning(t *testing.T) {
 		cfg  fxmodule.Config
 		warn bool
 	}{
-		{"plain text", fxmodule.Config{Endpoints: srv.Endpoints(), Username: "svc", Password: "s3cret-pw", Timeout: 2 * time.Second}, true},
-		{"no password", fxmodule.Config{Endpoints: srv.Endpoints(), Timeout: 2 * time.Second}, false},
-		{"TLS", fxmodule.Config{Endpoints: []string{"https://" + deadEndpoint(t)}, Timeout: 2 * time.Second}, false},
+		{"plain text", fxmodule.Config{Etcd: etcd.Config{Endpoints: srv.Endpoints(), Username: "svc", Password: "s3cret-pw"}, Timeout: 2 * time.Second}, true},
+		{"no password", fxmodule.Config{Etcd: etcd.Config{Endpoints: srv.Endpoints()}, Timeout: 2 * time.Second}, false},
+		{"TLS", fxmodule.Config{Etcd: etcd.Config{Endpoints: []string{"https://" + deadEndpoint(t)}}, Timeout: 2 * time.Second}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -667,7 +668,7 @@ func TestPasswordWithoutTLSIsAWarning(t *testing.T) {
 				t.Errorf("Close: %v", err)
 			}
 			out := logs.String()
-			want := `[WARN]  app.roster.fx: the etcd password is sent in clear: the endpoints do not use TLS: endpoints=["` + srv.Endpoints()[0] + `"] username=svc`
+			want := `[WARN]  app.roster.etcd: ` + etcd.PasswordInClearMessage + `: endpoints=["` + srv.Endpoints()[0] + `"] username=svc`
 			if got := strings.Contains(out, want); got != tc.warn {
 				t.Errorf("logs:\n%s\nwant the warning %q: %v", out, want, tc.warn)
 			}
@@ -692,7 +693,7 @@ func TestDeregisterWhileRegisteringIsNotUndone(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := etcdConfig(t, srv)
-	key := cfg.Prefix + "/payments/p-1"
+	key := cfg.Etcd.Prefix + "/payments/p-1"
 	var (
 		reg     *fxmodule.Registration
 		backend discovery.Backend
@@ -741,7 +742,7 @@ func TestDeregisterWhileRegisteringIsNotUndone(t *testing.T) {
 
 	// etcd's history of the prefix, up to a marker written after stop:
 	// p-1 was never written, at any time.
-	marker := cfg.Prefix + "/zz-marker"
+	marker := cfg.Etcd.Prefix + "/zz-marker"
 	if _, err := cli.Put(ctxFor(t, 5*time.Second), marker, "end"); err != nil {
 		t.Fatal(err)
 	}
@@ -749,7 +750,7 @@ func TestDeregisterWhileRegisteringIsNotUndone(t *testing.T) {
 	defer cancel()
 	var history []string
 	sawMarker := false
-	for resp := range cli.Watch(wctx, cfg.Prefix+"/", clientv3.WithPrefix(), clientv3.WithRev(1)) {
+	for resp := range cli.Watch(wctx, cfg.Etcd.Prefix+"/", clientv3.WithPrefix(), clientv3.WithRev(1)) {
 		if err := resp.Err(); err != nil {
 			t.Fatalf("watch the history: %v", err)
 		}
@@ -764,7 +765,45 @@ func TestDeregisterWhileRegisteringIsNotUndone(t *testing.T) {
 			}
 		}
 	}
-	if !sawMarker || !slices.Contains(history, "PUT "+cfg.Prefix+"/payments/p-2") {
+	if !sawMarker || !slices.Contains(history, "PUT "+cfg.Etcd.Prefix+"/payments/p-2") {
 		t.Errorf("history of the prefix:\n%s\nwant p-2's put and the marker", strings.Join(history, "\n"))
+	}
+}
+
+// TestBackendWithoutStatus: a custom backend that is not a
+// discovery.StatusReporter is never provided to fx as a nil one: an
+// application that asks for a StatusReporter fails to build with
+// ErrNoStatus naming the backend's type, and one that does not ask runs.
+func TestBackendWithoutStatus(t *testing.T) {
+	t.Parallel()
+	type statusless struct{ discovery.Backend }
+	custom, err := memory.New(memory.NewStore())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer custom.Close()
+	useIt := fxmodule.UseBackend(func() statusless { return statusless{custom} })
+
+	var status discovery.StatusReporter
+	err = fx.New(fxmodule.Module, useIt, fx.Populate(&status), fx.NopLogger).Err()
+	if !errors.Is(err, fxmodule.ErrNoStatus) || !strings.Contains(err.Error(), "fxmodule_test.statusless does not implement discovery.StatusReporter") {
+		t.Errorf("fx.New asking for a StatusReporter: %v; want ErrNoStatus naming the type", err)
+	}
+	if status != nil {
+		t.Errorf("StatusReporter = %v; want none", status)
+	}
+
+	var backend discovery.Backend
+	app := fxtest.New(t, fxmodule.Module, useIt, fxmodule.Instance(payments), fx.Populate(&backend))
+	app.RequireStart()
+	if backend != (statusless{custom}) {
+		t.Errorf("backend = %v; want the custom one", backend)
+	}
+	app.RequireStop()
+
+	// Both of roster's backends are StatusReporters.
+	got, err := fxmodule.NewStatusReporter(custom)
+	if err != nil || got != discovery.StatusReporter(custom) {
+		t.Errorf("NewStatusReporter(memory) = %v, %v; want the backend", got, err)
 	}
 }

@@ -82,8 +82,8 @@ var (
 // closes it on Close. It does not wait for etcd to be reachable; the first
 // Register does. An invalid cfg gives an error wrapping ErrInvalidConfig.
 func New(cfg Config) (*Backend, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	cfg, err := cfg.resolve(true)
+	if err != nil {
 		return nil, err
 	}
 	cli, err := clientv3.New(ClientConfig(cfg))
@@ -97,14 +97,15 @@ func New(cfg Config) (*Backend, error) {
 
 // NewWithClient returns a Backend on a client the application owns: the
 // Backend never closes it. Config fields about dialing (Endpoints,
-// DialTimeout, TLS, Username, Password, ReconnectDelay) are ignored; build
-// the client with ClientConfig to get roster's bounded reconnect delay.
+// DialTimeout, TLS, CACertFile, CertFile, KeyFile, Username, Password,
+// ReconnectDelay) are ignored; build the client with ClientConfig to get
+// roster's bounded reconnect delay.
 func NewWithClient(cli *clientv3.Client, cfg Config) (*Backend, error) {
 	if cli == nil {
 		return nil, fmt.Errorf("%w: client is nil", ErrInvalidConfig)
 	}
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	cfg, err := cfg.resolve(false)
+	if err != nil {
 		return nil, err
 	}
 	return newBackend(cli, cfg), nil
@@ -114,6 +115,7 @@ func NewWithClient(cli *clientv3.Client, cfg Config) (*Backend, error) {
 // its endpoints, credentials and TLS, and gRPC dial options that bound the
 // reconnect backoff to about cfg.ReconnectDelay (gRPC's own default grows
 // to 120 s, which would delay recovery after a long outage by minutes).
+// It does not read CACertFile, CertFile and KeyFile (New does): set TLS.
 func ClientConfig(cfg Config) clientv3.Config {
 	cfg = cfg.withDefaults()
 	return clientv3.Config{

@@ -32,8 +32,10 @@ var ErrInvalidConfig = errors.New("etcd: invalid config")
 // Config configures a Backend. Every field has a documented default used
 // when it is left zero.
 type Config struct {
-	// Endpoints are the etcd client endpoints, "host:port" or URLs.
-	// Default: [DefaultEndpoint]. Ignored by NewWithClient.
+	// Endpoints are the etcd client endpoints: "host:port", or http://,
+	// https://, unix:// or unixs:// URLs (New rejects any other scheme,
+	// naming the endpoint). Default: [DefaultEndpoint]. Ignored by
+	// NewWithClient.
 	Endpoints []string
 	// DialTimeout bounds establishing a connection. Default:
 	// DefaultDialTimeout. Ignored by NewWithClient.
@@ -49,12 +51,25 @@ type Config struct {
 	// naming the endpoint, rather than connecting in plain text: TLS set
 	// with an http:// or unix:// endpoint, or (TLS nil) an https:// or
 	// unixs:// endpoint beside an http://, unix:// or bare one.
+	//
+	// TLS is used as it is; setting it together with CACertFile, CertFile
+	// or KeyFile is an error.
 	TLS *tls.Config
+	// CACertFile is a PEM file of the certificate authorities that sign
+	// etcd's server certificate, read by New. Setting it (or CertFile)
+	// asks for TLS as TLS does. Default: the system's roots. Ignored by
+	// NewWithClient.
+	CACertFile string
+	// CertFile and KeyFile are PEM files of a client certificate and its
+	// key, for etcd's client certificate authentication, read by New.
+	// Both or neither. Ignored by NewWithClient.
+	CertFile string
+	// KeyFile goes with CertFile.
+	KeyFile string
 	// Username and Password authenticate to etcd when auth is enabled.
 	// The password is never logged. Over a connection without TLS it
-	// travels in clear, which is allowed (a development etcd); the fx
-	// module and the roster command line warn about it. Ignored by
-	// NewWithClient.
+	// travels in clear, which is allowed (a development etcd): New then
+	// logs PasswordInClearMessage as a warning. Ignored by NewWithClient.
 	Username string
 	// Password goes with Username.
 	Password string
@@ -119,12 +134,22 @@ func (c Config) withDefaults() Config {
 	if c.ReconnectDelay == 0 {
 		c.ReconnectDelay = DefaultReconnectDelay
 	}
-	if c.Logger == nil {
-		c.Logger = hclog.New(&hclog.LoggerOptions{Name: LoggerName, Level: hclog.Info})
-	} else {
-		c.Logger = c.Logger.Named(LoggerName)
-	}
 	return c
+}
+
+// WithDefaults returns c with every zero field but Logger set to its
+// default, as New and NewWithClient use it: for a caller that shows the
+// effective settings (the roster command line prints the endpoints and
+// the prefix). Applying it twice changes nothing.
+func (c Config) WithDefaults() Config { return c.withDefaults() }
+
+// backendLogger returns the Backend's logger: l named LoggerName, or a
+// default one.
+func backendLogger(l hclog.Logger) hclog.Logger {
+	if l == nil {
+		return hclog.New(&hclog.LoggerOptions{Name: LoggerName, Level: hclog.Info})
+	}
+	return l.Named(LoggerName)
 }
 
 // validate checks a Config with its defaults applied.
@@ -137,10 +162,8 @@ func (c Config) validate() error {
 	switch {
 	case c.DialTimeout < 0:
 		return configError("DialTimeout is %v; want a positive duration", c.DialTimeout)
-	case c.TTL < time.Second:
-		return configError("TTL is %v; want at least 1s", c.TTL)
-	case c.TTL%time.Second != 0:
-		return configError("TTL is %v; want a whole number of seconds (etcd counts lease TTLs in seconds)", c.TTL)
+	case ttlProblem(c.TTL) != "":
+		return configError("TTL is %v; %s", c.TTL, ttlProblem(c.TTL))
 	case c.RequestTimeout < 0:
 		return configError("RequestTimeout is %v; want a positive duration", c.RequestTimeout)
 	case c.ReconnectDelay < 0:
@@ -237,32 +260,6 @@ func (c Config) validateTransport() error {
 			"and the etcd client uses TLS for every endpoint or for none; "+
 			"give every endpoint the https:// (or unixs://) scheme, or set TLS for host:port endpoints",
 			tlsAt, c.Endpoints[tlsAt], plainAt, c.Endpoints[plainAt])
-	}
-	return nil
-}
-
-// validatePrefix accepts absolute paths of one or more segments of
-// printable, non-space ASCII, none of them "." or "..", without a trailing
-// slash, so that <Prefix>/<service>/<id> never leaves the prefix.
-func validatePrefix(p string) error {
-	if !strings.HasPrefix(p, "/") {
-		return configError("Prefix %q must start with '/'", p)
-	}
-	if strings.HasSuffix(p, "/") {
-		return configError("Prefix %q must not end with '/'", p)
-	}
-	for i := 0; i < len(p); i++ {
-		if p[i] <= ' ' || p[i] >= 0x7f {
-			return configError("Prefix %q has byte %q at %d; want printable ASCII without spaces", p, p[i], i)
-		}
-	}
-	for _, seg := range strings.Split(p[1:], "/") {
-		switch seg {
-		case "":
-			return configError("Prefix %q has an empty segment", p)
-		case ".", "..":
-			return configError("Prefix %q has a %q segment", p, seg)
-		}
 	}
 	return nil
 }

@@ -60,7 +60,7 @@ func (b *Backend) servicePrefix(service string) string {
 // Resolve implements discovery.Resolver with one range read of the
 // service's keys: linearizable unless Config.SerializableReads is set.
 func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
-	if err := discovery.ValidateName("service", service); err != nil {
+	if err := discovery.ValidateName("Service", service); err != nil {
 		return nil, err
 	}
 	if b.isClosed() {
@@ -142,7 +142,7 @@ func (b *Backend) decode(service string, kv *mvccpb.KeyValue) (discovery.Instanc
 // Backend closes; the Watcher returned lives until Stop or until ctx
 // ends, whichever comes first.
 func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
-	if err := discovery.ValidateName("service", service); err != nil {
+	if err := discovery.ValidateName("Service", service); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {

@@ -2,237 +2,245 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
+	"io"
 	"os"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/pflag"
 
+	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/etcd"
 )
 
-// The connection flags and the environment variables they read when they
-// are not given on the command line. The names match the fx module's.
+// The connection flags and the environment variables they stand for: a
+// flag given on the command line wins, and its variable is then not read
+// at all. The variables themselves are read by etcd.ConfigFromEnv. ttl is
+// register's own flag.
 var connectionEnv = []struct{ flag, env string }{
-	{"endpoints", "ROSTER_ENDPOINTS"},
-	{"prefix", "ROSTER_PREFIX"},
-	{"cacert", "ROSTER_CACERT"},
-	{"cert", "ROSTER_CERT"},
-	{"key", "ROSTER_KEY"},
-	{"user", "ROSTER_USERNAME"},
-	{"password", "ROSTER_PASSWORD"},
-	{"timeout", "ROSTER_TIMEOUT"},
+	{"endpoints", etcd.EnvEndpoints},
+	{"prefix", etcd.EnvPrefix},
+	{"cacert", etcd.EnvCACert},
+	{"cert", etcd.EnvCert},
+	{"key", etcd.EnvKey},
+	{"user", etcd.EnvUsername},
+	{"password", etcd.EnvPassword},
+	{"timeout", etcd.EnvTimeout},
+	{"ttl", etcd.EnvTTL},
 }
 
 func addConnectionFlags(fs *pflag.FlagSet) {
 	fs.StringSlice("endpoints", []string{etcd.DefaultEndpoint},
-		"etcd endpoints, host:port or URL, comma-separated ($ROSTER_ENDPOINTS)")
-	fs.String("prefix", etcd.DefaultPrefix, "key prefix of the registry ($ROSTER_PREFIX)")
-	fs.String("cacert", "", "verify etcd's certificate with this CA bundle, PEM ($ROSTER_CACERT)")
-	fs.String("cert", "", "client certificate file for TLS, PEM ($ROSTER_CERT)")
-	fs.String("key", "", "private key file of --cert, PEM ($ROSTER_KEY)")
-	fs.String("user", "", "etcd user name ($ROSTER_USERNAME)")
-	fs.String("password", "", "etcd password; visible to other local users in the process list (ps): set $ROSTER_PASSWORD instead")
-	fs.Duration("timeout", etcd.DefaultDialTimeout, "dial and request timeout ($ROSTER_TIMEOUT)")
+		"etcd endpoints, host:port or URL, comma-separated ($"+etcd.EnvEndpoints+")")
+	fs.String("prefix", etcd.DefaultPrefix, "key prefix of the registry ($"+etcd.EnvPrefix+")")
+	fs.String("cacert", "", "verify etcd's certificate with this CA bundle, PEM ($"+etcd.EnvCACert+")")
+	fs.String("cert", "", "client certificate file for TLS, PEM ($"+etcd.EnvCert+")")
+	fs.String("key", "", "private key file of --cert, PEM ($"+etcd.EnvKey+")")
+	fs.String("user", "", "etcd user name ($"+etcd.EnvUsername+")")
+	fs.String("password", "", "etcd password; visible to other local users in the process list (ps): set $"+etcd.EnvPassword+" instead")
+	fs.Duration("timeout", etcd.DefaultDialTimeout, "dial and request timeout ($"+etcd.EnvTimeout+")")
 	fs.BoolP("verbose", "v", false, "log the etcd backend's activity on stderr")
 }
 
-// loadConfig builds the etcd backend configuration from the connection
-// flags in fs, each taken from its environment variable when it was not
-// given on the command line. Invalid values give an inputError naming the
-// flag or the variable. The password never appears in an error.
+// loadConfig builds the etcd backend configuration: etcd.ConfigFromEnv
+// reads the ROSTER_* variables of the flags that were not given, then the
+// flags that were given are laid over it. ROSTER_BACKEND, when set, must
+// name the etcd backend. Invalid values give an inputError naming the flag
+// or the variable; the password never appears in an error. Certificate
+// files are read, and the remaining checks made, by etcd.New.
 func loadConfig(fs *pflag.FlagSet) (etcd.Config, error) {
-	from := make(map[string]string) // flag -> where its value came from
-	for _, m := range connectionEnv {
-		from[m.flag] = "--" + m.flag
-		if fs.Changed(m.flag) {
-			continue
-		}
-		v, ok := os.LookupEnv(m.env)
-		if !ok || v == "" {
-			continue
-		}
-		if err := fs.Lookup(m.flag).Value.Set(v); err != nil {
-			if m.flag == "password" {
-				return etcd.Config{}, inputErrorf("invalid %s", m.env)
-			}
-			return etcd.Config{}, inputErrorf("invalid %s %q: %v", m.env, v, err)
-		}
-		from[m.flag] = m.env
+	if b, _ := os.LookupEnv(backends.EnvBackend); strings.TrimSpace(b) != "" && strings.TrimSpace(b) != backends.Etcd {
+		return etcd.Config{}, inputErrorf("invalid %s %q: the roster command line supports only %q",
+			backends.EnvBackend, strings.TrimSpace(b), backends.Etcd)
 	}
-	var lookupErr error
-	get := func(name string) string {
+	// A flag given on the command line stands for its variable: the
+	// variables of flags that take plain strings read the flag's value
+	// (so that ROSTER_PASSWORD goes with --user), the others are hidden
+	// and the flag's value laid over the result below, with errors naming
+	// the flag.
+	given := make(map[string]string) // variable -> its flag, when given
+	for _, m := range connectionEnv {
+		if f := fs.Lookup(m.flag); f != nil && f.Changed {
+			given[m.env] = m.flag
+		}
+	}
+	plain := map[string]bool{etcd.EnvCACert: true, etcd.EnvCert: true, etcd.EnvKey: true, etcd.EnvUsername: true, etcd.EnvPassword: true}
+	value := func(env string) string {
+		if flag, ok := given[env]; ok {
+			v, _ := fs.GetString(flag)
+			return v
+		}
+		v, _ := os.LookupEnv(env)
+		if env == etcd.EnvPassword {
+			return v
+		}
+		return strings.TrimSpace(v)
+	}
+	// Pairs first, naming where each value came from.
+	from := func(flag, env string) string { return sourceOf(fs, flag, env) }
+	switch {
+	case value(etcd.EnvPassword) != "" && value(etcd.EnvUsername) == "":
+		return etcd.Config{}, inputErrorf("%s is set but %s is empty",
+			from("password", etcd.EnvPassword), from("user", etcd.EnvUsername))
+	case value(etcd.EnvCert) != "" && value(etcd.EnvKey) == "":
+		return etcd.Config{}, inputErrorf("%s is set but %s is empty: a client certificate needs its key",
+			from("cert", etcd.EnvCert), from("key", etcd.EnvKey))
+	case value(etcd.EnvCert) == "" && value(etcd.EnvKey) != "":
+		return etcd.Config{}, inputErrorf("%s is set but %s is empty: a key needs its client certificate",
+			from("key", etcd.EnvKey), from("cert", etcd.EnvCert))
+	}
+	cfg, err := etcd.ConfigFromEnv(func(name string) (string, bool) {
+		if _, ok := given[name]; !ok {
+			return os.LookupEnv(name)
+		}
+		if plain[name] {
+			return value(name), true
+		}
+		return "", false
+	})
+	if err != nil {
+		return etcd.Config{}, inputError{err}
+	}
+
+	var flagErr error
+	str := func(name string) string {
 		v, err := fs.GetString(name)
-		if err != nil && lookupErr == nil {
-			lookupErr = err // a flag addConnectionFlags did not define
+		if err != nil && flagErr == nil {
+			flagErr = err // a flag addConnectionFlags did not define
 		}
 		return v
 	}
-	endpoints, err := fs.GetStringSlice("endpoints")
-	if err != nil {
-		return etcd.Config{}, fmt.Errorf("read --endpoints: %w", err)
-	}
-	timeout, err := fs.GetDuration("timeout")
-	if err != nil {
-		return etcd.Config{}, fmt.Errorf("read --timeout: %w", err)
-	}
-
-	var cfg etcd.Config
-	for _, ep := range endpoints {
-		ep = strings.TrimSpace(ep)
-		if ep == "" {
-			continue
+	if fs.Changed("endpoints") {
+		eps, err := fs.GetStringSlice("endpoints")
+		if err != nil {
+			return etcd.Config{}, fmt.Errorf("read --endpoints: %w", err)
 		}
-		if err := checkEndpoint(ep); err != nil {
-			return etcd.Config{}, inputErrorf("invalid %s %q: %v", from["endpoints"], ep, err)
-		}
-		cfg.Endpoints = append(cfg.Endpoints, ep)
-	}
-	if len(cfg.Endpoints) == 0 {
-		return etcd.Config{}, inputErrorf("%s has no endpoint", from["endpoints"])
-	}
-	if timeout <= 0 {
-		return etcd.Config{}, inputErrorf("invalid %s %v: want a positive duration", from["timeout"], timeout)
-	}
-	cfg.DialTimeout, cfg.RequestTimeout = timeout, timeout
-
-	cfg.Prefix = get("prefix")
-	if !strings.HasPrefix(cfg.Prefix, "/") || strings.HasSuffix(cfg.Prefix, "/") {
-		return etcd.Config{}, inputErrorf("invalid %s %q: want an absolute path without a trailing '/', such as %s",
-			from["prefix"], cfg.Prefix, etcd.DefaultPrefix)
-	}
-
-	cfg.Username, cfg.Password = get("user"), get("password")
-	if cfg.Password != "" && cfg.Username == "" {
-		return etcd.Config{}, inputErrorf("%s is set but %s is empty", from["password"], from["user"])
-	}
-
-	cfg.TLS, err = loadTLS(get("cacert"), get("cert"), get("key"), from)
-	if err != nil {
-		return etcd.Config{}, err
-	}
-	if cfg.TLS == nil {
-		for _, ep := range cfg.Endpoints {
-			if ep := strings.ToLower(ep); strings.HasPrefix(ep, "https://") || strings.HasPrefix(ep, "unixs:") {
-				// TLS with the system's roots, as etcdctl does.
-				cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
-				break
+		cfg.Endpoints = nil
+		for _, ep := range eps {
+			if ep = strings.TrimSpace(ep); ep == "" {
+				continue
 			}
-		}
-	}
-	if lookupErr != nil {
-		return etcd.Config{}, fmt.Errorf("read flags: %w", lookupErr)
-	}
-	return cfg, nil
-}
-
-// checkEndpoint accepts host:port and http, https, unix and unixs URLs.
-func checkEndpoint(ep string) error {
-	if strings.Contains(ep, "://") {
-		u, err := url.Parse(ep)
-		if err != nil {
-			return err
-		}
-		switch u.Scheme {
-		case "http", "https":
-			if u.Host == "" {
-				return errors.New("URL has no host")
+			if err := etcd.CheckEndpoint(ep); err != nil {
+				return etcd.Config{}, inputErrorf("invalid --endpoints %q: %v", ep, err)
 			}
-		case "unix", "unixs":
-		default:
-			return fmt.Errorf("URL scheme %q; want http, https, unix or unixs", u.Scheme)
+			cfg.Endpoints = append(cfg.Endpoints, ep)
 		}
-		return nil
+		if len(cfg.Endpoints) == 0 {
+			return etcd.Config{}, inputErrorf("--endpoints has no endpoint")
+		}
 	}
-	host, port, err := net.SplitHostPort(ep)
-	if err != nil {
-		return errors.New("want host:port or a URL")
+	if fs.Changed("prefix") {
+		cfg.Prefix = str("prefix")
+		if err := etcd.CheckPrefix(cfg.Prefix); err != nil {
+			return etcd.Config{}, inputErrorf("invalid --prefix %q: %v", cfg.Prefix, err)
+		}
 	}
-	if host == "" || port == "" {
-		return errors.New("want host:port or a URL")
+	if fs.Changed("timeout") {
+		d, err := fs.GetDuration("timeout")
+		if err != nil {
+			return etcd.Config{}, fmt.Errorf("read --timeout: %w", err)
+		}
+		if d <= 0 {
+			return etcd.Config{}, inputErrorf("invalid --timeout %v: want a positive duration", d)
+		}
+		cfg.DialTimeout, cfg.RequestTimeout = d, d
 	}
-	return nil
+	if fs.Lookup("ttl") != nil && fs.Changed("ttl") {
+		d, err := fs.GetDuration("ttl")
+		if err != nil {
+			return etcd.Config{}, fmt.Errorf("read --ttl: %w", err)
+		}
+		if err := etcd.CheckTTL(d); err != nil {
+			return etcd.Config{}, inputErrorf("invalid --ttl %v: %v", d, err)
+		}
+		cfg.TTL = d
+	}
+	if flagErr != nil {
+		return etcd.Config{}, fmt.Errorf("read flags: %w", flagErr)
+	}
+	// The commands print the endpoints and the prefix, and bound their
+	// requests by DialTimeout (requestContext).
+	return cfg.WithDefaults(), nil
 }
 
-// loadTLS builds the client TLS configuration from PEM files, or returns
-// nil when none is given. from names where each setting came from.
-func loadTLS(caFile, certFile, keyFile string, from map[string]string) (*tls.Config, error) {
-	if caFile == "" && certFile == "" && keyFile == "" {
-		return nil, nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, inputErrorf("%s: %v", from["cacert"], err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, inputErrorf("%s %s: no PEM certificate found", from["cacert"], caFile)
-		}
-		cfg.RootCAs = pool
-	}
-	switch {
-	case certFile != "" && keyFile == "":
-		return nil, inputErrorf("%s is set but %s is empty: a client certificate needs its key", from["cert"], from["key"])
-	case certFile == "" && keyFile != "":
-		return nil, inputErrorf("%s is set but %s is empty: a key needs its client certificate", from["key"], from["cert"])
-	case certFile != "":
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, inputErrorf("%s/%s: %v", from["cert"], from["key"], err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
-}
-
-// newBackend loads the connection configuration from the flags in fs,
-// lets adjust change it, and dials etcd, which waits for etcd to answer
-// only when credentials are given. The etcd backend's Config check rejects
-// TLS settings (--cacert, --cert) with an http:// endpoint, and endpoints
-// that mix TLS and plain text, naming the endpoint; a password without
-// TLS is allowed, with a warning.
+// newBackend loads the connection configuration from the flags in fs and
+// the environment, lets adjust change it, and dials etcd, which waits for
+// etcd to answer only when credentials are given. etcd.New reads the
+// certificate files and rejects what does not hold together (TLS settings
+// with an http:// endpoint, endpoints that mix TLS and plain text), naming
+// the field or the endpoint; it warns about a password sent without TLS
+// (see logger).
 func (a *app) newBackend(ctx context.Context, fs *pflag.FlagSet, adjust func(*etcd.Config)) (*etcd.Backend, etcd.Config, error) {
 	cfg, err := loadConfig(fs)
 	if err != nil {
 		return nil, cfg, err
+	}
+	fileFlags := map[string]string{ // etcd.FieldError.Field -> where it came from
+		"CACertFile": sourceOf(fs, "cacert", etcd.EnvCACert),
+		"CertFile":   sourceOf(fs, "cert", etcd.EnvCert) + "/" + sourceOf(fs, "key", etcd.EnvKey),
 	}
 	cfg.Logger = a.logger(fs)
 	if adjust != nil {
 		adjust(&cfg)
 	}
 	b, err := etcd.New(cfg)
-	if errors.Is(err, etcd.ErrInvalidConfig) {
+	var fe *etcd.FieldError
+	switch {
+	case errors.As(err, &fe) && fileFlags[fe.Field] != "":
+		return nil, cfg, inputErrorf("invalid %s: %s", fileFlags[fe.Field], fe.Reason)
+	case errors.Is(err, etcd.ErrInvalidConfig):
 		return nil, cfg, inputError{err}
-	}
-	if cfg.Password != "" && cfg.TLS == nil {
-		// Without TLS here no endpoint is https:// or unixs:// (loadConfig).
-		a.warnf("the password is sent to etcd in clear: %s does not use TLS (give https:// endpoints, or --cacert)",
-			strings.Join(cfg.Endpoints, ","))
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	case errors.Is(err, context.DeadlineExceeded):
 		// With credentials, the client logs in while connecting.
 		return nil, cfg, etcdError(ctx, cfg, err)
-	}
-	if err != nil {
+	case err != nil:
 		return nil, cfg, err
 	}
 	return b, cfg, nil
 }
 
-// logger returns the backend's logger: silent unless --verbose.
+// sourceOf names where a connection setting came from: the flag when it
+// was given or when the variable is not set either, else the variable.
+func sourceOf(fs *pflag.FlagSet, flag, env string) string {
+	if f := fs.Lookup(flag); f != nil && f.Changed {
+		return "--" + flag
+	}
+	if v, ok := os.LookupEnv(env); ok && strings.TrimSpace(v) != "" {
+		return env
+	}
+	return "--" + flag
+}
+
+// warningSink prints, as a "roster: warning:" line, the etcd backend's
+// warning that the password is sent in clear; the backend decides when it
+// applies. Other log lines are shown only with --verbose.
+type warningSink struct{ a *app }
+
+func (s warningSink) Accept(_ string, level hclog.Level, msg string, args ...any) {
+	if level < hclog.Warn || msg != etcd.PasswordInClearMessage {
+		return
+	}
+	var eps []string
+	for i := 0; i+1 < len(args); i += 2 {
+		if args[i] == "endpoints" {
+			eps, _ = args[i+1].([]string)
+		}
+	}
+	s.a.warnf("the password is sent to etcd in clear: %s does not use TLS (give https:// endpoints, or --cacert)",
+		strings.Join(eps, ","))
+}
+
+// logger returns the backend's logger: everything on stderr with
+// --verbose, and otherwise only the password warning (warningSink).
 func (a *app) logger(fs *pflag.FlagSet) hclog.Logger {
 	if v, _ := fs.GetBool("verbose"); v {
 		return hclog.New(&hclog.LoggerOptions{Name: "roster", Level: hclog.Debug, Output: a.stderr})
 	}
-	return hclog.NewNullLogger()
+	l := hclog.NewInterceptLogger(&hclog.LoggerOptions{Level: hclog.Off, Output: io.Discard})
+	l.RegisterSink(warningSink{a})
+	return l
 }
 
 // etcdError describes a failed etcd request: a deadline names the endpoints

@@ -28,6 +28,11 @@
 //	--user       ROSTER_USERNAME   etcd user name
 //	--password   ROSTER_PASSWORD   etcd password (never printed; the flag is visible to other local users in ps, use the variable)
 //	--timeout    ROSTER_TIMEOUT    dial and request timeout (5s)
+//	--ttl        ROSTER_TTL        register's lease TTL (15s)
+//
+// The variables are read by the etcd backend (etcd.ConfigFromEnv), as the
+// fx module reads them. ROSTER_BACKEND, when set, must be "etcd": the
+// command line works with the etcd backend only.
 //
 // -v (--verbose) logs the etcd backend's activity on stderr.
 //

@@ -116,7 +116,8 @@ instances by hand (roster register, roster deregister).
 
 Connection flags can also be set by environment variables: ROSTER_ENDPOINTS,
 ROSTER_PREFIX, ROSTER_CACERT, ROSTER_CERT, ROSTER_KEY, ROSTER_USERNAME,
-ROSTER_PASSWORD, ROSTER_TIMEOUT. A flag on the command line wins.`,
+ROSTER_PASSWORD, ROSTER_TIMEOUT, and register's --ttl by ROSTER_TTL. A flag
+on the command line wins. ROSTER_BACKEND, when set, must be "etcd".`,
 		Example: `  roster dev &
   export ROSTER_ENDPOINTS=127.0.0.1:2379
   roster register --service payments --id p-1 --address 127.0.0.1:8080 --meta zone=a &

@@ -16,7 +16,6 @@ import (
 type registerFlags struct {
 	service, id, address string
 	meta                 []string
-	ttl                  time.Duration
 }
 
 func (a *app) registerCmd() *cobra.Command {
@@ -46,10 +45,9 @@ and prints "deregistered". The first registration must succeed within
 			if err != nil {
 				return err
 			}
-			if f.ttl < time.Second || f.ttl%time.Second != 0 {
-				return inputErrorf("invalid --ttl %v: want whole seconds, at least 1s", f.ttl)
-			}
-			b, cfg, err := a.newBackend(cmd.Context(), cmd.Flags(), func(c *etcd.Config) { c.TTL = f.ttl })
+			// newBackend reads --ttl (or ROSTER_TTL) with the connection
+			// flags.
+			b, cfg, err := a.newBackend(cmd.Context(), cmd.Flags(), nil)
 			if err != nil {
 				return err
 			}
@@ -61,7 +59,7 @@ and prints "deregistered". The first registration must succeed within
 	fs.StringVar(&f.id, "id", "", "instance ID (default: derived from --address)")
 	fs.StringVar(&f.address, "address", "", "host:port where clients reach the instance (required)")
 	fs.StringArrayVar(&f.meta, "meta", nil, "metadata as key=value; repeat for more")
-	fs.DurationVar(&f.ttl, "ttl", etcd.DefaultTTL, "lease TTL: how long etcd keeps the instance once this process stops renewing it")
+	fs.Duration("ttl", etcd.DefaultTTL, "lease TTL: how long etcd keeps the instance once this process stops renewing it ($"+etcd.EnvTTL+")")
 	return cmd
 }
 

@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -21,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
@@ -137,8 +138,8 @@ func TestInputErrors(t *testing.T) {
 		{"meta with empty key", reg("--meta", "=a"), `invalid --meta "=a": empty key`},
 		{"meta twice", reg("--meta", "zone=a", "--meta", "zone=b"), `invalid --meta: key "zone" given twice`},
 		{"meta not printable", reg("--meta", "zo\x01ne=a"), `invalid --meta: Metadata key`},
-		{"fractional ttl", reg("--ttl", "1500ms"), "invalid --ttl 1.5s: want whole seconds"},
-		{"zero ttl", reg("--ttl", "0s"), "invalid --ttl 0s"},
+		{"fractional ttl", reg("--ttl", "1500ms"), "invalid --ttl 1.5s: want a whole number of seconds"},
+		{"zero ttl", reg("--ttl", "0s"), "invalid --ttl 0s: want at least 1s"},
 		{"deregister without id", []string{"deregister", "--service", "payments"}, "--id is required"},
 		{"deregister without service", []string{"deregister", "--id", "p-1"}, "--service is required"},
 		{"deregister bad id", []string{"deregister", "--service", "payments", "--id", ".."}, `invalid --id "..": ID must not be ".."`},
@@ -147,17 +148,17 @@ func TestInputErrors(t *testing.T) {
 		{"ls bad output", []string{"ls", "-o", "yaml"}, `invalid -o/--output "yaml"`},
 		{"zero timeout", []string{"ls", "--timeout", "0s"}, "invalid --timeout 0s: want a positive duration"},
 		{"no endpoint", []string{"ls", "--endpoints", ""}, "--endpoints has no endpoint"},
-		{"bad endpoint", []string{"ls", "--endpoints", "etcd"}, `invalid --endpoints "etcd": want host:port or a URL`},
-		{"bad endpoint scheme", []string{"ls", "--endpoints", "ftp://etcd:21"}, `invalid --endpoints "ftp://etcd:21": URL scheme "ftp"`},
+		{"bad endpoint", []string{"ls", "--endpoints", "etcd"}, `invalid --endpoints "etcd": want host:port or an http, https, unix or unixs URL`},
+		{"bad endpoint scheme", []string{"ls", "--endpoints", "ftp://etcd:21"}, `invalid --endpoints "ftp://etcd:21": scheme ftp://; want http, https, unix or unixs`},
 		{"relative prefix", []string{"ls", "--prefix", "roster"}, `invalid --prefix "roster"`},
 		{"prefix with trailing slash", []string{"ls", "--prefix", "/roster/"}, `invalid --prefix "/roster/"`},
-		{"prefix with dot segment", []string{"ls", "--prefix", "/roster/../x"}, `Prefix "/roster/../x" has a ".." segment`},
+		{"prefix with dot segment", []string{"ls", "--prefix", "/roster/../x"}, `invalid --prefix "/roster/../x": has a ".." segment`},
 		{"password without user", []string{"ls", "--password", "hunter2"}, "--password is set but --user is empty"},
 		{"cert without key", []string{"ls", "--cert", junk}, "--cert is set but --key is empty"},
 		{"key without cert", []string{"ls", "--key", junk}, "--key is set but --cert is empty"},
-		{"missing cacert", []string{"ls", "--cacert", filepath.Join(dir, "none.pem")}, "--cacert: open "},
-		{"junk cacert", []string{"ls", "--cacert", junk}, "no PEM certificate found"},
-		{"junk cert", []string{"ls", "--cert", junk, "--key", junk}, "--cert/--key: tls: failed to find any PEM data"},
+		{"missing cacert", []string{"ls", "--cacert", filepath.Join(dir, "none.pem")}, "invalid --cacert: open "},
+		{"junk cacert", []string{"ls", "--cacert", junk}, "invalid --cacert: " + junk + " holds no PEM certificate"},
+		{"junk cert", []string{"ls", "--cert", junk, "--key", junk}, "invalid --cert/--key: tls: failed to find any PEM data"},
 		{"cacert with an http endpoint", []string{"ls", "--cacert", ca, "--endpoints", "http://127.0.0.1:1"},
 			`roster: etcd: invalid config: Endpoints[0] "http://127.0.0.1:1" is a plain-text http:// endpoint but TLS is set`},
 		{"cacert with a unix endpoint", []string{"ls", "--cacert", ca, "--endpoints", "unix:///run/etcd.sock"},
@@ -242,16 +243,29 @@ func TestLoadConfig(t *testing.T) {
 			want: etcd.Config{Endpoints: []string{"127.0.0.1:2379"}, Prefix: "/roster/services", DialTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second},
 		},
 		{
-			name: "https endpoint uses TLS",
-			args: []string{"--endpoints", "https://etcd.example:2379"},
-			want: etcd.Config{Endpoints: []string{"https://etcd.example:2379"}, Prefix: "/roster/services", DialTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second, TLS: &tls.Config{}},
+			name: "ROSTER_BACKEND etcd and the TTL",
+			env:  map[string]string{"ROSTER_BACKEND": "etcd", "ROSTER_TTL": "7s"},
+			want: etcd.Config{Endpoints: []string{"127.0.0.1:2379"}, Prefix: "/roster/services", DialTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second, TTL: 7 * time.Second},
+		},
+		{
+			name: "certificate files, a flag beside a variable",
+			env:  map[string]string{"ROSTER_CACERT": "/env/ca.pem", "ROSTER_CERT": "/env/c.pem", "ROSTER_KEY": "/env/k.pem"},
+			args: []string{"--cert", "/flag/c.pem", "--key", "/flag/k.pem"},
+			want: etcd.Config{Endpoints: []string{"127.0.0.1:2379"}, Prefix: "/roster/services", DialTimeout: 5 * time.Second, RequestTimeout: 5 * time.Second,
+				CACertFile: "/env/ca.pem", CertFile: "/flag/c.pem", KeyFile: "/flag/k.pem"},
+		},
+		{
+			name: "a flag makes its invalid variable unread",
+			env:  map[string]string{"ROSTER_TIMEOUT": "soon", "ROSTER_PASSWORD": "pw"},
+			args: []string{"--timeout", "2s", "--user", "ops"},
+			want: etcd.Config{Endpoints: []string{"127.0.0.1:2379"}, Prefix: "/roster/services", DialTimeout: 2 * time.Second, RequestTimeout: 2 * time.Second, Username: "ops", Password: "pw"},
 		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			for _, m := range connectionEnv {
-				t.Setenv(m.env, "")
-				os.Unsetenv(m.env)
+			for _, name := range append([]string{"ROSTER_BACKEND"}, connectionVars()...) {
+				t.Setenv(name, "")
+				os.Unsetenv(name)
 			}
 			for k, v := range c.env {
 				t.Setenv(k, v)
@@ -260,18 +274,23 @@ func TestLoadConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if (got.TLS == nil) != (c.want.TLS == nil) {
-				t.Errorf("TLS = %v; want nil: %v", got.TLS, c.want.TLS == nil)
-			}
 			if !slices.Equal(got.Endpoints, c.want.Endpoints) {
 				t.Errorf("Endpoints = %q; want %q", got.Endpoints, c.want.Endpoints)
 			}
-			type fields struct {
-				Prefix, Username, Password  string
-				DialTimeout, RequestTimeout time.Duration
+			if got.TLS != nil {
+				t.Errorf("TLS = %v; want nil (etcd.New builds it)", got.TLS)
 			}
-			g := fields{got.Prefix, got.Username, got.Password, got.DialTimeout, got.RequestTimeout}
-			w := fields{c.want.Prefix, c.want.Username, c.want.Password, c.want.DialTimeout, c.want.RequestTimeout}
+			type fields struct {
+				Prefix, Username, Password       string
+				CACertFile, CertFile, KeyFile    string
+				DialTimeout, RequestTimeout, TTL time.Duration
+			}
+			wantTTL := c.want.TTL
+			if wantTTL == 0 {
+				wantTTL = etcd.DefaultTTL
+			}
+			g := fields{got.Prefix, got.Username, got.Password, got.CACertFile, got.CertFile, got.KeyFile, got.DialTimeout, got.RequestTimeout, got.TTL}
+			w := fields{c.want.Prefix, c.want.Username, c.want.Password, c.want.CACertFile, c.want.CertFile, c.want.KeyFile, c.want.DialTimeout, c.want.RequestTimeout, wantTTL}
 			if g != w {
 				t.Errorf("config = %+v; want %+v", g, w)
 			}
@@ -286,12 +305,17 @@ func TestEnvErrors(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{map[string]string{"ROSTER_TIMEOUT": "abc"}, `invalid ROSTER_TIMEOUT "abc": time: invalid duration "abc"`},
-		{map[string]string{"ROSTER_TIMEOUT": "-1s"}, "invalid ROSTER_TIMEOUT -1s: want a positive duration"},
-		{map[string]string{"ROSTER_PREFIX": "services"}, `invalid ROSTER_PREFIX "services"`},
-		{map[string]string{"ROSTER_ENDPOINTS": "etcd"}, `invalid ROSTER_ENDPOINTS "etcd"`},
+		{map[string]string{"ROSTER_TIMEOUT": "abc"}, `ROSTER_TIMEOUT is "abc"; want a Go duration such as 15s or 1m`},
+		{map[string]string{"ROSTER_TIMEOUT": "-1s"}, "ROSTER_TIMEOUT is -1s; want a positive duration"},
+		{map[string]string{"ROSTER_TTL": "1500ms"}, "ROSTER_TTL is 1.5s; want a whole number of seconds"},
+		{map[string]string{"ROSTER_PREFIX": "services"}, `ROSTER_PREFIX "services" must start with '/'`},
+		{map[string]string{"ROSTER_ENDPOINTS": "etcd"}, `ROSTER_ENDPOINTS endpoint "etcd": want host:port`},
+		{map[string]string{"ROSTER_ENDPOINTS": "ftp://etcd:21"}, `ROSTER_ENDPOINTS endpoint "ftp://etcd:21": scheme ftp://`},
 		{map[string]string{"ROSTER_PASSWORD": "hunter2"}, "ROSTER_PASSWORD is set but --user is empty"},
 		{map[string]string{"ROSTER_CERT": "/nonexistent.pem"}, "ROSTER_CERT is set but --key is empty"},
+		{map[string]string{"ROSTER_CACERT": "/nonexistent/ca.pem"}, "invalid ROSTER_CACERT: open /nonexistent/ca.pem"},
+		{map[string]string{"ROSTER_BACKEND": "nats"}, `invalid ROSTER_BACKEND "nats": the roster command line supports only "etcd"`},
+		{map[string]string{"ROSTER_BACKEND": "memory"}, `invalid ROSTER_BACKEND "memory": the roster command line supports only "etcd"`},
 	}
 	for _, c := range cases {
 		t.Run(c.want, func(t *testing.T) {
@@ -318,30 +342,12 @@ func TestTLSAndAuth(t *testing.T) {
 	flags := []string{"--endpoints", ep, "--cacert", srv.CAFile(), "--cert", srv.CertFile(), "--key", srv.KeyFile(),
 		"--user", "root", "--password", "s3cret-pw", "--timeout", "3s"}
 
-	// register holds until its context ends.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stdout, stderr := &linebuf.Buffer{}, &linebuf.Buffer{}
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, append([]string{"register", "--service", "payments", "--id", "p-1", "--address", "127.0.0.1:8080", "--meta", "zone=a", "--ttl", "10s"}, flags...), stdout, stderr)
-	}()
-	stdout.WaitFor(t, "registered payments/p-1 at 127.0.0.1:8080 (lease ", waitTimeout)
-
+	stdout, stop := startRegister(t, append([]string{"--meta", "zone=a", "--ttl", "10s"}, flags...)...)
 	code, out, errOut := runInProcess(t, append([]string{"ls", "payments"}, flags...)...)
 	if code != exitOK || !regexp.MustCompile(`(?m)^p-1\s+127\.0\.0\.1:8080\s+zone=a\s+(10|9|8)$`).MatchString(out) {
 		t.Errorf("ls payments: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-
-	cancel()
-	select {
-	case code := <-done:
-		if code != exitOK {
-			t.Errorf("register exited %d; stderr %q", code, stderr.String())
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("register did not return after its context ended")
-	}
+	stop()
 	if !strings.HasSuffix(stdout.String(), "deregistered payments/p-1\n") {
 		t.Errorf("register output:\n%s\nwant it to end with deregistered", stdout.String())
 	}
@@ -572,6 +578,81 @@ func TestSafe(t *testing.T) {
 	for _, c := range cases {
 		if got := safe(c.in); got != c.want {
 			t.Errorf("safe(%q) = %s; want %s", c.in, got, c.want)
+		}
+	}
+}
+
+// connectionVars lists the variables the connection flags stand for.
+func connectionVars() []string {
+	var names []string
+	for _, m := range connectionEnv {
+		names = append(names, m.env)
+	}
+	return names
+}
+
+// TestTTLFromEnvironment: register takes the lease TTL from ROSTER_TTL
+// when --ttl is not given, and --ttl wins over it; the lease etcd granted
+// has that TTL.
+func TestTTLFromEnvironment(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	t.Setenv("ROSTER_ENDPOINTS", srv.Endpoints()[0])
+	t.Setenv("ROSTER_TTL", "7s")
+	cases := []struct {
+		name string
+		args []string
+		want int64
+	}{
+		{"variable", nil, 7},
+		{"flag wins", []string{"--ttl", "9s"}, 9},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			stdout, stop := startRegister(t, c.args...)
+			line, _, _ := strings.Cut(stdout.String(), "\n")
+			hex := strings.TrimSuffix(line[strings.LastIndex(line, " ")+1:], ")")
+			id, err := strconv.ParseInt(hex, 16, 64)
+			if err != nil {
+				t.Fatalf("lease in %q: %v", line, err)
+			}
+			tctx, tcancel := context.WithTimeout(context.Background(), waitTimeout)
+			defer tcancel()
+			resp, err := cli.TimeToLive(tctx, clientv3.LeaseID(id))
+			if err != nil {
+				t.Fatalf("TimeToLive(%x): %v", id, err)
+			}
+			if resp.GrantedTTL != c.want {
+				t.Errorf("lease %x: granted TTL %d; want %d", id, resp.GrantedTTL, c.want)
+			}
+			stop()
+		})
+	}
+}
+
+// startRegister runs "register --service payments --id p-1 --address
+// 127.0.0.1:8080" plus args in-process until stop, once it has printed
+// that it registered. stop ends it, waits for it, and checks it exited 0.
+func startRegister(t *testing.T, args ...string) (stdout *linebuf.Buffer, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stdout, stderr := &linebuf.Buffer{}, &linebuf.Buffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append([]string{"register", "--service", "payments", "--id", "p-1", "--address", "127.0.0.1:8080"}, args...), stdout, stderr)
+	}()
+	stdout.WaitFor(t, "registered payments/p-1 at 127.0.0.1:8080 (lease ", waitTimeout)
+	return stdout, func() {
+		t.Helper()
+		cancel()
+		select {
+		case code := <-done:
+			if code != exitOK {
+				t.Errorf("register exited %d; stderr %q", code, stderr.String())
+			}
+		case <-time.After(waitTimeout):
+			t.Fatal("register did not return after its context ended")
 		}
 	}
 }

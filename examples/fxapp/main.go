@@ -157,14 +157,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		out.say("Started an embedded etcd at %s", eps[0])
 	}
 	cfg := fxmodule.Config{
-		Endpoints:  eps,
-		Prefix:     "/roster-examples/fxapp",
-		TTL:        5 * time.Second,
+		Etcd: etcd.Config{
+			Endpoints: eps,
+			Prefix:    "/roster-examples/fxapp",
+			TTL:       5 * time.Second,
+		},
 		DrainDelay: 100 * time.Millisecond,
 	}
 
 	// A client's view of the service, to pace the story.
-	client, err := etcd.New(etcd.Config{Endpoints: eps, Prefix: cfg.Prefix, Logger: logger})
+	client, err := etcd.New(etcd.Config{Endpoints: eps, Prefix: cfg.Etcd.Prefix, Logger: logger})
 	if err != nil {
 		return err
 	}
