@@ -182,3 +182,15 @@ func subsequence(got, want []discovery.State) bool {
 	}
 	return i == len(want)
 }
+
+// compactNow compacts etcd's history up to its current revision.
+func compactNow(t testing.TB, cli *clientv3.Client) {
+	t.Helper()
+	resp, err := cli.Get(context.Background(), "compact-marker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(context.Background(), resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+}

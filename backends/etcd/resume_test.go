@@ -188,13 +188,7 @@ func TestWatchListsOnceAfterCompactionWhileDisconnected(t *testing.T) {
 	if _, err := cli.Delete(context.Background(), backends[0].Key("payments", "p-1")); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := cli.Get(context.Background(), "compact-marker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.Compact(context.Background(), resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
-		t.Fatal(err)
-	}
+	compactNow(t, cli)
 	if err := proxy.DropConnections(); err != nil {
 		t.Fatal(err)
 	}

@@ -246,13 +246,7 @@ func TestWatchConvergesAfterCompactionWhileDisconnected(t *testing.T) {
 	if err := writer.Deregister(context.Background(), instance("payments", "p-1")); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := cli.Get(context.Background(), "compact-marker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.Compact(context.Background(), resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
-		t.Fatal(err)
-	}
+	compactNow(t, cli)
 	if err := proxy.DropConnections(); err != nil {
 		t.Fatal(err)
 	}
