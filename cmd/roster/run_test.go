@@ -17,10 +17,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/roster-sd/roster/backends/etcd"
-	"github.com/roster-sd/roster/internal/testcert"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/internal/linebuf"
+	"github.com/roster-sd/roster/internal/testcert"
 )
 
 // runInProcess runs run with args and returns its exit status and output.
