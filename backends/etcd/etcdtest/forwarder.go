@@ -1,11 +1,13 @@
 package etcdtest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // forwarder is a plain TCP relay from a loopback listener to an upstream
@@ -17,10 +19,12 @@ type forwarder struct {
 	upstream string
 	wg       sync.WaitGroup
 
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{} // open connections, both sides
-	isDown bool                  // refusing connections
-	closed bool
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{} // open connections, both sides
+	held    map[net.Conn]struct{} // accepted while holding, not yet relayed
+	isDown  bool                  // refusing connections
+	holding bool                  // holding new connections
+	closed  bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -33,7 +37,12 @@ func newForwarder(upstream string) (*forwarder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcdtest: listen: %w", err)
 	}
-	f := &forwarder{ln: ln, upstream: upstream, conns: make(map[net.Conn]struct{})}
+	f := &forwarder{
+		ln:       ln,
+		upstream: upstream,
+		conns:    make(map[net.Conn]struct{}),
+		held:     make(map[net.Conn]struct{}),
+	}
 	f.wg.Go(f.serve)
 	return f, nil
 }
@@ -53,25 +62,110 @@ func (f *forwarder) serve() {
 			continue // a transient accept error; keep serving
 		}
 		f.mu.Lock()
-		isDown := f.isDown
+		isDown, holding := f.isDown, f.holding && !f.closed
+		if holding {
+			f.held[c] = struct{}{}
+		}
 		f.mu.Unlock()
-		if isDown {
+		switch {
+		case isDown:
 			_ = c.Close()
-			continue
+		case holding:
+			f.wg.Go(func() { f.hold(c) })
+		default:
+			f.relay(c, nil)
 		}
-		u, err := net.Dial("tcp", f.upstream)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		if !f.track(c, u) {
-			_ = c.Close()
-			_ = u.Close()
-			continue
-		}
-		f.wg.Go(func() { f.pipe(c, u) })
-		f.wg.Go(func() { f.pipe(u, c) })
 	}
+}
+
+// relay dials upstream for c, sends it what c sent before, and pipes the
+// two both ways; when upstream refuses, c is closed.
+func (f *forwarder) relay(c net.Conn, sent []byte) {
+	u, err := net.Dial("tcp", f.upstream)
+	if err == nil && len(sent) > 0 {
+		_, err = u.Write(sent)
+		if err != nil {
+			_ = u.Close()
+		}
+	}
+	if err != nil {
+		_ = c.Close()
+		return
+	}
+	if !f.track(c, u) {
+		_ = c.Close()
+		_ = u.Close()
+		return
+	}
+	f.wg.Go(func() { f.pipe(c, u) })
+	f.wg.Go(func() { f.pipe(u, c) })
+}
+
+// hold keeps c, accepted while holding, without an upstream connection,
+// as a partitioned network leaves a connection attempt unanswered: what
+// the client sends is kept, and nothing comes back. When the client gives
+// up, c is closed at once, so that a long partition does not pile up
+// connections; when the hold ends, c is relayed with what it sent.
+func (f *forwarder) hold(c net.Conn) {
+	var sent bytes.Buffer
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.Read(buf)
+		sent.Write(buf[:n])
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			// release set the deadline to wake this read.
+			f.mu.Lock()
+			_, still := f.held[c]
+			f.mu.Unlock()
+			if !still {
+				break
+			}
+			continue
+		}
+		// The client gave up, or close dropped it.
+		f.mu.Lock()
+		delete(f.held, c)
+		f.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	if err := c.SetReadDeadline(time.Time{}); err != nil {
+		_ = c.Close()
+		return
+	}
+	f.relay(c, sent.Bytes())
+}
+
+// holdNew makes the forwarder hold the connections it accepts from now on,
+// until release.
+func (f *forwarder) holdNew() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.holding = true
+}
+
+// release ends holdNew: connections held so far are relayed upstream with
+// what their clients sent, and new ones are relayed at once.
+func (f *forwarder) release() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.holding = false
+	for c := range f.held {
+		delete(f.held, c)
+		// Wakes the read in hold, which then finds c released.
+		_ = c.SetReadDeadline(time.Now())
+	}
+}
+
+// heldConns returns how many connections are being held.
+func (f *forwarder) heldConns() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.held)
 }
 
 // track records a relayed connection pair, or reports false once the
@@ -116,11 +210,14 @@ func (f *forwarder) up() {
 	f.mu.Unlock()
 }
 
-// dropConns closes every open connection, both sides.
+// dropConns closes every open connection, both sides, and every held one.
 func (f *forwarder) dropConns() error {
 	f.mu.Lock()
-	conns := make([]net.Conn, 0, len(f.conns))
+	conns := make([]net.Conn, 0, len(f.conns)+len(f.held))
 	for c := range f.conns {
+		conns = append(conns, c)
+	}
+	for c := range f.held {
 		conns = append(conns, c)
 	}
 	f.mu.Unlock()

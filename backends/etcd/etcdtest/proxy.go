@@ -123,9 +123,12 @@ func (p *Proxy) Endpoint() string { return p.front.addr() }
 func (p *Proxy) Target() string { return p.target }
 
 // Blackhole silences the link both ways, as a network partition does: no
-// byte reaches the server or the clients, yet connections stay open, new
-// ones are still accepted, and the server keeps running. Requests and
-// keep-alives hang until their deadlines.
+// byte reaches the server or the clients, yet connections stay open and
+// the server keeps running. Requests and keep-alives hang until their
+// deadlines. A connection opened meanwhile is accepted but goes unanswered
+// and uses no connection to the server; when its client gives up, it is
+// closed, so a long partition with clients that keep redialling does not
+// pile up connections.
 //
 // Traffic is held, not discarded, so that Unblackhole heals the link the
 // way TCP heals a short partition, by delivering what was sent in the
@@ -139,6 +142,7 @@ func (p *Proxy) Blackhole() {
 		return
 	}
 	p.blackholed = true
+	p.front.holdNew()
 	p.inner.PauseTx()
 	p.inner.PauseRx()
 }
@@ -151,6 +155,7 @@ func (p *Proxy) Unblackhole() {
 	p.blackholed = false
 	p.inner.UnpauseTx()
 	p.inner.UnpauseRx()
+	p.front.release()
 }
 
 // SetLatency delays every chunk of data by d in each direction, so a
