@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	goretry "github.com/sethvargo/go-retry"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -24,6 +25,7 @@ import (
 // for concurrent use, and Close releases everything it started.
 type Backend struct {
 	cli        *clientv3.Client
+	leases     pb.LeaseClient // for grants that name their lease ID
 	ownsClient bool
 	cfg        Config
 	log        hclog.Logger
@@ -63,7 +65,7 @@ type Backend struct {
 	announce bool
 
 	// reconnected is closed and replaced each time the connection comes
-	// back after a failure, to make the service watches list again.
+	// back after a failure, to make the service watches resume (resyncAll).
 	reconnected chan struct{}
 
 	// watches holds the resolver side's shared watches: one feed per
@@ -148,6 +150,7 @@ func newBackend(cli *clientv3.Client, cfg Config) *Backend {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Backend{
 		cli:       cli,
+		leases:    pb.NewLeaseClient(cli.ActiveConnection()),
 		cfg:       cfg,
 		log:       cfg.Logger,
 		board:     discovery.NewStatusBoard(),

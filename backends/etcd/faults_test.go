@@ -189,6 +189,11 @@ func TestBlackholeLongerThanTTL(t *testing.T) {
 	key := b.Key("payments", "p-1")
 	register(t, b, instance("payments", "p-1"))
 	lease := b.Lease()
+	resp, err := getKey(cli, key, time.Second)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("key after Register: %v, %v", resp, err)
+	}
+	created := resp.Kvs[0].CreateRevision
 
 	proxy.Blackhole()
 	// Server up, traffic dropped: etcd expires the lease and the key.
@@ -201,8 +206,13 @@ func TestBlackholeLongerThanTTL(t *testing.T) {
 	healed := time.Now()
 	eventually(t, waitFor, "the key is back", func() bool { return keyLease(cli, key) != 0 })
 	t.Logf("key back %v after the cut healed", time.Since(healed))
-	if got := keyLease(cli, key); got == lease || got != b.Lease() {
-		t.Errorf("key lease = %x; want a new lease (old %x, backend %x)", got, lease, b.Lease())
+	// etcd granted the expired lease again, under the same ID, and the key
+	// was written anew under it.
+	if got := keyLease(cli, key); got != lease || got != b.Lease() {
+		t.Errorf("key lease = %x; want the lease granted again (old %x, backend %x)", got, lease, b.Lease())
+	}
+	if resp, err := getKey(cli, key, time.Second); err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].CreateRevision <= created {
+		t.Errorf("key after the cut: %v, %v; want it created after revision %d", resp, err, created)
 	}
 	states.waitState(t, discovery.StateRegistered, waitFor)
 }
@@ -244,12 +254,21 @@ func TestExternalRevokeIsRestored(t *testing.T) {
 	old := b.Lease()
 
 	revoked := time.Now()
-	if _, err := cli.Revoke(context.Background(), old); err != nil {
+	resp, err := cli.Revoke(context.Background(), old)
+	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "both keys are back under a new lease", func() bool {
-		l := keyLease(cli, key)
-		return l != 0 && l != old && keyLease(cli, b.Key("orders", "o-1")) == l
+	// The revoke deleted both keys at its revision; they come back under
+	// the lease granted again, with its ID.
+	eventually(t, waitFor, "both keys are back under the lease granted again", func() bool {
+		for _, k := range []string{key, b.Key("orders", "o-1")} {
+			got, err := getKey(cli, k, time.Second)
+			if err != nil || len(got.Kvs) != 1 || got.Kvs[0].CreateRevision <= resp.Header.Revision ||
+				clientv3.LeaseID(got.Kvs[0].Lease) != old {
+				return false
+			}
+		}
+		return true
 	})
 	took := time.Since(revoked)
 	t.Logf("restored %v after the revoke", took)

@@ -9,7 +9,12 @@ import (
 	"time"
 
 	goretry "github.com/sethvargo/go-retry"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/retry"
@@ -62,37 +67,47 @@ func (b *Backend) hasWork() bool {
 }
 
 // establish makes sure the Backend has a live lease, retrying with the
-// policy until it succeeds or the Backend closes. It keeps prev if etcd
-// still has it (etcd keeps leases through a restart): its keys are still
-// there, and the own-key watch reports any that someone removed
-// meanwhile. Otherwise it grants a new lease and marks every held instance
-// to be written under it. Requests once etcd answers: one when prev
-// survived; otherwise two, and then the writer puts the instances in as few
-// transactions as their count and size allow.
+// policy until it succeeds or the Backend closes.
+//
+// After an outage it asks etcd for prev again, by its ID: one request that
+// both checks and acts. If etcd still has prev (etcd keeps leases through
+// a restart and extends them when a new leader takes over), it refuses,
+// and the Backend keeps prev: its keys are still there, and the own-key
+// watch reports any that someone removed meanwhile. Otherwise etcd grants
+// prev anew, empty, and every held instance is marked to be written under
+// it. Requests once etcd answers: one, plus the writer's transactions
+// (one for up to 128 instances) when the lease had expired.
+//
+// A grant whose answer was lost and that is retried is refused too; the
+// keys it no longer holds were deleted when it expired, and the own-key
+// watch, resuming from before, reports those deletes.
 func (b *Backend) establish(prev clientv3.LeaseID) (clientv3.LeaseID, error) {
 	drain(b.connReady) // only a connection that comes up from now on is news
-	var lease clientv3.LeaseID
+	var (
+		lease    clientv3.LeaseID
+		survived bool // etcd still had prev
+	)
 	attempt := func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
 		defer cancel()
+		what := "grant lease"
 		if prev != 0 {
-			resp, err := b.cli.TimeToLive(ctx, prev)
-			if err != nil {
-				return b.explain(fmt.Errorf("check lease %s: %w", leaseString(prev), err))
-			}
-			if resp.TTL > 0 {
-				lease = prev
-				return nil
-			}
-			b.log.Warn("lease expired, granting a new one", "lease", leaseString(prev))
+			what = "grant lease " + leaseString(prev) + " again"
+		}
+		// Like clientv3's calls, it waits for a connection until ctx ends.
+		resp, err := b.leases.LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: b.ttl, ID: int64(prev)}, grpc.WaitForReady(true))
+		switch err := grpcError(ctx, err); {
+		case prev != 0 && errors.Is(err, rpctypes.ErrLeaseExist):
+			lease, survived = prev, true
+			return nil
+		case err != nil:
+			return b.explain(fmt.Errorf("%s: %w", what, err))
+		}
+		if prev != 0 {
+			b.log.Warn("lease expired, granted it again", "lease", leaseString(prev))
 			b.leaseLost(errLeaseExpired)
-			prev = 0
 		}
-		resp, err := b.cli.Grant(ctx, b.ttl)
-		if err != nil {
-			return b.explain(fmt.Errorf("grant lease: %w", err))
-		}
-		lease = resp.ID
+		lease = clientv3.LeaseID(resp.ID)
 		return nil
 	}
 	err := b.cfg.Retry.Do(b.ctx, attempt, retry.OnFailure(b.retrying),
@@ -103,7 +118,7 @@ func (b *Backend) establish(prev clientv3.LeaseID) (clientv3.LeaseID, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.lease, b.announce = lease, true
-	if lease == prev {
+	if survived {
 		// What etcd held under it, it holds still.
 		for key, e := range b.held {
 			if _, dirty := b.dirty[key]; !dirty && e.written && e.state != discovery.StateRegistered {
@@ -113,7 +128,9 @@ func (b *Backend) establish(prev clientv3.LeaseID) (clientv3.LeaseID, error) {
 		return lease, nil
 	}
 	b.granted = lease
-	b.ours = append(b.ours, lease)
+	if !slices.Contains(b.ours, lease) {
+		b.ours = append(b.ours, lease)
+	}
 	if len(b.ours) > 8 {
 		b.ours = slices.Delete(b.ours, 0, len(b.ours)-8)
 	}
@@ -121,6 +138,22 @@ func (b *Backend) establish(prev clientv3.LeaseID) (clientv3.LeaseID, error) {
 		b.dirty[key] = struct{}{}
 	}
 	return lease, nil
+}
+
+// grpcError turns an error of a raw gRPC call into what clientv3 would
+// return: etcd's own errors as rpctypes errors, and the end of ctx as
+// ctx's error.
+func grpcError(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		switch status.Code(err) {
+		case codes.DeadlineExceeded, codes.Canceled:
+			return ctx.Err()
+		}
+	}
+	return rpctypes.Error(err)
 }
 
 // wakeJitter spreads the attempts that a returning connection wakes, so
@@ -145,8 +178,9 @@ func (b *Backend) retrying(f retry.Failure) {
 // serve keeps lease alive and runs the writer on it until etcd no longer
 // has the lease, nothing is left to keep, or the Backend closes. A write
 // that fails does not end it: the keys already in etcd stay under the live
-// lease while the writer retries. It returns the lease if etcd may still
-// have it (the keep-alive timed out), or 0.
+// lease while the writer retries. It returns the lease for establish to
+// keep or grant again, or 0 when the Backend closed or revoked the idle
+// lease.
 func (b *Backend) serve(lease clientv3.LeaseID) clientv3.LeaseID {
 	ctx, cancel := context.WithCancel(b.ctx)
 	defer cancel()
@@ -203,9 +237,10 @@ func (b *Backend) serve(lease clientv3.LeaseID) clientv3.LeaseID {
 		case b.ctx.Err() != nil:
 			return 0
 		case errors.Is(err, errLeaseGone):
+			// establish has it granted again, under the same ID.
 			b.log.Warn("lease expired or revoked, will retry", "lease", leaseString(lease), "instances", b.heldCount())
-			b.leaseLost(errLeaseExpired)
-			return 0
+			b.setLease(0)
+			return lease
 		default:
 			if outage == nil {
 				outage = b.cfg.Retry.Backoff()

@@ -68,15 +68,16 @@ func newKeyWatch(cli *clientv3.Client, policy retry.Policy, log hclog.Logger,
 }
 
 // add follows path from revision rev on. A key already followed keeps its
-// place, unless rev is later.
+// watcher, which delivers the changes since its own revision: cancelling
+// and recreating it to skip the echo of a write of ours would cost two
+// requests to save one event. Only a key still waiting for its watcher
+// moves on to a later rev.
 func (w *keyWatch) add(path string, rev int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if k := w.keys[path]; k != nil {
-		if rev > k.rev {
-			w.dropLocked(k)
+		if k.id == 0 && rev > k.rev {
 			k.rev = rev
-			w.wake()
 		}
 		return
 	}

@@ -207,9 +207,10 @@ func requestCounts(t *testing.T, methods ...string) map[string]float64 {
 
 // Not parallel: it reads etcd's global metrics. Back from an outage longer
 // than the TTL, in which etcd kept the lease (it does through a restart),
-// a process spends one request to recover: it asks for the lease's TTL,
-// keeps the lease and its keys, and writes nothing.
+// a process spends one request to recover: it asks etcd to grant the lease
+// again, is refused, keeps the lease and its keys, and writes nothing.
 func TestRecoveryWithASurvivingLeaseCostsOneRequest(t *testing.T) {
+	methods := []string{"LeaseTimeToLive", "LeaseGrant", "LeaseRevoke", "Txn", "Put", "DeleteRange", "Range"}
 	srv := etcdtest.Start(t)
 	cfg := testConfig(t, srv.Endpoints())
 	cfg.RequestTimeout = 300 * time.Millisecond
@@ -223,7 +224,6 @@ func TestRecoveryWithASurvivingLeaseCostsOneRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	states.waitState(t, discovery.StateRetrying, cfg.TTL+waitFor) // the keep-alive timed out
-	methods := []string{"LeaseTimeToLive", "LeaseGrant", "Txn", "Put", "DeleteRange", "Range"}
 	before := requestCounts(t, methods...)
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
@@ -238,7 +238,7 @@ func TestRecoveryWithASurvivingLeaseCostsOneRequest(t *testing.T) {
 		return true
 	})
 	after := requestCounts(t, methods...)
-	want := map[string]float64{"LeaseTimeToLive": 1}
+	want := map[string]float64{"LeaseGrant": 1} // refused: etcd still has it
 	for _, m := range methods {
 		if got := after[m] - before[m]; got != want[m] {
 			t.Errorf("%s requests to recover: %v; want %v", m, got, want[m])
@@ -246,5 +246,52 @@ func TestRecoveryWithASurvivingLeaseCostsOneRequest(t *testing.T) {
 	}
 	if b.Lease() != lease {
 		t.Errorf("lease = %x after recovery; want the surviving %x", b.Lease(), lease)
+	}
+}
+
+// Not parallel: it reads etcd's global metrics. Cut off from a running
+// etcd for longer than the TTL, the process finds its lease expired: two
+// requests recover it, one grant of the lease again under its ID and one
+// transaction for both instances, and nothing is read.
+func TestRecoveryWithAnExpiredLeaseCostsTwoRequests(t *testing.T) {
+	methods := []string{"LeaseTimeToLive", "LeaseGrant", "LeaseRevoke", "Txn", "Put", "DeleteRange", "Range"}
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
+	cfg := testConfig(t, []string{proxy.Endpoint()})
+	cfg.RequestTimeout = 300 * time.Millisecond
+	b := newBackend(t, cfg)
+	states := recordStates(t, b)
+	register(t, b, instance("payments", "p-1"))
+	register(t, b, instance("payments", "p-2"))
+	lease := b.Lease()
+
+	proxy.Reject()
+	eventually(t, cfg.TTL+waitFor, "etcd expires the lease and its keys", func() bool {
+		resp, err := cli.TimeToLive(context.Background(), lease)
+		return err == nil && resp.TTL == -1
+	})
+	states.waitState(t, discovery.StateRetrying, waitFor)
+	before := requestCounts(t, methods...)
+	proxy.Accept()
+	eventually(t, waitFor, "both instances are registered", func() bool {
+		for _, st := range b.Statuses() {
+			if st.State != discovery.StateRegistered {
+				return false
+			}
+		}
+		return true
+	})
+	after := requestCounts(t, methods...)
+	want := map[string]float64{"LeaseGrant": 1, "Txn": 1}
+	for _, m := range methods {
+		if got := after[m] - before[m]; got != want[m] {
+			t.Errorf("%s requests to recover: %v; want %v", m, got, want[m])
+		}
+	}
+	for _, id := range []string{"p-1", "p-2"} {
+		if got := keyLease(cli, b.Key("payments", id)); got != lease {
+			t.Errorf("%s is under lease %x; want %x, granted again", id, got, lease)
+		}
 	}
 }

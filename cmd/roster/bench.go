@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -66,6 +69,8 @@ type faultReport struct {
 	WatcherExact            durations `json:"time_to_watcher_exact"`
 	RequestsPerProcess      float64   `json:"recovery_requests_per_process"`
 	RangeReads              int64     `json:"recovery_range_reads"`
+	// RequestsByMethod splits RequestsPerProcess by gRPC method.
+	RequestsByMethod map[string]float64 `json:"recovery_requests_per_process_by_method"`
 }
 
 // durations is a distribution summary.
@@ -372,7 +377,7 @@ func (a *app) fault(ctx context.Context, fl *fleet, o benchOptions, cluster *etc
 	case <-t.C:
 	}
 	fr.DialsPerProcessPerSec = float64(fl.traffic.dials.Load()-dials0) / float64(len(fl.procs)) / time.Since(start).Seconds()
-	reqs0, ranges0 := fl.traffic.requests(), fl.traffic.ranges.Load()
+	reqs0, ranges0, methods0 := fl.traffic.requests(), fl.traffic.ranges.Load(), fl.traffic.methods()
 	heal := time.Now()
 	if o.cut > 0 {
 		progress("healing the network")
@@ -417,6 +422,12 @@ func (a *app) fault(ctx context.Context, fl *fleet, o benchOptions, cluster *etc
 	fr.Reregistered, fr.WatcherExact = summarize(reg), summarize(watch)
 	fr.RequestsPerProcess = float64(fl.traffic.requests()-reqs0) / float64(len(fl.procs))
 	fr.RangeReads = fl.traffic.ranges.Load() - ranges0
+	fr.RequestsByMethod = make(map[string]float64)
+	for m, n := range fl.traffic.methods() {
+		if d := n - methods0[m]; d > 0 {
+			fr.RequestsByMethod[m] = float64(d) / float64(len(fl.procs))
+		}
+	}
 	return fr, nil
 }
 
@@ -453,6 +464,26 @@ func serverEvents() float64 {
 	return sum
 }
 
+// byMethod formats requests per method, largest first, as " (Grant 1.00,
+// Txn 1.00)".
+func byMethod(m map[string]float64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	names := slices.Collect(maps.Keys(m))
+	slices.SortFunc(names, func(a, b string) int {
+		if c := cmp.Compare(m[b], m[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %.2f", n, m[n])
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
 // writeBenchReport prints rep as a table or as JSON.
 func writeBenchReport(w io.Writer, format string, rep benchReport) error {
 	if format == "json" {
@@ -479,7 +510,7 @@ func writeBenchReport(w io.Writer, format string, rep benchReport) error {
 		row("  dials/process/s", "%.2f", f.DialsPerProcessPerSec)
 		row("  registered again", "%d/%d  %s", f.ProcessesRegisteredBack, rep.Processes, dist(f.Reregistered))
 		row("  watchers exact", "%d/%d  %s", f.WatchersExact, rep.Watchers, dist(f.WatcherExact))
-		row("  requests/process", "%.2f", f.RequestsPerProcess)
+		row("  requests/process", "%.2f%s", f.RequestsPerProcess, byMethod(f.RequestsByMethod))
 		row("  range reads", "%d", f.RangeReads)
 	}
 	row("heap/process", "%.1f KiB", rep.HeapBytesPerProcess/1024)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -32,6 +33,29 @@ const (
 // watch events received and connection attempts.
 type traffic struct {
 	unary, streams, streamMsgs, ranges, events, dials atomic.Int64
+
+	mu       sync.Mutex
+	byMethod map[string]int64 // requests per gRPC method, short name
+}
+
+// count records one request to method (a full gRPC method name).
+func (t *traffic) count(method string) {
+	if i := strings.LastIndexByte(method, '/'); i >= 0 {
+		method = method[i+1:]
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byMethod == nil {
+		t.byMethod = make(map[string]int64)
+	}
+	t.byMethod[method]++
+}
+
+// methods returns a copy of the requests per method so far.
+func (t *traffic) methods() map[string]int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return maps.Clone(t.byMethod)
 }
 
 // requests is the number of etcd requests: unary calls plus messages sent
@@ -51,6 +75,7 @@ func (t *traffic) dialOptions() []grpc.DialOption {
 		}),
 		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 			t.unary.Add(1)
+			t.count(method)
 			if method == rangeMethod {
 				t.ranges.Add(1)
 			}
@@ -62,7 +87,7 @@ func (t *traffic) dialOptions() []grpc.DialOption {
 			if err != nil {
 				return nil, err
 			}
-			return &countedStream{ClientStream: s, t: t}, nil
+			return &countedStream{ClientStream: s, t: t, method: method}, nil
 		}),
 	}
 }
@@ -71,11 +96,13 @@ func (t *traffic) dialOptions() []grpc.DialOption {
 // received on it.
 type countedStream struct {
 	grpc.ClientStream
-	t *traffic
+	t      *traffic
+	method string
 }
 
 func (s *countedStream) SendMsg(m any) error {
 	s.t.streamMsgs.Add(1)
+	s.t.count(s.method)
 	return s.ClientStream.SendMsg(m)
 }
 

@@ -221,7 +221,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // narrateStatus prints the registration's main state changes and signals
 // registered each time the node is registered.
 func narrateStatus(ctx context.Context, sub *discovery.StatusSubscription, backend *etcd.Backend, out *narrator, registered chan<- struct{}) {
-	var last int64 // lease of the last registration
+	var (
+		first = true
+		lost  bool // etcd dropped the node since it was last registered
+	)
 	for {
 		st, err := sub.Next(ctx)
 		if err != nil {
@@ -229,21 +232,22 @@ func narrateStatus(ctx context.Context, sub *discovery.StatusSubscription, backe
 		}
 		switch st.State {
 		case discovery.StateRegistered:
-			lease := int64(backend.Lease())
+			lease := backend.Lease()
 			switch {
-			case last == 0:
-				out.say("Registered node %s with lease ID %x", st.Instance.Address, lease)
-			case lease == last:
-				out.say("Registered node %s again with lease ID %x: the same lease, since etcd restores its leases when it restarts", st.Instance.Address, lease)
+			case first:
+				out.say("Registered node %s with lease ID %x", st.Instance.Address, int64(lease))
+			case lost:
+				out.say("Registered node %s again with lease ID %x: etcd had expired the lease and dropped the node; the backend had the lease granted again, under the same ID, and put the node back", st.Instance.Address, int64(lease))
 			default:
-				out.say("Registered node %s again with lease ID %x: a new lease, the old one (%x) had expired", st.Instance.Address, lease, last)
+				out.say("Registered node %s again with lease ID %x: the same lease, kept through etcd's restart, and the node never left", st.Instance.Address, int64(lease))
 			}
-			last = lease
+			first, lost = false, false
 			select {
 			case registered <- struct{}{}:
 			default:
 			}
 		case discovery.StateLost:
+			lost = true
 			out.say("etcd no longer holds node %s (%v); restoring it", st.Instance.Address, st.Err)
 		}
 	}

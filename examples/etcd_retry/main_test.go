@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,7 +34,7 @@ func TestStory(t *testing.T) {
 			"[WARN]  roster.etcd: failed to maintain lease, retrying: node=localhost:50000",
 			"[WARN]  roster.etcd: failed to maintain lease, retrying: node=localhost:50000",
 			">>> Starting etcd again",
-			"Registered node localhost:50000 again with lease ID ",
+			": the same lease, kept through etcd's restart, and the node never left",
 			"Interrupted: revoking the lease",
 			"[INFO]  roster.etcd: revoked lease",
 			"Node localhost:50000 has left etcd. Bye.",
@@ -47,8 +48,11 @@ func TestStory(t *testing.T) {
 			"[WARN]  roster.etcd: failed to maintain lease, retrying: node=localhost:50000",
 			"[WARN]  roster.etcd: failed to maintain lease, retrying: node=localhost:50000",
 			">>> Restoring the network",
-			"[WARN]  roster.etcd: lease expired, granting a new one",
-			": a new lease, the old one (",
+			// The backend learns it from the grant ("lease expired, granted
+			// it again") or, first, from its own-key watch ("instance
+			// removed from etcd, restoring"): either way, once.
+			"etcd no longer holds node localhost:50000 (",
+			": etcd had expired the lease and dropped the node; the backend had the lease granted again, under the same ID",
 			"Interrupted: revoking the lease",
 			"[INFO]  roster.etcd: revoked lease",
 			"Node localhost:50000 has left etcd. Bye.",
@@ -61,6 +65,10 @@ func TestStory(t *testing.T) {
 				"-report=500ms", "-pause=600ms", "-outage=3s")
 			linebuf.WantInOrder(t, story, tc.story...)
 			wantGrowingDelays(t, story)
+			lost := strings.Count(story, "etcd no longer holds node")
+			if want := map[string]int{"restart": 0, "cut": 1}[tc.scenario]; lost != want {
+				t.Errorf("the node was reported lost %d times; want %d", lost, want)
+			}
 		})
 	}
 }

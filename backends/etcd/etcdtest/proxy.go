@@ -158,6 +158,17 @@ func (p *Proxy) Unblackhole() {
 	p.front.release()
 }
 
+// Reject cuts the link the way a firewall that rejects traffic does, or a
+// host whose etcd port is closed: every open connection is reset, and every
+// new one is closed as soon as it is accepted, while the server keeps
+// running (and so expires the leases nobody keeps alive). Unlike
+// Blackhole, nothing is held for later: a request sent now never reaches
+// the server. It lasts until Accept.
+func (p *Proxy) Reject() { p.front.down() }
+
+// Accept ends Reject: new connections are relayed again.
+func (p *Proxy) Accept() { p.front.up() }
+
 // SetLatency delays every chunk of data by d in each direction, so a
 // request and its response take at least 2*d more. Zero or a negative d
 // removes the delay. A change applies to the data read from then on; data

@@ -190,3 +190,26 @@ func TestNewProxyBadTarget(t *testing.T) {
 		t.Fatal("NewProxy without a port succeeded")
 	}
 }
+
+func TestProxyReject(t *testing.T) {
+	t.Parallel()
+	s, p, cli := proxied(t)
+
+	p.Reject()
+	if _, err := get(cli, "k", 500*time.Millisecond); err == nil {
+		t.Fatal("Get through a rejecting proxy succeeded")
+	}
+	// Nothing sent meanwhile reaches the server, then or later.
+	if _, err := cli.Put(ctxTimeout(t, 300*time.Millisecond), "k", "rejected"); err == nil {
+		t.Fatal("Put through a rejecting proxy succeeded")
+	}
+	p.Accept()
+	mustGet(t, cli, "k", "v")
+	mustGet(t, s.Client(t), "k", "v")
+}
+
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
