@@ -52,8 +52,19 @@ type benchReport struct {
 
 	Fault *faultReport `json:"fault,omitempty"`
 
+	// HeapBytesPerProcess and GoroutinesPerProcess are the simulated
+	// processes' own, after registration and watch: the live heap and the
+	// goroutines of roster and its etcd client, not the embedded servers'
+	// side of their connections, nor the bench's observers.
 	HeapBytesPerProcess  float64 `json:"heap_bytes_per_process"`
 	GoroutinesPerProcess float64 `json:"goroutines_per_process"`
+	// HeapSites are the functions that allocated most of that heap, per
+	// process.
+	HeapSites []heapShare `json:"heap_sites_per_process"`
+	// ProcessHeapBytesPerProcess is the growth of the whole OS process's
+	// live heap, divided by the processes: in embedded mode it includes
+	// the servers' side of each connection.
+	ProcessHeapBytesPerProcess float64 `json:"process_heap_bytes_per_process"`
 
 	Missing int `json:"missing"` // registrations absent from etcd at the end
 }
@@ -247,6 +258,8 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 		}
 	}
 
+	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+	runtime.MemProfileRate = benchMemProfileRate
 	base := memSnapshot()
 	progress("creating %d processes", o.processes)
 	fl, err := newFleet(fleetCfg, o.processes, o.instances, o.serviceSize)
@@ -301,8 +314,23 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 		}
 	}
 	mem := memSnapshot()
-	rep.HeapBytesPerProcess = float64(mem.heap-base.heap) / float64(o.processes)
-	rep.GoroutinesPerProcess = float64(mem.goroutines-base.goroutines) / float64(o.processes)
+	perProc := func(v float64) float64 { return v / float64(o.processes) }
+	rep.ProcessHeapBytesPerProcess = perProc(float64(mem.heap) - float64(base.heap))
+	rep.HeapBytesPerProcess = perProc(mem.clientHeap - base.clientHeap)
+	rep.GoroutinesPerProcess = perProc(float64(mem.clientGoroutines - base.clientGoroutines))
+	before := make(map[string]float64, len(base.sites))
+	for _, s := range base.sites {
+		before[s.Site] = s.Bytes
+	}
+	for _, s := range mem.sites {
+		if b := perProc(s.Bytes - before[s.Site]); b >= 512 {
+			rep.HeapSites = append(rep.HeapSites, heapShare{Site: s.Site, Bytes: b})
+		}
+	}
+	slices.SortFunc(rep.HeapSites, func(a, b heapShare) int { return cmp.Compare(b.Bytes, a.Bytes) })
+	if len(rep.HeapSites) > 8 {
+		rep.HeapSites = rep.HeapSites[:8]
+	}
 
 	if o.cut > 0 || o.restart > 0 {
 		fr, err := a.fault(ctx, fl, o, cluster, proxies, progress)
@@ -432,16 +460,23 @@ func (a *app) fault(ctx context.Context, fl *fleet, o benchOptions, cluster *etc
 }
 
 type memStats struct {
-	heap       uint64
-	goroutines int
+	heap             uint64 // the whole process's live heap
+	clientHeap       float64
+	sites            []heapShare
+	clientGoroutines int
 }
 
-// memSnapshot returns the live heap after a GC and the goroutine count.
+// memSnapshot returns the live heap after a GC, and the simulated
+// processes' share of it and of the goroutines.
 func memSnapshot() memStats {
-	runtime.GC()
+	// The heap profile can be two cycles old.
+	for range 3 {
+		runtime.GC()
+	}
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return memStats{heap: m.HeapAlloc, goroutines: runtime.NumGoroutine()}
+	ch, sites := clientHeap()
+	return memStats{heap: m.HeapAlloc, clientHeap: ch, sites: sites, clientGoroutines: clientGoroutines()}
 }
 
 // serverEvents is etcd's count of watch events sent, summed over the
@@ -513,7 +548,15 @@ func writeBenchReport(w io.Writer, format string, rep benchReport) error {
 		row("  requests/process", "%.2f%s", f.RequestsPerProcess, byMethod(f.RequestsByMethod))
 		row("  range reads", "%d", f.RangeReads)
 	}
-	row("heap/process", "%.1f KiB", rep.HeapBytesPerProcess/1024)
+	row("heap/process", "%.1f KiB (roster and its client)", rep.HeapBytesPerProcess/1024)
+	for _, s := range rep.HeapSites {
+		if s.Bytes >= 1024 {
+			row("", "  %.1f KiB  %s", s.Bytes/1024, s.Site)
+		}
+	}
+	if rep.Mode == "embedded" {
+		row("", "%.1f KiB (the OS process's growth, with etcd's side of each connection)", rep.ProcessHeapBytesPerProcess/1024)
+	}
 	row("goroutines/process", "%.1f", rep.GoroutinesPerProcess)
 	row("missing at end", "%d", rep.Missing)
 	return tw.Flush()
