@@ -217,19 +217,34 @@ func (b *Backend) follow(ctx context.Context, service string, feed *discovery.Fe
 		// created: etcd confirmed this watch, so its header tells whether
 		// rev is still in etcd's history.
 		created := false
+		// pending: changes applied to current but not yet published. They
+		// are published once no further response is ready, so that a burst
+		// (a whole fleet coming back) costs the watchers one set per
+		// burst, not one per response.
+		pending := false
 		events := b.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithCreatedNotify())
 	watching:
 		for {
 			var resp clientv3.WatchResponse
 			var ok bool
-			select {
-			case resp, ok = <-events:
-			case <-back:
-				// Back from an outage: watch again from the revision
-				// reached, and publish the set once etcd confirms it.
-				back = b.reconnections()
-				err = nil
-				break watching
+			if pending {
+				select {
+				case resp, ok = <-events:
+				default:
+					publish()
+					pending = false
+					continue
+				}
+			} else {
+				select {
+				case resp, ok = <-events:
+				case <-back:
+					// Back from an outage: watch again from the revision
+					// reached, and publish the set once etcd confirms it.
+					back = b.reconnections()
+					err = nil
+					break watching
+				}
 			}
 			if !ok {
 				err = errWatchEnded
@@ -266,9 +281,12 @@ func (b *Backend) follow(ctx context.Context, service string, feed *discovery.Fe
 			if len(resp.Events) > 0 || (resp.Created && !created) {
 				// Publishing after a fault tells the watchers their set
 				// is fresh, even when it did not change.
-				publish()
+				pending = true
 			}
 			created = created || resp.Created
+		}
+		if pending {
+			publish() // what was applied before the watch ended
 		}
 		cancel()
 		if err != nil && ctx.Err() == nil {

@@ -369,6 +369,13 @@ func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*
 		}
 		e.claim, e.written, e.conflict, e.rev = false, true, false, rev
 		e.refusals, e.backoff, e.retryAt = 0, nil, time.Time{}
+		if lease == b.lease {
+			// What marked the key again while this write was in flight
+			// (the own-key watch reporting an older delete, or a late
+			// write of ours) is older than this write, which is what etcd
+			// holds now: writing again would change nothing.
+			delete(b.dirty, key)
+		}
 		b.ownKeys.add(e.path, rev+1)
 		// Also after an update in place: the status carries the instance.
 		// Set before Register returns, so its caller sees it.

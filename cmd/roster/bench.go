@@ -258,7 +258,10 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 		}
 	}
 
-	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+	// Sample the heap finely while the processes are created, and no
+	// longer once measured: sampling costs CPU the recovery needs.
+	profileRate := runtime.MemProfileRate
+	defer func() { runtime.MemProfileRate = profileRate }()
 	runtime.MemProfileRate = benchMemProfileRate
 	base := memSnapshot()
 	progress("creating %d processes", o.processes)
@@ -314,6 +317,7 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 		}
 	}
 	mem := memSnapshot()
+	runtime.MemProfileRate = profileRate
 	perProc := func(v float64) float64 { return v / float64(o.processes) }
 	rep.ProcessHeapBytesPerProcess = perProc(float64(mem.heap) - float64(base.heap))
 	rep.HeapBytesPerProcess = perProc(mem.clientHeap - base.clientHeap)

@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/discovery"
@@ -28,18 +29,27 @@ const (
 	rangeMethod         = "/etcdserverpb.KV/Range"
 )
 
-// traffic counts what the simulated clients send and receive, client side:
-// unary requests, streams opened, messages sent on streams, Range calls,
-// watch events received and connection attempts.
+// traffic counts what the simulated clients send and receive, client side,
+// as it goes on the wire: requests (unary calls and messages sent on
+// streams: watch creations, lease keep-alives), Range calls, watch events
+// received and connection attempts. A request that waits for a connection
+// counts when it is sent, not when it is made.
 type traffic struct {
-	unary, streams, streamMsgs, ranges, events, dials atomic.Int64
+	requestsSent, ranges, events, dials atomic.Int64
 
 	mu       sync.Mutex
 	byMethod map[string]int64 // requests per gRPC method, short name
 }
 
-// count records one request to method (a full gRPC method name).
+// requests is the number of etcd requests sent.
+func (t *traffic) requests() int64 { return t.requestsSent.Load() }
+
+// count records one request sent to method (a full gRPC method name).
 func (t *traffic) count(method string) {
+	t.requestsSent.Add(1)
+	if method == rangeMethod {
+		t.ranges.Add(1)
+	}
 	if i := strings.LastIndexByte(method, '/'); i >= 0 {
 		method = method[i+1:]
 	}
@@ -58,10 +68,6 @@ func (t *traffic) methods() map[string]int64 {
 	return maps.Clone(t.byMethod)
 }
 
-// requests is the number of etcd requests: unary calls plus messages sent
-// on streams (watch creations, lease keep-alives).
-func (t *traffic) requests() int64 { return t.unary.Load() + t.streamMsgs.Load() }
-
 // dialOptions returns the gRPC dial options that count t's figures.
 func (t *traffic) dialOptions() []grpc.DialOption {
 	var d net.Dialer
@@ -73,48 +79,45 @@ func (t *traffic) dialOptions() []grpc.DialOption {
 			}
 			return d.DialContext(ctx, "tcp", addr)
 		}),
-		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			t.unary.Add(1)
-			t.count(method)
-			if method == rangeMethod {
-				t.ranges.Add(1)
-			}
-			return invoker(ctx, method, req, reply, cc, opts...)
-		}),
-		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-			t.streams.Add(1)
-			s, err := streamer(ctx, desc, cc, method, opts...)
-			if err != nil {
-				return nil, err
-			}
-			return &countedStream{ClientStream: s, t: t, method: method}, nil
-		}),
+		grpc.WithStatsHandler(trafficStats{t}),
 	}
 }
 
-// countedStream counts the messages sent on a stream and the watch events
-// received on it.
-type countedStream struct {
-	grpc.ClientStream
-	t      *traffic
-	method string
+// trafficStats is the gRPC stats handler that feeds a traffic: gRPC calls
+// it as each message is sent or received.
+type trafficStats struct{ t *traffic }
+
+type methodKey struct{}
+
+func (h trafficStats) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	return context.WithValue(ctx, methodKey{}, info.FullMethodName)
 }
 
-func (s *countedStream) SendMsg(m any) error {
-	s.t.streamMsgs.Add(1)
-	s.t.count(s.method)
-	return s.ClientStream.SendMsg(m)
-}
-
-func (s *countedStream) RecvMsg(m any) error {
-	err := s.ClientStream.RecvMsg(m)
-	if err == nil {
-		if wr, ok := m.(*etcdserverpb.WatchResponse); ok {
-			s.t.events.Add(int64(len(wr.Events)))
+func (h trafficStats) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	switch s := s.(type) {
+	case *stats.OutPayload:
+		method, _ := ctx.Value(methodKey{}).(string)
+		if wr, ok := s.Payload.(*etcdserverpb.WatchRequest); ok {
+			// Tell watch creations from cancellations and progress
+			// requests.
+			switch wr.RequestUnion.(type) {
+			case *etcdserverpb.WatchRequest_CancelRequest:
+				method += " cancel"
+			case *etcdserverpb.WatchRequest_ProgressRequest:
+				method += " progress"
+			}
+		}
+		h.t.count(method)
+	case *stats.InPayload:
+		if wr, ok := s.Payload.(*etcdserverpb.WatchResponse); ok {
+			h.t.events.Add(int64(len(wr.Events)))
 		}
 	}
-	return err
 }
+
+func (trafficStats) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+func (trafficStats) HandleConn(context.Context, stats.ConnStats) {}
 
 // simProcess is one simulated roster process: its own client and
 // connection, its own Backend, its instances, and perhaps a watch.
