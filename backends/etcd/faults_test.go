@@ -156,7 +156,7 @@ func outage(t *testing.T, policy retry.Policy, down time.Duration) {
 	lease := fmt.Sprintf("lease=%x", int64(b.Lease()))
 	retrying := "[WARN]  " + t.Name() + ".roster.etcd: failed to maintain lease, retrying: node=127.0.0.1:8080 instances=1 attempt=1 retry_in="
 	linebuf.WantInOrder(t, logs.String(),
-		"[WARN]  "+t.Name()+".roster.etcd: keep-alive channel closed, will retry: "+lease+" instances=1",
+		"[WARN]  "+t.Name()+".roster.etcd: keep-alive failed, will retry: "+lease+" instances=1",
 		retrying,
 		"[INFO]  "+t.Name()+".roster.etcd: registered: node=127.0.0.1:8080 instances=1 "+lease)
 	for _, line := range strings.Split(logs.String(), "\n") {

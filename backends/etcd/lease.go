@@ -38,12 +38,11 @@ func (b *Backend) keep() {
 				return
 			}
 		}
-		var err error
-		lease, err = b.establish(lease)
+		g, err := b.establish(lease)
 		if err != nil {
 			return // closed
 		}
-		lease = b.serve(lease)
+		lease = b.serve(g)
 		if b.ctx.Err() != nil {
 			return
 		}
@@ -81,10 +80,11 @@ func (b *Backend) hasWork() bool {
 // A grant whose answer was lost and that is retried is refused too; the
 // keys it no longer holds were deleted when it expired, and the own-key
 // watch, resuming from before, reports those deletes.
-func (b *Backend) establish(prev clientv3.LeaseID) (clientv3.LeaseID, error) {
+func (b *Backend) establish(prev clientv3.LeaseID) (grant, error) {
 	drain(b.connReady) // only a connection that comes up from now on is news
 	var (
 		lease    clientv3.LeaseID
+		ttl      = time.Duration(b.ttl) * time.Second
 		survived bool // etcd still had prev
 	)
 	attempt := func(ctx context.Context) error {
@@ -107,14 +107,15 @@ func (b *Backend) establish(prev clientv3.LeaseID) (clientv3.LeaseID, error) {
 			b.log.Warn("lease expired, granted it again", "lease", leaseString(prev))
 			b.leaseLost(errLeaseExpired)
 		}
-		lease = clientv3.LeaseID(resp.ID)
+		lease, ttl = clientv3.LeaseID(resp.ID), time.Duration(resp.TTL)*time.Second
 		return nil
 	}
 	err := b.cfg.Retry.Do(b.ctx, attempt, retry.OnFailure(b.retrying),
 		retry.WakeOn(b.connReady), retry.WakeJitter(b.wakeJitter()))
 	if err != nil {
-		return 0, err
+		return grant{}, err
 	}
+	g := grant{id: lease, ttl: ttl, fresh: !survived}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.lease, b.announce = lease, true
@@ -125,7 +126,7 @@ func (b *Backend) establish(prev clientv3.LeaseID) (clientv3.LeaseID, error) {
 				b.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
 			}
 		}
-		return lease, nil
+		return g, nil
 	}
 	b.granted = lease
 	if !slices.Contains(b.ours, lease) {
@@ -137,7 +138,14 @@ func (b *Backend) establish(prev clientv3.LeaseID) (clientv3.LeaseID, error) {
 	for key := range b.held {
 		b.dirty[key] = struct{}{}
 	}
-	return lease, nil
+	return g, nil
+}
+
+// grant is a lease establish made sure of.
+type grant struct {
+	id    clientv3.LeaseID
+	ttl   time.Duration // as granted; the configured TTL for a lease kept
+	fresh bool          // just granted, with its whole TTL
 }
 
 // grpcError turns an error of a raw gRPC call into what clientv3 would
@@ -181,14 +189,11 @@ func (b *Backend) retrying(f retry.Failure) {
 // lease while the writer retries. It returns the lease for establish to
 // keep or grant again, or 0 when the Backend closed or revoked the idle
 // lease.
-func (b *Backend) serve(lease clientv3.LeaseID) clientv3.LeaseID {
+func (b *Backend) serve(g grant) clientv3.LeaseID {
+	lease := g.id
 	ctx, cancel := context.WithCancel(b.ctx)
 	defer cancel()
-	ka, err := b.cli.KeepAlive(ctx, lease)
-	if err != nil {
-		b.log.Warn("failed to start keep-alive, will retry", "lease", leaseString(lease), "error", err)
-		return lease
-	}
+	ka := startKeepAlive(ctx, b.leases, lease, g.ttl, g.fresh, b.log, &b.wg)
 	var (
 		outage   goretry.Backoff // for write passes failing in a row; nil after a success
 		attempt  int
@@ -198,14 +203,11 @@ func (b *Backend) serve(lease clientv3.LeaseID) clientv3.LeaseID {
 	defer timer.Stop()
 	for {
 		select {
-		case _, ok := <-ka:
-			if ok {
-				continue
-			}
+		case <-ka.done:
 			if b.ctx.Err() != nil {
 				return 0
 			}
-			b.log.Warn("keep-alive channel closed, will retry", "lease", leaseString(lease), "instances", b.heldCount())
+			b.log.Warn("keep-alive failed, will retry", "lease", leaseString(lease), "instances", b.heldCount(), "cause", ka.err)
 			b.setLease(0)
 			return lease
 		case <-b.kick:

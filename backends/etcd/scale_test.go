@@ -295,3 +295,38 @@ func TestRecoveryWithAnExpiredLeaseCostsTwoRequests(t *testing.T) {
 		}
 	}
 }
+
+// Not parallel: it reads etcd's global metrics. A lease just granted has
+// its whole TTL: the first keep-alive comes a third of the TTL later, not
+// at once (clientv3's KeepAlive sends one at once, a request per
+// registration and per recovery for nothing), and the keep-alives that
+// follow keep the lease for several TTLs.
+func TestFirstKeepAliveComesAThirdOfTheTTLAfterTheGrant(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cfg := testConfig(t, srv.Endpoints())
+	b := newBackend(t, cfg)
+	keepAlives := func() float64 {
+		return serverMetric(t, "grpc_server_msg_received_total", "grpc_method", "LeaseKeepAlive")
+	}
+	before := keepAlives()
+	register(t, b, instance("payments", "p-1"))
+	registered := time.Now()
+	eventually(t, waitFor, "the first keep-alive", func() bool { return keepAlives() > before })
+	if took := time.Since(registered); took < cfg.TTL/6 {
+		t.Errorf("first keep-alive %v after Register returned; want about TTL/3 = %v after the grant", took, cfg.TTL/3)
+	}
+	lease := b.Lease()
+	cli := srv.Client(t)
+	deadline := time.Now().Add(3 * cfg.TTL)
+	for time.Now().Before(deadline) {
+		resp, err := cli.TimeToLive(context.Background(), lease)
+		if err != nil || resp.TTL <= 0 {
+			t.Fatalf("lease %x: %v, %v; want it kept alive", lease, resp, err)
+		}
+		time.Sleep(cfg.TTL / 4)
+	}
+	// One keep-alive per third of the TTL, give or take one.
+	if n := keepAlives() - before; n < 8 || n > 11 {
+		t.Errorf("%v keep-alives in 3 TTLs and a third; want about 10", n)
+	}
+}

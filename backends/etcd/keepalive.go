@@ -1,0 +1,187 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+)
+
+// keepAlive keeps one lease alive on a LeaseKeepAlive stream of its own:
+// a request a third of the TTL after the last answer, as clientv3's lessor
+// does, but none right after a grant, whose TTL is whole. It ends, closing
+// done, when etcd says the lease is gone, when no answer has come for the
+// TTL (etcd may have expired it meanwhile), or when its context ends.
+//
+// One goroutine runs it and another reads the stream; clientv3's
+// KeepAlive would add four more per client and a request at once.
+type keepAlive struct {
+	leases pb.LeaseClient
+	lease  clientv3.LeaseID
+	ttl    time.Duration // as granted
+	log    hclog.Logger
+
+	done chan struct{}
+	err  error // why it ended; read after done is closed
+}
+
+// Why a keep-alive ends.
+var (
+	errKeepAliveGone    = errors.New("etcd no longer has the lease")
+	errKeepAliveTimeout = errors.New("no keep-alive answer within the lease TTL")
+)
+
+// keepAliveRetry is how soon the keep-alive asks again, on a new stream,
+// after the stream carrying its request failed.
+const keepAliveRetry = 500 * time.Millisecond
+
+// startKeepAlive keeps lease alive until ctx ends. fresh says the lease
+// was just granted with its whole TTL: the first request waits a third
+// of it. Otherwise (a lease that outlived an outage, with an unknown
+// remaining TTL) the first request goes at once.
+func startKeepAlive(ctx context.Context, leases pb.LeaseClient, lease clientv3.LeaseID, ttl time.Duration,
+	fresh bool, log hclog.Logger, wg interface{ Go(func()) }) *keepAlive {
+	k := &keepAlive{leases: leases, lease: lease, ttl: ttl, log: log, done: make(chan struct{})}
+	wg.Go(func() { k.run(ctx, fresh, wg) })
+	return k
+}
+
+// keepAliveStream is one stream, opened by its own goroutine, which then
+// reads it.
+type keepAliveStream struct {
+	ready  chan pb.Lease_LeaseKeepAliveClient // the stream, once open
+	resps  chan *pb.LeaseKeepAliveResponse
+	failed chan error // capacity 1; the goroutine's last word
+	cancel context.CancelFunc
+
+	stream  pb.Lease_LeaseKeepAliveClient // nil until ready
+	waiting bool                          // a request is due once ready
+}
+
+func (k *keepAlive) run(ctx context.Context, fresh bool, wg interface{ Go(func()) }) {
+	defer close(k.done)
+	now := time.Now()
+	firstIn := time.Duration(0)
+	if fresh {
+		firstIn = k.ttl / 3
+	}
+	var (
+		st     *keepAliveStream
+		sentAt time.Time // of the request awaiting an answer; zero if none
+	)
+	defer func() {
+		if st != nil {
+			st.cancel()
+		}
+	}()
+	expiry := time.NewTimer(time.Until(now.Add(k.ttl))) // an answer must come by then
+	defer expiry.Stop()
+	tick := time.NewTimer(firstIn) // the next request
+	defer tick.Stop()
+	send := func() {
+		sentAt = time.Now()
+		if err := st.stream.Send(&pb.LeaseKeepAliveRequest{ID: int64(k.lease)}); err != nil {
+			// The reader reports why the stream failed.
+			k.log.Debug("keep-alive request failed", "lease", leaseString(k.lease), "error", err)
+		}
+	}
+	for {
+		var (
+			ready  <-chan pb.Lease_LeaseKeepAliveClient
+			resps  <-chan *pb.LeaseKeepAliveResponse
+			failed <-chan error
+		)
+		if st != nil {
+			ready, resps, failed = st.ready, st.resps, st.failed
+		}
+		select {
+		case <-ctx.Done():
+			k.err = ctx.Err()
+			return
+		case <-expiry.C:
+			k.err = errKeepAliveTimeout
+			return
+		case <-tick.C:
+			// Without an answer, ask again a third of the TTL later.
+			tick.Reset(k.ttl / 3)
+			switch {
+			case st == nil:
+				st = k.open(ctx, wg)
+				st.waiting = true
+			case st.stream == nil:
+				st.waiting = true
+			default:
+				send()
+			}
+		case stream := <-ready:
+			st.stream = stream
+			if st.waiting {
+				st.waiting = false
+				send()
+			}
+		case resp := <-resps:
+			if resp.TTL <= 0 {
+				k.err = errKeepAliveGone
+				return
+			}
+			// etcd extended the lease on receiving the request, after it
+			// was sent: from the sending, the lease has at least TTL.
+			from := sentAt
+			if from.IsZero() {
+				from = time.Now()
+			}
+			sentAt = time.Time{}
+			granted := time.Duration(resp.TTL) * time.Second
+			expiry.Reset(time.Until(from.Add(granted)))
+			tick.Reset(granted / 3)
+		case err := <-failed:
+			k.log.Debug("keep-alive stream failed, opening another", "lease", leaseString(k.lease), "error", err)
+			st.cancel()
+			st = nil
+			if !sentAt.IsZero() {
+				// Its answer may have been lost with the stream: ask
+				// again on the next one, soon.
+				sentAt = time.Time{}
+				tick.Reset(keepAliveRetry)
+			}
+		}
+	}
+}
+
+// open starts a goroutine that opens a stream, waiting for a usable
+// connection, hands it over on ready, and then delivers its answers until
+// it fails or is cancelled.
+func (k *keepAlive) open(ctx context.Context, wg interface{ Go(func()) }) *keepAliveStream {
+	sctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	st := &keepAliveStream{
+		ready:  make(chan pb.Lease_LeaseKeepAliveClient, 1),
+		resps:  make(chan *pb.LeaseKeepAliveResponse),
+		failed: make(chan error, 1),
+		cancel: cancel,
+	}
+	wg.Go(func() {
+		stream, err := k.leases.LeaseKeepAlive(sctx, grpc.WaitForReady(true))
+		if err != nil {
+			st.failed <- err
+			return
+		}
+		st.ready <- stream
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				st.failed <- err
+				return
+			}
+			select {
+			case st.resps <- resp:
+			case <-sctx.Done():
+				return
+			}
+		}
+	})
+	return st
+}
