@@ -32,20 +32,19 @@ type Backend struct {
 	board      *discovery.StatusBoard
 	ttl        int64 // lease TTL in seconds
 
-	ctx         context.Context // ends on Close
-	cancel      context.CancelFunc
-	wg          sync.WaitGroup
-	startOnce   sync.Once
-	monitorOnce sync.Once
-	closeOnce   sync.Once
-	closeErr    error
+	ctx       context.Context // ends on Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	startOnce sync.Once
+	closeOnce sync.Once
+	closeErr  error
 
 	kick chan struct{} // wakes the keeper; capacity 1
 	// writeMu makes one goroutine at a time the writer of the Backend's
 	// keys: the keeper, or a Register that finds the Backend healthy and
 	// nobody writing, which then writes itself instead of handing over.
-	writeMu   sync.Mutex
-	connReady chan struct{} // the connection became usable; capacity 1
+	writeMu sync.Mutex
+	conn    *connMonitor // the connection to etcd (conn.go)
 
 	// ownKeys follows the keys this Backend holds, to restore what others
 	// delete; its goroutine starts with the keeper.
@@ -63,10 +62,6 @@ type Backend struct {
 	// announce asks the writer to log "registered" once every held
 	// instance is written under a newly granted lease.
 	announce bool
-
-	// reconnected is closed and replaced each time the connection comes
-	// back after a failure, to make the service watches resume (resyncAll).
-	reconnected chan struct{}
 
 	// watches holds the resolver side's shared watches: one feed per
 	// watched service, each followed by one etcd watch (startFollow). It
@@ -149,25 +144,25 @@ func ClientConfig(cfg Config) clientv3.Config {
 func newBackend(cli *clientv3.Client, cfg Config) *Backend {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Backend{
-		cli:       cli,
-		leases:    pb.NewLeaseClient(cli.ActiveConnection()),
-		cfg:       cfg,
-		log:       cfg.Logger,
-		board:     discovery.NewStatusBoard(),
-		ttl:       int64(cfg.TTL / time.Second),
-		ctx:       ctx,
-		cancel:    cancel,
-		kick:      make(chan struct{}, 1),
-		connReady: make(chan struct{}, 1),
-		held:      make(map[discovery.Key]*entry),
-		dirty:     make(map[discovery.Key]struct{}),
-		byPath:    make(map[string]discovery.Key),
-		tombs:     make(map[string]*tomb),
-
-		reconnected: make(chan struct{}),
+		cli:    cli,
+		leases: pb.NewLeaseClient(cli.ActiveConnection()),
+		cfg:    cfg,
+		log:    cfg.Logger,
+		board:  discovery.NewStatusBoard(),
+		ttl:    int64(cfg.TTL / time.Second),
+		ctx:    ctx,
+		cancel: cancel,
+		kick:   make(chan struct{}, 1),
+		held:   make(map[discovery.Key]*entry),
+		dirty:  make(map[discovery.Key]struct{}),
+		byPath: make(map[string]discovery.Key),
+		tombs:  make(map[string]*tomb),
 	}
 	b.watches = discovery.NewFeedGroup(b.startFollow)
 	b.ownKeys = newKeyWatch(cli, cfg.Retry, cfg.Logger, b.observe, b.recheck)
+	b.conn = newConnMonitor(cli, cfg.Logger, func(cause error) {
+		b.watches.Each(func(_ string, f *discovery.Feed) { f.Fail(cause) })
+	})
 	return b
 }
 

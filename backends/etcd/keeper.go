@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"google.golang.org/grpc/connectivity"
-
 	"github.com/roster-sd/roster/discovery"
 )
 
@@ -22,7 +20,8 @@ var errRemoved = errors.New("instance removed from etcd (deleted, or its lease e
 // errLeaseExpired is the cause reported when etcd no longer has the lease.
 var errLeaseExpired = errors.New("lease expired or revoked")
 
-// start launches the keeper, the own-key watch and the connection monitor.
+// start launches the keeper, the own-key watch and the connection monitor
+// (conn.go).
 // Called with b.mu held and the Backend open, so it never races with
 // Close's wait.
 func (b *Backend) start() {
@@ -34,16 +33,7 @@ func (b *Backend) start() {
 			b.ownKeys.run(b.ctx)
 		}()
 	})
-	b.startMonitor()
-}
-
-// startMonitor launches the connection monitor, for the keeper and for the
-// watches. Called with b.mu held and the Backend open.
-func (b *Backend) startMonitor() {
-	b.monitorOnce.Do(func() {
-		b.wg.Add(1)
-		go b.monitorConn()
-	})
+	b.conn.start(b.ctx, &b.wg)
 }
 
 // poke wakes the keeper without blocking.
@@ -51,39 +41,6 @@ func (b *Backend) poke() {
 	select {
 	case b.kick <- struct{}{}:
 	default:
-	}
-}
-
-// monitorConn follows the client's connection to etcd. Each time it
-// becomes usable it signals connReady, so a waiting retry starts at once,
-// and, after a failure, makes the watches resume (see resyncAll). When connecting
-// fails it tells the watchers that etcd is unreachable.
-func (b *Backend) monitorConn() {
-	defer b.wg.Done()
-	conn := b.cli.ActiveConnection()
-	state := conn.GetState()
-	failed := false
-	for conn.WaitForStateChange(b.ctx, state) {
-		state = conn.GetState()
-		switch state {
-		case connectivity.Ready:
-			b.log.Debug("connection to etcd is usable")
-			select {
-			case b.connReady <- struct{}{}:
-			default:
-			}
-			if failed {
-				failed = false
-				b.resyncAll()
-			}
-		case connectivity.TransientFailure:
-			if !failed {
-				failed = true
-				b.log.Warn("cannot reach etcd", "endpoints", b.cli.Endpoints())
-				cause := fmt.Errorf("no connection to etcd at %v", b.cli.Endpoints())
-				b.watches.Each(func(_ string, f *discovery.Feed) { f.Fail(cause) })
-			}
-		}
 	}
 }
 

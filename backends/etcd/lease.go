@@ -81,7 +81,7 @@ func (b *Backend) hasWork() bool {
 // keys it no longer holds were deleted when it expired, and the own-key
 // watch, resuming from before, reports those deletes.
 func (b *Backend) establish(prev clientv3.LeaseID) (grant, error) {
-	drain(b.connReady) // only a connection that comes up from now on is news
+	drain(b.conn.ready) // only a connection that comes up from now on is news
 	var (
 		lease    clientv3.LeaseID
 		ttl      = time.Duration(b.ttl) * time.Second
@@ -111,7 +111,7 @@ func (b *Backend) establish(prev clientv3.LeaseID) (grant, error) {
 		return nil
 	}
 	err := b.cfg.Retry.Do(b.ctx, attempt, retry.OnFailure(b.retrying),
-		retry.WakeOn(b.connReady), retry.WakeJitter(b.wakeJitter()))
+		retry.WakeOn(b.conn.ready), retry.WakeJitter(b.wakeJitter()))
 	if err != nil {
 		return grant{}, err
 	}
@@ -215,7 +215,7 @@ func (b *Backend) serve(g grant) clientv3.LeaseID {
 				continue // the timer ends the wait
 			}
 		case <-timer.C:
-		case <-b.connReady:
+		case <-b.conn.ready:
 			if outage != nil {
 				// Back from an outage: retry now, but spread.
 				resumeAt = time.Now().Add(jitter(b.wakeJitter()))

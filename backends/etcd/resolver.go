@@ -27,28 +27,8 @@ func (b *Backend) startFollow(service string, feed *discovery.Feed) (stop func()
 	ctx, cancel := context.WithCancel(b.ctx)
 	b.wg.Add(1)
 	go b.follow(ctx, service, feed)
-	b.startMonitor()
+	b.conn.start(b.ctx, &b.wg)
 	return cancel
-}
-
-// resyncAll tells every service watch that the connection is back after a
-// failure: each follow goroutine notices that the channel it took is
-// closed, re-establishes its watch from the revision it reached and tells
-// its watchers the set is fresh; it lists again only if that revision is
-// gone.
-func (b *Backend) resyncAll() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	close(b.reconnected)
-	b.reconnected = make(chan struct{})
-}
-
-// reconnections returns a channel that is closed the next time the
-// connection comes back after a failure.
-func (b *Backend) reconnections() <-chan struct{} {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.reconnected
 }
 
 // servicePrefix is the prefix of a service's keys, with its trailing slash
@@ -181,7 +161,7 @@ func (b *Backend) follow(ctx context.Context, service string, feed *discovery.Fe
 		current map[string]discovery.Instance // by etcd key
 		rev     int64                         // next revision to watch from; 0: list first
 		cluster uint64                        // ID of the cluster the list came from
-		back    = b.reconnections()           // closed once the connection is back after a failure
+		back    = b.conn.reconnections()      // closed once the connection is back after a failure
 	)
 	publish := func() {
 		set := make([]discovery.Instance, 0, len(current))
@@ -241,7 +221,7 @@ func (b *Backend) follow(ctx context.Context, service string, feed *discovery.Fe
 				case <-back:
 					// Back from an outage: watch again from the revision
 					// reached, and publish the set once etcd confirms it.
-					back = b.reconnections()
+					back = b.conn.reconnections()
 					err = nil
 					break watching
 				}

@@ -1,0 +1,84 @@
+package etcd
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/connectivity"
+)
+
+// connMonitor follows the client's connection to etcd for the Backend.
+// Each time the connection becomes usable it signals ready, so that a
+// waiting retry starts at once; when connecting fails it reports the
+// outage once (onFail); when the connection is back after a failure it
+// closes the channel reconnections returned, so that the service watches
+// resume. One goroutine, started on first use, runs it until its context
+// ends.
+type connMonitor struct {
+	cli    *clientv3.Client
+	log    hclog.Logger
+	onFail func(cause error) // called from the monitor's goroutine
+
+	ready chan struct{} // capacity 1
+
+	once sync.Once
+	mu   sync.Mutex
+	back chan struct{} // closed and replaced at each return after a failure
+}
+
+func newConnMonitor(cli *clientv3.Client, log hclog.Logger, onFail func(error)) *connMonitor {
+	return &connMonitor{
+		cli:    cli,
+		log:    log,
+		onFail: onFail,
+		ready:  make(chan struct{}, 1),
+		back:   make(chan struct{}),
+	}
+}
+
+// start runs the monitor in a goroutine of wg until ctx ends, unless it
+// runs already.
+func (m *connMonitor) start(ctx context.Context, wg *sync.WaitGroup) {
+	m.once.Do(func() { wg.Go(func() { m.run(ctx) }) })
+}
+
+// reconnections returns a channel that is closed the next time the
+// connection comes back after a failure.
+func (m *connMonitor) reconnections() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.back
+}
+
+func (m *connMonitor) run(ctx context.Context) {
+	conn := m.cli.ActiveConnection()
+	state := conn.GetState()
+	failed := false
+	for conn.WaitForStateChange(ctx, state) {
+		state = conn.GetState()
+		switch state {
+		case connectivity.Ready:
+			m.log.Debug("connection to etcd is usable")
+			select {
+			case m.ready <- struct{}{}:
+			default:
+			}
+			if failed {
+				failed = false
+				m.mu.Lock()
+				close(m.back)
+				m.back = make(chan struct{})
+				m.mu.Unlock()
+			}
+		case connectivity.TransientFailure:
+			if !failed {
+				failed = true
+				m.log.Warn("cannot reach etcd", "endpoints", m.cli.Endpoints())
+				m.onFail(fmt.Errorf("no connection to etcd at %v", m.cli.Endpoints()))
+			}
+		}
+	}
+}
