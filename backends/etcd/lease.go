@@ -126,6 +126,7 @@ func (b *Backend) establish(prev clientv3.LeaseID) (grant, error) {
 				b.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
 			}
 		}
+		b.logRegisteredLocked(lease)
 		return g, nil
 	}
 	b.granted = lease
@@ -329,12 +330,24 @@ func (b *Backend) revokeIdle(lease clientv3.LeaseID) {
 func (b *Backend) logRegistered(lease clientv3.LeaseID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.logRegisteredLocked(lease)
+}
+
+// logRegisteredLocked is logRegistered for a caller that holds b.mu: the
+// one that reports the last instance registered, so that the log line is
+// written before anyone sees the state.
+func (b *Backend) logRegisteredLocked(lease clientv3.LeaseID) {
 	if !b.announce {
 		return
 	}
 	for key := range b.dirty {
 		if e := b.held[key]; e != nil && e.refusals == 0 {
 			return // not all written yet
+		}
+	}
+	for _, e := range b.held {
+		if e.state != discovery.StateRegistered && !e.conflict && e.refusals == 0 {
+			return // being written, in a later batch of this pass
 		}
 	}
 	b.announce = false

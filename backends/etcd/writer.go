@@ -386,6 +386,9 @@ func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*
 	if again {
 		b.poke()
 	}
+	if b.lease == lease {
+		b.logRegisteredLocked(lease)
+	}
 }
 
 // conflictLocked records that another registrar owns e's key.
