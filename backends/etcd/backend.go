@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/backoff"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 )
 
 // Backend is the etcd implementation of discovery.Backend and
@@ -29,7 +30,7 @@ type Backend struct {
 	ownsClient bool
 	cfg        Config
 	log        hclog.Logger
-	board      *discovery.StatusBoard
+	board      *backendkit.StatusBoard
 	ttl        int64 // lease TTL in seconds
 
 	ctx         context.Context // ends on Close
@@ -72,7 +73,7 @@ type Backend struct {
 	// watched service, each followed by one etcd watch (startFollow). It
 	// has its own lock, taken with b.mu held or with no lock held, never
 	// the other way round.
-	watches *discovery.FeedGroup
+	watches *backendkit.FeedGroup
 }
 
 var (
@@ -153,7 +154,7 @@ func newBackend(cli *clientv3.Client, cfg Config) *Backend {
 		leases:    pb.NewLeaseClient(cli.ActiveConnection()),
 		cfg:       cfg,
 		log:       cfg.Logger,
-		board:     discovery.NewStatusBoard(),
+		board:     backendkit.NewStatusBoard(),
 		ttl:       int64(cfg.TTL / time.Second),
 		ctx:       ctx,
 		cancel:    cancel,
@@ -166,7 +167,7 @@ func newBackend(cli *clientv3.Client, cfg Config) *Backend {
 
 		reconnected: make(chan struct{}),
 	}
-	b.watches = discovery.NewFeedGroup(b.startFollow)
+	b.watches = backendkit.NewFeedGroup(b.startFollow)
 	b.ownKeys = newKeyWatch(cli, cfg.Retry, cfg.Logger, b.observe, b.recheck)
 	return b
 }
@@ -511,7 +512,7 @@ func (b *Backend) Status(service, id string) (discovery.Status, error) {
 func (b *Backend) Statuses() []discovery.Status { return b.board.Statuses() }
 
 // SubscribeStatus implements discovery.StatusReporter.
-func (b *Backend) SubscribeStatus() *discovery.StatusSubscription {
+func (b *Backend) SubscribeStatus() discovery.StatusSubscription {
 	return b.board.SubscribeStatus()
 }
 

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 )
 
 // Register, Deregister and the own-key watch record the desired state in
@@ -81,7 +82,7 @@ func (b *Backend) monitorConn() {
 				failed = true
 				b.log.Warn("cannot reach etcd", "endpoints", b.cli.Endpoints())
 				cause := fmt.Errorf("no connection to etcd at %v", b.cli.Endpoints())
-				b.watches.Each(func(_ string, f *discovery.Feed) { f.Fail(cause) })
+				b.watches.Each(func(_ string, f *backendkit.Feed) { f.Fail(cause) })
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	goretry "github.com/sethvargo/go-retry"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -26,7 +27,7 @@ var (
 type Backend struct {
 	store     *Store
 	opts      options
-	board     *discovery.StatusBoard
+	board     *backendkit.StatusBoard
 	ctx       context.Context // ends when Close starts; bounds goroutines
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup // goroutines: delayed restores, the outage retry loop
@@ -73,7 +74,7 @@ func New(store *Store, opts ...Option) (*Backend, error) {
 	b := &Backend{
 		store:    store,
 		opts:     o,
-		board:    discovery.NewStatusBoard(),
+		board:    backendkit.NewStatusBoard(),
 		ctx:      ctx,
 		cancel:   cancel,
 		wake:     make(chan struct{}, 1),
@@ -174,7 +175,7 @@ func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Inst
 }
 
 // Watch implements discovery.Resolver. All watchers of a service, from any
-// Backend on the Store, share one discovery.Feed, so their first Next
+// Backend on the Store, share one backendkit.Feed, so their first Next
 // returns the current set at once and later changes are coalesced. The
 // watcher lives until Stop or until this Backend is closed. Watch fails
 // with ErrUnavailable during an outage, ctx's error if ctx has ended, and
@@ -201,7 +202,7 @@ func (b *Backend) Statuses() []discovery.Status {
 
 // SubscribeStatus implements discovery.StatusReporter. After Close the
 // subscription yields nothing and its Next returns discovery.ErrClosed.
-func (b *Backend) SubscribeStatus() *discovery.StatusSubscription {
+func (b *Backend) SubscribeStatus() discovery.StatusSubscription {
 	return b.board.SubscribeStatus()
 }
 

@@ -47,14 +47,14 @@ func register(t *testing.T, b *memory.Backend, in discovery.Instance) {
 	}
 }
 
-func subscribe(t *testing.T, b *memory.Backend) *discovery.StatusSubscription {
+func subscribe(t *testing.T, b *memory.Backend) discovery.StatusSubscription {
 	sub := b.SubscribeStatus()
 	t.Cleanup(sub.Stop)
 	return sub
 }
 
 // next returns the next status of key from sub, skipping other keys.
-func next(t *testing.T, sub *discovery.StatusSubscription, key discovery.Key) discovery.Status {
+func next(t *testing.T, sub discovery.StatusSubscription, key discovery.Key) discovery.Status {
 	t.Helper()
 	for {
 		st, err := sub.Next(ctx(t))
@@ -68,7 +68,7 @@ func next(t *testing.T, sub *discovery.StatusSubscription, key discovery.Key) di
 }
 
 // until reads statuses of key from sub until one is in state want.
-func until(t *testing.T, sub *discovery.StatusSubscription, key discovery.Key, want discovery.State) (discovery.Status, []discovery.State) {
+func until(t *testing.T, sub discovery.StatusSubscription, key discovery.Key, want discovery.State) (discovery.Status, []discovery.State) {
 	t.Helper()
 	var states []discovery.State
 	for {

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 )
 
 // Sentinel errors of the simulated faults. They are matched with errors.Is.
@@ -42,7 +43,7 @@ type Store struct {
 	// lock).
 	mu        sync.Mutex
 	services  map[string]map[string]entry // service -> ID -> entry
-	feeds     *discovery.FeedGroup        // one feed per watched service, shared by the watchers of every Backend
+	feeds     *backendkit.FeedGroup       // one feed per watched service, shared by the watchers of every Backend
 	backends  map[*Backend]struct{}       // open Backends
 	available bool
 	seq       uint64 // orders the Backends waiting for a key
@@ -63,7 +64,7 @@ func NewStore() *Store {
 	}
 	// A service's first watcher gets the current set at once. The group
 	// calls this from watchLocked, so s.mu is held.
-	s.feeds = discovery.NewFeedGroup(func(service string, f *discovery.Feed) func() {
+	s.feeds = backendkit.NewFeedGroup(func(service string, f *backendkit.Feed) func() {
 		f.Publish(s.setLocked(service))
 		return nil
 	})
@@ -127,7 +128,7 @@ func (s *Store) SetAvailable(ok bool) {
 		return
 	}
 	s.available = ok
-	s.feeds.Each(func(service string, f *discovery.Feed) {
+	s.feeds.Each(func(service string, f *backendkit.Feed) {
 		if ok {
 			// After Fail, Publish is delivered even if the set is unchanged.
 			f.Publish(s.setLocked(service))

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -47,8 +48,8 @@ type Resolver struct {
 // is the only writer.
 type entry struct {
 	service   string
-	feed      *discovery.Feed // the published set, for watchers
-	ready     chan struct{}   // closed once the first set or the first failure is known
+	feed      *backendkit.Feed // the published set, for watchers
+	ready     chan struct{}    // closed once the first set or the first failure is known
 	readyOnce sync.Once
 
 	mu sync.RWMutex
@@ -265,7 +266,7 @@ func (r *Resolver) entry(service string) (*entry, error) {
 	if e := r.entries[service]; e != nil {
 		return e, nil
 	}
-	e = &entry{service: service, feed: discovery.NewFeed(), ready: make(chan struct{})}
+	e = &entry{service: service, feed: backendkit.NewFeed(), ready: make(chan struct{})}
 	r.entries[service] = e
 	r.wg.Go(func() { r.run(e) })
 	r.log.Debug("following service", "service", service)
@@ -389,7 +390,7 @@ func (r *Resolver) receive(e *entry, set []discovery.Instance, hold *time.Time) 
 // fail records that the upstream watch failed with err. If err wraps
 // discovery.ErrUnavailable, the registry is unreachable: the watchers of
 // the cache are told so, once, as the upstream's watchers are (see
-// discovery.Feed.Fail), and get the set again once the cache is fresh.
+// backendkit.Feed.Fail), and get the set again once the cache is fresh.
 func (e *entry) fail(err error) {
 	e.mu.Lock()
 	if e.live {

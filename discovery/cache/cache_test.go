@@ -11,6 +11,7 @@ import (
 
 	"github.com/roster-sd/roster/backends/memory"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 	"github.com/roster-sd/roster/discovery/cache"
 	"github.com/roster-sd/roster/internal/resolvertest"
 	"github.com/roster-sd/roster/retry"
@@ -368,7 +369,7 @@ func TestFirstResolveWhileUpstreamDown(t *testing.T) {
 
 func TestResolveWaitsWithinContext(t *testing.T) {
 	t.Parallel()
-	feed := discovery.NewFeed() // never published: the first set never comes
+	feed := backendkit.NewFeed() // never published: the first set never comes
 	defer feed.Close(nil)
 	c := mustNew(t, resolvertest.Feed{Feed: feed})
 	defer c.Close()

@@ -276,7 +276,7 @@ func (e *env) waitState(r discovery.StatusReporter, key discovery.Key, want disc
 // statesUntil reads sub until it yields a status of key in state final,
 // and returns the states of key it yielded, final included. Statuses of
 // other registrations are skipped.
-func (e *env) statesUntil(sub *discovery.StatusSubscription, key discovery.Key, final discovery.State) []discovery.State {
+func (e *env) statesUntil(sub discovery.StatusSubscription, key discovery.Key, final discovery.State) []discovery.State {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
