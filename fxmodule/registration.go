@@ -94,8 +94,6 @@ func NewRegistration(p RegistrationParams) (*Registration, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	// The application's instances are kept for its whole life.
-	cfg.Retry.MaxAttempts, cfg.Retry.MaxElapsed = 0, 0
 
 	var instances []discovery.Instance
 	for _, in := range p.Instances {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	goretry "github.com/sethvargo/go-retry"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/backendkit"
+	"github.com/roster-sd/roster/retry"
 )
 
 // Backend is the etcd implementation of discovery.Backend and
@@ -217,9 +217,9 @@ type entry struct {
 	// A write that etcd refused for this key alone (too large, not
 	// permitted, no space) is retried on its own backoff, without holding
 	// back the other keys.
-	refusals int             // refused writes in a row
-	backoff  goretry.Backoff // nil until a write is refused
-	retryAt  time.Time       // not written again before then
+	refusals int           // refused writes in a row
+	backoff  retry.Backoff // nil until a write is refused
+	retryAt  time.Time     // not written again before then
 }
 
 // tomb is a key the keeper must delete, if it is still under the

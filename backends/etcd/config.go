@@ -125,9 +125,6 @@ func (c Config) withDefaults() Config {
 	if c.Retry == (retry.Policy{}) {
 		c.Retry = retry.Default()
 	}
-	// A registration is kept for the life of the process: never stop
-	// retrying.
-	c.Retry.MaxAttempts, c.Retry.MaxElapsed = 0, 0
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}

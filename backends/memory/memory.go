@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	goretry "github.com/sethvargo/go-retry"
-
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/backendkit"
 	"github.com/roster-sd/roster/retry"
@@ -347,19 +345,15 @@ func (b *Backend) startRetryingLocked() {
 	default:
 	}
 	bo := b.opts.retry.Backoff()
-	last := b.opts.retry.Max
-	if last <= 0 {
-		last = retry.DefaultMax
-	}
-	delay := nextDelay(bo, &last)
+	delay, _ := bo.Next() // never stops: see retry.Backoff
 	b.retryingLocked(1, delay)
-	b.wg.Go(func() { b.retryLoop(bo, delay, last) })
+	b.wg.Go(func() { b.retryLoop(bo, delay) })
 }
 
 // retryLoop retries, after each delay of the policy or as soon as the Store
 // becomes available, until the Store is available or b is closed. It never
 // gives up on its own.
-func (b *Backend) retryLoop(bo goretry.Backoff, delay, last time.Duration) {
+func (b *Backend) retryLoop(bo retry.Backoff, delay time.Duration) {
 	s := b.store
 	for attempt := 2; ; attempt++ {
 		err := retry.Sleep(b.ctx, delay, b.wake)
@@ -377,7 +371,7 @@ func (b *Backend) retryLoop(bo goretry.Backoff, delay, last time.Duration) {
 			s.mu.Unlock()
 			return
 		}
-		delay = nextDelay(bo, &last)
+		delay, _ = bo.Next()
 		b.retryingLocked(attempt, delay)
 		s.mu.Unlock()
 	}
@@ -394,14 +388,4 @@ func (b *Backend) retryingLocked(attempt int, delay time.Duration) {
 			Err:     cause,
 		})
 	}
-}
-
-// nextDelay returns the next delay of bo, or the last one once bo has
-// stopped (its policy's MaxAttempts or MaxElapsed was reached); *last starts
-// as the policy's cap.
-func nextDelay(bo goretry.Backoff, last *time.Duration) time.Duration {
-	if d, stop := bo.Next(); !stop {
-		*last = d
-	}
-	return *last
 }

@@ -86,9 +86,6 @@ func New(upstream discovery.Resolver, opts ...Option) (*Resolver, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	// A service is followed for the life of the Resolver: never stop
-	// retrying.
-	o.retry.MaxAttempts, o.retry.MaxElapsed = 0, 0
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Resolver{
 		upstream: upstream,

@@ -78,8 +78,7 @@ func WithLogger(l hclog.Logger) Option {
 
 // WithRetry sets the backoff between attempts to watch the service again
 // after a failure. The default is retry.Default(), 1 s doubling up to
-// 30 s, jittered. The policy's MaxAttempts and MaxElapsed are ignored: the
-// resolver never gives up. A policy that fails retry.Policy.Validate makes
+// 30 s, jittered. The resolver never gives up. A policy that fails retry.Policy.Validate makes
 // NewBuilder fail with an error wrapping both ErrInvalidOption and
 // retry.ErrInvalidPolicy.
 func WithRetry(p retry.Policy) Option {

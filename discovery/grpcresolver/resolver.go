@@ -50,9 +50,6 @@ func NewBuilder(r discovery.Resolver, opts ...Option) (*Builder, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	// The resolver follows its service for the life of the ClientConn:
-	// never stop retrying.
-	o.retry.MaxAttempts, o.retry.MaxElapsed = 0, 0
 	return &Builder{upstream: r, opts: o}, nil
 }
 
