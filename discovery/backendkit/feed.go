@@ -74,13 +74,6 @@ func (f *Feed) Fail(cause error) {
 	f.wakeLocked()
 }
 
-// Failing reports the error of the current outage, or nil.
-func (f *Feed) Failing() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.fault
-}
-
 func (f *Feed) wakeLocked() {
 	close(f.changed)
 	f.changed = make(chan struct{})

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/backendkit"
@@ -183,8 +184,9 @@ func TestFeedGroupZeroValue(t *testing.T) {
 func TestFeedGroupEach(t *testing.T) {
 	t.Parallel()
 	g := backendkit.NewFeedGroup(nil)
+	watchers := make(map[string]discovery.Watcher)
 	for _, service := range []string{"c", "a", "b"} {
-		watch(t, g, service)
+		watchers[service] = watch(t, g, service)
 	}
 	gone := g.Watch(context.Background(), "gone", nil)
 	gone.Stop()
@@ -201,11 +203,11 @@ func TestFeedGroupEach(t *testing.T) {
 	if want := []string{"a", "b", "c"}; !slices.Equal(visited, want) {
 		t.Errorf("Each visited %q, want %q", visited, want)
 	}
-	g.Each(func(service string, f *backendkit.Feed) {
-		if err := f.Failing(); !errors.Is(err, discovery.ErrUnavailable) {
-			t.Errorf("feed of %s: Failing() = %v, want ErrUnavailable", service, err)
+	for _, service := range visited {
+		if set, err := nextWithin(watchers[service], time.Second); !errors.Is(err, discovery.ErrUnavailable) {
+			t.Errorf("watcher of %s: Next() = %v, %v; want ErrUnavailable", service, set, err)
 		}
-	})
+	}
 }
 
 func TestFeedGroupClose(t *testing.T) {

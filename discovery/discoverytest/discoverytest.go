@@ -82,16 +82,6 @@ func Run(t *testing.T, newHarness HarnessMaker, caps Capabilities) {
 	}
 }
 
-// SubtestNames returns the names of Run's subtests, in the order Run runs
-// them, for documentation and for -run patterns.
-func SubtestNames() []string {
-	names := make([]string, len(subtests))
-	for i, st := range subtests {
-		names[i] = st.name
-	}
-	return names
-}
-
 // env is one subtest's harness, with helpers that fail the subtest.
 type env struct {
 	t    *testing.T

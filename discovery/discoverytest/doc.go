@@ -41,8 +41,7 @@
 //
 // # Subtests
 //
-// Run runs these subtests (see [SubtestNames]), each named after the rule
-// it checks:
+// Run runs these subtests, each named after the rule it checks:
 //
 //   - Registering: RegisterThenResolveFromAnotherHandle,
 //     RegisterIsIdempotent, ReregisterUpdatesMetadataInPlace,
