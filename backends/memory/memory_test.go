@@ -303,8 +303,8 @@ func TestOutageRetryingThenRegistered(t *testing.T) {
 		"Resolve":    func() error { _, err := idle.Resolve(ctx(t), "payments"); return err }(),
 		"Watch":      func() error { _, err := idle.Watch(ctx(t), "payments"); return err }(),
 	} {
-		if !errors.Is(err, memory.ErrUnavailable) {
-			t.Errorf("%s during the outage: %v; want an error wrapping ErrUnavailable", name, err)
+		if !errors.Is(err, memory.ErrUnavailable) || !errors.Is(err, discovery.ErrUnavailable) {
+			t.Errorf("%s during the outage: %v; want an error wrapping memory.ErrUnavailable and discovery.ErrUnavailable", name, err)
 		}
 	}
 	// Attempts count up; delays follow the policy: 5, 10, 20, 20 ms.

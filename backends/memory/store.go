@@ -16,10 +16,11 @@ import (
 // Sentinel errors of the simulated faults. They are matched with errors.Is.
 var (
 	// ErrUnavailable reports a call made while the Store is unavailable
-	// (see Store.SetAvailable). It is also the cause (Status.Err) of
-	// discovery.StateRetrying during an outage, and the cause that the
-	// discovery.ErrUnavailable error of every watcher wraps.
-	ErrUnavailable = errors.New("memory: registry unavailable")
+	// (see Store.SetAvailable). It wraps discovery.ErrUnavailable, so
+	// errors.Is matches both. It is also the cause (Status.Err) of
+	// discovery.StateRetrying during an outage, and what the error of
+	// every watcher's Next wraps during an outage.
+	ErrUnavailable = fmt.Errorf("memory: %w", discovery.ErrUnavailable)
 
 	// ErrExpired is the cause (Status.Err) of discovery.StateLost after
 	// Store.Expire dropped a registration.
