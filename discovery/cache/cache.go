@@ -251,7 +251,7 @@ func (r *Resolver) entry(service string) (*entry, error) {
 	case e != nil:
 		return e, nil
 	}
-	if err := discovery.ValidateName("service", service); err != nil {
+	if err := discovery.ValidateName("Service", service); err != nil {
 		return nil, err
 	}
 

@@ -640,8 +640,10 @@ func TestInvalidService(t *testing.T) {
 	c := e.newCache(t)
 	cases := []string{"", "a/b", "..", "has space"}
 	for _, svc := range cases {
-		if _, err := c.Resolve(context.Background(), svc); !errors.Is(err, discovery.ErrInvalidInstance) {
-			t.Errorf("Resolve(%q) = %v, want ErrInvalidInstance", svc, err)
+		_, err := c.Resolve(context.Background(), svc)
+		var fe *discovery.FieldError
+		if !errors.Is(err, discovery.ErrInvalidInstance) || !errors.As(err, &fe) || fe.Field != "Service" {
+			t.Errorf("Resolve(%q) = %v, want ErrInvalidInstance on field Service", svc, err)
 		}
 		if _, err := c.Watch(context.Background(), svc); !errors.Is(err, discovery.ErrInvalidInstance) {
 			t.Errorf("Watch(%q) = %v, want ErrInvalidInstance", svc, err)

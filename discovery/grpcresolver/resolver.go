@@ -86,7 +86,7 @@ func serviceOf(target resolver.Target) (string, error) {
 		return "", fmt.Errorf("authority %q is not supported; want %s:///<service>", target.URL.Host, Scheme)
 	}
 	service := target.Endpoint()
-	if err := discovery.ValidateName("service", service); err != nil {
+	if err := discovery.ValidateName("Service", service); err != nil {
 		return "", err
 	}
 	return service, nil

@@ -469,8 +469,9 @@ func TestBuildRejectsBadTargets(t *testing.T) {
 			t.Errorf("Build(%q) succeeded, want an error", tc.target)
 			continue
 		}
-		if tc.invalid && !errors.Is(err, discovery.ErrInvalidInstance) {
-			t.Errorf("Build(%q) = %v, want ErrInvalidInstance", tc.target, err)
+		var fe *discovery.FieldError
+		if tc.invalid && (!errors.Is(err, discovery.ErrInvalidInstance) || !errors.As(err, &fe) || fe.Field != "Service") {
+			t.Errorf("Build(%q) = %v, want ErrInvalidInstance on field Service", tc.target, err)
 		}
 	}
 	if got := e.Up.Watches(); got != 0 {
