@@ -81,7 +81,7 @@ func (p Policy) withDefaults() Policy {
 type Backoff interface {
 	// Next returns the delay before the next attempt. A Policy's Backoff
 	// never stops: stop is always false, and once the delays reach the
-	// policy's Max they stay there. (The method has go-retry's signature,
+	// policy's Max they stay there, less jitter. (The method has go-retry's signature,
 	// so a Backoff is also a github.com/sethvargo/go-retry Backoff.)
 	Next() (delay time.Duration, stop bool)
 }

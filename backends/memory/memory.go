@@ -175,7 +175,8 @@ func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Inst
 // Watch implements discovery.Resolver. All watchers of a service, from any
 // Backend on the Store, share one backendkit.Feed, so their first Next
 // returns the current set at once and later changes are coalesced. The
-// watcher lives until Stop or until this Backend is closed. Watch fails
+// watcher lives until Stop, until ctx ends (which stops it as Stop does) or
+// until this Backend is closed. Watch fails
 // with ErrUnavailable during an outage, ctx's error if ctx has ended, and
 // discovery.ErrClosed after Close.
 func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher, error) {

@@ -40,8 +40,8 @@ func NewStatusBoard() *StatusBoard {
 // Set records st as the status of st.Instance and notifies subscribers. A
 // zero Since is set to now. Setting the state a registration is already in
 // with the same attempt and cause is ignored and notifies no one.
-// StateDeregistered is delivered to subscribers and then forgotten, so
-// Status reports ErrNotRegistered afterwards.
+// discovery.StateDeregistered is delivered to subscribers and then
+// forgotten, so Status reports discovery.ErrNotRegistered afterwards.
 func (b *StatusBoard) Set(st discovery.Status) {
 	st.Instance = st.Instance.Clone()
 	key := st.Instance.Key()

@@ -25,7 +25,8 @@ var errClosed = fmt.Errorf("cache: resolver closed: %w", discovery.ErrClosed)
 //
 // A service is followed from its first Resolve or Watch until Close, so a
 // Resolver suits the bounded set of services one application talks to.
-// Each attempt to set up an upstream Watch is bounded by 10 seconds.
+// Its upstream Watch is set up with a context that ends only at Close; a
+// failed one is set up again after the next delay of the retry policy.
 //
 // A Resolver is safe for concurrent use. Close it when done: Close stops
 // its upstream watches and goroutines.
