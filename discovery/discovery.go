@@ -96,5 +96,26 @@ type StatusReporter interface {
 	// SubscribeStatus returns a subscription that first yields the current
 	// status of every registration and then every change, without polling.
 	// A slow subscriber never blocks the backend (see StatusSubscription).
-	SubscribeStatus() *StatusSubscription
+	SubscribeStatus() StatusSubscription
+}
+
+// StatusSubscription delivers the status changes of a backend's
+// registrations to one subscriber, from StatusReporter.SubscribeStatus.
+//
+// A subscriber that falls behind may skip intermediate states of a
+// registration, but it always gets the latest state of every registration,
+// and the backend never waits for it.
+//
+// Next may be called from one goroutine at a time; Stop may be called from
+// any goroutine, at any time, any number of times.
+type StatusSubscription interface {
+	// Next returns the next status change, in the order registrations
+	// changed, blocking until there is one. It returns ctx's error when ctx
+	// ends, and an error wrapping ErrClosed once the subscription is stopped,
+	// or once the backend is closed and nothing is pending.
+	Next(ctx context.Context) (Status, error)
+
+	// Stop ends the subscription and drops what is pending; a blocked Next
+	// returns an error wrapping ErrClosed. It is idempotent.
+	Stop()
 }

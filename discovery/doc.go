@@ -1,15 +1,18 @@
 // Package discovery defines roster's contracts: the Instance a service
 // publishes, the Registrar that keeps it published, the Resolver and Watcher
-// that read the live set, and the Backend that combines them.
+// that read the live set, the Backend that combines them, and the
+// StatusReporter through which a backend reports the state of its
+// registrations (State, Status, StatusSubscription).
 //
-// The package also holds the behaviour every backend shares, so that it is
-// written once: validation of instances, sorting and de-duplicating instance
-// sets, defensive copies (Clone, NormalizeSet), the coalescing snapshot feed
-// that backs watchers (Feed), one feed per watched service shared by all its
-// watchers (FeedGroup) and the registration state model (State, Status,
-// StatusBoard).
+// It also holds the small helpers that applications and backends share:
+// validation of instances (Instance.Validate, Instance.Normalize,
+// ValidateName), sorting and de-duplicating instance sets and defensive
+// copies (NormalizeSet, CloneSet, EqualSets), and the sentinel errors.
 //
 // It imports nothing outside the standard library. Backends live in
 // sub-trees of the module (backends/etcd, backends/memory) or in user code;
-// package discoverytest checks any of them against this contract.
+// the building blocks they share (the coalescing feeds behind watchers and
+// the status board behind StatusReporter) are in package
+// discovery/backendkit, and package discoverytest checks any backend
+// against this contract.
 package discovery

@@ -137,7 +137,8 @@ func (in Instance) Equal(other Instance) bool {
 
 // ValidateName checks a service name or an instance ID: 1..128 bytes of ASCII
 // letters, digits, '.', '_' and '-', and neither "." nor "..". field names
-// the field in the error.
+// the field in the error: the Instance field's Go name, "Service" or "ID",
+// as Validate names it.
 func ValidateName(field, name string) error {
 	switch {
 	case name == "":

@@ -81,7 +81,10 @@ func ExampleUseBackend() {
 // server, wherever ProvideInstance stands.
 func ExampleProvideInstance() {
 	type server struct{ addr string }
-	var reg *fxmodule.Registration
+	var (
+		reg      *fxmodule.Registration
+		resolver discovery.Resolver
+	)
 	app := fx.New(
 		fxmodule.Module,
 		fx.Supply(fxmodule.Config{Backend: fxmodule.BackendMemory}),
@@ -89,14 +92,24 @@ func ExampleProvideInstance() {
 			return discovery.Instance{Service: "web", ID: "web-1", Address: s.addr}
 		}),
 		fx.Provide(func() *server { return &server{addr: "10.0.0.7:8080"} }),
-		fx.Populate(&reg),
+		fx.Populate(&reg, &resolver),
 		fx.NopLogger,
 	)
-	if err := app.Err(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := app.Start(ctx); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(reg.Instances()[0].Key())
-	// Output: web/web-1
+	defer app.Stop(ctx)
+	if err := reg.Wait(ctx); err != nil {
+		log.Fatal(err)
+	}
+	set, err := resolver.Resolve(ctx, "web")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(set[0].Key(), set[0].Address)
+	// Output: web/web-1 10.0.0.7:8080
 }
 
 // ConfigFromEnv reads the ROSTER_* variables; a malformed one is an error

@@ -54,7 +54,7 @@ var payments = discovery.Instance{Service: "payments", ID: "p-1", Address: "127.
 func testLogger(t testing.TB) hclog.Logger { return testlog.New(t).ResetNamed("app") }
 
 // waitState reads sub until key reaches want, and returns that status.
-func waitState(t *testing.T, sub *discovery.StatusSubscription, key discovery.Key, want discovery.State, d time.Duration) discovery.Status {
+func waitState(t *testing.T, sub discovery.StatusSubscription, key discovery.Key, want discovery.State, d time.Duration) discovery.Status {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()

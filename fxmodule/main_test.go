@@ -10,7 +10,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(closeShared{m}, etcdtest.LeakOptions()...)
+	goleak.VerifyTestMain(closeShared{m})
 }
 
 // closeShared runs the tests, then closes the shared etcd.

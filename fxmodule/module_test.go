@@ -521,14 +521,14 @@ func TestWithoutFx(t *testing.T) {
 	if got, _ := res.Resolver.Resolve(context.Background(), "payments"); len(got) != 1 || got[0].ID != "127.0.0.1-8080" {
 		t.Errorf("Resolve = %v; want the instance with the ID derived from its address", got)
 	}
-	if err := reg.Close(); err != nil {
+	if err := reg.Stop(ctxFor(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := res.Resolver.Resolve(context.Background(), "payments"); len(got) != 0 {
-		t.Errorf("Resolve after Close = %v; want nothing", got)
+		t.Errorf("Resolve after Stop = %v; want nothing", got)
 	}
 	if err := reg.Wait(context.Background()); err != nil {
-		t.Errorf("Wait after Close = %v; want nil (the instance was registered once)", err)
+		t.Errorf("Wait after Stop = %v; want nil (the instance was registered once)", err)
 	}
 	if err := reg.Start(context.Background()); err == nil {
 		t.Error("second Start succeeded")

@@ -42,10 +42,11 @@ type RegistrationParams struct {
 // By default Start does not wait for the registry: it starts one
 // goroutine per instance that calls Register with a context that Stop
 // cancels, and calls it again, with the Config's retry policy, when it
-// fails; but not when it fails with discovery.ErrNotRegistered, which
-// means that the application deregistered the instance meanwhile: the
-// Registration then leaves it deregistered. Meanwhile the backend's discovery.StatusReporter reports the
-// registration as registering, then retrying (the etcd backend holds a
+// fails, for as long as it runs; but not when it fails with
+// discovery.ErrNotRegistered, which means that the application
+// deregistered the instance meanwhile: the Registration then leaves it
+// deregistered. Meanwhile the backend's discovery.StatusReporter reports
+// the registration as registering, then retrying (the etcd backend holds a
 // pending registration and retries it itself until etcd answers). With
 // Config.RequireRegistration, Start registers every instance before it
 // returns, within its context and Config.Timeout, and fails otherwise.
@@ -53,6 +54,8 @@ type RegistrationParams struct {
 // Stop stops those goroutines, deregisters every instance that was
 // registered (bounded by Config.Timeout), so that the application leaves
 // the registry before it stops serving, and then waits Config.DrainDelay.
+// Start and Stop take the context of fx's start and stop hooks; outside
+// fx, pass a context that bounds them.
 //
 // A Registration is safe for concurrent use.
 type Registration struct {
@@ -94,8 +97,6 @@ func NewRegistration(p RegistrationParams) (*Registration, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	// The application's instances are kept for its whole life.
-	cfg.Retry.MaxAttempts, cfg.Retry.MaxElapsed = 0, 0
 
 	var instances []discovery.Instance
 	for _, in := range p.Instances {
@@ -128,11 +129,6 @@ func NewRegistration(p RegistrationParams) (*Registration, error) {
 		p.Lifecycle.Append(fx.StartStopHook(r.Start, r.Stop))
 	}
 	return r, nil
-}
-
-// Instances returns the instances the Registration registers, normalized.
-func (r *Registration) Instances() []discovery.Instance {
-	return discovery.CloneSet(r.instances)
 }
 
 // Start registers the instances: in the background by default, or before
@@ -289,14 +285,6 @@ func (r *Registration) Stop(ctx context.Context) error {
 		}
 	})
 	return r.stopErr
-}
-
-// Close is Stop with a context bounded by Config.Timeout, for use outside
-// fx.
-func (r *Registration) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeout)
-	defer cancel()
-	return r.Stop(ctx)
 }
 
 // deregister removes every registered instance and returns how many it

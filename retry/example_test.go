@@ -23,7 +23,7 @@ func ExamplePolicy_Backoff() {
 }
 
 func ExamplePolicy_Do() {
-	p := retry.Policy{Base: time.Millisecond, Max: 10 * time.Millisecond, MaxAttempts: 5}
+	p := retry.Policy{Base: time.Millisecond, Max: 10 * time.Millisecond}
 	attempts := 0
 	err := p.Do(context.Background(),
 		func(ctx context.Context) error {

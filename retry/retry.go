@@ -1,10 +1,12 @@
 // Package retry is roster's shared retry policy: exponential backoff from a
 // base delay to a cap, with jitter, on top of github.com/sethvargo/go-retry.
 //
-// A Policy is a value; Policy.Backoff builds a fresh go-retry Backoff for
-// each retry sequence (Backoff values keep state), and Policy.Do runs an
-// operation until it succeeds, reporting every failure and the delay before
-// the next try.
+// A Policy is a value; Policy.Backoff builds a fresh Backoff for each retry
+// sequence (Backoff values keep state), and Policy.Do runs an operation until
+// it succeeds, fails permanently or its context ends, reporting every
+// failure and the delay before the next try. A Policy never gives up on its
+// own: roster keeps its registrations and watches alive for as long as the
+// process wants them.
 package retry
 
 import (
@@ -27,10 +29,6 @@ const (
 // ErrInvalidPolicy reports a Policy that Validate rejects.
 var ErrInvalidPolicy = errors.New("retry: invalid policy")
 
-// ErrExhausted reports that Do stopped because the policy's MaxAttempts or
-// MaxElapsed was reached. It wraps the last failure too.
-var ErrExhausted = errors.New("retry: attempts exhausted")
-
 // Policy describes one kind of retry sequence: the n-th delay (from 1) is
 // Base * 2^(n-1), capped at Max, then reduced by a random fraction of at
 // most Jitter, so that it never exceeds Max and a fleet that failed
@@ -44,17 +42,10 @@ type Policy struct {
 	// randomly shortened. Zero means no jitter; Default uses
 	// DefaultJitter.
 	Jitter float64
-	// MaxAttempts stops the sequence after that many failed attempts.
-	// Zero means no limit.
-	MaxAttempts uint64
-	// MaxElapsed stops the sequence once that much time has passed since
-	// the sequence's Backoff was built (for Do: since Do started). Zero
-	// means no limit.
-	MaxElapsed time.Duration
 }
 
 // Default returns roster's policy: 1 s, 2 s, 4 s ... capped at 30 s, each
-// shortened by up to 20% jitter, with no limit on attempts.
+// shortened by up to 20% jitter.
 func Default() Policy {
 	return Policy{Base: DefaultBase, Max: DefaultMax, Jitter: DefaultJitter}
 }
@@ -72,8 +63,6 @@ func (p Policy) Validate() error {
 		return fmt.Errorf("%w: Max (%v) is less than Base (%v)", ErrInvalidPolicy, p.withDefaults().Max, p.withDefaults().Base)
 	case !(p.Jitter >= 0 && p.Jitter < 1): // also rejects NaN
 		return fmt.Errorf("%w: Jitter is %v; want a fraction in [0, 1)", ErrInvalidPolicy, p.Jitter)
-	case p.MaxElapsed < 0:
-		return fmt.Errorf("%w: MaxElapsed is %v; want a positive duration or zero for no limit", ErrInvalidPolicy, p.MaxElapsed)
 	}
 	return nil
 }
@@ -88,11 +77,20 @@ func (p Policy) withDefaults() Policy {
 	return p
 }
 
-// Backoff returns a fresh go-retry Backoff for one retry sequence. Call it
-// again for every new sequence: a Backoff remembers its attempts. An invalid
-// policy yields a Backoff whose values are clamped into range; check
-// Validate first to report it.
-func (p Policy) Backoff() goretry.Backoff {
+// Backoff yields the delays of one retry sequence.
+type Backoff interface {
+	// Next returns the delay before the next attempt. A Policy's Backoff
+	// never stops: stop is always false, and once the delays reach the
+	// policy's Max they stay there, less jitter. (The method has go-retry's signature,
+	// so a Backoff is also a github.com/sethvargo/go-retry Backoff.)
+	Next() (delay time.Duration, stop bool)
+}
+
+// Backoff returns a fresh Backoff for one retry sequence. Call it again for
+// every new sequence: a Backoff remembers its attempts. An invalid policy
+// yields a Backoff whose values are clamped into range; check Validate first
+// to report it.
+func (p Policy) Backoff() Backoff {
 	p = p.withDefaults()
 	if p.Max < p.Base {
 		p.Max = p.Base
@@ -109,12 +107,6 @@ func (p Policy) Backoff() goretry.Backoff {
 			return d - time.Duration(rand.Float64()*j*float64(d)), false
 		})
 	}
-	if p.MaxAttempts > 0 {
-		b = goretry.WithMaxRetries(p.MaxAttempts-1, b)
-	}
-	if p.MaxElapsed > 0 {
-		b = goretry.WithMaxDuration(p.MaxElapsed, b)
-	}
 	return b
 }
 
@@ -124,8 +116,7 @@ type Failure struct {
 	Attempt int
 	// Err is what the attempt returned.
 	Err error
-	// Delay is how long Do waits before the next attempt; zero when this
-	// was the last one.
+	// Delay is how long Do waits before the next attempt.
 	Delay time.Duration
 }
 
@@ -174,12 +165,10 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
-// Do runs op until it returns nil, returns an error marked Permanent, ctx
-// ends, or the policy's limits are reached. Between attempts it waits for
-// the policy's next delay; a cancelled ctx stops the wait at once. It
-// returns nil on success, the permanent error unwrapped, ctx's error
-// wrapping the last failure, or an error wrapping both ErrExhausted and the
-// last failure.
+// Do runs op until it returns nil, returns an error marked Permanent, or ctx
+// ends. Between attempts it waits for the policy's next delay; a cancelled
+// ctx stops the wait at once. It returns nil on success, the permanent error
+// unwrapped, or ctx's error wrapping the last failure.
 func (p Policy) Do(ctx context.Context, op func(context.Context) error, opts ...Option) error {
 	var o doOptions
 	for _, opt := range opts {
@@ -201,15 +190,9 @@ func (p Policy) Do(ctx context.Context, op func(context.Context) error, opts ...
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
 		}
-		delay, stop := b.Next()
-		if stop {
-			delay = 0
-		}
+		delay, _ := b.Next() // never stops: see Backoff
 		if o.onFailure != nil {
 			o.onFailure(Failure{Attempt: attempt, Err: err, Delay: delay})
-		}
-		if stop {
-			return fmt.Errorf("%w after %d attempts: %w", ErrExhausted, attempt, err)
 		}
 		woken, serr := sleep(ctx, delay, o.wake)
 		if serr == nil && woken && o.wakeJitter > 0 {

@@ -151,30 +151,6 @@ func TestBackoffFreshStartsFromBase(t *testing.T) {
 	}
 }
 
-func TestBackoffMaxAttempts(t *testing.T) {
-	t.Parallel()
-	cases := []struct {
-		attempts  uint64
-		wantDraws int // delays before Next reports stop
-	}{
-		{1, 0},
-		{2, 1},
-		{5, 4},
-	}
-	for _, tc := range cases {
-		b := retry.Policy{Base: time.Millisecond, MaxAttempts: tc.attempts}.Backoff()
-		got := 0
-		for ; got < 100; got++ {
-			if _, stop := b.Next(); stop {
-				break
-			}
-		}
-		if got != tc.wantDraws {
-			t.Errorf("MaxAttempts %d: %d delays before stop, want %d", tc.attempts, got, tc.wantDraws)
-		}
-	}
-}
-
 func TestValidate(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
@@ -186,7 +162,6 @@ func TestValidate(t *testing.T) {
 		{"default", retry.Default(), ""},
 		{"base equals max", retry.Policy{Base: time.Second, Max: time.Second}, ""},
 		{"largest jitter", retry.Policy{Jitter: 0.999}, ""},
-		{"limits", retry.Policy{MaxAttempts: 3, MaxElapsed: time.Minute}, ""},
 		{"base below default max", retry.Policy{Base: 10 * time.Second}, ""},
 		{"negative base", retry.Policy{Base: -time.Second}, "Base"},
 		{"negative max", retry.Policy{Max: -time.Second}, "Max"},
@@ -198,7 +173,6 @@ func TestValidate(t *testing.T) {
 		{"jitter above one", retry.Policy{Jitter: 1.5}, "Jitter"},
 		{"jitter infinite", retry.Policy{Jitter: math.Inf(1)}, "Jitter"},
 		{"jitter NaN", retry.Policy{Jitter: math.NaN()}, "Jitter"},
-		{"negative max elapsed", retry.Policy{MaxElapsed: -time.Second}, "MaxElapsed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -233,7 +207,6 @@ func TestBackoffOfInvalidPolicy(t *testing.T) {
 		{"negative jitter", retry.Policy{Base: time.Second, Jitter: -1}, time.Second},
 		{"jitter above one", retry.Policy{Base: time.Second, Jitter: 2}, time.Second},
 		{"jitter NaN", retry.Policy{Base: time.Second, Jitter: math.NaN()}, time.Second},
-		{"negative max elapsed", retry.Policy{Base: time.Second, MaxElapsed: -time.Second}, time.Second},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -323,66 +296,6 @@ func TestPermanent(t *testing.T) {
 	}
 	if !errors.Is(err, inner) {
 		t.Errorf("errors.Is(Permanent(err), err) = false")
-	}
-}
-
-func TestDoExhausted(t *testing.T) {
-	t.Parallel()
-	p := retry.Policy{Base: time.Millisecond, Max: time.Millisecond, MaxAttempts: 3}
-	calls := 0
-	var failures []retry.Failure
-	last := errors.New("third failure")
-	err := p.Do(context.Background(), func(context.Context) error {
-		calls++
-		if calls == 3 {
-			return last
-		}
-		return errFlaky
-	}, retry.OnFailure(func(f retry.Failure) { failures = append(failures, f) }))
-	if !errors.Is(err, retry.ErrExhausted) {
-		t.Errorf("Do() = %v, want ErrExhausted", err)
-	}
-	if !errors.Is(err, last) {
-		t.Errorf("Do() = %v, want it to wrap the last error", err)
-	}
-	if errors.Is(err, errFlaky) {
-		t.Errorf("Do() = %v wraps an earlier error, want only the last", err)
-	}
-	if calls != 3 {
-		t.Errorf("op ran %d times, want 3", calls)
-	}
-	want := []retry.Failure{
-		{Attempt: 1, Err: errFlaky, Delay: time.Millisecond},
-		{Attempt: 2, Err: errFlaky, Delay: time.Millisecond},
-		{Attempt: 3, Err: last, Delay: 0},
-	}
-	if !slices.Equal(failures, want) {
-		t.Errorf("failures = %+v, want %+v", failures, want)
-	}
-}
-
-func TestDoMaxElapsed(t *testing.T) {
-	t.Parallel()
-	p := retry.Policy{Base: time.Hour, Max: time.Hour, MaxElapsed: 20 * time.Millisecond}
-	calls := 0
-	var delays []time.Duration
-	start := time.Now()
-	err := p.Do(context.Background(), func(context.Context) error {
-		calls++
-		return errFlaky
-	}, retry.OnFailure(func(f retry.Failure) { delays = append(delays, f.Delay) }))
-	elapsed := time.Since(start)
-	if !errors.Is(err, retry.ErrExhausted) || !errors.Is(err, errFlaky) {
-		t.Errorf("Do() = %v, want ErrExhausted wrapping the last failure", err)
-	}
-	if elapsed > waitLong {
-		t.Errorf("Do() took %v, want about MaxElapsed", elapsed)
-	}
-	if calls < 2 {
-		t.Errorf("op ran %d times, want at least 2", calls)
-	}
-	if len(delays) == 0 || delays[0] > p.MaxElapsed {
-		t.Errorf("delays = %v, want the first within MaxElapsed", delays)
 	}
 }
 
@@ -543,18 +456,31 @@ func TestDoWakeOnClosedChannel(t *testing.T) {
 	t.Parallel()
 	wake := make(chan struct{})
 	close(wake)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	var calls atomic.Int32
-	err := retry.Policy{Base: time.Hour, Max: time.Hour, MaxAttempts: 4}.Do(context.Background(),
+	err := retry.Policy{Base: time.Hour, Max: time.Hour}.Do(ctx,
 		func(context.Context) error {
-			calls.Add(1)
+			if calls.Add(1) == 4 {
+				cancel()
+			}
 			return errFlaky
 		},
 		retry.WakeOn(wake))
-	if !errors.Is(err, retry.ErrExhausted) {
-		t.Errorf("Do() = %v, want ErrExhausted", err)
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, errFlaky) {
+		t.Errorf("Do() = %v, want context.Canceled wrapping the last failure", err)
 	}
 	if got := calls.Load(); got != 4 {
 		t.Errorf("op ran %d times, want 4", got)
+	}
+}
+
+func TestBackoffNeverStops(t *testing.T) {
+	t.Parallel()
+	p := retry.Policy{Base: time.Millisecond, Max: time.Second}
+	got := draws(t, p, 1000) // fails on a stop
+	if last := got[len(got)-1]; last != time.Second {
+		t.Errorf("delay 1000 = %v, want the cap %v", last, time.Second)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	goretry "github.com/sethvargo/go-retry"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -18,6 +17,8 @@ import (
 	"google.golang.org/grpc/backoff"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
+	"github.com/roster-sd/roster/retry"
 )
 
 // Backend is the etcd implementation of discovery.Backend and
@@ -29,7 +30,7 @@ type Backend struct {
 	ownsClient bool
 	cfg        Config
 	log        hclog.Logger
-	board      *discovery.StatusBoard
+	board      *backendkit.StatusBoard
 	ttl        int64 // lease TTL in seconds
 
 	ctx       context.Context // ends on Close
@@ -67,7 +68,7 @@ type Backend struct {
 	// watched service, each followed by one etcd watch (startFollow). It
 	// has its own lock, taken with b.mu held or with no lock held, never
 	// the other way round.
-	watches *discovery.FeedGroup
+	watches *backendkit.FeedGroup
 }
 
 var (
@@ -148,7 +149,7 @@ func newBackend(cli *clientv3.Client, cfg Config) *Backend {
 		leases: pb.NewLeaseClient(cli.ActiveConnection()),
 		cfg:    cfg,
 		log:    cfg.Logger,
-		board:  discovery.NewStatusBoard(),
+		board:  backendkit.NewStatusBoard(),
 		ttl:    int64(cfg.TTL / time.Second),
 		ctx:    ctx,
 		cancel: cancel,
@@ -158,10 +159,10 @@ func newBackend(cli *clientv3.Client, cfg Config) *Backend {
 		byPath: make(map[string]discovery.Key),
 		tombs:  make(map[string]*tomb),
 	}
-	b.watches = discovery.NewFeedGroup(b.startFollow)
+	b.watches = backendkit.NewFeedGroup(b.startFollow)
 	b.ownKeys = newKeyWatch(cli, cfg.Retry, cfg.Logger, b.observe, b.recheck)
 	b.conn = newConnMonitor(cli, cfg.Logger, func(cause error) {
-		b.watches.Each(func(_ string, f *discovery.Feed) { f.Fail(cause) })
+		b.watches.Each(func(_ string, f *backendkit.Feed) { f.Fail(cause) })
 	})
 	return b
 }
@@ -211,9 +212,9 @@ type entry struct {
 	// A write that etcd refused for this key alone (too large, not
 	// permitted, no space) is retried on its own backoff, without holding
 	// back the other keys.
-	refusals int             // refused writes in a row
-	backoff  goretry.Backoff // nil until a write is refused
-	retryAt  time.Time       // not written again before then
+	refusals int           // refused writes in a row
+	backoff  retry.Backoff // nil until a write is refused
+	retryAt  time.Time     // not written again before then
 }
 
 // tomb is a key the keeper must delete, if it is still under the
@@ -506,7 +507,7 @@ func (b *Backend) Status(service, id string) (discovery.Status, error) {
 func (b *Backend) Statuses() []discovery.Status { return b.board.Statuses() }
 
 // SubscribeStatus implements discovery.StatusReporter.
-func (b *Backend) SubscribeStatus() *discovery.StatusSubscription {
+func (b *Backend) SubscribeStatus() discovery.StatusSubscription {
 	return b.board.SubscribeStatus()
 }
 

@@ -84,8 +84,7 @@ type Config struct {
 	TTL time.Duration
 	// Retry is the policy for restoring registrations after a failure.
 	// Default (zero value): retry.Default(), 1 s doubling to 30 s,
-	// jittered. Limits on attempts or elapsed time are ignored: the
-	// Backend never gives up on a registration.
+	// jittered. The Backend never gives up on a registration.
 	Retry retry.Policy
 	// RequestTimeout bounds each etcd request the Backend makes on its own
 	// (keep-alive checks, re-registration, revocation on Close). Default:
@@ -125,9 +124,6 @@ func (c Config) withDefaults() Config {
 	if c.Retry == (retry.Policy{}) {
 		c.Retry = retry.Default()
 	}
-	// A registration is kept for the life of the process: never stop
-	// retrying.
-	c.Retry.MaxAttempts, c.Retry.MaxElapsed = 0, 0
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}

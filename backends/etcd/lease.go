@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	goretry "github.com/sethvargo/go-retry"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -196,7 +195,7 @@ func (b *Backend) serve(g grant) clientv3.LeaseID {
 	defer cancel()
 	ka := startKeepAlive(ctx, b.leases, lease, g.ttl, g.fresh, b.log, &b.wg)
 	var (
-		outage   goretry.Backoff // for write passes failing in a row; nil after a success
+		outage   retry.Backoff // for write passes failing in a row; nil after a success
 		attempt  int
 		resumeAt time.Time // no write pass before then
 	)

@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -23,7 +24,7 @@ var errWatchEnded = errors.New("etcd watch ended")
 // the group runs when the last Watcher has stopped. The group runs it from
 // Watch, which holds b.mu and has checked that the Backend is open, so the
 // goroutine never races with Close's wait.
-func (b *Backend) startFollow(service string, feed *discovery.Feed) (stop func()) {
+func (b *Backend) startFollow(service string, feed *backendkit.Feed) (stop func()) {
 	ctx, cancel := context.WithCancel(b.ctx)
 	b.wg.Add(1)
 	go b.follow(ctx, service, feed)
@@ -148,7 +149,7 @@ func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher,
 // After a reconnection it re-establishes its watch and, once etcd has
 // confirmed it from the revision reached, publishes the current set again,
 // which tells the watchers the set is fresh without a range read.
-func (b *Backend) follow(ctx context.Context, service string, feed *discovery.Feed) {
+func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.Feed) {
 	defer b.wg.Done()
 	prefix := b.servicePrefix(service)
 	backoff := b.cfg.Retry.Backoff()

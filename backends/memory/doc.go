@@ -12,9 +12,9 @@
 // Writes take effect before the call returns, so Resolve and Watch on any
 // Backend of the Store see them at once. Sorting, defensive copies,
 // coalescing watchers shared per service, and status fan-out come from
-// package discovery (discovery.NormalizeSet, discovery.Feed,
-// discovery.FeedGroup, discovery.StatusBoard), exactly as a networked
-// backend would use them.
+// packages discovery and backendkit (discovery.NormalizeSet,
+// backendkit.Feed, backendkit.FeedGroup, backendkit.StatusBoard), exactly as
+// a networked backend would use them.
 //
 // # Faults
 //

@@ -6,9 +6,8 @@ import (
 	"sync"
 	"time"
 
-	goretry "github.com/sethvargo/go-retry"
-
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -26,7 +25,7 @@ var (
 type Backend struct {
 	store     *Store
 	opts      options
-	board     *discovery.StatusBoard
+	board     *backendkit.StatusBoard
 	ctx       context.Context // ends when Close starts; bounds goroutines
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup // goroutines: delayed restores, the outage retry loop
@@ -73,7 +72,7 @@ func New(store *Store, opts ...Option) (*Backend, error) {
 	b := &Backend{
 		store:    store,
 		opts:     o,
-		board:    discovery.NewStatusBoard(),
+		board:    backendkit.NewStatusBoard(),
 		ctx:      ctx,
 		cancel:   cancel,
 		wake:     make(chan struct{}, 1),
@@ -174,9 +173,10 @@ func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Inst
 }
 
 // Watch implements discovery.Resolver. All watchers of a service, from any
-// Backend on the Store, share one discovery.Feed, so their first Next
+// Backend on the Store, share one backendkit.Feed, so their first Next
 // returns the current set at once and later changes are coalesced. The
-// watcher lives until Stop or until this Backend is closed. Watch fails
+// watcher lives until Stop, until ctx ends (which stops it as Stop does) or
+// until this Backend is closed. Watch fails
 // with ErrUnavailable during an outage, ctx's error if ctx has ended, and
 // discovery.ErrClosed after Close.
 func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
@@ -201,7 +201,7 @@ func (b *Backend) Statuses() []discovery.Status {
 
 // SubscribeStatus implements discovery.StatusReporter. After Close the
 // subscription yields nothing and its Next returns discovery.ErrClosed.
-func (b *Backend) SubscribeStatus() *discovery.StatusSubscription {
+func (b *Backend) SubscribeStatus() discovery.StatusSubscription {
 	return b.board.SubscribeStatus()
 }
 
@@ -346,19 +346,15 @@ func (b *Backend) startRetryingLocked() {
 	default:
 	}
 	bo := b.opts.retry.Backoff()
-	last := b.opts.retry.Max
-	if last <= 0 {
-		last = retry.DefaultMax
-	}
-	delay := nextDelay(bo, &last)
+	delay, _ := bo.Next() // never stops: see retry.Backoff
 	b.retryingLocked(1, delay)
-	b.wg.Go(func() { b.retryLoop(bo, delay, last) })
+	b.wg.Go(func() { b.retryLoop(bo, delay) })
 }
 
 // retryLoop retries, after each delay of the policy or as soon as the Store
 // becomes available, until the Store is available or b is closed. It never
 // gives up on its own.
-func (b *Backend) retryLoop(bo goretry.Backoff, delay, last time.Duration) {
+func (b *Backend) retryLoop(bo retry.Backoff, delay time.Duration) {
 	s := b.store
 	for attempt := 2; ; attempt++ {
 		err := retry.Sleep(b.ctx, delay, b.wake)
@@ -376,7 +372,7 @@ func (b *Backend) retryLoop(bo goretry.Backoff, delay, last time.Duration) {
 			s.mu.Unlock()
 			return
 		}
-		delay = nextDelay(bo, &last)
+		delay, _ = bo.Next()
 		b.retryingLocked(attempt, delay)
 		s.mu.Unlock()
 	}
@@ -393,14 +389,4 @@ func (b *Backend) retryingLocked(attempt int, delay time.Duration) {
 			Err:     cause,
 		})
 	}
-}
-
-// nextDelay returns the next delay of bo, or the last one once bo has
-// stopped (its policy's MaxAttempts or MaxElapsed was reached); *last starts
-// as the policy's cap.
-func nextDelay(bo goretry.Backoff, last *time.Duration) time.Duration {
-	if d, stop := bo.Next(); !stop {
-		*last = d
-	}
-	return *last
 }

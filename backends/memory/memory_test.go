@@ -47,14 +47,14 @@ func register(t *testing.T, b *memory.Backend, in discovery.Instance) {
 	}
 }
 
-func subscribe(t *testing.T, b *memory.Backend) *discovery.StatusSubscription {
+func subscribe(t *testing.T, b *memory.Backend) discovery.StatusSubscription {
 	sub := b.SubscribeStatus()
 	t.Cleanup(sub.Stop)
 	return sub
 }
 
 // next returns the next status of key from sub, skipping other keys.
-func next(t *testing.T, sub *discovery.StatusSubscription, key discovery.Key) discovery.Status {
+func next(t *testing.T, sub discovery.StatusSubscription, key discovery.Key) discovery.Status {
 	t.Helper()
 	for {
 		st, err := sub.Next(ctx(t))
@@ -68,7 +68,7 @@ func next(t *testing.T, sub *discovery.StatusSubscription, key discovery.Key) di
 }
 
 // until reads statuses of key from sub until one is in state want.
-func until(t *testing.T, sub *discovery.StatusSubscription, key discovery.Key, want discovery.State) (discovery.Status, []discovery.State) {
+func until(t *testing.T, sub discovery.StatusSubscription, key discovery.Key, want discovery.State) (discovery.Status, []discovery.State) {
 	t.Helper()
 	var states []discovery.State
 	for {
@@ -303,8 +303,8 @@ func TestOutageRetryingThenRegistered(t *testing.T) {
 		"Resolve":    func() error { _, err := idle.Resolve(ctx(t), "payments"); return err }(),
 		"Watch":      func() error { _, err := idle.Watch(ctx(t), "payments"); return err }(),
 	} {
-		if !errors.Is(err, memory.ErrUnavailable) {
-			t.Errorf("%s during the outage: %v; want an error wrapping ErrUnavailable", name, err)
+		if !errors.Is(err, memory.ErrUnavailable) || !errors.Is(err, discovery.ErrUnavailable) {
+			t.Errorf("%s during the outage: %v; want an error wrapping memory.ErrUnavailable and discovery.ErrUnavailable", name, err)
 		}
 	}
 	// Attempts count up; delays follow the policy: 5, 10, 20, 20 ms.

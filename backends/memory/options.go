@@ -55,8 +55,7 @@ func WithRestoreDelay(d time.Duration) Option {
 // outage (Store.SetAvailable(false)): it gives the RetryIn of every
 // discovery.StateRetrying status. The default is retry.Default(), 1 s
 // doubling up to 30 s; tests usually pass a policy of a few milliseconds.
-// When the policy's MaxAttempts or MaxElapsed is reached the Backend keeps
-// retrying at its last delay: it never gives a registration up. A policy
+// The Backend never gives a registration up. A policy
 // that fails retry.Policy.Validate makes New fail with an error wrapping
 // both ErrInvalidOption and retry.ErrInvalidPolicy.
 func WithRetry(p retry.Policy) Option {

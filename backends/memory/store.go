@@ -10,15 +10,17 @@ import (
 	"sync"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 )
 
 // Sentinel errors of the simulated faults. They are matched with errors.Is.
 var (
 	// ErrUnavailable reports a call made while the Store is unavailable
-	// (see Store.SetAvailable). It is also the cause (Status.Err) of
-	// discovery.StateRetrying during an outage, and the cause that the
-	// discovery.ErrUnavailable error of every watcher wraps.
-	ErrUnavailable = errors.New("memory: registry unavailable")
+	// (see Store.SetAvailable). It wraps discovery.ErrUnavailable, so
+	// errors.Is matches both. It is also the cause (Status.Err) of
+	// discovery.StateRetrying during an outage, and what the error of
+	// every watcher's Next wraps during an outage.
+	ErrUnavailable = fmt.Errorf("memory: %w", discovery.ErrUnavailable)
 
 	// ErrExpired is the cause (Status.Err) of discovery.StateLost after
 	// Store.Expire dropped a registration.
@@ -42,7 +44,7 @@ type Store struct {
 	// lock).
 	mu        sync.Mutex
 	services  map[string]map[string]entry // service -> ID -> entry
-	feeds     *discovery.FeedGroup        // one feed per watched service, shared by the watchers of every Backend
+	feeds     *backendkit.FeedGroup       // one feed per watched service, shared by the watchers of every Backend
 	backends  map[*Backend]struct{}       // open Backends
 	available bool
 	seq       uint64 // orders the Backends waiting for a key
@@ -63,7 +65,7 @@ func NewStore() *Store {
 	}
 	// A service's first watcher gets the current set at once. The group
 	// calls this from watchLocked, so s.mu is held.
-	s.feeds = discovery.NewFeedGroup(func(service string, f *discovery.Feed) func() {
+	s.feeds = backendkit.NewFeedGroup(func(service string, f *backendkit.Feed) func() {
 		f.Publish(s.setLocked(service))
 		return nil
 	})
@@ -127,7 +129,7 @@ func (s *Store) SetAvailable(ok bool) {
 		return
 	}
 	s.available = ok
-	s.feeds.Each(func(service string, f *discovery.Feed) {
+	s.feeds.Each(func(service string, f *backendkit.Feed) {
 		if ok {
 			// After Fail, Publish is delivered even if the set is unchanged.
 			f.Publish(s.setLocked(service))

@@ -208,7 +208,7 @@ func newFleet(cfg etcd.Config, n, k, s int) (_ *fleet, err error) {
 }
 
 // followStatus records p's registration states until the fleet closes.
-func (f *fleet) followStatus(p *simProcess, sub *discovery.StatusSubscription) {
+func (f *fleet) followStatus(p *simProcess, sub discovery.StatusSubscription) {
 	defer f.wg.Done()
 	defer sub.Stop()
 	for {

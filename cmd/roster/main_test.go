@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 		_ = os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	goleak.VerifyTestMain(cleanupM{m, dir}, etcdtest.LeakOptions()...)
+	goleak.VerifyTestMain(cleanupM{m, dir})
 }
 
 // cleanupM removes the binary's directory once the tests have run, before

@@ -142,7 +142,7 @@ func (a *app) register(ctx context.Context, b *etcd.Backend, cfg etcd.Config, in
 }
 
 // printStatuses prints the state changes of sub until it ends.
-func (a *app) printStatuses(sub *discovery.StatusSubscription, b *etcd.Backend) {
+func (a *app) printStatuses(sub discovery.StatusSubscription, b *etcd.Backend) {
 	seen := make(map[discovery.Key]bool) // registered at least once
 	for {
 		st, err := sub.Next(context.Background())

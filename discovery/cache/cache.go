@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -24,7 +25,8 @@ var errClosed = fmt.Errorf("cache: resolver closed: %w", discovery.ErrClosed)
 //
 // A service is followed from its first Resolve or Watch until Close, so a
 // Resolver suits the bounded set of services one application talks to.
-// Each attempt to set up an upstream Watch is bounded by 10 seconds.
+// Its upstream Watch is set up with a context that ends only at Close; a
+// failed one is set up again after the next delay of the retry policy.
 //
 // A Resolver is safe for concurrent use. Close it when done: Close stops
 // its upstream watches and goroutines.
@@ -47,8 +49,8 @@ type Resolver struct {
 // is the only writer.
 type entry struct {
 	service   string
-	feed      *discovery.Feed // the published set, for watchers
-	ready     chan struct{}   // closed once the first set or the first failure is known
+	feed      *backendkit.Feed // the published set, for watchers
+	ready     chan struct{}    // closed once the first set or the first failure is known
 	readyOnce sync.Once
 
 	mu sync.RWMutex
@@ -85,9 +87,6 @@ func New(upstream discovery.Resolver, opts ...Option) (*Resolver, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	// A service is followed for the life of the Resolver: never stop
-	// retrying.
-	o.retry.MaxAttempts, o.retry.MaxElapsed = 0, 0
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Resolver{
 		upstream: upstream,
@@ -253,7 +252,7 @@ func (r *Resolver) entry(service string) (*entry, error) {
 	case e != nil:
 		return e, nil
 	}
-	if err := discovery.ValidateName("service", service); err != nil {
+	if err := discovery.ValidateName("Service", service); err != nil {
 		return nil, err
 	}
 
@@ -265,7 +264,7 @@ func (r *Resolver) entry(service string) (*entry, error) {
 	if e := r.entries[service]; e != nil {
 		return e, nil
 	}
-	e = &entry{service: service, feed: discovery.NewFeed(), ready: make(chan struct{})}
+	e = &entry{service: service, feed: backendkit.NewFeed(), ready: make(chan struct{})}
 	r.entries[service] = e
 	r.wg.Go(func() { r.run(e) })
 	r.log.Debug("following service", "service", service)
@@ -389,7 +388,7 @@ func (r *Resolver) receive(e *entry, set []discovery.Instance, hold *time.Time) 
 // fail records that the upstream watch failed with err. If err wraps
 // discovery.ErrUnavailable, the registry is unreachable: the watchers of
 // the cache are told so, once, as the upstream's watchers are (see
-// discovery.Feed.Fail), and get the set again once the cache is fresh.
+// backendkit.Feed.Fail), and get the set again once the cache is fresh.
 func (e *entry) fail(err error) {
 	e.mu.Lock()
 	if e.live {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/roster-sd/roster/backends/memory"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 	"github.com/roster-sd/roster/discovery/cache"
 	"github.com/roster-sd/roster/internal/resolvertest"
 	"github.com/roster-sd/roster/retry"
@@ -368,7 +369,7 @@ func TestFirstResolveWhileUpstreamDown(t *testing.T) {
 
 func TestResolveWaitsWithinContext(t *testing.T) {
 	t.Parallel()
-	feed := discovery.NewFeed() // never published: the first set never comes
+	feed := backendkit.NewFeed() // never published: the first set never comes
 	defer feed.Close(nil)
 	c := mustNew(t, resolvertest.Feed{Feed: feed})
 	defer c.Close()
@@ -639,8 +640,10 @@ func TestInvalidService(t *testing.T) {
 	c := e.newCache(t)
 	cases := []string{"", "a/b", "..", "has space"}
 	for _, svc := range cases {
-		if _, err := c.Resolve(context.Background(), svc); !errors.Is(err, discovery.ErrInvalidInstance) {
-			t.Errorf("Resolve(%q) = %v, want ErrInvalidInstance", svc, err)
+		_, err := c.Resolve(context.Background(), svc)
+		var fe *discovery.FieldError
+		if !errors.Is(err, discovery.ErrInvalidInstance) || !errors.As(err, &fe) || fe.Field != "Service" {
+			t.Errorf("Resolve(%q) = %v, want ErrInvalidInstance on field Service", svc, err)
 		}
 		if _, err := c.Watch(context.Background(), svc); !errors.Is(err, discovery.ErrInvalidInstance) {
 			t.Errorf("Watch(%q) = %v, want ErrInvalidInstance", svc, err)

@@ -4,7 +4,7 @@
 // another wrapper). The first Resolve or Watch of a service starts one
 // background upstream Watch for it; from then on Resolve answers from the
 // cached set without a round trip to the registry, and every Watch of the
-// service shares that one upstream watch through a discovery.Feed.
+// service shares that one upstream watch through a backendkit.Feed.
 //
 // Resolve returns a deep copy the caller may keep and modify, as the
 // discovery.Resolver contract promises; for hot paths such as picking an

@@ -78,8 +78,7 @@ func WithEmptyHold(d time.Duration) Option {
 
 // WithRetry sets the backoff between attempts to restore a failed upstream
 // watch. The default is retry.Default(), 1 s doubling up to 30 s, jittered.
-// The policy's MaxAttempts and MaxElapsed are ignored: the cache never
-// gives up on a service. A policy that fails retry.Policy.Validate makes
+// The cache never gives up on a service. A policy that fails retry.Policy.Validate makes
 // New fail with an error wrapping both ErrInvalidOption and
 // retry.ErrInvalidPolicy.
 func WithRetry(p retry.Policy) Option {

@@ -82,16 +82,6 @@ func Run(t *testing.T, newHarness HarnessMaker, caps Capabilities) {
 	}
 }
 
-// SubtestNames returns the names of Run's subtests, in the order Run runs
-// them, for documentation and for -run patterns.
-func SubtestNames() []string {
-	names := make([]string, len(subtests))
-	for i, st := range subtests {
-		names[i] = st.name
-	}
-	return names
-}
-
 // env is one subtest's harness, with helpers that fail the subtest.
 type env struct {
 	t    *testing.T
@@ -276,7 +266,7 @@ func (e *env) waitState(r discovery.StatusReporter, key discovery.Key, want disc
 // statesUntil reads sub until it yields a status of key in state final,
 // and returns the states of key it yielded, final included. Statuses of
 // other registrations are skipped.
-func (e *env) statesUntil(sub *discovery.StatusSubscription, key discovery.Key, final discovery.State) []discovery.State {
+func (e *env) statesUntil(sub discovery.StatusSubscription, key discovery.Key, final discovery.State) []discovery.State {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()

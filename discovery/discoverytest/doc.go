@@ -41,8 +41,7 @@
 //
 // # Subtests
 //
-// Run runs these subtests (see [SubtestNames]), each named after the rule
-// it checks:
+// Run runs these subtests, each named after the rule it checks:
 //
 //   - Registering: RegisterThenResolveFromAnotherHandle,
 //     RegisterIsIdempotent, ReregisterUpdatesMetadataInPlace,
@@ -85,7 +84,7 @@
 //     check that a failed Register wrote nothing, by waiting for a
 //     successful write made after it.
 //   - The watchers of one service on one Resolver share what they know (as
-//     they do when the backend serves them from one discovery.Feed): once
+//     they do when the backend serves them from one backendkit.Feed): once
 //     one of them has returned a set, an idle one returns that same set, or
 //     a newer one, on its next call.
 //   - Watcher.Next may return an error wrapping discovery.ErrUnavailable

@@ -78,8 +78,7 @@ func WithLogger(l hclog.Logger) Option {
 
 // WithRetry sets the backoff between attempts to watch the service again
 // after a failure. The default is retry.Default(), 1 s doubling up to
-// 30 s, jittered. The policy's MaxAttempts and MaxElapsed are ignored: the
-// resolver never gives up. A policy that fails retry.Policy.Validate makes
+// 30 s, jittered. The resolver never gives up. A policy that fails retry.Policy.Validate makes
 // NewBuilder fail with an error wrapping both ErrInvalidOption and
 // retry.ErrInvalidPolicy.
 func WithRetry(p retry.Policy) Option {
@@ -89,16 +88,17 @@ func WithRetry(p retry.Policy) Option {
 // WithResolveNowInterval sets the shortest time between two upstream
 // Resolve calls forced by gRPC's ResolveNow, which gRPC may call every time
 // a connection fails; ResolveNow reads upstream only while the watch is
-// failing or being set up. ResolveNow calls within the interval are merged into
-// one forced Resolve at its end. The default is DefaultResolveNowInterval;
+// failing or being set up. ResolveNow calls within the interval are merged
+// into one forced Resolve at its end. The default is DefaultResolveNowInterval;
 // zero resolves on every call. A negative d makes NewBuilder fail with an
 // error wrapping ErrInvalidOption.
 func WithResolveNowInterval(d time.Duration) Option {
 	return func(o *options) { o.resolveNowInterval = d }
 }
 
-// WithTimeout bounds each upstream Resolve forced by ResolveNow (the
-// upstream Watch lives as long as the gRPC resolver). The default is DefaultTimeout. A d that is
+// WithTimeout bounds each upstream Resolve that gRPC's ResolveNow forces
+// (see WithResolveNowInterval), and nothing else: the upstream Watch lives
+// as long as the gRPC resolver. The default is DefaultTimeout. A d that is
 // not positive makes NewBuilder fail with an error wrapping
 // ErrInvalidOption.
 func WithTimeout(d time.Duration) Option {

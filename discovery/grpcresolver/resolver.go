@@ -50,9 +50,6 @@ func NewBuilder(r discovery.Resolver, opts ...Option) (*Builder, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	// The resolver follows its service for the life of the ClientConn:
-	// never stop retrying.
-	o.retry.MaxAttempts, o.retry.MaxElapsed = 0, 0
 	return &Builder{upstream: r, opts: o}, nil
 }
 
@@ -89,7 +86,7 @@ func serviceOf(target resolver.Target) (string, error) {
 		return "", fmt.Errorf("authority %q is not supported; want %s:///<service>", target.URL.Host, Scheme)
 	}
 	service := target.Endpoint()
-	if err := discovery.ValidateName("service", service); err != nil {
+	if err := discovery.ValidateName("Service", service); err != nil {
 		return "", err
 	}
 	return service, nil

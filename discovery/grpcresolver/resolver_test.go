@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/resolver"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 	"github.com/roster-sd/roster/discovery/cache"
 	"github.com/roster-sd/roster/discovery/grpcresolver"
 	"github.com/roster-sd/roster/internal/resolvertest"
@@ -304,7 +305,7 @@ func TestRegistryOutageState(t *testing.T) {
 // outage is reported, so calls fail with the reason rather than wait.
 func TestRegistryOutageBeforeFirstSet(t *testing.T) {
 	t.Parallel()
-	feed := discovery.NewFeed()
+	feed := backendkit.NewFeed()
 	defer feed.Close(nil)
 	feed.Fail(errBroken)
 	b := newBuilder(t, resolvertest.Feed{Feed: feed}, grpcresolver.WithLogger(testLogger(t)))
@@ -332,7 +333,7 @@ func TestResolveNow(t *testing.T) {
 	const interval = 150 * time.Millisecond
 	// The watcher reports no instance, then the registry unreachable, and
 	// then no change; Resolve always has a fresh set.
-	feed := discovery.NewFeed()
+	feed := backendkit.NewFeed()
 	defer feed.Close(nil)
 	feed.Publish(nil)
 	up := &splitResolver{feed: feed}
@@ -380,7 +381,7 @@ func TestResolveNow(t *testing.T) {
 // watch's next set (which would roll the addresses back) or older (#15).
 func TestResolveNowWhileWatchingSendsOnlyWatchSets(t *testing.T) {
 	t.Parallel()
-	feed := discovery.NewFeed()
+	feed := backendkit.NewFeed()
 	defer feed.Close(nil)
 	watchSet := func(port int) []discovery.Instance {
 		return []discovery.Instance{{Service: service, ID: "w", Address: fmt.Sprintf("10.0.0.2:%d", port)}}
@@ -426,7 +427,7 @@ func TestResolveNowWhileWatchingSendsOnlyWatchSets(t *testing.T) {
 
 // splitResolver watches a feed but resolves the set given to set.
 type splitResolver struct {
-	feed     *discovery.Feed
+	feed     *backendkit.Feed
 	resolves atomic.Int64
 	port     atomic.Int64
 }
@@ -468,8 +469,9 @@ func TestBuildRejectsBadTargets(t *testing.T) {
 			t.Errorf("Build(%q) succeeded, want an error", tc.target)
 			continue
 		}
-		if tc.invalid && !errors.Is(err, discovery.ErrInvalidInstance) {
-			t.Errorf("Build(%q) = %v, want ErrInvalidInstance", tc.target, err)
+		var fe *discovery.FieldError
+		if tc.invalid && (!errors.Is(err, discovery.ErrInvalidInstance) || !errors.As(err, &fe) || fe.Field != "Service") {
+			t.Errorf("Build(%q) = %v, want ErrInvalidInstance on field Service", tc.target, err)
 		}
 	}
 	if got := e.Up.Watches(); got != 0 {

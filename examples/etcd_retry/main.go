@@ -220,7 +220,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // narrateStatus prints the registration's main state changes and signals
 // registered each time the node is registered.
-func narrateStatus(ctx context.Context, sub *discovery.StatusSubscription, backend *etcd.Backend, out *narrator, registered chan<- struct{}) {
+func narrateStatus(ctx context.Context, sub discovery.StatusSubscription, backend *etcd.Backend, out *narrator, registered chan<- struct{}) {
 	var (
 		first = true
 		lost  bool // etcd dropped the node since it was last registered

@@ -10,12 +10,11 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/internal/linebuf"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, etcdtest.LeakOptions()...)
+	goleak.VerifyTestMain(m)
 }
 
 // TestStory runs the demo with short timings and checks that it tells the

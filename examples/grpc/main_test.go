@@ -8,12 +8,11 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/internal/linebuf"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, etcdtest.LeakOptions()...)
+	goleak.VerifyTestMain(m)
 }
 
 func TestRun(t *testing.T) {

@@ -1,6 +1,6 @@
 // Package resolvertest provides test doubles for discovery.Resolver, for
 // roster's own tests: an Upstream that counts its calls and fails on
-// demand, a Feed resolver that answers from one discovery.Feed, and an Env
+// demand, a Feed resolver that answers from one backendkit.Feed, and an Env
 // that wires an Upstream to an in-memory registry.
 package resolvertest
 
@@ -12,6 +12,7 @@ import (
 
 	"github.com/roster-sd/roster/backends/memory"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 )
 
 // Upstream wraps a Resolver, counts its calls and can make it fail: Watch
@@ -133,7 +134,7 @@ func (w *flakyWatcher) Stop() {
 
 // Feed is a Resolver that answers from one feed, whatever the service:
 // Resolve with its current set, Watch with a new watcher of it.
-type Feed struct{ Feed *discovery.Feed }
+type Feed struct{ Feed *backendkit.Feed }
 
 // Resolve returns the feed's current set.
 func (f Feed) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 	"github.com/roster-sd/roster/internal/resolvertest"
 )
 
@@ -96,7 +97,7 @@ func TestBreakWatchersEndsAPendingNext(t *testing.T) {
 }
 
 func TestFeed(t *testing.T) {
-	feed := discovery.NewFeed()
+	feed := backendkit.NewFeed()
 	r := resolvertest.Feed{Feed: feed}
 	feed.Publish([]discovery.Instance{a})
 	set, err := r.Resolve(context.Background(), "any")

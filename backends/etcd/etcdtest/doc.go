@@ -27,10 +27,8 @@
 // second, and auto-compaction is off. Do not use it to hold data you care
 // about.
 //
-// Packages whose tests start an etcd and check for leaked goroutines should
-// pass [LeakOptions] to goleak:
-//
-//	func TestMain(m *testing.M) {
-//		goleak.VerifyTestMain(m, etcdtest.LeakOptions()...)
-//	}
+// Once Close has returned, every goroutine that a Server, Cluster or Proxy
+// started has ended, and so have those of the clients from Client once
+// their tests end, so packages whose tests start an etcd can check for
+// leaked goroutines with a plain goleak.VerifyTestMain(m).
 package etcdtest

@@ -2,8 +2,8 @@
 // about 250 lines, comments included: a registry held in a Go map, shared by any
 // number of handles in one process. It is the shape to copy when writing a
 // backend for another registry: validate with Instance.Normalize, keep a
-// discovery.Feed per watched service in a discovery.FeedGroup and a
-// discovery.StatusBoard for registration states, and prove the result with
+// backendkit.Feed per watched service in a backendkit.FeedGroup and a
+// backendkit.StatusBoard for registration states, and prove the result with
 // discoverytest.Run (see mapbackend_test.go).
 //
 // A Registry stands for the registry server; each Backend made by

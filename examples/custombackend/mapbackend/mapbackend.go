@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 )
 
 var (
@@ -24,7 +25,7 @@ type Registry struct {
 	// key, oldest first: the last one owns it and its instance is the
 	// published one.
 	claims map[string]map[string][]claim
-	feeds  *discovery.FeedGroup // a shared feed per watched service
+	feeds  *backendkit.FeedGroup // a shared feed per watched service
 }
 
 type claim struct {
@@ -37,7 +38,7 @@ func NewRegistry() *Registry {
 	r := &Registry{claims: make(map[string]map[string][]claim)}
 	// A service's first watcher gets the current set: Watch holds r.mu
 	// when the group calls this.
-	r.feeds = discovery.NewFeedGroup(func(service string, f *discovery.Feed) func() {
+	r.feeds = backendkit.NewFeedGroup(func(service string, f *backendkit.Feed) func() {
 		f.Publish(r.setLocked(service))
 		return nil
 	})
@@ -47,7 +48,7 @@ func NewRegistry() *Registry {
 // Backend is one handle on a Registry. Close it when done.
 type Backend struct {
 	reg   *Registry
-	board *discovery.StatusBoard
+	board *backendkit.StatusBoard
 
 	// Guarded by reg.mu.
 	held     map[discovery.Key]bool
@@ -59,7 +60,7 @@ type Backend struct {
 func (r *Registry) NewBackend() *Backend {
 	return &Backend{
 		reg:      r,
-		board:    discovery.NewStatusBoard(),
+		board:    backendkit.NewStatusBoard(),
 		held:     make(map[discovery.Key]bool),
 		watchers: make(map[discovery.Watcher]struct{}),
 	}
@@ -144,8 +145,8 @@ func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Inst
 }
 
 // Watch implements discovery.Resolver. The watchers of a service share one
-// discovery.Feed, which does the coalescing and the copying; the
-// discovery.FeedGroup creates it for the first and drops it after the last.
+// backendkit.Feed, which does the coalescing and the copying; the
+// backendkit.FeedGroup creates it for the first and drops it after the last.
 func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
 	r := b.reg
 	r.mu.Lock()
@@ -203,7 +204,7 @@ func (b *Backend) Status(service, id string) (discovery.Status, error) {
 func (b *Backend) Statuses() []discovery.Status { return b.board.Statuses() }
 
 // SubscribeStatus implements discovery.StatusReporter.
-func (b *Backend) SubscribeStatus() *discovery.StatusSubscription { return b.board.SubscribeStatus() }
+func (b *Backend) SubscribeStatus() discovery.StatusSubscription { return b.board.SubscribeStatus() }
 
 func (b *Backend) usableLocked(ctx context.Context) error {
 	if b.closed {

@@ -1,4 +1,4 @@
-package discovery_test
+package backendkit_test
 
 import (
 	"context"
@@ -8,8 +8,10 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 )
 
 // hooks records the calls of a FeedGroup's start hook and of the stop
@@ -18,12 +20,12 @@ type hooks struct {
 	mu     sync.Mutex
 	starts []string
 	stops  []string
-	feeds  map[string][]*discovery.Feed // every feed start was given, by service
+	feeds  map[string][]*backendkit.Feed // every feed start was given, by service
 }
 
-func newHooks() *hooks { return &hooks{feeds: make(map[string][]*discovery.Feed)} }
+func newHooks() *hooks { return &hooks{feeds: make(map[string][]*backendkit.Feed)} }
 
-func (h *hooks) start(service string, f *discovery.Feed) func() {
+func (h *hooks) start(service string, f *backendkit.Feed) func() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.starts = append(h.starts, service)
@@ -50,7 +52,7 @@ func wantCalls(t *testing.T, h *hooks, wantStarts, wantStops []string) {
 }
 
 // watch returns a watcher of service on g, stopped when the test ends.
-func watch(t *testing.T, g *discovery.FeedGroup, service string) discovery.Watcher {
+func watch(t *testing.T, g *backendkit.FeedGroup, service string) discovery.Watcher {
 	t.Helper()
 	w := g.Watch(context.Background(), service, nil)
 	t.Cleanup(w.Stop)
@@ -60,7 +62,7 @@ func watch(t *testing.T, g *discovery.FeedGroup, service string) discovery.Watch
 func TestFeedGroupSharesOneFeedPerService(t *testing.T) {
 	t.Parallel()
 	h := newHooks()
-	g := discovery.NewFeedGroup(h.start)
+	g := backendkit.NewFeedGroup(h.start)
 	a1, a2, b1 := watch(t, g, "a"), watch(t, g, "a"), watch(t, g, "b")
 	wantCalls(t, h, []string{"a", "b"}, nil)
 
@@ -86,7 +88,7 @@ func TestFeedGroupSharesOneFeedPerService(t *testing.T) {
 
 func TestFeedGroupStartCanPublishFirstSet(t *testing.T) {
 	t.Parallel()
-	g := discovery.NewFeedGroup(func(service string, f *discovery.Feed) func() {
+	g := backendkit.NewFeedGroup(func(service string, f *backendkit.Feed) func() {
 		f.Publish([]discovery.Instance{inst(service, "first")})
 		return nil
 	})
@@ -99,7 +101,7 @@ func TestFeedGroupStartCanPublishFirstSet(t *testing.T) {
 func TestFeedGroupDropsFeedWithLastWatcher(t *testing.T) {
 	t.Parallel()
 	h := newHooks()
-	g := discovery.NewFeedGroup(h.start)
+	g := backendkit.NewFeedGroup(h.start)
 	var onStops []string
 	onStop := func(name string) func() {
 		return func() {
@@ -145,7 +147,7 @@ func TestFeedGroupDropsFeedWithLastWatcher(t *testing.T) {
 
 func TestFeedGroupNilHooks(t *testing.T) {
 	t.Parallel()
-	g := discovery.NewFeedGroup(nil)
+	g := backendkit.NewFeedGroup(nil)
 	w := g.Watch(context.Background(), "s", nil)
 	f, ok := g.Feed("s")
 	if !ok {
@@ -164,7 +166,7 @@ func TestFeedGroupNilHooks(t *testing.T) {
 
 func TestFeedGroupZeroValue(t *testing.T) {
 	t.Parallel()
-	var g discovery.FeedGroup
+	var g backendkit.FeedGroup
 	w := g.Watch(context.Background(), "s", nil)
 	f, ok := g.Feed("s")
 	if !ok {
@@ -181,15 +183,16 @@ func TestFeedGroupZeroValue(t *testing.T) {
 
 func TestFeedGroupEach(t *testing.T) {
 	t.Parallel()
-	g := discovery.NewFeedGroup(nil)
+	g := backendkit.NewFeedGroup(nil)
+	watchers := make(map[string]discovery.Watcher)
 	for _, service := range []string{"c", "a", "b"} {
-		watch(t, g, service)
+		watchers[service] = watch(t, g, service)
 	}
 	gone := g.Watch(context.Background(), "gone", nil)
 	gone.Stop()
 
 	var visited []string
-	g.Each(func(service string, f *discovery.Feed) {
+	g.Each(func(service string, f *backendkit.Feed) {
 		// fn may call the group.
 		if live, ok := g.Feed(service); !ok || live != f {
 			t.Errorf("Each gave %s's feed %p, Feed(%s) = %p, %v", service, f, service, live, ok)
@@ -200,17 +203,17 @@ func TestFeedGroupEach(t *testing.T) {
 	if want := []string{"a", "b", "c"}; !slices.Equal(visited, want) {
 		t.Errorf("Each visited %q, want %q", visited, want)
 	}
-	g.Each(func(service string, f *discovery.Feed) {
-		if err := f.Failing(); !errors.Is(err, discovery.ErrUnavailable) {
-			t.Errorf("feed of %s: Failing() = %v, want ErrUnavailable", service, err)
+	for _, service := range visited {
+		if set, err := nextWithin(watchers[service], time.Second); !errors.Is(err, discovery.ErrUnavailable) {
+			t.Errorf("watcher of %s: Next() = %v, %v; want ErrUnavailable", service, set, err)
 		}
-	})
+	}
 }
 
 func TestFeedGroupClose(t *testing.T) {
 	t.Parallel()
 	h := newHooks()
-	g := discovery.NewFeedGroup(h.start)
+	g := backendkit.NewFeedGroup(h.start)
 	a, b := watch(t, g, "a"), watch(t, g, "b")
 
 	first := fmt.Errorf("first: %w", discovery.ErrClosed)
@@ -225,7 +228,7 @@ func TestFeedGroupClose(t *testing.T) {
 	if _, ok := g.Feed("a"); ok {
 		t.Error("Feed(a) ok = true after Close")
 	}
-	g.Each(func(service string, _ *discovery.Feed) { t.Errorf("Each visited %s after Close", service) })
+	g.Each(func(service string, _ *backendkit.Feed) { t.Errorf("Each visited %s after Close", service) })
 
 	// Stopping after Close does not run stop again.
 	a.Stop()
@@ -246,7 +249,7 @@ func TestFeedGroupClose(t *testing.T) {
 
 func TestFeedGroupCloseNilIsErrClosed(t *testing.T) {
 	t.Parallel()
-	g := discovery.NewFeedGroup(nil)
+	g := backendkit.NewFeedGroup(nil)
 	w := watch(t, g, "s")
 	g.Close(nil)
 	if _, err := nextWithin(w, waitLong); !errors.Is(err, discovery.ErrClosed) {
@@ -262,9 +265,9 @@ func TestFeedGroupHooksMayTakeCallerLocks(t *testing.T) {
 	var (
 		mu      sync.Mutex
 		running = map[string]bool{} // guarded by mu
-		g       *discovery.FeedGroup
+		g       *backendkit.FeedGroup
 	)
-	g = discovery.NewFeedGroup(func(service string, _ *discovery.Feed) func() {
+	g = backendkit.NewFeedGroup(func(service string, _ *backendkit.Feed) func() {
 		running[service] = true // the caller of Watch holds mu
 		return func() {
 			mu.Lock()
@@ -297,7 +300,7 @@ func TestFeedGroupConcurrent(t *testing.T) {
 		services = 5
 	)
 	h := newHooks()
-	g := discovery.NewFeedGroup(h.start)
+	g := backendkit.NewFeedGroup(h.start)
 	done := make(chan struct{})
 	var pubs sync.WaitGroup
 	pubs.Go(func() {
@@ -307,7 +310,7 @@ func TestFeedGroupConcurrent(t *testing.T) {
 				return
 			default:
 			}
-			g.Each(func(_ string, f *discovery.Feed) { f.Publish(versioned(n)) })
+			g.Each(func(_ string, f *backendkit.Feed) { f.Publish(versioned(n)) })
 			if f, ok := g.Feed("s" + strconv.Itoa(n%services)); ok {
 				f.Fail(nil)
 			}
@@ -343,7 +346,7 @@ func TestFeedGroupConcurrent(t *testing.T) {
 	if len(starts) == 0 || len(starts) != len(stops) {
 		t.Errorf("start ran %d times, stop %d times; want equal and not zero", len(starts), len(stops))
 	}
-	g.Each(func(service string, _ *discovery.Feed) {
+	g.Each(func(service string, _ *backendkit.Feed) {
 		t.Errorf("feed of %s still live after every watcher stopped", service)
 	})
 	for service, feeds := range h.feeds {

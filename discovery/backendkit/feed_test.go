@@ -1,4 +1,4 @@
-package discovery_test
+package backendkit_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 )
 
 // waitLong bounds every wait for something that must happen; blocked is
@@ -97,7 +98,7 @@ func nextWithin(w discovery.Watcher, d time.Duration) ([]discovery.Instance, err
 
 func TestFeedFirstNextWaitsForFirstPublish(t *testing.T) {
 	t.Parallel()
-	f := discovery.NewFeed()
+	f := backendkit.NewFeed()
 	w := f.NewWatcher(context.Background(), nil)
 	defer w.Stop()
 
@@ -120,7 +121,7 @@ func TestFeedFirstNextWaitsForFirstPublish(t *testing.T) {
 
 func TestFeedFirstPublishOfEmptySet(t *testing.T) {
 	t.Parallel()
-	f := discovery.NewFeed()
+	f := backendkit.NewFeed()
 	w := f.NewWatcher(context.Background(), nil)
 	defer w.Stop()
 	if !f.Publish(nil) {
@@ -140,7 +141,7 @@ func TestFeedFirstPublishOfEmptySet(t *testing.T) {
 
 func TestFeedNextReturnsCurrentSetToNewWatcher(t *testing.T) {
 	t.Parallel()
-	f := discovery.NewFeed()
+	f := backendkit.NewFeed()
 	f.Publish(ids("a"))
 	f.Publish(ids("a", "b"))
 	w := f.NewWatcher(context.Background(), nil)
@@ -160,7 +161,7 @@ func TestFeedNextReturnsCurrentSetToNewWatcher(t *testing.T) {
 
 func TestFeedEqualPublishDoesNotWake(t *testing.T) {
 	t.Parallel()
-	f := discovery.NewFeed()
+	f := backendkit.NewFeed()
 	w := f.NewWatcher(context.Background(), nil)
 	defer w.Stop()
 	f.Publish(ids("a", "b"))
@@ -193,7 +194,7 @@ func TestFeedEqualPublishDoesNotWake(t *testing.T) {
 
 func TestFeedCoalescesForSlowReader(t *testing.T) {
 	t.Parallel()
-	f := discovery.NewFeed()
+	f := backendkit.NewFeed()
 	w := f.NewWatcher(context.Background(), nil)
 	defer w.Stop()
 	const n = 1000
@@ -214,7 +215,7 @@ func TestFeedCoalescesForSlowReader(t *testing.T) {
 
 func TestFeedReturnsCopies(t *testing.T) {
 	t.Parallel()
-	f := discovery.NewFeed()
+	f := backendkit.NewFeed()
 	in := versioned(1)
 	f.Publish(in)
 	in[0].Metadata["version"] = "mutated input"
@@ -245,20 +246,20 @@ func TestFeedNextUnblocks(t *testing.T) {
 	customErr := fmt.Errorf("backend closed: %w", discovery.ErrClosed)
 	cases := []struct {
 		name    string
-		unblock func(f *discovery.Feed, w discovery.Watcher, cancel context.CancelFunc)
+		unblock func(f *backendkit.Feed, w discovery.Watcher, cancel context.CancelFunc)
 		want    error
 		// wantExact: Next returns exactly this error value.
 		wantExact bool
 	}{
-		{"stop", func(_ *discovery.Feed, w discovery.Watcher, _ context.CancelFunc) { w.Stop() }, discovery.ErrClosed, false},
-		{"cancel", func(_ *discovery.Feed, _ discovery.Watcher, cancel context.CancelFunc) { cancel() }, context.Canceled, true},
-		{"close nil", func(f *discovery.Feed, _ discovery.Watcher, _ context.CancelFunc) { f.Close(nil) }, discovery.ErrClosed, true},
-		{"close err", func(f *discovery.Feed, _ discovery.Watcher, _ context.CancelFunc) { f.Close(customErr) }, customErr, true},
+		{"stop", func(_ *backendkit.Feed, w discovery.Watcher, _ context.CancelFunc) { w.Stop() }, discovery.ErrClosed, false},
+		{"cancel", func(_ *backendkit.Feed, _ discovery.Watcher, cancel context.CancelFunc) { cancel() }, context.Canceled, true},
+		{"close nil", func(f *backendkit.Feed, _ discovery.Watcher, _ context.CancelFunc) { f.Close(nil) }, discovery.ErrClosed, true},
+		{"close err", func(f *backendkit.Feed, _ discovery.Watcher, _ context.CancelFunc) { f.Close(customErr) }, customErr, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := discovery.NewFeed()
+			f := backendkit.NewFeed()
 			w := f.NewWatcher(context.Background(), nil)
 			defer w.Stop()
 			f.Publish(ids("a"))
@@ -292,7 +293,7 @@ func TestFeedNextUnblocks(t *testing.T) {
 
 func TestFeedNextBeforeFirstPublishUnblocksOnStop(t *testing.T) {
 	t.Parallel()
-	f := discovery.NewFeed()
+	f := backendkit.NewFeed()
 	w := f.NewWatcher(context.Background(), nil)
 	ch := goNext(context.Background(), w)
 	notReceived(t, ch)
@@ -306,7 +307,7 @@ func TestFeedClose(t *testing.T) {
 	t.Parallel()
 	first := fmt.Errorf("first: %w", discovery.ErrClosed)
 	second := fmt.Errorf("second: %w", discovery.ErrClosed)
-	f := discovery.NewFeed()
+	f := backendkit.NewFeed()
 	f.Publish(ids("a"))
 	w := f.NewWatcher(context.Background(), nil)
 	defer w.Stop()
@@ -332,7 +333,7 @@ func TestFeedClose(t *testing.T) {
 
 func TestFeedStopRunsOnStopOnce(t *testing.T) {
 	t.Parallel()
-	f := discovery.NewFeed()
+	f := backendkit.NewFeed()
 	var calls atomic.Int32
 	w := f.NewWatcher(context.Background(), func() { calls.Add(1) })
 	other := f.NewWatcher(context.Background(), nil)
@@ -362,7 +363,7 @@ func TestFeedStopRunsOnStopOnce(t *testing.T) {
 // Next's error, and runs onStop once, even if Stop follows.
 func TestFeedWatcherEndsWithItsContext(t *testing.T) {
 	t.Parallel()
-	f := discovery.NewFeed()
+	f := backendkit.NewFeed()
 	f.Publish(ids("a"))
 	ctx, cancel := context.WithCancelCause(context.Background())
 	stopped := make(chan struct{}, 2)
@@ -415,7 +416,7 @@ func TestFeedConcurrent(t *testing.T) {
 		watchers     = 6
 		final        = publishers * perPublisher
 	)
-	f := discovery.NewFeed()
+	f := backendkit.NewFeed()
 
 	// Publishers take versions from one counter and publish them in that
 	// order, so the feed's order is the version order; the lock serializes
@@ -482,7 +483,7 @@ func TestFeedConcurrent(t *testing.T) {
 
 func TestFeedFailReportsOutageOnceThenFreshSet(t *testing.T) {
 	t.Parallel()
-	f := discovery.NewFeed()
+	f := backendkit.NewFeed()
 	f.Publish(ids("a", "b"))
 	w := f.NewWatcher(context.Background(), nil)
 	defer w.Stop()
@@ -496,9 +497,6 @@ func TestFeedFailReportsOutageOnceThenFreshSet(t *testing.T) {
 	if !errors.Is(got.err, discovery.ErrUnavailable) || !errors.Is(got.err, cause) {
 		t.Fatalf("Next during an outage = %v, %v; want ErrUnavailable wrapping the cause", got.set, got.err)
 	}
-	if f.Failing() == nil {
-		t.Errorf("Failing() = nil during the outage")
-	}
 	f.Fail(errors.New("again")) // same outage: not reported twice
 	pending = goNext(context.Background(), w)
 	notReceived(t, pending)
@@ -506,9 +504,6 @@ func TestFeedFailReportsOutageOnceThenFreshSet(t *testing.T) {
 	got = receive(t, pending)
 	if got.err != nil || len(got.set) != 2 {
 		t.Errorf("Next after the outage = %v, %v; want the same set again", got.set, got.err)
-	}
-	if f.Failing() != nil {
-		t.Errorf("Failing() = %v after Publish", f.Failing())
 	}
 	// A later equal Publish is not news again.
 	pending = goNext(context.Background(), w)
@@ -520,7 +515,7 @@ func TestFeedFailReportsOutageOnceThenFreshSet(t *testing.T) {
 
 func TestFeedFailBeforeFirstSet(t *testing.T) {
 	t.Parallel()
-	f := discovery.NewFeed()
+	f := backendkit.NewFeed()
 	f.Fail(nil)
 	w := f.NewWatcher(context.Background(), nil)
 	defer w.Stop()

@@ -1,10 +1,12 @@
-package discovery
+package backendkit
 
 import (
 	"context"
 	"maps"
 	"slices"
 	"sync"
+
+	"github.com/roster-sd/roster/discovery"
 )
 
 // FeedGroup keeps one Feed per watched service, shared by every Watcher of
@@ -62,7 +64,7 @@ func NewFeedGroup(start func(service string, f *Feed) (stop func())) *FeedGroup 
 //
 // After Close, Watch returns a Watcher whose Next returns the error given
 // to Close; start is not called, and Stop still runs onStop.
-func (g *FeedGroup) Watch(ctx context.Context, service string, onStop func()) Watcher {
+func (g *FeedGroup) Watch(ctx context.Context, service string, onStop func()) discovery.Watcher {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed != nil {
@@ -149,13 +151,13 @@ func (g *FeedGroup) Each(fn func(service string, f *Feed)) {
 
 // Close drops every feed: it runs each stop func that start returned and
 // closes each feed with err, so that every Watcher's Next returns err,
-// which should wrap ErrClosed (nil means ErrClosed). Later calls to Watch
-// return closed Watchers (see Watch). Close does not wait for anything
-// that start launched; the backend does that. Close is idempotent; the
-// first error stays.
+// which should wrap [discovery.ErrClosed] (nil means ErrClosed). Later
+// calls to Watch return closed Watchers (see Watch). Close does not wait for
+// anything that start launched; the backend does that. Close is idempotent;
+// the first error stays.
 func (g *FeedGroup) Close(err error) {
 	if err == nil {
-		err = ErrClosed
+		err = discovery.ErrClosed
 	}
 	g.mu.Lock()
 	if g.closed != nil {

@@ -1,14 +1,16 @@
-package discovery
+package backendkit
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/roster-sd/roster/discovery"
 )
 
 // Feed holds the latest instance set of one service and serves it to any
-// number of Watchers, coalescing changes: a watcher that falls behind gets
+// number of [discovery.Watcher] values, coalescing changes: a watcher that falls behind gets
 // the newest set on its next call, never a backlog and never a set older
 // than one it has already seen. Publishing never blocks on a watcher.
 //
@@ -17,7 +19,7 @@ import (
 // use. The zero value is not usable; call NewFeed.
 type Feed struct {
 	mu      sync.Mutex
-	set     []Instance
+	set     []discovery.Instance
 	version uint64        // 0 until the first Publish
 	changed chan struct{} // closed and replaced on every change
 	err     error         // set by Close
@@ -32,14 +34,14 @@ func NewFeed() *Feed {
 }
 
 // Publish makes set the current set. The feed stores a normalized deep copy
-// (see NormalizeSet); a set equal to the current one is ignored after the
-// first Publish, so watchers wake only for real changes. It reports whether
-// the set changed. Publish after Close is ignored.
-func (f *Feed) Publish(set []Instance) bool {
-	set = NormalizeSet(set)
+// (see [discovery.NormalizeSet]); a set equal to the current one is
+// ignored after the first Publish, so watchers wake only for real changes.
+// It reports whether the set changed. Publish after Close is ignored.
+func (f *Feed) Publish(set []discovery.Instance) bool {
+	set = discovery.NormalizeSet(set)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.err != nil || (f.version > 0 && f.fault == nil && EqualSets(f.set, set)) {
+	if f.err != nil || (f.version > 0 && f.fault == nil && discovery.EqualSets(f.set, set)) {
 		return false
 	}
 	f.set = set
@@ -50,8 +52,8 @@ func (f *Feed) Publish(set []Instance) bool {
 }
 
 // Fail records that the registry behind the feed is unreachable: every
-// watcher's Next returns an error wrapping both ErrUnavailable and cause,
-// once, and then waits. The next Publish ends the outage and is delivered
+// watcher's Next returns an error wrapping both [discovery.ErrUnavailable]
+// and cause, once, and then waits. The next Publish ends the outage and is delivered
 // to every watcher even if its set equals the last one. Fail during an
 // outage, or after Close, does nothing.
 func (f *Feed) Fail(cause error) {
@@ -62,21 +64,14 @@ func (f *Feed) Fail(cause error) {
 	}
 	switch {
 	case cause == nil:
-		f.fault = ErrUnavailable
-	case errors.Is(cause, ErrUnavailable):
+		f.fault = discovery.ErrUnavailable
+	case errors.Is(cause, discovery.ErrUnavailable):
 		f.fault = cause // already says so, e.g. passed on from an upstream
 	default:
-		f.fault = fmt.Errorf("%w: %w", ErrUnavailable, cause)
+		f.fault = fmt.Errorf("%w: %w", discovery.ErrUnavailable, cause)
 	}
 	f.faults++
 	f.wakeLocked()
-}
-
-// Failing reports the error of the current outage, or nil.
-func (f *Feed) Failing() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.fault
 }
 
 func (f *Feed) wakeLocked() {
@@ -86,18 +81,18 @@ func (f *Feed) wakeLocked() {
 
 // Current returns a copy of the current set and whether one has been
 // published yet.
-func (f *Feed) Current() ([]Instance, bool) {
+func (f *Feed) Current() ([]discovery.Instance, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return CloneSet(f.set), f.version > 0
+	return discovery.CloneSet(f.set), f.version > 0
 }
 
 // Close ends the feed: every watcher's Next returns err, which should wrap
-// ErrClosed (nil means ErrClosed). Close is idempotent; the first error
-// stays.
+// [discovery.ErrClosed] (nil means ErrClosed). Close is idempotent; the
+// first error stays.
 func (f *Feed) Close(err error) {
 	if err == nil {
-		err = ErrClosed
+		err = discovery.ErrClosed
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -110,10 +105,11 @@ func (f *Feed) Close(err error) {
 
 // NewWatcher returns a Watcher on the feed that lives until Stop or until
 // ctx ends, whichever comes first; the end of ctx stops it as Stop does,
-// and its Next then returns an error wrapping ErrClosed and ctx's cause.
+// and its Next then returns an error wrapping [discovery.ErrClosed] and
+// ctx's cause.
 // onStop, if not nil, runs once when the watcher stops, so a backend can
 // release a shared watch when its last watcher goes.
-func (f *Feed) NewWatcher(ctx context.Context, onStop func()) Watcher {
+func (f *Feed) NewWatcher(ctx context.Context, onStop func()) discovery.Watcher {
 	w := &feedWatcher{feed: f, onStop: onStop, stopped: make(chan struct{})}
 	w.release = context.AfterFunc(ctx, func() { w.stop(context.Cause(ctx)) })
 	return w
@@ -130,7 +126,7 @@ type feedWatcher struct {
 	faults   uint64 // outages already reported by Next
 }
 
-func (w *feedWatcher) Next(ctx context.Context) ([]Instance, error) {
+func (w *feedWatcher) Next(ctx context.Context) ([]discovery.Instance, error) {
 	for {
 		select {
 		case <-w.stopped:
@@ -151,7 +147,7 @@ func (w *feedWatcher) Next(ctx context.Context) ([]Instance, error) {
 		}
 		if version > w.seen {
 			w.seen = version
-			return CloneSet(set), nil
+			return discovery.CloneSet(set), nil
 		}
 		select {
 		case <-changed:
@@ -181,7 +177,7 @@ func (w *feedWatcher) stop(cause error) {
 // stoppedErr is what Next returns once the watcher has stopped.
 func (w *feedWatcher) stoppedErr() error {
 	if w.cause != nil {
-		return fmt.Errorf("watcher stopped: %w: %w", ErrClosed, w.cause)
+		return fmt.Errorf("watcher stopped: %w: %w", discovery.ErrClosed, w.cause)
 	}
-	return fmt.Errorf("watcher stopped: %w", ErrClosed)
+	return fmt.Errorf("watcher stopped: %w", discovery.ErrClosed)
 }
