@@ -23,6 +23,7 @@ import (
 
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/discovery"
 )
 
 // benchOptions are the flags of roster bench.
@@ -347,19 +348,11 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 	// Verification, with a plain client straight to etcd.
 	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	resp, err := admin.Get(vctx, cfg.Prefix+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	missing, err := missingRegistrations(vctx, admin, cfg, fl.registrations())
 	if err != nil {
-		return fmt.Errorf("read prefix %s: %w", cfg.Prefix, err)
+		return err
 	}
-	have := make(map[string]bool, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		have[string(kv.Key)] = true
-	}
-	for _, k := range fl.keys() {
-		if !have[k] {
-			rep.Missing++
-		}
-	}
+	rep.Missing = missing
 	progress("closing the fleet")
 	closed = true
 	if err := fl.Close(); err != nil {
@@ -372,6 +365,35 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 		return fmt.Errorf("%d of %d registrations missing from etcd at the end", rep.Missing, rep.Registrations)
 	}
 	return nil
+}
+
+// missingRegistrations counts the registrations that etcd does not hold,
+// reading each of their services once through a Backend on cli.
+func missingRegistrations(ctx context.Context, cli *clientv3.Client, cfg etcd.Config, regs []discovery.Key) (int, error) {
+	b, err := etcd.NewWithClient(cli, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer b.Close()
+	have := make(map[discovery.Key]bool)
+	read := make(map[string]bool)
+	missing := 0
+	for _, k := range regs {
+		if !read[k.Service] {
+			read[k.Service] = true
+			set, err := b.Resolve(ctx, k.Service)
+			if err != nil {
+				return 0, fmt.Errorf("read service %s under %s: %w", k.Service, cfg.Prefix, err)
+			}
+			for _, in := range set {
+				have[in.Key()] = true
+			}
+		}
+		if !have[k] {
+			missing++
+		}
+	}
+	return missing, nil
 }
 
 // fault cuts the fleet off (or restarts the cluster), heals, and measures

@@ -126,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer backend.Close() // on setup errors; the normal path closes it below
 
 	pingCtx, cancel := context.WithTimeout(ctx, max(o.timeout, 2*time.Second))
-	_, err = backend.Client().Get(pingCtx, "roster-demo-ping")
+	_, err = backend.Resolve(pingCtx, o.service)
 	cancel()
 	if err != nil {
 		out.say("etcd at %s does not answer yet (%v); registering anyway, the backend retries", strings.Join(endpoints, ","), err)
