@@ -1,4 +1,4 @@
-package etcdtest
+package embedded
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -135,22 +134,6 @@ func newCluster(n int, o options) (_ *Cluster, err error) {
 	return c, nil
 }
 
-// StartCluster is NewCluster for tests: it fails t if the cluster cannot
-// start and closes the cluster when t and its subtests have finished.
-func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
-	t.Helper()
-	c, err := NewCluster(n, opts...)
-	if err != nil {
-		t.Fatalf("etcdtest: start etcd cluster: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Errorf("etcdtest: close etcd cluster: %v", err)
-		}
-	})
-	return c
-}
-
 // Members returns the members, in a stable order: the index of a member is
 // the one Leader and StopLeader report. Each member can be stopped and
 // restarted on its own; it must not be closed on its own.
@@ -177,8 +160,8 @@ func (c *Cluster) ClientConfig() clientv3.Config {
 }
 
 // Client returns a new client made from ClientConfig, closed when t and its
-// subtests have finished.
-func (c *Cluster) Client(t testing.TB) *clientv3.Client {
+// subtests have finished. It fails t if the client cannot be made.
+func (c *Cluster) Client(t TB) *clientv3.Client {
 	t.Helper()
 	return newClient(t, c.ClientConfig())
 }

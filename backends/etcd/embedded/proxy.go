@@ -1,4 +1,4 @@
-package etcdtest
+package embedded
 
 import (
 	"errors"
@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/url"
 	"sync"
-	"testing"
 	"time"
 
 	"go.etcd.io/etcd/pkg/v3/proxy"
@@ -97,22 +96,6 @@ func NewProxy(target string) (*Proxy, error) {
 		}
 	})
 	return p, nil
-}
-
-// StartProxy is NewProxy for tests: it fails t if the proxy cannot start
-// and closes the proxy when t and its subtests have finished.
-func StartProxy(t testing.TB, target string) *Proxy {
-	t.Helper()
-	p, err := NewProxy(target)
-	if err != nil {
-		t.Fatalf("etcdtest: start proxy: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("etcdtest: close proxy: %v", err)
-		}
-	})
-	return p
 }
 
 // Endpoint returns the address clients should use instead of the target,

@@ -1,4 +1,4 @@
-package etcdtest
+package embedded
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"testing"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -169,22 +168,6 @@ func newSingle(o options) (_ *Server, err error) {
 		}
 	}
 	return s, nil
-}
-
-// Start is New for tests: it fails t if the server cannot start and closes
-// the server when t and its subtests have finished.
-func Start(t testing.TB, opts ...Option) *Server {
-	t.Helper()
-	s, err := New(opts...)
-	if err != nil {
-		t.Fatalf("etcdtest: start etcd: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("etcdtest: close etcd: %v", err)
-		}
-	})
-	return s
 }
 
 func newServer(name string, o options, p *pki, clientPort, peerPort int, dataDir string) *Server {
@@ -359,13 +342,22 @@ func (s *Server) baseClientConfig(endpoints []string) clientv3.Config {
 }
 
 // Client returns a new client made from ClientConfig, closed when t and its
-// subtests have finished.
-func (s *Server) Client(t testing.TB) *clientv3.Client {
+// subtests have finished. It fails t if the client cannot be made.
+func (s *Server) Client(t TB) *clientv3.Client {
 	t.Helper()
 	return newClient(t, s.ClientConfig())
 }
 
-func newClient(t testing.TB, cfg clientv3.Config) *clientv3.Client {
+// TB is the part of testing.TB that Server.Client and Cluster.Client use:
+// pass a *testing.T or *testing.B. It keeps package testing out of the
+// binaries that use this package.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
+func newClient(t TB, cfg clientv3.Config) *clientv3.Client {
 	t.Helper()
 	cli, err := clientv3.New(cfg)
 	if err != nil {
