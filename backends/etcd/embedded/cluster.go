@@ -35,20 +35,20 @@ type Cluster struct {
 // cluster.
 func NewCluster(n int, opts ...Option) (*Cluster, error) {
 	if n < 1 {
-		return nil, fmt.Errorf("etcdtest: cluster of %d members", n)
+		return nil, fmt.Errorf("embedded: cluster of %d members", n)
 	}
 	o, err := buildOptions(opts)
 	if err != nil {
 		return nil, err
 	}
 	if o.clientPort != 0 && o.clientPort+n-1 > 65535 {
-		return nil, fmt.Errorf("etcdtest: WithClientPort: ports %d..%d out of range", o.clientPort, o.clientPort+n-1)
+		return nil, fmt.Errorf("embedded: WithClientPort: ports %d..%d out of range", o.clientPort, o.clientPort+n-1)
 	}
 	if o.dataDir != "" {
 		// The members' data records their peer addresses, which change
 		// from one NewCluster to the next.
 		if _, err := os.Stat(filepath.Join(o.dataDir, "m0", "member")); err == nil {
-			return nil, fmt.Errorf("etcdtest: WithDataDir: %s holds a previous cluster, which cannot be started again", o.dataDir)
+			return nil, fmt.Errorf("embedded: WithDataDir: %s holds a previous cluster, which cannot be started again", o.dataDir)
 		}
 	}
 	return withFreshPorts(o, func() (*Cluster, error) { return newCluster(n, o) })
@@ -189,7 +189,7 @@ func (c *Cluster) WaitLeader(ctx context.Context) (int, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return -1, fmt.Errorf("etcdtest: no leader: %w", ctx.Err())
+			return -1, fmt.Errorf("embedded: no leader: %w", ctx.Err())
 		case <-ticker.C:
 		}
 	}
@@ -271,7 +271,7 @@ func (c *Cluster) Close() error {
 func randomToken() (string, error) {
 	b := make([]byte, 8)
 	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("etcdtest: cluster token: %w", err)
+		return "", fmt.Errorf("embedded: cluster token: %w", err)
 	}
 	return "etcdtest-" + hex.EncodeToString(b), nil
 }

@@ -45,11 +45,11 @@ type Proxy struct {
 // it.
 func NewProxy(target string) (*Proxy, error) {
 	if _, _, err := net.SplitHostPort(target); err != nil {
-		return nil, fmt.Errorf("etcdtest: proxy target: %w", err)
+		return nil, fmt.Errorf("embedded: proxy target: %w", err)
 	}
 	back, err := newForwarder(target)
 	if err != nil {
-		return nil, fmt.Errorf("etcdtest: start proxy: %w", err)
+		return nil, fmt.Errorf("embedded: start proxy: %w", err)
 	}
 	// etcd's proxy binds the port of its From address on every interface
 	// (see freePorts for the race in choosing it); only the front talks to
@@ -70,16 +70,16 @@ func NewProxy(target string) (*Proxy, error) {
 	case err := <-inner.Error():
 		_ = inner.Close()
 		_ = back.close()
-		return nil, fmt.Errorf("etcdtest: start proxy: %w", err)
+		return nil, fmt.Errorf("embedded: start proxy: %w", err)
 	case <-inner.Done():
 		_ = back.close()
-		return nil, errors.New("etcdtest: start proxy: closed before it was ready")
+		return nil, errors.New("embedded: start proxy: closed before it was ready")
 	}
 	front, err := newForwarder(innerAddr)
 	if err != nil {
 		_ = inner.Close()
 		_ = back.close()
-		return nil, fmt.Errorf("etcdtest: start proxy: %w", err)
+		return nil, fmt.Errorf("embedded: start proxy: %w", err)
 	}
 
 	p := &Proxy{target: target, front: front, inner: inner, back: back}
@@ -171,7 +171,7 @@ func (p *Proxy) SetLatency(d time.Duration) {
 // must reconnect. New connections are accepted as before.
 func (p *Proxy) DropConnections() error {
 	if err := p.front.dropConns(); err != nil {
-		return fmt.Errorf("etcdtest: drop connections: %w", err)
+		return fmt.Errorf("embedded: drop connections: %w", err)
 	}
 	return nil
 }
