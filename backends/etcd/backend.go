@@ -167,14 +167,11 @@ func newBackend(cli *clientv3.Client, cfg Config) *Backend {
 	return b
 }
 
-// Client returns the etcd client the Backend uses.
-func (b *Backend) Client() *clientv3.Client { return b.cli }
-
 // Prefix returns the key prefix under which the Backend writes.
 func (b *Backend) Prefix() string { return b.cfg.Prefix }
 
-// Key returns the etcd key of an instance: <Prefix>/<service>/<id>.
-func (b *Backend) Key(service, id string) string {
+// key returns the etcd key of an instance: <Prefix>/<service>/<id>.
+func (b *Backend) key(service, id string) string {
 	return b.cfg.Prefix + "/" + service + "/" + id
 }
 
@@ -264,7 +261,7 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 		b.mu.Unlock()
 		return fmt.Errorf("etcd: register %v: %w", key, discovery.ErrClosed)
 	}
-	e := &entry{inst: in, path: b.Key(in.Service, in.ID), value: string(value), claim: true}
+	e := &entry{inst: in, path: b.key(in.Service, in.ID), value: string(value), claim: true}
 	prev := b.held[key]
 	if prev != nil {
 		// An update: the earlier calls still waiting are satisfied by

@@ -31,4 +31,14 @@
 // The state of every registration (registering, registered, retrying, lost,
 // conflict, deregistered) is available through the discovery.StatusReporter
 // methods for readiness probes, logs and metrics.
+//
+// # Operators' tools
+//
+// Services, Instances and Delete serve tools that show and fix the
+// registry under the Backend's prefix whoever registered the instances,
+// such as the roster command line: the services with their instance
+// counts, the instances of one service with their leases and the time left
+// on each, and the removal of a stale entry by service and ID. Keys under
+// the prefix that roster did not write are reported as SkippedKey rather
+// than failing the listing.
 package etcd

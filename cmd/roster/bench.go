@@ -22,7 +22,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/roster-sd/roster/backends/etcd"
-	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/backends/etcd/embedded"
+	"github.com/roster-sd/roster/discovery"
 )
 
 // benchOptions are the flags of roster bench.
@@ -179,15 +180,15 @@ func (o benchOptions) validate(embedded bool) error {
 func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 	ctx := cmd.Context()
 	fs := cmd.Flags()
-	embedded := !fs.Changed("endpoints") && !cmd.InheritedFlags().Changed("endpoints")
-	if err := o.validate(embedded); err != nil {
+	inProcess := !fs.Changed("endpoints") && !cmd.InheritedFlags().Changed("endpoints")
+	if err := o.validate(inProcess); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(cmd.InheritedFlags())
 	if err != nil {
 		return err
 	}
-	if embedded {
+	if inProcess {
 		cfg.Endpoints = nil
 	}
 	if !cmd.InheritedFlags().Changed("prefix") {
@@ -203,15 +204,15 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 		Mode: "endpoints", Prefix: cfg.Prefix, Processes: o.processes, Instances: o.instances,
 		Watchers: o.watchers, ServiceSize: o.serviceSize, Registrations: o.processes * o.instances,
 	}
-	var cluster *etcdtest.Cluster
-	if embedded {
+	var cluster *embedded.Cluster
+	if inProcess {
 		rep.Mode = "embedded"
 		progress("starting an embedded 3-member etcd cluster")
-		var opts []etcdtest.Option
+		var opts []embedded.Option
 		if v, _ := cmd.InheritedFlags().GetBool("verbose"); v {
-			opts = append(opts, etcdtest.WithLogOutput(a.stderr))
+			opts = append(opts, embedded.WithLogOutput(a.stderr))
 		}
-		cluster, err = etcdtest.NewCluster(3, opts...)
+		cluster, err = embedded.NewCluster(3, opts...)
 		if err != nil {
 			return fmt.Errorf("start embedded etcd: %w", err)
 		}
@@ -236,11 +237,11 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 	}()
 
 	fleetCfg := cfg
-	var proxies []*etcdtest.Proxy
+	var proxies []*embedded.Proxy
 	if o.cut > 0 {
 		fleetCfg.Endpoints = nil
 		for _, ep := range cfg.Endpoints {
-			p, perr := etcdtest.NewProxy(ep)
+			p, perr := embedded.NewProxy(ep)
 			if perr != nil {
 				err = errors.Join(err, fmt.Errorf("start proxy to %s: %w", ep, perr))
 				break
@@ -302,7 +303,7 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 	rep.FirstRegistration = summarize(firsts)
 	rep.RequestsPerReg = float64(fl.traffic.requests()-reqs0) / regs
 	rep.EventsPerReg = float64(fl.traffic.events.Load()-ev0) / regs
-	if embedded {
+	if inProcess {
 		v := (serverEvents() - srv0) / regs
 		rep.ServerEventsPerReg = &v
 	}
@@ -347,19 +348,11 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 	// Verification, with a plain client straight to etcd.
 	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	resp, err := admin.Get(vctx, cfg.Prefix+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	missing, err := missingRegistrations(vctx, admin, cfg, fl.registrations())
 	if err != nil {
-		return fmt.Errorf("read prefix %s: %w", cfg.Prefix, err)
+		return err
 	}
-	have := make(map[string]bool, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		have[string(kv.Key)] = true
-	}
-	for _, k := range fl.keys() {
-		if !have[k] {
-			rep.Missing++
-		}
-	}
+	rep.Missing = missing
 	progress("closing the fleet")
 	closed = true
 	if err := fl.Close(); err != nil {
@@ -374,9 +367,38 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 	return nil
 }
 
+// missingRegistrations counts the registrations that etcd does not hold,
+// reading each of their services once through a Backend on cli.
+func missingRegistrations(ctx context.Context, cli *clientv3.Client, cfg etcd.Config, regs []discovery.Key) (int, error) {
+	b, err := etcd.NewWithClient(cli, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer b.Close()
+	have := make(map[discovery.Key]bool)
+	read := make(map[string]bool)
+	missing := 0
+	for _, k := range regs {
+		if !read[k.Service] {
+			read[k.Service] = true
+			set, err := b.Resolve(ctx, k.Service)
+			if err != nil {
+				return 0, fmt.Errorf("read service %s under %s: %w", k.Service, cfg.Prefix, err)
+			}
+			for _, in := range set {
+				have[in.Key()] = true
+			}
+		}
+		if !have[k] {
+			missing++
+		}
+	}
+	return missing, nil
+}
+
 // fault cuts the fleet off (or restarts the cluster), heals, and measures
 // the recovery.
-func (a *app) fault(ctx context.Context, fl *fleet, o benchOptions, cluster *etcdtest.Cluster, proxies []*etcdtest.Proxy, progress func(string, ...any)) (*faultReport, error) {
+func (a *app) fault(ctx context.Context, fl *fleet, o benchOptions, cluster *embedded.Cluster, proxies []*embedded.Proxy, progress func(string, ...any)) (*faultReport, error) {
 	fr := &faultReport{Kind: "cut", Duration: o.cut.String()}
 	d := o.cut
 	if o.restart > 0 {

@@ -47,13 +47,19 @@ func addConnectionFlags(fs *pflag.FlagSet) {
 // loadConfig builds the etcd backend configuration: etcd.ConfigFromEnv
 // reads the ROSTER_* variables of the flags that were not given, then the
 // flags that were given are laid over it. ROSTER_BACKEND, when set, must
-// name the etcd backend. Invalid values give an inputError naming the flag
+// name the etcd backend; "memory" is refused too, since a memory registry
+// lives inside the process that made it. Invalid values give an inputError naming the flag
 // or the variable; the password never appears in an error. Certificate
 // files are read, and the remaining checks made, by etcd.New.
 func loadConfig(fs *pflag.FlagSet) (etcd.Config, error) {
 	if b, _ := os.LookupEnv(backends.EnvBackend); strings.TrimSpace(b) != "" && strings.TrimSpace(b) != backends.Etcd {
-		return etcd.Config{}, inputErrorf("invalid %s %q: the roster command line supports only %q",
-			backends.EnvBackend, strings.TrimSpace(b), backends.Etcd)
+		b = strings.TrimSpace(b)
+		why := ""
+		if b == backends.Memory {
+			why = " (a memory registry lives inside one process: there is none for the command line to reach)"
+		}
+		return etcd.Config{}, inputErrorf("invalid %s %q: the roster command line supports only %q%s",
+			backends.EnvBackend, b, backends.Etcd, why)
 	}
 	// A flag given on the command line stands for its variable: the
 	// variables of flags that take plain strings read the flag's value

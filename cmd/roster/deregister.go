@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -37,12 +38,12 @@ puts its instance back at once: stop that process instead.`,
 			ctx, cancel := requestContext(cmd.Context(), cfg)
 			defer cancel()
 			key := discovery.Key{Service: service, ID: id}
-			resp, err := b.Client().Delete(ctx, b.Key(service, id))
-			if err != nil {
+			switch err := b.Delete(ctx, service, id); {
+			case errors.Is(err, discovery.ErrNotRegistered):
+				// The key, as the help above describes it.
+				return fmt.Errorf("%s not found (no key %s/%s/%s)", key, b.Prefix(), service, id)
+			case err != nil:
 				return etcdError(cmd.Context(), cfg, err)
-			}
-			if resp.Deleted == 0 {
-				return fmt.Errorf("%s not found (no key %s)", key, b.Key(service, id))
 			}
 			fmt.Fprintf(a.stdout, "deleted %s\n", key)
 			return nil

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/backends/etcd/embedded"
 )
 
 func (a *app) devCmd() *cobra.Command {
@@ -34,7 +34,7 @@ The connection flags (--endpoints and the rest) do not apply to dev.`,
 			if port < 0 || port > 65535 {
 				return inputErrorf("invalid --port %d: want 1..65535, or 0 for any free port", port)
 			}
-			var opts []etcdtest.Option
+			var opts []embedded.Option
 			if port != 0 {
 				// Say plainly when the port is taken; etcd's own error is
 				// buried in its startup failure.
@@ -43,15 +43,15 @@ The connection flags (--endpoints and the rest) do not apply to dev.`,
 					return fmt.Errorf("cannot serve on 127.0.0.1:%d (is another etcd running? choose another --port): %w", port, err)
 				}
 				_ = ln.Close()
-				opts = append(opts, etcdtest.WithClientPort(port))
+				opts = append(opts, embedded.WithClientPort(port))
 			}
 			if dataDir != "" {
-				opts = append(opts, etcdtest.WithDataDir(dataDir))
+				opts = append(opts, embedded.WithDataDir(dataDir))
 			}
 			if v, _ := cmd.Flags().GetBool("verbose"); v {
-				opts = append(opts, etcdtest.WithLogOutput(a.stderr))
+				opts = append(opts, embedded.WithLogOutput(a.stderr))
 			}
-			srv, err := etcdtest.New(opts...)
+			srv, err := embedded.New(opts...)
 			if err != nil {
 				return fmt.Errorf("start etcd: %w", err)
 			}

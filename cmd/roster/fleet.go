@@ -393,12 +393,12 @@ func (f *fleet) waitUntil(ctx context.Context, cond func() bool) error {
 	return nil
 }
 
-// keys returns the etcd key of every registration of the fleet.
-func (f *fleet) keys() []string {
-	var out []string
+// registrations returns the key of every registration of the fleet.
+func (f *fleet) registrations() []discovery.Key {
+	var out []discovery.Key
 	for _, p := range f.procs {
 		for _, in := range p.instances {
-			out = append(out, p.backend.Key(in.Service, in.ID))
+			out = append(out, in.Key())
 		}
 	}
 	return out

@@ -1,21 +1,16 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strconv"
-	"strings"
 	"text/tabwriter"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/roster-sd/roster/backends/etcd"
-	"github.com/roster-sd/roster/discovery"
 )
 
 func (a *app) lsCmd() *cobra.Command {
@@ -75,25 +70,15 @@ type serviceCount struct {
 // lsServices counts the instances of every service with one keys-only
 // range read over the prefix. wrap describes an etcd error.
 func (a *app) lsServices(ctx context.Context, b *etcd.Backend, asJSON bool, wrap func(error) error) error {
-	prefix := b.Prefix() + "/"
-	resp, err := b.Client().Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	services, skipped, err := b.Services(ctx)
 	if err != nil {
 		return wrap(err)
 	}
-	counts := make(map[string]int)
-	for _, kv := range resp.Kvs {
-		service, id, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), prefix), "/")
-		if !ok || discovery.ValidateName("Service", service) != nil || discovery.ValidateName("ID", id) != nil {
-			a.warnf("skipping key %q: not %s<service>/<id>", kv.Key, prefix)
-			continue
-		}
-		counts[service]++
+	a.warnSkipped(skipped)
+	list := make([]serviceCount, 0, len(services))
+	for _, s := range services {
+		list = append(list, serviceCount{Service: s.Service, Instances: s.Instances})
 	}
-	list := make([]serviceCount, 0, len(counts))
-	for s, n := range counts {
-		list = append(list, serviceCount{Service: s, Instances: n})
-	}
-	slices.SortFunc(list, func(x, y serviceCount) int { return cmp.Compare(x.Service, y.Service) })
 
 	if asJSON {
 		return writeJSON(a, list)
@@ -118,59 +103,26 @@ type instanceRow struct {
 	Metadata   map[string]string `json:"metadata,omitempty"`
 	TTLSeconds *int64            `json:"ttl_seconds"` // nil: no lease
 	Lease      string            `json:"lease,omitempty"`
-
-	lease clientv3.LeaseID
 }
 
 // lsInstances lists the instances of service with the time left on their
 // leases. wrap describes an etcd error.
 func (a *app) lsInstances(ctx context.Context, b *etcd.Backend, service string, asJSON bool, wrap func(error) error) error {
-	prefix := b.Key(service, "")
-	resp, err := b.Client().Get(ctx, prefix, clientv3.WithPrefix())
+	instances, skipped, err := b.Instances(ctx, service)
 	if err != nil {
 		return wrap(err)
 	}
-	rows := make([]instanceRow, 0, len(resp.Kvs))
-	ttls := make(map[clientv3.LeaseID]*int64)
-	for _, kv := range resp.Kvs {
-		var in discovery.Instance
-		err := json.Unmarshal(kv.Value, &in)
-		if err == nil {
-			err = in.Validate()
-		}
-		if err == nil {
-			// Validate lets an empty ID through (Register derives it);
-			// a stored instance has one, the last segment of its key.
-			err = discovery.ValidateName("ID", in.ID)
-		}
-		if id := strings.TrimPrefix(string(kv.Key), prefix); err == nil && (in.Service != service || in.ID != id) {
-			err = fmt.Errorf("it holds instance %s/%s", in.Service, in.ID)
-		}
-		if err != nil {
-			a.warnf("skipping key %q: not a valid instance: %s", kv.Key, escapeUnprintable(err.Error()))
-			continue
-		}
-		row := instanceRow{Service: in.Service, ID: in.ID, Address: in.Address, Metadata: in.Metadata, lease: clientv3.LeaseID(kv.Lease)}
-		if row.lease != 0 {
-			row.Lease = strconv.FormatInt(kv.Lease, 16)
-			ttls[row.lease] = nil
+	a.warnSkipped(skipped)
+	rows := make([]instanceRow, 0, len(instances))
+	for _, in := range instances {
+		row := instanceRow{Service: in.Service, ID: in.ID, Address: in.Address, Metadata: in.Metadata}
+		if in.Lease != 0 {
+			row.Lease = strconv.FormatInt(int64(in.Lease), 16)
+			ttl := int64(in.TTL / time.Second) // negative once the lease has expired
+			row.TTLSeconds = &ttl
 		}
 		rows = append(rows, row)
 	}
-	for lease := range ttls {
-		resp, err := b.Client().TimeToLive(ctx, lease)
-		if err != nil {
-			return wrap(err)
-		}
-		ttl := resp.TTL // -1 once the lease has expired
-		ttls[lease] = &ttl
-	}
-	for i := range rows {
-		if rows[i].lease != 0 {
-			rows[i].TTLSeconds = ttls[rows[i].lease]
-		}
-	}
-	slices.SortFunc(rows, func(x, y instanceRow) int { return cmp.Compare(x.ID, y.ID) })
 
 	if asJSON {
 		return writeJSON(a, rows)
@@ -197,6 +149,14 @@ func (a *app) lsInstances(ctx context.Context, b *etcd.Backend, service string, 
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", safe(r.ID), safe(r.Address), meta, ttl)
 	}
 	return tw.Flush()
+}
+
+// warnSkipped warns on stderr about the keys under the prefix that ls
+// passed over; what they hold is escaped, so that it cannot forge lines.
+func (a *app) warnSkipped(skipped []etcd.SkippedKey) {
+	for _, s := range skipped {
+		a.warnf("skipping key %q: %s", s.Key, escapeUnprintable(s.Err.Error()))
+	}
 }
 
 func writeJSON(a *app, v any) error {

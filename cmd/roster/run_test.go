@@ -309,7 +309,7 @@ func TestEnvErrors(t *testing.T) {
 		{map[string]string{"ROSTER_CERT": "/nonexistent.pem"}, "ROSTER_CERT is set but --key is empty"},
 		{map[string]string{"ROSTER_CACERT": "/nonexistent/ca.pem"}, "invalid ROSTER_CACERT: open /nonexistent/ca.pem"},
 		{map[string]string{"ROSTER_BACKEND": "nats"}, `invalid ROSTER_BACKEND "nats": the roster command line supports only "etcd"`},
-		{map[string]string{"ROSTER_BACKEND": "memory"}, `invalid ROSTER_BACKEND "memory": the roster command line supports only "etcd"`},
+		{map[string]string{"ROSTER_BACKEND": "memory"}, `invalid ROSTER_BACKEND "memory": the roster command line supports only "etcd" (a memory registry lives inside one process`},
 	}
 	for _, c := range cases {
 		t.Run(c.want, func(t *testing.T) {

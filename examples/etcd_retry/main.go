@@ -17,7 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/roster-sd/roster/backends/etcd"
-	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/backends/etcd/embedded"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/retry"
 )
@@ -92,19 +92,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logger := hclog.New(&hclog.LoggerOptions{Output: stderr, DisableTime: true, Level: hclog.Info})
 
 	var (
-		srv   *etcdtest.Server
-		proxy *etcdtest.Proxy // between the backend and etcd, with -scenario cut
+		srv   *embedded.Server
+		proxy *embedded.Proxy // between the backend and etcd, with -scenario cut
 	)
 	endpoints := splitList(o.endpoints)
 	if len(endpoints) == 0 {
 		out.say("Starting an embedded etcd (nothing to install; -endpoints uses your own)")
-		if srv, err = etcdtest.New(); err != nil {
+		if srv, err = embedded.New(); err != nil {
 			return err
 		}
 		defer srv.Close()
 		endpoints = srv.Endpoints()
 		if o.scenario == "cut" {
-			if proxy, err = etcdtest.NewProxy(endpoints[0]); err != nil {
+			if proxy, err = embedded.NewProxy(endpoints[0]); err != nil {
 				return err
 			}
 			defer proxy.Close()
@@ -126,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer backend.Close() // on setup errors; the normal path closes it below
 
 	pingCtx, cancel := context.WithTimeout(ctx, max(o.timeout, 2*time.Second))
-	_, err = backend.Client().Get(pingCtx, "roster-demo-ping")
+	_, err = backend.Resolve(pingCtx, o.service)
 	cancel()
 	if err != nil {
 		out.say("etcd at %s does not answer yet (%v); registering anyway, the backend retries", strings.Join(endpoints, ","), err)

@@ -20,7 +20,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/roster-sd/roster/backends/etcd"
-	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/backends/etcd/embedded"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
 )
@@ -148,7 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	eps := strings.Split(*endpoints, ",")
 	if *endpoints == "" {
-		srv, err := etcdtest.New()
+		srv, err := embedded.New()
 		if err != nil {
 			return err
 		}

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/roster-sd/roster/backends/etcd"
-	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/backends/etcd/embedded"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/grpcresolver"
 	"github.com/roster-sd/roster/retry"
@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *endpoints != "" {
 		cfg.Endpoints = strings.Split(*endpoints, ",")
 	} else {
-		srv, err := etcdtest.New()
+		srv, err := embedded.New()
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package etcdtest
+package embedded
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"testing"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -21,10 +20,10 @@ import (
 )
 
 // ErrClosed is returned by Server.Restart after Close.
-var ErrClosed = errors.New("etcdtest: closed")
+var ErrClosed = errors.New("embedded: closed")
 
 // Server is one etcd member running in this process: either a single-member
-// etcd made by New or Start, or one of the members of a Cluster.
+// etcd made by New (or etcdtest.Start), or one of the members of a Cluster.
 //
 // A Server keeps its client and peer ports and its data directory for its
 // whole life, across Stop and Restart. Its methods are safe for concurrent
@@ -171,22 +170,6 @@ func newSingle(o options) (_ *Server, err error) {
 	return s, nil
 }
 
-// Start is New for tests: it fails t if the server cannot start and closes
-// the server when t and its subtests have finished.
-func Start(t testing.TB, opts ...Option) *Server {
-	t.Helper()
-	s, err := New(opts...)
-	if err != nil {
-		t.Fatalf("etcdtest: start etcd: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("etcdtest: close etcd: %v", err)
-		}
-	})
-	return s
-}
-
 func newServer(name string, o options, p *pki, clientPort, peerPort int, dataDir string) *Server {
 	scheme := "http"
 	if p != nil {
@@ -211,13 +194,13 @@ func prepareDataDir(dir, sub string, owned []string) (string, []string, error) {
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "etcdtest-data-")
 		if err != nil {
-			return "", owned, fmt.Errorf("etcdtest: create data directory: %w", err)
+			return "", owned, fmt.Errorf("embedded: create data directory: %w", err)
 		}
 		return tmp, append(owned, tmp), nil
 	}
 	dir = filepath.Join(dir, sub)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", owned, fmt.Errorf("etcdtest: create data directory: %w", err)
+		return "", owned, fmt.Errorf("embedded: create data directory: %w", err)
 	}
 	return dir, owned, nil
 }
@@ -226,7 +209,7 @@ func removeAll(dirs []string) error {
 	var errs []error
 	for _, d := range dirs {
 		if err := os.RemoveAll(d); err != nil {
-			errs = append(errs, fmt.Errorf("etcdtest: remove %s: %w", d, err))
+			errs = append(errs, fmt.Errorf("embedded: remove %s: %w", d, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -279,7 +262,7 @@ func (s *Server) start() error {
 	r := newRun()
 	e, err := embed.StartEtcd(s.embedConfig(r))
 	if err != nil {
-		return fmt.Errorf("etcdtest: start %s on %s: %w", s.name, s.clientURL.Host, err)
+		return fmt.Errorf("embedded: start %s on %s: %w", s.name, s.clientURL.Host, err)
 	}
 	r.e = e
 	timer := time.NewTimer(DefaultReadyTimeout)
@@ -294,10 +277,10 @@ func (s *Server) start() error {
 			if err == nil {
 				err = errors.New("stopped before it was ready")
 			}
-			return fmt.Errorf("etcdtest: start %s on %s: %w", s.name, s.clientURL.Host, err)
+			return fmt.Errorf("embedded: start %s on %s: %w", s.name, s.clientURL.Host, err)
 		case <-timer.C:
 			r.stop(true, s.peersDown())
-			return fmt.Errorf("etcdtest: start %s on %s: not ready after %v", s.name, s.clientURL.Host, DefaultReadyTimeout)
+			return fmt.Errorf("embedded: start %s on %s: not ready after %v", s.name, s.clientURL.Host, DefaultReadyTimeout)
 		}
 	}
 
@@ -359,17 +342,26 @@ func (s *Server) baseClientConfig(endpoints []string) clientv3.Config {
 }
 
 // Client returns a new client made from ClientConfig, closed when t and its
-// subtests have finished.
-func (s *Server) Client(t testing.TB) *clientv3.Client {
+// subtests have finished. It fails t if the client cannot be made.
+func (s *Server) Client(t TB) *clientv3.Client {
 	t.Helper()
 	return newClient(t, s.ClientConfig())
 }
 
-func newClient(t testing.TB, cfg clientv3.Config) *clientv3.Client {
+// TB is the part of testing.TB that Server.Client and Cluster.Client use:
+// pass a *testing.T or *testing.B. It keeps package testing out of the
+// binaries that use this package.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
+func newClient(t TB, cfg clientv3.Config) *clientv3.Client {
 	t.Helper()
 	cli, err := clientv3.New(cfg)
 	if err != nil {
-		t.Fatalf("etcdtest: new client: %v", err)
+		t.Fatalf("embedded: new client: %v", err)
 	}
 	t.Cleanup(func() { _ = cli.Close() })
 	return cli
@@ -491,7 +483,7 @@ func (s *Server) Close() error {
 func setupAuth(cfg clientv3.Config, user, password string) error {
 	cli, err := clientv3.New(cfg)
 	if err != nil {
-		return fmt.Errorf("etcdtest: enable auth: %w", err)
+		return fmt.Errorf("embedded: enable auth: %w", err)
 	}
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultReadyTimeout)
@@ -499,7 +491,7 @@ func setupAuth(cfg clientv3.Config, user, password string) error {
 
 	st, err := cli.AuthStatus(ctx)
 	if err != nil {
-		return fmt.Errorf("etcdtest: enable auth: status: %w", err)
+		return fmt.Errorf("embedded: enable auth: status: %w", err)
 	}
 	if st.Enabled {
 		return nil
@@ -512,17 +504,17 @@ func setupAuth(cfg clientv3.Config, user, password string) error {
 		if _, err := cli.UserAdd(ctx, u, password); errors.Is(err, rpctypes.ErrUserAlreadyExist) {
 			_, err = cli.UserChangePassword(ctx, u, password)
 			if err != nil {
-				return fmt.Errorf("etcdtest: enable auth: set password of %q: %w", u, err)
+				return fmt.Errorf("embedded: enable auth: set password of %q: %w", u, err)
 			}
 		} else if err != nil {
-			return fmt.Errorf("etcdtest: enable auth: add user %q: %w", u, err)
+			return fmt.Errorf("embedded: enable auth: add user %q: %w", u, err)
 		}
 		if _, err := cli.UserGrantRole(ctx, u, "root"); err != nil {
-			return fmt.Errorf("etcdtest: enable auth: grant root role to %q: %w", u, err)
+			return fmt.Errorf("embedded: enable auth: grant root role to %q: %w", u, err)
 		}
 	}
 	if _, err := cli.AuthEnable(ctx); err != nil {
-		return fmt.Errorf("etcdtest: enable auth: %w", err)
+		return fmt.Errorf("embedded: enable auth: %w", err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package etcdtest
+package embedded
 
 import (
 	"errors"
@@ -59,7 +59,7 @@ func buildOptions(opts []Option) (options, error) {
 		}
 	}
 	if err := errors.Join(o.errs...); err != nil {
-		return o, fmt.Errorf("etcdtest: invalid option: %w", err)
+		return o, fmt.Errorf("embedded: invalid option: %w", err)
 	}
 	if o.logger == nil {
 		o.logger = zap.NewNop()
@@ -134,7 +134,7 @@ func WithClientPort(port int) Option {
 func WithQuotaBackendBytes(n int64) Option {
 	return func(o *options) {
 		if n <= 0 {
-			o.errs = append(o.errs, fmt.Errorf("etcdtest: WithQuotaBackendBytes(%d): want a positive size", n))
+			o.errs = append(o.errs, fmt.Errorf("embedded: WithQuotaBackendBytes(%d): want a positive size", n))
 			return
 		}
 		o.quota = n

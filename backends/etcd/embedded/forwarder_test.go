@@ -1,4 +1,4 @@
-package etcdtest
+package embedded
 
 import (
 	"io"

@@ -1,4 +1,4 @@
-package etcdtest
+package embedded
 
 import (
 	"errors"
@@ -18,7 +18,7 @@ func TestWithFreshPortsRetriesAPortTaken(t *testing.T) {
 	if bindErr == nil || !portTaken(bindErr) {
 		t.Fatalf("binding a port in use gave %v; want an error portTaken recognises", bindErr)
 	}
-	unwrapped := fmt.Errorf("etcdtest: start m1: %v", bindErr) // no %w: etcd's way at times
+	unwrapped := fmt.Errorf("embedded: start m1: %v", bindErr) // no %w: etcd's way at times
 	if !portTaken(unwrapped) {
 		t.Errorf("portTaken(%v) = false, want true", unwrapped)
 	}

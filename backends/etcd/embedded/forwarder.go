@@ -1,4 +1,4 @@
-package etcdtest
+package embedded
 
 import (
 	"bytes"
@@ -35,7 +35,7 @@ type forwarder struct {
 func newForwarder(upstream string) (*forwarder, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("etcdtest: listen: %w", err)
+		return nil, fmt.Errorf("embedded: listen: %w", err)
 	}
 	f := &forwarder{
 		ln:       ln,

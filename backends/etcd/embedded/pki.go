@@ -1,4 +1,4 @@
-package etcdtest
+package embedded
 
 import (
 	"crypto/ecdsa"
@@ -39,7 +39,7 @@ type pki struct {
 func newPKI() (_ *pki, err error) {
 	dir, err := os.MkdirTemp("", "etcdtest-tls-")
 	if err != nil {
-		return nil, fmt.Errorf("etcdtest: create TLS directory: %w", err)
+		return nil, fmt.Errorf("embedded: create TLS directory: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -52,7 +52,7 @@ func newPKI() (_ *pki, err error) {
 
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("etcdtest: generate CA key: %w", err)
+		return nil, fmt.Errorf("embedded: generate CA key: %w", err)
 	}
 	caTmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
@@ -65,11 +65,11 @@ func newPKI() (_ *pki, err error) {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		return nil, fmt.Errorf("etcdtest: create CA certificate: %w", err)
+		return nil, fmt.Errorf("embedded: create CA certificate: %w", err)
 	}
 	caCert, err := x509.ParseCertificate(caDER)
 	if err != nil {
-		return nil, fmt.Errorf("etcdtest: parse CA certificate: %w", err)
+		return nil, fmt.Errorf("embedded: parse CA certificate: %w", err)
 	}
 
 	// The server certificate is also usable as a client certificate:
@@ -117,7 +117,7 @@ func newPKI() (_ *pki, err error) {
 		return nil, err
 	}
 	if p.clientCert, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
-		return nil, fmt.Errorf("etcdtest: load client certificate: %w", err)
+		return nil, fmt.Errorf("embedded: load client certificate: %w", err)
 	}
 	return p, nil
 }
@@ -127,30 +127,30 @@ func newPKI() (_ *pki, err error) {
 func issue(tmpl, ca *x509.Certificate, caKey *ecdsa.PrivateKey, certFile, keyFile string) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("etcdtest: generate key for %q: %w", tmpl.Subject.CommonName, err)
+		return nil, nil, fmt.Errorf("embedded: generate key for %q: %w", tmpl.Subject.CommonName, err)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("etcdtest: create certificate %q: %w", tmpl.Subject.CommonName, err)
+		return nil, nil, fmt.Errorf("embedded: create certificate %q: %w", tmpl.Subject.CommonName, err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("etcdtest: marshal key for %q: %w", tmpl.Subject.CommonName, err)
+		return nil, nil, fmt.Errorf("embedded: marshal key for %q: %w", tmpl.Subject.CommonName, err)
 	}
 	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		return nil, nil, fmt.Errorf("etcdtest: write certificate: %w", err)
+		return nil, nil, fmt.Errorf("embedded: write certificate: %w", err)
 	}
 	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		return nil, nil, fmt.Errorf("etcdtest: write key: %w", err)
+		return nil, nil, fmt.Errorf("embedded: write key: %w", err)
 	}
 	return certPEM, keyPEM, nil
 }
 
 func writePEM(file, typ string, der []byte) error {
 	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		return fmt.Errorf("etcdtest: write %s: %w", filepath.Base(file), err)
+		return fmt.Errorf("embedded: write %s: %w", filepath.Base(file), err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package etcdtest
+package embedded
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -36,20 +35,20 @@ type Cluster struct {
 // cluster.
 func NewCluster(n int, opts ...Option) (*Cluster, error) {
 	if n < 1 {
-		return nil, fmt.Errorf("etcdtest: cluster of %d members", n)
+		return nil, fmt.Errorf("embedded: cluster of %d members", n)
 	}
 	o, err := buildOptions(opts)
 	if err != nil {
 		return nil, err
 	}
 	if o.clientPort != 0 && o.clientPort+n-1 > 65535 {
-		return nil, fmt.Errorf("etcdtest: WithClientPort: ports %d..%d out of range", o.clientPort, o.clientPort+n-1)
+		return nil, fmt.Errorf("embedded: WithClientPort: ports %d..%d out of range", o.clientPort, o.clientPort+n-1)
 	}
 	if o.dataDir != "" {
 		// The members' data records their peer addresses, which change
 		// from one NewCluster to the next.
 		if _, err := os.Stat(filepath.Join(o.dataDir, "m0", "member")); err == nil {
-			return nil, fmt.Errorf("etcdtest: WithDataDir: %s holds a previous cluster, which cannot be started again", o.dataDir)
+			return nil, fmt.Errorf("embedded: WithDataDir: %s holds a previous cluster, which cannot be started again", o.dataDir)
 		}
 	}
 	return withFreshPorts(o, func() (*Cluster, error) { return newCluster(n, o) })
@@ -135,22 +134,6 @@ func newCluster(n int, o options) (_ *Cluster, err error) {
 	return c, nil
 }
 
-// StartCluster is NewCluster for tests: it fails t if the cluster cannot
-// start and closes the cluster when t and its subtests have finished.
-func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
-	t.Helper()
-	c, err := NewCluster(n, opts...)
-	if err != nil {
-		t.Fatalf("etcdtest: start etcd cluster: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Errorf("etcdtest: close etcd cluster: %v", err)
-		}
-	})
-	return c
-}
-
 // Members returns the members, in a stable order: the index of a member is
 // the one Leader and StopLeader report. Each member can be stopped and
 // restarted on its own; it must not be closed on its own.
@@ -177,8 +160,8 @@ func (c *Cluster) ClientConfig() clientv3.Config {
 }
 
 // Client returns a new client made from ClientConfig, closed when t and its
-// subtests have finished.
-func (c *Cluster) Client(t testing.TB) *clientv3.Client {
+// subtests have finished. It fails t if the client cannot be made.
+func (c *Cluster) Client(t TB) *clientv3.Client {
 	t.Helper()
 	return newClient(t, c.ClientConfig())
 }
@@ -206,7 +189,7 @@ func (c *Cluster) WaitLeader(ctx context.Context) (int, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return -1, fmt.Errorf("etcdtest: no leader: %w", ctx.Err())
+			return -1, fmt.Errorf("embedded: no leader: %w", ctx.Err())
 		case <-ticker.C:
 		}
 	}
@@ -288,7 +271,7 @@ func (c *Cluster) Close() error {
 func randomToken() (string, error) {
 	b := make([]byte, 8)
 	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("etcdtest: cluster token: %w", err)
+		return "", fmt.Errorf("embedded: cluster token: %w", err)
 	}
 	return "etcdtest-" + hex.EncodeToString(b), nil
 }

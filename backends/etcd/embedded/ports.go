@@ -1,4 +1,4 @@
-package etcdtest
+package embedded
 
 import (
 	"errors"
@@ -29,12 +29,12 @@ func freePorts(n int) ([]int, error) {
 	for range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, fmt.Errorf("etcdtest: find a free port: %w", err)
+			return nil, fmt.Errorf("embedded: find a free port: %w", err)
 		}
 		lns = append(lns, ln)
 		addr, ok := ln.Addr().(*net.TCPAddr)
 		if !ok {
-			return nil, errors.New("etcdtest: find a free port: not a TCP address")
+			return nil, errors.New("embedded: find a free port: not a TCP address")
 		}
 		ports = append(ports, addr.Port)
 	}

@@ -1,4 +1,4 @@
-package etcdtest
+package embedded
 
 import (
 	"errors"
@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/url"
 	"sync"
-	"testing"
 	"time"
 
 	"go.etcd.io/etcd/pkg/v3/proxy"
@@ -46,11 +45,11 @@ type Proxy struct {
 // it.
 func NewProxy(target string) (*Proxy, error) {
 	if _, _, err := net.SplitHostPort(target); err != nil {
-		return nil, fmt.Errorf("etcdtest: proxy target: %w", err)
+		return nil, fmt.Errorf("embedded: proxy target: %w", err)
 	}
 	back, err := newForwarder(target)
 	if err != nil {
-		return nil, fmt.Errorf("etcdtest: start proxy: %w", err)
+		return nil, fmt.Errorf("embedded: start proxy: %w", err)
 	}
 	// etcd's proxy binds the port of its From address on every interface
 	// (see freePorts for the race in choosing it); only the front talks to
@@ -71,16 +70,16 @@ func NewProxy(target string) (*Proxy, error) {
 	case err := <-inner.Error():
 		_ = inner.Close()
 		_ = back.close()
-		return nil, fmt.Errorf("etcdtest: start proxy: %w", err)
+		return nil, fmt.Errorf("embedded: start proxy: %w", err)
 	case <-inner.Done():
 		_ = back.close()
-		return nil, errors.New("etcdtest: start proxy: closed before it was ready")
+		return nil, errors.New("embedded: start proxy: closed before it was ready")
 	}
 	front, err := newForwarder(innerAddr)
 	if err != nil {
 		_ = inner.Close()
 		_ = back.close()
-		return nil, fmt.Errorf("etcdtest: start proxy: %w", err)
+		return nil, fmt.Errorf("embedded: start proxy: %w", err)
 	}
 
 	p := &Proxy{target: target, front: front, inner: inner, back: back}
@@ -97,22 +96,6 @@ func NewProxy(target string) (*Proxy, error) {
 		}
 	})
 	return p, nil
-}
-
-// StartProxy is NewProxy for tests: it fails t if the proxy cannot start
-// and closes the proxy when t and its subtests have finished.
-func StartProxy(t testing.TB, target string) *Proxy {
-	t.Helper()
-	p, err := NewProxy(target)
-	if err != nil {
-		t.Fatalf("etcdtest: start proxy: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("etcdtest: close proxy: %v", err)
-		}
-	})
-	return p
 }
 
 // Endpoint returns the address clients should use instead of the target,
@@ -188,7 +171,7 @@ func (p *Proxy) SetLatency(d time.Duration) {
 // must reconnect. New connections are accepted as before.
 func (p *Proxy) DropConnections() error {
 	if err := p.front.dropConns(); err != nil {
-		return fmt.Errorf("etcdtest: drop connections: %w", err)
+		return fmt.Errorf("embedded: drop connections: %w", err)
 	}
 	return nil
 }
