@@ -2,7 +2,6 @@ package etcd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -93,20 +92,8 @@ func (b *Backend) listFrom(ctx context.Context, service string) ([]discovery.Ins
 // the address, but a stored instance always has its ID, and an empty one
 // would match the key <Prefix>/<service>/ itself.
 func (b *Backend) decode(service string, kv *mvccpb.KeyValue) (discovery.Instance, bool) {
-	var in discovery.Instance
 	id := strings.TrimPrefix(string(kv.Key), b.servicePrefix(service))
-	err := json.Unmarshal(kv.Value, &in)
-	if err == nil {
-		err = in.Validate()
-	}
-	if err == nil {
-		// Validate lets an empty ID through; the stored one must be a
-		// name, which also keeps '/' out of the key's last segment.
-		err = discovery.ValidateName("ID", in.ID)
-	}
-	if err == nil && (in.Service != service || in.ID != id) {
-		err = fmt.Errorf("holds instance %s/%s", in.Service, in.ID)
-	}
+	in, err := decodeInstance(service, id, kv.Value)
 	if err != nil {
 		b.log.Warn("skipping a value that is not a valid instance", "key", string(kv.Key),
 			"revision", kv.ModRevision, "error", err)

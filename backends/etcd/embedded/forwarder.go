@@ -22,6 +22,7 @@ type forwarder struct {
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{} // open connections, both sides
 	held    map[net.Conn]struct{} // accepted while holding, not yet relayed
+	nAccept int                   // connections accepted so far
 	isDown  bool                  // refusing connections
 	holding bool                  // holding new connections
 	closed  bool
@@ -62,6 +63,7 @@ func (f *forwarder) serve() {
 			continue // a transient accept error; keep serving
 		}
 		f.mu.Lock()
+		f.nAccept++
 		isDown, holding := f.isDown, f.holding && !f.closed
 		if holding {
 			f.held[c] = struct{}{}
@@ -161,11 +163,12 @@ func (f *forwarder) release() {
 	}
 }
 
-// heldConns returns how many connections are being held.
-func (f *forwarder) heldConns() int {
+// heldConns returns how many connections are being held, and how many
+// were accepted in all.
+func (f *forwarder) heldConns() (held, accepted int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return len(f.held)
+	return len(f.held), f.nAccept
 }
 
 // track records a relayed connection pair, or reports false once the
