@@ -19,6 +19,7 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/internal/linebuf"
 	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testwait"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -197,14 +198,14 @@ func TestBlackholeLongerThanTTL(t *testing.T) {
 
 	proxy.Blackhole()
 	// Server up, traffic dropped: etcd expires the lease and the key.
-	eventually(t, testTTL+waitFor, "etcd expires the key", func() bool {
+	testwait.Until(t, testTTL+waitFor, "etcd expires the key", func() bool {
 		resp, err := getKey(cli, key, time.Second)
 		return err == nil && len(resp.Kvs) == 0
 	})
 	states.waitState(t, discovery.StateRetrying, waitFor)
 	proxy.Unblackhole()
 	healed := time.Now()
-	eventually(t, waitFor, "the key is back", func() bool { return keyLease(cli, key) != 0 })
+	testwait.Until(t, waitFor, "the key is back", func() bool { return keyLease(cli, key) != 0 })
 	t.Logf("key back %v after the cut healed", time.Since(healed))
 	// etcd granted the expired lease again, under the same ID, and the key
 	// was written anew under it.
@@ -231,7 +232,7 @@ func TestExternalDeleteIsRestored(t *testing.T) {
 	if _, err := cli.Delete(context.Background(), key); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "the key is restored", func() bool { return keyLease(cli, key) == b.Lease() })
+	testwait.Until(t, waitFor, "the key is restored", func() bool { return keyLease(cli, key) == b.Lease() })
 	took := time.Since(deleted)
 	t.Logf("restored %v after the delete", took)
 	if took > 500*time.Millisecond {
@@ -260,7 +261,7 @@ func TestExternalRevokeIsRestored(t *testing.T) {
 	}
 	// The revoke deleted both keys at its revision; they come back under
 	// the lease granted again, with its ID.
-	eventually(t, waitFor, "both keys are back under the lease granted again", func() bool {
+	testwait.Until(t, waitFor, "both keys are back under the lease granted again", func() bool {
 		for _, k := range []string{key, b.Key("orders", "o-1")} {
 			got, err := getKey(cli, k, time.Second)
 			if err != nil || len(got.Kvs) != 1 || got.Kvs[0].CreateRevision <= resp.Header.Revision ||
@@ -363,7 +364,7 @@ func TestSameInstanceFromTwoBackendsDoesNotFlap(t *testing.T) {
 		t.Fatal(err)
 	}
 	firstStates.waitState(t, discovery.StateRegistered, waitFor)
-	eventually(t, waitFor, "the first backend owns the key", func() bool { return keyLease(cli, key) == first.Lease() })
+	testwait.Until(t, waitFor, "the first backend owns the key", func() bool { return keyLease(cli, key) == first.Lease() })
 	cancel()
 	<-watchDone
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/cache"
 	"github.com/roster-sd/roster/internal/resolvertest"
+	"github.com/roster-sd/roster/internal/testwait"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -51,7 +52,7 @@ func TestResolveServedFromCache(t *testing.T) {
 	// Changes reach the cache through the watch, still without Resolve.
 	e.Register(t, inst("c", 3))
 	e.Deregister(t, inst("a", 1))
-	eventually(t, "the cache to see the change", func() bool {
+	testwait.Until(t, waitLong, "the cache to see the change", func() bool {
 		return fmt.Sprint(resolveIDs(t, c)) == "[b c]"
 	})
 	if got := e.Up.Resolves(); got != 0 {
@@ -134,7 +135,7 @@ func TestStaleOnError(t *testing.T) {
 	// discovery.ErrUnavailable, and cannot be set up again.
 	e.Up.FailWatch(errBroken)
 	e.Up.BreakWatchers(errBroken)
-	eventually(t, "Snapshot to report the set stale", func() bool {
+	testwait.Until(t, waitLong, "Snapshot to report the set stale", func() bool {
 		_, _, stale, _ := c.Snapshot(service)
 		return stale
 	})
@@ -150,7 +151,7 @@ func TestStaleOnError(t *testing.T) {
 	}
 	// The cache keeps retrying: Watch keeps being called and failing.
 	watches := e.Up.Watches()
-	eventually(t, "the cache to retry the upstream watch", func() bool {
+	testwait.Until(t, waitLong, "the cache to retry the upstream watch", func() bool {
 		return e.Up.Watches() >= watches+2
 	})
 	wantIDs(t, "Resolve while the upstream fails", resolveIDs(t, c), "a", "b")
@@ -160,7 +161,7 @@ func TestStaleOnError(t *testing.T) {
 
 	// The upstream comes back: the cache resumes on its own.
 	e.Up.FailWatch(nil)
-	eventually(t, "Snapshot to be fresh again", func() bool {
+	testwait.Until(t, waitLong, "Snapshot to be fresh again", func() bool {
 		_, age, stale, _ := c.Snapshot(service)
 		return !stale && age == 0
 	})
@@ -199,12 +200,12 @@ func TestStaleErrors(t *testing.T) {
 			e.Up.FailWatch(errBroken)
 			broken := time.Now()
 			e.Up.BreakWatchers(errBroken)
-			eventually(t, "Snapshot to report the set stale", func() bool {
+			testwait.Until(t, waitLong, "Snapshot to report the set stale", func() bool {
 				_, _, stale, _ := c.Snapshot(service)
 				return stale
 			})
 			var err error
-			eventually(t, "Resolve to fail with the upstream's error", func() bool {
+			testwait.Until(t, waitLong, "Resolve to fail with the upstream's error", func() bool {
 				_, err = c.Resolve(context.Background(), service)
 				return errors.Is(err, errBroken)
 			})
@@ -218,7 +219,7 @@ func TestStaleErrors(t *testing.T) {
 			}
 
 			e.Up.FailWatch(nil)
-			eventually(t, "Resolve to succeed again", func() bool {
+			testwait.Until(t, waitLong, "Resolve to succeed again", func() bool {
 				_, err := c.Resolve(context.Background(), service)
 				return err == nil
 			})
@@ -273,7 +274,7 @@ func TestRegistryOutage(t *testing.T) {
 		t.Fatalf("Next after the outage: %v", err)
 	}
 	wantIDs(t, "Next after the outage", ids(set), "a", "b")
-	eventually(t, "Snapshot to be fresh again", func() bool {
+	testwait.Until(t, waitLong, "Snapshot to be fresh again", func() bool {
 		_, age, stale, _ := c.Snapshot(service)
 		return !stale && age == 0
 	})
@@ -313,7 +314,7 @@ func TestRegistryOutageResolve(t *testing.T) {
 			wantIDs(t, "Resolve", resolveIDs(t, c), "a")
 
 			e.Store.SetAvailable(false)
-			eventually(t, "Snapshot to report the set stale", func() bool {
+			testwait.Until(t, waitLong, "Snapshot to report the set stale", func() bool {
 				_, _, stale, _ := c.Snapshot(service)
 				return stale
 			})
@@ -328,7 +329,7 @@ func TestRegistryOutageResolve(t *testing.T) {
 			}
 
 			e.Store.SetAvailable(true)
-			eventually(t, "Snapshot to be fresh again", func() bool {
+			testwait.Until(t, waitLong, "Snapshot to be fresh again", func() bool {
 				_, age, stale, _ := c.Snapshot(service)
 				return !stale && age == 0
 			})
@@ -360,7 +361,7 @@ func TestFirstResolveWhileUpstreamDown(t *testing.T) {
 	}
 
 	e.Store.SetAvailable(true)
-	eventually(t, "Resolve to succeed once the upstream is back", func() bool {
+	testwait.Until(t, waitLong, "Resolve to succeed once the upstream is back", func() bool {
 		set, err := c.Resolve(context.Background(), service)
 		return err == nil && len(set) == 1
 	})
@@ -456,7 +457,7 @@ func TestEmptyHoldAcrossOutage(t *testing.T) {
 	}
 
 	e.Deregister(t, a)
-	eventually(t, "the hold to start", func() bool {
+	testwait.Until(t, waitLong, "the hold to start", func() bool {
 		_, age, _, _ := c.Snapshot(service)
 		return age > 0
 	})
@@ -525,7 +526,7 @@ func TestCloseUnblocksWatchers(t *testing.T) {
 	e.Register(t, inst("a", 1))
 	c := mustNew(t, e.Up, cache.WithRetry(fastRetry))
 	w, _ := watchFirst(t, c)
-	eventually(t, "the upstream watch to start", func() bool { return e.Up.ActiveWatchers() == 1 })
+	testwait.Until(t, waitLong, "the upstream watch to start", func() bool { return e.Up.ActiveWatchers() == 1 })
 
 	errc := make(chan error, 1)
 	go func() {
@@ -723,7 +724,7 @@ func TestViewSharesTheCachedSet(t *testing.T) {
 	}
 	// A change replaces the set; the one seen before stays as it was.
 	e.Register(t, inst("c", 3))
-	eventually(t, "View to see the change", func() bool {
+	testwait.Until(t, waitLong, "View to see the change", func() bool {
 		var got []string
 		_ = c.View(ctx, service, func(set []discovery.Instance) { got = ids(set) })
 		return fmt.Sprint(got) == "[a b c]"

@@ -71,18 +71,6 @@ func (e *env) newCache(t *testing.T, opts ...cache.Option) *cache.Resolver {
 	return c
 }
 
-// eventually polls cond until it holds, failing the test after waitLong.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitLong, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func resolveIDs(t *testing.T, r discovery.Resolver) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)

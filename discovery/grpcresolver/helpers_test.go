@@ -18,6 +18,7 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testwait"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -94,7 +95,7 @@ func mustCall(t *testing.T, conn *grpc.ClientConn) string {
 func waitAnswering(t *testing.T, conn *grpc.ClientConn, n int) {
 	t.Helper()
 	seen := make(map[string]bool)
-	eventually(t, fmt.Sprintf("%d servers to answer", n), func() bool {
+	testwait.Until(t, waitLong, fmt.Sprintf("%d servers to answer", n), func() bool {
 		seen[mustCall(t, conn)] = true
 		return len(seen) == n
 	})
@@ -163,18 +164,6 @@ func target(t *testing.T, s string) resolver.Target {
 		t.Fatal(err)
 	}
 	return resolver.Target{URL: *u}
-}
-
-// eventually polls cond until it holds, failing the test after waitLong.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitLong, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // testLogger routes logs to t.Log until the test ends.

@@ -18,6 +18,7 @@ import (
 	"github.com/roster-sd/roster/discovery/cache"
 	"github.com/roster-sd/roster/discovery/grpcresolver"
 	"github.com/roster-sd/roster/internal/resolvertest"
+	"github.com/roster-sd/roster/internal/testwait"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -81,7 +82,7 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 	// A deregistered server stops receiving calls.
 	e.Deregister(t, s2)
 	quiet := 0
-	eventually(t, "calls to stop reaching the deregistered server", func() bool {
+	testwait.Until(t, waitLong, "calls to stop reaching the deregistered server", func() bool {
 		name := mustCall(t, conn)
 		if name == "s2" {
 			quiet = 0
@@ -102,7 +103,7 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 	// A new server starts receiving calls.
 	s4 := startServer(t, "s4")
 	e.Register(t, s4)
-	eventually(t, "the new server to receive calls", func() bool {
+	testwait.Until(t, waitLong, "the new server to receive calls", func() bool {
 		return mustCall(t, conn) == "s4"
 	})
 
@@ -111,7 +112,7 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 		t.Errorf("%d upstream watchers open, want 1", n)
 	}
 	conn.Close()
-	eventually(t, "the resolver to stop its watch", func() bool { return e.Up.ActiveWatchers() == 0 })
+	testwait.Until(t, waitLong, "the resolver to stop its watch", func() bool { return e.Up.ActiveWatchers() == 0 })
 	if got := e.Up.Watches(); got != 1 {
 		t.Errorf("upstream Watch called %d times, want 1: the watch never failed", got)
 	}
@@ -134,10 +135,10 @@ func TestRecoversFromUpstreamFailure(t *testing.T) {
 	}
 	// The resolver keeps trying.
 	watches := e.Up.Watches()
-	eventually(t, "the resolver to retry Watch", func() bool { return e.Up.Watches() >= watches+2 })
+	testwait.Until(t, waitLong, "the resolver to retry Watch", func() bool { return e.Up.Watches() >= watches+2 })
 
 	e.Up.FailWatch(nil)
-	eventually(t, "calls to succeed once Watch works", func() bool {
+	testwait.Until(t, waitLong, "calls to succeed once Watch works", func() bool {
 		name, err := call(context.Background(), conn)
 		return err == nil && name == "s1"
 	})
@@ -147,14 +148,14 @@ func TestRecoversFromUpstreamFailure(t *testing.T) {
 	e.Store.SetAvailable(false)
 	e.Up.BreakWatchers(errBroken)
 	watches = e.Up.Watches()
-	eventually(t, "the resolver to retry Watch", func() bool { return e.Up.Watches() >= watches+2 })
+	testwait.Until(t, waitLong, "the resolver to retry Watch", func() bool { return e.Up.Watches() >= watches+2 })
 	if name, err := call(context.Background(), conn); err != nil || name != "s1" {
 		t.Errorf("call during the outage = %q, %v; want s1", name, err)
 	}
 	e.Store.SetAvailable(true)
 	s2 := startServer(t, "s2")
 	e.Register(t, s2)
-	eventually(t, "the resolver to resume and send the new server", func() bool {
+	testwait.Until(t, waitLong, "the resolver to resume and send the new server", func() bool {
 		name, err := call(context.Background(), conn)
 		return err == nil && name == "s2"
 	})
@@ -174,7 +175,7 @@ func TestReportsErrorsAndResumes(t *testing.T) {
 	}
 	defer r.Close()
 
-	eventually(t, "a reported error", func() bool { _, n := cc.counts(); return n >= 2 })
+	testwait.Until(t, waitLong, "a reported error", func() bool { _, n := cc.counts(); return n >= 2 })
 	if err := cc.lastErr(); !errors.Is(err, errBroken) {
 		t.Errorf("reported error = %v, want it to wrap the upstream's", err)
 	}
@@ -183,7 +184,7 @@ func TestReportsErrorsAndResumes(t *testing.T) {
 	}
 
 	e.Up.FailWatch(nil)
-	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 	st, _ := cc.lastState()
 	if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
 		t.Errorf("addresses = %v, want %v", got, want)
@@ -193,13 +194,13 @@ func TestReportsErrorsAndResumes(t *testing.T) {
 	// (gRPC holds an error meanwhile), then follows changes.
 	_, errsBefore := cc.counts()
 	e.Up.BreakWatchers(errBroken)
-	eventually(t, "the state to be sent again after the error", func() bool { n, _ := cc.counts(); return n == 2 })
+	testwait.Until(t, waitLong, "the state to be sent again after the error", func() bool { n, _ := cc.counts(); return n == 2 })
 	if _, n := cc.counts(); n != errsBefore+1 {
 		t.Errorf("errors reported = %d, want %d", n, errsBefore+1)
 	}
 	bb := discovery.Instance{Service: service, ID: "b", Address: "10.0.0.2:2"}
 	e.Register(t, bb)
-	eventually(t, "the state with the new instance", func() bool {
+	testwait.Until(t, waitLong, "the state with the new instance", func() bool {
 		st, _ := cc.lastState()
 		return slices.Equal(addrs(st), []string{a.Address, bb.Address})
 	})
@@ -252,7 +253,7 @@ func TestRegistryOutageKeepsCalling(t *testing.T) {
 			e.Store.SetAvailable(true)
 			s3 := startServer(t, "s3")
 			e.Register(t, s3)
-			eventually(t, "the server registered after the outage to receive calls", func() bool {
+			testwait.Until(t, waitLong, "the server registered after the outage to receive calls", func() bool {
 				return mustCall(t, conn) == "s3"
 			})
 			if got := e.Up.Watches(); got != 1 {
@@ -277,7 +278,7 @@ func TestRegistryOutageState(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 
 	for round := 1; round <= 2; round++ {
 		e.Store.SetAvailable(false)
@@ -286,7 +287,7 @@ func TestRegistryOutageState(t *testing.T) {
 			t.Errorf("outage %d: %d states and %d errors sent, want %d and none", round, states, errs, round)
 		}
 		e.Store.SetAvailable(true)
-		eventually(t, "the state to be sent again after the outage", func() bool { n, _ := cc.counts(); return n == round+1 })
+		testwait.Until(t, waitLong, "the state to be sent again after the outage", func() bool { n, _ := cc.counts(); return n == round+1 })
 		st, _ := cc.lastState()
 		if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
 			t.Errorf("addresses after outage %d = %v, want %v", round, got, want)
@@ -314,13 +315,13 @@ func TestRegistryOutageBeforeFirstSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	eventually(t, "a reported error", func() bool { _, n := cc.counts(); return n == 1 })
+	testwait.Until(t, waitLong, "a reported error", func() bool { _, n := cc.counts(); return n == 1 })
 	if err := cc.lastErr(); !errors.Is(err, discovery.ErrUnavailable) || !errors.Is(err, errBroken) {
 		t.Errorf("reported error = %v, want it to wrap discovery.ErrUnavailable and its cause", err)
 	}
 	a := discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"}
 	feed.Publish([]discovery.Instance{a})
-	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 	st, _ := cc.lastState()
 	if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
 		t.Errorf("addresses = %v, want %v", got, want)
@@ -343,14 +344,14 @@ func TestResolveNow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 	feed.Fail(errors.New("test outage"))
 	// With no address held, the resolver reports the outage to gRPC.
-	eventually(t, "the outage reported", func() bool { _, n := cc.counts(); return n == 1 })
+	testwait.Until(t, waitLong, "the outage reported", func() bool { _, n := cc.counts(); return n == 1 })
 
 	up.set(1)
 	r.ResolveNow(resolver.ResolveNowOptions{})
-	eventually(t, "ResolveNow to send the resolved set", func() bool {
+	testwait.Until(t, waitLong, "ResolveNow to send the resolved set", func() bool {
 		st, _ := cc.lastState()
 		return slices.Equal(addrs(st), []string{"10.0.0.1:1001"})
 	})
@@ -361,7 +362,7 @@ func TestResolveNow(t *testing.T) {
 	for range 5 {
 		r.ResolveNow(resolver.ResolveNowOptions{})
 	}
-	eventually(t, "the merged ResolveNow", func() bool {
+	testwait.Until(t, waitLong, "the merged ResolveNow", func() bool {
 		st, _ := cc.lastState()
 		return slices.Equal(addrs(st), []string{"10.0.0.1:1002"})
 	})
@@ -395,18 +396,18 @@ func TestResolveNowWhileWatchingSendsOnlyWatchSets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 	for range 5 {
 		r.ResolveNow(resolver.ResolveNowOptions{})
 	}
 	feed.Publish(watchSet(2))
-	eventually(t, "the watch's second set", func() bool {
+	testwait.Until(t, waitLong, "the watch's second set", func() bool {
 		st, _ := cc.lastState()
 		return slices.Equal(addrs(st), []string{"10.0.0.2:2"})
 	})
 	r.ResolveNow(resolver.ResolveNowOptions{})
 	feed.Publish(watchSet(3))
-	eventually(t, "the watch's third set", func() bool {
+	testwait.Until(t, waitLong, "the watch's third set", func() bool {
 		st, _ := cc.lastState()
 		return slices.Equal(addrs(st), []string{"10.0.0.2:3"})
 	})
@@ -492,7 +493,7 @@ func TestAddressesCarryInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 	st, _ := cc.lastState()
 
 	want := discovery.NormalizeSet(ins)
@@ -521,7 +522,7 @@ func TestAddressesCarryInstances(t *testing.T) {
 	// Addresses of equal instances are equal (metadata maps compare by
 	// value), and differ when the metadata does.
 	e.Register(t, discovery.Instance{Service: service, ID: "c", Address: "10.0.0.3:3"})
-	eventually(t, "the second state", func() bool { n, _ := cc.counts(); return n == 2 })
+	testwait.Until(t, waitLong, "the second state", func() bool { n, _ := cc.counts(); return n == 2 })
 	st2, _ := cc.lastState()
 	if !st.Addresses[0].Equal(st2.Addresses[0]) || !st.Addresses[1].Equal(st2.Addresses[1]) {
 		t.Errorf("addresses of unchanged instances are not Equal across updates")
@@ -561,7 +562,7 @@ func TestCloseStopsResolver(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "the first state or error", func() bool { s, e := cc.counts(); return s+e > 0 })
+			testwait.Until(t, waitLong, "the first state or error", func() bool { s, e := cc.counts(); return s+e > 0 })
 			done := make(chan struct{})
 			go func() {
 				r.Close()
@@ -658,5 +659,5 @@ func TestNewBuilderIgnoresNilOption(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 }
