@@ -17,7 +17,9 @@ import (
 )
 
 // waitLong bounds every wait for something that must happen; quiet is how
-// long a test watches for something that must not happen.
+// long a test watches for something that must not happen, always inside a
+// testing/synctest bubble, whose clock passes it only once every goroutine
+// of the bubble is blocked: by then, whatever was going to happen has.
 const (
 	waitLong = 5 * time.Second
 	quiet    = 50 * time.Millisecond
