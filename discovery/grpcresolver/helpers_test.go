@@ -2,6 +2,7 @@ package grpcresolver_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -168,3 +169,55 @@ func target(t *testing.T, s string) resolver.Target {
 
 // testLogger routes logs to t.Log until the test ends.
 func testLogger(t testing.TB) hclog.Logger { return testlog.New(t) }
+
+// nextCounter passes its calls on to a Resolver and counts, over the
+// watchers it hands out, the Next calls in progress and those that
+// returned an error wrapping discovery.ErrUnavailable: a resolver that has
+// been told of an outage and waits in Next again has done all that the
+// outage makes it do.
+type nextCounter struct {
+	discovery.Resolver
+
+	mu       sync.Mutex
+	pending  int // Next calls in progress
+	outages  int // Next calls that returned discovery.ErrUnavailable
+	watchers int // watchers handed out
+}
+
+func (c *nextCounter) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
+	w, err := c.Resolver.Watch(ctx, service)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.watchers++
+	c.mu.Unlock()
+	return &countedWatcher{Watcher: w, c: c}, nil
+}
+
+// outageHandled reports whether the one watcher has returned n outages
+// and is waiting in Next again.
+func (c *nextCounter) outageHandled(n int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.watchers == 1 && c.outages == n && c.pending == 1
+}
+
+type countedWatcher struct {
+	discovery.Watcher
+	c *nextCounter
+}
+
+func (w *countedWatcher) Next(ctx context.Context) ([]discovery.Instance, error) {
+	w.c.mu.Lock()
+	w.c.pending++
+	w.c.mu.Unlock()
+	set, err := w.Watcher.Next(ctx)
+	w.c.mu.Lock()
+	w.c.pending--
+	if errors.Is(err, discovery.ErrUnavailable) {
+		w.c.outages++
+	}
+	w.c.mu.Unlock()
+	return set, err
+}

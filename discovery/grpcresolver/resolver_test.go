@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"google.golang.org/grpc"
@@ -233,21 +234,23 @@ func TestRegistryOutageKeepsCalling(t *testing.T) {
 				defer c.Close()
 				up = c
 			}
-			b := newBuilder(t, up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+			counter := &nextCounter{Resolver: up}
+			b := newBuilder(t, counter, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
 			conn := dial(t, b)
 			defer conn.Close()
 			waitAnswering(t, conn, 2)
 
 			e.Store.SetAvailable(false)
+			// Once the resolver has been told of the outage and waits
+			// for the next set, it has done all the outage makes it do
+			// at once. (What it might do later, on a timer, is
+			// TestRegistryOutageState's to check, on a fake clock.)
+			testwait.Until(t, waitLong, "the resolver to handle the outage and wait for the next set",
+				func() bool { return counter.outageHandled(1) })
 			got := spread(t, conn, 20) // fails the test on any error
 			t.Logf("20 calls during the outage: %v", got)
 			if got["s1"] == 0 || got["s2"] == 0 {
 				t.Errorf("calls during the outage = %v, want both servers still used", got)
-			}
-			time.Sleep(50 * time.Millisecond)
-			got = spread(t, conn, 20)
-			if got["s1"] == 0 || got["s2"] == 0 {
-				t.Errorf("calls later in the outage = %v, want both servers still used", got)
 			}
 
 			e.Store.SetAvailable(true)
@@ -268,37 +271,42 @@ func TestRegistryOutageKeepsCalling(t *testing.T) {
 // error, since gRPC holds good addresses.
 func TestRegistryOutageState(t *testing.T) {
 	t.Parallel()
-	e := resolvertest.NewEnv(t)
-	a := discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"}
-	e.Register(t, a)
-	b := newBuilder(t, e.Up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
-	cc := &fakeCC{}
-	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	synctest.Test(t, func(t *testing.T) {
+		e := resolvertest.NewEnv(t)
+		a := discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"}
+		e.Register(t, a)
+		b := newBuilder(t, e.Up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+		cc := &fakeCC{}
+		r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 
-	for round := 1; round <= 2; round++ {
-		e.Store.SetAvailable(false)
-		time.Sleep(50 * time.Millisecond)
-		if states, errs := cc.counts(); states != round || errs != 0 {
-			t.Errorf("outage %d: %d states and %d errors sent, want %d and none", round, states, errs, round)
+		for round := 1; round <= 2; round++ {
+			e.Store.SetAvailable(false)
+			// The bubble's clock passes 50ms, through the resolver's
+			// retries, once every goroutine has done what the outage
+			// makes it do.
+			time.Sleep(50 * time.Millisecond)
+			if states, errs := cc.counts(); states != round || errs != 0 {
+				t.Errorf("outage %d: %d states and %d errors sent, want %d and none", round, states, errs, round)
+			}
+			e.Store.SetAvailable(true)
+			testwait.Until(t, waitLong, "the state to be sent again after the outage", func() bool { n, _ := cc.counts(); return n == round+1 })
+			st, _ := cc.lastState()
+			if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
+				t.Errorf("addresses after outage %d = %v, want %v", round, got, want)
+			}
 		}
-		e.Store.SetAvailable(true)
-		testwait.Until(t, waitLong, "the state to be sent again after the outage", func() bool { n, _ := cc.counts(); return n == round+1 })
-		st, _ := cc.lastState()
-		if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
-			t.Errorf("addresses after outage %d = %v, want %v", round, got, want)
+		if _, errs := cc.counts(); errs != 0 {
+			t.Errorf("%d errors reported, want none", errs)
 		}
-	}
-	if _, errs := cc.counts(); errs != 0 {
-		t.Errorf("%d errors reported, want none", errs)
-	}
-	if got := e.Up.Watches(); got != 1 {
-		t.Errorf("upstream Watch called %d times, want 1", got)
-	}
+		if got := e.Up.Watches(); got != 1 {
+			t.Errorf("upstream Watch called %d times, want 1", got)
+		}
+	})
 }
 
 // TestRegistryOutageBeforeFirstSet: with no address in gRPC yet, the
@@ -330,49 +338,52 @@ func TestRegistryOutageBeforeFirstSet(t *testing.T) {
 
 func TestResolveNow(t *testing.T) {
 	t.Parallel()
-	const interval = 150 * time.Millisecond
-	// The watcher reports no instance, then the registry unreachable, and
-	// then no change; Resolve always has a fresh set.
-	feed := discovery.NewFeed()
-	defer feed.Close(nil)
-	feed.Publish(nil)
-	up := &splitResolver{feed: feed}
-	b := newBuilder(t, up, grpcresolver.WithResolveNowInterval(interval))
-	cc := &fakeCC{}
-	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
-	feed.Fail(errors.New("test outage"))
-	// With no address held, the resolver reports the outage to gRPC.
-	testwait.Until(t, waitLong, "the outage reported", func() bool { _, n := cc.counts(); return n == 1 })
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 150 * time.Millisecond
+		// The watcher reports no instance, then the registry unreachable, and
+		// then no change; Resolve always has a fresh set.
+		feed := discovery.NewFeed()
+		defer feed.Close(nil)
+		feed.Publish(nil)
+		up := &splitResolver{feed: feed}
+		b := newBuilder(t, up, grpcresolver.WithResolveNowInterval(interval))
+		cc := &fakeCC{}
+		r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+		feed.Fail(errors.New("test outage"))
+		// With no address held, the resolver reports the outage to gRPC.
+		testwait.Until(t, waitLong, "the outage reported", func() bool { _, n := cc.counts(); return n == 1 })
 
-	up.set(1)
-	r.ResolveNow(resolver.ResolveNowOptions{})
-	testwait.Until(t, waitLong, "ResolveNow to send the resolved set", func() bool {
-		st, _ := cc.lastState()
-		return slices.Equal(addrs(st), []string{"10.0.0.1:1001"})
-	})
-	first := time.Now()
-
-	// Within the interval, requests are merged into one at its end.
-	up.set(2)
-	for range 5 {
+		up.set(1)
 		r.ResolveNow(resolver.ResolveNowOptions{})
-	}
-	testwait.Until(t, waitLong, "the merged ResolveNow", func() bool {
-		st, _ := cc.lastState()
-		return slices.Equal(addrs(st), []string{"10.0.0.1:1002"})
+		testwait.Until(t, waitLong, "ResolveNow to send the resolved set", func() bool {
+			st, _ := cc.lastState()
+			return slices.Equal(addrs(st), []string{"10.0.0.1:1001"})
+		})
+		first := time.Now()
+
+		// Within the interval, requests are merged into one at its end.
+		up.set(2)
+		for range 5 {
+			r.ResolveNow(resolver.ResolveNowOptions{})
+		}
+		testwait.Until(t, waitLong, "the merged ResolveNow", func() bool {
+			st, _ := cc.lastState()
+			return slices.Equal(addrs(st), []string{"10.0.0.1:1002"})
+		})
+		if d := time.Since(first); d < interval/2 {
+			t.Errorf("second forced Resolve %v after the first, want at least the interval %v", d, interval)
+		}
+		// A whole interval more on the bubble's clock: no third Resolve.
+		time.Sleep(interval)
+		if got := up.resolves.Load(); got != 2 {
+			t.Errorf("upstream Resolve called %d times for 6 ResolveNow calls, want 2", got)
+		}
 	})
-	if d := time.Since(first); d < interval/2 {
-		t.Errorf("second forced Resolve %v after the first, want at least the interval %v", d, interval)
-	}
-	time.Sleep(interval)
-	if got := up.resolves.Load(); got != 2 {
-		t.Errorf("upstream Resolve called %d times for 6 ResolveNow calls, want 2", got)
-	}
 }
 
 // TestResolveNowWhileWatchingSendsOnlyWatchSets: while the watch is
