@@ -24,9 +24,11 @@ import (
 )
 
 // poller reads a key every 20 ms through its own client and counts the
-// reads that succeeded and found the key absent.
+// reads that succeeded and found the key absent; present is when the last
+// read that found the key started (Unix nanoseconds).
 type poller struct {
 	ok, absent atomic.Int64
+	present    atomic.Int64
 	stop       chan struct{}
 	done       chan struct{}
 }
@@ -43,6 +45,7 @@ func pollKey(t *testing.T, cli *clientv3.Client, key string) *poller {
 				return
 			case <-tick.C:
 			}
+			start := time.Now()
 			resp, err := getKey(cli, key, 200*time.Millisecond)
 			if err != nil {
 				continue
@@ -51,11 +54,18 @@ func pollKey(t *testing.T, cli *clientv3.Client, key string) *poller {
 			if len(resp.Kvs) == 0 {
 				p.absent.Add(1)
 				t.Logf("poll at %v: key absent", time.Now().Format("15:04:05.000"))
+			} else {
+				p.present.Store(start.UnixNano())
 			}
 		}
 	}()
 	t.Cleanup(p.halt)
 	return p
+}
+
+// presentAfter reports whether a read that started after t found the key.
+func (p *poller) presentAfter(t time.Time) bool {
+	return p.present.Load() > t.UnixNano()
 }
 
 func (p *poller) halt() {
@@ -84,11 +94,10 @@ func TestEtcdRestartedWithinTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	okBefore := p.ok.Load()
-	// Keep polling through more than a TTL after the restart.
-	deadline := time.Now().Add(cfg.TTL + time.Second)
-	for time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	// Keep polling until a read finds the key more than a TTL after the
+	// restart, when an unrenewed lease would have expired.
+	expired := time.Now().Add(cfg.TTL + time.Second)
+	testwait.Until(t, cfg.TTL+waitFor, "a read after the TTL finds the key", func() bool { return p.presentAfter(expired) })
 	p.halt()
 	if n := p.absent.Load(); n != 0 {
 		t.Errorf("key was absent in %d of %d polls; want present throughout", n, p.ok.Load())
@@ -301,10 +310,10 @@ func TestClusterLeaderKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	okBefore := p.ok.Load()
-	deadline := time.Now().Add(2 * cfg.TTL)
-	for time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	// Keep polling until a read finds the key two TTLs after the leader
+	// change, when an unrenewed lease would have expired.
+	expired := time.Now().Add(2 * cfg.TTL)
+	testwait.Until(t, 2*cfg.TTL+waitFor, "a read two TTLs after the leader change finds the key", func() bool { return p.presentAfter(expired) })
 	p.halt()
 	if n := p.absent.Load(); n != 0 {
 		t.Errorf("key absent in %d of %d polls; want never", n, p.ok.Load())
