@@ -339,11 +339,12 @@ func TestSameInstanceFromTwoBackendsDoesNotFlap(t *testing.T) {
 	wctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events := cli.Watch(wctx, key)
-	var puts, deletes atomic.Int64
+	var puts, deletes, seen atomic.Int64 // seen: the revision the watch has caught up with
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
 		for resp := range events {
+			seen.Store(resp.Header.Revision)
 			for _, ev := range resp.Events {
 				if ev.Type == mvccpb.PUT {
 					puts.Add(1)
@@ -360,8 +361,19 @@ func TestSameInstanceFromTwoBackendsDoesNotFlap(t *testing.T) {
 	if st, _ := first.Status("payments", "p-1"); !errors.Is(st.Err, discovery.ErrConflict) {
 		t.Errorf("conflict status = %v; want an error wrapping ErrConflict", st)
 	}
-	// Several keep-alive rounds: nobody writes again.
+	// Several keep-alive rounds: nobody writes again. Then the watch
+	// catches up with etcd, so that every write made meanwhile is counted.
 	time.Sleep(3 * testTTL)
+	resp, err := getKey(cli, key, waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, waitFor, "the watch to catch up with etcd", func() bool {
+		if err := cli.RequestProgress(wctx); err != nil {
+			t.Logf("RequestProgress: %v", err)
+		}
+		return seen.Load() >= resp.Header.Revision
+	})
 	if got := keyLease(cli, key); got != second.Lease() {
 		t.Errorf("key lease = %x; want the later writer's %x", got, second.Lease())
 	}
