@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/roster-sd/roster/internal/testwait"
 )
 
 // A partitioned link must not pile up connections while clients redial:
@@ -56,13 +58,11 @@ func TestForwarderHoldsNewConnectionsUntilRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	deadline := time.Now().Add(5 * time.Second)
-	for f.heldConns() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections held, want 1 once the others gave up", f.heldConns())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// Accepted in the order dialled: once kept is held, the others were
+	// accepted before it, and they are gone once it is the only one held.
+	// (One held connection is not enough: it may be one that gave up and
+	// is not closed yet, with kept still to be accepted.)
+	testwait.Until(t, 5*time.Second, "kept is the one connection held", func() bool { return f.holdsOnly(kept) })
 	// A held connection is never dialled upstream, so this is exact.
 	if n := len(accepted); n != 0 {
 		t.Fatalf("upstream accepted %d connections while held", n)
@@ -93,4 +93,15 @@ func TestForwarderHoldsNewConnectionsUntilRelease(t *testing.T) {
 	if n := f.heldConns(); n != 0 {
 		t.Fatalf("%d connections still held after release", n)
 	}
+}
+
+// holdsOnly reports whether the one connection f holds is the one whose
+// client end is c.
+func (f *forwarder) holdsOnly(c net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for h := range f.held {
+		return len(f.held) == 1 && h.RemoteAddr().String() == c.LocalAddr().String()
+	}
+	return false
 }
