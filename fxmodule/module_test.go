@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -538,27 +539,30 @@ func TestWithoutFx(t *testing.T) {
 // retries until the registry is back.
 func TestRetriesFailingRegister(t *testing.T) {
 	t.Parallel()
-	store := memory.NewStore()
-	store.SetAvailable(false)
-	var reg *fxmodule.Registration
-	app := fxtest.New(t,
-		fxmodule.Module,
-		fx.Supply(fxmodule.Config{Retry: testRetry()}),
-		fx.Provide(func() hclog.Logger { return testLogger(t) }),
-		fxmodule.UseBackend(sharedMemory(store)),
-		fxmodule.Instance(payments),
-		fx.Populate(&reg),
-	)
-	app.RequireStart()
-	if err := reg.Wait(ctxFor(t, 200*time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Wait during the outage = %v; want it to wait", err)
-	}
-	store.SetAvailable(true)
-	if err := reg.Wait(ctxFor(t, 5*time.Second)); err != nil {
-		t.Fatalf("Wait after the outage: %v", err)
-	}
-	wantSet(t, store, "payments", payments)
-	app.RequireStop()
+	synctest.Test(t, func(t *testing.T) {
+		store := memory.NewStore()
+		store.SetAvailable(false)
+		var reg *fxmodule.Registration
+		app := fxtest.New(t,
+			fxmodule.Module,
+			fx.Supply(fxmodule.Config{Retry: testRetry()}),
+			fx.Provide(func() hclog.Logger { return testLogger(t) }),
+			fxmodule.UseBackend(sharedMemory(store)),
+			fxmodule.Instance(payments),
+			fx.Populate(&reg),
+		)
+		app.RequireStart()
+		// Several retries pass on the bubble's clock, each failing.
+		if err := reg.Wait(ctxFor(t, 200*time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Wait during the outage = %v; want it to wait", err)
+		}
+		store.SetAvailable(true)
+		if err := reg.Wait(ctxFor(t, 5*time.Second)); err != nil {
+			t.Fatalf("Wait after the outage: %v", err)
+		}
+		wantSet(t, store, "payments", payments)
+		app.RequireStop()
+	})
 }
 
 // deadEndpoint returns a loopback address nothing listens on.

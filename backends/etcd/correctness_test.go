@@ -14,6 +14,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/testwait"
 )
 
 // Tests of issue #15: defects that cost a process its registrations, or
@@ -56,7 +57,7 @@ func TestLargeInstancesAreRestoredInBatchesThatFit(t *testing.T) {
 	if _, err := cli.Delete(context.Background(), etcd.DefaultPrefix+"/payments/", clientv3.WithPrefix()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "every instance is restored", func() bool { return countKeys(cli, "payments") == n })
+	testwait.Until(t, waitFor, "every instance is restored", func() bool { return countKeys(cli, "payments") == n })
 	for i := range n {
 		in := bigInstance(i)
 		if got := keyLease(cli, b.Key(in.Service, in.ID)); got != lease {
@@ -111,7 +112,7 @@ func TestNoSpaceKeepsEveryRegisteredInstance(t *testing.T) {
 		done <- b.Register(ctx, extra)
 	}()
 	// The new instance is refused, with the cause, and retried.
-	eventually(t, waitFor, "the new instance reports retrying with NOSPACE", func() bool {
+	testwait.Until(t, waitFor, "the new instance reports retrying with NOSPACE", func() bool {
 		st, err := b.Status("payments", "p-extra")
 		return err == nil && st.State == discovery.StateRetrying && st.Err != nil &&
 			strings.Contains(st.Err.Error(), "database space exceeded") && st.RetryIn > 0
@@ -211,7 +212,7 @@ func TestAbandonedUpdateRevertsToThePreviousValue(t *testing.T) {
 		defer cancel()
 		first <- b.Register(ctx, v1)
 	}()
-	eventually(t, waitFor, "v1 is registering", func() bool {
+	testwait.Until(t, waitFor, "v1 is registering", func() bool {
 		st, err := b.Status("payments", "p-1")
 		return err == nil && st.State == discovery.StateRegistering
 	})
@@ -233,7 +234,7 @@ func TestAbandonedUpdateRevertsToThePreviousValue(t *testing.T) {
 		t.Fatal("Register(v1) is still blocked after v2 was abandoned")
 	}
 	proxy.SetLatency(0)
-	eventually(t, waitFor, "etcd holds v1", func() bool {
+	testwait.Until(t, waitFor, "etcd holds v1", func() bool {
 		resp, err := getKey(cli, b.Key("payments", "p-1"), time.Second)
 		return err == nil && len(resp.Kvs) == 1 && strings.Contains(string(resp.Kvs[0].Value), `"version":"1"`)
 	})
@@ -267,7 +268,7 @@ func TestConflictIsReportedAfterAnOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	var owner, other *etcd.Backend
-	eventually(t, waitFor, "one backend owns the key and the other reports conflict", func() bool {
+	testwait.Until(t, waitFor, "one backend owns the key and the other reports conflict", func() bool {
 		sa, _ := a.Status("payments", "p-1")
 		sb, _ := b.Status("payments", "p-1")
 		switch {
@@ -311,7 +312,7 @@ func TestNoLeaseIsKeptForNothing(t *testing.T) {
 		t.Fatalf("Register = %v; want its deadline exceeded", err)
 	}
 	proxy.SetLatency(0)
-	eventually(t, waitFor, "no lease left after the abandoned Register", noLeases)
+	testwait.Until(t, waitFor, "no lease left after the abandoned Register", noLeases)
 	if n := countKeys(cli, "payments"); n != 0 {
 		t.Errorf("etcd holds %d instances after an abandoned Register; want 0", n)
 	}
@@ -323,7 +324,7 @@ func TestNoLeaseIsKeptForNothing(t *testing.T) {
 	if err := b.Deregister(context.Background(), in); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "no lease left after the last Deregister", noLeases)
+	testwait.Until(t, waitFor, "no lease left after the last Deregister", noLeases)
 	register(t, b, in)
 	if b.Lease() == 0 || keyLease(cli, b.Key("payments", "p-2")) != b.Lease() {
 		t.Errorf("after registering again the key is under %x; want the new lease %x",
@@ -349,7 +350,7 @@ func TestCloseReportsAFailedRevokeToPendingDeregister(t *testing.T) {
 	t.Cleanup(proxy.Unblackhole)
 	deregistered := make(chan error, 1)
 	go func() { deregistered <- b.Deregister(context.Background(), in) }()
-	eventually(t, waitFor, "Deregister is pending", func() bool {
+	testwait.Until(t, waitFor, "Deregister is pending", func() bool {
 		st, err := b.Status("payments", "p-1")
 		return err != nil || st.State == discovery.StateDeregistered
 	})
@@ -395,7 +396,7 @@ func TestOwnKeyRestoredAfterCompactionWhileDisconnected(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy.Unblackhole()
-	eventually(t, waitFor, "the deleted key is restored", func() bool {
+	testwait.Until(t, waitFor, "the deleted key is restored", func() bool {
 		return keyLease(cli, b.Key("payments", "p-1")) == lease
 	})
 }
@@ -417,16 +418,16 @@ func TestManyInstancesRestoredAfterRevoke(t *testing.T) {
 	if _, err := cli.Revoke(context.Background(), b.Lease()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "every instance is restored", func() bool { return countKeys(cli, "payments") == n })
+	testwait.Until(t, waitFor, "every instance is restored", func() bool { return countKeys(cli, "payments") == n })
 	for _, i := range []int{0, 150, n - 1} {
 		key := b.Key("payments", fmt.Sprintf("p-%03d", i))
-		eventually(t, waitFor, "the key is under the new lease", func() bool {
+		testwait.Until(t, waitFor, "the key is under the new lease", func() bool {
 			l := keyLease(cli, key)
 			return l != 0 && l == b.Lease()
 		})
 		if _, err := cli.Delete(context.Background(), key); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, waitFor, "a key deleted later is restored", func() bool { return keyLease(cli, key) == b.Lease() })
+		testwait.Until(t, waitFor, "a key deleted later is restored", func() bool { return keyLease(cli, key) == b.Lease() })
 	}
 }

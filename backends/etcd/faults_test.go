@@ -19,13 +19,16 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/internal/linebuf"
 	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testwait"
 	"github.com/roster-sd/roster/retry"
 )
 
 // poller reads a key every 20 ms through its own client and counts the
-// reads that succeeded and found the key absent.
+// reads that succeeded and found the key absent; present is when the last
+// read that found the key started (Unix nanoseconds).
 type poller struct {
 	ok, absent atomic.Int64
+	present    atomic.Int64
 	stop       chan struct{}
 	done       chan struct{}
 }
@@ -42,6 +45,7 @@ func pollKey(t *testing.T, cli *clientv3.Client, key string) *poller {
 				return
 			case <-tick.C:
 			}
+			start := time.Now()
 			resp, err := getKey(cli, key, 200*time.Millisecond)
 			if err != nil {
 				continue
@@ -50,11 +54,18 @@ func pollKey(t *testing.T, cli *clientv3.Client, key string) *poller {
 			if len(resp.Kvs) == 0 {
 				p.absent.Add(1)
 				t.Logf("poll at %v: key absent", time.Now().Format("15:04:05.000"))
+			} else {
+				p.present.Store(start.UnixNano())
 			}
 		}
 	}()
 	t.Cleanup(p.halt)
 	return p
+}
+
+// presentAfter reports whether a read that started after t found the key.
+func (p *poller) presentAfter(t time.Time) bool {
+	return p.present.Load() > t.UnixNano()
 }
 
 func (p *poller) halt() {
@@ -83,11 +94,10 @@ func TestEtcdRestartedWithinTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	okBefore := p.ok.Load()
-	// Keep polling through more than a TTL after the restart.
-	deadline := time.Now().Add(cfg.TTL + time.Second)
-	for time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	// Keep polling until a read finds the key more than a TTL after the
+	// restart, when an unrenewed lease would have expired.
+	expired := time.Now().Add(cfg.TTL + time.Second)
+	testwait.Until(t, cfg.TTL+waitFor, "a read after the TTL finds the key", func() bool { return p.presentAfter(expired) })
 	p.halt()
 	if n := p.absent.Load(); n != 0 {
 		t.Errorf("key was absent in %d of %d polls; want present throughout", n, p.ok.Load())
@@ -197,14 +207,14 @@ func TestBlackholeLongerThanTTL(t *testing.T) {
 
 	proxy.Blackhole()
 	// Server up, traffic dropped: etcd expires the lease and the key.
-	eventually(t, testTTL+waitFor, "etcd expires the key", func() bool {
+	testwait.Until(t, testTTL+waitFor, "etcd expires the key", func() bool {
 		resp, err := getKey(cli, key, time.Second)
 		return err == nil && len(resp.Kvs) == 0
 	})
 	states.waitState(t, discovery.StateRetrying, waitFor)
 	proxy.Unblackhole()
 	healed := time.Now()
-	eventually(t, waitFor, "the key is back", func() bool { return keyLease(cli, key) != 0 })
+	testwait.Until(t, waitFor, "the key is back", func() bool { return keyLease(cli, key) != 0 })
 	t.Logf("key back %v after the cut healed", time.Since(healed))
 	// etcd granted the expired lease again, under the same ID, and the key
 	// was written anew under it.
@@ -234,7 +244,7 @@ func TestExternalDeleteIsRestored(t *testing.T) {
 	if _, err := cli.Delete(context.Background(), key); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "the key is restored", func() bool { return keyLease(cli, key) == b.Lease() })
+	testwait.Until(t, waitFor, "the key is restored", func() bool { return keyLease(cli, key) == b.Lease() })
 	took := time.Since(deleted)
 	t.Logf("restored %v after the delete", took)
 	if took > 500*time.Millisecond {
@@ -269,7 +279,7 @@ func TestExternalRevokeIsRestored(t *testing.T) {
 	}
 	// The revoke deleted both keys at its revision; they come back under
 	// the lease granted again, with its ID.
-	eventually(t, waitFor, "both keys are back under the lease granted again", func() bool {
+	testwait.Until(t, waitFor, "both keys are back under the lease granted again", func() bool {
 		for _, k := range []string{key, b.Key("orders", "o-1")} {
 			got, err := getKey(cli, k, time.Second)
 			if err != nil || len(got.Kvs) != 1 || got.Kvs[0].CreateRevision <= resp.Header.Revision ||
@@ -309,10 +319,10 @@ func TestClusterLeaderKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	okBefore := p.ok.Load()
-	deadline := time.Now().Add(2 * cfg.TTL)
-	for time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	// Keep polling until a read finds the key two TTLs after the leader
+	// change, when an unrenewed lease would have expired.
+	expired := time.Now().Add(2 * cfg.TTL)
+	testwait.Until(t, 2*cfg.TTL+waitFor, "a read two TTLs after the leader change finds the key", func() bool { return p.presentAfter(expired) })
 	p.halt()
 	if n := p.absent.Load(); n != 0 {
 		t.Errorf("key absent in %d of %d polls; want never", n, p.ok.Load())
@@ -338,11 +348,12 @@ func TestSameInstanceFromTwoBackendsDoesNotFlap(t *testing.T) {
 	wctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events := cli.Watch(wctx, key)
-	var puts, deletes atomic.Int64
+	var puts, deletes, seen atomic.Int64 // seen: the revision the watch has caught up with
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
 		for resp := range events {
+			seen.Store(resp.Header.Revision)
 			for _, ev := range resp.Events {
 				if ev.Type == mvccpb.PUT {
 					puts.Add(1)
@@ -359,8 +370,19 @@ func TestSameInstanceFromTwoBackendsDoesNotFlap(t *testing.T) {
 	if st, _ := first.Status("payments", "p-1"); !errors.Is(st.Err, discovery.ErrConflict) {
 		t.Errorf("conflict status = %v; want an error wrapping ErrConflict", st)
 	}
-	// Several keep-alive rounds: nobody writes again.
+	// Several keep-alive rounds: nobody writes again. Then the watch
+	// catches up with etcd, so that every write made meanwhile is counted.
 	time.Sleep(3 * testTTL)
+	resp, err := getKey(cli, key, waitFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, waitFor, "the watch to catch up with etcd", func() bool {
+		if err := cli.RequestProgress(wctx); err != nil {
+			t.Logf("RequestProgress: %v", err)
+		}
+		return seen.Load() >= resp.Header.Revision
+	})
 	if got := keyLease(cli, key); got != second.Lease() {
 		t.Errorf("key lease = %x; want the later writer's %x", got, second.Lease())
 	}
@@ -372,7 +394,7 @@ func TestSameInstanceFromTwoBackendsDoesNotFlap(t *testing.T) {
 		t.Fatal(err)
 	}
 	firstStates.waitState(t, discovery.StateRegistered, waitFor)
-	eventually(t, waitFor, "the first backend owns the key", func() bool { return keyLease(cli, key) == first.Lease() })
+	testwait.Until(t, waitFor, "the first backend owns the key", func() bool { return keyLease(cli, key) == first.Lease() })
 	cancel()
 	<-watchDone
 }

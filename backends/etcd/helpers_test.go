@@ -79,18 +79,6 @@ func getKey(cli *clientv3.Client, key string, timeout time.Duration) (*clientv3.
 	return cli.Get(ctx, key)
 }
 
-// eventually polls cond every 10 ms until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // keyLease returns the lease of key, or 0 when it is absent or unreadable.
 func keyLease(cli *clientv3.Client, key string) clientv3.LeaseID {
 	resp, err := getKey(cli, key, time.Second)

@@ -17,6 +17,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/cache"
+	"github.com/roster-sd/roster/internal/testwait"
 )
 
 // countingBackend starts a Backend on a client of its own whose range
@@ -307,14 +308,8 @@ func TestWatchStartedWhileEtcdUnreachableFails(t *testing.T) {
 
 	proxy.Unblackhole()
 	nextSet(t, w, "[p-1]")
-	for {
+	testwait.Until(t, waitFor, "cache Resolve to return [o-1] once etcd is back", func() bool {
 		got, err := c.Resolve(ctx, "orders")
-		if err == nil && ids(got) == "[o-1]" {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("cache Resolve once etcd is back = %s, %v; want [o-1]", ids(got), err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err == nil && ids(got) == "[o-1]"
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/testwait"
 )
 
 // serverMetric sums a counter of the etcd servers in this process (etcd
@@ -229,7 +230,7 @@ func TestRecoveryWithASurvivingLeaseCostsOneRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	states.waitState(t, discovery.StateRegistered, waitFor)
-	eventually(t, waitFor, "both instances are registered", func() bool {
+	testwait.Until(t, waitFor, "both instances are registered", func() bool {
 		for _, st := range b.Statuses() {
 			if st.State != discovery.StateRegistered {
 				return false
@@ -267,14 +268,14 @@ func TestRecoveryWithAnExpiredLeaseCostsTwoRequests(t *testing.T) {
 	lease := b.Lease()
 
 	proxy.Reject()
-	eventually(t, cfg.TTL+waitFor, "etcd expires the lease and its keys", func() bool {
+	testwait.Until(t, cfg.TTL+waitFor, "etcd expires the lease and its keys", func() bool {
 		resp, err := cli.TimeToLive(context.Background(), lease)
 		return err == nil && resp.TTL == -1
 	})
 	states.waitState(t, discovery.StateRetrying, waitFor)
 	before := requestCounts(t, methods...)
 	proxy.Accept()
-	eventually(t, waitFor, "both instances are registered", func() bool {
+	testwait.Until(t, waitFor, "both instances are registered", func() bool {
 		for _, st := range b.Statuses() {
 			if st.State != discovery.StateRegistered {
 				return false
@@ -311,7 +312,7 @@ func TestFirstKeepAliveComesAThirdOfTheTTLAfterTheGrant(t *testing.T) {
 	before := keepAlives()
 	register(t, b, instance("payments", "p-1"))
 	registered := time.Now()
-	eventually(t, waitFor, "the first keep-alive", func() bool { return keepAlives() > before })
+	testwait.Until(t, waitFor, "the first keep-alive", func() bool { return keepAlives() > before })
 	if took := time.Since(registered); took < cfg.TTL/6 {
 		t.Errorf("first keep-alive %v after Register returned; want about TTL/3 = %v after the grant", took, cfg.TTL/3)
 	}

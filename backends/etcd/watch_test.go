@@ -19,6 +19,7 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/internal/linebuf"
 	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testwait"
 )
 
 // ids lists the IDs of a set, for messages and comparisons.
@@ -373,7 +374,7 @@ func TestWatchThroughLeaderKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The test client may need a moment to fail over too.
-	eventually(t, waitFor, "a write after the leader change", func() bool {
+	testwait.Until(t, waitFor, "a write after the leader change", func() bool {
 		v, _ := json.Marshal(instance("payments", "p-2"))
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -493,7 +494,7 @@ func TestResolveLinearizableAndSerializable(t *testing.T) {
 		// serializable one is answered by the member alone and may lag a
 		// little, so it is waited for.
 		var got []discovery.Instance
-		eventually(t, waitFor, "Resolve sees both instances", func() bool {
+		testwait.Until(t, waitFor, "Resolve sees both instances", func() bool {
 			var err error
 			got, err = reader.Resolve(context.Background(), "payments")
 			return err == nil && ids(got) == "[p-0 p-1]"

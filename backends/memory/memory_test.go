@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/roster-sd/roster/backends/memory"
@@ -277,69 +278,72 @@ func TestDeregisterWhileInConflictKeepsOwner(t *testing.T) {
 
 func TestOutageRetryingThenRegistered(t *testing.T) {
 	t.Parallel()
-	store := memory.NewStore()
-	a := newBackend(t, store, memory.WithRetry(fastRetry))
-	idle := newBackend(t, store, memory.WithRetry(fastRetry)) // holds nothing
-	register(t, a, p1)
-	register(t, a, p2)
-	sub := subscribe(t, a)
-	until(t, sub, p1.Key(), discovery.StateRegistered)
-	until(t, sub, p2.Key(), discovery.StateRegistered)
-	idleSub := subscribe(t, idle)
+	synctest.Test(t, func(t *testing.T) {
+		store := memory.NewStore()
+		a := newBackend(t, store, memory.WithRetry(fastRetry))
+		idle := newBackend(t, store, memory.WithRetry(fastRetry)) // holds nothing
+		register(t, a, p1)
+		register(t, a, p2)
+		sub := subscribe(t, a)
+		until(t, sub, p1.Key(), discovery.StateRegistered)
+		until(t, sub, p2.Key(), discovery.StateRegistered)
+		idleSub := subscribe(t, idle)
 
-	store.SetAvailable(false)
-	// Attempt 1 is reported before SetAvailable returns.
-	for _, key := range []discovery.Key{p1.Key(), p2.Key()} {
-		st := status(t, a, key)
-		if st.State != discovery.StateRetrying || st.Attempt != 1 || st.RetryIn != fastRetry.Base || !errors.Is(st.Err, memory.ErrUnavailable) {
-			t.Errorf("Status(%s) right after the outage began = %v; want retrying, attempt 1, next in %v, Err wrapping ErrUnavailable",
-				key, st, fastRetry.Base)
+		store.SetAvailable(false)
+		// Attempt 1 is reported before SetAvailable returns.
+		for _, key := range []discovery.Key{p1.Key(), p2.Key()} {
+			st := status(t, a, key)
+			if st.State != discovery.StateRetrying || st.Attempt != 1 || st.RetryIn != fastRetry.Base || !errors.Is(st.Err, memory.ErrUnavailable) {
+				t.Errorf("Status(%s) right after the outage began = %v; want retrying, attempt 1, next in %v, Err wrapping ErrUnavailable",
+					key, st, fastRetry.Base)
+			}
 		}
-	}
-	// Every call fails meanwhile and changes nothing.
-	for name, err := range map[string]error{
-		"Register":   a.Register(ctx(t), p1b),
-		"Deregister": a.Deregister(ctx(t), p1),
-		"Resolve":    func() error { _, err := idle.Resolve(ctx(t), "payments"); return err }(),
-		"Watch":      func() error { _, err := idle.Watch(ctx(t), "payments"); return err }(),
-	} {
-		if !errors.Is(err, memory.ErrUnavailable) || !errors.Is(err, discovery.ErrUnavailable) {
-			t.Errorf("%s during the outage: %v; want an error wrapping memory.ErrUnavailable and discovery.ErrUnavailable", name, err)
+		// Every call fails meanwhile and changes nothing.
+		for name, err := range map[string]error{
+			"Register":   a.Register(ctx(t), p1b),
+			"Deregister": a.Deregister(ctx(t), p1),
+			"Resolve":    func() error { _, err := idle.Resolve(ctx(t), "payments"); return err }(),
+			"Watch":      func() error { _, err := idle.Watch(ctx(t), "payments"); return err }(),
+		} {
+			if !errors.Is(err, memory.ErrUnavailable) || !errors.Is(err, discovery.ErrUnavailable) {
+				t.Errorf("%s during the outage: %v; want an error wrapping memory.ErrUnavailable and discovery.ErrUnavailable", name, err)
+			}
 		}
-	}
-	// Attempts count up; delays follow the policy: 5, 10, 20, 20 ms.
-	last := 0
-	for last < 4 {
-		st := next(t, sub, p1.Key())
-		if st.State != discovery.StateRetrying {
-			t.Fatalf("status during the outage = %v; want retrying", st)
+		// Attempts count up; delays follow the policy: 5, 10, 20, 20 ms.
+		last := 0
+		for last < 4 {
+			st := next(t, sub, p1.Key())
+			if st.State != discovery.StateRetrying {
+				t.Fatalf("status during the outage = %v; want retrying", st)
+			}
+			if st.Attempt <= last {
+				t.Fatalf("attempt %d after attempt %d; want attempts counting up", st.Attempt, last)
+			}
+			want := min(fastRetry.Base<<(st.Attempt-1), fastRetry.Max)
+			if st.RetryIn != want {
+				t.Errorf("attempt %d: RetryIn = %v; want %v", st.Attempt, st.RetryIn, want)
+			}
+			last = st.Attempt
 		}
-		if st.Attempt <= last {
-			t.Fatalf("attempt %d after attempt %d; want attempts counting up", st.Attempt, last)
-		}
-		want := min(fastRetry.Base<<(st.Attempt-1), fastRetry.Max)
-		if st.RetryIn != want {
-			t.Errorf("attempt %d: RetryIn = %v; want %v", st.Attempt, st.RetryIn, want)
-		}
-		last = st.Attempt
-	}
 
-	store.SetAvailable(true)
-	for _, key := range []discovery.Key{p1.Key(), p2.Key()} {
-		if st, _ := until(t, sub, key, discovery.StateRegistered); st.Err != nil || st.Attempt != 0 {
-			t.Errorf("status of %s after the outage = %v; want registered", key, st)
+		store.SetAvailable(true)
+		for _, key := range []discovery.Key{p1.Key(), p2.Key()} {
+			if st, _ := until(t, sub, key, discovery.StateRegistered); st.Err != nil || st.Attempt != 0 {
+				t.Errorf("status of %s after the outage = %v; want registered", key, st)
+			}
 		}
-	}
-	// Registrations were kept; calls work again.
-	wantSet(t, idle, "payments", p1, p2)
-	register(t, a, p1b)
-	wantSet(t, idle, "payments", p1b, p2)
-	// A backend holding nothing reported nothing.
-	c, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if st, err := idleSub.Next(c); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("idle backend's subscription yielded %v, %v; want nothing", st, err)
-	}
+		// Registrations were kept; calls work again.
+		wantSet(t, idle, "payments", p1, p2)
+		register(t, a, p1b)
+		wantSet(t, idle, "payments", p1b, p2)
+		// A backend holding nothing reported nothing: the bubble's clock
+		// passes the deadline once every goroutine is blocked.
+		c, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if st, err := idleSub.Next(c); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("idle backend's subscription yielded %v, %v; want nothing", st, err)
+		}
+	})
 }
 
 func TestOutageRecoveryDoesNotWaitForBackoff(t *testing.T) {
@@ -371,84 +375,88 @@ func TestOutageRecoveryDoesNotWaitForBackoff(t *testing.T) {
 
 func TestOutageWatchersSeeUnavailableOnceThenSetAgain(t *testing.T) {
 	t.Parallel()
-	store := memory.NewStore()
-	a := newBackend(t, store, memory.WithRetry(fastRetry))
-	other := newBackend(t, store)
-	leaving, err := memory.New(store, memory.WithRetry(fastRetry))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer leaving.Close()
-	p3 := discovery.Instance{Service: "payments", ID: "p-3", Address: "10.0.0.4:80"}
-	register(t, a, p1)
-	register(t, a, p2)
-	register(t, leaving, p3)
-	var ws []discovery.Watcher
-	for _, b := range []*memory.Backend{a, other} {
-		w, err := b.Watch(ctx(t), "payments")
+	synctest.Test(t, func(t *testing.T) {
+		store := memory.NewStore()
+		a := newBackend(t, store, memory.WithRetry(fastRetry))
+		other := newBackend(t, store)
+		leaving, err := memory.New(store, memory.WithRetry(fastRetry))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer w.Stop()
-		if got, err := w.Next(ctx(t)); err != nil || !discovery.EqualSets(got, []discovery.Instance{p1, p2, p3}) {
-			t.Fatalf("first Next = %v, %v; want [p-1 p-2 p-3]", got, err)
+		defer leaving.Close()
+		p3 := discovery.Instance{Service: "payments", ID: "p-3", Address: "10.0.0.4:80"}
+		register(t, a, p1)
+		register(t, a, p2)
+		register(t, leaving, p3)
+		var ws []discovery.Watcher
+		for _, b := range []*memory.Backend{a, other} {
+			w, err := b.Watch(ctx(t), "payments")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
+			if got, err := w.Next(ctx(t)); err != nil || !discovery.EqualSets(got, []discovery.Instance{p1, p2, p3}) {
+				t.Fatalf("first Next = %v, %v; want [p-1 p-2 p-3]", got, err)
+			}
+			ws = append(ws, w)
 		}
-		ws = append(ws, w)
-	}
-	quietNext := func(w discovery.Watcher) ([]discovery.Instance, error) {
-		c, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		defer cancel()
-		return w.Next(c)
-	}
+		// quietNext's deadline passes on the bubble's clock once every
+		// goroutine is blocked: whatever was to be delivered is.
+		quietNext := func(w discovery.Watcher) ([]discovery.Instance, error) {
+			c, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			return w.Next(c)
+		}
 
-	store.SetAvailable(false)
-	for i, w := range ws {
-		_, err := w.Next(ctx(t))
-		if !errors.Is(err, discovery.ErrUnavailable) || !errors.Is(err, memory.ErrUnavailable) {
-			t.Fatalf("watcher %d: Next during the outage = %v; want an error wrapping discovery.ErrUnavailable and memory.ErrUnavailable", i, err)
+		store.SetAvailable(false)
+		for i, w := range ws {
+			_, err := w.Next(ctx(t))
+			if !errors.Is(err, discovery.ErrUnavailable) || !errors.Is(err, memory.ErrUnavailable) {
+				t.Fatalf("watcher %d: Next during the outage = %v; want an error wrapping discovery.ErrUnavailable and memory.ErrUnavailable", i, err)
+			}
+			// Once per outage: then Next waits.
+			if got, err := quietNext(w); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("watcher %d: second Next during the outage = %v, %v; want it to wait", i, got, err)
+			}
 		}
-		// Once per outage: then Next waits.
-		if got, err := quietNext(w); !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("watcher %d: second Next during the outage = %v, %v; want it to wait", i, got, err)
+		// Changes made during the outage are not delivered...
+		leaving.Close()
+		if got, err := quietNext(ws[1]); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Next after a Close during the outage = %v, %v; want it to wait", got, err)
 		}
-	}
-	// Changes made during the outage are not delivered...
-	leaving.Close()
-	if got, err := quietNext(ws[1]); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Next after a Close during the outage = %v, %v; want it to wait", got, err)
-	}
-	// ...until the outage ends.
-	store.SetAvailable(true)
-	for i, w := range ws {
-		if got, err := w.Next(ctx(t)); err != nil || !discovery.EqualSets(got, []discovery.Instance{p1, p2}) {
-			t.Errorf("watcher %d: Next after the outage = %v, %v; want [p-1 p-2]", i, got, err)
+		// ...until the outage ends.
+		store.SetAvailable(true)
+		for i, w := range ws {
+			if got, err := w.Next(ctx(t)); err != nil || !discovery.EqualSets(got, []discovery.Instance{p1, p2}) {
+				t.Errorf("watcher %d: Next after the outage = %v, %v; want [p-1 p-2]", i, got, err)
+			}
 		}
-	}
 
-	// A second outage, with nothing changing: the same set comes again,
-	// once.
-	store.SetAvailable(false)
-	for i, w := range ws {
-		if _, err := w.Next(ctx(t)); !errors.Is(err, discovery.ErrUnavailable) {
-			t.Fatalf("watcher %d: Next during the second outage = %v; want ErrUnavailable", i, err)
+		// A second outage, with nothing changing: the same set comes again,
+		// once.
+		store.SetAvailable(false)
+		for i, w := range ws {
+			if _, err := w.Next(ctx(t)); !errors.Is(err, discovery.ErrUnavailable) {
+				t.Fatalf("watcher %d: Next during the second outage = %v; want ErrUnavailable", i, err)
+			}
 		}
-	}
-	store.SetAvailable(true)
-	for i, w := range ws {
-		if got, err := w.Next(ctx(t)); err != nil || !discovery.EqualSets(got, []discovery.Instance{p1, p2}) {
-			t.Errorf("watcher %d: Next after the second outage = %v, %v; want the same set [p-1 p-2] again", i, got, err)
+		store.SetAvailable(true)
+		for i, w := range ws {
+			if got, err := w.Next(ctx(t)); err != nil || !discovery.EqualSets(got, []discovery.Instance{p1, p2}) {
+				t.Errorf("watcher %d: Next after the second outage = %v, %v; want the same set [p-1 p-2] again", i, got, err)
+			}
+			if got, err := quietNext(w); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("watcher %d: Next with nothing changed = %v, %v; want it to wait", i, got, err)
+			}
 		}
-		if got, err := quietNext(w); !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("watcher %d: Next with nothing changed = %v, %v; want it to wait", i, got, err)
+		// The watchers go on.
+		register(t, a, p1b)
+		for i, w := range ws {
+			if got, err := w.Next(ctx(t)); err != nil || !discovery.EqualSets(got, []discovery.Instance{p1b, p2}) {
+				t.Errorf("watcher %d: Next after a change = %v, %v; want [p-1 p-2] with p-1 updated", i, got, err)
+			}
 		}
-	}
-	// The watchers go on.
-	register(t, a, p1b)
-	for i, w := range ws {
-		if got, err := w.Next(ctx(t)); err != nil || !discovery.EqualSets(got, []discovery.Instance{p1b, p2}) {
-			t.Errorf("watcher %d: Next after a change = %v, %v; want [p-1 p-2] with p-1 updated", i, got, err)
-		}
-	}
+	})
 }
 
 func TestExpireDuringOutageRestoresAfterIt(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/roster-sd/roster/backends/memory"
@@ -14,6 +15,7 @@ import (
 	"github.com/roster-sd/roster/discovery/backendkit"
 	"github.com/roster-sd/roster/discovery/cache"
 	"github.com/roster-sd/roster/internal/resolvertest"
+	"github.com/roster-sd/roster/internal/testwait"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -52,7 +54,7 @@ func TestResolveServedFromCache(t *testing.T) {
 	// Changes reach the cache through the watch, still without Resolve.
 	e.Register(t, inst("c", 3))
 	e.Deregister(t, inst("a", 1))
-	eventually(t, "the cache to see the change", func() bool {
+	testwait.Until(t, waitLong, "the cache to see the change", func() bool {
 		return fmt.Sprint(resolveIDs(t, c)) == "[b c]"
 	})
 	if got := e.Up.Resolves(); got != 0 {
@@ -71,110 +73,114 @@ func TestResolveServedFromCache(t *testing.T) {
 
 func TestWatchersShareOneUpstreamWatch(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.Register(t, inst("a", 1))
-	c := e.newCache(t)
-	ctx := context.Background()
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t)
+		e.Register(t, inst("a", 1))
+		c := e.newCache(t)
+		ctx := context.Background()
 
-	var ws []discovery.Watcher
-	for range 3 {
-		w, err := c.Watch(ctx, service)
-		if err != nil {
-			t.Fatal(err)
+		var ws []discovery.Watcher
+		for range 3 {
+			w, err := c.Watch(ctx, service)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
+			ws = append(ws, w)
 		}
-		defer w.Stop()
-		ws = append(ws, w)
-	}
-	for i, w := range ws {
-		set, err := nextWithin(w, waitLong)
-		if err != nil {
-			t.Fatalf("watcher %d: first Next: %v", i, err)
+		for i, w := range ws {
+			set, err := nextWithin(w, waitLong)
+			if err != nil {
+				t.Fatalf("watcher %d: first Next: %v", i, err)
+			}
+			wantIDs(t, "first Next", ids(set), "a")
 		}
-		wantIDs(t, "first Next", ids(set), "a")
-	}
 
-	e.Register(t, inst("b", 2))
-	for i, w := range ws {
-		set, err := nextWithin(w, waitLong)
-		if err != nil {
-			t.Fatalf("watcher %d: Next after register: %v", i, err)
+		e.Register(t, inst("b", 2))
+		for i, w := range ws {
+			set, err := nextWithin(w, waitLong)
+			if err != nil {
+				t.Fatalf("watcher %d: Next after register: %v", i, err)
+			}
+			wantIDs(t, "Next after register", ids(set), "a", "b")
 		}
-		wantIDs(t, "Next after register", ids(set), "a", "b")
-	}
-	e.Deregister(t, inst("a", 1))
-	for i, w := range ws {
-		set, err := nextWithin(w, waitLong)
-		if err != nil {
-			t.Fatalf("watcher %d: Next after deregister: %v", i, err)
+		e.Deregister(t, inst("a", 1))
+		for i, w := range ws {
+			set, err := nextWithin(w, waitLong)
+			if err != nil {
+				t.Fatalf("watcher %d: Next after deregister: %v", i, err)
+			}
+			wantIDs(t, "Next after deregister", ids(set), "b")
 		}
-		wantIDs(t, "Next after deregister", ids(set), "b")
-	}
-	if _, err := nextWithin(ws[0], quiet); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Next with no change = %v, want it to block", err)
-	}
-	if got := e.Up.Watches(); got != 1 {
-		t.Errorf("upstream Watch called %d times for 3 watchers, want 1", got)
-	}
-	if got := e.Up.Resolves(); got != 0 {
-		t.Errorf("upstream Resolve called %d times, want 0", got)
-	}
+		if _, err := nextWithin(ws[0], quiet); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Next with no change = %v, want it to block", err)
+		}
+		if got := e.Up.Watches(); got != 1 {
+			t.Errorf("upstream Watch called %d times for 3 watchers, want 1", got)
+		}
+		if got := e.Up.Resolves(); got != 0 {
+			t.Errorf("upstream Resolve called %d times, want 0", got)
+		}
+	})
 }
 
 func TestStaleOnError(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.Register(t, inst("a", 1), inst("b", 2))
-	c := e.newCache(t, cache.WithStaleOnError(0))
-	wantIDs(t, "Resolve", resolveIDs(t, c), "a", "b")
-	if _, age, stale, ok := c.Snapshot(service); !ok || stale || age != 0 {
-		t.Fatalf("Snapshot of a healthy service: age %v, stale %v, ok %v; want 0, false, true", age, stale, ok)
-	}
-	w, _ := watchFirst(t, c)
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t)
+		e.Register(t, inst("a", 1), inst("b", 2))
+		c := e.newCache(t, cache.WithStaleOnError(0))
+		wantIDs(t, "Resolve", resolveIDs(t, c), "a", "b")
+		if _, age, stale, ok := c.Snapshot(service); !ok || stale || age != 0 {
+			t.Fatalf("Snapshot of a healthy service: age %v, stale %v, ok %v; want 0, false, true", age, stale, ok)
+		}
+		w, _ := watchFirst(t, c)
 
-	// The upstream watch breaks with an error other than
-	// discovery.ErrUnavailable, and cannot be set up again.
-	e.Up.FailWatch(errBroken)
-	e.Up.BreakWatchers(errBroken)
-	eventually(t, "Snapshot to report the set stale", func() bool {
-		_, _, stale, _ := c.Snapshot(service)
-		return stale
-	})
-	set, age1, stale, ok := c.Snapshot(service)
-	wantIDs(t, "stale Snapshot", ids(set), "a", "b")
-	if !ok || !stale {
-		t.Fatalf("Snapshot: stale %v, ok %v; want true, true", stale, ok)
-	}
-	time.Sleep(20 * time.Millisecond)
-	_, age2, _, _ := c.Snapshot(service)
-	if age2 < age1+20*time.Millisecond {
-		t.Errorf("Snapshot age went from %v to %v in 20ms; want it to grow", age1, age2)
-	}
-	// The cache keeps retrying: Watch keeps being called and failing.
-	watches := e.Up.Watches()
-	eventually(t, "the cache to retry the upstream watch", func() bool {
-		return e.Up.Watches() >= watches+2
-	})
-	wantIDs(t, "Resolve while the upstream fails", resolveIDs(t, c), "a", "b")
-	if _, err := nextWithin(w, quiet); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("watcher Next during the outage = %v, want it to block on the last set", err)
-	}
+		// The upstream watch breaks with an error other than
+		// discovery.ErrUnavailable, and cannot be set up again.
+		e.Up.FailWatch(errBroken)
+		e.Up.BreakWatchers(errBroken)
+		testwait.Until(t, waitLong, "Snapshot to report the set stale", func() bool {
+			_, _, stale, _ := c.Snapshot(service)
+			return stale
+		})
+		set, age1, stale, ok := c.Snapshot(service)
+		wantIDs(t, "stale Snapshot", ids(set), "a", "b")
+		if !ok || !stale {
+			t.Fatalf("Snapshot: stale %v, ok %v; want true, true", stale, ok)
+		}
+		time.Sleep(20 * time.Millisecond) // the bubble's clock: exactly 20ms
+		_, age2, _, _ := c.Snapshot(service)
+		if age2 != age1+20*time.Millisecond {
+			t.Errorf("Snapshot age went from %v to %v in 20ms; want it to grow by 20ms", age1, age2)
+		}
+		// The cache keeps retrying: Watch keeps being called and failing.
+		watches := e.Up.Watches()
+		testwait.Until(t, waitLong, "the cache to retry the upstream watch", func() bool {
+			return e.Up.Watches() >= watches+2
+		})
+		wantIDs(t, "Resolve while the upstream fails", resolveIDs(t, c), "a", "b")
+		if _, err := nextWithin(w, quiet); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("watcher Next during the outage = %v, want it to block on the last set", err)
+		}
 
-	// The upstream comes back: the cache resumes on its own.
-	e.Up.FailWatch(nil)
-	eventually(t, "Snapshot to be fresh again", func() bool {
-		_, age, stale, _ := c.Snapshot(service)
-		return !stale && age == 0
+		// The upstream comes back: the cache resumes on its own.
+		e.Up.FailWatch(nil)
+		testwait.Until(t, waitLong, "Snapshot to be fresh again", func() bool {
+			_, age, stale, _ := c.Snapshot(service)
+			return !stale && age == 0
+		})
+		e.Register(t, inst("c", 3))
+		set, err := nextWithin(w, waitLong)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantIDs(t, "Next after recovery", ids(set), "a", "b", "c")
+		wantIDs(t, "Resolve after recovery", resolveIDs(t, c), "a", "b", "c")
+		if got := e.Up.Resolves(); got != 0 {
+			t.Errorf("upstream Resolve called %d times, want 0", got)
+		}
 	})
-	e.Register(t, inst("c", 3))
-	set, err := nextWithin(w, waitLong)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantIDs(t, "Next after recovery", ids(set), "a", "b", "c")
-	wantIDs(t, "Resolve after recovery", resolveIDs(t, c), "a", "b", "c")
-	if got := e.Up.Resolves(); got != 0 {
-		t.Errorf("upstream Resolve called %d times, want 0", got)
-	}
 }
 
 func TestStaleErrors(t *testing.T) {
@@ -200,12 +206,12 @@ func TestStaleErrors(t *testing.T) {
 			e.Up.FailWatch(errBroken)
 			broken := time.Now()
 			e.Up.BreakWatchers(errBroken)
-			eventually(t, "Snapshot to report the set stale", func() bool {
+			testwait.Until(t, waitLong, "Snapshot to report the set stale", func() bool {
 				_, _, stale, _ := c.Snapshot(service)
 				return stale
 			})
 			var err error
-			eventually(t, "Resolve to fail with the upstream's error", func() bool {
+			testwait.Until(t, waitLong, "Resolve to fail with the upstream's error", func() bool {
 				_, err = c.Resolve(context.Background(), service)
 				return errors.Is(err, errBroken)
 			})
@@ -219,7 +225,7 @@ func TestStaleErrors(t *testing.T) {
 			}
 
 			e.Up.FailWatch(nil)
-			eventually(t, "Resolve to succeed again", func() bool {
+			testwait.Until(t, waitLong, "Resolve to succeed again", func() bool {
 				_, err := c.Resolve(context.Background(), service)
 				return err == nil
 			})
@@ -232,67 +238,69 @@ func TestStaleErrors(t *testing.T) {
 // watchers see the outage the same way.
 func TestRegistryOutage(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.Register(t, inst("a", 1), inst("b", 2))
-	c := e.newCache(t, cache.WithStaleOnError(0))
-	wantIDs(t, "Resolve", resolveIDs(t, c), "a", "b")
-	w, _ := watchFirst(t, c)
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t)
+		e.Register(t, inst("a", 1), inst("b", 2))
+		c := e.newCache(t, cache.WithStaleOnError(0))
+		wantIDs(t, "Resolve", resolveIDs(t, c), "a", "b")
+		w, _ := watchFirst(t, c)
 
-	start := time.Now()
-	e.Store.SetAvailable(false)
-	// The cache's watcher is told once, as the upstream's are.
-	_, err := nextWithin(w, waitLong)
-	if !errors.Is(err, discovery.ErrUnavailable) || !errors.Is(err, memory.ErrUnavailable) {
-		t.Fatalf("Next during the outage = %v, want an error wrapping discovery.ErrUnavailable and memory.ErrUnavailable", err)
-	}
-	if set, err := nextWithin(w, quiet); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("second Next during the outage = %v, %v; want it to wait", set, err)
-	}
-	set, age1, stale, ok := c.Snapshot(service)
-	wantIDs(t, "Snapshot during the outage", ids(set), "a", "b")
-	if !ok || !stale || age1 <= 0 || age1 > time.Since(start) {
-		t.Fatalf("Snapshot during the outage: age %v, stale %v, ok %v; want stale, age counting from the outage (at most %v)",
-			age1, stale, ok, time.Since(start))
-	}
-	time.Sleep(20 * time.Millisecond)
-	if _, age2, stale, _ := c.Snapshot(service); !stale || age2 < age1+20*time.Millisecond {
-		t.Errorf("Snapshot age went from %v to %v in 20ms (stale %v); want it to grow, stale", age1, age2, stale)
-	}
-	wantIDs(t, "Resolve during the outage", resolveIDs(t, c), "a", "b")
-	// The upstream watcher was kept, not stopped and watched again.
-	if got := e.Up.Watches(); got != 1 {
-		t.Errorf("upstream Watch called %d times, want 1: the watcher survives the outage", got)
-	}
-	if got := e.Up.ActiveWatchers(); got != 1 {
-		t.Errorf("%d upstream watchers open during the outage, want 1", got)
-	}
+		start := time.Now()
+		e.Store.SetAvailable(false)
+		// The cache's watcher is told once, as the upstream's are.
+		_, err := nextWithin(w, waitLong)
+		if !errors.Is(err, discovery.ErrUnavailable) || !errors.Is(err, memory.ErrUnavailable) {
+			t.Fatalf("Next during the outage = %v, want an error wrapping discovery.ErrUnavailable and memory.ErrUnavailable", err)
+		}
+		if set, err := nextWithin(w, quiet); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("second Next during the outage = %v, %v; want it to wait", set, err)
+		}
+		set, age1, stale, ok := c.Snapshot(service)
+		wantIDs(t, "Snapshot during the outage", ids(set), "a", "b")
+		if !ok || !stale || age1 <= 0 || age1 > time.Since(start) {
+			t.Fatalf("Snapshot during the outage: age %v, stale %v, ok %v; want stale, age counting from the outage (at most %v)",
+				age1, stale, ok, time.Since(start))
+		}
+		time.Sleep(20 * time.Millisecond) // the bubble's clock: exactly 20ms
+		if _, age2, stale, _ := c.Snapshot(service); !stale || age2 != age1+20*time.Millisecond {
+			t.Errorf("Snapshot age went from %v to %v in 20ms (stale %v); want it to grow by 20ms, stale", age1, age2, stale)
+		}
+		wantIDs(t, "Resolve during the outage", resolveIDs(t, c), "a", "b")
+		// The upstream watcher was kept, not stopped and watched again.
+		if got := e.Up.Watches(); got != 1 {
+			t.Errorf("upstream Watch called %d times, want 1: the watcher survives the outage", got)
+		}
+		if got := e.Up.ActiveWatchers(); got != 1 {
+			t.Errorf("%d upstream watchers open during the outage, want 1", got)
+		}
 
-	e.Store.SetAvailable(true)
-	// The same set comes again: the cache is fresh.
-	set, err = nextWithin(w, waitLong)
-	if err != nil {
-		t.Fatalf("Next after the outage: %v", err)
-	}
-	wantIDs(t, "Next after the outage", ids(set), "a", "b")
-	eventually(t, "Snapshot to be fresh again", func() bool {
-		_, age, stale, _ := c.Snapshot(service)
-		return !stale && age == 0
+		e.Store.SetAvailable(true)
+		// The same set comes again: the cache is fresh.
+		set, err = nextWithin(w, waitLong)
+		if err != nil {
+			t.Fatalf("Next after the outage: %v", err)
+		}
+		wantIDs(t, "Next after the outage", ids(set), "a", "b")
+		testwait.Until(t, waitLong, "Snapshot to be fresh again", func() bool {
+			_, age, stale, _ := c.Snapshot(service)
+			return !stale && age == 0
+		})
+		if set, err := nextWithin(w, quiet); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Next with nothing changed = %v, %v; want it to wait", set, err)
+		}
+		e.Register(t, inst("c", 3))
+		set, err = nextWithin(w, waitLong)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantIDs(t, "Next after a change", ids(set), "a", "b", "c")
+		if got := e.Up.Watches(); got != 1 {
+			t.Errorf("upstream Watch called %d times, want 1", got)
+		}
+		if got := e.Up.Resolves(); got != 0 {
+			t.Errorf("upstream Resolve called %d times, want 0", got)
+		}
 	})
-	if set, err := nextWithin(w, quiet); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Next with nothing changed = %v, %v; want it to wait", set, err)
-	}
-	e.Register(t, inst("c", 3))
-	set, err = nextWithin(w, waitLong)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantIDs(t, "Next after a change", ids(set), "a", "b", "c")
-	if got := e.Up.Watches(); got != 1 {
-		t.Errorf("upstream Watch called %d times, want 1", got)
-	}
-	if got := e.Up.Resolves(); got != 0 {
-		t.Errorf("upstream Resolve called %d times, want 0", got)
-	}
 }
 
 func TestRegistryOutageResolve(t *testing.T) {
@@ -314,7 +322,7 @@ func TestRegistryOutageResolve(t *testing.T) {
 			wantIDs(t, "Resolve", resolveIDs(t, c), "a")
 
 			e.Store.SetAvailable(false)
-			eventually(t, "Snapshot to report the set stale", func() bool {
+			testwait.Until(t, waitLong, "Snapshot to report the set stale", func() bool {
 				_, _, stale, _ := c.Snapshot(service)
 				return stale
 			})
@@ -329,7 +337,7 @@ func TestRegistryOutageResolve(t *testing.T) {
 			}
 
 			e.Store.SetAvailable(true)
-			eventually(t, "Snapshot to be fresh again", func() bool {
+			testwait.Until(t, waitLong, "Snapshot to be fresh again", func() bool {
 				_, age, stale, _ := c.Snapshot(service)
 				return !stale && age == 0
 			})
@@ -361,7 +369,7 @@ func TestFirstResolveWhileUpstreamDown(t *testing.T) {
 	}
 
 	e.Store.SetAvailable(true)
-	eventually(t, "Resolve to succeed once the upstream is back", func() bool {
+	testwait.Until(t, waitLong, "Resolve to succeed once the upstream is back", func() bool {
 		set, err := c.Resolve(context.Background(), service)
 		return err == nil && len(set) == 1
 	})
@@ -369,76 +377,80 @@ func TestFirstResolveWhileUpstreamDown(t *testing.T) {
 
 func TestResolveWaitsWithinContext(t *testing.T) {
 	t.Parallel()
-	feed := backendkit.NewFeed() // never published: the first set never comes
-	defer feed.Close(nil)
-	c := mustNew(t, resolvertest.Feed{Feed: feed})
-	defer c.Close()
+	synctest.Test(t, func(t *testing.T) {
+		feed := backendkit.NewFeed() // never published: the first set never comes
+		defer feed.Close(nil)
+		c := mustNew(t, resolvertest.Feed{Feed: feed})
+		defer c.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), quiet)
-	defer cancel()
-	_, err := c.Resolve(ctx, service)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Resolve = %v, want DeadlineExceeded", err)
-	}
-
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Resolve(context.Background(), service)
-		errc <- err
-	}()
-	time.Sleep(quiet)
-	c.Close()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, discovery.ErrClosed) {
-			t.Errorf("Resolve pending during Close = %v, want ErrClosed", err)
+		ctx, cancel := context.WithTimeout(context.Background(), quiet)
+		defer cancel()
+		_, err := c.Resolve(ctx, service)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Resolve = %v, want DeadlineExceeded", err)
 		}
-	case <-time.After(waitLong):
-		t.Fatal("Close did not unblock a pending Resolve")
-	}
+
+		errc := make(chan error, 1)
+		go func() {
+			_, err := c.Resolve(context.Background(), service)
+			errc <- err
+		}()
+		synctest.Wait() // the Resolve is pending
+		c.Close()
+		select {
+		case err := <-errc:
+			if !errors.Is(err, discovery.ErrClosed) {
+				t.Errorf("Resolve pending during Close = %v, want ErrClosed", err)
+			}
+		case <-time.After(waitLong):
+			t.Fatal("Close did not unblock a pending Resolve")
+		}
+	})
 }
 
 func TestEmptyHold(t *testing.T) {
 	t.Parallel()
-	const hold = 150 * time.Millisecond
-	e := newEnv(t)
-	a := inst("a", 1)
-	e.Register(t, a)
-	c := e.newCache(t, cache.WithEmptyHold(hold))
-	w, first := watchFirst(t, c)
-	if len(first) != 1 {
-		t.Fatalf("first Next = %v, want 1 instance", first)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const hold = 150 * time.Millisecond
+		e := newEnv(t)
+		a := inst("a", 1)
+		e.Register(t, a)
+		c := e.newCache(t, cache.WithEmptyHold(hold))
+		w, first := watchFirst(t, c)
+		if len(first) != 1 {
+			t.Fatalf("first Next = %v, want 1 instance", first)
+		}
 
-	e.Deregister(t, a)
-	gone := time.Now()
-	if set, err := nextWithin(w, hold/2); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Next within the hold = %v, %v; want no change", set, err)
-	}
-	wantIDs(t, "Resolve during the hold", resolveIDs(t, c), "a")
-	if _, age, stale, _ := c.Snapshot(service); stale || age <= 0 {
-		t.Errorf("Snapshot during the hold: age %v, stale %v; want a growing age, not stale", age, stale)
-	}
+		e.Deregister(t, a)
+		gone := time.Now()
+		if set, err := nextWithin(w, hold/2); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Next within the hold = %v, %v; want no change", set, err)
+		}
+		wantIDs(t, "Resolve during the hold", resolveIDs(t, c), "a")
+		if _, age, stale, _ := c.Snapshot(service); stale || age <= 0 {
+			t.Errorf("Snapshot during the hold: age %v, stale %v; want a growing age, not stale", age, stale)
+		}
 
-	set, err := nextWithin(w, waitLong)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(gone); d < hold {
-		t.Errorf("empty set published %v after the last instance left, want at least %v", d, hold)
-	}
-	wantIDs(t, "Next after the hold", ids(set))
-	wantIDs(t, "Resolve after the hold", resolveIDs(t, c))
-	if _, age, _, _ := c.Snapshot(service); age != 0 {
-		t.Errorf("Snapshot age after the hold = %v, want 0", age)
-	}
+		set, err := nextWithin(w, waitLong)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(gone); d != hold {
+			t.Errorf("empty set published %v after the last instance left, want the hold, %v", d, hold)
+		}
+		wantIDs(t, "Next after the hold", ids(set))
+		wantIDs(t, "Resolve after the hold", resolveIDs(t, c))
+		if _, age, _, _ := c.Snapshot(service); age != 0 {
+			t.Errorf("Snapshot age after the hold = %v, want 0", age)
+		}
 
-	// An empty set that was published is not held again; a new instance
-	// is published at once.
-	e.Register(t, a)
-	if set, err := nextWithin(w, waitLong); err != nil || len(set) != 1 {
-		t.Fatalf("Next after re-register = %v, %v", set, err)
-	}
+		// An empty set that was published is not held again; a new instance
+		// is published at once.
+		e.Register(t, a)
+		if set, err := nextWithin(w, waitLong); err != nil || len(set) != 1 {
+			t.Fatalf("Next after re-register = %v, %v", set, err)
+		}
+	})
 }
 
 // TestEmptyHoldAcrossOutage: an outage interrupts an empty hold, which
@@ -446,123 +458,131 @@ func TestEmptyHold(t *testing.T) {
 // set again, fresh.
 func TestEmptyHoldAcrossOutage(t *testing.T) {
 	t.Parallel()
-	const hold = 150 * time.Millisecond
-	e := newEnv(t)
-	a := inst("a", 1)
-	e.Register(t, a)
-	c := e.newCache(t, cache.WithEmptyHold(hold))
-	w, first := watchFirst(t, c)
-	if len(first) != 1 {
-		t.Fatalf("first Next = %v, want 1 instance", first)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const hold = 150 * time.Millisecond
+		e := newEnv(t)
+		a := inst("a", 1)
+		e.Register(t, a)
+		c := e.newCache(t, cache.WithEmptyHold(hold))
+		w, first := watchFirst(t, c)
+		if len(first) != 1 {
+			t.Fatalf("first Next = %v, want 1 instance", first)
+		}
 
-	e.Deregister(t, a)
-	eventually(t, "the hold to start", func() bool {
-		_, age, _, _ := c.Snapshot(service)
-		return age > 0
+		e.Deregister(t, a)
+		testwait.Until(t, waitLong, "the hold to start", func() bool {
+			_, age, _, _ := c.Snapshot(service)
+			return age > 0
+		})
+		e.Store.SetAvailable(false)
+		if _, err := nextWithin(w, waitLong); !errors.Is(err, discovery.ErrUnavailable) {
+			t.Fatalf("Next during the outage = %v, want ErrUnavailable", err)
+		}
+		// The bubble's clock runs past the hold, but not without
+		// interruption; every goroutine has done its work meanwhile.
+		time.Sleep(hold)
+		set, _, stale, _ := c.Snapshot(service)
+		wantIDs(t, "Snapshot during the outage", ids(set), "a")
+		if !stale {
+			t.Error("Snapshot during the outage: not stale")
+		}
+
+		e.Store.SetAvailable(true)
+		back := time.Now()
+		set, err := nextWithin(w, waitLong)
+		if err != nil {
+			t.Fatalf("Next after the outage: %v", err)
+		}
+		wantIDs(t, "Next after the outage, the hold starting again", ids(set), "a")
+		wantIDs(t, "Resolve during the new hold", resolveIDs(t, c), "a")
+		if _, _, stale, _ := c.Snapshot(service); stale {
+			t.Error("Snapshot after the outage: stale, want fresh (holding)")
+		}
+		set, err = nextWithin(w, waitLong)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(back); d != hold {
+			t.Errorf("empty set published %v after the outage, want the hold, %v", d, hold)
+		}
+		wantIDs(t, "Next after the hold", ids(set))
 	})
-	e.Store.SetAvailable(false)
-	if _, err := nextWithin(w, waitLong); !errors.Is(err, discovery.ErrUnavailable) {
-		t.Fatalf("Next during the outage = %v, want ErrUnavailable", err)
-	}
-	time.Sleep(hold) // longer than the hold, but not without interruption
-	set, _, stale, _ := c.Snapshot(service)
-	wantIDs(t, "Snapshot during the outage", ids(set), "a")
-	if !stale {
-		t.Error("Snapshot during the outage: not stale")
-	}
-
-	e.Store.SetAvailable(true)
-	back := time.Now()
-	set, err := nextWithin(w, waitLong)
-	if err != nil {
-		t.Fatalf("Next after the outage: %v", err)
-	}
-	wantIDs(t, "Next after the outage, the hold starting again", ids(set), "a")
-	wantIDs(t, "Resolve during the new hold", resolveIDs(t, c), "a")
-	if _, _, stale, _ := c.Snapshot(service); stale {
-		t.Error("Snapshot after the outage: stale, want fresh (holding)")
-	}
-	set, err = nextWithin(w, waitLong)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(back); d < hold {
-		t.Errorf("empty set published %v after the outage, want at least the hold, %v", d, hold)
-	}
-	wantIDs(t, "Next after the hold", ids(set))
 }
 
 func TestEmptyHoldCancelledByReRegister(t *testing.T) {
 	t.Parallel()
-	const hold = 250 * time.Millisecond
-	e := newEnv(t)
-	a := inst("a", 1)
-	e.Register(t, a)
-	c := e.newCache(t, cache.WithEmptyHold(hold))
-	w, _ := watchFirst(t, c)
+	synctest.Test(t, func(t *testing.T) {
+		const hold = 250 * time.Millisecond
+		e := newEnv(t)
+		a := inst("a", 1)
+		e.Register(t, a)
+		c := e.newCache(t, cache.WithEmptyHold(hold))
+		w, _ := watchFirst(t, c)
 
-	// Leave and come back within the hold, at a new address.
-	e.Deregister(t, a)
-	time.Sleep(10 * time.Millisecond)
-	moved := inst("a", 2)
-	e.Register(t, moved)
-	set, err := nextWithin(w, waitLong)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(set) != 1 || set[0].Address != moved.Address {
-		t.Fatalf("Next after re-register = %v, want the moved instance and never an empty set", set)
-	}
-	// The hold is over: no empty set comes later either.
-	if set, err := nextWithin(w, hold+quiet); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Next after the hold = %v, %v; want no change", set, err)
-	}
+		// Leave and come back within the hold, at a new address.
+		e.Deregister(t, a)
+		time.Sleep(10 * time.Millisecond) // the bubble's clock: 10ms into the hold
+		moved := inst("a", 2)
+		e.Register(t, moved)
+		set, err := nextWithin(w, waitLong)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(set) != 1 || set[0].Address != moved.Address {
+			t.Fatalf("Next after re-register = %v, want the moved instance and never an empty set", set)
+		}
+		// The hold is over: no empty set comes later either.
+		if set, err := nextWithin(w, hold+quiet); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Next after the hold = %v, %v; want no change", set, err)
+		}
+	})
 }
 
 func TestCloseUnblocksWatchers(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.Register(t, inst("a", 1))
-	c := mustNew(t, e.Up, cache.WithRetry(fastRetry))
-	w, _ := watchFirst(t, c)
-	eventually(t, "the upstream watch to start", func() bool { return e.Up.ActiveWatchers() == 1 })
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t)
+		e.Register(t, inst("a", 1))
+		c := mustNew(t, e.Up, cache.WithRetry(fastRetry))
+		w, _ := watchFirst(t, c)
+		testwait.Until(t, waitLong, "the upstream watch to start", func() bool { return e.Up.ActiveWatchers() == 1 })
 
-	errc := make(chan error, 1)
-	go func() {
-		_, err := w.Next(context.Background())
-		errc <- err
-	}()
-	time.Sleep(quiet)
-	if err := c.Close(); err != nil {
-		t.Errorf("Close() = %v", err)
-	}
-	select {
-	case err := <-errc:
-		if !errors.Is(err, discovery.ErrClosed) {
-			t.Errorf("pending Next after Close = %v, want ErrClosed", err)
+		errc := make(chan error, 1)
+		go func() {
+			_, err := w.Next(context.Background())
+			errc <- err
+		}()
+		synctest.Wait() // the Next is pending
+		if err := c.Close(); err != nil {
+			t.Errorf("Close() = %v", err)
 		}
-	case <-time.After(waitLong):
-		t.Fatal("Close did not unblock a pending Next")
-	}
-	if n := e.Up.ActiveWatchers(); n != 0 {
-		t.Errorf("%d upstream watchers still open after Close, want 0", n)
-	}
-	if err := c.Close(); err != nil {
-		t.Errorf("second Close() = %v", err)
-	}
-	if _, err := c.Resolve(context.Background(), service); !errors.Is(err, discovery.ErrClosed) {
-		t.Errorf("Resolve after Close = %v, want ErrClosed", err)
-	}
-	if _, err := c.Watch(context.Background(), service); !errors.Is(err, discovery.ErrClosed) {
-		t.Errorf("Watch after Close = %v, want ErrClosed", err)
-	}
-	if _, err := w.Next(context.Background()); !errors.Is(err, discovery.ErrClosed) {
-		t.Errorf("Next after Close = %v, want ErrClosed", err)
-	}
-	if _, _, _, ok := c.Snapshot(service); ok {
-		t.Error("Snapshot after Close: ok, want not ok")
-	}
+		select {
+		case err := <-errc:
+			if !errors.Is(err, discovery.ErrClosed) {
+				t.Errorf("pending Next after Close = %v, want ErrClosed", err)
+			}
+		case <-time.After(waitLong):
+			t.Fatal("Close did not unblock a pending Next")
+		}
+		if n := e.Up.ActiveWatchers(); n != 0 {
+			t.Errorf("%d upstream watchers still open after Close, want 0", n)
+		}
+		if err := c.Close(); err != nil {
+			t.Errorf("second Close() = %v", err)
+		}
+		if _, err := c.Resolve(context.Background(), service); !errors.Is(err, discovery.ErrClosed) {
+			t.Errorf("Resolve after Close = %v, want ErrClosed", err)
+		}
+		if _, err := c.Watch(context.Background(), service); !errors.Is(err, discovery.ErrClosed) {
+			t.Errorf("Watch after Close = %v, want ErrClosed", err)
+		}
+		if _, err := w.Next(context.Background()); !errors.Is(err, discovery.ErrClosed) {
+			t.Errorf("Next after Close = %v, want ErrClosed", err)
+		}
+		if _, _, _, ok := c.Snapshot(service); ok {
+			t.Error("Snapshot after Close: ok, want not ok")
+		}
+	})
 }
 
 func TestCloseWhileRetrying(t *testing.T) {
@@ -726,7 +746,7 @@ func TestViewSharesTheCachedSet(t *testing.T) {
 	}
 	// A change replaces the set; the one seen before stays as it was.
 	e.Register(t, inst("c", 3))
-	eventually(t, "View to see the change", func() bool {
+	testwait.Until(t, waitLong, "View to see the change", func() bool {
 		var got []string
 		_ = c.View(ctx, service, func(set []discovery.Instance) { got = ids(set) })
 		return fmt.Sprint(got) == "[a b c]"

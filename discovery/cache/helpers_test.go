@@ -17,7 +17,9 @@ import (
 )
 
 // waitLong bounds every wait for something that must happen; quiet is how
-// long a test watches for something that must not happen.
+// long a test watches for something that must not happen, always inside a
+// testing/synctest bubble, whose clock passes it only once every goroutine
+// of the bubble is blocked: by then, whatever was going to happen has.
 const (
 	waitLong = 5 * time.Second
 	quiet    = 50 * time.Millisecond
@@ -69,18 +71,6 @@ func (e *env) newCache(t *testing.T, opts ...cache.Option) *cache.Resolver {
 	c := mustNew(t, e.Up, opts...)
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-// eventually polls cond until it holds, failing the test after waitLong.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitLong, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func resolveIDs(t *testing.T, r discovery.Resolver) []string {

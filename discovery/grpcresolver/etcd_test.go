@@ -11,6 +11,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery/grpcresolver"
+	"github.com/roster-sd/roster/internal/testwait"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -63,7 +64,7 @@ func TestClientThroughEtcdRestart(t *testing.T) {
 		}
 		return got
 	}
-	eventually(t, "both servers answer", func() bool { return len(answered(10)) == 2 })
+	testwait.Until(t, waitLong, "both servers answer", func() bool { return len(answered(10)) == 2 })
 
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
@@ -77,5 +78,5 @@ func TestClientThroughEtcdRestart(t *testing.T) {
 	if err := servers.Register(ctx, startServer(t, "s3")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the server registered after the restart answers", func() bool { return answered(15)["s3"] > 0 })
+	testwait.Until(t, waitLong, "the server registered after the restart answers", func() bool { return answered(15)["s3"] > 0 })
 }

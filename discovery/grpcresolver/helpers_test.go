@@ -2,6 +2,7 @@ package grpcresolver_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testwait"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -94,7 +96,7 @@ func mustCall(t *testing.T, conn *grpc.ClientConn) string {
 func waitAnswering(t *testing.T, conn *grpc.ClientConn, n int) {
 	t.Helper()
 	seen := make(map[string]bool)
-	eventually(t, fmt.Sprintf("%d servers to answer", n), func() bool {
+	testwait.Until(t, waitLong, fmt.Sprintf("%d servers to answer", n), func() bool {
 		seen[mustCall(t, conn)] = true
 		return len(seen) == n
 	})
@@ -165,17 +167,57 @@ func target(t *testing.T, s string) resolver.Target {
 	return resolver.Target{URL: *u}
 }
 
-// eventually polls cond until it holds, failing the test after waitLong.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitLong, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // testLogger routes logs to t.Log until the test ends.
 func testLogger(t testing.TB) hclog.Logger { return testlog.New(t) }
+
+// nextCounter passes its calls on to a Resolver and counts, over the
+// watchers it hands out, the Next calls in progress and those that
+// returned an error wrapping discovery.ErrUnavailable: a resolver that has
+// been told of an outage and waits in Next again has done all that the
+// outage makes it do.
+type nextCounter struct {
+	discovery.Resolver
+
+	mu       sync.Mutex
+	pending  int // Next calls in progress
+	outages  int // Next calls that returned discovery.ErrUnavailable
+	watchers int // watchers handed out
+}
+
+func (c *nextCounter) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
+	w, err := c.Resolver.Watch(ctx, service)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.watchers++
+	c.mu.Unlock()
+	return &countedWatcher{Watcher: w, c: c}, nil
+}
+
+// outageHandled reports whether the one watcher has returned n outages
+// and is waiting in Next again.
+func (c *nextCounter) outageHandled(n int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.watchers == 1 && c.outages == n && c.pending == 1
+}
+
+type countedWatcher struct {
+	discovery.Watcher
+	c *nextCounter
+}
+
+func (w *countedWatcher) Next(ctx context.Context) ([]discovery.Instance, error) {
+	w.c.mu.Lock()
+	w.c.pending++
+	w.c.mu.Unlock()
+	set, err := w.Watcher.Next(ctx)
+	w.c.mu.Lock()
+	w.c.pending--
+	if errors.Is(err, discovery.ErrUnavailable) {
+		w.c.outages++
+	}
+	w.c.mu.Unlock()
+	return set, err
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"google.golang.org/grpc"
@@ -19,6 +20,7 @@ import (
 	"github.com/roster-sd/roster/discovery/cache"
 	"github.com/roster-sd/roster/discovery/grpcresolver"
 	"github.com/roster-sd/roster/internal/resolvertest"
+	"github.com/roster-sd/roster/internal/testwait"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -82,7 +84,7 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 	// A deregistered server stops receiving calls.
 	e.Deregister(t, s2)
 	quiet := 0
-	eventually(t, "calls to stop reaching the deregistered server", func() bool {
+	testwait.Until(t, waitLong, "calls to stop reaching the deregistered server", func() bool {
 		name := mustCall(t, conn)
 		if name == "s2" {
 			quiet = 0
@@ -103,7 +105,7 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 	// A new server starts receiving calls.
 	s4 := startServer(t, "s4")
 	e.Register(t, s4)
-	eventually(t, "the new server to receive calls", func() bool {
+	testwait.Until(t, waitLong, "the new server to receive calls", func() bool {
 		return mustCall(t, conn) == "s4"
 	})
 
@@ -112,7 +114,7 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 		t.Errorf("%d upstream watchers open, want 1", n)
 	}
 	conn.Close()
-	eventually(t, "the resolver to stop its watch", func() bool { return e.Up.ActiveWatchers() == 0 })
+	testwait.Until(t, waitLong, "the resolver to stop its watch", func() bool { return e.Up.ActiveWatchers() == 0 })
 	if got := e.Up.Watches(); got != 1 {
 		t.Errorf("upstream Watch called %d times, want 1: the watch never failed", got)
 	}
@@ -135,10 +137,10 @@ func TestRecoversFromUpstreamFailure(t *testing.T) {
 	}
 	// The resolver keeps trying.
 	watches := e.Up.Watches()
-	eventually(t, "the resolver to retry Watch", func() bool { return e.Up.Watches() >= watches+2 })
+	testwait.Until(t, waitLong, "the resolver to retry Watch", func() bool { return e.Up.Watches() >= watches+2 })
 
 	e.Up.FailWatch(nil)
-	eventually(t, "calls to succeed once Watch works", func() bool {
+	testwait.Until(t, waitLong, "calls to succeed once Watch works", func() bool {
 		name, err := call(context.Background(), conn)
 		return err == nil && name == "s1"
 	})
@@ -148,14 +150,14 @@ func TestRecoversFromUpstreamFailure(t *testing.T) {
 	e.Store.SetAvailable(false)
 	e.Up.BreakWatchers(errBroken)
 	watches = e.Up.Watches()
-	eventually(t, "the resolver to retry Watch", func() bool { return e.Up.Watches() >= watches+2 })
+	testwait.Until(t, waitLong, "the resolver to retry Watch", func() bool { return e.Up.Watches() >= watches+2 })
 	if name, err := call(context.Background(), conn); err != nil || name != "s1" {
 		t.Errorf("call during the outage = %q, %v; want s1", name, err)
 	}
 	e.Store.SetAvailable(true)
 	s2 := startServer(t, "s2")
 	e.Register(t, s2)
-	eventually(t, "the resolver to resume and send the new server", func() bool {
+	testwait.Until(t, waitLong, "the resolver to resume and send the new server", func() bool {
 		name, err := call(context.Background(), conn)
 		return err == nil && name == "s2"
 	})
@@ -175,7 +177,7 @@ func TestReportsErrorsAndResumes(t *testing.T) {
 	}
 	defer r.Close()
 
-	eventually(t, "a reported error", func() bool { _, n := cc.counts(); return n >= 2 })
+	testwait.Until(t, waitLong, "a reported error", func() bool { _, n := cc.counts(); return n >= 2 })
 	if err := cc.lastErr(); !errors.Is(err, errBroken) {
 		t.Errorf("reported error = %v, want it to wrap the upstream's", err)
 	}
@@ -184,7 +186,7 @@ func TestReportsErrorsAndResumes(t *testing.T) {
 	}
 
 	e.Up.FailWatch(nil)
-	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 	st, _ := cc.lastState()
 	if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
 		t.Errorf("addresses = %v, want %v", got, want)
@@ -194,13 +196,13 @@ func TestReportsErrorsAndResumes(t *testing.T) {
 	// (gRPC holds an error meanwhile), then follows changes.
 	_, errsBefore := cc.counts()
 	e.Up.BreakWatchers(errBroken)
-	eventually(t, "the state to be sent again after the error", func() bool { n, _ := cc.counts(); return n == 2 })
+	testwait.Until(t, waitLong, "the state to be sent again after the error", func() bool { n, _ := cc.counts(); return n == 2 })
 	if _, n := cc.counts(); n != errsBefore+1 {
 		t.Errorf("errors reported = %d, want %d", n, errsBefore+1)
 	}
 	bb := discovery.Instance{Service: service, ID: "b", Address: "10.0.0.2:2"}
 	e.Register(t, bb)
-	eventually(t, "the state with the new instance", func() bool {
+	testwait.Until(t, waitLong, "the state with the new instance", func() bool {
 		st, _ := cc.lastState()
 		return slices.Equal(addrs(st), []string{a.Address, bb.Address})
 	})
@@ -233,27 +235,29 @@ func TestRegistryOutageKeepsCalling(t *testing.T) {
 				defer c.Close()
 				up = c
 			}
-			b := newBuilder(t, up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+			counter := &nextCounter{Resolver: up}
+			b := newBuilder(t, counter, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
 			conn := dial(t, b)
 			defer conn.Close()
 			waitAnswering(t, conn, 2)
 
 			e.Store.SetAvailable(false)
+			// Once the resolver has been told of the outage and waits
+			// for the next set, it has done all the outage makes it do
+			// at once. (What it might do later, on a timer, is
+			// TestRegistryOutageState's to check, on a fake clock.)
+			testwait.Until(t, waitLong, "the resolver to handle the outage and wait for the next set",
+				func() bool { return counter.outageHandled(1) })
 			got := spread(t, conn, 20) // fails the test on any error
 			t.Logf("20 calls during the outage: %v", got)
 			if got["s1"] == 0 || got["s2"] == 0 {
 				t.Errorf("calls during the outage = %v, want both servers still used", got)
 			}
-			time.Sleep(50 * time.Millisecond)
-			got = spread(t, conn, 20)
-			if got["s1"] == 0 || got["s2"] == 0 {
-				t.Errorf("calls later in the outage = %v, want both servers still used", got)
-			}
 
 			e.Store.SetAvailable(true)
 			s3 := startServer(t, "s3")
 			e.Register(t, s3)
-			eventually(t, "the server registered after the outage to receive calls", func() bool {
+			testwait.Until(t, waitLong, "the server registered after the outage to receive calls", func() bool {
 				return mustCall(t, conn) == "s3"
 			})
 			if got := e.Up.Watches(); got != 1 {
@@ -268,37 +272,42 @@ func TestRegistryOutageKeepsCalling(t *testing.T) {
 // error, since gRPC holds good addresses.
 func TestRegistryOutageState(t *testing.T) {
 	t.Parallel()
-	e := resolvertest.NewEnv(t)
-	a := discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"}
-	e.Register(t, a)
-	b := newBuilder(t, e.Up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
-	cc := &fakeCC{}
-	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	synctest.Test(t, func(t *testing.T) {
+		e := resolvertest.NewEnv(t)
+		a := discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"}
+		e.Register(t, a)
+		b := newBuilder(t, e.Up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+		cc := &fakeCC{}
+		r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 
-	for round := 1; round <= 2; round++ {
-		e.Store.SetAvailable(false)
-		time.Sleep(50 * time.Millisecond)
-		if states, errs := cc.counts(); states != round || errs != 0 {
-			t.Errorf("outage %d: %d states and %d errors sent, want %d and none", round, states, errs, round)
+		for round := 1; round <= 2; round++ {
+			e.Store.SetAvailable(false)
+			// The bubble's clock passes 50ms, through the resolver's
+			// retries, once every goroutine has done what the outage
+			// makes it do.
+			time.Sleep(50 * time.Millisecond)
+			if states, errs := cc.counts(); states != round || errs != 0 {
+				t.Errorf("outage %d: %d states and %d errors sent, want %d and none", round, states, errs, round)
+			}
+			e.Store.SetAvailable(true)
+			testwait.Until(t, waitLong, "the state to be sent again after the outage", func() bool { n, _ := cc.counts(); return n == round+1 })
+			st, _ := cc.lastState()
+			if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
+				t.Errorf("addresses after outage %d = %v, want %v", round, got, want)
+			}
 		}
-		e.Store.SetAvailable(true)
-		eventually(t, "the state to be sent again after the outage", func() bool { n, _ := cc.counts(); return n == round+1 })
-		st, _ := cc.lastState()
-		if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
-			t.Errorf("addresses after outage %d = %v, want %v", round, got, want)
+		if _, errs := cc.counts(); errs != 0 {
+			t.Errorf("%d errors reported, want none", errs)
 		}
-	}
-	if _, errs := cc.counts(); errs != 0 {
-		t.Errorf("%d errors reported, want none", errs)
-	}
-	if got := e.Up.Watches(); got != 1 {
-		t.Errorf("upstream Watch called %d times, want 1", got)
-	}
+		if got := e.Up.Watches(); got != 1 {
+			t.Errorf("upstream Watch called %d times, want 1", got)
+		}
+	})
 }
 
 // TestRegistryOutageBeforeFirstSet: with no address in gRPC yet, the
@@ -315,13 +324,13 @@ func TestRegistryOutageBeforeFirstSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	eventually(t, "a reported error", func() bool { _, n := cc.counts(); return n == 1 })
+	testwait.Until(t, waitLong, "a reported error", func() bool { _, n := cc.counts(); return n == 1 })
 	if err := cc.lastErr(); !errors.Is(err, discovery.ErrUnavailable) || !errors.Is(err, errBroken) {
 		t.Errorf("reported error = %v, want it to wrap discovery.ErrUnavailable and its cause", err)
 	}
 	a := discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"}
 	feed.Publish([]discovery.Instance{a})
-	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 	st, _ := cc.lastState()
 	if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
 		t.Errorf("addresses = %v, want %v", got, want)
@@ -330,49 +339,52 @@ func TestRegistryOutageBeforeFirstSet(t *testing.T) {
 
 func TestResolveNow(t *testing.T) {
 	t.Parallel()
-	const interval = 150 * time.Millisecond
-	// The watcher reports no instance, then the registry unreachable, and
-	// then no change; Resolve always has a fresh set.
-	feed := backendkit.NewFeed()
-	defer feed.Close(nil)
-	feed.Publish(nil)
-	up := &splitResolver{feed: feed}
-	b := newBuilder(t, up, grpcresolver.WithResolveNowInterval(interval))
-	cc := &fakeCC{}
-	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
-	feed.Fail(errors.New("test outage"))
-	// With no address held, the resolver reports the outage to gRPC.
-	eventually(t, "the outage reported", func() bool { _, n := cc.counts(); return n == 1 })
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 150 * time.Millisecond
+		// The watcher reports no instance, then the registry unreachable, and
+		// then no change; Resolve always has a fresh set.
+		feed := backendkit.NewFeed()
+		defer feed.Close(nil)
+		feed.Publish(nil)
+		up := &splitResolver{feed: feed}
+		b := newBuilder(t, up, grpcresolver.WithResolveNowInterval(interval))
+		cc := &fakeCC{}
+		r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+		feed.Fail(errors.New("test outage"))
+		// With no address held, the resolver reports the outage to gRPC.
+		testwait.Until(t, waitLong, "the outage reported", func() bool { _, n := cc.counts(); return n == 1 })
 
-	up.set(1)
-	r.ResolveNow(resolver.ResolveNowOptions{})
-	eventually(t, "ResolveNow to send the resolved set", func() bool {
-		st, _ := cc.lastState()
-		return slices.Equal(addrs(st), []string{"10.0.0.1:1001"})
-	})
-	first := time.Now()
-
-	// Within the interval, requests are merged into one at its end.
-	up.set(2)
-	for range 5 {
+		up.set(1)
 		r.ResolveNow(resolver.ResolveNowOptions{})
-	}
-	eventually(t, "the merged ResolveNow", func() bool {
-		st, _ := cc.lastState()
-		return slices.Equal(addrs(st), []string{"10.0.0.1:1002"})
+		testwait.Until(t, waitLong, "ResolveNow to send the resolved set", func() bool {
+			st, _ := cc.lastState()
+			return slices.Equal(addrs(st), []string{"10.0.0.1:1001"})
+		})
+		first := time.Now()
+
+		// Within the interval, requests are merged into one at its end.
+		up.set(2)
+		for range 5 {
+			r.ResolveNow(resolver.ResolveNowOptions{})
+		}
+		testwait.Until(t, waitLong, "the merged ResolveNow", func() bool {
+			st, _ := cc.lastState()
+			return slices.Equal(addrs(st), []string{"10.0.0.1:1002"})
+		})
+		if d := time.Since(first); d < interval/2 {
+			t.Errorf("second forced Resolve %v after the first, want at least the interval %v", d, interval)
+		}
+		// A whole interval more on the bubble's clock: no third Resolve.
+		time.Sleep(interval)
+		if got := up.resolves.Load(); got != 2 {
+			t.Errorf("upstream Resolve called %d times for 6 ResolveNow calls, want 2", got)
+		}
 	})
-	if d := time.Since(first); d < interval/2 {
-		t.Errorf("second forced Resolve %v after the first, want at least the interval %v", d, interval)
-	}
-	time.Sleep(interval)
-	if got := up.resolves.Load(); got != 2 {
-		t.Errorf("upstream Resolve called %d times for 6 ResolveNow calls, want 2", got)
-	}
 }
 
 // TestResolveNowWhileWatchingSendsOnlyWatchSets: while the watch is
@@ -396,18 +408,18 @@ func TestResolveNowWhileWatchingSendsOnlyWatchSets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 	for range 5 {
 		r.ResolveNow(resolver.ResolveNowOptions{})
 	}
 	feed.Publish(watchSet(2))
-	eventually(t, "the watch's second set", func() bool {
+	testwait.Until(t, waitLong, "the watch's second set", func() bool {
 		st, _ := cc.lastState()
 		return slices.Equal(addrs(st), []string{"10.0.0.2:2"})
 	})
 	r.ResolveNow(resolver.ResolveNowOptions{})
 	feed.Publish(watchSet(3))
-	eventually(t, "the watch's third set", func() bool {
+	testwait.Until(t, waitLong, "the watch's third set", func() bool {
 		st, _ := cc.lastState()
 		return slices.Equal(addrs(st), []string{"10.0.0.2:3"})
 	})
@@ -494,7 +506,7 @@ func TestAddressesCarryInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 	st, _ := cc.lastState()
 
 	want := discovery.NormalizeSet(ins)
@@ -523,7 +535,7 @@ func TestAddressesCarryInstances(t *testing.T) {
 	// Addresses of equal instances are equal (metadata maps compare by
 	// value), and differ when the metadata does.
 	e.Register(t, discovery.Instance{Service: service, ID: "c", Address: "10.0.0.3:3"})
-	eventually(t, "the second state", func() bool { n, _ := cc.counts(); return n == 2 })
+	testwait.Until(t, waitLong, "the second state", func() bool { n, _ := cc.counts(); return n == 2 })
 	st2, _ := cc.lastState()
 	if !st.Addresses[0].Equal(st2.Addresses[0]) || !st.Addresses[1].Equal(st2.Addresses[1]) {
 		t.Errorf("addresses of unchanged instances are not Equal across updates")
@@ -563,7 +575,7 @@ func TestCloseStopsResolver(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, "the first state or error", func() bool { s, e := cc.counts(); return s+e > 0 })
+			testwait.Until(t, waitLong, "the first state or error", func() bool { s, e := cc.counts(); return s+e > 0 })
 			done := make(chan struct{})
 			go func() {
 				r.Close()
@@ -660,5 +672,5 @@ func TestNewBuilderIgnoresNilOption(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	eventually(t, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
 }

@@ -22,7 +22,6 @@ type forwarder struct {
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{} // open connections, both sides
 	held    map[net.Conn]struct{} // accepted while holding, not yet relayed
-	nAccept int                   // connections accepted so far
 	isDown  bool                  // refusing connections
 	holding bool                  // holding new connections
 	closed  bool
@@ -63,7 +62,6 @@ func (f *forwarder) serve() {
 			continue // a transient accept error; keep serving
 		}
 		f.mu.Lock()
-		f.nAccept++
 		isDown, holding := f.isDown, f.holding && !f.closed
 		if holding {
 			f.held[c] = struct{}{}
@@ -161,14 +159,6 @@ func (f *forwarder) release() {
 		// Wakes the read in hold, which then finds c released.
 		_ = c.SetReadDeadline(time.Now())
 	}
-}
-
-// heldConns returns how many connections are being held, and how many
-// were accepted in all.
-func (f *forwarder) heldConns() (held, accepted int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.held), f.nAccept
 }
 
 // track records a relayed connection pair, or reports false once the

@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/roster-sd/roster/internal/testwait"
 )
 
 // A partitioned link must not pile up connections while clients redial:
@@ -56,17 +58,11 @@ func TestForwarderHoldsNewConnectionsUntilRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		held, accepted := f.heldConns()
-		if held == 1 && accepted == 21 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d accepted connections held, want 1 of 21 once the others gave up", held, accepted)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// Accepted in the order dialled: once kept is held, the others were
+	// accepted before it, and they are gone once it is the only one held.
+	// (One held connection is not enough: it may be one that gave up and
+	// is not closed yet, with kept still to be accepted.)
+	testwait.Until(t, 5*time.Second, "kept is the one connection held", func() bool { return f.holdsOnly(kept) })
 	// A held connection is never dialled upstream, so this is exact.
 	if n := len(accepted); n != 0 {
 		t.Fatalf("upstream accepted %d connections while held", n)
@@ -94,7 +90,21 @@ func TestForwarderHoldsNewConnectionsUntilRelease(t *testing.T) {
 	if _, err := io.ReadFull(kept, got); err != nil || string(got) != "back" {
 		t.Fatalf("client read %q, %v", got, err)
 	}
-	if held, _ := f.heldConns(); held != 0 {
+	f.mu.Lock()
+	held := len(f.held)
+	f.mu.Unlock()
+	if held != 0 {
 		t.Fatalf("%d connections still held after release", held)
 	}
+}
+
+// holdsOnly reports whether the one connection f holds is the one whose
+// client end is c.
+func (f *forwarder) holdsOnly(c net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for h := range f.held {
+		return len(f.held) == 1 && h.RemoteAddr().String() == c.LocalAddr().String()
+	}
+	return false
 }
