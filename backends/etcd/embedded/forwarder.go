@@ -4,26 +4,28 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
 )
 
-// forwarder is a plain TCP relay from a loopback listener to an upstream
-// address that keeps track of its connections so that it can cut them all.
-// Proxy puts one in front of etcd's test proxy, and a Cluster puts one in
-// front of each member's peer port.
+// forwarder is a TCP relay from a loopback listener to an upstream
+// address that keeps track of its connections so that it can cut them all,
+// and can pause and delay the bytes it relays. A Proxy is one forwarder;
+// a Cluster puts one in front of each member's peer port.
 type forwarder struct {
 	ln       net.Listener
 	upstream string
 	wg       sync.WaitGroup
+	done     chan struct{} // closed by close
 
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{} // open connections, both sides
 	held    map[net.Conn]struct{} // accepted while holding, not yet relayed
 	isDown  bool                  // refusing connections
 	holding bool                  // holding new connections
+	resume  chan struct{}         // non-nil while paused; closed on resume
+	delay   time.Duration         // added to every chunk relayed
 	closed  bool
 
 	closeOnce sync.Once
@@ -40,6 +42,7 @@ func newForwarder(upstream string) (*forwarder, error) {
 	f := &forwarder{
 		ln:       ln,
 		upstream: upstream,
+		done:     make(chan struct{}),
 		conns:    make(map[net.Conn]struct{}),
 		held:     make(map[net.Conn]struct{}),
 	}
@@ -176,15 +179,82 @@ func (f *forwarder) track(conns ...net.Conn) bool {
 }
 
 // pipe copies src to dst until either fails, then closes both, which ends
-// the opposite pipe too.
+// the opposite pipe too. Each chunk waits out a pause and the delay in
+// force when it was read, so that a pause holds traffic rather than
+// dropping it, and order is kept.
 func (f *forwarder) pipe(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if !f.pass(time.Now()) {
+				break
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	f.mu.Lock()
 	delete(f.conns, src)
 	delete(f.conns, dst)
 	f.mu.Unlock()
 	_ = src.Close()
 	_ = dst.Close()
+}
+
+// pass waits until a chunk read at readAt may go on: after any pause, and
+// the delay after readAt. It reports false once the forwarder is closed.
+func (f *forwarder) pass(readAt time.Time) bool {
+	f.mu.Lock()
+	resume, delay := f.resume, f.delay
+	f.mu.Unlock()
+	if resume != nil {
+		select {
+		case <-resume:
+		case <-f.done:
+			return false
+		}
+	}
+	if wait := time.Until(readAt.Add(delay)); delay > 0 && wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-f.done:
+			return false
+		}
+	}
+	return true
+}
+
+// pause holds every chunk relayed from now on, both ways, until unpause.
+func (f *forwarder) pause() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.resume == nil {
+		f.resume = make(chan struct{})
+	}
+}
+
+// unpause ends pause: what was held goes on.
+func (f *forwarder) unpause() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.resume != nil {
+		close(f.resume)
+		f.resume = nil
+	}
+}
+
+// setDelay delays every chunk read from now on by d; zero removes it.
+func (f *forwarder) setDelay(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.delay = max(d, 0)
 }
 
 // down makes the forwarder close every open connection and every new one
@@ -230,6 +300,7 @@ func (f *forwarder) close() error {
 		f.mu.Lock()
 		f.closed = true
 		f.mu.Unlock()
+		close(f.done)
 		err := f.ln.Close()
 		f.closeErr = errors.Join(err, f.dropConns())
 		f.wg.Wait()
