@@ -66,6 +66,8 @@ type benchReport struct {
 	// live heap, divided by the processes: in embedded mode it includes
 	// the servers' side of each connection.
 	ProcessHeapBytesPerProcess float64 `json:"process_heap_bytes_per_process"`
+	// ProcessGoroutinesPerProcess is the same for the goroutines.
+	ProcessGoroutinesPerProcess float64 `json:"process_goroutines_per_process"`
 
 	Missing int `json:"missing"` // registrations absent from etcd at the end
 }
@@ -323,6 +325,7 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 	rep.ProcessHeapBytesPerProcess = perProc(float64(mem.heap) - float64(base.heap))
 	rep.HeapBytesPerProcess = perProc(mem.clientHeap - base.clientHeap)
 	rep.GoroutinesPerProcess = perProc(float64(mem.clientGoroutines - base.clientGoroutines))
+	rep.ProcessGoroutinesPerProcess = perProc(float64(mem.goroutines - base.goroutines))
 	before := make(map[string]float64, len(base.sites))
 	for _, s := range base.sites {
 		before[s.Site] = s.Bytes
@@ -487,6 +490,7 @@ func (a *app) fault(ctx context.Context, fl *fleet, o benchOptions, cluster *emb
 
 type memStats struct {
 	heap             uint64 // the whole process's live heap
+	goroutines       int    // the whole process's
 	clientHeap       float64
 	sites            []heapShare
 	clientGoroutines int
@@ -502,7 +506,8 @@ func memSnapshot() memStats {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	ch, sites := clientHeap()
-	return memStats{heap: m.HeapAlloc, clientHeap: ch, sites: sites, clientGoroutines: clientGoroutines()}
+	return memStats{heap: m.HeapAlloc, goroutines: runtime.NumGoroutine(), clientHeap: ch, sites: sites,
+		clientGoroutines: clientGoroutines()}
 }
 
 // serverEvents is etcd's count of watch events sent, summed over the
@@ -583,7 +588,10 @@ func writeBenchReport(w io.Writer, format string, rep benchReport) error {
 	if rep.Mode == "embedded" {
 		row("", "%.1f KiB (the OS process's growth, with etcd's side of each connection)", rep.ProcessHeapBytesPerProcess/1024)
 	}
-	row("goroutines/process", "%.1f", rep.GoroutinesPerProcess)
+	row("goroutines/process", "%.1f (roster and its client)", rep.GoroutinesPerProcess)
+	if rep.Mode == "embedded" {
+		row("", "%.1f (the OS process's growth, with etcd's side of each connection)", rep.ProcessGoroutinesPerProcess)
+	}
 	row("missing at end", "%d", rep.Missing)
 	return tw.Flush()
 }
