@@ -50,6 +50,9 @@ type benchReport struct {
 	// ServerEventsPerReg is etcd's own count (etcd_debugging_mvcc_events_total),
 	// embedded mode only.
 	ServerEventsPerReg *float64 `json:"server_events_per_registration,omitempty"`
+	// ServerRequestsPerReg is etcd's own count of requests received
+	// (grpc_server_msg_received_total), embedded mode only.
+	ServerRequestsPerReg *float64 `json:"server_requests_per_registration,omitempty"`
 
 	Fault *faultReport `json:"fault,omitempty"`
 
@@ -281,7 +284,7 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 
 	// Registration.
 	reqs0, ev0 := fl.traffic.requests(), fl.traffic.events.Load()
-	srv0 := serverEvents()
+	srv0, srvReqs0 := serverEvents(), serverRequests()
 	progress("registering %d instances", rep.Registrations)
 	var last time.Time
 	var lastMu sync.Mutex
@@ -308,6 +311,8 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 	if inProcess {
 		v := (serverEvents() - srv0) / regs
 		rep.ServerEventsPerReg = &v
+		r := (serverRequests() - srvReqs0) / regs
+		rep.ServerRequestsPerReg = &r
 	}
 
 	if o.watchers > 0 {
@@ -510,17 +515,16 @@ func memSnapshot() memStats {
 		clientGoroutines: clientGoroutines()}
 }
 
-// serverEvents is etcd's count of watch events sent, summed over the
-// embedded members (they register their metrics on Prometheus' default
-// registry).
-func serverEvents() float64 {
+// serverCounter sums one of etcd's counters over the embedded members
+// (they register their metrics on Prometheus' default registry).
+func serverCounter(name string) float64 {
 	mfs, err := prometheus.DefaultGatherer.Gather()
 	if err != nil {
 		return 0
 	}
 	var sum float64
 	for _, mf := range mfs {
-		if mf.GetName() != "etcd_debugging_mvcc_events_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
@@ -529,6 +533,13 @@ func serverEvents() float64 {
 	}
 	return sum
 }
+
+// serverEvents is etcd's count of watch events sent.
+func serverEvents() float64 { return serverCounter("etcd_debugging_mvcc_events_total") }
+
+// serverRequests is etcd's count of request messages received: unary
+// calls and messages on streams.
+func serverRequests() float64 { return serverCounter("grpc_server_msg_received_total") }
 
 // byMethod formats requests per method, largest first, as " (Grant 1.00,
 // Txn 1.00)".
@@ -566,7 +577,10 @@ func writeBenchReport(w io.Writer, format string, rep benchReport) error {
 	row("fleet", "%d processes x %d instances, %d watchers of %d instances", rep.Processes, rep.Instances, rep.Watchers, rep.ServiceSize)
 	row("registrations/s", "%.1f", rep.RegistrationsPerSecond)
 	row("first registration", "%s", dist(rep.FirstRegistration))
-	row("requests/registration", "%.2f", rep.RequestsPerReg)
+	row("requests/registration", "%.2f (client side)", rep.RequestsPerReg)
+	if rep.ServerRequestsPerReg != nil {
+		row("", "%.2f (grpc_server_msg_received_total)", *rep.ServerRequestsPerReg)
+	}
 	row("watch events/registration", "%.2f (client side)", rep.EventsPerReg)
 	if rep.ServerEventsPerReg != nil {
 		row("", "%.2f (etcd_debugging_mvcc_events_total)", *rep.ServerEventsPerReg)
