@@ -18,7 +18,6 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/backendkit"
-	"github.com/roster-sd/roster/retry"
 )
 
 // Backend is the etcd implementation of discovery.Backend and
@@ -51,22 +50,20 @@ type Backend struct {
 	// delete; its goroutine starts with the keeper.
 	ownKeys *keyWatch
 
-	mu      sync.Mutex
-	closed  bool
-	held    map[discovery.Key]*entry   // what this backend keeps published
-	dirty   map[discovery.Key]struct{} // held keys the writer must (re)write
-	byPath  map[string]discovery.Key   // etcd key -> held key
-	tombs   map[string]*tomb           // keys to delete, by etcd key
-	lease   clientv3.LeaseID           // the live lease; 0 while (re-)establishing
-	granted clientv3.LeaseID           // the newest lease granted, which Close revokes
-	ours    []clientv3.LeaseID         // recent leases of ours, to tell our writes from others'
+	// regs is the table of what the Backend keeps published; its mutex
+	// also guards the lease fields below.
+	regs *registrations
+
+	lease   clientv3.LeaseID   // the live lease; 0 while (re-)establishing
+	granted clientv3.LeaseID   // the newest lease granted, which Close revokes
+	ours    []clientv3.LeaseID // recent leases of ours, to tell our writes from others'
 	// announce asks the writer to log "registered" once every held
 	// instance is written under a newly granted lease.
 	announce bool
 
 	// watches holds the resolver side's shared watches: one feed per
 	// watched service, each followed by one etcd watch (startFollow). It
-	// has its own lock, taken with b.mu held or with no lock held, never
+	// has its own lock, taken with b.regs.mu held or with no lock held, never
 	// the other way round.
 	watches *backendkit.FeedGroup
 }
@@ -149,15 +146,11 @@ func newBackend(cli *clientv3.Client, cfg Config) *Backend {
 		leases: pb.NewLeaseClient(cli.ActiveConnection()),
 		cfg:    cfg,
 		log:    cfg.Logger,
-		board:  backendkit.NewStatusBoard(),
+		regs:   newRegistrations(cfg.Logger),
 		ttl:    int64(cfg.TTL / time.Second),
 		ctx:    ctx,
 		cancel: cancel,
 		kick:   make(chan struct{}, 1),
-		held:   make(map[discovery.Key]*entry),
-		dirty:  make(map[discovery.Key]struct{}),
-		byPath: make(map[string]discovery.Key),
-		tombs:  make(map[string]*tomb),
 	}
 	b.watches = backendkit.NewFeedGroup(b.startFollow)
 	b.ownKeys = newKeyWatch(cli, cfg.Retry, cfg.Logger, b.observe, b.recheck)
@@ -179,64 +172,9 @@ func (b *Backend) key(service, id string) string {
 // or 0 while it has none (before the first Register, or while it is
 // re-establishing one after a failure).
 func (b *Backend) Lease() clientv3.LeaseID {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.regs.mu.Lock()
+	defer b.regs.mu.Unlock()
 	return b.lease
-}
-
-// entry is one instance this backend keeps published: the desired state.
-type entry struct {
-	inst  discovery.Instance
-	path  string // etcd key
-	value string // JSON
-
-	// claim asks the writer for an unconditional put: Register is an
-	// explicit claim, and the later writer owns the key. Without it the
-	// writer only restores the key if it is absent.
-	claim bool
-	// tried: a write of it was sent, so etcd may hold it even if the
-	// write seemed to fail.
-	tried bool
-	// rev is the latest revision of the key this Backend knows of: its
-	// own last write, or a change by someone else that the own-key watch
-	// reported. Events and write results at or before it are old news.
-	rev      int64
-	written  bool // the registry held it as of rev
-	conflict bool // another registrar owns the key
-	state    discovery.State
-	waiters  []*waiter
-
-	// A write that etcd refused for this key alone (too large, not
-	// permitted, no space) is retried on its own backoff, without holding
-	// back the other keys.
-	refusals int           // refused writes in a row
-	backoff  retry.Backoff // nil until a write is refused
-	retryAt  time.Time     // not written again before then
-}
-
-// tomb is a key the keeper must delete, if it is still under the
-// Backend's lease.
-type tomb struct {
-	waiters []*waiter
-}
-
-// waiter is a Register or Deregister call waiting for the keeper.
-type waiter struct {
-	done chan struct{}
-	err  error
-}
-
-func newWaiter() *waiter { return &waiter{done: make(chan struct{})} }
-
-func (w *waiter) finish(err error) {
-	w.err = err
-	close(w.done)
-}
-
-func finishAll(ws []*waiter, err error) {
-	for _, w := range ws {
-		w.finish(err)
-	}
 }
 
 // Register implements discovery.Registrar. It returns once etcd holds the
@@ -256,32 +194,32 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 	}
 	key := in.Key()
 	w := newWaiter()
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	b.regs.mu.Lock()
+	if b.regs.closed {
+		b.regs.mu.Unlock()
 		return fmt.Errorf("etcd: register %v: %w", key, discovery.ErrClosed)
 	}
 	e := &entry{inst: in, path: b.key(in.Service, in.ID), value: string(value), claim: true}
-	prev := b.held[key]
+	prev := b.regs.held[key]
 	if prev != nil {
 		// An update: the earlier calls still waiting are satisfied by
 		// this newer value.
 		e.waiters, e.rev, e.written, e.state = prev.waiters, prev.rev, prev.written, prev.state
 		prev.waiters = nil
 	} else {
-		b.reportLocked(e, discovery.Status{State: discovery.StateRegistering})
+		b.regs.reportLocked(e, discovery.Status{State: discovery.StateRegistering})
 	}
 	e.waiters = append(e.waiters, w)
-	if t := b.tombs[e.path]; t != nil {
+	if t := b.regs.tombs[e.path]; t != nil {
 		// Re-registered before the delete went out: the delete is moot.
 		finishAll(t.waiters, nil)
-		delete(b.tombs, e.path)
+		delete(b.regs.tombs, e.path)
 	}
-	b.held[key] = e
-	b.byPath[e.path] = key
-	b.markDirtyLocked(e)
+	b.regs.held[key] = e
+	b.regs.byPath[e.path] = key
+	b.regs.markDirtyLocked(e)
 	b.start()
-	b.mu.Unlock()
+	b.regs.mu.Unlock()
 
 	b.writeOrPoke(ctx)
 	select {
@@ -296,17 +234,17 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 // instance: a new registration is withdrawn (and deleted, if the keeper got
 // as far as writing it), an update reverts to the previous value.
 func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, cause error) error {
-	b.mu.Lock()
+	b.regs.mu.Lock()
 	select {
 	case <-w.done: // the keeper finished just now
-		b.mu.Unlock()
+		b.regs.mu.Unlock()
 		return w.err
 	default:
 	}
 	e.waiters = removeWaiter(e.waiters, w)
-	if b.held[key] != e {
+	if b.regs.held[key] != e {
 		// A later Register replaced it; that call owns the outcome.
-		b.mu.Unlock()
+		b.regs.mu.Unlock()
 		return fmt.Errorf("etcd: register %v: %w", key, cause)
 	}
 	var cleanup *waiter
@@ -314,8 +252,8 @@ func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, c
 		// Put the previous value back.
 		prev.waiters, prev.claim = e.waiters, true
 		e.waiters = nil
-		b.held[key] = prev
-		b.markDirtyLocked(prev)
+		b.regs.held[key] = prev
+		b.regs.markDirtyLocked(prev)
 	} else {
 		b.dropLocked(key, e)
 		finishAll(e.waiters, fmt.Errorf("etcd: register %v: %w", key, cause))
@@ -323,10 +261,10 @@ func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, c
 		if e.tried {
 			// A write of it went out: delete it.
 			cleanup = newWaiter()
-			b.tombs[e.path] = &tomb{waiters: []*waiter{cleanup}}
+			b.regs.tombs[e.path] = &tomb{waiters: []*waiter{cleanup}}
 		}
 	}
-	b.mu.Unlock()
+	b.regs.mu.Unlock()
 	b.poke()
 	if cleanup != nil {
 		// Leave nothing behind, but do not hang on an unreachable etcd.
@@ -352,7 +290,7 @@ func (b *Backend) writeOrPoke(ctx context.Context) {
 			err := b.syncLocked(wctx, lease)
 			cancel()
 			b.writeMu.Unlock()
-			if err == nil && !b.pending() {
+			if err == nil && !b.regs.pending() {
 				return
 			}
 		} else {
@@ -362,34 +300,13 @@ func (b *Backend) writeOrPoke(ctx context.Context) {
 	b.poke()
 }
 
-// markDirtyLocked asks the writer to write e on its next pass.
-func (b *Backend) markDirtyLocked(e *entry) {
-	b.dirty[e.inst.Key()] = struct{}{}
-}
-
 // dropLocked stops keeping e published: it is deregistered.
 func (b *Backend) dropLocked(key discovery.Key, e *entry) {
-	delete(b.held, key)
-	delete(b.dirty, key)
-	delete(b.byPath, e.path)
+	delete(b.regs.held, key)
+	delete(b.regs.dirty, key)
+	delete(b.regs.byPath, e.path)
 	b.ownKeys.remove(e.path)
-	b.reportLocked(e, discovery.Status{State: discovery.StateDeregistered})
-}
-
-// reportLocked records e's new state on the status board.
-func (b *Backend) reportLocked(e *entry, st discovery.Status) {
-	st.Instance = e.inst
-	e.state = st.State
-	b.board.Set(st)
-}
-
-func removeWaiter(ws []*waiter, w *waiter) []*waiter {
-	for i, x := range ws {
-		if x == w {
-			return append(ws[:i:i], ws[i+1:]...)
-		}
-	}
-	return ws
+	b.regs.reportLocked(e, discovery.Status{State: discovery.StateDeregistered})
 }
 
 // Deregister implements discovery.Registrar: it deletes the instance's key
@@ -401,21 +318,21 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 	}
 	key := in.Key()
 	w := newWaiter()
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	b.regs.mu.Lock()
+	if b.regs.closed {
+		b.regs.mu.Unlock()
 		return fmt.Errorf("etcd: deregister %v: %w", key, discovery.ErrClosed)
 	}
-	e := b.held[key]
+	e := b.regs.held[key]
 	if e == nil {
-		b.mu.Unlock()
+		b.regs.mu.Unlock()
 		return fmt.Errorf("etcd: deregister %v: %w", key, discovery.ErrNotRegistered)
 	}
 	b.dropLocked(key, e)
 	finishAll(e.waiters, fmt.Errorf("etcd: register %v: deregistered meanwhile: %w", key, discovery.ErrNotRegistered))
 	e.waiters = nil
-	b.tombs[e.path] = &tomb{waiters: []*waiter{w}}
-	b.mu.Unlock()
+	b.regs.tombs[e.path] = &tomb{waiters: []*waiter{w}}
+	b.regs.mu.Unlock()
 
 	b.poke()
 	select {
@@ -434,24 +351,24 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 // the client. It is idempotent.
 func (b *Backend) Close() error {
 	b.closeOnce.Do(func() {
-		b.mu.Lock()
-		b.closed = true
-		held := b.held
-		b.held = map[discovery.Key]*entry{}
-		clear(b.byPath)
-		clear(b.dirty)
+		b.regs.mu.Lock()
+		b.regs.closed = true
+		held := b.regs.held
+		b.regs.held = map[discovery.Key]*entry{}
+		clear(b.regs.byPath)
+		clear(b.regs.dirty)
 		lease := b.granted
-		b.mu.Unlock()
+		b.regs.mu.Unlock()
 
 		b.cancel()
 		b.wg.Wait()
 		// No writer is left (a Register writing on its own goroutine
-		// holds writeMu): what is still to delete is in b.tombs.
+		// holds writeMu): what is still to delete is in b.regs.tombs.
 		b.writeMu.Lock()
-		b.mu.Lock()
-		tombs := b.tombs
-		b.tombs = map[string]*tomb{}
-		b.mu.Unlock()
+		b.regs.mu.Lock()
+		tombs := b.regs.tombs
+		b.regs.tombs = map[string]*tomb{}
+		b.regs.mu.Unlock()
 		b.writeMu.Unlock()
 		// The watch goroutines have stopped: end every watcher.
 		b.watches.Close(fmt.Errorf("etcd: watch: %w", discovery.ErrClosed))
@@ -473,7 +390,7 @@ func (b *Backend) Close() error {
 		closedErr := fmt.Errorf("etcd: %w", discovery.ErrClosed)
 		for _, e := range held {
 			finishAll(e.waiters, closedErr)
-			b.reportLocked(e, discovery.Status{State: discovery.StateDeregistered})
+			b.regs.reportLocked(e, discovery.Status{State: discovery.StateDeregistered})
 		}
 		for path, t := range tombs {
 			// The revoke removed the key, or it stays until the lease
@@ -484,7 +401,7 @@ func (b *Backend) Close() error {
 			}
 			finishAll(t.waiters, err)
 		}
-		b.board.Close()
+		b.regs.board.Close()
 		if b.ownsClient {
 			if err := b.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 				errs = append(errs, fmt.Errorf("etcd: close client: %w", err))
@@ -497,15 +414,15 @@ func (b *Backend) Close() error {
 
 // Status implements discovery.StatusReporter.
 func (b *Backend) Status(service, id string) (discovery.Status, error) {
-	return b.board.Status(service, id)
+	return b.regs.board.Status(service, id)
 }
 
 // Statuses implements discovery.StatusReporter.
-func (b *Backend) Statuses() []discovery.Status { return b.board.Statuses() }
+func (b *Backend) Statuses() []discovery.Status { return b.regs.board.Statuses() }
 
 // SubscribeStatus implements discovery.StatusReporter.
 func (b *Backend) SubscribeStatus() discovery.StatusSubscription {
-	return b.board.SubscribeStatus()
+	return b.regs.board.SubscribeStatus()
 }
 
 func leaseString(id clientv3.LeaseID) string { return fmt.Sprintf("%x", int64(id)) }

@@ -2,15 +2,10 @@ package etcd
 
 import (
 	"errors"
-	"fmt"
-	"slices"
-	"strings"
-
-	"github.com/roster-sd/roster/discovery"
 )
 
 // Register, Deregister and the own-key watch record the desired state in
-// b.held and b.tombs and poke the keeper, which runs the writer to make
+// b.regs.held and b.regs.tombs and poke the keeper, which runs the writer to make
 // etcd match (lease.go, writer.go).
 
 // errRemoved is the cause reported when a key of ours disappeared: someone
@@ -22,7 +17,7 @@ var errLeaseExpired = errors.New("lease expired or revoked")
 
 // start launches the keeper, the own-key watch and the connection monitor
 // (conn.go).
-// Called with b.mu held and the Backend open, so it never races with
+// Called with b.regs.mu held and the Backend open, so it never races with
 // Close's wait.
 func (b *Backend) start() {
 	b.startOnce.Do(func() {
@@ -49,18 +44,4 @@ func drain(ch chan struct{}) {
 	case <-ch:
 	default:
 	}
-}
-
-// nodeList names the held instances' addresses for logs: all of them up to
-// three, then a count.
-func nodeList(held map[discovery.Key]*entry) string {
-	addrs := make([]string, 0, len(held))
-	for _, e := range held {
-		addrs = append(addrs, e.inst.Address)
-	}
-	slices.Sort(addrs)
-	if len(addrs) > 3 {
-		return fmt.Sprintf("%s and %d more", strings.Join(addrs[:3], ", "), len(addrs)-3)
-	}
-	return strings.Join(addrs, ", ")
 }

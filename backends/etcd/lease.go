@@ -52,15 +52,15 @@ func (b *Backend) keep() {
 // Without a lease, pending deletes are moot: the keys went with the lease
 // they were under.
 func (b *Backend) hasWork() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.held) > 0 {
+	b.regs.mu.Lock()
+	defer b.regs.mu.Unlock()
+	if len(b.regs.held) > 0 {
 		return true
 	}
-	for _, t := range b.tombs {
+	for _, t := range b.regs.tombs {
 		finishAll(t.waiters, nil)
 	}
-	clear(b.tombs)
+	clear(b.regs.tombs)
 	return false
 }
 
@@ -115,14 +115,14 @@ func (b *Backend) establish(prev clientv3.LeaseID) (grant, error) {
 		return grant{}, err
 	}
 	g := grant{id: lease, ttl: ttl, fresh: !survived}
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.regs.mu.Lock()
+	defer b.regs.mu.Unlock()
 	b.lease, b.announce = lease, true
 	if survived {
 		// What etcd held under it, it holds still.
-		for key, e := range b.held {
-			if _, dirty := b.dirty[key]; !dirty && e.written && e.state != discovery.StateRegistered {
-				b.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
+		for key, e := range b.regs.held {
+			if _, dirty := b.regs.dirty[key]; !dirty && e.written && e.state != discovery.StateRegistered {
+				b.regs.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
 			}
 		}
 		b.logRegisteredLocked(lease)
@@ -135,8 +135,8 @@ func (b *Backend) establish(prev clientv3.LeaseID) (grant, error) {
 	if len(b.ours) > 8 {
 		b.ours = slices.Delete(b.ours, 0, len(b.ours)-8)
 	}
-	for key := range b.held {
-		b.dirty[key] = struct{}{}
+	for key := range b.regs.held {
+		b.regs.dirty[key] = struct{}{}
 	}
 	return g, nil
 }
@@ -171,15 +171,15 @@ func (b *Backend) wakeJitter() time.Duration { return b.cfg.ReconnectDelay / 2 }
 
 // retrying reports a failed attempt to grant a lease.
 func (b *Backend) retrying(f retry.Failure) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, e := range b.held {
+	b.regs.mu.Lock()
+	defer b.regs.mu.Unlock()
+	for _, e := range b.regs.held {
 		if e.conflict {
 			continue // still the last thing known of it
 		}
-		b.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: f.Attempt, RetryIn: f.Delay, Err: f.Err})
+		b.regs.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: f.Attempt, RetryIn: f.Delay, Err: f.Err})
 	}
-	b.log.Warn("failed to maintain lease, retrying", "node", nodeList(b.held), "instances", len(b.held),
+	b.log.Warn("failed to maintain lease, retrying", "node", nodeList(b.regs.held), "instances", len(b.regs.held),
 		"attempt", f.Attempt, "retry_in", f.Delay, "error", f.Err)
 }
 
@@ -207,7 +207,7 @@ func (b *Backend) serve(g grant) clientv3.LeaseID {
 			if b.ctx.Err() != nil {
 				return 0
 			}
-			b.log.Warn("keep-alive failed, will retry", "lease", leaseString(lease), "instances", b.heldCount(), "cause", ka.err)
+			b.log.Warn("keep-alive failed, will retry", "lease", leaseString(lease), "instances", b.regs.heldCount(), "cause", ka.err)
 			b.setLease(0)
 			return lease
 		case <-b.kick:
@@ -240,7 +240,7 @@ func (b *Backend) serve(g grant) clientv3.LeaseID {
 			return 0
 		case errors.Is(err, errLeaseGone):
 			// establish has it granted again, under the same ID.
-			b.log.Warn("lease expired or revoked, will retry", "lease", leaseString(lease), "instances", b.heldCount())
+			b.log.Warn("lease expired or revoked, will retry", "lease", leaseString(lease), "instances", b.regs.heldCount())
 			b.setLease(0)
 			return lease
 		default:
@@ -269,27 +269,21 @@ func jitter(d time.Duration) time.Duration {
 }
 
 func (b *Backend) setLease(lease clientv3.LeaseID) {
-	b.mu.Lock()
+	b.regs.mu.Lock()
 	b.lease = lease
-	b.mu.Unlock()
-}
-
-func (b *Backend) heldCount() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.held)
+	b.regs.mu.Unlock()
 }
 
 // leaseLost records that etcd no longer has the lease, nor the instances
 // written under it.
 func (b *Backend) leaseLost(cause error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.regs.mu.Lock()
+	defer b.regs.mu.Unlock()
 	b.lease = 0
-	for _, e := range b.held {
+	for _, e := range b.regs.held {
 		if e.written && !e.conflict {
 			e.written = false
-			b.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: cause})
+			b.regs.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: cause})
 		}
 	}
 }
@@ -297,9 +291,9 @@ func (b *Backend) leaseLost(cause error) {
 // idle reports whether nothing is left to keep published; the lease is then
 // no longer offered to writers.
 func (b *Backend) idle() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.held) > 0 || len(b.tombs) > 0 || len(b.dirty) > 0 {
+	b.regs.mu.Lock()
+	defer b.regs.mu.Unlock()
+	if len(b.regs.held) > 0 || len(b.regs.tombs) > 0 || len(b.regs.dirty) > 0 {
 		return false
 	}
 	b.lease = 0
@@ -316,43 +310,43 @@ func (b *Backend) revokeIdle(lease clientv3.LeaseID) {
 		b.log.Debug("failed to revoke the idle lease; it expires on its own", "lease", leaseString(lease), "error", err)
 		return
 	}
-	b.mu.Lock()
+	b.regs.mu.Lock()
 	if b.granted == lease {
 		b.granted = 0
 	}
-	b.mu.Unlock()
+	b.regs.mu.Unlock()
 	b.log.Info("revoked lease", "lease", leaseString(lease), "instances", 0)
 }
 
 // logRegistered logs, once per new lease, that the instances are
 // registered under it.
 func (b *Backend) logRegistered(lease clientv3.LeaseID) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.regs.mu.Lock()
+	defer b.regs.mu.Unlock()
 	b.logRegisteredLocked(lease)
 }
 
-// logRegisteredLocked is logRegistered for a caller that holds b.mu: the
+// logRegisteredLocked is logRegistered for a caller that holds b.regs.mu: the
 // one that reports the last instance registered, so that the log line is
 // written before anyone sees the state.
 func (b *Backend) logRegisteredLocked(lease clientv3.LeaseID) {
 	if !b.announce {
 		return
 	}
-	for key := range b.dirty {
-		if e := b.held[key]; e != nil && e.refusals == 0 {
+	for key := range b.regs.dirty {
+		if e := b.regs.held[key]; e != nil && e.refusals == 0 {
 			return // not all written yet
 		}
 	}
-	for _, e := range b.held {
+	for _, e := range b.regs.held {
 		if e.state != discovery.StateRegistered && !e.conflict && e.refusals == 0 {
 			return // being written, in a later batch of this pass
 		}
 	}
 	b.announce = false
-	registered := make(map[discovery.Key]*entry, len(b.held))
+	registered := make(map[discovery.Key]*entry, len(b.regs.held))
 	conflicts, refused := 0, 0
-	for key, e := range b.held {
+	for key, e := range b.regs.held {
 		switch {
 		case e.state == discovery.StateRegistered:
 			registered[key] = e

@@ -16,23 +16,23 @@ import (
 
 // observe reacts to a change of one of the Backend's keys.
 func (b *Backend) observe(ev *mvccpb.Event) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	key, ok := b.byPath[string(ev.Kv.Key)]
+	b.regs.mu.Lock()
+	defer b.regs.mu.Unlock()
+	key, ok := b.regs.byPath[string(ev.Kv.Key)]
 	if !ok {
 		return // no longer held
 	}
-	e := b.held[key]
+	e := b.regs.held[key]
 	if ev.Kv.ModRevision <= e.rev {
 		return // an echo of our own write, or older
 	}
 	switch ev.Type {
 	case mvccpb.DELETE:
 		e.rev = ev.Kv.ModRevision
-		b.dirty[key] = struct{}{}
+		b.regs.dirty[key] = struct{}{}
 		if e.written && !e.conflict {
 			e.written = false
-			b.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: errRemoved})
+			b.regs.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: errRemoved})
 			b.log.Warn("instance removed from etcd, restoring", "node", e.inst.Address, "key", e.path)
 		}
 		b.poke()
@@ -40,23 +40,23 @@ func (b *Backend) observe(ev *mvccpb.Event) {
 		lease := clientv3.LeaseID(ev.Kv.Lease)
 		if slices.Contains(b.ours, lease) {
 			if string(ev.Kv.Value) != e.value {
-				b.dirty[key] = struct{}{}
+				b.regs.dirty[key] = struct{}{}
 				b.poke()
 			}
 			return
 		}
 		e.rev = ev.Kv.ModRevision
-		b.conflictLocked(e, lease)
+		b.regs.conflictLocked(e, lease)
 	}
 }
 
 // recheck has the writer check a key whose changes were compacted away
 // before the own-key watch saw them: it is put again if absent.
 func (b *Backend) recheck(path string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if key, ok := b.byPath[path]; ok {
-		b.dirty[key] = struct{}{}
+	b.regs.mu.Lock()
+	defer b.regs.mu.Unlock()
+	if key, ok := b.regs.byPath[path]; ok {
+		b.regs.dirty[key] = struct{}{}
 		b.poke()
 	}
 }

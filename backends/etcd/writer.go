@@ -18,7 +18,7 @@ import (
 	"github.com/roster-sd/roster/discovery"
 )
 
-// The writer makes etcd hold what b.held and b.tombs say: one goroutine at
+// The writer makes etcd hold what b.regs.held and b.regs.tombs say: one goroutine at
 // a time (writeMu), the keeper or a Register on its own goroutine. One
 // writer means no races between a re-registration, an update and a delete
 // of the same key.
@@ -70,26 +70,26 @@ func (b *Backend) sync(ctx context.Context, lease clientv3.LeaseID) error {
 // syncLocked is sync for a caller that holds writeMu.
 func (b *Backend) syncLocked(ctx context.Context, lease clientv3.LeaseID) error {
 	now := time.Now()
-	b.mu.Lock()
+	b.regs.mu.Lock()
 	var ops []op
-	for key := range b.dirty {
-		e := b.held[key]
+	for key := range b.regs.dirty {
+		e := b.regs.held[key]
 		if e == nil {
-			delete(b.dirty, key)
+			delete(b.regs.dirty, key)
 			continue
 		}
 		if e.retryAt.After(now) {
 			continue
 		}
-		delete(b.dirty, key)
+		delete(b.regs.dirty, key)
 		e.tried = true
 		ops = append(ops, op{e: e, path: e.path})
 	}
-	for path, t := range b.tombs {
+	for path, t := range b.regs.tombs {
 		ops = append(ops, op{path: path, tomb: t})
 	}
-	clear(b.tombs)
-	b.mu.Unlock()
+	clear(b.regs.tombs)
+	b.regs.mu.Unlock()
 	slices.SortFunc(ops, func(x, y op) int { return strings.Compare(x.path, y.path) })
 	return b.write(ctx, lease, ops)
 }
@@ -200,26 +200,19 @@ func (b *Backend) commit(ctx context.Context, lease clientv3.LeaseID, batch []op
 	return nil
 }
 
-// pending reports whether writes are waiting.
-func (b *Backend) pending() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.dirty) > 0 || len(b.tombs) > 0
-}
-
 // nextPass returns how long until the next write pass is due: at resumeAt
 // (after a failed pass) or when the earliest refused key may be retried.
 // It reports false when nothing waits.
 func (b *Backend) nextPass(resumeAt time.Time) (time.Duration, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.regs.mu.Lock()
+	defer b.regs.mu.Unlock()
 	var next time.Time
-	found := len(b.tombs) > 0
+	found := len(b.regs.tombs) > 0
 	if found {
 		next = resumeAt
 	}
-	for key := range b.dirty {
-		e := b.held[key]
+	for key := range b.regs.dirty {
+		e := b.regs.held[key]
 		if e == nil {
 			continue
 		}
@@ -239,20 +232,20 @@ func (b *Backend) nextPass(resumeAt time.Time) (time.Duration, bool) {
 
 // requeue marks the writes of a failed batch to be done again.
 func (b *Backend) requeue(ops []op) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.regs.mu.Lock()
+	defer b.regs.mu.Unlock()
 	for _, o := range ops {
 		switch {
 		case o.tomb != nil:
-			if _, back := b.byPath[o.path]; back {
+			if _, back := b.regs.byPath[o.path]; back {
 				finishAll(o.tomb.waiters, nil) // registered again meanwhile
-			} else if t := b.tombs[o.path]; t != nil {
+			} else if t := b.regs.tombs[o.path]; t != nil {
 				t.waiters = append(t.waiters, o.tomb.waiters...)
 			} else {
-				b.tombs[o.path] = o.tomb
+				b.regs.tombs[o.path] = o.tomb
 			}
-		case b.held[o.e.inst.Key()] == o.e:
-			b.dirty[o.e.inst.Key()] = struct{}{}
+		case b.regs.held[o.e.inst.Key()] == o.e:
+			b.regs.dirty[o.e.inst.Key()] = struct{}{}
 		}
 	}
 }
@@ -260,10 +253,10 @@ func (b *Backend) requeue(ops []op) {
 // refused records that etcd refused the write of one key, alone: the key
 // waits out its own backoff, the others go on.
 func (b *Backend) refused(o op, cause error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.regs.mu.Lock()
+	defer b.regs.mu.Unlock()
 	if o.tomb != nil {
-		if _, back := b.byPath[o.path]; back {
+		if _, back := b.regs.byPath[o.path]; back {
 			finishAll(o.tomb.waiters, nil) // registered again meanwhile
 			return
 		}
@@ -273,7 +266,7 @@ func (b *Backend) refused(o op, cause error) {
 	}
 	e := o.e
 	key := e.inst.Key()
-	if b.held[key] != e {
+	if b.regs.held[key] != e {
 		return
 	}
 	if e.backoff == nil {
@@ -282,24 +275,24 @@ func (b *Backend) refused(o op, cause error) {
 	e.refusals++
 	d, _ := e.backoff.Next()
 	e.retryAt = time.Now().Add(d)
-	b.dirty[key] = struct{}{}
-	b.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: e.refusals, RetryIn: d, Err: cause})
+	b.regs.dirty[key] = struct{}{}
+	b.regs.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: e.refusals, RetryIn: d, Err: cause})
 	b.log.Warn("etcd refused the instance, will retry", "node", e.inst.Address, "key", e.path,
 		"attempt", e.refusals, "retry_in", d, "error", cause)
 }
 
 // writeFailed reports a write pass that etcd did not answer.
 func (b *Backend) writeFailed(lease clientv3.LeaseID, attempt int, delay time.Duration, cause error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.regs.mu.Lock()
+	defer b.regs.mu.Unlock()
 	n := 0
-	for key := range b.dirty {
-		e := b.held[key]
+	for key := range b.regs.dirty {
+		e := b.regs.held[key]
 		if e == nil || e.conflict || e.refusals > 0 {
 			continue
 		}
 		n++
-		b.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: attempt, RetryIn: delay, Err: cause})
+		b.regs.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: attempt, RetryIn: delay, Err: cause})
 	}
 	cause = b.explain(cause)
 	b.log.Warn("failed to update instances, will retry", "lease", leaseString(lease), "instances", n,
@@ -318,8 +311,8 @@ func (b *Backend) explain(err error) error {
 // applied records the outcome of one committed transaction at revision
 // rev.
 func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*etcdserverpb.ResponseOp) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.regs.mu.Lock()
+	defer b.regs.mu.Unlock()
 	again := false
 	for i, o := range ops {
 		if o.tomb != nil {
@@ -328,7 +321,7 @@ func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*
 		}
 		e := o.e
 		key := e.inst.Key()
-		if b.held[key] != e {
+		if b.regs.held[key] != e {
 			// Replaced or withdrawn meanwhile: a newer entry or a tomb
 			// takes care of the key.
 			continue
@@ -345,7 +338,7 @@ func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*
 			// The key exists: ours, or another registrar's.
 			kvs := txn.Responses[0].GetResponseRange().GetKvs()
 			if len(kvs) == 0 {
-				b.dirty[key] = struct{}{}
+				b.regs.dirty[key] = struct{}{}
 				again = true
 				continue
 			}
@@ -353,14 +346,14 @@ func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*
 			theirs := clientv3.LeaseID(kv.Lease)
 			if !slices.Contains(b.ours, theirs) {
 				e.rev = rev
-				b.conflictLocked(e, theirs)
+				b.regs.conflictLocked(e, theirs)
 				b.ownKeys.add(e.path, rev+1) // to see it leave
 				continue
 			}
 			if theirs != lease || string(kv.Value) != e.value {
 				// Ours, under an older lease or with an older value.
 				e.claim, again = true, true
-				b.dirty[key] = struct{}{}
+				b.regs.dirty[key] = struct{}{}
 				continue
 			}
 		}
@@ -374,12 +367,12 @@ func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*
 			// (the own-key watch reporting an older delete, or a late
 			// write of ours) is older than this write, which is what etcd
 			// holds now: writing again would change nothing.
-			delete(b.dirty, key)
+			delete(b.regs.dirty, key)
 		}
 		b.ownKeys.add(e.path, rev+1)
 		// Also after an update in place: the status carries the instance.
 		// Set before Register returns, so its caller sees it.
-		b.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
+		b.regs.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
 		finishAll(e.waiters, nil)
 		e.waiters = nil
 	}
@@ -389,16 +382,4 @@ func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*
 	if b.lease == lease {
 		b.logRegisteredLocked(lease)
 	}
-}
-
-// conflictLocked records that another registrar owns e's key.
-func (b *Backend) conflictLocked(e *entry, theirs clientv3.LeaseID) {
-	e.written, e.conflict = false, true
-	if e.state == discovery.StateConflict {
-		return
-	}
-	err := fmt.Errorf("%w: key %s is under lease %s", discovery.ErrConflict, e.path, leaseString(theirs))
-	b.reportLocked(e, discovery.Status{State: discovery.StateConflict, Err: err})
-	b.log.Error("instance registered by another process; waiting for it to leave",
-		"node", e.inst.Address, "key", e.path, "their_lease", leaseString(theirs))
 }
