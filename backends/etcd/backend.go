@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -25,41 +24,25 @@ import (
 // for concurrent use, and Close releases everything it started.
 type Backend struct {
 	cli        *clientv3.Client
-	leases     pb.LeaseClient // for grants that name their lease ID
 	ownsClient bool
 	cfg        Config
 	log        hclog.Logger
-	board      *backendkit.StatusBoard
-	ttl        int64 // lease TTL in seconds
 
 	ctx       context.Context // ends on Close
 	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	wg        sync.WaitGroup // every goroutine the Backend and its parts start
 	startOnce sync.Once
 	closeOnce sync.Once
 	closeErr  error
 
-	kick chan struct{} // wakes the keeper; capacity 1
-	// writeMu makes one goroutine at a time the writer of the Backend's
-	// keys: the keeper, or a Register that finds the Backend healthy and
-	// nobody writing, which then writes itself instead of handing over.
-	writeMu sync.Mutex
-	conn    *connMonitor // the connection to etcd (conn.go)
-
-	// ownKeys follows the keys this Backend holds, to restore what others
-	// delete; its goroutine starts with the keeper.
-	ownKeys *keyWatch
-
-	// regs is the table of what the Backend keeps published; its mutex
-	// also guards the lease fields below.
-	regs *registrations
-
-	lease   clientv3.LeaseID   // the live lease; 0 while (re-)establishing
-	granted clientv3.LeaseID   // the newest lease granted, which Close revokes
-	ours    []clientv3.LeaseID // recent leases of ours, to tell our writes from others'
-	// announce asks the writer to log "registered" once every held
-	// instance is written under a newly granted lease.
-	announce bool
+	// The registrar side, one concern each. Backend records the desired
+	// state in regs and pokes the keeper; each part's fields are its own,
+	// and the table's lock, regs.mu, guards what they share.
+	regs    *registrations // what to keep published, and statuses (registrations.go)
+	keeper  *leaseKeeper   // the lease and the keeper goroutine (lease.go)
+	writer  *writer        // makes etcd match regs (writer.go)
+	ownKeys *keyWatch      // follows the keys held, to restore them (ownkeys.go, restore.go)
+	conn    *connMonitor   // the connection to etcd (conn.go)
 
 	// watches holds the resolver side's shared watches: one feed per
 	// watched service, each followed by one etcd watch (startFollow). It
@@ -143,20 +126,20 @@ func newBackend(cli *clientv3.Client, cfg Config) *Backend {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Backend{
 		cli:    cli,
-		leases: pb.NewLeaseClient(cli.ActiveConnection()),
 		cfg:    cfg,
 		log:    cfg.Logger,
 		regs:   newRegistrations(cfg.Logger),
-		ttl:    int64(cfg.TTL / time.Second),
 		ctx:    ctx,
 		cancel: cancel,
-		kick:   make(chan struct{}, 1),
 	}
 	b.watches = backendkit.NewFeedGroup(b.startFollow)
 	b.ownKeys = newKeyWatch(cli, cfg.Retry, cfg.Logger, b.observe, b.recheck)
 	b.conn = newConnMonitor(cli, cfg.Logger, func(cause error) {
 		b.watches.Each(func(_ string, f *backendkit.Feed) { f.Fail(cause) })
 	})
+	b.keeper = newLeaseKeeper(ctx, &b.wg, cli, cfg, b.regs, b.conn)
+	b.writer = newWriter(cli, cfg, b.regs, b.keeper, b.ownKeys, b.conn)
+	b.keeper.w = b.writer
 	return b
 }
 
@@ -172,9 +155,7 @@ func (b *Backend) key(service, id string) string {
 // or 0 while it has none (before the first Register, or while it is
 // re-establishing one after a failure).
 func (b *Backend) Lease() clientv3.LeaseID {
-	b.regs.mu.Lock()
-	defer b.regs.mu.Unlock()
-	return b.lease
+	return b.keeper.current()
 }
 
 // Register implements discovery.Registrar. It returns once etcd holds the
@@ -221,7 +202,7 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 	b.start()
 	b.regs.mu.Unlock()
 
-	b.writeOrPoke(ctx)
+	b.writer.writeOrPoke(ctx)
 	select {
 	case <-w.done:
 		return w.err
@@ -265,7 +246,7 @@ func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, c
 		}
 	}
 	b.regs.mu.Unlock()
-	b.poke()
+	b.keeper.poke()
 	if cleanup != nil {
 		// Leave nothing behind, but do not hang on an unreachable etcd.
 		t := time.NewTimer(b.cfg.RequestTimeout)
@@ -277,27 +258,6 @@ func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, c
 		}
 	}
 	return fmt.Errorf("etcd: register %v: %w", key, cause)
-}
-
-// writeOrPoke writes the pending changes on the caller's goroutine when
-// the Backend has a live lease and no other writer, saving the hand-over to
-// the keeper; otherwise it wakes the keeper.
-func (b *Backend) writeOrPoke(ctx context.Context) {
-	if b.writeMu.TryLock() {
-		lease := b.Lease()
-		if lease != 0 {
-			wctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
-			err := b.syncLocked(wctx, lease)
-			cancel()
-			b.writeMu.Unlock()
-			if err == nil && !b.regs.pending() {
-				return
-			}
-		} else {
-			b.writeMu.Unlock()
-		}
-	}
-	b.poke()
 }
 
 // dropLocked stops keeping e published: it is deregistered.
@@ -334,7 +294,7 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 	b.regs.tombs[e.path] = &tomb{waiters: []*waiter{w}}
 	b.regs.mu.Unlock()
 
-	b.poke()
+	b.keeper.poke()
 	select {
 	case <-w.done:
 		return w.err
@@ -357,19 +317,19 @@ func (b *Backend) Close() error {
 		b.regs.held = map[discovery.Key]*entry{}
 		clear(b.regs.byPath)
 		clear(b.regs.dirty)
-		lease := b.granted
+		lease := b.keeper.granted
 		b.regs.mu.Unlock()
 
 		b.cancel()
 		b.wg.Wait()
 		// No writer is left (a Register writing on its own goroutine
-		// holds writeMu): what is still to delete is in b.regs.tombs.
-		b.writeMu.Lock()
+		// holds writer.mu): what is still to delete is in b.regs.tombs.
+		b.writer.mu.Lock()
 		b.regs.mu.Lock()
 		tombs := b.regs.tombs
 		b.regs.tombs = map[string]*tomb{}
 		b.regs.mu.Unlock()
-		b.writeMu.Unlock()
+		b.writer.mu.Unlock()
 		// The watch goroutines have stopped: end every watcher.
 		b.watches.Close(fmt.Errorf("etcd: watch: %w", discovery.ErrClosed))
 
@@ -410,6 +370,18 @@ func (b *Backend) Close() error {
 		b.closeErr = errors.Join(errs...)
 	})
 	return b.closeErr
+}
+
+// start launches the keeper, the own-key watch and the connection monitor
+// (conn.go).
+// Called with b.regs.mu held and the Backend open, so it never races with
+// Close's wait.
+func (b *Backend) start() {
+	b.startOnce.Do(func() {
+		b.keeper.start()
+		b.wg.Go(func() { b.ownKeys.run(b.ctx) })
+	})
+	b.conn.start(b.ctx, &b.wg)
 }
 
 // Status implements discovery.StatusReporter.

@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"errors"
 	"slices"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -13,6 +14,10 @@ import (
 // holds; observe decides what it means: a delete by someone else or by
 // etcd's lease expiry is restored, a put by another registrar is a
 // conflict, an older write of ours that landed late is written over.
+
+// errRemoved is the cause reported when a key of ours disappeared: someone
+// deleted it, or etcd expired the lease it was under.
+var errRemoved = errors.New("instance removed from etcd (deleted, or its lease expired)")
 
 // observe reacts to a change of one of the Backend's keys.
 func (b *Backend) observe(ev *mvccpb.Event) {
@@ -35,13 +40,13 @@ func (b *Backend) observe(ev *mvccpb.Event) {
 			b.regs.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: errRemoved})
 			b.log.Warn("instance removed from etcd, restoring", "node", e.inst.Address, "key", e.path)
 		}
-		b.poke()
+		b.keeper.poke()
 	case mvccpb.PUT:
 		lease := clientv3.LeaseID(ev.Kv.Lease)
-		if slices.Contains(b.ours, lease) {
+		if slices.Contains(b.keeper.ours, lease) {
 			if string(ev.Kv.Value) != e.value {
 				b.regs.dirty[key] = struct{}{}
-				b.poke()
+				b.keeper.poke()
 			}
 			return
 		}
@@ -57,6 +62,6 @@ func (b *Backend) recheck(path string) {
 	defer b.regs.mu.Unlock()
 	if key, ok := b.regs.byPath[path]; ok {
 		b.regs.dirty[key] = struct{}{}
-		b.poke()
+		b.keeper.poke()
 	}
 }
