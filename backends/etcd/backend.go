@@ -41,7 +41,7 @@ type Backend struct {
 	regs    *registrations // what to keep published, and statuses (registrations.go)
 	keeper  *leaseKeeper   // the lease and the keeper goroutine (lease.go)
 	writer  *writer        // makes etcd match regs (writer.go)
-	ownKeys *keyWatch      // follows the keys held, to restore them (ownkeys.go, restore.go)
+	ownKeys *restorer      // follows the keys held and restores them (restore.go, ownkeys.go)
 	conn    *connMonitor   // the connection to etcd (conn.go)
 
 	// watches holds the resolver side's shared watches: one feed per
@@ -133,11 +133,11 @@ func newBackend(cli *clientv3.Client, cfg Config) *Backend {
 		cancel: cancel,
 	}
 	b.watches = backendkit.NewFeedGroup(b.startFollow)
-	b.ownKeys = newKeyWatch(cli, cfg.Retry, cfg.Logger, b.observe, b.recheck)
 	b.conn = newConnMonitor(cli, cfg.Logger, func(cause error) {
 		b.watches.Each(func(_ string, f *backendkit.Feed) { f.Fail(cause) })
 	})
 	b.keeper = newLeaseKeeper(ctx, &b.wg, cli, cfg, b.regs, b.conn)
+	b.ownKeys = newRestorer(cli, cfg, b.regs, b.keeper)
 	b.writer = newWriter(cli, cfg, b.regs, b.keeper, b.ownKeys, b.conn)
 	b.keeper.w = b.writer
 	return b

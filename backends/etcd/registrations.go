@@ -22,9 +22,11 @@ import (
 //
 // One mutex, mu, guards the table and, so that one lock answers every
 // question the writer and the restorer ask, the lease fields they read
-// with it (Backend.lease, granted, ours and announce). It is never held
-// across a request to etcd. Methods named ...Locked expect it held; the
-// others take it.
+// with it (leaseKeeper's lease, granted, ours and announce). It is never
+// held across a request to etcd. Methods named ...Locked expect it held;
+// the others take it. Lock order: writer.mu, then mu, then the locks of
+// the parts called with mu held (keyWatch, the status board, the watch
+// group); keyWatch calls the restorer with no lock of its own held.
 type registrations struct {
 	log   hclog.Logger
 	board *backendkit.StatusBoard

@@ -32,14 +32,14 @@ type writer struct {
 	log     hclog.Logger
 	regs    *registrations
 	keeper  *leaseKeeper // the live lease, our leases, poke
-	ownKeys *keyWatch    // follows every key written
+	ownKeys *restorer    // follows every key written
 	conn    *connMonitor // explains a failure without a connection
 
 	mu sync.Mutex
 }
 
 func newWriter(cli *clientv3.Client, cfg Config, regs *registrations, keeper *leaseKeeper,
-	ownKeys *keyWatch, conn *connMonitor) *writer {
+	ownKeys *restorer, conn *connMonitor) *writer {
 	return &writer{cli: cli, cfg: cfg, log: cfg.Logger, regs: regs, keeper: keeper, ownKeys: ownKeys, conn: conn}
 }
 
