@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -336,15 +335,8 @@ func (b *Backend) Close() error {
 		var errs []error
 		var revokeErr error
 		if lease != 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RequestTimeout)
-			_, err := b.cli.Revoke(ctx, lease)
-			cancel()
-			if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-				b.log.Warn("failed to revoke lease on close; instances expire with it", "lease", leaseString(lease), "ttl", b.cfg.TTL, "error", err)
-				revokeErr = fmt.Errorf("etcd: revoke lease %s: %w", leaseString(lease), err)
+			if revokeErr = b.keeper.revoke(lease, len(held)); revokeErr != nil {
 				errs = append(errs, revokeErr)
-			} else {
-				b.log.Info("revoked lease", "lease", leaseString(lease), "instances", len(held))
 			}
 		}
 		closedErr := fmt.Errorf("etcd: %w", discovery.ErrClosed)

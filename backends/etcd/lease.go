@@ -375,6 +375,21 @@ func (k *leaseKeeper) revokeIdle(lease clientv3.LeaseID) {
 	k.log.Info("revoked lease", "lease", leaseString(lease), "instances", 0)
 }
 
+// revoke revokes lease on Close, bounded by Config.RequestTimeout, so that
+// the instances under it (as many as instances) leave etcd at once. The
+// keeper has ended.
+func (k *leaseKeeper) revoke(lease clientv3.LeaseID, instances int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), k.cfg.RequestTimeout)
+	_, err := k.cli.Revoke(ctx, lease)
+	cancel()
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		k.log.Warn("failed to revoke lease on close; instances expire with it", "lease", leaseString(lease), "ttl", k.cfg.TTL, "error", err)
+		return fmt.Errorf("etcd: revoke lease %s: %w", leaseString(lease), err)
+	}
+	k.log.Info("revoked lease", "lease", leaseString(lease), "instances", instances)
+	return nil
+}
+
 // logRegistered logs, once per new lease, that the instances are
 // registered under it.
 func (k *leaseKeeper) logRegistered(lease clientv3.LeaseID) {
