@@ -32,7 +32,7 @@ type registrations struct {
 	board *backendkit.StatusBoard
 
 	mu     sync.Mutex
-	closed bool
+	closed bool                       // set by Close: Register, Deregister and Watch refuse
 	held   map[discovery.Key]*entry   // what the Backend keeps published
 	dirty  map[discovery.Key]struct{} // held keys the writer must (re)write
 	byPath map[string]discovery.Key   // etcd key -> held key
