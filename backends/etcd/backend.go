@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -18,7 +16,6 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/backendkit"
-	"github.com/roster-sd/roster/retry"
 )
 
 // Backend is the etcd implementation of discovery.Backend and
@@ -26,47 +23,29 @@ import (
 // for concurrent use, and Close releases everything it started.
 type Backend struct {
 	cli        *clientv3.Client
-	leases     pb.LeaseClient // for grants that name their lease ID
 	ownsClient bool
 	cfg        Config
 	log        hclog.Logger
-	board      *backendkit.StatusBoard
-	ttl        int64 // lease TTL in seconds
 
 	ctx       context.Context // ends on Close
 	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	wg        sync.WaitGroup // every goroutine the Backend and its parts start
 	startOnce sync.Once
 	closeOnce sync.Once
 	closeErr  error
 
-	kick chan struct{} // wakes the keeper; capacity 1
-	// writeMu makes one goroutine at a time the writer of the Backend's
-	// keys: the keeper, or a Register that finds the Backend healthy and
-	// nobody writing, which then writes itself instead of handing over.
-	writeMu sync.Mutex
-	conn    *connMonitor // the connection to etcd (conn.go)
-
-	// ownKeys follows the keys this Backend holds, to restore what others
-	// delete; its goroutine starts with the keeper.
-	ownKeys *keyWatch
-
-	mu      sync.Mutex
-	closed  bool
-	held    map[discovery.Key]*entry   // what this backend keeps published
-	dirty   map[discovery.Key]struct{} // held keys the writer must (re)write
-	byPath  map[string]discovery.Key   // etcd key -> held key
-	tombs   map[string]*tomb           // keys to delete, by etcd key
-	lease   clientv3.LeaseID           // the live lease; 0 while (re-)establishing
-	granted clientv3.LeaseID           // the newest lease granted, which Close revokes
-	ours    []clientv3.LeaseID         // recent leases of ours, to tell our writes from others'
-	// announce asks the writer to log "registered" once every held
-	// instance is written under a newly granted lease.
-	announce bool
+	// The registrar side, one concern each. Backend records the desired
+	// state in regs and pokes the keeper; each part's fields are its own,
+	// and the table's lock, regs.mu, guards what they share.
+	regs    *registrations // what to keep published, and statuses (registrations.go)
+	keeper  *leaseKeeper   // the lease and the keeper goroutine (lease.go)
+	writer  *writer        // makes etcd match regs (writer.go)
+	ownKeys *restorer      // follows the keys held and restores them (restore.go, ownkeys.go)
+	conn    *connMonitor   // the connection to etcd (conn.go)
 
 	// watches holds the resolver side's shared watches: one feed per
 	// watched service, each followed by one etcd watch (startFollow). It
-	// has its own lock, taken with b.mu held or with no lock held, never
+	// has its own lock, taken with b.regs.mu held or with no lock held, never
 	// the other way round.
 	watches *backendkit.FeedGroup
 }
@@ -146,24 +125,20 @@ func newBackend(cli *clientv3.Client, cfg Config) *Backend {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Backend{
 		cli:    cli,
-		leases: pb.NewLeaseClient(cli.ActiveConnection()),
 		cfg:    cfg,
 		log:    cfg.Logger,
-		board:  backendkit.NewStatusBoard(),
-		ttl:    int64(cfg.TTL / time.Second),
+		regs:   newRegistrations(cfg.Logger),
 		ctx:    ctx,
 		cancel: cancel,
-		kick:   make(chan struct{}, 1),
-		held:   make(map[discovery.Key]*entry),
-		dirty:  make(map[discovery.Key]struct{}),
-		byPath: make(map[string]discovery.Key),
-		tombs:  make(map[string]*tomb),
 	}
 	b.watches = backendkit.NewFeedGroup(b.startFollow)
-	b.ownKeys = newKeyWatch(cli, cfg.Retry, cfg.Logger, b.observe, b.recheck)
 	b.conn = newConnMonitor(cli, cfg.Logger, func(cause error) {
 		b.watches.Each(func(_ string, f *backendkit.Feed) { f.Fail(cause) })
 	})
+	b.keeper = newLeaseKeeper(ctx, &b.wg, cli, cfg, b.regs, b.conn)
+	b.ownKeys = newRestorer(cli, cfg, b.regs, b.keeper)
+	b.writer = newWriter(cli, cfg, b.regs, b.keeper, b.ownKeys, b.conn)
+	b.keeper.w = b.writer
 	return b
 }
 
@@ -179,64 +154,7 @@ func (b *Backend) key(service, id string) string {
 // or 0 while it has none (before the first Register, or while it is
 // re-establishing one after a failure).
 func (b *Backend) Lease() clientv3.LeaseID {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.lease
-}
-
-// entry is one instance this backend keeps published: the desired state.
-type entry struct {
-	inst  discovery.Instance
-	path  string // etcd key
-	value string // JSON
-
-	// claim asks the writer for an unconditional put: Register is an
-	// explicit claim, and the later writer owns the key. Without it the
-	// writer only restores the key if it is absent.
-	claim bool
-	// tried: a write of it was sent, so etcd may hold it even if the
-	// write seemed to fail.
-	tried bool
-	// rev is the latest revision of the key this Backend knows of: its
-	// own last write, or a change by someone else that the own-key watch
-	// reported. Events and write results at or before it are old news.
-	rev      int64
-	written  bool // the registry held it as of rev
-	conflict bool // another registrar owns the key
-	state    discovery.State
-	waiters  []*waiter
-
-	// A write that etcd refused for this key alone (too large, not
-	// permitted, no space) is retried on its own backoff, without holding
-	// back the other keys.
-	refusals int           // refused writes in a row
-	backoff  retry.Backoff // nil until a write is refused
-	retryAt  time.Time     // not written again before then
-}
-
-// tomb is a key the keeper must delete, if it is still under the
-// Backend's lease.
-type tomb struct {
-	waiters []*waiter
-}
-
-// waiter is a Register or Deregister call waiting for the keeper.
-type waiter struct {
-	done chan struct{}
-	err  error
-}
-
-func newWaiter() *waiter { return &waiter{done: make(chan struct{})} }
-
-func (w *waiter) finish(err error) {
-	w.err = err
-	close(w.done)
-}
-
-func finishAll(ws []*waiter, err error) {
-	for _, w := range ws {
-		w.finish(err)
-	}
+	return b.keeper.current()
 }
 
 // Register implements discovery.Registrar. It returns once etcd holds the
@@ -256,34 +174,34 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 	}
 	key := in.Key()
 	w := newWaiter()
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	b.regs.mu.Lock()
+	if b.regs.closed {
+		b.regs.mu.Unlock()
 		return fmt.Errorf("etcd: register %v: %w", key, discovery.ErrClosed)
 	}
 	e := &entry{inst: in, path: b.key(in.Service, in.ID), value: string(value), claim: true}
-	prev := b.held[key]
+	prev := b.regs.held[key]
 	if prev != nil {
 		// An update: the earlier calls still waiting are satisfied by
 		// this newer value.
 		e.waiters, e.rev, e.written, e.state = prev.waiters, prev.rev, prev.written, prev.state
 		prev.waiters = nil
 	} else {
-		b.reportLocked(e, discovery.Status{State: discovery.StateRegistering})
+		b.regs.reportLocked(e, discovery.Status{State: discovery.StateRegistering})
 	}
 	e.waiters = append(e.waiters, w)
-	if t := b.tombs[e.path]; t != nil {
+	if t := b.regs.tombs[e.path]; t != nil {
 		// Re-registered before the delete went out: the delete is moot.
 		finishAll(t.waiters, nil)
-		delete(b.tombs, e.path)
+		delete(b.regs.tombs, e.path)
 	}
-	b.held[key] = e
-	b.byPath[e.path] = key
-	b.markDirtyLocked(e)
+	b.regs.held[key] = e
+	b.regs.byPath[e.path] = key
+	b.regs.markDirtyLocked(e)
 	b.start()
-	b.mu.Unlock()
+	b.regs.mu.Unlock()
 
-	b.writeOrPoke(ctx)
+	b.writer.writeOrPoke(ctx)
 	select {
 	case <-w.done:
 		return w.err
@@ -296,17 +214,17 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 // instance: a new registration is withdrawn (and deleted, if the keeper got
 // as far as writing it), an update reverts to the previous value.
 func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, cause error) error {
-	b.mu.Lock()
+	b.regs.mu.Lock()
 	select {
 	case <-w.done: // the keeper finished just now
-		b.mu.Unlock()
+		b.regs.mu.Unlock()
 		return w.err
 	default:
 	}
 	e.waiters = removeWaiter(e.waiters, w)
-	if b.held[key] != e {
+	if b.regs.held[key] != e {
 		// A later Register replaced it; that call owns the outcome.
-		b.mu.Unlock()
+		b.regs.mu.Unlock()
 		return fmt.Errorf("etcd: register %v: %w", key, cause)
 	}
 	var cleanup *waiter
@@ -314,8 +232,8 @@ func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, c
 		// Put the previous value back.
 		prev.waiters, prev.claim = e.waiters, true
 		e.waiters = nil
-		b.held[key] = prev
-		b.markDirtyLocked(prev)
+		b.regs.held[key] = prev
+		b.regs.markDirtyLocked(prev)
 	} else {
 		b.dropLocked(key, e)
 		finishAll(e.waiters, fmt.Errorf("etcd: register %v: %w", key, cause))
@@ -323,11 +241,11 @@ func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, c
 		if e.tried {
 			// A write of it went out: delete it.
 			cleanup = newWaiter()
-			b.tombs[e.path] = &tomb{waiters: []*waiter{cleanup}}
+			b.regs.tombs[e.path] = &tomb{waiters: []*waiter{cleanup}}
 		}
 	}
-	b.mu.Unlock()
-	b.poke()
+	b.regs.mu.Unlock()
+	b.keeper.poke()
 	if cleanup != nil {
 		// Leave nothing behind, but do not hang on an unreachable etcd.
 		t := time.NewTimer(b.cfg.RequestTimeout)
@@ -341,55 +259,13 @@ func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, c
 	return fmt.Errorf("etcd: register %v: %w", key, cause)
 }
 
-// writeOrPoke writes the pending changes on the caller's goroutine when
-// the Backend has a live lease and no other writer, saving the hand-over to
-// the keeper; otherwise it wakes the keeper.
-func (b *Backend) writeOrPoke(ctx context.Context) {
-	if b.writeMu.TryLock() {
-		lease := b.Lease()
-		if lease != 0 {
-			wctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
-			err := b.syncLocked(wctx, lease)
-			cancel()
-			b.writeMu.Unlock()
-			if err == nil && !b.pending() {
-				return
-			}
-		} else {
-			b.writeMu.Unlock()
-		}
-	}
-	b.poke()
-}
-
-// markDirtyLocked asks the writer to write e on its next pass.
-func (b *Backend) markDirtyLocked(e *entry) {
-	b.dirty[e.inst.Key()] = struct{}{}
-}
-
 // dropLocked stops keeping e published: it is deregistered.
 func (b *Backend) dropLocked(key discovery.Key, e *entry) {
-	delete(b.held, key)
-	delete(b.dirty, key)
-	delete(b.byPath, e.path)
+	delete(b.regs.held, key)
+	delete(b.regs.dirty, key)
+	delete(b.regs.byPath, e.path)
 	b.ownKeys.remove(e.path)
-	b.reportLocked(e, discovery.Status{State: discovery.StateDeregistered})
-}
-
-// reportLocked records e's new state on the status board.
-func (b *Backend) reportLocked(e *entry, st discovery.Status) {
-	st.Instance = e.inst
-	e.state = st.State
-	b.board.Set(st)
-}
-
-func removeWaiter(ws []*waiter, w *waiter) []*waiter {
-	for i, x := range ws {
-		if x == w {
-			return append(ws[:i:i], ws[i+1:]...)
-		}
-	}
-	return ws
+	b.regs.reportLocked(e, discovery.Status{State: discovery.StateDeregistered})
 }
 
 // Deregister implements discovery.Registrar: it deletes the instance's key
@@ -401,23 +277,23 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 	}
 	key := in.Key()
 	w := newWaiter()
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	b.regs.mu.Lock()
+	if b.regs.closed {
+		b.regs.mu.Unlock()
 		return fmt.Errorf("etcd: deregister %v: %w", key, discovery.ErrClosed)
 	}
-	e := b.held[key]
+	e := b.regs.held[key]
 	if e == nil {
-		b.mu.Unlock()
+		b.regs.mu.Unlock()
 		return fmt.Errorf("etcd: deregister %v: %w", key, discovery.ErrNotRegistered)
 	}
 	b.dropLocked(key, e)
 	finishAll(e.waiters, fmt.Errorf("etcd: register %v: deregistered meanwhile: %w", key, discovery.ErrNotRegistered))
 	e.waiters = nil
-	b.tombs[e.path] = &tomb{waiters: []*waiter{w}}
-	b.mu.Unlock()
+	b.regs.tombs[e.path] = &tomb{waiters: []*waiter{w}}
+	b.regs.mu.Unlock()
 
-	b.poke()
+	b.keeper.poke()
 	select {
 	case <-w.done:
 		return w.err
@@ -434,46 +310,39 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 // the client. It is idempotent.
 func (b *Backend) Close() error {
 	b.closeOnce.Do(func() {
-		b.mu.Lock()
-		b.closed = true
-		held := b.held
-		b.held = map[discovery.Key]*entry{}
-		clear(b.byPath)
-		clear(b.dirty)
-		lease := b.granted
-		b.mu.Unlock()
+		b.regs.mu.Lock()
+		b.regs.closed = true
+		held := b.regs.held
+		b.regs.held = map[discovery.Key]*entry{}
+		clear(b.regs.byPath)
+		clear(b.regs.dirty)
+		lease := b.keeper.granted
+		b.regs.mu.Unlock()
 
 		b.cancel()
 		b.wg.Wait()
 		// No writer is left (a Register writing on its own goroutine
-		// holds writeMu): what is still to delete is in b.tombs.
-		b.writeMu.Lock()
-		b.mu.Lock()
-		tombs := b.tombs
-		b.tombs = map[string]*tomb{}
-		b.mu.Unlock()
-		b.writeMu.Unlock()
+		// holds writer.mu): what is still to delete is in b.regs.tombs.
+		b.writer.mu.Lock()
+		b.regs.mu.Lock()
+		tombs := b.regs.tombs
+		b.regs.tombs = map[string]*tomb{}
+		b.regs.mu.Unlock()
+		b.writer.mu.Unlock()
 		// The watch goroutines have stopped: end every watcher.
 		b.watches.Close(fmt.Errorf("etcd: watch: %w", discovery.ErrClosed))
 
 		var errs []error
 		var revokeErr error
 		if lease != 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RequestTimeout)
-			_, err := b.cli.Revoke(ctx, lease)
-			cancel()
-			if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-				b.log.Warn("failed to revoke lease on close; instances expire with it", "lease", leaseString(lease), "ttl", b.cfg.TTL, "error", err)
-				revokeErr = fmt.Errorf("etcd: revoke lease %s: %w", leaseString(lease), err)
+			if revokeErr = b.keeper.revoke(lease, len(held)); revokeErr != nil {
 				errs = append(errs, revokeErr)
-			} else {
-				b.log.Info("revoked lease", "lease", leaseString(lease), "instances", len(held))
 			}
 		}
 		closedErr := fmt.Errorf("etcd: %w", discovery.ErrClosed)
 		for _, e := range held {
 			finishAll(e.waiters, closedErr)
-			b.reportLocked(e, discovery.Status{State: discovery.StateDeregistered})
+			b.regs.reportLocked(e, discovery.Status{State: discovery.StateDeregistered})
 		}
 		for path, t := range tombs {
 			// The revoke removed the key, or it stays until the lease
@@ -484,7 +353,7 @@ func (b *Backend) Close() error {
 			}
 			finishAll(t.waiters, err)
 		}
-		b.board.Close()
+		b.regs.board.Close()
 		if b.ownsClient {
 			if err := b.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 				errs = append(errs, fmt.Errorf("etcd: close client: %w", err))
@@ -495,17 +364,29 @@ func (b *Backend) Close() error {
 	return b.closeErr
 }
 
+// start launches the keeper, the own-key watch and the connection monitor
+// (conn.go).
+// Called with b.regs.mu held and the Backend open, so it never races with
+// Close's wait.
+func (b *Backend) start() {
+	b.startOnce.Do(func() {
+		b.keeper.start()
+		b.wg.Go(func() { b.ownKeys.run(b.ctx) })
+	})
+	b.conn.start(b.ctx, &b.wg)
+}
+
 // Status implements discovery.StatusReporter.
 func (b *Backend) Status(service, id string) (discovery.Status, error) {
-	return b.board.Status(service, id)
+	return b.regs.board.Status(service, id)
 }
 
 // Statuses implements discovery.StatusReporter.
-func (b *Backend) Statuses() []discovery.Status { return b.board.Statuses() }
+func (b *Backend) Statuses() []discovery.Status { return b.regs.board.Statuses() }
 
 // SubscribeStatus implements discovery.StatusReporter.
 func (b *Backend) SubscribeStatus() discovery.StatusSubscription {
-	return b.board.SubscribeStatus()
+	return b.regs.board.SubscribeStatus()
 }
 
 func leaseString(id clientv3.LeaseID) string { return fmt.Sprintf("%x", int64(id)) }

@@ -82,3 +82,12 @@ func (m *connMonitor) run(ctx context.Context) {
 		}
 	}
 }
+
+// explain says why a request failed when there is no connection to etcd:
+// a bare deadline would not.
+func (m *connMonitor) explain(err error) error {
+	if m.cli.ActiveConnection().GetState() != connectivity.Ready {
+		return fmt.Errorf("no connection to etcd at %v: %w", m.cli.Endpoints(), err)
+	}
+	return err
+}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -19,30 +21,85 @@ import (
 	"github.com/roster-sd/roster/retry"
 )
 
-// The keeper goroutine owns the Backend's lease: it grants one when there
-// is something to keep published, keeps it alive, runs the writer on it,
-// and grants another when etcd no longer has it. It never gives up; it
-// ends only on Close.
+// leaseKeeper owns the Backend's lease. Its goroutine, the keeper, grants
+// a lease when there is something to keep published, keeps it alive
+// (keepAlive, keepalive.go), runs the writer on it, and grants another
+// when etcd no longer has it. It never gives up; it ends only when ctx
+// ends, on Close. Register, Deregister, the writer and the own-key watch
+// wake it with poke.
+type leaseKeeper struct {
+	leases pb.LeaseClient   // for grants that name their lease ID
+	cli    *clientv3.Client // for revokes
+	cfg    Config
+	log    hclog.Logger
+	ttl    int64 // lease TTL in seconds
+	regs   *registrations
+	conn   *connMonitor
+	w      *writer // runs on the lease; set once by newBackend
+
+	ctx  context.Context // the Backend's: ends on Close
+	wg   *sync.WaitGroup // the Backend's: Close waits for the keeper and its keep-alives
+	kick chan struct{}   // wakes the keeper; capacity 1
+
+	// Guarded by regs.mu, which the writer and the own-key watch hold
+	// when they read them with the table.
+	lease   clientv3.LeaseID   // the live lease; 0 while (re-)establishing
+	granted clientv3.LeaseID   // the newest lease granted, which Close revokes
+	ours    []clientv3.LeaseID // recent leases of ours, to tell our writes from others'
+	// announce asks the writer to log "registered" once every held
+	// instance is written under a newly granted lease.
+	announce bool
+}
+
+func newLeaseKeeper(ctx context.Context, wg *sync.WaitGroup, cli *clientv3.Client, cfg Config,
+	regs *registrations, conn *connMonitor) *leaseKeeper {
+	return &leaseKeeper{
+		leases: pb.NewLeaseClient(cli.ActiveConnection()),
+		cli:    cli,
+		cfg:    cfg,
+		log:    cfg.Logger,
+		ttl:    int64(cfg.TTL / time.Second),
+		regs:   regs,
+		conn:   conn,
+		ctx:    ctx,
+		wg:     wg,
+		kick:   make(chan struct{}, 1),
+	}
+}
+
+// start runs the keeper in a goroutine of wg. Backend.start calls it once,
+// with regs.mu held and the Backend open, so it never races with Close's
+// wait.
+func (k *leaseKeeper) start() { k.wg.Go(k.keep) }
+
+// current returns the live lease, or 0 while there is none.
+func (k *leaseKeeper) current() clientv3.LeaseID {
+	k.regs.mu.Lock()
+	defer k.regs.mu.Unlock()
+	return k.lease
+}
+
+// errLeaseExpired is the cause reported when etcd no longer has the lease.
+var errLeaseExpired = errors.New("lease expired or revoked")
 
 // keep holds a lease while the Backend holds instances, until Close.
-func (b *Backend) keep() {
-	defer b.wg.Done()
+func (k *leaseKeeper) keep() {
 	var lease clientv3.LeaseID // the last lease, which etcd may still have
 	for {
-		if !b.hasWork() {
+		if !k.hasWork() {
 			select {
-			case <-b.kick:
+			case <-k.kick:
 				continue
-			case <-b.ctx.Done():
+			case <-k.ctx.Done():
 				return
 			}
 		}
-		g, err := b.establish(lease)
+		g, err := k.establish(lease)
 		if err != nil {
 			return // closed
 		}
-		lease = b.serve(g)
-		if b.ctx.Err() != nil {
+		lease = k.serve(g)
+		if k.ctx.Err() != nil {
 			return
 		}
 	}
@@ -51,16 +108,16 @@ func (b *Backend) keep() {
 // hasWork reports whether the Backend holds instances, which need a lease.
 // Without a lease, pending deletes are moot: the keys went with the lease
 // they were under.
-func (b *Backend) hasWork() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.held) > 0 {
+func (k *leaseKeeper) hasWork() bool {
+	k.regs.mu.Lock()
+	defer k.regs.mu.Unlock()
+	if len(k.regs.held) > 0 {
 		return true
 	}
-	for _, t := range b.tombs {
+	for _, t := range k.regs.tombs {
 		finishAll(t.waiters, nil)
 	}
-	clear(b.tombs)
+	clear(k.regs.tombs)
 	return false
 }
 
@@ -79,64 +136,64 @@ func (b *Backend) hasWork() bool {
 // A grant whose answer was lost and that is retried is refused too; the
 // keys it no longer holds were deleted when it expired, and the own-key
 // watch, resuming from before, reports those deletes.
-func (b *Backend) establish(prev clientv3.LeaseID) (grant, error) {
-	drain(b.conn.ready) // only a connection that comes up from now on is news
+func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
+	drain(k.conn.ready) // only a connection that comes up from now on is news
 	var (
 		lease    clientv3.LeaseID
-		ttl      = time.Duration(b.ttl) * time.Second
+		ttl      = time.Duration(k.ttl) * time.Second
 		survived bool // etcd still had prev
 	)
 	attempt := func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
+		ctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
 		defer cancel()
 		what := "grant lease"
 		if prev != 0 {
 			what = "grant lease " + leaseString(prev) + " again"
 		}
 		// Like clientv3's calls, it waits for a connection until ctx ends.
-		resp, err := b.leases.LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: b.ttl, ID: int64(prev)}, grpc.WaitForReady(true))
+		resp, err := k.leases.LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: k.ttl, ID: int64(prev)}, grpc.WaitForReady(true))
 		switch err := grpcError(ctx, err); {
 		case prev != 0 && errors.Is(err, rpctypes.ErrLeaseExist):
 			lease, survived = prev, true
 			return nil
 		case err != nil:
-			return b.explain(fmt.Errorf("%s: %w", what, err))
+			return k.conn.explain(fmt.Errorf("%s: %w", what, err))
 		}
 		if prev != 0 {
-			b.log.Warn("lease expired, granted it again", "lease", leaseString(prev))
-			b.leaseLost(errLeaseExpired)
+			k.log.Warn("lease expired, granted it again", "lease", leaseString(prev))
+			k.leaseLost(errLeaseExpired)
 		}
 		lease, ttl = clientv3.LeaseID(resp.ID), time.Duration(resp.TTL)*time.Second
 		return nil
 	}
-	err := b.cfg.Retry.Do(b.ctx, attempt, retry.OnFailure(b.retrying),
-		retry.WakeOn(b.conn.ready), retry.WakeJitter(b.wakeJitter()))
+	err := k.cfg.Retry.Do(k.ctx, attempt, retry.OnFailure(k.retrying),
+		retry.WakeOn(k.conn.ready), retry.WakeJitter(k.wakeJitter()))
 	if err != nil {
 		return grant{}, err
 	}
 	g := grant{id: lease, ttl: ttl, fresh: !survived}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.lease, b.announce = lease, true
+	k.regs.mu.Lock()
+	defer k.regs.mu.Unlock()
+	k.lease, k.announce = lease, true
 	if survived {
 		// What etcd held under it, it holds still.
-		for key, e := range b.held {
-			if _, dirty := b.dirty[key]; !dirty && e.written && e.state != discovery.StateRegistered {
-				b.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
+		for key, e := range k.regs.held {
+			if _, dirty := k.regs.dirty[key]; !dirty && e.written && e.state != discovery.StateRegistered {
+				k.regs.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
 			}
 		}
-		b.logRegisteredLocked(lease)
+		k.logRegisteredLocked(lease)
 		return g, nil
 	}
-	b.granted = lease
-	if !slices.Contains(b.ours, lease) {
-		b.ours = append(b.ours, lease)
+	k.granted = lease
+	if !slices.Contains(k.ours, lease) {
+		k.ours = append(k.ours, lease)
 	}
-	if len(b.ours) > 8 {
-		b.ours = slices.Delete(b.ours, 0, len(b.ours)-8)
+	if len(k.ours) > 8 {
+		k.ours = slices.Delete(k.ours, 0, len(k.ours)-8)
 	}
-	for key := range b.held {
-		b.dirty[key] = struct{}{}
+	for key := range k.regs.held {
+		k.regs.dirty[key] = struct{}{}
 	}
 	return g, nil
 }
@@ -167,19 +224,19 @@ func grpcError(ctx context.Context, err error) error {
 // wakeJitter spreads the attempts that a returning connection wakes, so
 // that a fleet cut off together does not retry in the same millisecond: a
 // returning cluster sees a ramp, not a wall.
-func (b *Backend) wakeJitter() time.Duration { return b.cfg.ReconnectDelay / 2 }
+func (k *leaseKeeper) wakeJitter() time.Duration { return k.cfg.ReconnectDelay / 2 }
 
 // retrying reports a failed attempt to grant a lease.
-func (b *Backend) retrying(f retry.Failure) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, e := range b.held {
+func (k *leaseKeeper) retrying(f retry.Failure) {
+	k.regs.mu.Lock()
+	defer k.regs.mu.Unlock()
+	for _, e := range k.regs.held {
 		if e.conflict {
 			continue // still the last thing known of it
 		}
-		b.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: f.Attempt, RetryIn: f.Delay, Err: f.Err})
+		k.regs.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: f.Attempt, RetryIn: f.Delay, Err: f.Err})
 	}
-	b.log.Warn("failed to maintain lease, retrying", "node", nodeList(b.held), "instances", len(b.held),
+	k.log.Warn("failed to maintain lease, retrying", "node", nodeList(k.regs.held), "instances", len(k.regs.held),
 		"attempt", f.Attempt, "retry_in", f.Delay, "error", f.Err)
 }
 
@@ -189,11 +246,11 @@ func (b *Backend) retrying(f retry.Failure) {
 // lease while the writer retries. It returns the lease for establish to
 // keep or grant again, or 0 when the Backend closed or revoked the idle
 // lease.
-func (b *Backend) serve(g grant) clientv3.LeaseID {
+func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 	lease := g.id
-	ctx, cancel := context.WithCancel(b.ctx)
+	ctx, cancel := context.WithCancel(k.ctx)
 	defer cancel()
-	ka := startKeepAlive(ctx, b.leases, lease, g.ttl, g.fresh, b.log, &b.wg)
+	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.fresh, k.log, k.wg)
 	var (
 		outage   retry.Backoff // for write passes failing in a row; nil after a success
 		attempt  int
@@ -204,55 +261,55 @@ func (b *Backend) serve(g grant) clientv3.LeaseID {
 	for {
 		select {
 		case <-ka.done:
-			if b.ctx.Err() != nil {
+			if k.ctx.Err() != nil {
 				return 0
 			}
-			b.log.Warn("keep-alive failed, will retry", "lease", leaseString(lease), "instances", b.heldCount(), "cause", ka.err)
-			b.setLease(0)
+			k.log.Warn("keep-alive failed, will retry", "lease", leaseString(lease), "instances", k.regs.heldCount(), "cause", ka.err)
+			k.setLease(0)
 			return lease
-		case <-b.kick:
+		case <-k.kick:
 			if time.Now().Before(resumeAt) {
 				continue // the timer ends the wait
 			}
 		case <-timer.C:
-		case <-b.conn.ready:
+		case <-k.conn.ready:
 			if outage != nil {
 				// Back from an outage: retry now, but spread.
-				resumeAt = time.Now().Add(jitter(b.wakeJitter()))
+				resumeAt = time.Now().Add(jitter(k.wakeJitter()))
 				timer.Reset(time.Until(resumeAt))
 			}
 			continue
-		case <-b.ctx.Done():
+		case <-k.ctx.Done():
 			return 0
 		}
-		wctx, wcancel := context.WithTimeout(b.ctx, b.cfg.RequestTimeout)
-		err := b.sync(wctx, lease)
+		wctx, wcancel := context.WithTimeout(k.ctx, k.cfg.RequestTimeout)
+		err := k.w.sync(wctx, lease)
 		wcancel()
 		switch {
 		case err == nil:
 			outage, attempt, resumeAt = nil, 0, time.Time{}
-			if b.idle() {
-				b.revokeIdle(lease)
+			if k.idle() {
+				k.revokeIdle(lease)
 				return 0
 			}
-			b.logRegistered(lease)
-		case b.ctx.Err() != nil:
+			k.logRegistered(lease)
+		case k.ctx.Err() != nil:
 			return 0
 		case errors.Is(err, errLeaseGone):
 			// establish has it granted again, under the same ID.
-			b.log.Warn("lease expired or revoked, will retry", "lease", leaseString(lease), "instances", b.heldCount())
-			b.setLease(0)
+			k.log.Warn("lease expired or revoked, will retry", "lease", leaseString(lease), "instances", k.regs.heldCount())
+			k.setLease(0)
 			return lease
 		default:
 			if outage == nil {
-				outage = b.cfg.Retry.Backoff()
+				outage = k.cfg.Retry.Backoff()
 			}
 			attempt++
 			d, _ := outage.Next()
 			resumeAt = time.Now().Add(d)
-			b.writeFailed(lease, attempt, d, err)
+			k.w.writeFailed(lease, attempt, d, err)
 		}
-		if d, ok := b.nextPass(resumeAt); ok {
+		if d, ok := k.w.nextPass(resumeAt); ok {
 			timer.Reset(d)
 		} else {
 			timer.Stop()
@@ -268,91 +325,100 @@ func jitter(d time.Duration) time.Duration {
 	return rand.N(d)
 }
 
-func (b *Backend) setLease(lease clientv3.LeaseID) {
-	b.mu.Lock()
-	b.lease = lease
-	b.mu.Unlock()
-}
-
-func (b *Backend) heldCount() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.held)
+func (k *leaseKeeper) setLease(lease clientv3.LeaseID) {
+	k.regs.mu.Lock()
+	k.lease = lease
+	k.regs.mu.Unlock()
 }
 
 // leaseLost records that etcd no longer has the lease, nor the instances
 // written under it.
-func (b *Backend) leaseLost(cause error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.lease = 0
-	for _, e := range b.held {
+func (k *leaseKeeper) leaseLost(cause error) {
+	k.regs.mu.Lock()
+	defer k.regs.mu.Unlock()
+	k.lease = 0
+	for _, e := range k.regs.held {
 		if e.written && !e.conflict {
 			e.written = false
-			b.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: cause})
+			k.regs.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: cause})
 		}
 	}
 }
 
 // idle reports whether nothing is left to keep published; the lease is then
 // no longer offered to writers.
-func (b *Backend) idle() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.held) > 0 || len(b.tombs) > 0 || len(b.dirty) > 0 {
+func (k *leaseKeeper) idle() bool {
+	k.regs.mu.Lock()
+	defer k.regs.mu.Unlock()
+	if len(k.regs.held) > 0 || len(k.regs.tombs) > 0 || len(k.regs.dirty) > 0 {
 		return false
 	}
-	b.lease = 0
+	k.lease = 0
 	return true
 }
 
 // revokeIdle revokes a lease that holds nothing any more, rather than
 // keeping it alive for the life of the process; the next Register grants
 // another.
-func (b *Backend) revokeIdle(lease clientv3.LeaseID) {
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.RequestTimeout)
+func (k *leaseKeeper) revokeIdle(lease clientv3.LeaseID) {
+	ctx, cancel := context.WithTimeout(k.ctx, k.cfg.RequestTimeout)
 	defer cancel()
-	if _, err := b.cli.Revoke(ctx, lease); err != nil {
-		b.log.Debug("failed to revoke the idle lease; it expires on its own", "lease", leaseString(lease), "error", err)
+	if _, err := k.cli.Revoke(ctx, lease); err != nil {
+		k.log.Debug("failed to revoke the idle lease; it expires on its own", "lease", leaseString(lease), "error", err)
 		return
 	}
-	b.mu.Lock()
-	if b.granted == lease {
-		b.granted = 0
+	k.regs.mu.Lock()
+	if k.granted == lease {
+		k.granted = 0
 	}
-	b.mu.Unlock()
-	b.log.Info("revoked lease", "lease", leaseString(lease), "instances", 0)
+	k.regs.mu.Unlock()
+	k.log.Info("revoked lease", "lease", leaseString(lease), "instances", 0)
+}
+
+// revoke revokes lease on Close, bounded by Config.RequestTimeout, so that
+// the instances under it (as many as instances) leave etcd at once. The
+// keeper has ended.
+func (k *leaseKeeper) revoke(lease clientv3.LeaseID, instances int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), k.cfg.RequestTimeout)
+	_, err := k.cli.Revoke(ctx, lease)
+	cancel()
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		k.log.Warn("failed to revoke lease on close; instances expire with it", "lease", leaseString(lease), "ttl", k.cfg.TTL, "error", err)
+		return fmt.Errorf("etcd: revoke lease %s: %w", leaseString(lease), err)
+	}
+	k.log.Info("revoked lease", "lease", leaseString(lease), "instances", instances)
+	return nil
 }
 
 // logRegistered logs, once per new lease, that the instances are
 // registered under it.
-func (b *Backend) logRegistered(lease clientv3.LeaseID) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.logRegisteredLocked(lease)
+func (k *leaseKeeper) logRegistered(lease clientv3.LeaseID) {
+	k.regs.mu.Lock()
+	defer k.regs.mu.Unlock()
+	k.logRegisteredLocked(lease)
 }
 
-// logRegisteredLocked is logRegistered for a caller that holds b.mu: the
+// logRegisteredLocked is logRegistered for a caller that holds k.regs.mu: the
 // one that reports the last instance registered, so that the log line is
 // written before anyone sees the state.
-func (b *Backend) logRegisteredLocked(lease clientv3.LeaseID) {
-	if !b.announce {
+func (k *leaseKeeper) logRegisteredLocked(lease clientv3.LeaseID) {
+	if !k.announce {
 		return
 	}
-	for key := range b.dirty {
-		if e := b.held[key]; e != nil && e.refusals == 0 {
+	for key := range k.regs.dirty {
+		if e := k.regs.held[key]; e != nil && e.refusals == 0 {
 			return // not all written yet
 		}
 	}
-	for _, e := range b.held {
+	for _, e := range k.regs.held {
 		if e.state != discovery.StateRegistered && !e.conflict && e.refusals == 0 {
 			return // being written, in a later batch of this pass
 		}
 	}
-	b.announce = false
-	registered := make(map[discovery.Key]*entry, len(b.held))
+	k.announce = false
+	registered := make(map[discovery.Key]*entry, len(k.regs.held))
 	conflicts, refused := 0, 0
-	for key, e := range b.held {
+	for key, e := range k.regs.held {
 		switch {
 		case e.state == discovery.StateRegistered:
 			registered[key] = e
@@ -369,5 +435,20 @@ func (b *Backend) logRegisteredLocked(lease clientv3.LeaseID) {
 	if refused > 0 {
 		args = append(args, "pending", refused)
 	}
-	b.log.Info("registered", args...)
+	k.log.Info("registered", args...)
+}
+
+// poke wakes the keeper without blocking.
+func (k *leaseKeeper) poke() {
+	select {
+	case k.kick <- struct{}{}:
+	default:
+	}
+}
+
+func drain(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+	}
 }

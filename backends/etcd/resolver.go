@@ -21,7 +21,7 @@ var errWatchEnded = errors.New("etcd watch ended")
 // service gets its first Watcher it starts the goroutine that keeps the
 // service's feed up to date, and returns the func that cancels it, which
 // the group runs when the last Watcher has stopped. The group runs it from
-// Watch, which holds b.mu and has checked that the Backend is open, so the
+// Watch, which holds b.regs.mu and has checked that the Backend is open, so the
 // goroutine never races with Close's wait.
 func (b *Backend) startFollow(service string, feed *backendkit.Feed) (stop func()) {
 	ctx, cancel := context.WithCancel(b.ctx)
@@ -54,9 +54,9 @@ func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Inst
 }
 
 func (b *Backend) isClosed() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.closed
+	b.regs.mu.Lock()
+	defer b.regs.mu.Unlock()
+	return b.regs.closed
 }
 
 // list reads the service's instances and the revision they were read at.
@@ -116,13 +116,13 @@ func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
+	b.regs.mu.Lock()
+	defer b.regs.mu.Unlock()
+	if b.regs.closed {
 		return nil, fmt.Errorf("etcd: watch %s: %w", service, discovery.ErrClosed)
 	}
 	// The group holds one feed per service; a service's first Watcher
-	// starts its etcd watch (startFollow), under b.mu.
+	// starts its etcd watch (startFollow), under b.regs.mu.
 	return b.watches.Watch(ctx, service, nil), nil
 }
 

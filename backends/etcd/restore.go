@@ -1,62 +1,84 @@
 package etcd
 
 import (
+	"errors"
 	"slices"
 
+	"github.com/hashicorp/go-hclog"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/roster-sd/roster/discovery"
 )
 
-// The own-key watch (keyWatch) reports every change of a key the Backend
-// holds; observe decides what it means: a delete by someone else or by
+// restorer is the own-key concern: its keyWatch (ownkeys.go) follows
+// every key the Backend holds and reports each change, from its goroutine,
+// to observe, which decides what it means: a delete by someone else or by
 // etcd's lease expiry is restored, a put by another registrar is a
-// conflict, an older write of ours that landed late is written over.
+// conflict, an older write of ours that landed late is written over. It
+// restores by marking the key dirty in the table and poking the keeper,
+// whose writer writes it. The writer adds each key it writes (add), and
+// the Backend removes each it drops (remove).
+type restorer struct {
+	*keyWatch
+	log    hclog.Logger
+	regs   *registrations
+	keeper *leaseKeeper // our leases (read under regs.mu), poke
+}
+
+func newRestorer(cli *clientv3.Client, cfg Config, regs *registrations, keeper *leaseKeeper) *restorer {
+	r := &restorer{log: cfg.Logger, regs: regs, keeper: keeper}
+	r.keyWatch = newKeyWatch(cli, cfg.Retry, cfg.Logger, r.observe, r.recheck)
+	return r
+}
+
+// errRemoved is the cause reported when a key of ours disappeared: someone
+// deleted it, or etcd expired the lease it was under.
+var errRemoved = errors.New("instance removed from etcd (deleted, or its lease expired)")
 
 // observe reacts to a change of one of the Backend's keys.
-func (b *Backend) observe(ev *mvccpb.Event) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	key, ok := b.byPath[string(ev.Kv.Key)]
+func (r *restorer) observe(ev *mvccpb.Event) {
+	r.regs.mu.Lock()
+	defer r.regs.mu.Unlock()
+	key, ok := r.regs.byPath[string(ev.Kv.Key)]
 	if !ok {
 		return // no longer held
 	}
-	e := b.held[key]
+	e := r.regs.held[key]
 	if ev.Kv.ModRevision <= e.rev {
 		return // an echo of our own write, or older
 	}
 	switch ev.Type {
 	case mvccpb.DELETE:
 		e.rev = ev.Kv.ModRevision
-		b.dirty[key] = struct{}{}
+		r.regs.dirty[key] = struct{}{}
 		if e.written && !e.conflict {
 			e.written = false
-			b.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: errRemoved})
-			b.log.Warn("instance removed from etcd, restoring", "node", e.inst.Address, "key", e.path)
+			r.regs.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: errRemoved})
+			r.log.Warn("instance removed from etcd, restoring", "node", e.inst.Address, "key", e.path)
 		}
-		b.poke()
+		r.keeper.poke()
 	case mvccpb.PUT:
 		lease := clientv3.LeaseID(ev.Kv.Lease)
-		if slices.Contains(b.ours, lease) {
+		if slices.Contains(r.keeper.ours, lease) {
 			if string(ev.Kv.Value) != e.value {
-				b.dirty[key] = struct{}{}
-				b.poke()
+				r.regs.dirty[key] = struct{}{}
+				r.keeper.poke()
 			}
 			return
 		}
 		e.rev = ev.Kv.ModRevision
-		b.conflictLocked(e, lease)
+		r.regs.conflictLocked(e, lease)
 	}
 }
 
 // recheck has the writer check a key whose changes were compacted away
 // before the own-key watch saw them: it is put again if absent.
-func (b *Backend) recheck(path string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if key, ok := b.byPath[path]; ok {
-		b.dirty[key] = struct{}{}
-		b.poke()
+func (r *restorer) recheck(path string) {
+	r.regs.mu.Lock()
+	defer r.regs.mu.Unlock()
+	if key, ok := r.regs.byPath[path]; ok {
+		r.regs.dirty[key] = struct{}{}
+		r.keeper.poke()
 	}
 }

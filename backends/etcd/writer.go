@@ -6,22 +6,42 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
 	"github.com/roster-sd/roster/discovery"
 )
 
-// The writer makes etcd hold what b.held and b.tombs say: one goroutine at
-// a time (writeMu), the keeper or a Register on its own goroutine. One
+// writer makes etcd hold what the registrations table says: the held
+// instances marked dirty, put under the live lease, and the pending
+// deletes. Its mutex, mu, makes one goroutine at a time the writer: the
+// keeper, or a Register that finds the Backend healthy and nobody writing,
+// which then writes itself instead of handing over (writeOrPoke). One
 // writer means no races between a re-registration, an update and a delete
-// of the same key.
+// of the same key. It starts no goroutine. Lock order: mu, then regs.mu.
+type writer struct {
+	cli     *clientv3.Client
+	cfg     Config
+	log     hclog.Logger
+	regs    *registrations
+	keeper  *leaseKeeper // the live lease, our leases, poke
+	ownKeys *restorer    // follows every key written
+	conn    *connMonitor // explains a failure without a connection
+
+	mu sync.Mutex
+}
+
+func newWriter(cli *clientv3.Client, cfg Config, regs *registrations, keeper *leaseKeeper,
+	ownKeys *restorer, conn *connMonitor) *writer {
+	return &writer{cli: cli, cfg: cfg, log: cfg.Logger, regs: regs, keeper: keeper, ownKeys: ownKeys, conn: conn}
+}
 
 // Batches: etcd's default limits are 128 operations per transaction
 // (--max-txn-ops) and 1.5 MiB per request (--max-request-bytes). A batch
@@ -52,6 +72,27 @@ func (o op) size() int {
 	return len(o.path) + len(o.e.value) + opOverhead
 }
 
+// writeOrPoke writes the pending changes on the caller's goroutine when
+// the Backend has a live lease and no other writer, saving the hand-over to
+// the keeper; otherwise it wakes the keeper.
+func (w *writer) writeOrPoke(ctx context.Context) {
+	if w.mu.TryLock() {
+		lease := w.keeper.current()
+		if lease != 0 {
+			wctx, cancel := context.WithTimeout(ctx, w.cfg.RequestTimeout)
+			err := w.syncLocked(wctx, lease)
+			cancel()
+			w.mu.Unlock()
+			if err == nil && !w.regs.pending() {
+				return
+			}
+		} else {
+			w.mu.Unlock()
+		}
+	}
+	w.keeper.poke()
+}
+
 // sync writes to etcd, under lease, every held instance marked dirty (but
 // those waiting out a refusal) and every pending delete. A claimed
 // instance is put unconditionally (the later writer owns a key); any other
@@ -61,63 +102,63 @@ func (o op) size() int {
 // an error only when etcd could not be asked (no connection, a timeout) or
 // the lease is gone (errLeaseGone), having marked what was not written to
 // be written again.
-func (b *Backend) sync(ctx context.Context, lease clientv3.LeaseID) error {
-	b.writeMu.Lock()
-	defer b.writeMu.Unlock()
-	return b.syncLocked(ctx, lease)
+func (w *writer) sync(ctx context.Context, lease clientv3.LeaseID) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.syncLocked(ctx, lease)
 }
 
-// syncLocked is sync for a caller that holds writeMu.
-func (b *Backend) syncLocked(ctx context.Context, lease clientv3.LeaseID) error {
+// syncLocked is sync for a caller that holds w.mu.
+func (w *writer) syncLocked(ctx context.Context, lease clientv3.LeaseID) error {
 	now := time.Now()
-	b.mu.Lock()
+	w.regs.mu.Lock()
 	var ops []op
-	for key := range b.dirty {
-		e := b.held[key]
+	for key := range w.regs.dirty {
+		e := w.regs.held[key]
 		if e == nil {
-			delete(b.dirty, key)
+			delete(w.regs.dirty, key)
 			continue
 		}
 		if e.retryAt.After(now) {
 			continue
 		}
-		delete(b.dirty, key)
+		delete(w.regs.dirty, key)
 		e.tried = true
 		ops = append(ops, op{e: e, path: e.path})
 	}
-	for path, t := range b.tombs {
+	for path, t := range w.regs.tombs {
 		ops = append(ops, op{path: path, tomb: t})
 	}
-	clear(b.tombs)
-	b.mu.Unlock()
+	clear(w.regs.tombs)
+	w.regs.mu.Unlock()
 	slices.SortFunc(ops, func(x, y op) int { return strings.Compare(x.path, y.path) })
-	return b.write(ctx, lease, ops)
+	return w.write(ctx, lease, ops)
 }
 
 // write commits ops in batches bounded by count and bytes, splitting a
 // batch that etcd refuses. On an error it returns, what it has not written
 // is marked to be written again.
-func (b *Backend) write(ctx context.Context, lease clientv3.LeaseID, ops []op) error {
+func (w *writer) write(ctx context.Context, lease clientv3.LeaseID, ops []op) error {
 	for len(ops) > 0 {
 		n := batchLen(ops)
-		err := b.commit(ctx, lease, ops[:n])
+		err := w.commit(ctx, lease, ops[:n])
 		switch {
 		case err == nil:
 		case !refusal(err):
-			b.requeue(ops)
+			w.requeue(ops)
 			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 				return fmt.Errorf("%w: %w", errLeaseGone, err)
 			}
 			return err
 		case n == 1:
-			b.refused(ops[0], err)
+			w.refused(ops[0], err)
 		default:
-			if err := b.write(ctx, lease, ops[:n/2]); err != nil {
-				b.requeue(ops[n/2:])
+			if err := w.write(ctx, lease, ops[:n/2]); err != nil {
+				w.requeue(ops[n/2:])
 				return err
 			}
-			if err := b.write(ctx, lease, ops[n/2:n]); err != nil {
-				b.requeue(ops[n:])
+			if err := w.write(ctx, lease, ops[n/2:n]); err != nil {
+				w.requeue(ops[n:])
 				return err
 			}
 		}
@@ -165,15 +206,15 @@ func refusal(err error) bool {
 }
 
 // commit writes one batch in one request.
-func (b *Backend) commit(ctx context.Context, lease clientv3.LeaseID, batch []op) error {
+func (w *writer) commit(ctx context.Context, lease clientv3.LeaseID, batch []op) error {
 	if len(batch) == 1 && batch[0].e != nil && batch[0].e.claim {
 		// The common case, a Register: a plain put is cheaper than a
 		// transaction.
-		resp, err := b.cli.Put(ctx, batch[0].path, batch[0].e.value, clientv3.WithLease(lease))
+		resp, err := w.cli.Put(ctx, batch[0].path, batch[0].e.value, clientv3.WithLease(lease))
 		if err != nil {
 			return err
 		}
-		b.applied(lease, resp.Header.Revision, batch, []*etcdserverpb.ResponseOp{{}})
+		w.applied(lease, resp.Header.Revision, batch, []*etcdserverpb.ResponseOp{{}})
 		return nil
 	}
 	txn := make([]clientv3.Op, len(batch))
@@ -192,34 +233,27 @@ func (b *Backend) commit(ctx context.Context, lease clientv3.LeaseID, batch []op
 				[]clientv3.Op{clientv3.OpGet(o.path)})
 		}
 	}
-	resp, err := b.cli.Txn(ctx).Then(txn...).Commit()
+	resp, err := w.cli.Txn(ctx).Then(txn...).Commit()
 	if err != nil {
 		return err
 	}
-	b.applied(lease, resp.Header.Revision, batch, resp.Responses)
+	w.applied(lease, resp.Header.Revision, batch, resp.Responses)
 	return nil
-}
-
-// pending reports whether writes are waiting.
-func (b *Backend) pending() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.dirty) > 0 || len(b.tombs) > 0
 }
 
 // nextPass returns how long until the next write pass is due: at resumeAt
 // (after a failed pass) or when the earliest refused key may be retried.
 // It reports false when nothing waits.
-func (b *Backend) nextPass(resumeAt time.Time) (time.Duration, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+func (w *writer) nextPass(resumeAt time.Time) (time.Duration, bool) {
+	w.regs.mu.Lock()
+	defer w.regs.mu.Unlock()
 	var next time.Time
-	found := len(b.tombs) > 0
+	found := len(w.regs.tombs) > 0
 	if found {
 		next = resumeAt
 	}
-	for key := range b.dirty {
-		e := b.held[key]
+	for key := range w.regs.dirty {
+		e := w.regs.held[key]
 		if e == nil {
 			continue
 		}
@@ -238,88 +272,79 @@ func (b *Backend) nextPass(resumeAt time.Time) (time.Duration, bool) {
 }
 
 // requeue marks the writes of a failed batch to be done again.
-func (b *Backend) requeue(ops []op) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+func (w *writer) requeue(ops []op) {
+	w.regs.mu.Lock()
+	defer w.regs.mu.Unlock()
 	for _, o := range ops {
 		switch {
 		case o.tomb != nil:
-			if _, back := b.byPath[o.path]; back {
+			if _, back := w.regs.byPath[o.path]; back {
 				finishAll(o.tomb.waiters, nil) // registered again meanwhile
-			} else if t := b.tombs[o.path]; t != nil {
+			} else if t := w.regs.tombs[o.path]; t != nil {
 				t.waiters = append(t.waiters, o.tomb.waiters...)
 			} else {
-				b.tombs[o.path] = o.tomb
+				w.regs.tombs[o.path] = o.tomb
 			}
-		case b.held[o.e.inst.Key()] == o.e:
-			b.dirty[o.e.inst.Key()] = struct{}{}
+		case w.regs.held[o.e.inst.Key()] == o.e:
+			w.regs.dirty[o.e.inst.Key()] = struct{}{}
 		}
 	}
 }
 
 // refused records that etcd refused the write of one key, alone: the key
 // waits out its own backoff, the others go on.
-func (b *Backend) refused(o op, cause error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+func (w *writer) refused(o op, cause error) {
+	w.regs.mu.Lock()
+	defer w.regs.mu.Unlock()
 	if o.tomb != nil {
-		if _, back := b.byPath[o.path]; back {
+		if _, back := w.regs.byPath[o.path]; back {
 			finishAll(o.tomb.waiters, nil) // registered again meanwhile
 			return
 		}
-		b.log.Warn("etcd refused to delete an instance", "key", o.path, "error", cause)
+		w.log.Warn("etcd refused to delete an instance", "key", o.path, "error", cause)
 		finishAll(o.tomb.waiters, fmt.Errorf("etcd refused to delete %s: %w", o.path, cause))
 		return
 	}
 	e := o.e
 	key := e.inst.Key()
-	if b.held[key] != e {
+	if w.regs.held[key] != e {
 		return
 	}
 	if e.backoff == nil {
-		e.backoff = b.cfg.Retry.Backoff()
+		e.backoff = w.cfg.Retry.Backoff()
 	}
 	e.refusals++
 	d, _ := e.backoff.Next()
 	e.retryAt = time.Now().Add(d)
-	b.dirty[key] = struct{}{}
-	b.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: e.refusals, RetryIn: d, Err: cause})
-	b.log.Warn("etcd refused the instance, will retry", "node", e.inst.Address, "key", e.path,
+	w.regs.dirty[key] = struct{}{}
+	w.regs.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: e.refusals, RetryIn: d, Err: cause})
+	w.log.Warn("etcd refused the instance, will retry", "node", e.inst.Address, "key", e.path,
 		"attempt", e.refusals, "retry_in", d, "error", cause)
 }
 
 // writeFailed reports a write pass that etcd did not answer.
-func (b *Backend) writeFailed(lease clientv3.LeaseID, attempt int, delay time.Duration, cause error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+func (w *writer) writeFailed(lease clientv3.LeaseID, attempt int, delay time.Duration, cause error) {
+	w.regs.mu.Lock()
+	defer w.regs.mu.Unlock()
 	n := 0
-	for key := range b.dirty {
-		e := b.held[key]
+	for key := range w.regs.dirty {
+		e := w.regs.held[key]
 		if e == nil || e.conflict || e.refusals > 0 {
 			continue
 		}
 		n++
-		b.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: attempt, RetryIn: delay, Err: cause})
+		w.regs.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: attempt, RetryIn: delay, Err: cause})
 	}
-	cause = b.explain(cause)
-	b.log.Warn("failed to update instances, will retry", "lease", leaseString(lease), "instances", n,
+	cause = w.conn.explain(cause)
+	w.log.Warn("failed to update instances, will retry", "lease", leaseString(lease), "instances", n,
 		"attempt", attempt, "retry_in", delay, "error", cause)
-}
-
-// explain says why a request failed when there is no connection to etcd:
-// a bare deadline would not.
-func (b *Backend) explain(err error) error {
-	if b.cli.ActiveConnection().GetState() != connectivity.Ready {
-		return fmt.Errorf("no connection to etcd at %v: %w", b.cli.Endpoints(), err)
-	}
-	return err
 }
 
 // applied records the outcome of one committed transaction at revision
 // rev.
-func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*etcdserverpb.ResponseOp) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+func (w *writer) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*etcdserverpb.ResponseOp) {
+	w.regs.mu.Lock()
+	defer w.regs.mu.Unlock()
 	again := false
 	for i, o := range ops {
 		if o.tomb != nil {
@@ -328,7 +353,7 @@ func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*
 		}
 		e := o.e
 		key := e.inst.Key()
-		if b.held[key] != e {
+		if w.regs.held[key] != e {
 			// Replaced or withdrawn meanwhile: a newer entry or a tomb
 			// takes care of the key.
 			continue
@@ -345,60 +370,48 @@ func (b *Backend) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*
 			// The key exists: ours, or another registrar's.
 			kvs := txn.Responses[0].GetResponseRange().GetKvs()
 			if len(kvs) == 0 {
-				b.dirty[key] = struct{}{}
+				w.regs.dirty[key] = struct{}{}
 				again = true
 				continue
 			}
 			kv := kvs[0]
 			theirs := clientv3.LeaseID(kv.Lease)
-			if !slices.Contains(b.ours, theirs) {
+			if !slices.Contains(w.keeper.ours, theirs) {
 				e.rev = rev
-				b.conflictLocked(e, theirs)
-				b.ownKeys.add(e.path, rev+1) // to see it leave
+				w.regs.conflictLocked(e, theirs)
+				w.ownKeys.add(e.path, rev+1) // to see it leave
 				continue
 			}
 			if theirs != lease || string(kv.Value) != e.value {
 				// Ours, under an older lease or with an older value.
 				e.claim, again = true, true
-				b.dirty[key] = struct{}{}
+				w.regs.dirty[key] = struct{}{}
 				continue
 			}
 		}
 		if !e.written {
-			b.log.Debug("registered instance", "node", e.inst.Address, "key", e.path, "lease", leaseString(lease))
+			w.log.Debug("registered instance", "node", e.inst.Address, "key", e.path, "lease", leaseString(lease))
 		}
 		e.claim, e.written, e.conflict, e.rev = false, true, false, rev
 		e.refusals, e.backoff, e.retryAt = 0, nil, time.Time{}
-		if lease == b.lease {
+		if lease == w.keeper.lease {
 			// What marked the key again while this write was in flight
 			// (the own-key watch reporting an older delete, or a late
 			// write of ours) is older than this write, which is what etcd
 			// holds now: writing again would change nothing.
-			delete(b.dirty, key)
+			delete(w.regs.dirty, key)
 		}
-		b.ownKeys.add(e.path, rev+1)
+		w.ownKeys.add(e.path, rev+1)
 		// Also after an update in place: the status carries the instance.
 		// Set before Register returns, so its caller sees it.
-		b.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
+		w.regs.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
 		finishAll(e.waiters, nil)
 		e.waiters = nil
 	}
 	if again {
-		b.poke()
+		w.keeper.poke()
 	}
-	if b.lease == lease {
-		b.logRegisteredLocked(lease)
+	if w.keeper.lease == lease {
+		w.keeper.logRegisteredLocked(lease)
 	}
-}
-
-// conflictLocked records that another registrar owns e's key.
-func (b *Backend) conflictLocked(e *entry, theirs clientv3.LeaseID) {
-	e.written, e.conflict = false, true
-	if e.state == discovery.StateConflict {
-		return
-	}
-	err := fmt.Errorf("%w: key %s is under lease %s", discovery.ErrConflict, e.path, leaseString(theirs))
-	b.reportLocked(e, discovery.Status{State: discovery.StateConflict, Err: err})
-	b.log.Error("instance registered by another process; waiting for it to leave",
-		"node", e.inst.Address, "key", e.path, "their_lease", leaseString(theirs))
 }
