@@ -134,9 +134,7 @@ func (c Config) withDefaults() Config {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
-	if c.Retry == (retry.Policy{}) {
-		c.Retry = retry.Default()
-	}
+	c.Retry = c.Retry.OrDefault()
 	return c
 }
 

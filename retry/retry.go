@@ -50,6 +50,14 @@ func Default() Policy {
 	return Policy{Base: DefaultBase, Max: DefaultMax, Jitter: DefaultJitter}
 }
 
+// OrDefault returns p, or Default() if p is the zero Policy (unset).
+func (p Policy) OrDefault() Policy {
+	if p == (Policy{}) {
+		return Default()
+	}
+	return p
+}
+
 // Validate reports a policy that cannot be used. Zero Base and Max are
 // valid and mean their defaults.
 func (p Policy) Validate() error {
@@ -200,6 +208,45 @@ func (p Policy) Do(ctx context.Context, op func(context.Context) error, opts ...
 		}
 		if serr != nil {
 			return fmt.Errorf("%w (last error: %w)", serr, err)
+		}
+	}
+}
+
+// Forever runs session again and again until ctx ends, for a task that is
+// never given up, such as following a watch: a session runs until it
+// fails, and reports whether it made progress before failing (served a
+// response, delivered a set). After each failure Forever calls onFailure,
+// if not nil, then waits the policy's next delay; a session that made
+// progress starts the backoff and the attempt count afresh. Options
+// WakeOn and WakeJitter apply to the waits as in Do; OnFailure is
+// ignored (onFailure takes its place).
+func (p Policy) Forever(ctx context.Context, session func(context.Context) (progressed bool, err error),
+	onFailure func(Failure), opts ...Option) {
+	var o doOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	b := p.Backoff()
+	failures := 0
+	for ctx.Err() == nil {
+		progressed, err := session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if progressed {
+			b, failures = p.Backoff(), 0
+		}
+		failures++
+		delay, _ := b.Next() // never stops: see Backoff
+		if onFailure != nil {
+			onFailure(Failure{Attempt: failures, Err: err, Delay: delay})
+		}
+		woken, serr := sleep(ctx, delay, o.wake)
+		if serr == nil && woken && o.wakeJitter > 0 {
+			_, serr = sleep(ctx, rand.N(o.wakeJitter), nil)
+		}
+		if serr != nil {
+			return
 		}
 	}
 }

@@ -3,6 +3,7 @@ package retry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -513,5 +514,57 @@ func TestSleep(t *testing.T) {
 				t.Errorf("Sleep() took %v", d)
 			}
 		})
+	}
+}
+
+// Forever waits the policy's delays between failed sessions, counts the
+// failures in a row, starts afresh after a session that made progress,
+// and ends with ctx. synctest's clock makes the delays exact.
+func TestForever(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := retry.Policy{Base: time.Second, Max: 4 * time.Second}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		// Sessions: fail, fail, fail, progress then fail, fail; then the
+		// test ends ctx.
+		progress := []bool{false, false, false, true, false}
+		var got []retry.Failure
+		var at []time.Duration
+		start := time.Now()
+		session := 0
+		p.Forever(ctx, func(context.Context) (bool, error) {
+			at = append(at, time.Since(start))
+			if session == len(progress) {
+				cancel()
+				return false, ctx.Err()
+			}
+			session++
+			return progress[session-1], fmt.Errorf("session %d", session)
+		}, func(f retry.Failure) { got = append(got, f) })
+
+		wantAt := []time.Duration{0, 1 * time.Second, 3 * time.Second, 7 * time.Second, 8 * time.Second, 10 * time.Second}
+		if !slices.Equal(at, wantAt) {
+			t.Errorf("sessions started at %v; want %v", at, wantAt)
+		}
+		wantAttempts := []int{1, 2, 3, 1, 2}
+		wantDelays := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, time.Second, 2 * time.Second}
+		if len(got) != len(wantAttempts) {
+			t.Fatalf("%d failures reported; want %d: %+v", len(got), len(wantAttempts), got)
+		}
+		for i, f := range got {
+			if f.Attempt != wantAttempts[i] || f.Delay != wantDelays[i] || f.Err == nil || f.Err.Error() != fmt.Sprintf("session %d", i+1) {
+				t.Errorf("failure %d = %+v; want attempt %d, delay %v, error session %d", i, f, wantAttempts[i], wantDelays[i], i+1)
+			}
+		}
+	})
+}
+
+func TestOrDefault(t *testing.T) {
+	if got := (retry.Policy{}).OrDefault(); got != retry.Default() {
+		t.Errorf("zero policy OrDefault = %+v; want Default()", got)
+	}
+	p := retry.Policy{Base: time.Millisecond, Max: time.Second}
+	if got := p.OrDefault(); got != p {
+		t.Errorf("OrDefault = %+v; want %+v unchanged", got, p)
 	}
 }

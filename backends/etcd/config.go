@@ -121,9 +121,7 @@ func (c Config) withDefaults() Config {
 	if c.TTL == 0 {
 		c.TTL = DefaultTTL
 	}
-	if c.Retry == (retry.Policy{}) {
-		c.Retry = retry.Default()
-	}
+	c.Retry = c.Retry.OrDefault()
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}

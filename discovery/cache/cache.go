@@ -11,6 +11,7 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/backendkit"
+	"github.com/roster-sd/roster/internal/clientopts"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -78,20 +79,15 @@ func New(upstream discovery.Resolver, opts ...Option) (*Resolver, error) {
 	if upstream == nil {
 		return nil, fmt.Errorf("%w: upstream resolver is nil", ErrInvalidOption)
 	}
-	o := defaultOptions()
-	for _, opt := range opts {
-		if opt != nil { // a nil Option changes nothing
-			opt(&o)
-		}
-	}
-	if err := o.validate(); err != nil {
+	o, err := clientopts.Build(defaultOptions(), opts, options.validate)
+	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Resolver{
 		upstream: upstream,
 		opts:     o,
-		log:      o.log,
+		log:      o.Log,
 		ctx:      ctx,
 		cancel:   cancel,
 		entries:  make(map[string]*entry),
@@ -275,28 +271,16 @@ func (r *Resolver) entry(service string) (*entry, error) {
 // upstream: it marks e stale, waits for the next delay of the retry policy
 // and watches again.
 func (r *Resolver) run(e *entry) {
-	backoff := r.opts.retry.Backoff()
-	failures := 0
 	var hold time.Time // when the upstream reported the set empty, during an empty hold
-	for {
-		healthy, err := r.follow(e, &hold)
-		if r.ctx.Err() != nil {
-			return
-		}
-		if healthy {
-			backoff, failures = r.opts.retry.Backoff(), 0
-		}
-		failures++
-		delay, _ := backoff.Next()
+	r.opts.Retry.Forever(r.ctx, func(context.Context) (bool, error) {
+		return r.follow(e, &hold)
+	}, func(f retry.Failure) {
 		// A hold needs d of emptiness seen without interruption.
 		hold = time.Time{}
-		e.fail(err)
+		e.fail(f.Err)
 		r.log.Warn("upstream watch failed, retrying", "service", e.service,
-			"attempt", failures, "retry_in", delay, "error", err)
-		if retry.Sleep(r.ctx, delay, nil) != nil {
-			return
-		}
-	}
+			"attempt", f.Attempt, "retry_in", f.Delay, "error", f.Err)
+	})
 }
 
 // follow watches the service upstream and records every set it reports,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/roster-sd/roster/internal/clientopts"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -23,15 +24,14 @@ var ErrInvalidOption = errors.New("cache: invalid option")
 type Option func(*options)
 
 type options struct {
+	clientopts.Common
 	staleOnError bool
 	maxAge       time.Duration // with staleOnError; 0 means forever
 	emptyHold    time.Duration // 0 means no hold
-	retry        retry.Policy
-	log          hclog.Logger
 }
 
 func defaultOptions() options {
-	return options{retry: retry.Default(), log: hclog.NewNullLogger()}
+	return options{Common: clientopts.Defaults()}
 }
 
 // validate reports the first invalid option value, as an error wrapping
@@ -45,10 +45,7 @@ func (o options) validate() error {
 		return fmt.Errorf("%w: WithEmptyHold: hold is %v; want zero (no hold) or more",
 			ErrInvalidOption, o.emptyHold)
 	}
-	if err := o.retry.Validate(); err != nil {
-		return fmt.Errorf("%w: WithRetry: %w", ErrInvalidOption, err)
-	}
-	return nil
+	return o.Common.Validate(ErrInvalidOption)
 }
 
 // WithStaleOnError keeps Resolve serving the last known set of a service
@@ -82,17 +79,11 @@ func WithEmptyHold(d time.Duration) Option {
 // New fail with an error wrapping both ErrInvalidOption and
 // retry.ErrInvalidPolicy.
 func WithRetry(p retry.Policy) Option {
-	return func(o *options) { o.retry = p }
+	return func(o *options) { o.Retry = p }
 }
 
 // WithLogger sets the logger that receives the Resolver's logs, under the
 // name LoggerName. nil, like the default, discards them.
 func WithLogger(l hclog.Logger) Option {
-	return func(o *options) {
-		if l == nil {
-			o.log = hclog.NewNullLogger()
-			return
-		}
-		o.log = l.Named(LoggerName)
-	}
+	return func(o *options) { o.SetLogger(l, LoggerName) }
 }

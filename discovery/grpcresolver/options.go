@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/roster-sd/roster/internal/clientopts"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -32,16 +33,14 @@ var ErrInvalidOption = errors.New("grpcresolver: invalid option")
 type Option func(*options)
 
 type options struct {
-	log                hclog.Logger
-	retry              retry.Policy
+	clientopts.Common
 	resolveNowInterval time.Duration
 	timeout            time.Duration
 }
 
 func defaultOptions() options {
 	return options{
-		log:                hclog.NewNullLogger(),
-		retry:              retry.Default(),
+		Common:             clientopts.Defaults(),
 		resolveNowInterval: DefaultResolveNowInterval,
 		timeout:            DefaultTimeout,
 	}
@@ -58,22 +57,13 @@ func (o options) validate() error {
 		return fmt.Errorf("%w: WithTimeout: timeout is %v; want a positive duration",
 			ErrInvalidOption, o.timeout)
 	}
-	if err := o.retry.Validate(); err != nil {
-		return fmt.Errorf("%w: WithRetry: %w", ErrInvalidOption, err)
-	}
-	return nil
+	return o.Common.Validate(ErrInvalidOption)
 }
 
 // WithLogger sets the logger that receives the resolvers' logs, under the
 // name LoggerName. nil, like the default, discards them.
 func WithLogger(l hclog.Logger) Option {
-	return func(o *options) {
-		if l == nil {
-			o.log = hclog.NewNullLogger()
-			return
-		}
-		o.log = l.Named(LoggerName)
-	}
+	return func(o *options) { o.SetLogger(l, LoggerName) }
 }
 
 // WithRetry sets the backoff between attempts to watch the service again
@@ -82,7 +72,7 @@ func WithLogger(l hclog.Logger) Option {
 // NewBuilder fail with an error wrapping both ErrInvalidOption and
 // retry.ErrInvalidPolicy.
 func WithRetry(p retry.Policy) Option {
-	return func(o *options) { o.retry = p }
+	return func(o *options) { o.Retry = p }
 }
 
 // WithResolveNowInterval sets the shortest time between two upstream

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/resolver"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/clientopts"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -41,13 +42,8 @@ func NewBuilder(r discovery.Resolver, opts ...Option) (*Builder, error) {
 	if r == nil {
 		return nil, fmt.Errorf("%w: discovery resolver is nil", ErrInvalidOption)
 	}
-	o := defaultOptions()
-	for _, opt := range opts {
-		if opt != nil { // a nil Option changes nothing
-			opt(&o)
-		}
-	}
-	if err := o.validate(); err != nil {
+	o, err := clientopts.Build(defaultOptions(), opts, options.validate)
+	if err != nil {
 		return nil, err
 	}
 	return &Builder{upstream: r, opts: o}, nil
@@ -72,7 +68,7 @@ func (b *Builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolv
 		service:  service,
 		cc:       cc,
 		opts:     b.opts,
-		log:      b.opts.log.With("service", service),
+		log:      b.opts.Log.With("service", service),
 		ctx:      ctx,
 		cancel:   cancel,
 	}
@@ -153,26 +149,14 @@ func (r *watchResolver) Close() {
 // it reports the error to gRPC, waits for the next delay of the retry
 // policy and watches again.
 func (r *watchResolver) run() {
-	backoff := r.opts.retry.Backoff()
-	failures := 0
-	for {
-		healthy, err := r.follow()
-		if r.ctx.Err() != nil {
-			return
-		}
-		if healthy {
-			backoff, failures = r.opts.retry.Backoff(), 0
-		}
-		failures++
-		delay, _ := backoff.Next()
-		r.log.Warn("watch failed, retrying", "attempt", failures, "retry_in", delay, "error", err)
-		r.cc.ReportError(fmt.Errorf("grpcresolver: %s: %w", r.service, err))
+	r.opts.Retry.Forever(r.ctx, func(context.Context) (bool, error) {
+		return r.follow()
+	}, func(f retry.Failure) {
+		r.log.Warn("watch failed, retrying", "attempt", f.Attempt, "retry_in", f.Delay, "error", f.Err)
+		r.cc.ReportError(fmt.Errorf("grpcresolver: %s: %w", r.service, f.Err))
 		// gRPC now holds an error: send the next set even if unchanged.
 		r.hasPushed = false
-		if retry.Sleep(r.ctx, delay, nil) != nil {
-			return
-		}
-	}
+	})
 }
 
 // follow watches the service and sends every set to gRPC, serving
