@@ -12,9 +12,13 @@
 // When keep-alive fails (etcd stopped, network cut, lease expired or
 // revoked) the Backend logs a warning with the cause and the next delay and
 // retries with its retry.Policy (1 s, 2 s, 4 s ... capped at 30 s,
-// jittered). Each attempt keeps the old lease if etcd still holds it, or
-// grants a new one, and then re-publishes every instance in one
-// transaction per 128 instances. The moment the connection to etcd becomes
+// jittered). Each attempt asks etcd to grant the lease again under its own
+// ID, one request that checks and acts: etcd refuses if it still holds the
+// lease (it does through a restart), which the Backend then keeps with its
+// keys, writing nothing; otherwise etcd grants it anew, empty, and the
+// Backend re-publishes every instance in one transaction per 128
+// instances. Keep-alive requests go every third of the TTL on a stream of
+// the Backend's own, the first a third of the TTL after a grant. The moment the connection to etcd becomes
 // usable again it retries at once instead of sleeping out the backoff, and
 // the gRPC reconnect backoff under the etcd client is bounded
 // (Config.ReconnectDelay) so that moment comes quickly after an outage of any
