@@ -340,10 +340,12 @@ func (b *Backend) Close() error {
 			}
 		}
 		closedErr := fmt.Errorf("etcd: %w", discovery.ErrClosed)
+		b.regs.mu.Lock()
 		for _, e := range held {
 			finishAll(e.waiters, closedErr)
 			b.regs.reportLocked(e, discovery.Status{State: discovery.StateDeregistered})
 		}
+		b.regs.mu.Unlock()
 		for path, t := range tombs {
 			// The revoke removed the key, or it stays until the lease
 			// expires: say so to the Deregister still waiting.
