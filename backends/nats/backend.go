@@ -60,6 +60,7 @@ type Backend struct {
 	wg        sync.WaitGroup // the keeper
 	closeOnce sync.Once
 	closing   atomic.Bool // Close has started: a dropped connection is no news
+	pending   atomic.Bool // a registration wants another look soon
 
 	mu        sync.Mutex
 	regs      map[discovery.Key]*registration
@@ -81,6 +82,11 @@ type registration struct {
 	sub     *natsgo.Subscription
 	gone    bool        // deregistered or closed
 	check   atomic.Bool // another process wrote the key: look at it
+	// rechecks counts looks, after an event, that found the bucket still
+	// holding this Backend's last write: the event's message reaches
+	// subscribers before JetStream has stored it, so the keeper looks
+	// again shortly (see recheckDelay).
+	rechecks int
 }
 
 // New connects to NATS, makes sure the bucket exists with the settings
@@ -123,6 +129,7 @@ func New(cfg Config) (*Backend, error) {
 		cancel()
 	}
 	if err != nil {
+		b.closing.Store(true)
 		nc.Close()
 		return nil, err
 	}
@@ -193,12 +200,12 @@ func (b *Backend) openBucket(ctx context.Context) error {
 			LimitMarkerTTL: DefaultMarkerTTL,
 		})
 		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-			return fmt.Errorf("nats: create bucket %q: %w", b.cfg.Bucket, unavailable(err))
+			return fmt.Errorf("nats: create bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
 		}
 		stream, err = b.js.Stream(ctx, name)
 	}
 	if err != nil {
-		return fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(err))
+		return fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
 	}
 	sc := stream.CachedInfo().Config
 	var missing []string
@@ -216,7 +223,7 @@ func (b *Backend) openBucket(ctx context.Context) error {
 	}
 	kv, err := b.js.KeyValue(ctx, b.cfg.Bucket)
 	if err != nil {
-		return fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(err))
+		return fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
 	}
 	b.kv, b.stream = kv, stream
 	return nil
@@ -259,7 +266,7 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 		sub, err := b.nc.ChanSubscribe(r.subject, b.events)
 		if err != nil {
 			b.mu.Unlock()
-			return fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(err))
+			return fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(nil, err))
 		}
 		r.sub = sub
 		b.regs[in.Key()] = r
@@ -283,7 +290,7 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 		} else {
 			r.inst, r.value = prevInst, prevValue
 		}
-		return fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(err))
+		return fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(ctx, err))
 	}
 	b.setLocked(r, discovery.Status{State: discovery.StateRegistered})
 	b.log.Info("registered", "node", in.Address, "key", key)
@@ -292,6 +299,9 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 
 // claimLocked writes r's key whoever holds it (the later writer wins).
 func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
+	if err := b.connected(); err != nil {
+		return err
+	}
 	expect := r.rev
 	for attempt := 0; ; attempt++ {
 		if expect == 0 || attempt > 0 {
@@ -312,13 +322,29 @@ func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
 	}
 }
 
+// connected returns an error wrapping discovery.ErrUnavailable while the
+// connection is down, so that a call fails at once rather than wait for
+// its context.
+func (b *Backend) connected() error {
+	up, cause, _ := b.conn.get()
+	if up {
+		return nil
+	}
+	if cause == nil {
+		cause = errDisconnected
+	}
+	return fmt.Errorf("%w: %w", discovery.ErrUnavailable, cause)
+}
+
 // abandonLocked forgets r, a new registration whose first write failed,
 // and removes its key if the write landed after all.
 func (b *Backend) abandonLocked(r *registration) {
-	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RequestTimeout)
-	defer cancel()
-	if l, err := b.last(ctx, r.subject); err == nil && l.live && l.owner == b.owner {
-		_ = b.purge(ctx, r.subject, l.seq)
+	if b.connected() == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RequestTimeout)
+		if l, err := b.last(ctx, r.subject); err == nil && l.live && l.owner == b.owner {
+			_ = b.purge(ctx, r.subject, l.seq)
+		}
+		cancel()
 	}
 	b.forgetLocked(r)
 }
@@ -379,7 +405,7 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 	if err := b.purge(ctx, r.subject, r.rev); err != nil && !wrongSequence(err) {
 		b.log.Warn("failed to remove an instance; it expires with its TTL", "node", r.inst.Address, "key", r.key,
 			"ttl", b.cfg.TTL, "error", err)
-		return fmt.Errorf("nats: deregister %s: %w", k, unavailable(err))
+		return fmt.Errorf("nats: deregister %s: %w", k, unavailable(ctx, err))
 	}
 	b.log.Info("deregistered", "node", r.inst.Address, "key", r.key)
 	return nil
@@ -536,11 +562,13 @@ func wrongSequence(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// unavailable wraps err with discovery.ErrUnavailable unless it is a
-// context's error, a compare-and-set failure or already says so.
-func unavailable(err error) error {
+// unavailable wraps err, from a call bounded by ctx (which may be nil),
+// with discovery.ErrUnavailable unless ctx has ended (the caller gave up)
+// or err is a compare-and-set failure or already says so. A timeout of the
+// client's own, with ctx still live, is the registry's fault.
+func unavailable(ctx context.Context, err error) error {
 	switch {
-	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+	case err == nil, ctx != nil && ctx.Err() != nil,
 		errors.Is(err, discovery.ErrUnavailable), errors.Is(err, discovery.ErrInvalidInstance), wrongSequence(err):
 		return err
 	}

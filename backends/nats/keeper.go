@@ -17,6 +17,16 @@ import (
 // so that two renewals in a row may fail before the key expires.
 func (b *Backend) renewEvery() time.Duration { return b.cfg.TTL / 3 }
 
+// recheckDelay and maxRechecks bound how long the keeper keeps looking at
+// a key after an event whose write the bucket does not show yet: 40 looks
+// 10 ms apart, about 400 ms, after which the next renewal decides. (A
+// write that JetStream refused, such as a compare-and-set that lost a
+// race, is never stored.)
+const (
+	recheckDelay = 10 * time.Millisecond
+	maxRechecks  = 40
+)
+
 // keep is the keeper goroutine: it renews every key each renewEvery, looks
 // at a key as soon as another process writes, deletes or purges it, and
 // after a failure retries with the retry policy, at once when the
@@ -24,10 +34,18 @@ func (b *Backend) renewEvery() time.Duration { return b.cfg.TTL / 3 }
 func (b *Backend) keep() {
 	t := time.NewTicker(b.renewEvery())
 	defer t.Stop()
+	recheck := time.NewTimer(time.Hour)
+	recheck.Stop()
+	defer recheck.Stop()
 	for {
+		if b.pending.Swap(false) {
+			recheck.Reset(recheckDelay)
+		}
 		select {
 		case <-b.ctx.Done():
 			return
+		case <-recheck.C:
+			b.run(false)
 		case m := <-b.events:
 			b.mark(m)
 			for drained := false; !drained; {
@@ -141,7 +159,18 @@ func (b *Backend) syncOneLocked(ctx context.Context, r *registration, renew bool
 	if err != nil {
 		return err
 	}
+	if renew || l.seq != r.rev || !l.live || l.owner != b.owner {
+		r.rechecks = 0
+	}
 	switch {
+	case l.live && l.owner == b.owner && !renew && l.seq == r.rev:
+		// Nothing changed, as far as the bucket shows yet.
+		if r.rechecks < maxRechecks {
+			r.rechecks++
+			r.check.Store(true)
+			b.pending.Store(true)
+		}
+		return nil
 	case l.live && l.owner == b.owner:
 		// This Backend's own write (one whose reply was lost, say).
 		r.rev = l.seq
@@ -212,7 +241,7 @@ func (b *Backend) retrying(attempt int, delay time.Duration, cause error) int {
 				State:   discovery.StateRetrying,
 				Attempt: attempt,
 				RetryIn: delay,
-				Err:     fmt.Errorf("nats: keep registrations published: %w", unavailable(cause)),
+				Err:     fmt.Errorf("nats: keep registrations published: %w", unavailable(nil, cause)),
 			})
 		}
 		r.mu.Unlock()

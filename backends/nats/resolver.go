@@ -29,9 +29,13 @@ func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Inst
 	if err != nil {
 		return []discovery.Instance{}, nil
 	}
+	if err := b.connected(); err != nil {
+		return nil, fmt.Errorf("nats: resolve %q: %w", service, err)
+	}
+	_, _, changed := b.conn.get()
 	w, err := b.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(err))
+		return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, err))
 	}
 	defer stopWatcher(w)
 	set := make(map[string]discovery.Instance)
@@ -39,9 +43,11 @@ func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Inst
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("nats: resolve %q: %w", service, ctx.Err())
+		case <-changed:
+			return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, errDisconnected))
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(errDisconnected))
+				return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, errDisconnected))
 			}
 			if e == nil {
 				return discovery.NormalizeSet(values(set)), nil
