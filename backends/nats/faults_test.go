@@ -405,3 +405,46 @@ func TestExistingBucketWithoutTTLsIsRejected(t *testing.T) {
 	}
 	t.Logf("error: %v", err)
 }
+
+// A process cut off from NATS stops renewing: its instance leaves every
+// watcher within the TTL plus the server's expiry granularity, and comes
+// back as soon as the link does.
+func TestCutOffInstanceExpiresThenComesBack(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	a := newBackend(t, testConfig(t, "nats://"+proxy.Endpoint(), "roster"))
+	c := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	if err := a.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Watch(t.Context(), "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if got, err := w.Next(ctx); err != nil || len(got) != 1 {
+		t.Fatalf("first Next = %v, %v; want [p-1]", got, err)
+	}
+	proxy.Reject()
+	cut := time.Now()
+	if got, err := w.Next(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("Next after the cut = %v, %v; want the empty set", got, err)
+	}
+	gone := time.Since(cut)
+	t.Logf("instance left the watchers %v after the cut (TTL %v)", gone, testTTL)
+	// The last renewal was at most TTL/3 before the cut; the server
+	// expires messages about once a second.
+	if limit := testTTL + 1500*time.Millisecond; gone > limit {
+		t.Errorf("instance left %v after the cut; want within %v", gone, limit)
+	}
+	proxy.Accept()
+	back := time.Now()
+	if got, err := w.Next(ctx); err != nil || len(got) != 1 || !got[0].Equal(p1) {
+		t.Fatalf("Next after the link is back = %v, %v; want [p-1]", got, err)
+	}
+	t.Logf("instance back %v after the link", time.Since(back))
+	waitState(t, a, p1.Key(), discovery.StateRegistered, time.Second)
+}

@@ -12,12 +12,14 @@
 // github.com/roster-sd/roster/internal/faultproxy) in front of a server, to
 // blackhole, reject, slow down or cut its connections.
 //
-// [Start] and [StartProxy] are the shorthands for tests: they fail the test
+// [Start], [StartCluster] and [StartProxy] are the shorthands for tests: they fail the test
 // when the server cannot start and close it when the test ends. Only they
 // use package testing. Once Close has returned, every goroutine the server
 // or proxy started has ended, so tests may check for leaks with goleak.
 //
-// A 3-node JetStream cluster is not provided yet.
+// [NewCluster] starts an n-node cluster (usually three) with JetStream
+// replicated across the nodes; [Cluster.Leader] and [Cluster.StreamLeader]
+// name the node to stop to exercise a leader election.
 //
 // Everything is tuned for tests: the server's own logs are off and the
 // store lives in a temporary directory removed by Close. Do not use it to

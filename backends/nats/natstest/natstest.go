@@ -42,3 +42,19 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	})
 	return p
 }
+
+// StartCluster is NewCluster for tests: it fails t if the cluster cannot
+// start, and closes it when t ends.
+func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
+	t.Helper()
+	c, err := NewCluster(n, opts...)
+	if err != nil {
+		t.Fatalf("starting a %d-node nats-server cluster: %v", n, err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("closing nats-server cluster: %v", err)
+		}
+	})
+	return c
+}

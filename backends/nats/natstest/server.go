@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -62,6 +63,7 @@ type Server struct {
 	o        options
 	storeDir string
 	ownsDir  bool
+	member   *member // nil for a single server
 
 	mu     sync.Mutex
 	srv    *server.Server // nil while stopped
@@ -98,8 +100,16 @@ func New(opts ...Option) (*Server, error) {
 	return s, nil
 }
 
+// member is what a Server of a Cluster knows of the cluster.
+type member struct {
+	name        string // server name, unique in the cluster
+	cluster     string // cluster name
+	clusterPort int
+	routes      []*url.URL // the other members' cluster ports
+}
+
 func (s *Server) serverOptions() *server.Options {
-	return &server.Options{
+	so := &server.Options{
 		Host:          "127.0.0.1",
 		Port:          s.port,
 		NoLog:         true,
@@ -109,8 +119,14 @@ func (s *Server) serverOptions() *server.Options {
 		Username:      s.o.user,
 		Password:      s.o.password,
 		Authorization: s.o.token,
-		// The HTTP monitor, the cluster and leaf node ports stay off.
+		// The HTTP monitor and leaf node ports stay off.
 	}
+	if m := s.member; m != nil {
+		so.ServerName = m.name
+		so.Cluster = server.ClusterOpts{Name: m.cluster, Host: "127.0.0.1", Port: m.clusterPort}
+		so.Routes = m.routes
+	}
+	return so
 }
 
 // start runs the server; s.mu is held or s is not shared yet.
