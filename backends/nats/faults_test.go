@@ -448,3 +448,51 @@ func TestCutOffInstanceExpiresThenComesBack(t *testing.T) {
 	t.Logf("instance back %v after the link", time.Since(back))
 	waitState(t, a, p1.Key(), discovery.StateRegistered, time.Second)
 }
+
+// Killing the node that leads the bucket's stream in a 3-node cluster
+// never leaves the key absent: another node takes over and the renewals go
+// on.
+func TestClusterStreamLeaderKilled(t *testing.T) {
+	t.Parallel()
+	c := natstest.StartCluster(t, 3)
+	cfg := testConfig(t, c.URLs()[0], "roster")
+	cfg.Endpoints = c.URLs()
+	cfg.Replicas = 3
+	cfg.TTL = 3 * time.Second
+	b := newBackend(t, cfg)
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	log := recordStates(t, b, p1.Key())
+	kv := rawKV(t, c.URLs()[0], "roster")
+	p := pollKey(t, kv, p1Key, p1)
+	testwait.Until(t, 5*time.Second, "the poller reads the key", func() bool { return p.ok.Load() > 0 })
+
+	var leader int
+	testwait.Until(t, 5*time.Second, "the bucket's stream has a leader", func() bool {
+		leader = c.StreamLeader("KV_roster")
+		return leader >= 0
+	})
+	e, err := kv.Get(t.Context(), p1Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := e.Revision()
+	c.Nodes()[leader].Stop()
+	// Two renewals after the kill prove the Backend goes on through the
+	// new leader.
+	testwait.Until(t, 10*time.Second, "two renewals after the leader was killed", func() bool {
+		e, err := kv.Get(t.Context(), p1Key)
+		return err == nil && e.Revision() >= rev+2
+	})
+	before := p.ok.Load()
+	testwait.Until(t, 5*time.Second, "the poller reads the key after the kill", func() bool { return p.ok.Load() > before+5 })
+	p.close()
+	if n := p.absent.Load(); n != 0 {
+		t.Errorf("the key was absent in %d of %d reads; want it present all along", n, p.ok.Load())
+	}
+	if slices.Contains(log.states(), discovery.StateLost) {
+		t.Errorf("states %v; want no %v", log.states(), discovery.StateLost)
+	}
+	waitState(t, b, p1.Key(), discovery.StateRegistered, 5*time.Second)
+}
