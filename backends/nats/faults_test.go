@@ -496,3 +496,68 @@ func TestClusterStreamLeaderKilled(t *testing.T) {
 	}
 	waitState(t, b, p1.Key(), discovery.StateRegistered, 5*time.Second)
 }
+
+// When the later writer of a duplicate ID is cut off, its key expires and
+// the earlier writer takes it back; once the link is back, the one cut off
+// finds the key taken and waits in conflict: one owner at a time, no
+// flapping.
+func TestDuplicateOwnerCutOffHandsTheKeyBack(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	a := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	b := newBackend(t, testConfig(t, "nats://"+proxy.Endpoint(), "roster"))
+	pa, pb := p1, p1
+	pb.Address = "10.0.0.2:80"
+	if err := a.Register(t.Context(), pa); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Register(t.Context(), pb); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, a, p1.Key(), discovery.StateConflict, 5*time.Second)
+
+	proxy.Reject()
+	cut := time.Now()
+	kv := rawKV(t, srv.URL(), "roster")
+	// b's key expires within the TTL (plus the server's expiry tick), and
+	// a sees it at its next look, at most TTL/3 later.
+	testwait.Until(t, testTTL+testTTL/3+2*time.Second, "a holds the key again", func() bool {
+		ok, _ := present(t.Context(), kv, p1Key, pa)
+		return ok
+	})
+	t.Logf("a took the key back %v after b was cut off", time.Since(cut))
+	waitState(t, a, p1.Key(), discovery.StateRegistered, time.Second)
+	aStates := recordStates(t, a, p1.Key())
+
+	proxy.Accept()
+	waitState(t, b, p1.Key(), discovery.StateConflict, 5*time.Second)
+	// Three renewals of a after b is back: all a's, and a never leaves
+	// registered.
+	w, err := kv.Watch(t.Context(), p1Key, jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	deadline := time.After(10 * time.Second)
+	for n := 0; n < 3; {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				continue
+			}
+			n++
+			if got, want := string(e.Value()), mustJSON(pa); e.Operation() != jetstream.KeyValuePut || got != want {
+				t.Errorf("write %v %s; want only a's renewals, %s", e.Operation(), got, want)
+			}
+		case <-deadline:
+			t.Fatal("fewer than 3 renewals of a in 10s")
+		}
+	}
+	for _, st := range aStates.states() {
+		if st != discovery.StateRegistered {
+			t.Errorf("a's states after b came back = %v; want registered only", aStates.states())
+			break
+		}
+	}
+}

@@ -81,7 +81,10 @@ func (b *Backend) mark(m *natsgo.Msg) {
 // renewing if full, else those marked) and, on a failure, retries until
 // it succeeds or Close starts.
 func (b *Backend) run(full bool) {
-	err := b.syncAll(full)
+	err := b.connected()
+	if err == nil {
+		err = b.syncAll(full)
+	}
 	if err == nil {
 		return
 	}
@@ -95,6 +98,9 @@ func (b *Backend) run(full bool) {
 		_, _, changed := b.conn.get()
 		if retry.Sleep(b.ctx, delay, changed) != nil {
 			return
+		}
+		if err = b.connected(); err != nil {
+			continue // no request can get through: wait for the next delay or the reconnection
 		}
 		if err = b.syncAll(true); err == nil {
 			return

@@ -28,7 +28,10 @@ type Cluster struct {
 }
 
 // NewCluster starts n nodes (at least 1) and returns once every node
-// accepts connections and JetStream has elected a meta leader. opts apply
+// accepts connections, JetStream has elected a meta leader and the leader
+// counts every node as a peer that can hold streams (before that,
+// creating a replicated stream fails with "no suitable peers for
+// placement"). opts apply
 // to every node (WithStoreDir is not allowed). The caller must Close it.
 func NewCluster(n int, opts ...Option) (_ *Cluster, err error) {
 	if n < 1 {
@@ -85,10 +88,29 @@ func NewCluster(n int, opts ...Option) (_ *Cluster, err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
 	defer cancel()
-	if _, err := c.WaitLeader(ctx); err != nil {
+	if err := c.WaitPeers(ctx, n); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// WaitPeers waits until JetStream has a meta leader that counts n nodes
+// as current peers, able to hold streams.
+func (c *Cluster) WaitPeers(ctx context.Context, n int) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if i := c.Leader(); i >= 0 {
+			if srv := c.nodes[i].NATS(); srv != nil && len(srv.JetStreamClusterPeers()) >= n {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("natstest: JetStream does not count %d current peers: %w", n, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // freePorts returns n distinct TCP ports that were free on 127.0.0.1 a

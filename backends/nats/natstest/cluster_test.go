@@ -25,6 +25,9 @@ func TestClusterSurvivesItsLeader(t *testing.T) {
 	testwait.Until(t, 10*time.Second, "a replicated bucket is created", func() bool {
 		var err error
 		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "b", Replicas: 3})
+		if err != nil {
+			t.Logf("CreateKeyValue: %v", err)
+		}
 		return err == nil
 	})
 	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
