@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	natsgo "github.com/nats-io/nats.go"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/backendkit"
+	"github.com/roster-sd/roster/retry"
 )
 
 var (
@@ -235,9 +237,9 @@ func (b *Backend) openBucket(ctx context.Context) error {
 // it about every TTL/3. The later writer owns a key: if another process
 // holds the same service and ID, this write takes it over and the other
 // process reports discovery.StateConflict. While NATS is unreachable it
-// fails with an error wrapping discovery.ErrUnavailable, and if ctx ends
-// first it returns ctx's error; in both cases a new registration leaves
-// nothing behind. After Close it returns discovery.ErrClosed.
+// keeps trying (in discovery.StateRegistering) until ctx ends; then it
+// returns ctx's error and a new registration leaves nothing behind. After
+// Close it returns discovery.ErrClosed.
 func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 	in, err := in.Normalize()
 	if err != nil {
@@ -297,11 +299,40 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 	return nil
 }
 
-// claimLocked writes r's key whoever holds it (the later writer wins).
+// claimLocked writes r's key whoever holds it (the later writer wins). As
+// etcd's Register does, it keeps trying through an outage, at once when
+// the connection comes back and otherwise after each delay of the retry
+// policy, until the write is stored, ctx ends or Close starts.
 func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
-	if err := b.connected(); err != nil {
-		return err
+	var bo retry.Backoff
+	for {
+		err := b.connected()
+		if err == nil {
+			err = b.writeLocked(ctx, r)
+		}
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		if bo == nil {
+			bo = b.cfg.Retry.Backoff()
+		}
+		delay, _ := bo.Next()
+		b.log.Debug("failed to register, will retry", "node", r.inst.Address, "key", r.key, "retry_in", delay, "error", err)
+		_, _, changed := b.conn.get()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-b.ctx.Done():
+			return fmt.Errorf("closed while registering: %w", discovery.ErrClosed)
+		case <-changed:
+		case <-time.After(delay):
+		}
 	}
+}
+
+// writeLocked makes one attempt at writing r's key whoever holds it,
+// retrying only compare-and-set races.
+func (b *Backend) writeLocked(ctx context.Context, r *registration) error {
 	expect := r.rev
 	for attempt := 0; ; attempt++ {
 		if expect == 0 || attempt > 0 {
