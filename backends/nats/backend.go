@@ -308,7 +308,12 @@ func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
 	for {
 		err := b.connected()
 		if err == nil {
-			err = b.writeLocked(ctx, r)
+			// One attempt is bounded by RequestTimeout, and by Close.
+			actx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
+			stop := context.AfterFunc(b.ctx, cancel)
+			err = b.writeLocked(actx, r)
+			stop()
+			cancel()
 		}
 		if err == nil || ctx.Err() != nil {
 			return err

@@ -573,3 +573,39 @@ func TestDuplicateOwnerCutOffHandsTheKeyBack(t *testing.T) {
 		}
 	}
 }
+
+// Close does not wait for a Register blocked by an outage: the Register
+// returns ErrClosed and Close returns within its removal bound.
+func TestCloseDuringAnOutageEndsAWaitingRegister(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	cfg := testConfig(t, "nats://"+proxy.Endpoint(), "roster")
+	b, err := nats.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Reject()
+	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
+	done := make(chan error, 1)
+	go func() { done <- b.Register(context.Background(), p2) }()
+	waitState(t, b, p2.Key(), discovery.StateRegistering, 5*time.Second)
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > cfg.RequestTimeout+time.Second {
+		t.Errorf("Close took %v during an outage; want at most about RequestTimeout (%v)", d, cfg.RequestTimeout)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, discovery.ErrClosed) {
+			t.Errorf("the waiting Register returned %v; want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting Register did not return after Close")
+	}
+}

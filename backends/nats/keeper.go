@@ -240,7 +240,12 @@ func (b *Backend) raced(r *registration, err error) error {
 func (b *Backend) retrying(attempt int, delay time.Duration, cause error) int {
 	n := 0
 	for _, r := range b.snapshot() {
-		r.mu.Lock()
+		// A registration busy in Register (waiting for the link, say)
+		// reports its own state; the keeper does not wait for it.
+		if !r.mu.TryLock() {
+			n++
+			continue
+		}
 		if !r.gone {
 			n++
 			b.setLocked(r, discovery.Status{
