@@ -43,9 +43,12 @@
 //
 // # Keeping instances published
 //
-// Register writes the key (taking it over from another process if one
-// holds it: the later writer owns the key) and returns once JetStream has
-// stored it. Each Backend subscribes to the subjects of its own keys only,
+// New connects and opens (or creates) the bucket, so unlike etcd's New it
+// needs the server reachable. Register writes the key (taking it over
+// from another process if one holds it: the later writer owns the key)
+// and returns once JetStream has stored it; during an outage it keeps
+// trying until its context ends, and a new registration whose context
+// ends leaves nothing behind. Each Backend subscribes to the subjects of its own keys only,
 // on a connection that does not echo its own messages, so it learns at
 // once when another process writes, deletes or purges one of them: a key
 // removed by someone else is restored within a round trip; a key written
@@ -57,7 +60,10 @@
 // the Backend retries as soon as the connection is back rather than sleep
 // out the backoff: a renewal that still matches keeps the key, a key that
 // expired meanwhile is written again (discovery.StateLost, then
-// registered). Deregister and Close purge the keys at once.
+// registered). Deregister and Close purge the keys at once; a purge that
+// cannot reach NATS (Deregister during an outage, Close while cut off) is
+// not retried: the registration is forgotten and its key expires within
+// the TTL.
 //
 // # Resolving and watching
 //
@@ -66,5 +72,10 @@
 // service share one such watch that stays open, coalesced through
 // backendkit.Feed; when the connection drops they report
 // discovery.ErrUnavailable once, and when it is back the watch starts over
-// and delivers the exact current set.
+// and delivers the exact current set. Starting over re-reads the service's
+// current values (one consumer per watched service per reconnection),
+// where etcd's watch resumes from the revision it reached: a watch resumed
+// from a sequence would miss the removals whose markers have expired
+// (after DefaultMarkerTTL), and the watch's consumer does not outlive a
+// server restart anyway.
 package nats
