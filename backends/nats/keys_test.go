@@ -84,3 +84,24 @@ func TestAuthentication(t *testing.T) {
 		})
 	}
 }
+
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t, natstest.WithTLS())
+	cfg := testConfig(t, srv.URL(), "roster")
+	cfg.TLS = srv.ClientTLSConfig()
+	b := newBackend(t, cfg)
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Resolve(t.Context(), p1.Service)
+	if err != nil || len(got) != 1 || !got[0].Equal(p1) {
+		t.Fatalf("Resolve over TLS = %v, %v; want [p-1]", got, err)
+	}
+	// Without the server's authority, the connection is refused.
+	cfg = testConfig(t, srv.URL(), "roster")
+	if b, err := nats.New(cfg); err == nil {
+		b.Close()
+		t.Fatal("New without trusting the server's certificate succeeded")
+	}
+}

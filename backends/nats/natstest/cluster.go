@@ -43,8 +43,8 @@ func NewCluster(n int, opts ...Option) (_ *Cluster, err error) {
 			opt(&o)
 		}
 	}
-	if o.storeDir != "" {
-		return nil, errors.New("natstest: WithStoreDir does not apply to a cluster")
+	if o.storeDir != "" || o.tls {
+		return nil, errors.New("natstest: WithStoreDir and WithTLS do not apply to a cluster")
 	}
 	dir, err := os.MkdirTemp("", "natstest-cluster-")
 	if err != nil {

@@ -4,7 +4,8 @@
 // rather than a fake.
 //
 // [New] starts a single server on a free loopback port with JetStream
-// storing into a fresh temporary directory, optionally with user/password
+// storing into a fresh temporary directory, optionally with TLS
+// ([WithTLS], trusted through [Server.ClientTLSConfig]) and user/password
 // ([WithUser]) or token ([WithToken]) authentication; [Server.Stop] and
 // [Server.Restart] keep its port and its data, so clients reconnect to the
 // same URL and find their keys again. [NewProxy] puts the fault-injecting

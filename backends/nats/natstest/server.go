@@ -1,6 +1,8 @@
 package natstest
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -38,6 +40,7 @@ type options struct {
 	user, password string
 	token          string
 	storeDir       string
+	tls            bool
 }
 
 // WithUser makes the server require a user name and password.
@@ -64,6 +67,8 @@ type Server struct {
 	storeDir string
 	ownsDir  bool
 	member   *member // nil for a single server
+	cert     *tls.Certificate
+	roots    *x509.CertPool // trusts cert; nil without TLS
 
 	mu     sync.Mutex
 	srv    *server.Server // nil while stopped
@@ -84,6 +89,13 @@ func New(opts ...Option) (*Server, error) {
 		return nil, errors.New("natstest: WithUser and WithToken exclude each other")
 	}
 	s := &Server{o: o, storeDir: o.storeDir, port: server.RANDOM_PORT}
+	if o.tls {
+		cert, roots, err := selfSigned()
+		if err != nil {
+			return nil, err
+		}
+		s.cert, s.roots = &cert, roots
+	}
 	if s.storeDir == "" {
 		dir, err := os.MkdirTemp("", "natstest-")
 		if err != nil {
@@ -120,6 +132,11 @@ func (s *Server) serverOptions() *server.Options {
 		Password:      s.o.password,
 		Authorization: s.o.token,
 		// The HTTP monitor and leaf node ports stay off.
+	}
+	if s.cert != nil {
+		so.TLS = true
+		so.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*s.cert}, MinVersion: tls.VersionTLS12}
+		so.TLSTimeout = 2
 	}
 	if m := s.member; m != nil {
 		so.ServerName = m.name
@@ -159,8 +176,14 @@ func (s *Server) Addr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 }
 
-// URL returns the nats:// URL of the server, without credentials.
-func (s *Server) URL() string { return "nats://" + s.Addr() }
+// URL returns the URL of the server, without credentials: tls:// for a
+// server started WithTLS, nats:// otherwise.
+func (s *Server) URL() string {
+	if s.cert != nil {
+		return "tls://" + s.Addr()
+	}
+	return "nats://" + s.Addr()
+}
 
 // StoreDir returns the directory JetStream stores into.
 func (s *Server) StoreDir() string { return s.storeDir }

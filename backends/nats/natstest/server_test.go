@@ -98,3 +98,16 @@ func TestProxyRejectCutsClients(t *testing.T) {
 	p.Accept()
 	testwait.Until(t, 5*time.Second, "client reconnected after Accept", nc.IsConnected)
 }
+
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t, natstest.WithTLS())
+	if _, err := nats.Connect(srv.URL()); err == nil {
+		t.Fatal("Connect without the server's authority succeeded")
+	}
+	nc, err := nats.Connect(srv.URL(), nats.Secure(srv.ClientTLSConfig()))
+	if err != nil {
+		t.Fatalf("Connect with ClientTLSConfig: %v", err)
+	}
+	nc.Close()
+}
