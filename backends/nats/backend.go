@@ -153,6 +153,12 @@ func (b *Backend) connectOptions() ([]natsgo.Option, error) {
 		natsgo.ReconnectBufSize(-1),
 		// Own-key subscriptions see other processes' writes only.
 		natsgo.NoEcho(),
+		// A link that goes silent (a partition rather than a reset) is
+		// noticed within about two thirds of the TTL, rather than after
+		// the client's default of minutes, so that the Backend reports
+		// it and reconnects.
+		natsgo.PingInterval(c.TTL / 3),
+		natsgo.MaxPingsOutstanding(2),
 		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
 			if b.conn.set(false, err) && !b.closing.Load() {
 				b.log.Warn("cannot reach NATS", "endpoints", strings.Join(c.Endpoints, ","), "error", err)

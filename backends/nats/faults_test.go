@@ -609,3 +609,35 @@ func TestCloseDuringAnOutageEndsAWaitingRegister(t *testing.T) {
 		t.Fatal("the waiting Register did not return after Close")
 	}
 }
+
+// A partition (the proxy holds every byte) longer than the TTL: the
+// instance expires for the others, the Backend notices the silent link,
+// and once the partition heals the instance is back within a bound.
+func TestBlackholeLongerThanTTL(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	cfg := testConfig(t, "nats://"+proxy.Endpoint(), "roster")
+	// A reconnection into the partition hangs for DialTimeout (the NATS
+	// client holds its lock meanwhile, so a request waits that long too).
+	cfg.DialTimeout = time.Second
+	a := newBackend(t, cfg)
+	if err := a.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	kv := rawKV(t, srv.URL(), "roster")
+	proxy.Blackhole()
+	testwait.Until(t, testTTL+3*time.Second, "the key expires while a is partitioned", func() bool {
+		ok, err := present(t.Context(), kv, p1Key, p1)
+		return err == nil && !ok
+	})
+	waitState(t, a, p1.Key(), discovery.StateRetrying, 5*time.Second)
+	proxy.Unblackhole()
+	healed := time.Now()
+	testwait.Until(t, 3*time.Second, "the key is back after the partition", func() bool {
+		ok, _ := present(t.Context(), kv, p1Key, p1)
+		return ok
+	})
+	t.Logf("key back %v after the partition healed", time.Since(healed))
+	waitState(t, a, p1.Key(), discovery.StateRegistered, 3*time.Second)
+}
