@@ -63,7 +63,10 @@ type Config struct {
 	// Default (zero value): retry.Default(). The Backend never gives up.
 	Retry retry.Policy
 	// DialTimeout bounds establishing a connection. Default:
-	// DefaultDialTimeout.
+	// DefaultDialTimeout. During a partition that holds new connections,
+	// a reconnection attempt hangs for DialTimeout and the NATS client
+	// holds its lock meanwhile, so the Backend's requests (and the
+	// retrying status) may lag by up to that long.
 	DialTimeout time.Duration
 	// RequestTimeout bounds each request the Backend makes on its own
 	// (renewals, restores, removals on Close). Default:
@@ -72,7 +75,8 @@ type Config struct {
 	// ReconnectDelay is how long the client waits between reconnection
 	// attempts while the server is unreachable (jittered by 20%), so a
 	// returning server is noticed within about that time whatever the
-	// outage length. Default: DefaultReconnectDelay.
+	// outage length. Default: DefaultReconnectDelay. (A link that goes
+	// silent is noticed by the client's pings, every TTL/3, two missed.)
 	ReconnectDelay time.Duration
 	// TLS, when set, secures the connection (and may carry a client
 	// certificate).
