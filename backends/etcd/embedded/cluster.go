@@ -21,8 +21,8 @@ import (
 // concurrent use.
 type Cluster struct {
 	members   []*Server
-	peerFwds  []*forwarder // one relay in front of each member's peer port
-	ownedDirs []string     // the TLS directory shared by the members, if any
+	peerFwds  []*Proxy // one relay in front of each member's peer port
+	ownedDirs []string // the TLS directory shared by the members, if any
 
 	closeOnce sync.Once
 	closeErr  error
@@ -98,13 +98,13 @@ func newCluster(n int, o options) (_ *Cluster, err error) {
 		// cuts: etcd on its own waits a second for open peer connections
 		// when it stops, then leaves some of them (and their goroutines)
 		// open for up to 5 s, its peer read timeout.
-		fwd, err := newForwarder(m.peerURL.Host)
+		fwd, err := NewProxy(m.peerURL.Host)
 		if err != nil {
 			return nil, err
 		}
 		c.peerFwds = append(c.peerFwds, fwd)
 		m.peerGate = fwd
-		m.advPeerURL.Host = fwd.addr()
+		m.advPeerURL.Host = fwd.Endpoint()
 		initial = append(initial, name+"="+m.advPeerURL.String())
 	}
 	for _, m := range c.members {
@@ -251,7 +251,7 @@ func (c *Cluster) Close() error {
 		// Cut the links between members first, so that no member waits
 		// for a peer while it stops.
 		for _, f := range c.peerFwds {
-			errs = append(errs, f.close())
+			errs = append(errs, f.Close())
 		}
 		merrs := make([]error, len(c.members))
 		var wg sync.WaitGroup

@@ -50,8 +50,8 @@ type Server struct {
 
 // gate is a link that can be cut and restored.
 type gate interface {
-	down() // refuse new connections and close the open ones
-	up()   // accept connections again
+	Reject() // refuse new connections and close the open ones
+	Accept() // accept connections again
 }
 
 // run is one start of etcd: the embedded server and the gRPC servers it
@@ -257,7 +257,7 @@ func (s *Server) start() error {
 	}
 
 	if s.peerGate != nil {
-		s.peerGate.up()
+		s.peerGate.Accept()
 	}
 	r := newRun()
 	e, err := embed.StartEtcd(s.embedConfig(r))
@@ -307,7 +307,7 @@ func (s *Server) peersDown() func() {
 	if s.peerGate == nil {
 		return nil
 	}
-	return s.peerGate.down
+	return s.peerGate.Reject
 }
 
 // Endpoints returns the address etcd serves clients on, as

@@ -1,4 +1,4 @@
-package embedded
+package faultproxy
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 // forwarder is a TCP relay from a loopback listener to an upstream
 // address that keeps track of its connections so that it can cut them all,
 // and can pause and delay the bytes it relays. A Proxy is one forwarder;
-// a Cluster puts one in front of each member's peer port.
+// embedded etcd Cluster puts a Proxy in front of each member's peer port.
 type forwarder struct {
 	ln       net.Listener
 	upstream string
@@ -37,7 +37,7 @@ type forwarder struct {
 func newForwarder(upstream string) (*forwarder, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("embedded: listen: %w", err)
+		return nil, fmt.Errorf("faultproxy: listen: %w", err)
 	}
 	f := &forwarder{
 		ln:       ln,

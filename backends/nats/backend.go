@@ -1,0 +1,653 @@
+package nats
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
+	"github.com/roster-sd/roster/retry"
+)
+
+var (
+	_ discovery.Backend        = (*Backend)(nil)
+	_ discovery.StatusReporter = (*Backend)(nil)
+)
+
+// Headers of the messages the Backend writes, besides JetStream's own.
+const (
+	// ownerHeader carries the random ID of the Backend that wrote a key,
+	// so that a Backend tells its own writes from another process's.
+	ownerHeader = "Roster-Owner"
+	kvOpHeader  = "KV-Operation" // "DEL" or "PURGE" on a removal (nats.go's key-value layout)
+	markerHdr   = "Nats-Marker-Reason"
+)
+
+// eventBuffer is how many own-key events wait for the keeper before NATS
+// drops some (a dropped event is caught by the next renewal).
+const eventBuffer = 4096
+
+// Backend is a discovery.Backend and discovery.StatusReporter on a
+// JetStream key-value bucket. See the package documentation.
+type Backend struct {
+	cfg    Config
+	log    hclog.Logger
+	nc     *natsgo.Conn
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	stream jetstream.Stream
+	prefix string // "$KV.<bucket>."
+	owner  string // this Backend's random ID, in ownerHeader
+	conn   *connState
+
+	board  *backendkit.StatusBoard
+	group  *backendkit.FeedGroup
+	events chan *natsgo.Msg // messages on own keys written by others
+
+	ctx       context.Context // ends when Close starts
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // the keeper
+	closeOnce sync.Once
+	closing   atomic.Bool // Close has started: a dropped connection is no news
+	pending   atomic.Bool // a registration wants another look soon
+
+	mu        sync.Mutex
+	regs      map[discovery.Key]*registration
+	bySubject map[string]*registration
+	closed    bool
+}
+
+// registration is one instance this Backend keeps published. Its fields
+// but check are guarded by mu, which is held across the requests that
+// write its key, so that writes of one key never overlap.
+type registration struct {
+	mu      sync.Mutex
+	inst    discovery.Instance
+	key     string // bucket key
+	subject string // "$KV.<bucket>.<key>"
+	value   []byte
+	rev     uint64 // sequence of this Backend's last write of the key; 0 when it does not hold it
+	state   discovery.State
+	sub     *natsgo.Subscription
+	gone    bool        // deregistered or closed
+	check   atomic.Bool // another process wrote the key: look at it
+	// rechecks counts looks, after an event, that found the bucket still
+	// holding this Backend's last write: the event's message reaches
+	// subscribers before JetStream has stored it, so the keeper looks
+	// again shortly (see recheckDelay).
+	rechecks int
+}
+
+// New connects to NATS, makes sure the bucket exists with the settings
+// the Backend needs (creating it if absent), and returns a Backend. An
+// invalid Config gives an error wrapping ErrInvalidConfig that names the
+// field; an existing bucket without per-message TTLs or limit markers
+// gives an error wrapping ErrBucketSettings that names what is missing; a
+// server that cannot be reached within DialTimeout gives an error
+// wrapping discovery.ErrUnavailable.
+func New(cfg Config) (*Backend, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	b := &Backend{
+		cfg:       cfg,
+		log:       backendLogger(cfg.Logger),
+		prefix:    "$KV." + cfg.Bucket + ".",
+		owner:     nuid.Next(),
+		conn:      newConnState(),
+		board:     backendkit.NewStatusBoard(),
+		events:    make(chan *natsgo.Msg, eventBuffer),
+		regs:      make(map[discovery.Key]*registration),
+		bySubject: make(map[string]*registration),
+	}
+	b.group = backendkit.NewFeedGroup(b.startFollowing)
+	opts, err := b.connectOptions()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := natsgo.Connect(strings.Join(cfg.Endpoints, ","), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nats: connect to %s: %w: %w", strings.Join(cfg.Endpoints, ","), discovery.ErrUnavailable, err)
+	}
+	b.nc = nc
+	b.js, err = jetstream.New(nc)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.RequestTimeout)
+		err = b.openBucket(ctx)
+		cancel()
+	}
+	if err != nil {
+		b.closing.Store(true)
+		nc.Close()
+		return nil, err
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.wg.Go(b.keep)
+	return b, nil
+}
+
+func (b *Backend) connectOptions() ([]natsgo.Option, error) {
+	c := b.cfg
+	jitter := c.ReconnectDelay / 5
+	opts := []natsgo.Option{
+		natsgo.Name("roster"),
+		natsgo.Timeout(c.DialTimeout),
+		natsgo.MaxReconnects(-1),
+		natsgo.ReconnectWait(c.ReconnectDelay),
+		natsgo.ReconnectJitter(jitter, jitter),
+		// Fail a request at once while disconnected rather than buffer it.
+		natsgo.ReconnectBufSize(-1),
+		// Own-key subscriptions see other processes' writes only.
+		natsgo.NoEcho(),
+		// A link that goes silent (a partition rather than a reset) is
+		// noticed within about two thirds of the TTL, rather than after
+		// the client's default of minutes, so that the Backend reports
+		// it and reconnects.
+		natsgo.PingInterval(c.TTL / 3),
+		natsgo.MaxPingsOutstanding(2),
+		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
+			if b.conn.set(false, err) && !b.closing.Load() {
+				b.log.Warn("cannot reach NATS", "endpoints", strings.Join(c.Endpoints, ","), "error", err)
+			}
+		}),
+		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
+			if b.conn.set(true, nil) {
+				b.log.Info("connection to NATS is usable", "server", nc.ConnectedUrlRedacted())
+			}
+		}),
+		natsgo.ErrorHandler(func(_ *natsgo.Conn, _ *natsgo.Subscription, err error) {
+			b.log.Debug("asynchronous NATS error", "error", err)
+		}),
+	}
+	if c.TLS != nil {
+		opts = append(opts, natsgo.Secure(c.TLS))
+	}
+	switch {
+	case c.Username != "":
+		opts = append(opts, natsgo.UserInfo(c.Username, c.Password))
+	case c.Token != "":
+		opts = append(opts, natsgo.Token(c.Token))
+	case c.CredentialsFile != "":
+		opts = append(opts, natsgo.UserCredentials(c.CredentialsFile))
+	case c.NKeySeedFile != "":
+		o, err := natsgo.NkeyOptionFromSeed(c.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: NKeySeedFile: %w", ErrInvalidConfig, err)
+		}
+		opts = append(opts, o)
+	}
+	return opts, nil
+}
+
+// openBucket opens the bucket, creating it if absent, and checks its
+// settings.
+func (b *Backend) openBucket(ctx context.Context) error {
+	name := "KV_" + b.cfg.Bucket
+	stream, err := b.js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = b.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:         b.cfg.Bucket,
+			Description:    "roster service instances",
+			History:        1,
+			Storage:        jetstream.FileStorage,
+			Replicas:       b.cfg.Replicas,
+			LimitMarkerTTL: DefaultMarkerTTL,
+		})
+		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return fmt.Errorf("nats: create bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
+		}
+		stream, err = b.js.Stream(ctx, name)
+	}
+	if err != nil {
+		return fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
+	}
+	sc := stream.CachedInfo().Config
+	var missing []string
+	if !sc.AllowMsgTTL {
+		missing = append(missing, "per-message TTLs (stream AllowMsgTTL)")
+	}
+	if sc.SubjectDeleteMarkerTTL <= 0 {
+		missing = append(missing, "limit markers (bucket LimitMarkerTTL, stream SubjectDeleteMarkerTTL)")
+	}
+	if !sc.AllowRollup {
+		missing = append(missing, "rollups (stream AllowRollup)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: bucket %q has no %s", ErrBucketSettings, b.cfg.Bucket, strings.Join(missing, ", no "))
+	}
+	kv, err := b.js.KeyValue(ctx, b.cfg.Bucket)
+	if err != nil {
+		return fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
+	}
+	b.kv, b.stream = kv, stream
+	return nil
+}
+
+// Register implements discovery.Registrar. It validates in (an error wraps
+// discovery.ErrInvalidInstance and names the field), writes its key with
+// the TTL and returns once JetStream has stored it; the Backend then renews
+// it about every TTL/3. The later writer owns a key: if another process
+// holds the same service and ID, this write takes it over and the other
+// process reports discovery.StateConflict. While NATS is unreachable it
+// keeps trying (in discovery.StateRegistering) until ctx ends; then it
+// returns ctx's error and a new registration leaves nothing behind. After
+// Close it returns discovery.ErrClosed.
+func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
+	in, err := in.Normalize()
+	if err != nil {
+		return fmt.Errorf("nats: register: %w", err)
+	}
+	key, err := kvKey(in.Key())
+	if err != nil {
+		return fmt.Errorf("nats: register: %w", err)
+	}
+	value, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("nats: register %s: %w", in.Key(), err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("nats: register %s: %w", in.Key(), err)
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return fmt.Errorf("nats: register: %w", discovery.ErrClosed)
+	}
+	r := b.regs[in.Key()]
+	isNew := r == nil
+	if isNew {
+		r = &registration{inst: in, key: key, subject: b.prefix + key, value: value}
+		sub, err := b.nc.ChanSubscribe(r.subject, b.events)
+		if err != nil {
+			b.mu.Unlock()
+			return fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(nil, err))
+		}
+		r.sub = sub
+		b.regs[in.Key()] = r
+		b.bySubject[r.subject] = r
+	}
+	b.mu.Unlock()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gone {
+		return fmt.Errorf("nats: register %s: deregistered meanwhile: %w", in.Key(), discovery.ErrClosed)
+	}
+	prevInst, prevValue := r.inst, r.value
+	r.inst, r.value = in, value
+	if isNew {
+		b.setLocked(r, discovery.Status{State: discovery.StateRegistering})
+	}
+	if err := b.claimLocked(ctx, r); err != nil {
+		if isNew {
+			b.abandonLocked(r)
+		} else {
+			r.inst, r.value = prevInst, prevValue
+		}
+		return fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(ctx, err))
+	}
+	b.setLocked(r, discovery.Status{State: discovery.StateRegistered})
+	b.log.Info("registered", "node", in.Address, "key", key)
+	return nil
+}
+
+// claimLocked writes r's key whoever holds it (the later writer wins). As
+// etcd's Register does, it keeps trying through an outage, at once when
+// the connection comes back and otherwise after each delay of the retry
+// policy, until the write is stored, ctx ends or Close starts.
+func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
+	var bo retry.Backoff
+	for {
+		err := b.connected()
+		if err == nil {
+			// One attempt is bounded by RequestTimeout, and by Close.
+			actx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
+			stop := context.AfterFunc(b.ctx, cancel)
+			err = b.writeLocked(actx, r)
+			stop()
+			cancel()
+		}
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		if bo == nil {
+			bo = b.cfg.Retry.Backoff()
+		}
+		delay, _ := bo.Next()
+		b.log.Debug("failed to register, will retry", "node", r.inst.Address, "key", r.key, "retry_in", delay, "error", err)
+		_, _, changed := b.conn.get()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-b.ctx.Done():
+			return fmt.Errorf("closed while registering: %w", discovery.ErrClosed)
+		case <-changed:
+		case <-time.After(delay):
+		}
+	}
+}
+
+// writeLocked makes one attempt at writing r's key whoever holds it,
+// retrying only compare-and-set races.
+func (b *Backend) writeLocked(ctx context.Context, r *registration) error {
+	expect := r.rev
+	for attempt := 0; ; attempt++ {
+		if expect == 0 || attempt > 0 {
+			l, err := b.last(ctx, r.subject)
+			if err != nil {
+				return err
+			}
+			expect = l.seq
+		}
+		seq, err := b.publish(ctx, r, expect)
+		if err == nil {
+			r.rev = seq
+			return nil
+		}
+		if !wrongSequence(err) || attempt >= 10 {
+			return err
+		}
+	}
+}
+
+// connected returns an error wrapping discovery.ErrUnavailable while the
+// connection is down, so that a call fails at once rather than wait for
+// its context.
+func (b *Backend) connected() error {
+	up, cause, _ := b.conn.get()
+	if up {
+		return nil
+	}
+	if cause == nil {
+		cause = errDisconnected
+	}
+	return fmt.Errorf("%w: %w", discovery.ErrUnavailable, cause)
+}
+
+// abandonLocked forgets r, a new registration whose first write failed,
+// and removes its key if the write landed after all.
+func (b *Backend) abandonLocked(r *registration) {
+	if b.connected() == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RequestTimeout)
+		if l, err := b.last(ctx, r.subject); err == nil && l.live && l.owner == b.owner {
+			_ = b.purge(ctx, r.subject, l.seq)
+		}
+		cancel()
+	}
+	b.forgetLocked(r)
+}
+
+// forgetLocked drops r from the Backend's maps and stops its own-key
+// subscription, and reports it deregistered.
+func (b *Backend) forgetLocked(r *registration) {
+	b.mu.Lock()
+	if b.regs[r.inst.Key()] == r {
+		delete(b.regs, r.inst.Key())
+	}
+	if b.bySubject[r.subject] == r {
+		delete(b.bySubject, r.subject)
+	}
+	b.mu.Unlock()
+	r.gone = true
+	if r.sub != nil {
+		_ = r.sub.Unsubscribe()
+	}
+	b.setLocked(r, discovery.Status{State: discovery.StateDeregistered})
+}
+
+// Deregister implements discovery.Registrar. It removes the key now (a
+// purge, which watchers see as a removal) if this Backend holds it, and
+// stops renewing it; if another process has taken the key over, its
+// instance stays. It returns an error wrapping discovery.ErrNotRegistered
+// for an instance this Backend does not hold and discovery.ErrClosed after
+// Close. If NATS cannot be reached the registration is forgotten all the
+// same, the error wraps discovery.ErrUnavailable, and the key expires
+// within the TTL.
+func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
+	k := in.Key()
+	if k.ID == "" && in.Address != "" {
+		k.ID = discovery.IDFromAddress(in.Address)
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return fmt.Errorf("nats: deregister: %w", discovery.ErrClosed)
+	}
+	r := b.regs[k]
+	b.mu.Unlock()
+	if r == nil {
+		return fmt.Errorf("nats: deregister %s: %w", k, discovery.ErrNotRegistered)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gone {
+		return fmt.Errorf("nats: deregister %s: %w", k, discovery.ErrNotRegistered)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("nats: deregister %s: %w", k, err)
+	}
+	b.forgetLocked(r)
+	if r.rev == 0 {
+		return nil
+	}
+	if err := b.purge(ctx, r.subject, r.rev); err != nil && !wrongSequence(err) {
+		b.log.Warn("failed to remove an instance; it expires with its TTL", "node", r.inst.Address, "key", r.key,
+			"ttl", b.cfg.TTL, "error", err)
+		return fmt.Errorf("nats: deregister %s: %w", k, unavailable(ctx, err))
+	}
+	b.log.Info("deregistered", "node", r.inst.Address, "key", r.key)
+	return nil
+}
+
+// Status implements discovery.StatusReporter.
+func (b *Backend) Status(service, id string) (discovery.Status, error) {
+	return b.board.Status(service, id)
+}
+
+// Statuses implements discovery.StatusReporter.
+func (b *Backend) Statuses() []discovery.Status { return b.board.Statuses() }
+
+// SubscribeStatus implements discovery.StatusReporter.
+func (b *Backend) SubscribeStatus() discovery.StatusSubscription { return b.board.SubscribeStatus() }
+
+// Close implements discovery.Registrar: it stops renewing, purges every
+// key this Backend holds at once (all purges in flight together, bounded
+// by RequestTimeout; a key NATS does not get to purge expires with its
+// TTL), stops every watcher and goroutine and closes the connection. It is
+// idempotent and returns nil.
+func (b *Backend) Close() error {
+	b.closeOnce.Do(b.close)
+	return nil
+}
+
+func (b *Backend) close() {
+	b.closing.Store(true)
+	b.mu.Lock()
+	b.closed = true
+	regs := make([]*registration, 0, len(b.regs))
+	for _, r := range b.regs {
+		regs = append(regs, r)
+	}
+	b.mu.Unlock()
+	slices.SortFunc(regs, func(x, y *registration) int { return strings.Compare(x.key, y.key) })
+
+	b.cancel()
+	b.wg.Wait()
+	b.group.Close(nil)
+
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RequestTimeout)
+	defer cancel()
+	type pending struct {
+		r   *registration
+		ack jetstream.PubAckFuture
+	}
+	var acks []pending
+	for _, r := range regs {
+		r.mu.Lock()
+		if !r.gone && r.rev != 0 {
+			ack, err := b.js.PublishMsgAsync(b.purgeMsg(r.subject), jetstream.WithExpectLastSequencePerSubject(r.rev),
+				jetstream.WithMsgTTL(DefaultMarkerTTL))
+			if err != nil {
+				b.log.Warn("failed to remove an instance on close; it expires with its TTL", "node", r.inst.Address,
+					"key", r.key, "ttl", b.cfg.TTL, "error", err)
+			} else {
+				acks = append(acks, pending{r, ack})
+			}
+		}
+		if !r.gone {
+			b.forgetLocked(r)
+		}
+		r.mu.Unlock()
+	}
+	removed := 0
+	for _, p := range acks {
+		select {
+		case <-p.ack.Ok():
+			removed++
+		case err := <-p.ack.Err():
+			if !wrongSequence(err) {
+				b.log.Warn("failed to remove an instance on close; it expires with its TTL", "node", p.r.inst.Address,
+					"key", p.r.key, "ttl", b.cfg.TTL, "error", err)
+			}
+		case <-ctx.Done():
+			b.log.Warn("failed to remove an instance on close; it expires with its TTL", "node", p.r.inst.Address,
+				"key", p.r.key, "ttl", b.cfg.TTL, "error", ctx.Err())
+		}
+	}
+	if len(regs) > 0 {
+		b.log.Info("removed instances", "instances", removed)
+	}
+	b.board.Close()
+	b.nc.Close()
+}
+
+// setLocked moves r to st.State and reports st for r's instance; r.mu is
+// held.
+func (b *Backend) setLocked(r *registration, st discovery.Status) {
+	r.state = st.State
+	st.Instance = r.inst
+	b.board.Set(st)
+}
+
+// lastMsg is what the bucket holds for one key.
+type lastMsg struct {
+	seq   uint64 // sequence of the last message on the key's subject; 0 if none
+	live  bool   // it is a value, not a removal or expiry marker
+	owner string // ownerHeader of the message
+	value []byte
+}
+
+// last reads the last message on subject.
+func (b *Backend) last(ctx context.Context, subject string) (lastMsg, error) {
+	m, err := b.stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return lastMsg{}, nil
+	}
+	if err != nil {
+		return lastMsg{}, err
+	}
+	return lastMsg{
+		seq:   m.Sequence,
+		live:  m.Header.Get(kvOpHeader) == "" && m.Header.Get(markerHdr) == "",
+		owner: m.Header.Get(ownerHeader),
+		value: m.Data,
+	}, nil
+}
+
+// publish writes r's value with the TTL if the last sequence of its
+// subject is expect (0: no message), and returns the new sequence.
+func (b *Backend) publish(ctx context.Context, r *registration, expect uint64) (uint64, error) {
+	m := &natsgo.Msg{Subject: r.subject, Data: r.value, Header: natsgo.Header{}}
+	m.Header.Set(ownerHeader, b.owner)
+	ack, err := b.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expect), jetstream.WithMsgTTL(b.cfg.TTL))
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+func (b *Backend) purgeMsg(subject string) *natsgo.Msg {
+	m := natsgo.NewMsg(subject)
+	m.Header.Set(kvOpHeader, "PURGE")
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	m.Header.Set(ownerHeader, b.owner)
+	return m
+}
+
+// purge removes the key of subject if its last sequence is expect. The
+// purge marker itself expires after DefaultMarkerTTL.
+func (b *Backend) purge(ctx context.Context, subject string, expect uint64) error {
+	_, err := b.js.PublishMsg(ctx, b.purgeMsg(subject), jetstream.WithExpectLastSequencePerSubject(expect),
+		jetstream.WithMsgTTL(DefaultMarkerTTL))
+	return err
+}
+
+// wrongSequence reports a compare-and-set failure: the key's last
+// sequence was not the one expected.
+func wrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// unavailable wraps err, from a call bounded by ctx (which may be nil),
+// with discovery.ErrUnavailable unless ctx has ended (the caller gave up)
+// or err is a compare-and-set failure or already says so. A timeout of the
+// client's own, with ctx still live, is the registry's fault.
+func unavailable(ctx context.Context, err error) error {
+	switch {
+	case err == nil, ctx != nil && ctx.Err() != nil,
+		errors.Is(err, discovery.ErrUnavailable), errors.Is(err, discovery.ErrInvalidInstance), wrongSequence(err):
+		return err
+	}
+	return fmt.Errorf("%w: %w", discovery.ErrUnavailable, err)
+}
+
+// connState follows the connection: up or down, and a channel closed at
+// every change.
+type connState struct {
+	mu      sync.Mutex
+	up      bool
+	err     error
+	changed chan struct{}
+}
+
+func newConnState() *connState { return &connState{up: true, changed: make(chan struct{})} }
+
+// set records the connection's state and reports whether it changed.
+func (c *connState) set(up bool, err error) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.up == up {
+		return false
+	}
+	c.up, c.err = up, err
+	close(c.changed)
+	c.changed = make(chan struct{})
+	return true
+}
+
+// get returns whether the connection is up, why it went down, and a
+// channel closed at the next change.
+func (c *connState) get() (up bool, err error, changed <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.up, c.err, c.changed
+}
+
+// sameValue reports whether l holds value.
+func (l lastMsg) sameValue(value []byte) bool { return bytes.Equal(l.value, value) }

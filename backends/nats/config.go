@@ -1,0 +1,197 @@
+package nats
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/roster-sd/roster/retry"
+)
+
+// Defaults used for the zero values of Config's fields.
+const (
+	DefaultURL            = "nats://127.0.0.1:4222"
+	DefaultBucket         = "roster"
+	DefaultTTL            = 15 * time.Second
+	DefaultDialTimeout    = 5 * time.Second
+	DefaultRequestTimeout = 5 * time.Second
+	DefaultReconnectDelay = 250 * time.Millisecond
+	// DefaultMarkerTTL is how long a bucket created by New keeps the
+	// markers that tell watchers a key expired or was removed.
+	DefaultMarkerTTL = time.Minute
+	// MinTTL is the smallest TTL: nats-server counts message TTLs in
+	// seconds.
+	MinTTL = time.Second
+
+	// LoggerName names the Backend's logger, under the application's
+	// logger when one is given.
+	LoggerName = "roster.nats"
+)
+
+// ErrInvalidConfig reports a Config that New rejects. The error names the
+// field and the reason.
+var ErrInvalidConfig = errors.New("nats: invalid config")
+
+// ErrBucketSettings reports an existing key-value bucket that lacks a
+// setting the Backend needs; the error names what is missing.
+var ErrBucketSettings = errors.New("nats: bucket lacks the settings roster needs")
+
+// Config configures a Backend. Every field has a documented default used
+// when it is left zero.
+type Config struct {
+	// Endpoints are the NATS server URLs ("nats://host:port",
+	// "tls://host:port") or host:port pairs; the client connects to one
+	// and fails over to the others. Default: [DefaultURL].
+	Endpoints []string
+	// Bucket is the JetStream key-value bucket holding the instances. New
+	// creates it if absent, allowing per-message TTLs and with limit
+	// markers (DefaultMarkerTTL) so that an expiry reaches watchers; an
+	// existing bucket without them is rejected with an error wrapping
+	// ErrBucketSettings. Default: DefaultBucket.
+	Bucket string
+	// Replicas is the number of replicas of a bucket New creates (1 to 5).
+	// Default: 1.
+	Replicas int
+	// TTL is how long NATS keeps an instance after the process stops
+	// renewing it. Whole seconds, at least MinTTL. Default: DefaultTTL.
+	TTL time.Duration
+	// Retry is the policy for restoring registrations after a failure.
+	// Default (zero value): retry.Default(). The Backend never gives up.
+	Retry retry.Policy
+	// DialTimeout bounds establishing a connection. Default:
+	// DefaultDialTimeout. During a partition that holds new connections,
+	// a reconnection attempt hangs for DialTimeout and the NATS client
+	// holds its lock meanwhile, so the Backend's requests (and the
+	// retrying status) may lag by up to that long.
+	DialTimeout time.Duration
+	// RequestTimeout bounds each request the Backend makes on its own
+	// (renewals, restores, removals on Close). Default:
+	// DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	// ReconnectDelay is how long the client waits between reconnection
+	// attempts while the server is unreachable (jittered by 20%), so a
+	// returning server is noticed within about that time whatever the
+	// outage length. Default: DefaultReconnectDelay. (A link that goes
+	// silent is noticed by the client's pings, every TTL/3, two missed.)
+	ReconnectDelay time.Duration
+	// TLS, when set, secures the connection (and may carry a client
+	// certificate).
+	TLS *tls.Config
+	// Username and Password authenticate with user/password. The password
+	// is never logged.
+	Username string
+	// Password goes with Username.
+	Password string
+	// Token authenticates with a token; it excludes Username.
+	Token string
+	// CredentialsFile is a NATS .creds file (a user JWT and its NKey
+	// seed), for decentralized authentication.
+	CredentialsFile string
+	// NKeySeedFile is a file holding an NKey user seed, for NKey
+	// authentication.
+	NKeySeedFile string
+	// Logger receives the Backend's logs, under the name LoggerName.
+	// Default: an hclog logger named LoggerName writing to stderr at info
+	// level.
+	Logger hclog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if len(c.Endpoints) == 0 {
+		c.Endpoints = []string{DefaultURL}
+	}
+	if c.Bucket == "" {
+		c.Bucket = DefaultBucket
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.TTL == 0 {
+		c.TTL = DefaultTTL
+	}
+	c.Retry = c.Retry.OrDefault()
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.ReconnectDelay == 0 {
+		c.ReconnectDelay = DefaultReconnectDelay
+	}
+	return c
+}
+
+// WithDefaults returns c with every zero field but Logger set to its
+// default, as New uses it.
+func (c Config) WithDefaults() Config { return c.withDefaults() }
+
+func configError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+}
+
+// validate checks a Config with its defaults applied.
+func (c Config) validate() error {
+	for i, ep := range c.Endpoints {
+		if strings.TrimSpace(ep) == "" {
+			return configError("Endpoints[%d] is empty", i)
+		}
+		if strings.Contains(ep, ",") {
+			return configError("Endpoints[%d] is %q; want one URL per element", i, ep)
+		}
+	}
+	auth := 0
+	for _, set := range []bool{c.Username != "", c.Token != "", c.CredentialsFile != "", c.NKeySeedFile != ""} {
+		if set {
+			auth++
+		}
+	}
+	switch {
+	case !validBucket(c.Bucket):
+		return configError("Bucket is %q; want letters, digits, '-' and '_' only", c.Bucket)
+	case c.Replicas < 1 || c.Replicas > 5:
+		return configError("Replicas is %d; want 1 to 5", c.Replicas)
+	case c.TTL < MinTTL || c.TTL%time.Second != 0:
+		return configError("TTL is %v; want whole seconds, at least %v", c.TTL, MinTTL)
+	case c.DialTimeout < 0:
+		return configError("DialTimeout is %v; want a positive duration", c.DialTimeout)
+	case c.RequestTimeout < 0:
+		return configError("RequestTimeout is %v; want a positive duration", c.RequestTimeout)
+	case c.ReconnectDelay < 0:
+		return configError("ReconnectDelay is %v; want a positive duration", c.ReconnectDelay)
+	case c.Password != "" && c.Username == "":
+		return configError("Password is set but Username is empty")
+	case auth > 1:
+		return configError("Username, Token, CredentialsFile and NKeySeedFile exclude each other; %d are set", auth)
+	}
+	if err := c.Retry.Validate(); err != nil {
+		return configError("Retry: %v", err)
+	}
+	return nil
+}
+
+func validBucket(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// backendLogger returns the Backend's logger: l named LoggerName, or a
+// default one.
+func backendLogger(l hclog.Logger) hclog.Logger {
+	if l == nil {
+		return hclog.New(&hclog.LoggerOptions{Name: LoggerName, Level: hclog.Info})
+	}
+	return l.Named(LoggerName)
+}

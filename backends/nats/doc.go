@@ -1,0 +1,81 @@
+// Package nats is roster's NATS backend: a discovery.Backend and
+// discovery.StatusReporter on a JetStream key-value bucket (nats-server
+// 2.11 or later).
+//
+// # Layout
+//
+// One bucket (Config.Bucket, default "roster") holds one key per
+// instance, "<service>.<id>", whose value is the instance as JSON. Each
+// name is one NATS subject token in which every '.' is written '=':
+// roster's names hold only letters, digits, '.', '_' and '-', so the
+// mapping is reversible and no key can hold a wildcard, an extra token or
+// a space. Payments' instance "10.0.0.7-8080" is the key
+// "payments.10=0=0=7-8080", on the subject
+// "$KV.roster.payments.10=0=0=7-8080".
+//
+// New creates the bucket if absent: history 1, file storage, per-message
+// TTLs allowed and limit markers kept for DefaultMarkerTTL, so that a key
+// that expires reaches watchers as a removal. An existing bucket without
+// per-message TTLs, limit markers or rollups is rejected with an error
+// wrapping ErrBucketSettings that names what is missing.
+//
+// # Liveness: a TTL per key, renewed by the process
+//
+// NATS key-value has no leases. Each key is written with a message TTL
+// (Config.TTL, default 15 s) and the Backend renews it about every TTL/3 by
+// writing it again. The key-value API's Update and Put cannot carry a TTL
+// (an update through them strips it and the key never expires), so the
+// Backend publishes to the key's subject itself, with the Nats-TTL header
+// and Nats-Expected-Last-Subject-Sequence set to the sequence of its own
+// last write: the renewal keeps the TTL and is a compare-and-set, which
+// fails if anyone else has written, deleted or purged the key meanwhile.
+//
+// Cost: NATS renews per key, not per process as an etcd lease does. One
+// instance costs 3 publishes (and 3 acknowledgements) per TTL, 0.2 per
+// second at the default TTL; 1 000 instances cost 3 000 per TTL, 200 per
+// second, and every watcher of a service receives each renewal of its
+// instances as an update (which leaves the set unchanged and wakes no
+// Watcher).
+//
+// A process that dies stops renewing: its keys expire one TTL after their
+// last renewal, plus the server's expiry granularity (nats-server checks
+// message TTLs about once a second), and watchers see them go.
+//
+// # Keeping instances published
+//
+// New connects and opens (or creates) the bucket, so unlike etcd's New it
+// needs the server reachable. Register writes the key (taking it over
+// from another process if one holds it: the later writer owns the key)
+// and returns once JetStream has stored it; during an outage it keeps
+// trying until its context ends, and a new registration whose context
+// ends leaves nothing behind. Each Backend subscribes to the subjects of its own keys only,
+// on a connection that does not echo its own messages, so it learns at
+// once when another process writes, deletes or purges one of them: a key
+// removed by someone else is restored within a round trip; a key written
+// by another process is left to it, and this Backend reports
+// discovery.StateConflict and logs it once, then takes the key back once
+// the other process removes it or stops renewing it (seen at the next
+// renewal, within TTL/3 of the expiry). When NATS cannot be reached, every
+// registration goes discovery.StateRetrying with the retry policy, and
+// the Backend retries as soon as the connection is back rather than sleep
+// out the backoff: a renewal that still matches keeps the key, a key that
+// expired meanwhile is written again (discovery.StateLost, then
+// registered). Deregister and Close purge the keys at once; a purge that
+// cannot reach NATS (Deregister during an outage, Close while cut off) is
+// not retried: the registration is forgotten and its key expires within
+// the TTL.
+//
+// # Resolving and watching
+//
+// Resolve reads the service's keys with one key-value watch of
+// "<service>.*" that stops once it has the current values. Watchers of a
+// service share one such watch that stays open, coalesced through
+// backendkit.Feed; when the connection drops they report
+// discovery.ErrUnavailable once, and when it is back the watch starts over
+// and delivers the exact current set. Starting over re-reads the service's
+// current values (one consumer per watched service per reconnection),
+// where etcd's watch resumes from the revision it reached: a watch resumed
+// from a sequence would miss the removals whose markers have expired
+// (after DefaultMarkerTTL), and the watch's consumer does not outlive a
+// server restart anyway.
+package nats

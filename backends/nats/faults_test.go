@@ -1,0 +1,643 @@
+package nats_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/roster-sd/roster/backends/nats"
+	"github.com/roster-sd/roster/backends/nats/natstest"
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/retry"
+)
+
+// rawKV opens bucket through a connection of its own, as another process
+// (or an operator with the nats CLI) would.
+func rawKV(t *testing.T, url, bucket string) jetstream.KeyValue {
+	t.Helper()
+	nc, err := natsgo.Connect(url, natsgo.MaxReconnects(-1), natsgo.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kv jetstream.KeyValue
+	testwait.Until(t, 10*time.Second, "bucket "+bucket+" opens", func() bool {
+		kv, err = js.KeyValue(t.Context(), bucket)
+		return err == nil
+	})
+	return kv
+}
+
+// present reports whether kv holds key with in as its value.
+func present(ctx context.Context, kv jetstream.KeyValue, key string, in discovery.Instance) (bool, error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return string(e.Value()) == mustJSON(in), nil
+}
+
+func mustJSON(in discovery.Instance) string {
+	return fmt.Sprintf(`{"service":%q,"id":%q,"address":%q}`, in.Service, in.ID, in.Address)
+}
+
+// poller reads a key every 20 ms through its own connection and counts
+// the reads that succeeded and those that found the key absent.
+type poller struct {
+	ok, absent atomic.Int64
+	stop, done chan struct{}
+}
+
+func pollKey(t *testing.T, kv jetstream.KeyValue, key string, in discovery.Instance) *poller {
+	p := &poller{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			ok, err := present(ctx, kv, key, in)
+			cancel()
+			if err != nil {
+				continue
+			}
+			p.ok.Add(1)
+			if !ok {
+				p.absent.Add(1)
+				t.Logf("poll at %v: key absent", time.Now().Format("15:04:05.000"))
+			}
+		}
+	}()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *poller) close() {
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	<-p.done
+}
+
+// states collects the states sub yields for key until stop is called.
+type stateLog struct {
+	sub  discovery.StatusSubscription
+	done chan struct{}
+	got  atomic.Pointer[[]discovery.State]
+}
+
+func recordStates(t *testing.T, r discovery.StatusReporter, key discovery.Key) *stateLog {
+	l := &stateLog{sub: r.SubscribeStatus(), done: make(chan struct{})}
+	l.got.Store(&[]discovery.State{})
+	go func() {
+		defer close(l.done)
+		for {
+			st, err := l.sub.Next(context.Background())
+			if err != nil {
+				return
+			}
+			if st.Instance.Key() == key {
+				s := append(slices.Clone(*l.got.Load()), st.State)
+				l.got.Store(&s)
+			}
+		}
+	}()
+	t.Cleanup(l.stop)
+	return l
+}
+
+func (l *stateLog) states() []discovery.State { return *l.got.Load() }
+
+func (l *stateLog) stop() {
+	l.sub.Stop()
+	<-l.done
+}
+
+func waitState(t *testing.T, b *nats.Backend, key discovery.Key, want discovery.State, d time.Duration) {
+	t.Helper()
+	testwait.Until(t, d, fmt.Sprintf("%s is %v", key, want), func() bool {
+		st, err := b.Status(key.Service, key.ID)
+		return err == nil && st.State == want
+	})
+}
+
+var p1 = discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.1:80"}
+
+const p1Key = "payments.p-1"
+
+func TestRestartWithinTTLKeepsTheKey(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	cfg := testConfig(t, srv.URL(), "roster")
+	cfg.TTL = 5 * time.Second // the restart must fit in it with room under -race
+	b := newBackend(t, cfg)
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	log := recordStates(t, b, p1.Key())
+	p := pollKey(t, rawKV(t, srv.URL(), "roster"), p1Key, p1)
+	testwait.Until(t, 5*time.Second, "the poller reads the key", func() bool { return p.ok.Load() > 0 })
+
+	srv.Stop()
+	waitState(t, b, p1.Key(), discovery.StateRetrying, 5*time.Second)
+	natstest.Restart(t, srv)
+	before := p.ok.Load()
+	waitState(t, b, p1.Key(), discovery.StateRegistered, 5*time.Second)
+	testwait.Until(t, 5*time.Second, "the poller reads the key after the restart", func() bool { return p.ok.Load() > before+5 })
+	p.close()
+	if n := p.absent.Load(); n != 0 {
+		t.Errorf("the key was absent in %d of %d reads; want it present all along", n, p.ok.Load())
+	}
+	if slices.Contains(log.states(), discovery.StateLost) {
+		t.Errorf("states %v; want no %v: the key never expired", log.states(), discovery.StateLost)
+	}
+}
+
+func TestDownLongerThanTTLRestoredAtOnceWhenBack(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	cfg := testConfig(t, srv.URL(), "roster")
+	// A backoff far longer than the bound below: only the reconnection
+	// can wake the retry in time.
+	cfg.Retry = retry.Policy{Base: 30 * time.Second, Max: 30 * time.Second}
+	b := newBackend(t, cfg)
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	waitState(t, b, p1.Key(), discovery.StateRetrying, 5*time.Second)
+	time.Sleep(cfg.TTL + 1500*time.Millisecond) // the outage outlasts the TTL and the server's expiry tick
+	natstest.Restart(t, srv)
+	back := time.Now()
+	kv := rawKV(t, srv.URL(), "roster")
+	testwait.Until(t, 3*time.Second, "the key is back", func() bool {
+		ok, _ := present(t.Context(), kv, p1Key, p1)
+		return ok
+	})
+	waitState(t, b, p1.Key(), discovery.StateRegistered, time.Second)
+	t.Logf("key back %v after the server", time.Since(back))
+}
+
+func TestExternalDeleteAndPurgeRestoredWithinHalfASecond(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	b := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	kv := rawKV(t, srv.URL(), "roster")
+	cases := []struct {
+		name   string
+		remove func(ctx context.Context) error
+	}{
+		{"delete", func(ctx context.Context) error { return kv.Delete(ctx, p1Key) }},
+		{"purge", func(ctx context.Context) error { return kv.Purge(ctx, p1Key) }},
+	}
+	for _, tc := range cases {
+		if err := tc.remove(t.Context()); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		removed := time.Now()
+		testwait.Until(t, 500*time.Millisecond, "the key is back after an external "+tc.name, func() bool {
+			ok, _ := present(t.Context(), kv, p1Key, p1)
+			return ok
+		})
+		t.Logf("%s: restored in %v", tc.name, time.Since(removed))
+		waitState(t, b, p1.Key(), discovery.StateRegistered, time.Second)
+	}
+}
+
+func TestSameInstanceFromTwoBackendsDoesNotFlap(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	a := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	b := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	pa, pb := p1, p1
+	pb.Address = "10.0.0.2:80"
+	if err := a.Register(t.Context(), pa); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Register(t.Context(), pb); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, a, p1.Key(), discovery.StateConflict, 5*time.Second)
+	aStates := recordStates(t, a, p1.Key())
+
+	// Follow every write of the key from now on, for three renewals of b.
+	kv := rawKV(t, srv.URL(), "roster")
+	w, err := kv.Watch(t.Context(), p1Key, jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	var writes []string
+	deadline := time.After(10 * time.Second)
+	for len(writes) < 3 {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				continue
+			}
+			writes = append(writes, fmt.Sprintf("%v %s", e.Operation(), e.Value()))
+		case <-deadline:
+			t.Fatalf("saw %d writes in 10s; want 3 renewals", len(writes))
+		}
+	}
+	for _, got := range writes {
+		if want := "KeyValuePutOp " + mustJSON(pb); got != want {
+			t.Errorf("write %q; want only the later writer's renewals, %q", got, want)
+		}
+	}
+	if got := aStates.states(); len(got) != 1 || got[0] != discovery.StateConflict {
+		t.Errorf("earlier writer's states while the later one renewed = %v; want only [conflict]", got)
+	}
+	// Once b stops, a takes the key back.
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, 5*time.Second, "a holds the key again", func() bool {
+		ok, _ := present(t.Context(), kv, p1Key, pa)
+		return ok
+	})
+	waitState(t, a, p1.Key(), discovery.StateRegistered, time.Second)
+}
+
+func TestCloseRemovesEveryKeyAtOnce(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	b, err := nats.New(testConfig(t, srv.URL(), "roster"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ins []discovery.Instance
+	for i := range 5 {
+		in := discovery.Instance{Service: "payments", ID: fmt.Sprintf("p-%d", i), Address: fmt.Sprintf("10.0.0.%d:80", i+1)}
+		ins = append(ins, in)
+		if err := b.Register(t.Context(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	kv := rawKV(t, srv.URL(), "roster")
+	for _, in := range ins {
+		if _, err := kv.Get(t.Context(), "payments."+in.ID); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Errorf("Get(%s) right after Close = %v; want ErrKeyNotFound", in.ID, err)
+		}
+	}
+}
+
+func TestRegisterDuringAnOutage(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	b := newBackend(t, testConfig(t, "nats://"+proxy.Endpoint(), "roster"))
+	proxy.Reject()
+	testwait.Until(t, 10*time.Second, "the Backend sees the link down", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		defer cancel()
+		_, err := b.Resolve(ctx, "payments")
+		return errors.Is(err, discovery.ErrUnavailable)
+	})
+
+	// A Register whose context ends during the outage leaves nothing.
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := b.Register(ctx, p1); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Register during an outage, its context ending = %v; want DeadlineExceeded", err)
+	}
+	if _, err := b.Status(p1.Service, p1.ID); !errors.Is(err, discovery.ErrNotRegistered) {
+		t.Errorf("Status after the failed Register = %v; want ErrNotRegistered", err)
+	}
+
+	// A Register that waits through the outage completes once the link
+	// is back.
+	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
+	done := make(chan error, 1)
+	go func() { done <- b.Register(t.Context(), p2) }()
+	waitState(t, b, p2.Key(), discovery.StateRegistering, 5*time.Second)
+	proxy.Accept()
+	back := time.Now()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Register through the outage: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Register did not return within 5s of the link coming back")
+	}
+	t.Logf("Register returned %v after the link came back", time.Since(back))
+
+	kv := rawKV(t, srv.URL(), "roster")
+	if _, err := kv.Get(t.Context(), p1Key); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("Get(p-1) after its Register failed = %v; want ErrKeyNotFound", err)
+	}
+	got, err := b.Resolve(t.Context(), "payments")
+	if err != nil || len(got) != 1 || !got[0].Equal(p2) {
+		t.Errorf("Resolve = %v, %v; want only p-2", got, err)
+	}
+}
+
+func TestWatchReportsOutageThenExactSet(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	a := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	c := newBackend(t, testConfig(t, "nats://"+proxy.Endpoint(), "roster"))
+	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
+	if err := a.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Watch(t.Context(), "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if got, err := w.Next(t.Context()); err != nil || len(got) != 1 || !got[0].Equal(p1) {
+		t.Fatalf("first Next = %v, %v; want [p-1]", got, err)
+	}
+	proxy.Reject()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := w.Next(ctx); !errors.Is(err, discovery.ErrUnavailable) {
+		t.Fatalf("Next after the link dropped = %v; want ErrUnavailable", err)
+	}
+	// Changes c cannot see while cut off.
+	if err := a.Deregister(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Register(t.Context(), p2); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Accept()
+	got, err := w.Next(ctx)
+	if err != nil || len(got) != 1 || !got[0].Equal(p2) {
+		t.Fatalf("Next after the link is back = %v, %v; want exactly [p-2]", got, err)
+	}
+}
+
+func TestExistingBucketWithoutTTLsIsRejected(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	nc, err := natsgo.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "plain"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = nats.New(testConfig(t, srv.URL(), "plain"))
+	if !errors.Is(err, nats.ErrBucketSettings) {
+		t.Fatalf("New on a bucket without per-message TTLs = %v; want ErrBucketSettings", err)
+	}
+	t.Logf("error: %v", err)
+}
+
+// A process cut off from NATS stops renewing: its instance leaves every
+// watcher within the TTL plus the server's expiry granularity, and comes
+// back as soon as the link does.
+func TestCutOffInstanceExpiresThenComesBack(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	a := newBackend(t, testConfig(t, "nats://"+proxy.Endpoint(), "roster"))
+	c := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	if err := a.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Watch(t.Context(), "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if got, err := w.Next(ctx); err != nil || len(got) != 1 {
+		t.Fatalf("first Next = %v, %v; want [p-1]", got, err)
+	}
+	proxy.Reject()
+	cut := time.Now()
+	if got, err := w.Next(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("Next after the cut = %v, %v; want the empty set", got, err)
+	}
+	gone := time.Since(cut)
+	t.Logf("instance left the watchers %v after the cut (TTL %v)", gone, testTTL)
+	// The last renewal was at most TTL/3 before the cut; the server
+	// expires messages about once a second.
+	if limit := testTTL + 1500*time.Millisecond; gone > limit {
+		t.Errorf("instance left %v after the cut; want within %v", gone, limit)
+	}
+	proxy.Accept()
+	back := time.Now()
+	if got, err := w.Next(ctx); err != nil || len(got) != 1 || !got[0].Equal(p1) {
+		t.Fatalf("Next after the link is back = %v, %v; want [p-1]", got, err)
+	}
+	t.Logf("instance back %v after the link", time.Since(back))
+	waitState(t, a, p1.Key(), discovery.StateRegistered, time.Second)
+}
+
+// Killing the node that leads the bucket's stream in a 3-node cluster
+// never leaves the key absent: another node takes over and the renewals go
+// on.
+func TestClusterStreamLeaderKilled(t *testing.T) {
+	t.Parallel()
+	c := natstest.StartCluster(t, 3)
+	cfg := testConfig(t, c.URLs()[0], "roster")
+	cfg.Endpoints = c.URLs()
+	cfg.Replicas = 3
+	cfg.TTL = 3 * time.Second
+	b := newBackend(t, cfg)
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	log := recordStates(t, b, p1.Key())
+	kv := rawKV(t, c.URLs()[0], "roster")
+	p := pollKey(t, kv, p1Key, p1)
+	testwait.Until(t, 5*time.Second, "the poller reads the key", func() bool { return p.ok.Load() > 0 })
+
+	var leader int
+	testwait.Until(t, 5*time.Second, "the bucket's stream has a leader", func() bool {
+		leader = c.StreamLeader("KV_roster")
+		return leader >= 0
+	})
+	e, err := kv.Get(t.Context(), p1Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := e.Revision()
+	c.Nodes()[leader].Stop()
+	// Two renewals after the kill prove the Backend goes on through the
+	// new leader.
+	testwait.Until(t, 10*time.Second, "two renewals after the leader was killed", func() bool {
+		e, err := kv.Get(t.Context(), p1Key)
+		return err == nil && e.Revision() >= rev+2
+	})
+	before := p.ok.Load()
+	testwait.Until(t, 5*time.Second, "the poller reads the key after the kill", func() bool { return p.ok.Load() > before+5 })
+	p.close()
+	if n := p.absent.Load(); n != 0 {
+		t.Errorf("the key was absent in %d of %d reads; want it present all along", n, p.ok.Load())
+	}
+	if slices.Contains(log.states(), discovery.StateLost) {
+		t.Errorf("states %v; want no %v", log.states(), discovery.StateLost)
+	}
+	waitState(t, b, p1.Key(), discovery.StateRegistered, 5*time.Second)
+}
+
+// When the later writer of a duplicate ID is cut off, its key expires and
+// the earlier writer takes it back; once the link is back, the one cut off
+// finds the key taken and waits in conflict: one owner at a time, no
+// flapping.
+func TestDuplicateOwnerCutOffHandsTheKeyBack(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	a := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	b := newBackend(t, testConfig(t, "nats://"+proxy.Endpoint(), "roster"))
+	pa, pb := p1, p1
+	pb.Address = "10.0.0.2:80"
+	if err := a.Register(t.Context(), pa); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Register(t.Context(), pb); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, a, p1.Key(), discovery.StateConflict, 5*time.Second)
+
+	proxy.Reject()
+	cut := time.Now()
+	kv := rawKV(t, srv.URL(), "roster")
+	// b's key expires within the TTL (plus the server's expiry tick), and
+	// a sees it at its next look, at most TTL/3 later.
+	testwait.Until(t, testTTL+testTTL/3+2*time.Second, "a holds the key again", func() bool {
+		ok, _ := present(t.Context(), kv, p1Key, pa)
+		return ok
+	})
+	t.Logf("a took the key back %v after b was cut off", time.Since(cut))
+	waitState(t, a, p1.Key(), discovery.StateRegistered, time.Second)
+	aStates := recordStates(t, a, p1.Key())
+
+	proxy.Accept()
+	waitState(t, b, p1.Key(), discovery.StateConflict, 5*time.Second)
+	// Three renewals of a after b is back: all a's, and a never leaves
+	// registered.
+	w, err := kv.Watch(t.Context(), p1Key, jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	deadline := time.After(10 * time.Second)
+	for n := 0; n < 3; {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				continue
+			}
+			n++
+			if got, want := string(e.Value()), mustJSON(pa); e.Operation() != jetstream.KeyValuePut || got != want {
+				t.Errorf("write %v %s; want only a's renewals, %s", e.Operation(), got, want)
+			}
+		case <-deadline:
+			t.Fatal("fewer than 3 renewals of a in 10s")
+		}
+	}
+	for _, st := range aStates.states() {
+		if st != discovery.StateRegistered {
+			t.Errorf("a's states after b came back = %v; want registered only", aStates.states())
+			break
+		}
+	}
+}
+
+// Close does not wait for a Register blocked by an outage: the Register
+// returns ErrClosed and Close returns within its removal bound.
+func TestCloseDuringAnOutageEndsAWaitingRegister(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	cfg := testConfig(t, "nats://"+proxy.Endpoint(), "roster")
+	b, err := nats.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Reject()
+	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
+	done := make(chan error, 1)
+	go func() { done <- b.Register(context.Background(), p2) }()
+	waitState(t, b, p2.Key(), discovery.StateRegistering, 5*time.Second)
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > cfg.RequestTimeout+time.Second {
+		t.Errorf("Close took %v during an outage; want at most about RequestTimeout (%v)", d, cfg.RequestTimeout)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, discovery.ErrClosed) {
+			t.Errorf("the waiting Register returned %v; want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting Register did not return after Close")
+	}
+}
+
+// A partition (the proxy holds every byte) longer than the TTL: the
+// instance expires for the others, the Backend notices the silent link,
+// and once the partition heals the instance is back within a bound.
+func TestBlackholeLongerThanTTL(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	cfg := testConfig(t, "nats://"+proxy.Endpoint(), "roster")
+	// A reconnection into the partition hangs for DialTimeout (the NATS
+	// client holds its lock meanwhile, so a request waits that long too).
+	cfg.DialTimeout = time.Second
+	a := newBackend(t, cfg)
+	if err := a.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	kv := rawKV(t, srv.URL(), "roster")
+	proxy.Blackhole()
+	testwait.Until(t, testTTL+3*time.Second, "the key expires while a is partitioned", func() bool {
+		ok, err := present(t.Context(), kv, p1Key, p1)
+		return err == nil && !ok
+	})
+	waitState(t, a, p1.Key(), discovery.StateRetrying, 5*time.Second)
+	proxy.Unblackhole()
+	healed := time.Now()
+	testwait.Until(t, 3*time.Second, "the key is back after the partition", func() bool {
+		ok, _ := present(t.Context(), kv, p1Key, p1)
+		return ok
+	})
+	t.Logf("key back %v after the partition healed", time.Since(healed))
+	waitState(t, a, p1.Key(), discovery.StateRegistered, 3*time.Second)
+}

@@ -1,0 +1,261 @@
+package nats
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/retry"
+)
+
+// renewEvery is how often the keeper renews each key: a third of the TTL,
+// so that two renewals in a row may fail before the key expires.
+func (b *Backend) renewEvery() time.Duration { return b.cfg.TTL / 3 }
+
+// recheckDelay and maxRechecks bound how long the keeper keeps looking at
+// a key after an event whose write the bucket does not show yet: 40 looks
+// 10 ms apart, about 400 ms, after which the next renewal decides. (A
+// write that JetStream refused, such as a compare-and-set that lost a
+// race, is never stored.)
+const (
+	recheckDelay = 10 * time.Millisecond
+	maxRechecks  = 40
+)
+
+// keep is the keeper goroutine: it renews every key each renewEvery, looks
+// at a key as soon as another process writes, deletes or purges it, and
+// after a failure retries with the retry policy, at once when the
+// connection comes back. It ends only when Close starts.
+func (b *Backend) keep() {
+	t := time.NewTicker(b.renewEvery())
+	defer t.Stop()
+	recheck := time.NewTimer(time.Hour)
+	recheck.Stop()
+	defer recheck.Stop()
+	for {
+		if b.pending.Swap(false) {
+			recheck.Reset(recheckDelay)
+		}
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-recheck.C:
+			b.run(false)
+		case m := <-b.events:
+			b.mark(m)
+			for drained := false; !drained; {
+				select {
+				case m := <-b.events:
+					b.mark(m)
+				default:
+					drained = true
+				}
+			}
+			b.run(false)
+		case <-t.C:
+			b.run(true)
+		}
+	}
+}
+
+// mark flags the registration of m's subject for a look. A nil m (sent by
+// raced) flags nothing new: the registration is flagged already.
+func (b *Backend) mark(m *natsgo.Msg) {
+	if m == nil {
+		return
+	}
+	b.mu.Lock()
+	r := b.bySubject[m.Subject]
+	b.mu.Unlock()
+	if r != nil {
+		r.check.Store(true)
+	}
+}
+
+// run brings the registrations in line with the bucket (all of them and
+// renewing if full, else those marked) and, on a failure, retries until
+// it succeeds or Close starts.
+func (b *Backend) run(full bool) {
+	err := b.connected()
+	if err == nil {
+		err = b.syncAll(full)
+	}
+	if err == nil {
+		return
+	}
+	bo := b.cfg.Retry.Backoff()
+	for attempt := 1; ; attempt++ {
+		delay, _ := bo.Next() // never stops: see retry.Backoff
+		n := b.retrying(attempt, delay, err)
+		b.log.Warn("failed to renew instances, will retry", "instances", n, "attempt", attempt, "retry_in", delay, "error", err)
+		// Wake at once when the connection comes back (or drops, which
+		// costs one early attempt).
+		_, _, changed := b.conn.get()
+		if retry.Sleep(b.ctx, delay, changed) != nil {
+			return
+		}
+		if err = b.connected(); err != nil {
+			continue // no request can get through: wait for the next delay or the reconnection
+		}
+		if err = b.syncAll(true); err == nil {
+			return
+		}
+	}
+}
+
+// snapshot returns the registrations, sorted by key.
+func (b *Backend) snapshot() []*registration {
+	b.mu.Lock()
+	regs := make([]*registration, 0, len(b.regs))
+	for _, r := range b.regs {
+		regs = append(regs, r)
+	}
+	b.mu.Unlock()
+	slices.SortFunc(regs, func(x, y *registration) int { return strings.Compare(x.key, y.key) })
+	return regs
+}
+
+// syncAll runs syncOne on every registration (full) or on the marked ones,
+// and stops at the first failure.
+func (b *Backend) syncAll(full bool) error {
+	for _, r := range b.snapshot() {
+		if !r.check.Swap(false) && !full {
+			continue
+		}
+		r.mu.Lock()
+		var err error
+		if !r.gone {
+			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.RequestTimeout)
+			err = b.syncOneLocked(ctx, r, full)
+			cancel()
+		}
+		r.mu.Unlock()
+		if err != nil {
+			if b.ctx.Err() != nil {
+				return nil
+			}
+			r.check.Store(true)
+			return err
+		}
+	}
+	return nil
+}
+
+// syncOneLocked renews r's key (if renew and this Backend holds it) and
+// otherwise looks at what the bucket holds: a key another process wrote
+// is left to it (conflict), a missing key is restored. r.mu is held.
+func (b *Backend) syncOneLocked(ctx context.Context, r *registration, renew bool) error {
+	if renew && r.rev != 0 {
+		seq, err := b.publish(ctx, r, r.rev)
+		if err == nil {
+			r.rev = seq
+			b.setLocked(r, discovery.Status{State: discovery.StateRegistered})
+			return nil
+		}
+		if !wrongSequence(err) {
+			return err
+		}
+	}
+	l, err := b.last(ctx, r.subject)
+	if err != nil {
+		return err
+	}
+	if renew || l.seq != r.rev || !l.live || l.owner != b.owner {
+		r.rechecks = 0
+	}
+	switch {
+	case l.live && l.owner == b.owner && !renew && l.seq == r.rev:
+		// Nothing changed, as far as the bucket shows yet.
+		if r.rechecks < maxRechecks {
+			r.rechecks++
+			r.check.Store(true)
+			b.pending.Store(true)
+		}
+		return nil
+	case l.live && l.owner == b.owner:
+		// This Backend's own write (one whose reply was lost, say).
+		r.rev = l.seq
+		if renew || !l.sameValue(r.value) {
+			seq, err := b.publish(ctx, r, l.seq)
+			if err != nil {
+				return b.raced(r, err)
+			}
+			r.rev = seq
+		}
+		b.setLocked(r, discovery.Status{State: discovery.StateRegistered})
+	case l.live:
+		// Another process wrote the key after this one: it owns it now.
+		if r.state != discovery.StateConflict {
+			b.log.Error("instance registered by another process; waiting for it to leave", "node", r.inst.Address, "key", r.key)
+		}
+		r.rev = 0
+		b.setLocked(r, discovery.Status{
+			State: discovery.StateConflict,
+			Err:   fmt.Errorf("nats: %s written by another process: %w", r.key, discovery.ErrConflict),
+		})
+	default:
+		// The key is gone: deleted, purged or expired.
+		wasConflict := r.state == discovery.StateConflict
+		if r.rev != 0 || !wasConflict {
+			b.log.Warn("instance removed from NATS, restoring", "node", r.inst.Address, "key", r.key)
+			b.setLocked(r, discovery.Status{
+				State: discovery.StateLost,
+				Err:   fmt.Errorf("nats: %s removed from the bucket", r.key),
+			})
+		}
+		seq, err := b.publish(ctx, r, l.seq)
+		if err != nil {
+			return b.raced(r, err)
+		}
+		r.rev = seq
+		if wasConflict {
+			b.log.Info("instance left by the other process, registered again", "node", r.inst.Address, "key", r.key)
+		}
+		b.setLocked(r, discovery.Status{State: discovery.StateRegistered})
+	}
+	return nil
+}
+
+// raced handles a failed write of syncOneLocked: a compare-and-set failure
+// means another write came in between, so r is looked at again at once.
+func (b *Backend) raced(r *registration, err error) error {
+	if wrongSequence(err) {
+		r.check.Store(true)
+		select {
+		case b.events <- nil:
+		default:
+		}
+		return nil
+	}
+	return err
+}
+
+// retrying reports every registration as retrying and returns how many
+// there are.
+func (b *Backend) retrying(attempt int, delay time.Duration, cause error) int {
+	n := 0
+	for _, r := range b.snapshot() {
+		// A registration busy in Register (waiting for the link, say)
+		// reports its own state; the keeper does not wait for it.
+		if !r.mu.TryLock() {
+			n++
+			continue
+		}
+		if !r.gone {
+			n++
+			b.setLocked(r, discovery.Status{
+				State:   discovery.StateRetrying,
+				Attempt: attempt,
+				RetryIn: delay,
+				Err:     fmt.Errorf("nats: keep registrations published: %w", unavailable(nil, cause)),
+			})
+		}
+		r.mu.Unlock()
+	}
+	return n
+}

@@ -1,0 +1,218 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
+	"github.com/roster-sd/roster/retry"
+)
+
+// errDisconnected is the cause watchers see while the connection is down.
+var errDisconnected = errors.New("nats: connection lost")
+
+// Resolve implements discovery.Resolver: it reads the last value of every
+// key of service with one key-value watch (the bucket's own listing) and
+// returns the instances sorted by ID. A service name that cannot be a key
+// has no instances. Errors wrap discovery.ErrUnavailable when NATS cannot
+// be reached, and discovery.ErrClosed after Close.
+func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
+	if err := b.usable(ctx, "resolve", service); err != nil {
+		return nil, err
+	}
+	filter, err := serviceFilter(service)
+	if err != nil {
+		return []discovery.Instance{}, nil
+	}
+	if err := b.connected(); err != nil {
+		return nil, fmt.Errorf("nats: resolve %q: %w", service, err)
+	}
+	_, _, changed := b.conn.get()
+	w, err := b.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, err))
+	}
+	defer stopWatcher(w)
+	set := make(map[string]discovery.Instance)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("nats: resolve %q: %w", service, ctx.Err())
+		case <-changed:
+			return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, errDisconnected))
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, errDisconnected))
+			}
+			if e == nil {
+				return discovery.NormalizeSet(values(set)), nil
+			}
+			b.apply(set, e)
+		}
+	}
+}
+
+// usable reports why b cannot serve a call now, if it cannot.
+func (b *Backend) usable(ctx context.Context, op, service string) error {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	switch {
+	case closed:
+		return fmt.Errorf("nats: %s %q: %w", op, service, discovery.ErrClosed)
+	case ctx.Err() != nil:
+		return fmt.Errorf("nats: %s %q: %w", op, service, ctx.Err())
+	}
+	return nil
+}
+
+// apply records entry e in set, keyed by bucket key.
+func (b *Backend) apply(set map[string]discovery.Instance, e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(set, e.Key())
+		return
+	}
+	in, err := decodeEntry(e.Key(), e.Value())
+	if err != nil {
+		b.log.Warn("skipping a value that is not a valid instance", "key", e.Key(), "revision", e.Revision(), "error", err)
+		delete(set, e.Key())
+		return
+	}
+	set[e.Key()] = in
+}
+
+func values(set map[string]discovery.Instance) []discovery.Instance {
+	out := make([]discovery.Instance, 0, len(set))
+	for _, in := range set {
+		out = append(out, in)
+	}
+	return out
+}
+
+// stopWatcher stops w and waits, a bounded time, for its channel to close,
+// so that no delivery is left blocked on it.
+func stopWatcher(w jetstream.KeyWatcher) {
+	_ = w.Stop()
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case _, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// Watch implements discovery.Resolver. Watchers of one service share one
+// key-value watch of the service's keys, which delivers the current set
+// and then every change; values rewritten by renewals leave the set
+// unchanged and wake no watcher. When the connection drops, every
+// watcher's Next reports discovery.ErrUnavailable once; when it is back,
+// the watch starts again and Next returns the exact current set. The
+// Watcher lives until Stop, until ctx ends or until Close.
+func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
+	if err := b.usable(ctx, "watch", service); err != nil {
+		return nil, err
+	}
+	return b.group.Watch(ctx, service, nil), nil
+}
+
+// startFollowing is the FeedGroup's start hook: one goroutine per watched
+// service, stopped with its last watcher or on Close.
+func (b *Backend) startFollowing(service string, f *backendkit.Feed) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.follow(ctx, service, f)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// follow publishes the sets of service on f until ctx ends.
+func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed) {
+	filter, err := serviceFilter(service)
+	if err != nil {
+		f.Publish(nil) // no instance can have this name
+		<-ctx.Done()
+		return
+	}
+	var bo retry.Backoff
+	for {
+		up, cause, changed := b.conn.get()
+		if !up {
+			if cause == nil {
+				cause = errDisconnected
+			}
+			f.Fail(cause)
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		w, err := b.kv.Watch(ctx, filter)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			f.Fail(err)
+			if bo == nil {
+				bo = b.cfg.Retry.Backoff()
+			}
+			d, _ := bo.Next()
+			b.log.Debug("service watch failed, retrying", "service", service, "retry_in", d, "error", err)
+			if retry.Sleep(ctx, d, changed) != nil {
+				return
+			}
+			continue
+		}
+		bo = nil
+		b.read(ctx, w, f, changed)
+		stopWatcher(w)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// read applies w's entries to a fresh set and publishes it on f once the
+// current values are in and after every change, until ctx ends, the
+// connection changes state or the watch ends.
+func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendkit.Feed, changed <-chan struct{}) {
+	set := make(map[string]discovery.Instance)
+	current := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				current = true
+			} else {
+				b.apply(set, e)
+			}
+			if current {
+				f.Publish(values(set))
+			}
+		}
+	}
+}
