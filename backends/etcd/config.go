@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -112,22 +113,12 @@ func (c Config) withDefaults() Config {
 	if len(c.Endpoints) == 0 {
 		c.Endpoints = []string{DefaultEndpoint}
 	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
-	if c.Prefix == "" {
-		c.Prefix = DefaultPrefix
-	}
-	if c.TTL == 0 {
-		c.TTL = DefaultTTL
-	}
+	c.DialTimeout = cmp.Or(c.DialTimeout, DefaultDialTimeout)
+	c.Prefix = cmp.Or(c.Prefix, DefaultPrefix)
+	c.TTL = cmp.Or(c.TTL, DefaultTTL)
 	c.Retry = c.Retry.OrDefault()
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.ReconnectDelay == 0 {
-		c.ReconnectDelay = DefaultReconnectDelay
-	}
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
+	c.ReconnectDelay = cmp.Or(c.ReconnectDelay, DefaultReconnectDelay)
 	return c
 }
 

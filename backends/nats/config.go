@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -104,25 +105,13 @@ func (c Config) withDefaults() Config {
 	if len(c.Endpoints) == 0 {
 		c.Endpoints = []string{DefaultURL}
 	}
-	if c.Bucket == "" {
-		c.Bucket = DefaultBucket
-	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
-	if c.TTL == 0 {
-		c.TTL = DefaultTTL
-	}
+	c.Bucket = cmp.Or(c.Bucket, DefaultBucket)
+	c.Replicas = cmp.Or(c.Replicas, 1)
+	c.TTL = cmp.Or(c.TTL, DefaultTTL)
 	c.Retry = c.Retry.OrDefault()
-	if c.DialTimeout == 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.ReconnectDelay == 0 {
-		c.ReconnectDelay = DefaultReconnectDelay
-	}
+	c.DialTimeout = cmp.Or(c.DialTimeout, DefaultDialTimeout)
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
+	c.ReconnectDelay = cmp.Or(c.ReconnectDelay, DefaultReconnectDelay)
 	return c
 }
 

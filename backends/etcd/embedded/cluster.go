@@ -14,6 +14,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/roster-sd/roster/internal/freeport"
 )
 
 // Cluster is a multi-member etcd running in this process, every member on
@@ -56,7 +58,7 @@ func NewCluster(n int, opts ...Option) (*Cluster, error) {
 
 // newCluster is NewCluster with its arguments checked.
 func newCluster(n int, o options) (_ *Cluster, err error) {
-	ports, err := freePorts(2 * n)
+	ports, err := freeport.Reserve(2 * n)
 	if err != nil {
 		return nil, err
 	}

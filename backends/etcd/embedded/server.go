@@ -17,6 +17,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+
+	"github.com/roster-sd/roster/internal/freeport"
 )
 
 // ErrClosed is returned by Server.Restart after Close.
@@ -118,7 +120,7 @@ func New(opts ...Option) (*Server, error) {
 
 // newSingle is New with its options built.
 func newSingle(o options) (_ *Server, err error) {
-	ports, err := freePorts(2)
+	ports, err := freeport.Reserve(2)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/roster-sd/roster/internal/freeport"
 )
 
 // Cluster is an n-node nats-server cluster with JetStream (usually three
@@ -56,7 +58,7 @@ func NewCluster(n int, opts ...Option) (_ *Cluster, err error) {
 			_ = c.Close()
 		}
 	}()
-	ports, err := freePorts(n)
+	ports, err := freeport.Reserve(n)
 	if err != nil {
 		return nil, err
 	}
@@ -111,28 +113,6 @@ func (c *Cluster) WaitPeers(ctx context.Context, n int) error {
 		case <-t.C:
 		}
 	}
-}
-
-// freePorts returns n distinct TCP ports that were free on 127.0.0.1 a
-// moment ago, for the cluster ports, which every node must know before
-// any starts.
-func freePorts(n int) ([]int, error) {
-	lns := make([]net.Listener, 0, n)
-	defer func() {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("natstest: find a free port: %w", err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // Nodes returns the cluster's servers, in order; Stop and Restart them
