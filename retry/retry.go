@@ -217,15 +217,9 @@ func (p Policy) Do(ctx context.Context, op func(context.Context) error, opts ...
 // fails, and reports whether it made progress before failing (served a
 // response, delivered a set). After each failure Forever calls onFailure,
 // if not nil, then waits the policy's next delay; a session that made
-// progress starts the backoff and the attempt count afresh. Options
-// WakeOn and WakeJitter apply to the waits as in Do; OnFailure is
-// ignored (onFailure takes its place).
+// progress starts the backoff and the attempt count afresh.
 func (p Policy) Forever(ctx context.Context, session func(context.Context) (progressed bool, err error),
-	onFailure func(Failure), opts ...Option) {
-	var o doOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
+	onFailure func(Failure)) {
 	b := p.Backoff()
 	failures := 0
 	for ctx.Err() == nil {
@@ -241,11 +235,7 @@ func (p Policy) Forever(ctx context.Context, session func(context.Context) (prog
 		if onFailure != nil {
 			onFailure(Failure{Attempt: failures, Err: err, Delay: delay})
 		}
-		woken, serr := sleep(ctx, delay, o.wake)
-		if serr == nil && woken && o.wakeJitter > 0 {
-			_, serr = sleep(ctx, rand.N(o.wakeJitter), nil)
-		}
-		if serr != nil {
+		if Sleep(ctx, delay, nil) != nil {
 			return
 		}
 	}

@@ -3,6 +3,7 @@ package etcd
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -44,7 +45,7 @@ const keepAliveRetry = 500 * time.Millisecond
 // of it. Otherwise (a lease that outlived an outage, with an unknown
 // remaining TTL) the first request goes at once.
 func startKeepAlive(ctx context.Context, leases pb.LeaseClient, lease clientv3.LeaseID, ttl time.Duration,
-	fresh bool, log hclog.Logger, wg interface{ Go(func()) }) *keepAlive {
+	fresh bool, log hclog.Logger, wg *sync.WaitGroup) *keepAlive {
 	k := &keepAlive{leases: leases, lease: lease, ttl: ttl, log: log, done: make(chan struct{})}
 	wg.Go(func() { k.run(ctx, fresh, wg) })
 	return k
@@ -62,7 +63,7 @@ type keepAliveStream struct {
 	waiting bool                          // a request is due once ready
 }
 
-func (k *keepAlive) run(ctx context.Context, fresh bool, wg interface{ Go(func()) }) {
+func (k *keepAlive) run(ctx context.Context, fresh bool, wg *sync.WaitGroup) {
 	defer close(k.done)
 	now := time.Now()
 	firstIn := time.Duration(0)
@@ -155,7 +156,7 @@ func (k *keepAlive) run(ctx context.Context, fresh bool, wg interface{ Go(func()
 // open starts a goroutine that opens a stream, waiting for a usable
 // connection, hands it over on ready, and then delivers its answers until
 // it fails or is cancelled.
-func (k *keepAlive) open(ctx context.Context, wg interface{ Go(func()) }) *keepAliveStream {
+func (k *keepAlive) open(ctx context.Context, wg *sync.WaitGroup) *keepAliveStream {
 	sctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	st := &keepAliveStream{
 		ready:  make(chan pb.Lease_LeaseKeepAliveClient, 1),

@@ -96,13 +96,6 @@ func (w *keyWatch) remove(path string) {
 	}
 }
 
-// len returns how many keys keyWatch follows.
-func (w *keyWatch) len() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.keys)
-}
-
 // dropLocked cancels k's watcher on the current stream, if it has one.
 func (w *keyWatch) dropLocked(k *watchedKey) {
 	if k.id != 0 {

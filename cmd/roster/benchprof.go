@@ -39,7 +39,7 @@ var serverFrames = []string{
 
 func isServerFrame(fn string) bool {
 	for _, s := range serverFrames {
-		if strings.HasPrefix(fn, s) || (strings.Contains(s, "(*") && strings.Contains(fn, s)) {
+		if strings.HasPrefix(fn, s) {
 			return true
 		}
 	}

@@ -47,19 +47,14 @@ func (c Common) Validate(invalid error) error {
 // Build returns defaults with opts applied in order (a nil option changes
 // nothing), or the error validate finds in the result.
 func Build[T any, O ~func(*T)](defaults T, opts []O, validate func(T) error) (T, error) {
-	Apply(&defaults, opts)
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&defaults)
+		}
+	}
 	if err := validate(defaults); err != nil {
 		var zero T
 		return zero, err
 	}
 	return defaults, nil
-}
-
-// Apply applies opts to o in order; a nil option changes nothing.
-func Apply[T any, O ~func(*T)](o *T, opts []O) {
-	for _, opt := range opts {
-		if opt != nil {
-			opt(o)
-		}
-	}
 }

@@ -17,15 +17,14 @@ type options struct {
 
 type option func(*options)
 
-func TestApplySkipsNilAndKeepsOrder(t *testing.T) {
-	o := options{Common: clientopts.Defaults()}
-	clientopts.Apply(&o, []option{
+func TestBuildSkipsNilAndKeepsOrder(t *testing.T) {
+	o, err := clientopts.Build(options{Common: clientopts.Defaults()}, []option{
 		func(o *options) { o.n = 1 },
 		nil,
 		func(o *options) { o.n *= 10 },
-	})
-	if o.n != 10 {
-		t.Errorf("n = %d; want 10", o.n)
+	}, func(options) error { return nil })
+	if err != nil || o.n != 10 {
+		t.Errorf("Build = n %d, %v; want 10", o.n, err)
 	}
 }
 
