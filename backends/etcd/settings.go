@@ -2,36 +2,39 @@ package etcd
 
 import (
 	"crypto/tls"
-	"crypto/x509"
+	"errors"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/roster-sd/roster/backends"
+	"github.com/roster-sd/roster/internal/envconfig"
+	"github.com/roster-sd/roster/internal/tlsfiles"
 )
 
-// Names of the environment variables that ConfigFromEnv reads. The fx
-// module and the roster command line read these through ConfigFromEnv;
-// each backend defines and reads its own.
+// Names of the environment variables that ConfigFromEnv reads, defined
+// once in package backends (which lists every ROSTER_* variable). The fx
+// module and the roster command line read them through ConfigFromEnv.
 const (
 	// EnvEndpoints holds Config.Endpoints, comma-separated.
-	EnvEndpoints = "ROSTER_ENDPOINTS"
+	EnvEndpoints = backends.EnvEndpoints
 	// EnvPrefix holds Config.Prefix.
-	EnvPrefix = "ROSTER_PREFIX"
+	EnvPrefix = backends.EnvPrefix
 	// EnvTTL holds Config.TTL, a Go duration in whole seconds.
-	EnvTTL = "ROSTER_TTL"
+	EnvTTL = backends.EnvTTL
 	// EnvCACert holds Config.CACertFile.
-	EnvCACert = "ROSTER_CACERT"
+	EnvCACert = backends.EnvCACert
 	// EnvCert holds Config.CertFile.
-	EnvCert = "ROSTER_CERT"
+	EnvCert = backends.EnvCert
 	// EnvKey holds Config.KeyFile.
-	EnvKey = "ROSTER_KEY"
+	EnvKey = backends.EnvKey
 	// EnvUsername holds Config.Username.
-	EnvUsername = "ROSTER_USERNAME"
+	EnvUsername = backends.EnvUsername
 	// EnvPassword holds Config.Password, taken as it is (spaces kept).
-	EnvPassword = "ROSTER_PASSWORD"
+	EnvPassword = backends.EnvPassword
 	// EnvTimeout holds both Config.DialTimeout and Config.RequestTimeout.
-	EnvTimeout = "ROSTER_TIMEOUT"
+	EnvTimeout = backends.EnvTimeout
 )
 
 // PasswordInClearMessage is the warning a Backend built by New logs, once,
@@ -67,72 +70,27 @@ func (e *FieldError) Unwrap() error { return ErrInvalidConfig }
 // It reads only the variables; the certificate files are read when New
 // builds the Backend.
 func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
-	get := func(name string) string {
-		v, _ := lookup(name)
-		return strings.TrimSpace(v)
+	common, err := envconfig.ReadCommon(lookup, "comma-separated host:port or URLs", checkEndpoint, CheckTTL)
+	if err != nil {
+		return Config{}, configError("%v", err)
 	}
-	var c Config
-	if eps := get(EnvEndpoints); eps != "" {
-		for i, ep := range strings.Split(eps, ",") {
-			ep = strings.TrimSpace(ep)
-			if ep == "" {
-				return Config{}, configError("%s %q has an empty endpoint at position %d; "+
-					"want comma-separated host:port or URLs", EnvEndpoints, eps, i+1)
-			}
-			if err := checkEndpoint(ep); err != nil {
-				return Config{}, configError("%s endpoint %q: %v", EnvEndpoints, ep, err)
-			}
-			c.Endpoints = append(c.Endpoints, ep)
-		}
+	c := Config{
+		Endpoints:      common.Endpoints,
+		TTL:            common.TTL,
+		DialTimeout:    common.Timeout,
+		RequestTimeout: common.Timeout,
+		CACertFile:     common.CACertFile,
+		CertFile:       common.CertFile,
+		KeyFile:        common.KeyFile,
+		Username:       common.Username,
+		Password:       common.Password,
 	}
-	if c.Prefix = get(EnvPrefix); c.Prefix != "" {
+	if c.Prefix = envconfig.NewReader(lookup).String(EnvPrefix); c.Prefix != "" {
 		if reason := prefixProblem(c.Prefix); reason != "" {
 			return Config{}, configError("%s %q %s", EnvPrefix, c.Prefix, reason)
 		}
 	}
-	var err error
-	if c.TTL, err = envDuration(get, EnvTTL); err != nil {
-		return Config{}, err
-	}
-	if c.TTL != 0 {
-		if reason := ttlProblem(c.TTL); reason != "" {
-			return Config{}, configError("%s is %v; %s", EnvTTL, c.TTL, reason)
-		}
-	}
-	if c.DialTimeout, err = envDuration(get, EnvTimeout); err != nil {
-		return Config{}, err
-	}
-	c.RequestTimeout = c.DialTimeout
-	c.CACertFile, c.CertFile, c.KeyFile = get(EnvCACert), get(EnvCert), get(EnvKey)
-	switch {
-	case c.CertFile != "" && c.KeyFile == "":
-		return Config{}, configError("%s is empty but %s is set: a client certificate needs its key", EnvKey, EnvCert)
-	case c.CertFile == "" && c.KeyFile != "":
-		return Config{}, configError("%s is empty but %s is set: a key needs its client certificate", EnvCert, EnvKey)
-	}
-	c.Username = get(EnvUsername)
-	if p, _ := lookup(EnvPassword); p != "" { // a password may have spaces
-		c.Password = p
-	}
-	if c.Password != "" && c.Username == "" {
-		return Config{}, configError("%s is empty but %s is set", EnvUsername, EnvPassword)
-	}
 	return c, nil
-}
-
-func envDuration(get func(string) string, name string) (time.Duration, error) {
-	v := get(name)
-	if v == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, configError("%s is %q; want a Go duration such as 15s or 1m", name, v)
-	}
-	if d <= 0 {
-		return 0, configError("%s is %v; want a positive duration", name, d)
-	}
-	return d, nil
 }
 
 // CheckEndpoint reports whether ep is an endpoint New accepts: host:port,
@@ -256,15 +214,8 @@ func (c Config) wantsTLS() bool {
 // validateFiles checks the certificate file fields against each other and
 // against TLS, before any file is read.
 func (c Config) validateFiles() error {
-	files := c.CACertFile != "" || c.CertFile != "" || c.KeyFile != ""
-	switch {
-	case c.TLS != nil && files:
-		return configError("TLS and CACertFile, CertFile or KeyFile are both set; " +
-			"TLS is used as it is, so give one or the other")
-	case c.CertFile != "" && c.KeyFile == "":
-		return configError("CertFile is set but KeyFile is empty: a client certificate needs its key")
-	case c.CertFile == "" && c.KeyFile != "":
-		return configError("KeyFile is set but CertFile is empty: a key needs its client certificate")
+	if err := tlsfiles.CheckPairs(c.TLS != nil, c.CACertFile, c.CertFile, c.KeyFile); err != nil {
+		return configError("%v", err)
 	}
 	return nil
 }
@@ -277,24 +228,13 @@ func (c Config) loadTLS() (Config, error) {
 	if c.TLS != nil || !c.wantsTLS() {
 		return c, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.CACertFile != "" {
-		pem, err := os.ReadFile(c.CACertFile)
-		if err != nil {
-			return c, &FieldError{Field: "CACertFile", Reason: err.Error()}
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return c, &FieldError{Field: "CACertFile", Reason: c.CACertFile + " holds no PEM certificate"}
-		}
-		cfg.RootCAs = pool
+	cfg, err := tlsfiles.Load(c.CACertFile, c.CertFile, c.KeyFile)
+	var fe *tlsfiles.Error
+	if errors.As(err, &fe) {
+		return c, &FieldError{Field: fe.Field, Reason: fe.Reason}
 	}
-	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return c, &FieldError{Field: "CertFile", Reason: err.Error()}
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	if err != nil {
+		return c, err
 	}
 	c.TLS = cfg
 	return c, nil

@@ -103,6 +103,10 @@ func New(cfg Config) (*Backend, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	cfg, err := cfg.loadTLS()
+	if err != nil {
+		return nil, err
+	}
 	b := &Backend{
 		cfg:       cfg,
 		log:       backendLogger(cfg.Logger),

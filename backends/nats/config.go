@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/roster-sd/roster/internal/tlsfiles"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -80,8 +81,19 @@ type Config struct {
 	// silent is noticed by the client's pings, every TTL/3, two missed.)
 	ReconnectDelay time.Duration
 	// TLS, when set, secures the connection (and may carry a client
-	// certificate).
+	// certificate), and is used as it is: CACertFile, CertFile and
+	// KeyFile must then be empty.
 	TLS *tls.Config
+	// CACertFile is a PEM CA bundle that verifies the server's
+	// certificate; setting it (or CertFile) turns TLS on. Default: the
+	// system's roots, when an endpoint is tls:// or the server requires
+	// TLS.
+	CACertFile string
+	// CertFile is a PEM client certificate presented to the server, with
+	// KeyFile.
+	CertFile string
+	// KeyFile is the PEM private key of CertFile.
+	KeyFile string
 	// Username and Password authenticate with user/password. The password
 	// is never logged.
 	Username string
@@ -132,6 +144,12 @@ func (c Config) validate() error {
 		if strings.Contains(ep, ",") {
 			return configError("Endpoints[%d] is %q; want one URL per element", i, ep)
 		}
+		if err := CheckEndpoint(ep); err != nil {
+			return configError("Endpoints[%d] %q: %v", i, ep, err)
+		}
+	}
+	if err := tlsfiles.CheckPairs(c.TLS != nil, c.CACertFile, c.CertFile, c.KeyFile); err != nil {
+		return configError("%v", err)
 	}
 	auth := 0
 	for _, set := range []bool{c.Username != "", c.Token != "", c.CredentialsFile != "", c.NKeySeedFile != ""} {
@@ -144,8 +162,8 @@ func (c Config) validate() error {
 		return configError("Bucket is %q; want letters, digits, '-' and '_' only", c.Bucket)
 	case c.Replicas < 1 || c.Replicas > 5:
 		return configError("Replicas is %d; want 1 to 5", c.Replicas)
-	case c.TTL < MinTTL || c.TTL%time.Second != 0:
-		return configError("TTL is %v; want whole seconds, at least %v", c.TTL, MinTTL)
+	case CheckTTL(c.TTL) != nil:
+		return configError("TTL is %v; %v", c.TTL, CheckTTL(c.TTL))
 	case c.DialTimeout < 0:
 		return configError("DialTimeout is %v; want a positive duration", c.DialTimeout)
 	case c.RequestTimeout < 0:

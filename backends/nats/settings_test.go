@@ -1,0 +1,172 @@
+package nats_test
+
+import (
+	"crypto/tls"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/roster-sd/roster/backends"
+	"github.com/roster-sd/roster/backends/nats"
+	"github.com/roster-sd/roster/backends/nats/natstest"
+)
+
+func lookupIn(env map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) { v, ok := env[name]; return v, ok }
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	t.Parallel()
+	got, err := nats.ConfigFromEnv(lookupIn(map[string]string{
+		backends.EnvEndpoints: "nats://a:4222, tls://b:4222,c:4222",
+		backends.EnvTTL:       "30s",
+		backends.EnvTimeout:   "2s",
+		backends.EnvCACert:    "ca.pem",
+		backends.EnvCert:      "c.pem",
+		backends.EnvKey:       "k.pem",
+		backends.EnvUsername:  " svc ",
+		backends.EnvPassword:  " pass word ",
+		backends.EnvBucket:    "fleet_1",
+		backends.EnvPrefix:    "/etcd/only", // not the NATS backend's
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := nats.Config{
+		Endpoints:      []string{"nats://a:4222", "tls://b:4222", "c:4222"},
+		Bucket:         "fleet_1",
+		TTL:            30 * time.Second,
+		DialTimeout:    2 * time.Second,
+		RequestTimeout: 2 * time.Second,
+		CACertFile:     "ca.pem",
+		CertFile:       "c.pem",
+		KeyFile:        "k.pem",
+		Username:       "svc",
+		Password:       " pass word ",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ConfigFromEnv =\n%+v\nwant\n%+v", got, want)
+	}
+	if got, err := nats.ConfigFromEnv(lookupIn(nil)); err != nil || !reflect.DeepEqual(got, nats.Config{}) {
+		t.Errorf("ConfigFromEnv of nothing = %+v, %v; want the zero Config", got, err)
+	}
+}
+
+func TestConfigFromEnvRejects(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		env  map[string]string
+		want string // the error must contain it
+	}{
+		{"etcd scheme", map[string]string{backends.EnvEndpoints: "http://a:2379"}, `ROSTER_ENDPOINTS endpoint "http://a:2379": scheme http://`},
+		{"empty endpoint", map[string]string{backends.EnvEndpoints: "nats://a:4222,,"}, `ROSTER_ENDPOINTS "nats://a:4222,," has an empty endpoint at position 2`},
+		{"no port", map[string]string{backends.EnvEndpoints: "nats"}, `ROSTER_ENDPOINTS endpoint "nats"`},
+		{"TTL below a second", map[string]string{backends.EnvTTL: "500ms"}, "ROSTER_TTL is 500ms; want at least 1s"},
+		{"TTL not whole seconds", map[string]string{backends.EnvTTL: "1500ms"}, "ROSTER_TTL is 1.5s; want a whole number of seconds"},
+		{"timeout", map[string]string{backends.EnvTimeout: "soon"}, `ROSTER_TIMEOUT is "soon"`},
+		{"bucket", map[string]string{backends.EnvBucket: "a.b"}, `ROSTER_BUCKET is "a.b"`},
+		{"cert without key", map[string]string{backends.EnvCert: "c.pem"}, "ROSTER_KEY is empty but ROSTER_CERT is set"},
+		{"password without user", map[string]string{backends.EnvPassword: "hunter2"}, "ROSTER_USERNAME is empty but ROSTER_PASSWORD is set"},
+		{"user and token", map[string]string{backends.EnvUsername: "u", backends.EnvPassword: "hunter2", backends.EnvToken: "hunter2"},
+			"ROSTER_USERNAME and ROSTER_TOKEN are all set"},
+		{"token and credentials", map[string]string{backends.EnvToken: "hunter2", backends.EnvCredentials: "u.creds"},
+			"ROSTER_TOKEN and ROSTER_CREDENTIALS are all set"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := nats.ConfigFromEnv(lookupIn(tc.env))
+			if !errors.Is(err, nats.ErrInvalidConfig) {
+				t.Fatalf("ConfigFromEnv = %+v, %v; want an error wrapping ErrInvalidConfig", got, err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q; want it to contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q holds a secret", err)
+			}
+		})
+	}
+}
+
+func TestNewRejectsBadTLSFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		cfg  nats.Config
+		want string
+	}{
+		{"missing CA", nats.Config{CACertFile: filepath.Join(dir, "none.pem")}, "CACertFile: open"},
+		{"CA not PEM", nats.Config{CACertFile: notPEM}, "CACertFile: " + notPEM + " holds no PEM certificate"},
+		{"cert without key", nats.Config{CertFile: notPEM}, "CertFile is set but KeyFile is empty"},
+		{"TLS and files", nats.Config{TLS: &tls.Config{}, CACertFile: notPEM}, "TLS and CACertFile, CertFile or KeyFile are both set"},
+		{"unknown scheme", nats.Config{Endpoints: []string{"http://127.0.0.1:4222"}}, `Endpoints[0] "http://127.0.0.1:4222": scheme http://`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b, err := nats.New(tc.cfg)
+			if err == nil {
+				b.Close()
+				t.Fatal("New succeeded")
+			}
+			if !errors.Is(err, nats.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New = %v; want ErrInvalidConfig containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// A CA bundle file is what an operator has: the Backend reads it and
+// trusts the server it names.
+func TestTLSFromCAFile(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t, natstest.WithTLS())
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	writeServerCertificate(t, srv, caFile)
+
+	cfg := testConfig(t, srv.URL(), "roster")
+	cfg.CACertFile = caFile
+	b := newBackend(t, cfg)
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Resolve(t.Context(), p1.Service)
+	if err != nil || len(got) != 1 || !got[0].Equal(p1) {
+		t.Fatalf("Resolve over TLS = %v, %v; want [p-1]", got, err)
+	}
+}
+
+// writeServerCertificate writes the self-signed certificate that srv
+// presents to file, as PEM.
+func writeServerCertificate(t *testing.T, srv *natstest.Server, file string) {
+	t.Helper()
+	// NATS speaks first in plain text (INFO), then upgrades: connect
+	// through the client, which does that dance, and keep what it saw.
+	cfg := srv.ClientTLSConfig()
+	var der []byte
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		der = cs.PeerCertificates[0].Raw
+		return nil
+	}
+	pcfg := testConfig(t, srv.URL(), "probe")
+	pcfg.TLS = cfg
+	newBackend(t, pcfg)
+	if der == nil {
+		t.Fatal("no certificate seen")
+	}
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
