@@ -1,6 +1,7 @@
 package fxmodule
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/etcd"
+	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -17,6 +19,9 @@ import (
 const (
 	// BackendEtcd selects the etcd backend (package backends/etcd).
 	BackendEtcd = backends.Etcd
+	// BackendNATS selects the NATS JetStream key-value backend (package
+	// backends/nats).
+	BackendNATS = backends.NATS
 	// BackendMemory selects an in-process memory backend (package
 	// backends/memory) with a Store of its own: instances are visible
 	// inside the process only. For tests and single-process applications.
@@ -24,18 +29,19 @@ const (
 )
 
 // EnvBackend is the environment variable ConfigFromEnv reads into
-// Config.Backend. The etcd backend's variables (etcd.EnvEndpoints and the
-// others) are read by etcd.ConfigFromEnv.
+// Config.Backend. The selected backend's variables (backends.EnvEndpoints
+// and the others) are read by its ConfigFromEnv.
 const EnvBackend = backends.EnvBackend
 
 // DefaultTimeout is the default of Config.Timeout: the bound of
 // registration with RequireRegistration and of deregistration at stop,
-// and the etcd dial and request timeout unless Config.Etcd sets them.
+// and the backend's dial and request timeout unless its Config sets them.
 const DefaultTimeout = 5 * time.Second
 
 // ErrInvalidConfig reports an invalid Config or ROSTER_BACKEND. The error
 // names the field or variable and the reason. A backend's own settings are
-// rejected with that backend's error (etcd.ErrInvalidConfig).
+// rejected with that backend's error (etcd.ErrInvalidConfig,
+// nats.ErrInvalidConfig).
 var ErrInvalidConfig = errors.New("fxmodule: invalid config")
 
 // Config configures the module. Every field has a default used when it is
@@ -48,7 +54,8 @@ var ErrInvalidConfig = errors.New("fxmodule: invalid config")
 // are that backend's Config, in a field named after it (Etcd), used when
 // Backend selects it.
 type Config struct {
-	// Backend is BackendEtcd or BackendMemory. Default: BackendEtcd.
+	// Backend is BackendEtcd, BackendNATS or BackendMemory. Default:
+	// BackendEtcd.
 	// Ignored when the application provides its own backend (UseBackend).
 	Backend string
 
@@ -59,14 +66,21 @@ type Config struct {
 	// with another Backend.
 	Etcd etcd.Config
 
+	// NATS configures the NATS backend (endpoints, bucket, TTL, TLS,
+	// credentials...; see nats.Config), with NATS's defaults. Its
+	// DialTimeout and RequestTimeout default to Timeout, its Retry to
+	// Retry, and its Logger to the application's hclog.Logger. Ignored
+	// with another Backend.
+	NATS nats.Config
+
 	// Timeout bounds the registration of the application's instances with
 	// RequireRegistration and their deregistration at stop. Default:
 	// DefaultTimeout.
 	Timeout time.Duration
 
 	// Retry is the retry policy of the module's own registration attempts
-	// and of the memory backend, and the etcd backend's unless Etcd.Retry
-	// is set. Default (zero value): retry.Default(), 1 s doubling to 30 s,
+	// and of the memory backend, and the etcd or NATS backend's unless its
+	// Config sets one. Default (zero value): retry.Default(), 1 s doubling to 30 s,
 	// jittered.
 	Retry retry.Policy
 
@@ -87,31 +101,39 @@ type Config struct {
 func (c Config) isZero() bool { return reflect.ValueOf(c).IsZero() }
 
 // ConfigFromEnv builds a Config from the ROSTER_* environment variables,
-// read through lookup (pass os.LookupEnv): EnvBackend here, and the etcd
-// backend's variables through etcd.ConfigFromEnv into Config.Etcd. The
-// etcd backend's ROSTER_TIMEOUT also sets Timeout. Unset and empty
+// read through lookup (pass os.LookupEnv): EnvBackend here, and the
+// selected backend's variables through its ConfigFromEnv
+// (etcd.ConfigFromEnv into Config.Etcd, nats.ConfigFromEnv into
+// Config.NATS). ROSTER_TIMEOUT also sets Timeout. Unset and empty
 // variables leave their field at its default. A malformed value gives an
-// error wrapping ErrInvalidConfig (and, for the etcd backend's variables,
-// etcd.ErrInvalidConfig too) that names the variable.
+// error wrapping ErrInvalidConfig (and, for a backend's variables, that
+// backend's ErrInvalidConfig too) that names the variable.
 //
 // It reads only the variables; certificate files are read when the
 // backend is built.
 func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	var c Config
 	b, _ := lookup(EnvBackend)
-	switch b = strings.TrimSpace(b); b {
-	case "", BackendEtcd, BackendMemory:
-		c.Backend = b
-	default:
-		return Config{}, configError("%s is %q; want %q or %q", EnvBackend, b, BackendEtcd, BackendMemory)
-	}
 	var err error
-	if c.Etcd, err = etcd.ConfigFromEnv(lookup); err != nil {
-		return Config{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	switch c.Backend = strings.TrimSpace(b); c.Backend {
+	case "", BackendEtcd, BackendMemory:
+		if c.Etcd, err = etcd.ConfigFromEnv(lookup); err != nil {
+			return Config{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		c.Timeout = c.Etcd.RequestTimeout
+	case BackendNATS:
+		if c.NATS, err = nats.ConfigFromEnv(lookup); err != nil {
+			return Config{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		c.Timeout = c.NATS.RequestTimeout
+	default:
+		return Config{}, configError("%s is %q; want %s", EnvBackend, c.Backend, backendNames)
 	}
-	c.Timeout = c.Etcd.RequestTimeout
 	return c, nil
 }
+
+// backendNames lists the accepted Backend values, for errors.
+const backendNames = `"` + BackendEtcd + `", "` + BackendNATS + `" or "` + BackendMemory + `"`
 
 func configError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
@@ -141,8 +163,8 @@ func (c Config) withDefaults() Config {
 // validate checks what the module itself uses; the backends check the rest.
 func (c Config) validate() error {
 	switch {
-	case c.Backend != BackendEtcd && c.Backend != BackendMemory:
-		return configError("Backend is %q; want %q or %q", c.Backend, BackendEtcd, BackendMemory)
+	case c.Backend != BackendEtcd && c.Backend != BackendNATS && c.Backend != BackendMemory:
+		return configError("Backend is %q; want %s", c.Backend, backendNames)
 	case c.Timeout < 0:
 		return configError("Timeout is %v; want a positive duration", c.Timeout)
 	case c.DrainDelay < 0:
@@ -168,4 +190,16 @@ func (c Config) etcdConfig() etcd.Config {
 		e.Retry = c.Retry
 	}
 	return e
+}
+
+// natsConfig returns the NATS backend's Config, with the module's Timeout
+// and Retry where it leaves them zero.
+func (c Config) natsConfig() nats.Config {
+	n := c.NATS
+	n.DialTimeout = cmp.Or(n.DialTimeout, c.Timeout)
+	n.RequestTimeout = cmp.Or(n.RequestTimeout, c.Timeout)
+	if n.Retry == (retry.Policy{}) {
+		n.Retry = c.Retry
+	}
+	return n
 }

@@ -69,14 +69,16 @@
 // Every field of [Config] has a default used when it is left zero. The
 // module's own settings are Config's fields; the etcd backend's are
 // [Config.Etcd], an etcd.Config with the etcd backend's own defaults and
-// checks (a second backend's settings would sit beside it, in a field of
-// their own). The environment variables are read only when the
-// application supplies no Config (or a zero one): [EnvBackend] by
-// [ConfigFromEnv], the others by etcd.ConfigFromEnv; unset or empty
-// variables keep the default.
+// checks, and the NATS backend's are [Config.NATS], a nats.Config. The
+// environment variables are read only when the application supplies no
+// Config (or a zero one): [EnvBackend] by [ConfigFromEnv], the others by
+// the selected backend's ConfigFromEnv (etcd.ConfigFromEnv or
+// nats.ConfigFromEnv); unset or empty variables keep the default. The
+// variables every networked backend shares (package backends names them)
+// mean the same for each.
 //
 //	Config field         environment variable  default
-//	Backend              ROSTER_BACKEND        "etcd" (or "memory")
+//	Backend              ROSTER_BACKEND        "etcd" (or "nats", "memory")
 //	Etcd.Endpoints       ROSTER_ENDPOINTS      127.0.0.1:2379 (comma-separated; host:port, http, https, unix, unixs)
 //	Etcd.Prefix          ROSTER_PREFIX         /roster/services
 //	Etcd.TTL             ROSTER_TTL            15s (whole seconds)
@@ -89,6 +91,20 @@
 //	Etcd.RequestTimeout  ROSTER_TIMEOUT        Timeout
 //	Etcd.TLS             -                     built from the PEM files (or system roots for https://, unixs://)
 //	Etcd.Retry           -                     Retry
+//	NATS.Endpoints       ROSTER_ENDPOINTS      nats://127.0.0.1:4222 (comma-separated; host:port, nats, tls, ws, wss)
+//	NATS.Bucket          ROSTER_BUCKET         roster (created if absent)
+//	NATS.TTL             ROSTER_TTL            15s (whole seconds)
+//	NATS.CACertFile      ROSTER_CACERT         system roots (PEM file)
+//	NATS.CertFile        ROSTER_CERT           no client certificate (PEM file, with KeyFile)
+//	NATS.KeyFile         ROSTER_KEY            none (PEM file, with CertFile)
+//	NATS.Username        ROSTER_USERNAME       no authentication
+//	NATS.Password        ROSTER_PASSWORD       none (with Username)
+//	NATS.Token           ROSTER_TOKEN          none (excludes the other ways to authenticate)
+//	NATS.CredentialsFile ROSTER_CREDENTIALS    none (a .creds file: user JWT and NKey seed)
+//	NATS.NKeySeedFile    ROSTER_NKEY_SEED      none (a file holding an NKey user seed)
+//	NATS.DialTimeout     ROSTER_TIMEOUT        Timeout
+//	NATS.RequestTimeout  ROSTER_TIMEOUT        Timeout
+//	NATS.Retry           -                     Retry
 //	Timeout              ROSTER_TIMEOUT        5s (registration with RequireRegistration, deregistration)
 //	Retry                -                     1s doubling to 30s, 20% jitter
 //	RequireRegistration  -                     false: start does not wait for the registry
@@ -96,7 +112,8 @@
 //
 // Durations are Go durations ("15s", "1m30s"). A malformed variable makes
 // fx.New fail with an error wrapping [ErrInvalidConfig] that names the
-// variable. The etcd backend rejects bad settings (an unknown endpoint
+// variable. Each backend rejects bad settings with its own
+// ErrInvalidConfig. The etcd backend rejects bad settings (an unknown endpoint
 // scheme, TLS files with an http:// endpoint, an unreadable PEM file) with
 // etcd.ErrInvalidConfig naming the field or the endpoint, and logs a
 // warning when a password would travel without TLS.

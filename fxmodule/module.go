@@ -10,6 +10,7 @@ import (
 
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/memory"
+	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/discovery"
 )
 
@@ -136,6 +137,16 @@ func newBackend(p Params) (discovery.Backend, bool, error) {
 		b, err := memory.New(nil, memory.WithRetry(cfg.Retry))
 		if err != nil {
 			return nil, false, fmt.Errorf("fxmodule: memory backend: %w", err)
+		}
+		return b, true, nil
+	case BackendNATS:
+		ncfg := cfg.natsConfig()
+		if ncfg.Logger == nil {
+			ncfg.Logger = p.Logger // nil: the backend's default
+		}
+		b, err := nats.New(ncfg)
+		if err != nil {
+			return nil, false, fmt.Errorf("fxmodule: nats backend: %w", err)
 		}
 		return b, true, nil
 	default:

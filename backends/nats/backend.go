@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -47,8 +49,6 @@ type Backend struct {
 	log    hclog.Logger
 	nc     *natsgo.Conn
 	js     jetstream.JetStream
-	kv     jetstream.KeyValue
-	stream jetstream.Stream
 	prefix string // "$KV.<bucket>."
 	owner  string // this Backend's random ID, in ownerHeader
 	conn   *connState
@@ -63,6 +63,10 @@ type Backend struct {
 	closeOnce sync.Once
 	closing   atomic.Bool // Close has started: a dropped connection is no news
 	pending   atomic.Bool // a registration wants another look soon
+
+	bucketMu sync.Mutex         // guards kv and stream, set once the bucket is open
+	kv       jetstream.KeyValue // nil until the bucket is open
+	stream   jetstream.Stream   // the bucket's stream, with kv
 
 	mu        sync.Mutex
 	regs      map[discovery.Key]*registration
@@ -96,8 +100,14 @@ type registration struct {
 // invalid Config gives an error wrapping ErrInvalidConfig that names the
 // field; an existing bucket without per-message TTLs or limit markers
 // gives an error wrapping ErrBucketSettings that names what is missing; a
-// server that cannot be reached within DialTimeout gives an error
-// wrapping discovery.ErrUnavailable.
+// server that refuses the connection (TLS, authentication) gives an error.
+//
+// A server that cannot be reached is not an error, as with the etcd
+// backend: New returns a Backend that connects as soon as NATS is up
+// (every ReconnectDelay), and opens the bucket then; meanwhile Register
+// keeps trying, registrations report discovery.StateRetrying, and reads
+// fail with discovery.ErrUnavailable. An application can thus start
+// while NATS is down and be registered the moment it is back.
 func New(cfg Config) (*Backend, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -123,15 +133,24 @@ func New(cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	nc, err := natsgo.Connect(strings.Join(cfg.Endpoints, ","), opts...)
+	urls := strings.Join(cfg.Endpoints, ",")
+	nc, err := natsgo.Connect(urls, opts...)
+	if unreachable(err) {
+		// Keep trying in the background; the handlers report the
+		// connection once it is made.
+		b.conn.set(false, err)
+		b.log.Warn("cannot reach NATS", "endpoints", urls, "error", err)
+		nc, err = natsgo.Connect(urls, append(opts, natsgo.RetryOnFailedConnect(true))...)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("nats: connect to %s: %w: %w", strings.Join(cfg.Endpoints, ","), discovery.ErrUnavailable, err)
+		return nil, fmt.Errorf("nats: connect to %s: %w", urls, err)
 	}
 	b.nc = nc
 	b.js, err = jetstream.New(nc)
-	if err == nil {
+	if err == nil && nc.IsConnected() {
+		// Report a bucket without the settings roster needs now.
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.RequestTimeout)
-		err = b.openBucket(ctx)
+		_, _, err = b.bucket(ctx)
 		cancel()
 	}
 	if err != nil {
@@ -173,6 +192,12 @@ func (b *Backend) connectOptions() ([]natsgo.Option, error) {
 				b.log.Info("connection to NATS is usable", "server", nc.ConnectedUrlRedacted())
 			}
 		}),
+		// The first connection, when New could not make it.
+		natsgo.ConnectHandler(func(nc *natsgo.Conn) {
+			if b.conn.set(true, nil) {
+				b.log.Info("connection to NATS is usable", "server", nc.ConnectedUrlRedacted())
+			}
+		}),
 		natsgo.ErrorHandler(func(_ *natsgo.Conn, _ *natsgo.Subscription, err error) {
 			b.log.Debug("asynchronous NATS error", "error", err)
 		}),
@@ -197,8 +222,31 @@ func (b *Backend) connectOptions() ([]natsgo.Option, error) {
 	return opts, nil
 }
 
+// unreachable reports whether err, from connecting, says that no server
+// could be reached or none answered (a refused or reset connection, a
+// timeout, a proxy that closes it at once), rather than that one refused
+// the client (TLS, authentication).
+func unreachable(err error) bool {
+	var netErr net.Error
+	return errors.Is(err, natsgo.ErrNoServers) || errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// bucket returns the key-value bucket and its stream, opening them on
+// first use (creating the bucket if absent and checking its settings).
+func (b *Backend) bucket(ctx context.Context) (jetstream.KeyValue, jetstream.Stream, error) {
+	b.bucketMu.Lock()
+	defer b.bucketMu.Unlock()
+	if b.kv == nil {
+		if err := b.openBucket(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
+	return b.kv, b.stream, nil
+}
+
 // openBucket opens the bucket, creating it if absent, and checks its
-// settings.
+// settings; bucketMu is held.
 func (b *Backend) openBucket(ctx context.Context) error {
 	name := "KV_" + b.cfg.Bucket
 	stream, err := b.js.Stream(ctx, name)
@@ -325,7 +373,7 @@ func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
 			stop()
 			cancel()
 		}
-		if err == nil || ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil || errors.Is(err, ErrBucketSettings) {
 			return err
 		}
 		if bo == nil {
@@ -557,7 +605,11 @@ type lastMsg struct {
 
 // last reads the last message on subject.
 func (b *Backend) last(ctx context.Context, subject string) (lastMsg, error) {
-	m, err := b.stream.GetLastMsgForSubject(ctx, subject)
+	_, stream, err := b.bucket(ctx)
+	if err != nil {
+		return lastMsg{}, err
+	}
+	m, err := stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return lastMsg{}, nil
 	}

@@ -43,8 +43,12 @@
 //
 // # Keeping instances published
 //
-// New connects and opens (or creates) the bucket, so unlike etcd's New it
-// needs the server reachable. Register writes the key (taking it over
+// New connects and opens (or creates) the bucket, and reports a server
+// that refuses the client (TLS, authentication) or a bucket without the
+// settings roster needs. A server that cannot be reached is not an error,
+// as with etcd: the Backend connects, and opens the bucket, as soon as
+// NATS is up, so an application may start during an outage. Register
+// writes the key (taking it over
 // from another process if one holds it: the later writer owns the key)
 // and returns once JetStream has stored it; during an outage it keeps
 // trying until its context ends, and a new registration whose context

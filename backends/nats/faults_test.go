@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -640,4 +641,87 @@ func TestBlackholeLongerThanTTL(t *testing.T) {
 	})
 	t.Logf("key back %v after the partition healed", time.Since(healed))
 	waitState(t, a, p1.Key(), discovery.StateRegistered, 3*time.Second)
+}
+
+// An application may start while NATS is down, as with etcd: New returns
+// at once, Register waits through the outage, and the bucket (absent on
+// this fresh server) is created and the instance written as soon as NATS
+// can be reached; a watch started meanwhile reports the outage, then the
+// exact set.
+func TestNewWhileNATSIsDown(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	proxy.Reject()
+
+	start := time.Now()
+	b := newBackend(t, testConfig(t, "nats://"+proxy.Endpoint(), "roster"))
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("New took %v with NATS refusing connections; want it to return at once", took)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	_, err := b.Resolve(ctx, "payments")
+	cancel()
+	if !errors.Is(err, discovery.ErrUnavailable) {
+		t.Fatalf("Resolve while NATS is down = %v; want ErrUnavailable", err)
+	}
+	w, err := b.Watch(t.Context(), "payments")
+	if err != nil {
+		t.Fatalf("Watch while NATS is down: %v", err)
+	}
+	defer w.Stop()
+	wctx, wcancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer wcancel()
+	if set, err := w.Next(wctx); !errors.Is(err, discovery.ErrUnavailable) {
+		t.Fatalf("first watch update while NATS is down = %v, %v; want ErrUnavailable", set, err)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- b.Register(t.Context(), p1) }()
+	waitState(t, b, p1.Key(), discovery.StateRegistering, 5*time.Second)
+	proxy.Accept()
+	back := time.Now()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Register through the outage: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Register did not return within 5s of NATS becoming reachable")
+	}
+	t.Logf("Register returned %v after NATS became reachable", time.Since(back))
+
+	kv := rawKV(t, srv.URL(), "roster")
+	if ok, err := present(t.Context(), kv, p1Key, p1); !ok || err != nil {
+		t.Fatalf("key %s after NATS became reachable: present %v, %v", p1Key, ok, err)
+	}
+	for {
+		set, err := w.Next(wctx)
+		if errors.Is(err, discovery.ErrUnavailable) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("watch after NATS became reachable: %v", err)
+		}
+		if len(set) == 1 && set[0].Equal(p1) {
+			break
+		}
+	}
+}
+
+// Refusals that waiting would not cure fail New at once: here, a server
+// that requires credentials the client does not have.
+func TestNewFailsOnAuthentication(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t, natstest.WithToken("s3cret-token"))
+	cfg := testConfig(t, srv.URL(), "roster")
+	cfg.Token = "wrong-token"
+	b, err := nats.New(cfg)
+	if err == nil {
+		b.Close()
+		t.Fatal("New with a wrong token succeeded; want an authorization error")
+	}
+	if !errors.Is(err, natsgo.ErrAuthorization) || strings.Contains(err.Error(), "token") && strings.Contains(err.Error(), "wrong-token") {
+		t.Errorf("New = %v; want an authorization error that does not show the token", err)
+	}
 }

@@ -33,7 +33,11 @@ func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Inst
 		return nil, fmt.Errorf("nats: resolve %q: %w", service, err)
 	}
 	_, _, changed := b.conn.get()
-	w, err := b.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	kv, _, err := b.bucket(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("nats: resolve %q: %w", service, err)
+	}
+	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, err))
 	}
@@ -164,7 +168,11 @@ func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed
 				return
 			}
 		}
-		w, err := b.kv.Watch(ctx, filter)
+		kv, _, err := b.bucket(ctx)
+		var w jetstream.KeyWatcher
+		if err == nil {
+			w, err = kv.Watch(ctx, filter)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return

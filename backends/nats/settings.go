@@ -123,3 +123,12 @@ func (c Config) loadTLS() (Config, error) {
 	c.TLS = cfg
 	return c, nil
 }
+
+// CheckBucket reports whether name is a Bucket New accepts: letters,
+// digits, '-' and '_'. The error says why not.
+func CheckBucket(name string) error {
+	if !validBucket(name) {
+		return errors.New("want letters, digits, '-' and '_' only")
+	}
+	return nil
+}
