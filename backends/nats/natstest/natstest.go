@@ -1,18 +1,79 @@
 package natstest
 
-import "testing"
+import (
+	"io"
+	"testing"
 
-// Start is New for tests: it fails t if the server cannot start, and
-// closes it when t ends.
+	"github.com/roster-sd/roster/backends/nats/embedded"
+)
+
+// The server, cluster and proxy are package embedded's; natstest names
+// them so that tests keep writing natstest.Server, and adds the test
+// shorthands.
+type (
+	// Server is one nats-server with JetStream, or one node of a Cluster:
+	// see embedded.Server.
+	Server = embedded.Server
+	// Cluster is an n-node nats-server cluster with JetStream: see
+	// embedded.Cluster.
+	Cluster = embedded.Cluster
+	// Proxy is a TCP proxy that can cut, hold and slow down traffic: see
+	// embedded.Proxy.
+	Proxy = embedded.Proxy
+	// Option configures a Server or a Cluster: see embedded.Option.
+	Option = embedded.Option
+)
+
+// ReadyTimeout bounds how long New, NewCluster and Restart wait for a
+// server: see embedded.ReadyTimeout.
+const ReadyTimeout = embedded.ReadyTimeout
+
+// ErrNotRunning is wrapped by the error of Server.Restart after Close.
+var ErrNotRunning = embedded.ErrNotRunning
+
+// New starts a nats-server with JetStream: see embedded.New. The caller
+// must Close it.
+func New(opts ...Option) (*Server, error) { return embedded.New(opts...) }
+
+// NewCluster starts an n-node cluster: see embedded.NewCluster. The
+// caller must Close it.
+func NewCluster(n int, opts ...Option) (*Cluster, error) { return embedded.NewCluster(n, opts...) }
+
+// NewProxy starts a proxy to target: see embedded.NewProxy. The caller
+// must Close it.
+func NewProxy(target string) (*Proxy, error) { return embedded.NewProxy(target) }
+
+// WithUser makes the server require a user name and password: see
+// embedded.WithUser.
+func WithUser(user, password string) Option { return embedded.WithUser(user, password) }
+
+// WithToken makes the server require a token: see embedded.WithToken.
+func WithToken(token string) Option { return embedded.WithToken(token) }
+
+// WithStoreDir makes JetStream store into dir: see embedded.WithStoreDir.
+func WithStoreDir(dir string) Option { return embedded.WithStoreDir(dir) }
+
+// WithTLS makes the server require TLS: see embedded.WithTLS.
+func WithTLS() Option { return embedded.WithTLS() }
+
+// WithPort makes the server serve clients on 127.0.0.1:port: see
+// embedded.WithPort.
+func WithPort(port int) Option { return embedded.WithPort(port) }
+
+// WithLogOutput writes the server's logs to w: see embedded.WithLogOutput.
+func WithLogOutput(w io.Writer) Option { return embedded.WithLogOutput(w) }
+
+// Start is New for tests: it fails t if the server cannot start and closes
+// the server when t and its subtests have finished.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	s, err := New(opts...)
 	if err != nil {
-		t.Fatalf("starting nats-server: %v", err)
+		t.Fatalf("natstest: start nats-server: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
-			t.Errorf("closing nats-server: %v", err)
+			t.Errorf("natstest: close nats-server: %v", err)
 		}
 	})
 	return s
@@ -23,38 +84,38 @@ func Start(t testing.TB, opts ...Option) *Server {
 func Restart(t testing.TB, s *Server) {
 	t.Helper()
 	if err := s.Restart(); err != nil {
-		t.Fatalf("restarting nats-server: %v", err)
+		t.Fatalf("natstest: restart nats-server: %v", err)
 	}
-}
-
-// StartProxy is NewProxy for tests: it fails t if the proxy cannot start,
-// and closes it when t ends.
-func StartProxy(t testing.TB, target string) *Proxy {
-	t.Helper()
-	p, err := NewProxy(target)
-	if err != nil {
-		t.Fatalf("starting proxy: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("closing proxy: %v", err)
-		}
-	})
-	return p
 }
 
 // StartCluster is NewCluster for tests: it fails t if the cluster cannot
-// start, and closes it when t ends.
+// start and closes the cluster when t and its subtests have finished.
 func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
 	c, err := NewCluster(n, opts...)
 	if err != nil {
-		t.Fatalf("starting a %d-node nats-server cluster: %v", n, err)
+		t.Fatalf("natstest: start a %d-node nats-server cluster: %v", n, err)
 	}
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
-			t.Errorf("closing nats-server cluster: %v", err)
+			t.Errorf("natstest: close nats-server cluster: %v", err)
 		}
 	})
 	return c
+}
+
+// StartProxy is NewProxy for tests: it fails t if the proxy cannot start
+// and closes the proxy when t and its subtests have finished.
+func StartProxy(t testing.TB, target string) *Proxy {
+	t.Helper()
+	p, err := NewProxy(target)
+	if err != nil {
+		t.Fatalf("natstest: start proxy: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("natstest: close proxy: %v", err)
+		}
+	})
+	return p
 }

@@ -1,4 +1,4 @@
-package natstest
+package embedded
 
 import (
 	"crypto/ecdsa"
@@ -13,26 +13,19 @@ import (
 	"time"
 )
 
-// WithTLS makes the server require TLS with a fresh self-signed
-// certificate for 127.0.0.1 and localhost; clients trust it through
-// Server.ClientTLSConfig.
-func WithTLS() Option {
-	return func(o *options) { o.tls = true }
-}
-
 // selfSigned makes a certificate for loopback that is its own authority.
 func selfSigned() (tls.Certificate, *x509.CertPool, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("natstest: TLS key: %w", err)
+		return tls.Certificate{}, nil, fmt.Errorf("embedded: TLS key: %w", err)
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("natstest: TLS serial: %w", err)
+		return tls.Certificate{}, nil, fmt.Errorf("embedded: TLS serial: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "natstest"},
+		Subject:               pkix.Name{CommonName: "roster-nats"},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
@@ -44,11 +37,11 @@ func selfSigned() (tls.Certificate, *x509.CertPool, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("natstest: TLS certificate: %w", err)
+		return tls.Certificate{}, nil, fmt.Errorf("embedded: TLS certificate: %w", err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("natstest: TLS certificate: %w", err)
+		return tls.Certificate{}, nil, fmt.Errorf("embedded: TLS certificate: %w", err)
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)

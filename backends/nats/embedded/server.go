@@ -1,4 +1,4 @@
-package natstest
+package embedded
 
 import (
 	"crypto/tls"
@@ -10,55 +10,12 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-
-	"github.com/roster-sd/roster/internal/faultproxy"
 )
 
-// ReadyTimeout bounds how long New and Restart wait for the server to
-// accept connections.
-const ReadyTimeout = 10 * time.Second
-
-// ErrNotRunning reports a call that needs a running server on a stopped one.
-var ErrNotRunning = errors.New("natstest: server not running")
-
-// Proxy is a loopback TCP proxy between clients and one server, which can
-// cut, silence and slow down the traffic between them: see
-// faultproxy.Proxy.
-type Proxy = faultproxy.Proxy
-
-// NewProxy starts a proxy to target (host:port, such as Server.Addr) on a
-// free port of 127.0.0.1. The caller must Close it.
-func NewProxy(target string) (*Proxy, error) { return faultproxy.New(target) }
-
-// Option configures a Server.
-type Option func(*options)
-
-type options struct {
-	user, password string
-	token          string
-	storeDir       string
-	tls            bool
-}
-
-// WithUser makes the server require a user name and password.
-func WithUser(user, password string) Option {
-	return func(o *options) { o.user, o.password = user, password }
-}
-
-// WithToken makes the server require an authentication token.
-func WithToken(token string) Option {
-	return func(o *options) { o.token = token }
-}
-
-// WithStoreDir makes JetStream store into dir, which the Server then
-// neither creates nor removes. Default: a fresh temporary directory that
-// Close removes.
-func WithStoreDir(dir string) Option {
-	return func(o *options) { o.storeDir = dir }
-}
+// ErrNotRunning is wrapped by the error of Restart after Close.
+var ErrNotRunning = errors.New("embedded: server not running")
 
 // Server is one embedded nats-server with JetStream. Its methods are safe
 // for concurrent use.
@@ -79,16 +36,15 @@ type Server struct {
 // New starts a server with JetStream on a free port of 127.0.0.1 and
 // returns once it accepts connections. The caller must Close it.
 func New(opts ...Option) (*Server, error) {
-	var o options
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&o)
-		}
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
 	}
-	if o.user != "" && o.token != "" {
-		return nil, errors.New("natstest: WithUser and WithToken exclude each other")
+	port := server.RANDOM_PORT
+	if o.port != 0 {
+		port = o.port
 	}
-	s := &Server{o: o, storeDir: o.storeDir, port: server.RANDOM_PORT}
+	s := &Server{o: o, storeDir: o.storeDir, port: port}
 	if o.tls {
 		cert, roots, err := selfSigned()
 		if err != nil {
@@ -97,9 +53,9 @@ func New(opts ...Option) (*Server, error) {
 		s.cert, s.roots = &cert, roots
 	}
 	if s.storeDir == "" {
-		dir, err := os.MkdirTemp("", "natstest-")
+		dir, err := os.MkdirTemp("", "roster-nats-")
 		if err != nil {
-			return nil, fmt.Errorf("natstest: store directory: %w", err)
+			return nil, fmt.Errorf("embedded: store directory: %w", err)
 		}
 		s.storeDir, s.ownsDir = dir, true
 	}
@@ -148,21 +104,37 @@ func (s *Server) serverOptions() *server.Options {
 
 // start runs the server; s.mu is held or s is not shared yet.
 func (s *Server) start() error {
+	if s.port > 0 {
+		// nats-server only logs a port it cannot bind, and would then
+		// leave start waiting out ReadyTimeout: say it at once.
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)))
+		if err != nil {
+			return fmt.Errorf("embedded: serve on port %d: %w", s.port, err)
+		}
+		_ = ln.Close()
+	}
 	srv, err := server.NewServer(s.serverOptions())
 	if err != nil {
-		return fmt.Errorf("natstest: new server: %w", err)
+		return fmt.Errorf("embedded: new server: %w", err)
+	}
+	if s.o.logOutput != nil {
+		l := &lineLogger{mu: s.o.logMu, w: s.o.logOutput}
+		if s.member != nil {
+			l.prefix = s.member.name + " "
+		}
+		srv.SetLogger(l, false, false)
 	}
 	srv.Start()
 	if !srv.ReadyForConnections(ReadyTimeout) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		return fmt.Errorf("natstest: server not ready for connections within %v", ReadyTimeout)
+		return fmt.Errorf("embedded: server not ready for connections within %v", ReadyTimeout)
 	}
 	addr, ok := srv.Addr().(*net.TCPAddr)
 	if !ok {
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		return fmt.Errorf("natstest: server listens on %v, not TCP", srv.Addr())
+		return fmt.Errorf("embedded: server listens on %v, not TCP", srv.Addr())
 	}
 	s.srv, s.port = srv, addr.Port
 	return nil
@@ -228,7 +200,7 @@ func (s *Server) Restart() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return fmt.Errorf("natstest: restart: %w", ErrNotRunning)
+		return fmt.Errorf("embedded: restart: %w", ErrNotRunning)
 	}
 	s.stopLocked()
 	return s.start()
@@ -246,7 +218,7 @@ func (s *Server) Close() error {
 	s.stopLocked()
 	if s.ownsDir {
 		if err := os.RemoveAll(s.storeDir); err != nil {
-			return fmt.Errorf("natstest: remove store directory: %w", err)
+			return fmt.Errorf("embedded: remove store directory: %w", err)
 		}
 	}
 	return nil

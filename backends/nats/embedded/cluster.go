@@ -1,4 +1,4 @@
-package natstest
+package embedded
 
 import (
 	"context"
@@ -37,20 +37,18 @@ type Cluster struct {
 // to every node (WithStoreDir is not allowed). The caller must Close it.
 func NewCluster(n int, opts ...Option) (_ *Cluster, err error) {
 	if n < 1 {
-		return nil, fmt.Errorf("natstest: cluster of %d nodes; want at least 1", n)
+		return nil, fmt.Errorf("embedded: cluster of %d nodes; want at least 1", n)
 	}
-	var o options
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&o)
-		}
-	}
-	if o.storeDir != "" || o.tls {
-		return nil, errors.New("natstest: WithStoreDir and WithTLS do not apply to a cluster")
-	}
-	dir, err := os.MkdirTemp("", "natstest-cluster-")
+	o, err := buildOptions(opts)
 	if err != nil {
-		return nil, fmt.Errorf("natstest: store directory: %w", err)
+		return nil, err
+	}
+	if o.storeDir != "" || o.tls || o.port != 0 {
+		return nil, errors.New("embedded: WithStoreDir, WithTLS and WithPort do not apply to a cluster")
+	}
+	dir, err := os.MkdirTemp("", "roster-nats-cluster-")
+	if err != nil {
+		return nil, fmt.Errorf("embedded: store directory: %w", err)
 	}
 	c := &Cluster{dir: dir}
 	defer func() {
@@ -62,7 +60,7 @@ func NewCluster(n int, opts ...Option) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	name := "natstest-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	name := "roster-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	for i := range n {
 		m := &member{name: fmt.Sprintf("n%d", i+1), cluster: name, clusterPort: ports[i]}
 		for j, p := range ports {
@@ -109,7 +107,7 @@ func (c *Cluster) WaitPeers(ctx context.Context, n int) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("natstest: JetStream does not count %d current peers: %w", n, ctx.Err())
+			return fmt.Errorf("embedded: JetStream does not count %d current peers: %w", n, ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -162,7 +160,7 @@ func (c *Cluster) WaitLeader(ctx context.Context) (int, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return -1, fmt.Errorf("natstest: no JetStream meta leader: %w", ctx.Err())
+			return -1, fmt.Errorf("embedded: no JetStream meta leader: %w", ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -179,7 +177,7 @@ func (c *Cluster) Close() error {
 		}
 		wg.Wait()
 		if err := os.RemoveAll(c.dir); err != nil {
-			errs[len(c.nodes)] = fmt.Errorf("natstest: remove store directory: %w", err)
+			errs[len(c.nodes)] = fmt.Errorf("embedded: remove store directory: %w", err)
 		}
 		c.closeErr = errors.Join(errs...)
 	})
