@@ -230,6 +230,34 @@ func TestExternalDeleteAndPurgeRestoredWithinHalfASecond(t *testing.T) {
 	}
 }
 
+// A key purged while its process is cut off is restored as soon as the
+// link is back: the process missed the purge's event, so it renews every
+// key on reconnecting rather than at its next renewal (TTL/3 away).
+func TestPurgedWhileCutOffRestoredOnReconnect(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	cfg := testConfig(t, "nats://"+proxy.Endpoint(), "roster")
+	cfg.TTL = time.Minute // renewals 20 s apart
+	b := newBackend(t, cfg)
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	kv := rawKV(t, srv.URL(), "roster")
+	proxy.Reject()
+	if err := kv.Purge(t.Context(), p1Key); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Accept()
+	back := time.Now()
+	testwait.Until(t, 5*time.Second, "the key is back after the reconnection", func() bool {
+		ok, _ := present(t.Context(), kv, p1Key, p1)
+		return ok
+	})
+	t.Logf("restored %v after the link came back", time.Since(back))
+	waitState(t, b, p1.Key(), discovery.StateRegistered, time.Second)
+}
+
 func TestSameInstanceFromTwoBackendsDoesNotFlap(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Start(t)

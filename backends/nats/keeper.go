@@ -27,10 +27,11 @@ const (
 	maxRechecks  = 40
 )
 
-// keep is the keeper goroutine: it renews every key each renewEvery, looks
-// at a key as soon as another process writes, deletes or purges it, and
-// after a failure retries with the retry policy, at once when the
-// connection comes back. It ends only when Close starts.
+// keep is the keeper goroutine: it renews every key each renewEvery and
+// as soon as the connection comes back after a drop, looks at a key as
+// soon as another process writes, deletes or purges it, and after a
+// failure retries with the retry policy, at once when the connection
+// comes back. It ends only when Close starts.
 func (b *Backend) keep() {
 	t := time.NewTicker(b.renewEvery())
 	defer t.Stop()
@@ -41,9 +42,17 @@ func (b *Backend) keep() {
 		if b.pending.Swap(false) {
 			recheck.Reset(recheckDelay)
 		}
+		_, _, changed := b.conn.get()
 		select {
 		case <-b.ctx.Done():
 			return
+		case <-changed:
+			// Back from an outage, during which the own-key subscriptions
+			// missed whatever others did to the keys (a purge, say):
+			// renew them all now rather than at the next tick.
+			if b.connected() == nil {
+				b.run(true)
+			}
 		case <-recheck.C:
 			b.run(false)
 		case m := <-b.events:
