@@ -82,4 +82,14 @@
 // from a sequence would miss the removals whose markers have expired
 // (after DefaultMarkerTTL), and the watch's consumer does not outlive a
 // server restart anyway.
+//
+// # Operators' tools
+//
+// Services, Instances and Delete serve tools that show and fix the bucket
+// whoever registered the instances, such as the roster command line: the
+// services with their instance counts, the instances of one service with
+// when each key was last written and the time left before it expires,
+// and the removal (a purge, which watchers see at once) of a stale entry
+// by service and ID. Keys that roster did not write are reported as
+// SkippedKey rather than failing the listing.
 package nats

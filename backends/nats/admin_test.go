@@ -1,0 +1,428 @@
+package nats_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/roster-sd/roster/backends/nats"
+	"github.com/roster-sd/roster/backends/nats/natstest"
+	"github.com/roster-sd/roster/discovery"
+)
+
+// rawJS connects to url as another process would.
+func rawJS(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := natsgo.Connect(url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// putKeys writes each key=value into kv with a plain Put (no TTL), as
+// someone other than roster might.
+func putKeys(t *testing.T, kv jetstream.KeyValue, kvs map[string]string) {
+	t.Helper()
+	for k, v := range kvs {
+		if _, err := kv.Put(t.Context(), k, []byte(v)); err != nil {
+			t.Fatalf("Put(%s): %v", k, err)
+		}
+	}
+}
+
+func skippedKeys(skipped []nats.SkippedKey) map[string]string {
+	out := make(map[string]string)
+	for _, s := range skipped {
+		out[s.Key] = s.Err.Error()
+	}
+	return out
+}
+
+func register(t *testing.T, b *nats.Backend, ins ...discovery.Instance) {
+	t.Helper()
+	for _, in := range ins {
+		if err := b.Register(t.Context(), in); err != nil {
+			t.Fatalf("Register(%s): %v", in.Key(), err)
+		}
+	}
+}
+
+func inst(service, id string) discovery.Instance {
+	return discovery.Instance{Service: service, ID: id, Address: "127.0.0.1:8080"}
+}
+
+func TestServices(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	b := newBackend(t, testConfig(t, srv.URL(), "roster"))
+
+	got, skipped, err := b.Services(t.Context())
+	if err != nil || len(got) != 0 || len(skipped) != 0 {
+		t.Fatalf("Services of an empty bucket = %v, %v, %v; want none", got, skipped, err)
+	}
+
+	register(t, b, inst("payments", "p-1"), inst("payments", "p-2"), inst("orders", "o-1"), inst("pay.ments", "x.1"))
+	kv := rawKV(t, srv.URL(), "roster")
+	putKeys(t, kv, map[string]string{
+		"payments.raw": `not json: counted, values are not read`,
+		"odd":          `{}`,
+		"a.b.c":        `{}`,
+		"a/b.c":        `{}`,
+		"==.x":         `{}`,
+		"svc.=":        `{}`,
+		"gone.g-1":     `{}`,
+	})
+	if err := kv.Delete(t.Context(), "gone.g-1"); err != nil {
+		t.Fatal(err)
+	}
+
+	got, skipped, err = b.Services(t.Context())
+	if err != nil {
+		t.Fatalf("Services: %v", err)
+	}
+	want := []nats.ServiceSummary{{Service: "orders", Instances: 1}, {Service: "pay.ments", Instances: 1}, {Service: "payments", Instances: 3}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Services = %v; want %v", got, want)
+	}
+	wantSkipped := map[string]string{
+		"odd":   "not <service>.<id>",
+		"a.b.c": "not <service>.<id>",
+		"a/b.c": "not <service>.<id>: discovery: invalid instance: Service has '/' at byte 1; only letters, digits, '.', '_' and '-' are allowed",
+		"==.x":  `not <service>.<id>: discovery: invalid instance: Service must not be ".."`,
+		"svc.=": `not <service>.<id>: discovery: invalid instance: ID must not be "."`,
+	}
+	if fmt.Sprint(skippedKeys(skipped)) != fmt.Sprint(wantSkipped) {
+		t.Errorf("Services skipped %v; want %v", skippedKeys(skipped), wantSkipped)
+	}
+}
+
+func TestInstances(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	b := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	cfg := testConfig(t, srv.URL(), "roster")
+	cfg.TTL = 5 * time.Second
+	b5 := newBackend(t, cfg) // another process, with another TTL
+
+	start := time.Now()
+	p1, p2, p4 := inst("payments", "p-1"), inst("payments", "p-2"), inst("payments", "p-4")
+	register(t, b, p2, p1, inst("pay.ments", "p-1"))
+	register(t, b5, p4)
+	kv := rawKV(t, srv.URL(), "roster")
+	p3 := inst("payments", "p-3")
+	putKeys(t, kv, map[string]string{
+		"payments.p-3":  mustJSON(p3),
+		"payments.bad":  `not json`,
+		"payments.x":    mustJSON(inst("payments", "y")),
+		"payments.addr": `{"service":"payments","id":"addr","address":"nowhere"}`,
+		"payments.gone": mustJSON(inst("payments", "gone")),
+	})
+	if err := kv.Purge(t.Context(), "payments.gone"); err != nil {
+		t.Fatal(err)
+	}
+	// Another writer's TTL, in the Nats-TTL header.
+	p5 := inst("payments", "p-5")
+	m := &natsgo.Msg{Subject: "$KV.roster.payments.p-5", Data: []byte(mustJSON(p5))}
+	if _, err := rawJS(t, srv.URL()).PublishMsg(t.Context(), m, jetstream.WithMsgTTL(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+
+	got, skipped, err := b.Instances(t.Context(), "payments")
+	if err != nil {
+		t.Fatalf("Instances: %v", err)
+	}
+	end := time.Now()
+	wantIns := []discovery.Instance{p1, p2, p3, p4, p5}
+	if len(got) != len(wantIns) {
+		t.Fatalf("Instances = %+v; want %v", got, wantIns)
+	}
+	for i, want := range wantIns {
+		if !got[i].Equal(want) {
+			t.Errorf("Instances[%d] = %v; want %v", i, got[i].Instance, want)
+		}
+		// Every key was written after start; renewals keep it recent.
+		if w := got[i].Written; w.Before(start.Add(-time.Second)) || w.After(end.Add(time.Second)) {
+			t.Errorf("%s: Written %v; want between %v and %v", want.ID, w, start, end)
+		}
+	}
+	wantTTL := map[string]time.Duration{"p-1": testTTL, "p-2": testTTL, "p-3": 0, "p-4": 5 * time.Second, "p-5": time.Minute}
+	for _, in := range got {
+		ttl := wantTTL[in.ID]
+		if ttl == 0 {
+			if !in.Expires.IsZero() || in.TTL != 0 {
+				t.Errorf("%s without a TTL: Expires %v, TTL %v; want zero", in.ID, in.Expires, in.TTL)
+			}
+			continue
+		}
+		if d := in.Expires.Sub(in.Written); d != ttl {
+			t.Errorf("%s: Expires - Written = %v; want its writer's TTL %v", in.ID, d, ttl)
+		}
+		if in.TTL <= 0 || in.TTL > ttl {
+			t.Errorf("%s: %v left; want in (0, %v]", in.ID, in.TTL, ttl)
+		}
+	}
+	if got[4].TTL < time.Minute-10*time.Second {
+		t.Errorf("p-5: %v left; want about a minute", got[4].TTL)
+	}
+
+	reasons := skippedKeys(skipped)
+	wantSkipped := map[string]string{
+		"payments.bad":  "not a valid instance: invalid character",
+		"payments.x":    "not a valid instance: it holds instance payments/y",
+		"payments.addr": "not a valid instance: discovery: invalid instance: Address is not host:port",
+	}
+	if len(reasons) != len(wantSkipped) {
+		t.Errorf("Instances skipped %v; want %v", reasons, wantSkipped)
+	}
+	for k, want := range wantSkipped {
+		if !strings.HasPrefix(reasons[k], want) {
+			t.Errorf("skipped %s: %q; want it to start %q", k, reasons[k], want)
+		}
+	}
+
+	got, _, err = b.Instances(t.Context(), "pay.ments")
+	if err != nil || len(got) != 1 || !got[0].Equal(inst("pay.ments", "p-1")) {
+		t.Errorf("Instances(pay.ments) = %+v, %v; want its p-1 only", got, err)
+	}
+	got, skipped, err = b.Instances(t.Context(), "nobody")
+	if err != nil || len(got) != 0 || len(skipped) != 0 {
+		t.Errorf("Instances(nobody) = %v, %v, %v; want none", got, skipped, err)
+	}
+}
+
+// A value without the Nats-TTL header lives as long as the bucket's own
+// TTL (its stream's MaxAge) lets it.
+func TestInstancesInABucketWithATTL(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	js := rawJS(t, srv.URL())
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "aged", TTL: time.Hour, LimitMarkerTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBackend(t, testConfig(t, srv.URL(), "aged"))
+	register(t, b, inst("svc", "s-1"))
+	putKeys(t, kv, map[string]string{"svc.s-2": mustJSON(inst("svc", "s-2"))})
+
+	got, _, err := b.Instances(t.Context(), "svc")
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Instances = %+v, %v; want s-1 and s-2", got, err)
+	}
+	if d := got[0].Expires.Sub(got[0].Written); d != testTTL {
+		t.Errorf("s-1: Expires - Written = %v; want its Nats-TTL %v, which overrides the bucket's", d, testTTL)
+	}
+	if d := got[1].Expires.Sub(got[1].Written); d != time.Hour {
+		t.Errorf("s-2: Expires - Written = %v; want the bucket's TTL 1h", d)
+	}
+}
+
+// Bad input is an error wrapping discovery.ErrInvalidInstance, and
+// nothing is written.
+func TestAdminBadInput(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	b := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	kv := rawKV(t, srv.URL(), "roster")
+	putKeys(t, kv, map[string]string{"payments.p-1": mustJSON(inst("payments", "p-1"))})
+	stream, err := rawJS(t, srv.URL()).Stream(t.Context(), "KV_roster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastSeq := func() uint64 {
+		info, err := stream.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.LastSeq
+	}
+	before := lastSeq()
+
+	cases := []struct{ service, id string }{
+		{"", "p-1"},
+		{"payments", ""},
+		{"payments.p-1", ""},
+		{"payments", "p-1.*"},
+		{"*", "p-1"},
+		{">", "p-1"},
+		{"payments", ">"},
+		{"..", "p-1"},
+		{"payments", ".."},
+		{"pay ments", "p-1"},
+		{"pay=ments", "p-1"},
+		{strings.Repeat("s", discovery.MaxNameLen+1), "p-1"},
+	}
+	for _, c := range cases {
+		if err := b.Delete(t.Context(), c.service, c.id); !errors.Is(err, discovery.ErrInvalidInstance) {
+			t.Errorf("Delete(%q, %q) = %v; want an error wrapping ErrInvalidInstance", c.service, c.id, err)
+		}
+	}
+	for _, service := range []string{"", "*", ">", "pay.*", "pay ments", "..", "pay=ments"} {
+		if _, _, err := b.Instances(t.Context(), service); !errors.Is(err, discovery.ErrInvalidInstance) {
+			t.Errorf("Instances(%q) = %v; want an error wrapping ErrInvalidInstance", service, err)
+		}
+	}
+	if after := lastSeq(); after != before {
+		t.Errorf("last sequence %d after the bad calls; want %d: nothing written", after, before)
+	}
+	if ok, err := present(t.Context(), kv, "payments.p-1", inst("payments", "p-1")); err != nil || !ok {
+		t.Errorf("payments.p-1 after the bad calls: %v, %v; want it still there", ok, err)
+	}
+}
+
+// An operator deletes the instance of a process that is cut off from
+// NATS: every watcher sees it go at once, long before its TTL would, and
+// the process writes it back once it is reconnected.
+func TestDeleteTheInstanceOfACutOffProcess(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	cfg := testConfig(t, "nats://"+proxy.Endpoint(), "roster")
+	cfg.TTL = time.Minute // its key cannot expire during the test
+	a := newBackend(t, cfg)
+	admin := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	watcher := newBackend(t, testConfig(t, srv.URL(), "roster"))
+
+	p1, p2 := inst("payments", "p-1"), inst("payments", "p-2")
+	register(t, a, p1, p2)
+	w, err := watcher.Watch(t.Context(), "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if got, err := w.Next(ctx); err != nil || len(got) != 2 {
+		t.Fatalf("first Next = %v, %v; want [p-1 p-2]", got, err)
+	}
+
+	proxy.Reject()
+	start := time.Now()
+	if err := admin.Delete(ctx, "payments", "p-1"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	got, err := w.Next(ctx)
+	if err != nil || len(got) != 1 || !got[0].Equal(p2) {
+		t.Fatalf("Next after Delete = %v, %v; want exactly [p-2]", got, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the watcher saw the delete after %v; want it at once", d)
+	}
+
+	proxy.Accept()
+	got, err = w.Next(ctx)
+	if err != nil || len(got) != 2 || !got[0].Equal(p1) {
+		t.Fatalf("Next once the process is back = %v, %v; want [p-1 p-2]", got, err)
+	}
+}
+
+func TestDelete(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	b := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	kv := rawKV(t, srv.URL(), "roster")
+	putKeys(t, kv, map[string]string{
+		"pay=ments.x=1":  `not json: deleted all the same`,
+		"pay=ments.x=10": `kept: a longer ID`,
+		"payments.x=1":   `kept: another service`,
+	})
+
+	if err := b.Delete(t.Context(), "pay.ments", "x.1"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := kv.Get(t.Context(), "pay=ments.x=1"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("Get(pay=ments.x=1) after Delete = %v; want ErrKeyNotFound", err)
+	}
+	for _, k := range []string{"pay=ments.x=10", "payments.x=1"} {
+		if _, err := kv.Get(t.Context(), k); err != nil {
+			t.Errorf("Get(%s) after Delete = %v; want it kept", k, err)
+		}
+	}
+
+	err := b.Delete(t.Context(), "pay.ments", "x.1")
+	const want = `nats: delete pay.ments/x.1: no key pay=ments.x=1 in bucket "roster": discovery: instance not registered`
+	if !errors.Is(err, discovery.ErrNotRegistered) || err.Error() != want {
+		t.Errorf("Delete of a missing key = %v; want %q, wrapping ErrNotRegistered", err, want)
+	}
+}
+
+func TestAdminAfterClose(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	b, err := nats.New(testConfig(t, srv.URL(), "roster"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, _, err := b.Services(ctx); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Services after Close = %v; want ErrClosed", err)
+	}
+	if _, _, err := b.Instances(ctx, "payments"); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Instances after Close = %v; want ErrClosed", err)
+	}
+	if err := b.Delete(ctx, "payments", "p-1"); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Delete after Close = %v; want ErrClosed", err)
+	}
+}
+
+// An operator's view of the bucket: the services, and the instances of
+// one with the TTL of each key and the time left on it.
+func ExampleBackend_Services() {
+	srv, err := natstest.New()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	b, err := nats.New(nats.Config{Endpoints: []string{srv.URL()}, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer b.Close()
+
+	ctx := context.Background()
+	for _, in := range []discovery.Instance{
+		{Service: "payments", ID: "p-1", Address: "10.0.0.1:8080"},
+		{Service: "payments", ID: "p-2", Address: "10.0.0.2:8080"},
+		{Service: "orders", ID: "o-1", Address: "10.0.0.3:8080"},
+	} {
+		if err := b.Register(ctx, in); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	services, _, err := b.Services(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, s := range services {
+		fmt.Println(s.Service, s.Instances)
+	}
+	instances, _, err := b.Instances(ctx, "payments")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, in := range instances {
+		fmt.Println(in.ID, in.Address, in.Expires.Sub(in.Written), in.TTL > 0)
+	}
+	// Output:
+	// orders 1
+	// payments 2
+	// p-1 10.0.0.1:8080 15s true
+	// p-2 10.0.0.2:8080 15s true
+}
