@@ -41,7 +41,6 @@ func TestClusterSurvivesItsLeader(t *testing.T) {
 	})
 	natstest.Restart(t, c.Nodes()[leader])
 	testwait.Until(t, 10*time.Second, "Get(k) = v on the cluster", func() bool {
-		e, err := kv.Get(ctx, "k")
-		return err == nil && string(e.Value()) == "v"
+		return getsV(ctx, kv)
 	})
 }
