@@ -381,6 +381,36 @@ func TestAdminAfterClose(t *testing.T) {
 	}
 }
 
+// While NATS cannot be reached the calls fail with ErrUnavailable; once
+// it is back they work, on a Backend that New made while it was down.
+func TestAdminWhileNATSIsDown(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	proxy.Reject()
+	b := newBackend(t, testConfig(t, "nats://"+proxy.Endpoint(), "roster"))
+	if _, _, err := b.Services(t.Context()); !errors.Is(err, discovery.ErrUnavailable) {
+		t.Errorf("Services while down = %v; want ErrUnavailable", err)
+	}
+	if _, _, err := b.Instances(t.Context(), "payments"); !errors.Is(err, discovery.ErrUnavailable) {
+		t.Errorf("Instances while down = %v; want ErrUnavailable", err)
+	}
+	if err := b.Delete(t.Context(), "payments", "p-1"); !errors.Is(err, discovery.ErrUnavailable) {
+		t.Errorf("Delete while down = %v; want ErrUnavailable", err)
+	}
+
+	proxy.Accept()
+	register(t, b, inst("payments", "p-1"))
+	got, skipped, err := b.Services(t.Context())
+	want := []nats.ServiceSummary{{Service: "payments", Instances: 1}}
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) || len(skipped) != 0 {
+		t.Errorf("Services once NATS is up = %v, %v, %v; want %v", got, skipped, err, want)
+	}
+	if ins, _, err := b.Instances(t.Context(), "payments"); err != nil || len(ins) != 1 || !ins[0].Equal(inst("payments", "p-1")) {
+		t.Errorf("Instances once NATS is up = %+v, %v; want p-1", ins, err)
+	}
+}
+
 // An operator's view of the bucket: the services, and the instances of
 // one with the TTL of each key and the time left on it.
 func ExampleBackend_Services() {
