@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
 	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/backends/nats/natstest"
@@ -169,4 +172,83 @@ func writeServerCertificate(t *testing.T, srv *natstest.Server, file string) {
 	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// NKey authentication, as NATS users configure it: the Backend signs the
+// server's challenge with the seed in NKeySeedFile; another user's seed is
+// refused at once.
+func TestNKeySeedFile(t *testing.T) {
+	t.Parallel()
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := user.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := natstest.Start(t, natstest.WithNKeyUser(pub))
+	cfg := testConfig(t, srv.URL(), "roster")
+	cfg.NKeySeedFile = writeSeed(t, user)
+	b := newBackend(t, cfg)
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Resolve(t.Context(), p1.Service)
+	if err != nil || len(got) != 1 || !got[0].Equal(p1) {
+		t.Fatalf("Resolve with an NKey = %v, %v; want [p-1]", got, err)
+	}
+
+	other, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.NKeySeedFile = writeSeed(t, other)
+	if b, err := nats.New(cfg); !errors.Is(err, natsgo.ErrAuthorization) {
+		if err == nil {
+			b.Close()
+		}
+		t.Fatalf("New with another user's seed = %v; want an authorization error", err)
+	}
+}
+
+// Decentralized authentication (a credentials file holding a user JWT and
+// its NKey seed, as nsc writes them) against a server trusting an
+// operator.
+func TestCredentialsFile(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t, natstest.WithOperator())
+	cfg := testConfig(t, srv.URL(), "roster")
+	cfg.CredentialsFile = srv.CredentialsFile()
+	b := newBackend(t, cfg)
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Resolve(t.Context(), p1.Service)
+	if err != nil || len(got) != 1 || !got[0].Equal(p1) {
+		t.Fatalf("Resolve with credentials = %v, %v; want [p-1]", got, err)
+	}
+	// Without them the server refuses the client.
+	cfg.CredentialsFile = ""
+	if b, err := nats.New(cfg); !errors.Is(err, natsgo.ErrAuthorization) {
+		if err == nil {
+			b.Close()
+		}
+		t.Fatalf("New without credentials = %v; want an authorization error", err)
+	}
+}
+
+// writeSeed writes kp's seed to a file only its owner may read, and
+// returns its name.
+func writeSeed(t *testing.T, kp nkeys.KeyPair) string {
+	t.Helper()
+	seed, err := kp.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "user.nk")
+	if err := os.WriteFile(file, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }

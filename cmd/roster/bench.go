@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/embedded"
 	"github.com/roster-sd/roster/discovery"
@@ -189,10 +190,14 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 	if err := o.validate(inProcess); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(cmd.InheritedFlags())
+	set, err := loadSettings(cmd.InheritedFlags())
 	if err != nil {
 		return err
 	}
+	if set.backend != backends.Etcd {
+		return inputErrorf("bench measures the etcd backend; the %s backend has its Go benchmarks (see the README)", set.backend)
+	}
+	cfg := set.etcd
 	if inProcess {
 		cfg.Endpoints = nil
 	}

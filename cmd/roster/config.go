@@ -7,204 +7,314 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/pflag"
 
 	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/etcd"
+	"github.com/roster-sd/roster/backends/nats"
+	"github.com/roster-sd/roster/internal/tlsfiles"
 )
 
 // The connection flags and the environment variables they stand for: a
 // flag given on the command line wins, and its variable is then not read
-// at all. The variables themselves are read by etcd.ConfigFromEnv. ttl is
-// register's own flag.
-var connectionEnv = []struct{ flag, env string }{
-	{"endpoints", etcd.EnvEndpoints},
-	{"prefix", etcd.EnvPrefix},
-	{"cacert", etcd.EnvCACert},
-	{"cert", etcd.EnvCert},
-	{"key", etcd.EnvKey},
-	{"user", etcd.EnvUsername},
-	{"password", etcd.EnvPassword},
-	{"timeout", etcd.EnvTimeout},
-	{"ttl", etcd.EnvTTL},
+// at all. The variables themselves are read by the selected backend's
+// ConfigFromEnv. ttl is register's own flag; only is the backend the flag
+// belongs to, when it is not every networked backend's.
+var connectionEnv = []struct{ flag, env, only string }{
+	{"backend", backends.EnvBackend, ""},
+	{"endpoints", backends.EnvEndpoints, ""},
+	{"prefix", backends.EnvPrefix, backends.Etcd},
+	{"bucket", backends.EnvBucket, backends.NATS},
+	{"cacert", backends.EnvCACert, ""},
+	{"cert", backends.EnvCert, ""},
+	{"key", backends.EnvKey, ""},
+	{"user", backends.EnvUsername, ""},
+	{"password", backends.EnvPassword, ""},
+	{"creds", backends.EnvCredentials, backends.NATS},
+	{"nkey-seed", backends.EnvNKeySeed, backends.NATS},
+	{"timeout", backends.EnvTimeout, ""},
+	{"ttl", backends.EnvTTL, ""},
 }
+
+// envOnly lists the variables the command line reads without a flag: a
+// token on the command line would show in the process list.
+var envOnly = []string{backends.EnvToken}
 
 func addConnectionFlags(fs *pflag.FlagSet) {
-	fs.StringSlice("endpoints", []string{etcd.DefaultEndpoint},
-		"etcd endpoints, host:port or URL, comma-separated ($"+etcd.EnvEndpoints+")")
-	fs.String("prefix", etcd.DefaultPrefix, "key prefix of the registry ($"+etcd.EnvPrefix+")")
-	fs.String("cacert", "", "verify etcd's certificate with this CA bundle, PEM ($"+etcd.EnvCACert+")")
-	fs.String("cert", "", "client certificate file for TLS, PEM ($"+etcd.EnvCert+")")
-	fs.String("key", "", "private key file of --cert, PEM ($"+etcd.EnvKey+")")
-	fs.String("user", "", "etcd user name ($"+etcd.EnvUsername+")")
-	fs.String("password", "", "etcd password; visible to other local users in the process list (ps): set $"+etcd.EnvPassword+" instead")
-	fs.Duration("timeout", etcd.DefaultDialTimeout, "dial and request timeout ($"+etcd.EnvTimeout+")")
-	fs.BoolP("verbose", "v", false, "log the etcd backend's activity on stderr")
+	fs.String("backend", backends.Etcd, "registry: etcd or nats ($"+backends.EnvBackend+")")
+	fs.StringSlice("endpoints", nil, "registry endpoints, comma-separated: etcd's host:port or URLs (default "+
+		etcd.DefaultEndpoint+"), NATS's nats:// or tls:// URLs (default "+nats.DefaultURL+") ($"+backends.EnvEndpoints+")")
+	fs.String("prefix", etcd.DefaultPrefix, "etcd: key prefix of the registry ($"+backends.EnvPrefix+")")
+	fs.String("bucket", nats.DefaultBucket, "NATS: key-value bucket of the registry ($"+backends.EnvBucket+")")
+	fs.String("cacert", "", "verify the registry's certificate with this CA bundle, PEM ($"+backends.EnvCACert+")")
+	fs.String("cert", "", "client certificate file for TLS, PEM ($"+backends.EnvCert+")")
+	fs.String("key", "", "private key file of --cert, PEM ($"+backends.EnvKey+")")
+	fs.String("user", "", "user name ($"+backends.EnvUsername+")")
+	fs.String("password", "", "password; visible to other local users in the process list (ps): set $"+backends.EnvPassword+" instead")
+	fs.String("creds", "", "NATS: credentials file, a user JWT and its NKey seed ($"+backends.EnvCredentials+"); a token is read from $"+backends.EnvToken+" only")
+	fs.String("nkey-seed", "", "NATS: file holding an NKey user seed ($"+backends.EnvNKeySeed+")")
+	fs.Duration("timeout", etcd.DefaultDialTimeout, "dial and request timeout ($"+backends.EnvTimeout+")")
+	fs.BoolP("verbose", "v", false, "log the backend's activity on stderr")
 }
 
-// loadConfig builds the etcd backend configuration: etcd.ConfigFromEnv
-// reads the ROSTER_* variables of the flags that were not given, then the
-// flags that were given are laid over it. ROSTER_BACKEND, when set, must
-// name the etcd backend; "memory" is refused too, since a memory registry
-// lives inside the process that made it. Invalid values give an inputError naming the flag
-// or the variable; the password never appears in an error. Certificate
-// files are read, and the remaining checks made, by etcd.New.
-func loadConfig(fs *pflag.FlagSet) (etcd.Config, error) {
-	if b, _ := os.LookupEnv(backends.EnvBackend); strings.TrimSpace(b) != "" && strings.TrimSpace(b) != backends.Etcd {
-		b = strings.TrimSpace(b)
-		why := ""
-		if b == backends.Memory {
-			why = " (a memory registry lives inside one process: there is none for the command line to reach)"
-		}
-		return etcd.Config{}, inputErrorf("invalid %s %q: the roster command line supports only %q%s",
-			backends.EnvBackend, b, backends.Etcd, why)
+// settings is the command line's choice of backend and its configuration.
+type settings struct {
+	backend string      // backends.Etcd or backends.NATS
+	etcd    etcd.Config // with its defaults, when backend is etcd
+	nats    nats.Config // with its defaults, when backend is nats
+}
+
+// endpoints returns the selected backend's endpoints.
+func (s settings) endpoints() []string {
+	if s.backend == backends.NATS {
+		return s.nats.Endpoints
 	}
-	// A flag given on the command line stands for its variable: the
-	// variables of flags that take plain strings read the flag's value
-	// (so that ROSTER_PASSWORD goes with --user), the others are hidden
-	// and the flag's value laid over the result below, with errors naming
-	// the flag.
+	return s.etcd.Endpoints
+}
+
+// timeout returns the dial timeout, which also bounds each command's
+// requests (requestContext).
+func (s settings) timeout() time.Duration {
+	if s.backend == backends.NATS {
+		return s.nats.DialTimeout
+	}
+	return s.etcd.DialTimeout
+}
+
+// ttl returns the instances' TTL.
+func (s settings) ttl() time.Duration {
+	if s.backend == backends.NATS {
+		return s.nats.TTL
+	}
+	return s.etcd.TTL
+}
+
+// registryName names the registry in messages: "etcd" or "NATS".
+func (s settings) registryName() string {
+	if s.backend == backends.NATS {
+		return "NATS"
+	}
+	return "etcd"
+}
+
+// loadSettings builds the backend's configuration from the flags in fs and
+// the environment: the flags given on the command line stand for their
+// variables, the other variables are read as they are, and the selected
+// backend's ConfigFromEnv reads the result, as the fx module reads the
+// environment. ROSTER_BACKEND (or --backend) selects etcd (the default) or
+// nats; "memory" is refused, since a memory registry lives inside the
+// process that made it. Invalid values give an inputError naming the flag
+// or the variable; the password and the token never appear in an error.
+// Certificate files are read, and the remaining checks made, by the
+// backend's New.
+func loadSettings(fs *pflag.FlagSet) (settings, error) {
 	given := make(map[string]string) // variable -> its flag, when given
 	for _, m := range connectionEnv {
 		if f := fs.Lookup(m.flag); f != nil && f.Changed {
 			given[m.env] = m.flag
 		}
 	}
-	plain := map[string]bool{etcd.EnvCACert: true, etcd.EnvCert: true, etcd.EnvKey: true, etcd.EnvUsername: true, etcd.EnvPassword: true}
-	value := func(env string) string {
-		if flag, ok := given[env]; ok {
-			v, _ := fs.GetString(flag)
-			return v
+	var s settings
+	var err error
+	if s.backend, err = backendName(fs); err != nil {
+		return s, err
+	}
+	for _, m := range connectionEnv {
+		if _, ok := given[m.env]; ok && m.only != "" && m.only != s.backend {
+			return s, inputErrorf("--%s is a setting of the %s backend, not of %s", m.flag, m.only, s.backend)
 		}
-		v, _ := os.LookupEnv(env)
-		if env == etcd.EnvPassword {
+	}
+
+	// The flags' values, checked here so that errors name the flag; a
+	// value is what the variable it stands for would hold.
+	value := make(map[string]string) // variable -> value of its given flag
+	for env, flag := range given {
+		v, err := flagValue(fs, s.backend, flag)
+		if err != nil {
+			return s, err
+		}
+		value[env] = v
+	}
+	lookup := func(name string) (string, bool) {
+		if _, ok := given[name]; ok {
+			return value[name], true
+		}
+		return os.LookupEnv(name)
+	}
+	// Pairs first, naming where each value came from.
+	get := func(env string) string {
+		v, _ := lookup(env)
+		if env == backends.EnvPassword {
 			return v
 		}
 		return strings.TrimSpace(v)
 	}
-	// Pairs first, naming where each value came from.
 	from := func(flag, env string) string { return sourceOf(fs, flag, env) }
 	switch {
-	case value(etcd.EnvPassword) != "" && value(etcd.EnvUsername) == "":
-		return etcd.Config{}, inputErrorf("%s is set but %s is empty",
-			from("password", etcd.EnvPassword), from("user", etcd.EnvUsername))
-	case value(etcd.EnvCert) != "" && value(etcd.EnvKey) == "":
-		return etcd.Config{}, inputErrorf("%s is set but %s is empty: a client certificate needs its key",
-			from("cert", etcd.EnvCert), from("key", etcd.EnvKey))
-	case value(etcd.EnvCert) == "" && value(etcd.EnvKey) != "":
-		return etcd.Config{}, inputErrorf("%s is set but %s is empty: a key needs its client certificate",
-			from("key", etcd.EnvKey), from("cert", etcd.EnvCert))
-	}
-	cfg, err := etcd.ConfigFromEnv(func(name string) (string, bool) {
-		if _, ok := given[name]; !ok {
-			return os.LookupEnv(name)
-		}
-		if plain[name] {
-			return value(name), true
-		}
-		return "", false
-	})
-	if err != nil {
-		return etcd.Config{}, inputError{err}
+	case get(backends.EnvPassword) != "" && get(backends.EnvUsername) == "":
+		return s, inputErrorf("%s is set but %s is empty",
+			from("password", backends.EnvPassword), from("user", backends.EnvUsername))
+	case get(backends.EnvCert) != "" && get(backends.EnvKey) == "":
+		return s, inputErrorf("%s is set but %s is empty: a client certificate needs its key",
+			from("cert", backends.EnvCert), from("key", backends.EnvKey))
+	case get(backends.EnvCert) == "" && get(backends.EnvKey) != "":
+		return s, inputErrorf("%s is set but %s is empty: a key needs its client certificate",
+			from("key", backends.EnvKey), from("cert", backends.EnvCert))
 	}
 
-	var flagErr error
-	str := func(name string) string {
-		v, err := fs.GetString(name)
-		if err != nil && flagErr == nil {
-			flagErr = err // a flag addConnectionFlags did not define
+	if s.backend == backends.NATS {
+		if s.nats, err = nats.ConfigFromEnv(lookup); err != nil {
+			return s, inputError{err}
 		}
-		return v
+		// The commands print the endpoints, and bound their requests
+		// by DialTimeout (requestContext).
+		s.nats = s.nats.WithDefaults()
+		return s, nil
 	}
-	if fs.Changed("endpoints") {
+	if s.etcd, err = etcd.ConfigFromEnv(lookup); err != nil {
+		return s, inputError{err}
+	}
+	s.etcd = s.etcd.WithDefaults()
+	return s, nil
+}
+
+// backendName returns the backend that --backend, or else ROSTER_BACKEND,
+// selects: backends.Etcd (the default) or backends.NATS.
+func backendName(fs *pflag.FlagSet) (string, error) {
+	name := strings.TrimSpace(os.Getenv(backends.EnvBackend))
+	if f := fs.Lookup("backend"); f != nil && f.Changed {
+		name = strings.TrimSpace(f.Value.String())
+	}
+	switch name {
+	case "", backends.Etcd:
+		return backends.Etcd, nil
+	case backends.NATS:
+		return backends.NATS, nil
+	}
+	why := ""
+	if name == backends.Memory {
+		why = " (a memory registry lives inside one process: there is none for the command line to reach)"
+	}
+	return "", inputErrorf("invalid %s %q: the roster command line supports %q and %q%s",
+		sourceOf(fs, "backend", backends.EnvBackend), name, backends.Etcd, backends.NATS, why)
+}
+
+// flagValue returns the value of the given flag as the variable it stands
+// for would hold it, after checking it for backend; errors name the flag.
+func flagValue(fs *pflag.FlagSet, backend, flag string) (string, error) {
+	switch flag {
+	case "endpoints":
 		eps, err := fs.GetStringSlice("endpoints")
 		if err != nil {
-			return etcd.Config{}, fmt.Errorf("read --endpoints: %w", err)
+			return "", fmt.Errorf("read --endpoints: %w", err)
 		}
-		cfg.Endpoints = nil
+		check := etcd.CheckEndpoint
+		if backend == backends.NATS {
+			check = nats.CheckEndpoint
+		}
+		var out []string
 		for _, ep := range eps {
 			if ep = strings.TrimSpace(ep); ep == "" {
 				continue
 			}
-			if err := etcd.CheckEndpoint(ep); err != nil {
-				return etcd.Config{}, inputErrorf("invalid --endpoints %q: %v", ep, err)
+			if err := check(ep); err != nil {
+				return "", inputErrorf("invalid --endpoints %q: %v", ep, err)
 			}
-			cfg.Endpoints = append(cfg.Endpoints, ep)
+			out = append(out, ep)
 		}
-		if len(cfg.Endpoints) == 0 {
-			return etcd.Config{}, inputErrorf("--endpoints has no endpoint")
+		if len(out) == 0 {
+			return "", inputErrorf("--endpoints has no endpoint")
 		}
-	}
-	if fs.Changed("prefix") {
-		cfg.Prefix = str("prefix")
-		if err := etcd.CheckPrefix(cfg.Prefix); err != nil {
-			return etcd.Config{}, inputErrorf("invalid --prefix %q: %v", cfg.Prefix, err)
-		}
-	}
-	if fs.Changed("timeout") {
-		d, err := fs.GetDuration("timeout")
+		return strings.Join(out, ","), nil
+	case "timeout", "ttl":
+		d, err := fs.GetDuration(flag)
 		if err != nil {
-			return etcd.Config{}, fmt.Errorf("read --timeout: %w", err)
+			return "", fmt.Errorf("read --%s: %w", flag, err)
 		}
-		if d <= 0 {
-			return etcd.Config{}, inputErrorf("invalid --timeout %v: want a positive duration", d)
+		if flag == "timeout" && d <= 0 {
+			return "", inputErrorf("invalid --timeout %v: want a positive duration", d)
 		}
-		cfg.DialTimeout, cfg.RequestTimeout = d, d
-	}
-	if fs.Lookup("ttl") != nil && fs.Changed("ttl") {
-		d, err := fs.GetDuration("ttl")
+		if flag == "ttl" {
+			check := etcd.CheckTTL
+			if backend == backends.NATS {
+				check = nats.CheckTTL
+			}
+			if err := check(d); err != nil {
+				return "", inputErrorf("invalid --ttl %v: %v", d, err)
+			}
+		}
+		return d.String(), nil
+	case "prefix":
+		p, _ := fs.GetString(flag)
+		if err := etcd.CheckPrefix(p); err != nil {
+			return "", inputErrorf("invalid --prefix %q: %v", p, err)
+		}
+		return p, nil
+	case "bucket":
+		b, _ := fs.GetString(flag)
+		if err := nats.CheckBucket(b); err != nil {
+			return "", inputErrorf("invalid --bucket %q: %v", b, err)
+		}
+		return b, nil
+	default:
+		v, err := fs.GetString(flag)
 		if err != nil {
-			return etcd.Config{}, fmt.Errorf("read --ttl: %w", err)
+			return "", fmt.Errorf("read --%s: %w", flag, err)
 		}
-		if err := etcd.CheckTTL(d); err != nil {
-			return etcd.Config{}, inputErrorf("invalid --ttl %v: %v", d, err)
-		}
-		cfg.TTL = d
+		return v, nil
 	}
-	if flagErr != nil {
-		return etcd.Config{}, fmt.Errorf("read flags: %w", flagErr)
-	}
-	// The commands print the endpoints and the prefix, and bound their
-	// requests by DialTimeout (requestContext).
-	return cfg.WithDefaults(), nil
 }
 
-// newBackend loads the connection configuration from the flags in fs and
-// the environment, lets adjust change it, and dials etcd, which waits for
-// etcd to answer only when credentials are given. etcd.New reads the
-// certificate files and rejects what does not hold together (TLS settings
-// with an http:// endpoint, endpoints that mix TLS and plain text), naming
-// the field or the endpoint; it warns about a password sent without TLS
-// (see logger).
-func (a *app) newBackend(ctx context.Context, fs *pflag.FlagSet, adjust func(*etcd.Config)) (*etcd.Backend, etcd.Config, error) {
-	cfg, err := loadConfig(fs)
+// newRegistry loads the settings from the flags in fs and the environment
+// and connects to the registry they select. etcd.New and nats.New read
+// the certificate files and reject what does not hold together (TLS
+// settings with an http:// endpoint, endpoints that mix TLS and plain
+// text), naming the field or the endpoint; the etcd backend warns about a
+// password sent without TLS (see logger). etcd is dialled lazily (it waits
+// for etcd only with credentials); NATS is connected to at once.
+func (a *app) newRegistry(ctx context.Context, fs *pflag.FlagSet) (registry, settings, error) {
+	s, err := loadSettings(fs)
 	if err != nil {
-		return nil, cfg, err
+		return nil, s, err
 	}
-	fileFlags := map[string]string{ // etcd.FieldError.Field -> where it came from
-		"CACertFile": sourceOf(fs, "cacert", etcd.EnvCACert),
-		"CertFile":   sourceOf(fs, "cert", etcd.EnvCert) + "/" + sourceOf(fs, "key", etcd.EnvKey),
+	fileFlags := map[string]string{ // the Config's file field -> where it came from
+		"CACertFile": sourceOf(fs, "cacert", backends.EnvCACert),
+		"CertFile":   sourceOf(fs, "cert", backends.EnvCert) + "/" + sourceOf(fs, "key", backends.EnvKey),
 	}
-	cfg.Logger = a.logger(fs)
-	if adjust != nil {
-		adjust(&cfg)
+	var r registry
+	if s.backend == backends.NATS {
+		s.nats.Logger = a.logger(fs)
+		var b *nats.Backend
+		b, err = nats.New(s.nats)
+		if err == nil {
+			r = natsRegistry{b}
+		}
+	} else {
+		s.etcd.Logger = a.logger(fs)
+		var b *etcd.Backend
+		b, err = etcd.New(s.etcd)
+		if err == nil {
+			r = etcdRegistry{b}
+		}
 	}
-	b, err := etcd.New(cfg)
 	var fe *etcd.FieldError
+	var te *tlsfiles.Error
 	switch {
 	case errors.As(err, &fe) && fileFlags[fe.Field] != "":
-		return nil, cfg, inputErrorf("invalid %s: %s", fileFlags[fe.Field], fe.Reason)
-	case errors.Is(err, etcd.ErrInvalidConfig):
-		return nil, cfg, inputError{err}
-	case errors.Is(err, context.DeadlineExceeded):
-		// With credentials, the client logs in while connecting.
-		return nil, cfg, etcdError(ctx, cfg, err)
+		return nil, s, inputErrorf("invalid %s: %s", fileFlags[fe.Field], fe.Reason)
+	case errors.As(err, &te) && fileFlags[te.Field] != "":
+		return nil, s, inputErrorf("invalid %s: %s", fileFlags[te.Field], te.Reason)
+	case errors.Is(err, etcd.ErrInvalidConfig), errors.Is(err, nats.ErrInvalidConfig), errors.Is(err, nats.ErrBucketSettings):
+		return nil, s, inputError{err}
 	case err != nil:
-		return nil, cfg, err
+		// With credentials, the etcd client logs in while connecting;
+		// the NATS client always connects at once.
+		return nil, s, registryError(ctx, s, err)
 	}
-	return b, cfg, nil
+	return r, s, nil
 }
 
 // sourceOf names where a connection setting came from: the flag when it
@@ -249,23 +359,24 @@ func (a *app) logger(fs *pflag.FlagSet) hclog.Logger {
 	return l
 }
 
-// etcdError describes a failed etcd request: a deadline names the endpoints
-// and the timeout, so that an unreachable etcd is plain to see. parent is
-// the command's context: when it ended (Ctrl+C), the error says so.
-func etcdError(parent context.Context, cfg etcd.Config, err error) error {
-	eps := strings.Join(cfg.Endpoints, ",")
+// registryError describes a failed request to the registry: a deadline
+// names the endpoints and the timeout, so that an unreachable registry is
+// plain to see. parent is the command's context: when it ended (Ctrl+C),
+// the error says so.
+func registryError(parent context.Context, s settings, err error) error {
+	eps := strings.Join(s.endpoints(), ",")
 	switch {
 	case parent.Err() != nil:
 		return errors.New("interrupted")
 	case errors.Is(err, context.DeadlineExceeded):
 		// What timed out adds nothing: the command says what it was doing.
-		return fmt.Errorf("etcd at %s did not answer within %v: %w", eps, cfg.DialTimeout, context.DeadlineExceeded)
+		return fmt.Errorf("%s at %s did not answer within %v: %w", s.registryName(), eps, s.timeout(), context.DeadlineExceeded)
 	default:
-		return fmt.Errorf("etcd at %s: %w", eps, err)
+		return fmt.Errorf("%s at %s: %w", s.registryName(), eps, err)
 	}
 }
 
-// requestContext bounds one command's etcd requests by the timeout.
-func requestContext(parent context.Context, cfg etcd.Config) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(parent, cfg.DialTimeout)
+// requestContext bounds one command's requests by the timeout.
+func requestContext(parent context.Context, s settings) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, s.timeout())
 }

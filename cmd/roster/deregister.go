@@ -14,9 +14,10 @@ func (a *app) deregisterCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deregister --service S --id I",
 		Short: "Delete one instance's key (an operator's fix)",
-		Long: `deregister deletes the key of one instance, <prefix>/<service>/<id>, whoever
-registered it: an operator's fix for a stale entry, such as one left by a
-process that died and whose lease has not expired yet.
+		Long: `deregister deletes the key of one instance, whoever registered it (etcd's
+<prefix>/<service>/<id>, NATS's <service>.<id> in the bucket): an operator's
+fix for a stale entry, such as one left by a process that died and whose
+lease or TTL has not expired yet. Watchers see it leave at once.
 
 It prints "deleted service/id", or fails with "not found" (exit status 1)
 when there is no such key. A process that is alive and still registered
@@ -30,20 +31,20 @@ puts its instance back at once: stop that process instead.`,
 			if err := checkName("--id", "ID", id); err != nil {
 				return err
 			}
-			b, cfg, err := a.newBackend(cmd.Context(), cmd.Flags(), nil)
+			b, s, err := a.newRegistry(cmd.Context(), cmd.Flags())
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			ctx, cancel := requestContext(cmd.Context(), cfg)
+			ctx, cancel := requestContext(cmd.Context(), s)
 			defer cancel()
 			key := discovery.Key{Service: service, ID: id}
-			switch err := b.Delete(ctx, service, id); {
+			switch err := b.remove(ctx, service, id); {
 			case errors.Is(err, discovery.ErrNotRegistered):
 				// The key, as the help above describes it.
-				return fmt.Errorf("%s not found (no key %s/%s/%s)", key, b.Prefix(), service, id)
+				return fmt.Errorf("%s not found (no %s)", key, b.entry(service, id))
 			case err != nil:
-				return etcdError(cmd.Context(), cfg, err)
+				return registryError(cmd.Context(), s, err)
 			}
 			fmt.Fprintf(a.stdout, "deleted %s\n", key)
 			return nil

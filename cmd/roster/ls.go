@@ -6,11 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/roster-sd/roster/backends/etcd"
 )
 
 func (a *app) lsCmd() *cobra.Command {
@@ -44,14 +41,14 @@ of instances with "ttl_seconds" (null without a lease) and "lease" (hex).`,
 					return err
 				}
 			}
-			b, cfg, err := a.newBackend(cmd.Context(), cmd.Flags(), nil)
+			b, s, err := a.newRegistry(cmd.Context(), cmd.Flags())
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			ctx, cancel := requestContext(cmd.Context(), cfg)
+			ctx, cancel := requestContext(cmd.Context(), s)
 			defer cancel()
-			wrap := func(err error) error { return etcdError(cmd.Context(), cfg, err) }
+			wrap := func(err error) error { return registryError(cmd.Context(), s, err) }
 			if len(args) == 0 {
 				return a.lsServices(ctx, b, output == "json", wrap)
 			}
@@ -67,24 +64,20 @@ type serviceCount struct {
 	Instances int    `json:"instances"`
 }
 
-// lsServices counts the instances of every service with one keys-only
-// range read over the prefix. wrap describes an etcd error.
-func (a *app) lsServices(ctx context.Context, b *etcd.Backend, asJSON bool, wrap func(error) error) error {
-	services, skipped, err := b.Services(ctx)
+// lsServices counts the instances of every service (for etcd, with one
+// keys-only range read over the prefix). wrap describes a registry error.
+func (a *app) lsServices(ctx context.Context, b registry, asJSON bool, wrap func(error) error) error {
+	list, skipped, err := b.services(ctx)
 	if err != nil {
 		return wrap(err)
 	}
 	a.warnSkipped(skipped)
-	list := make([]serviceCount, 0, len(services))
-	for _, s := range services {
-		list = append(list, serviceCount{Service: s.Service, Instances: s.Instances})
-	}
 
 	if asJSON {
 		return writeJSON(a, list)
 	}
 	if len(list) == 0 {
-		fmt.Fprintf(a.stdout, "no services under %s\n", b.Prefix())
+		fmt.Fprintf(a.stdout, "no services %s\n", b.where())
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
@@ -105,30 +98,20 @@ type instanceRow struct {
 	Lease      string            `json:"lease,omitempty"`
 }
 
-// lsInstances lists the instances of service with the time left on their
-// leases. wrap describes an etcd error.
-func (a *app) lsInstances(ctx context.Context, b *etcd.Backend, service string, asJSON bool, wrap func(error) error) error {
-	instances, skipped, err := b.Instances(ctx, service)
+// lsInstances lists the instances of service with the time they have
+// left. wrap describes a registry error.
+func (a *app) lsInstances(ctx context.Context, b registry, service string, asJSON bool, wrap func(error) error) error {
+	rows, skipped, err := b.instances(ctx, service)
 	if err != nil {
 		return wrap(err)
 	}
 	a.warnSkipped(skipped)
-	rows := make([]instanceRow, 0, len(instances))
-	for _, in := range instances {
-		row := instanceRow{Service: in.Service, ID: in.ID, Address: in.Address, Metadata: in.Metadata}
-		if in.Lease != 0 {
-			row.Lease = strconv.FormatInt(int64(in.Lease), 16)
-			ttl := int64(in.TTL / time.Second) // negative once the lease has expired
-			row.TTLSeconds = &ttl
-		}
-		rows = append(rows, row)
-	}
 
 	if asJSON {
 		return writeJSON(a, rows)
 	}
 	if len(rows) == 0 {
-		fmt.Fprintf(a.stdout, "no instances of %s under %s\n", service, b.Prefix())
+		fmt.Fprintf(a.stdout, "no instances of %s %s\n", service, b.where())
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
@@ -151,11 +134,11 @@ func (a *app) lsInstances(ctx context.Context, b *etcd.Backend, service string, 
 	return tw.Flush()
 }
 
-// warnSkipped warns on stderr about the keys under the prefix that ls
-// passed over; what they hold is escaped, so that it cannot forge lines.
-func (a *app) warnSkipped(skipped []etcd.SkippedKey) {
+// warnSkipped warns on stderr about the registry's entries that ls passed
+// over; what they hold is escaped, so that it cannot forge lines.
+func (a *app) warnSkipped(skipped []skippedEntry) {
 	for _, s := range skipped {
-		a.warnf("skipping key %q: %s", s.Key, escapeUnprintable(s.Err.Error()))
+		a.warnf("skipping key %q: %s", s.key, escapeUnprintable(s.err.Error()))
 	}
 }
 

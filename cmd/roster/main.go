@@ -110,14 +110,18 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "See and poke a roster service registry",
 		Long: `roster is the command line of the roster service-discovery framework.
 
-It runs a development etcd (roster dev), lists and watches the instances
-registered under a prefix (roster ls, roster watch), and registers or removes
-instances by hand (roster register, roster deregister).
+It runs a development registry (roster dev: etcd, or NATS with --backend
+nats), lists and watches the instances registered (roster ls, roster watch),
+and registers or removes instances by hand (roster register, roster
+deregister).
 
+--backend (ROSTER_BACKEND) selects the registry: etcd (the default) or nats.
 Connection flags can also be set by environment variables: ROSTER_ENDPOINTS,
-ROSTER_PREFIX, ROSTER_CACERT, ROSTER_CERT, ROSTER_KEY, ROSTER_USERNAME,
-ROSTER_PASSWORD, ROSTER_TIMEOUT, and register's --ttl by ROSTER_TTL. A flag
-on the command line wins. ROSTER_BACKEND, when set, must be "etcd".`,
+ROSTER_CACERT, ROSTER_CERT, ROSTER_KEY, ROSTER_USERNAME, ROSTER_PASSWORD,
+ROSTER_TIMEOUT, register's --ttl by ROSTER_TTL; etcd's --prefix by
+ROSTER_PREFIX; NATS's --bucket, --creds and --nkey-seed by ROSTER_BUCKET,
+ROSTER_CREDENTIALS and ROSTER_NKEY_SEED, and its token by ROSTER_TOKEN only.
+A flag on the command line wins.`,
 		Example: `  roster dev &
   export ROSTER_ENDPOINTS=127.0.0.1:2379
   roster register --service payments --id p-1 --address 127.0.0.1:8080 --meta zone=a &

@@ -5,8 +5,6 @@ import (
 	"regexp"
 	"slices"
 	"testing"
-
-	"github.com/roster-sd/roster/backends"
 )
 
 // TestREADMEVariables: README.md names every variable the command line
@@ -17,7 +15,7 @@ func TestREADMEVariables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	honoured := append(connectionVars(), backends.EnvBackend)
+	honoured := append(connectionVars(), envOnly...)
 	named := regexp.MustCompile(`ROSTER_[A-Z_]+`).FindAllString(string(readme), -1)
 	for _, v := range honoured {
 		if !slices.Contains(named, v) {

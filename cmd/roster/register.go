@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/discovery"
 )
@@ -47,11 +48,11 @@ and prints "deregistered". The first registration must succeed within
 			}
 			// newBackend reads --ttl (or ROSTER_TTL) with the connection
 			// flags.
-			b, cfg, err := a.newBackend(cmd.Context(), cmd.Flags(), nil)
+			b, s, err := a.newRegistry(cmd.Context(), cmd.Flags())
 			if err != nil {
 				return err
 			}
-			return a.register(cmd.Context(), b, cfg, in)
+			return a.register(cmd.Context(), b, s, in)
 		},
 	}
 	fs := cmd.Flags()
@@ -59,7 +60,7 @@ and prints "deregistered". The first registration must succeed within
 	fs.StringVar(&f.id, "id", "", "instance ID (default: derived from --address)")
 	fs.StringVar(&f.address, "address", "", "host:port where clients reach the instance (required)")
 	fs.StringArrayVar(&f.meta, "meta", nil, "metadata as key=value; repeat for more")
-	fs.Duration("ttl", etcd.DefaultTTL, "lease TTL: how long etcd keeps the instance once this process stops renewing it ($"+etcd.EnvTTL+")")
+	fs.Duration("ttl", etcd.DefaultTTL, "TTL: how long the registry keeps the instance once this process stops renewing it ($"+backends.EnvTTL+")")
 	return cmd
 }
 
@@ -110,7 +111,7 @@ func (f *registerFlags) instance() (discovery.Instance, error) {
 
 // register registers in, prints its state changes until ctx ends, then
 // closes the backend, which revokes the lease.
-func (a *app) register(ctx context.Context, b *etcd.Backend, cfg etcd.Config, in discovery.Instance) error {
+func (a *app) register(ctx context.Context, b registry, s settings, in discovery.Instance) error {
 	sub := b.SubscribeStatus()
 	defer sub.Stop()
 	printed := make(chan struct{})
@@ -125,24 +126,24 @@ func (a *app) register(ctx context.Context, b *etcd.Backend, cfg etcd.Config, in
 		return err
 	}
 
-	rctx, cancel := requestContext(ctx, cfg)
+	rctx, cancel := requestContext(ctx, s)
 	err := b.Register(rctx, in)
 	cancel()
 	if err != nil {
 		_ = closeBackend()
-		return etcdError(ctx, cfg, err)
+		return registryError(ctx, s, err)
 	}
 
 	<-ctx.Done()
 	if err := closeBackend(); err != nil {
-		return fmt.Errorf("deregister %s: %w (etcd removes it when its lease expires, within %v)", in.Key(), err, cfg.TTL)
+		return fmt.Errorf("deregister %s: %w (%s removes it when its TTL expires, within %v)", in.Key(), err, s.registryName(), s.ttl())
 	}
 	fmt.Fprintf(a.stdout, "deregistered %s\n", in.Key())
 	return nil
 }
 
 // printStatuses prints the state changes of sub until it ends.
-func (a *app) printStatuses(sub discovery.StatusSubscription, b *etcd.Backend) {
+func (a *app) printStatuses(sub discovery.StatusSubscription, b registry) {
 	seen := make(map[discovery.Key]bool) // registered at least once
 	for {
 		st, err := sub.Next(context.Background())
@@ -157,8 +158,8 @@ func (a *app) printStatuses(sub discovery.StatusSubscription, b *etcd.Backend) {
 			if seen[key] {
 				line = "registered again " + key.String() + " at " + st.Instance.Address
 			}
-			if lease := b.Lease(); lease != 0 {
-				line += fmt.Sprintf(" (lease %x)", int64(lease))
+			if h := b.holder(); h != "" {
+				line += " (" + h + ")"
 			}
 			seen[key] = true
 		case discovery.StateRetrying:

@@ -152,6 +152,13 @@ func TestInputErrors(t *testing.T) {
 		{"key without cert", []string{"ls", "--key", junk}, "--key is set but --cert is empty"},
 		{"missing cacert", []string{"ls", "--cacert", filepath.Join(dir, "none.pem")}, "invalid --cacert: open "},
 		{"junk cacert", []string{"ls", "--cacert", junk}, "invalid --cacert: " + junk + " holds no PEM certificate"},
+		{"junk cacert for NATS", []string{"ls", "--backend", "nats", "--cacert", junk}, "invalid --cacert: " + junk + " holds no PEM certificate"},
+		{"unknown backend", []string{"ls", "--backend", "consul"}, `invalid --backend "consul": the roster command line supports "etcd" and "nats"`},
+		{"etcd flag for NATS", []string{"ls", "--backend", "nats", "--prefix", "/x"}, "--prefix is a setting of the etcd backend, not of nats"},
+		{"NATS flag for etcd", []string{"ls", "--bucket", "b"}, "--bucket is a setting of the nats backend, not of etcd"},
+		{"etcd endpoint for NATS", []string{"ls", "--backend", "nats", "--endpoints", "http://127.0.0.1:4222"}, `invalid --endpoints "http://127.0.0.1:4222": scheme http://; want nats, tls, ws or wss`},
+		{"bad bucket", []string{"ls", "--backend", "nats", "--bucket", "a.b"}, `invalid --bucket "a.b": want letters, digits, '-' and '_' only`},
+		{"fractional NATS ttl", []string{"register", "--backend", "nats", "--service", "payments", "--address", "127.0.0.1:8080", "--ttl", "1500ms"}, "invalid --ttl 1.5s: want a whole number of seconds (NATS"},
 		{"junk cert", []string{"ls", "--cert", junk, "--key", junk}, "invalid --cert/--key: tls: failed to find any PEM data"},
 		{"cacert with an http endpoint", []string{"ls", "--cacert", ca, "--endpoints", "http://127.0.0.1:1"},
 			`roster: etcd: invalid config: Endpoints[0] "http://127.0.0.1:1" is a plain-text http:// endpoint but TLS is set`},
@@ -200,7 +207,11 @@ func parseConnectionFlags(t *testing.T, args ...string) (etcd.Config, error) {
 	if err := cmd.ParseFlags(args); err != nil {
 		t.Fatal(err)
 	}
-	return loadConfig(cmd.Flags())
+	s, err := loadSettings(cmd.Flags())
+	if err == nil && s.backend != "etcd" {
+		t.Fatalf("loadSettings chose %q; want etcd", s.backend)
+	}
+	return s.etcd, err
 }
 
 func TestLoadConfig(t *testing.T) {
@@ -308,8 +319,11 @@ func TestEnvErrors(t *testing.T) {
 		{map[string]string{"ROSTER_PASSWORD": "hunter2"}, "ROSTER_PASSWORD is set but --user is empty"},
 		{map[string]string{"ROSTER_CERT": "/nonexistent.pem"}, "ROSTER_CERT is set but --key is empty"},
 		{map[string]string{"ROSTER_CACERT": "/nonexistent/ca.pem"}, "invalid ROSTER_CACERT: open /nonexistent/ca.pem"},
-		{map[string]string{"ROSTER_BACKEND": "nats"}, `invalid ROSTER_BACKEND "nats": the roster command line supports only "etcd"`},
-		{map[string]string{"ROSTER_BACKEND": "memory"}, `invalid ROSTER_BACKEND "memory": the roster command line supports only "etcd" (a memory registry lives inside one process`},
+		{map[string]string{"ROSTER_BACKEND": "consul"}, `invalid ROSTER_BACKEND "consul": the roster command line supports "etcd" and "nats"`},
+		{map[string]string{"ROSTER_BACKEND": "memory"}, `invalid ROSTER_BACKEND "memory": the roster command line supports "etcd" and "nats" (a memory registry lives inside one process`},
+		{map[string]string{"ROSTER_BACKEND": "nats", "ROSTER_ENDPOINTS": "http://127.0.0.1:4222"}, `ROSTER_ENDPOINTS endpoint "http://127.0.0.1:4222": scheme http://; want nats, tls, ws or wss`},
+		{map[string]string{"ROSTER_BACKEND": "nats", "ROSTER_BUCKET": "a.b"}, `ROSTER_BUCKET is "a.b"`},
+		{map[string]string{"ROSTER_BACKEND": "nats", "ROSTER_TOKEN": "hunter2", "ROSTER_USERNAME": "u"}, `ROSTER_USERNAME and ROSTER_TOKEN are all set`},
 	}
 	for _, c := range cases {
 		t.Run(c.want, func(t *testing.T) {

@@ -28,10 +28,10 @@ Metadata keys and values are printed as ls prints them: quoted, with Go's
 escapes, when they hold a space, '"', '\', ',', '=' or a character that is
 not printable.
 
-The watch survives etcd restarts and outages: when etcd cannot be reached it
-prints "etcd unavailable, still watching", and once etcd is back it prints
-the set again (marked "etcd is back") with what changed meanwhile. Only
-reaching etcd the first time is bounded by --timeout.`,
+The watch survives registry restarts and outages: when etcd (or NATS) cannot
+be reached it prints "etcd unavailable, still watching", and once it is back
+it prints the set again (marked "etcd is back") with what changed meanwhile.
+Only reaching the registry the first time is bounded by --timeout.`,
 		Example: `  roster watch payments`,
 		Args:    serviceArg(false),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -39,7 +39,7 @@ reaching etcd the first time is bounded by --timeout.`,
 			if err := checkName("service argument", "Service", service); err != nil {
 				return err
 			}
-			b, cfg, err := a.newBackend(cmd.Context(), cmd.Flags(), nil)
+			b, s, err := a.newRegistry(cmd.Context(), cmd.Flags())
 			if err != nil {
 				return err
 			}
@@ -47,20 +47,20 @@ reaching etcd the first time is bounded by --timeout.`,
 			ctx := cmd.Context()
 			w, err := b.Watch(ctx, service)
 			if err != nil {
-				return etcdError(ctx, cfg, err)
+				return registryError(ctx, s, err)
 			}
 			defer w.Stop()
 
 			// The first set must come within the timeout; outages
 			// reported meanwhile just mean it has not come yet.
-			first, cancel := requestContext(ctx, cfg)
+			first, cancel := requestContext(ctx, s)
 			set, err := w.Next(first)
 			for errors.Is(err, discovery.ErrUnavailable) {
 				set, err = w.Next(first)
 			}
 			cancel()
 			if err != nil {
-				return etcdError(ctx, cfg, err)
+				return registryError(ctx, s, err)
 			}
 			a.printChange(service, nil, set, "")
 			note := ""
@@ -69,9 +69,9 @@ reaching etcd the first time is bounded by --timeout.`,
 				switch {
 				case errors.Is(err, discovery.ErrUnavailable):
 					// Transient: the watcher resumes once etcd is back.
-					fmt.Fprintf(a.stdout, "%s %s: etcd unavailable, still watching: %v\n",
-						time.Now().Format(time.RFC3339), service, err)
-					note = " (etcd is back)"
+					fmt.Fprintf(a.stdout, "%s %s: %s unavailable, still watching: %v\n",
+						time.Now().Format(time.RFC3339), service, s.registryName(), err)
+					note = " (" + s.registryName() + " is back)"
 					continue
 				case err != nil && ctx.Err() != nil:
 					return nil // Ctrl+C

@@ -43,8 +43,8 @@ func NewCluster(n int, opts ...Option) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.storeDir != "" || o.tls || o.port != 0 {
-		return nil, errors.New("embedded: WithStoreDir, WithTLS and WithPort do not apply to a cluster")
+	if o.storeDir != "" || o.tls || o.port != 0 || o.operator {
+		return nil, errors.New("embedded: WithStoreDir, WithTLS, WithPort and WithOperator do not apply to a cluster")
 	}
 	dir, err := os.MkdirTemp("", "roster-nats-cluster-")
 	if err != nil {

@@ -19,6 +19,8 @@ type Option func(*options)
 type options struct {
 	user, password string
 	token          string
+	nkeyUser       string // WithNKeyUser's public key
+	operator       bool   // WithOperator
 	storeDir       string
 	tls            bool
 	port           int
@@ -36,8 +38,8 @@ func buildOptions(opts []Option) (options, error) {
 			opt(&o)
 		}
 	}
-	if o.user != "" && o.token != "" {
-		o.errs = append(o.errs, errors.New("WithUser and WithToken exclude each other"))
+	if err := o.checkAuth(); err != nil {
+		o.errs = append(o.errs, err)
 	}
 	if err := errors.Join(o.errs...); err != nil {
 		return o, fmt.Errorf("embedded: invalid option: %w", err)

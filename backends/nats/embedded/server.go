@@ -26,6 +26,7 @@ type Server struct {
 	member   *member // nil for a single server
 	cert     *tls.Certificate
 	roots    *x509.CertPool // trusts cert; nil without TLS
+	operator *operator      // WithOperator's trust chain; nil without
 
 	mu     sync.Mutex
 	srv    *server.Server // nil while stopped
@@ -52,9 +53,15 @@ func New(opts ...Option) (*Server, error) {
 		}
 		s.cert, s.roots = &cert, roots
 	}
+	if o.operator {
+		if s.operator, err = newOperator(); err != nil {
+			return nil, err
+		}
+	}
 	if s.storeDir == "" {
 		dir, err := os.MkdirTemp("", "roster-nats-")
 		if err != nil {
+			s.removeCredentials()
 			return nil, fmt.Errorf("embedded: store directory: %w", err)
 		}
 		s.storeDir, s.ownsDir = dir, true
@@ -63,6 +70,7 @@ func New(opts ...Option) (*Server, error) {
 		if s.ownsDir {
 			os.RemoveAll(s.storeDir)
 		}
+		s.removeCredentials()
 		return nil, err
 	}
 	return s, nil
@@ -89,6 +97,9 @@ func (s *Server) serverOptions() *server.Options {
 		Authorization: s.o.token,
 		// The HTTP monitor and leaf node ports stay off.
 	}
+	if s.o.nkeyUser != "" {
+		so.Nkeys = []*server.NkeyUser{{Nkey: s.o.nkeyUser}}
+	}
 	if s.cert != nil {
 		so.TLS = true
 		so.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*s.cert}, MinVersion: tls.VersionTLS12}
@@ -113,7 +124,13 @@ func (s *Server) start() error {
 		}
 		_ = ln.Close()
 	}
-	srv, err := server.NewServer(s.serverOptions())
+	so := s.serverOptions()
+	if s.operator != nil {
+		if err := s.operator.apply(so); err != nil {
+			return err
+		}
+	}
+	srv, err := server.NewServer(so)
 	if err != nil {
 		return fmt.Errorf("embedded: new server: %w", err)
 	}
@@ -216,6 +233,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	s.stopLocked()
+	s.removeCredentials()
 	if s.ownsDir {
 		if err := os.RemoveAll(s.storeDir); err != nil {
 			return fmt.Errorf("embedded: remove store directory: %w", err)

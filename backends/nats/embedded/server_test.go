@@ -26,7 +26,9 @@ func TestInvalidOptions(t *testing.T) {
 		{"empty user", []embedded.Option{embedded.WithUser("", "pw")}, "WithUser: user and password must not be empty"},
 		{"empty password", []embedded.Option{embedded.WithUser("u", "")}, "WithUser: user and password must not be empty"},
 		{"empty token", []embedded.Option{embedded.WithToken("")}, "WithToken: empty token"},
-		{"user and token", []embedded.Option{embedded.WithUser("u", "pw"), embedded.WithToken("t")}, "WithUser and WithToken exclude each other"},
+		{"user and token", []embedded.Option{embedded.WithUser("u", "pw"), embedded.WithToken("t")}, "WithUser, WithToken, WithNKeyUser and WithOperator exclude each other"},
+		{"token and operator", []embedded.Option{embedded.WithToken("t"), embedded.WithOperator()}, "WithUser, WithToken, WithNKeyUser and WithOperator exclude each other"},
+		{"not an NKey", []embedded.Option{embedded.WithNKeyUser("roster")}, `WithNKeyUser: "roster" is not an NKey user public key`},
 		{"empty store", []embedded.Option{embedded.WithStoreDir("")}, "WithStoreDir: empty directory"},
 		{"port 0", []embedded.Option{embedded.WithPort(0)}, "WithPort: port 0 out of range 1..65535"},
 		{"port 65536", []embedded.Option{embedded.WithPort(65536)}, "WithPort: port 65536 out of range 1..65535"},
@@ -48,14 +50,40 @@ func TestInvalidOptions(t *testing.T) {
 			}
 		})
 	}
-	for _, opt := range []embedded.Option{embedded.WithTLS(), embedded.WithPort(4222), embedded.WithStoreDir(t.TempDir())} {
-		const want = "embedded: WithStoreDir, WithTLS and WithPort do not apply to a cluster"
+	for _, opt := range []embedded.Option{embedded.WithTLS(), embedded.WithPort(4222), embedded.WithStoreDir(t.TempDir()), embedded.WithOperator()} {
+		const want = "embedded: WithStoreDir, WithTLS, WithPort and WithOperator do not apply to a cluster"
 		if _, err := embedded.NewCluster(1, opt); err == nil || err.Error() != want {
 			t.Errorf("NewCluster with a single-server option = %v; want %q", err, want)
 		}
 	}
 	if _, err := embedded.NewCluster(0); err == nil || !strings.HasPrefix(err.Error(), "embedded: ") {
 		t.Errorf("NewCluster(0) = %v; want an embedded: error", err)
+	}
+}
+
+// WithOperator's credentials file lets a client in, and Close removes it.
+func TestWithOperator(t *testing.T) {
+	t.Parallel()
+	s, err := embedded.New(embedded.WithOperator())
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := s.CredentialsFile()
+	nc, err := nats.Connect(s.URL(), nats.UserCredentials(creds))
+	if err != nil {
+		s.Close()
+		t.Fatalf("connect with the credentials file: %v", err)
+	}
+	nc.Close()
+	if nc, err := nats.Connect(s.URL()); err == nil {
+		nc.Close()
+		t.Error("connect without credentials succeeded")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(creds); !os.IsNotExist(err) {
+		t.Errorf("credentials file after Close: %v; want it removed", err)
 	}
 }
 

@@ -50,6 +50,14 @@ func WithUser(user, password string) Option { return embedded.WithUser(user, pas
 // WithToken makes the server require a token: see embedded.WithToken.
 func WithToken(token string) Option { return embedded.WithToken(token) }
 
+// WithNKeyUser makes the server require NKey authentication of the user
+// with publicKey: see embedded.WithNKeyUser.
+func WithNKeyUser(publicKey string) Option { return embedded.WithNKeyUser(publicKey) }
+
+// WithOperator makes the server use decentralized (JWT) authentication,
+// with Server.CredentialsFile for a user: see embedded.WithOperator.
+func WithOperator() Option { return embedded.WithOperator() }
+
 // WithStoreDir makes JetStream store into dir: see embedded.WithStoreDir.
 func WithStoreDir(dir string) Option { return embedded.WithStoreDir(dir) }
 

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestNATSFromDevToDeregister runs every command against NATS: "roster dev
+// --backend nats" serves an embedded NATS with JetStream and prints what
+// to export; watch sees register's instance come; ls shows it with the
+// time left on its key; deregister removes it and the live register
+// restores it; Ctrl+C on register removes it at once.
+func TestNATSFromDevToDeregister(t *testing.T) {
+	t.Parallel()
+	port := strconv.Itoa(freePort(t))
+	dev := startRoster(t, nil, "dev", "--backend", "nats", "--port", port)
+	dev.waitLine("NATS is serving on nats://127.0.0.1:" + port)
+	dev.waitLine("data in ")
+	env := []string{strings.TrimPrefix(dev.waitLine("export ROSTER_BACKEND="), "export ")}
+	env = append(env, strings.TrimPrefix(dev.waitLine("export ROSTER_ENDPOINTS="), "export "))
+	if want := []string{"ROSTER_BACKEND=nats", "ROSTER_ENDPOINTS=nats://127.0.0.1:" + port}; env[0] != want[0] || env[1] != want[1] {
+		t.Fatalf("dev printed %q; want %q", env, want)
+	}
+
+	r := runRoster(t, env, "ls")
+	if r.code != 0 || r.stdout != "no services in bucket roster\n" || r.stderr != "" {
+		t.Fatalf("ls: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	watch := startRoster(t, env, "watch", "payments")
+	watch.waitLine("payments: 0 instances")
+
+	reg := startRoster(t, env, "register", "--service", "payments", "--id", "p-1", "--address", "127.0.0.1:8080",
+		"--meta", "zone=a", "--ttl", "60s")
+	if line := reg.waitLine("registered payments/p-1"); line != "registered payments/p-1 at 127.0.0.1:8080" {
+		t.Errorf("register printed %q", line)
+	}
+	watch.waitLine("payments: 1 instance")
+	watch.waitLine("+ p-1 127.0.0.1:8080 zone=a")
+
+	r = runRoster(t, env, "ls", "payments")
+	m := regexp.MustCompile(`^ID\s+ADDRESS\s+METADATA\s+TTL\np-1\s+127\.0\.0\.1:8080\s+zone=a\s+(\d+)\n$`).FindStringSubmatch(r.stdout)
+	if r.code != 0 || m == nil {
+		t.Fatalf("ls payments: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if ttl, _ := strconv.Atoi(m[1]); ttl < 30 || ttl > 60 {
+		t.Errorf("TTL %d; want about 60", ttl)
+	}
+	r = runRoster(t, env, "ls")
+	if !regexp.MustCompile(`^SERVICE\s+INSTANCES\npayments\s+1\n$`).MatchString(r.stdout) {
+		t.Errorf("ls:\n%s", r.stdout)
+	}
+
+	r = runRoster(t, env, "deregister", "--service", "payments", "--id", "p-9")
+	if r.code != exitFailure || r.stderr != "roster: payments/p-9 not found (no key payments.p-9 in bucket roster)\n" {
+		t.Errorf("deregister p-9: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = runRoster(t, env, "deregister", "--service", "payments", "--id", "p-1")
+	if r.code != 0 || r.stdout != "deleted payments/p-1\n" {
+		t.Fatalf("deregister p-1: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	// The process that registered it is alive: it puts it back.
+	reg.waitLine("lost payments/p-1")
+	reg.waitLine("registered again payments/p-1 at 127.0.0.1:8080")
+
+	sent := time.Now()
+	reg.interrupt()
+	reg.waitLine("deregistered payments/p-1")
+	watch.waitLine("- p-1 127.0.0.1:8080")
+	if took := time.Since(sent); took > 10*time.Second {
+		t.Errorf("the instance left the watch %v after Ctrl+C; want at once, not at its 60s TTL", took)
+	}
+	watch.interrupt()
+	dev.interrupt()
+	dev.waitLine("NATS stopped")
+}
