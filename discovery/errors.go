@@ -31,6 +31,12 @@ var (
 	// service and ID. The later writer owns the key; the earlier one waits
 	// for it to go away and then takes it back.
 	ErrConflict = errors.New("discovery: instance owned by another registrar")
+
+	// ErrRemoved reports that the registry no longer holds an instance
+	// that a registrar keeps published: its lease or TTL expired, or
+	// another client deleted it. The cause of StateLost wraps it; the
+	// registrar restores the instance.
+	ErrRemoved = errors.New("discovery: instance removed from the registry")
 )
 
 // FieldError describes why one field of an Instance is invalid. It wraps

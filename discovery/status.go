@@ -68,6 +68,12 @@ type Status struct {
 	Err error
 	// Since is when the registration entered State.
 	Since time.Time
+	// WasRegistered reports that the registration has been
+	// StateRegistered at least once since it was registered with this
+	// backend: a registration retrying after an outage has it, one still
+	// waiting for its first write does not. Readiness probes use it (see
+	// package statushttp). backendkit.StatusBoard sets it.
+	WasRegistered bool
 }
 
 // String describes the status in one line, e.g.

@@ -118,6 +118,29 @@
 // etcd.ErrInvalidConfig naming the field or the endpoint, and logs a
 // warning when a password would travel without TLS.
 //
+// # Metrics and the status endpoint
+//
+// When the application provides a prometheus.Registerer, the module
+// registers roster's metrics on it ([RegisterMetrics], a metrics.Collector
+// of the backend: registrations by state, transitions, recovery time, the
+// backend's connection, retries and lease) and unregisters them at stop.
+// Without one it registers nothing, on no registry: it never touches the
+// global registry unless the application provides
+// prometheus.DefaultRegisterer itself.
+//
+// The module also provides the status endpoint, a *statushttp.Handler
+// ([NewStatusHandler]), for the application to mount on its mux and point
+// its readiness or startup probe at: 200 once every instance has been
+// registered, and through registry outages afterwards; 503 before the
+// first registration and once the instances are deregistered at stop (see
+// package statushttp for the rule and why).
+//
+//	fx.Provide(func() prometheus.Registerer { return registry }),
+//	fx.Invoke(func(mux *http.ServeMux, status *statushttp.Handler) {
+//		mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+//		mux.Handle("/status", status)
+//	}),
+//
 // # Without fx
 //
 // NewBackend and NewRegistration are ordinary functions of their Params

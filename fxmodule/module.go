@@ -33,15 +33,19 @@ const (
 
 // Module provides discovery.Backend, discovery.Registrar and
 // discovery.Resolver (built by NewBackend), discovery.StatusReporter (the
-// same backend, see NewStatusReporter), and *Registration (built by
+// same backend, see NewStatusReporter), *Registration (built by
 // NewRegistration), which registers the application's own instances (see
-// Instance and ProvideInstance).
+// Instance and ProvideInstance), and the status endpoint
+// *statushttp.Handler (NewStatusHandler).
 //
 // It consumes, when the application provides them, a Config, an
-// hclog.Logger, a *clientv3.Client and a backend named "roster.custom"
-// (see UseBackend); it never provides any of them.
+// hclog.Logger, a *clientv3.Client, a backend named "roster.custom"
+// (see UseBackend) and a prometheus.Registerer, on which it registers
+// roster's metrics (RegisterMetrics); it never provides any of them.
 var Module = fx.Module(ModuleName,
 	fx.Provide(NewBackend, NewStatusReporter, NewRegistration),
+	fx.Provide(NewStatusHandler),
+	fx.Invoke(RegisterMetrics),
 )
 
 // Params are the inputs of NewBackend. Every field but Lifecycle is

@@ -8,6 +8,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/connectivity"
+
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 )
 
 // connMonitor follows the client's connection to etcd for the Backend.
@@ -84,10 +87,12 @@ func (m *connMonitor) run(ctx context.Context) {
 }
 
 // explain says why a request failed when there is no connection to etcd:
-// a bare deadline would not.
+// a bare deadline would not. Such an error also wraps
+// discovery.ErrUnavailable, so that status causes classify alike across
+// backends.
 func (m *connMonitor) explain(err error) error {
 	if m.cli.ActiveConnection().GetState() != connectivity.Ready {
-		return fmt.Errorf("no connection to etcd at %v: %w", m.cli.Endpoints(), err)
+		return backendkit.Mark(fmt.Errorf("no connection to etcd at %v: %w", m.cli.Endpoints(), err), discovery.ErrUnavailable)
 	}
 	return err
 }

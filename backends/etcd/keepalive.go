@@ -25,6 +25,7 @@ type keepAlive struct {
 	lease  clientv3.LeaseID
 	ttl    time.Duration // as granted
 	log    hclog.Logger
+	facts  *leaseFacts // told of every answer
 
 	done chan struct{}
 	err  error // why it ended; read after done is closed
@@ -45,8 +46,8 @@ const keepAliveRetry = 500 * time.Millisecond
 // of it. Otherwise (a lease that outlived an outage, with an unknown
 // remaining TTL) the first request goes at once.
 func startKeepAlive(ctx context.Context, leases pb.LeaseClient, lease clientv3.LeaseID, ttl time.Duration,
-	fresh bool, log hclog.Logger, wg *sync.WaitGroup) *keepAlive {
-	k := &keepAlive{leases: leases, lease: lease, ttl: ttl, log: log, done: make(chan struct{})}
+	fresh bool, log hclog.Logger, wg *sync.WaitGroup, facts *leaseFacts) *keepAlive {
+	k := &keepAlive{leases: leases, lease: lease, ttl: ttl, log: log, facts: facts, done: make(chan struct{})}
 	wg.Go(func() { k.run(ctx, fresh, wg) })
 	return k
 }
@@ -131,12 +132,14 @@ func (k *keepAlive) run(ctx context.Context, fresh bool, wg *sync.WaitGroup) {
 			}
 			// etcd extended the lease on receiving the request, after it
 			// was sent: from the sending, the lease has at least TTL.
-			from := sentAt
+			now := time.Now()
+			from, rtt := sentAt, now.Sub(sentAt)
 			if from.IsZero() {
-				from = time.Now()
+				from, rtt = now, 0
 			}
 			sentAt = time.Time{}
 			granted := time.Duration(resp.TTL) * time.Second
+			k.facts.renewed(from.Add(granted), rtt)
 			expiry.Reset(time.Until(from.Add(granted)))
 			tick.Reset(granted / 3)
 		case err := <-failed:

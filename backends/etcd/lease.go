@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -49,6 +50,8 @@ type leaseKeeper struct {
 	// announce asks the writer to log "registered" once every held
 	// instance is written under a newly granted lease.
 	announce bool
+
+	facts leaseFacts // what BackendFacts reports of the lease
 }
 
 func newLeaseKeeper(ctx context.Context, wg *sync.WaitGroup, cli *clientv3.Client, cfg Config,
@@ -80,7 +83,7 @@ func (k *leaseKeeper) current() clientv3.LeaseID {
 }
 
 // errLeaseExpired is the cause reported when etcd no longer has the lease.
-var errLeaseExpired = errors.New("lease expired or revoked")
+var errLeaseExpired = backendkit.Mark(errors.New("lease expired or revoked"), discovery.ErrRemoved)
 
 // keep holds a lease while the Backend holds instances, until Close.
 func (k *leaseKeeper) keep() {
@@ -150,6 +153,7 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 		if prev != 0 {
 			what = "grant lease " + leaseString(prev) + " again"
 		}
+		sent := time.Now()
 		// Like clientv3's calls, it waits for a connection until ctx ends.
 		resp, err := k.leases.LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: k.ttl, ID: int64(prev)}, grpc.WaitForReady(true))
 		switch err := grpcError(ctx, err); {
@@ -164,6 +168,9 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 			k.leaseLost(errLeaseExpired)
 		}
 		lease, ttl = clientv3.LeaseID(resp.ID), time.Duration(resp.TTL)*time.Second
+		// etcd counts the TTL from when it granted, after the request
+		// was sent.
+		k.facts.renewed(sent.Add(ttl), 0)
 		return nil
 	}
 	err := k.cfg.Retry.Do(k.ctx, attempt, retry.OnFailure(k.retrying),
@@ -228,6 +235,7 @@ func (k *leaseKeeper) wakeJitter() time.Duration { return k.cfg.ReconnectDelay /
 
 // retrying reports a failed attempt to grant a lease.
 func (k *leaseKeeper) retrying(f retry.Failure) {
+	k.regs.retries.Add(1)
 	k.regs.mu.Lock()
 	defer k.regs.mu.Unlock()
 	for _, e := range k.regs.held {
@@ -250,7 +258,7 @@ func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 	lease := g.id
 	ctx, cancel := context.WithCancel(k.ctx)
 	defer cancel()
-	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.fresh, k.log, k.wg)
+	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.fresh, k.log, k.wg, &k.facts)
 	var (
 		outage   retry.Backoff // for write passes failing in a row; nil after a success
 		attempt  int

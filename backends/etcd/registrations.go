@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -30,6 +31,9 @@ import (
 type registrations struct {
 	log   hclog.Logger
 	board *backendkit.StatusBoard
+	// retries counts failed attempts to keep instances published, for
+	// BackendFacts.
+	retries atomic.Uint64
 
 	mu     sync.Mutex
 	closed bool                       // set by Close: Register, Deregister and Watch refuse

@@ -9,6 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 )
 
 // restorer is the own-key concern: its keyWatch (ownkeys.go) follows
@@ -34,7 +35,7 @@ func newRestorer(cli *clientv3.Client, cfg Config, regs *registrations, keeper *
 
 // errRemoved is the cause reported when a key of ours disappeared: someone
 // deleted it, or etcd expired the lease it was under.
-var errRemoved = errors.New("instance removed from etcd (deleted, or its lease expired)")
+var errRemoved = backendkit.Mark(errors.New("instance removed from etcd (deleted, or its lease expired)"), discovery.ErrRemoved)
 
 // observe reacts to a change of one of the Backend's keys.
 func (r *restorer) observe(ev *mvccpb.Event) {

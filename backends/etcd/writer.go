@@ -314,6 +314,7 @@ func (w *writer) refused(o op, cause error) {
 		e.backoff = w.cfg.Retry.Backoff()
 	}
 	e.refusals++
+	w.regs.retries.Add(1)
 	d, _ := e.backoff.Next()
 	e.retryAt = time.Now().Add(d)
 	w.regs.dirty[key] = struct{}{}
@@ -324,6 +325,8 @@ func (w *writer) refused(o op, cause error) {
 
 // writeFailed reports a write pass that etcd did not answer.
 func (w *writer) writeFailed(lease clientv3.LeaseID, attempt int, delay time.Duration, cause error) {
+	w.regs.retries.Add(1)
+	cause = w.conn.explain(cause)
 	w.regs.mu.Lock()
 	defer w.regs.mu.Unlock()
 	n := 0
@@ -335,7 +338,6 @@ func (w *writer) writeFailed(lease clientv3.LeaseID, attempt int, delay time.Dur
 		n++
 		w.regs.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: attempt, RetryIn: delay, Err: cause})
 	}
-	cause = w.conn.explain(cause)
 	w.log.Warn("failed to update instances, will retry", "lease", leaseString(lease), "instances", n,
 		"attempt", attempt, "retry_in", delay, "error", cause)
 }

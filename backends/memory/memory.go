@@ -14,6 +14,7 @@ import (
 var (
 	_ discovery.Backend        = (*Backend)(nil)
 	_ discovery.StatusReporter = (*Backend)(nil)
+	_ discovery.FactsReporter  = (*Backend)(nil)
 )
 
 // Backend is one handle on a Store, as one process's etcd client is a
@@ -36,7 +37,8 @@ type Backend struct {
 	regs     map[discovery.Key]*registration
 	watchers map[discovery.Watcher]struct{}
 	closed   bool
-	retrying bool // the outage retry loop is running
+	retrying bool   // the outage retry loop is running
+	retries  uint64 // failed attempts during outages, for BackendFacts
 }
 
 // registration is one instance this Backend holds, whether or not it owns
@@ -197,6 +199,17 @@ func (b *Backend) Status(service, id string) (discovery.Status, error) {
 // Statuses implements discovery.StatusReporter.
 func (b *Backend) Statuses() []discovery.Status {
 	return b.board.Statuses()
+}
+
+// BackendFacts implements discovery.FactsReporter: Connected is whether
+// the Store is available (see Store.SetAvailable), and RetryAttempts
+// counts the failed attempts of the Backend's outage retry loop, one per
+// attempt whatever the number of registrations. The memory backend has no
+// lease.
+func (b *Backend) BackendFacts() discovery.BackendFacts {
+	b.store.mu.Lock()
+	defer b.store.mu.Unlock()
+	return discovery.BackendFacts{Connected: b.store.available, RetryAttempts: b.retries}
 }
 
 // SubscribeStatus implements discovery.StatusReporter. After Close the
@@ -380,6 +393,7 @@ func (b *Backend) retryLoop(bo retry.Backoff, delay time.Duration) {
 
 // retryingLocked reports every registration as retrying.
 func (b *Backend) retryingLocked(attempt int, delay time.Duration) {
+	b.retries++
 	cause := fmt.Errorf("memory: keep registrations published: %w", ErrUnavailable)
 	for _, key := range sortedKeys(b.regs) {
 		b.setLocked(b.regs[key], discovery.Status{

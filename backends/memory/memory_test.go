@@ -647,3 +647,56 @@ func TestChaos(t *testing.T) {
 	}
 	wantSet(t, keeper, "chaos")
 }
+
+func TestBackendFactsFollowOutage(t *testing.T) {
+	t.Parallel()
+	store := memory.NewStore()
+	b := newBackend(t, store, memory.WithRetry(fastRetry))
+	if got, want := b.BackendFacts(), (discovery.BackendFacts{Connected: true}); got != want {
+		t.Fatalf("facts before any outage = %+v, want %+v", got, want)
+	}
+	in := discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.1:80"}
+	register(t, b, in)
+	sub := subscribe(t, b)
+	until(t, sub, in.Key(), discovery.StateRegistered)
+
+	store.SetAvailable(false)
+	// Attempt 1 is reported before SetAvailable returns; wait for two more.
+	st, _ := until(t, sub, in.Key(), discovery.StateRetrying)
+	for st.Attempt < 3 {
+		st = next(t, sub, in.Key())
+	}
+	got := b.BackendFacts()
+	if got.Connected || got.RetryAttempts < 3 || got.HasLease {
+		t.Errorf("facts during the outage = %+v; want disconnected, at least 3 attempts, no lease", got)
+	}
+	store.SetAvailable(true)
+	until(t, sub, in.Key(), discovery.StateRegistered)
+	after := b.BackendFacts()
+	if !after.Connected || after.RetryAttempts < got.RetryAttempts {
+		t.Errorf("facts after the outage = %+v; want connected, attempts not fewer than %d", after, got.RetryAttempts)
+	}
+	// Attempts are per outage attempt, not per registration: one backend
+	// holding two registrations counts each attempt once.
+	b2 := newBackend(t, store, memory.WithRetry(retry.Policy{Base: time.Hour, Max: time.Hour}))
+	register(t, b2, discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"})
+	register(t, b2, discovery.Instance{Service: "payments", ID: "p-3", Address: "10.0.0.3:80"})
+	store.SetAvailable(false)
+	if got := b2.BackendFacts().RetryAttempts; got != 1 {
+		t.Errorf("RetryAttempts after one failed attempt with two registrations = %d, want 1", got)
+	}
+	store.SetAvailable(true)
+}
+
+func TestExpiredCauseWrapsErrRemoved(t *testing.T) {
+	t.Parallel()
+	store := memory.NewStore()
+	b := newBackend(t, store, memory.WithRestoreDelay(time.Hour))
+	in := discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.1:80"}
+	register(t, b, in)
+	store.Expire("payments", "p-1")
+	st := status(t, b, in.Key())
+	if st.State != discovery.StateLost || !errors.Is(st.Err, memory.ErrExpired) || !errors.Is(st.Err, discovery.ErrRemoved) {
+		t.Errorf("status = %v; want lost with a cause wrapping ErrExpired and discovery.ErrRemoved", st)
+	}
+}

@@ -23,8 +23,9 @@ var (
 	ErrUnavailable = fmt.Errorf("memory: %w", discovery.ErrUnavailable)
 
 	// ErrExpired is the cause (Status.Err) of discovery.StateLost after
-	// Store.Expire dropped a registration.
-	ErrExpired = errors.New("memory: registration expired")
+	// Store.Expire dropped a registration. It wraps discovery.ErrRemoved,
+	// so errors.Is matches both.
+	ErrExpired = backendkit.Mark(errors.New("memory: registration expired"), discovery.ErrRemoved)
 )
 
 // Store is an in-memory registry shared by any number of Backends, as one

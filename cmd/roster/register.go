@@ -17,6 +17,7 @@ import (
 type registerFlags struct {
 	service, id, address string
 	meta                 []string
+	http                 string // --http: where to serve /metrics and /status
 }
 
 func (a *app) registerCmd() *cobra.Command {
@@ -35,11 +36,14 @@ if someone deletes it. It prints every change of the registration's state:
   conflict: <cause>
 
 On Ctrl+C it revokes its lease, so watchers see the instance leave at once,
-and prints "deregistered". The first registration must succeed within
+and prints "deregistered". With --http ADDR it also serves roster's
+Prometheus metrics at /metrics and the registration's status at /status
+(200 once registered, and through etcd outages; 503 before and after). The first registration must succeed within
 --timeout. An empty --id is derived from the address (10.0.0.7:8080 gives
 10.0.0.7-8080).`,
 		Example: `  roster register --service payments --id p-1 --address 127.0.0.1:8080 --meta zone=a --meta version=1.4.2
-  roster register --service payments --address 10.0.0.7:8080 --ttl 5s`,
+  roster register --service payments --address 10.0.0.7:8080 --ttl 5s
+  roster register --service payments --address 10.0.0.7:8080 --http 127.0.0.1:9090`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			in, err := f.instance()
@@ -52,6 +56,14 @@ and prints "deregistered". The first registration must succeed within
 			if err != nil {
 				return err
 			}
+			if f.http != "" {
+				stop, err := a.serveObservability(f.http, b)
+				if err != nil {
+					_ = b.Close()
+					return err
+				}
+				defer stop() // after register has closed the backend
+			}
 			return a.register(cmd.Context(), b, s, in)
 		},
 	}
@@ -60,6 +72,7 @@ and prints "deregistered". The first registration must succeed within
 	fs.StringVar(&f.id, "id", "", "instance ID (default: derived from --address)")
 	fs.StringVar(&f.address, "address", "", "host:port where clients reach the instance (required)")
 	fs.StringArrayVar(&f.meta, "meta", nil, "metadata as key=value; repeat for more")
+	fs.StringVar(&f.http, "http", "", "serve Prometheus metrics at /metrics and the registration status at /status on this address (e.g. 127.0.0.1:9090)")
 	fs.Duration("ttl", etcd.DefaultTTL, "TTL: how long the registry keeps the instance once this process stops renewing it ($"+backends.EnvTTL+")")
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -636,5 +637,61 @@ func startRegister(t *testing.T, args ...string) (stdout *linebuf.Buffer, stop f
 		case <-time.After(waitTimeout):
 			t.Fatal("register did not return after its context ended")
 		}
+	}
+}
+
+// TestRegisterServesHTTP: register --http serves the registration's
+// metrics and status while it runs.
+func TestRegisterServesHTTP(t *testing.T) {
+	srv := etcdtest.Start(t)
+	t.Setenv("ROSTER_ENDPOINTS", srv.Endpoints()[0])
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout, stderr := &linebuf.Buffer{}, &linebuf.Buffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"register", "--service", "payments", "--id", "p-1", "--address", "127.0.0.1:8080",
+			"--http", "127.0.0.1:0"}, stdout, stderr)
+	}()
+	stdout.WaitFor(t, "registered payments/p-1 at 127.0.0.1:8080 (lease ", waitTimeout)
+	stderr.WaitFor(t, "serving http://", waitTimeout)
+	line := stderr.String()
+	base := line[strings.Index(line, "http://"):]
+	base = base[:strings.Index(base, "/metrics")]
+
+	httpGet := func(path string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Close = true
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(body)
+	}
+	if code, body := httpGet("/status"); code != http.StatusOK || !strings.HasPrefix(body, "ready: every registration is registered\npayments/p-1 at 127.0.0.1:8080: registered since ") {
+		t.Errorf("/status: %d\n%s", code, body)
+	}
+	if code, body := httpGet("/metrics"); code != http.StatusOK ||
+		!strings.Contains(body, `roster_registrations{service="payments",state="registered"} 1`+"\n") ||
+		!strings.Contains(body, "roster_backend_connected 1\n") {
+		t.Errorf("/metrics: %d\n%s", code, body)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Errorf("register exited %d; stderr %q", code, stderr.String())
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("register did not return after its context ended")
 	}
 }

@@ -38,7 +38,9 @@ func NewStatusBoard() *StatusBoard {
 }
 
 // Set records st as the status of st.Instance and notifies subscribers. A
-// zero Since is set to now. Setting the state a registration is already in
+// zero Since is set to now. Set fills in st.WasRegistered: true from the
+// first time the registration is discovery.StateRegistered until it is
+// deregistered. Setting the state a registration is already in
 // with the same attempt and cause is ignored and notifies no one.
 // discovery.StateDeregistered is delivered to subscribers and then
 // forgotten, so Status reports discovery.ErrNotRegistered afterwards.
@@ -61,6 +63,7 @@ func (b *StatusBoard) Set(st discovery.Status) {
 	if st.Since.IsZero() {
 		st.Since = b.now()
 	}
+	st.WasRegistered = st.State == discovery.StateRegistered || (ok && prev.WasRegistered)
 	if st.State == discovery.StateDeregistered {
 		delete(b.current, key)
 	} else {

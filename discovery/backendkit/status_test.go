@@ -420,3 +420,46 @@ func TestStatusBoardConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusBoardWasRegistered(t *testing.T) {
+	t.Parallel()
+	b := backendkit.NewStatusBoard()
+	defer b.Close()
+	sub := b.SubscribeStatus()
+	defer sub.Stop()
+
+	was := func(want bool) {
+		t.Helper()
+		st, err := b.Status("payments", "p-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.WasRegistered != want {
+			t.Errorf("%v: WasRegistered = %v, want %v", st, st.WasRegistered, want)
+		}
+		got, err := nextStatus(sub, time.Second)
+		if err != nil || got.WasRegistered != want {
+			t.Errorf("subscription: %v, WasRegistered = %v, %v; want %v", got, got.WasRegistered, err, want)
+		}
+	}
+	cause := errors.New("no connection")
+	// Before the first registration: not yet, however long it retries.
+	b.Set(status("payments", "p-1", discovery.StateRegistering))
+	was(false)
+	b.Set(discovery.Status{Instance: inst("payments", "p-1"), State: discovery.StateRetrying, Attempt: 1, Err: cause})
+	was(false)
+	// From the first registration on, through every fault.
+	b.Set(status("payments", "p-1", discovery.StateRegistered))
+	was(true)
+	b.Set(discovery.Status{Instance: inst("payments", "p-1"), State: discovery.StateRetrying, Attempt: 1, Err: cause})
+	was(true)
+	b.Set(discovery.Status{Instance: inst("payments", "p-1"), State: discovery.StateLost, Err: cause})
+	was(true)
+	// Deregistered and registered anew: not yet again.
+	b.Set(status("payments", "p-1", discovery.StateDeregistered))
+	if st, err := nextStatus(sub, time.Second); err != nil || st.State != discovery.StateDeregistered {
+		t.Fatalf("Next = %v, %v; want deregistered", st, err)
+	}
+	b.Set(status("payments", "p-1", discovery.StateRegistering))
+	was(false)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -212,6 +213,24 @@ func (r *Resolver) Snapshot(service string) (set []discovery.Instance, age time.
 		return nil, 0, false, false
 	}
 	return discovery.CloneSet(set), age, stale, true
+}
+
+// Services returns the names of the services the Resolver follows, sorted:
+// every service it has been asked to resolve or watch, since New and until
+// Close (it returns none afterwards). Together with Snapshot, it lets
+// metrics report the staleness of every cached set.
+func (r *Resolver) Services() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return nil
+	}
+	out := make([]string, 0, len(r.entries))
+	for service := range r.entries {
+		out = append(out, service)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Close stops every upstream watch and goroutine of the Resolver and waits

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -764,5 +765,30 @@ func TestViewSharesTheCachedSet(t *testing.T) {
 	c.Close()
 	if err := c.View(ctx, service, func([]discovery.Instance) { called = true }); !errors.Is(err, discovery.ErrClosed) || called {
 		t.Errorf("View after Close = %v (fn called: %v); want ErrClosed and no call", err, called)
+	}
+}
+
+func TestServicesListsFollowedServices(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c := e.newCache(t)
+	if got := c.Services(); len(got) != 0 {
+		t.Errorf("Services before any call = %v, want none", got)
+	}
+	resolveIDs(t, c)
+	if _, err := c.Resolve(context.Background(), "alpha"); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Watch(context.Background(), "zulu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if got, want := c.Services(), []string{"alpha", service, "zulu"}; !slices.Equal(got, want) {
+		t.Errorf("Services = %v, want %v", got, want)
+	}
+	c.Close()
+	if got := c.Services(); len(got) != 0 {
+		t.Errorf("Services after Close = %v, want none", got)
 	}
 }

@@ -46,7 +46,8 @@ type HarnessMaker func(ctx context.Context, t *testing.T) (Harness, error)
 // and fails those of a capability that is claimed but missing.
 type Capabilities struct {
 	// Status: the backends implement discovery.StatusReporter. Status
-	// reports discovery.StateRegistered once Register returns and
+	// reports discovery.StateRegistered (with WasRegistered set, as
+	// backendkit.StatusBoard does) once Register returns and
 	// discovery.ErrNotRegistered once Deregister returns, and a
 	// subscription sees the transitions Registering, Registered and
 	// Deregistered (see discovery.StatusSubscription for which ones a slow

@@ -822,8 +822,8 @@ func testStatusTransitions(t *testing.T, e *env) {
 	e.register(a, p1)
 	st, err := r.Status(payments, "p-1")
 	if err != nil || st.State != discovery.StateRegistered || !st.Instance.Equal(p1) ||
-		st.Attempt != 0 || st.Err != nil || st.Since.IsZero() {
-		t.Errorf("Status once Register returned = %+v, %v; want registered, instance %s, no attempt, no error, Since set",
+		st.Attempt != 0 || st.Err != nil || st.Since.IsZero() || !st.WasRegistered {
+		t.Errorf("Status once Register returned = %+v, %v; want registered, instance %s, no attempt, no error, Since set, WasRegistered",
 			st, err, fmtInstance(p1))
 	}
 	// A subscriber may miss Registering (it is coalesced with Registered)

@@ -17,12 +17,15 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/fx"
 
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/embedded"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
+	"github.com/roster-sd/roster/statushttp"
 )
 
 // service is the name every replica registers under.
@@ -45,6 +48,9 @@ func newReplica(name string, cfg fxmodule.Config, logger hclog.Logger, out *prin
 		fx.Supply(cfg),
 		fx.Provide(func() hclog.Logger { return logger }),
 		fx.Supply(replicaName(name)),
+		// The replica's own Prometheus registry: the module registers
+		// roster's metrics on it, and the server serves it at /metrics.
+		fx.Provide(prometheus.NewRegistry, func(r *prometheus.Registry) prometheus.Registerer { return r }),
 		fx.Provide(newServer),
 		// The instance is built from the server's address, so fx starts the
 		// server before registering and deregisters before stopping it.
@@ -59,14 +65,16 @@ func newReplica(name string, cfg fxmodule.Config, logger hclog.Logger, out *prin
 
 type replicaName string
 
-// server answers GET /hello with its replica's name.
+// server answers GET /hello with its replica's name, and serves the
+// replica's metrics at /metrics and its registration status at /status
+// (the path its readiness probe would read).
 type server struct {
 	addr string
 	srv  *http.Server
 	lis  net.Listener
 }
 
-func newServer(lc fx.Lifecycle, name replicaName) (*server, error) {
+func newServer(lc fx.Lifecycle, name replicaName, reg *prometheus.Registry, status *statushttp.Handler) (*server, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -75,6 +83,8 @@ func newServer(lc fx.Lifecycle, name replicaName) (*server, error) {
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "hello from %s", name)
 	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/status", status)
 	s := &server{addr: lis.Addr().String(), lis: lis, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	done := make(chan struct{})
 	lc.Append(fx.Hook{
@@ -235,6 +245,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		out.say("GET %s/hello -> %q", in.ID, body)
 	}
 
+	// What a probe and a scrape of hello-1 see.
+	first := "http://" + set[0].Address
+	code, body, err := getStatus(ctx, first+"/status")
+	if err != nil {
+		return interrupted(ctx, err)
+	}
+	out.say("GET %s/status -> %d %s", set[0].ID, code, firstLine(body))
+	body, err = get(ctx, first+"/metrics")
+	if err != nil {
+		return interrupted(ctx, err)
+	}
+	out.say("GET %s/metrics ->", set[0].ID)
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, `roster_registrations{service="hello",state="registered"}`) ||
+			strings.HasPrefix(line, "roster_backend_connected ") ||
+			strings.HasPrefix(line, "roster_backend_retry_attempts_total ") ||
+			strings.HasPrefix(line, "roster_lease_remaining_seconds ") {
+			out.say("  %s", line)
+		}
+	}
+
 	// Stop the replicas one by one: each leaves the registry before its
 	// server stops, and the others see it go.
 	for len(apps) > 0 {
@@ -281,6 +312,29 @@ func get(ctx context.Context, url string) (string, error) {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	return string(body), err
+}
+
+// getStatus GETs a status endpoint: its code and body.
+func getStatus(ctx context.Context, url string) (int, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Close = true // no idle connection left behind
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
 
 func ids(set []discovery.Instance) string {
