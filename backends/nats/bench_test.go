@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -193,15 +194,16 @@ func (l *statusLog) wait(b *testing.B, m int, want discovery.State, d time.Durat
 	}
 }
 
-// BenchmarkRecovery stops the server for longer than the TTL (2 s) and
-// measures, once the server is back with its data, how long the Backend
-// takes to report the instance registered again (its key stored by
-// JetStream) and how long a raw nats.go client (default settings:
-// reconnection every 2 s) that simply retries a key-value Put takes to
-// complete it, in the same run. Both reach the server through a proxy. The
-// Backend runs with the production ReconnectDelay (250 ms) and the
-// production retry policy scaled to the TTL (200 ms doubling to 4 s, where
-// the default is 1 s to 30 s for a 15 s TTL). Every iteration is one
+// BenchmarkRecovery stops the server for longer than the TTL (2 s): for
+// the outage the variant names plus a random 0 to 2 s. It measures, once
+// the server is back with its data, how long the Backend takes to report
+// the instance registered again (its key stored by JetStream) and how
+// long a raw nats.go client (default settings: reconnection every 2 s)
+// that simply retries a key-value Put takes to complete it, in the same
+// run. Both reach the server through a proxy. The Backend runs with the
+// production ReconnectDelay (250 ms) and the production retry policy
+// scaled to the TTL (200 ms doubling to 4 s, where the default is 1 s to
+// 30 s for a 15 s TTL). Every iteration is one
 // outage; run it with -benchtime Nx for N outages.
 //
 // nats-server does not expire messages while it is down, and after a
@@ -266,7 +268,10 @@ func benchRecovery(b *testing.B, down time.Duration, waitExpiry bool) {
 			proxy.Reject()
 		}
 		states.wait(b, m, discovery.StateRetrying, cfg.TTL+5*time.Second)
-		time.Sleep(down - time.Since(stopped))
+		// A random extra ends the outage at a random point of the raw
+		// client's 2 s reconnection cycle (an outage of a whole number of
+		// cycles would always end just before its next attempt).
+		time.Sleep(down + rand.N(2*time.Second) - time.Since(stopped))
 		m = states.mark()
 		if err := srv.Restart(); err != nil {
 			b.Fatal(err)
