@@ -203,8 +203,8 @@ func (l *statusLog) wait(b *testing.B, m int, want discovery.State, d time.Durat
 // run. Both reach the server through a proxy. The Backend runs with the
 // production ReconnectDelay (250 ms) and the production retry policy
 // scaled to the TTL (200 ms doubling to 4 s, where the default is 1 s to
-// 30 s for a 15 s TTL). Every iteration is one
-// outage; run it with -benchtime Nx for N outages.
+// 30 s for a 15 s TTL). Every iteration is one outage; run it with
+// -benchtime Nx for N outages.
 //
 // nats-server does not expire messages while it is down, and after a
 // restart it expires the overdue ones at its first age check, 250 ms or
