@@ -393,27 +393,18 @@ func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
 	}
 }
 
-// writeLocked makes one attempt at writing r's key whoever holds it,
-// retrying only compare-and-set races.
+// writeLocked makes one attempt at writing r's key whoever holds it: one
+// unconditional write, as a raw key-value Put, since the later writer of a
+// key owns it and there is nothing to compare. (Renewals and restores, by
+// the keeper, are compare-and-sets; a registration only takes a key over
+// here.) Its sequence becomes r.rev, what the next renewal expects.
 func (b *Backend) writeLocked(ctx context.Context, r *registration) error {
-	expect := r.rev
-	for attempt := 0; ; attempt++ {
-		if expect == 0 || attempt > 0 {
-			l, err := b.last(ctx, r.subject)
-			if err != nil {
-				return err
-			}
-			expect = l.seq
-		}
-		seq, err := b.publish(ctx, r, expect)
-		if err == nil {
-			r.rev = seq
-			return nil
-		}
-		if !wrongSequence(err) || attempt >= 10 {
-			return err
-		}
+	seq, err := b.write(ctx, r)
+	if err != nil {
+		return err
 	}
+	r.rev = seq
+	return nil
 }
 
 // connected returns an error wrapping discovery.ErrUnavailable while the
@@ -627,9 +618,15 @@ func (b *Backend) last(ctx context.Context, subject string) (lastMsg, error) {
 // publish writes r's value with the TTL if the last sequence of its
 // subject is expect (0: no message), and returns the new sequence.
 func (b *Backend) publish(ctx context.Context, r *registration, expect uint64) (uint64, error) {
+	return b.write(ctx, r, jetstream.WithExpectLastSequencePerSubject(expect))
+}
+
+// write writes r's value with the TTL, under the conditions of opts, and
+// returns the new sequence.
+func (b *Backend) write(ctx context.Context, r *registration, opts ...jetstream.PublishOpt) (uint64, error) {
 	m := &natsgo.Msg{Subject: r.subject, Data: r.value, Header: natsgo.Header{}}
 	m.Header.Set(ownerHeader, b.owner)
-	ack, err := b.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expect), jetstream.WithMsgTTL(b.cfg.TTL))
+	ack, err := b.js.PublishMsg(ctx, m, append(opts, jetstream.WithMsgTTL(b.cfg.TTL))...)
 	if err != nil {
 		return 0, err
 	}

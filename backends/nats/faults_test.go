@@ -22,7 +22,7 @@ import (
 
 // rawKV opens bucket through a connection of its own, as another process
 // (or an operator with the nats CLI) would.
-func rawKV(t *testing.T, url, bucket string) jetstream.KeyValue {
+func rawKV(t testing.TB, url, bucket string) jetstream.KeyValue {
 	t.Helper()
 	nc, err := natsgo.Connect(url, natsgo.MaxReconnects(-1), natsgo.ReconnectWait(20*time.Millisecond))
 	if err != nil {
