@@ -399,6 +399,11 @@ func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
 // the keeper, are compare-and-sets; a registration only takes a key over
 // here.) Its sequence becomes r.rev, what the next renewal expects.
 func (b *Backend) writeLocked(ctx context.Context, r *registration) error {
+	// The bucket must exist before its subjects take writes; this opens
+	// (or creates) it once, when New could not.
+	if _, _, err := b.bucket(ctx); err != nil {
+		return err
+	}
 	seq, err := b.write(ctx, r)
 	if err != nil {
 		return err

@@ -674,8 +674,9 @@ func TestBlackholeLongerThanTTL(t *testing.T) {
 // An application may start while NATS is down, as with etcd: New returns
 // at once, Register waits through the outage, and the bucket (absent on
 // this fresh server) is created and the instance written as soon as NATS
-// can be reached; a watch started meanwhile reports the outage, then the
-// exact set.
+// can be reached; a watch started meanwhile (on another bucket, so that
+// only Register can create this one) reports the outage, then the exact
+// set.
 func TestNewWhileNATSIsDown(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Start(t)
@@ -693,7 +694,8 @@ func TestNewWhileNATSIsDown(t *testing.T) {
 	if !errors.Is(err, discovery.ErrUnavailable) {
 		t.Fatalf("Resolve while NATS is down = %v; want ErrUnavailable", err)
 	}
-	w, err := b.Watch(t.Context(), "payments")
+	other := newBackend(t, testConfig(t, "nats://"+proxy.Endpoint(), "other"))
+	w, err := other.Watch(t.Context(), "payments")
 	if err != nil {
 		t.Fatalf("Watch while NATS is down: %v", err)
 	}
@@ -718,10 +720,13 @@ func TestNewWhileNATSIsDown(t *testing.T) {
 		t.Fatal("Register did not return within 5s of NATS becoming reachable")
 	}
 	t.Logf("Register returned %v after NATS became reachable", time.Since(back))
-
 	kv := rawKV(t, srv.URL(), "roster")
 	if ok, err := present(t.Context(), kv, p1Key, p1); !ok || err != nil {
 		t.Fatalf("key %s after NATS became reachable: present %v, %v", p1Key, ok, err)
+	}
+
+	if err := other.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
 	}
 	for {
 		set, err := w.Next(wctx)
