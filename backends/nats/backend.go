@@ -61,8 +61,10 @@ type Backend struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup // the keeper
 	closeOnce sync.Once
-	closing   atomic.Bool // Close has started: a dropped connection is no news
-	pending   atomic.Bool // a registration wants another look soon
+	closing   atomic.Bool   // Close has started: a dropped connection is no news
+	pending   atomic.Bool   // a registration wants another look soon
+	retries   atomic.Uint64 // failed attempts to keep instances published, for BackendFacts
+	rtt       atomic.Int64  // round trip of the last stored write, in nanoseconds
 
 	bucketMu sync.Mutex         // guards kv and stream, set once the bucket is open
 	kv       jetstream.KeyValue // nil until the bucket is open
@@ -84,6 +86,10 @@ type registration struct {
 	subject string // "$KV.<bucket>.<key>"
 	value   []byte
 	rev     uint64 // sequence of this Backend's last write of the key; 0 when it does not hold it
+	// expires is when NATS expires the key without another renewal, as
+	// of this Backend's last stored write (Unix nanoseconds); 0 when this
+	// Backend does not hold the key. Read without mu, by BackendFacts.
+	expires atomic.Int64
 	state   discovery.State
 	sub     *natsgo.Subscription
 	gone    bool        // deregistered or closed
@@ -380,6 +386,7 @@ func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
 			bo = b.cfg.Retry.Backoff()
 		}
 		delay, _ := bo.Next()
+		b.retries.Add(1)
 		b.log.Debug("failed to register, will retry", "node", r.inst.Address, "key", r.key, "retry_in", delay, "error", err)
 		_, _, changed := b.conn.get()
 		select {
@@ -451,6 +458,7 @@ func (b *Backend) forgetLocked(r *registration) {
 	}
 	b.mu.Unlock()
 	r.gone = true
+	r.expires.Store(0)
 	if r.sub != nil {
 		_ = r.sub.Unsubscribe()
 	}
@@ -631,10 +639,13 @@ func (b *Backend) publish(ctx context.Context, r *registration, expect uint64) (
 func (b *Backend) write(ctx context.Context, r *registration, opts ...jetstream.PublishOpt) (uint64, error) {
 	m := &natsgo.Msg{Subject: r.subject, Data: r.value, Header: natsgo.Header{}}
 	m.Header.Set(ownerHeader, b.owner)
+	sent := time.Now()
 	ack, err := b.js.PublishMsg(ctx, m, append(opts, jetstream.WithMsgTTL(b.cfg.TTL))...)
 	if err != nil {
 		return 0, err
 	}
+	r.expires.Store(sent.Add(b.cfg.TTL).UnixNano())
+	b.rtt.Store(int64(time.Since(sent)))
 	return ack.Sequence, nil
 }
 

@@ -100,6 +100,7 @@ func (b *Backend) run(full bool) {
 	bo := b.cfg.Retry.Backoff()
 	for attempt := 1; ; attempt++ {
 		delay, _ := bo.Next() // never stops: see retry.Backoff
+		b.retries.Add(1)
 		n := b.retrying(attempt, delay, err)
 		b.log.Warn("failed to renew instances, will retry", "instances", n, "attempt", attempt, "retry_in", delay, "error", err)
 		// Wake at once when the connection comes back (or drops, which
@@ -203,6 +204,7 @@ func (b *Backend) syncOneLocked(ctx context.Context, r *registration, renew bool
 			b.log.Error("instance registered by another process; waiting for it to leave", "node", r.inst.Address, "key", r.key)
 		}
 		r.rev = 0
+		r.expires.Store(0)
 		b.setLocked(r, discovery.Status{
 			State: discovery.StateConflict,
 			Err:   fmt.Errorf("nats: %s written by another process: %w", r.key, discovery.ErrConflict),
