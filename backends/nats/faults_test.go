@@ -106,12 +106,12 @@ func (p *poller) close() {
 type stateLog struct {
 	sub  discovery.StatusSubscription
 	done chan struct{}
-	got  atomic.Pointer[[]discovery.State]
+	got  atomic.Pointer[[]discovery.Status]
 }
 
 func recordStates(t *testing.T, r discovery.StatusReporter, key discovery.Key) *stateLog {
 	l := &stateLog{sub: r.SubscribeStatus(), done: make(chan struct{})}
-	l.got.Store(&[]discovery.State{})
+	l.got.Store(&[]discovery.Status{})
 	go func() {
 		defer close(l.done)
 		for {
@@ -120,7 +120,7 @@ func recordStates(t *testing.T, r discovery.StatusReporter, key discovery.Key) *
 				return
 			}
 			if st.Instance.Key() == key {
-				s := append(slices.Clone(*l.got.Load()), st.State)
+				s := append(slices.Clone(*l.got.Load()), st)
 				l.got.Store(&s)
 			}
 		}
@@ -129,7 +129,15 @@ func recordStates(t *testing.T, r discovery.StatusReporter, key discovery.Key) *
 	return l
 }
 
-func (l *stateLog) states() []discovery.State { return *l.got.Load() }
+func (l *stateLog) states() []discovery.State {
+	var states []discovery.State
+	for _, st := range l.statuses() {
+		states = append(states, st.State)
+	}
+	return states
+}
+
+func (l *stateLog) statuses() []discovery.Status { return *l.got.Load() }
 
 func (l *stateLog) stop() {
 	l.sub.Stop()
@@ -209,6 +217,7 @@ func TestExternalDeleteAndPurgeRestoredWithinHalfASecond(t *testing.T) {
 		t.Fatal(err)
 	}
 	kv := rawKV(t, srv.URL(), "roster")
+	log := recordStates(t, b, p1.Key())
 	cases := []struct {
 		name   string
 		remove func(ctx context.Context) error
@@ -227,6 +236,21 @@ func TestExternalDeleteAndPurgeRestoredWithinHalfASecond(t *testing.T) {
 		})
 		t.Logf("%s: restored in %v", tc.name, time.Since(removed))
 		waitState(t, b, p1.Key(), discovery.StateRegistered, time.Second)
+	}
+	// The removals went lost (a subscriber may miss a state that lasted a
+	// round trip, not every one), with a cause that says the registry
+	// dropped the instance.
+	lost := 0
+	for _, st := range log.statuses() {
+		if st.State == discovery.StateLost {
+			lost++
+			if !errors.Is(st.Err, discovery.ErrRemoved) {
+				t.Errorf("lost with cause %v; want it to wrap discovery.ErrRemoved", st.Err)
+			}
+		}
+	}
+	if lost == 0 {
+		t.Errorf("states %v; want lost among them", log.states())
 	}
 }
 

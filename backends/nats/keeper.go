@@ -10,6 +10,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -216,7 +217,7 @@ func (b *Backend) syncOneLocked(ctx context.Context, r *registration, renew bool
 			b.log.Warn("instance removed from NATS, restoring", "node", r.inst.Address, "key", r.key)
 			b.setLocked(r, discovery.Status{
 				State: discovery.StateLost,
-				Err:   fmt.Errorf("nats: %s removed from the bucket", r.key),
+				Err:   backendkit.Mark(fmt.Errorf("nats: %s removed from the bucket", r.key), discovery.ErrRemoved),
 			})
 		}
 		seq, err := b.publish(ctx, r, l.seq)
