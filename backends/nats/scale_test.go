@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/roster-sd/roster/backends/nats/natstest"
@@ -14,19 +15,21 @@ import (
 	"github.com/roster-sd/roster/internal/testwait"
 )
 
-// A thousand instances in one Backend cost no goroutine each, and their
-// renewals, one write per key about every TTL/3, keep them all.
+// A thousand instances in one Backend cost no goroutine each and a few
+// hundred bytes of heap each, and their renewals, one write per key about
+// every TTL/3, keep them all. Not parallel: it counts the process's
+// goroutines and heap, which other tests would disturb.
 func TestThousandInstances(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short mode")
 	}
-	t.Parallel()
 	const n = 1000
 	srv := natstest.Start(t)
 	cfg := testConfig(t, srv.URL(), "roster")
 	cfg.TTL = 3 * time.Second
+	cfg.Logger = hclog.NewNullLogger() // a line per registration would be measured too
 	b := newBackend(t, cfg)
-	before := runtime.NumGoroutine()
+	before, heapBefore := runtime.NumGoroutine(), heapInUse()
 	start := time.Now()
 	for i := range n {
 		in := discovery.Instance{Service: "payments", ID: fmt.Sprintf("p-%04d", i), Address: fmt.Sprintf("10.0.%d.%d:80", i/200, i%200+1)}
@@ -34,11 +37,17 @@ func TestThousandInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("%d registrations in %v", n, time.Since(start))
-	// Goroutines of other parallel tests come and go; a goroutine per
-	// instance would add a thousand.
-	if d := runtime.NumGoroutine() - before; d > 100 {
-		t.Errorf("%d more goroutines after %d registrations; want none per instance", d, n)
+	took := time.Since(start)
+	goroutines, heap := runtime.NumGoroutine()-before, int64(heapInUse())-int64(heapBefore)
+	// The heap counts the embedded server's side too (a subscription
+	// and a stored message per key).
+	t.Logf("%d registrations in %v: %d goroutines and %.2f MiB of heap added, the server's side included",
+		n, took, goroutines, float64(heap)/(1<<20))
+	if goroutines > 5 {
+		t.Errorf("%d more goroutines after %d registrations; want none per instance", goroutines, n)
+	}
+	if heap > 4<<20 {
+		t.Errorf("%.2f MiB of heap added; want at most 4 MiB, the server's side included", float64(heap)/(1<<20))
 	}
 
 	// Over one TTL, every key is renewed two to four times, and none is
@@ -67,4 +76,12 @@ func TestThousandInstances(t *testing.T) {
 			t.Fatalf("status %v; want every instance registered", st)
 		}
 	}
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
