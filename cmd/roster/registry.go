@@ -114,8 +114,10 @@ func (r natsRegistry) instances(ctx context.Context, service string) ([]instance
 	rows := make([]instanceRow, 0, len(list))
 	for _, in := range list {
 		row := instanceRow{Service: in.Service, ID: in.ID, Address: in.Address, Metadata: in.Metadata}
-		ttl := int64(in.TTL / time.Second) // negative once the key is past its TTL
-		row.TTLSeconds = &ttl
+		if !in.Expires.IsZero() { // a key without a TTL stays until deleted
+			ttl := int64(in.TTL / time.Second) // negative once the key is past its TTL
+			row.TTLSeconds = &ttl
+		}
 		rows = append(rows, row)
 	}
 	return rows, natsSkipped(skipped), err
