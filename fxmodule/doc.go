@@ -52,11 +52,11 @@
 // [Config.DrainDelay] for clients to notice, and only then do the servers
 // stop.
 //
-// Start hooks do not wait for the registry: if etcd is down when the
-// application starts, the application starts anyway, the backend's
+// Start hooks do not wait for the registry: if etcd (or NATS) is down
+// when the application starts, the application starts anyway, the backend's
 // discovery.StatusReporter reports the registrations as registering and
 // then retrying (with attempt, next delay and cause), and they are
-// registered as soon as etcd can be reached. Applications that would
+// registered as soon as the registry can be reached. Applications that would
 // rather not run unregistered set [Config.RequireRegistration]: start
 // then waits for the registrations, up to [Config.Timeout], and fails
 // with an error naming the instance. (One exception: with
