@@ -1,0 +1,8 @@
+package webui
+
+// Streams returns the number of event streams h is serving.
+func Streams(h *Handler) int {
+	h.hub.mu.Lock()
+	defer h.hub.mu.Unlock()
+	return h.hub.clients
+}

@@ -1,0 +1,439 @@
+package webui
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/roster-sd/roster/discovery"
+)
+
+// rewatchDelay is how long a service's follower waits before it asks for a
+// new Watcher after Watch failed or a Watcher ended on its own.
+const rewatchDelay = time.Second
+
+// ttlSpacing is the least time between two reads of leases (Instances)
+// made to refresh their TTLs, over the whole hub, so that a registry with
+// many services is not read in bursts. Reads after a change are not
+// spaced.
+const ttlSpacing = 100 * time.Millisecond
+
+// hub holds the state every browser sees: one follower goroutine per
+// service (its discovery.Watcher and its lease TTLs), one scanner that
+// finds services, and the newest state encoded once for every stream.
+type hub struct {
+	ctx context.Context
+	reg Registry
+	o   options
+	log hclog.Logger
+	wg  *sync.WaitGroup
+
+	wake chan struct{} // capacity 1: a stream opened, scan now
+
+	ttlMu   sync.Mutex // serializes TTL refreshes (ttlSpacing)
+	ttlLast time.Time
+
+	mu       sync.Mutex
+	services map[string]*service
+	scanErr  error // the last listing of services failed
+	clients  int
+	notify   map[chan struct{}]struct{} // one per stream, capacity 1
+	arrived  chan struct{}              // closed and replaced when a stream opens
+	current  event                      // the newest state
+}
+
+// service is one followed service.
+type service struct {
+	name      string
+	cancel    context.CancelFunc
+	known     bool       // a first set has arrived
+	instances []instance // sorted by ID
+	down      error      // the watcher reported the registry unreachable; cleared by its next set
+}
+
+// instance is one instance with the time its lease runs out, if known.
+type instance struct {
+	discovery.Instance
+	expires time.Time // zero: no TTL known
+}
+
+// event is one encoded state, numbered from 1.
+type event struct {
+	id   uint64
+	data []byte
+}
+
+func newHub(ctx context.Context, reg Registry, o options) *hub {
+	return &hub{
+		ctx:      ctx,
+		reg:      reg,
+		o:        o,
+		log:      o.logger,
+		wake:     make(chan struct{}, 1),
+		services: make(map[string]*service),
+		notify:   make(map[chan struct{}]struct{}),
+		arrived:  make(chan struct{}),
+	}
+}
+
+// start publishes the first (empty) state and starts the scanner in wg.
+func (h *hub) start(wg *sync.WaitGroup) {
+	h.wg = wg
+	h.mu.Lock()
+	h.publishLocked()
+	h.mu.Unlock()
+	wg.Go(h.scanLoop)
+}
+
+// scanLoop lists the services at once, then again every rescan interval
+// while a stream is open, and at once when a stream opens.
+func (h *hub) scanLoop() {
+	t := time.NewTimer(h.o.rescan)
+	defer t.Stop()
+	h.scan()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-h.wake:
+		case <-t.C:
+		}
+		if h.watched() {
+			h.scan()
+		}
+		t.Reset(h.o.rescan)
+	}
+}
+
+// watched reports whether a stream is open.
+func (h *hub) watched() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.clients > 0
+}
+
+// scan lists the services and follows the new ones. A service that is no
+// longer listed is dropped once its own watcher has seen it empty.
+func (h *hub) scan() {
+	ctx, cancel := context.WithTimeout(h.ctx, h.o.requestTimeout)
+	list, err := h.reg.Services(ctx)
+	cancel()
+	if h.ctx.Err() != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err != nil {
+		if h.scanErr == nil {
+			h.log.Warn("cannot list services", "error", err)
+		}
+		h.scanErr = err
+		h.publishLocked()
+		return
+	}
+	if h.scanErr != nil {
+		h.log.Info("listed services again")
+	}
+	h.scanErr = nil
+	listed := make(map[string]bool, len(list))
+	for _, s := range list {
+		listed[s.Service] = true
+		if _, ok := h.services[s.Service]; !ok {
+			h.followLocked(s.Service)
+		}
+	}
+	for name, s := range h.services {
+		if !listed[name] && s.known && len(s.instances) == 0 {
+			s.cancel()
+			delete(h.services, name)
+		}
+	}
+	h.publishLocked()
+}
+
+// followLocked starts following the service name.
+func (h *hub) followLocked(name string) {
+	ctx, cancel := context.WithCancel(h.ctx)
+	s := &service{name: name, cancel: cancel}
+	h.services[name] = s
+	h.wg.Go(func() { h.follow(ctx, s) })
+}
+
+// watchResult is one return of a Watcher's Next.
+type watchResult struct {
+	set []discovery.Instance
+	err error
+}
+
+// follow keeps s up to date until ctx ends: its set from a Watcher, asked
+// for again if it ends, and the TTLs of its leases.
+func (h *hub) follow(ctx context.Context, s *service) {
+	for ctx.Err() == nil {
+		w, err := h.reg.Watch(ctx, s.name)
+		if err != nil {
+			if ctx.Err() == nil {
+				h.log.Warn("cannot watch service", "service", s.name, "error", err, "retry_in", rewatchDelay)
+			}
+		} else {
+			h.followWatcher(ctx, s, w)
+			if ctx.Err() == nil {
+				h.log.Warn("watch ended, watching again", "service", s.name, "retry_in", rewatchDelay)
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(rewatchDelay):
+		}
+	}
+}
+
+// followWatcher follows s with w until ctx ends or w ends, and stops w.
+func (h *hub) followWatcher(ctx context.Context, s *service, w discovery.Watcher) {
+	results := make(chan watchResult)
+	var reader sync.WaitGroup
+	defer reader.Wait()
+	defer w.Stop() // first: it unblocks the reader's Next
+	reader.Go(func() {
+		defer close(results)
+		for {
+			set, err := w.Next(ctx)
+			if err != nil && !errors.Is(err, discovery.ErrUnavailable) {
+				if ctx.Err() == nil {
+					h.log.Warn("watch failed", "service", s.name, "error", err)
+				}
+				return
+			}
+			select {
+			case results <- watchResult{set, err}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+
+	refresh := time.NewTimer(time.Hour)
+	refresh.Stop()
+	defer refresh.Stop()
+	stale := false // a refresh came due while no stream was open
+	for {
+		arrived := h.arrivals()
+		var due time.Time
+		select {
+		case <-ctx.Done():
+			return
+		case r, ok := <-results:
+			if !ok {
+				return
+			}
+			if r.err != nil {
+				h.setDown(s, r.err)
+				continue
+			}
+			ttls, read := h.readTTLs(ctx, s.name)
+			due = h.setInstances(s, r.set, ttls, read)
+		case <-refresh.C:
+			if !h.watched() {
+				stale = true
+				continue
+			}
+			due = h.refreshTTLs(ctx, s)
+		case <-arrived:
+			if !stale {
+				continue
+			}
+			due = h.refreshTTLs(ctx, s)
+		}
+		stale = false
+		refresh.Stop()
+		if !due.IsZero() {
+			refresh.Reset(max(time.Until(due), time.Second))
+		}
+	}
+}
+
+// arrivals returns a channel closed when the next stream opens.
+func (h *hub) arrivals() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.arrived
+}
+
+// readTTLs reads the instances of service with their TTLs; read is false
+// if the read failed.
+func (h *hub) readTTLs(ctx context.Context, service string) (ttls map[string]InstanceInfo, read bool) {
+	ctx, cancel := context.WithTimeout(ctx, h.o.requestTimeout)
+	defer cancel()
+	list, err := h.reg.Instances(ctx, service)
+	if err != nil {
+		if ctx.Err() == nil || h.ctx.Err() == nil {
+			h.log.Debug("cannot read leases", "service", service, "error", err)
+		}
+		return nil, false
+	}
+	ttls = make(map[string]InstanceInfo, len(list))
+	for _, in := range list {
+		ttls[in.ID] = in
+	}
+	return ttls, true
+}
+
+// refreshTTLs reads the TTLs of s again, spaced from other refreshes by
+// ttlSpacing, and returns when to refresh them next (zero: never).
+func (h *hub) refreshTTLs(ctx context.Context, s *service) time.Time {
+	h.ttlMu.Lock()
+	wait := time.Until(h.ttlLast.Add(ttlSpacing))
+	if wait > 0 {
+		select {
+		case <-ctx.Done():
+			h.ttlMu.Unlock()
+			return time.Time{}
+		case <-time.After(wait):
+		}
+	}
+	h.ttlLast = time.Now()
+	h.ttlMu.Unlock()
+
+	ttls, read := h.readTTLs(ctx, s.name)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.services[s.name] != s || !read {
+		return h.nextRefreshLocked(s)
+	}
+	now := time.Now()
+	for i := range s.instances {
+		if in, ok := ttls[s.instances[i].ID]; ok && in.HasTTL {
+			s.instances[i].expires = now.Add(in.TTL)
+		}
+	}
+	h.publishLocked()
+	return h.nextRefreshLocked(s)
+}
+
+// setDown records that s's watcher reported the registry unreachable.
+func (h *hub) setDown(s *service, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.services[s.name] != s {
+		return
+	}
+	s.down = err
+	h.publishLocked()
+}
+
+// setInstances records a new set of s with the TTLs read for it (when
+// read; otherwise instances keep the expiry they had) and returns when to
+// refresh the TTLs (zero: never).
+func (h *hub) setInstances(s *service, set []discovery.Instance, ttls map[string]InstanceInfo, read bool) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.services[s.name] != s {
+		return time.Time{}
+	}
+	old := make(map[string]time.Time, len(s.instances))
+	for _, in := range s.instances {
+		old[in.ID] = in.expires
+	}
+	now := time.Now()
+	instances := make([]instance, 0, len(set))
+	for _, in := range set {
+		x := instance{Instance: in}
+		switch info, ok := ttls[in.ID]; {
+		case read && ok && info.HasTTL:
+			x.expires = now.Add(info.TTL)
+		case !read:
+			x.expires = old[in.ID]
+		}
+		instances = append(instances, x)
+	}
+	s.instances, s.known, s.down = instances, true, nil
+	h.publishLocked()
+	return h.nextRefreshLocked(s)
+}
+
+// nextRefreshLocked returns when the soonest lease of s runs out: the time
+// to read its TTLs again (zero: s has no TTL).
+func (h *hub) nextRefreshLocked(s *service) time.Time {
+	var due time.Time
+	for _, in := range s.instances {
+		if !in.expires.IsZero() && (due.IsZero() || in.expires.Before(due)) {
+			due = in.expires
+		}
+	}
+	return due
+}
+
+// The state as the page reads it, one server-sent event.
+type (
+	stateJSON struct {
+		Registry  string        `json:"registry"`
+		Reachable bool          `json:"reachable"`
+		Problem   string        `json:"problem,omitempty"`
+		Services  []serviceJSON `json:"services"`
+	}
+	serviceJSON struct {
+		Name      string         `json:"name"`
+		Instances []instanceJSON `json:"instances"`
+	}
+	instanceJSON struct {
+		ID       string      `json:"id"`
+		Address  string      `json:"address"`
+		Metadata [][2]string `json:"metadata"` // sorted by key
+		// TTLMillis is the time left on the lease when the event was
+		// sent, in milliseconds: negative once expired, null if unknown.
+		TTLMillis *int64 `json:"ttl_ms"`
+	}
+)
+
+// publishLocked encodes the state and wakes every stream, unless it is
+// the same as the current one.
+func (h *hub) publishLocked() {
+	st := stateJSON{Registry: h.o.name, Reachable: true, Services: []serviceJSON{}}
+	if h.scanErr != nil {
+		st.Reachable, st.Problem = false, h.scanErr.Error()
+	}
+	now := time.Now()
+	for _, name := range slices.Sorted(maps.Keys(h.services)) {
+		s := h.services[name]
+		if s.down != nil && st.Reachable {
+			st.Reachable, st.Problem = false, s.down.Error()
+		}
+		if !s.known {
+			continue
+		}
+		sj := serviceJSON{Name: name, Instances: make([]instanceJSON, 0, len(s.instances))}
+		for _, in := range s.instances {
+			ij := instanceJSON{ID: in.ID, Address: in.Address, Metadata: make([][2]string, 0, len(in.Metadata))}
+			for _, k := range slices.Sorted(maps.Keys(in.Metadata)) {
+				ij.Metadata = append(ij.Metadata, [2]string{k, in.Metadata[k]})
+			}
+			if !in.expires.IsZero() {
+				ms := in.expires.Sub(now).Milliseconds()
+				ij.TTLMillis = &ms
+			}
+			sj.Instances = append(sj.Instances, ij)
+		}
+		st.Services = append(st.Services, sj)
+	}
+	data, err := json.Marshal(st)
+	if err != nil {
+		h.log.Error("cannot encode the state", "error", err) // cannot happen: plain strings and numbers
+		return
+	}
+	if bytes.Equal(data, h.current.data) {
+		return
+	}
+	h.current = event{id: h.current.id + 1, data: data}
+	for ch := range h.notify {
+		select {
+		case ch <- struct{}{}:
+		default: // already pending: the stream will read the newest state
+		}
+	}
+}
