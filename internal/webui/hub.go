@@ -134,11 +134,14 @@ func (h *hub) scan() {
 		if h.scanErr == nil {
 			h.log.Warn("cannot list services", "error", err)
 		}
-		h.scanErr = err
-		h.publishLocked()
+		if h.scanErr == nil || h.scanErr.Error() != err.Error() {
+			h.scanErr = err
+			h.publishLocked()
+		}
 		return
 	}
-	if h.scanErr != nil {
+	changed := h.scanErr != nil
+	if changed {
 		h.log.Info("listed services again")
 	}
 	h.scanErr = nil
@@ -146,16 +149,19 @@ func (h *hub) scan() {
 	for _, s := range list {
 		listed[s.Service] = true
 		if _, ok := h.services[s.Service]; !ok {
-			h.followLocked(s.Service)
+			h.followLocked(s.Service) // shown once its watcher has its first set
 		}
 	}
 	for name, s := range h.services {
 		if !listed[name] && s.known && len(s.instances) == 0 {
 			s.cancel()
 			delete(h.services, name)
+			changed = true
 		}
 	}
-	h.publishLocked()
+	if changed {
+		h.publishLocked()
+	}
 }
 
 // followLocked starts following the service name.
@@ -392,7 +398,8 @@ type (
 )
 
 // publishLocked encodes the state and wakes every stream, unless it is
-// the same as the current one.
+// the same as the current one. Callers publish only when the state
+// changed: the TTLs, counted from now, differ at every call.
 func (h *hub) publishLocked() {
 	st := stateJSON{Registry: h.o.name, Reachable: true, Services: []serviceJSON{}}
 	if h.scanErr != nil {
