@@ -141,6 +141,7 @@ on the command line wins. ROSTER_BACKEND, when set, must be "etcd".`,
 		a.registerCmd(),
 		a.deregisterCmd(),
 		a.benchCmd(),
+		a.uiCmd(),
 	)
 	return root
 }
