@@ -81,6 +81,30 @@ func moduleRoot(t *testing.T) string {
 	}
 }
 
+// screenshot writes a screenshot of the page to the file named by
+// ROSTER_UI_SCREENSHOT, with suffix added before its extension, if the
+// variable is set.
+func screenshot(t *testing.T, ctx context.Context, suffix string) {
+	t.Helper()
+	path := os.Getenv(screenshotEnv)
+	if path == "" {
+		return
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(moduleRoot(t), path)
+	}
+	ext := filepath.Ext(path)
+	path = strings.TrimSuffix(path, ext) + suffix + ext
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote a screenshot to %s", path)
+}
+
 // evil is a metadata value that would run script if the page parsed it as
 // markup.
 const evil = `<script>window.__rosterPwned=1</script><img src=x onerror="window.__rosterPwned=2">`
@@ -91,7 +115,9 @@ const evil = `<script>window.__rosterPwned=1</script><img src=x onerror="window.
 // filter box narrows the list; an etcd restart shows as "registry
 // unreachable" and then recovers; a metadata value holding <script> is
 // shown as text and runs nothing; the page fits a phone's width. With
-// ROSTER_UI_SCREENSHOT set it also writes the README's screenshot.
+// ROSTER_UI_SCREENSHOT=docs/ui.png it also writes the README's
+// screenshots: docs/ui.png on a laptop's screen, docs/ui-phone.png on a
+// phone's.
 func TestUIInBrowser(t *testing.T) {
 	browser := findBrowser(t)
 	t.Parallel()
@@ -178,19 +204,7 @@ func TestUIInBrowser(t *testing.T) {
 	if got := text(`section[data-service="payments"] h2 .count`); got != "2 instances" {
 		t.Errorf("payments count %q, want 2 instances", got)
 	}
-	if path := os.Getenv(screenshotEnv); path != "" {
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(moduleRoot(t), path)
-		}
-		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
-		if err != nil {
-			t.Fatalf("screenshot: %v", err)
-		}
-		if err := os.WriteFile(path, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote the screenshot to %s", path)
-	}
+	screenshot(t, ctx, "")
 
 	// The filter narrows the list to what matches.
 	do("filter", chromedp.SendKeys(chromedp.CSS("#filter"), "zone=eu-west-1b"),
@@ -240,6 +254,7 @@ func TestUIInBrowser(t *testing.T) {
 		w, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
 		t.Errorf("on a 390 px wide screen the page is %d px wide", w)
 	}
+	screenshot(t, ctx, "-phone")
 	ui.interrupt()
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Fatal("the browser test ran out of time")
