@@ -24,8 +24,9 @@
 //     are dropped), a write that does not complete within a bound ends its
 //     stream, and a stream's goroutine ends with its connection.
 //   - The registry is read only for what watchers cannot tell: the list of
-//     services (a keys-only listing, repeated while a browser is connected
-//     to find services that appear) and the time left on leases (read when
-//     a service changes, and again when its soonest lease would run out,
-//     while a browser is connected).
+//     services (a listing, repeated every second while a browser is
+//     connected, to find services that appear) and the time left on leases
+//     (read when a service changes, and again, while a browser is
+//     connected, once half the time left on its soonest lease has passed;
+//     such reads are spaced over the whole Handler).
 package webui

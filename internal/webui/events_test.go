@@ -238,3 +238,26 @@ func TestOptions(t *testing.T) {
 		t.Errorf("nil registry: got %v, want ErrInvalidOption", err)
 	}
 }
+
+// TestTTLRefreshedBeforeALeaseRunsOut: with no change at all, the TTLs of
+// a service are read again (and sent, even if the same) before its soonest
+// lease would run out, so a lease that is being renewed does not count
+// down to "expired" on the page.
+func TestTTLRefreshedBeforeALeaseRunsOut(t *testing.T) {
+	f := newFixture(t, nil)
+	f.reg.setTTL(time.Second)
+	f.register(p1)
+	s := f.openStream()
+	first := s.nextMatching(t, `"p-1"`)
+	if !strings.Contains(first.data, `"ttl_ms":`) || strings.Contains(first.data, `"ttl_ms":null`) {
+		t.Fatalf("no TTL in %s", first.data)
+	}
+	start := time.Now()
+	next := s.next(t) // no change was made: a refresh
+	if took := time.Since(start); took < 500*time.Millisecond {
+		t.Errorf("TTLs read again after %v; want after 1 s, the least interval", took)
+	}
+	if next.id != first.id+1 || !strings.Contains(next.data, `"id":"p-1"`) || strings.Contains(next.data, `"ttl_ms":null`) {
+		t.Errorf("refresh event %d: %s", next.id, next.data)
+	}
+}

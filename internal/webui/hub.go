@@ -37,8 +37,8 @@ type hub struct {
 
 	wake chan struct{} // capacity 1: a stream opened, scan now
 
-	ttlMu   sync.Mutex // serializes TTL refreshes (ttlSpacing)
-	ttlLast time.Time
+	ttlMu   sync.Mutex // guards ttlLast
+	ttlLast time.Time  // the slot of the latest TTL refresh (ttlSpacing)
 
 	mu       sync.Mutex
 	services map[string]*service
@@ -293,18 +293,24 @@ func (h *hub) readTTLs(ctx context.Context, service string) (ttls map[string]Ins
 // refreshTTLs reads the TTLs of s again, spaced from other refreshes by
 // ttlSpacing, and returns when to refresh them next (zero: never).
 func (h *hub) refreshTTLs(ctx context.Context, s *service) time.Time {
+	// Reserve a slot ttlSpacing after the last one, then wait for it
+	// without holding the lock, so that Close does not wait for a queue.
 	h.ttlMu.Lock()
-	wait := time.Until(h.ttlLast.Add(ttlSpacing))
-	if wait > 0 {
+	slot := h.ttlLast.Add(ttlSpacing)
+	if now := time.Now(); slot.Before(now) {
+		slot = now
+	}
+	h.ttlLast = slot
+	h.ttlMu.Unlock()
+	if wait := time.Until(slot); wait > 0 {
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			h.ttlMu.Unlock()
+			t.Stop()
 			return time.Time{}
-		case <-time.After(wait):
+		case <-t.C:
 		}
 	}
-	h.ttlLast = time.Now()
-	h.ttlMu.Unlock()
 
 	ttls, read := h.readTTLs(ctx, s.name)
 	h.mu.Lock()
@@ -318,7 +324,9 @@ func (h *hub) refreshTTLs(ctx context.Context, s *service) time.Time {
 			s.instances[i].expires = now.Add(in.TTL)
 		}
 	}
-	h.publishLocked()
+	// Sent even if it reads as the last state did (a lease renewed to the
+	// same TTL): the pages have counted that one down since.
+	h.forcePublishLocked()
 	return h.nextRefreshLocked(s)
 }
 
@@ -363,13 +371,21 @@ func (h *hub) setInstances(s *service, set []discovery.Instance, ttls map[string
 	return h.nextRefreshLocked(s)
 }
 
-// nextRefreshLocked returns when the soonest lease of s runs out: the time
-// to read its TTLs again (zero: s has no TTL).
+// nextRefreshLocked returns when to read the TTLs of s again (zero: s has
+// no TTL): once half the time left on its soonest lease has passed. A
+// lease that is renewed (every third of its TTL, for roster's backends)
+// is then never shown running low, and one that is not is read again
+// ever sooner as it runs out (at most once a second: see followWatcher).
 func (h *hub) nextRefreshLocked(s *service) time.Time {
+	now := time.Now()
 	var due time.Time
 	for _, in := range s.instances {
-		if !in.expires.IsZero() && (due.IsZero() || in.expires.Before(due)) {
-			due = in.expires
+		if in.expires.IsZero() {
+			continue
+		}
+		at := now.Add(in.expires.Sub(now) / 2)
+		if due.IsZero() || at.Before(due) {
+			due = at
 		}
 	}
 	return due
@@ -399,8 +415,14 @@ type (
 
 // publishLocked encodes the state and wakes every stream, unless it is
 // the same as the current one. Callers publish only when the state
-// changed: the TTLs, counted from now, differ at every call.
-func (h *hub) publishLocked() {
+// changed: the TTLs, counted from now, may differ at every call.
+func (h *hub) publishLocked() { h.publish(false) }
+
+// forcePublishLocked is publishLocked even when the state is the same.
+func (h *hub) forcePublishLocked() { h.publish(true) }
+
+// publish is publishLocked and forcePublishLocked; h.mu is held.
+func (h *hub) publish(force bool) {
 	st := stateJSON{Registry: h.o.name, Reachable: true, Services: []serviceJSON{}}
 	if h.scanErr != nil {
 		st.Reachable, st.Problem = false, h.scanErr.Error()
@@ -433,7 +455,7 @@ func (h *hub) publishLocked() {
 		h.log.Error("cannot encode the state", "error", err) // cannot happen: plain strings and numbers
 		return
 	}
-	if bytes.Equal(data, h.current.data) {
+	if !force && bytes.Equal(data, h.current.data) {
 		return
 	}
 	h.current = event{id: h.current.id + 1, data: data}
