@@ -23,10 +23,14 @@
 //     reads slowly holds at most one pending state (the newest; older ones
 //     are dropped), a write that does not complete within a bound ends its
 //     stream, and a stream's goroutine ends with its connection.
-//   - The registry is read only for what watchers cannot tell: the list of
-//     services (a listing, repeated every second while a browser is
-//     connected, to find services that appear) and the time left on leases
-//     (read when a service changes, and again, while a browser is
-//     connected, once half the time left on its soonest lease has passed;
-//     such reads are spaced over the whole Handler).
+//   - The registry is read only for what watchers cannot tell. New
+//     services come from the Registry's FindServices if it is a
+//     ServiceFinder (the etcd backend's is one watch over the prefix), and
+//     otherwise from listing the services every second while a browser is
+//     connected. The time left on leases is read when a service changes
+//     and again, while a browser is connected, once half the time left on
+//     its soonest lease has passed (such reads are spaced over the whole
+//     Handler), so a renewed lease never shows as running out.
+//   - A service is shown while it has instances; the follower of one that
+//     has had none for a minute ends.
 package webui

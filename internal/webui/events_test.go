@@ -2,18 +2,22 @@ package webui_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/roster-sd/roster/backends/memory"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/testlog"
 	"github.com/roster-sd/roster/internal/testwait"
 	"github.com/roster-sd/roster/internal/webui"
 )
@@ -181,7 +185,7 @@ func TestNewServiceAppears(t *testing.T) {
 	s.nextMatching(t, `"p-1"`)
 	f.register(discovery.Instance{Service: "orders", ID: "o-1", Address: "10.0.1.1:80"})
 	s.nextMatching(t, `{"name":"orders","instances":[{"id":"o-1"`)
-	// Once empty and no longer listed, it is dropped.
+	// Once empty it leaves the page.
 	f.deregister(discovery.Instance{Service: "orders", ID: "o-1"})
 	ev := s.nextMatching(t, `"p-1"`)
 	for strings.Contains(ev.data, `"orders"`) {
@@ -260,4 +264,118 @@ func TestTTLRefreshedBeforeALeaseRunsOut(t *testing.T) {
 	if next.id != first.id+1 || !strings.Contains(next.data, `"id":"p-1"`) || strings.Contains(next.data, `"ttl_ms":null`) {
 		t.Errorf("refresh event %d: %s", next.id, next.data)
 	}
+}
+
+// TestEmptyServiceFollowerEnds: the follower of a service that has had no
+// instances, and has not been listed, for the grace period ends.
+func TestEmptyServiceFollowerEnds(t *testing.T) {
+	webui.SetEmptyGrace(t, 50*time.Millisecond)
+	f := newFixture(t, []discovery.Instance{p1}, webui.WithRescanInterval(10*time.Millisecond))
+	s := f.openStream()
+	o1 := discovery.Instance{Service: "orders", ID: "o-1", Address: "10.0.1.1:80"}
+	f.register(o1)
+	s.nextMatching(t, `"orders"`)
+	if n := webui.Followed(f.h); n != 2 {
+		t.Fatalf("%d services followed, want 2", n)
+	}
+	f.deregister(o1)
+	testwait.Until(t, waitTimeout, "the follower of orders to end", func() bool { return webui.Followed(f.h) == 1 })
+	// It comes back as a new service.
+	f.register(o1)
+	s.nextMatching(t, `"orders"`)
+}
+
+// finderRegistry is a memRegistry that is also a ServiceFinder: it reports
+// the services with instances, then each name sent on feed.
+type finderRegistry struct {
+	*memRegistry
+	feed     chan []string
+	listings chan struct{} // gets a value for each call of Services
+}
+
+func (r *finderRegistry) Services(ctx context.Context) ([]webui.ServiceSummary, error) {
+	r.listings <- struct{}{}
+	return r.memRegistry.Services(ctx)
+}
+
+func (r *finderRegistry) FindServices(ctx context.Context, found func([]string)) error {
+	list, err := r.memRegistry.Services(ctx)
+	if err != nil {
+		return err
+	}
+	names := []string{}
+	for _, s := range list {
+		names = append(names, s.Service)
+	}
+	found(names)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case names := <-r.feed:
+			found(names)
+		}
+	}
+}
+
+// TestServiceFinder: with a ServiceFinder the view learns of new services
+// from it and never lists the services.
+func TestServiceFinder(t *testing.T) {
+	store := memory.NewStore()
+	b, err := memory.New(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	mem := &memRegistry{b: b}
+	reg := &finderRegistry{memRegistry: mem, feed: make(chan []string), listings: make(chan struct{}, 100)}
+	f := &fixture{t: t, store: store, b: b, reg: mem}
+	f.register(p1)
+	f.h, err = webui.New(reg, webui.WithName("finder"), webui.WithLogger(testlog.New(t)), webui.WithRescanInterval(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv = httptest.NewServer(f.h)
+	t.Cleanup(func() {
+		_ = f.h.Close()
+		f.srv.Close()
+	})
+
+	s := f.openStream()
+	s.nextMatching(t, `"p-1"`)
+	f.register(discovery.Instance{Service: "orders", ID: "o-1", Address: "10.0.1.1:80"})
+	reg.feed <- []string{"orders"}
+	s.nextMatching(t, `"o-1"`)
+	if n := len(reg.listings); n != 0 {
+		t.Errorf("Services was called %d times; want never, with a ServiceFinder", n)
+	}
+}
+
+// TestServiceFinderUnreachable: until the finder has read the registry,
+// its error makes the registry unreachable; it is called again.
+func TestServiceFinderUnreachable(t *testing.T) {
+	store := memory.NewStore()
+	b, err := memory.New(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	mem := &memRegistry{b: b}
+	mem.add("payments")
+	store.SetAvailable(false)
+	reg := &finderRegistry{memRegistry: mem, feed: make(chan []string), listings: make(chan struct{}, 100)}
+	h, err := webui.New(reg, webui.WithLogger(testlog.New(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		_ = h.Close()
+		srv.Close()
+	})
+	f := &fixture{t: t, store: store, b: b, reg: mem, h: h, srv: srv}
+	s := f.openStream()
+	s.nextMatching(t, `"reachable":false,"problem":"memory: resolve \"payments\": memory: discovery: registry unavailable"`)
+	store.SetAvailable(true)
+	s.nextMatching(t, `"reachable":true`)
 }

@@ -19,6 +19,12 @@ import (
 // new Watcher after Watch failed or a Watcher ended on its own.
 const rewatchDelay = time.Second
 
+// emptyGrace is how long a service without instances, and no longer
+// listed or found, stays followed (hidden from the page) before its
+// follower ends: a service whose instances come back within it keeps its
+// watcher. It is a variable for the tests.
+var emptyGrace = time.Minute
+
 // ttlSpacing is the least time between two reads of leases (Instances)
 // made to refresh their TTLs, over the whole hub, so that a registry with
 // many services is not read in bursts. Reads after a change are not
@@ -56,6 +62,7 @@ type service struct {
 	known     bool       // a first set has arrived
 	instances []instance // sorted by ID
 	down      error      // the watcher reported the registry unreachable; cleared by its next set
+	lastFound time.Time  // when a listing or the finder last named it
 }
 
 // instance is one instance with the time its lease runs out, if known.
@@ -83,13 +90,73 @@ func newHub(ctx context.Context, reg Registry, o options) *hub {
 	}
 }
 
-// start publishes the first (empty) state and starts the scanner in wg.
+// start publishes the first (empty) state and starts finding services in
+// wg: with the Registry's ServiceFinder if it has one, else by listing.
 func (h *hub) start(wg *sync.WaitGroup) {
 	h.wg = wg
 	h.mu.Lock()
 	h.publishLocked()
 	h.mu.Unlock()
+	if f, ok := h.reg.(ServiceFinder); ok {
+		wg.Go(func() { h.findLoop(f) })
+		return
+	}
 	wg.Go(h.scanLoop)
+}
+
+// findLoop follows the services the finder reports, calling it again
+// after it fails, until the Handler is closed. Until the finder has read
+// the registry, its error is the state's problem.
+func (h *hub) findLoop(f ServiceFinder) {
+	for {
+		listed := false
+		err := f.FindServices(h.ctx, func(names []string) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			for _, name := range names {
+				if discovery.ValidateName("Service", name) == nil {
+					h.foundLocked(name)
+				}
+			}
+			if !listed {
+				listed = true
+				if h.scanErr != nil {
+					h.log.Info("found services again")
+					h.scanErr = nil
+					h.publishLocked()
+				}
+			}
+		})
+		if h.ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = errors.New("webui: FindServices returned no error")
+		}
+		h.mu.Lock()
+		if !listed && (h.scanErr == nil || h.scanErr.Error() != err.Error()) {
+			h.log.Warn("cannot find services", "error", err, "retry_in", rewatchDelay)
+			h.scanErr = err
+			h.publishLocked()
+		} else if listed {
+			h.log.Warn("finding services stopped, starting again", "error", err, "retry_in", rewatchDelay)
+		}
+		h.mu.Unlock()
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-time.After(rewatchDelay):
+		}
+	}
+}
+
+// foundLocked follows the service name, unless it is followed already.
+func (h *hub) foundLocked(name string) {
+	if s, ok := h.services[name]; ok {
+		s.lastFound = time.Now()
+		return
+	}
+	h.followLocked(name)
 }
 
 // scanLoop lists the services at once, then again every rescan interval
@@ -119,8 +186,8 @@ func (h *hub) watched() bool {
 	return h.clients > 0
 }
 
-// scan lists the services and follows the new ones. A service that is no
-// longer listed is dropped once its own watcher has seen it empty.
+// scan lists the services and follows the new ones. (A service that is no
+// longer listed ends its follower itself: see emptyGrace.)
 func (h *hub) scan() {
 	ctx, cancel := context.WithTimeout(h.ctx, h.o.requestTimeout)
 	list, err := h.reg.Services(ctx)
@@ -145,19 +212,8 @@ func (h *hub) scan() {
 		h.log.Info("listed services again")
 	}
 	h.scanErr = nil
-	listed := make(map[string]bool, len(list))
 	for _, s := range list {
-		listed[s.Service] = true
-		if _, ok := h.services[s.Service]; !ok {
-			h.followLocked(s.Service) // shown once its watcher has its first set
-		}
-	}
-	for name, s := range h.services {
-		if !listed[name] && s.known && len(s.instances) == 0 {
-			s.cancel()
-			delete(h.services, name)
-			changed = true
-		}
+		h.foundLocked(s.Service) // shown once its watcher has its first set
 	}
 	if changed {
 		h.publishLocked()
@@ -167,7 +223,7 @@ func (h *hub) scan() {
 // followLocked starts following the service name.
 func (h *hub) followLocked(name string) {
 	ctx, cancel := context.WithCancel(h.ctx)
-	s := &service{name: name, cancel: cancel}
+	s := &service{name: name, cancel: cancel, lastFound: time.Now()}
 	h.services[name] = s
 	h.wg.Go(func() { h.follow(ctx, s) })
 }
@@ -227,6 +283,9 @@ func (h *hub) followWatcher(ctx context.Context, s *service, w discovery.Watcher
 	refresh := time.NewTimer(time.Hour)
 	refresh.Stop()
 	defer refresh.Stop()
+	gone := time.NewTimer(time.Hour) // runs while s has no instances
+	gone.Stop()
+	defer gone.Stop()
 	stale := false // a refresh came due while no stream was open
 	for {
 		arrived := h.arrivals()
@@ -234,6 +293,14 @@ func (h *hub) followWatcher(ctx context.Context, s *service, w discovery.Watcher
 		select {
 		case <-ctx.Done():
 			return
+		case <-gone.C:
+			if wait := h.dropIfGone(s); wait > 0 {
+				gone.Reset(wait)
+				continue
+			} else if wait == 0 {
+				return // dropped: ctx is cancelled
+			}
+			continue
 		case r, ok := <-results:
 			if !ok {
 				return
@@ -244,6 +311,10 @@ func (h *hub) followWatcher(ctx context.Context, s *service, w discovery.Watcher
 			}
 			ttls, read := h.readTTLs(ctx, s.name)
 			due = h.setInstances(s, r.set, ttls, read)
+			gone.Stop()
+			if len(r.set) == 0 {
+				gone.Reset(emptyGrace)
+			}
 		case <-refresh.C:
 			if !h.watched() {
 				stale = true
@@ -262,6 +333,23 @@ func (h *hub) followWatcher(ctx context.Context, s *service, w discovery.Watcher
 			refresh.Reset(max(time.Until(due), time.Second))
 		}
 	}
+}
+
+// dropIfGone stops following s if it has had no instances, and has not
+// been listed or found, for emptyGrace, and then returns 0. Otherwise it
+// returns how long to wait before asking again, or -1 if s has instances.
+func (h *hub) dropIfGone(s *service) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.services[s.name] != s || len(s.instances) > 0 {
+		return -1
+	}
+	if wait := emptyGrace - time.Since(s.lastFound); wait > 0 {
+		return wait
+	}
+	delete(h.services, s.name)
+	s.cancel()
+	return 0
 }
 
 // arrivals returns a channel closed when the next stream opens.
@@ -433,8 +521,8 @@ func (h *hub) publish(force bool) {
 		if s.down != nil && st.Reachable {
 			st.Reachable, st.Problem = false, s.down.Error()
 		}
-		if !s.known {
-			continue
+		if !s.known || len(s.instances) == 0 {
+			continue // a service is shown while it has instances, as ls shows it
 		}
 		sj := serviceJSON{Name: name, Instances: make([]instanceJSON, 0, len(s.instances))}
 		for _, in := range s.instances {

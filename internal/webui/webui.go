@@ -36,6 +36,19 @@ type Registry interface {
 	Watch(ctx context.Context, service string) (discovery.Watcher, error)
 }
 
+// ServiceFinder is implemented by a Registry that can report services as
+// they appear. The view then learns of new services from it, and does not
+// list the services again every second while a page is open.
+type ServiceFinder interface {
+	// FindServices reads the registry and calls found with every service
+	// that has instances (possibly none: the read succeeded), then with
+	// the services that get instances written, until ctx ends (it then
+	// returns ctx's error) or until it cannot go on (any other error). The
+	// view calls it again a second after an error. found may be given a
+	// service more than once.
+	FindServices(ctx context.Context, found func(services []string)) error
+}
+
 // ServiceSummary is one service as Registry.Services lists it.
 type ServiceSummary struct {
 	// Service is the service's name.
@@ -58,7 +71,8 @@ type InstanceInfo struct {
 // Defaults of the options.
 const (
 	// DefaultRescanInterval is how often, while a browser is connected, the
-	// list of services is read again to find services that appeared.
+	// list of services is read again to find services that appeared,
+	// unless the Registry is a ServiceFinder.
 	DefaultRescanInterval = time.Second
 	// DefaultRequestTimeout bounds each read of the registry.
 	DefaultRequestTimeout = 5 * time.Second
@@ -97,8 +111,8 @@ func WithName(name string) Option { return func(o *options) { o.name = name } }
 func WithLogger(l hclog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithRescanInterval sets how often the list of services is read while a
-// browser is connected (DefaultRescanInterval when not given). It must be
-// positive.
+// browser is connected (DefaultRescanInterval when not given), unless the
+// Registry is a ServiceFinder. It must be positive.
 func WithRescanInterval(d time.Duration) Option { return func(o *options) { o.rescan = d } }
 
 // WithRequestTimeout bounds each read of the registry (DefaultRequestTimeout
