@@ -152,10 +152,19 @@ func (a *app) devUI(ctx context.Context, ln net.Listener, endpoint string, log h
 }
 
 // etcdView is the web view's Registry on the etcd backend. Keys that are
-// not roster instances are left out, as ls leaves them out.
+// not roster instances are left out, as ls leaves them out. It is a
+// webui.ServiceFinder: the view learns of new services from one watch over
+// the prefix rather than by listing them again.
 type etcdView struct{ b *etcd.Backend }
 
-var _ webui.Registry = etcdView{}
+var (
+	_ webui.Registry      = etcdView{}
+	_ webui.ServiceFinder = etcdView{}
+)
+
+func (v etcdView) FindServices(ctx context.Context, found func(services []string)) error {
+	return v.b.FindServices(ctx, found)
+}
 
 func (v etcdView) Services(ctx context.Context) ([]webui.ServiceSummary, error) {
 	list, _, err := v.b.Services(ctx)

@@ -111,7 +111,8 @@ const evil = `<script>window.__rosterPwned=1</script><img src=x onerror="window.
 
 // TestUIInBrowser runs roster ui against a real etcd and reads the page in
 // a headless Chromium: the page lists the instances; an instance that
-// registers and one that leaves show without a reload within a second; the
+// registers (in a service shown already, or a new one) and one that leaves
+// show without a reload within a second; the
 // filter box narrows the list; an etcd restart shows as "registry
 // unreachable" and then recovers; a metadata value holding <script> is
 // shown as text and runs nothing; the page fits a phone's width. With
@@ -205,6 +206,18 @@ func TestUIInBrowser(t *testing.T) {
 		t.Errorf("payments count %q, want 2 instances", got)
 	}
 	screenshot(t, ctx, "")
+
+	// So does the first instance of a new service.
+	i1 := register("inventory", "i-1", "10.0.2.1:7070")
+	start = time.Now()
+	do("see a new service appear", chromedp.WaitVisible(chromedp.CSS(`section[data-service="inventory"] tr[data-id="i-1"]`)))
+	took = time.Since(start)
+	t.Logf("a new service appeared %v after roster register said it was registered", took)
+	if took > liveWithin {
+		t.Errorf("a new service appeared %v after it was registered; want within %v", took, liveWithin)
+	}
+	i1.interrupt()
+	do("see the new service leave", chromedp.WaitNotPresent(chromedp.CSS(`section[data-service="inventory"]`)))
 
 	// The filter narrows the list to what matches.
 	do("filter", chromedp.SendKeys(chromedp.CSS("#filter"), "zone=eu-west-1b"),
