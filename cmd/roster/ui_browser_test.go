@@ -59,6 +59,11 @@ func newBrowser(t *testing.T, path string) context.Context {
 		cancelTab()
 		cancelAlloc() // waits for the browser to exit and removes its profile
 	})
+	// The first run starts the browser on this context, so that the
+	// steps' shorter contexts can end without closing it.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start %s: %v", path, err)
+	}
 	return ctx
 }
 
@@ -143,15 +148,21 @@ func TestUIInBrowser(t *testing.T) {
 
 	ctx := newBrowser(t, browser)
 	row := func(id string) chromedp.CSS { return chromedp.CSS(`tr[data-id="` + id + `"]`) }
+	// Each step is bounded: a wait that fails says which, in time.
+	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, waitTimeout) }
 	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
+		sctx, cancel := step()
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
 	text := func(sel string) string {
 		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS(sel)))
+		sctx, cancel := step()
+		defer cancel()
+		s, err := chromedp.Run(sctx, chromedp.TextContent(chromedp.CSS(sel)))
 		if err != nil {
 			t.Fatalf("text of %s: %v", sel, err)
 		}
@@ -159,7 +170,9 @@ func TestUIInBrowser(t *testing.T) {
 	}
 	eval := func(expr string) bool {
 		t.Helper()
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		sctx, cancel := step()
+		defer cancel()
+		ok, err := chromedp.Run(sctx, chromedp.Evaluate[bool](expr))
 		if err != nil {
 			t.Fatalf("evaluate %s: %v", expr, err)
 		}
