@@ -189,6 +189,8 @@ func TestUIInBrowser(t *testing.T) {
 	if got := text(`tr[data-id="o-1"] td.address`); got != "10.0.1.11:9090" {
 		t.Errorf("o-1 address %q", got)
 	}
+	do("see p-1's TTL", chromedp.Poll[chromedp.Void](`/^\d+s$/.test(document.querySelector('tr[data-id="p-1"] td.ttl').textContent)`,
+		chromedp.WithPollingInterval(10*time.Millisecond)))
 	if got := text(`tr[data-id="p-1"] td.ttl`); !regexp.MustCompile(`^(1[0-5]|[5-9])s$`).MatchString(got) {
 		t.Errorf("p-1 TTL %q, want the seconds left on a 15 s lease", got)
 	}

@@ -27,10 +27,12 @@
 //     services come from the Registry's FindServices if it is a
 //     ServiceFinder (the etcd backend's is one watch over the prefix), and
 //     otherwise from listing the services every second while a browser is
-//     connected. The time left on leases is read when a service changes
+//     connected. The time left on leases is read when an instance appears
 //     and again, while a browser is connected, once half the time left on
-//     its soonest lease has passed (such reads are spaced over the whole
-//     Handler), so a renewed lease never shows as running out.
+//     its service's soonest lease has passed, so a renewed lease never
+//     shows as running out. These reads are spaced over the whole Handler
+//     by the number of instances read, so that they cost the registry the
+//     TTLs of about 100 instances a second at most.
 //   - A service is shown while it has instances; the follower of one that
 //     has had none for a minute ends.
 package webui

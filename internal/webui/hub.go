@@ -25,11 +25,22 @@ const rewatchDelay = time.Second
 // watcher. It is a variable for the tests.
 var emptyGrace = time.Minute
 
-// ttlSpacing is the least time between two reads of leases (Instances)
-// made to refresh their TTLs, over the whole hub, so that a registry with
-// many services is not read in bursts. Reads after a change are not
-// spaced.
-const ttlSpacing = 100 * time.Millisecond
+// Reads of leases (Instances) are spaced over the whole hub, so that a
+// registry with many services or instances is not read in bursts: after a
+// read of a service with n instances the next one waits ttlSpacing for
+// every ttlBatch instances (at least ttlSpacing). A backend may ask for
+// one TTL per instance (etcd: one per lease), so this bounds what an open
+// page costs the registry to about ttlBatch/ttlSpacing (100) instances'
+// TTLs a second, however large the registry; a large one shows TTLs that
+// are read less often.
+const (
+	ttlSpacing = 100 * time.Millisecond
+	ttlBatch   = 10
+)
+
+// ttlRetry is the least time between two reads of a service's leases: a
+// read that failed, or a refresh that came due, waits for it.
+const ttlRetry = time.Second
 
 // hub holds the state every browser sees: one follower goroutine per
 // service (its discovery.Watcher and its lease TTLs), one scanner that
@@ -43,8 +54,8 @@ type hub struct {
 
 	wake chan struct{} // capacity 1: a stream opened, scan now
 
-	ttlMu   sync.Mutex // guards ttlLast
-	ttlLast time.Time  // the slot of the latest TTL refresh (ttlSpacing)
+	ttlMu   sync.Mutex // guards ttlNext
+	ttlNext time.Time  // the next free slot for a read of leases (ttlSpacing)
 
 	mu       sync.Mutex
 	services map[string]*service
@@ -68,6 +79,7 @@ type service struct {
 // instance is one instance with the time its lease runs out, if known.
 type instance struct {
 	discovery.Instance
+	read    bool      // its TTL has been read (it may have none)
 	expires time.Time // zero: no TTL known
 }
 
@@ -280,23 +292,22 @@ func (h *hub) followWatcher(ctx context.Context, s *service, w discovery.Watcher
 		}
 	})
 
-	refresh := time.NewTimer(time.Hour)
+	refresh := time.NewTimer(time.Hour) // the next read of the TTLs
 	refresh.Stop()
 	defer refresh.Stop()
 	gone := time.NewTimer(time.Hour) // runs while s has no instances
 	gone.Stop()
 	defer gone.Stop()
-	stale := false // a refresh came due while no stream was open
+	stale := false // a read came due while no stream was open
 	for {
+		read := false // the TTLs were just read (or the read failed)
 		arrived := h.arrivals()
-		var due time.Time
 		select {
 		case <-ctx.Done():
 			return
 		case <-gone.C:
 			if wait := h.dropIfGone(s); wait > 0 {
 				gone.Reset(wait)
-				continue
 			} else if wait == 0 {
 				return // dropped: ctx is cancelled
 			}
@@ -309,8 +320,7 @@ func (h *hub) followWatcher(ctx context.Context, s *service, w discovery.Watcher
 				h.setDown(s, r.err)
 				continue
 			}
-			ttls, read := h.readTTLs(ctx, s.name)
-			due = h.setInstances(s, r.set, ttls, read)
+			h.setInstances(s, r.set) // at once; the TTLs of new instances follow
 			gone.Stop()
 			if len(r.set) == 0 {
 				gone.Reset(emptyGrace)
@@ -320,17 +330,24 @@ func (h *hub) followWatcher(ctx context.Context, s *service, w discovery.Watcher
 				stale = true
 				continue
 			}
-			due = h.refreshTTLs(ctx, s)
+			h.refreshTTLs(ctx, s)
+			read = true
 		case <-arrived:
 			if !stale {
 				continue
 			}
-			due = h.refreshTTLs(ctx, s)
+			h.refreshTTLs(ctx, s)
+			read = true
 		}
 		stale = false
 		refresh.Stop()
-		if !due.IsZero() {
-			refresh.Reset(max(time.Until(due), time.Second))
+		if wait, ok := h.nextRefresh(s); ok {
+			if read {
+				// A read that failed, or an instance that came after the
+				// read (the watcher tells soon), waits for the next try.
+				wait = max(wait, ttlRetry)
+			}
+			refresh.Reset(wait)
 		}
 	}
 }
@@ -378,44 +395,62 @@ func (h *hub) readTTLs(ctx context.Context, service string) (ttls map[string]Ins
 	return ttls, true
 }
 
-// refreshTTLs reads the TTLs of s again, spaced from other refreshes by
-// ttlSpacing, and returns when to refresh them next (zero: never).
-func (h *hub) refreshTTLs(ctx context.Context, s *service) time.Time {
-	// Reserve a slot ttlSpacing after the last one, then wait for it
-	// without holding the lock, so that Close does not wait for a queue.
+// refreshTTLs reads the TTLs of s in the next free slot (see ttlSpacing)
+// and publishes them.
+func (h *hub) refreshTTLs(ctx context.Context, s *service) {
+	// Reserve the next slot, and hold the following ones for a time that
+	// grows with the size of s; then wait for it without holding the lock,
+	// so that Close does not wait for a queue.
+	h.mu.Lock()
+	n := len(s.instances)
+	h.mu.Unlock()
 	h.ttlMu.Lock()
-	slot := h.ttlLast.Add(ttlSpacing)
+	slot := h.ttlNext
 	if now := time.Now(); slot.Before(now) {
 		slot = now
 	}
-	h.ttlLast = slot
+	h.ttlNext = slot.Add(ttlSpacing * time.Duration(max(1, (n+ttlBatch-1)/ttlBatch)))
 	h.ttlMu.Unlock()
 	if wait := time.Until(slot); wait > 0 {
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return time.Time{}
+			return
 		case <-t.C:
 		}
 	}
 
 	ttls, read := h.readTTLs(ctx, s.name)
+	if !read {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.services[s.name] != s || !read {
-		return h.nextRefreshLocked(s)
+	if h.services[s.name] != s {
+		return
 	}
 	now := time.Now()
+	anyTTL := false
 	for i := range s.instances {
-		if in, ok := ttls[s.instances[i].ID]; ok && in.HasTTL {
+		in, ok := ttls[s.instances[i].ID]
+		if !ok {
+			continue // came after the read: read it next time
+		}
+		s.instances[i].read = true
+		s.instances[i].expires = time.Time{}
+		if in.HasTTL {
 			s.instances[i].expires = now.Add(in.TTL)
+			anyTTL = true
 		}
 	}
-	// Sent even if it reads as the last state did (a lease renewed to the
-	// same TTL): the pages have counted that one down since.
-	h.forcePublishLocked()
-	return h.nextRefreshLocked(s)
+	if anyTTL {
+		// Sent even if it reads as the last state did (a lease renewed to
+		// the same TTL): the pages have counted that one down since.
+		h.forcePublishLocked()
+	} else {
+		h.publishLocked()
+	}
 }
 
 // setDown records that s's watcher reported the registry unreachable.
@@ -429,45 +464,49 @@ func (h *hub) setDown(s *service, err error) {
 	h.publishLocked()
 }
 
-// setInstances records a new set of s with the TTLs read for it (when
-// read; otherwise instances keep the expiry they had) and returns when to
-// refresh the TTLs (zero: never).
-func (h *hub) setInstances(s *service, set []discovery.Instance, ttls map[string]InstanceInfo, read bool) time.Time {
+// setInstances records a new set of s and publishes it. Instances that s
+// had already keep their TTLs; the TTLs of new ones are read next (see
+// nextRefresh).
+func (h *hub) setInstances(s *service, set []discovery.Instance) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.services[s.name] != s {
-		return time.Time{}
+		return
 	}
-	old := make(map[string]time.Time, len(s.instances))
+	old := make(map[string]instance, len(s.instances))
 	for _, in := range s.instances {
-		old[in.ID] = in.expires
+		old[in.ID] = in
 	}
-	now := time.Now()
 	instances := make([]instance, 0, len(set))
 	for _, in := range set {
 		x := instance{Instance: in}
-		switch info, ok := ttls[in.ID]; {
-		case read && ok && info.HasTTL:
-			x.expires = now.Add(info.TTL)
-		case !read:
-			x.expires = old[in.ID]
+		if o, ok := old[in.ID]; ok {
+			x.read, x.expires = o.read, o.expires
 		}
 		instances = append(instances, x)
 	}
 	s.instances, s.known, s.down = instances, true, nil
 	h.publishLocked()
-	return h.nextRefreshLocked(s)
 }
 
-// nextRefreshLocked returns when to read the TTLs of s again (zero: s has
-// no TTL): once half the time left on its soonest lease has passed. A
-// lease that is renewed (every third of its TTL, for roster's backends)
-// is then never shown running low, and one that is not is read again
-// ever sooner as it runs out (at most once a second: see followWatcher).
-func (h *hub) nextRefreshLocked(s *service) time.Time {
+// nextRefresh returns how long to wait before reading the TTLs of s
+// again, and false if there is no need to: at once while an instance's
+// TTL is unread, else once half the time left on its soonest lease has
+// passed (at least ttlRetry). A lease that is renewed (every third of its
+// TTL, for roster's backends) is then never shown running low, and one
+// that is not is read ever sooner as it runs out.
+func (h *hub) nextRefresh(s *service) (time.Duration, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.services[s.name] != s {
+		return 0, false
+	}
 	now := time.Now()
 	var due time.Time
 	for _, in := range s.instances {
+		if !in.read {
+			return 0, true
+		}
 		if in.expires.IsZero() {
 			continue
 		}
@@ -476,7 +515,10 @@ func (h *hub) nextRefreshLocked(s *service) time.Time {
 			due = at
 		}
 	}
-	return due
+	if due.IsZero() {
+		return 0, false
+	}
+	return max(due.Sub(now), ttlRetry), true
 }
 
 // The state as the page reads it, one server-sent event.
