@@ -120,7 +120,8 @@ const evil = `<script>window.__rosterPwned=1</script><img src=x onerror="window.
 // show without a reload within a second; the
 // filter box narrows the list; an etcd restart shows as "registry
 // unreachable" and then recovers; a metadata value holding <script> is
-// shown as text and runs nothing; the page fits a phone's width. With
+// shown as text and runs nothing; the page fits a phone's width; once
+// roster ui stops, the page says it lost it and keeps the last state. With
 // ROSTER_UI_SCREENSHOT=docs/ui.png it also writes the README's
 // screenshots: docs/ui.png on a laptop's screen, docs/ui-phone.png on a
 // phone's.
@@ -283,7 +284,10 @@ func TestUIInBrowser(t *testing.T) {
 		t.Errorf("on a 390 px wide screen the page is %d px wide", w)
 	}
 	screenshot(t, ctx, "-phone")
+
+	// roster ui gone: the page says so, and keeps the last state.
 	ui.interrupt()
+	do("see roster ui gone", chromedp.WaitVisible(chromedp.CSS(`#status[data-state="lost"]`)), chromedp.WaitVisible(row("p-1")))
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Fatal("the browser test ran out of time")
 	}

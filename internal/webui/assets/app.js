@@ -119,7 +119,7 @@
       ttlCells.push([ttl, key]);
     } else {
       ttl.textContent = "—";
-      ttl.title = "no lease";
+      ttl.title = "no lease, or not read yet";
     }
     tr.append(id, addr, meta, ttl);
     return tr;
