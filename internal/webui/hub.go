@@ -43,8 +43,9 @@ const (
 const ttlRetry = time.Second
 
 // hub holds the state every browser sees: one follower goroutine per
-// service (its discovery.Watcher and its lease TTLs), one scanner that
-// finds services, and the newest state encoded once for every stream.
+// service (its discovery.Watcher and its lease TTLs), one goroutine that
+// finds services (the Registry's ServiceFinder, or listings), and the
+// newest state encoded once for every stream.
 type hub struct {
 	ctx context.Context
 	reg Registry
@@ -52,14 +53,14 @@ type hub struct {
 	log hclog.Logger
 	wg  *sync.WaitGroup
 
-	wake chan struct{} // capacity 1: a stream opened, scan now
+	wake chan struct{} // capacity 1: a stream opened, list the services now
 
 	ttlMu   sync.Mutex // guards ttlNext
 	ttlNext time.Time  // the next free slot for a read of leases (ttlSpacing)
 
 	mu       sync.Mutex
 	services map[string]*service
-	scanErr  error // the last listing of services failed
+	scanErr  error // the last listing of services failed, or the finder could not read them
 	clients  int
 	notify   map[chan struct{}]struct{} // one per stream, capacity 1
 	arrived  chan struct{}              // closed and replaced when a stream opens
