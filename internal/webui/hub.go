@@ -38,6 +38,10 @@ const (
 	ttlBatch   = 10
 )
 
+// publishEvery is the least time between two encodings of the state: the
+// changes within it go out together, a little later.
+const publishEvery = 50 * time.Millisecond
+
 // ttlRetry is the least time between two reads of a service's leases: a
 // read that failed, or a refresh that came due, waits for it.
 const ttlRetry = time.Second
@@ -65,6 +69,9 @@ type hub struct {
 	notify   map[chan struct{}]struct{} // one per stream, capacity 1
 	arrived  chan struct{}              // closed and replaced when a stream opens
 	current  event                      // the newest state
+
+	dirty, force bool          // a publication is asked for (guarded by mu)
+	publishReq   chan struct{} // capacity 1: to the publisher
 }
 
 // service is one followed service.
@@ -100,6 +107,8 @@ func newHub(ctx context.Context, reg Registry, o options) *hub {
 		services: make(map[string]*service),
 		notify:   make(map[chan struct{}]struct{}),
 		arrived:  make(chan struct{}),
+
+		publishReq: make(chan struct{}, 1),
 	}
 }
 
@@ -108,8 +117,9 @@ func newHub(ctx context.Context, reg Registry, o options) *hub {
 func (h *hub) start(wg *sync.WaitGroup) {
 	h.wg = wg
 	h.mu.Lock()
-	h.publishLocked()
+	h.encodeLocked(false)
 	h.mu.Unlock()
+	wg.Go(h.publishLoop)
 	if f, ok := h.reg.(ServiceFinder); ok {
 		wg.Go(func() { h.findLoop(f) })
 		return
@@ -544,16 +554,55 @@ type (
 	}
 )
 
-// publishLocked encodes the state and wakes every stream, unless it is
-// the same as the current one. Callers publish only when the state
-// changed: the TTLs, counted from now, may differ at every call.
-func (h *hub) publishLocked() { h.publish(false) }
+// publishLocked has the publisher encode the state and wake every
+// stream, unless the state is the same as the current one. Callers publish
+// only when the state changed: the TTLs, counted from now, may differ at
+// every call.
+func (h *hub) publishLocked() { h.requestLocked(false) }
 
 // forcePublishLocked is publishLocked even when the state is the same.
-func (h *hub) forcePublishLocked() { h.publish(true) }
+func (h *hub) forcePublishLocked() { h.requestLocked(true) }
 
-// publish is publishLocked and forcePublishLocked; h.mu is held.
-func (h *hub) publish(force bool) {
+func (h *hub) requestLocked(force bool) {
+	h.dirty = true
+	h.force = h.force || force
+	select {
+	case h.publishReq <- struct{}{}:
+	default: // the publisher has a request pending: it will encode the newest state
+	}
+}
+
+// publishLoop encodes the state when asked, at most once every
+// publishEvery: a burst of changes (a rolling deploy) costs one encoding
+// of the whole state per interval, not one per change.
+func (h *hub) publishLoop() {
+	t := time.NewTimer(publishEvery)
+	t.Stop()
+	defer t.Stop()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-h.publishReq:
+		}
+		h.mu.Lock()
+		if h.dirty {
+			h.encodeLocked(h.force)
+			h.dirty, h.force = false, false
+		}
+		h.mu.Unlock()
+		t.Reset(publishEvery)
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// encodeLocked encodes the state and wakes every stream, unless force is
+// false and the state is the same as the current one.
+func (h *hub) encodeLocked(force bool) {
 	st := stateJSON{Registry: h.o.name, Reachable: true, Services: []serviceJSON{}}
 	if h.scanErr != nil {
 		st.Reachable, st.Problem = false, h.scanErr.Error()
