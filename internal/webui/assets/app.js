@@ -125,21 +125,32 @@
     return tr;
   }
 
+  let shown = null; // what the list was last built from: see render
+
   function render() {
     renderStatus();
     if (state === null) return;
     $("registry").textContent = state.registry;
     const q = $("filter").value.trim().toLowerCase();
+    // A state that differs only in TTLs (a lease read again) keeps the list
+    // as it is, and with it the reader's selection: the countdowns move.
+    const what = JSON.stringify([q, state.services.map((svc) => [svc.name,
+      svc.instances.map((i) => [i.id, i.address, i.metadata, i.ttl_ms === null])])]);
+    if (what === shown) {
+      tick();
+      return;
+    }
+    shown = what;
     const frag = document.createDocumentFragment();
     ttlCells = [];
-    let total = 0, shown = 0, shownServices = 0;
+    let total = 0, matching = 0, shownServices = 0;
     for (const svc of state.services) {
       total += svc.instances.length;
       const all = q === "" || svc.name.toLowerCase().includes(q);
       const insts = all ? svc.instances : svc.instances.filter((i) => matches(i, q));
       if (!all && insts.length === 0) continue;
       shownServices++;
-      shown += insts.length;
+      matching += insts.length;
 
       const sec = el("section", "service");
       sec.dataset.service = svc.name;
@@ -173,7 +184,7 @@
     }
     $("services").replaceChildren(frag);
     let summary = plural(state.services.length, "service", "services") + " · " + plural(total, "instance", "instances");
-    if (q !== "") summary = "showing " + shown + " of " + plural(total, "instance", "instances");
+    if (q !== "") summary = "showing " + matching + " of " + plural(total, "instance", "instances");
     $("summary").textContent = summary;
     tick();
   }
