@@ -44,5 +44,7 @@
 // counts, the instances of one service with their leases and the time left
 // on each, and the removal of a stale entry by service and ID. Keys under
 // the prefix that roster did not write are reported as SkippedKey rather
-// than failing the listing.
+// than failing the listing. FindServices reports services as they appear,
+// for a live view of the whole registry (roster ui): one watch over the
+// prefix, meant for one such tool, not for every application.
 package etcd

@@ -92,6 +92,20 @@ func (s settings) ttl() time.Duration {
 	return s.etcd.TTL
 }
 
+// logger returns the backend's logger.
+func (s settings) logger() hclog.Logger {
+	if s.backend == backends.NATS {
+		return s.nats.Logger
+	}
+	return s.etcd.Logger
+}
+
+// describe names the registry r for the web view: its backend, endpoints
+// and where it keeps the instances.
+func (s settings) describe(r registry) string {
+	return s.registryName() + " " + strings.Join(s.endpoints(), ",") + " " + strings.TrimPrefix(strings.TrimPrefix(r.where(), "under "), "in ")
+}
+
 // registryName names the registry in messages: "etcd" or "NATS".
 func (s settings) registryName() string {
 	if s.backend == backends.NATS {

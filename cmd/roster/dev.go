@@ -22,6 +22,7 @@ func (a *app) devCmd() *cobra.Command {
 	var (
 		port    int
 		dataDir string
+		ui      string
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -36,10 +37,15 @@ The data lives in a temporary directory removed on exit, unless --data-dir
 names a directory to keep it in (and find it again next time). The server is
 tuned for development, not production: etcd does not fsync its writes.
 
+With --ui, dev also serves the web view of roster ui on 127.0.0.1:8500 (or
+--ui=HOST:PORT), showing the instances registered in the development
+registry (etcd's default prefix, NATS's default bucket).
+
 The other connection flags (--endpoints and the rest) do not apply to dev.`,
 		Example: `  roster dev
-  roster dev --port 12379 --data-dir ~/.roster-dev
-  roster dev --backend nats`,
+  roster dev --ui
+  roster dev --port 12379 --data-dir ~/.roster-dev --ui=127.0.0.1:9000
+  roster dev --backend nats --ui`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			backend, err := backendName(cmd.Flags())
@@ -65,6 +71,15 @@ The other connection flags (--endpoints and the rest) do not apply to dev.`,
 				}
 				_ = ln.Close()
 			}
+			var uiLn net.Listener
+			if ui != "" {
+				ln, err := a.listenUI(ui)
+				if err != nil {
+					return err
+				}
+				uiLn = ln
+				defer uiLn.Close()
+			}
 			verbose, _ := cmd.Flags().GetBool("verbose")
 			var srv devServer
 			if backend == backends.NATS {
@@ -85,9 +100,21 @@ The other connection flags (--endpoints and the rest) do not apply to dev.`,
 				fmt.Fprintf(a.stdout, "export %s=%s\n", backends.EnvBackend, backends.NATS)
 			}
 			fmt.Fprintf(a.stdout, "export %s=%s\n", backends.EnvEndpoints, srv.endpoint)
+			var uiDone <-chan error
+			if uiLn != nil {
+				if uiDone, err = a.devUI(cmd.Context(), uiLn, backend, srv.endpoint, a.logger(cmd.Flags())); err != nil {
+					_ = srv.stop()
+					return err
+				}
+			}
 			fmt.Fprintln(a.stdout, "press Ctrl+C to stop")
 
 			<-cmd.Context().Done()
+			if uiDone != nil {
+				if err := <-uiDone; err != nil {
+					a.warnf("%v", err)
+				}
+			}
 			fmt.Fprintf(a.stdout, "stopping %s\n", name)
 			if err := srv.stop(); err != nil {
 				return fmt.Errorf("stop %s: %w", name, err)
@@ -99,6 +126,8 @@ The other connection flags (--endpoints and the rest) do not apply to dev.`,
 	cmd.Flags().IntVar(&port, "port", devEtcdPort, "client port on 127.0.0.1; 0 picks a free one")
 	cmd.Flags().Lookup("port").DefValue = strconv.Itoa(devEtcdPort) + " for etcd, " + strconv.Itoa(devNATSPort) + " for NATS"
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "keep the registry's data in this directory (default: a temporary one)")
+	cmd.Flags().StringVar(&ui, "ui", "", "also serve the web view (roster ui) on this host:port; --ui alone: "+defaultUIListen)
+	cmd.Flags().Lookup("ui").NoOptDefVal = defaultUIListen
 	return cmd
 }
 

@@ -145,6 +145,7 @@ A flag on the command line wins.`,
 		a.registerCmd(),
 		a.deregisterCmd(),
 		a.benchCmd(),
+		a.uiCmd(),
 	)
 	return root
 }

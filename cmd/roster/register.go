@@ -50,7 +50,7 @@ Prometheus metrics at /metrics and the registration's status at /status
 			if err != nil {
 				return err
 			}
-			// newBackend reads --ttl (or ROSTER_TTL) with the connection
+			// newRegistry reads --ttl (or ROSTER_TTL) with the connection
 			// flags.
 			b, s, err := a.newRegistry(cmd.Context(), cmd.Flags())
 			if err != nil {

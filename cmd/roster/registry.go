@@ -37,6 +37,9 @@ type registry interface {
 	// holder describes what keeps the registrations alive right now, for
 	// register's lines ("lease 694d9b4c3e6e2a0f"), or "".
 	holder() string
+	// findServices reports the services as they appear (see
+	// etcd.Backend.FindServices), for the web view.
+	findServices(ctx context.Context, found func(services []string)) error
 }
 
 // skippedEntry is an entry that ls passed over: it is not roster's.
@@ -78,6 +81,10 @@ func etcdSkipped(skipped []etcd.SkippedKey) []skippedEntry {
 		out = append(out, skippedEntry{key: s.Key, err: s.Err})
 	}
 	return out
+}
+
+func (r etcdRegistry) findServices(ctx context.Context, found func([]string)) error {
+	return r.FindServices(ctx, found)
 }
 
 func (r etcdRegistry) remove(ctx context.Context, service, id string) error {
@@ -129,6 +136,10 @@ func natsSkipped(skipped []nats.SkippedKey) []skippedEntry {
 		out = append(out, skippedEntry{key: s.Key, err: s.Err})
 	}
 	return out
+}
+
+func (r natsRegistry) findServices(ctx context.Context, found func([]string)) error {
+	return r.FindServices(ctx, found)
 }
 
 func (r natsRegistry) remove(ctx context.Context, service, id string) error {

@@ -1,0 +1,378 @@
+package webui_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/roster-sd/roster/backends/memory"
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/webui"
+)
+
+var (
+	p1 = discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.1:8080", Metadata: map[string]string{"zone": "a", "version": "1.4.2"}}
+	p2 = discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:8080"}
+)
+
+// TestEventsForAScriptedChange: each change to the registry is exactly one
+// event holding the whole new state, numbered one after the other.
+func TestEventsForAScriptedChange(t *testing.T) {
+	// No rescan but the one a stream's opening triggers, so that every
+	// event below comes from the watcher.
+	f := newFixture(t, []discovery.Instance{p1}, webui.WithRescanInterval(time.Hour))
+	s := f.openStream()
+
+	const (
+		one     = `{"id":"p-1","address":"10.0.0.1:8080","metadata":[["version","1.4.2"],["zone","a"]],"ttl_ms":null}`
+		two     = `{"id":"p-2","address":"10.0.0.2:8080","metadata":[],"ttl_ms":null}`
+		problem = `memory: watch "payments": memory: discovery: registry unavailable`
+	)
+	state := func(reachable bool, problem string, instances ...string) string {
+		p := ""
+		if problem != "" {
+			p = fmt.Sprintf(`"problem":%q,`, problem)
+		}
+		return fmt.Sprintf(`{"registry":"memory test","reachable":%t,%s"services":[{"name":"payments","instances":[%s]}]}`,
+			reachable, p, strings.Join(instances, ","))
+	}
+
+	first := s.nextMatching(t, `"name":"payments"`)
+	if got, want := first.data, state(true, "", one); got != want {
+		t.Fatalf("first state:\n got %s\nwant %s", got, want)
+	}
+	if first.event != "state" {
+		t.Errorf("event name %q, want state", first.event)
+	}
+
+	cases := []struct {
+		name   string
+		change func()
+		want   string
+	}{
+		{"register p-2", func() { f.register(p2) }, state(true, "", one, two)},
+		{"deregister p-1", func() { f.deregister(p1) }, state(true, "", two)},
+		{"outage", func() { f.store.SetAvailable(false) }, state(false, problem, two)},
+		{"registry back", func() { f.store.SetAvailable(true) }, state(true, "", two)},
+		{"register p-1 again", func() { f.register(p1) }, state(true, "", one, two)},
+	}
+	last := first.id
+	for _, c := range cases {
+		c.change()
+		ev := s.next(t)
+		if ev.data != c.want {
+			t.Fatalf("%s:\n got %s\nwant %s", c.name, ev.data, c.want)
+		}
+		if ev.id != last+1 || ev.event != "state" {
+			t.Errorf("%s: event %q id %d, want state id %d (one event per change)", c.name, ev.event, ev.id, last+1)
+		}
+		last = ev.id
+	}
+}
+
+// TestStreamEndsWhenClientLeaves: the stream's goroutine ends as soon as
+// the browser goes away, and nothing of it is left.
+func TestStreamEndsWhenClientLeaves(t *testing.T) {
+	f := newFixture(t, []discovery.Instance{p1})
+	// A first stream, so that the Handler's own goroutines (the follower
+	// of payments) run before the count.
+	warm := f.openStream()
+	warm.nextMatching(t, `"p-1"`)
+	warm.close()
+	testwait.Until(t, waitTimeout, "the first stream to end", func() bool { return webui.Streams(f.h) == 0 })
+	f.srv.Client().CloseIdleConnections()
+	before := goleak.IgnoreCurrent()
+
+	s := f.openStream()
+	s.nextMatching(t, `"p-1"`)
+	if n := webui.Streams(f.h); n != 1 {
+		t.Fatalf("%d streams open, want 1", n)
+	}
+	s.close()
+	testwait.Until(t, waitTimeout, "the stream to end", func() bool { return webui.Streams(f.h) == 0 })
+	f.srv.Client().CloseIdleConnections()
+	if err := goleak.Find(before); err != nil {
+		t.Fatalf("goroutines left by a stream that ended: %v", err)
+	}
+}
+
+// TestCloseEndsStreams: Close ends open streams and every goroutine of the
+// Handler; the browser sees its stream end.
+func TestCloseEndsStreams(t *testing.T) {
+	f := newFixture(t, []discovery.Instance{p1, {Service: "orders", ID: "o-1", Address: "10.0.1.1:80"}})
+	f.reg.add("orders")
+	s := f.openStream()
+	s.nextMatching(t, `"orders"`)
+	if err := f.h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.h.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(waitTimeout):
+		t.Fatal("the stream did not end on Close")
+	}
+}
+
+// TestSlowClientIsCutOff: a browser that stops reading holds at most one
+// pending state, and once a write to it stalls past the write timeout its
+// stream ends.
+func TestSlowClientIsCutOff(t *testing.T) {
+	f := newFixture(t, []discovery.Instance{p1}, webui.WithWriteTimeout(200*time.Millisecond))
+	conn, err := net.Dial("tcp", f.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4 << 10) // fill up sooner
+	}
+	fmt.Fprintf(conn, "GET /events HTTP/1.1\r\nHost: %s\r\n\r\n", f.srv.Listener.Addr())
+	// Read the headers, then nothing more.
+	if _, err := http.ReadResponse(bufio.NewReaderSize(conn, 1024), nil); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, waitTimeout, "the stream to open", func() bool { return webui.Streams(f.h) == 1 })
+	// Big states, many of them: the connection's buffers fill up.
+	big := strings.Repeat("x", 32<<10)
+	for i := 0; webui.Streams(f.h) == 1; i++ {
+		if i == 2000 {
+			t.Fatal("the stream of a client that does not read is still open after 2000 changes")
+		}
+		in := discovery.Instance{Service: "payments", ID: fmt.Sprintf("big-%d", i%50), Address: "10.0.0.9:80",
+			Metadata: map[string]string{"blob": fmt.Sprint(i, big)}}
+		f.register(in)
+	}
+}
+
+// TestTooManyStreams: streams beyond the limit are refused with 503.
+func TestTooManyStreams(t *testing.T) {
+	f := newFixture(t, nil, webui.WithMaxClients(1))
+	s := f.openStream()
+	s.next(t)
+	resp, err := f.srv.Client().Get(f.srv.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("second stream: %s, want 503", resp.Status)
+	}
+}
+
+// TestNewServiceAppears: a service registered after the page opened is
+// found by the rescan and followed.
+func TestNewServiceAppears(t *testing.T) {
+	f := newFixture(t, []discovery.Instance{p1}, webui.WithRescanInterval(20*time.Millisecond))
+	s := f.openStream()
+	s.nextMatching(t, `"p-1"`)
+	f.register(discovery.Instance{Service: "orders", ID: "o-1", Address: "10.0.1.1:80"})
+	s.nextMatching(t, `{"name":"orders","instances":[{"id":"o-1"`)
+	// Once empty it leaves the page.
+	f.deregister(discovery.Instance{Service: "orders", ID: "o-1"})
+	ev := s.nextMatching(t, `"p-1"`)
+	for strings.Contains(ev.data, `"orders"`) {
+		ev = s.next(t)
+	}
+}
+
+// TestTTL: the time left on leases is sent in milliseconds, counted from
+// the read.
+func TestTTL(t *testing.T) {
+	f := newFixture(t, []discovery.Instance{p1})
+	f.reg.setTTL(10 * time.Second)
+	s := f.openStream()
+	f.register(p2) // read after a change
+	for {
+		ev := s.nextMatching(t, `"p-2"`)
+		var st struct {
+			Services []struct {
+				Instances []struct {
+					ID    string
+					TTLMs *int64 `json:"ttl_ms"`
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(ev.data), &st); err != nil {
+			t.Fatal(err)
+		}
+		got := st.Services[0].Instances
+		if len(got) != 2 || got[1].TTLMs == nil {
+			continue
+		}
+		if ms := *got[1].TTLMs; ms <= 0 || ms > 10000 {
+			t.Fatalf("ttl_ms %d, want in (0, 10000]", ms)
+		}
+		return
+	}
+}
+
+// TestOptions: invalid options are errors from New.
+func TestOptions(t *testing.T) {
+	cases := []webui.Option{
+		webui.WithRescanInterval(0),
+		webui.WithRequestTimeout(-time.Second),
+		webui.WithMaxClients(0),
+		webui.WithWriteTimeout(0),
+		webui.WithHeartbeat(0),
+	}
+	for i, opt := range cases {
+		if _, err := webui.New(&memRegistry{}, opt); !errors.Is(err, webui.ErrInvalidOption) {
+			t.Errorf("case %d: got %v, want ErrInvalidOption", i, err)
+		}
+	}
+	if _, err := webui.New(nil); !errors.Is(err, webui.ErrInvalidOption) {
+		t.Errorf("nil registry: got %v, want ErrInvalidOption", err)
+	}
+}
+
+// TestTTLRefreshedBeforeALeaseRunsOut: with no change at all, the TTLs of
+// a service are read again (and sent, even if the same) before its soonest
+// lease would run out, so a lease that is being renewed does not count
+// down to "expired" on the page.
+func TestTTLRefreshedBeforeALeaseRunsOut(t *testing.T) {
+	f := newFixture(t, nil)
+	f.reg.setTTL(time.Second)
+	f.register(p1)
+	s := f.openStream()
+	first := s.nextMatching(t, `"p-1"`) // at once, then with its TTL read
+	for strings.Contains(first.data, `"ttl_ms":null`) {
+		first = s.next(t)
+	}
+	start := time.Now()
+	next := s.next(t) // no change was made: a refresh
+	if took := time.Since(start); took < 500*time.Millisecond {
+		t.Errorf("TTLs read again after %v; want after 1 s, the least interval", took)
+	}
+	if next.id != first.id+1 || !strings.Contains(next.data, `"id":"p-1"`) || strings.Contains(next.data, `"ttl_ms":null`) {
+		t.Errorf("refresh event %d: %s", next.id, next.data)
+	}
+}
+
+// TestEmptyServiceFollowerEnds: the follower of a service that has had no
+// instances, and has not been listed, for the grace period ends.
+func TestEmptyServiceFollowerEnds(t *testing.T) {
+	webui.SetEmptyGrace(t, 50*time.Millisecond)
+	f := newFixture(t, []discovery.Instance{p1}, webui.WithRescanInterval(10*time.Millisecond))
+	s := f.openStream()
+	o1 := discovery.Instance{Service: "orders", ID: "o-1", Address: "10.0.1.1:80"}
+	f.register(o1)
+	s.nextMatching(t, `"orders"`)
+	if n := webui.Followed(f.h); n != 2 {
+		t.Fatalf("%d services followed, want 2", n)
+	}
+	f.deregister(o1)
+	testwait.Until(t, waitTimeout, "the follower of orders to end", func() bool { return webui.Followed(f.h) == 1 })
+	// It comes back as a new service.
+	f.register(o1)
+	s.nextMatching(t, `"orders"`)
+}
+
+// finderRegistry is a memRegistry that is also a ServiceFinder: it reports
+// the services with instances, then each name sent on feed.
+type finderRegistry struct {
+	*memRegistry
+	feed     chan []string
+	listings chan struct{} // gets a value for each call of Services
+}
+
+func (r *finderRegistry) Services(ctx context.Context) ([]webui.ServiceSummary, error) {
+	r.listings <- struct{}{}
+	return r.memRegistry.Services(ctx)
+}
+
+func (r *finderRegistry) FindServices(ctx context.Context, found func([]string)) error {
+	list, err := r.memRegistry.Services(ctx)
+	if err != nil {
+		return err
+	}
+	names := []string{}
+	for _, s := range list {
+		names = append(names, s.Service)
+	}
+	found(names)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case names := <-r.feed:
+			found(names)
+		}
+	}
+}
+
+// TestServiceFinder: with a ServiceFinder the view learns of new services
+// from it and never lists the services.
+func TestServiceFinder(t *testing.T) {
+	store := memory.NewStore()
+	b, err := memory.New(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	mem := &memRegistry{b: b}
+	reg := &finderRegistry{memRegistry: mem, feed: make(chan []string), listings: make(chan struct{}, 100)}
+	f := &fixture{t: t, store: store, b: b, reg: mem}
+	f.register(p1)
+	f.h, err = webui.New(reg, webui.WithName("finder"), webui.WithLogger(testlog.New(t)), webui.WithRescanInterval(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv = httptest.NewServer(f.h)
+	t.Cleanup(func() {
+		_ = f.h.Close()
+		f.srv.Close()
+	})
+
+	s := f.openStream()
+	s.nextMatching(t, `"p-1"`)
+	f.register(discovery.Instance{Service: "orders", ID: "o-1", Address: "10.0.1.1:80"})
+	reg.feed <- []string{"orders"}
+	s.nextMatching(t, `"o-1"`)
+	if n := len(reg.listings); n != 0 {
+		t.Errorf("Services was called %d times; want never, with a ServiceFinder", n)
+	}
+}
+
+// TestServiceFinderUnreachable: until the finder has read the registry,
+// its error makes the registry unreachable; it is called again.
+func TestServiceFinderUnreachable(t *testing.T) {
+	store := memory.NewStore()
+	b, err := memory.New(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	mem := &memRegistry{b: b}
+	mem.add("payments")
+	store.SetAvailable(false)
+	reg := &finderRegistry{memRegistry: mem, feed: make(chan []string), listings: make(chan struct{}, 100)}
+	h, err := webui.New(reg, webui.WithLogger(testlog.New(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		_ = h.Close()
+		srv.Close()
+	})
+	f := &fixture{t: t, store: store, b: b, reg: mem, h: h, srv: srv}
+	s := f.openStream()
+	s.nextMatching(t, `"reachable":false,"problem":"memory: resolve \"payments\": memory: discovery: registry unavailable"`)
+	store.SetAvailable(true)
+	s.nextMatching(t, `"reachable":true`)
+}

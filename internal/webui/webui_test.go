@@ -1,0 +1,99 @@
+package webui_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestPageAndHeaders: the page and its assets come from the binary with a
+// strict Content-Security-Policy; the view is read-only and answers
+// requests over loopback only when they name a loopback host.
+func TestPageAndHeaders(t *testing.T) {
+	f := newFixture(t, nil)
+	cases := []struct {
+		name, method, path, host string
+		status                   int
+		contentType, body        string
+	}{
+		{"page", "GET", "/", "", 200, "text/html", `<script src="app.js" defer></script>`},
+		{"script", "GET", "/app.js", "", 200, "text/javascript", "textContent"},
+		{"style", "GET", "/style.css", "", 200, "text/css", "prefers-color-scheme"},
+		{"icon", "GET", "/favicon.svg", "", 200, "image/svg+xml", "<svg"},
+		{"head", "HEAD", "/", "", 200, "text/html", ""},
+		{"unknown path", "GET", "/etc/passwd", "", 404, "", ""},
+		{"assets directory", "GET", "/assets/", "", 404, "", ""},
+		{"post", "POST", "/", "", 405, "", "read-only"},
+		{"delete", "DELETE", "/events", "", 405, "", "read-only"},
+		{"localhost", "GET", "/", "localhost:8500", 200, "text/html", ""},
+		{"ipv6 loopback", "GET", "/", "[::1]:8500", 200, "text/html", ""},
+		{"rebinding", "GET", "/", "attacker.example:8500", 403, "", "loopback host"},
+		{"rebinding events", "GET", "/events", "attacker.example", 403, "", "loopback host"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req, err := http.NewRequest(c.method, f.srv.URL+c.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.host != "" {
+				req.Host = c.host
+			}
+			resp, err := f.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != c.status {
+				t.Fatalf("status %d, want %d (%s)", resp.StatusCode, c.status, body)
+			}
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, c.contentType) {
+				t.Errorf("Content-Type %q, want %q", ct, c.contentType)
+			}
+			if !strings.Contains(string(body), c.body) {
+				t.Errorf("body does not hold %q:\n%s", c.body, body)
+			}
+			csp := resp.Header.Get("Content-Security-Policy")
+			for _, want := range []string{"default-src 'none'", "script-src 'self'", "frame-ancestors 'none'"} {
+				if !strings.Contains(csp, want) {
+					t.Errorf("Content-Security-Policy %q lacks %q", csp, want)
+				}
+			}
+			if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") {
+				t.Errorf("Content-Security-Policy %q allows inline script or eval", csp)
+			}
+			if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+				t.Errorf("X-Content-Type-Options %q", got)
+			}
+		})
+	}
+}
+
+// TestAssetsBuildNoMarkupFromData: the script never parses data as markup.
+func TestAssetsBuildNoMarkupFromData(t *testing.T) {
+	f := newFixture(t, nil)
+	resp, err := f.srv.Client().Get(f.srv.URL + "/app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	js, _ := io.ReadAll(resp.Body)
+	for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"} {
+		if strings.Contains(string(js), bad) {
+			t.Errorf("app.js uses %s", bad)
+		}
+	}
+	page, err := f.srv.Client().Get(f.srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer page.Body.Close()
+	html, _ := io.ReadAll(page.Body)
+	for _, bad := range []string{"http://", "https://", "<style", "style=", "onload=", "onclick="} {
+		if strings.Contains(string(html), bad) {
+			t.Errorf("index.html holds %q: no other origin, no inline style or script", bad)
+		}
+	}
+}
