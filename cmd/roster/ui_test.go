@@ -135,3 +135,29 @@ func TestUIHelp(t *testing.T) {
 		t.Errorf("dev --help lacks --ui:\n%s", stdout)
 	}
 }
+
+// TestDevUINATS: roster dev --backend nats --ui serves the web view of its
+// own NATS: an instance shows with the time left on its key, and a
+// service that appears later is found without listing the bucket again.
+func TestDevUINATS(t *testing.T) {
+	t.Parallel()
+	dev := startRoster(t, nil, "dev", "--backend", "nats", "--port", "0", "--ui=127.0.0.1:0")
+	ep := strings.TrimPrefix(dev.waitLine("export ROSTER_ENDPOINTS="), "export ROSTER_ENDPOINTS=")
+	url := uiURLOf(t, dev)
+	env := []string{"ROSTER_BACKEND=nats", "ROSTER_ENDPOINTS=" + ep}
+	reg := startRoster(t, env, "register", "--service", "payments", "--id", "p-1", "--address", "127.0.0.1:8080", "--meta", "zone=a")
+	reg.waitLine("registered payments/p-1")
+	data := firstEventHolding(t, url, `"id":"p-1","address":"127.0.0.1:8080","metadata":[["zone","a"]],"ttl_ms":1`)
+	for _, want := range []string{`"registry":"roster dev: NATS ` + ep + ` bucket roster"`, `"reachable":true`} {
+		if !strings.Contains(data, want) {
+			t.Errorf("event lacks %s:\n%s", want, data)
+		}
+	}
+	orders := startRoster(t, env, "register", "--service", "orders", "--id", "o-1", "--address", "127.0.0.1:8081")
+	orders.waitLine("registered orders/o-1")
+	firstEventHolding(t, url, `"id":"o-1","address":"127.0.0.1:8081"`)
+	orders.interrupt()
+	reg.interrupt()
+	dev.interrupt()
+	dev.waitLine("NATS stopped")
+}
