@@ -112,8 +112,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 
 It runs a development registry (roster dev: etcd, or NATS with --backend
 nats), lists and watches the instances registered (roster ls, roster watch),
-and registers or removes instances by hand (roster register, roster
-deregister).
+registers or removes instances by hand (roster register, roster
+deregister), and serves a live web view of the registry (roster ui).
 
 --backend (ROSTER_BACKEND) selects the registry: etcd (the default) or nats.
 Connection flags can also be set by environment variables: ROSTER_ENDPOINTS,
