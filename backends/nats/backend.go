@@ -370,6 +370,9 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
 	var bo retry.Backoff
 	for {
+		// Taken before the attempt, so that a connection that drops or
+		// comes back during it (or before the wait) ends the wait at once.
+		_, _, changed := b.conn.get()
 		err := b.connected()
 		if err == nil {
 			// One attempt is bounded by RequestTimeout, and by Close.
@@ -388,7 +391,6 @@ func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
 		delay, _ := bo.Next()
 		b.retries.Add(1)
 		b.log.Debug("failed to register, will retry", "node", r.inst.Address, "key", r.key, "retry_in", delay, "error", err)
-		_, _, changed := b.conn.get()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -91,6 +91,9 @@ func (b *Backend) mark(m *natsgo.Msg) {
 // renewing if full, else those marked) and, on a failure, retries until
 // it succeeds or Close starts.
 func (b *Backend) run(full bool) {
+	// Taken before each attempt, so that a connection that drops or comes
+	// back during it (or before the wait) ends the wait at once.
+	_, _, changed := b.conn.get()
 	err := b.connected()
 	if err == nil {
 		err = b.syncAll(full)
@@ -106,10 +109,10 @@ func (b *Backend) run(full bool) {
 		b.log.Warn("failed to renew instances, will retry", "instances", n, "attempt", attempt, "retry_in", delay, "error", err)
 		// Wake at once when the connection comes back (or drops, which
 		// costs one early attempt).
-		_, _, changed := b.conn.get()
 		if retry.Sleep(b.ctx, delay, changed) != nil {
 			return
 		}
+		_, _, changed = b.conn.get()
 		if err = b.connected(); err != nil {
 			continue // no request can get through: wait for the next delay or the reconnection
 		}
