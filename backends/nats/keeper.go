@@ -135,13 +135,19 @@ func (b *Backend) snapshot() []*registration {
 }
 
 // syncAll runs syncOne on every registration (full) or on the marked ones,
-// and stops at the first failure.
+// and stops at the first failure. A registration busy in Register or
+// Deregister, which write or remove its key themselves, is skipped and
+// left marked: Register holds it through its retries until its context
+// ends, and the others' keys must not expire meanwhile.
 func (b *Backend) syncAll(full bool) error {
 	for _, r := range b.snapshot() {
 		if !r.check.Swap(false) && !full {
 			continue
 		}
-		r.mu.Lock()
+		if !r.mu.TryLock() {
+			r.check.Store(true)
+			continue
+		}
 		var err error
 		if !r.gone {
 			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.RequestTimeout)

@@ -1,6 +1,8 @@
 package nats_test
 
 import (
+	"context"
+	"errors"
 	"io"
 	"strings"
 	"sync"
@@ -8,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/roster-sd/roster/backends/nats/natstest"
 	"github.com/roster-sd/roster/discovery"
@@ -118,4 +122,46 @@ func TestRegisterRetriesAtOnceWhenBackDuringItsFailure(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Register did not return within 5s of the link coming back")
 	}
+}
+
+// A Register that keeps failing (here a value larger than the bucket
+// allows, retried until its context ends) holds its own registration only:
+// the keeper goes on renewing the others, whose keys never expire.
+func TestFailingRegisterDoesNotStopRenewals(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	nc, err := natsgo.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{
+		Bucket: "roster", History: 1, LimitMarkerTTL: time.Minute, MaxValueSize: 256,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	p := pollKey(t, rawKV(t, srv.URL(), "roster"), p1Key, p1)
+
+	// Its key sorts before p-1's, so that the keeper meets it first.
+	big := discovery.Instance{Service: "payments", ID: "a-big", Address: "10.0.0.9:80",
+		Metadata: map[string]string{"blob": strings.Repeat("x", 512)}}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*testTTL)
+	defer cancel()
+	if err := b.Register(ctx, big); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Register of a value the bucket refuses = %v; want DeadlineExceeded", err)
+	}
+	p.close()
+	if n := p.absent.Load(); n != 0 || p.ok.Load() == 0 {
+		t.Errorf("p-1's key was absent in %d of %d reads while another Register failed; want it present all along",
+			n, p.ok.Load())
+	}
+	waitState(t, b, p1.Key(), discovery.StateRegistered, time.Second)
 }
