@@ -1,0 +1,150 @@
+package envconfig_test
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/roster-sd/roster/backends"
+	"github.com/roster-sd/roster/internal/envconfig"
+)
+
+const secret = "hunter2"
+
+func lookupIn(env map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) { v, ok := env[name]; return v, ok }
+}
+
+// checkEndpoint and checkTTL stand for a backend's checks.
+func checkEndpoint(ep string) error {
+	if !strings.Contains(ep, ":") {
+		return errors.New("want host:port")
+	}
+	return nil
+}
+
+func checkTTL(d time.Duration) error {
+	if d%time.Second != 0 {
+		return errors.New("want whole seconds")
+	}
+	return nil
+}
+
+func readCommon(env map[string]string) (envconfig.Common, error) {
+	return envconfig.ReadCommon(lookupIn(env), "host:port pairs", checkEndpoint, checkTTL)
+}
+
+func TestReadCommon(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		env  map[string]string
+		want envconfig.Common
+	}{
+		{"nothing", nil, envconfig.Common{}},
+		{"empty values", map[string]string{backends.EnvEndpoints: " ", backends.EnvTTL: "", backends.EnvPassword: ""}, envconfig.Common{}},
+		{"every variable", map[string]string{
+			backends.EnvEndpoints: " a:1 ,b:2",
+			backends.EnvTTL:       "30s",
+			backends.EnvTimeout:   " 2s ",
+			backends.EnvCACert:    " ca.pem ",
+			backends.EnvCert:      "c.pem",
+			backends.EnvKey:       "k.pem",
+			backends.EnvUsername:  " svc ",
+			backends.EnvPassword:  " pass word ", // taken as it is
+		}, envconfig.Common{
+			Endpoints:  []string{"a:1", "b:2"},
+			TTL:        30 * time.Second,
+			Timeout:    2 * time.Second,
+			CACertFile: "ca.pem",
+			CertFile:   "c.pem",
+			KeyFile:    "k.pem",
+			Username:   "svc",
+			Password:   " pass word ",
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := readCommon(tc.env)
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("ReadCommon = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// Every error names the variable, and none shows a password.
+func TestReadCommonRejects(t *testing.T) {
+	t.Parallel()
+	withSecret := func(env map[string]string) map[string]string {
+		env[backends.EnvUsername] = "svc"
+		env[backends.EnvPassword] = secret
+		return env
+	}
+	cases := []struct {
+		name string
+		env  map[string]string
+		want []string // the error must contain each
+	}{
+		{"empty endpoint", map[string]string{backends.EnvEndpoints: "a:1,,b:2"},
+			[]string{backends.EnvEndpoints, "empty endpoint at position 2", "want host:port pairs"}},
+		{"endpoint the backend refuses", map[string]string{backends.EnvEndpoints: "a:1, b"},
+			[]string{backends.EnvEndpoints, `endpoint "b": want host:port`}},
+		{"TTL not a duration", map[string]string{backends.EnvTTL: "15"}, []string{backends.EnvTTL, `"15"`}},
+		{"TTL negative", map[string]string{backends.EnvTTL: "-5s"}, []string{backends.EnvTTL, "positive"}},
+		{"TTL the backend refuses", map[string]string{backends.EnvTTL: "1500ms"}, []string{backends.EnvTTL, "want whole seconds"}},
+		{"timeout not a duration", withSecret(map[string]string{backends.EnvTimeout: "soon"}), []string{backends.EnvTimeout, `"soon"`}},
+		{"timeout zero", map[string]string{backends.EnvTimeout: "0s"}, []string{backends.EnvTimeout, "positive"}},
+		{"cert without key", withSecret(map[string]string{backends.EnvCert: "c.pem"}), []string{backends.EnvKey, backends.EnvCert}},
+		{"key without cert", map[string]string{backends.EnvKey: "k.pem"}, []string{backends.EnvCert, backends.EnvKey}},
+		{"password without user", map[string]string{backends.EnvPassword: secret}, []string{backends.EnvUsername, backends.EnvPassword}},
+		{"password of spaces without user", map[string]string{backends.EnvPassword: " "}, []string{backends.EnvUsername, backends.EnvPassword}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := readCommon(tc.env)
+			if err == nil {
+				t.Fatalf("ReadCommon = %+v; want an error", got)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q; want it to contain %q", err, want)
+				}
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error %q shows a secret", err)
+			}
+		})
+	}
+}
+
+func TestReader(t *testing.T) {
+	t.Parallel()
+	r := envconfig.NewReader(lookupIn(map[string]string{"S": "  v  ", "D": " 1m ", "L": "x, y"}))
+	if got := r.String("S"); got != "v" {
+		t.Errorf("String = %q; want %q", got, "v")
+	}
+	if got := r.Raw("S"); got != "  v  " {
+		t.Errorf("Raw = %q; want %q", got, "  v  ")
+	}
+	if got := r.String("unset"); got != "" {
+		t.Errorf("String of an unset variable = %q; want empty", got)
+	}
+	if got, err := r.Duration("D"); got != time.Minute || err != nil {
+		t.Errorf("Duration = %v, %v; want 1m", got, err)
+	}
+	if got, err := r.Duration("unset"); got != 0 || err != nil {
+		t.Errorf("Duration of an unset variable = %v, %v; want 0, nil", got, err)
+	}
+	accept := func(string) error { return nil }
+	if got, err := r.List("L", "item", "items", accept); err != nil || !reflect.DeepEqual(got, []string{"x", "y"}) {
+		t.Errorf("List = %q, %v; want [x y]", got, err)
+	}
+	if got, err := r.List("unset", "item", "items", accept); err != nil || got != nil {
+		t.Errorf("List of an unset variable = %q, %v; want nil, nil", got, err)
+	}
+}
