@@ -21,6 +21,7 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/backendkit"
+	"github.com/roster-sd/roster/internal/envconfig"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -145,11 +146,11 @@ func New(cfg Config) (*Backend, error) {
 		// Keep trying in the background; the handlers report the
 		// connection once it is made.
 		b.conn.set(false, err)
-		b.log.Warn("cannot reach NATS", "endpoints", urls, "error", err)
+		b.log.Warn("cannot reach NATS", "endpoints", envconfig.Redact(urls), "error", err)
 		nc, err = natsgo.Connect(urls, append(opts, natsgo.RetryOnFailedConnect(true))...)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("nats: connect to %s: %w", urls, err)
+		return nil, fmt.Errorf("nats: connect to %s: %w", envconfig.Redact(urls), err)
 	}
 	b.nc = nc
 	b.js, err = jetstream.New(nc)
@@ -190,7 +191,7 @@ func (b *Backend) connectOptions() ([]natsgo.Option, error) {
 		natsgo.MaxPingsOutstanding(2),
 		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
 			if b.conn.set(false, err) && !b.closing.Load() {
-				b.log.Warn("cannot reach NATS", "endpoints", strings.Join(c.Endpoints, ","), "error", err)
+				b.log.Warn("cannot reach NATS", "endpoints", envconfig.Redact(strings.Join(c.Endpoints, ",")), "error", err)
 			}
 		}),
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {

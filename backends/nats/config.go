@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/roster-sd/roster/internal/envconfig"
 	"github.com/roster-sd/roster/internal/tlsfiles"
 	"github.com/roster-sd/roster/retry"
 )
@@ -47,7 +48,9 @@ var ErrBucketSettings = errors.New("nats: bucket lacks the settings roster needs
 type Config struct {
 	// Endpoints are the NATS server URLs ("nats://host:port",
 	// "tls://host:port") or host:port pairs; the client connects to one
-	// and fails over to the others. Default: [DefaultURL].
+	// and fails over to the others. A URL may carry credentials
+	// ("nats://user:password@host:port", "nats://token@host:port"), which
+	// errors and logs leave out. Default: [DefaultURL].
 	Endpoints []string
 	// Bucket is the JetStream key-value bucket holding the instances. New
 	// creates it if absent, allowing per-message TTLs and with limit
@@ -142,10 +145,10 @@ func (c Config) validate() error {
 			return configError("Endpoints[%d] is empty", i)
 		}
 		if strings.Contains(ep, ",") {
-			return configError("Endpoints[%d] is %q; want one URL per element", i, ep)
+			return configError("Endpoints[%d] is %q; want one URL per element", i, envconfig.Redact(ep))
 		}
 		if err := CheckEndpoint(ep); err != nil {
-			return configError("Endpoints[%d] %q: %v", i, ep, err)
+			return configError("Endpoints[%d] %q: %v", i, envconfig.Redact(ep), err)
 		}
 	}
 	if err := tlsfiles.CheckPairs(c.TLS != nil, c.CACertFile, c.CertFile, c.KeyFile); err != nil {

@@ -69,7 +69,7 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 
 // CheckEndpoint reports whether ep is an endpoint New accepts: host:port,
 // or a nats, tls, ws or wss URL with a host. The error says why not,
-// without naming where ep came from.
+// without naming where ep came from or quoting it.
 func CheckEndpoint(ep string) error {
 	if strings.TrimSpace(ep) == "" {
 		return errors.New("empty")
@@ -89,6 +89,11 @@ func CheckEndpoint(ep string) error {
 	}
 	u, err := url.Parse(ep)
 	if err != nil {
+		// Not url.Error's text, which quotes ep and so its credentials.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return ue.Err
+		}
 		return err
 	}
 	if u.Host == "" {

@@ -1,22 +1,29 @@
 package nats_test
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/pem"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
 	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/backends/nats/natstest"
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testwait"
 )
 
 func lookupIn(env map[string]string) func(string) (string, bool) {
@@ -80,6 +87,10 @@ func TestConfigFromEnvRejects(t *testing.T) {
 			"ROSTER_USERNAME and ROSTER_TOKEN are all set"},
 		{"token and credentials", map[string]string{backends.EnvToken: "hunter2", backends.EnvCredentials: "u.creds"},
 			"ROSTER_TOKEN and ROSTER_CREDENTIALS are all set"},
+		// NATS URLs may carry user:password@ or token@ before the host.
+		{"endpoint with a password", map[string]string{backends.EnvEndpoints: "http://svc:hunter2@a:4222"}, "ROSTER_ENDPOINTS endpoint"},
+		{"endpoint with a password and a bad port", map[string]string{backends.EnvEndpoints: "nats://svc:hunter2@a:42x2"}, "ROSTER_ENDPOINTS endpoint"},
+		{"empty endpoint beside a token", map[string]string{backends.EnvEndpoints: "nats://hunter2@a:4222,"}, "has an empty endpoint at position 2"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -251,4 +262,62 @@ func writeSeed(t *testing.T, kp nkeys.KeyPair) string {
 		t.Fatal(err)
 	}
 	return file
+}
+
+// An endpoint may carry a user and password, or a token, before its host
+// (nats://user:password@host:port): New quotes endpoints in its errors
+// and the Backend in its logs without them.
+func TestEndpointCredentialsNeverShown(t *testing.T) {
+	t.Parallel()
+	const secret = "hunter2"
+	for _, ep := range []string{"http://svc:" + secret + "@127.0.0.1:4222", "nats://svc:" + secret + "@127.0.0.1:42x2", "nats://a:1,nats://" + secret + "@b:1"} {
+		b, err := nats.New(nats.Config{Endpoints: []string{ep}})
+		if err == nil {
+			b.Close()
+			t.Fatalf("New with endpoint %q succeeded", ep)
+		}
+		if !errors.Is(err, nats.ErrInvalidConfig) || !strings.Contains(err.Error(), "Endpoints[0]") || strings.Contains(err.Error(), secret) {
+			t.Errorf("New = %v; want ErrInvalidConfig naming Endpoints[0] without the secret", err)
+		}
+	}
+
+	srv := natstest.Start(t, natstest.WithUser("svc", secret))
+	proxy := natstest.StartProxy(t, srv.Addr())
+	proxy.Reject()
+	var logs syncBuffer
+	cfg := testConfig(t, "nats://svc:"+secret+"@"+proxy.Endpoint(), "roster")
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: io.MultiWriter(&logs, testlog.Writer(t)), Level: hclog.Debug})
+	b := newBackend(t, cfg) // NATS cannot be reached: New logs it
+	proxy.Accept()
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	if err := proxy.DropConnections(); err != nil { // and the Backend logs the drop
+		t.Fatal(err)
+	}
+	waitState(t, b, p1.Key(), discovery.StateRegistered, 5*time.Second)
+	testwait.Until(t, 5*time.Second, "the Backend logs the drop", func() bool {
+		return strings.Count(logs.String(), "cannot reach NATS") >= 2
+	})
+	testwait.Until(t, 5*time.Second, "the Backend back", func() bool { return b.BackendFacts().Connected })
+	if strings.Contains(logs.String(), secret) {
+		t.Errorf("the logs show the password:\n%s", logs.String())
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

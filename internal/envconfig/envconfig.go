@@ -69,8 +69,9 @@ func (r Reader) Duration(name string) (time.Duration, error) {
 
 // List returns the variable split at commas, each element (an "endpoint",
 // say: noun) checked by check, whose error says what is wrong without
-// naming the variable; or nil when the variable is unset or empty. want
-// says what the variable should hold.
+// naming the variable or quoting the element; or nil when the variable is
+// unset or empty. want says what the variable should hold. Its errors
+// quote the value through Redact.
 func (r Reader) List(name, noun, want string, check func(string) error) ([]string, error) {
 	v := r.String(name)
 	if v == "" {
@@ -80,10 +81,10 @@ func (r Reader) List(name, noun, want string, check func(string) error) ([]strin
 	for i, e := range strings.Split(v, ",") {
 		e = strings.TrimSpace(e)
 		if e == "" {
-			return nil, fmt.Errorf("%s %q has an empty %s at position %d; want %s", name, v, noun, i+1, want)
+			return nil, fmt.Errorf("%s %q has an empty %s at position %d; want %s", name, Redact(v), noun, i+1, want)
 		}
 		if err := check(e); err != nil {
-			return nil, fmt.Errorf("%s %s %q: %w", name, noun, e, err)
+			return nil, fmt.Errorf("%s %s %q: %w", name, noun, Redact(e), err)
 		}
 		out = append(out, e)
 	}
@@ -127,4 +128,26 @@ func ReadCommon(lookup func(string) (string, bool), wantEndpoints string, checkE
 		return Common{}, fmt.Errorf("%s is empty but %s is set", backends.EnvUsername, backends.EnvPassword)
 	}
 	return c, nil
+}
+
+// Redact returns s, an endpoint or a comma-separated list of them, with
+// the user information of each (user:password@ or token@ before the host,
+// as in nats://user:password@host:4222) replaced by "redacted", so that
+// an endpoint can be quoted in an error or a log line.
+func Redact(s string) string {
+	if !strings.Contains(s, "@") {
+		return s
+	}
+	parts := strings.Split(s, ",")
+	for i, ep := range parts {
+		scheme, rest := "", ep
+		if j := strings.Index(ep, "://"); j >= 0 {
+			scheme, rest = ep[:j+3], ep[j+3:]
+		}
+		// The last '@': a password may hold one.
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			parts[i] = scheme + "redacted" + rest[at:]
+		}
+	}
+	return strings.Join(parts, ",")
 }

@@ -19,7 +19,7 @@ func lookupIn(env map[string]string) func(string) (string, bool) {
 
 // checkEndpoint and checkTTL stand for a backend's checks.
 func checkEndpoint(ep string) error {
-	if !strings.Contains(ep, ":") {
+	if !strings.Contains(ep, ":") || strings.Contains(ep, "@") {
 		return errors.New("want host:port")
 	}
 	return nil
@@ -102,6 +102,13 @@ func TestReadCommonRejects(t *testing.T) {
 		{"key without cert", map[string]string{backends.EnvKey: "k.pem"}, []string{backends.EnvCert, backends.EnvKey}},
 		{"password without user", map[string]string{backends.EnvPassword: secret}, []string{backends.EnvUsername, backends.EnvPassword}},
 		{"password of spaces without user", map[string]string{backends.EnvPassword: " "}, []string{backends.EnvUsername, backends.EnvPassword}},
+		// A URL may carry a user and password, or a token, before its host.
+		{"empty endpoint beside one with a password", map[string]string{backends.EnvEndpoints: "a:1,,svc:" + secret + "@b:1"},
+			[]string{backends.EnvEndpoints, "empty endpoint at position 2"}},
+		{"endpoint with a password refused", map[string]string{backends.EnvEndpoints: "svc:" + secret + "@b"},
+			[]string{backends.EnvEndpoints, "want host:port"}},
+		{"endpoint with a token refused", map[string]string{backends.EnvEndpoints: "a:1," + secret + "@b"},
+			[]string{backends.EnvEndpoints, "want host:port"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -146,5 +153,23 @@ func TestReader(t *testing.T) {
 	}
 	if got, err := r.List("unset", "item", "items", accept); err != nil || got != nil {
 		t.Errorf("List of an unset variable = %q, %v; want nil, nil", got, err)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ in, want string }{
+		{"", ""},
+		{"a:1", "a:1"},
+		{"nats://a:4222,tls://b:4222", "nats://a:4222,tls://b:4222"},
+		{"nats://svc:" + secret + "@a:4222", "nats://redacted@a:4222"},
+		{"nats://" + secret + "@a:4222", "nats://redacted@a:4222"},
+		{"svc:" + secret + "@a:4222", "redacted@a:4222"},
+		{"nats://svc:p@ss" + secret + "@a:4222,nats://b:4222", "nats://redacted@a:4222,nats://b:4222"},
+	}
+	for _, tc := range cases {
+		if got := envconfig.Redact(tc.in); got != tc.want {
+			t.Errorf("Redact(%q) = %q; want %q", tc.in, got, tc.want)
+		}
 	}
 }
