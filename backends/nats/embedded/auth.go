@@ -16,6 +16,11 @@ import (
 // excludes WithUser, WithToken and WithOperator.
 func WithNKeyUser(publicKey string) Option {
 	return func(o *options) {
+		if _, err := nkeys.Decode(nkeys.PrefixByteSeed, []byte(publicKey)); err == nil {
+			// Not quoted: a seed is a secret.
+			o.errs = append(o.errs, errors.New("WithNKeyUser: given a seed; want the user's public key (kp.PublicKey())"))
+			return
+		}
 		if !nkeys.IsValidPublicUserKey(publicKey) {
 			o.errs = append(o.errs, fmt.Errorf("WithNKeyUser: %q is not an NKey user public key", publicKey))
 			return

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/roster-sd/roster/backends/nats/embedded"
 )
@@ -58,6 +59,28 @@ func TestInvalidOptions(t *testing.T) {
 	}
 	if _, err := embedded.NewCluster(0); err == nil || !strings.HasPrefix(err.Error(), "embedded: ") {
 		t.Errorf("NewCluster(0) = %v; want an embedded: error", err)
+	}
+}
+
+// A seed given where the public key belongs (an easy slip: both are
+// base32 strings from nkeys) is refused without being shown.
+func TestWithNKeyUserDoesNotShowASeed(t *testing.T) {
+	t.Parallel()
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := user.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := embedded.New(embedded.WithNKeyUser(string(seed)))
+	if err == nil {
+		s.Close()
+		t.Fatal("New with a seed for a public key succeeded")
+	}
+	if !strings.Contains(err.Error(), "WithNKeyUser") || strings.Contains(err.Error(), string(seed)) {
+		t.Errorf("New error = %q; want it to name WithNKeyUser without showing the seed", err)
 	}
 }
 
