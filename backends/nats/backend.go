@@ -81,7 +81,12 @@ type Backend struct {
 // but check are guarded by mu, which is held across the requests that
 // write its key, so that writes of one key never overlap.
 type registration struct {
-	mu      sync.Mutex
+	mu sync.Mutex
+	// ctx ends when Deregister or Close starts, or once r is forgotten;
+	// it ends a Register of r that waits through an outage, so that
+	// Deregister does not wait for it. Set before r is shared.
+	ctx     context.Context
+	cancel  context.CancelFunc
 	inst    discovery.Instance
 	key     string // bucket key
 	subject string // "$KV.<bucket>.<key>"
@@ -304,7 +309,8 @@ func (b *Backend) openBucket(ctx context.Context) error {
 // process reports discovery.StateConflict. While NATS is unreachable it
 // keeps trying (in discovery.StateRegistering) until ctx ends; then it
 // returns ctx's error and a new registration leaves nothing behind. After
-// Close it returns discovery.ErrClosed.
+// Close, or if Close or a Deregister of the instance ends that wait, it
+// returns an error wrapping discovery.ErrClosed.
 func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 	in, err := in.Normalize()
 	if err != nil {
@@ -335,6 +341,7 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 			b.mu.Unlock()
 			return fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(nil, err))
 		}
+		r.ctx, r.cancel = context.WithCancel(b.ctx)
 		r.sub = sub
 		b.regs[in.Key()] = r
 		b.bySubject[r.subject] = r
@@ -371,14 +378,18 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
 	var bo retry.Backoff
 	for {
+		if r.ctx.Err() != nil {
+			return b.stoppedErr()
+		}
 		// Taken before the attempt, so that a connection that drops or
 		// comes back during it (or before the wait) ends the wait at once.
 		_, _, changed := b.conn.get()
 		err := b.connected()
 		if err == nil {
-			// One attempt is bounded by RequestTimeout, and by Close.
+			// One attempt is bounded by RequestTimeout, and by Close and
+			// Deregister.
 			actx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
-			stop := context.AfterFunc(b.ctx, cancel)
+			stop := context.AfterFunc(r.ctx, cancel)
 			err = b.writeLocked(actx, r)
 			stop()
 			cancel()
@@ -395,12 +406,21 @@ func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-b.ctx.Done():
-			return fmt.Errorf("closed while registering: %w", discovery.ErrClosed)
+		case <-r.ctx.Done():
+			return b.stoppedErr()
 		case <-changed:
 		case <-time.After(delay):
 		}
 	}
+}
+
+// stoppedErr is claimLocked's error once Close or Deregister has ended
+// it.
+func (b *Backend) stoppedErr() error {
+	if b.ctx.Err() != nil {
+		return fmt.Errorf("closed while registering: %w", discovery.ErrClosed)
+	}
+	return fmt.Errorf("deregistered meanwhile: %w", discovery.ErrClosed)
 }
 
 // writeLocked makes one attempt at writing r's key whoever holds it: one
@@ -461,6 +481,7 @@ func (b *Backend) forgetLocked(r *registration) {
 	}
 	b.mu.Unlock()
 	r.gone = true
+	r.cancel()
 	r.expires.Store(0)
 	if r.sub != nil {
 		_ = r.sub.Unsubscribe()
@@ -475,7 +496,9 @@ func (b *Backend) forgetLocked(r *registration) {
 // for an instance this Backend does not hold and discovery.ErrClosed after
 // Close. If NATS cannot be reached the registration is forgotten all the
 // same, the error wraps discovery.ErrUnavailable, and the key expires
-// within the TTL.
+// within the TTL. A Register of the instance still waiting through an
+// outage is ended rather than waited for; if it was the instance's first,
+// nothing was written and Deregister returns nil.
 func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 	k := in.Key()
 	if k.ID == "" && in.Address != "" {
@@ -487,14 +510,26 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 		return fmt.Errorf("nats: deregister: %w", discovery.ErrClosed)
 	}
 	r := b.regs[k]
+	if r != nil {
+		// This call removes r: a concurrent Deregister finds nothing, and
+		// a Register starts afresh.
+		delete(b.regs, k)
+		if b.bySubject[r.subject] == r {
+			delete(b.bySubject, r.subject)
+		}
+	}
 	b.mu.Unlock()
 	if r == nil {
 		return fmt.Errorf("nats: deregister %s: %w", k, discovery.ErrNotRegistered)
 	}
+	// End a Register of r that waits through an outage, which holds r.mu
+	// until NATS is back or its own context ends.
+	r.cancel()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.gone {
-		return fmt.Errorf("nats: deregister %s: %w", k, discovery.ErrNotRegistered)
+		// That Register was r's first and gave r up: nothing was written.
+		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("nats: deregister %s: %w", k, err)
@@ -677,13 +712,14 @@ func wrongSequence(err error) bool {
 }
 
 // unavailable wraps err, from a call bounded by ctx (which may be nil),
-// with discovery.ErrUnavailable unless ctx has ended (the caller gave up)
-// or err is a compare-and-set failure or already says so. A timeout of the
+// with discovery.ErrUnavailable unless ctx has ended (the caller gave up),
+// err is a compare-and-set failure, says the Backend or the registration
+// was closed, or already says so. A timeout of the
 // client's own, with ctx still live, is the registry's fault.
 func unavailable(ctx context.Context, err error) error {
 	switch {
-	case err == nil, ctx != nil && ctx.Err() != nil,
-		errors.Is(err, discovery.ErrUnavailable), errors.Is(err, discovery.ErrInvalidInstance), wrongSequence(err):
+	case err == nil, ctx != nil && ctx.Err() != nil, errors.Is(err, discovery.ErrUnavailable),
+		errors.Is(err, discovery.ErrInvalidInstance), errors.Is(err, discovery.ErrClosed), wrongSequence(err):
 		return err
 	}
 	return fmt.Errorf("%w: %w", discovery.ErrUnavailable, err)

@@ -165,3 +165,50 @@ func TestFailingRegisterDoesNotStopRenewals(t *testing.T) {
 	}
 	waitState(t, b, p1.Key(), discovery.StateRegistered, time.Second)
 }
+
+// Deregister of an instance whose Register is still waiting through an
+// outage ends that Register instead of waiting for it (which lasts as
+// long as the outage, or the Register's context): it returns at once, the
+// Register returns an error, and nothing is left registered.
+func TestDeregisterEndsAWaitingRegister(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	b := newBackend(t, testConfig(t, "nats://"+proxy.Endpoint(), "roster"))
+	proxy.Reject()
+	testwait.Until(t, 5*time.Second, "the Backend sees the link down", func() bool { return !b.BackendFacts().Connected })
+
+	registered := make(chan error, 1)
+	go func() { registered <- b.Register(t.Context(), p1) }()
+	waitState(t, b, p1.Key(), discovery.StateRegistering, 5*time.Second)
+	deregistered := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		deregistered <- b.Deregister(ctx, p1)
+	}()
+	select {
+	case err := <-deregistered:
+		if err != nil {
+			t.Errorf("Deregister of a waiting registration = %v; want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Deregister of a waiting registration did not return within 5s")
+	}
+	select {
+	case err := <-registered:
+		if err == nil || errors.Is(err, discovery.ErrUnavailable) {
+			t.Errorf("the waiting Register returned %v; want an error that does not say NATS is unavailable", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting Register did not return after Deregister")
+	}
+	if _, err := b.Status(p1.Service, p1.ID); !errors.Is(err, discovery.ErrNotRegistered) {
+		t.Errorf("Status after Deregister = %v; want ErrNotRegistered", err)
+	}
+	proxy.Accept()
+	testwait.Until(t, 5*time.Second, "the Backend sees the link back", func() bool { return b.BackendFacts().Connected })
+	if got, err := b.Resolve(t.Context(), p1.Service); err != nil || len(got) != 0 {
+		t.Errorf("Resolve once NATS is back = %v, %v; want no instance", got, err)
+	}
+}
