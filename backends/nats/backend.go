@@ -336,28 +336,35 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 	isNew := r == nil
 	if isNew {
 		r = &registration{inst: in, key: key, subject: b.prefix + key, value: value}
-		sub, err := b.nc.ChanSubscribe(r.subject, b.events)
-		if err != nil {
-			b.mu.Unlock()
-			return fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(nil, err))
-		}
 		r.ctx, r.cancel = context.WithCancel(b.ctx)
-		r.sub = sub
+		// Locked before it is shared, so that no one (the keeper) looks at
+		// it before this Register has written it; this never waits.
+		r.mu.Lock()
 		b.regs[in.Key()] = r
 		b.bySubject[r.subject] = r
 	}
 	b.mu.Unlock()
 
-	r.mu.Lock()
+	if !isNew {
+		r.mu.Lock()
+	}
 	defer r.mu.Unlock()
 	if r.gone {
 		return fmt.Errorf("nats: register %s: deregistered meanwhile: %w", in.Key(), discovery.ErrClosed)
 	}
-	prevInst, prevValue := r.inst, r.value
-	r.inst, r.value = in, value
 	if isNew {
 		b.setLocked(r, discovery.Status{State: discovery.StateRegistering})
+		// Not under b.mu: subscribing waits for the NATS client's lock,
+		// which a reconnection attempt holds for up to DialTimeout.
+		sub, err := b.nc.ChanSubscribe(r.subject, b.events)
+		if err != nil {
+			b.forgetLocked(r)
+			return fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(nil, err))
+		}
+		r.sub = sub
 	}
+	prevInst, prevValue := r.inst, r.value
+	r.inst, r.value = in, value
 	if err := b.claimLocked(ctx, r); err != nil {
 		if isNew {
 			b.abandonLocked(r)

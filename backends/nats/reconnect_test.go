@@ -212,3 +212,46 @@ func TestDeregisterEndsAWaitingRegister(t *testing.T) {
 		t.Errorf("Resolve once NATS is back = %v, %v; want no instance", got, err)
 	}
 }
+
+// While the NATS client tries to reconnect through a partition, each
+// attempt holds the client's lock for up to DialTimeout, and a new
+// Register's subscription waits for it: BackendFacts (a metrics scrape)
+// and the other calls must not wait with it.
+func TestFactsDoNotWaitForASubscription(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	cfg := testConfig(t, "nats://"+proxy.Endpoint(), "roster")
+	cfg.DialTimeout = 10 * time.Second
+	b := newBackend(t, cfg)
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Blackhole()
+	t.Cleanup(proxy.Unblackhole)
+	if err := proxy.DropConnections(); err != nil {
+		t.Fatal(err)
+	}
+	// The client redials ReconnectDelay after the drop, into the
+	// partition; three failed renewals take longer than that.
+	testwait.Until(t, 5*time.Second, "the keeper's third attempt", func() bool {
+		st, err := b.Status(p1.Service, p1.ID)
+		return err == nil && st.State == discovery.StateRetrying && st.Attempt >= 3
+	})
+
+	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() { _ = b.Register(ctx, p2) }()
+	slowest := time.Duration(0)
+	testwait.Until(t, 5*time.Second, "p-2 is registering", func() bool {
+		start := time.Now()
+		b.BackendFacts()
+		slowest = max(slowest, time.Since(start))
+		st, err := b.Status(p2.Service, p2.ID)
+		return err == nil && st.State == discovery.StateRegistering
+	})
+	if slowest > time.Second {
+		t.Errorf("BackendFacts took %v while a Register subscribed; want it at once", slowest)
+	}
+}
