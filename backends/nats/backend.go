@@ -199,15 +199,17 @@ func (b *Backend) connectOptions() ([]natsgo.Option, error) {
 				b.log.Warn("cannot reach NATS", "endpoints", envconfig.Redact(strings.Join(c.Endpoints, ",")), "error", err)
 			}
 		}),
+		// ConnectedUrlRedacted hides a password, not a token
+		// (nats://token@host): Redact hides both.
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
 			if b.conn.set(true, nil) {
-				b.log.Info("connection to NATS is usable", "server", nc.ConnectedUrlRedacted())
+				b.log.Info("connection to NATS is usable", "server", envconfig.Redact(nc.ConnectedUrlRedacted()))
 			}
 		}),
 		// The first connection, when New could not make it.
 		natsgo.ConnectHandler(func(nc *natsgo.Conn) {
 			if b.conn.set(true, nil) {
-				b.log.Info("connection to NATS is usable", "server", nc.ConnectedUrlRedacted())
+				b.log.Info("connection to NATS is usable", "server", envconfig.Redact(nc.ConnectedUrlRedacted()))
 			}
 		}),
 		natsgo.ErrorHandler(func(_ *natsgo.Conn, _ *natsgo.Subscription, err error) {

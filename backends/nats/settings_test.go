@@ -21,7 +21,6 @@ import (
 	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/backends/nats/natstest"
-	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/internal/testlog"
 	"github.com/roster-sd/roster/internal/testwait"
 )
@@ -281,27 +280,39 @@ func TestEndpointCredentialsNeverShown(t *testing.T) {
 		}
 	}
 
-	srv := natstest.Start(t, natstest.WithUser("svc", secret))
-	proxy := natstest.StartProxy(t, srv.Addr())
-	proxy.Reject()
-	var logs syncBuffer
-	cfg := testConfig(t, "nats://svc:"+secret+"@"+proxy.Endpoint(), "roster")
-	cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: io.MultiWriter(&logs, testlog.Writer(t)), Level: hclog.Debug})
-	b := newBackend(t, cfg) // NATS cannot be reached: New logs it
-	proxy.Accept()
-	if err := b.Register(t.Context(), p1); err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name     string
+		opt      natstest.Option
+		userinfo string
+	}{
+		{"user and password", natstest.WithUser("svc", secret), "svc:" + secret},
+		{"token", natstest.WithToken(secret), secret},
 	}
-	if err := proxy.DropConnections(); err != nil { // and the Backend logs the drop
-		t.Fatal(err)
-	}
-	waitState(t, b, p1.Key(), discovery.StateRegistered, 5*time.Second)
-	testwait.Until(t, 5*time.Second, "the Backend logs the drop", func() bool {
-		return strings.Count(logs.String(), "cannot reach NATS") >= 2
-	})
-	testwait.Until(t, 5*time.Second, "the Backend back", func() bool { return b.BackendFacts().Connected })
-	if strings.Contains(logs.String(), secret) {
-		t.Errorf("the logs show the password:\n%s", logs.String())
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := natstest.Start(t, tc.opt)
+			proxy := natstest.StartProxy(t, srv.Addr())
+			proxy.Reject()
+			var logs syncBuffer
+			cfg := testConfig(t, "nats://"+tc.userinfo+"@"+proxy.Endpoint(), "roster")
+			cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: io.MultiWriter(&logs, testlog.Writer(t)), Level: hclog.Debug})
+			b := newBackend(t, cfg) // NATS cannot be reached: New logs it
+			proxy.Accept()
+			if err := b.Register(t.Context(), p1); err != nil {
+				t.Fatal(err)
+			}
+			if err := proxy.DropConnections(); err != nil { // and the Backend logs the drop
+				t.Fatal(err)
+			}
+			testwait.Until(t, 5*time.Second, "the Backend logs the drop and the reconnection", func() bool {
+				l := logs.String()
+				return strings.Count(l, "cannot reach NATS") >= 2 && strings.Count(l, "connection to NATS is usable") >= 2
+			})
+			if strings.Contains(logs.String(), secret) {
+				t.Errorf("the logs show the secret:\n%s", logs.String())
+			}
+		})
 	}
 }
 
