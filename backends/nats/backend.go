@@ -67,9 +67,12 @@ type Backend struct {
 	retries   atomic.Uint64 // failed attempts to keep instances published, for BackendFacts
 	rtt       atomic.Int64  // round trip of the last stored write, in nanoseconds
 
-	bucketMu sync.Mutex         // guards kv and stream, set once the bucket is open
-	kv       jetstream.KeyValue // nil until the bucket is open
-	stream   jetstream.Stream   // the bucket's stream, with kv
+	// bucketSem (capacity 1) guards kv and stream, set once the bucket is
+	// open: a channel rather than a mutex, since opening takes requests
+	// and another caller waits only as long as its context allows.
+	bucketSem chan struct{}
+	kv        jetstream.KeyValue // nil until the bucket is open
+	stream    jetstream.Stream   // the bucket's stream, with kv
 
 	mu        sync.Mutex
 	regs      map[discovery.Key]*registration
@@ -137,6 +140,7 @@ func New(cfg Config) (*Backend, error) {
 		conn:      newConnState(),
 		board:     backendkit.NewStatusBoard(),
 		events:    make(chan *natsgo.Msg, eventBuffer),
+		bucketSem: make(chan struct{}, 1),
 		regs:      make(map[discovery.Key]*registration),
 		bySubject: make(map[string]*registration),
 	}
@@ -248,9 +252,14 @@ func unreachable(err error) bool {
 
 // bucket returns the key-value bucket and its stream, opening them on
 // first use (creating the bucket if absent and checking its settings).
+// While another caller opens them it waits until ctx ends.
 func (b *Backend) bucket(ctx context.Context) (jetstream.KeyValue, jetstream.Stream, error) {
-	b.bucketMu.Lock()
-	defer b.bucketMu.Unlock()
+	select {
+	case b.bucketSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, ctx.Err())
+	}
+	defer func() { <-b.bucketSem }()
 	if b.kv == nil {
 		if err := b.openBucket(ctx); err != nil {
 			return nil, nil, err
@@ -260,7 +269,7 @@ func (b *Backend) bucket(ctx context.Context) (jetstream.KeyValue, jetstream.Str
 }
 
 // openBucket opens the bucket, creating it if absent, and checks its
-// settings; bucketMu is held.
+// settings; bucketSem is held.
 func (b *Backend) openBucket(ctx context.Context) error {
 	name := "KV_" + b.cfg.Bucket
 	stream, err := b.js.Stream(ctx, name)

@@ -255,3 +255,35 @@ func TestFactsDoNotWaitForASubscription(t *testing.T) {
 		t.Errorf("BackendFacts took %v while a Register subscribed; want it at once", slowest)
 	}
 }
+
+// A read waits for another caller opening the bucket (the first use after
+// New, made while NATS was down) no longer than its own context allows.
+func TestReadDoesNotOutwaitItsContextForTheBucket(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	proxy.Reject()
+	cfg := testConfig(t, "nats://"+proxy.Endpoint(), "roster")
+	cfg.TTL = 30 * time.Second // pings far apart: the slow link below is not stale
+	b := newBackend(t, cfg)
+	w, err := b.Watch(t.Context(), "payments") // opens the bucket once NATS is back
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	// A slow link: opening the bucket takes several round trips of 2s.
+	proxy.SetLatency(time.Second)
+	proxy.Accept()
+	testwait.Until(t, 10*time.Second, "the Backend sees the link back", func() bool { return b.BackendFacts().Connected })
+
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = b.Resolve(ctx, "payments")
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Resolve with a 300ms context took %v (%v); want it to end with its context", took, err)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, discovery.ErrUnavailable) {
+		t.Errorf("Resolve = %v; want DeadlineExceeded", err)
+	}
+}
