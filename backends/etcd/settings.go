@@ -116,10 +116,13 @@ func checkEndpoint(ep string) error {
 		return nil
 	case "http", "https":
 		u, err := url.Parse(ep)
-		if err != nil {
-			return err
-		}
-		if u.Host == "" {
+		switch {
+		case err != nil:
+			// url.Error's text quotes the URL, credentials and all.
+			return errorString("not a valid URL")
+		case u.User != nil:
+			return errorString("has credentials in it, which etcd does not use: give them as Username and Password")
+		case u.Host == "":
 			return errorString("URL has no host")
 		}
 		return nil
@@ -252,7 +255,7 @@ func (c Config) resolve(dial bool) (Config, error) {
 	if dial {
 		for i, ep := range c.Endpoints {
 			if err := checkEndpoint(ep); err != nil {
-				return c, configError("Endpoints[%d] %q: %v", i, ep, err)
+				return c, configError("Endpoints[%d] %q: %v", i, envconfig.Redact(ep), err)
 			}
 		}
 	}

@@ -137,6 +137,8 @@ func TestConfigFileErrors(t *testing.T) {
 		{"TLS and files", etcd.Config{TLS: &tls.Config{}, CACertFile: notPEM}, "TLS and CACertFile, CertFile or KeyFile are both set"},
 		{"unknown scheme", etcd.Config{Endpoints: []string{"ftp://127.0.0.1:2379"}}, `Endpoints[0] "ftp://127.0.0.1:2379": scheme ftp://`},
 		{"not host:port", etcd.Config{Endpoints: []string{"127.0.0.1:2379", "etcd"}}, `Endpoints[1] "etcd": want host:port`},
+		{"credentials in the URL", etcd.Config{Endpoints: []string{"https://svc:hunter2@127.0.0.1:2379"}},
+			`Endpoints[0] "https://redacted@127.0.0.1:2379": has credentials in it, which etcd does not use`},
 		{"CA file with http", etcd.Config{Endpoints: []string{"http://127.0.0.1:2379"}, CACertFile: notPEM}, `Endpoints[0] "http://127.0.0.1:2379" is a plain-text http:// endpoint but TLS is set`},
 	}
 	for _, tc := range cases {
@@ -149,6 +151,9 @@ func TestConfigFileErrors(t *testing.T) {
 			}
 			if !errors.Is(err, etcd.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("New = %v; want ErrInvalidConfig containing %q", err, tc.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("New = %v: the password shows", err)
 			}
 			var fe *etcd.FieldError
 			if isFile := strings.HasPrefix(tc.want, "CACertFile:") || strings.HasPrefix(tc.want, "CertFile:"); isFile != errors.As(err, &fe) {

@@ -15,6 +15,7 @@ import (
 	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/nats"
+	"github.com/roster-sd/roster/internal/envconfig"
 	"github.com/roster-sd/roster/internal/tlsfiles"
 )
 
@@ -235,7 +236,7 @@ func flagValue(fs *pflag.FlagSet, backend, flag string) (string, error) {
 				continue
 			}
 			if err := check(ep); err != nil {
-				return "", inputErrorf("invalid --endpoints %q: %v", ep, err)
+				return "", inputErrorf("invalid --endpoints %q: %v", envconfig.Redact(ep), err)
 			}
 			out = append(out, ep)
 		}

@@ -145,6 +145,7 @@ func TestInputErrors(t *testing.T) {
 		{"no endpoint", []string{"ls", "--endpoints", ""}, "--endpoints has no endpoint"},
 		{"bad endpoint", []string{"ls", "--endpoints", "etcd"}, `invalid --endpoints "etcd": want host:port or an http, https, unix or unixs URL`},
 		{"bad endpoint scheme", []string{"ls", "--endpoints", "ftp://etcd:21"}, `invalid --endpoints "ftp://etcd:21": scheme ftp://; want http, https, unix or unixs`},
+		{"credentials in an endpoint", []string{"ls", "--endpoints", "https://svc:hunter2@etcd:2379"}, `invalid --endpoints "https://redacted@etcd:2379": has credentials in it`},
 		{"relative prefix", []string{"ls", "--prefix", "roster"}, `invalid --prefix "roster"`},
 		{"prefix with trailing slash", []string{"ls", "--prefix", "/roster/"}, `invalid --prefix "/roster/"`},
 		{"prefix with dot segment", []string{"ls", "--prefix", "/roster/../x"}, `invalid --prefix "/roster/../x": has a ".." segment`},
