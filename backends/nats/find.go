@@ -21,9 +21,10 @@ const findRepeat = time.Second
 // appear, for an operator's view of the whole registry (roster ui). It
 // watches every key of the bucket without its value (one key-value watch
 // of all keys, metadata only) and calls found with every service that has
-// a key, once, sorted, and possibly none, once the watch has delivered the
-// keys present; then with the service of each key written, at most once a
-// second per service. found is called from FindServices's goroutine.
+// a key, sorted, and possibly none, once the watch has delivered the keys
+// present; then with the service of each key written, at most once a
+// second per service. found may be given a service more than once, and is
+// called from FindServices's goroutine.
 //
 // It returns ctx's error when ctx ends, and an error wrapping
 // discovery.ErrUnavailable when NATS cannot be reached or the connection

@@ -9,7 +9,9 @@
 //
 //   - [Server] is a single server, optionally serving TLS only ([WithTLS],
 //     trusted through [Server.ClientTLSConfig]) and requiring a user and
-//     password ([WithUser]) or a token ([WithToken]). [Server.Stop] and
+//     password ([WithUser]), a token ([WithToken]), an NKey ([WithNKeyUser]),
+//     or a user of a trusted operator, with a credentials file
+//     ([WithOperator], [Server.CredentialsFile]). [Server.Stop] and
 //     [Server.Restart] keep its port and its data, so clients reconnect to
 //     the same URL and find their keys again.
 //   - [Cluster] is an n-node cluster (usually three) with JetStream

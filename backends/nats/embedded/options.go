@@ -51,7 +51,7 @@ func buildOptions(opts []Option) (options, error) {
 }
 
 // WithUser makes the server require a user name and password, both
-// non-empty. It excludes WithToken.
+// non-empty. It excludes WithToken, WithNKeyUser and WithOperator.
 func WithUser(user, password string) Option {
 	return func(o *options) {
 		if user == "" || password == "" {
@@ -63,7 +63,7 @@ func WithUser(user, password string) Option {
 }
 
 // WithToken makes the server require an authentication token, which must
-// not be empty. It excludes WithUser.
+// not be empty. It excludes WithUser, WithNKeyUser and WithOperator.
 func WithToken(token string) Option {
 	return func(o *options) {
 		if token == "" {
