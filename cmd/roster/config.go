@@ -180,6 +180,27 @@ func loadSettings(fs *pflag.FlagSet) (settings, error) {
 	}
 
 	if s.backend == backends.NATS {
+		// NATS's ways to authenticate exclude each other. ConfigFromEnv
+		// says so too, but it names the variables even for given flags.
+		var auth []string
+		for _, m := range []struct{ flag, env string }{
+			{"user", backends.EnvUsername},
+			{"", backends.EnvToken}, // no flag: read from the environment only
+			{"creds", backends.EnvCredentials},
+			{"nkey-seed", backends.EnvNKeySeed},
+		} {
+			if get(m.env) == "" {
+				continue
+			}
+			if m.flag == "" {
+				auth = append(auth, m.env)
+			} else {
+				auth = append(auth, from(m.flag, m.env))
+			}
+		}
+		if len(auth) > 1 {
+			return s, inputErrorf("%s are all set; they exclude each other: give one way to authenticate", strings.Join(auth, " and "))
+		}
 		if s.nats, err = nats.ConfigFromEnv(lookup); err != nil {
 			return s, inputError{err}
 		}
