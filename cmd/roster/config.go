@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -103,7 +104,30 @@ func (s settings) logger() hclog.Logger {
 // describe names the registry r for the web view: its backend, endpoints
 // and where it keeps the instances.
 func (s settings) describe(r registry) string {
-	return s.registryName() + " " + strings.Join(s.endpoints(), ",") + " " + strings.TrimPrefix(strings.TrimPrefix(r.where(), "under "), "in ")
+	return s.registryName() + " " + shownEndpoints(s.endpoints()) + " " + strings.TrimPrefix(strings.TrimPrefix(r.where(), "under "), "in ")
+}
+
+// shownEndpoints joins endpoints for messages and the web view, without
+// the user information a URL may carry (nats://user:password@host,
+// nats://token@host): it shows as xxxxx.
+func shownEndpoints(eps []string) string {
+	out := make([]string, 0, len(eps))
+	for _, ep := range eps {
+		out = append(out, shownEndpoint(ep))
+	}
+	return strings.Join(out, ",")
+}
+
+func shownEndpoint(ep string) string {
+	if !strings.Contains(ep, "@") {
+		return ep
+	}
+	u, err := url.Parse(ep)
+	if err != nil || u.User == nil {
+		return ep
+	}
+	u.User = url.User("xxxxx")
+	return u.String()
 }
 
 // registryName names the registry in messages: "etcd" or "NATS".
@@ -256,7 +280,7 @@ func flagValue(fs *pflag.FlagSet, backend, flag string) (string, error) {
 				continue
 			}
 			if err := check(ep); err != nil {
-				return "", inputErrorf("invalid --endpoints %q: %v", ep, err)
+				return "", inputErrorf("invalid --endpoints %q: %v", shownEndpoint(ep), err)
 			}
 			out = append(out, ep)
 		}
@@ -399,7 +423,7 @@ func (a *app) logger(fs *pflag.FlagSet) hclog.Logger {
 // plain to see. parent is the command's context: when it ended (Ctrl+C),
 // the error says so.
 func registryError(parent context.Context, s settings, err error) error {
-	eps := strings.Join(s.endpoints(), ",")
+	eps := shownEndpoints(s.endpoints())
 	switch {
 	case parent.Err() != nil:
 		return errors.New("interrupted")
