@@ -45,7 +45,8 @@
 //
 // The backend metrics exist only for a backend that implements
 // discovery.FactsReporter, the lease metrics only while it holds a lease
-// (the etcd backend), and the cache metrics only with WithCache.
+// (the etcd backend) or keys with a TTL (the NATS backend: the first key
+// to run out), and the cache metrics only with WithCache.
 //
 // The cause label of transitions is one of the values of [Cause]:
 // unavailable (the registry cannot be reached), removed (the registry

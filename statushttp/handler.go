@@ -52,7 +52,9 @@ type Registration struct {
 	// State is the state's name: registering, registered, retrying, lost
 	// or conflict.
 	State string `json:"state"`
-	// Since is when the registration entered State.
+	// Since is when the registration entered State; for a retrying
+	// registration, when its latest attempt failed (each attempt is a
+	// status of its own), which NextRetry follows by RetryInSeconds.
 	Since time.Time `json:"since"`
 	// WasRegistered is discovery.Status.WasRegistered.
 	WasRegistered bool `json:"was_registered"`
@@ -232,14 +234,15 @@ func writeText(w io.Writer, rep Report) error {
 	return err
 }
 
-// describe says a registration's state in words: "retrying since ...
-// (attempt 2, next at ...)".
+// describe says a registration's state in words: "registered since ...",
+// or "retrying (attempt 2 failed at ..., next at ...)": each failed attempt
+// is a status of its own, whose Since is when that attempt failed.
 func describe(reg Registration) string {
-	out := reg.State + " since " + reg.Since.UTC().Format(time.RFC3339Nano)
+	since := reg.Since.UTC().Format(time.RFC3339Nano)
 	if reg.NextRetry != nil {
-		out += fmt.Sprintf(" (attempt %d, next at %s)", reg.Attempt, reg.NextRetry.UTC().Format(time.RFC3339Nano))
+		return fmt.Sprintf("%s (attempt %d failed at %s, next at %s)", reg.State, reg.Attempt, since, reg.NextRetry.UTC().Format(time.RFC3339Nano))
 	}
-	return out
+	return reg.State + " since " + since
 }
 
 func backendLine(be *Backend) string {

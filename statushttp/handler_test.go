@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/roster-sd/roster/backends/memory"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 	"github.com/roster-sd/roster/internal/testwait"
 	"github.com/roster-sd/roster/retry"
 	"github.com/roster-sd/roster/statushttp"
@@ -265,5 +267,30 @@ func TestHandlerFormats(t *testing.T) {
 	}
 	if got := get(t, http.MethodGet, url+"?format=xml", ""); got.code != http.StatusBadRequest {
 		t.Errorf("?format=xml gives %d, want 400", got.code)
+	}
+}
+
+// TestRetryingSaysWhenTheAttemptFailed: every failed attempt is a new
+// status whose Since is when that attempt failed (backendkit.StatusBoard,
+// as every backend reports it), not when the registration began retrying;
+// the text and HTML answers say so rather than "retrying since".
+func TestRetryingSaysWhenTheAttemptFailed(t *testing.T) {
+	t.Parallel()
+	board := backendkit.NewStatusBoard()
+	defer board.Close()
+	in := discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.7:8080"}
+	began := time.Date(2026, 11, 29, 8, 50, 0, 0, time.UTC)
+	cause := errors.New("no connection to etcd")
+	board.Set(discovery.Status{Instance: in, State: discovery.StateRegistered, Since: began.Add(-time.Minute)})
+	board.Set(discovery.Status{Instance: in, State: discovery.StateRetrying, Attempt: 1, RetryIn: 2 * time.Second, Err: cause, Since: began})
+	board.Set(discovery.Status{Instance: in, State: discovery.StateRetrying, Attempt: 2, RetryIn: 4 * time.Second, Err: cause, Since: began.Add(2 * time.Second)})
+	url := serve(t, statushttp.New(board))
+
+	want := "payments/p-1 at 10.0.0.7:8080: retrying (attempt 2 failed at 2026-11-29T08:50:02Z, next at 2026-11-29T08:50:06Z): no connection to etcd\n"
+	if got := get(t, http.MethodGet, url, ""); got.code != 200 || !strings.Contains(got.body, want) || strings.Contains(got.body, "retrying since") {
+		t.Errorf("text answer %d:\n%s\nwant it to hold:\n%s", got.code, got.body, want)
+	}
+	if got := get(t, http.MethodGet, url, "text/html"); !strings.Contains(got.body, "<td>retrying (attempt 2 failed at 2026-11-29T08:50:02Z, next at 2026-11-29T08:50:06Z)</td>") {
+		t.Errorf("HTML answer:\n%s", got.body)
 	}
 }

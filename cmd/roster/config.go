@@ -104,8 +104,13 @@ func (s settings) logger() hclog.Logger {
 // describe names the registry r for the web view: its backend, endpoints
 // and where it keeps the instances.
 func (s settings) describe(r registry) string {
-	return s.registryName() + " " + strings.Join(s.endpoints(), ",") + " " + strings.TrimPrefix(strings.TrimPrefix(r.where(), "under "), "in ")
+	return s.registryName() + " " + shownEndpoints(s.endpoints()) + " " + strings.TrimPrefix(strings.TrimPrefix(r.where(), "under "), "in ")
 }
+
+// shownEndpoints returns eps as the command line shows them, in errors and
+// on the web view's page: comma-separated, with the credentials of an
+// endpoint's URL (nats://user:password@host, nats://token@host) redacted.
+func shownEndpoints(eps []string) string { return envconfig.Redact(strings.Join(eps, ",")) }
 
 // registryName names the registry in messages: "etcd" or "NATS".
 func (s settings) registryName() string {
@@ -181,6 +186,27 @@ func loadSettings(fs *pflag.FlagSet) (settings, error) {
 	}
 
 	if s.backend == backends.NATS {
+		// NATS's ways to authenticate exclude each other. ConfigFromEnv
+		// says so too, but it names the variables even for given flags.
+		var auth []string
+		for _, m := range []struct{ flag, env string }{
+			{"user", backends.EnvUsername},
+			{"", backends.EnvToken}, // no flag: read from the environment only
+			{"creds", backends.EnvCredentials},
+			{"nkey-seed", backends.EnvNKeySeed},
+		} {
+			if get(m.env) == "" {
+				continue
+			}
+			if m.flag == "" {
+				auth = append(auth, m.env)
+			} else {
+				auth = append(auth, from(m.flag, m.env))
+			}
+		}
+		if len(auth) > 1 {
+			return s, inputErrorf("%s are all set; they exclude each other: give one way to authenticate", strings.Join(auth, " and "))
+		}
 		if s.nats, err = nats.ConfigFromEnv(lookup); err != nil {
 			return s, inputError{err}
 		}
@@ -379,7 +405,7 @@ func (a *app) logger(fs *pflag.FlagSet) hclog.Logger {
 // plain to see. parent is the command's context: when it ended (Ctrl+C),
 // the error says so.
 func registryError(parent context.Context, s settings, err error) error {
-	eps := strings.Join(s.endpoints(), ",")
+	eps := shownEndpoints(s.endpoints())
 	switch {
 	case parent.Err() != nil:
 		return errors.New("interrupted")

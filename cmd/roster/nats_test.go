@@ -1,11 +1,14 @@
 package main
 
 import (
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/roster-sd/roster/backends/nats/natstest"
 )
 
 // TestNATSFromDevToDeregister runs every command against NATS: "roster dev
@@ -75,4 +78,33 @@ func TestNATSFromDevToDeregister(t *testing.T) {
 	watch.interrupt()
 	dev.interrupt()
 	dev.waitLine("NATS stopped")
+}
+
+// TestEndpointCredentialsNotShown: a NATS URL may carry a user and
+// password, or a token (nats://user:password@host, nats://token@host). The
+// web view's page, which anyone who reaches it can read, and the error of
+// an unreachable registry show the endpoint without them.
+func TestEndpointCredentialsNotShown(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t, natstest.WithUser("ops", "hunter2"))
+	ep := "nats://ops:hunter2@" + srv.Addr()
+	ui := startRoster(t, []string{"ROSTER_BACKEND=nats", "ROSTER_ENDPOINTS=" + ep}, "ui", "--listen", "127.0.0.1:0")
+	data := firstEventHolding(t, uiURLOf(t, ui), `"registry":`)
+	if want := `"registry":"NATS nats://redacted@` + srv.Addr() + ` bucket roster"`; strings.Contains(data, "hunter2") || !strings.Contains(data, want) {
+		t.Errorf("the page names the registry as in\n%s\nwant %s, without the password", data, want)
+	}
+	ui.interrupt()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	for _, ep := range []string{"nats://ops:hunter2@" + closed, "nats://hunter2@" + closed} {
+		code, _, stderr := runInProcess(t, "ls", "--backend", "nats", "--endpoints", ep, "--timeout", "1s")
+		if want := "roster: NATS at nats://redacted@" + closed + ": "; code != exitFailure || strings.Contains(stderr, "hunter2") || !strings.HasPrefix(stderr, want) {
+			t.Errorf("ls --endpoints %s: exit %d, stderr %q; want %d and %q..., without the password", ep, code, stderr, exitFailure, want)
+		}
+	}
 }

@@ -343,6 +343,43 @@ func TestEnvErrors(t *testing.T) {
 	}
 }
 
+// TestNATSAuthExclusionNamesSources: NATS's ways to authenticate exclude
+// each other, and the error names each one where it was given: the flag
+// when it was, else the variable. The token's value never appears.
+func TestNATSAuthExclusionNamesSources(t *testing.T) {
+	cases := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"two flags", nil, []string{"--creds", "/x.creds", "--nkey-seed", "/x.nk"}, "--creds and --nkey-seed are all set"},
+		{"a flag and a variable", map[string]string{"ROSTER_TOKEN": "hunter2"}, []string{"--user", "ops"}, "--user and ROSTER_TOKEN are all set"},
+		{"a flag beside the variable it stands for", map[string]string{"ROSTER_USERNAME": "env-user", "ROSTER_NKEY_SEED": "/x.nk"},
+			[]string{"--nkey-seed", "/y.nk"}, "ROSTER_USERNAME and --nkey-seed are all set"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, name := range append([]string{"ROSTER_BACKEND"}, connectionVars()...) {
+				t.Setenv(name, "")
+				os.Unsetenv(name)
+			}
+			t.Setenv("ROSTER_TOKEN", "")
+			os.Unsetenv("ROSTER_TOKEN")
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			code, stdout, stderr := runInProcess(t, append([]string{"ls", "--backend", "nats"}, c.args...)...)
+			if code != exitInput || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, c.want) || stdout != "" {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d and one line with %q", code, stdout, stderr, exitInput, c.want)
+			}
+			if strings.Contains(stderr, "hunter2") {
+				t.Errorf("stderr %q shows the token", stderr)
+			}
+		})
+	}
+}
+
 // TestTLSAndAuth runs register, ls and deregister in-process against an
 // etcd that requires client certificates and a password, configured by
 // flags and by environment variables.

@@ -27,9 +27,10 @@
 //     services come from the Registry's FindServices if it is a
 //     ServiceFinder (the etcd backend's is one watch over the prefix), and
 //     otherwise from listing the services every second while a browser is
-//     connected. The time left on leases is read when an instance appears
-//     and again, while a browser is connected, once half the time left on
-//     its service's soonest lease has passed, so a renewed lease never
+//     connected. The time left on leases is read only while a browser is
+//     connected: when an instance appears (or, for instances that appeared
+//     while none was, when one connects) and again once half the time left
+//     on its service's soonest lease has passed, so a renewed lease never
 //     shows as running out. These reads are spaced over the whole Handler
 //     by the number of instances read, so that they cost the registry the
 //     TTLs of about 100 instances a second at most.

@@ -376,3 +376,71 @@ func TestServiceFinderUnreachable(t *testing.T) {
 	store.SetAvailable(true)
 	s.nextMatching(t, `"reachable":true`)
 }
+
+// TestTTLsNotReadWhileUnwatchedAreNotShown: the TTLs are read only while a
+// page is open. A page that opens after the leases as last read have run
+// out (they were renewed meanwhile, unread) must not show them as expired
+// while the services' TTLs are read again one after the other: it shows
+// them as not read until they are.
+func TestTTLsNotReadWhileUnwatchedAreNotShown(t *testing.T) {
+	o1 := discovery.Instance{Service: "orders", ID: "o-1", Address: "10.0.0.3:8080"}
+	const ttl = time.Second
+	f := newFixture(t, nil)
+	f.reg.setTTL(ttl)
+	f.register(p1)
+	f.register(o1)
+
+	type state struct {
+		Services []struct {
+			Name      string
+			Instances []struct {
+				ID    string
+				TTLMs *int64 `json:"ttl_ms"`
+			}
+		}
+	}
+	// ttls returns the ttl_ms of every instance of ev by ID (nil: not read).
+	ttls := func(ev sseEvent) map[string]*int64 {
+		var st state
+		if err := json.Unmarshal([]byte(ev.data), &st); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*int64{}
+		for _, s := range st.Services {
+			for _, in := range s.Instances {
+				out[in.ID] = in.TTLMs
+			}
+		}
+		return out
+	}
+	bothRead := func(got map[string]*int64) bool {
+		return len(got) == 2 && got["p-1"] != nil && got["o-1"] != nil
+	}
+
+	s := f.openStream()
+	for !bothRead(ttls(s.next(t))) {
+	}
+	read := time.Now()
+	s.close()
+	testwait.Until(t, waitTimeout, "the stream closed", func() bool { return webui.Streams(f.h) == 0 })
+	// No page is open: the leases as read run out (the registry renews
+	// them, unread), and their refresh comes due unwatched.
+	// (Their refresh comes due a second after the last read.)
+	testwait.Until(t, waitTimeout, "the leases as read to run out", func() bool { return time.Since(read) > 3*ttl })
+
+	before := f.reg.instancesCalls()
+	s = f.openStream()
+	for {
+		ev := s.next(t)
+		got := ttls(ev)
+		reread := f.reg.instancesCalls()-before >= 2 // both services read again
+		for id, ms := range got {
+			if ms != nil && (*ms < 0 || *ms > ttl.Milliseconds()) {
+				t.Fatalf("event %d shows %s with ttl_ms %d; want it not read (null) or read again (0..%d]:\n%s", ev.id, id, *ms, ttl.Milliseconds(), ev.data)
+			}
+		}
+		if reread && bothRead(got) {
+			return
+		}
+	}
+}

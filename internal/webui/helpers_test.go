@@ -32,6 +32,14 @@ type memRegistry struct {
 	mu    sync.Mutex
 	names []string
 	ttl   time.Duration
+	calls int // of Instances
+}
+
+// instancesCalls returns how many times Instances was called.
+func (r *memRegistry) instancesCalls() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.calls
 }
 
 func (r *memRegistry) setTTL(d time.Duration) {
@@ -75,6 +83,7 @@ func (r *memRegistry) Instances(ctx context.Context, service string) ([]webui.In
 	}
 	r.mu.Lock()
 	ttl := r.ttl
+	r.calls++
 	r.mu.Unlock()
 	list := make([]webui.InstanceInfo, 0, len(set))
 	for _, in := range set {

@@ -338,6 +338,11 @@ func (h *hub) followWatcher(ctx context.Context, s *service, w discovery.Watcher
 			}
 		case <-refresh.C:
 			if !h.watched() {
+				// No page to read them for: forget the TTLs, which run out
+				// unread, so that a page that opens shows them as not read
+				// until they are read again (not counting down from old
+				// values, nor expired while other services are read first).
+				h.forgetTTLs(s)
 				stale = true
 				continue
 			}
@@ -462,6 +467,19 @@ func (h *hub) refreshTTLs(ctx context.Context, s *service) {
 	} else {
 		h.publishLocked()
 	}
+}
+
+// forgetTTLs marks the TTLs of s as not read, and publishes that.
+func (h *hub) forgetTTLs(s *service) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.services[s.name] != s {
+		return
+	}
+	for i := range s.instances {
+		s.instances[i].read, s.instances[i].expires = false, time.Time{}
+	}
+	h.publishLocked()
 }
 
 // setDown records that s's watcher reported the registry unreachable.
