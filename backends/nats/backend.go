@@ -556,7 +556,7 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 	if r.rev == 0 {
 		return nil
 	}
-	if err := b.purge(ctx, r.subject, r.rev); err != nil && !wrongSequence(err) {
+	if _, err := b.purgeOwn(ctx, r.subject, r.rev); err != nil {
 		b.log.Warn("failed to remove an instance; it expires with its TTL", "node", r.inst.Address, "key", r.key,
 			"ttl", b.cfg.TTL, "error", err)
 		return fmt.Errorf("nats: deregister %s: %w", k, unavailable(ctx, err))
@@ -631,7 +631,16 @@ func (b *Backend) close() {
 		case <-p.ack.Ok():
 			removed++
 		case err := <-p.ack.Err():
-			if !wrongSequence(err) {
+			if wrongSequence(err) {
+				// A write of this Backend's whose reply it never got
+				// (a renewal Close cut short) may be the last one.
+				if ok, err := b.purgeOwn(ctx, p.r.subject, p.r.rev); ok {
+					removed++
+				} else if err != nil {
+					b.log.Warn("failed to remove an instance on close; it expires with its TTL", "node", p.r.inst.Address,
+						"key", p.r.key, "ttl", b.cfg.TTL, "error", err)
+				}
+			} else {
 				b.log.Warn("failed to remove an instance on close; it expires with its TTL", "node", p.r.inst.Address,
 					"key", p.r.key, "ttl", b.cfg.TTL, "error", err)
 			}
@@ -711,6 +720,29 @@ func (b *Backend) purgeMsg(subject string) *natsgo.Msg {
 	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 	m.Header.Set(ownerHeader, b.owner)
 	return m
+}
+
+// purgeOwn removes the key of subject if this Backend wrote its last
+// value: at sequence rev, the last write it knows of, or at a later one
+// that is its own too (a write whose reply it never got, such as a renewal
+// cut short by Close or by RequestTimeout). A value another process wrote
+// is left to it: removed is false and err nil.
+func (b *Backend) purgeOwn(ctx context.Context, subject string, rev uint64) (removed bool, err error) {
+	err = b.purge(ctx, subject, rev)
+	for attempt := 0; wrongSequence(err) && attempt < 3; attempt++ {
+		l, lerr := b.last(ctx, subject)
+		if lerr != nil {
+			return false, lerr
+		}
+		if !l.live || l.owner != b.owner {
+			return false, nil
+		}
+		err = b.purge(ctx, subject, l.seq)
+	}
+	if wrongSequence(err) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // purge removes the key of subject if its last sequence is expect. The

@@ -512,6 +512,14 @@ func TestCutOffInstanceExpiresThenComesBack(t *testing.T) {
 	}
 	t.Logf("instance back %v after the link", time.Since(back))
 	waitState(t, a, p1.Key(), discovery.StateRegistered, time.Second)
+
+	// The key written again is this Backend's: Close removes it at once.
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := w.Next(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("Next after Close = %v, %v; want the empty set at once", got, err)
+	}
 }
 
 // Killing the node that leads the bucket's stream in a 3-node cluster
@@ -693,6 +701,15 @@ func TestBlackholeLongerThanTTL(t *testing.T) {
 	})
 	t.Logf("key back %v after the partition healed", time.Since(healed))
 	waitState(t, a, p1.Key(), discovery.StateRegistered, 3*time.Second)
+
+	// The key written again is this Backend's: Close removes it at once,
+	// whatever the partition held back and delivered late.
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := present(t.Context(), kv, p1Key, p1); ok || err != nil {
+		t.Fatalf("key present (%v, %v) after Close; want it removed at once", ok, err)
+	}
 }
 
 // An application may start while NATS is down, as with etcd: New returns
@@ -780,5 +797,35 @@ func TestNewFailsOnAuthentication(t *testing.T) {
 	}
 	if !errors.Is(err, natsgo.ErrAuthorization) || strings.Contains(err.Error(), "token") && strings.Contains(err.Error(), "wrong-token") {
 		t.Errorf("New = %v; want an authorization error that does not show the token", err)
+	}
+}
+
+// A write of the Backend's own whose reply it never got (here, made
+// unseen; in life, a renewal that Close or RequestTimeout cut short) does
+// not keep Deregister or Close from removing the key at once.
+func TestRemovalOutlivesAnUnseenOwnWrite(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	for _, tc := range []struct {
+		name   string
+		remove func(b *nats.Backend) error
+	}{
+		{"Deregister", func(b *nats.Backend) error { return b.Deregister(t.Context(), p1) }},
+		{"Close", func(b *nats.Backend) error { return b.Close() }},
+	} {
+		b := newBackend(t, testConfig(t, srv.URL(), "roster"))
+		if err := b.Register(t.Context(), p1); err != nil {
+			t.Fatal(err)
+		}
+		if err := nats.WriteUnseen(t.Context(), b, p1.Key()); err != nil {
+			t.Fatal(err)
+		}
+		kv := rawKV(t, srv.URL(), "roster")
+		if err := tc.remove(b); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if ok, err := present(t.Context(), kv, p1Key, p1); ok || err != nil {
+			t.Errorf("%s: key present (%v, %v) just after; want it removed at once", tc.name, ok, err)
+		}
 	}
 }

@@ -1,0 +1,24 @@
+package nats
+
+import (
+	"context"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/roster-sd/roster/discovery"
+)
+
+// WriteUnseen writes k's value again, as b's own write, without b learning
+// its sequence: a write whose reply b never got (a renewal cut short by
+// Close or by RequestTimeout). It goes over b's connection, which does not
+// echo it to b's own-key subscription.
+func WriteUnseen(ctx context.Context, b *Backend, k discovery.Key) error {
+	b.mu.Lock()
+	r := b.regs[k]
+	b.mu.Unlock()
+	m := &natsgo.Msg{Subject: r.subject, Data: r.value, Header: natsgo.Header{}}
+	m.Header.Set(ownerHeader, b.owner)
+	_, err := b.js.PublishMsg(ctx, m, jetstream.WithMsgTTL(b.cfg.TTL))
+	return err
+}
