@@ -91,5 +91,15 @@
 // when each key was last written and the time left before it expires,
 // and the removal (a purge, which watchers see at once) of a stale entry
 // by service and ID. Keys that roster did not write are reported as
-// SkippedKey rather than failing the listing.
+// SkippedKey rather than failing the listing. FindServices reports the
+// services as they appear, for a live view of the whole bucket (roster
+// ui); its cost grows with the registry, so it is for one operator's
+// tool, not for applications.
+//
+// # Metrics
+//
+// The Backend is a discovery.FactsReporter (package metrics exports it):
+// whether the connection is usable, the failed attempts to write
+// instances, the time before the first of its keys expires without
+// another renewal, and the round trip of its last stored write.
 package nats
