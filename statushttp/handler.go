@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -155,14 +157,42 @@ func format(r *http.Request) string {
 	default:
 		return ""
 	}
-	accept := r.Header.Get("Accept")
-	switch {
-	case strings.Contains(accept, "application/json"):
-		return FormatJSON
-	case strings.Contains(accept, "text/html"):
-		return FormatHTML
+	return acceptedFormat(r.Header.Values("Accept"))
+}
+
+// acceptedFormat chooses the format that the Accept header values prefer:
+// JSON for application/json, HTML for text/html, with the higher quality
+// value (q) winning and the earlier one on a tie; a media type with q=0 is
+// refused; text otherwise (curl's */*, text/plain, no header).
+func acceptedFormat(accept []string) string {
+	best, bestQ := FormatText, 0.0
+	for _, value := range accept {
+		for _, part := range strings.Split(value, ",") {
+			mediaType, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			q := 1.0
+			if v, ok := params["q"]; ok {
+				if q, err = strconv.ParseFloat(v, 64); err != nil {
+					continue
+				}
+			}
+			var f string
+			switch mediaType {
+			case "application/json":
+				f = FormatJSON
+			case "text/html":
+				f = FormatHTML
+			default:
+				continue
+			}
+			if q > bestQ {
+				best, bestQ = f, q
+			}
+		}
 	}
-	return FormatText
+	return best
 }
 
 // ServeHTTP implements http.Handler: GET and HEAD answer with the Report,

@@ -253,8 +253,17 @@ func TestHandlerFormats(t *testing.T) {
 	if text.code != 200 || text.contentType != "text/plain; charset=utf-8" || text.body != wantText {
 		t.Errorf("text answer %d %s:\n%s\nwant:\n%s", text.code, text.contentType, text.body, wantText)
 	}
-	if got := get(t, http.MethodGet, url, "application/json"); got.contentType != "application/json" {
-		t.Errorf("Accept: application/json gives %s", got.contentType)
+	for accept, want := range map[string]string{
+		"application/json":                          "application/json",
+		"application/json;q=0, text/html":           "text/html; charset=utf-8",
+		"application/json;q=0":                      "text/plain; charset=utf-8",
+		"text/html;q=0.5, application/json":         "application/json",
+		"text/html,application/xhtml+xml,*/*;q=0.8": "text/html; charset=utf-8",
+		"*/*": "text/plain; charset=utf-8",
+	} {
+		if got := get(t, http.MethodGet, url, accept); got.contentType != want {
+			t.Errorf("Accept: %s gives %s; want %s", accept, got.contentType, want)
+		}
 	}
 	if got := get(t, http.MethodGet, url+"?format=text", "text/html"); got.body != wantText {
 		t.Errorf("?format=text with Accept: text/html gives\n%s", got.body)
