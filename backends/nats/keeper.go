@@ -8,6 +8,7 @@ import (
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/backendkit"
@@ -140,8 +141,19 @@ func (b *Backend) snapshot() []*registration {
 // left marked: Register holds it through its retries until its context
 // ends, and the others' keys must not expire meanwhile.
 func (b *Backend) syncAll(full bool) error {
-	for _, r := range b.snapshot() {
-		if !r.check.Swap(false) && !full {
+	regs := b.snapshot()
+	if full {
+		// Renewals first, pipelined; what they cannot settle is marked
+		// and looked at below.
+		if err := b.renewAll(regs); err != nil {
+			if b.ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+	for _, r := range regs {
+		if !r.check.Swap(false) {
 			continue
 		}
 		if !r.mu.TryLock() {
@@ -151,7 +163,7 @@ func (b *Backend) syncAll(full bool) error {
 		var err error
 		if !r.gone {
 			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.RequestTimeout)
-			err = b.syncOneLocked(ctx, r, full)
+			err = b.syncOneLocked(ctx, r)
 			cancel()
 		}
 		r.mu.Unlock()
@@ -166,30 +178,101 @@ func (b *Backend) syncAll(full bool) error {
 	return nil
 }
 
-// syncOneLocked renews r's key (if renew and this Backend holds it) and
-// otherwise looks at what the bucket holds: a key another process wrote
-// is left to it (conflict), a missing key is restored. r.mu is held.
-func (b *Backend) syncOneLocked(ctx context.Context, r *registration, renew bool) error {
-	if renew && r.rev != 0 {
-		seq, err := b.publish(ctx, r, r.rev)
-		if err == nil {
-			r.rev = seq
-			b.setLocked(r, discovery.Status{State: discovery.StateRegistered})
-			return nil
+// renewWindow is how many renewals renewAll keeps in flight at once.
+const renewWindow = 256
+
+// renewAll renews the keys of regs that this Backend holds, pipelined:
+// up to renewWindow compare-and-set writes in flight, so that a pass over
+// many keys costs about one round trip per window rather than one per
+// key and every key is renewed well within its TTL. A registration busy
+// in Register or Deregister is skipped, and one whose renewal finds
+// another write in its way (or that this Backend does not hold) is marked
+// for a look by syncOneLocked. It stops at the first failure other than
+// a compare-and-set one, marking the registrations it did not settle.
+func (b *Backend) renewAll(regs []*registration) error {
+	type pending struct {
+		r    *registration
+		ack  jetstream.PubAckFuture
+		sent time.Time
+	}
+	inflight := make([]pending, 0, min(len(regs), renewWindow))
+	var failed error
+	// settle waits for the writes in flight and unlocks their
+	// registrations.
+	settle := func() {
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.RequestTimeout)
+		defer cancel()
+		for _, p := range inflight {
+			select {
+			case ack := <-p.ack.Ok():
+				p.r.rev = ack.Sequence
+				p.r.expires.Store(p.sent.Add(b.cfg.TTL).UnixNano())
+				b.rtt.Store(int64(time.Since(p.sent)))
+				b.setLocked(p.r, discovery.Status{State: discovery.StateRegistered})
+			case err := <-p.ack.Err():
+				p.r.check.Store(true)
+				if !wrongSequence(err) && failed == nil {
+					failed = err
+				}
+			case <-ctx.Done():
+				p.r.check.Store(true)
+				if failed == nil {
+					failed = ctx.Err()
+				}
+			}
+			p.r.mu.Unlock()
 		}
-		if !wrongSequence(err) {
-			return err
+		inflight = inflight[:0]
+	}
+	for _, r := range regs {
+		if failed != nil {
+			r.check.Store(true)
+			continue
+		}
+		if !r.mu.TryLock() {
+			r.check.Store(true)
+			continue
+		}
+		if r.gone || r.rev == 0 {
+			if !r.gone {
+				r.check.Store(true) // not held: look at what the bucket holds
+			}
+			r.mu.Unlock()
+			continue
+		}
+		m := &natsgo.Msg{Subject: r.subject, Data: r.value, Header: natsgo.Header{}}
+		m.Header.Set(ownerHeader, b.owner)
+		sent := time.Now()
+		ack, err := b.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(r.rev), jetstream.WithMsgTTL(b.cfg.TTL))
+		if err != nil {
+			r.check.Store(true)
+			r.mu.Unlock()
+			failed = err
+			continue
+		}
+		inflight = append(inflight, pending{r, ack, sent})
+		if len(inflight) == renewWindow {
+			settle()
 		}
 	}
+	settle()
+	return failed
+}
+
+// syncOneLocked looks at what the bucket holds for r's key (renewals are
+// renewAll's): this Backend's own write is kept (and adopted, if its reply
+// was lost), a key another process wrote is left to it (conflict), a
+// missing key is restored. r.mu is held.
+func (b *Backend) syncOneLocked(ctx context.Context, r *registration) error {
 	l, err := b.last(ctx, r.subject)
 	if err != nil {
 		return err
 	}
-	if renew || l.seq != r.rev || !l.live || l.owner != b.owner {
+	if l.seq != r.rev || !l.live || l.owner != b.owner {
 		r.rechecks = 0
 	}
 	switch {
-	case l.live && l.owner == b.owner && !renew && l.seq == r.rev:
+	case l.live && l.owner == b.owner && l.seq == r.rev:
 		// Nothing changed, as far as the bucket shows yet.
 		if r.rechecks < maxRechecks {
 			r.rechecks++
@@ -200,7 +283,7 @@ func (b *Backend) syncOneLocked(ctx context.Context, r *registration, renew bool
 	case l.live && l.owner == b.owner:
 		// This Backend's own write (one whose reply was lost, say).
 		r.rev = l.seq
-		if renew || !l.sameValue(r.value) {
+		if !l.sameValue(r.value) {
 			seq, err := b.publish(ctx, r, l.seq)
 			if err != nil {
 				return b.raced(r, err)

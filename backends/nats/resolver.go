@@ -37,12 +37,21 @@ func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Inst
 	if err != nil {
 		return nil, fmt.Errorf("nats: resolve %q: %w", service, err)
 	}
-	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	// Deletes are delivered too: Delta counts them (see below).
+	w, err := kv.Watch(ctx, filter)
 	if err != nil {
 		return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, err))
 	}
 	defer stopWatcher(w)
 	set := make(map[string]discovery.Instance)
+	// The watch marks the end of the current values (nil) once it has
+	// delivered as many as were pending when it started. A key renewed
+	// meanwhile loses the message that was pending and gets a new one
+	// further on, which may come just after the mark: so at the mark,
+	// Resolve asks for the sequence of the service's last stored write,
+	// and reads on until the watch has delivered it (or a later one).
+	var seen, target uint64 // the last sequence delivered; the one to reach
+	listed := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -54,11 +63,36 @@ func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Inst
 				return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, errDisconnected))
 			}
 			if e == nil {
+				if target, err = b.lastSequence(ctx, filter); err != nil {
+					return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, err))
+				}
+				listed = true
+			} else {
+				b.apply(set, e)
+				seen = max(seen, e.Revision())
+			}
+			if listed && seen >= target {
 				return discovery.NormalizeSet(values(set)), nil
 			}
-			b.apply(set, e)
 		}
 	}
+}
+
+// lastSequence returns the sequence of the last message stored for the
+// keys matching filter, or 0 if there is none.
+func (b *Backend) lastSequence(ctx context.Context, filter string) (uint64, error) {
+	_, stream, err := b.bucket(ctx)
+	if err != nil {
+		return 0, err
+	}
+	m, err := stream.GetLastMsgForSubject(ctx, b.prefix+filter)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return m.Sequence, nil
 }
 
 // usable reports why b cannot serve a call now, if it cannot.
@@ -173,25 +207,24 @@ func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed
 		if err == nil {
 			w, err = kv.Watch(ctx, filter)
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			f.Fail(err)
-			if bo == nil {
-				bo = b.cfg.Retry.Backoff()
-			}
-			d, _ := bo.Next()
-			b.log.Debug("service watch failed, retrying", "service", service, "retry_in", d, "error", err)
-			if retry.Sleep(ctx, d, changed) != nil {
-				return
-			}
+		if err == nil {
+			err = b.read(ctx, w, f, changed, filter)
+			stopWatcher(w)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			bo = nil // the watch ended with the connection: start over at once
 			continue
 		}
-		bo = nil
-		b.read(ctx, w, f, changed)
-		stopWatcher(w)
-		if ctx.Err() != nil {
+		f.Fail(err)
+		if bo == nil {
+			bo = b.cfg.Retry.Backoff()
+		}
+		d, _ := bo.Next()
+		b.log.Debug("service watch failed, retrying", "service", service, "retry_in", d, "error", err)
+		if retry.Sleep(ctx, d, changed) != nil {
 			return
 		}
 	}
@@ -199,26 +232,36 @@ func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed
 
 // read applies w's entries to a fresh set and publishes it on f once the
 // current values are in and after every change, until ctx ends, the
-// connection changes state or the watch ends.
-func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendkit.Feed, changed <-chan struct{}) {
+// connection changes state or the watch ends (it then returns nil), or
+// until it cannot read the service's last sequence (it returns why).
+func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendkit.Feed, changed <-chan struct{}, filter string) error {
 	set := make(map[string]discovery.Instance)
+	// As in Resolve: the first set goes out once the watch has delivered
+	// the service's last write stored at the end-of-values mark, so that
+	// a key renewed while the watch listed is not missing from it.
+	var seen, target uint64
 	current := false
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-changed:
-			return
+			return nil
 		case e, ok := <-w.Updates():
 			if !ok {
-				return
+				return nil
 			}
 			if e == nil {
-				current = true
+				last, err := b.lastSequence(ctx, filter)
+				if err != nil {
+					return unavailable(ctx, err)
+				}
+				target, current = last, true
 			} else {
 				b.apply(set, e)
+				seen = max(seen, e.Revision())
 			}
-			if current {
+			if current && seen >= target {
 				f.Publish(values(set))
 			}
 		}

@@ -2,6 +2,7 @@ package nats_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"testing"
@@ -84,4 +85,99 @@ func heapInUse() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// Renewals are pipelined: over a link with 25 ms of latency each way, one
+// renewal at a time would take 200 × 50 ms = 10 s per pass, five times the
+// TTL, and the keys would expire; in flight together they all stay.
+func TestRenewalsOverASlowLinkKeepEveryKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped in -short mode")
+	}
+	t.Parallel()
+	const n = 200
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	cfg := testConfig(t, "nats://"+proxy.Endpoint(), "roster")
+	cfg.Logger = hclog.NewNullLogger()
+	b := newBackend(t, cfg)
+	for i := range n {
+		in := discovery.Instance{Service: "payments", ID: fmt.Sprintf("p-%03d", i), Address: fmt.Sprintf("10.0.0.%d:80", i+1)}
+		if err := b.Register(t.Context(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kv := rawKV(t, srv.URL(), "roster")
+	proxy.SetLatency(25 * time.Millisecond)
+	defer proxy.SetLatency(0)
+	start := time.Now()
+	fewest := n
+	for time.Since(start) < 2*cfg.TTL {
+		// One Get per key (a listing would miss keys renewed while it
+		// runs), straight to the server.
+		count := 0
+		for i := range n {
+			_, err := kv.Get(t.Context(), fmt.Sprintf("payments.p-%03d", i))
+			switch {
+			case err == nil:
+				count++
+			case !errors.Is(err, jetstream.ErrKeyNotFound):
+				t.Fatal(err)
+			}
+		}
+		fewest = min(fewest, count)
+		time.Sleep(100 * time.Millisecond) // a poll, for 2 TTLs of real time
+	}
+	if fewest != n {
+		t.Errorf("as few as %d of %d keys present over two TTLs with 25 ms of latency; want all of them all along", fewest, n)
+	}
+}
+
+// Resolve and a watch's first set are complete while the service's keys
+// are renewed: a key renewed while the watch lists the service is not
+// left out (the end-of-values mark counts messages, and the renewal's
+// message can come just after it).
+func TestResolveDuringRenewalsIsComplete(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped in -short mode")
+	}
+	t.Parallel()
+	const n = 500
+	srv := natstest.Start(t)
+	cfg := testConfig(t, srv.URL(), "roster")
+	cfg.TTL = time.Second // 1 500 renewals a second
+	cfg.Logger = hclog.NewNullLogger()
+	b := newBackend(t, cfg)
+	for i := range n {
+		in := discovery.Instance{Service: "payments", ID: fmt.Sprintf("p-%03d", i), Address: fmt.Sprintf("10.0.%d.%d:80", i/200, i%200+1)}
+		if err := b.Register(t.Context(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := newBackend(t, cfg)
+	resolves, short := 0, 0
+	for start := time.Now(); time.Since(start) < 3*time.Second; resolves++ {
+		got, err := r.Resolve(t.Context(), "payments")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != n {
+			short++
+		}
+		if resolves%50 == 0 {
+			w, err := r.Watch(t.Context(), "payments")
+			if err != nil {
+				t.Fatal(err)
+			}
+			set, err := w.Next(t.Context())
+			w.Stop()
+			if err != nil || len(set) != n {
+				t.Errorf("a watch's first set has %d instances (%v); want %d", len(set), err, n)
+			}
+		}
+	}
+	t.Logf("%d resolves, %d short", resolves, short)
+	if short != 0 {
+		t.Errorf("%d of %d resolves left instances out; want none", short, resolves)
+	}
 }
