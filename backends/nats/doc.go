@@ -72,7 +72,10 @@
 // # Resolving and watching
 //
 // Resolve reads the service's keys with one key-value watch of
-// "<service>.*" that stops once it has the current values. Watchers of a
+// "<service>.*" that stops once it has the current values, and one read of
+// the sequence of the service's last stored write, which the watch must
+// reach first: the watch's end-of-values mark counts messages, so a key
+// renewed while it lists could otherwise be left out. Watchers of a
 // service share one such watch that stays open, coalesced through
 // backendkit.Feed; when the connection drops they report
 // discovery.ErrUnavailable once, and when it is back the watch starts over

@@ -17,8 +17,9 @@ import (
 var errDisconnected = errors.New("nats: connection lost")
 
 // Resolve implements discovery.Resolver: it reads the last value of every
-// key of service with one key-value watch (the bucket's own listing) and
-// returns the instances sorted by ID. A service name that cannot be a key
+// key of service with one key-value watch (the bucket's own listing), up to
+// the service's last write stored when the listing ends (one more
+// request), and returns the instances sorted by ID. A service name that cannot be a key
 // has no instances. Errors wrap discovery.ErrUnavailable when NATS cannot
 // be reached, and discovery.ErrClosed after Close.
 func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
