@@ -702,16 +702,27 @@ func (b *Backend) publish(ctx context.Context, r *registration, expect uint64) (
 // write writes r's value with the TTL, under the conditions of opts, and
 // returns the new sequence.
 func (b *Backend) write(ctx context.Context, r *registration, opts ...jetstream.PublishOpt) (uint64, error) {
-	m := &natsgo.Msg{Subject: r.subject, Data: r.value, Header: natsgo.Header{}}
-	m.Header.Set(ownerHeader, b.owner)
 	sent := time.Now()
-	ack, err := b.js.PublishMsg(ctx, m, append(opts, jetstream.WithMsgTTL(b.cfg.TTL))...)
+	ack, err := b.js.PublishMsg(ctx, b.valueMsg(r), append(opts, jetstream.WithMsgTTL(b.cfg.TTL))...)
 	if err != nil {
 		return 0, err
 	}
+	b.stored(r, sent)
+	return ack.Sequence, nil
+}
+
+// valueMsg is the message that writes r's value as this Backend's.
+func (b *Backend) valueMsg(r *registration) *natsgo.Msg {
+	m := &natsgo.Msg{Subject: r.subject, Data: r.value, Header: natsgo.Header{}}
+	m.Header.Set(ownerHeader, b.owner)
+	return m
+}
+
+// stored records, for BackendFacts, that NATS stored a write of r's key
+// sent at sent: when the key expires without another, and the round trip.
+func (b *Backend) stored(r *registration, sent time.Time) {
 	r.expires.Store(sent.Add(b.cfg.TTL).UnixNano())
 	b.rtt.Store(int64(time.Since(sent)))
-	return ack.Sequence, nil
 }
 
 func (b *Backend) purgeMsg(subject string) *natsgo.Msg {

@@ -3,7 +3,6 @@ package nats
 import (
 	"context"
 
-	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/roster-sd/roster/discovery"
@@ -17,8 +16,6 @@ func WriteUnseen(ctx context.Context, b *Backend, k discovery.Key) error {
 	b.mu.Lock()
 	r := b.regs[k]
 	b.mu.Unlock()
-	m := &natsgo.Msg{Subject: r.subject, Data: r.value, Header: natsgo.Header{}}
-	m.Header.Set(ownerHeader, b.owner)
-	_, err := b.js.PublishMsg(ctx, m, jetstream.WithMsgTTL(b.cfg.TTL))
+	_, err := b.js.PublishMsg(ctx, b.valueMsg(r), jetstream.WithMsgTTL(b.cfg.TTL))
 	return err
 }

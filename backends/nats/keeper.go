@@ -206,8 +206,7 @@ func (b *Backend) renewAll(regs []*registration) error {
 			select {
 			case ack := <-p.ack.Ok():
 				p.r.rev = ack.Sequence
-				p.r.expires.Store(p.sent.Add(b.cfg.TTL).UnixNano())
-				b.rtt.Store(int64(time.Since(p.sent)))
+				b.stored(p.r, p.sent)
 				b.setLocked(p.r, discovery.Status{State: discovery.StateRegistered})
 			case err := <-p.ack.Err():
 				p.r.check.Store(true)
@@ -240,10 +239,8 @@ func (b *Backend) renewAll(regs []*registration) error {
 			r.mu.Unlock()
 			continue
 		}
-		m := &natsgo.Msg{Subject: r.subject, Data: r.value, Header: natsgo.Header{}}
-		m.Header.Set(ownerHeader, b.owner)
 		sent := time.Now()
-		ack, err := b.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(r.rev), jetstream.WithMsgTTL(b.cfg.TTL))
+		ack, err := b.js.PublishMsgAsync(b.valueMsg(r), jetstream.WithExpectLastSequencePerSubject(r.rev), jetstream.WithMsgTTL(b.cfg.TTL))
 		if err != nil {
 			r.check.Store(true)
 			r.mu.Unlock()
