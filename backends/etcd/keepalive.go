@@ -72,8 +72,12 @@ func (k *keepAlive) run(ctx context.Context, fresh bool, wg *sync.WaitGroup) {
 		firstIn = k.ttl / 3
 	}
 	var (
-		st     *keepAliveStream
-		sentAt time.Time // of the request awaiting an answer; zero if none
+		st *keepAliveStream
+		// sent holds when each request awaiting an answer on st went
+		// out, oldest first: a stream answers in order, and a request
+		// can go out before the previous one is answered (a round trip
+		// longer than a third of the TTL).
+		sent []time.Time
 	)
 	defer func() {
 		if st != nil {
@@ -85,7 +89,7 @@ func (k *keepAlive) run(ctx context.Context, fresh bool, wg *sync.WaitGroup) {
 	tick := time.NewTimer(firstIn) // the next request
 	defer tick.Stop()
 	send := func() {
-		sentAt = time.Now()
+		sent = append(sent, time.Now())
 		if err := st.stream.Send(&pb.LeaseKeepAliveRequest{ID: int64(k.lease)}); err != nil {
 			// The reader reports why the stream failed.
 			k.log.Debug("keep-alive request failed", "lease", leaseString(k.lease), "error", err)
@@ -133,11 +137,11 @@ func (k *keepAlive) run(ctx context.Context, fresh bool, wg *sync.WaitGroup) {
 			// etcd extended the lease on receiving the request, after it
 			// was sent: from the sending, the lease has at least TTL.
 			now := time.Now()
-			from, rtt := sentAt, now.Sub(sentAt)
-			if from.IsZero() {
-				from, rtt = now, 0
+			from, rtt := now, time.Duration(0)
+			if len(sent) > 0 {
+				from, rtt = sent[0], now.Sub(sent[0])
+				sent = sent[1:]
 			}
-			sentAt = time.Time{}
 			granted := time.Duration(resp.TTL) * time.Second
 			k.facts.renewed(from.Add(granted), rtt)
 			expiry.Reset(time.Until(from.Add(granted)))
@@ -146,10 +150,10 @@ func (k *keepAlive) run(ctx context.Context, fresh bool, wg *sync.WaitGroup) {
 			k.log.Debug("keep-alive stream failed, opening another", "lease", leaseString(k.lease), "error", err)
 			st.cancel()
 			st = nil
-			if !sentAt.IsZero() {
-				// Its answer may have been lost with the stream: ask
+			if len(sent) > 0 {
+				// Its answers may have been lost with the stream: ask
 				// again on the next one, soon.
-				sentAt = time.Time{}
+				sent = nil
 				tick.Reset(keepAliveRetry)
 			}
 		}
