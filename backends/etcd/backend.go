@@ -299,8 +299,9 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 		return w.err
 	case <-ctx.Done():
 		// The keeper still deletes it when etcd answers (or Close revokes
-		// the lease).
-		return fmt.Errorf("etcd: deregister %v: %w", key, ctx.Err())
+		// the lease); until then the key may be there.
+		return fmt.Errorf("etcd: deregister %v: the delete is not confirmed, the key may remain until etcd answers: %w: %w",
+			key, discovery.ErrUnavailable, ctx.Err())
 	}
 }
 

@@ -89,7 +89,7 @@ var errLeaseExpired = backendkit.Mark(errors.New("lease expired or revoked"), di
 func (k *leaseKeeper) keep() {
 	var lease clientv3.LeaseID // the last lease, which etcd may still have
 	for {
-		if !k.hasWork() {
+		if !k.hasWork(lease) {
 			select {
 			case <-k.kick:
 				continue
@@ -108,20 +108,28 @@ func (k *leaseKeeper) keep() {
 	}
 }
 
-// hasWork reports whether the Backend holds instances, which need a lease.
-// Without a lease, pending deletes are moot: the keys went with the lease
-// they were under.
-func (k *leaseKeeper) hasWork() bool {
+// hasWork reports whether the Backend holds instances, which need a lease,
+// or keys to delete that etcd may still hold under prev, the last lease:
+// after a keep-alive that timed out, etcd may have it still (it keeps
+// leases through a restart), and establish finds out. Without a lease,
+// pending deletes are moot: the keys went with the lease they were under.
+func (k *leaseKeeper) hasWork(prev clientv3.LeaseID) bool {
 	k.regs.mu.Lock()
 	defer k.regs.mu.Unlock()
-	if len(k.regs.held) > 0 {
+	if len(k.regs.held) > 0 || (prev != 0 && len(k.regs.tombs) > 0) {
 		return true
 	}
+	k.finishTombsLocked()
+	return false
+}
+
+// finishTombsLocked tells the pending deletes that their keys are gone
+// with the lease they were under.
+func (k *leaseKeeper) finishTombsLocked() {
 	for _, t := range k.regs.tombs {
 		finishAll(t.waiters, nil)
 	}
 	clear(k.regs.tombs)
-	return false
 }
 
 // establish makes sure the Backend has a live lease, retrying with the
@@ -130,11 +138,14 @@ func (k *leaseKeeper) hasWork() bool {
 // After an outage it asks etcd for prev again, by its ID: one request that
 // both checks and acts. If etcd still has prev (etcd keeps leases through
 // a restart and extends them when a new leader takes over), it refuses,
-// and the Backend keeps prev: its keys are still there, and the own-key
-// watch reports any that someone removed meanwhile. Otherwise etcd grants
-// prev anew, empty, and every held instance is marked to be written under
-// it. Requests once etcd answers: one, plus the writer's transactions
-// (one for up to 128 instances) when the lease had expired.
+// and the Backend keeps prev. That does not prove its keys are there: an
+// etcd restored from a backup taken after the grant has the lease but not
+// the keys written since. So every held instance is marked to be checked:
+// the writer's transaction (one for up to 128 instances) puts each key
+// only if it is absent and reads it otherwise, and reports each instance
+// registered only then. Otherwise etcd grants prev anew, empty, and every
+// held instance is marked to be written under it. Requests once etcd
+// answers: one, plus the writer's transactions.
 //
 // A grant whose answer was lost and that is retried is refused too; the
 // keys it no longer holds were deleted when it expired, and the own-key
@@ -183,15 +194,14 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 	defer k.regs.mu.Unlock()
 	k.lease, k.announce = lease, true
 	if survived {
-		// What etcd held under it, it holds still.
-		for key, e := range k.regs.held {
-			if _, dirty := k.regs.dirty[key]; !dirty && e.written && e.state != discovery.StateRegistered {
-				k.regs.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
-			}
+		// Check what etcd holds under it, rather than assume it.
+		for key := range k.regs.held {
+			k.regs.dirty[key] = struct{}{}
 		}
-		k.logRegisteredLocked(lease)
 		return g, nil
 	}
+	// The keys still to delete went with prev, which etcd no longer had.
+	k.finishTombsLocked()
 	k.granted = lease
 	if !slices.Contains(k.ours, lease) {
 		k.ours = append(k.ours, lease)
