@@ -50,7 +50,8 @@ func newWriter(cli *clientv3.Client, cfg Config, regs *registrations, keeper *le
 // Batches: etcd's default limits are 128 operations per transaction
 // (--max-txn-ops) and 1.5 MiB per request (--max-request-bytes). A batch
 // that etcd refuses all the same (lower limits, a key the process may not
-// write, no space) is split in halves, down to one key per write.
+// write, no space) is split in halves, down to one key per write; one
+// refused as "too many requests" is retried whole, after a backoff.
 const (
 	maxTxnOps   = 128
 	maxTxnBytes = 1 << 20
@@ -233,9 +234,11 @@ func batchLen(ops []op) int {
 
 // refusal reports whether etcd (or the client, for a request over its send
 // limit) refused a request for what it holds, rather than failing to
-// answer: a smaller request, or another key, may succeed.
+// answer: a smaller request, or another key, may succeed. "Too many
+// requests" is no such refusal but an overloaded etcd, for which the
+// batch backs off whole: splitting it would multiply the requests.
 func refusal(err error) bool {
-	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) || errors.Is(err, rpctypes.ErrTooManyRequests) {
 		return false
 	}
 	var code codes.Code
