@@ -41,14 +41,14 @@ var (
 // after the stream carrying its request failed.
 const keepAliveRetry = 500 * time.Millisecond
 
-// startKeepAlive keeps lease alive until ctx ends. fresh says the lease
-// was just granted with its whole TTL: the first request waits a third
-// of it. Otherwise (a lease that outlived an outage, with an unknown
-// remaining TTL) the first request goes at once.
-func startKeepAlive(ctx context.Context, leases pb.LeaseClient, lease clientv3.LeaseID, ttl time.Duration,
-	fresh bool, log hclog.Logger, wg *sync.WaitGroup, facts *leaseFacts) *keepAlive {
+// startKeepAlive keeps lease alive until ctx ends. etcd keeps the lease
+// for left from since (the sending of the request that said so: the
+// grant, whose TTL is whole, or the read of a lease that outlived an
+// outage): the first request goes a third of that after since.
+func startKeepAlive(ctx context.Context, leases pb.LeaseClient, lease clientv3.LeaseID, ttl, left time.Duration,
+	since time.Time, log hclog.Logger, wg *sync.WaitGroup, facts *leaseFacts) *keepAlive {
 	k := &keepAlive{leases: leases, lease: lease, ttl: ttl, log: log, facts: facts, done: make(chan struct{})}
-	wg.Go(func() { k.run(ctx, fresh, wg) })
+	wg.Go(func() { k.run(ctx, left, since, wg) })
 	return k
 }
 
@@ -64,13 +64,9 @@ type keepAliveStream struct {
 	waiting bool                          // a request is due once ready
 }
 
-func (k *keepAlive) run(ctx context.Context, fresh bool, wg *sync.WaitGroup) {
+func (k *keepAlive) run(ctx context.Context, left time.Duration, since time.Time, wg *sync.WaitGroup) {
 	defer close(k.done)
-	now := time.Now()
-	firstIn := time.Duration(0)
-	if fresh {
-		firstIn = k.ttl / 3
-	}
+	firstIn := max(0, time.Until(since.Add(left/3)))
 	var (
 		st *keepAliveStream
 		// sent holds when each request awaiting an answer on st went
@@ -84,7 +80,10 @@ func (k *keepAlive) run(ctx context.Context, fresh bool, wg *sync.WaitGroup) {
 			st.cancel()
 		}
 	}()
-	expiry := time.NewTimer(time.Until(now.Add(k.ttl))) // an answer must come by then
+	// An answer must come by then. etcd reads a remaining TTL in whole
+	// seconds, rounded down: a lease it says has 0 s left has less than a
+	// second, as long as an answer takes on a good link.
+	expiry := time.NewTimer(time.Until(since.Add(max(left, keepAliveRetry))))
 	defer expiry.Stop()
 	tick := time.NewTimer(firstIn) // the next request
 	defer tick.Stop()
