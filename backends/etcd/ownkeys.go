@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -42,9 +41,6 @@ type keyWatch struct {
 	// revision it has not reached: etcd's history went back (a member
 	// wiped, or restored from a backup), and rev is its revision now.
 	onRollback func(path string, rev int64)
-	// refresh makes an authenticated request, so that the client fetches
-	// a new auth token if etcd no longer accepts its own.
-	refresh func(ctx context.Context) error
 
 	mu      sync.Mutex
 	keys    map[string]*watchedKey // by etcd key
@@ -63,7 +59,7 @@ type watchedKey struct {
 
 func newKeyWatch(cli *clientv3.Client, policy retry.Policy, log hclog.Logger,
 	onEvent func(*mvccpb.Event), onCompacted func(string), onRollback func(string, int64)) *keyWatch {
-	w := &keyWatch{
+	return &keyWatch{
 		watch:       pb.NewWatchClient(cli.ActiveConnection()),
 		policy:      policy,
 		log:         log,
@@ -74,23 +70,6 @@ func newKeyWatch(cli *clientv3.Client, policy retry.Policy, log hclog.Logger,
 		byID:        make(map[int64]*watchedKey),
 		kick:        make(chan struct{}, 1),
 	}
-	w.refresh = func(ctx context.Context) error {
-		// Any key will do: clientv3 fetches a new token when etcd
-		// refuses the one it has, and retries.
-		_, err := cli.Get(ctx, w.anyKey(), clientv3.WithCountOnly())
-		return err
-	}
-	return w
-}
-
-// anyKey returns one of the keys followed, or "" if none.
-func (w *keyWatch) anyKey() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for path := range w.keys {
-		return path
-	}
-	return ""
 }
 
 // add follows path from revision rev on. A key already followed keeps its
@@ -159,16 +138,6 @@ func (w *keyWatch) run(ctx context.Context) {
 		w.log.Debug("own-key watch failed, retrying", "retry_in", d, "error", err)
 		if retry.Sleep(ctx, d, nil) != nil {
 			return
-		}
-		if errors.Is(err, errWatchRefused) {
-			// Perhaps for an auth token etcd no longer accepts: the
-			// stream carries the token it was opened with, and only a
-			// refused unary request makes the client fetch another.
-			rctx, cancel := context.WithTimeout(ctx, w.policy.Max+time.Second)
-			if rerr := w.refresh(rctx); rerr != nil {
-				w.log.Debug("own-key watch: request to refresh the auth token failed", "error", rerr)
-			}
-			cancel()
 		}
 	}
 }
@@ -260,7 +229,10 @@ func (w *keyWatch) receive(st pb.Watch_WatchClient, served *atomic.Bool) error {
 		served.Store(true)
 		if resp.Created && resp.Canceled && resp.CompactRevision == 0 {
 			// The watch ID may be -1, naming no key: the stream fails,
-			// and the next one asks again for every key.
+			// and the next one asks again for every key. Opening it
+			// fetches a new auth token (clientv3's stream interceptor
+			// does), for the refusal may be of the token the stream was
+			// opened with.
 			served.Store(false) // open the next stream after a backoff
 			return fmt.Errorf("%w (watch ID %d): %s", errWatchRefused, resp.WatchId, resp.CancelReason)
 		}
