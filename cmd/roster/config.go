@@ -393,7 +393,9 @@ func (s warningSink) Accept(_ string, level hclog.Level, msg string, args ...any
 // --verbose, and otherwise only the password warning (warningSink).
 func (a *app) logger(fs *pflag.FlagSet) hclog.Logger {
 	if v, _ := fs.GetBool("verbose"); v {
-		return hclog.New(&hclog.LoggerOptions{Name: "roster", Level: hclog.Debug, Output: a.stderr})
+		// No name of its own: the backends name their loggers "roster.etcd"
+		// and "roster.nats" under the one they are given.
+		return hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: a.stderr})
 	}
 	l := hclog.NewInterceptLogger(&hclog.LoggerOptions{Level: hclog.Off, Output: io.Discard})
 	l.RegisterSink(warningSink{a})
