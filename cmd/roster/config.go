@@ -257,12 +257,13 @@ func flagValue(fs *pflag.FlagSet, backend, flag string) (string, error) {
 			check = nats.CheckEndpoint
 		}
 		var out []string
-		for _, ep := range eps {
+		list := strings.Join(eps, ",") // as given: the flag splits at commas, even in a password
+		for i, ep := range eps {
 			if ep = strings.TrimSpace(ep); ep == "" {
 				continue
 			}
 			if err := check(ep); err != nil {
-				return "", inputErrorf("invalid --endpoints %q: %v", envconfig.Redact(ep), err)
+				return "", inputErrorf("invalid --endpoints %s: %v", envconfig.QuoteElement(list, ep, i+1), err)
 			}
 			out = append(out, ep)
 		}
