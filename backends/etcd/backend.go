@@ -48,6 +48,7 @@ type Backend struct {
 	// has its own lock, taken with b.regs.mu held or with no lock held, never
 	// the other way round.
 	watches *backendkit.FeedGroup
+	skipped backendkit.SkipLog // invalid values already logged (resolver.go)
 }
 
 var (
