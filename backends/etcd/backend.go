@@ -66,7 +66,7 @@ func New(cfg Config) (*Backend, error) {
 	}
 	cli, err := clientv3.New(ClientConfig(cfg))
 	if err != nil {
-		return nil, fmt.Errorf("etcd: connect to %v: %w", cfg.Endpoints, err)
+		return nil, fmt.Errorf("etcd: connect to %v: %w", cfg.Endpoints, connectError(cfg, err))
 	}
 	b := newBackend(cli, cfg)
 	b.ownsClient = true

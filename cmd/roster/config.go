@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -414,7 +415,25 @@ func registryError(parent context.Context, s settings, err error) error {
 		return errors.New("interrupted")
 	case errors.Is(err, context.DeadlineExceeded):
 		// What timed out adds nothing: the command says what it was doing.
-		return fmt.Errorf("%s at %s did not answer within %v: %w", s.registryName(), eps, s.timeout(), context.DeadlineExceeded)
+		timedOut := fmt.Errorf("%s at %s did not answer within %v: %w", s.registryName(), eps, s.timeout(), context.DeadlineExceeded)
+		if s.backend == backends.NATS {
+			return timedOut
+		}
+		// etcd's client says nothing of why: find out.
+		ctx, cancel := context.WithTimeout(context.Background(), min(s.timeout(), 2*time.Second))
+		defer cancel()
+		problem := etcd.CheckConnection(ctx, s.etcd)
+		var dialErr *net.OpError
+		switch {
+		case problem == nil:
+			return timedOut
+		case errors.As(problem, &dialErr) && dialErr.Op == "dial":
+			return fmt.Errorf("%w (nothing answers there: is `roster dev` running?)", timedOut)
+		}
+		return errors.New(strings.NewReplacer(
+			"(TLS, CACertFile)", "(--cacert)",
+			"without TLS settings", "without --cacert, --cert and --key",
+		).Replace(problem.Error()))
 	default:
 		return fmt.Errorf("%s at %s: %w", s.registryName(), eps, err)
 	}
