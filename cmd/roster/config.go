@@ -217,7 +217,7 @@ func loadSettings(fs *pflag.FlagSet) (settings, error) {
 		return s, nil
 	}
 	if s.etcd, err = etcd.ConfigFromEnv(lookup); err != nil {
-		return s, inputError{err}
+		return s, inputError{withNATSHint(err)}
 	}
 	s.etcd = s.etcd.WithDefaults()
 	return s, nil
@@ -264,6 +264,9 @@ func flagValue(fs *pflag.FlagSet, backend, flag string) (string, error) {
 				continue
 			}
 			if err := check(ep); err != nil {
+				if backend != backends.NATS {
+					err = withNATSHint(err)
+				}
 				return "", inputErrorf("invalid --endpoints %s: %v", envconfig.QuoteElement(list, ep, i+1), err)
 			}
 			out = append(out, ep)
@@ -358,6 +361,21 @@ func (a *app) newRegistry(ctx context.Context, fs *pflag.FlagSet) (registry, set
 		return nil, s, registryError(ctx, s, err)
 	}
 	return r, s, nil
+}
+
+// natsSchemes are the schemes of NATS URLs, as etcd's endpoint check
+// names them in its error.
+var natsSchemes = []string{"scheme nats://", "scheme tls://", "scheme ws://", "scheme wss://"}
+
+// withNATSHint adds to err, etcd's refusal of an endpoint, that a NATS
+// endpoint needs --backend nats.
+func withNATSHint(err error) error {
+	for _, scheme := range natsSchemes {
+		if strings.Contains(err.Error(), scheme) {
+			return fmt.Errorf("%w (a NATS endpoint: add --backend nats, or set %s=%s)", err, backends.EnvBackend, backends.NATS)
+		}
+	}
+	return err
 }
 
 // sourceOf names where a connection setting came from: the flag when it
