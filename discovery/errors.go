@@ -3,6 +3,7 @@ package discovery
 import (
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Sentinel errors. Backends wrap them with %w; callers match them with
@@ -41,7 +42,8 @@ var (
 
 // FieldError describes why one field of an Instance is invalid. It wraps
 // ErrInvalidInstance. It never includes metadata values, which may be
-// confidential.
+// confidential, and quotes a string longer than 64 bytes (a metadata key,
+// say) as its first bytes and its length.
 type FieldError struct {
 	// Field is the name of the offending field, such as "Service",
 	// "Address" or "Metadata[zone]".
@@ -59,5 +61,48 @@ func (e *FieldError) Error() string {
 func (e *FieldError) Unwrap() error { return ErrInvalidInstance }
 
 func invalid(field, format string, args ...any) error {
+	for i, a := range args {
+		if s, ok := a.(string); ok && len(s) > maxQuoted {
+			args[i] = clipped(s)
+		}
+	}
 	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// maxQuoted is the longest string a FieldError quotes whole: the values it
+// quotes may come from another writer of the registry, and its text is
+// logged and printed for every value skipped.
+const maxQuoted = 64
+
+// clipped is a string longer than maxQuoted, which formats as its first
+// bytes (cut at a character boundary) followed by "..." and its length.
+type clipped string
+
+// Format implements fmt.Formatter: %q quotes the prefix.
+func (c clipped) Format(f fmt.State, verb rune) {
+	prefix := clipPrefix(string(c))
+	if verb == 'q' {
+		fmt.Fprintf(f, "%q...(%d bytes)", prefix, len(c))
+		return
+	}
+	fmt.Fprintf(f, "%s...(%d bytes)", prefix, len(c))
+}
+
+// clip returns s, or its first bytes followed by "..." and its length
+// when it is longer than maxQuoted.
+func clip(s string) string {
+	if len(s) <= maxQuoted {
+		return s
+	}
+	return fmt.Sprint(clipped(s))
+}
+
+// clipPrefix returns the first maxQuoted bytes of s, fewer if that would
+// cut a UTF-8 character.
+func clipPrefix(s string) string {
+	n := maxQuoted
+	for n > 0 && n < len(s) && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

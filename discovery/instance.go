@@ -22,6 +22,10 @@ const (
 	MaxHostLen = 253
 	// MaxEncodedLen is the largest JSON encoding of an Instance, in bytes.
 	MaxEncodedLen = 64 << 10
+
+	// maxAddressLen is the longest Address: the longest host in brackets,
+	// a colon and a five-digit port.
+	maxAddressLen = MaxHostLen + len("[]:65535")
 )
 
 // Instance is one addressable copy of a service, as published in a registry.
@@ -82,7 +86,7 @@ func (in Instance) Validate() error {
 			return invalid("Metadata", "key %q has a non-printable character", k)
 		}
 		if !utf8.ValidString(in.Metadata[k]) {
-			return invalid("Metadata["+k+"]", "value is not valid UTF-8")
+			return invalid("Metadata["+clip(k)+"]", "value is not valid UTF-8")
 		}
 	}
 	if in.maxEncodedLen() <= MaxEncodedLen {
@@ -159,6 +163,9 @@ func ValidateName(field, name string) error {
 func validateAddress(addr string) error {
 	if addr == "" {
 		return invalid("Address", "must not be empty")
+	}
+	if len(addr) > maxAddressLen {
+		return invalid("Address", "is %d bytes long, more than the %d a host:port can be", len(addr), maxAddressLen)
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {

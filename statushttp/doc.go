@@ -5,8 +5,10 @@
 // service, ID, address, metadata, state, attempt, next retry and cause),
 // and the backend's facts when it implements discovery.FactsReporter: as
 // JSON when the request asks for it (?format=json, or an Accept header
-// naming application/json), as a short HTML page for a browser (Accept:
-// text/html), and as plain text otherwise (curl). Everything that comes
+// that prefers application/json), as a short HTML page for a browser
+// (Accept: text/html), and as plain text otherwise (curl). The Accept
+// header is read as RFC 9110 says: every format competes at the quality
+// value of the most specific media range naming it. Everything that comes
 // from the registry or from other processes is escaped.
 //
 // # The probe rule

@@ -7,7 +7,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -160,39 +159,121 @@ func format(r *http.Request) string {
 	return acceptedFormat(r.Header.Values("Accept"))
 }
 
-// acceptedFormat chooses the format that the Accept header values prefer:
-// JSON for application/json, HTML for text/html, with the higher quality
-// value (q) winning and the earlier one on a tie; a media type with q=0 is
-// refused; text otherwise (curl's */*, text/plain, no header).
+// offered lists the formats with the media type each answers as, in the
+// server's order of preference for a tie.
+var offered = [...]struct{ format, typ, subtype string }{
+	{FormatText, "text", "plain"},
+	{FormatHTML, "text", "html"},
+	{FormatJSON, "application", "json"},
+}
+
+// acceptedFormat chooses the format that the Accept header values prefer,
+// following RFC 9110 (section 12.5.1): every offered format gets the
+// quality value (q) of the most specific media range that matches it
+// (type/subtype over type/* over */*), q=0 refuses it, and the highest q
+// wins; on a tie, a format named by its own type beats one matched by a
+// wildcard, then the earlier range wins, then plain text, HTML and JSON in
+// that order. A range whose q is not a qvalue (0 to 1, at most three
+// decimals: "q=2", "q=Inf") is ignored. Plain text when no format is
+// acceptable or there is no header (curl).
 func acceptedFormat(accept []string) string {
-	best, bestQ := FormatText, 0.0
+	type match struct {
+		q           int // thousandths
+		specificity int // 0 for */*, 1 for type/*, 2 for type/subtype; -1 for no match
+		pos         int // index of the range in the header
+	}
+	var matches [len(offered)]match
+	for i := range matches {
+		matches[i].specificity = -1
+	}
+	pos := 0
 	for _, value := range accept {
 		for _, part := range strings.Split(value, ",") {
+			pos++
 			mediaType, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 			if err != nil {
 				continue
 			}
-			q := 1.0
+			q := 1000
 			if v, ok := params["q"]; ok {
-				if q, err = strconv.ParseFloat(v, 64); err != nil {
+				if q, ok = qvalue(v); !ok {
 					continue
 				}
 			}
-			var f string
-			switch mediaType {
-			case "application/json":
-				f = FormatJSON
-			case "text/html":
-				f = FormatHTML
-			default:
-				continue
-			}
-			if q > bestQ {
-				best, bestQ = f, q
+			typ, subtype, _ := strings.Cut(mediaType, "/")
+			for i, o := range offered {
+				spec := -1
+				switch {
+				case typ == o.typ && subtype == o.subtype:
+					spec = 2
+				case typ == o.typ && subtype == "*":
+					spec = 1
+				case typ == "*" && subtype == "*":
+					spec = 0
+				}
+				// The most specific range decides; among equally specific
+				// ones, the first.
+				if spec > matches[i].specificity {
+					matches[i] = match{q: q, specificity: spec, pos: pos}
+				}
 			}
 		}
 	}
-	return best
+	best := -1
+	for i, m := range matches {
+		if m.specificity < 0 || m.q == 0 {
+			continue
+		}
+		if best < 0 {
+			best = i
+			continue
+		}
+		b := matches[best]
+		switch {
+		case m.q != b.q:
+			if m.q > b.q {
+				best = i
+			}
+		case (m.specificity == 2) != (b.specificity == 2):
+			if m.specificity == 2 {
+				best = i
+			}
+		case m.pos < b.pos:
+			best = i
+		}
+	}
+	if best < 0 {
+		return FormatText
+	}
+	return offered[best].format
+}
+
+// qvalue parses an RFC 9110 qvalue ("0", "0.5", "1", "1.000") into
+// thousandths; ok is false for anything else, which includes values above
+// 1, negative ones, exponents, "Inf" and "NaN".
+func qvalue(s string) (q int, ok bool) {
+	whole, frac, _ := strings.Cut(s, ".")
+	if (whole != "0" && whole != "1") || len(frac) > 3 {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < 3; i++ {
+		n *= 10
+		if i < len(frac) {
+			c := frac[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n += int(c - '0')
+		}
+	}
+	if whole == "1" {
+		if n != 0 {
+			return 0, false
+		}
+		return 1000, true
+	}
+	return n, true
 }
 
 // ServeHTTP implements http.Handler: GET and HEAD answer with the Report,

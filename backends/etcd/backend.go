@@ -48,6 +48,7 @@ type Backend struct {
 	// has its own lock, taken with b.regs.mu held or with no lock held, never
 	// the other way round.
 	watches *backendkit.FeedGroup
+	skipped backendkit.SkipLog // invalid values already logged (resolver.go)
 }
 
 var (
@@ -65,7 +66,7 @@ func New(cfg Config) (*Backend, error) {
 	}
 	cli, err := clientv3.New(ClientConfig(cfg))
 	if err != nil {
-		return nil, fmt.Errorf("etcd: connect to %v: %w", cfg.Endpoints, err)
+		return nil, fmt.Errorf("etcd: connect to %v: %w", cfg.Endpoints, connectError(cfg, err))
 	}
 	b := newBackend(cli, cfg)
 	b.ownsClient = true

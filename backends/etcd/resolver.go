@@ -95,8 +95,10 @@ func (b *Backend) decode(service string, kv *mvccpb.KeyValue) (discovery.Instanc
 	id := strings.TrimPrefix(string(kv.Key), b.servicePrefix(service))
 	in, err := decodeInstance(service, id, kv.Value)
 	if err != nil {
-		b.log.Warn("skipping a value that is not a valid instance", "key", string(kv.Key),
-			"revision", kv.ModRevision, "error", err)
+		if b.skipped.First(string(kv.Key), kv.ModRevision) { // once per revision, not per read
+			b.log.Warn("skipping a value that is not a valid instance", "key", string(kv.Key),
+				"revision", kv.ModRevision, "error", err)
+		}
 		return discovery.Instance{}, false
 	}
 	return in, true

@@ -127,6 +127,10 @@ func checkEndpoint(ep string) error {
 		}
 		return nil
 	default:
+		if !envconfig.IsScheme(endpointScheme(ep)) {
+			// Perhaps a piece of a password: not quoted.
+			return errorString("want host:port or a URL")
+		}
 		return errorString("scheme " + endpointScheme(ep) + "://; want http, https, unix or unixs")
 	}
 }

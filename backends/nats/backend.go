@@ -58,6 +58,8 @@ type Backend struct {
 	group  *backendkit.FeedGroup
 	events chan *natsgo.Msg // messages on own keys written by others
 
+	skipped backendkit.SkipLog // invalid values already logged (resolver.go)
+
 	ctx       context.Context // ends when Close starts
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup // the keeper

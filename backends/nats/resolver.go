@@ -118,7 +118,9 @@ func (b *Backend) apply(set map[string]discovery.Instance, e jetstream.KeyValueE
 	}
 	in, err := decodeEntry(e.Key(), e.Value())
 	if err != nil {
-		b.log.Warn("skipping a value that is not a valid instance", "key", e.Key(), "revision", e.Revision(), "error", err)
+		if b.skipped.First(e.Key(), int64(e.Revision())) { // once per revision, not per read
+			b.log.Warn("skipping a value that is not a valid instance", "key", e.Key(), "revision", e.Revision(), "error", err)
+		}
 		delete(set, e.Key())
 		return
 	}

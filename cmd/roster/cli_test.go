@@ -214,7 +214,8 @@ func TestBadInput(t *testing.T) {
 }
 
 // TestUnreachableEtcd: every command that talks to etcd fails within about
-// the timeout with one line naming the endpoint and the timeout.
+// the timeout with one line naming the endpoint and the timeout, and
+// asking whether roster dev runs.
 func TestUnreachableEtcd(t *testing.T) {
 	t.Parallel()
 	cases := [][]string{
@@ -228,7 +229,7 @@ func TestUnreachableEtcd(t *testing.T) {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			t.Parallel()
 			r := runRoster(t, nil, append(args, "--endpoints", "127.0.0.1:1", "--timeout", "1s")...)
-			want := "roster: etcd at 127.0.0.1:1 did not answer within 1s: context deadline exceeded\n"
+			want := "roster: etcd at 127.0.0.1:1 did not answer within 1s: context deadline exceeded (nothing answers there: is `roster dev` running?)\n"
 			if r.code != 1 || r.stderr != want {
 				t.Errorf("exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
 			}

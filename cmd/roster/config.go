@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -216,7 +217,7 @@ func loadSettings(fs *pflag.FlagSet) (settings, error) {
 		return s, nil
 	}
 	if s.etcd, err = etcd.ConfigFromEnv(lookup); err != nil {
-		return s, inputError{err}
+		return s, inputError{withNATSHint(err)}
 	}
 	s.etcd = s.etcd.WithDefaults()
 	return s, nil
@@ -257,12 +258,16 @@ func flagValue(fs *pflag.FlagSet, backend, flag string) (string, error) {
 			check = nats.CheckEndpoint
 		}
 		var out []string
-		for _, ep := range eps {
+		list := strings.Join(eps, ",") // as given: the flag splits at commas, even in a password
+		for i, ep := range eps {
 			if ep = strings.TrimSpace(ep); ep == "" {
 				continue
 			}
 			if err := check(ep); err != nil {
-				return "", inputErrorf("invalid --endpoints %q: %v", envconfig.Redact(ep), err)
+				if backend != backends.NATS {
+					err = withNATSHint(err)
+				}
+				return "", inputErrorf("invalid --endpoints %s: %v", envconfig.QuoteElement(list, ep, i+1), err)
 			}
 			out = append(out, ep)
 		}
@@ -358,6 +363,21 @@ func (a *app) newRegistry(ctx context.Context, fs *pflag.FlagSet) (registry, set
 	return r, s, nil
 }
 
+// natsSchemes are the schemes of NATS URLs, as etcd's endpoint check
+// names them in its error.
+var natsSchemes = []string{"scheme nats://", "scheme tls://", "scheme ws://", "scheme wss://"}
+
+// withNATSHint adds to err, etcd's refusal of an endpoint, that a NATS
+// endpoint needs --backend nats.
+func withNATSHint(err error) error {
+	for _, scheme := range natsSchemes {
+		if strings.Contains(err.Error(), scheme) {
+			return fmt.Errorf("%w (a NATS endpoint: add --backend nats, or set %s=%s)", err, backends.EnvBackend, backends.NATS)
+		}
+	}
+	return err
+}
+
 // sourceOf names where a connection setting came from: the flag when it
 // was given or when the variable is not set either, else the variable.
 func sourceOf(fs *pflag.FlagSet, flag, env string) string {
@@ -393,7 +413,9 @@ func (s warningSink) Accept(_ string, level hclog.Level, msg string, args ...any
 // --verbose, and otherwise only the password warning (warningSink).
 func (a *app) logger(fs *pflag.FlagSet) hclog.Logger {
 	if v, _ := fs.GetBool("verbose"); v {
-		return hclog.New(&hclog.LoggerOptions{Name: "roster", Level: hclog.Debug, Output: a.stderr})
+		// No name of its own: the backends name their loggers "roster.etcd"
+		// and "roster.nats" under the one they are given.
+		return hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: a.stderr})
 	}
 	l := hclog.NewInterceptLogger(&hclog.LoggerOptions{Level: hclog.Off, Output: io.Discard})
 	l.RegisterSink(warningSink{a})
@@ -411,7 +433,25 @@ func registryError(parent context.Context, s settings, err error) error {
 		return errors.New("interrupted")
 	case errors.Is(err, context.DeadlineExceeded):
 		// What timed out adds nothing: the command says what it was doing.
-		return fmt.Errorf("%s at %s did not answer within %v: %w", s.registryName(), eps, s.timeout(), context.DeadlineExceeded)
+		timedOut := fmt.Errorf("%s at %s did not answer within %v: %w", s.registryName(), eps, s.timeout(), context.DeadlineExceeded)
+		if s.backend == backends.NATS {
+			return timedOut
+		}
+		// etcd's client says nothing of why: find out.
+		ctx, cancel := context.WithTimeout(context.Background(), min(s.timeout(), 2*time.Second))
+		defer cancel()
+		problem := etcd.CheckConnection(ctx, s.etcd)
+		var dialErr *net.OpError
+		switch {
+		case problem == nil:
+			return timedOut
+		case errors.As(problem, &dialErr) && dialErr.Op == "dial":
+			return fmt.Errorf("%w (nothing answers there: is `roster dev` running?)", timedOut)
+		}
+		return errors.New(strings.NewReplacer(
+			"(TLS, CACertFile)", "(--cacert)",
+			"without TLS settings", "without --cacert, --cert and --key",
+		).Replace(problem.Error()))
 	default:
 		return fmt.Errorf("%s at %s: %w", s.registryName(), eps, err)
 	}

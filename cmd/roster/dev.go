@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -143,25 +145,37 @@ func (a *app) startDevEtcd(port int, dataDir string, verbose bool) (devServer, e
 	if port != 0 {
 		opts = append(opts, embedded.WithClientPort(port))
 	}
-	if dataDir != "" {
-		opts = append(opts, embedded.WithDataDir(dataDir))
+	// Without --data-dir, a temporary folder named after roster dev (the
+	// embedded package would name it after etcdtest), removed on exit.
+	temp := ""
+	if dataDir == "" {
+		dir, err := os.MkdirTemp("", "roster-dev-etcd-")
+		if err != nil {
+			return devServer{}, fmt.Errorf("create a data directory: %w", err)
+		}
+		temp, dataDir = dir, dir
 	}
+	removeTemp := func() error {
+		if temp == "" {
+			return nil
+		}
+		return os.RemoveAll(temp)
+	}
+	opts = append(opts, embedded.WithDataDir(dataDir))
 	if verbose {
 		opts = append(opts, embedded.WithLogOutput(a.stderr))
 	}
 	srv, err := embedded.New(opts...)
 	if err != nil {
+		_ = removeTemp()
 		return devServer{}, err
 	}
 	return devServer{
 		endpoint: srv.Endpoints()[0],
 		dataDir:  srv.DataDir(),
 		stop: func() error {
-			if err := srv.Stop(); err != nil {
-				_ = srv.Close()
-				return err
-			}
-			return srv.Close()
+			err := srv.Stop()
+			return errors.Join(err, srv.Close(), removeTemp())
 		},
 	}, nil
 }

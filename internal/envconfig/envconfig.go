@@ -8,6 +8,7 @@ package envconfig
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -84,7 +85,7 @@ func (r Reader) List(name, noun, want string, check func(string) error) ([]strin
 			return nil, fmt.Errorf("%s %q has an empty %s at position %d; want %s", name, Redact(v), noun, i+1, want)
 		}
 		if err := check(e); err != nil {
-			return nil, fmt.Errorf("%s %s %q: %w", name, noun, Redact(e), err)
+			return nil, fmt.Errorf("%s %s %s: %w", name, noun, QuoteElement(v, e, i+1), err)
 		}
 		out = append(out, e)
 	}
@@ -131,23 +132,51 @@ func ReadCommon(lookup func(string) (string, bool), wantEndpoints string, checkE
 }
 
 // Redact returns s, an endpoint or a comma-separated list of them, with
-// the user information of each (user:password@ or token@ before the host,
-// as in nats://user:password@host:4222) replaced by "redacted", so that
-// an endpoint can be quoted in an error or a log line.
+// everything from its first "://" (or its start) to its last '@' replaced
+// by "redacted": the user information before a host (user:password@ or
+// token@, as in nats://user:password@host:4222) is gone, even when a
+// password holds a comma, '/', '?', '#', '@' or "://" (a "://" counts only
+// after a scheme: see IsScheme). A list with
+// credentials in it keeps only the scheme of its first endpoint and what
+// follows the last '@'. The result can be quoted in an error or a log line.
 func Redact(s string) string {
-	if !strings.Contains(s, "@") {
+	at := strings.LastIndex(s, "@")
+	if at < 0 {
 		return s
 	}
-	parts := strings.Split(s, ",")
-	for i, ep := range parts {
-		scheme, rest := "", ep
-		if j := strings.Index(ep, "://"); j >= 0 {
-			scheme, rest = ep[:j+3], ep[j+3:]
-		}
-		// The last '@': a password may hold one.
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			parts[i] = scheme + "redacted" + rest[at:]
+	start := 0
+	if j := strings.Index(s, "://"); j >= 0 && j < at && IsScheme(s[:j]) {
+		start = j + len("://")
+	}
+	return s[:start] + "redacted" + s[at:]
+}
+
+// IsScheme reports whether s is a URL scheme as RFC 3986 writes one: a
+// letter, then letters, digits, '+', '-' or '.'. What comes before a
+// "://" that is not one may be a piece of a password, and is not quoted.
+func IsScheme(s string) bool {
+	for i, c := range s {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
 		}
 	}
-	return strings.Join(parts, ",")
+	return s != ""
+}
+
+// QuoteElement returns how an error may quote elem, element pos (from 1)
+// of list, a comma-separated list of endpoints: elem quoted; but when the
+// list holds a '@' (credentials), an element may be a piece of a URL
+// whose password holds a comma, so the whole list is quoted through
+// Redact, with elem's position.
+func QuoteElement(list, elem string, pos int) string {
+	switch {
+	case !strings.Contains(list, "@"):
+		return strconv.Quote(elem)
+	case !strings.Contains(list, ","):
+		return strconv.Quote(Redact(list))
+	}
+	return fmt.Sprintf("#%d of %q (the list is split at commas: write a comma in a password as %%2C)", pos, Redact(list))
 }

@@ -173,3 +173,48 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// TestPasswordsWithSeparatorsNotShown: a password in a URL may hold a
+// comma (and, for NATS, '/', '?', '#'). A list is split at commas, so a
+// piece of such a URL is not a URL of its own and may hold no '@': no
+// error or redacted form shows any part of the password.
+func TestPasswordsWithSeparatorsNotShown(t *testing.T) {
+	t.Parallel()
+	const pw = "s3cr,et/p?w#d"
+	redactions := []struct{ in, want string }{
+		{"http://u:" + pw + "@127.0.0.1:1", "http://redacted@127.0.0.1:1"},
+		{"nats://u:" + pw + "@h:4222", "nats://redacted@h:4222"},
+		{"nats://" + pw + "@h:4222", "nats://redacted@h:4222"},
+		{"u:" + pw + "@h:4222", "redacted@h:4222"},
+		{"nats://u:" + pw + "@h1:4222,nats://h2:4222", "nats://redacted@h1:4222,nats://h2:4222"},
+		{"nats://h0:4222,nats://u:" + pw + "@h1:4222", "nats://redacted@h1:4222"},
+		{"u:s3cr://et@h:4222", "redacted@h:4222"},
+		{"nats://u:s3cr://et@h:4222", "nats://redacted@h:4222"},
+	}
+	for _, c := range redactions {
+		if got := envconfig.Redact(c.in); got != c.want {
+			t.Errorf("Redact(%q) = %q; want %q", c.in, got, c.want)
+		}
+	}
+	for _, eps := range []string{
+		"http://u:" + pw + "@127.0.0.1:1",
+		"a:1,http://u:" + pw + "@127.0.0.1:1",
+		"u:" + pw + "@h:1",
+		"nats://u:" + pw + "@h:4222",
+	} {
+		for _, check := range []func(string) error{
+			checkEndpoint,
+			func(string) error { return errors.New("refused") }, // the first piece
+		} {
+			_, err := envconfig.NewReader(lookupIn(map[string]string{backends.EnvEndpoints: eps})).List(backends.EnvEndpoints, "endpoint", "URLs", check)
+			if err == nil {
+				t.Errorf("List of %s = %q accepted", backends.EnvEndpoints, eps)
+				continue
+			}
+			t.Logf("%s: %v", eps, err)
+			if strings.Contains(err.Error(), "s3cr") || strings.Contains(err.Error(), "w#d") {
+				t.Errorf("error %q shows part of the password", err)
+			}
+		}
+	}
+}

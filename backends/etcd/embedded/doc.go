@@ -31,4 +31,9 @@
 // heartbeats and election timeouts are short so a new leader is elected
 // within about a second, and auto-compaction is off. Do not use it to hold
 // data you care about.
+//
+// It is closed to web pages: etcd's JSON gateway is off (clients speak
+// gRPC), no cross-origin request is allowed, and an HTTP request whose
+// Host is not 127.0.0.1, localhost or ::1 gets 421, so neither a page on
+// another local origin nor a DNS-rebinding name can read or write it.
 package embedded

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -147,7 +148,7 @@ func newSingle(o options) (_ *Server, err error) {
 		return nil, err
 	}
 
-	const name = "etcdtest"
+	const name = singleName
 	token, err := randomToken()
 	if err != nil {
 		return nil, err
@@ -188,7 +189,34 @@ func newServer(name string, o options, p *pki, clientPort, peerPort int, dataDir
 	}
 }
 
+// singleName is the member name of the etcd that New starts. It is kept
+// in the data directory; users see "etcd" instead (see label).
+const singleName = "etcdtest"
+
+// label names the server in errors and logs: "etcd" for the single server
+// New starts (roster dev's and etcdtest's), "etcd member m1" in a Cluster.
+func (s *Server) label() string {
+	if s.name == singleName {
+		return "etcd"
+	}
+	return "etcd member " + s.name
+}
+
 func loopback(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+
+// loopbackHosts is etcd's HostWhitelist: the names of the loopback
+// addresses etcd listens on. An HTTP request carrying any other Host
+// (a DNS-rebinding page's) gets 421; requests over TLS are not checked.
+func loopbackHosts() map[string]struct{} {
+	return map[string]struct{}{"127.0.0.1": {}, "localhost": {}, "::1": {}}
+}
+
+// noCORS is etcd's CORS setting that allows no origin. An empty set would
+// allow every origin, so it holds one entry that no browser sends as an
+// Origin (those are "null" or scheme://host[:port]).
+func noCORS() map[string]struct{} {
+	return map[string]struct{}{"roster-no-cross-origin-access": {}}
+}
 
 // prepareDataDir returns dir/sub, creating it, or a fresh temporary
 // directory (appended to owned) when dir is empty.
@@ -239,9 +267,16 @@ func (s *Server) embedConfig(r *run) *embed.Config {
 	cfg.BcryptCost = bcryptCost
 	cfg.Logger = "zap"
 	cfg.LogLevel = "error"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(s.opts.logger.Named(s.name))
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(s.opts.logger.Named(strings.ReplaceAll(s.label(), " ", ".")))
 	cfg.ServiceRegister = r.register
 	cfg.QuotaBackendBytes = s.opts.quota
+	// Closed to web pages: etcd's defaults (a JSON gateway, CORS "*", any
+	// Host) let any page the developer opens write and read this registry
+	// with a simple text/plain POST, or through a DNS-rebinding name.
+	// roster's clients speak gRPC, which none of this touches.
+	cfg.EnableGRPCGateway = false
+	cfg.HostWhitelist = loopbackHosts()
+	cfg.CORS = noCORS()
 	if s.pki != nil {
 		cfg.ClientTLSInfo = s.pki.serverTLSInfo()
 	}
@@ -264,7 +299,7 @@ func (s *Server) start() error {
 	r := newRun()
 	e, err := embed.StartEtcd(s.embedConfig(r))
 	if err != nil {
-		return fmt.Errorf("embedded: start %s on %s: %w", s.name, s.clientURL.Host, err)
+		return fmt.Errorf("embedded: start %s on %s: %w", s.label(), s.clientURL.Host, err)
 	}
 	r.e = e
 	timer := time.NewTimer(DefaultReadyTimeout)
@@ -279,10 +314,10 @@ func (s *Server) start() error {
 			if err == nil {
 				err = errors.New("stopped before it was ready")
 			}
-			return fmt.Errorf("embedded: start %s on %s: %w", s.name, s.clientURL.Host, err)
+			return fmt.Errorf("embedded: start %s on %s: %w", s.label(), s.clientURL.Host, err)
 		case <-timer.C:
 			r.stop(true, s.peersDown())
-			return fmt.Errorf("embedded: start %s on %s: not ready after %v", s.name, s.clientURL.Host, DefaultReadyTimeout)
+			return fmt.Errorf("embedded: start %s on %s: not ready after %v", s.label(), s.clientURL.Host, DefaultReadyTimeout)
 		}
 	}
 

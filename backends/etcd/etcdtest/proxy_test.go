@@ -61,7 +61,7 @@ func TestProxyDropConnections(t *testing.T) {
 	}
 	defer raw.Close()
 	raw.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := raw.Write([]byte("GET /health HTTP/1.1\r\nHost: etcd\r\n\r\n")); err != nil {
+	if _, err := raw.Write([]byte("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(raw)
