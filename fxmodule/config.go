@@ -12,6 +12,7 @@ import (
 	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/nats"
+	"github.com/roster-sd/roster/internal/envconfig"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -32,6 +33,10 @@ const (
 // Config.Backend. The selected backend's variables (backends.EnvEndpoints
 // and the others) are read by its ConfigFromEnv.
 const EnvBackend = backends.EnvBackend
+
+// EnvDrainDelay is the environment variable ConfigFromEnv reads into
+// Config.DrainDelay, a Go duration such as "5s".
+const EnvDrainDelay = "ROSTER_DRAIN_DELAY"
 
 // DefaultTimeout is the default of Config.Timeout: the bound of
 // registration with RequireRegistration and of deregistration at stop,
@@ -91,9 +96,15 @@ type Config struct {
 	// in the background, as soon as the registry can be reached.
 	RequireRegistration bool
 
-	// DrainDelay is how long stopping waits after the instances have been
-	// deregistered, before the rest of the application (its servers)
-	// stops, so that clients have time to see them leave. Default: 0.
+	// DrainDelay is how long the instances stay published in
+	// discovery.ConditionDraining when the application stops: stopping
+	// publishes them draining (an update in place), waits DrainDelay so
+	// that clients stop sending them new work and finish what they sent,
+	// then deregisters them, and only then lets the rest of the
+	// application (its servers) stop. A removal that follows a draining
+	// condition is a deliberate one, which clients can tell from a crash.
+	// Default: 0, deregister at once without publishing draining.
+	// Environment: EnvDrainDelay.
 	DrainDelay time.Duration
 }
 
@@ -128,6 +139,9 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		c.Timeout = c.NATS.RequestTimeout
 	default:
 		return Config{}, configError("%s is %q; want %s", EnvBackend, c.Backend, backendNames)
+	}
+	if c.DrainDelay, err = envconfig.NewReader(lookup).Duration(EnvDrainDelay); err != nil {
+		return Config{}, configError("%v", err)
 	}
 	return c, nil
 }

@@ -51,9 +51,10 @@ type RegistrationParams struct {
 // Config.RequireRegistration, Start registers every instance before it
 // returns, within its context and Config.Timeout, and fails otherwise.
 //
-// Stop stops those goroutines, deregisters every instance that was
-// registered (bounded by Config.Timeout), so that the application leaves
-// the registry before it stops serving, and then waits Config.DrainDelay.
+// Stop stops those goroutines; with Config.DrainDelay it publishes every
+// instance that was registered as draining and waits DrainDelay; then it
+// deregisters them (bounded by Config.Timeout), so that the application
+// leaves the registry before it stops serving.
 // Start and Stop take the context of fx's start and stop hooks; outside
 // fx, pass a context that bounds them.
 //
@@ -259,10 +260,11 @@ func (r *Registration) Wait(ctx context.Context) error {
 	}
 }
 
-// Stop stops registering, deregisters every instance that was registered
-// (bounded by ctx and Config.Timeout), then waits Config.DrainDelay
-// (bounded by ctx) if it deregistered any. It is idempotent; later calls
-// return the first call's error.
+// Stop stops registering; with Config.DrainDelay, publishes every
+// instance that was registered in discovery.ConditionDraining and waits
+// DrainDelay (bounded by ctx); then deregisters them (bounded by
+// Config.Timeout, and by ctx unless ctx ended while draining). It is
+// idempotent; later calls return the first call's error.
 func (r *Registration) Stop(ctx context.Context) error {
 	r.stopOnce.Do(func() {
 		r.mu.Lock()
@@ -275,16 +277,54 @@ func (r *Registration) Stop(ctx context.Context) error {
 		r.wg.Wait()
 		close(r.stopped)
 
-		dctx, dcancel := context.WithTimeout(ctx, r.cfg.Timeout)
-		n, err := r.deregister(dctx)
-		dcancel()
-		r.stopErr = err
-		if n > 0 && r.cfg.DrainDelay > 0 {
-			r.log.Info("deregistered; draining before the application stops", "instances", n, "drain_delay", r.cfg.DrainDelay)
-			_ = retry.Sleep(ctx, r.cfg.DrainDelay, nil)
+		var drainErr error
+		if r.cfg.DrainDelay > 0 {
+			drainErr = r.drain(ctx)
 		}
+		// Deregister even when ctx ended while draining: leaving matters
+		// more than the wait.
+		if ctx.Err() != nil {
+			ctx = context.WithoutCancel(ctx)
+		}
+		dctx, dcancel := context.WithTimeout(ctx, r.cfg.Timeout)
+		_, err := r.deregister(dctx)
+		dcancel()
+		r.stopErr = errors.Join(drainErr, err)
 	})
 	return r.stopErr
+}
+
+// drain publishes every registered instance in discovery.ConditionDraining
+// (bounded by ctx and Config.Timeout), then waits Config.DrainDelay
+// (bounded by ctx) if it published any.
+func (r *Registration) drain(ctx context.Context) error {
+	r.mu.Lock()
+	var todo []discovery.Instance
+	for _, in := range r.instances {
+		if r.registered[in.Key()] {
+			todo = append(todo, in)
+		}
+	}
+	r.mu.Unlock()
+	if len(todo) == 0 {
+		return nil
+	}
+	dctx, dcancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	var errs []error
+	for _, in := range todo {
+		in = in.Clone()
+		in.Condition = discovery.ConditionDraining
+		if in.Reason == "" {
+			in.Reason = discovery.DrainReason
+		}
+		if err := r.reg.Register(dctx, in); err != nil {
+			errs = append(errs, fmt.Errorf("fxmodule: drain %s: %w", in.Key(), err))
+		}
+	}
+	dcancel()
+	r.log.Info("draining before deregistering", "instances", len(todo), "drain_delay", r.cfg.DrainDelay)
+	_ = retry.Sleep(ctx, r.cfg.DrainDelay, nil)
+	return errors.Join(errs...)
 }
 
 // deregister removes every registered instance and returns how many it
