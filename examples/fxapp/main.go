@@ -344,6 +344,9 @@ func ids(set []discovery.Instance) string {
 	names := make([]string, len(set))
 	for i, in := range set {
 		names[i] = in.ID
+		if in.Condition != discovery.ConditionServing {
+			names[i] += "(" + in.Condition.String() + ")" // such as hello-1(draining) while it stops
+		}
 	}
 	return strings.Join(names, " ")
 }
