@@ -110,6 +110,12 @@
 //	Retry                -                     1s doubling to 30s, 20% jitter
 //	RequireRegistration  -                     false: start does not wait for the registry
 //	DrainDelay           ROSTER_DRAIN_DELAY    0: deregister at once, without publishing draining
+//	Health.HTTP          ROSTER_HEALTH_HTTP    no check: instances are published serving (one of HTTP, GRPC, TCP)
+//	Health.GRPC          ROSTER_HEALTH_GRPC    host:port of a gRPC health service
+//	Health.GRPCService   ROSTER_HEALTH_GRPC_SERVICE  "" (the whole server)
+//	Health.TCP           ROSTER_HEALTH_TCP     host:port that must accept a connection
+//	Health.Probe         ROSTER_HEALTH_INITIAL_DELAY, _PERIOD, _TIMEOUT, _SUCCESS_THRESHOLD, _FAILURE_THRESHOLD
+//	                                           0, 10s, 1s, 1, 3 (Kubernetes' probe defaults)
 //
 // Durations are Go durations ("15s", "1m30s"). A malformed variable makes
 // fx.New fail with an error wrapping [ErrInvalidConfig] that names the

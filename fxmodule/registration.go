@@ -11,6 +11,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/health"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -33,6 +34,11 @@ type RegistrationParams struct {
 	// Logger is the application's logger. Default: an hclog logger
 	// writing to stderr at info level.
 	Logger hclog.Logger `optional:"true"`
+	// HealthCheck, when the application provides one, gates the
+	// registration of its instances (see HealthConfig), with the probe
+	// parameters of Config.Health.Probe. It wins over a check named in
+	// Config.Health.
+	HealthCheck health.Check `optional:"true"`
 }
 
 // Registration registers the application's own instances when the
@@ -60,7 +66,9 @@ type RegistrationParams struct {
 //
 // A Registration is safe for concurrent use.
 type Registration struct {
-	reg       discovery.Registrar
+	reg       discovery.Registrar // the backend, or gate once started with a health check
+	backend   discovery.Registrar
+	check     health.Check // nil: none given in the graph
 	instances []discovery.Instance
 	cfg       Config
 	log       hclog.Logger
@@ -70,6 +78,8 @@ type Registration struct {
 	wg      sync.WaitGroup
 
 	mu         sync.Mutex
+	gate       *health.Registrar // with a health check, from Start on
+	closeCheck func()            // releases a check Start made from Config.Health
 	started    bool
 	stopping   bool
 	cancel     context.CancelFunc     // ends the registering goroutines
@@ -115,6 +125,8 @@ func NewRegistration(p RegistrationParams) (*Registration, error) {
 	}
 	r := &Registration{
 		reg:        p.Registrar,
+		backend:    p.Registrar,
+		check:      p.HealthCheck,
 		instances:  instances,
 		cfg:        cfg,
 		log:        moduleLogger(p.Logger),
@@ -148,7 +160,7 @@ func (r *Registration) Start(ctx context.Context) error {
 	defer cancel()
 	defer context.AfterFunc(runCtx, cancel)()
 	for _, in := range r.instances {
-		if err := r.reg.Register(ctx, in); err != nil {
+		if err := r.registrar().Register(ctx, in); err != nil {
 			dctx, dcancel := context.WithTimeout(context.Background(), r.cfg.Timeout)
 			_, _ = r.deregister(dctx)
 			dcancel()
@@ -172,6 +184,9 @@ func (r *Registration) begin() (context.Context, error) {
 	case r.stopping:
 		return nil, fmt.Errorf("fxmodule: start registration: %w", discovery.ErrClosed)
 	}
+	if err := r.startHealthLocked(); err != nil {
+		return nil, err
+	}
 	r.started = true
 	runCtx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
@@ -183,13 +198,56 @@ func (r *Registration) begin() (context.Context, error) {
 	return runCtx, nil
 }
 
+// startHealthLocked puts a health.Registrar between the instances and the
+// backend when a check is configured. It runs in Start, not in
+// NewRegistration, so that its goroutines exist only once Stop is due.
+func (r *Registration) startHealthLocked() error {
+	check, closeCheck := r.check, func() {}
+	if check == nil {
+		var err error
+		if check, closeCheck, err = r.cfg.Health.check(); err != nil {
+			return err
+		}
+		if check == nil {
+			return nil
+		}
+	}
+	gate, err := health.New(r.backend, check, r.cfg.Health.Probe, health.WithLogger(r.log.Named("health")))
+	if err != nil {
+		closeCheck()
+		return fmt.Errorf("fxmodule: health check: %w", err)
+	}
+	r.gate, r.closeCheck, r.reg = gate, closeCheck, gate
+	return nil
+}
+
+// registrar returns what the instances are registered through: the
+// backend, or the health gate in front of it.
+func (r *Registration) registrar() discovery.Registrar {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reg
+}
+
+// HealthResult returns the latest result of the registration's health
+// check, and false when it has none (no check configured, or not started).
+func (r *Registration) HealthResult() (health.Result, bool) {
+	r.mu.Lock()
+	gate := r.gate
+	r.mu.Unlock()
+	if gate == nil {
+		return health.Result{}, false
+	}
+	return gate.Result(), true
+}
+
 // keep registers in, retrying until it succeeds or ctx ends. A Register
 // that fails with discovery.ErrNotRegistered was withdrawn by a Deregister
 // of the application while it was pending: keep then ends without
 // registering in again, which would undo the application's choice.
 func (r *Registration) keep(ctx context.Context, in discovery.Instance) {
 	err := r.cfg.Retry.Do(ctx, func(ctx context.Context) error {
-		err := r.reg.Register(ctx, in)
+		err := r.registrar().Register(ctx, in)
 		if errors.Is(err, discovery.ErrClosed) || errors.Is(err, discovery.ErrInvalidInstance) ||
 			errors.Is(err, discovery.ErrNotRegistered) {
 			return retry.Permanent(err)
@@ -289,6 +347,13 @@ func (r *Registration) Stop(ctx context.Context) error {
 		dctx, dcancel := context.WithTimeout(ctx, r.cfg.Timeout)
 		_, err := r.deregister(dctx)
 		dcancel()
+		r.mu.Lock()
+		gate, closeCheck := r.gate, r.closeCheck
+		r.mu.Unlock()
+		if gate != nil {
+			err = errors.Join(err, gate.Close()) // stops the checks
+			closeCheck()
+		}
 		r.stopErr = errors.Join(drainErr, err)
 	})
 	return r.stopErr
@@ -317,7 +382,7 @@ func (r *Registration) drain(ctx context.Context) error {
 		if in.Reason == "" {
 			in.Reason = discovery.DrainReason
 		}
-		if err := r.reg.Register(dctx, in); err != nil {
+		if err := r.registrar().Register(dctx, in); err != nil {
 			errs = append(errs, fmt.Errorf("fxmodule: drain %s: %w", in.Key(), err))
 		}
 	}
@@ -343,7 +408,7 @@ func (r *Registration) deregister(ctx context.Context) (int, error) {
 	n := 0
 	var errs []error
 	for _, in := range todo {
-		err := r.reg.Deregister(ctx, in)
+		err := r.registrar().Deregister(ctx, in)
 		switch {
 		case err == nil:
 			n++

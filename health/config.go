@@ -34,6 +34,13 @@ type Config struct {
 	FailureThreshold int
 }
 
+// Validate reports a negative field, as an error wrapping
+// ErrInvalidConfig that names it; New does the same.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
 // withDefaults returns c with zero fields set to their defaults, or an
 // error wrapping ErrInvalidConfig naming a negative field.
 func (c Config) withDefaults() (Config, error) {
