@@ -16,6 +16,8 @@ import (
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/backends/memory"
+	"github.com/roster-sd/roster/backends/nats"
+	"github.com/roster-sd/roster/backends/nats/natstest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/health"
 	"github.com/roster-sd/roster/internal/testlog"
@@ -359,5 +361,64 @@ func TestGRPCHealthGatesEtcdRegistration(t *testing.T) {
 	}
 	if down < cfg.Period*2 {
 		t.Errorf("not ready %v after NOT_SERVING, sooner than %d failed checks can take", down, 3)
+	}
+}
+
+// TestGRPCHealthGatesNATSRegistration is TestGRPCHealthGatesEtcdRegistration
+// on a real nats-server with JetStream.
+func TestGRPCHealthGatesNATSRegistration(t *testing.T) {
+	srv := natstest.Start(t)
+	newNATS := func() *nats.Backend {
+		b, err := nats.New(nats.Config{
+			Endpoints: []string{srv.URL()}, Bucket: "health", TTL: 5 * time.Second,
+			Retry:  retry.Policy{Base: 10 * time.Millisecond, Max: 100 * time.Millisecond},
+			Logger: testlog.New(t),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		return b
+	}
+	owner, reader := newNATS(), newNATS()
+	addr, hs := grpcServer(t)
+	hs.SetServingStatus("payments", healthpb.HealthCheckResponse_SERVING)
+	check, err := health.DialGRPC(addr, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer check.Close()
+	cfg := health.Config{Period: 100 * time.Millisecond, SuccessThreshold: 2, FailureThreshold: 3}
+	r := newGate(t, owner, check, cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
+	w, err := reader.Watch(ctx, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if _, err := w.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Register(ctx, discovery.Instance{Service: "payments", ID: "p-1", Address: addr, Zone: "z1"}); err != nil {
+		t.Fatal(err)
+	}
+	f := follower{t: t, w: w}
+	f.until("p-1", discovery.ConditionServing)
+	const margin = 5 * time.Second
+	start := time.Now()
+	hs.SetServingStatus("payments", healthpb.HealthCheckResponse_NOT_SERVING)
+	in := f.until("p-1", discovery.ConditionNotReady)
+	down := time.Since(start)
+	if !strings.Contains(in.Reason, "NOT_SERVING") || in.Zone != "z1" {
+		t.Errorf("not ready instance %+v; want reason NOT_SERVING and the zone kept", in)
+	}
+	start = time.Now()
+	hs.SetServingStatus("payments", healthpb.HealthCheckResponse_SERVING)
+	f.until("p-1", discovery.ConditionServing)
+	up := time.Since(start)
+	t.Logf("NATS: NOT_SERVING seen by another client after %v, SERVING after %v (period %v, thresholds 3 and 2)", down, up, cfg.Period)
+	if down > cfg.Period*3+margin || up > cfg.Period*2+margin {
+		t.Errorf("took %v to leave and %v to come back; want within %v and %v", down, up, cfg.Period*3+margin, cfg.Period*2+margin)
 	}
 }
