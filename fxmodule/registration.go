@@ -64,6 +64,11 @@ type RegistrationParams struct {
 // Start and Stop take the context of fx's start and stop hooks; outside
 // fx, pass a context that bounds them.
 //
+// With a health check (Config.Health, or a health.Check in the graph),
+// Start puts a health.Registrar between the instances and the backend:
+// they are published not ready until the check passes, and move between
+// serving and not ready with it; Stop closes it after deregistering.
+//
 // A Registration is safe for concurrent use.
 type Registration struct {
 	reg       discovery.Registrar // the backend, or gate once started with a health check
