@@ -9,6 +9,15 @@
 // ValidateName), sorting and de-duplicating instance sets and defensive
 // copies (NormalizeSet, CloneSet, EqualSets), and the sentinel errors.
 //
+// An Instance says, besides where it is, whether it should get new traffic:
+// its Condition (serving, the zero value; not ready; draining; maintenance,
+// an operator's override), a Reason, a Weight and a Zone. A registry value
+// without them, written by an older roster or another tool, reads as
+// serving with DefaultWeight and no zone, and an older reader ignores them.
+// Clients that route pick instances with RoutePolicy (Routable): the
+// serving ones, or the not-ready ones when none is serving; never draining
+// or maintenance ones.
+//
 // It imports nothing outside the standard library. Backends live in
 // sub-trees of the module (backends/etcd, backends/memory) or in user code;
 // the building blocks they share (the coalescing feeds behind watchers and

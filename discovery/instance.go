@@ -45,9 +45,27 @@ type Instance struct {
 	// letters, digits, '.', '_' and '-': "[fe80::1%eth0]:8080") and a port
 	// in 1..65535.
 	Address string `json:"address"`
-	// Metadata holds small optional attributes such as a zone or version.
+	// Metadata holds small optional attributes such as a version.
 	// Keys are non-empty printable strings; values are valid UTF-8.
 	Metadata map[string]string `json:"metadata,omitempty"`
+
+	// Condition says whether the instance should get new traffic; the
+	// zero value is ConditionServing. A process publishes serving,
+	// not ready or draining; ConditionMaintenance is an operator's
+	// override that readers show and Validate rejects.
+	Condition Condition `json:"condition,omitempty"`
+	// Reason says why the instance is in its Condition, such as a failing
+	// check's output: at most MaxReasonLen bytes of printable UTF-8 (see
+	// SanitizeReason). It may be empty.
+	Reason string `json:"reason,omitempty"`
+	// Weight is the instance's relative share of new traffic among the
+	// routed instances of its service: 1..MaxWeight, or 0 (unset) for
+	// DefaultWeight (see EffectiveWeight). A weight never takes an
+	// instance out of rotation: ConditionDraining does.
+	Weight int `json:"weight,omitempty"`
+	// Zone is the locality the instance runs in, such as "eu-west-1a":
+	// empty, or a name with the alphabet and length of Service.
+	Zone string `json:"zone,omitempty"`
 }
 
 // Key identifies an instance within a registry: its service and ID.
@@ -89,6 +107,9 @@ func (in Instance) Validate() error {
 			return invalid("Metadata["+clip(k)+"]", "value is not valid UTF-8")
 		}
 	}
+	if err := in.validateServing(); err != nil {
+		return err
+	}
 	if in.maxEncodedLen() <= MaxEncodedLen {
 		return nil // small enough whatever the escaping: skip encoding it
 	}
@@ -107,6 +128,7 @@ func (in Instance) Validate() error {
 // as \u00XX (six bytes), the worst case.
 func (in Instance) maxEncodedLen() int {
 	n := len(`{"service":"","id":"","address":"","metadata":{}}`) + 6*(len(in.Service)+len(in.ID)+len(in.Address))
+	n += len(`,"condition":"maintenance","reason":"","weight":-9223372036854775808,"zone":""`) + 6*(len(in.Reason)+len(in.Zone))
 	for k, v := range in.Metadata {
 		n += len(`"":"",`) + 6*(len(k)+len(v))
 	}
@@ -133,10 +155,13 @@ func (in Instance) Clone() Instance {
 }
 
 // Equal reports whether two instances have the same fields. A nil and an
-// empty Metadata are equal.
+// empty Metadata are equal; a Weight of 0 and of DefaultWeight are not
+// (they route alike, but they are different values).
 func (in Instance) Equal(other Instance) bool {
 	return in.Service == other.Service && in.ID == other.ID &&
-		in.Address == other.Address && maps.Equal(in.Metadata, other.Metadata)
+		in.Address == other.Address && maps.Equal(in.Metadata, other.Metadata) &&
+		in.Condition == other.Condition && in.Reason == other.Reason &&
+		in.Weight == other.Weight && in.Zone == other.Zone
 }
 
 // ValidateName checks a service name or an instance ID: 1..128 bytes of ASCII

@@ -4,14 +4,19 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/nats"
+	"github.com/roster-sd/roster/health"
+	"github.com/roster-sd/roster/internal/envconfig"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -32,6 +37,10 @@ const (
 // Config.Backend. The selected backend's variables (backends.EnvEndpoints
 // and the others) are read by its ConfigFromEnv.
 const EnvBackend = backends.EnvBackend
+
+// EnvDrainDelay is the environment variable ConfigFromEnv reads into
+// Config.DrainDelay, a Go duration such as "5s".
+const EnvDrainDelay = "ROSTER_DRAIN_DELAY"
 
 // DefaultTimeout is the default of Config.Timeout: the bound of
 // registration with RequireRegistration and of deregistration at stop,
@@ -91,10 +100,109 @@ type Config struct {
 	// in the background, as soon as the registry can be reached.
 	RequireRegistration bool
 
-	// DrainDelay is how long stopping waits after the instances have been
-	// deregistered, before the rest of the application (its servers)
-	// stops, so that clients have time to see them leave. Default: 0.
+	// DrainDelay is how long the instances stay published in
+	// discovery.ConditionDraining when the application stops: stopping
+	// publishes them draining (an update in place), waits DrainDelay so
+	// that clients stop sending them new work and finish what they sent,
+	// then deregisters them, and only then lets the rest of the
+	// application (its servers) stop. A removal that follows a draining
+	// condition is a deliberate one, which clients can tell from a crash.
+	// Default: 0, deregister at once without publishing draining.
+	// Environment: EnvDrainDelay.
 	DrainDelay time.Duration
+
+	// Health gates the registration of the application's instances on a
+	// health check (see HealthConfig). Default: no check, instances are
+	// published serving.
+	Health HealthConfig
+}
+
+// Environment variables ConfigFromEnv reads into Config.Health.
+const (
+	EnvHealthHTTP             = "ROSTER_HEALTH_HTTP"
+	EnvHealthGRPC             = "ROSTER_HEALTH_GRPC"
+	EnvHealthGRPCService      = "ROSTER_HEALTH_GRPC_SERVICE"
+	EnvHealthTCP              = "ROSTER_HEALTH_TCP"
+	EnvHealthInitialDelay     = "ROSTER_HEALTH_INITIAL_DELAY"
+	EnvHealthPeriod           = "ROSTER_HEALTH_PERIOD"
+	EnvHealthTimeout          = "ROSTER_HEALTH_TIMEOUT"
+	EnvHealthSuccessThreshold = "ROSTER_HEALTH_SUCCESS_THRESHOLD"
+	EnvHealthFailureThreshold = "ROSTER_HEALTH_FAILURE_THRESHOLD"
+)
+
+// HealthConfig gates the registration of the application's instances on
+// one health check (package health): they are published
+// discovery.ConditionNotReady (visible, not routed) until it passes, then
+// serving, and not ready again, with the check's output as reason, after
+// Probe.FailureThreshold failures in a row. At most one of HTTP, GRPC and
+// TCP may be set; an application may instead provide a health.Check in
+// the fx graph (which then wins), with Probe's parameters.
+type HealthConfig struct {
+	// HTTP is a URL whose GET must answer 2xx ("http://127.0.0.1:8080/healthz").
+	// Environment: ROSTER_HEALTH_HTTP.
+	HTTP string
+	// GRPC is the host:port of a gRPC server with the standard health
+	// service, asked about GRPCService ("" for the whole server).
+	// Environment: ROSTER_HEALTH_GRPC, ROSTER_HEALTH_GRPC_SERVICE.
+	GRPC, GRPCService string
+	// TCP is a host:port that must accept a connection.
+	// Environment: ROSTER_HEALTH_TCP.
+	TCP string
+	// Probe holds the probe parameters, with health's defaults (period
+	// 10 s, timeout 1 s, thresholds 1 and 3). Environment:
+	// ROSTER_HEALTH_INITIAL_DELAY, ROSTER_HEALTH_PERIOD,
+	// ROSTER_HEALTH_TIMEOUT, ROSTER_HEALTH_SUCCESS_THRESHOLD,
+	// ROSTER_HEALTH_FAILURE_THRESHOLD.
+	Probe health.Config
+}
+
+// check returns the check the config names, with a func that releases it,
+// or nil when it names none.
+func (h HealthConfig) check() (health.Check, func(), error) {
+	switch {
+	case h.HTTP != "":
+		return health.HTTP(h.HTTP), func() {}, nil
+	case h.GRPC != "":
+		c, err := health.DialGRPC(h.GRPC, h.GRPCService)
+		if err != nil {
+			return nil, nil, configError("Health.GRPC: %v", err)
+		}
+		return c, func() { _ = c.Close() }, nil
+	case h.TCP != "":
+		return health.TCP(h.TCP), func() {}, nil
+	}
+	return nil, func() {}, nil
+}
+
+// validate checks the config without making the check.
+func (h HealthConfig) validate() error {
+	n := 0
+	for _, v := range []string{h.HTTP, h.GRPC, h.TCP} {
+		if v != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return configError("Health: set at most one of HTTP, GRPC and TCP")
+	}
+	if h.HTTP != "" {
+		u, err := url.Parse(h.HTTP)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return configError("Health.HTTP is %q; want an http:// or https:// URL", h.HTTP)
+		}
+	}
+	for name, v := range map[string]string{"Health.GRPC": h.GRPC, "Health.TCP": h.TCP} {
+		if v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return configError("%s is %q; want host:port", name, v)
+		}
+	}
+	if err := h.Probe.Validate(); err != nil {
+		return configError("Health.Probe: %v", err)
+	}
+	return nil
 }
 
 // isZero reports whether c is the zero Config, which means "not supplied".
@@ -128,6 +236,26 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		c.Timeout = c.NATS.RequestTimeout
 	default:
 		return Config{}, configError("%s is %q; want %s", EnvBackend, c.Backend, backendNames)
+	}
+	r := envconfig.NewReader(lookup)
+	if c.DrainDelay, err = r.Duration(EnvDrainDelay); err != nil {
+		return Config{}, configError("%v", err)
+	}
+	h := &c.Health
+	h.HTTP, h.GRPC, h.GRPCService, h.TCP = r.String(EnvHealthHTTP), r.String(EnvHealthGRPC), r.String(EnvHealthGRPCService), r.String(EnvHealthTCP)
+	for name, d := range map[string]*time.Duration{EnvHealthInitialDelay: &h.Probe.InitialDelay, EnvHealthPeriod: &h.Probe.Period, EnvHealthTimeout: &h.Probe.Timeout} {
+		if *d, err = r.Duration(name); err != nil {
+			return Config{}, configError("%v", err)
+		}
+	}
+	for name, n := range map[string]*int{EnvHealthSuccessThreshold: &h.Probe.SuccessThreshold, EnvHealthFailureThreshold: &h.Probe.FailureThreshold} {
+		v := r.String(name)
+		if v == "" {
+			continue
+		}
+		if *n, err = strconv.Atoi(v); err != nil || *n < 1 {
+			return Config{}, configError("%s is %q; want a whole number, 1 or more", name, v)
+		}
 	}
 	return c, nil
 }
@@ -169,6 +297,9 @@ func (c Config) validate() error {
 		return configError("Timeout is %v; want a positive duration", c.Timeout)
 	case c.DrainDelay < 0:
 		return configError("DrainDelay is %v; want zero or more", c.DrainDelay)
+	}
+	if err := c.Health.validate(); err != nil {
+		return err
 	}
 	if err := c.Retry.Validate(); err != nil {
 		return configError("Retry: %v", err)

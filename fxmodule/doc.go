@@ -48,9 +48,10 @@
 // place Instance after the options that start the servers, or let the
 // instance's constructor depend on the server with ProvideInstance. Then,
 // at start, the servers listen before the instances are published, and at
-// stop the instances leave the registry first, the module waits
-// [Config.DrainDelay] for clients to notice, and only then do the servers
-// stop.
+// stop the instances leave the registry first: with [Config.DrainDelay]
+// they are published draining (discovery.ConditionDraining: clients stop
+// sending them new work), the module waits DrainDelay, then deregisters
+// them; and only then do the servers stop.
 //
 // Start hooks do not wait for the registry: if etcd (or NATS) is down
 // when the application starts, the application starts anyway, the backend's
@@ -108,7 +109,13 @@
 //	Timeout              ROSTER_TIMEOUT        5s (registration with RequireRegistration, deregistration)
 //	Retry                -                     1s doubling to 30s, 20% jitter
 //	RequireRegistration  -                     false: start does not wait for the registry
-//	DrainDelay           -                     0: stop right after deregistering
+//	DrainDelay           ROSTER_DRAIN_DELAY    0: deregister at once, without publishing draining
+//	Health.HTTP          ROSTER_HEALTH_HTTP    no check: instances are published serving (one of HTTP, GRPC, TCP)
+//	Health.GRPC          ROSTER_HEALTH_GRPC    host:port of a gRPC health service
+//	Health.GRPCService   ROSTER_HEALTH_GRPC_SERVICE  "" (the whole server)
+//	Health.TCP           ROSTER_HEALTH_TCP     host:port that must accept a connection
+//	Health.Probe         ROSTER_HEALTH_INITIAL_DELAY, _PERIOD, _TIMEOUT, _SUCCESS_THRESHOLD, _FAILURE_THRESHOLD
+//	                                           0, 10s, 1s, 1, 3 (Kubernetes' probe defaults)
 //
 // Durations are Go durations ("15s", "1m30s"). A malformed variable makes
 // fx.New fail with an error wrapping [ErrInvalidConfig] that names the

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/health"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -33,6 +34,11 @@ type RegistrationParams struct {
 	// Logger is the application's logger. Default: an hclog logger
 	// writing to stderr at info level.
 	Logger hclog.Logger `optional:"true"`
+	// HealthCheck, when the application provides one, gates the
+	// registration of its instances (see HealthConfig), with the probe
+	// parameters of Config.Health.Probe. It wins over a check named in
+	// Config.Health.
+	HealthCheck health.Check `optional:"true"`
 }
 
 // Registration registers the application's own instances when the
@@ -51,15 +57,23 @@ type RegistrationParams struct {
 // Config.RequireRegistration, Start registers every instance before it
 // returns, within its context and Config.Timeout, and fails otherwise.
 //
-// Stop stops those goroutines, deregisters every instance that was
-// registered (bounded by Config.Timeout), so that the application leaves
-// the registry before it stops serving, and then waits Config.DrainDelay.
+// Stop stops those goroutines; with Config.DrainDelay it publishes every
+// instance that was registered as draining and waits DrainDelay; then it
+// deregisters them (bounded by Config.Timeout), so that the application
+// leaves the registry before it stops serving.
 // Start and Stop take the context of fx's start and stop hooks; outside
 // fx, pass a context that bounds them.
 //
+// With a health check (Config.Health, or a health.Check in the graph),
+// Start puts a health.Registrar between the instances and the backend:
+// they are published not ready until the check passes, and move between
+// serving and not ready with it; Stop closes it after deregistering.
+//
 // A Registration is safe for concurrent use.
 type Registration struct {
-	reg       discovery.Registrar
+	reg       discovery.Registrar // the backend, or gate once started with a health check
+	backend   discovery.Registrar
+	check     health.Check // nil: none given in the graph
 	instances []discovery.Instance
 	cfg       Config
 	log       hclog.Logger
@@ -69,6 +83,8 @@ type Registration struct {
 	wg      sync.WaitGroup
 
 	mu         sync.Mutex
+	gate       *health.Registrar // with a health check, from Start on
+	closeCheck func()            // releases a check Start made from Config.Health
 	started    bool
 	stopping   bool
 	cancel     context.CancelFunc     // ends the registering goroutines
@@ -114,6 +130,8 @@ func NewRegistration(p RegistrationParams) (*Registration, error) {
 	}
 	r := &Registration{
 		reg:        p.Registrar,
+		backend:    p.Registrar,
+		check:      p.HealthCheck,
 		instances:  instances,
 		cfg:        cfg,
 		log:        moduleLogger(p.Logger),
@@ -147,7 +165,7 @@ func (r *Registration) Start(ctx context.Context) error {
 	defer cancel()
 	defer context.AfterFunc(runCtx, cancel)()
 	for _, in := range r.instances {
-		if err := r.reg.Register(ctx, in); err != nil {
+		if err := r.registrar().Register(ctx, in); err != nil {
 			dctx, dcancel := context.WithTimeout(context.Background(), r.cfg.Timeout)
 			_, _ = r.deregister(dctx)
 			dcancel()
@@ -171,6 +189,9 @@ func (r *Registration) begin() (context.Context, error) {
 	case r.stopping:
 		return nil, fmt.Errorf("fxmodule: start registration: %w", discovery.ErrClosed)
 	}
+	if err := r.startHealthLocked(); err != nil {
+		return nil, err
+	}
 	r.started = true
 	runCtx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
@@ -182,13 +203,56 @@ func (r *Registration) begin() (context.Context, error) {
 	return runCtx, nil
 }
 
+// startHealthLocked puts a health.Registrar between the instances and the
+// backend when a check is configured. It runs in Start, not in
+// NewRegistration, so that its goroutines exist only once Stop is due.
+func (r *Registration) startHealthLocked() error {
+	check, closeCheck := r.check, func() {}
+	if check == nil {
+		var err error
+		if check, closeCheck, err = r.cfg.Health.check(); err != nil {
+			return err
+		}
+		if check == nil {
+			return nil
+		}
+	}
+	gate, err := health.New(r.backend, check, r.cfg.Health.Probe, health.WithLogger(r.log.Named("health")))
+	if err != nil {
+		closeCheck()
+		return fmt.Errorf("fxmodule: health check: %w", err)
+	}
+	r.gate, r.closeCheck, r.reg = gate, closeCheck, gate
+	return nil
+}
+
+// registrar returns what the instances are registered through: the
+// backend, or the health gate in front of it.
+func (r *Registration) registrar() discovery.Registrar {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reg
+}
+
+// HealthResult returns the latest result of the registration's health
+// check, and false when it has none (no check configured, or not started).
+func (r *Registration) HealthResult() (health.Result, bool) {
+	r.mu.Lock()
+	gate := r.gate
+	r.mu.Unlock()
+	if gate == nil {
+		return health.Result{}, false
+	}
+	return gate.Result(), true
+}
+
 // keep registers in, retrying until it succeeds or ctx ends. A Register
 // that fails with discovery.ErrNotRegistered was withdrawn by a Deregister
 // of the application while it was pending: keep then ends without
 // registering in again, which would undo the application's choice.
 func (r *Registration) keep(ctx context.Context, in discovery.Instance) {
 	err := r.cfg.Retry.Do(ctx, func(ctx context.Context) error {
-		err := r.reg.Register(ctx, in)
+		err := r.registrar().Register(ctx, in)
 		if errors.Is(err, discovery.ErrClosed) || errors.Is(err, discovery.ErrInvalidInstance) ||
 			errors.Is(err, discovery.ErrNotRegistered) {
 			return retry.Permanent(err)
@@ -259,10 +323,11 @@ func (r *Registration) Wait(ctx context.Context) error {
 	}
 }
 
-// Stop stops registering, deregisters every instance that was registered
-// (bounded by ctx and Config.Timeout), then waits Config.DrainDelay
-// (bounded by ctx) if it deregistered any. It is idempotent; later calls
-// return the first call's error.
+// Stop stops registering; with Config.DrainDelay, publishes every
+// instance that was registered in discovery.ConditionDraining and waits
+// DrainDelay (bounded by ctx); then deregisters them (bounded by
+// Config.Timeout, and by ctx unless ctx ended while draining). It is
+// idempotent; later calls return the first call's error.
 func (r *Registration) Stop(ctx context.Context) error {
 	r.stopOnce.Do(func() {
 		r.mu.Lock()
@@ -275,16 +340,61 @@ func (r *Registration) Stop(ctx context.Context) error {
 		r.wg.Wait()
 		close(r.stopped)
 
-		dctx, dcancel := context.WithTimeout(ctx, r.cfg.Timeout)
-		n, err := r.deregister(dctx)
-		dcancel()
-		r.stopErr = err
-		if n > 0 && r.cfg.DrainDelay > 0 {
-			r.log.Info("deregistered; draining before the application stops", "instances", n, "drain_delay", r.cfg.DrainDelay)
-			_ = retry.Sleep(ctx, r.cfg.DrainDelay, nil)
+		var drainErr error
+		if r.cfg.DrainDelay > 0 {
+			drainErr = r.drain(ctx)
 		}
+		// Deregister even when ctx ended while draining: leaving matters
+		// more than the wait.
+		if ctx.Err() != nil {
+			ctx = context.WithoutCancel(ctx)
+		}
+		dctx, dcancel := context.WithTimeout(ctx, r.cfg.Timeout)
+		_, err := r.deregister(dctx)
+		dcancel()
+		r.mu.Lock()
+		gate, closeCheck := r.gate, r.closeCheck
+		r.mu.Unlock()
+		if gate != nil {
+			err = errors.Join(err, gate.Close()) // stops the checks
+			closeCheck()
+		}
+		r.stopErr = errors.Join(drainErr, err)
 	})
 	return r.stopErr
+}
+
+// drain publishes every registered instance in discovery.ConditionDraining
+// (bounded by ctx and Config.Timeout), then waits Config.DrainDelay
+// (bounded by ctx) if it published any.
+func (r *Registration) drain(ctx context.Context) error {
+	r.mu.Lock()
+	var todo []discovery.Instance
+	for _, in := range r.instances {
+		if r.registered[in.Key()] {
+			todo = append(todo, in)
+		}
+	}
+	r.mu.Unlock()
+	if len(todo) == 0 {
+		return nil
+	}
+	dctx, dcancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	var errs []error
+	for _, in := range todo {
+		in = in.Clone()
+		in.Condition = discovery.ConditionDraining
+		if in.Reason == "" {
+			in.Reason = discovery.DrainReason
+		}
+		if err := r.registrar().Register(dctx, in); err != nil {
+			errs = append(errs, fmt.Errorf("fxmodule: drain %s: %w", in.Key(), err))
+		}
+	}
+	dcancel()
+	r.log.Info("draining before deregistering", "instances", len(todo), "drain_delay", r.cfg.DrainDelay)
+	_ = retry.Sleep(ctx, r.cfg.DrainDelay, nil)
+	return errors.Join(errs...)
 }
 
 // deregister removes every registered instance and returns how many it
@@ -303,7 +413,7 @@ func (r *Registration) deregister(ctx context.Context) (int, error) {
 	n := 0
 	var errs []error
 	for _, in := range todo {
-		err := r.reg.Deregister(ctx, in)
+		err := r.registrar().Deregister(ctx, in)
 		switch {
 		case err == nil:
 			n++

@@ -49,6 +49,7 @@ type Collector struct {
 	cache  *cache.Resolver          // nil: no cache metrics
 
 	registrations  *prometheus.Desc
+	instances      *prometheus.Desc
 	connected      *prometheus.Desc
 	retryAttempts  *prometheus.Desc
 	leaseRemaining *prometheus.Desc
@@ -110,6 +111,9 @@ func New(status discovery.StatusReporter, opts ...Option) *Collector {
 		registrations: prometheus.NewDesc(name("registrations"),
 			"Registrations held by this process, by service and state (registering, registered, retrying, lost, conflict).",
 			[]string{"service", "state"}, nil),
+		instances: prometheus.NewDesc(name("instances"),
+			"Instances held by this process, by service and the condition they publish (serving, not_ready, draining).",
+			[]string{"service", "condition"}, nil),
 		connected: prometheus.NewDesc(name("backend_connected"),
 			"1 if the backend has a usable connection to its registry, else 0.", nil, nil),
 		retryAttempts: prometheus.NewDesc(name("backend_retry_attempts_total"),
@@ -229,7 +233,7 @@ func (c *Collector) observe(st discovery.Status) {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.registrations, c.connected, c.retryAttempts, c.leaseRemaining,
+	for _, d := range []*prometheus.Desc{c.registrations, c.instances, c.connected, c.retryAttempts, c.leaseRemaining,
 		c.keepAliveRTT, c.cacheStale, c.cacheAge, c.cacheInstances} {
 		ch <- d
 	}
@@ -266,7 +270,12 @@ func (c *Collector) collectRegistrations(ch chan<- prometheus.Metric) {
 		service string
 		state   discovery.State
 	}
+	type condCell struct {
+		service   string
+		condition discovery.Condition
+	}
 	counts := make(map[cell]int)
+	conds := make(map[condCell]int)
 	services := make(map[string]struct{})
 	c.mu.Lock()
 	for s := range c.services {
@@ -276,12 +285,17 @@ func (c *Collector) collectRegistrations(ch chan<- prometheus.Metric) {
 	for _, st := range c.status.Statuses() {
 		services[st.Instance.Service] = struct{}{}
 		counts[cell{st.Instance.Service, st.State}]++
+		conds[condCell{st.Instance.Service, st.Instance.Condition}]++
 	}
 	states := reportedStates()
 	for s := range services {
 		for _, state := range states {
 			ch <- prometheus.MustNewConstMetric(c.registrations, prometheus.GaugeValue,
 				float64(counts[cell{s, state}]), s, state.String())
+		}
+		for _, cond := range []discovery.Condition{discovery.ConditionServing, discovery.ConditionNotReady, discovery.ConditionDraining} {
+			ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue,
+				float64(conds[condCell{s, cond}]), s, cond.String())
 		}
 	}
 }

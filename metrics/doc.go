@@ -29,6 +29,8 @@
 //
 //	roster_registrations{service,state}                       gauge: registrations held by the process, per state
 //	                                                          (registering, registered, retrying, lost, conflict; 0 for the others)
+//	roster_instances{service,condition}                       gauge: instances held by the process, per condition they publish
+//	                                                          (serving, not_ready, draining; see discovery.Condition)
 //	roster_registration_transitions_total{service,state,cause} counter: entries into retrying, lost or conflict
 //	roster_registration_recovery_seconds{service}             histogram: from leaving registered to registered again
 //	roster_backend_connected                                  gauge: 1 if the backend can reach its registry

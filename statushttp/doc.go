@@ -23,6 +23,12 @@
 //     when it holds none: before its first Register, and after Deregister
 //     or Close.
 //
+// The condition an instance publishes (discovery.Condition: not_ready
+// while its health check fails, draining while it leaves) is shown with
+// its reason, but never changes the verdict: it tells roster's clients
+// whether to send the instance new work, and a dependency down on every
+// instance must not take the whole fleet out of its load balancers too.
+//
 // Why: readiness decides whether a load balancer sends traffic to the
 // process, and the registry has no say in whether the process can serve
 // it. A registry outage cuts every process of a fleet off at once; if that

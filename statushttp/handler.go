@@ -1,6 +1,7 @@
 package statushttp
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -67,6 +68,14 @@ type Registration struct {
 	NextRetry      *time.Time `json:"next_retry,omitempty"`
 	// Cause is the error that put the registration in its state, if any.
 	Cause string `json:"cause,omitempty"`
+	// Condition and ConditionReason are the condition the instance
+	// publishes (discovery.Condition: not_ready, draining) and its
+	// reason, such as a failing health check's output; both are omitted
+	// while it is serving without a reason. A condition other than
+	// serving never makes the process not ready: it says whether clients
+	// should send the instance new work, not whether it is registered.
+	Condition       string `json:"condition,omitempty"`
+	ConditionReason string `json:"condition_reason,omitempty"`
 }
 
 // Backend holds the facts of a backend that implements
@@ -126,6 +135,10 @@ func (h *Handler) Report() Report {
 		if st.Err != nil {
 			reg.Cause = st.Err.Error()
 		}
+		if st.Instance.Condition != discovery.ConditionServing {
+			reg.Condition = st.Instance.Condition.String()
+		}
+		reg.ConditionReason = st.Instance.Reason
 		r.Registrations = append(r.Registrations, reg)
 	}
 	if h.facts != nil {
@@ -336,6 +349,13 @@ func writeText(w io.Writer, rep Report) error {
 		if reg.Cause != "" {
 			fmt.Fprintf(&b, ": %s", reg.Cause)
 		}
+		if reg.Condition != "" || reg.ConditionReason != "" {
+			cond := cmp.Or(reg.Condition, discovery.ConditionServing.String())
+			if reg.ConditionReason != "" {
+				cond += " " + strconv.Quote(reg.ConditionReason)
+			}
+			fmt.Fprintf(&b, "; publishes %s", cond)
+		}
 		b.WriteByte('\n')
 	}
 	if be := rep.Backend; be != nil {
@@ -380,7 +400,7 @@ var page = template.Must(template.New("status").Funcs(template.FuncMap{
 <p>{{.Reason}}</p>
 <table>
 <tr><th>service</th><th>id</th><th>address</th><th>metadata</th><th>state</th><th>cause</th></tr>
-{{range .Registrations}}<tr><td>{{.Service}}</td><td>{{.ID}}</td><td>{{.Address}}</td><td>{{range $k, $v := .Metadata}}{{$k}}={{$v}} {{end}}</td><td>{{describe .}}</td><td>{{.Cause}}</td></tr>
+{{range .Registrations}}<tr><td>{{.Service}}</td><td>{{.ID}}</td><td>{{.Address}}</td><td>{{range $k, $v := .Metadata}}{{$k}}={{$v}} {{end}}</td><td>{{describe .}}</td><td>{{.Cause}}{{if .Condition}} publishes {{.Condition}}{{end}}{{if .ConditionReason}} "{{.ConditionReason}}"{{end}}</td></tr>
 {{end}}</table>
 {{with .Backend}}<p>Backend: {{backend .}}</p>{{end}}
 </body></html>

@@ -32,5 +32,5 @@ func TestConformance(t *testing.T) {
 	var n atomic.Int64
 	discoverytest.Run(t, func(ctx context.Context, t *testing.T) (discoverytest.Harness, error) {
 		return &harness{t: t, srv: srv, bucket: fmt.Sprintf("conformance-%d", n.Add(1))}, nil
-	}, discoverytest.Capabilities{Status: true, Conflict: true})
+	}, discoverytest.Capabilities{Status: true, Conflict: true, Values: true})
 }

@@ -89,5 +89,27 @@ func describe(in discovery.Instance) string {
 	if m := formatMeta(in.Metadata); m != "" {
 		s += " " + m
 	}
+	var extra []string
+	if in.Condition != discovery.ConditionServing || in.Reason != "" {
+		extra = append(extra, conditionText(in.Condition, in.Reason))
+	}
+	if in.Weight != 0 {
+		extra = append(extra, "weight="+strconv.Itoa(in.Weight))
+	}
+	if in.Zone != "" {
+		extra = append(extra, "zone="+safe(in.Zone))
+	}
+	if len(extra) > 0 {
+		s += " [" + strings.Join(extra, " ") + "]"
+	}
 	return s
+}
+
+// conditionText renders a condition and its reason: "draining" or
+// `not_ready "database unreachable"`, the reason always quoted.
+func conditionText(c discovery.Condition, reason string) string {
+	if reason == "" {
+		return c.String()
+	}
+	return c.String() + " " + strconv.Quote(reason)
 }

@@ -8,6 +8,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/roster-sd/roster/discovery"
 )
 
 func (a *app) lsCmd() *cobra.Command {
@@ -20,7 +22,9 @@ their instance counts (one read of the keys, without values).
 
 ls with a service lists its instances: ID, ADDRESS, METADATA (k=v sorted by
 key) and TTL, the seconds left on the instance's lease ("-" for a key without
-a lease). Values that are not valid instances are skipped with a warning on
+a lease). When any instance is not serving, or has a weight or a zone, the
+table also shows CONDITION (serving, not_ready, draining, with the reason
+quoted after it), WEIGHT (100 when unset) and ZONE. Values that are not valid instances are skipped with a warning on
 stderr. A metadata key or value with a space, '"', '\', ',', '=' or a
 character that is not printable (a control character, a terminal escape) is
 printed quoted, with Go's escapes ("a\nb"), so that what anyone wrote to
@@ -88,14 +92,37 @@ func (a *app) lsServices(ctx context.Context, b registry, asJSON bool, wrap func
 	return tw.Flush()
 }
 
-// instanceRow is one instance as ls -o json prints it.
+// instanceRow is one instance as ls -o json prints it. The serving fields
+// are omitted when they have their defaults (serving, no reason, default
+// weight, no zone), as in the registry's values.
 type instanceRow struct {
-	Service    string            `json:"service"`
-	ID         string            `json:"id"`
-	Address    string            `json:"address"`
-	Metadata   map[string]string `json:"metadata,omitempty"`
-	TTLSeconds *int64            `json:"ttl_seconds"` // nil: no lease
-	Lease      string            `json:"lease,omitempty"`
+	Service    string              `json:"service"`
+	ID         string              `json:"id"`
+	Address    string              `json:"address"`
+	Metadata   map[string]string   `json:"metadata,omitempty"`
+	Condition  discovery.Condition `json:"condition,omitempty"`
+	Reason     string              `json:"reason,omitempty"`
+	Weight     int                 `json:"weight,omitempty"`
+	Zone       string              `json:"zone,omitempty"`
+	TTLSeconds *int64              `json:"ttl_seconds"` // nil: no lease
+	Lease      string              `json:"lease,omitempty"`
+}
+
+// rowOf is the row of an instance, without its time left.
+func rowOf(in discovery.Instance) instanceRow {
+	return instanceRow{Service: in.Service, ID: in.ID, Address: in.Address, Metadata: in.Metadata,
+		Condition: in.Condition, Reason: in.Reason, Weight: in.Weight, Zone: in.Zone}
+}
+
+// servingColumns reports whether any row has a serving field away from its
+// default, and so whether ls shows the CONDITION, WEIGHT and ZONE columns.
+func servingColumns(rows []instanceRow) bool {
+	for _, r := range rows {
+		if r.Condition != discovery.ConditionServing || r.Reason != "" || r.Weight != 0 || r.Zone != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // lsInstances lists the instances of service with the time they have
@@ -115,7 +142,12 @@ func (a *app) lsInstances(ctx context.Context, b registry, service string, asJSO
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tADDRESS\tMETADATA\tTTL")
+	wide := servingColumns(rows)
+	if wide {
+		fmt.Fprintln(tw, "ID\tADDRESS\tCONDITION\tWEIGHT\tZONE\tMETADATA\tTTL")
+	} else {
+		fmt.Fprintln(tw, "ID\tADDRESS\tMETADATA\tTTL")
+	}
 	for _, r := range rows {
 		meta := formatMeta(r.Metadata)
 		if meta == "" {
@@ -128,6 +160,18 @@ func (a *app) lsInstances(ctx context.Context, b registry, service string, asJSO
 			ttl = "expired"
 		default:
 			ttl = strconv.FormatInt(*r.TTLSeconds, 10)
+		}
+		if wide {
+			zone := "-"
+			if r.Zone != "" {
+				zone = safe(r.Zone)
+			}
+			weight := r.Weight
+			if weight == 0 {
+				weight = discovery.DefaultWeight
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", safe(r.ID), safe(r.Address), conditionText(r.Condition, r.Reason), weight, zone, meta, ttl)
+			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", safe(r.ID), safe(r.Address), meta, ttl)
 	}

@@ -64,7 +64,7 @@ func (r etcdRegistry) instances(ctx context.Context, service string) ([]instance
 	list, skipped, err := r.Instances(ctx, service)
 	rows := make([]instanceRow, 0, len(list))
 	for _, in := range list {
-		row := instanceRow{Service: in.Service, ID: in.ID, Address: in.Address, Metadata: in.Metadata}
+		row := rowOf(in.Instance)
 		if in.Lease != 0 {
 			row.Lease = strconv.FormatInt(int64(in.Lease), 16)
 			ttl := int64(in.TTL / time.Second) // negative once the lease has expired
@@ -120,7 +120,7 @@ func (r natsRegistry) instances(ctx context.Context, service string) ([]instance
 	list, skipped, err := r.Instances(ctx, service)
 	rows := make([]instanceRow, 0, len(list))
 	for _, in := range list {
-		row := instanceRow{Service: in.Service, ID: in.ID, Address: in.Address, Metadata: in.Metadata}
+		row := rowOf(in.Instance)
 		if !in.Expires.IsZero() { // a key without a TTL stays until deleted
 			ttl := int64(in.TTL / time.Second) // negative once the key is past its TTL
 			row.TTLSeconds = &ttl

@@ -115,6 +115,21 @@ func (r *Resolver) Resolve(ctx context.Context, service string) ([]discovery.Ins
 	return discovery.CloneSet(set), nil
 }
 
+// Routable returns the instances of service that should get new traffic,
+// picked from the set Resolve would return by the Resolver's
+// discovery.RoutePolicy (see WithRoutePolicy): the serving ones, or, when
+// none is serving, the not-ready ones with fallback set; never draining
+// ones. They are deep copies, sorted by ID. Resolve and Watch still return
+// every instance, for tools that show them all. Errors are Resolve's.
+func (r *Resolver) Routable(ctx context.Context, service string) (routed []discovery.Instance, fallback bool, err error) {
+	set, err := r.current(ctx, service, "routable")
+	if err != nil {
+		return nil, false, err
+	}
+	routed, fallback = r.opts.route.Select(set)
+	return discovery.CloneSet(routed), fallback, nil
+}
+
 // View calls fn with the set Resolve would return, without copying it: the
 // cheapest read, for hot paths such as picking an instance for every
 // request. fn must neither modify nor retain the slice or the instances'

@@ -40,5 +40,10 @@
 // when its connection to etcd is lost, the memory backend during
 // Store.SetAvailable(false).
 //
+// Resolve and Watch return every instance with its condition, so that
+// tools see draining and not-ready ones; [Resolver.Routable] returns those
+// that should get new traffic, picked by discovery.RoutePolicy as the gRPC
+// resolver picks them (see [WithRoutePolicy]).
+//
 // Close stops every upstream watch and goroutine and waits for them.
 package cache

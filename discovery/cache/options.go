@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/internal/clientopts"
 	"github.com/roster-sd/roster/retry"
 )
@@ -28,6 +29,7 @@ type options struct {
 	staleOnError bool
 	maxAge       time.Duration // with staleOnError; 0 means forever
 	emptyHold    time.Duration // 0 means no hold
+	route        discovery.RoutePolicy
 }
 
 func defaultOptions() options {
@@ -86,4 +88,11 @@ func WithRetry(p retry.Policy) Option {
 // name LoggerName. nil, like the default, discards them.
 func WithLogger(l hclog.Logger) Option {
 	return func(o *options) { o.SetLogger(l, LoggerName) }
+}
+
+// WithRoutePolicy sets the policy of Routable. The default, the zero
+// discovery.RoutePolicy, picks the serving instances, or the not-ready
+// ones when none is serving (as the gRPC resolver does).
+func WithRoutePolicy(p discovery.RoutePolicy) Option {
+	return func(o *options) { o.route = p }
 }

@@ -61,6 +61,12 @@ type Capabilities struct {
 	// discovery.StateConflict with an Err wrapping discovery.ErrConflict
 	// meanwhile.
 	Conflict bool
+
+	// Values: the registry stores each instance as an encoded value (as
+	// etcd and NATS do, unlike the memory backend), and the Harness
+	// implements ValueWriter, so that the suite can check how the
+	// backend reads values written by an older roster or another tool.
+	Values bool
 }
 
 // Run runs the conformance suite: one named subtest per rule of the
@@ -69,13 +75,15 @@ type Capabilities struct {
 // subtests apply.
 func Run(t *testing.T, newHarness HarnessMaker, caps Capabilities) {
 	t.Helper()
-	for _, st := range subtests {
+	for _, st := range allSubtests() {
 		t.Run(st.name, func(t *testing.T) {
 			switch {
 			case st.needs.Status && !caps.Status:
 				t.Skip("skipped: Capabilities.Status is false")
 			case st.needs.Conflict && !caps.Conflict:
 				t.Skip("skipped: Capabilities.Conflict is false")
+			case st.needs.Values && !caps.Values:
+				t.Skip("skipped: Capabilities.Values is false")
 			}
 			t.Parallel()
 			st.run(t, newEnv(t, newHarness, caps))

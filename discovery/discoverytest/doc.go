@@ -65,6 +65,14 @@
 //     SubscribeStatusStartsWithCurrent.
 //   - Capabilities.Conflict: ConflictLaterWriterWins,
 //     ConflictEarlierWriterDeregisters.
+//   - Serving fields (Condition, Reason, Weight, Zone):
+//     ServingFieldsRoundTrip (each condition a process publishes, weight
+//     bound and zone comes back from Resolve and Watch),
+//     ConditionUpdateInPlace (changing condition, weight or zone reaches a
+//     watcher as one set change, no removal in between),
+//     InvalidServingFieldsWriteNothing, and with Capabilities.Values
+//     ValueWithoutServingFieldsReadsAsServing (a value written before
+//     these fields existed reads as serving, default weight, no zone).
 //
 // Run a single one with go test -run 'TestConformance/WatchNextAfterChange'.
 //

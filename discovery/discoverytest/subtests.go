@@ -55,6 +55,12 @@ var subtests = []subtest{
 	{name: "ConflictEarlierWriterDeregisters", needs: Capabilities{Conflict: true}, run: testConflictEarlierWriterDeregisters},
 }
 
+// allSubtests lists every subtest Run runs: the core ones, then those on
+// the serving fields of an instance (serving.go).
+func allSubtests() []subtest {
+	return append(append([]subtest(nil), subtests...), servingSubtests...)
+}
+
 const payments = "payments"
 
 func testRegisterThenResolveFromAnotherHandle(t *testing.T, e *env) {

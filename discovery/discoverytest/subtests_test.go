@@ -7,7 +7,7 @@ func TestSubtestNamesAreUnique(t *testing.T) {
 		t.Errorf("%d subtests; want at least 20", len(subtests))
 	}
 	seen := make(map[string]bool)
-	for _, st := range subtests {
+	for _, st := range allSubtests() {
 		if seen[st.name] {
 			t.Errorf("subtest %q appears twice", st.name)
 		}

@@ -14,9 +14,12 @@
 //		grpc.WithTransportCredentials(insecure.NewCredentials()))
 //
 // For each ClientConn the resolver watches the service and sends gRPC the
-// full address list on every change, each address carrying its
-// discovery.Instance (read it back with [InstanceFromAddress] or
-// [InstanceFromEndpoint]). Unlike etcd's own naming resolver, it never
+// full list of the instances that should get new traffic on every change
+// (discovery.RoutePolicy: the serving ones, or the not-ready ones when
+// none is serving; never draining ones; see [WithRoutePolicy]), each
+// address carrying its discovery.Instance (read it back with
+// [InstanceFromAddress] or [InstanceFromEndpoint]) and each endpoint its
+// weight and zone ([WeightFromEndpoint], [ZoneFromEndpoint]). Unlike etcd's own naming resolver, it never
 // freezes: when the watch cannot be set up or fails, the error goes to gRPC
 // through ReportError (which keeps using the last good addresses) and the
 // resolver watches again after a backoff, until the ClientConn is closed.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/internal/clientopts"
 	"github.com/roster-sd/roster/retry"
 )
@@ -36,6 +37,7 @@ type options struct {
 	clientopts.Common
 	resolveNowInterval time.Duration
 	timeout            time.Duration
+	route              discovery.RoutePolicy
 }
 
 func defaultOptions() options {
@@ -93,4 +95,15 @@ func WithResolveNowInterval(d time.Duration) Option {
 // ErrInvalidOption.
 func WithTimeout(d time.Duration) Option {
 	return func(o *options) { o.timeout = d }
+}
+
+// WithRoutePolicy sets which instances of the service gRPC gets. The
+// default, the zero discovery.RoutePolicy, gives it the serving instances
+// and, when none is serving but some are not ready, those (with a warning
+// in the log) rather than an empty list: a health check failing on every
+// instance at once must not become a total outage. Draining instances and
+// instances in maintenance are never given. RoutePolicy{NoFallback: true}
+// gives the serving ones only.
+func WithRoutePolicy(p discovery.RoutePolicy) Option {
+	return func(o *options) { o.route = p }
 }

@@ -111,6 +111,7 @@ type watchResolver struct {
 	// Owned by run.
 	pushed    []discovery.Instance // last set sent to gRPC
 	hasPushed bool                 // pushed is what gRPC holds
+	fallback  bool                 // the last push fell back on not-ready instances
 }
 
 // ResolveNow implements resolver.Resolver. gRPC calls it when connections
@@ -295,7 +296,16 @@ func (r *watchResolver) push(set []discovery.Instance) {
 		return
 	}
 	r.pushed, r.hasPushed = set, true
-	st := stateOf(set)
+	routed, fallback := r.opts.route.Select(set)
+	if fallback != r.fallback {
+		r.fallback = fallback
+		if fallback {
+			r.log.Warn("no instance is serving; routing to the not-ready ones rather than to none", "not_ready", len(routed), "instances", len(set))
+		} else {
+			r.log.Info("routing to serving instances again", "serving", len(routed), "instances", len(set))
+		}
+	}
+	st := stateOf(routed)
 	if err := r.cc.UpdateState(st); err != nil {
 		// The watch brings every change: nothing to resolve again. An
 		// empty set, for one, is refused by most balancers.
@@ -305,17 +315,21 @@ func (r *watchResolver) push(set []discovery.Instance) {
 	r.log.Debug("updated addresses", "addresses", len(st.Addresses))
 }
 
-// stateOf returns the gRPC resolver state for an instance set: one Address
-// and one Endpoint per instance, in the order of set, each carrying its
-// instance as an attribute (see InstanceFromAddress). BalancerAttributes
-// stay nil, so addresses compare equal exactly when their instances do.
+// stateOf returns the gRPC resolver state for the routed instances of a
+// set: one Address and one Endpoint per instance, in the order of set,
+// each carrying its instance, its effective weight and its zone as
+// attributes (see InstanceFromAddress, WeightFromEndpoint and
+// ZoneFromEndpoint). BalancerAttributes stay nil, so addresses compare
+// equal exactly when their instances do.
 func stateOf(set []discovery.Instance) resolver.State {
 	st := resolver.State{
 		Addresses: make([]resolver.Address, 0, len(set)),
 		Endpoints: make([]resolver.Endpoint, 0, len(set)),
 	}
 	for _, in := range set {
-		attrs := attributes.New(instanceKey{}, instanceValue{in.Clone()})
+		attrs := attributes.New(instanceKey{}, instanceValue{in.Clone()}).
+			WithValue(weightKey{}, in.EffectiveWeight()).
+			WithValue(zoneKey{}, in.Zone)
 		addr := resolver.Address{Addr: in.Address, Attributes: attrs}
 		st.Addresses = append(st.Addresses, addr)
 		st.Endpoints = append(st.Endpoints, resolver.Endpoint{Addresses: []resolver.Address{addr}, Attributes: attrs})
@@ -325,6 +339,28 @@ func stateOf(set []discovery.Instance) resolver.State {
 
 // instanceKey is the attributes key of the instance of an address.
 type instanceKey struct{}
+
+// weightKey and zoneKey are the attributes keys of an address's
+// discovery.Instance EffectiveWeight (an int) and Zone (a string).
+type (
+	weightKey struct{}
+	zoneKey   struct{}
+)
+
+// WeightFromEndpoint returns the weight of the instance behind ep (its
+// discovery.Instance.EffectiveWeight: DefaultWeight when unset), for
+// weighted load-balancing policies; ok is false if ep carries none.
+func WeightFromEndpoint(ep resolver.Endpoint) (weight int, ok bool) {
+	weight, ok = ep.Attributes.Value(weightKey{}).(int)
+	return weight, ok
+}
+
+// ZoneFromEndpoint returns the zone of the instance behind ep ("" when it
+// has none), for locality-aware policies; ok is false if ep carries none.
+func ZoneFromEndpoint(ep resolver.Endpoint) (zone string, ok bool) {
+	zone, ok = ep.Attributes.Value(zoneKey{}).(string)
+	return zone, ok
+}
 
 // instanceValue holds an instance in attributes. It is never modified, and
 // compares by value (Instance holds a map, which == cannot compare).

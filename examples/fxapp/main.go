@@ -25,6 +25,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd/embedded"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
+	"github.com/roster-sd/roster/health"
 	"github.com/roster-sd/roster/statushttp"
 )
 
@@ -57,6 +58,9 @@ func newReplica(name string, cfg fxmodule.Config, logger hclog.Logger, out *prin
 		fxmodule.ProvideInstance(func(s *server) discovery.Instance {
 			return discovery.Instance{Service: service, ID: name, Address: s.addr}
 		}),
+		// The instance is published not_ready until GET /healthz answers
+		// 2xx, and moves between serving and not_ready with it.
+		fx.Provide(func(s *server) health.Check { return health.HTTP("http://" + s.addr + "/healthz") }),
 		fx.Supply(out, views),
 		fx.Invoke(watchPeers),
 		fx.NopLogger,
@@ -82,6 +86,10 @@ func newServer(lc fx.Lifecycle, name replicaName, reg *prometheus.Registry, stat
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hello", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "hello from %s", name)
+	})
+	// What the registration's health check reads: this process can serve.
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/status", status)
@@ -132,7 +140,8 @@ func watchPeers(lc fx.Lifecycle, r discovery.Resolver, reg *fxmodule.Registratio
 						return // stopped
 					}
 					out.say("[%s] peers: %s", name, ids(set))
-					views.saw(string(name), len(set))
+					routed, _ := discovery.Routable(set)
+					views.saw(string(name), len(routed))
 				}
 			}()
 		},
@@ -173,6 +182,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			TTL:       5 * time.Second,
 		},
 		DrainDelay: 100 * time.Millisecond,
+		Health:     fxmodule.HealthConfig{Probe: health.Config{Period: time.Second}},
 	}
 
 	// A client's view of the service, to pace the story.
@@ -344,6 +354,9 @@ func ids(set []discovery.Instance) string {
 	names := make([]string, len(set))
 	for i, in := range set {
 		names[i] = in.ID
+		if in.Condition != discovery.ConditionServing {
+			names[i] += "(" + in.Condition.String() + ")" // such as hello-1(draining) while it stops
+		}
 	}
 	return strings.Join(names, " ")
 }
@@ -360,8 +373,8 @@ func (p *printer) say(format string, args ...any) {
 	fmt.Fprintf(p.w, format+"\n", args...)
 }
 
-// views records how many peers each replica saw last, so that the story
-// moves on once every replica has caught up.
+// views records how many routable (serving) peers each replica saw last,
+// so that the story moves on once every replica has caught up.
 type views struct {
 	mu      sync.Mutex
 	seen    map[string]int

@@ -61,14 +61,14 @@ func TestRun(t *testing.T) {
 			t.Errorf("output lacks %q", line)
 		}
 	}
-	// Each replica left the registry before its server stopped, and
-	// revoked its lease. The backend revokes the idle lease on its own
+	// Each replica drained, then left the registry before its server
+	// stopped, and revoked its lease. The backend revokes the idle lease on its own
 	// goroutine once the Deregister is written, so that line may come
 	// before or after the module's.
 	for _, name := range []string{"hello-1", "hello-2", "hello-3"} {
 		linebuf.WantInOrder(t, stderr.String(),
 			name+".roster.etcd: registered",
-			name+".roster.fx: deregistered; draining")
+			name+".roster.fx: draining before deregistering")
 		linebuf.WantInOrder(t, stderr.String(),
 			name+".roster.etcd: registered",
 			name+".roster.etcd: revoked lease")

@@ -1,0 +1,168 @@
+package nats_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/roster-sd/roster/backends/nats"
+	"github.com/roster-sd/roster/backends/nats/natstest"
+	"github.com/roster-sd/roster/discovery"
+)
+
+// WriteValue implements discoverytest.ValueWriter: a plain Put, without a
+// TTL, of value under the instance's key in the harness's bucket (created
+// as a Backend creates it), as an older roster or another tool would write
+// it.
+func (h *harness) WriteValue(ctx context.Context, service, id string, value []byte) error {
+	b, err := nats.New(testConfig(h.t, h.srv.URL(), h.bucket))
+	if err != nil {
+		return err
+	}
+	_, err = b.Resolve(ctx, service) // opens, and so creates, the bucket
+	if cerr := b.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	key, err := nats.KeyOf(discovery.Key{Service: service, ID: id})
+	if err != nil {
+		return err
+	}
+	nc, err := natsgo.Connect(h.srv.URL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	kv, err := js.KeyValue(ctx, h.bucket)
+	if err != nil {
+		return err
+	}
+	_, err = kv.Put(ctx, key, value)
+	return err
+}
+
+// TestServingChangeIsOneWrite: changing an instance's condition, weight or
+// zone is one write of its key: the key's revision (its stream sequence)
+// moves by one per change, and a watch of the key sees one PUT per change
+// and no DELETE or PURGE in between.
+func TestServingChangeIsOneWrite(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg := testConfig(t, srv.URL(), "serving")
+	cfg.TTL = time.Minute // no renewal writes during the test
+	b := newBackend(t, cfg)
+	in := discovery.Instance{Service: "payments", ID: "p-1", Address: "127.0.0.1:8080"}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := b.Register(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	key, err := nats.KeyOf(in.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := natsgo.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, "serving")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := kv.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := kv.Watch(ctx, key, jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+
+	edits := []func(*discovery.Instance){
+		func(in *discovery.Instance) { in.Condition, in.Reason = discovery.ConditionNotReady, "warming up" },
+		func(in *discovery.Instance) { in.Condition, in.Reason = discovery.ConditionServing, "" },
+		func(in *discovery.Instance) { in.Weight = 300 },
+		func(in *discovery.Instance) { in.Zone = "eu-west-1a" },
+		func(in *discovery.Instance) { in.Condition, in.Reason = discovery.ConditionDraining, "shutting down" },
+	}
+	for _, edit := range edits {
+		edit(&in)
+		if err := b.Register(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var puts int
+	for puts < len(edits) {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				continue
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				t.Fatalf("watch saw %v of %s during the changes; want only PUTs", e.Operation(), e.Key())
+			}
+			puts++
+		case <-ctx.Done():
+			t.Fatalf("watch saw %d PUTs, want %d", puts, len(edits))
+		}
+	}
+	last, err := kv.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := last.Revision()-first.Revision(), uint64(len(edits)); got != want {
+		t.Errorf("%d changes moved the key's revision by %d; want %d (one write each)", len(edits), got, want)
+	}
+}
+
+// BenchmarkServingUpdate compares an update in place of an instance's
+// condition (Register of the held instance, changed) with a raw Put of the
+// same value to another key of the bucket, interleaved
+// in the same run. Metric: update/put, the ratio of their mean latencies.
+func BenchmarkServingUpdate(b *testing.B) {
+	skipShort(b)
+	srv := natstest.Start(b)
+	cfg := benchConfig(b, srv.URL(), "roster")
+	backend := newBackend(b, cfg)
+	in := benchInstance("bench", "p-1")
+	benchRegister(b, backend, in)
+	kv := rawKV(b, srv.URL(), "roster")
+	ctx := context.Background()
+	conds := []discovery.Condition{discovery.ConditionNotReady, discovery.ConditionServing}
+	var putTime, updateTime time.Duration
+	for i := 0; b.Loop(); i++ {
+		in.Condition = conds[i%2]
+		value, err := json.Marshal(in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := kv.Put(ctx, "raw.p-1", value); err != nil {
+			b.Fatal(err)
+		}
+		putTime += time.Since(start)
+		start = time.Now()
+		if err := backend.Register(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+		updateTime += time.Since(start)
+	}
+	b.ReportMetric(float64(putTime.Nanoseconds())/float64(b.N), "put-ns/op")
+	b.ReportMetric(float64(updateTime.Nanoseconds())/float64(b.N), "update-ns/op")
+	b.ReportMetric(float64(updateTime)/float64(putTime), "update/put")
+}
