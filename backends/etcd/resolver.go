@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -133,9 +134,11 @@ func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher,
 // revision is gone, compacted or absent from etcd's history (a restored
 // or wiped cluster: another cluster ID, or a current revision below the
 // one reached). A failed list fails the feed with discovery.ErrUnavailable.
-// After a reconnection it re-establishes its watch and, once etcd has
-// confirmed it from the revision reached, publishes the current set again,
-// which tells the watchers the set is fresh without a range read.
+// After a reconnection it re-establishes its watch and, once the watch has
+// caught up with etcd (see watchFrom), publishes the current set again,
+// which tells the watchers the set is fresh without a range read. A watch
+// that fails (etcd lost its leader, ended or refused the watch) fails the
+// feed until the watch that replaces it has caught up.
 func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.Feed) {
 	defer b.wg.Done()
 	prefix := b.servicePrefix(service)
@@ -180,87 +183,176 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 			feed.Publish(set)
 			rev, cluster = at+1, id
 		}
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		var err error
-		// created: etcd confirmed this watch, so its header tells whether
-		// rev is still in etcd's history.
-		created := false
-		// pending: changes applied to current but not yet published. They
-		// are published once no further response is ready, so that a burst
-		// (a whole fleet coming back) costs the watchers one set per
-		// burst, not one per response.
-		pending := false
-		events := b.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithCreatedNotify())
-	watching:
-		for {
-			var resp clientv3.WatchResponse
-			var ok bool
-			if pending {
-				select {
-				case resp, ok = <-events:
-				default:
-					publish()
-					pending = false
-					continue
-				}
-			} else {
-				select {
-				case resp, ok = <-events:
-				case <-back:
-					// Back from an outage: watch again from the revision
-					// reached, and publish the set once etcd confirms it.
-					back = b.conn.reconnections()
-					err = nil
-					break watching
-				}
-			}
-			if !ok {
-				err = errWatchEnded
-				break watching
-			}
-			if resp.CompactRevision != 0 {
-				b.log.Info("service watch fell behind compaction, listing again",
-					"service", service, "compact_revision", resp.CompactRevision)
-				rev, err = 0, nil
-				break watching
-			}
-			if err = resp.Err(); err != nil {
-				break watching
-			}
-			if h := resp.Header; h.ClusterId != cluster || h.Revision < rev-1 {
-				b.log.Info("etcd no longer holds the revision the service watch reached, listing again",
-					"service", service, "revision", rev-1, "etcd_revision", h.Revision,
-					"cluster", cluster, "etcd_cluster", h.ClusterId)
-				rev, err = 0, nil
-				break watching
-			}
-			backoff = b.cfg.Retry.Backoff()
-			for _, ev := range resp.Events {
-				key := string(ev.Kv.Key)
-				if ev.Type == mvccpb.DELETE {
-					delete(current, key)
-				} else if in, ok := b.decode(service, ev.Kv); ok {
-					current[key] = in
-				} else {
-					delete(current, key)
-				}
-				rev = ev.Kv.ModRevision + 1
-			}
-			if len(resp.Events) > 0 || (resp.Created && !created) {
-				// Publishing after a fault tells the watchers their set
-				// is fresh, even when it did not change.
-				pending = true
-			}
-			created = created || resp.Created
-		}
-		if pending {
-			publish() // what was applied before the watch ended
-		}
-		cancel()
+		err := b.watchFrom(ctx, service, &watchState{
+			current: current, rev: &rev, cluster: cluster,
+			back: &back, publish: publish,
+			healthy: func() { backoff = b.cfg.Retry.Backoff() },
+		})
 		if err != nil && ctx.Err() == nil {
+			// The watch is down until it is set up again: the watchers'
+			// set is no longer kept fresh (etcd lost its leader, refused
+			// or ended the watch). The watch that replaces it publishes
+			// once it has caught up, which ends the outage.
+			feed.Fail(fmt.Errorf("watch %s: %w", service, err))
 			if !pause(err) {
 				return
 			}
 		}
+	}
+}
+
+// progressInterval is how often a watch that has not caught up yet
+// asks etcd for a progress notification. etcd answers only once every
+// watcher of the stream is synced, and drops the request otherwise; it
+// syncs lagging watchers every 100 ms.
+const progressInterval = 50 * time.Millisecond
+
+// watchState is what one watch of follow reads and updates.
+type watchState struct {
+	current map[string]discovery.Instance // by etcd key; updated in place
+	rev     *int64                        // next revision to watch from; set to 0 to list again
+	cluster uint64                        // ID of the cluster the list came from
+	back    *<-chan struct{}              // closed once the connection is back after a failure
+	publish func()                        // publishes current
+	healthy func()                        // called for each response that is not an error
+}
+
+// watchFrom watches the service from *st.rev until the watch fails (its
+// error), the connection comes back after a failure, the revision reached
+// is gone (*st.rev set to 0: list again) or ctx ends (nil).
+//
+// A watch publishes the set only once it has caught up with etcd: etcd
+// confirms a watch (Created) at once, with the revision it has reached,
+// but sends the events a lagging watch missed up to about 100 ms later, so
+// after a fault the set held at Created is the one from before the fault. The watch has caught up once it has seen every event up to
+// that revision: a progress notification at or after it says so (etcd
+// sends one, when asked, only once the watch is synced), as does an event
+// at or after it. A watch that does not catch up within RequestTimeout
+// lists the service instead.
+func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState) error {
+	prefix := b.servicePrefix(service)
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	// created: etcd confirmed this watch, so its header tells whether
+	// rev is still in etcd's history.
+	created := false
+	// pending: changes applied to current but not yet published. They
+	// are published once no further response is ready, so that a burst
+	// (a whole fleet coming back) costs the watchers one set per
+	// burst, not one per response.
+	pending := false
+	// catchUp: the revision etcd had reached when it confirmed the
+	// watch; 0 once the watch has caught up with it. Nothing is
+	// published before.
+	var (
+		catchUp    int64
+		catchSince time.Time
+		tick       <-chan time.Time
+	)
+	defer func() {
+		if pending {
+			st.publish() // what was applied before the watch ended
+		}
+	}()
+	events := b.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(*st.rev), clientv3.WithCreatedNotify())
+	for {
+		var resp clientv3.WatchResponse
+		var ok bool
+		if pending {
+			select {
+			case resp, ok = <-events:
+			default:
+				st.publish()
+				pending = false
+				continue
+			}
+		} else {
+			select {
+			case resp, ok = <-events:
+			case <-*st.back:
+				// Back from an outage: watch again from the revision
+				// reached, and publish the set once it has caught up.
+				*st.back = b.conn.reconnections()
+				return nil
+			case <-tick:
+				if time.Since(catchSince) > b.cfg.RequestTimeout {
+					b.log.Info("service watch did not catch up with etcd, listing again",
+						"service", service, "revision", *st.rev-1, "etcd_revision", catchUp)
+					*st.rev = 0
+					return nil
+				}
+				b.requestProgress(wctx, service)
+				continue
+			}
+		}
+		if !ok {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return errWatchEnded
+		}
+		if resp.CompactRevision != 0 {
+			b.log.Info("service watch fell behind compaction, listing again",
+				"service", service, "compact_revision", resp.CompactRevision)
+			*st.rev = 0
+			return nil
+		}
+		if err := resp.Err(); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if h := resp.Header; h.ClusterId != st.cluster || h.Revision < *st.rev-1 {
+			b.log.Info("etcd no longer holds the revision the service watch reached, listing again",
+				"service", service, "revision", *st.rev-1, "etcd_revision", h.Revision,
+				"cluster", st.cluster, "etcd_cluster", h.ClusterId)
+			*st.rev = 0
+			return nil
+		}
+		st.healthy()
+		for _, ev := range resp.Events {
+			key := string(ev.Kv.Key)
+			if ev.Type == mvccpb.DELETE {
+				delete(st.current, key)
+			} else if in, ok := b.decode(service, ev.Kv); ok {
+				st.current[key] = in
+			} else {
+				delete(st.current, key)
+			}
+			*st.rev = ev.Kv.ModRevision + 1
+		}
+		if resp.Created && !created {
+			created = true
+			if resp.Header.Revision >= *st.rev {
+				// etcd is ahead of the revision reached: the events
+				// in between may still be on their way, whether the
+				// watch resumes after a fault or was confirmed late.
+				catchUp, catchSince = resp.Header.Revision, time.Now()
+				ticker := time.NewTicker(progressInterval)
+				defer ticker.Stop()
+				tick = ticker.C
+				b.requestProgress(wctx, service)
+			} else {
+				// Publishing after a fault tells the watchers their
+				// set is fresh, even when it did not change.
+				pending = true
+			}
+		}
+		if catchUp != 0 && (*st.rev-1 >= catchUp || (resp.IsProgressNotify() && resp.Header.Revision >= catchUp)) {
+			catchUp, tick = 0, nil
+			pending = true
+		}
+		if len(resp.Events) > 0 && catchUp == 0 {
+			pending = true
+		}
+	}
+}
+
+// requestProgress asks etcd for a progress notification on the watch
+// stream of ctx.
+func (b *Backend) requestProgress(ctx context.Context, service string) {
+	if err := b.cli.RequestProgress(ctx); err != nil && ctx.Err() == nil {
+		b.log.Debug("cannot ask etcd for the service watch's progress", "service", service, "error", err)
 	}
 }
