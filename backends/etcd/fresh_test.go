@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/cache"
+	"github.com/roster-sd/roster/internal/testwait"
 )
 
 // TestWatchFreshSetAfterOutageIsCurrent: the set a watcher gets right after
@@ -57,4 +60,61 @@ func TestWatchFreshSetAfterOutageIsCurrent(t *testing.T) {
 		}
 	}
 	t.Logf("stale first sets after an outage: %d of %d", stale, outages)
+}
+
+// TestWatchReportsQuorumLoss: a member that has lost its leader cancels
+// the watch ("no leader"); watchers must be told the registry is
+// unavailable, and the cache must mark its set stale, rather than serve
+// the last set as fresh through the quorum loss; once the quorum is back
+// they get the current set (#20, found by reading).
+func TestWatchReportsQuorumLoss(t *testing.T) {
+	t.Parallel()
+	c := etcdtest.StartCluster(t, 3)
+	members := c.Members()
+	// The Backend talks to the member that stays up; the other two stop.
+	cfg := testConfig(t, members[0].Endpoints())
+	b := newBackend(t, cfg)
+	cli := members[0].Client(t)
+	putRaw(t, cli, b, instance("payments", "p-1"))
+	w, err := b.Watch(context.Background(), "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	nextSet(t, w, "[p-1]")
+	cached, err := cache.New(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cached.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if _, err := cached.Resolve(ctx, "payments"); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, m := range members[1:] {
+		if err := m.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lost := time.Now()
+	nextOutage(t, w)
+	t.Logf("watcher told of the quorum loss after %v", time.Since(lost).Round(time.Millisecond))
+	testwait.Until(t, waitFor, "the cache to mark payments stale", func() bool {
+		_, _, stale, ok := cached.Snapshot("payments")
+		return ok && stale
+	})
+
+	for _, m := range members[1:] {
+		if err := m.Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putRaw(t, members[1].Client(t), b, instance("payments", "p-2"))
+	nextSet(t, w, "[p-1 p-2]")
+	testwait.Until(t, waitFor, "the cache to hold a fresh [p-1 p-2]", func() bool {
+		set, _, stale, ok := cached.Snapshot("payments")
+		return ok && !stale && ids(set) == "[p-1 p-2]"
+	})
 }
