@@ -40,6 +40,12 @@ type Resolver interface {
 	// Resolve returns the current instances of service, sorted by ID. The
 	// slice and its instances are the caller's to keep and modify. An
 	// unknown service has an empty set, not an error.
+	//
+	// A service name that ValidateName rejects (the rules of
+	// Instance.Service) can hold no instance: Resolve and Watch return an
+	// error wrapping ErrInvalidInstance, with a *FieldError naming the
+	// Service field and the reason, and read nothing. An empty set would
+	// read as "no instance yet" and hide the caller's mistake.
 	Resolve(ctx context.Context, service string) ([]Instance, error)
 
 	// Watch follows the set of instances of service, as etcd's and gRPC's

@@ -42,7 +42,7 @@ func (b *Backend) servicePrefix(service string) string {
 // service's keys: linearizable unless Config.SerializableReads is set.
 func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
 	if err := discovery.ValidateName("Service", service); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("etcd: resolve: %w", err)
 	}
 	if b.isClosed() {
 		return nil, fmt.Errorf("etcd: resolve %s: %w", service, discovery.ErrClosed)
@@ -112,7 +112,7 @@ func (b *Backend) decode(service string, kv *mvccpb.KeyValue) (discovery.Instanc
 // ends, whichever comes first.
 func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
 	if err := discovery.ValidateName("Service", service); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("etcd: watch: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

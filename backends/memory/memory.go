@@ -254,6 +254,9 @@ func (b *Backend) close() {
 
 // usableLocked reports why b cannot serve a call now, if it cannot.
 func (b *Backend) usableLocked(ctx context.Context, op, service string) error {
+	if err := discovery.ValidateName("Service", service); err != nil {
+		return fmt.Errorf("memory: %s: %w", op, err)
+	}
 	switch {
 	case b.closed:
 		return fmt.Errorf("memory: %s %q: %w", op, service, discovery.ErrClosed)
