@@ -48,6 +48,9 @@ type Backend struct {
 	// has its own lock, taken with b.regs.mu held or with no lock held, never
 	// the other way round.
 	watches *backendkit.FeedGroup
+	// hist is the value of the history key read after the last
+	// reconnection, shared by the watches (history.go).
+	hist historyCheck
 }
 
 var (

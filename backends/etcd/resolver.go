@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/backendkit"
@@ -62,27 +64,55 @@ func (b *Backend) isClosed() bool {
 
 // list reads the service's instances and the revision they were read at.
 func (b *Backend) list(ctx context.Context, service string) ([]discovery.Instance, int64, error) {
-	set, rev, _, err := b.listFrom(ctx, service)
-	return set, rev, err
+	resp, err := b.cli.Get(ctx, b.servicePrefix(service), b.readOpts(clientv3.WithPrefix())...)
+	if err != nil {
+		return nil, 0, err
+	}
+	return b.decodeAll(service, resp.Kvs), resp.Header.Revision, nil
 }
 
-// listFrom is list that also returns the ID of the cluster that answered.
-func (b *Backend) listFrom(ctx context.Context, service string) ([]discovery.Instance, int64, uint64, error) {
-	opts := []clientv3.OpOption{clientv3.WithPrefix()}
-	if b.cfg.SerializableReads {
-		opts = append(opts, clientv3.WithSerializable())
-	}
-	resp, err := b.cli.Get(ctx, b.servicePrefix(service), opts...)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	set := make([]discovery.Instance, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
+// decodeAll returns the instances of service among kvs, normalized.
+func (b *Backend) decodeAll(service string, kvs []*mvccpb.KeyValue) []discovery.Instance {
+	set := make([]discovery.Instance, 0, len(kvs))
+	for _, kv := range kvs {
 		if in, ok := b.decode(service, kv); ok {
 			set = append(set, in)
 		}
 	}
-	return discovery.NormalizeSet(set), resp.Header.Revision, resp.Header.ClusterId, nil
+	return discovery.NormalizeSet(set)
+}
+
+// listing is what a watch's list read: the set, and where in etcd's
+// history it was read.
+type listing struct {
+	set     []discovery.Instance
+	rev     int64  // revision of the read
+	cluster uint64 // ID of the cluster that answered
+	history string // value of the history key; "" if etcd has none we may write
+}
+
+// listFrom reads the service's instances together with the history key, in
+// one read-only transaction, and creates the history key if etcd has none
+// (once per history; see history.go).
+func (b *Backend) listFrom(ctx context.Context, service string) (listing, error) {
+	resp, err := b.cli.Txn(ctx).Then(
+		clientv3.OpGet(b.historyPath(), b.readOpts()...),
+		clientv3.OpGet(b.servicePrefix(service), b.readOpts(clientv3.WithPrefix())...),
+	).Commit()
+	if err != nil {
+		return listing{}, err
+	}
+	l := listing{
+		set:     b.decodeAll(service, resp.Responses[1].GetResponseRange().Kvs),
+		rev:     resp.Header.Revision,
+		cluster: resp.Header.ClusterId,
+	}
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		l.history = string(kvs[0].Value)
+	} else if l.history, err = b.markHistory(ctx); err != nil {
+		return listing{}, err
+	}
+	return l, nil
 }
 
 // decode turns a key-value under the service's prefix into an instance,
@@ -153,6 +183,8 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 		rev     int64                         // next revision to watch from; 0: list first
 		cluster uint64                        // ID of the cluster the list came from
 		back    = b.conn.reconnections()      // closed once the connection is back after a failure
+		epoch   <-chan struct{}               // the closed back, until the history is checked
+		history string                        // value of the history key at the list
 	)
 	publish := func() {
 		set := make([]discovery.Instance, 0, len(current))
@@ -164,7 +196,7 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 	for ctx.Err() == nil {
 		if rev == 0 {
 			lctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
-			set, at, id, err := b.listFrom(lctx, service)
+			l, err := b.listFrom(lctx, service)
 			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
@@ -176,16 +208,39 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 				}
 				continue
 			}
-			current = make(map[string]discovery.Instance, len(set))
-			for _, in := range set {
+			current = make(map[string]discovery.Instance, len(l.set))
+			for _, in := range l.set {
 				current[prefix+in.ID] = in
 			}
-			feed.Publish(set)
-			rev, cluster = at+1, id
+			feed.Publish(l.set)
+			rev, cluster, history = l.rev+1, l.cluster, l.history
+			epoch = nil // the list is of the present history
+		}
+		if epoch != nil {
+			// Back from an outage: is this still the history the watch
+			// followed? (See history.go.)
+			h, err := b.history(ctx, epoch)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				feed.Fail(fmt.Errorf("watch %s: %w", service, err))
+				if !pause(err) {
+					return
+				}
+				continue
+			}
+			epoch = nil
+			if h != history {
+				b.log.Info("etcd's history changed (wiped or replaced), listing again",
+					"service", service, "revision", rev-1)
+				rev = 0
+				continue
+			}
 		}
 		err := b.watchFrom(ctx, service, &watchState{
 			current: current, rev: &rev, cluster: cluster,
-			back: &back, publish: publish,
+			back: &back, epoch: &epoch, publish: publish,
 			healthy: func() { backoff = b.cfg.Retry.Backoff() },
 		})
 		if err != nil && ctx.Err() == nil {
@@ -207,12 +262,17 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 // syncs lagging watchers every 100 ms.
 const progressInterval = 50 * time.Millisecond
 
+// watchGenerationKey is the gRPC metadata key that gives the watches of
+// each connection generation a stream of their own (see watchFrom).
+const watchGenerationKey = "roster-watch-generation"
+
 // watchState is what one watch of follow reads and updates.
 type watchState struct {
 	current map[string]discovery.Instance // by etcd key; updated in place
 	rev     *int64                        // next revision to watch from; set to 0 to list again
 	cluster uint64                        // ID of the cluster the list came from
 	back    *<-chan struct{}              // closed once the connection is back after a failure
+	epoch   *<-chan struct{}              // set to the closed back
 	publish func()                        // publishes current
 	healthy func()                        // called for each response that is not an error
 }
@@ -231,7 +291,13 @@ type watchState struct {
 // lists the service instead.
 func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState) error {
 	prefix := b.servicePrefix(service)
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	// The watches of one connection generation share a gRPC stream of
+	// their own (etcd's client keys streams by metadata). etcd answers a
+	// progress request only once every watch of the stream is synced;
+	// the watches cancelled at a reconnection, which the client may have
+	// resumed on their old stream meanwhile, must not hold it up.
+	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx),
+		watchGenerationKey, strconv.FormatUint(b.conn.generation(), 10)))
 	defer cancel()
 	// created: etcd confirmed this watch, so its header tells whether
 	// rev is still in etcd's history.
@@ -272,6 +338,7 @@ func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState)
 			case <-*st.back:
 				// Back from an outage: watch again from the revision
 				// reached, and publish the set once it has caught up.
+				*st.epoch = *st.back
 				*st.back = b.conn.reconnections()
 				return nil
 			case <-tick:
