@@ -80,6 +80,36 @@ type Watcher interface {
 	Stop()
 }
 
+// RevisionResolver is an optional interface of a Resolver whose sets carry
+// the registry's revision (etcd's revision, a stream sequence, a counter),
+// so that a client that uses both Resolve and Watch, as package
+// grpcresolver does, can tell an older set from a newer one and never go
+// back to the older.
+//
+// Of two sets of one service from one RevisionResolver, the one with the
+// higher revision is the newer. Zero means unknown and orders nothing. A
+// registry that starts a new history (wiped, restored from a backup) may
+// give lower revisions afterwards; its Watchers report the outage first
+// (an error wrapping ErrUnavailable), and a client compares no revision
+// across it.
+type RevisionResolver interface {
+	Resolver
+
+	// ResolveRevision is Resolve that also returns the revision at which
+	// the set was read.
+	ResolveRevision(ctx context.Context, service string) ([]Instance, uint64, error)
+}
+
+// RevisionWatcher is an optional interface of the Watchers of a
+// RevisionResolver: see RevisionResolver.
+type RevisionWatcher interface {
+	Watcher
+
+	// NextRevision is Next that also returns the revision at which the
+	// set was known to be current (zero if unknown).
+	NextRevision(ctx context.Context) ([]Instance, uint64, error)
+}
+
 // Backend is a registry that can both publish and resolve instances.
 type Backend interface {
 	Registrar

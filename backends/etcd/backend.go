@@ -54,8 +54,9 @@ type Backend struct {
 }
 
 var (
-	_ discovery.Backend        = (*Backend)(nil)
-	_ discovery.StatusReporter = (*Backend)(nil)
+	_ discovery.Backend          = (*Backend)(nil)
+	_ discovery.RevisionResolver = (*Backend)(nil)
+	_ discovery.StatusReporter   = (*Backend)(nil)
 )
 
 // New dials etcd with cfg and returns a Backend that owns the client and

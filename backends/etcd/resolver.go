@@ -43,17 +43,25 @@ func (b *Backend) servicePrefix(service string) string {
 // Resolve implements discovery.Resolver with one range read of the
 // service's keys: linearizable unless Config.SerializableReads is set.
 func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
+	set, _, err := b.ResolveRevision(ctx, service)
+	return set, err
+}
+
+// ResolveRevision implements discovery.RevisionResolver: Resolve, with
+// the etcd revision of the read. The Backend's Watchers give, with each
+// set, the revision up to which they have applied etcd's events.
+func (b *Backend) ResolveRevision(ctx context.Context, service string) ([]discovery.Instance, uint64, error) {
 	if err := discovery.ValidateName("Service", service); err != nil {
-		return nil, fmt.Errorf("etcd: resolve: %w", err)
+		return nil, 0, fmt.Errorf("etcd: resolve: %w", err)
 	}
 	if b.isClosed() {
-		return nil, fmt.Errorf("etcd: resolve %s: %w", service, discovery.ErrClosed)
+		return nil, 0, fmt.Errorf("etcd: resolve %s: %w", service, discovery.ErrClosed)
 	}
-	set, _, err := b.list(ctx, service)
+	set, rev, err := b.list(ctx, service)
 	if err != nil {
-		return nil, fmt.Errorf("etcd: resolve %s: %w", service, err)
+		return nil, 0, fmt.Errorf("etcd: resolve %s: %w", service, err)
 	}
-	return set, nil
+	return set, uint64(rev), nil
 }
 
 func (b *Backend) isClosed() bool {
@@ -186,12 +194,13 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 		epoch   <-chan struct{}               // the closed back, until the history is checked
 		history string                        // value of the history key at the list
 	)
+	var at int64 // the revision up to which current is known to be etcd's
 	publish := func() {
 		set := make([]discovery.Instance, 0, len(current))
 		for _, in := range current {
 			set = append(set, in)
 		}
-		feed.Publish(set)
+		feed.PublishAt(set, uint64(at))
 	}
 	for ctx.Err() == nil {
 		if rev == 0 {
@@ -212,7 +221,8 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 			for _, in := range l.set {
 				current[prefix+in.ID] = in
 			}
-			feed.Publish(l.set)
+			at = l.rev
+			feed.PublishAt(l.set, uint64(at))
 			rev, cluster, history = l.rev+1, l.cluster, l.history
 			epoch = nil // the list is of the present history
 		}
@@ -240,7 +250,7 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 		}
 		err := b.watchFrom(ctx, service, &watchState{
 			current: current, rev: &rev, cluster: cluster,
-			back: &back, epoch: &epoch, publish: publish,
+			back: &back, epoch: &epoch, at: &at, publish: publish,
 			healthy: func() { backoff = b.cfg.Retry.Backoff() },
 		})
 		if err != nil && ctx.Err() == nil {
@@ -273,6 +283,7 @@ type watchState struct {
 	cluster uint64                        // ID of the cluster the list came from
 	back    *<-chan struct{}              // closed once the connection is back after a failure
 	epoch   *<-chan struct{}              // set to the closed back
+	at      *int64                        // revision up to which current is etcd's
 	publish func()                        // publishes current
 	healthy func()                        // called for each response that is not an error
 }
@@ -388,6 +399,7 @@ func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState)
 				delete(st.current, key)
 			}
 			*st.rev = ev.Kv.ModRevision + 1
+			*st.at = ev.Kv.ModRevision
 		}
 		if resp.Created && !created {
 			created = true
@@ -403,11 +415,15 @@ func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState)
 			} else {
 				// Publishing after a fault tells the watchers their
 				// set is fresh, even when it did not change.
+				*st.at = max(*st.at, resp.Header.Revision)
 				pending = true
 			}
 		}
 		if catchUp != 0 && (*st.rev-1 >= catchUp || (resp.IsProgressNotify() && resp.Header.Revision >= catchUp)) {
 			catchUp, tick = 0, nil
+			if resp.IsProgressNotify() {
+				*st.at = max(*st.at, resp.Header.Revision)
+			}
 			pending = true
 		}
 		if len(resp.Events) > 0 && catchUp == 0 {
