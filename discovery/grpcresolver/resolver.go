@@ -160,7 +160,10 @@ func (r *watchResolver) run() {
 		r.log.Warn("watch failed, retrying", "attempt", f.Attempt, "retry_in", f.Delay, "error", f.Err)
 		r.cc.ReportError(fmt.Errorf("grpcresolver: %s: %w", r.service, f.Err))
 		// gRPC now holds an error: send the next set even if unchanged.
+		// The registry may start a new history meanwhile: compare no
+		// revision across the failure.
 		r.hasPushed = false
+		r.pushedRev, r.resolvedRev = 0, 0
 	})
 }
 
