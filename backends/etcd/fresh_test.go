@@ -111,8 +111,11 @@ func TestWatchReportsQuorumLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The first set after the outage is [p-1], or [p-1 p-2] if the
+	// watch came back after the write; then [p-1 p-2].
+	col := collect(t, w)
 	putRaw(t, members[1].Client(t), b, instance("payments", "p-2"))
-	nextSet(t, w, "[p-1 p-2]")
+	col.waitIDs(t, "[p-1 p-2]", waitFor)
 	testwait.Until(t, waitFor, "the cache to hold a fresh [p-1 p-2]", func() bool {
 		set, _, stale, ok := cached.Snapshot("payments")
 		return ok && !stale && ids(set) == "[p-1 p-2]"
