@@ -718,8 +718,12 @@ func TestRevisions(t *testing.T) {
 	var last uint64
 	for i, change := range []func() error{
 		func() error { return nil },
-		func() error { return b.Register(ctx, discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.1:80"}) },
-		func() error { return b.Register(ctx, discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}) },
+		func() error {
+			return b.Register(ctx, discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.1:80"})
+		},
+		func() error {
+			return b.Register(ctx, discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"})
+		},
 		func() error { return b.Deregister(ctx, discovery.Instance{Service: "payments", ID: "p-1"}) },
 	} {
 		if err := change(); err != nil {
