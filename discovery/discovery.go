@@ -40,6 +40,12 @@ type Resolver interface {
 	// Resolve returns the current instances of service, sorted by ID. The
 	// slice and its instances are the caller's to keep and modify. An
 	// unknown service has an empty set, not an error.
+	//
+	// A service name that ValidateName rejects (the rules of
+	// Instance.Service) can hold no instance: Resolve and Watch return an
+	// error wrapping ErrInvalidInstance, with a *FieldError naming the
+	// Service field and the reason, and read nothing. An empty set would
+	// read as "no instance yet" and hide the caller's mistake.
 	Resolve(ctx context.Context, service string) ([]Instance, error)
 
 	// Watch follows the set of instances of service, as etcd's and gRPC's
@@ -72,6 +78,36 @@ type Watcher interface {
 
 	// Stop ends the watch and unblocks a pending Next. It is idempotent.
 	Stop()
+}
+
+// RevisionResolver is an optional interface of a Resolver whose sets carry
+// the registry's revision (etcd's revision, a stream sequence, a counter),
+// so that a client that uses both Resolve and Watch, as package
+// grpcresolver does, can tell an older set from a newer one and never go
+// back to the older.
+//
+// Of two sets of one service from one RevisionResolver, the one with the
+// higher revision is the newer. Zero means unknown and orders nothing. A
+// registry that starts a new history (wiped, restored from a backup) may
+// give lower revisions afterwards; its Watchers report the outage first
+// (an error wrapping ErrUnavailable), and a client compares no revision
+// across it.
+type RevisionResolver interface {
+	Resolver
+
+	// ResolveRevision is Resolve that also returns the revision at which
+	// the set was read.
+	ResolveRevision(ctx context.Context, service string) ([]Instance, uint64, error)
+}
+
+// RevisionWatcher is an optional interface of the Watchers of a
+// RevisionResolver: see RevisionResolver.
+type RevisionWatcher interface {
+	Watcher
+
+	// NextRevision is Next that also returns the revision at which the
+	// set was known to be current (zero if unknown).
+	NextRevision(ctx context.Context) ([]Instance, uint64, error)
 }
 
 // Backend is a registry that can both publish and resolve instances.

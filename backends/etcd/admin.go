@@ -71,6 +71,9 @@ func (b *Backend) Services(ctx context.Context) (services []ServiceSummary, skip
 	}
 	counts := make(map[string]int)
 	for _, kv := range resp.Kvs {
+		if string(kv.Key) == b.historyPath() {
+			continue // roster's own (history.go), not an instance
+		}
 		service, id, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), prefix), "/")
 		if !ok || discovery.ValidateName("Service", service) != nil || discovery.ValidateName("ID", id) != nil {
 			skipped = append(skipped, SkippedKey{Key: string(kv.Key),

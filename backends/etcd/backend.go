@@ -49,11 +49,15 @@ type Backend struct {
 	// the other way round.
 	watches *backendkit.FeedGroup
 	skipped backendkit.SkipLog // invalid values already logged (resolver.go)
+	// hist is the value of the history key read after the last
+	// reconnection, shared by the watches (history.go).
+	hist historyCheck
 }
 
 var (
-	_ discovery.Backend        = (*Backend)(nil)
-	_ discovery.StatusReporter = (*Backend)(nil)
+	_ discovery.Backend          = (*Backend)(nil)
+	_ discovery.RevisionResolver = (*Backend)(nil)
+	_ discovery.StatusReporter   = (*Backend)(nil)
 )
 
 // New dials etcd with cfg and returns a Backend that owns the client and

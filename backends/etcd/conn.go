@@ -30,6 +30,7 @@ type connMonitor struct {
 	once sync.Once
 	mu   sync.Mutex
 	back chan struct{} // closed and replaced at each return after a failure
+	gen  uint64        // how many times back was closed
 }
 
 func newConnMonitor(cli *clientv3.Client, log hclog.Logger, onFail func(error)) *connMonitor {
@@ -56,6 +57,14 @@ func (m *connMonitor) reconnections() <-chan struct{} {
 	return m.back
 }
 
+// generation returns how many times the connection has come back after a
+// failure.
+func (m *connMonitor) generation() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gen
+}
+
 func (m *connMonitor) run(ctx context.Context) {
 	conn := m.cli.ActiveConnection()
 	state := conn.GetState()
@@ -74,6 +83,7 @@ func (m *connMonitor) run(ctx context.Context) {
 				m.mu.Lock()
 				close(m.back)
 				m.back = make(chan struct{})
+				m.gen++
 				m.mu.Unlock()
 			}
 		case connectivity.TransientFailure:

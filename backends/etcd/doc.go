@@ -43,6 +43,23 @@
 // conflict, deregistered) is available through the discovery.StatusReporter
 // methods for readiness probes, logs and metrics.
 //
+// # Resolving and watching
+//
+// Resolve is one range read. The watchers of a service share one etcd
+// watch, which lists the service and then follows its events; after an
+// outage it resumes from the revision it reached and tells the watchers
+// their set is fresh only once it has caught up with etcd (a progress
+// notification), so that set is the current one. A watch that etcd ends
+// (a member without a leader, say) reports the outage to the watchers
+// until it is back. Sets carry etcd's revision
+// (discovery.RevisionResolver).
+//
+// To notice an etcd that was wiped while keeping its cluster ID, the
+// first watch of a history writes the key <Prefix>/~history with a random
+// value, once; watches read it with their list and once per process after
+// each reconnection, and list again when it changed. A client without
+// write permission under the prefix skips it.
+//
 // # Operators' tools
 //
 // Services, Instances and Delete serve tools that show and fix the

@@ -23,7 +23,10 @@ import (
 // more than once, and is called from FindServices's goroutine.
 //
 // Through an outage it waits: etcd's watch resumes from the revision it
-// reached. It returns ctx's error when ctx ends, and another error when it
+// reached, and once etcd is back FindServices checks that etcd's history
+// is still the one it read (see history.go); if etcd was wiped or
+// replaced meanwhile, it reads the keys again and calls found with every
+// service of the new history. It returns ctx's error when ctx ends, and another error when it
 // cannot read the keys or cannot go on from where it was (etcd compacted
 // that revision, the member lost its leader, the Backend was closed):
 // calling it again reads the keys again.
@@ -32,45 +35,98 @@ import (
 // write delivered): it is for one operator's tool, not for applications,
 // which watch the services they use (Watch).
 func (b *Backend) FindServices(ctx context.Context, found func(services []string)) error {
-	if b.isClosed() {
+	b.regs.mu.Lock()
+	if b.regs.closed {
+		b.regs.mu.Unlock()
 		return fmt.Errorf("etcd: find services: %w", discovery.ErrClosed)
 	}
+	// Under b.regs.mu, with the Backend open: Close waits for the monitor.
+	b.conn.start(b.ctx, &b.wg)
+	b.regs.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(b.ctx, cancel) // the Backend's Close ends it too
 	defer stop()
 
 	prefix := b.cfg.Prefix + "/"
+	back := b.conn.reconnections()
+	for {
+		again, err := b.findFrom(ctx, prefix, found, &back)
+		if !again {
+			return err
+		}
+	}
+}
+
+// findFrom is one pass of FindServices: it reads the keys under prefix with
+// the history key, then follows the writes. It returns again once etcd's
+// history is no longer the one it read (see history.go), so that
+// FindServices reads the keys of the new one.
+func (b *Backend) findFrom(ctx context.Context, prefix string, found func([]string), back *<-chan struct{}) (again bool, err error) {
 	lctx, lcancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
-	resp, err := b.cli.Get(lctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	resp, err := b.cli.Txn(lctx).Then(
+		clientv3.OpGet(b.historyPath()),
+		clientv3.OpGet(prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly()),
+	).Commit()
+	var history string
+	if err == nil {
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			history = string(kvs[0].Value)
+		} else {
+			history, err = b.markHistory(lctx)
+		}
+	}
 	lcancel()
 	if err != nil {
-		return b.findError(ctx, err)
+		return false, b.findError(ctx, err)
 	}
+	kvs := resp.Responses[1].GetResponseRange().Kvs
 	found(servicesOf(prefix, func(yield func([]byte) bool) {
-		for _, kv := range resp.Kvs {
+		for _, kv := range kvs {
 			if !yield(kv.Key) {
 				return
 			}
 		}
 	}))
-	events := b.cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(),
+	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer wcancel()
+	events := b.cli.Watch(wctx, prefix, clientv3.WithPrefix(),
 		clientv3.WithRev(resp.Header.Revision+1), clientv3.WithFilterDelete())
-	for wr := range events {
-		if err := wr.Err(); err != nil {
-			return b.findError(ctx, err)
-		}
-		if s := servicesOf(prefix, func(yield func([]byte) bool) {
-			for _, ev := range wr.Events {
-				if !yield(ev.Kv.Key) {
-					return
-				}
+	for {
+		select {
+		case <-*back:
+			// Back from an outage: etcd's client resumes the watch from
+			// the revision reached, which a wiped etcd may hold with
+			// other data.
+			epoch := *back
+			*back = b.conn.reconnections()
+			h, err := b.history(ctx, epoch)
+			if err != nil {
+				return false, b.findError(ctx, err)
 			}
-		}); len(s) > 0 {
-			found(s)
+			if h != history {
+				b.log.Info("etcd's history changed (wiped or replaced), reading the services again")
+				return true, nil
+			}
+			continue
+		case wr, ok := <-events:
+			if !ok {
+				return false, b.findError(ctx, errors.New("watch ended"))
+			}
+			if err := wr.Err(); err != nil {
+				return false, b.findError(ctx, err)
+			}
+			if s := servicesOf(prefix, func(yield func([]byte) bool) {
+				for _, ev := range wr.Events {
+					if !yield(ev.Kv.Key) {
+						return
+					}
+				}
+			}); len(s) > 0 {
+				found(s)
+			}
 		}
 	}
-	return b.findError(ctx, errors.New("watch ended"))
 }
 
 // findError is the error FindServices returns for err.

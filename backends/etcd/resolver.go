@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/backendkit"
@@ -40,17 +43,25 @@ func (b *Backend) servicePrefix(service string) string {
 // Resolve implements discovery.Resolver with one range read of the
 // service's keys: linearizable unless Config.SerializableReads is set.
 func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
+	set, _, err := b.ResolveRevision(ctx, service)
+	return set, err
+}
+
+// ResolveRevision implements discovery.RevisionResolver: Resolve, with
+// the etcd revision of the read. The Backend's Watchers give, with each
+// set, the revision up to which they have applied etcd's events.
+func (b *Backend) ResolveRevision(ctx context.Context, service string) ([]discovery.Instance, uint64, error) {
 	if err := discovery.ValidateName("Service", service); err != nil {
-		return nil, err
+		return nil, 0, fmt.Errorf("etcd: resolve: %w", err)
 	}
 	if b.isClosed() {
-		return nil, fmt.Errorf("etcd: resolve %s: %w", service, discovery.ErrClosed)
+		return nil, 0, fmt.Errorf("etcd: resolve %s: %w", service, discovery.ErrClosed)
 	}
-	set, _, err := b.list(ctx, service)
+	set, rev, err := b.list(ctx, service)
 	if err != nil {
-		return nil, fmt.Errorf("etcd: resolve %s: %w", service, err)
+		return nil, 0, fmt.Errorf("etcd: resolve %s: %w", service, err)
 	}
-	return set, nil
+	return set, uint64(rev), nil
 }
 
 func (b *Backend) isClosed() bool {
@@ -61,27 +72,55 @@ func (b *Backend) isClosed() bool {
 
 // list reads the service's instances and the revision they were read at.
 func (b *Backend) list(ctx context.Context, service string) ([]discovery.Instance, int64, error) {
-	set, rev, _, err := b.listFrom(ctx, service)
-	return set, rev, err
+	resp, err := b.cli.Get(ctx, b.servicePrefix(service), b.readOpts(clientv3.WithPrefix())...)
+	if err != nil {
+		return nil, 0, err
+	}
+	return b.decodeAll(service, resp.Kvs), resp.Header.Revision, nil
 }
 
-// listFrom is list that also returns the ID of the cluster that answered.
-func (b *Backend) listFrom(ctx context.Context, service string) ([]discovery.Instance, int64, uint64, error) {
-	opts := []clientv3.OpOption{clientv3.WithPrefix()}
-	if b.cfg.SerializableReads {
-		opts = append(opts, clientv3.WithSerializable())
-	}
-	resp, err := b.cli.Get(ctx, b.servicePrefix(service), opts...)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	set := make([]discovery.Instance, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
+// decodeAll returns the instances of service among kvs, normalized.
+func (b *Backend) decodeAll(service string, kvs []*mvccpb.KeyValue) []discovery.Instance {
+	set := make([]discovery.Instance, 0, len(kvs))
+	for _, kv := range kvs {
 		if in, ok := b.decode(service, kv); ok {
 			set = append(set, in)
 		}
 	}
-	return discovery.NormalizeSet(set), resp.Header.Revision, resp.Header.ClusterId, nil
+	return discovery.NormalizeSet(set)
+}
+
+// listing is what a watch's list read: the set, and where in etcd's
+// history it was read.
+type listing struct {
+	set     []discovery.Instance
+	rev     int64  // revision of the read
+	cluster uint64 // ID of the cluster that answered
+	history string // value of the history key; "" if etcd has none we may write
+}
+
+// listFrom reads the service's instances together with the history key, in
+// one read-only transaction, and creates the history key if etcd has none
+// (once per history; see history.go).
+func (b *Backend) listFrom(ctx context.Context, service string) (listing, error) {
+	resp, err := b.cli.Txn(ctx).Then(
+		clientv3.OpGet(b.historyPath(), b.readOpts()...),
+		clientv3.OpGet(b.servicePrefix(service), b.readOpts(clientv3.WithPrefix())...),
+	).Commit()
+	if err != nil {
+		return listing{}, err
+	}
+	l := listing{
+		set:     b.decodeAll(service, resp.Responses[1].GetResponseRange().Kvs),
+		rev:     resp.Header.Revision,
+		cluster: resp.Header.ClusterId,
+	}
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		l.history = string(kvs[0].Value)
+	} else if l.history, err = b.markHistory(ctx); err != nil {
+		return listing{}, err
+	}
+	return l, nil
 }
 
 // decode turns a key-value under the service's prefix into an instance,
@@ -113,7 +152,7 @@ func (b *Backend) decode(service string, kv *mvccpb.KeyValue) (discovery.Instanc
 // ends, whichever comes first.
 func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
 	if err := discovery.ValidateName("Service", service); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("etcd: watch: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -135,9 +174,11 @@ func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher,
 // revision is gone, compacted or absent from etcd's history (a restored
 // or wiped cluster: another cluster ID, or a current revision below the
 // one reached). A failed list fails the feed with discovery.ErrUnavailable.
-// After a reconnection it re-establishes its watch and, once etcd has
-// confirmed it from the revision reached, publishes the current set again,
-// which tells the watchers the set is fresh without a range read.
+// After a reconnection it re-establishes its watch and, once the watch has
+// caught up with etcd (see watchFrom), publishes the current set again,
+// which tells the watchers the set is fresh without a range read. A watch
+// that fails (etcd lost its leader, ended or refused the watch) fails the
+// feed until the watch that replaces it has caught up.
 func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.Feed) {
 	defer b.wg.Done()
 	prefix := b.servicePrefix(service)
@@ -152,18 +193,21 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 		rev     int64                         // next revision to watch from; 0: list first
 		cluster uint64                        // ID of the cluster the list came from
 		back    = b.conn.reconnections()      // closed once the connection is back after a failure
+		epoch   <-chan struct{}               // the closed back, until the history is checked
+		history string                        // value of the history key at the list
 	)
+	var at int64 // the revision up to which current is known to be etcd's
 	publish := func() {
 		set := make([]discovery.Instance, 0, len(current))
 		for _, in := range current {
 			set = append(set, in)
 		}
-		feed.Publish(set)
+		feed.PublishAt(set, uint64(at))
 	}
 	for ctx.Err() == nil {
 		if rev == 0 {
 			lctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
-			set, at, id, err := b.listFrom(lctx, service)
+			l, err := b.listFrom(lctx, service)
 			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
@@ -175,94 +219,225 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 				}
 				continue
 			}
-			current = make(map[string]discovery.Instance, len(set))
-			for _, in := range set {
+			current = make(map[string]discovery.Instance, len(l.set))
+			for _, in := range l.set {
 				current[prefix+in.ID] = in
 			}
-			feed.Publish(set)
-			rev, cluster = at+1, id
+			at = l.rev
+			feed.PublishAt(l.set, uint64(at))
+			rev, cluster, history = l.rev+1, l.cluster, l.history
+			epoch = nil // the list is of the present history
 		}
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		var err error
-		// created: etcd confirmed this watch, so its header tells whether
-		// rev is still in etcd's history.
-		created := false
-		// pending: changes applied to current but not yet published. They
-		// are published once no further response is ready, so that a burst
-		// (a whole fleet coming back) costs the watchers one set per
-		// burst, not one per response.
-		pending := false
-		events := b.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithCreatedNotify())
-	watching:
-		for {
-			var resp clientv3.WatchResponse
-			var ok bool
-			if pending {
-				select {
-				case resp, ok = <-events:
-				default:
-					publish()
-					pending = false
-					continue
+		if epoch != nil {
+			// Back from an outage: is this still the history the watch
+			// followed? (See history.go.)
+			h, err := b.history(ctx, epoch)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
 				}
-			} else {
-				select {
-				case resp, ok = <-events:
-				case <-back:
-					// Back from an outage: watch again from the revision
-					// reached, and publish the set once etcd confirms it.
-					back = b.conn.reconnections()
-					err = nil
-					break watching
+				feed.Fail(fmt.Errorf("watch %s: %w", service, err))
+				if !pause(err) {
+					return
 				}
+				continue
 			}
-			if !ok {
-				err = errWatchEnded
-				break watching
+			epoch = nil
+			if h != history {
+				b.log.Info("etcd's history changed (wiped or replaced), listing again",
+					"service", service, "revision", rev-1)
+				rev = 0
+				continue
 			}
-			if resp.CompactRevision != 0 {
-				b.log.Info("service watch fell behind compaction, listing again",
-					"service", service, "compact_revision", resp.CompactRevision)
-				rev, err = 0, nil
-				break watching
-			}
-			if err = resp.Err(); err != nil {
-				break watching
-			}
-			if h := resp.Header; h.ClusterId != cluster || h.Revision < rev-1 {
-				b.log.Info("etcd no longer holds the revision the service watch reached, listing again",
-					"service", service, "revision", rev-1, "etcd_revision", h.Revision,
-					"cluster", cluster, "etcd_cluster", h.ClusterId)
-				rev, err = 0, nil
-				break watching
-			}
-			backoff = b.cfg.Retry.Backoff()
-			for _, ev := range resp.Events {
-				key := string(ev.Kv.Key)
-				if ev.Type == mvccpb.DELETE {
-					delete(current, key)
-				} else if in, ok := b.decode(service, ev.Kv); ok {
-					current[key] = in
-				} else {
-					delete(current, key)
-				}
-				rev = ev.Kv.ModRevision + 1
-			}
-			if len(resp.Events) > 0 || (resp.Created && !created) {
-				// Publishing after a fault tells the watchers their set
-				// is fresh, even when it did not change.
-				pending = true
-			}
-			created = created || resp.Created
 		}
-		if pending {
-			publish() // what was applied before the watch ended
-		}
-		cancel()
+		err := b.watchFrom(ctx, service, &watchState{
+			current: current, rev: &rev, cluster: cluster,
+			back: &back, epoch: &epoch, at: &at, publish: publish,
+			healthy: func() { backoff = b.cfg.Retry.Backoff() },
+		})
 		if err != nil && ctx.Err() == nil {
+			// The watch is down until it is set up again: the watchers'
+			// set is no longer kept fresh (etcd lost its leader, refused
+			// or ended the watch). The watch that replaces it publishes
+			// once it has caught up, which ends the outage.
+			feed.Fail(fmt.Errorf("watch %s: %w", service, err))
 			if !pause(err) {
 				return
 			}
 		}
+	}
+}
+
+// progressInterval is how often a watch that has not caught up yet
+// asks etcd for a progress notification. etcd answers only once every
+// watcher of the stream is synced, and drops the request otherwise; it
+// syncs lagging watchers every 100 ms.
+const progressInterval = 50 * time.Millisecond
+
+// watchGenerationKey is the gRPC metadata key that gives the watches of
+// each connection generation a stream of their own (see watchFrom).
+const watchGenerationKey = "roster-watch-generation"
+
+// watchState is what one watch of follow reads and updates.
+type watchState struct {
+	current map[string]discovery.Instance // by etcd key; updated in place
+	rev     *int64                        // next revision to watch from; set to 0 to list again
+	cluster uint64                        // ID of the cluster the list came from
+	back    *<-chan struct{}              // closed once the connection is back after a failure
+	epoch   *<-chan struct{}              // set to the closed back
+	at      *int64                        // revision up to which current is etcd's
+	publish func()                        // publishes current
+	healthy func()                        // called for each response that is not an error
+}
+
+// watchFrom watches the service from *st.rev until the watch fails (its
+// error), the connection comes back after a failure, the revision reached
+// is gone (*st.rev set to 0: list again) or ctx ends (nil).
+//
+// A watch publishes the set only once it has caught up with etcd: etcd
+// confirms a watch (Created) at once, with the revision it has reached,
+// but sends the events a lagging watch missed up to about 100 ms later, so
+// after a fault the set held at Created is the one from before the fault. The watch has caught up once it has seen every event up to
+// that revision: a progress notification at or after it says so (etcd
+// sends one, when asked, only once the watch is synced), as does an event
+// at or after it. A watch that does not catch up within RequestTimeout
+// lists the service instead.
+func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState) error {
+	prefix := b.servicePrefix(service)
+	// The watches of one connection generation share a gRPC stream of
+	// their own (etcd's client keys streams by metadata). etcd answers a
+	// progress request only once every watch of the stream is synced;
+	// the watches cancelled at a reconnection, which the client may have
+	// resumed on their old stream meanwhile, must not hold it up.
+	wctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx),
+		watchGenerationKey, strconv.FormatUint(b.conn.generation(), 10)))
+	defer cancel()
+	// created: etcd confirmed this watch, so its header tells whether
+	// rev is still in etcd's history.
+	created := false
+	// pending: changes applied to current but not yet published. They
+	// are published once no further response is ready, so that a burst
+	// (a whole fleet coming back) costs the watchers one set per
+	// burst, not one per response.
+	pending := false
+	// catchUp: the revision etcd had reached when it confirmed the
+	// watch; 0 once the watch has caught up with it. Nothing is
+	// published before.
+	var (
+		catchUp    int64
+		catchSince time.Time
+		tick       <-chan time.Time
+	)
+	defer func() {
+		if pending {
+			st.publish() // what was applied before the watch ended
+		}
+	}()
+	events := b.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(*st.rev), clientv3.WithCreatedNotify())
+	for {
+		var resp clientv3.WatchResponse
+		var ok bool
+		if pending {
+			select {
+			case resp, ok = <-events:
+			default:
+				st.publish()
+				pending = false
+				continue
+			}
+		} else {
+			select {
+			case resp, ok = <-events:
+			case <-*st.back:
+				// Back from an outage: watch again from the revision
+				// reached, and publish the set once it has caught up.
+				*st.epoch = *st.back
+				*st.back = b.conn.reconnections()
+				return nil
+			case <-tick:
+				if time.Since(catchSince) > b.cfg.RequestTimeout {
+					b.log.Info("service watch did not catch up with etcd, listing again",
+						"service", service, "revision", *st.rev-1, "etcd_revision", catchUp)
+					*st.rev = 0
+					return nil
+				}
+				b.requestProgress(wctx, service)
+				continue
+			}
+		}
+		if !ok {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return errWatchEnded
+		}
+		if resp.CompactRevision != 0 {
+			b.log.Info("service watch fell behind compaction, listing again",
+				"service", service, "compact_revision", resp.CompactRevision)
+			*st.rev = 0
+			return nil
+		}
+		if err := resp.Err(); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if h := resp.Header; h.ClusterId != st.cluster || h.Revision < *st.rev-1 {
+			b.log.Info("etcd no longer holds the revision the service watch reached, listing again",
+				"service", service, "revision", *st.rev-1, "etcd_revision", h.Revision,
+				"cluster", st.cluster, "etcd_cluster", h.ClusterId)
+			*st.rev = 0
+			return nil
+		}
+		st.healthy()
+		for _, ev := range resp.Events {
+			key := string(ev.Kv.Key)
+			if ev.Type == mvccpb.DELETE {
+				delete(st.current, key)
+			} else if in, ok := b.decode(service, ev.Kv); ok {
+				st.current[key] = in
+			} else {
+				delete(st.current, key)
+			}
+			*st.rev = ev.Kv.ModRevision + 1
+			*st.at = ev.Kv.ModRevision
+		}
+		if resp.Created && !created {
+			created = true
+			if resp.Header.Revision >= *st.rev {
+				// etcd is ahead of the revision reached: the events
+				// in between may still be on their way, whether the
+				// watch resumes after a fault or was confirmed late.
+				catchUp, catchSince = resp.Header.Revision, time.Now()
+				ticker := time.NewTicker(progressInterval)
+				defer ticker.Stop()
+				tick = ticker.C
+				b.requestProgress(wctx, service)
+			} else {
+				// Publishing after a fault tells the watchers their
+				// set is fresh, even when it did not change.
+				*st.at = max(*st.at, resp.Header.Revision)
+				pending = true
+			}
+		}
+		if catchUp != 0 && (*st.rev-1 >= catchUp || (resp.IsProgressNotify() && resp.Header.Revision >= catchUp)) {
+			catchUp, tick = 0, nil
+			if resp.IsProgressNotify() {
+				*st.at = max(*st.at, resp.Header.Revision)
+			}
+			pending = true
+		}
+		if len(resp.Events) > 0 && catchUp == 0 {
+			pending = true
+		}
+	}
+}
+
+// requestProgress asks etcd for a progress notification on the watch
+// stream of ctx.
+func (b *Backend) requestProgress(ctx context.Context, service string) {
+	if err := b.cli.RequestProgress(ctx); err != nil && ctx.Err() == nil {
+		b.log.Debug("cannot ask etcd for the service watch's progress", "service", service, "error", err)
 	}
 }

@@ -1,6 +1,7 @@
 package etcd_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 
@@ -20,18 +22,30 @@ import (
 	"github.com/roster-sd/roster/internal/testwait"
 )
 
-// countingBackend starts a Backend on a client of its own whose range
-// reads are counted, attempt by attempt, as they leave the client. Both
-// are closed at the end of the test.
+// countingBackend starts a Backend on a client of its own whose reads of
+// service keys (a range read, or a transaction that reads, other than of
+// the history key alone) are counted, attempt by attempt, as they leave
+// the client. Both are closed at the end of the test.
 func countingBackend(t testing.TB, cfg etcd.Config) (*etcd.Backend, *atomic.Int64) {
 	t.Helper()
 	var ranges atomic.Int64
+	history := cmp.Or(cfg.Prefix, etcd.DefaultPrefix) + "/~history"
 	cc := etcd.ClientConfig(cfg)
 	cc.DialOptions = append(cc.DialOptions, grpc.WithChainUnaryInterceptor(
 		func(ctx context.Context, method string, req, reply any, conn *grpc.ClientConn,
 			invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			if method == "/etcdserverpb.KV/Range" {
-				ranges.Add(1)
+			switch r := req.(type) {
+			case *etcdserverpb.RangeRequest:
+				if string(r.Key) != history {
+					ranges.Add(1)
+				}
+			case *etcdserverpb.TxnRequest:
+				for _, op := range r.Success {
+					if op.GetRequestRange() != nil && string(op.GetRequestRange().Key) != history {
+						ranges.Add(1)
+						break
+					}
+				}
 			}
 			return invoker(ctx, method, req, reply, conn, opts...)
 		}))

@@ -12,9 +12,10 @@ import (
 )
 
 var (
-	_ discovery.Backend        = (*Backend)(nil)
-	_ discovery.StatusReporter = (*Backend)(nil)
-	_ discovery.FactsReporter  = (*Backend)(nil)
+	_ discovery.Backend          = (*Backend)(nil)
+	_ discovery.StatusReporter   = (*Backend)(nil)
+	_ discovery.FactsReporter    = (*Backend)(nil)
+	_ discovery.RevisionResolver = (*Backend)(nil)
 )
 
 // Backend is one handle on a Store, as one process's etcd client is a
@@ -165,13 +166,21 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 // ErrUnavailable during an outage, ctx's error if ctx has ended, and
 // discovery.ErrClosed after Close.
 func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
+	set, _, err := b.ResolveRevision(ctx, service)
+	return set, err
+}
+
+// ResolveRevision implements discovery.RevisionResolver. The Store counts
+// its changes; a set's revision is that count when it was read, and the
+// Backend's Watchers give the same with each set.
+func (b *Backend) ResolveRevision(ctx context.Context, service string) ([]discovery.Instance, uint64, error) {
 	s := b.store
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := b.usableLocked(ctx, "resolve", service); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return s.setLocked(service), nil
+	return s.setLocked(service), s.rev, nil
 }
 
 // Watch implements discovery.Resolver. All watchers of a service, from any
@@ -254,6 +263,9 @@ func (b *Backend) close() {
 
 // usableLocked reports why b cannot serve a call now, if it cannot.
 func (b *Backend) usableLocked(ctx context.Context, op, service string) error {
+	if err := discovery.ValidateName("Service", service); err != nil {
+		return fmt.Errorf("memory: %s: %w", op, err)
+	}
 	switch {
 	case b.closed:
 		return fmt.Errorf("memory: %s %q: %w", op, service, discovery.ErrClosed)

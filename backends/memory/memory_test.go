@@ -700,3 +700,47 @@ func TestExpiredCauseWrapsErrRemoved(t *testing.T) {
 		t.Errorf("status = %v; want lost with a cause wrapping ErrExpired and discovery.ErrRemoved", st)
 	}
 }
+
+// TestRevisions: Resolve and the watchers give each set with the Store's
+// revision, which grows with every change and is the same for the same
+// state, so that a client can order them (discovery.RevisionResolver).
+func TestRevisions(t *testing.T) {
+	t.Parallel()
+	store := memory.NewStore()
+	b := newBackend(t, store)
+	ctx := context.Background()
+	w, err := b.Watch(ctx, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	rw := w.(discovery.RevisionWatcher)
+	var last uint64
+	for i, change := range []func() error{
+		func() error { return nil },
+		func() error {
+			return b.Register(ctx, discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.1:80"})
+		},
+		func() error {
+			return b.Register(ctx, discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"})
+		},
+		func() error { return b.Deregister(ctx, discovery.Instance{Service: "payments", ID: "p-1"}) },
+	} {
+		if err := change(); err != nil {
+			t.Fatal(err)
+		}
+		_, wrev, err := rw.NextRevision(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rrev, err := b.ResolveRevision(ctx, "payments")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wrev == 0 || wrev != rrev || (i > 0 && wrev <= last) {
+			t.Fatalf("step %d: watcher revision %d, Resolve revision %d, previous %d; want equal, known and growing",
+				i, wrev, rrev, last)
+		}
+		last = wrev
+	}
+}

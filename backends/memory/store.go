@@ -49,6 +49,7 @@ type Store struct {
 	backends  map[*Backend]struct{}       // open Backends
 	available bool
 	seq       uint64 // orders the Backends waiting for a key
+	rev       uint64 // counts the changes to services: the sets' revision (discovery.RevisionResolver)
 }
 
 // entry is one published instance and the Backend that owns it.
@@ -63,11 +64,12 @@ func NewStore() *Store {
 		services:  make(map[string]map[string]entry),
 		backends:  make(map[*Backend]struct{}),
 		available: true,
+		rev:       1, // 0 would mean unknown
 	}
 	// A service's first watcher gets the current set at once. The group
 	// calls this from watchLocked, so s.mu is held.
 	s.feeds = backendkit.NewFeedGroup(func(service string, f *backendkit.Feed) func() {
-		f.Publish(s.setLocked(service))
+		f.PublishAt(s.setLocked(service), s.rev)
 		return nil
 	})
 	return s
@@ -133,7 +135,7 @@ func (s *Store) SetAvailable(ok bool) {
 	s.feeds.Each(func(service string, f *backendkit.Feed) {
 		if ok {
 			// After Fail, Publish is delivered even if the set is unchanged.
-			f.Publish(s.setLocked(service))
+			f.PublishAt(s.setLocked(service), s.rev)
 			return
 		}
 		f.Fail(fmt.Errorf("memory: watch %q: %w", service, ErrUnavailable))
@@ -171,6 +173,7 @@ func (s *Store) putLocked(b *Backend, in discovery.Instance) {
 		}
 	}
 	ids[key.ID] = entry{inst: in, owner: b}
+	s.rev++
 	s.publishLocked(key.Service)
 }
 
@@ -180,6 +183,7 @@ func (s *Store) putLocked(b *Backend, in discovery.Instance) {
 func (s *Store) removeLocked(key discovery.Key) {
 	ids := s.services[key.Service]
 	delete(ids, key.ID)
+	s.rev++
 	if len(ids) == 0 {
 		delete(s.services, key.Service)
 	}
@@ -219,7 +223,7 @@ func (s *Store) publishLocked(service string) {
 		return
 	}
 	if f, ok := s.feeds.Feed(service); ok {
-		f.Publish(s.setLocked(service))
+		f.PublishAt(s.setLocked(service), s.rev)
 	}
 }
 

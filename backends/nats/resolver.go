@@ -23,6 +23,9 @@ var errDisconnected = errors.New("nats: connection lost")
 // has no instances. Errors wrap discovery.ErrUnavailable when NATS cannot
 // be reached, and discovery.ErrClosed after Close.
 func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
+	if err := discovery.ValidateName("Service", service); err != nil {
+		return nil, fmt.Errorf("nats: resolve: %w", err)
+	}
 	if err := b.usable(ctx, "resolve", service); err != nil {
 		return nil, err
 	}
@@ -161,6 +164,9 @@ func stopWatcher(w jetstream.KeyWatcher) {
 // the watch starts again and Next returns the exact current set. The
 // Watcher lives until Stop, until ctx ends or until Close.
 func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
+	if err := discovery.ValidateName("Service", service); err != nil {
+		return nil, fmt.Errorf("nats: watch: %w", err)
+	}
 	if err := b.usable(ctx, "watch", service); err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ type Feed struct {
 	mu      sync.Mutex
 	set     []discovery.Instance
 	version uint64        // 0 until the first Publish
+	rev     uint64        // registry revision of set, from PublishAt; 0 unknown
 	changed chan struct{} // closed and replaced on every change
 	err     error         // set by Close
 	fault   error         // set by Fail, cleared by Publish
@@ -38,13 +39,25 @@ func NewFeed() *Feed {
 // ignored after the first Publish, so watchers wake only for real changes.
 // It reports whether the set changed. Publish after Close is ignored.
 func (f *Feed) Publish(set []discovery.Instance) bool {
+	return f.PublishAt(set, 0)
+}
+
+// PublishAt is Publish for a set read at the registry's revision rev (0 if
+// unknown), which the feed's watchers report with the set (they implement
+// [discovery.RevisionWatcher]). A set equal to the current one still
+// records its revision, without waking the watchers.
+func (f *Feed) PublishAt(set []discovery.Instance, rev uint64) bool {
 	set = discovery.NormalizeSet(set)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.err != nil || (f.version > 0 && f.fault == nil && discovery.EqualSets(f.set, set)) {
+	if f.err != nil {
 		return false
 	}
-	f.set = set
+	if f.version > 0 && f.fault == nil && discovery.EqualSets(f.set, set) {
+		f.rev = rev
+		return false
+	}
+	f.set, f.rev = set, rev
 	f.fault = nil
 	f.version++
 	f.wakeLocked()
@@ -115,6 +128,8 @@ func (f *Feed) NewWatcher(ctx context.Context, onStop func()) discovery.Watcher 
 	return w
 }
 
+var _ discovery.RevisionWatcher = (*feedWatcher)(nil)
+
 type feedWatcher struct {
 	feed     *Feed
 	onStop   func()
@@ -127,33 +142,40 @@ type feedWatcher struct {
 }
 
 func (w *feedWatcher) Next(ctx context.Context) ([]discovery.Instance, error) {
+	set, _, err := w.NextRevision(ctx)
+	return set, err
+}
+
+// NextRevision implements discovery.RevisionWatcher: the revision is the
+// one given to PublishAt with the set (0 for Publish).
+func (w *feedWatcher) NextRevision(ctx context.Context) ([]discovery.Instance, uint64, error) {
 	for {
 		select {
 		case <-w.stopped:
-			return nil, w.stoppedErr()
+			return nil, 0, w.stoppedErr()
 		default:
 		}
 		f := w.feed
 		f.mu.Lock()
-		version, set, err, changed := f.version, f.set, f.err, f.changed
+		version, set, rev, err, changed := f.version, f.set, f.rev, f.err, f.changed
 		fault, faults := f.fault, f.faults
 		f.mu.Unlock()
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if fault != nil && faults > w.faults {
 			w.faults = faults
-			return nil, fault
+			return nil, 0, fault
 		}
 		if version > w.seen {
 			w.seen = version
-			return discovery.CloneSet(set), nil
+			return discovery.CloneSet(set), rev, nil
 		}
 		select {
 		case <-changed:
 		case <-w.stopped:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, 0, ctx.Err()
 		}
 	}
 }

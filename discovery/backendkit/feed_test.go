@@ -534,3 +534,31 @@ func TestFeedFailBeforeFirstSet(t *testing.T) {
 		t.Errorf("Next after Close = %v; want ErrClosed", err)
 	}
 }
+
+// TestFeedRevisions: a feed's watchers are discovery.RevisionWatchers that
+// give each set with the revision it was published at, 0 for Publish.
+func TestFeedRevisions(t *testing.T) {
+	t.Parallel()
+	f := backendkit.NewFeed()
+	w, ok := f.NewWatcher(context.Background(), nil).(discovery.RevisionWatcher)
+	if !ok {
+		t.Fatal("a feed's watcher is not a discovery.RevisionWatcher")
+	}
+	defer w.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	next := func(wantKeys string, wantRev uint64) {
+		t.Helper()
+		set, rev, err := w.NextRevision(ctx)
+		if err != nil || fmt.Sprint(keys(set)) != wantKeys || rev != wantRev {
+			t.Fatalf("NextRevision = %v, %d, %v; want %s, %d", keys(set), rev, err, wantKeys, wantRev)
+		}
+	}
+	f.PublishAt([]discovery.Instance{inst("s", "a")}, 5)
+	next("[s/a]", 5)
+	f.PublishAt([]discovery.Instance{inst("s", "a")}, 7) // same set: recorded, nobody woken
+	f.PublishAt([]discovery.Instance{inst("s", "a"), inst("s", "b")}, 9)
+	next("[s/a s/b]", 9)
+	f.Publish([]discovery.Instance{inst("s", "b")})
+	next("[s/b]", 0)
+}

@@ -16,7 +16,10 @@ import (
 	"github.com/roster-sd/roster/retry"
 )
 
-var _ discovery.Resolver = (*Resolver)(nil)
+var (
+	_ discovery.Resolver         = (*Resolver)(nil)
+	_ discovery.RevisionResolver = (*Resolver)(nil)
+)
 
 // errClosed is what the watchers of a closed Resolver return.
 var errClosed = fmt.Errorf("cache: resolver closed: %w", discovery.ErrClosed)
@@ -59,7 +62,8 @@ type entry struct {
 	// set is the published set, normalized; it is replaced, never
 	// modified, so readers may copy it after unlocking.
 	set []discovery.Instance
-	has bool // set has been published
+	rev uint64 // the upstream's revision of set (discovery.RevisionResolver); 0 unknown
+	has bool   // set has been published
 	// live: the upstream watch is healthy and reports set, so set is
 	// confirmed at every moment. When not live, confirmed is the last
 	// moment it was.
@@ -108,11 +112,19 @@ func New(upstream discovery.Resolver, opts ...Option) (*Resolver, error) {
 // wrapping discovery.ErrInvalidInstance; after Close, Resolve returns an
 // error wrapping discovery.ErrClosed.
 func (r *Resolver) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
-	set, err := r.current(ctx, service, "resolve")
+	set, _, err := r.ResolveRevision(ctx, service)
+	return set, err
+}
+
+// ResolveRevision implements discovery.RevisionResolver: Resolve, with
+// the revision the upstream gave with the set (0 if the upstream does not
+// tell revisions). The cache's watchers give the same with each set.
+func (r *Resolver) ResolveRevision(ctx context.Context, service string) ([]discovery.Instance, uint64, error) {
+	set, rev, err := r.currentRev(ctx, service, "resolve")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return discovery.CloneSet(set), nil
+	return discovery.CloneSet(set), rev, nil
 }
 
 // Routable returns the instances of service that should get new traffic,
@@ -148,9 +160,15 @@ func (r *Resolver) View(ctx context.Context, service string, fn func([]discovery
 // current returns the cached set of service, shared: entries replace their
 // set on every change and never modify one in place.
 func (r *Resolver) current(ctx context.Context, service, op string) ([]discovery.Instance, error) {
+	set, _, err := r.currentRev(ctx, service, op)
+	return set, err
+}
+
+// currentRev is current with the set's revision.
+func (r *Resolver) currentRev(ctx context.Context, service, op string) ([]discovery.Instance, uint64, error) {
 	e, err := r.entry(service)
 	if err != nil {
-		return nil, fmt.Errorf("cache: %s %q: %w", op, service, err)
+		return nil, 0, fmt.Errorf("cache: %s %q: %w", op, service, err)
 	}
 	select {
 	case <-e.ready:
@@ -158,23 +176,23 @@ func (r *Resolver) current(ctx context.Context, service, op string) ([]discovery
 		select {
 		case <-e.ready:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("cache: %s %q: waiting for the first set: %w", op, service, ctx.Err())
+			return nil, 0, fmt.Errorf("cache: %s %q: waiting for the first set: %w", op, service, ctx.Err())
 		case <-r.ctx.Done():
-			return nil, fmt.Errorf("cache: %s %q: %w", op, service, discovery.ErrClosed)
+			return nil, 0, fmt.Errorf("cache: %s %q: %w", op, service, discovery.ErrClosed)
 		}
 	}
 
 	e.mu.RLock()
-	set, has, stale, cause, age := e.set, e.has, e.stale, e.err, e.ageLocked()
+	set, rev, has, stale, cause, age := e.set, e.rev, e.has, e.stale, e.err, e.ageLocked()
 	e.mu.RUnlock()
 	switch {
 	case !has:
-		return nil, fmt.Errorf("cache: %s %q: no set yet: %w", op, service, cause)
+		return nil, 0, fmt.Errorf("cache: %s %q: no set yet: %w", op, service, cause)
 	case stale && !r.servesStale(age):
-		return nil, fmt.Errorf("cache: %s %q: upstream failing, cached set is %v old: %w",
+		return nil, 0, fmt.Errorf("cache: %s %q: upstream failing, cached set is %v old: %w",
 			op, service, age.Round(time.Millisecond), cause)
 	}
-	return set, nil
+	return set, rev, nil
 }
 
 // servesStale reports whether a stale set of this age may be returned.
@@ -336,7 +354,15 @@ func (r *Resolver) follow(e *entry, hold *time.Time) (healthy bool, err error) {
 			deadline = hold.Add(r.opts.emptyHold)
 			ctx, cancel = context.WithDeadline(r.ctx, deadline)
 		}
-		set, err := w.Next(ctx)
+		var (
+			set []discovery.Instance
+			rev uint64
+		)
+		if rw, ok := w.(discovery.RevisionWatcher); ok {
+			set, rev, err = rw.NextRevision(ctx)
+		} else {
+			set, err = w.Next(ctx)
+		}
 		cancel()
 		switch {
 		case r.ctx.Err() != nil:
@@ -347,10 +373,10 @@ func (r *Resolver) follow(e *entry, hold *time.Time) (healthy bool, err error) {
 				restoring = false
 				r.log.Info("upstream watch restored", "service", e.service)
 			}
-			r.receive(e, set, hold)
+			r.receive(e, set, rev, hold)
 		case !deadline.IsZero() && errors.Is(err, context.DeadlineExceeded) && !time.Now().Before(deadline):
 			// The set stayed empty for the whole hold.
-			r.receive(e, nil, hold)
+			r.receive(e, nil, 0, hold)
 		case errors.Is(err, discovery.ErrUnavailable):
 			// The registry is unreachable, but the watch goes on and
 			// its next set ends the outage: keep it, no backoff.
@@ -367,9 +393,10 @@ func (r *Resolver) follow(e *entry, hold *time.Time) (healthy bool, err error) {
 	}
 }
 
-// receive records a set reported by a healthy upstream watch and publishes
-// it, unless it is an empty set that must be held first.
-func (r *Resolver) receive(e *entry, set []discovery.Instance, hold *time.Time) {
+// receive records a set reported by a healthy upstream watch, at the
+// upstream's revision rev (0 if unknown), and publishes it, unless it is
+// an empty set that must be held first.
+func (r *Resolver) receive(e *entry, set []discovery.Instance, rev uint64, hold *time.Time) {
 	set = discovery.NormalizeSet(set)
 	now := time.Now()
 	e.mu.Lock()
@@ -384,22 +411,22 @@ func (r *Resolver) receive(e *entry, set []discovery.Instance, hold *time.Time) 
 				e.live, e.confirmed = false, now
 			}
 			e.stale, e.err = false, nil
-			held := e.set
+			held, heldRev := e.set, e.rev
 			e.mu.Unlock()
 			// The held set is still the published one. After an outage
 			// (the feed is failing) publishing it again tells the
 			// watchers the cache is fresh; otherwise it changes nothing.
-			e.feed.Publish(held)
+			e.feed.PublishAt(held, heldRev)
 			e.markReady()
 			return
 		}
 		r.log.Info("service has no instances", "service", e.service, "after", now.Sub(*hold).Round(time.Millisecond))
 	}
 	*hold = time.Time{}
-	e.set, e.has = set, true
+	e.set, e.rev, e.has = set, rev, true
 	e.live, e.stale, e.err = true, false, nil
 	e.mu.Unlock()
-	e.feed.Publish(set)
+	e.feed.PublishAt(set, rev)
 	e.markReady()
 }
 

@@ -792,3 +792,51 @@ func TestServicesListsFollowedServices(t *testing.T) {
 		t.Errorf("Services after Close = %v, want none", got)
 	}
 }
+
+// TestRevisionsPassThrough: over an upstream that tells revisions (the
+// memory backend), the cache's Resolve and watchers give each set with the
+// upstream's revision (discovery.RevisionResolver), so that grpcresolver
+// over a cache can order sets as it does over the backend.
+func TestRevisionsPassThrough(t *testing.T) {
+	t.Parallel()
+	b, err := memory.New(memory.NewStore())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	c := mustNew(t, b, cache.WithLogger(testLogger(t)))
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if err := b.Register(ctx, inst("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Watch(ctx, service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	rw := w.(discovery.RevisionWatcher)
+	for _, step := range []func() error{
+		func() error { return nil },
+		func() error { return b.Register(ctx, inst("b", 2)) },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+		_, want, err := b.ResolveRevision(ctx, service)
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, got, err := rw.NextRevision(ctx)
+		for err == nil && got < want { // an earlier set may come first
+			set, got, err = rw.NextRevision(ctx)
+		}
+		if err != nil || got != want {
+			t.Fatalf("cache watcher = %v at %d, %v; want revision %d", ids(set), got, err, want)
+		}
+		if _, rrev, err := c.ResolveRevision(ctx, service); err != nil || rrev != want {
+			t.Fatalf("cache ResolveRevision revision = %d, %v; want %d", rrev, err, want)
+		}
+	}
+}

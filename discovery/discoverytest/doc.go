@@ -51,7 +51,9 @@
 //     EmptyIDDerivedFromAddress.
 //   - Deregistering: DeregisterRemoves, DeregisterUnknownIsErrNotRegistered.
 //   - Resolving: ServicesAreIsolated, ResolveSortedByID,
-//     ResolveReturnsCopies, ResolveUnknownServiceIsEmpty.
+//     ResolveReturnsCopies, ResolveUnknownServiceIsEmpty,
+//     ResolveAndWatchRejectInvalidServiceNames (an error wrapping
+//     discovery.ErrInvalidInstance naming Service, not an empty set).
 //   - Watching: WatchFirstNextIsCurrentSet, WatchNextAfterChange,
 //     WatchCoalescesQuickChanges, WatchReturnsCopies,
 //     WatchersAreIndependent, WatchStopUnblocksNext,

@@ -33,6 +33,7 @@ var subtests = []subtest{
 	{name: "ResolveSortedByID", run: testResolveSortedByID},
 	{name: "ResolveReturnsCopies", run: testResolveReturnsCopies},
 	{name: "ResolveUnknownServiceIsEmpty", run: testResolveUnknownServiceIsEmpty},
+	{name: "ResolveAndWatchRejectInvalidServiceNames", run: testResolveAndWatchRejectInvalidServiceNames},
 	{name: "WatchFirstNextIsCurrentSet", run: testWatchFirstNextIsCurrentSet},
 	{name: "WatchNextAfterChange", run: testWatchNextAfterChange},
 	{name: "WatchCoalescesQuickChanges", run: testWatchCoalescesQuickChanges},
@@ -406,6 +407,47 @@ func testResolveUnknownServiceIsEmpty(t *testing.T, e *env) {
 	e.deregister(a, o1)
 	e.waitResolve(b, "orders", set())
 	e.waitResolve(a, "orders", set())
+}
+
+// testResolveAndWatchRejectInvalidServiceNames: a service name that
+// Instance.Validate would reject can hold no instance; Resolve and Watch
+// say so with an error wrapping ErrInvalidInstance whose FieldError names
+// the Service field, rather than an empty set that reads as "no instance
+// yet" (see discovery.Resolver).
+func testResolveAndWatchRejectInvalidServiceNames(t *testing.T, e *env) {
+	b := e.backend()
+	cases := []struct{ name, service string }{
+		{"empty", ""},
+		{"slash", "pay/ments"},
+		{"space", "pay ments"},
+		{"dot-dot", ".."},
+		{"wildcard", "pay*"},
+		{"too long", strings.Repeat("s", discovery.MaxNameLen+1)},
+	}
+	check := func(t *testing.T, op string, err error) {
+		t.Helper()
+		var fe *discovery.FieldError
+		switch {
+		case !errors.Is(err, discovery.ErrInvalidInstance):
+			t.Errorf("%s = %v; want an error wrapping ErrInvalidInstance", op, err)
+		case !errors.As(err, &fe) || fe.Field != "Service":
+			t.Errorf("%s = %v; want a FieldError naming Service", op, err)
+		}
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := b.Resolve(e.ctx(), tc.service)
+			check(t, fmt.Sprintf("Resolve(%.20q)", tc.service), err)
+			if err != nil && got != nil {
+				t.Errorf("Resolve(%.20q) returned a set %s with its error", tc.service, fmtSet(got))
+			}
+			w, err := b.Watch(e.ctx(), tc.service)
+			if w != nil {
+				w.Stop()
+			}
+			check(t, fmt.Sprintf("Watch(%.20q)", tc.service), err)
+		})
+	}
 }
 
 func testWatchFirstNextIsCurrentSet(t *testing.T, e *env) {

@@ -28,9 +28,15 @@
 // gRPC's addresses alone, so calls go on to the known instances; it only
 // logs the outage (or reports it, if gRPC has no address yet) and sends
 // the set again once the registry is back. Every set gRPC gets comes from
-// the watch while it is healthy, so addresses never go back to an older
-// set; ResolveNow forces a Resolve of the upstream only while the watch is
-// failing or being set up.
+// the watch while it is healthy; ResolveNow forces a Resolve of the
+// upstream only while the watch is failing or being set up. When the
+// upstream tells the registry's revision of its sets
+// (discovery.RevisionResolver, as the etcd backend does), the resolver
+// never sends gRPC a set older than the one it holds: a resolved set older
+// than gRPC's is dropped, and so are the watch's sets older than a
+// resolved one, until the watch catches up. Revisions are compared only
+// between two outages of the watch, since a registry may start a new
+// history during one.
 //
 // Put a cache.Resolver (package discovery/cache) in front of the backend
 // to share one upstream watch among many ClientConns of one service.

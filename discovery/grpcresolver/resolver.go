@@ -112,6 +112,11 @@ type watchResolver struct {
 	pushed    []discovery.Instance // last set sent to gRPC
 	hasPushed bool                 // pushed is what gRPC holds
 	fallback  bool                 // the last push fell back on not-ready instances
+	// Registry revisions (see discovery.RevisionResolver; 0: unknown),
+	// forgotten at each outage, after which the registry may have started
+	// a new history.
+	pushedRev   uint64 // revision of pushed
+	resolvedRev uint64 // revision of a Resolve's set sent to gRPC, until the watch reaches it
 }
 
 // ResolveNow implements resolver.Resolver. gRPC calls it when connections
@@ -156,7 +161,10 @@ func (r *watchResolver) run() {
 		r.log.Warn("watch failed, retrying", "attempt", f.Attempt, "retry_in", f.Delay, "error", f.Err)
 		r.cc.ReportError(fmt.Errorf("grpcresolver: %s: %w", r.service, f.Err))
 		// gRPC now holds an error: send the next set even if unchanged.
+		// The registry may start a new history meanwhile: compare no
+		// revision across the failure.
 		r.hasPushed = false
+		r.pushedRev, r.resolvedRev = 0, 0
 	})
 }
 
@@ -179,7 +187,7 @@ func (r *watchResolver) follow() (healthy bool, err error) {
 		if r.takeResolveNow() {
 			r.resolveNow()
 		}
-		set, interrupted, err := r.next(w)
+		set, rev, interrupted, err := r.next(w)
 		switch {
 		case r.ctx.Err() != nil:
 			return healthy, r.ctx.Err()
@@ -197,7 +205,15 @@ func (r *watchResolver) follow() (healthy bool, err error) {
 			healthy = true
 			r.log.Debug("watching")
 		}
-		r.push(set)
+		if rev != 0 && rev < r.resolvedRev {
+			// Older than the set a Resolve already gave gRPC: the watch
+			// has not caught up with it yet, and brings it next.
+			r.log.Debug("skipping a watch set older than the resolved one",
+				"revision", rev, "resolved_revision", r.resolvedRev)
+		} else {
+			r.resolvedRev = 0
+			r.push(set, rev)
+		}
 		r.setWatching(true)
 	}
 }
@@ -224,6 +240,7 @@ func (r *watchResolver) setWatching(ok bool) {
 // even if unchanged, since it confirms the addresses.
 func (r *watchResolver) unavailable(err error) {
 	r.setWatching(false)
+	r.pushedRev, r.resolvedRev = 0, 0
 	if r.hasPushed && len(r.pushed) > 0 {
 		r.log.Warn("registry unavailable, keeping the last addresses",
 			"addresses", len(r.pushed), "error", err)
@@ -235,8 +252,9 @@ func (r *watchResolver) unavailable(err error) {
 }
 
 // next calls w.Next until the set changes, ResolveNow interrupts it, or a
-// pending ResolveNow comes due.
-func (r *watchResolver) next(w discovery.Watcher) (set []discovery.Instance, interrupted bool, err error) {
+// pending ResolveNow comes due. rev is the set's revision if w tells it
+// (discovery.RevisionWatcher), else 0.
+func (r *watchResolver) next(w discovery.Watcher) (set []discovery.Instance, rev uint64, interrupted bool, err error) {
 	r.mu.Lock()
 	var ctx context.Context
 	var cancel context.CancelFunc
@@ -248,14 +266,18 @@ func (r *watchResolver) next(w discovery.Watcher) (set []discovery.Instance, int
 	r.interrupt = cancel
 	r.mu.Unlock()
 
-	set, err = w.Next(ctx)
+	if rw, ok := w.(discovery.RevisionWatcher); ok {
+		set, rev, err = rw.NextRevision(ctx)
+	} else {
+		set, err = w.Next(ctx)
+	}
 
 	r.mu.Lock()
 	r.interrupt = nil
 	r.mu.Unlock()
 	interrupted = err != nil && ctx.Err() != nil && r.ctx.Err() == nil
 	cancel()
-	return set, interrupted, err
+	return set, rev, interrupted, err
 }
 
 // takeResolveNow reports whether a ResolveNow request is due, and takes it.
@@ -270,10 +292,20 @@ func (r *watchResolver) takeResolveNow() bool {
 	return true
 }
 
-// resolveNow Resolves the service upstream and sends the result to gRPC.
+// resolveNow Resolves the service upstream and sends the result to gRPC,
+// unless the upstream tells revisions and gRPC holds a newer set.
 func (r *watchResolver) resolveNow() {
 	ctx, cancel := context.WithTimeout(r.ctx, r.opts.timeout)
-	set, err := r.upstream.Resolve(ctx, r.service)
+	var (
+		set []discovery.Instance
+		rev uint64
+		err error
+	)
+	if rr, ok := r.upstream.(discovery.RevisionResolver); ok {
+		set, rev, err = rr.ResolveRevision(ctx, r.service)
+	} else {
+		set, err = r.upstream.Resolve(ctx, r.service)
+	}
 	cancel()
 	if err != nil {
 		if r.ctx.Err() != nil {
@@ -285,13 +317,19 @@ func (r *watchResolver) resolveNow() {
 		r.hasPushed = false
 		return
 	}
-	r.push(set)
+	if rev != 0 && rev < r.pushedRev {
+		r.log.Debug("skipping a resolved set older than gRPC's", "revision", rev, "revision_held", r.pushedRev)
+		return
+	}
+	r.push(set, rev)
+	r.resolvedRev = rev
 }
 
-// push sends set to gRPC as the full address list, unless gRPC holds it
-// already.
-func (r *watchResolver) push(set []discovery.Instance) {
+// push sends set, read at revision rev (0 if unknown), to gRPC as the
+// full address list, unless gRPC holds it already.
+func (r *watchResolver) push(set []discovery.Instance, rev uint64) {
 	set = discovery.NormalizeSet(set)
+	r.pushedRev = rev
 	if r.hasPushed && discovery.EqualSets(r.pushed, set) {
 		return
 	}

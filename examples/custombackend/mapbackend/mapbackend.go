@@ -138,6 +138,9 @@ func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Inst
 	r := b.reg
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := discovery.ValidateName("Service", service); err != nil {
+		return nil, fmt.Errorf("mapbackend: resolve: %w", err)
+	}
 	if err := b.usableLocked(ctx); err != nil {
 		return nil, fmt.Errorf("mapbackend: resolve %q: %w", service, err)
 	}
@@ -151,6 +154,9 @@ func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher,
 	r := b.reg
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := discovery.ValidateName("Service", service); err != nil {
+		return nil, fmt.Errorf("mapbackend: watch: %w", err)
+	}
 	if err := b.usableLocked(ctx); err != nil {
 		return nil, fmt.Errorf("mapbackend: watch %q: %w", service, err)
 	}

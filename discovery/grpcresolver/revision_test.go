@@ -1,0 +1,221 @@
+package grpcresolver_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/roster-sd/roster/backends/etcd"
+	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/grpcresolver"
+	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/retry"
+)
+
+// heldResolver is an etcd Backend whose watcher can be made to hold the
+// first set it gets after an armed point, and to return it late: the
+// order in which the resolver sees a slow watch's first set after an
+// outage and a Resolve that ResolveNow forced meanwhile. It passes the
+// Backend's revisions on.
+type heldResolver struct {
+	*etcd.Backend
+
+	armed   atomic.Bool
+	outage  chan struct{} // gets a value when Next reports an outage
+	held    chan struct{} // gets a value when a set is held
+	release chan struct{} // closed by the test: return the held set
+	resumed chan struct{} // gets a value when Next is called after the held set was returned
+	resolve chan struct{} // gets a value after each Resolve
+}
+
+func newHeldResolver(b *etcd.Backend) *heldResolver {
+	return &heldResolver{Backend: b, outage: make(chan struct{}, 1), held: make(chan struct{}, 1),
+		release: make(chan struct{}), resumed: make(chan struct{}, 1), resolve: make(chan struct{}, 16)}
+}
+
+func (h *heldResolver) ResolveRevision(ctx context.Context, service string) ([]discovery.Instance, uint64, error) {
+	defer func() { h.resolve <- struct{}{} }()
+	return h.Backend.ResolveRevision(ctx, service)
+}
+
+func (h *heldResolver) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
+	set, _, err := h.ResolveRevision(ctx, service)
+	return set, err
+}
+
+func (h *heldResolver) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
+	w, err := h.Backend.Watch(ctx, service)
+	if err != nil {
+		return nil, err
+	}
+	return &heldWatcher{h: h, w: w.(discovery.RevisionWatcher)}, nil
+}
+
+// heldWatcher is called from the resolver's goroutine only.
+type heldWatcher struct {
+	h        *heldResolver
+	w        discovery.RevisionWatcher
+	holding  bool
+	set      []discovery.Instance
+	rev      uint64
+	returned bool // the held set was returned: Next waits for the end of the test
+}
+
+func (w *heldWatcher) Next(ctx context.Context) ([]discovery.Instance, error) {
+	set, _, err := w.NextRevision(ctx)
+	return set, err
+}
+
+func (w *heldWatcher) NextRevision(ctx context.Context) ([]discovery.Instance, uint64, error) {
+	if w.returned {
+		select {
+		case w.h.resumed <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return nil, 0, ctx.Err()
+	}
+	if !w.holding {
+		set, rev, err := w.w.NextRevision(ctx)
+		if errors.Is(err, discovery.ErrUnavailable) {
+			select {
+			case w.h.outage <- struct{}{}:
+			default:
+			}
+		}
+		if err != nil || !w.h.armed.CompareAndSwap(true, false) {
+			return set, rev, err
+		}
+		w.holding, w.set, w.rev = true, set, rev
+		w.h.held <- struct{}{}
+	}
+	select {
+	case <-w.h.release:
+		w.holding, w.returned = false, true
+		return w.set, w.rev, nil
+	case <-ctx.Done():
+		return nil, 0, ctx.Err()
+	}
+}
+
+func (w *heldWatcher) Stop() { w.w.Stop() }
+
+// startStoppableServer is startServer with a func that stops the server
+// at once.
+func startStoppableServer(t *testing.T, name string) (discovery.Instance, func()) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.UnaryInterceptor(
+		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := grpc.SetHeader(ctx, metadata.Pairs(serverHeader, name)); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}))
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(lis)
+	}()
+	var once sync.Once
+	stop := func() { once.Do(func() { srv.Stop(); <-done }) }
+	t.Cleanup(stop)
+	return discovery.Instance{Service: service, ID: name, Address: lis.Addr().String()}, stop
+}
+
+// wait receives from ch within waitLong.
+func wait(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitLong):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// TestAddressesNeverGoBackAfterResolveNow: real etcd, real gRPC servers
+// and a real ClientConn. After an outage the watch's first set is late;
+// meanwhile a server fails, gRPC asks ResolveNow, and the Resolve it forces
+// gives a newer set (s4 registered, s2 gone). The watch's older set,
+// arriving afterwards, must not replace it: gRPC's addresses never go back
+// (#20 item 8).
+func TestAddressesNeverGoBackAfterResolveNow(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
+	cfg := func(endpoints []string) etcd.Config {
+		return etcd.Config{Endpoints: endpoints, TTL: 5 * time.Second,
+			Retry:          retry.Policy{Base: 50 * time.Millisecond, Max: 200 * time.Millisecond},
+			RequestTimeout: time.Second, ReconnectDelay: 100 * time.Millisecond, Logger: testLogger(t)}
+	}
+	servers, err := etcd.New(cfg(srv.Endpoints()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { servers.Close() })
+	client, err := etcd.New(cfg([]string{proxy.Endpoint()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	ctx := context.Background()
+	s1, _ := startStoppableServer(t, "s1")
+	s2, stop2 := startStoppableServer(t, "s2")
+	for _, in := range []discovery.Instance{s1, s2} {
+		if err := servers.Register(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := newHeldResolver(client)
+	conn := dial(t, newBuilder(t, held, grpcresolver.WithRetry(fastRetry), grpcresolver.WithResolveNowInterval(0)))
+	defer conn.Close()
+	waitAnswering(t, conn, 2)
+
+	// Outage of the client's etcd link; s3 registers meanwhile.
+	proxy.Reject()
+	wait(t, held.outage, "the watch to report the outage")
+	s3, _ := startStoppableServer(t, "s3")
+	if err := servers.Register(ctx, s3); err != nil {
+		t.Fatal(err)
+	}
+	held.armed.Store(true)
+	proxy.Accept()
+	wait(t, held.held, "the watch's first set after the outage") // [s1 s2 s3], held
+
+	// s4 comes, s2 fails and leaves: gRPC asks ResolveNow, whose Resolve
+	// gives [s1 s3 s4].
+	s4, _ := startStoppableServer(t, "s4")
+	if err := servers.Register(ctx, s4); err != nil {
+		t.Fatal(err)
+	}
+	if err := servers.Deregister(ctx, s2); err != nil {
+		t.Fatal(err)
+	}
+	stop2()
+	testwait.Until(t, waitLong, "s4 to answer (the forced Resolve reached gRPC)", func() bool {
+		return spread(t, conn, 6)["s4"] > 0
+	})
+
+	// The watch's older set arrives now.
+	close(held.release)
+	wait(t, held.resumed, "the resolver to handle the watch's older set")
+	got := spread(t, conn, 30)
+	t.Logf("calls after the watch's older set: %v", got)
+	if got["s4"] == 0 {
+		t.Errorf("s4 got none of 30 calls after the watch's older set: gRPC's addresses went back to [s1 s2 s3]")
+	}
+}
