@@ -62,3 +62,40 @@ func allFlags(cmd *cobra.Command) []string {
 	}
 	return names
 }
+
+// TestREADMEQuickstartParses: every roster command line of the top-level
+// README's quickstart names a command of roster's, with flags it has.
+func TestREADMEQuickstartParses(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)## The command line in ten lines\n\n```sh\n(.*?)\n```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md has no quickstart block under \"## The command line in ten lines\"")
+	}
+	var seen []string
+	for _, line := range strings.Split(string(m[1]), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		args := strings.Fields(line)
+		if len(args) == 0 || args[0] != "roster" {
+			continue
+		}
+		root := newRootCmd(io.Discard, io.Discard)
+		cmd, rest, err := root.Find(args[1:])
+		if err != nil || cmd == root {
+			t.Errorf("README quickstart: %q names no roster command: %v", line, err)
+			continue
+		}
+		if err := cmd.ParseFlags(rest); err != nil {
+			t.Errorf("README quickstart: %q: %v", line, err)
+		}
+		seen = append(seen, cmd.Name())
+	}
+	for _, want := range []string{"dev", "register", "ls", "watch", "ui"} {
+		if !slices.Contains(seen, want) {
+			t.Errorf("README quickstart lacks roster %s", want)
+		}
+	}
+}

@@ -27,9 +27,8 @@ import (
 
 // README:register
 
-// register connects to etcd and registers payments/p-1. The instance stays
-// registered, through etcd restarts and outages, until Deregister or
-// Close; Close revokes the lease, so that it leaves etcd at once.
+// register connects to etcd and registers payments/p-1 until Deregister or
+// Close (which revokes the lease: the instance leaves etcd at once).
 func register(ctx context.Context, endpoints []string) (*etcd.Backend, error) {
 	backend, err := etcd.New(etcd.Config{Endpoints: endpoints}) // e.g. 127.0.0.1:2379
 	if err != nil {
@@ -68,8 +67,7 @@ func resolve(ctx context.Context, r discovery.Resolver, out io.Writer) error {
 
 // README:watch
 
-// watch prints the size of payments' live set at first and at every
-// change, until ctx ends.
+// watch prints the size of payments' live set, then at every change.
 func watch(ctx context.Context, r discovery.Resolver, out io.Writer) error {
 	w, err := r.Watch(ctx, "payments")
 	if err != nil {
@@ -94,8 +92,7 @@ func watch(ctx context.Context, r discovery.Resolver, out io.Writer) error {
 
 // README:dial
 
-// dial returns a gRPC connection that balances over payments' live
-// instances and follows them as they come and go.
+// dial returns a gRPC connection balanced over payments' live instances.
 func dial(r discovery.Resolver) (*grpc.ClientConn, error) {
 	builder, err := grpcresolver.NewBuilder(r)
 	if err != nil {
@@ -161,10 +158,8 @@ func observe(backend *etcd.Backend, registry *prometheus.Registry, mux *http.Ser
 
 // README:fx
 
-// newApp is an fx application that registers itself: fxmodule.Module
-// provides discovery.Backend, Registrar, Resolver and StatusReporter,
-// registers the application's instance once the application has started
-// and deregisters it before it stops. Run it with newApp(cfg).Run().
+// newApp is an fx application (run it with newApp(cfg).Run()) whose module
+// registers its instance once it has started and deregisters it first at stop.
 func newApp(cfg fxmodule.Config, opts ...fx.Option) *fx.App {
 	return fx.New(
 		fx.Supply(cfg), // without a Config, the module reads the ROSTER_* variables
