@@ -174,6 +174,7 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 	}
 	key := in.Key()
 	w := newWaiter()
+	w.ctx = ctx // its claim is made only while it waits
 	b.regs.mu.Lock()
 	if b.regs.closed {
 		b.regs.mu.Unlock()
@@ -229,8 +230,10 @@ func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, c
 	}
 	var cleanup *waiter
 	if prev != nil {
-		// Put the previous value back.
-		prev.waiters, prev.claim = e.waiters, true
+		// Put the previous value back, as a claim only if a Register of
+		// it still waits: otherwise only over a value of ours, never over
+		// another registrar's (the later writer keeps the key).
+		prev.waiters, prev.expect = e.waiters, 0
 		e.waiters = nil
 		b.regs.held[key] = prev
 		b.regs.markDirtyLocked(prev)
@@ -299,8 +302,9 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 		return w.err
 	case <-ctx.Done():
 		// The keeper still deletes it when etcd answers (or Close revokes
-		// the lease).
-		return fmt.Errorf("etcd: deregister %v: %w", key, ctx.Err())
+		// the lease); until then the key may be there.
+		return fmt.Errorf("etcd: deregister %v: the delete is not confirmed, the key may remain until etcd answers: %w: %w",
+			key, discovery.ErrUnavailable, ctx.Err())
 	}
 }
 

@@ -14,10 +14,14 @@
 // retries with its retry.Policy (1 s, 2 s, 4 s ... capped at 30 s,
 // jittered). Each attempt asks etcd to grant the lease again under its own
 // ID, one request that checks and acts: etcd refuses if it still holds the
-// lease (it does through a restart), which the Backend then keeps with its
-// keys, writing nothing; otherwise etcd grants it anew, empty, and the
-// Backend re-publishes every instance in one transaction per 128
-// instances. Keep-alive requests go every third of the TTL on a stream of
+// lease (it does through a restart), which the Backend then keeps, reading
+// it with the keys under it to re-publish any missing (an etcd restored
+// from a backup has the lease without the keys written after the backup);
+// otherwise etcd grants it anew, empty, and the Backend re-publishes every
+// instance in one transaction per 128 instances. An etcd whose history went
+// back (wiped, or restored from a backup) is noticed when the own-key watch
+// resumes from a revision it has not reached: the key is checked and
+// watched again from the present. Keep-alive requests go every third of the TTL on a stream of
 // the Backend's own, the first a third of the TTL after a grant. The moment the connection to etcd becomes
 // usable again it retries at once instead of sleeping out the backoff, and
 // the gRPC reconnect backoff under the etcd client is bounded
@@ -29,8 +33,11 @@
 // owns the key; the earlier Backend reports discovery.StateConflict, logs an
 // error, and takes the key back only once it is gone.
 //
-// Deregister deletes the key at once; Close revokes the lease, so watchers
-// see every instance leave at once rather than after the TTL.
+// Deregister deletes the key at once, or, with etcd unreachable, once it
+// answers: it waits within its context, then returns an error wrapping
+// discovery.ErrUnavailable while the delete stays pending. Close revokes
+// the lease, so watchers see every instance leave at once rather than
+// after the TTL.
 //
 // The state of every registration (registering, registered, retrying, lost,
 // conflict, deregistered) is available through the discovery.StatusReporter

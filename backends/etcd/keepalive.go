@@ -41,14 +41,14 @@ var (
 // after the stream carrying its request failed.
 const keepAliveRetry = 500 * time.Millisecond
 
-// startKeepAlive keeps lease alive until ctx ends. fresh says the lease
-// was just granted with its whole TTL: the first request waits a third
-// of it. Otherwise (a lease that outlived an outage, with an unknown
-// remaining TTL) the first request goes at once.
-func startKeepAlive(ctx context.Context, leases pb.LeaseClient, lease clientv3.LeaseID, ttl time.Duration,
-	fresh bool, log hclog.Logger, wg *sync.WaitGroup, facts *leaseFacts) *keepAlive {
+// startKeepAlive keeps lease alive until ctx ends. etcd keeps the lease
+// for left from since (the sending of the request that said so: the
+// grant, whose TTL is whole, or the read of a lease that outlived an
+// outage): the first request goes a third of that after since.
+func startKeepAlive(ctx context.Context, leases pb.LeaseClient, lease clientv3.LeaseID, ttl, left time.Duration,
+	since time.Time, log hclog.Logger, wg *sync.WaitGroup, facts *leaseFacts) *keepAlive {
 	k := &keepAlive{leases: leases, lease: lease, ttl: ttl, log: log, facts: facts, done: make(chan struct{})}
-	wg.Go(func() { k.run(ctx, fresh, wg) })
+	wg.Go(func() { k.run(ctx, left, since, wg) })
 	return k
 }
 
@@ -64,28 +64,31 @@ type keepAliveStream struct {
 	waiting bool                          // a request is due once ready
 }
 
-func (k *keepAlive) run(ctx context.Context, fresh bool, wg *sync.WaitGroup) {
+func (k *keepAlive) run(ctx context.Context, left time.Duration, since time.Time, wg *sync.WaitGroup) {
 	defer close(k.done)
-	now := time.Now()
-	firstIn := time.Duration(0)
-	if fresh {
-		firstIn = k.ttl / 3
-	}
+	firstIn := max(0, time.Until(since.Add(left/3)))
 	var (
-		st     *keepAliveStream
-		sentAt time.Time // of the request awaiting an answer; zero if none
+		st *keepAliveStream
+		// sent holds when each request awaiting an answer on st went
+		// out, oldest first: a stream answers in order, and a request
+		// can go out before the previous one is answered (a round trip
+		// longer than a third of the TTL).
+		sent []time.Time
 	)
 	defer func() {
 		if st != nil {
 			st.cancel()
 		}
 	}()
-	expiry := time.NewTimer(time.Until(now.Add(k.ttl))) // an answer must come by then
+	// An answer must come by then. etcd reads a remaining TTL in whole
+	// seconds, rounded down: a lease it says has 0 s left has less than a
+	// second, as long as an answer takes on a good link.
+	expiry := time.NewTimer(time.Until(since.Add(max(left, keepAliveRetry))))
 	defer expiry.Stop()
 	tick := time.NewTimer(firstIn) // the next request
 	defer tick.Stop()
 	send := func() {
-		sentAt = time.Now()
+		sent = append(sent, time.Now())
 		if err := st.stream.Send(&pb.LeaseKeepAliveRequest{ID: int64(k.lease)}); err != nil {
 			// The reader reports why the stream failed.
 			k.log.Debug("keep-alive request failed", "lease", leaseString(k.lease), "error", err)
@@ -133,11 +136,11 @@ func (k *keepAlive) run(ctx context.Context, fresh bool, wg *sync.WaitGroup) {
 			// etcd extended the lease on receiving the request, after it
 			// was sent: from the sending, the lease has at least TTL.
 			now := time.Now()
-			from, rtt := sentAt, now.Sub(sentAt)
-			if from.IsZero() {
-				from, rtt = now, 0
+			from, rtt := now, time.Duration(0)
+			if len(sent) > 0 {
+				from, rtt = sent[0], now.Sub(sent[0])
+				sent = sent[1:]
 			}
-			sentAt = time.Time{}
 			granted := time.Duration(resp.TTL) * time.Second
 			k.facts.renewed(from.Add(granted), rtt)
 			expiry.Reset(time.Until(from.Add(granted)))
@@ -146,10 +149,10 @@ func (k *keepAlive) run(ctx context.Context, fresh bool, wg *sync.WaitGroup) {
 			k.log.Debug("keep-alive stream failed, opening another", "lease", leaseString(k.lease), "error", err)
 			st.cancel()
 			st = nil
-			if !sentAt.IsZero() {
-				// Its answer may have been lost with the stream: ask
+			if len(sent) > 0 {
+				// Its answers may have been lost with the stream: ask
 				// again on the next one, soon.
-				sentAt = time.Time{}
+				sent = nil
 				tick.Reset(keepAliveRetry)
 			}
 		}

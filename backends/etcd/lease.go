@@ -89,7 +89,7 @@ var errLeaseExpired = backendkit.Mark(errors.New("lease expired or revoked"), di
 func (k *leaseKeeper) keep() {
 	var lease clientv3.LeaseID // the last lease, which etcd may still have
 	for {
-		if !k.hasWork() {
+		if !k.hasWork(lease) {
 			select {
 			case <-k.kick:
 				continue
@@ -108,20 +108,28 @@ func (k *leaseKeeper) keep() {
 	}
 }
 
-// hasWork reports whether the Backend holds instances, which need a lease.
-// Without a lease, pending deletes are moot: the keys went with the lease
-// they were under.
-func (k *leaseKeeper) hasWork() bool {
+// hasWork reports whether the Backend holds instances, which need a lease,
+// or keys to delete that etcd may still hold under prev, the last lease:
+// after a keep-alive that timed out, etcd may have it still (it keeps
+// leases through a restart), and establish finds out. Without a lease,
+// pending deletes are moot: the keys went with the lease they were under.
+func (k *leaseKeeper) hasWork(prev clientv3.LeaseID) bool {
 	k.regs.mu.Lock()
 	defer k.regs.mu.Unlock()
-	if len(k.regs.held) > 0 {
+	if len(k.regs.held) > 0 || (prev != 0 && len(k.regs.tombs) > 0) {
 		return true
 	}
+	k.finishTombsLocked()
+	return false
+}
+
+// finishTombsLocked tells the pending deletes that their keys are gone
+// with the lease they were under.
+func (k *leaseKeeper) finishTombsLocked() {
 	for _, t := range k.regs.tombs {
 		finishAll(t.waiters, nil)
 	}
 	clear(k.regs.tombs)
-	return false
 }
 
 // establish makes sure the Backend has a live lease, retrying with the
@@ -130,11 +138,16 @@ func (k *leaseKeeper) hasWork() bool {
 // After an outage it asks etcd for prev again, by its ID: one request that
 // both checks and acts. If etcd still has prev (etcd keeps leases through
 // a restart and extends them when a new leader takes over), it refuses,
-// and the Backend keeps prev: its keys are still there, and the own-key
-// watch reports any that someone removed meanwhile. Otherwise etcd grants
-// prev anew, empty, and every held instance is marked to be written under
-// it. Requests once etcd answers: one, plus the writer's transactions
-// (one for up to 128 instances) when the lease had expired.
+// and the Backend keeps prev. That does not prove its keys are there: an
+// etcd restored from a backup taken after the grant has the lease but not
+// the keys written since. So it reads the lease with the keys under it
+// (one request, which also gives the remaining TTL the keep-alive needs):
+// an instance whose key is there is registered, and one whose key is
+// missing is reported lost and written again. Otherwise etcd grants prev
+// anew, empty, and every held instance is marked to be written under it.
+// Requests once etcd answers: two when the lease survived (plus the
+// writer's transactions, one for up to 128 instances, for missing keys);
+// one plus the writer's transactions when it had expired.
 //
 // A grant whose answer was lost and that is retried is refused too; the
 // keys it no longer holds were deleted when it expired, and the own-key
@@ -144,7 +157,10 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 	var (
 		lease    clientv3.LeaseID
 		ttl      = time.Duration(k.ttl) * time.Second
-		survived bool // etcd still had prev
+		left     time.Duration // how long etcd keeps the lease from since
+		since    time.Time
+		survived bool     // etcd still had prev
+		keys     [][]byte // the keys etcd holds under prev, if it survived
 	)
 	attempt := func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
@@ -158,7 +174,20 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 		resp, err := k.leases.LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: k.ttl, ID: int64(prev)}, grpc.WaitForReady(true))
 		switch err := grpcError(ctx, err); {
 		case prev != 0 && errors.Is(err, rpctypes.ErrLeaseExist):
-			lease, survived = prev, true
+			// etcd has it: read how long it keeps it, and what it holds
+			// under it.
+			sent := time.Now()
+			resp, err := k.leases.LeaseTimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: int64(prev), Keys: true}, grpc.WaitForReady(true))
+			if err := grpcError(ctx, err); err != nil {
+				return k.conn.explain(fmt.Errorf("read lease %s: %w", leaseString(prev), err))
+			}
+			if resp.TTL < 0 {
+				// Expired in between: the next attempt grants it again.
+				return fmt.Errorf("read lease %s: %w", leaseString(prev), errLeaseExpired)
+			}
+			lease, survived, keys = prev, true, resp.Keys
+			left, since = time.Duration(resp.TTL)*time.Second, sent
+			k.facts.renewed(sent.Add(left), 0)
 			return nil
 		case err != nil:
 			return k.conn.explain(fmt.Errorf("%s: %w", what, err))
@@ -168,6 +197,7 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 			k.leaseLost(errLeaseExpired)
 		}
 		lease, ttl = clientv3.LeaseID(resp.ID), time.Duration(resp.TTL)*time.Second
+		left, since = ttl, sent
 		// etcd counts the TTL from when it granted, after the request
 		// was sent.
 		k.facts.renewed(sent.Add(ttl), 0)
@@ -178,20 +208,17 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 	if err != nil {
 		return grant{}, err
 	}
-	g := grant{id: lease, ttl: ttl, fresh: !survived}
+	g := grant{id: lease, ttl: ttl, left: left, since: since}
 	k.regs.mu.Lock()
 	defer k.regs.mu.Unlock()
 	k.lease, k.announce = lease, true
 	if survived {
-		// What etcd held under it, it holds still.
-		for key, e := range k.regs.held {
-			if _, dirty := k.regs.dirty[key]; !dirty && e.written && e.state != discovery.StateRegistered {
-				k.regs.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
-			}
-		}
+		k.checkLocked(keys)
 		k.logRegisteredLocked(lease)
 		return g, nil
 	}
+	// The keys still to delete went with prev, which etcd no longer had.
+	k.finishTombsLocked()
 	k.granted = lease
 	if !slices.Contains(k.ours, lease) {
 		k.ours = append(k.ours, lease)
@@ -209,7 +236,36 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 type grant struct {
 	id    clientv3.LeaseID
 	ttl   time.Duration // as granted; the configured TTL for a lease kept
-	fresh bool          // just granted, with its whole TTL
+	left  time.Duration // how long etcd keeps it from since: ttl when just granted
+	since time.Time
+}
+
+// checkLocked compares the held instances with keys, what etcd holds under
+// the lease that survived an outage: an instance written before and still
+// there is registered; one missing (an etcd restored from a backup older
+// than its write) is reported lost and written again. Instances being
+// written, and those another registrar owns, are left to the writer and
+// the own-key watch.
+func (k *leaseKeeper) checkLocked(keys [][]byte) {
+	there := make(map[string]bool, len(keys))
+	for _, key := range keys {
+		there[string(key)] = true
+	}
+	for key, e := range k.regs.held {
+		if _, dirty := k.regs.dirty[key]; dirty || e.conflict || !e.written {
+			continue
+		}
+		if there[e.path] {
+			if e.state != discovery.StateRegistered {
+				k.regs.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
+			}
+			continue
+		}
+		e.written = false
+		k.regs.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: errRemoved})
+		k.log.Warn("instance missing from etcd under the lease it kept, restoring", "node", e.inst.Address, "key", e.path)
+		k.regs.dirty[key] = struct{}{}
+	}
 }
 
 // grpcError turns an error of a raw gRPC call into what clientv3 would
@@ -258,7 +314,7 @@ func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 	lease := g.id
 	ctx, cancel := context.WithCancel(k.ctx)
 	defer cancel()
-	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.fresh, k.log, k.wg, &k.facts)
+	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.left, g.since, k.log, k.wg, &k.facts)
 	var (
 		outage   retry.Backoff // for write passes failing in a row; nil after a success
 		attempt  int

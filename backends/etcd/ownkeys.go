@@ -37,6 +37,10 @@ type keyWatch struct {
 	// goroutines, one call at a time.
 	onEvent     func(*mvccpb.Event)
 	onCompacted func(path string)
+	// onRollback is called for a key whose watcher etcd created at a
+	// revision it has not reached: etcd's history went back (a member
+	// wiped, or restored from a backup), and rev is its revision now.
+	onRollback func(path string, rev int64)
 
 	mu      sync.Mutex
 	keys    map[string]*watchedKey // by etcd key
@@ -54,13 +58,14 @@ type watchedKey struct {
 }
 
 func newKeyWatch(cli *clientv3.Client, policy retry.Policy, log hclog.Logger,
-	onEvent func(*mvccpb.Event), onCompacted func(string)) *keyWatch {
+	onEvent func(*mvccpb.Event), onCompacted func(string), onRollback func(string, int64)) *keyWatch {
 	return &keyWatch{
 		watch:       pb.NewWatchClient(cli.ActiveConnection()),
 		policy:      policy,
 		log:         log,
 		onEvent:     onEvent,
 		onCompacted: onCompacted,
+		onRollback:  onRollback,
 		keys:        make(map[string]*watchedKey),
 		byID:        make(map[int64]*watchedKey),
 		kick:        make(chan struct{}, 1),
@@ -209,6 +214,11 @@ func (w *keyWatch) send(st pb.Watch_WatchClient) error {
 // other than compaction.
 var errWatchCanceled = errors.New("etcd cancelled the watch")
 
+// errWatchRefused reports a watcher that etcd refused to create (Created
+// and Canceled, with watch ID -1 rather than the one asked for): not
+// permitted, or an auth token it no longer accepts.
+var errWatchRefused = errors.New("etcd refused to create the watch")
+
 // receive reads the stream until it fails.
 func (w *keyWatch) receive(st pb.Watch_WatchClient, served *atomic.Bool) error {
 	for {
@@ -217,6 +227,15 @@ func (w *keyWatch) receive(st pb.Watch_WatchClient, served *atomic.Bool) error {
 			return err
 		}
 		served.Store(true)
+		if resp.Created && resp.Canceled && resp.CompactRevision == 0 {
+			// The watch ID may be -1, naming no key: the stream fails,
+			// and the next one asks again for every key. Opening it
+			// fetches a new auth token (clientv3's stream interceptor
+			// does), for the refusal may be of the token the stream was
+			// opened with.
+			served.Store(false) // open the next stream after a backoff
+			return fmt.Errorf("%w (watch ID %d): %s", errWatchRefused, resp.WatchId, resp.CancelReason)
+		}
 		w.mu.Lock()
 		k := w.byID[resp.WatchId]
 		if k == nil {
@@ -225,6 +244,20 @@ func (w *keyWatch) receive(st pb.Watch_WatchClient, served *atomic.Bool) error {
 		}
 		path := k.path
 		switch {
+		case resp.Created && resp.Header != nil && k.rev > resp.Header.Revision+1:
+			// Watching from a revision etcd has not reached, so its
+			// history went back: it sends nothing until it reaches it,
+			// which may be never. Watch from the present, and check the
+			// key.
+			now, from := resp.Header.Revision, k.rev
+			w.dropLocked(k)
+			k.rev = now + 1
+			w.mu.Unlock()
+			w.log.Warn("etcd's history went back (wiped, or restored from a backup): checking the instance",
+				"key", path, "watched_from", from, "revision", now)
+			w.onRollback(path, now)
+			w.wake()
+			continue
 		case resp.CompactRevision != 0:
 			// Changes of the key were compacted away: watch from the
 			// oldest revision etcd has, and check the key itself.

@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -113,9 +114,13 @@ type entry struct {
 	value string // JSON
 
 	// claim asks the writer for an unconditional put: Register is an
-	// explicit claim, and the later writer owns the key. Without it the
-	// writer only restores the key if it is absent.
-	claim bool
+	// explicit claim, and the later writer owns the key. Only a claim
+	// whose caller still waits is made (see owner). Without it the writer
+	// puts the key only if its mod revision is expect: 0, absent, or a
+	// value of ours it read, so that it never takes the key from another
+	// registrar.
+	claim  bool
+	expect int64
 	// tried: a write of it was sent, so etcd may hold it even if the
 	// write seemed to fail.
 	tried bool
@@ -142,10 +147,21 @@ type tomb struct {
 	waiters []*waiter
 }
 
+// owner returns the context of the Register call that e's claim is made
+// for (the newest waiting, which owns the outcome), or nil when e is no
+// claim or no Register waits on it.
+func (e *entry) owner() context.Context {
+	if !e.claim || len(e.waiters) == 0 {
+		return nil
+	}
+	return e.waiters[len(e.waiters)-1].ctx
+}
+
 // waiter is a Register or Deregister call waiting for the keeper.
 type waiter struct {
 	done chan struct{}
 	err  error
+	ctx  context.Context // a Register's; nil for the others
 }
 
 func newWaiter() *waiter { return &waiter{done: make(chan struct{})} }

@@ -29,7 +29,7 @@ type restorer struct {
 
 func newRestorer(cli *clientv3.Client, cfg Config, regs *registrations, keeper *leaseKeeper) *restorer {
 	r := &restorer{log: cfg.Logger, regs: regs, keeper: keeper}
-	r.keyWatch = newKeyWatch(cli, cfg.Retry, cfg.Logger, r.observe, r.recheck)
+	r.keyWatch = newKeyWatch(cli, cfg.Retry, cfg.Logger, r.observe, r.recheck, r.rolledBack)
 	return r
 }
 
@@ -79,6 +79,22 @@ func (r *restorer) recheck(path string) {
 	r.regs.mu.Lock()
 	defer r.regs.mu.Unlock()
 	if key, ok := r.regs.byPath[path]; ok {
+		r.regs.dirty[key] = struct{}{}
+		r.keeper.poke()
+	}
+}
+
+// rolledBack has the writer check a key after etcd's history went back to
+// revision rev (a member wiped, or restored from a backup): what the entry
+// knew of later revisions belongs to a history that is gone, so that a
+// write of the new one is not taken for old news.
+func (r *restorer) rolledBack(path string, rev int64) {
+	r.regs.mu.Lock()
+	defer r.regs.mu.Unlock()
+	if key, ok := r.regs.byPath[path]; ok {
+		if e := r.regs.held[key]; e.rev > rev {
+			e.rev = rev
+		}
 		r.regs.dirty[key] = struct{}{}
 		r.keeper.poke()
 	}

@@ -38,6 +38,10 @@ type writer struct {
 	mu sync.Mutex
 }
 
+// errCallerGone cancels a write of claims when one of their callers gives
+// up.
+var errCallerGone = errors.New("a Register call gave up")
+
 func newWriter(cli *clientv3.Client, cfg Config, regs *registrations, keeper *leaseKeeper,
 	ownKeys *restorer, conn *connMonitor) *writer {
 	return &writer{cli: cli, cfg: cfg, log: cfg.Logger, regs: regs, keeper: keeper, ownKeys: ownKeys, conn: conn}
@@ -46,7 +50,8 @@ func newWriter(cli *clientv3.Client, cfg Config, regs *registrations, keeper *le
 // Batches: etcd's default limits are 128 operations per transaction
 // (--max-txn-ops) and 1.5 MiB per request (--max-request-bytes). A batch
 // that etcd refuses all the same (lower limits, a key the process may not
-// write, no space) is split in halves, down to one key per write.
+// write, no space) is split in halves, down to one key per write; one
+// refused as "too many requests" is retried whole, after a backoff.
 const (
 	maxTxnOps   = 128
 	maxTxnBytes = 1 << 20
@@ -60,9 +65,10 @@ var errLeaseGone = errors.New("lease not found")
 
 // op is one write of a pass.
 type op struct {
-	e    *entry // a put, or nil for a delete
-	path string
-	tomb *tomb
+	e     *entry // a put, or nil for a delete
+	path  string
+	tomb  *tomb
+	owner context.Context // for a claim: its caller's, which bounds it
 }
 
 func (o op) size() int {
@@ -95,9 +101,11 @@ func (w *writer) writeOrPoke(ctx context.Context) {
 
 // sync writes to etcd, under lease, every held instance marked dirty (but
 // those waiting out a refusal) and every pending delete. A claimed
-// instance is put unconditionally (the later writer owns a key); any other
-// is put only if the key is absent, so a key another registrar owns is left
-// alone and reported as a conflict. Deletes only remove keys still under
+// instance is put unconditionally (the later writer owns a key), bounded
+// by the context of the Register that claims it, and never once that
+// caller has given up; any other is put only if the key is absent (or
+// holds a value of ours read before), so a key another registrar owns is
+// left alone and reported as a conflict. Deletes only remove keys still under
 // lease. A key that etcd refuses is retried on its own backoff; it returns
 // an error only when etcd could not be asked (no connection, a timeout) or
 // the lease is gone (errLeaseGone), having marked what was not written to
@@ -123,8 +131,14 @@ func (w *writer) syncLocked(ctx context.Context, lease clientv3.LeaseID) error {
 			continue
 		}
 		delete(w.regs.dirty, key)
+		owner := e.owner()
+		if owner != nil && owner.Err() != nil {
+			// Its caller gave up: abandon (backend.go) withdraws it or
+			// puts the previous value back. No claim for nobody.
+			continue
+		}
 		e.tried = true
-		ops = append(ops, op{e: e, path: e.path})
+		ops = append(ops, op{e: e, path: e.path, owner: owner})
 	}
 	for path, t := range w.regs.tombs {
 		ops = append(ops, op{path: path, tomb: t})
@@ -132,7 +146,44 @@ func (w *writer) syncLocked(ctx context.Context, lease clientv3.LeaseID) error {
 	clear(w.regs.tombs)
 	w.regs.mu.Unlock()
 	slices.SortFunc(ops, func(x, y op) int { return strings.Compare(x.path, y.path) })
-	return w.write(ctx, lease, ops)
+	var claims, rest []op
+	for _, o := range ops {
+		if o.owner != nil {
+			claims = append(claims, o)
+		} else {
+			rest = append(rest, o)
+		}
+	}
+	if err := w.writeClaims(ctx, lease, claims); err != nil {
+		w.requeue(rest)
+		return err
+	}
+	return w.write(ctx, lease, rest)
+}
+
+// writeClaims writes the claims of Register calls still waiting, bounded
+// by their callers' contexts as well as ctx: a claim must not land for a
+// caller that has given up (it was told nothing is left behind), least of
+// all when the link comes back within ctx and the key has meanwhile gone
+// to a later writer. When a caller gives up mid-request, the others go
+// again on the next pass, at once.
+func (w *writer) writeClaims(ctx context.Context, lease clientv3.LeaseID, ops []op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	for _, o := range ops {
+		stop := context.AfterFunc(o.owner, func() { cancel(errCallerGone) })
+		defer stop()
+	}
+	err := w.write(cctx, lease, ops)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(cctx), errCallerGone) {
+		// write marked what it did not write to be written again.
+		w.keeper.poke()
+		return nil
+	}
+	return err
 }
 
 // write commits ops in batches bounded by count and bytes, splitting a
@@ -183,9 +234,11 @@ func batchLen(ops []op) int {
 
 // refusal reports whether etcd (or the client, for a request over its send
 // limit) refused a request for what it holds, rather than failing to
-// answer: a smaller request, or another key, may succeed.
+// answer: a smaller request, or another key, may succeed. "Too many
+// requests" is no such refusal but an overloaded etcd, for which the
+// batch backs off whole: splitting it would multiply the requests.
 func refusal(err error) bool {
-	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) || errors.Is(err, rpctypes.ErrTooManyRequests) {
 		return false
 	}
 	var code codes.Code
@@ -207,7 +260,7 @@ func refusal(err error) bool {
 
 // commit writes one batch in one request.
 func (w *writer) commit(ctx context.Context, lease clientv3.LeaseID, batch []op) error {
-	if len(batch) == 1 && batch[0].e != nil && batch[0].e.claim {
+	if len(batch) == 1 && batch[0].owner != nil {
 		// The common case, a Register: a plain put is cheaper than a
 		// transaction.
 		resp, err := w.cli.Put(ctx, batch[0].path, batch[0].e.value, clientv3.WithLease(lease))
@@ -224,11 +277,11 @@ func (w *writer) commit(ctx context.Context, lease clientv3.LeaseID, batch []op)
 			txn[i] = clientv3.OpTxn(
 				[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(o.path), "=", lease)},
 				[]clientv3.Op{clientv3.OpDelete(o.path)}, nil)
-		case o.e.claim:
+		case o.owner != nil:
 			txn[i] = clientv3.OpPut(o.path, o.e.value, clientv3.WithLease(lease))
 		default:
 			txn[i] = clientv3.OpTxn(
-				[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(o.path), "=", 0)},
+				[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(o.path), "=", o.e.expect)},
 				[]clientv3.Op{clientv3.OpPut(o.path, o.e.value, clientv3.WithLease(lease))},
 				[]clientv3.Op{clientv3.OpGet(o.path)})
 		}
@@ -372,6 +425,7 @@ func (w *writer) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*e
 			// The key exists: ours, or another registrar's.
 			kvs := txn.Responses[0].GetResponseRange().GetKvs()
 			if len(kvs) == 0 {
+				e.expect = 0 // deleted meanwhile: put it if absent
 				w.regs.dirty[key] = struct{}{}
 				again = true
 				continue
@@ -379,14 +433,15 @@ func (w *writer) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*e
 			kv := kvs[0]
 			theirs := clientv3.LeaseID(kv.Lease)
 			if !slices.Contains(w.keeper.ours, theirs) {
-				e.rev = rev
+				e.rev, e.expect = rev, 0
 				w.regs.conflictLocked(e, theirs)
 				w.ownKeys.add(e.path, rev+1) // to see it leave
 				continue
 			}
 			if theirs != lease || string(kv.Value) != e.value {
-				// Ours, under an older lease or with an older value.
-				e.claim, again = true, true
+				// Ours, under an older lease or with an older value:
+				// written over, unless it changes meanwhile.
+				e.expect, again = kv.ModRevision, true
 				w.regs.dirty[key] = struct{}{}
 				continue
 			}
@@ -394,7 +449,7 @@ func (w *writer) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*e
 		if !e.written {
 			w.log.Debug("registered instance", "node", e.inst.Address, "key", e.path, "lease", leaseString(lease))
 		}
-		e.claim, e.written, e.conflict, e.rev = false, true, false, rev
+		e.claim, e.expect, e.written, e.conflict, e.rev = false, 0, true, false, rev
 		e.refusals, e.backoff, e.retryAt = 0, nil, time.Time{}
 		if lease == w.keeper.lease {
 			// What marked the key again while this write was in flight

@@ -11,7 +11,10 @@
 //     certificate authentication ([WithTLS]) and username/password
 //     authentication ([WithAuth]). [Server.Stop] and [Server.Restart] keep
 //     its ports and data, so clients reconnect to the same endpoint and find
-//     their keys again.
+//     their keys again. Two faults make it come back different:
+//     [Server.Wipe] rebuilds it from an empty data directory with the same
+//     member and cluster IDs, and [Server.RestoreBackup] puts it back to a
+//     [Backup] taken earlier by [Server.Backup].
 //   - [Cluster] is a multi-member etcd (usually three members) whose leader
 //     can be found and stopped.
 //   - [Proxy] sits between a client and a server and can blackhole traffic,

@@ -22,6 +22,9 @@ type (
 	Proxy = embedded.Proxy
 	// Option configures a Server or a Cluster: see embedded.Option.
 	Option = embedded.Option
+	// Backup is a copy of a server's data taken by Server.Backup, for
+	// Server.RestoreBackup: see embedded.Backup.
+	Backup = embedded.Backup
 )
 
 // Defaults, tuned for tests: see package embedded.
@@ -33,6 +36,14 @@ const (
 
 // ErrClosed is returned by Server.Restart after Close.
 var ErrClosed = embedded.ErrClosed
+
+// ErrNotSingle is returned by Server.Wipe, Backup and RestoreBackup on a
+// member of a Cluster: see embedded.ErrNotSingle.
+var ErrNotSingle = embedded.ErrNotSingle
+
+// ErrForeignBackup is returned by Server.RestoreBackup given another
+// server's backup: see embedded.ErrForeignBackup.
+var ErrForeignBackup = embedded.ErrForeignBackup
 
 // New starts a single-member etcd: see embedded.New. The caller must Close
 // it.
