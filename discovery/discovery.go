@@ -117,8 +117,9 @@ type Backend interface {
 }
 
 // StatusReporter is implemented by backends that report the state of their
-// registrations (both of roster's backends do). Applications use it for
-// readiness probes, logs, metrics and alerts.
+// registrations (each of roster's three backends does: etcd, NATS and
+// memory). Applications use it for readiness probes, logs, metrics and
+// alerts.
 type StatusReporter interface {
 	// Status returns the current status of the registration of
 	// service/id held by this backend, or an error wrapping

@@ -19,9 +19,29 @@
 // or maintenance ones.
 //
 // It imports nothing outside the standard library. Backends live in
-// sub-trees of the module (backends/etcd, backends/memory) or in user code;
-// the building blocks they share (the coalescing feeds behind watchers and
-// the status board behind StatusReporter) are in package
-// discovery/backendkit, and package discoverytest checks any backend
-// against this contract.
+// sub-trees of the module (backends/etcd, backends/nats, backends/memory)
+// or in user code; the building blocks they share (the coalescing feeds
+// behind watchers and the status board behind StatusReporter) are in
+// package discovery/backendkit, and package discoverytest checks any
+// backend against this contract.
+//
+// # Settings: Config structs and options
+//
+// roster's packages, and backends written for it, take settings in two
+// ways, by where they come from:
+//
+//   - Settings that come from outside the program (environment variables,
+//     command-line flags, an fx module's configuration) are fields of a
+//     Config struct, whose zero value means the documented default, such as
+//     etcd.Config and nats.Config, filled from the ROSTER_* variables by
+//     their ConfigFromEnv. A backend's Config also holds the few fields of
+//     the same connection that only code can fill (a *tls.Config, a
+//     Logger, a retry.Policy), so that one value describes the backend.
+//   - Settings only code sets (a logger, a clock, a test's scaled-down
+//     timings, an optional collaborator) are functional options, WithX
+//     functions over an unexported struct, such as cache.WithStaleOnError or
+//     metrics.WithCache.
+//
+// Either way, an invalid value is an error from the constructor that names
+// the setting and why, never a log line or a silent correction.
 package discovery

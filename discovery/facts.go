@@ -3,8 +3,8 @@ package discovery
 import "time"
 
 // FactsReporter is implemented by backends that can say more about their
-// link to the registry than the state of each registration (both of
-// roster's backends do). It is optional: metrics and status pages built on
+// link to the registry than the state of each registration (each of
+// roster's three backends does). It is optional: metrics and status pages built on
 // StatusReporter work without it, and show these facts when a backend has
 // them. The types are plain Go so that a backend implementing it imports
 // no metrics library.

@@ -78,44 +78,19 @@
 // variables every networked backend shares (package backends names them)
 // mean the same for each.
 //
-//	Config field         environment variable  default
-//	Backend              ROSTER_BACKEND        "etcd" (or "nats", "memory")
-//	Etcd.Endpoints       ROSTER_ENDPOINTS      127.0.0.1:2379 (comma-separated; host:port, http, https, unix, unixs)
-//	Etcd.Prefix          ROSTER_PREFIX         /roster/services
-//	Etcd.TTL             ROSTER_TTL            15s (whole seconds)
-//	Etcd.CACertFile      ROSTER_CACERT         system roots (PEM file)
-//	Etcd.CertFile        ROSTER_CERT           no client certificate (PEM file, with KeyFile)
-//	Etcd.KeyFile         ROSTER_KEY            none (PEM file, with CertFile)
-//	Etcd.Username        ROSTER_USERNAME       no authentication
-//	Etcd.Password        ROSTER_PASSWORD       none (with Username)
-//	Etcd.DialTimeout     ROSTER_TIMEOUT        Timeout
-//	Etcd.RequestTimeout  ROSTER_TIMEOUT        Timeout
-//	Etcd.TLS             -                     built from the PEM files (or system roots for https://, unixs://)
-//	Etcd.Retry           -                     Retry
-//	NATS.Endpoints       ROSTER_ENDPOINTS      nats://127.0.0.1:4222 (comma-separated; host:port, nats, tls, ws, wss)
-//	NATS.Bucket          ROSTER_BUCKET         roster (created if absent)
-//	NATS.TTL             ROSTER_TTL            15s (whole seconds)
-//	NATS.CACertFile      ROSTER_CACERT         system roots (PEM file)
-//	NATS.CertFile        ROSTER_CERT           no client certificate (PEM file, with KeyFile)
-//	NATS.KeyFile         ROSTER_KEY            none (PEM file, with CertFile)
-//	NATS.Username        ROSTER_USERNAME       no authentication
-//	NATS.Password        ROSTER_PASSWORD       none (with Username)
-//	NATS.Token           ROSTER_TOKEN          none (excludes the other ways to authenticate)
-//	NATS.CredentialsFile ROSTER_CREDENTIALS    none (a .creds file: user JWT and NKey seed)
-//	NATS.NKeySeedFile    ROSTER_NKEY_SEED      none (a file holding an NKey user seed)
-//	NATS.DialTimeout     ROSTER_TIMEOUT        Timeout
-//	NATS.RequestTimeout  ROSTER_TIMEOUT        Timeout
-//	NATS.Retry           -                     Retry
-//	Timeout              ROSTER_TIMEOUT        5s (registration with RequireRegistration, deregistration)
-//	Retry                -                     1s doubling to 30s, 20% jitter
-//	RequireRegistration  -                     false: start does not wait for the registry
-//	DrainDelay           ROSTER_DRAIN_DELAY    0: deregister at once, without publishing draining
-//	Health.HTTP          ROSTER_HEALTH_HTTP    no check: instances are published serving (one of HTTP, GRPC, TCP)
-//	Health.GRPC          ROSTER_HEALTH_GRPC    host:port of a gRPC health service
-//	Health.GRPCService   ROSTER_HEALTH_GRPC_SERVICE  "" (the whole server)
-//	Health.TCP           ROSTER_HEALTH_TCP     host:port that must accept a connection
-//	Health.Probe         ROSTER_HEALTH_INITIAL_DELAY, _PERIOD, _TIMEOUT, _SUCCESS_THRESHOLD, _FAILURE_THRESHOLD
-//	                                           0, 10s, 1s, 1, 3 (Kubernetes' probe defaults)
+// The variables, each with the Config field it fills and its default, are
+// listed once, in the repository's docs/configuration.md
+// (https://github.com/roster-sd/roster/blob/main/docs/configuration.md),
+// which a test checks against the constants of package backends. Config's
+// own fields: Timeout (ROSTER_TIMEOUT, default 5s) bounds registration
+// with RequireRegistration and deregistration at stop, and is the default
+// of the backends' timeouts; Retry (1s doubling to 30s, 20% jitter) paces
+// the module's registration attempts and is the default of the backends'
+// Retry; RequireRegistration (false) makes start wait for the registry;
+// DrainDelay (ROSTER_DRAIN_DELAY, 0) is how long the instances are
+// published draining at stop before they are deregistered (0: deregister at
+// once); Health (ROSTER_HEALTH_HTTP, ROSTER_HEALTH_GRPC, ROSTER_HEALTH_TCP and
+// the ROSTER_HEALTH_* probe parameters) gates the instances on a check.
 //
 // Durations are Go durations ("15s", "1m30s"). A malformed variable makes
 // fx.New fail with an error wrapping [ErrInvalidConfig] that names the

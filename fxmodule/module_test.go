@@ -804,7 +804,7 @@ func TestBackendWithoutStatus(t *testing.T) {
 	}
 	app.RequireStop()
 
-	// Both of roster's backends are StatusReporters.
+	// Every backend of roster's is a StatusReporter (memory here).
 	got, err := fxmodule.NewStatusReporter(custom)
 	if err != nil || got != discovery.StatusReporter(custom) {
 		t.Errorf("NewStatusReporter(memory) = %v, %v; want the backend", got, err)

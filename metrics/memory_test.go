@@ -82,7 +82,7 @@ func TestRegistrationMetricsMemory(t *testing.T) {
 
 	// An outage: both retrying, attempts counted, then back.
 	store.SetAvailable(false)
-	f = waitMetrics(t, url, "both retrying", append(registrations("payments", "retrying", 2),
+	waitMetrics(t, url, "both retrying", append(registrations("payments", "retrying", 2),
 		want{"roster_backend_connected", nil, 0},
 		want{"roster_registration_transitions_total", []string{"service", "payments", "state", "retrying", "cause", "unavailable"}, 2})...)
 	testAttempts := func(f families) float64 { return f.value("roster_backend_retry_attempts_total") }

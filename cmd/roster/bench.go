@@ -141,14 +141,15 @@ exit status is 1 if any registration is missing from etcd at the end.`,
   roster bench --endpoints 10.0.0.1:2379 --processes 1000 -o json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.scaleDefaults(cmd.Flags().Changed)
 			return a.runBench(cmd, o)
 		},
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.processes, "processes", 100, "simulated roster processes")
 	f.IntVar(&o.instances, "instances", 1, "instances each process registers")
-	f.IntVar(&o.watchers, "watchers", 10, "processes that watch the service bench-watched")
-	f.IntVar(&o.serviceSize, "service-size", 50, "instances in bench-watched (at most processes*instances)")
+	f.IntVar(&o.watchers, "watchers", 10, "processes that watch the service bench-watched (the default is lowered to --processes)")
+	f.IntVar(&o.serviceSize, "service-size", 50, "instances in bench-watched (the default is lowered to --processes x --instances)")
 	f.IntVar(&o.concurrency, "concurrency", 8, "processes registering at the same time")
 	f.DurationVar(&o.ttl, "ttl", etcd.DefaultTTL, "lease TTL of every process")
 	f.DurationVar(&o.cut, "cut", 0, "cut the network between fleet and etcd for this long (0: no cut)")
@@ -156,6 +157,20 @@ exit status is 1 if any registration is missing from etcd at the end.`,
 	f.DurationVar(&o.recoveryTimeout, "recovery-timeout", 2*time.Minute, "give up waiting for recovery after this long")
 	f.StringVarP(&o.output, "output", "o", "table", "report format: table or json")
 	return cmd
+}
+
+// scaleDefaults lowers the defaults of the flags bounded by others
+// (--watchers by --processes, --service-size by --processes x --instances)
+// to those bounds when they were not given, so that a small fleet such as
+// --processes 20 runs as is. Values given explicitly are left for validate
+// to check.
+func (o *benchOptions) scaleDefaults(changed func(flag string) bool) {
+	if !changed("watchers") {
+		o.watchers = max(min(o.watchers, o.processes), 0)
+	}
+	if !changed("service-size") {
+		o.serviceSize = max(min(o.serviceSize, o.processes*o.instances), 0)
+	}
 }
 
 func (o benchOptions) validate(embedded bool) error {

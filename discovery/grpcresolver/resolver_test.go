@@ -518,6 +518,7 @@ func TestAddressesCarryInstances(t *testing.T) {
 		if !ok || !got.Equal(want[i]) {
 			t.Errorf("InstanceFromAddress(address %d) = %+v, %v; want %+v", i, got, ok, want[i])
 		}
+		//lint:ignore SA1019 the deprecated field is read to check that the resolver leaves it empty
 		if addr.Addr != want[i].Address || addr.ServerName != "" || addr.BalancerAttributes != nil {
 			t.Errorf("address %d = %+v", i, addr)
 		}

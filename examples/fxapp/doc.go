@@ -7,7 +7,9 @@
 // watches the other replicas. To keep the demo self-contained, the command
 // runs several replicas in one process, against an etcd it starts itself
 // (or against yours with -endpoints), starts them one by one, calls each
-// through the registry, and stops them one by one.
+// through the registry, serves until Ctrl+C (printing each replica's
+// address, for curl), and then stops them one by one. -once stops them as
+// soon as they have been called, without waiting for Ctrl+C.
 //
 //	go run ./examples/fxapp
 //	go run ./examples/fxapp -endpoints 127.0.0.1:2379

@@ -35,6 +35,10 @@ const service = "hello"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl+C ends the program at once
+	}()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "fxapp:", err)
 		os.Exit(1)
@@ -156,6 +160,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	endpoints := fs.String("endpoints", "", "comma-separated etcd endpoints; empty starts an embedded etcd")
 	replicas := fs.Int("replicas", 3, "how many replicas to run")
+	once := fs.Bool("once", false, "stop the replicas as soon as they have been called, instead of serving until Ctrl+C")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -191,12 +196,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer client.Close()
-	view, err := client.Watch(ctx, service)
+	// The view outlives Ctrl+C (ctx), which starts the replicas' stop.
+	view, err := client.Watch(context.WithoutCancel(ctx), service)
 	if err != nil {
 		return err
 	}
 	defer view.Stop()
-	waitFor := func(n int) ([]discovery.Instance, error) {
+	waitFor := func(ctx context.Context, n int) ([]discovery.Instance, error) {
 		for {
 			set, err := view.Next(ctx)
 			if errors.Is(err, discovery.ErrUnavailable) {
@@ -207,7 +213,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	if _, err := waitFor(0); err != nil {
+	if _, err := waitFor(ctx, 0); err != nil {
 		return interrupted(ctx, err)
 	}
 
@@ -276,8 +282,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
+	// Serve until Ctrl+C, so that the replicas can be called, scraped and
+	// probed by hand.
+	if !*once {
+		for _, in := range set {
+			out.say("%s serves http://%s (/hello, /metrics, /status)", in.ID, in.Address)
+		}
+		out.say("Press Ctrl+C to stop the replicas")
+		<-ctx.Done()
+		out.say("Interrupted: stopping the replicas")
+	}
+
 	// Stop the replicas one by one: each leaves the registry before its
-	// server stops, and the others see it go.
+	// server stops, and the others see it go. After Ctrl+C this still
+	// runs, bounded, on a context of its own.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	for len(apps) > 0 {
 		app, name := apps[0], names[0]
 		apps, names = apps[1:], names[1:]
@@ -289,11 +309,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		out.say("Stopped %s", name)
 		if err := views.waitAll(ctx, names, len(names)); err != nil {
-			return interrupted(ctx, err)
+			return err
 		}
 	}
-	if _, err := waitFor(0); err != nil {
-		return interrupted(ctx, err)
+	if _, err := waitFor(ctx, 0); err != nil {
+		return err
 	}
 	out.say("All replicas stopped; %q has no instances left", service)
 	return nil

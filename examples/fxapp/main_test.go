@@ -1,8 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -11,7 +18,17 @@ import (
 	"github.com/roster-sd/roster/internal/linebuf"
 )
 
+// runMainEnv, set in a child process's environment, makes the test
+// binary run the program's main instead of the tests: the program itself,
+// signal handling included, without building it a second time.
+const runMainEnv = "FXAPP_TEST_RUN_MAIN"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		os.Args = append([]string{"fxapp"}, strings.Fields(os.Getenv(runMainEnv+"_ARGS"))...)
+		main()
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -19,7 +36,7 @@ func TestRun(t *testing.T) {
 	var stdout, stderr linebuf.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := run(ctx, nil, &stdout, &stderr); err != nil {
+	if err := run(ctx, []string{"-once"}, &stdout, &stderr); err != nil {
 		t.Fatalf("run: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 	out := stdout.String()
@@ -72,5 +89,94 @@ func TestRun(t *testing.T) {
 		linebuf.WantInOrder(t, stderr.String(),
 			name+".roster.etcd: registered",
 			name+".roster.etcd: revoked lease")
+	}
+}
+
+// TestServesUntilInterrupt runs the program as a user does, without -once:
+// it keeps its replicas up, answering /status, until it gets SIGINT, and
+// then stops them one by one and exits 0.
+func TestServesUntilInterrupt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), runMainEnv+"=1", runMainEnv+"_ARGS=-replicas 2")
+	var stderr linebuf.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := false
+	defer func() {
+		if !waited {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}()
+	var out linebuf.Buffer
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			out.Write([]byte(sc.Text() + "\n"))
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	defer func() {
+		if t.Failed() {
+			t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), stderr.String())
+		}
+	}()
+	// waitLine waits for a line matching re, and returns its submatches.
+	waitLine := func(re *regexp.Regexp) []string {
+		t.Helper()
+		for {
+			select {
+			case line, ok := <-lines:
+				if !ok {
+					t.Fatalf("output ended before a line matching %q", re)
+				}
+				if m := re.FindStringSubmatch(line); m != nil {
+					return m
+				}
+			case <-ctx.Done():
+				t.Fatalf("no line matching %q: %v", re, ctx.Err())
+			}
+		}
+	}
+	addr := waitLine(regexp.MustCompile(`^hello-1 serves (http://\S+) `))[1]
+	waitLine(regexp.MustCompile(`^Press Ctrl\+C`))
+
+	// Up and serving: what the README tells the user to curl.
+	for _, path := range []string{"/status", "/metrics"} {
+		code, body, err := getStatus(ctx, addr+path)
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("GET %s%s while serving: %d %v\n%s", addr, path, code, err, body)
+		}
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	waitLine(regexp.MustCompile(`^Interrupted: stopping the replicas$`))
+	waitLine(regexp.MustCompile(`^Stopped hello-1$`))
+	waitLine(regexp.MustCompile(`^Stopped hello-2$`))
+	waitLine(regexp.MustCompile(`^All replicas stopped; "hello" has no instances left$`))
+	for range lines {
+	}
+	waited = true
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGINT: %v", err)
+	}
+	if _, _, err := getStatus(context.Background(), addr+"/status"); err == nil {
+		t.Errorf("%s/status still answers after the program exited", addr)
 	}
 }

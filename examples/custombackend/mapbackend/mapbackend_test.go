@@ -24,6 +24,8 @@ func (h harness) MakeBackend(context.Context) (discovery.Backend, error) {
 
 func (h harness) Close() {}
 
+// README:conformance
+
 // TestConformance is all the testing the backend's core semantics need:
 // the suite states roster's contract as code.
 func TestConformance(t *testing.T) {
@@ -31,3 +33,5 @@ func TestConformance(t *testing.T) {
 		return harness{reg: mapbackend.NewRegistry()}, nil
 	}, discoverytest.Capabilities{Status: true, Conflict: true})
 }
+
+// README:end
