@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -18,9 +19,14 @@ import (
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/backends/memory"
+	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
+	"github.com/roster-sd/roster/fxmodule/etcdfx"
+	"github.com/roster-sd/roster/fxmodule/fxall"
+	"github.com/roster-sd/roster/fxmodule/memoryfx"
 	"github.com/roster-sd/roster/internal/linebuf"
+	"github.com/roster-sd/roster/retry"
 )
 
 // An instance is in etcd once the application has started, and leaves it
@@ -37,7 +43,7 @@ func TestEtcdRegisteredAfterStartGoneAfterStop(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(cfg),
+		cfg.options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg, &backend),
@@ -87,7 +93,7 @@ func TestEtcdDownAtStart(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(cfg),
+		cfg.options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg, &status),
@@ -127,15 +133,17 @@ func TestEtcdDownAtStart(t *testing.T) {
 // error that says which instance and why.
 func TestRequireRegistrationFailsWhenEtcdDown(t *testing.T) {
 	t.Parallel()
-	cfg := fxmodule.Config{
-		Etcd:                etcd.Config{Endpoints: []string{deadEndpoint(t)}},
-		Timeout:             500 * time.Millisecond,
-		Retry:               testRetry(),
-		RequireRegistration: true,
+	cfg := etcdSetup{
+		Etcd: etcd.Config{Endpoints: []string{deadEndpoint(t)}},
+		Config: fxmodule.Config{
+			Timeout:             500 * time.Millisecond,
+			Retry:               testRetry(),
+			RequireRegistration: true,
+		},
 	}
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(cfg),
+		cfg.options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 	)
@@ -162,7 +170,7 @@ func TestRequireRegistrationRegistersBeforeStartReturns(t *testing.T) {
 	cfg.RequireRegistration = true
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(cfg),
+		cfg.options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 	)
@@ -192,7 +200,7 @@ func TestAppOwnedClientIsNotClosed(t *testing.T) {
 	var reg *fxmodule.Registration
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(cfg, cli),
+		cfg.options(), fx.Supply(cli),
 		fxmodule.Instance(payments),
 		fx.Populate(&backend, &reg),
 	)
@@ -216,7 +224,7 @@ func TestAppLoggerIsUsed(t *testing.T) {
 	var reg *fxmodule.Registration
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(etcdConfig(t, srv)),
+		etcdConfig(t, srv).options(),
 		fx.Provide(func() hclog.Logger { return logger }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg),
@@ -233,8 +241,8 @@ func TestAppLoggerIsUsed(t *testing.T) {
 	}
 }
 
-// A backend the application provides with UseBackend is used instead of
-// building one, and is not closed by the module.
+// A backend the application provides with UseBackend is the one the
+// module uses, and is not closed by the module.
 func TestCustomBackendIsUsed(t *testing.T) {
 	t.Parallel()
 	store := memory.NewStore()
@@ -250,7 +258,6 @@ func TestCustomBackendIsUsed(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(fxmodule.Config{Etcd: etcd.Config{Endpoints: []string{"127.0.0.1:1"}}}), // ignored
 		fxmodule.UseBackend(func() *memory.Backend { return custom }),
 		fxmodule.Instance(payments),
 		fx.Populate(&backend, &status, &reg),
@@ -418,6 +425,7 @@ func TestMemoryBackendByConfig(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
+		fxall.Module,
 		fx.Supply(fxmodule.Config{Backend: fxmodule.BackendMemory}),
 		fxmodule.Instance(payments),
 		fx.Populate(&backend, &resolver, &reg),
@@ -445,19 +453,47 @@ func TestConfigFromEnvironment(t *testing.T) {
 	t.Run("used", func(t *testing.T) {
 		t.Setenv(fxmodule.EnvBackend, "memory")
 		var backend discovery.Backend
-		app := fxtest.New(t, fxmodule.Module, fx.Populate(&backend))
+		app := fxtest.New(t, fxmodule.Module, fxall.Module, fx.Populate(&backend))
 		app.RequireStart().RequireStop()
 		if _, ok := backend.(*memory.Backend); !ok {
 			t.Errorf("backend is %T; want *memory.Backend from ROSTER_BACKEND=memory", backend)
 		}
 	})
-	t.Run("invalid", func(t *testing.T) {
+	t.Run("invalid etcd variable", func(t *testing.T) {
 		t.Setenv(etcd.EnvTTL, "forever")
 		var backend discovery.Backend
-		app := fx.New(fxmodule.Module, fx.Populate(&backend), fx.NopLogger)
+		app := fx.New(fxmodule.Module, fxall.Module, fx.Populate(&backend), fx.NopLogger)
 		err := app.Err()
-		if !errors.Is(err, fxmodule.ErrInvalidConfig) || !strings.Contains(err.Error(), "ROSTER_TTL") {
-			t.Errorf("fx.New error = %v; want ErrInvalidConfig naming ROSTER_TTL", err)
+		if !errors.Is(err, fxmodule.ErrInvalidConfig) || !errors.Is(err, etcd.ErrInvalidConfig) || !strings.Contains(err.Error(), "ROSTER_TTL") {
+			t.Errorf("fx.New error = %v; want fxmodule's and etcd's ErrInvalidConfig naming ROSTER_TTL", err)
+		}
+	})
+	t.Run("invalid nats variable", func(t *testing.T) {
+		t.Setenv(fxmodule.EnvBackend, "nats")
+		t.Setenv("ROSTER_ENDPOINTS", "http://a:2379")
+		var backend discovery.Backend
+		app := fx.New(fxmodule.Module, fxall.Module, fx.Populate(&backend), fx.NopLogger)
+		err := app.Err()
+		if !errors.Is(err, fxmodule.ErrInvalidConfig) || !errors.Is(err, nats.ErrInvalidConfig) ||
+			!strings.Contains(err.Error(), `ROSTER_ENDPOINTS endpoint "http://a:2379"`) {
+			t.Errorf("fx.New error = %v; want fxmodule's and NATS's ErrInvalidConfig naming ROSTER_ENDPOINTS", err)
+		}
+	})
+	t.Run("loaded once and provided", func(t *testing.T) {
+		// Module loads the Config once (environment, defaults, checks)
+		// and provides it as "roster.config" to the registration and the
+		// backend modules, instead of each reading the environment.
+		t.Setenv(fxmodule.EnvBackend, "memory")
+		t.Setenv(fxmodule.EnvDrainDelay, "3s")
+		var got struct {
+			fx.In
+			Config fxmodule.Config `name:"roster.config"`
+		}
+		app := fxtest.New(t, fxmodule.Module, fxall.Module, fx.Populate(&got))
+		app.RequireStart().RequireStop()
+		want := fxmodule.Config{Backend: "memory", DrainDelay: 3 * time.Second, Timeout: fxmodule.DefaultTimeout, Retry: retry.Default()}
+		if !reflect.DeepEqual(got.Config, want) {
+			t.Errorf("Config named %s = %+v; want %+v", fxmodule.ConfigName, got.Config, want)
 		}
 	})
 }
@@ -473,8 +509,8 @@ func TestInvalid(t *testing.T) {
 	}{
 		{"unknown backend", fx.Supply(fxmodule.Config{Backend: "zookeeper"}), fxmodule.ErrInvalidConfig, "zookeeper"},
 		{"negative drain delay", fx.Supply(fxmodule.Config{Backend: "memory", DrainDelay: -time.Second}), fxmodule.ErrInvalidConfig, "DrainDelay"},
-		{"bad etcd prefix", fx.Supply(fxmodule.Config{Etcd: etcd.Config{Prefix: "/x/"}}), etcd.ErrInvalidConfig, "Prefix"},
-		{"missing CA file", fx.Supply(fxmodule.Config{Etcd: etcd.Config{CACertFile: "/nonexistent/ca.pem"}}), etcd.ErrInvalidConfig, "CACertFile"},
+		{"bad etcd prefix", fx.Supply(etcd.Config{Prefix: "/x/"}), etcd.ErrInvalidConfig, "Prefix"},
+		{"missing CA file", fx.Supply(etcd.Config{CACertFile: "/nonexistent/ca.pem"}), etcd.ErrInvalidConfig, "CACertFile"},
 		{"invalid instance", fx.Options(
 			fx.Supply(fxmodule.Config{Backend: "memory"}),
 			fxmodule.Instance(discovery.Instance{Service: "bad service", Address: "127.0.0.1:1"}),
@@ -488,7 +524,7 @@ func TestInvalid(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var b discovery.Backend
-			err := fx.New(fxmodule.Module, tc.opts, fx.Populate(&b), fx.NopLogger).Err()
+			err := fx.New(fxmodule.Module, fxall.Module, tc.opts, fx.Populate(&b), fx.NopLogger).Err()
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.text) {
 				t.Errorf("fx.New error = %v; want one wrapping %v that mentions %q", err, tc.want, tc.text)
 			}
@@ -496,10 +532,15 @@ func TestInvalid(t *testing.T) {
 	}
 }
 
-// The constructors work without fx.
+// The constructors work without fx: the Config loaded once, a backend's
+// constructor, the Registration.
 func TestWithoutFx(t *testing.T) {
 	t.Parallel()
-	res, err := fxmodule.NewBackend(fxmodule.Params{Config: fxmodule.Config{Backend: "memory"}})
+	cfg, err := fxmodule.LoadConfig(fxmodule.Config{Retry: testRetry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := memoryfx.New(memoryfx.Params{Module: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,7 +548,7 @@ func TestWithoutFx(t *testing.T) {
 	reg, err := fxmodule.NewRegistration(fxmodule.RegistrationParams{
 		Registrar: res.Registrar,
 		Instances: []discovery.Instance{{Service: "payments", Address: "127.0.0.1:8080"}},
-		Config:    fxmodule.Config{Backend: "memory"},
+		Config:    cfg,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -590,7 +631,7 @@ func TestTLSWithPlainTextEndpointIsRejected(t *testing.T) {
 	cli := srv.Client(t)
 	host := srv.Endpoints()[0]
 	ca := writeCACert(t)
-	fromEnv, err := fxmodule.ConfigFromEnv(env(map[string]string{
+	fromEnv, err := etcd.ConfigFromEnv(env(map[string]string{
 		etcd.EnvEndpoints: "http://" + host, etcd.EnvCACert: ca,
 		etcd.EnvUsername: "svc", etcd.EnvPassword: "s3cret-pw", etcd.EnvTimeout: "2s",
 	}))
@@ -600,12 +641,12 @@ func TestTLSWithPlainTextEndpointIsRejected(t *testing.T) {
 	plain := `Endpoints[0] "http://` + host + `" is a plain-text http:// endpoint but TLS is set`
 	cases := []struct {
 		name string
-		cfg  fxmodule.Config
+		cfg  etcd.Config
 		want string
 	}{
-		{"CACertFile", fxmodule.Config{Etcd: etcd.Config{Endpoints: []string{"http://" + host}, CACertFile: ca}, Timeout: 2 * time.Second}, plain},
+		{"CACertFile", etcd.Config{Endpoints: []string{"http://" + host}, CACertFile: ca}, plain},
 		{"ROSTER_CACERT and a password", fromEnv, plain},
-		{"http and https", fxmodule.Config{Etcd: etcd.Config{Endpoints: []string{"http://" + host, "https://" + host}}, Timeout: 2 * time.Second},
+		{"http and https", etcd.Config{Endpoints: []string{"http://" + host, "https://" + host}},
 			`Endpoints[1] "https://` + host + `" asks for TLS but Endpoints[0] "http://` + host + `" does not`},
 	}
 	before, err := cli.Get(ctxFor(t, 5*time.Second), "/", clientv3.WithPrefix(), clientv3.WithCountOnly())
@@ -615,7 +656,8 @@ func TestTLSWithPlainTextEndpointIsRejected(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var reg *fxmodule.Registration
-			app := fx.New(fxmodule.Module, fx.Supply(tc.cfg), fxmodule.Instance(payments), fx.Populate(&reg),
+			app := fx.New(fxmodule.Module, etcdfx.Module, fx.Supply(fxmodule.Config{Timeout: 2 * time.Second}, tc.cfg),
+				fxmodule.Instance(payments), fx.Populate(&reg),
 				fx.Provide(func() hclog.Logger { return testLogger(t) }), fx.NopLogger)
 			err := app.Err()
 			if err == nil {
@@ -651,19 +693,19 @@ func TestPasswordWithoutTLSIsAWarning(t *testing.T) {
 	srv := sharedEtcd(t)
 	cases := []struct {
 		name string
-		cfg  fxmodule.Config
+		cfg  etcd.Config
 		warn bool
 	}{
-		{"plain text", fxmodule.Config{Etcd: etcd.Config{Endpoints: srv.Endpoints(), Username: "svc", Password: "s3cret-pw"}, Timeout: 2 * time.Second}, true},
-		{"no password", fxmodule.Config{Etcd: etcd.Config{Endpoints: srv.Endpoints()}, Timeout: 2 * time.Second}, false},
-		{"TLS", fxmodule.Config{Etcd: etcd.Config{Endpoints: []string{"https://" + deadEndpoint(t)}}, Timeout: 2 * time.Second}, false},
+		{"plain text", etcd.Config{Endpoints: srv.Endpoints(), Username: "svc", Password: "s3cret-pw"}, true},
+		{"no password", etcd.Config{Endpoints: srv.Endpoints()}, false},
+		{"TLS", etcd.Config{Endpoints: []string{"https://" + deadEndpoint(t)}}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			logs := &linebuf.Buffer{}
 			logger := hclog.New(&hclog.LoggerOptions{Name: "app", Output: logs, Level: hclog.Debug})
-			res, err := fxmodule.NewBackend(fxmodule.Params{Config: tc.cfg, Logger: logger})
+			res, err := etcdfx.New(etcdfx.Params{Config: tc.cfg, Module: fxmodule.Config{Timeout: 2 * time.Second}, Logger: logger})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -704,7 +746,7 @@ func TestDeregisterWhileRegisteringIsNotUndone(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(cfg),
+		cfg.options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg, &backend, &status),

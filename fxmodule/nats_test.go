@@ -15,6 +15,8 @@ import (
 	"github.com/roster-sd/roster/backends/nats/natstest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
+	"github.com/roster-sd/roster/fxmodule/fxall"
+	"github.com/roster-sd/roster/fxmodule/natsfx"
 )
 
 // ROSTER_BACKEND=nats and ROSTER_ENDPOINTS=nats://... are all an
@@ -33,6 +35,7 @@ func TestNATSSelectedByEnvironment(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
+		fxall.Module,
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg, &backend),
@@ -68,8 +71,8 @@ func TestNATSSelectedByEnvironment(t *testing.T) {
 	}
 }
 
-// Config.NATS configures the backend for an application that supplies
-// its Config; the module's Timeout and Retry fill what it leaves zero.
+// A NATS-only application adds natsfx.Module and supplies a nats.Config;
+// the module's Timeout and Retry fill what it leaves zero.
 func TestNATSByConfig(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Start(t)
@@ -79,12 +82,11 @@ func TestNATSByConfig(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(fxmodule.Config{
-			Backend: fxmodule.BackendNATS,
-			NATS:    nats.Config{Endpoints: []string{srv.URL()}, TTL: 5 * time.Second},
-			Timeout: 2 * time.Second,
-			Retry:   testRetry(),
-		}),
+		natsfx.Module,
+		fx.Supply(
+			fxmodule.Config{Timeout: 2 * time.Second, Retry: testRetry()},
+			nats.Config{Endpoints: []string{srv.URL()}, TTL: 5 * time.Second},
+		),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg, &resolver),
