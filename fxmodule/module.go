@@ -11,7 +11,8 @@ import (
 )
 
 // Names used in the fx graph. Struct tags cannot refer to constants, so
-// they are spelled out in the tags of Params and RegistrationParams too.
+// they are spelled out in the tags of RegistrationParams and of the
+// backends' modules' Params too.
 const (
 	// ModuleName is the name of Module.
 	ModuleName = "roster"
