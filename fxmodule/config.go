@@ -69,8 +69,11 @@ var ErrInvalidConfig = errors.New("fxmodule: invalid config")
 // (etcdfx, natsfx) takes from the graph or reads from the environment.
 type Config struct {
 	// Backend names the backend fxall.Module builds: BackendEtcd,
-	// BackendNATS or BackendMemory. Default: BackendEtcd. Ignored by the
-	// single-backend modules (etcdfx, natsfx, memoryfx) and by UseBackend.
+	// BackendNATS or BackendMemory; empty means BackendEtcd. A
+	// single-backend module (etcdfx, natsfx, memoryfx) rejects another
+	// backend's name, with an error wrapping ErrInvalidConfig, rather
+	// than silently build its own (see CheckBackend). Ignored with
+	// UseBackend.
 	Backend string
 
 	// Timeout bounds the registration of the application's instances with
@@ -246,6 +249,19 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 // backendNames lists the accepted Backend values, for errors.
 const backendNames = `"` + BackendEtcd + `", "` + BackendNATS + `" or "` + BackendMemory + `"`
 
+// CheckBackend is for a single-backend module: it returns an error
+// wrapping ErrInvalidConfig when c.Backend names a backend other than
+// name (the one the module builds), as when ROSTER_BACKEND=nats is set
+// for an application built with etcdfx.Module; an empty Backend is
+// accepted.
+func (c Config) CheckBackend(name, module string) error {
+	if c.Backend == "" || c.Backend == name {
+		return nil
+	}
+	return configError("Backend (%s) is %q, but the application is built with %s, the %q backend's module; use fxall.Module to select the backend by name",
+		EnvBackend, c.Backend, module, name)
+}
+
 func configError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 }
@@ -278,9 +294,6 @@ func LoadConfig(cfg Config) (Config, error) {
 // withDefaults fills in the defaults that the module itself uses; the
 // backends fill in theirs.
 func (c Config) withDefaults() Config {
-	if c.Backend == "" {
-		c.Backend = BackendEtcd
-	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
@@ -291,7 +304,7 @@ func (c Config) withDefaults() Config {
 // validate checks what the module itself uses; the backends check the rest.
 func (c Config) validate() error {
 	switch {
-	case c.Backend != BackendEtcd && c.Backend != BackendNATS && c.Backend != BackendMemory:
+	case c.Backend != "" && c.Backend != BackendEtcd && c.Backend != BackendNATS && c.Backend != BackendMemory:
 		return configError("Backend is %q; want %s", c.Backend, backendNames)
 	case c.Timeout <= 0:
 		return configError("Timeout is %v; want a positive duration", c.Timeout)

@@ -25,6 +25,7 @@ import (
 	"github.com/roster-sd/roster/fxmodule/etcdfx"
 	"github.com/roster-sd/roster/fxmodule/fxall"
 	"github.com/roster-sd/roster/fxmodule/memoryfx"
+	"github.com/roster-sd/roster/fxmodule/natsfx"
 	"github.com/roster-sd/roster/internal/linebuf"
 	"github.com/roster-sd/roster/retry"
 )
@@ -850,5 +851,38 @@ func TestBackendWithoutStatus(t *testing.T) {
 	got, err := fxmodule.NewStatusReporter(custom)
 	if err != nil || got != discovery.StatusReporter(custom) {
 		t.Errorf("NewStatusReporter(memory) = %v, %v; want the backend", got, err)
+	}
+}
+
+// A single-backend module refuses a Config (or ROSTER_BACKEND) that names
+// another backend, instead of silently building its own: the error says
+// which module the application is built with and what to use instead.
+func TestBackendModuleRejectsAnotherBackendName(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		module fx.Option
+		cfg    string
+		want   string
+	}{
+		{"etcd module, nats asked", etcdfx.Module, fxmodule.BackendNATS, `Backend (ROSTER_BACKEND) is "nats", but the application is built with etcdfx.Module`},
+		{"nats module, etcd asked", natsfx.Module, fxmodule.BackendEtcd, `Backend (ROSTER_BACKEND) is "etcd", but the application is built with natsfx.Module`},
+		{"memory module, nats asked", memoryfx.Module, fxmodule.BackendNATS, `is "nats", but the application is built with memoryfx.Module`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var b discovery.Backend
+			err := fx.New(fxmodule.Module, tc.module, fx.Supply(fxmodule.Config{Backend: tc.cfg}), fx.Populate(&b), fx.NopLogger).Err()
+			if !errors.Is(err, fxmodule.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("fx.New error = %v; want ErrInvalidConfig saying %q", err, tc.want)
+			}
+		})
+	}
+	// Its own name, or none, is accepted.
+	for _, name := range []string{"", fxmodule.BackendMemory} {
+		var b discovery.Backend
+		app := fxtest.New(t, fxmodule.Module, memoryfx.Module, fx.Supply(fxmodule.Config{Backend: name, Retry: testRetry()}), fx.Populate(&b))
+		app.RequireStart().RequireStop()
 	}
 }

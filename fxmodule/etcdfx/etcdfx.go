@@ -102,6 +102,9 @@ func config(p Params) (etcd.Config, error) {
 	if err != nil {
 		return etcd.Config{}, err
 	}
+	if err := mod.CheckBackend(fxmodule.BackendEtcd, "etcdfx.Module"); err != nil {
+		return etcd.Config{}, err
+	}
 	c := p.Config
 	if reflect.ValueOf(c).IsZero() {
 		if c, err = etcd.ConfigFromEnv(os.LookupEnv); err != nil {

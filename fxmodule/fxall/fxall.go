@@ -32,7 +32,7 @@ import (
 const ModuleName = "roster.all"
 
 // Module provides discovery.Backend, discovery.Registrar and
-// discovery.Resolver: the backend fxmodule.Config.Backend names (default
+// discovery.Resolver: the backend fxmodule.Config.Backend names (empty:
 // etcd), built by New and closed at stop. Use it with fxmodule.Module.
 var Module = fx.Module(ModuleName, fx.Provide(New))
 
@@ -78,7 +78,7 @@ func New(p Params) (fxmodule.Result, error) {
 		return memoryfx.New(memoryfx.Params{Lifecycle: p.Lifecycle, Store: p.Store, Module: mod})
 	case fxmodule.BackendNATS:
 		return natsfx.New(natsfx.Params{Lifecycle: p.Lifecycle, Config: p.NATS, Module: mod, Logger: p.Logger})
-	default: // fxmodule.BackendEtcd: LoadConfig accepts no other name
+	default: // fxmodule.BackendEtcd or "": LoadConfig accepts no other name
 		return etcdfx.New(etcdfx.Params{Lifecycle: p.Lifecycle, Config: p.Etcd, Module: mod, Logger: p.Logger, Client: p.Client})
 	}
 }

@@ -58,6 +58,9 @@ func New(p Params) (fxmodule.Result, error) {
 	if err != nil {
 		return fxmodule.Result{}, err
 	}
+	if err := mod.CheckBackend(fxmodule.BackendMemory, "memoryfx.Module"); err != nil {
+		return fxmodule.Result{}, err
+	}
 	b, err := memory.New(p.Store, memory.WithRetry(mod.Retry))
 	if err != nil {
 		return fxmodule.Result{}, fmt.Errorf("memoryfx: memory backend: %w", err)

@@ -72,6 +72,9 @@ func New(p Params) (fxmodule.Result, error) {
 	if err != nil {
 		return fxmodule.Result{}, err
 	}
+	if err := mod.CheckBackend(fxmodule.BackendNATS, "natsfx.Module"); err != nil {
+		return fxmodule.Result{}, err
+	}
 	c := p.Config
 	if reflect.ValueOf(c).IsZero() {
 		if c, err = nats.ConfigFromEnv(os.LookupEnv); err != nil {
