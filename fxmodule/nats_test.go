@@ -16,7 +16,6 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
 	"github.com/roster-sd/roster/fxmodule/fxall"
-	"github.com/roster-sd/roster/fxmodule/natsfx"
 )
 
 // ROSTER_BACKEND=nats and ROSTER_ENDPOINTS=nats://... are all an
@@ -69,35 +68,4 @@ func TestNATSSelectedByEnvironment(t *testing.T) {
 	if e, err := kv.Get(ctxFor(t, 5*time.Second), "payments.p-1"); err == nil {
 		t.Fatalf("Get(payments.p-1) after stop = %s; want it gone", e.Value())
 	}
-}
-
-// A NATS-only application adds natsfx.Module and supplies a nats.Config;
-// the module's Timeout and Retry fill what it leaves zero.
-func TestNATSByConfig(t *testing.T) {
-	t.Parallel()
-	srv := natstest.Start(t)
-	var (
-		reg      *fxmodule.Registration
-		resolver discovery.Resolver
-	)
-	app := fxtest.New(t,
-		fxmodule.Module,
-		natsfx.Module,
-		fx.Supply(
-			fxmodule.Config{Timeout: 2 * time.Second, Retry: testRetry()},
-			nats.Config{Endpoints: []string{srv.URL()}, TTL: 5 * time.Second},
-		),
-		fx.Provide(func() hclog.Logger { return testLogger(t) }),
-		fxmodule.Instance(payments),
-		fx.Populate(&reg, &resolver),
-	)
-	app.RequireStart()
-	if err := reg.Wait(ctxFor(t, 10*time.Second)); err != nil {
-		t.Fatalf("Registration.Wait: %v", err)
-	}
-	got, err := resolver.Resolve(ctxFor(t, 5*time.Second), payments.Service)
-	if err != nil || len(got) != 1 || !got[0].Equal(payments) {
-		t.Fatalf("Resolve = %v, %v; want [%v]", got, err, payments)
-	}
-	app.RequireStop()
 }
