@@ -2,6 +2,7 @@ package nats_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -127,4 +128,41 @@ func TestServingChangeIsOneWrite(t *testing.T) {
 	if got, want := last.Revision()-first.Revision(), uint64(len(edits)); got != want {
 		t.Errorf("%d changes moved the key's revision by %d; want %d (one write each)", len(edits), got, want)
 	}
+}
+
+// BenchmarkServingUpdate compares an update in place of an instance's
+// condition (Register of the held instance, changed) with a raw Put of the
+// same value to another key of the bucket, interleaved
+// in the same run. Metric: update/put, the ratio of their mean latencies.
+func BenchmarkServingUpdate(b *testing.B) {
+	skipShort(b)
+	srv := natstest.Start(b)
+	cfg := benchConfig(b, srv.URL(), "roster")
+	backend := newBackend(b, cfg)
+	in := benchInstance("bench", "p-1")
+	benchRegister(b, backend, in)
+	kv := rawKV(b, srv.URL(), "roster")
+	ctx := context.Background()
+	conds := []discovery.Condition{discovery.ConditionNotReady, discovery.ConditionServing}
+	var putTime, updateTime time.Duration
+	for i := 0; b.Loop(); i++ {
+		in.Condition = conds[i%2]
+		value, err := json.Marshal(in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := kv.Put(ctx, "raw.p-1", value); err != nil {
+			b.Fatal(err)
+		}
+		putTime += time.Since(start)
+		start = time.Now()
+		if err := backend.Register(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+		updateTime += time.Since(start)
+	}
+	b.ReportMetric(float64(putTime.Nanoseconds())/float64(b.N), "put-ns/op")
+	b.ReportMetric(float64(updateTime.Nanoseconds())/float64(b.N), "update-ns/op")
+	b.ReportMetric(float64(updateTime)/float64(putTime), "update/put")
 }
