@@ -14,7 +14,6 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
 	"github.com/roster-sd/roster/fxmodule/etcdfx"
-	"github.com/roster-sd/roster/internal/testcert"
 	"github.com/roster-sd/roster/internal/testlog"
 	"github.com/roster-sd/roster/retry"
 )
@@ -89,6 +88,3 @@ func waitState(t *testing.T, sub discovery.StatusSubscription, key discovery.Key
 		}
 	}
 }
-
-// writeCACert writes a valid CA file of the test's own.
-func writeCACert(t *testing.T) string { return testcert.WriteCA(t) }
