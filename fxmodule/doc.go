@@ -113,7 +113,7 @@
 // TLS files, the credentials) mean the same for each.
 //
 //	Config field         environment variable  default
-//	Backend              ROSTER_BACKEND        "etcd" (or "nats", "memory"); read by fxall.Module only
+//	Backend              ROSTER_BACKEND        "" (etcd), "nats" or "memory": what fxall.Module builds; a backend's module refuses another's name
 //	Timeout              ROSTER_TIMEOUT        5s (registration with RequireRegistration, deregistration; the backend's timeouts)
 //	Retry                -                     1s doubling to 30s, 20% jitter
 //	RequireRegistration  -                     false: start does not wait for the registry

@@ -64,9 +64,9 @@ type Result struct {
 	Resolver  discovery.Resolver
 }
 
-// Provide returns b under each of its interfaces, for a backend's fx
+// ResultOf returns b under each of its interfaces, for a backend's fx
 // constructor.
-func Provide(b discovery.Backend) Result {
+func ResultOf(b discovery.Backend) Result {
 	return Result{Backend: b, Registrar: b, Resolver: b}
 }
 
@@ -111,7 +111,7 @@ func UseBackend(constructor any) fx.Option {
 		fx.Provide(fx.Annotate(constructor,
 			fx.As(new(discovery.Backend)),
 			fx.ResultTags(`name:"roster.custom"`))),
-		fx.Provide(fx.Annotate(Provide, fx.ParamTags(`name:"roster.custom"`))),
+		fx.Provide(fx.Annotate(ResultOf, fx.ParamTags(`name:"roster.custom"`))),
 	)
 }
 

@@ -91,7 +91,7 @@ func New(p Params) (fxmodule.Result, error) {
 	if p.Lifecycle != nil {
 		p.Lifecycle.Append(fx.StopHook(b.Close))
 	}
-	return fxmodule.Provide(b), nil
+	return fxmodule.ResultOf(b), nil
 }
 
 // config returns the backend's Config: p.Config or the environment's,

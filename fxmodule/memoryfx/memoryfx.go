@@ -68,5 +68,5 @@ func New(p Params) (fxmodule.Result, error) {
 	if p.Lifecycle != nil {
 		p.Lifecycle.Append(fx.StopHook(b.Close))
 	}
-	return fxmodule.Provide(b), nil
+	return fxmodule.ResultOf(b), nil
 }
