@@ -31,7 +31,9 @@
 //	).Run()
 //
 // A backend of the application's own plugs in with [UseBackend], in place
-// of a backend's module.
+// of a backend's module. Use exactly one of these: without any, fx.New
+// fails with fx's "missing type: discovery.Backend"; with two, with fx's
+// "already provided".
 //
 // The backends' modules live in packages under fxmodule (etcdfx, natsfx,
 // memoryfx, fxall) rather than in the backends' own packages, so that a
