@@ -75,9 +75,9 @@ func ResultOf(b discovery.Backend) Result {
 var ErrNoStatus = errors.New("fxmodule: the backend reports no status")
 
 // NewStatusReporter returns the backend as a discovery.StatusReporter, which
-// each of roster's backends is. For a backend of the application's own
-// (UseBackend) that is not one, it fails with an error wrapping
-// ErrNoStatus rather than provide a nil StatusReporter. fx calls it only
+// each of roster's three backends (etcd, NATS, memory) is. For a backend of
+// the application's own (UseBackend) that is not one, it fails with an
+// error wrapping ErrNoStatus rather than provide a nil StatusReporter. fx calls it only
 // for an application that asks for a discovery.StatusReporter, so an
 // application that does not ask is unaffected.
 func NewStatusReporter(b discovery.Backend) (discovery.StatusReporter, error) {
