@@ -1,7 +1,6 @@
 package fxmodule
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -13,8 +12,6 @@ import (
 	"time"
 
 	"github.com/roster-sd/roster/backends"
-	"github.com/roster-sd/roster/backends/etcd"
-	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/health"
 	"github.com/roster-sd/roster/internal/envconfig"
 	"github.com/roster-sd/roster/retry"
@@ -34,9 +31,15 @@ const (
 )
 
 // EnvBackend is the environment variable ConfigFromEnv reads into
-// Config.Backend. The selected backend's variables (backends.EnvEndpoints
-// and the others) are read by its ConfigFromEnv.
+// Config.Backend. The backend's own variables (backends.EnvEndpoints and
+// the others) are read by that backend's ConfigFromEnv, called by its fx
+// module (etcdfx, natsfx).
 const EnvBackend = backends.EnvBackend
+
+// EnvTimeout is the environment variable ConfigFromEnv reads into
+// Config.Timeout, a Go duration; the etcd and NATS backends read it too,
+// as their dial and request timeouts.
+const EnvTimeout = backends.EnvTimeout
 
 // EnvDrainDelay is the environment variable ConfigFromEnv reads into
 // Config.DrainDelay, a Go duration such as "5s".
@@ -49,42 +52,34 @@ const DefaultTimeout = 5 * time.Second
 
 // ErrInvalidConfig reports an invalid Config or ROSTER_BACKEND. The error
 // names the field or variable and the reason. A backend's own settings are
-// rejected with that backend's error (etcd.ErrInvalidConfig,
-// nats.ErrInvalidConfig).
+// rejected by its module with that backend's error (etcd.ErrInvalidConfig,
+// nats.ErrInvalidConfig) as well.
 var ErrInvalidConfig = errors.New("fxmodule: invalid config")
 
 // Config configures the module. Every field has a default used when it is
 // left zero (see the package documentation for the table). An application
 // supplies it with fx.Supply(fxmodule.Config{...}); when it supplies none,
 // or a zero Config, the module reads it from the ROSTER_* environment
-// variables with ConfigFromEnv.
+// variables with ConfigFromEnv. Module reads it once ([LoadConfig]) and
+// provides the result under the name "roster.config" ([ConfigName]) to
+// the registration and the backend modules.
 //
-// The module's own settings are fields of Config; each backend's settings
-// are that backend's Config, in a field named after it (Etcd), used when
-// Backend selects it.
+// Config holds the module's own settings only. Each backend's settings
+// are that backend's Config (etcd.Config, nats.Config), which its module
+// (etcdfx, natsfx) takes from the graph or reads from the environment.
 type Config struct {
-	// Backend is BackendEtcd, BackendNATS or BackendMemory. Default:
-	// BackendEtcd.
-	// Ignored when the application provides its own backend (UseBackend).
+	// Backend names the backend fxall.Module builds: BackendEtcd,
+	// BackendNATS or BackendMemory; empty means BackendEtcd. A
+	// single-backend module (etcdfx, natsfx, memoryfx) rejects another
+	// backend's name, with an error wrapping ErrInvalidConfig, rather
+	// than silently build its own (see CheckBackend). Ignored with
+	// UseBackend.
 	Backend string
 
-	// Etcd configures the etcd backend (endpoints, prefix, TTL, TLS from
-	// PEM files, credentials...; see etcd.Config), with etcd's defaults.
-	// Its DialTimeout and RequestTimeout default to Timeout, its Retry to
-	// Retry, and its Logger to the application's hclog.Logger. Ignored
-	// with another Backend.
-	Etcd etcd.Config
-
-	// NATS configures the NATS backend (endpoints, bucket, TTL, TLS,
-	// credentials...; see nats.Config), with NATS's defaults. Its
-	// DialTimeout and RequestTimeout default to Timeout, its Retry to
-	// Retry, and its Logger to the application's hclog.Logger. Ignored
-	// with another Backend.
-	NATS nats.Config
-
 	// Timeout bounds the registration of the application's instances with
-	// RequireRegistration and their deregistration at stop. Default:
-	// DefaultTimeout.
+	// RequireRegistration and their deregistration at stop, and is the
+	// backend's dial and request timeout unless its Config sets them.
+	// Default: DefaultTimeout. Environment: EnvTimeout.
 	Timeout time.Duration
 
 	// Retry is the retry policy of the module's own registration attempts
@@ -208,36 +203,27 @@ func (h HealthConfig) validate() error {
 // isZero reports whether c is the zero Config, which means "not supplied".
 func (c Config) isZero() bool { return reflect.ValueOf(c).IsZero() }
 
-// ConfigFromEnv builds a Config from the ROSTER_* environment variables,
-// read through lookup (pass os.LookupEnv): EnvBackend here, and the
-// selected backend's variables through its ConfigFromEnv
-// (etcd.ConfigFromEnv into Config.Etcd, nats.ConfigFromEnv into
-// Config.NATS). ROSTER_TIMEOUT also sets Timeout. Unset and empty
-// variables leave their field at its default. A malformed value gives an
-// error wrapping ErrInvalidConfig (and, for a backend's variables, that
-// backend's ErrInvalidConfig too) that names the variable.
-//
-// It reads only the variables; certificate files are read when the
-// backend is built.
+// ConfigFromEnv builds the module's Config from the ROSTER_* environment
+// variables, read through lookup (pass os.LookupEnv): EnvBackend,
+// EnvTimeout, EnvDrainDelay and the EnvHealth* variables. The backend's
+// own variables (endpoints, TTL, TLS files...) are read by the backend's
+// module through that backend's ConfigFromEnv (etcd.ConfigFromEnv,
+// nats.ConfigFromEnv). Unset and empty variables leave their field at its
+// default. A malformed value gives an error wrapping ErrInvalidConfig that
+// names the variable.
 func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	var c Config
 	b, _ := lookup(EnvBackend)
-	var err error
 	switch c.Backend = strings.TrimSpace(b); c.Backend {
-	case "", BackendEtcd, BackendMemory:
-		if c.Etcd, err = etcd.ConfigFromEnv(lookup); err != nil {
-			return Config{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-		}
-		c.Timeout = c.Etcd.RequestTimeout
-	case BackendNATS:
-		if c.NATS, err = nats.ConfigFromEnv(lookup); err != nil {
-			return Config{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-		}
-		c.Timeout = c.NATS.RequestTimeout
+	case "", BackendEtcd, BackendMemory, BackendNATS:
 	default:
 		return Config{}, configError("%s is %q; want %s", EnvBackend, c.Backend, backendNames)
 	}
 	r := envconfig.NewReader(lookup)
+	var err error
+	if c.Timeout, err = r.Duration(EnvTimeout); err != nil {
+		return Config{}, configError("%v", err)
+	}
 	if c.DrainDelay, err = r.Duration(EnvDrainDelay); err != nil {
 		return Config{}, configError("%v", err)
 	}
@@ -263,14 +249,44 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 // backendNames lists the accepted Backend values, for errors.
 const backendNames = `"` + BackendEtcd + `", "` + BackendNATS + `" or "` + BackendMemory + `"`
 
+// CheckBackend is for a single-backend module: it returns an error
+// wrapping ErrInvalidConfig when c.Backend names a backend other than
+// name (the one the module builds), as when ROSTER_BACKEND=nats is set
+// for an application built with etcdfx.Module; an empty Backend is
+// accepted.
+func (c Config) CheckBackend(name, module string) error {
+	if c.Backend == "" || c.Backend == name {
+		return nil
+	}
+	return configError("Backend (%s) is %q, but the application is built with %s, the %q backend's module; use fxall.Module to select the backend by name",
+		EnvBackend, c.Backend, module, name)
+}
+
 func configError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 }
 
-// resolveConfig returns cfg, or the environment's Config when cfg is zero.
-func resolveConfig(cfg Config) (Config, error) {
+// ConfigName is the name under which Module provides the Config it
+// loaded (LoadConfig): `name:"roster.config"`. The registration and the
+// backend modules consume it, so that the environment is read once.
+const ConfigName = "roster.config"
+
+// LoadConfig returns the Config the module runs with: cfg, or, when cfg is
+// zero (none supplied), ConfigFromEnv(os.LookupEnv); with its defaults
+// filled in, and checked. An invalid Config gives an error wrapping
+// ErrInvalidConfig that names the field or variable. Module calls it once
+// and provides the result as the Config named ConfigName; outside fx, call
+// it yourself and pass the result to the constructors.
+func LoadConfig(cfg Config) (Config, error) {
 	if cfg.isZero() {
-		return ConfigFromEnv(os.LookupEnv)
+		var err error
+		if cfg, err = ConfigFromEnv(os.LookupEnv); err != nil {
+			return Config{}, err
+		}
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return Config{}, err
 	}
 	return cfg, nil
 }
@@ -278,9 +294,6 @@ func resolveConfig(cfg Config) (Config, error) {
 // withDefaults fills in the defaults that the module itself uses; the
 // backends fill in theirs.
 func (c Config) withDefaults() Config {
-	if c.Backend == "" {
-		c.Backend = BackendEtcd
-	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
@@ -291,9 +304,9 @@ func (c Config) withDefaults() Config {
 // validate checks what the module itself uses; the backends check the rest.
 func (c Config) validate() error {
 	switch {
-	case c.Backend != BackendEtcd && c.Backend != BackendNATS && c.Backend != BackendMemory:
+	case c.Backend != "" && c.Backend != BackendEtcd && c.Backend != BackendNATS && c.Backend != BackendMemory:
 		return configError("Backend is %q; want %s", c.Backend, backendNames)
-	case c.Timeout < 0:
+	case c.Timeout <= 0:
 		return configError("Timeout is %v; want a positive duration", c.Timeout)
 	case c.DrainDelay < 0:
 		return configError("DrainDelay is %v; want zero or more", c.DrainDelay)
@@ -305,32 +318,4 @@ func (c Config) validate() error {
 		return configError("Retry: %v", err)
 	}
 	return nil
-}
-
-// etcdConfig returns the etcd backend's Config, with the module's Timeout
-// and Retry where it leaves them zero.
-func (c Config) etcdConfig() etcd.Config {
-	e := c.Etcd
-	if e.DialTimeout == 0 {
-		e.DialTimeout = c.Timeout
-	}
-	if e.RequestTimeout == 0 {
-		e.RequestTimeout = c.Timeout
-	}
-	if e.Retry == (retry.Policy{}) {
-		e.Retry = c.Retry
-	}
-	return e
-}
-
-// natsConfig returns the NATS backend's Config, with the module's Timeout
-// and Retry where it leaves them zero.
-func (c Config) natsConfig() nats.Config {
-	n := c.NATS
-	n.DialTimeout = cmp.Or(n.DialTimeout, c.Timeout)
-	n.RequestTimeout = cmp.Or(n.RequestTimeout, c.Timeout)
-	if n.Retry == (retry.Policy{}) {
-		n.Retry = c.Retry
-	}
-	return n
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
+	"github.com/roster-sd/roster/fxmodule/memoryfx"
 	"github.com/roster-sd/roster/statushttp"
 )
 
@@ -25,7 +26,7 @@ func ExampleRegisterMetrics() {
 	var reg *fxmodule.Registration
 	app := fx.New(
 		fxmodule.Module,
-		fx.Supply(fxmodule.Config{Backend: fxmodule.BackendMemory}),
+		memoryfx.Module,
 		fx.Provide(func() prometheus.Registerer { return registry }),
 		fx.Invoke(func(status *statushttp.Handler) {
 			mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))

@@ -12,11 +12,15 @@ import (
 	"github.com/roster-sd/roster/backends/memory"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
+	"github.com/roster-sd/roster/fxmodule/etcdfx"
+	"github.com/roster-sd/roster/fxmodule/fxall"
+	"github.com/roster-sd/roster/fxmodule/memoryfx"
 )
 
-// An application registers its own instance and resolves its peers. In
-// production it supplies no Config and sets ROSTER_ENDPOINTS and friends
-// instead; here the memory backend keeps the example self-contained.
+// An application registers its own instance and resolves its peers. It
+// adds the core module and one backend's module: in production
+// etcdfx.Module (or natsfx.Module) with ROSTER_ENDPOINTS and friends set;
+// here memoryfx.Module keeps the example self-contained.
 func Example() {
 	var (
 		resolver discovery.Resolver
@@ -24,7 +28,7 @@ func Example() {
 	)
 	app := fx.New(
 		fxmodule.Module,
-		fx.Supply(fxmodule.Config{Backend: fxmodule.BackendMemory}),
+		memoryfx.Module,
 		// The application's servers would be provided and invoked here,
 		// before Instance, so that they start before it registers.
 		fxmodule.Instance(discovery.Instance{Service: "payments", Address: "10.0.0.7:8080"}),
@@ -50,8 +54,8 @@ func Example() {
 	// Output: payments/10.0.0.7-8080 10.0.0.7:8080
 }
 
-// A backend of the application's own replaces the one the module would
-// build. Its constructor owns it: here it closes it with a stop hook, which
+// A backend of the application's own takes the place of a backend
+// module. Its constructor owns it: here it closes it with a stop hook, which
 // fx runs after the module has deregistered the application's instances.
 func ExampleUseBackend() {
 	store := memory.NewStore() // shared, e.g. by the tests of several apps
@@ -76,6 +80,25 @@ func ExampleUseBackend() {
 	// Output: *memory.Backend
 }
 
+// An application that lets its operators choose the backend at run time
+// adds fxall.Module, which builds the one Config.Backend (or
+// ROSTER_BACKEND) names, and links every backend's client.
+func Example_selectByName() {
+	var backend discovery.Backend
+	app := fx.New(
+		fxmodule.Module,
+		fxall.Module,
+		fx.Supply(fxmodule.Config{Backend: fxmodule.BackendMemory}), // or none: ROSTER_BACKEND
+		fx.Populate(&backend),
+		fx.NopLogger,
+	)
+	if err := app.Err(); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%T\n", backend)
+	// Output: *memory.Backend
+}
+
 // The instance is built from the server it describes, so fx starts the
 // server before registering it and deregisters it before stopping the
 // server, wherever ProvideInstance stands.
@@ -87,7 +110,7 @@ func ExampleProvideInstance() {
 	)
 	app := fx.New(
 		fxmodule.Module,
-		fx.Supply(fxmodule.Config{Backend: fxmodule.BackendMemory}),
+		memoryfx.Module,
 		fxmodule.ProvideInstance(func(s *server) discovery.Instance {
 			return discovery.Instance{Service: "web", ID: "web-1", Address: s.addr}
 		}),
@@ -112,18 +135,19 @@ func ExampleProvideInstance() {
 	// Output: web/web-1 10.0.0.7:8080
 }
 
-// ConfigFromEnv reads the ROSTER_* variables; a malformed one is an error
-// that names it.
+// ConfigFromEnv reads the module's ROSTER_* variables (the backend's are
+// read by the backend's module); a malformed one is an error that names
+// it.
 func ExampleConfigFromEnv() {
 	env := map[string]string{
-		"ROSTER_ENDPOINTS": "etcd-0:2379,etcd-1:2379,etcd-2:2379",
-		"ROSTER_TTL":       "10s",
+		"ROSTER_BACKEND":     "nats",
+		"ROSTER_DRAIN_DELAY": "3s",
 	}
 	cfg, err := fxmodule.ConfigFromEnv(func(name string) (string, bool) {
 		v, ok := env[name]
 		return v, ok
 	})
-	fmt.Println(cfg.Etcd.Endpoints, cfg.Etcd.TTL, err)
+	fmt.Println(cfg.Backend, cfg.DrainDelay, err)
 
 	env["ROSTER_TIMEOUT"] = "5"
 	_, err = fxmodule.ConfigFromEnv(func(name string) (string, bool) {
@@ -132,8 +156,8 @@ func ExampleConfigFromEnv() {
 	})
 	fmt.Println(err)
 	// Output:
-	// [etcd-0:2379 etcd-1:2379 etcd-2:2379] 10s <nil>
-	// fxmodule: invalid config: etcd: invalid config: ROSTER_TIMEOUT is "5"; want a Go duration such as 15s or 1m
+	// nats 3s <nil>
+	// fxmodule: invalid config: ROSTER_TIMEOUT is "5"; want a Go duration such as 15s or 1m
 }
 
 // Applications that start from the environment and change a few fields
@@ -146,6 +170,7 @@ func ExampleConfig_fromEnvironment() {
 	cfg.DrainDelay = 5 * time.Second // let clients notice before the servers stop
 	_ = fx.New(
 		fxmodule.Module,
+		etcdfx.Module, // the etcd backend, configured by the ROSTER_* variables
 		fx.Supply(cfg),
 		// ...
 	)

@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"go.uber.org/fx"
 
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
-	"github.com/roster-sd/roster/internal/testcert"
+	"github.com/roster-sd/roster/fxmodule/etcdfx"
 	"github.com/roster-sd/roster/internal/testlog"
 	"github.com/roster-sd/roster/retry"
 )
@@ -22,17 +23,31 @@ func testRetry() retry.Policy {
 	return retry.Policy{Base: 50 * time.Millisecond, Max: 500 * time.Millisecond}
 }
 
+// etcdSetup is the module's Config and the etcd backend's, as an
+// etcd-only application supplies them.
+type etcdSetup struct {
+	fxmodule.Config
+	Etcd etcd.Config
+}
+
+// options are the etcd backend's module and both configs, for fx.New.
+func (s etcdSetup) options() fx.Option {
+	return fx.Options(etcdfx.Module, fx.Supply(s.Config, s.Etcd))
+}
+
 // etcdConfig configures the module for srv, under a prefix of the test's
 // own.
-func etcdConfig(t *testing.T, srv *etcdtest.Server) fxmodule.Config {
-	return fxmodule.Config{
+func etcdConfig(t *testing.T, srv *etcdtest.Server) etcdSetup {
+	return etcdSetup{
 		Etcd: etcd.Config{
 			Endpoints: srv.Endpoints(),
 			Prefix:    testPrefix(t),
 			TTL:       5 * time.Second,
 		},
-		Timeout: 2 * time.Second,
-		Retry:   testRetry(),
+		Config: fxmodule.Config{
+			Timeout: 2 * time.Second,
+			Retry:   testRetry(),
+		},
 	}
 }
 
@@ -73,6 +88,3 @@ func waitState(t *testing.T, sub discovery.StatusSubscription, key discovery.Key
 		}
 	}
 }
-
-// writeCACert writes a valid CA file of the test's own.
-func writeCACert(t *testing.T) string { return testcert.WriteCA(t) }

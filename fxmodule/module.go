@@ -5,17 +5,14 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/go-hclog"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/fx"
 
-	"github.com/roster-sd/roster/backends/etcd"
-	"github.com/roster-sd/roster/backends/memory"
-	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/discovery"
 )
 
 // Names used in the fx graph. Struct tags cannot refer to constants, so
-// they are spelled out in the tags of Params and RegistrationParams too.
+// they are spelled out in the tags of RegistrationParams and of the
+// backends' modules' Params too.
 const (
 	// ModuleName is the name of Module.
 	ModuleName = "roster"
@@ -31,56 +28,46 @@ const (
 	LoggerName = "roster.fx"
 )
 
-// Module provides discovery.Backend, discovery.Registrar and
-// discovery.Resolver (built by NewBackend), discovery.StatusReporter (the
-// same backend, see NewStatusReporter), *Registration (built by
-// NewRegistration), which registers the application's own instances (see
-// Instance and ProvideInstance), and the status endpoint
-// *statushttp.Handler (NewStatusHandler).
+// Module is the backend-free core of roster's fx integration. It
+// consumes a discovery.Backend from the graph, provided by one backend's
+// module (etcdfx.Module, natsfx.Module, memoryfx.Module), by the
+// all-backends fxall.Module, which selects one by name, or by the
+// application itself (UseBackend); and provides:
+//
+//   - the Config it runs with, named "roster.config" ([LoadConfig]: the
+//     application's Config, or the environment's, read once);
+//   - discovery.StatusReporter, the backend's ([NewStatusReporter]);
+//   - *Registration ([NewRegistration]), which registers the application's
+//     own instances (see Instance and ProvideInstance);
+//   - the status endpoint *statushttp.Handler ([NewStatusHandler]).
 //
 // It consumes, when the application provides them, a Config, an
-// hclog.Logger, a *clientv3.Client, a backend named "roster.custom"
-// (see UseBackend) and a prometheus.Registerer, on which it registers
-// roster's metrics (RegisterMetrics); it never provides any of them.
+// hclog.Logger, a health.Check and a prometheus.Registerer, on which it
+// registers roster's metrics (RegisterMetrics); it never provides any of
+// them.
 var Module = fx.Module(ModuleName,
-	fx.Provide(NewBackend, NewStatusReporter, NewRegistration),
-	fx.Provide(NewStatusHandler),
+	fx.Provide(
+		fx.Annotate(LoadConfig, fx.ParamTags(`optional:"true"`), fx.ResultTags(`name:"roster.config"`)),
+		NewStatusReporter, NewRegistration, NewStatusHandler),
 	fx.Invoke(RegisterMetrics),
 )
 
-// Params are the inputs of NewBackend. Every field but Lifecycle is
-// optional.
-type Params struct {
-	fx.In
-
-	// Lifecycle receives the hook that closes a backend NewBackend built.
-	// Outside fx it may be nil; closing Result.Backend is then the
-	// caller's job.
-	Lifecycle fx.Lifecycle
-
-	// Config configures the backend. A zero Config (none supplied) means
-	// ConfigFromEnv(os.LookupEnv).
-	Config Config `optional:"true"`
-	// Custom is the application's own backend, used instead of building
-	// one; NewBackend does not close it. See UseBackend.
-	Custom discovery.Backend `name:"roster.custom" optional:"true"`
-	// Logger is the application's logger. Default: an hclog logger
-	// writing to stderr at info level.
-	Logger hclog.Logger `optional:"true"`
-	// Client is an etcd client the application owns. With the etcd
-	// backend, NewBackend uses it (etcd.NewWithClient) instead of
-	// dialing, and never closes it.
-	Client *clientv3.Client `optional:"true"`
-}
-
-// Result is what NewBackend provides: one backend under each of its
-// interfaces. Its discovery.StatusReporter is provided by NewStatusReporter.
+// Result is what a backend's constructor (etcdfx.New, natsfx.New,
+// memoryfx.New, fxall.New) provides: one backend under each of its
+// interfaces. Its discovery.StatusReporter is provided by
+// NewStatusReporter, in Module.
 type Result struct {
 	fx.Out
 
 	Backend   discovery.Backend
 	Registrar discovery.Registrar
 	Resolver  discovery.Resolver
+}
+
+// ResultOf returns b under each of its interfaces, for a backend's fx
+// constructor.
+func ResultOf(b discovery.Backend) Result {
+	return Result{Backend: b, Registrar: b, Resolver: b}
 }
 
 // ErrNoStatus reports that the backend in use does not implement
@@ -101,83 +88,18 @@ func NewStatusReporter(b discovery.Backend) (discovery.StatusReporter, error) {
 	return s, nil
 }
 
-// NewBackend returns the backend the application uses: p.Custom when the
-// application provides one, or else the etcd or memory backend that the
-// Config asks for. A backend it builds is closed by a stop hook on
-// p.Lifecycle (after the instances have been deregistered, since
-// Registration depends on it); an application-provided backend and client
-// are left to their owner.
+// UseBackend provides, as the discovery.Backend (and Registrar and
+// Resolver) that Module uses, the backend that constructor returns: a
+// backend of the application's own (see examples/custombackend), or a
+// memory backend on a Store shared by the tests of several applications.
+// constructor is an ordinary fx constructor whose first result implements
+// discovery.Backend, optionally followed by an error; it is provided
+// under the name "roster.custom", then under the interfaces.
 //
-// An invalid Config or environment gives an error wrapping
-// ErrInvalidConfig (or the backend's own ErrInvalidConfig) that names the
-// field or variable. Building the etcd backend does not wait for etcd to
-// be reachable, except with Username set: the etcd client logs in while
-// it is being built.
-func NewBackend(p Params) (Result, error) {
-	b, owned, err := newBackend(p)
-	if err != nil {
-		return Result{}, err
-	}
-	if owned && p.Lifecycle != nil {
-		p.Lifecycle.Append(fx.StopHook(b.Close))
-	}
-	return Result{Backend: b, Registrar: b, Resolver: b}, nil
-}
-
-func newBackend(p Params) (discovery.Backend, bool, error) {
-	if p.Custom != nil {
-		return p.Custom, false, nil
-	}
-	cfg, err := resolveConfig(p.Config)
-	if err != nil {
-		return nil, false, err
-	}
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
-		return nil, false, err
-	}
-	switch cfg.Backend {
-	case BackendMemory:
-		b, err := memory.New(nil, memory.WithRetry(cfg.Retry))
-		if err != nil {
-			return nil, false, fmt.Errorf("fxmodule: memory backend: %w", err)
-		}
-		return b, true, nil
-	case BackendNATS:
-		ncfg := cfg.natsConfig()
-		if ncfg.Logger == nil {
-			ncfg.Logger = p.Logger // nil: the backend's default
-		}
-		b, err := nats.New(ncfg)
-		if err != nil {
-			return nil, false, fmt.Errorf("fxmodule: nats backend: %w", err)
-		}
-		return b, true, nil
-	default:
-		ecfg := cfg.etcdConfig()
-		if ecfg.Logger == nil {
-			ecfg.Logger = p.Logger // nil: the backend's default
-		}
-		var b *etcd.Backend
-		var err error
-		if p.Client != nil {
-			b, err = etcd.NewWithClient(p.Client, ecfg)
-		} else {
-			b, err = etcd.New(ecfg)
-		}
-		if err != nil {
-			return nil, false, fmt.Errorf("fxmodule: etcd backend: %w", err)
-		}
-		return b, true, nil
-	}
-}
-
-// UseBackend makes the module use the backend that constructor returns
-// instead of building one: a backend of the application's own (see
-// examples/custombackend), or a memory backend on a Store shared by the
-// tests of several applications. constructor is an ordinary fx
-// constructor whose first result implements discovery.Backend, optionally
-// followed by an error; it is provided under the name "roster.custom".
+// UseBackend takes the place of a backend module: an application uses one
+// of UseBackend, etcdfx.Module, natsfx.Module, memoryfx.Module and
+// fxall.Module (fx fails to build a graph with two, naming the type
+// provided twice).
 //
 // The module registers and deregisters the application's instances on
 // that backend but does not close it: its constructor owns it, and
@@ -185,9 +107,12 @@ func newBackend(p Params) (discovery.Backend, bool, error) {
 // after the module has deregistered the instances, since the module
 // depends on the backend.
 func UseBackend(constructor any) fx.Option {
-	return fx.Provide(fx.Annotate(constructor,
-		fx.As(new(discovery.Backend)),
-		fx.ResultTags(`name:"roster.custom"`)))
+	return fx.Options(
+		fx.Provide(fx.Annotate(constructor,
+			fx.As(new(discovery.Backend)),
+			fx.ResultTags(`name:"roster.custom"`))),
+		fx.Provide(fx.Annotate(ResultOf, fx.ParamTags(`name:"roster.custom"`))),
+	)
 }
 
 // Instance declares instances of the application to register once it has

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -18,9 +19,14 @@ import (
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/backends/memory"
+	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
-	"github.com/roster-sd/roster/internal/linebuf"
+	"github.com/roster-sd/roster/fxmodule/etcdfx"
+	"github.com/roster-sd/roster/fxmodule/fxall"
+	"github.com/roster-sd/roster/fxmodule/memoryfx"
+	"github.com/roster-sd/roster/fxmodule/natsfx"
+	"github.com/roster-sd/roster/retry"
 )
 
 // An instance is in etcd once the application has started, and leaves it
@@ -37,7 +43,7 @@ func TestEtcdRegisteredAfterStartGoneAfterStop(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(cfg),
+		cfg.options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg, &backend),
@@ -87,7 +93,7 @@ func TestEtcdDownAtStart(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(cfg),
+		cfg.options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg, &status),
@@ -127,15 +133,17 @@ func TestEtcdDownAtStart(t *testing.T) {
 // error that says which instance and why.
 func TestRequireRegistrationFailsWhenEtcdDown(t *testing.T) {
 	t.Parallel()
-	cfg := fxmodule.Config{
-		Etcd:                etcd.Config{Endpoints: []string{deadEndpoint(t)}},
-		Timeout:             500 * time.Millisecond,
-		Retry:               testRetry(),
-		RequireRegistration: true,
+	cfg := etcdSetup{
+		Etcd: etcd.Config{Endpoints: []string{deadEndpoint(t)}},
+		Config: fxmodule.Config{
+			Timeout:             500 * time.Millisecond,
+			Retry:               testRetry(),
+			RequireRegistration: true,
+		},
 	}
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(cfg),
+		cfg.options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 	)
@@ -162,7 +170,7 @@ func TestRequireRegistrationRegistersBeforeStartReturns(t *testing.T) {
 	cfg.RequireRegistration = true
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(cfg),
+		cfg.options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 	)
@@ -175,66 +183,8 @@ func TestRequireRegistrationRegistersBeforeStartReturns(t *testing.T) {
 	app.RequireStop()
 }
 
-// An etcd client the application provides is used, and not closed.
-func TestAppOwnedClientIsNotClosed(t *testing.T) {
-	t.Parallel()
-	srv := sharedEtcd(t)
-	cli, err := clientv3.New(srv.ClientConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	cfg := etcdConfig(t, srv)
-	// Endpoints that lead nowhere: the registration below succeeds only
-	// through the application's client.
-	cfg.Etcd.Endpoints = []string{"127.0.0.1:1"}
-	var backend discovery.Backend
-	var reg *fxmodule.Registration
-	app := fxtest.New(t,
-		fxmodule.Module,
-		fx.Supply(cfg, cli),
-		fxmodule.Instance(payments),
-		fx.Populate(&backend, &reg),
-	)
-	app.RequireStart()
-	if err := reg.Wait(ctxFor(t, 10*time.Second)); err != nil {
-		t.Fatalf("Registration.Wait: %v", err)
-	}
-	app.RequireStop()
-
-	if _, err := cli.Put(ctxFor(t, 5*time.Second), testPrefix(t)+"/still-open", "yes"); err != nil {
-		t.Fatalf("the application's client no longer works after stop: %v", err)
-	}
-}
-
-// The backend and the module log under the application's logger.
-func TestAppLoggerIsUsed(t *testing.T) {
-	t.Parallel()
-	srv := sharedEtcd(t)
-	var buf linebuf.Buffer
-	logger := hclog.New(&hclog.LoggerOptions{Name: "myapp", Output: &buf, Level: hclog.Info})
-	var reg *fxmodule.Registration
-	app := fxtest.New(t,
-		fxmodule.Module,
-		fx.Supply(etcdConfig(t, srv)),
-		fx.Provide(func() hclog.Logger { return logger }),
-		fxmodule.Instance(payments),
-		fx.Populate(&reg),
-	)
-	app.RequireStart()
-	if err := reg.Wait(ctxFor(t, 10*time.Second)); err != nil {
-		t.Fatalf("Registration.Wait: %v", err)
-	}
-	app.RequireStop()
-	for _, want := range []string{"myapp.roster.etcd: registered", "myapp.roster.etcd: revoked lease"} {
-		if !strings.Contains(buf.String(), want) {
-			t.Errorf("log does not contain %q:\n%s", want, buf.String())
-		}
-	}
-}
-
-// A backend the application provides with UseBackend is used instead of
-// building one, and is not closed by the module.
+// A backend the application provides with UseBackend is the one the
+// module uses, and is not closed by the module.
 func TestCustomBackendIsUsed(t *testing.T) {
 	t.Parallel()
 	store := memory.NewStore()
@@ -250,7 +200,6 @@ func TestCustomBackendIsUsed(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(fxmodule.Config{Etcd: etcd.Config{Endpoints: []string{"127.0.0.1:1"}}}), // ignored
 		fxmodule.UseBackend(func() *memory.Backend { return custom }),
 		fxmodule.Instance(payments),
 		fx.Populate(&backend, &status, &reg),
@@ -418,6 +367,7 @@ func TestMemoryBackendByConfig(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
+		fxall.Module,
 		fx.Supply(fxmodule.Config{Backend: fxmodule.BackendMemory}),
 		fxmodule.Instance(payments),
 		fx.Populate(&backend, &resolver, &reg),
@@ -445,19 +395,47 @@ func TestConfigFromEnvironment(t *testing.T) {
 	t.Run("used", func(t *testing.T) {
 		t.Setenv(fxmodule.EnvBackend, "memory")
 		var backend discovery.Backend
-		app := fxtest.New(t, fxmodule.Module, fx.Populate(&backend))
+		app := fxtest.New(t, fxmodule.Module, fxall.Module, fx.Populate(&backend))
 		app.RequireStart().RequireStop()
 		if _, ok := backend.(*memory.Backend); !ok {
 			t.Errorf("backend is %T; want *memory.Backend from ROSTER_BACKEND=memory", backend)
 		}
 	})
-	t.Run("invalid", func(t *testing.T) {
+	t.Run("invalid etcd variable", func(t *testing.T) {
 		t.Setenv(etcd.EnvTTL, "forever")
 		var backend discovery.Backend
-		app := fx.New(fxmodule.Module, fx.Populate(&backend), fx.NopLogger)
+		app := fx.New(fxmodule.Module, fxall.Module, fx.Populate(&backend), fx.NopLogger)
 		err := app.Err()
-		if !errors.Is(err, fxmodule.ErrInvalidConfig) || !strings.Contains(err.Error(), "ROSTER_TTL") {
-			t.Errorf("fx.New error = %v; want ErrInvalidConfig naming ROSTER_TTL", err)
+		if !errors.Is(err, fxmodule.ErrInvalidConfig) || !errors.Is(err, etcd.ErrInvalidConfig) || !strings.Contains(err.Error(), "ROSTER_TTL") {
+			t.Errorf("fx.New error = %v; want fxmodule's and etcd's ErrInvalidConfig naming ROSTER_TTL", err)
+		}
+	})
+	t.Run("invalid nats variable", func(t *testing.T) {
+		t.Setenv(fxmodule.EnvBackend, "nats")
+		t.Setenv("ROSTER_ENDPOINTS", "http://a:2379")
+		var backend discovery.Backend
+		app := fx.New(fxmodule.Module, fxall.Module, fx.Populate(&backend), fx.NopLogger)
+		err := app.Err()
+		if !errors.Is(err, fxmodule.ErrInvalidConfig) || !errors.Is(err, nats.ErrInvalidConfig) ||
+			!strings.Contains(err.Error(), `ROSTER_ENDPOINTS endpoint "http://a:2379"`) {
+			t.Errorf("fx.New error = %v; want fxmodule's and NATS's ErrInvalidConfig naming ROSTER_ENDPOINTS", err)
+		}
+	})
+	t.Run("loaded once and provided", func(t *testing.T) {
+		// Module loads the Config once (environment, defaults, checks)
+		// and provides it as "roster.config" to the registration and the
+		// backend modules, instead of each reading the environment.
+		t.Setenv(fxmodule.EnvBackend, "memory")
+		t.Setenv(fxmodule.EnvDrainDelay, "3s")
+		var got struct {
+			fx.In
+			Config fxmodule.Config `name:"roster.config"`
+		}
+		app := fxtest.New(t, fxmodule.Module, fxall.Module, fx.Populate(&got))
+		app.RequireStart().RequireStop()
+		want := fxmodule.Config{Backend: "memory", DrainDelay: 3 * time.Second, Timeout: fxmodule.DefaultTimeout, Retry: retry.Default()}
+		if !reflect.DeepEqual(got.Config, want) {
+			t.Errorf("Config named %s = %+v; want %+v", fxmodule.ConfigName, got.Config, want)
 		}
 	})
 }
@@ -473,8 +451,8 @@ func TestInvalid(t *testing.T) {
 	}{
 		{"unknown backend", fx.Supply(fxmodule.Config{Backend: "zookeeper"}), fxmodule.ErrInvalidConfig, "zookeeper"},
 		{"negative drain delay", fx.Supply(fxmodule.Config{Backend: "memory", DrainDelay: -time.Second}), fxmodule.ErrInvalidConfig, "DrainDelay"},
-		{"bad etcd prefix", fx.Supply(fxmodule.Config{Etcd: etcd.Config{Prefix: "/x/"}}), etcd.ErrInvalidConfig, "Prefix"},
-		{"missing CA file", fx.Supply(fxmodule.Config{Etcd: etcd.Config{CACertFile: "/nonexistent/ca.pem"}}), etcd.ErrInvalidConfig, "CACertFile"},
+		{"bad etcd prefix", fx.Supply(etcd.Config{Prefix: "/x/"}), etcd.ErrInvalidConfig, "Prefix"},
+		{"missing CA file", fx.Supply(etcd.Config{CACertFile: "/nonexistent/ca.pem"}), etcd.ErrInvalidConfig, "CACertFile"},
 		{"invalid instance", fx.Options(
 			fx.Supply(fxmodule.Config{Backend: "memory"}),
 			fxmodule.Instance(discovery.Instance{Service: "bad service", Address: "127.0.0.1:1"}),
@@ -488,7 +466,7 @@ func TestInvalid(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var b discovery.Backend
-			err := fx.New(fxmodule.Module, tc.opts, fx.Populate(&b), fx.NopLogger).Err()
+			err := fx.New(fxmodule.Module, fxall.Module, tc.opts, fx.Populate(&b), fx.NopLogger).Err()
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.text) {
 				t.Errorf("fx.New error = %v; want one wrapping %v that mentions %q", err, tc.want, tc.text)
 			}
@@ -496,10 +474,15 @@ func TestInvalid(t *testing.T) {
 	}
 }
 
-// The constructors work without fx.
+// The constructors work without fx: the Config loaded once, a backend's
+// constructor, the Registration.
 func TestWithoutFx(t *testing.T) {
 	t.Parallel()
-	res, err := fxmodule.NewBackend(fxmodule.Params{Config: fxmodule.Config{Backend: "memory"}})
+	cfg, err := fxmodule.LoadConfig(fxmodule.Config{Retry: testRetry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := memoryfx.New(memoryfx.Params{Module: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,7 +490,7 @@ func TestWithoutFx(t *testing.T) {
 	reg, err := fxmodule.NewRegistration(fxmodule.RegistrationParams{
 		Registrar: res.Registrar,
 		Instances: []discovery.Instance{{Service: "payments", Address: "127.0.0.1:8080"}},
-		Config:    fxmodule.Config{Backend: "memory"},
+		Config:    cfg,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -577,111 +560,6 @@ func deadEndpoint(t *testing.T) string {
 	return addr
 }
 
-// TestTLSWithPlainTextEndpointIsRejected: a CA certificate (Etcd.CACertFile
-// or ROSTER_CACERT) with an http:// endpoint asks for TLS that the etcd
-// client would silently drop, connecting in plain text and sending the
-// password in clear; so would a mix of http:// and https:// endpoints.
-// Building the application fails with an error naming the endpoint, and
-// nothing is written to etcd: here a plain-text etcd that such a
-// configuration would have reached.
-func TestTLSWithPlainTextEndpointIsRejected(t *testing.T) {
-	t.Parallel()
-	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
-	host := srv.Endpoints()[0]
-	ca := writeCACert(t)
-	fromEnv, err := fxmodule.ConfigFromEnv(env(map[string]string{
-		etcd.EnvEndpoints: "http://" + host, etcd.EnvCACert: ca,
-		etcd.EnvUsername: "svc", etcd.EnvPassword: "s3cret-pw", etcd.EnvTimeout: "2s",
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain := `Endpoints[0] "http://` + host + `" is a plain-text http:// endpoint but TLS is set`
-	cases := []struct {
-		name string
-		cfg  fxmodule.Config
-		want string
-	}{
-		{"CACertFile", fxmodule.Config{Etcd: etcd.Config{Endpoints: []string{"http://" + host}, CACertFile: ca}, Timeout: 2 * time.Second}, plain},
-		{"ROSTER_CACERT and a password", fromEnv, plain},
-		{"http and https", fxmodule.Config{Etcd: etcd.Config{Endpoints: []string{"http://" + host, "https://" + host}}, Timeout: 2 * time.Second},
-			`Endpoints[1] "https://` + host + `" asks for TLS but Endpoints[0] "http://` + host + `" does not`},
-	}
-	before, err := cli.Get(ctxFor(t, 5*time.Second), "/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			var reg *fxmodule.Registration
-			app := fx.New(fxmodule.Module, fx.Supply(tc.cfg), fxmodule.Instance(payments), fx.Populate(&reg),
-				fx.Provide(func() hclog.Logger { return testLogger(t) }), fx.NopLogger)
-			err := app.Err()
-			if err == nil {
-				ctx := ctxFor(t, 10*time.Second)
-				startErr := app.Start(ctx)
-				waitErr := reg.Wait(ctx)
-				_ = app.Stop(ctx)
-				t.Fatalf("fx.New accepted it (Start: %v, Registration.Wait: %v); want an error naming the endpoint", startErr, waitErr)
-			}
-			if !errors.Is(err, etcd.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("fx.New error = %v; want one wrapping etcd.ErrInvalidConfig that says %s", err, tc.want)
-			}
-			if strings.Contains(err.Error(), "s3cret-pw") {
-				t.Errorf("error %q reveals the password", err)
-			}
-		})
-	}
-	after, err := cli.Get(ctxFor(t, 5*time.Second), "/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after.Header.Revision != before.Header.Revision {
-		t.Errorf("etcd revision went from %d to %d: something was written", before.Header.Revision, after.Header.Revision)
-	}
-}
-
-// TestPasswordWithoutTLSIsAWarning: a password over a plain-text
-// connection is allowed (a development etcd) but logged as a warning that
-// names the endpoints, never the password, by the etcd backend under the
-// application's logger; with TLS there is no warning.
-func TestPasswordWithoutTLSIsAWarning(t *testing.T) {
-	t.Parallel()
-	srv := sharedEtcd(t)
-	cases := []struct {
-		name string
-		cfg  fxmodule.Config
-		warn bool
-	}{
-		{"plain text", fxmodule.Config{Etcd: etcd.Config{Endpoints: srv.Endpoints(), Username: "svc", Password: "s3cret-pw"}, Timeout: 2 * time.Second}, true},
-		{"no password", fxmodule.Config{Etcd: etcd.Config{Endpoints: srv.Endpoints()}, Timeout: 2 * time.Second}, false},
-		{"TLS", fxmodule.Config{Etcd: etcd.Config{Endpoints: []string{"https://" + deadEndpoint(t)}}, Timeout: 2 * time.Second}, false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			logs := &linebuf.Buffer{}
-			logger := hclog.New(&hclog.LoggerOptions{Name: "app", Output: logs, Level: hclog.Debug})
-			res, err := fxmodule.NewBackend(fxmodule.Params{Config: tc.cfg, Logger: logger})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := res.Backend.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-			out := logs.String()
-			want := `[WARN]  app.roster.etcd: ` + etcd.PasswordInClearMessage + `: endpoints=["` + srv.Endpoints()[0] + `"] username=svc`
-			if got := strings.Contains(out, want); got != tc.warn {
-				t.Errorf("logs:\n%s\nwant the warning %q: %v", out, want, tc.warn)
-			}
-			if strings.Contains(out, "s3cret-pw") {
-				t.Errorf("logs reveal the password:\n%s", out)
-			}
-		})
-	}
-}
-
 // TestDeregisterWhileRegisteringIsNotUndone: the application deregisters
 // its instance while the module's background Register is still pending
 // (etcd is down). That Register fails with ErrNotRegistered, which ends
@@ -704,7 +582,7 @@ func TestDeregisterWhileRegisteringIsNotUndone(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(cfg),
+		cfg.options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg, &backend, &status),
@@ -808,5 +686,38 @@ func TestBackendWithoutStatus(t *testing.T) {
 	got, err := fxmodule.NewStatusReporter(custom)
 	if err != nil || got != discovery.StatusReporter(custom) {
 		t.Errorf("NewStatusReporter(memory) = %v, %v; want the backend", got, err)
+	}
+}
+
+// A single-backend module refuses a Config (or ROSTER_BACKEND) that names
+// another backend, instead of silently building its own: the error says
+// which module the application is built with and what to use instead.
+func TestBackendModuleRejectsAnotherBackendName(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		module fx.Option
+		cfg    string
+		want   string
+	}{
+		{"etcd module, nats asked", etcdfx.Module, fxmodule.BackendNATS, `Backend (ROSTER_BACKEND) is "nats", but the application is built with etcdfx.Module`},
+		{"nats module, etcd asked", natsfx.Module, fxmodule.BackendEtcd, `Backend (ROSTER_BACKEND) is "etcd", but the application is built with natsfx.Module`},
+		{"memory module, nats asked", memoryfx.Module, fxmodule.BackendNATS, `is "nats", but the application is built with memoryfx.Module`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var b discovery.Backend
+			err := fx.New(fxmodule.Module, tc.module, fx.Supply(fxmodule.Config{Backend: tc.cfg}), fx.Populate(&b), fx.NopLogger).Err()
+			if !errors.Is(err, fxmodule.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("fx.New error = %v; want ErrInvalidConfig saying %q", err, tc.want)
+			}
+		})
+	}
+	// Its own name, or none, is accepted.
+	for _, name := range []string{"", fxmodule.BackendMemory} {
+		var b discovery.Backend
+		app := fxtest.New(t, fxmodule.Module, memoryfx.Module, fx.Supply(fxmodule.Config{Backend: name, Retry: testRetry()}), fx.Populate(&b))
+		app.RequireStart().RequireStop()
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/roster-sd/roster/backends/nats/natstest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
+	"github.com/roster-sd/roster/fxmodule/fxall"
 )
 
 // ROSTER_BACKEND=nats and ROSTER_ENDPOINTS=nats://... are all an
@@ -33,6 +34,7 @@ func TestNATSSelectedByEnvironment(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
+		fxall.Module,
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg, &backend),
@@ -66,36 +68,4 @@ func TestNATSSelectedByEnvironment(t *testing.T) {
 	if e, err := kv.Get(ctxFor(t, 5*time.Second), "payments.p-1"); err == nil {
 		t.Fatalf("Get(payments.p-1) after stop = %s; want it gone", e.Value())
 	}
-}
-
-// Config.NATS configures the backend for an application that supplies
-// its Config; the module's Timeout and Retry fill what it leaves zero.
-func TestNATSByConfig(t *testing.T) {
-	t.Parallel()
-	srv := natstest.Start(t)
-	var (
-		reg      *fxmodule.Registration
-		resolver discovery.Resolver
-	)
-	app := fxtest.New(t,
-		fxmodule.Module,
-		fx.Supply(fxmodule.Config{
-			Backend: fxmodule.BackendNATS,
-			NATS:    nats.Config{Endpoints: []string{srv.URL()}, TTL: 5 * time.Second},
-			Timeout: 2 * time.Second,
-			Retry:   testRetry(),
-		}),
-		fx.Provide(func() hclog.Logger { return testLogger(t) }),
-		fxmodule.Instance(payments),
-		fx.Populate(&reg, &resolver),
-	)
-	app.RequireStart()
-	if err := reg.Wait(ctxFor(t, 10*time.Second)); err != nil {
-		t.Fatalf("Registration.Wait: %v", err)
-	}
-	got, err := resolver.Resolve(ctxFor(t, 5*time.Second), payments.Service)
-	if err != nil || len(got) != 1 || !got[0].Equal(payments) {
-		t.Fatalf("Resolve = %v, %v; want [%v]", got, err, payments)
-	}
-	app.RequireStop()
 }

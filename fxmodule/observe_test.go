@@ -15,6 +15,7 @@ import (
 	"github.com/roster-sd/roster/backends/memory"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
+	"github.com/roster-sd/roster/fxmodule/memoryfx"
 	"github.com/roster-sd/roster/internal/testwait"
 	"github.com/roster-sd/roster/statushttp"
 )
@@ -64,7 +65,7 @@ func TestModuleMetricsAndStatusHandler(t *testing.T) {
 	var h *statushttp.Handler
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(fxmodule.Config{Backend: fxmodule.BackendMemory}),
+		memoryfx.Module,
 		fx.Provide(func() prometheus.Registerer { return reg }),
 		fxmodule.Instance(payments),
 		fx.Populate(&h),
@@ -91,7 +92,7 @@ func TestModuleWithoutRegistererRegistersNoMetrics(t *testing.T) {
 	t.Parallel()
 	app := fxtest.New(t,
 		fxmodule.Module,
-		fx.Supply(fxmodule.Config{Backend: fxmodule.BackendMemory}),
+		memoryfx.Module,
 		fxmodule.Instance(payments),
 	)
 	app.RequireStart()

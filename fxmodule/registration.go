@@ -28,9 +28,10 @@ type RegistrationParams struct {
 	// "roster.instances" (see Instance and ProvideInstance).
 	Instances []discovery.Instance `group:"roster.instances"`
 
-	// Config gives RequireRegistration, DrainDelay, Timeout and Retry. A
-	// zero Config (none supplied) means ConfigFromEnv(os.LookupEnv).
-	Config Config `optional:"true"`
+	// Config gives RequireRegistration, DrainDelay, Timeout, Retry and
+	// Health: the Config Module loaded once (LoadConfig). Outside fx, a
+	// zero Config means LoadConfig's: ConfigFromEnv(os.LookupEnv).
+	Config Config `name:"roster.config" optional:"true"`
 	// Logger is the application's logger. Default: an hclog logger
 	// writing to stderr at info level.
 	Logger hclog.Logger `optional:"true"`
@@ -105,12 +106,8 @@ func NewRegistration(p RegistrationParams) (*Registration, error) {
 	if p.Registrar == nil {
 		return nil, configError("Registration needs a Registrar")
 	}
-	cfg, err := resolveConfig(p.Config)
+	cfg, err := LoadConfig(p.Config)
 	if err != nil {
-		return nil, err
-	}
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 

@@ -25,6 +25,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd/embedded"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
+	"github.com/roster-sd/roster/fxmodule/etcdfx"
 	"github.com/roster-sd/roster/health"
 	"github.com/roster-sd/roster/statushttp"
 )
@@ -47,10 +48,15 @@ func main() {
 
 // newReplica returns the options of one replica: what a real service's
 // main passes to fx.New(...).Run().
-func newReplica(name string, cfg fxmodule.Config, logger hclog.Logger, out *printer, views *views) fx.Option {
+func newReplica(name string, cfg fxmodule.Config, etcdCfg etcd.Config, logger hclog.Logger, out *printer, views *views) fx.Option {
 	return fx.Options(
 		fxmodule.Module,
-		fx.Supply(cfg),
+		// The etcd backend's module: the replica links etcd's client and
+		// no other registry's. fxall.Module instead would build the
+		// backend that Config.Backend or ROSTER_BACKEND names (etcd, nats
+		// or memory), linking every backend's client.
+		etcdfx.Module,
+		fx.Supply(cfg, etcdCfg),
 		fx.Provide(func() hclog.Logger { return logger }),
 		fx.Supply(replicaName(name)),
 		// The replica's own Prometheus registry: the module registers
@@ -181,17 +187,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		out.say("Started an embedded etcd at %s", eps[0])
 	}
 	cfg := fxmodule.Config{
-		Etcd: etcd.Config{
-			Endpoints: eps,
-			Prefix:    "/roster-examples/fxapp",
-			TTL:       5 * time.Second,
-		},
 		DrainDelay: 100 * time.Millisecond,
 		Health:     fxmodule.HealthConfig{Probe: health.Config{Period: time.Second}},
 	}
+	etcdCfg := etcd.Config{
+		Endpoints: eps,
+		Prefix:    "/roster-examples/fxapp",
+		TTL:       5 * time.Second,
+	}
 
 	// A client's view of the service, to pace the story.
-	client, err := etcd.New(etcd.Config{Endpoints: eps, Prefix: cfg.Etcd.Prefix, Logger: logger})
+	client, err := etcd.New(etcd.Config{Endpoints: eps, Prefix: etcdCfg.Prefix, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -232,7 +238,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	for i := 1; i <= *replicas; i++ {
 		name := fmt.Sprintf("hello-%d", i)
-		app := fx.New(newReplica(name, cfg, logger.Named(name), out, views))
+		app := fx.New(newReplica(name, cfg, etcdCfg, logger.Named(name), out, views))
 		if err := app.Err(); err != nil {
 			return err
 		}

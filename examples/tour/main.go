@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -19,6 +20,8 @@ import (
 	"github.com/roster-sd/roster/discovery/cache"
 	"github.com/roster-sd/roster/discovery/grpcresolver"
 	"github.com/roster-sd/roster/fxmodule"
+	"github.com/roster-sd/roster/fxmodule/etcdfx"
+	"github.com/roster-sd/roster/health"
 	"github.com/roster-sd/roster/metrics"
 	"github.com/roster-sd/roster/statushttp"
 )
@@ -160,13 +163,34 @@ func observe(backend *etcd.Backend, registry *prometheus.Registry, mux *http.Ser
 
 // newApp is an fx application (run it with newApp(cfg).Run()) whose module
 // registers its instance once it has started and deregisters it first at stop.
-func newApp(cfg fxmodule.Config, opts ...fx.Option) *fx.App {
+func newApp(cfg etcd.Config, opts ...fx.Option) *fx.App {
 	return fx.New(
-		fx.Supply(cfg), // without a Config, the module reads the ROSTER_* variables
+		fx.Supply(cfg), // without a Config, etcdfx reads the ROSTER_* variables
 		fxmodule.Module,
+		etcdfx.Module, // links etcd's client only; fxall.Module picks by ROSTER_BACKEND
 		fxmodule.Instance(discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.8:8080"}),
 		fx.Options(opts...),
 	)
+}
+
+// README:end
+
+// README:health
+
+// gated registers payments/p-3 behind a health check: published not_ready
+// until the check passes, serving from then on, not_ready after 3 failures.
+func gated(ctx context.Context, backend discovery.Registrar, addr string) (*health.Registrar, error) {
+	check := health.TCP(addr) // or health.HTTP(url), health.DialGRPC(target, ""), health.CheckFunc(f)
+	gate, err := health.New(backend, check, health.Config{Period: 5 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	err = gate.Register(ctx, discovery.Instance{Service: "payments", ID: "p-3", Address: addr})
+	if err != nil {
+		gate.Close() // stops the checks and deregisters; the backend stays open
+		return nil, err
+	}
+	return gate, nil
 }
 
 // README:end

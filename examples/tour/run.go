@@ -20,7 +20,7 @@ import (
 
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/embedded"
-	"github.com/roster-sd/roster/fxmodule"
+	"github.com/roster-sd/roster/discovery"
 )
 
 func main() {
@@ -104,7 +104,7 @@ func run(ctx context.Context, endpoints string, stdout io.Writer) error {
 	if err := out.waitFor(ctx, "payments: 1 instances"); err != nil {
 		return err
 	}
-	app := newApp(fxmodule.Config{Etcd: etcd.Config{Endpoints: eps}}, fx.NopLogger)
+	app := newApp(etcd.Config{Endpoints: eps}, fx.NopLogger)
 	if err := app.Start(ctx); err != nil {
 		return err
 	}
@@ -117,7 +117,38 @@ func run(ctx context.Context, endpoints string, stdout io.Writer) error {
 	if err := app.Stop(stopCtx); err != nil {
 		return err
 	}
-	return out.waitFor(ctx, "payments: 1 instances")
+	if err := out.waitFor(ctx, "payments: 1 instances"); err != nil {
+		return err
+	}
+
+	// An instance behind a health check: a port that accepts connections.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	gate, err := gated(ctx, backend, ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer gate.Close()
+	for {
+		instances, err := backend.Resolve(ctx, "payments")
+		if err != nil {
+			return err
+		}
+		for _, in := range instances {
+			if in.ID == "p-3" && in.Condition == discovery.ConditionServing {
+				fmt.Fprintln(out, "payments/p-3 serving: its health check passed")
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func get(ctx context.Context, url string) (int, string, error) {

@@ -1,0 +1,16 @@
+package fxall_test
+
+import (
+	"testing"
+
+	"github.com/roster-sd/roster/internal/depcheck"
+)
+
+// Selecting the backend by name links every backend's client, but never a
+// registry server nor a test package.
+func TestDoesNotLinkServers(t *testing.T) {
+	t.Parallel()
+	depcheck.Forbid(t, "go.etcd.io/etcd/server/v3", "github.com/nats-io/nats-server/v2",
+		"testing", "go.uber.org/goleak", "github.com/roster-sd/roster/backends/etcd/embedded",
+		"github.com/roster-sd/roster/backends/nats/embedded")
+}
