@@ -176,7 +176,11 @@ func TestUIInBrowser(t *testing.T) {
 		sctx, cancel := step()
 		defer cancel()
 		if err := chromedp.Do(sctx, actions...); err != nil {
-			t.Fatalf("%s: %v", what, err)
+			// What the page showed, to tell why.
+			dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+			defer dcancel()
+			shown, _ := chromedp.Run(dctx, chromedp.Evaluate[string](`document.body.innerText`))
+			t.Fatalf("%s: %v; the page showed:\n%s", what, err, shown)
 		}
 	}
 	text := func(sel string) string {

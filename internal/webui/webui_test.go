@@ -5,13 +5,16 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/roster-sd/roster/internal/webui"
 )
 
 // TestPageAndHeaders: the page and its assets come from the binary with a
-// strict Content-Security-Policy; the view is read-only and answers
-// requests over loopback only when they name a loopback host.
+// strict Content-Security-Policy; the view is read-only and answers only
+// requests that name an IP address, localhost or an allowed host (DNS
+// rebinding).
 func TestPageAndHeaders(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newFixture(t, nil, webui.WithAllowedHosts("roster.example"))
 	cases := []struct {
 		name, method, path, host string
 		status                   int
@@ -28,8 +31,12 @@ func TestPageAndHeaders(t *testing.T) {
 		{"delete", "DELETE", "/events", "", 405, "", "read-only"},
 		{"localhost", "GET", "/", "localhost:8500", 200, "text/html", ""},
 		{"ipv6 loopback", "GET", "/", "[::1]:8500", 200, "text/html", ""},
-		{"rebinding", "GET", "/", "attacker.example:8500", 403, "", "loopback host"},
-		{"rebinding events", "GET", "/events", "attacker.example", 403, "", "loopback host"},
+		{"ip address", "GET", "/", "10.1.2.3:8500", 200, "text/html", ""},
+		{"rebinding", "GET", "/", "attacker.example:8500", 403, "", "Host header"},
+		{"rebinding events", "GET", "/events", "attacker.example", 403, "", "Host header"},
+		{"allowed name", "GET", "/", "roster.example:8500", 200, "text/html", ""},
+		{"allowed name, final dot", "GET", "/", "ROSTER.example.", 200, "text/html", ""},
+		{"allowed name's subdomain", "GET", "/", "x.roster.example", 403, "", "Host header"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
