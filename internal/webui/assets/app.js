@@ -131,6 +131,8 @@
         el("span", "detail", "since " + new Date(status.since).toLocaleTimeString() + (status.problem ? ": " + status.problem : "")));
     }
     st.dataset.state = kind;
+    if (kind === "down") st.dataset.since = String(status.since);
+    else delete st.dataset.since;
     document.body.classList.toggle("stale", kind === "lost" || kind === "down");
     const note = $("note");
     note.textContent = status && status.note ? status.note : "";
