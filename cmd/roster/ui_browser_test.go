@@ -245,7 +245,7 @@ func TestUIInBrowser(t *testing.T) {
 	short.waitLine("registered search/s-1")
 
 	// The page shows every instance, with its lease's TTL counting down.
-	do("see the instances", 
+	do("see the instances",
 		present(row("p-1")), present(row("o-1")), present(row("o-2")),
 		present(`#status[data-state="ok"]`))
 	if got := text(`section[data-service="orders"] h2 .count`); got != "2 instances" {

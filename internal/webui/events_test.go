@@ -433,3 +433,21 @@ func TestTTLsNotReadWhileUnwatchedAreNotShown(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxFollowed: on a Registry without a registry-wide watch, the view
+// follows at most WithMaxFollowed services, one watch each, and says on
+// the page how many it leaves out.
+func TestMaxFollowed(t *testing.T) {
+	f := newFixture(t, nil, webui.WithMaxFollowed(2), webui.WithRescanInterval(20*time.Millisecond))
+	for _, svc := range []string{"a", "b", "c"} {
+		f.register(discovery.Instance{Service: svc, ID: svc + "-1", Address: "10.0.0.1:80"})
+	}
+	s := f.openStream()
+	var p page
+	p.follow(t, s, "two services and a note", func() bool {
+		return len(p.Services) == 2 && strings.Contains(p.Status.Note, "showing 2 services, not 1 more")
+	})
+	if n := webui.Followed(f.h); n != 2 {
+		t.Errorf("%d services followed, want 2", n)
+	}
+}
