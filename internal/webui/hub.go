@@ -200,8 +200,12 @@ func (h *hub) refLeaseLocked(id string, d int) {
 	}
 }
 
-// wakeLeases tells the lease reader there is something to read.
+// wakeLeases tells the lease reader there is something to read. (Per
+// service followers read the TTLs themselves.)
 func (h *hub) wakeLeases() {
+	if h.follower == nil || h.leaseRd == nil {
+		return
+	}
 	select {
 	case h.wake <- struct{}{}:
 	default:
