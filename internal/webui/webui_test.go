@@ -1,8 +1,11 @@
 package webui_test
 
 import (
+	"context"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -101,6 +104,32 @@ func TestAssetsBuildNoMarkupFromData(t *testing.T) {
 	for _, bad := range []string{"http://", "https://", "<style", "style=", "onload=", "onclick="} {
 		if strings.Contains(string(html), bad) {
 			t.Errorf("index.html holds %q: no other origin, no inline style or script", bad)
+		}
+	}
+}
+
+// TestHostCheckedOnEveryAddress: a request that reaches the view on an
+// address other than loopback (roster ui --listen 0.0.0.0:8500) and names
+// a host that is neither an IP address nor allowed is refused too: DNS
+// rebinding works there as well. (Before, only loopback was checked.)
+func TestHostCheckedOnEveryAddress(t *testing.T) {
+	f := newFixture(t, nil, webui.WithAllowedHosts("roster.example"))
+	local := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 2), Port: 8500}
+	cases := []struct {
+		host string
+		want int
+	}{
+		{"192.0.2.2:8500", http.StatusOK},
+		{"roster.example:8500", http.StatusOK},
+		{"attacker.example:8500", http.StatusForbidden},
+	}
+	for _, c := range cases {
+		req := httptest.NewRequestWithContext(context.WithValue(context.Background(), http.LocalAddrContextKey, local), http.MethodGet, "/", nil)
+		req.Host = c.host
+		rec := httptest.NewRecorder()
+		f.h.ServeHTTP(rec, req)
+		if rec.Code != c.want {
+			t.Errorf("Host %q on %v: %d, want %d", c.host, local, rec.Code, c.want)
 		}
 	}
 }
