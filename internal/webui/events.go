@@ -145,7 +145,8 @@ func (h *hub) serveEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 // subscribe opens a stream. When as many are open as allowed, the one
-// stuck longest in a write, or else the oldest, is ended to make room:
+// stuck longest in a write (for over stuckFor), or else the oldest, is
+// ended to make room:
 // a browser reconnects on its own, while a client that opens streams and
 // never reads them would otherwise lock every browser out. It wakes the
 // followers that wait for a stream to open.
@@ -180,16 +181,21 @@ func (h *hub) subscribe() *client {
 	return c
 }
 
+// stuckFor is how long a write must have been in progress for its stream
+// to count as stuck (a browser that stopped reading) rather than busy.
+const stuckFor = time.Second
+
 // older reports whether a should be ended before b: it has been stuck in
-// a write for longer, or neither is and it is older.
+// a write for longer, or neither is stuck and it is older.
 func older(a, b *client) bool {
+	now := time.Now()
+	aStuck := !a.writing.IsZero() && now.Sub(a.writing) > stuckFor
+	bStuck := !b.writing.IsZero() && now.Sub(b.writing) > stuckFor
 	switch {
-	case !a.writing.IsZero() && !b.writing.IsZero():
+	case aStuck && bStuck:
 		return a.writing.Before(b.writing)
-	case !a.writing.IsZero():
-		return true
-	case !b.writing.IsZero():
-		return false
+	case aStuck != bStuck:
+		return aStuck
 	}
 	return a.opened.Before(b.opened)
 }
