@@ -18,9 +18,10 @@ import (
 
 // serveObservability serves, at addr, roster's metrics of b at /metrics
 // (on a registry of its own) and its status endpoint at /status, until
-// the returned stop is called. It prints the URL on stderr once it
-// listens.
-func (a *app) serveObservability(addr string, b discovery.StatusReporter) (stop func(), err error) {
+// the returned stop is called, answering requests that name an IP
+// address, localhost or one of hosts (statushttp.GuardHosts). It prints
+// the URL on stderr once it listens.
+func (a *app) serveObservability(addr string, b discovery.StatusReporter, hosts []string) (stop func(), err error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--http: %w", err)
@@ -35,7 +36,13 @@ func (a *app) serveObservability(addr string, b discovery.StatusReporter) (stop 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/status", statushttp.New(b))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	guarded, err := statushttp.GuardHosts(mux, hosts...) // against DNS rebinding
+	if err != nil {
+		col.Close()
+		lis.Close()
+		return nil, fmt.Errorf("--allow-host: %w", err)
+	}
+	srv := &http.Server{Handler: guarded, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

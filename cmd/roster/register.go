@@ -21,7 +21,8 @@ import (
 type registerFlags struct {
 	service, id, address string
 	meta                 []string
-	http                 string // --http: where to serve /metrics and /status
+	http                 string   // --http: where to serve /metrics and /status
+	allowHosts           []string // --allow-host: names --http may be reached by
 	weight               int
 	zone                 string
 
@@ -50,7 +51,10 @@ if someone deletes it. It prints every change of the registration's state:
 On Ctrl+C it revokes its lease, so watchers see the instance leave at once,
 and prints "deregistered". With --http ADDR it also serves roster's
 Prometheus metrics at /metrics and the registration's status at /status
-(200 once registered, and through etcd outages; 503 before and after). The first registration must succeed within
+(200 once registered, and through etcd outages; 503 before and after),
+answering requests that name it by an IP address, localhost, the --http
+host or an --allow-host name (against DNS rebinding). The first
+registration must succeed within
 --timeout. An empty --id is derived from the address (10.0.0.7:8080 gives
 10.0.0.7-8080).
 
@@ -76,8 +80,13 @@ check never deregisters the instance.`,
 			if err != nil {
 				return err
 			}
+			hosts, err := uiHosts(f.http, f.allowHosts)
+			if err != nil {
+				_ = b.Close()
+				return err
+			}
 			if f.http != "" {
-				stop, err := a.serveObservability(f.http, b)
+				stop, err := a.serveObservability(f.http, b, hosts)
 				if err != nil {
 					_ = b.Close()
 					return err
@@ -99,6 +108,7 @@ check never deregisters the instance.`,
 	fs.StringVar(&f.address, "address", "", "host:port where clients reach the instance (required)")
 	fs.StringArrayVar(&f.meta, "meta", nil, "metadata as key=value; repeat for more")
 	fs.StringVar(&f.http, "http", "", "serve Prometheus metrics at /metrics and the registration status at /status on this address (e.g. 127.0.0.1:9090)")
+	fs.StringSliceVar(&f.allowHosts, "allow-host", nil, "a host name --http is reached by, besides IP addresses and localhost (repeat or comma-separate; requests naming other hosts are refused)")
 	fs.IntVar(&f.weight, "weight", 0, fmt.Sprintf("relative share of new traffic, 1..%d (default %d)", discovery.MaxWeight, discovery.DefaultWeight))
 	fs.StringVar(&f.zone, "zone", "", "locality the instance runs in, such as eu-west-1a")
 	fs.StringVar(&f.healthHTTP, "health-http", "", "publish the instance serving only while GET of this URL answers 2xx (not_ready until it does)")

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -16,6 +17,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/hostcheck"
 	"github.com/roster-sd/roster/internal/webui"
 )
 
@@ -24,7 +26,10 @@ import (
 const defaultUIListen = "127.0.0.1:8500"
 
 func (a *app) uiCmd() *cobra.Command {
-	var listen string
+	var (
+		listen     string
+		allowHosts []string
+	)
 	cmd := &cobra.Command{
 		Use:   "ui",
 		Short: "Serve a live web view of the registry",
@@ -39,15 +44,23 @@ serves until Ctrl+C.
 The page is read-only and self-contained (served from the binary, no other
 site is contacted). It listens on 127.0.0.1 unless --listen says otherwise;
 anyone who can reach another address can read the registry, so ui warns
-when it is not loopback. Whatever the registry holds is shown as text,
+when it is not loopback. It answers requests that name it by an IP
+address, localhost, the --listen host, or a name given with --allow-host,
+and refuses any other name (a web page could otherwise read it through
+DNS rebinding). Whatever the registry holds is shown as text,
 never interpreted as markup.
 
 roster dev --ui serves the same page next to a development registry.`,
 		Example: `  roster ui
   roster ui --listen 127.0.0.1:9000 --endpoints 10.0.0.1:2379 --prefix /team-a/services
+  roster ui --listen 0.0.0.0:8500 --allow-host roster.internal.example
   roster ui --backend nats --endpoints nats://10.0.0.1:4222`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			hosts, err := uiHosts(listen, allowHosts)
+			if err != nil {
+				return err
+			}
 			ln, err := a.listenUI(listen)
 			if err != nil {
 				return err
@@ -58,10 +71,16 @@ roster dev --ui serves the same page next to a development registry.`,
 				return err
 			}
 			defer r.Close()
-			return a.serveUI(cmd.Context(), ln, registryView{r}, s.describe(r), s.timeout(), s.logger())
+			view, closeView, err := viewOf(r, s)
+			if err != nil {
+				return err
+			}
+			defer closeView()
+			return a.serveUI(cmd.Context(), ln, view, s.describe(r), s.timeout(), s.logger(), hosts)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", defaultUIListen, "serve the web view on this host:port (port 0: any free port)")
+	cmd.Flags().StringSliceVar(&allowHosts, "allow-host", nil, "a host name the web view is reached by, besides IP addresses and localhost (repeat or comma-separate; requests naming other hosts are refused, against DNS rebinding)")
 	return cmd
 }
 
@@ -88,9 +107,11 @@ func (a *app) listenUI(addr string) (net.Listener, error) {
 
 // serveUI serves the web view of reg on ln until ctx ends, then ends its
 // streams and stops. name says which registry the page shows; timeout
-// bounds each read of the registry.
-func (a *app) serveUI(ctx context.Context, ln net.Listener, reg webui.Registry, name string, timeout time.Duration, log hclog.Logger) error {
-	h, err := webui.New(reg, webui.WithName(name), webui.WithRequestTimeout(timeout), webui.WithLogger(log.Named("webui")))
+// bounds each read of the registry; hosts are the names it may be reached
+// by besides IP addresses and localhost.
+func (a *app) serveUI(ctx context.Context, ln net.Listener, reg webui.Registry, name string, timeout time.Duration, log hclog.Logger, hosts []string) error {
+	h, err := webui.New(reg, webui.WithName(name), webui.WithRequestTimeout(timeout), webui.WithLogger(log.Named("webui")),
+		webui.WithAllowedHosts(hosts...))
 	if err != nil {
 		return err
 	}
@@ -159,12 +180,50 @@ func (a *app) devUI(ctx context.Context, ln net.Listener, backend, endpoint stri
 	if err != nil {
 		return nil, fmt.Errorf("connect the web view to %s: %w", s.registryName(), err)
 	}
+	view, closeView, err := viewOf(r, s)
+	if err != nil {
+		_ = r.Close()
+		return nil, fmt.Errorf("connect the web view to %s: %w", s.registryName(), err)
+	}
 	done := make(chan error, 1)
 	go func() {
 		defer r.Close()
-		done <- a.serveUI(ctx, ln, registryView{r}, "roster dev: "+s.describe(r), s.timeout(), log)
+		defer closeView()
+		done <- a.serveUI(ctx, ln, view, "roster dev: "+s.describe(r), s.timeout(), log, nil)
 	}()
 	return done, nil
+}
+
+// viewOf returns the web view's Registry on r, and what closes what it
+// opened: on etcd, one watch over the prefix on a client of its own
+// (etcdView); on NATS, a watch per service (registryView).
+func viewOf(r registry, s settings) (webui.Registry, func(), error) {
+	if _, ok := r.(etcdRegistry); !ok {
+		return registryView{r}, func() {}, nil
+	}
+	v, err := newEtcdView(r, s.etcd, s.registryName()+" "+shownEndpoints(s.endpoints()), s.timeout())
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, func() { _ = v.cli.Close() }, nil
+}
+
+// uiHosts returns the host names the web view answers for besides IP
+// addresses and localhost: those of --allow-host, and the --listen host
+// if it is a name.
+func uiHosts(listen string, allow []string) ([]string, error) {
+	var hosts []string
+	for _, h := range allow {
+		h = strings.TrimSpace(h)
+		if err := hostcheck.ValidName(h); err != nil {
+			return nil, inputErrorf("invalid --allow-host %q: want a host name without a port, e.g. roster.example.com", h)
+		}
+		hosts = append(hosts, h)
+	}
+	if host, _, err := net.SplitHostPort(listen); err == nil && host != "" && net.ParseIP(host) == nil && hostcheck.ValidName(host) == nil {
+		hosts = append(hosts, host)
+	}
+	return hosts, nil
 }
 
 // registryView is the web view's Registry on the command line's registry,

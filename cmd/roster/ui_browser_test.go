@@ -116,12 +116,16 @@ func screenshot(t *testing.T, ctx context.Context, suffix string) {
 const evil = `<script>window.__rosterPwned=1</script><img src=x onerror="window.__rosterPwned=2">`
 
 // TestUIInBrowser runs roster ui against a real etcd and reads the page in
-// a headless Chromium: the page lists the instances; an instance that
+// a headless Chromium: started while etcd is down, the page says the
+// registry is unreachable since roster ui found it so, and not that no
+// service is registered; the page lists the instances; an instance that
 // registers (in a service shown already, or a new one) and one that leaves
 // show without a reload within a second; the
 // filter box narrows the list; an etcd restart shows as "registry
 // unreachable" and then recovers; a metadata value holding <script> is
-// shown as text and runs nothing; the page fits a phone's width; once
+// shown as text and runs nothing (on an instance that leaves before the
+// screenshots); a healthy 5 s lease never shows as low; the TTLs stay
+// within 2 s of roster ls's; the page fits a phone's width; once
 // roster ui stops, the page says it lost it and keeps the last state. With
 // ROSTER_UI_SCREENSHOT=docs/ui.png it also writes the README's
 // screenshots: docs/ui.png on a laptop's screen, docs/ui-phone.png on a
@@ -141,12 +145,16 @@ func TestUIInBrowser(t *testing.T) {
 		p.waitLine("registered " + service + "/" + id)
 		return p
 	}
-	register("orders", "o-1", "10.0.1.11:9090", "zone=eu-west-1a", "version=2.0.1")
-	register("orders", "o-2", "10.0.1.12:9090", "zone=eu-west-1b", "version=2.0.1")
-	register("payments", "p-1", "10.0.0.7:8080", "zone=eu-west-1a", "version=1.4.2", "note="+evil)
-
+	// roster ui starts while etcd is down.
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	ui := startRoster(t, env, "ui", "--listen", "127.0.0.1:0", "--timeout", "2s")
 	url := uiURLOf(t, ui)
+	since := regexp.MustCompile(`"since":(\d+)`).FindStringSubmatch(eventsHolding(t, url, `"reachable":false`))
+	if since == nil {
+		t.Fatal("the unreachable state has no since")
+	}
 
 	ctx := newBrowser(t, browser)
 	// The page rebuilds its list on every state it receives, so conditions
@@ -176,7 +184,11 @@ func TestUIInBrowser(t *testing.T) {
 		sctx, cancel := step()
 		defer cancel()
 		if err := chromedp.Do(sctx, actions...); err != nil {
-			t.Fatalf("%s: %v", what, err)
+			// What the page showed, to tell why.
+			dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+			defer dcancel()
+			shown, _ := chromedp.Run(dctx, chromedp.Evaluate[string](`document.body.innerText`))
+			t.Fatalf("%s: %v; the page showed:\n%s", what, err, shown)
 		}
 	}
 	text := func(sel string) string {
@@ -201,8 +213,39 @@ func TestUIInBrowser(t *testing.T) {
 		return ok
 	}
 
+	// etcd down: the page says so, since when roster ui found it so (not
+	// when the page opened), and does not claim that no service is
+	// registered.
+	do("open the page with etcd down", chromedp.EmulateViewport(1100, 580), chromedp.Navigate(url),
+		present(`#status[data-state="down"]`))
+	if got := text("#services"); strings.Contains(got, "No services registered") || !strings.Contains(got, "not been read") {
+		t.Errorf("with etcd down at start the page shows %q; want that the registry has not been read", got)
+	}
+	if got := text(`#status`); !strings.Contains(got, "registry unreachable") {
+		t.Errorf("status %q with etcd down", got)
+	}
+	if got, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("status").dataset.since`)); got != since[1] {
+		t.Errorf("the page shows the outage since %s, want since %s (when roster ui found it)", got, since[1])
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	do("see etcd reachable, no service", present(`#status[data-state="ok"]`))
+	do("see that no service is registered", poll(`document.getElementById("services").textContent.includes("No services registered yet")`))
+
+	register("orders", "o-1", "10.0.1.11:9090", "zone=eu-west-1a", "version=2.0.1")
+	register("orders", "o-2", "10.0.1.12:9090", "zone=eu-west-1b", "version=2.0.1")
+	register("payments", "p-1", "10.0.0.7:8080", "zone=eu-west-1a", "version=1.4.2")
+	// Markup in metadata, on an instance of its own: it never shows in
+	// the screenshots.
+	hostile := register("scratch", "x-1", "10.0.9.9:1", "note="+evil)
+	// A healthy instance with a 5 s lease.
+	short := startRoster(t, env, "register", "--service", "search", "--id", "s-1", "--address", "10.0.3.1:7700",
+		"--meta", "zone=eu-west-1a", "--meta", "version=0.9.0", "--ttl", "5s")
+	short.waitLine("registered search/s-1")
+
 	// The page shows every instance, with its lease's TTL counting down.
-	do("open the page", chromedp.EmulateViewport(1100, 580), chromedp.Navigate(url),
+	do("see the instances",
 		present(row("p-1")), present(row("o-1")), present(row("o-2")),
 		present(`#status[data-state="ok"]`))
 	if got := text(`section[data-service="orders"] h2 .count`); got != "2 instances" {
@@ -220,13 +263,35 @@ func TestUIInBrowser(t *testing.T) {
 	}
 
 	// Markup in metadata is text: shown as written, and nothing ran.
-	meta := text(`tr[data-id="p-1"] td.metadata`)
+	do("see the hostile instance", present(row("x-1")))
+	meta := text(`tr[data-id="x-1"] td.metadata`)
 	if !strings.Contains(meta, "note="+evil) {
-		t.Errorf("p-1 metadata shown as %q, want it to hold note=%s as text", meta, evil)
+		t.Errorf("x-1 metadata shown as %q, want it to hold note=%s as text", meta, evil)
 	}
 	if !eval(`window.__rosterPwned === undefined && document.scripts.length === 1 && document.querySelectorAll("img").length === 0`) {
 		t.Error("metadata was parsed as markup: a script ran or an element was made from it")
 	}
+	hostile.interrupt()
+	do("see the hostile instance leave", absent(row("x-1")))
+
+	// From now on, record whether the 5 s lease of s-1, renewed on time,
+	// ever shows as low; and how far p-1's TTL is from roster ls's.
+	eval(`(() => { window.__lowSeen = ""; setInterval(() => {
+		const c = document.querySelector('tr[data-id="s-1"] td.ttl');
+		if (c && c.classList.contains("low")) window.__lowSeen = c.textContent; }, 50); return true })()`)
+	lsGap := func() time.Duration {
+		t.Helper()
+		r := runRoster(t, env, "ls", "payments")
+		page := text(`tr[data-id="p-1"] td.ttl`)
+		m := regexp.MustCompile(`(?m)^p-1 .* (\d+)$`).FindStringSubmatch(r.stdout)
+		ps, err := time.ParseDuration(page)
+		if m == nil || err != nil {
+			t.Fatalf("roster ls:\n%s\npage: %q", r.stdout, page)
+		}
+		ls, _ := time.ParseDuration(m[1] + "s")
+		return (ls - ps).Abs()
+	}
+	gap := lsGap()
 
 	// A new instance appears, without a reload, within a second.
 	eval(`window.__sameDocument = true`)
@@ -241,6 +306,7 @@ func TestUIInBrowser(t *testing.T) {
 	if got := text(`section[data-service="payments"] h2 .count`); got != "2 instances" {
 		t.Errorf("payments count %q, want 2 instances", got)
 	}
+	do("see p-2's TTL", poll(`/^\d+s$/.test(document.querySelector('tr[data-id="p-2"] td.ttl')?.textContent ?? "")`))
 	screenshot(t, ctx, "")
 
 	// So does the first instance of a new service.
@@ -273,6 +339,19 @@ func TestUIInBrowser(t *testing.T) {
 	if took > liveWithin {
 		t.Errorf("p-2 left the page %v after its registrar exited; want within %v", took, liveWithin)
 	}
+
+	// The page's TTLs follow roster ls's; a 5 s lease renewed on time
+	// never read as low.
+	gap = max(gap, lsGap())
+	t.Logf("p-1's TTL on the page and in roster ls differed by %v at most", gap)
+	if gap > 2*time.Second {
+		t.Errorf("p-1's TTL on the page was %v from roster ls's; want within 2s", gap)
+	}
+	if low := eval(`window.__lowSeen === ""`); !low {
+		seen, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`window.__lowSeen`))
+		t.Errorf("the healthy 5 s lease of s-1 was shown as low (%s)", seen)
+	}
+	short.interrupt()
 
 	// An etcd restart shows as unreachable, then the page recovers.
 	if err := srv.Stop(); err != nil {

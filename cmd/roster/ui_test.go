@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,9 +23,10 @@ func uiURLOf(t *testing.T, p *proc) string {
 	return url
 }
 
-// firstEventHolding opens the event stream at url and returns the data of
-// the first event that holds want.
-func firstEventHolding(t *testing.T, url, want string) string {
+// eventsHolding opens the event stream at url and reads it until each of
+// wants has been in an event (the first, the whole state, or one of the
+// changes after it), and returns the events read.
+func eventsHolding(t *testing.T, url string, wants ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
@@ -41,12 +44,22 @@ func firstEventHolding(t *testing.T, url, want string) string {
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(nil, 1<<20)
+	var read []string
+	seen := make(map[string]bool)
 	for sc.Scan() {
-		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok && strings.Contains(data, want) {
-			return data
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		read = append(read, data)
+		for _, w := range wants {
+			seen[w] = seen[w] || strings.Contains(data, w)
+		}
+		if len(seen) == len(wants) && !slices.Contains(slices.Collect(maps.Values(seen)), false) {
+			return strings.Join(read, "\n")
 		}
 	}
-	t.Fatalf("the event stream ended (%v) without an event holding %s", sc.Err(), want)
+	t.Fatalf("the event stream ended (%v) before events holding all of %q:\n%s", sc.Err(), wants, strings.Join(read, "\n"))
 	return ""
 }
 
@@ -74,13 +87,9 @@ func TestDevUI(t *testing.T) {
 	reg := startRoster(t, []string{"ROSTER_ENDPOINTS=" + ep},
 		"register", "--service", "payments", "--id", "p-1", "--address", "127.0.0.1:8080", "--meta", "zone=a")
 	reg.waitLine("registered payments/p-1")
-	// The instance at once, then with its lease's TTL read.
-	data := firstEventHolding(t, url, `"id":"p-1","address":"127.0.0.1:8080","metadata":[["zone","a"]],"ttl_ms":1`)
-	for _, want := range []string{`"registry":"roster dev: etcd ` + ep + ` /roster/services"`, `"reachable":true`} {
-		if !strings.Contains(data, want) {
-			t.Errorf("event lacks %s:\n%s", want, data)
-		}
-	}
+	// The instance at once, with its lease, and the lease's TTL once read.
+	eventsHolding(t, url, `"registry":"roster dev: etcd `+ep+` /roster/services","status":{"loaded":true,"reachable":true}`,
+		`"id":"p-1","address":"127.0.0.1:8080","metadata":[["zone","a"]],"lease":"`, `":{"ttl_ms":1`)
 	reg.interrupt()
 	dev.interrupt()
 	if !strings.Contains(strings.Join(dev.lines(), "\n"), "etcd stopped") {
@@ -147,17 +156,20 @@ func TestDevUINATS(t *testing.T) {
 	env := []string{"ROSTER_BACKEND=nats", "ROSTER_ENDPOINTS=" + ep}
 	reg := startRoster(t, env, "register", "--service", "payments", "--id", "p-1", "--address", "127.0.0.1:8080", "--meta", "zone=a")
 	reg.waitLine("registered payments/p-1")
-	data := firstEventHolding(t, url, `"id":"p-1","address":"127.0.0.1:8080","metadata":[["zone","a"]],"ttl_ms":1`)
-	for _, want := range []string{`"registry":"roster dev: NATS ` + ep + ` bucket roster"`, `"reachable":true`} {
-		if !strings.Contains(data, want) {
-			t.Errorf("event lacks %s:\n%s", want, data)
-		}
-	}
+	eventsHolding(t, url, `"registry":"roster dev: NATS `+ep+` bucket roster","status":{"loaded":true,"reachable":true}`,
+		`"id":"p-1","address":"127.0.0.1:8080","metadata":[["zone","a"]],"lease":"`, `":{"ttl_ms":1`)
 	orders := startRoster(t, env, "register", "--service", "orders", "--id", "o-1", "--address", "127.0.0.1:8081")
 	orders.waitLine("registered orders/o-1")
-	firstEventHolding(t, url, `"id":"o-1","address":"127.0.0.1:8081"`)
+	eventsHolding(t, url, `"id":"o-1","address":"127.0.0.1:8081"`)
 	orders.interrupt()
 	reg.interrupt()
 	dev.interrupt()
 	dev.waitLine("NATS stopped")
+}
+
+// firstEventHolding opens the event stream at url and returns the events
+// read until one holds want.
+func firstEventHolding(t *testing.T, url, want string) string {
+	t.Helper()
+	return eventsHolding(t, url, want)
 }

@@ -15,25 +15,34 @@
 //     its DOM with textContent from a JSON event stream, and every response
 //     carries a strict Content-Security-Policy (scripts from the server
 //     itself only, no inline script or style).
-//   - Requests that reach it over loopback must name a loopback host, so
-//     that a web site cannot read it through DNS rebinding.
+//   - It answers only requests whose Host header names an IP address,
+//     localhost, or a host it was told it is reached by (WithAllowedHosts),
+//     so that a web site cannot read it through DNS rebinding.
 //   - Live updates come from one hub per Handler, whatever the number of
-//     browsers: one discovery.Watcher per service feeds it, and it sends
-//     each browser the whole state as a server-sent event. A browser that
-//     reads slowly holds at most one pending state (the newest; older ones
-//     are dropped), a write that does not complete within a bound ends its
-//     stream, and a stream's goroutine ends with its connection.
-//   - The registry is read only for what watchers cannot tell. New
-//     services come from the Registry's FindServices if it is a
-//     ServiceFinder (the etcd backend's is one watch over the prefix), and
-//     otherwise from listing the services every second while a browser is
-//     connected. The time left on leases is read only while a browser is
-//     connected: when an instance appears (or, for instances that appeared
-//     while none was, when one connects) and again once half the time left
-//     on its service's soonest lease has passed, so a renewed lease never
-//     shows as running out. These reads are spaced over the whole Handler
-//     by the number of instances read, so that they cost the registry the
-//     TTLs of about 100 instances a second at most.
-//   - A service is shown while it has instances; the follower of one that
-//     has had none for a minute ends.
+//     browsers. A stream opens with the whole state; then it gets what
+//     changed: the whole set of each service that changed, the leases
+//     read again, the registry's status, at most one event of each kind
+//     every 50 ms. A browser that reads slowly holds at most one pending
+//     change per service and lease, a write that does not complete within
+//     a bound ends its stream, and when as many streams are open as
+//     allowed a new one ends the one stuck longest in a write, or else
+//     the oldest (browsers reconnect), so that clients that never read
+//     cannot lock browsers out.
+//   - On a RegistryFollower (etcd: one watch over the prefix) every
+//     service's set comes from that one watch, whatever the number of
+//     services; the time left on leases is read per lease (LeaseReader:
+//     roster's processes hold one lease for all their instances) while a
+//     browser is connected, each at most once a second and about 100 a
+//     second at most over the whole Handler, the least recently read
+//     first. The page counts down from each reading; one that runs out
+//     before the lease is read again shows "not read recently", never
+//     "expired" (only a lease read as expired is).
+//   - On any other Registry, services come from its FindServices if it is
+//     a ServiceFinder, else from listing them every second while a browser
+//     is connected, and each is followed by a discovery.Watcher of its
+//     own, at most WithMaxFollowed of them (the page says how many it
+//     leaves out); the TTLs of a service's instances are read about once
+//     a second while a browser is connected. A service is shown while it
+//     has instances; the follower of one that has had none for a minute
+//     ends.
 package webui

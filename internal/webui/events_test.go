@@ -3,9 +3,9 @@ package webui_test
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -27,8 +27,10 @@ var (
 	p2 = discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:8080"}
 )
 
-// TestEventsForAScriptedChange: each change to the registry is exactly one
-// event holding the whole new state, numbered one after the other.
+// TestEventsForAScriptedChange: a stream opens with the whole state; then
+// each change to the registry is exactly one event holding the whole new
+// set of the service that changed, or the new status, numbered one after
+// the other.
 func TestEventsForAScriptedChange(t *testing.T) {
 	// No rescan but the one a stream's opening triggers, so that every
 	// event below comes from the watcher.
@@ -36,47 +38,48 @@ func TestEventsForAScriptedChange(t *testing.T) {
 	s := f.openStream()
 
 	const (
-		one     = `{"id":"p-1","address":"10.0.0.1:8080","metadata":[["version","1.4.2"],["zone","a"]],"ttl_ms":null}`
-		two     = `{"id":"p-2","address":"10.0.0.2:8080","metadata":[],"ttl_ms":null}`
-		problem = `memory: watch "payments": memory: discovery: registry unavailable`
+		one     = `{"id":"p-1","address":"10.0.0.1:8080","metadata":[["version","1.4.2"],["zone","a"]]}`
+		two     = `{"id":"p-2","address":"10.0.0.2:8080","metadata":[]}`
+		problem = `memory: watch \"payments\": memory: discovery: registry unavailable`
 	)
-	state := func(reachable bool, problem string, instances ...string) string {
-		p := ""
-		if problem != "" {
-			p = fmt.Sprintf(`"problem":%q,`, problem)
-		}
-		return fmt.Sprintf(`{"registry":"memory test","reachable":%t,%s"services":[{"name":"payments","instances":[%s]}]}`,
-			reachable, p, strings.Join(instances, ","))
+	payments := func(instances ...string) string {
+		return `{"services":[{"name":"payments","instances":[` + strings.Join(instances, ",") + `]}]}`
 	}
 
-	first := s.nextMatching(t, `"name":"payments"`)
-	if got, want := first.data, state(true, "", one); got != want {
-		t.Fatalf("first state:\n got %s\nwant %s", got, want)
+	first := s.next(t)
+	for !strings.Contains(first.data, `"p-1"`) {
+		first = s.next(t)
 	}
-	if first.event != "state" {
-		t.Errorf("event name %q, want state", first.event)
+	if first.event == "state" {
+		want := `{"registry":"memory test","status":{"loaded":true,"reachable":true},"services":[{"name":"payments","instances":[` + one + `]}],"leases":{}}`
+		if first.data != want {
+			t.Fatalf("first state:\n got %s\nwant %s", first.data, want)
+		}
+	} else if first.data != payments(one) {
+		t.Fatalf("first set:\n got %s %s\nwant services %s", first.event, first.data, payments(one))
 	}
 
 	cases := []struct {
 		name   string
 		change func()
+		event  string
 		want   string
 	}{
-		{"register p-2", func() { f.register(p2) }, state(true, "", one, two)},
-		{"deregister p-1", func() { f.deregister(p1) }, state(true, "", two)},
-		{"outage", func() { f.store.SetAvailable(false) }, state(false, problem, two)},
-		{"registry back", func() { f.store.SetAvailable(true) }, state(true, "", two)},
-		{"register p-1 again", func() { f.register(p1) }, state(true, "", one, two)},
+		{"register p-2", func() { f.register(p2) }, "services", payments(one, two)},
+		{"deregister p-1", func() { f.deregister(p1) }, "services", payments(two)},
+		{"outage", func() { f.store.SetAvailable(false) }, "status", `{"loaded":true,"reachable":false,"problem":"` + problem + `","since":`},
+		{"registry back", func() { f.store.SetAvailable(true) }, "status", `{"loaded":true,"reachable":true}`},
+		{"register p-1 again", func() { f.register(p1) }, "services", payments(one, two)},
 	}
 	last := first.id
 	for _, c := range cases {
 		c.change()
 		ev := s.next(t)
-		if ev.data != c.want {
-			t.Fatalf("%s:\n got %s\nwant %s", c.name, ev.data, c.want)
+		if !strings.HasPrefix(ev.data, c.want) || ev.event != c.event {
+			t.Fatalf("%s:\n got %s %s\nwant %s %s", c.name, ev.event, ev.data, c.event, c.want)
 		}
-		if ev.id != last+1 || ev.event != "state" {
-			t.Errorf("%s: event %q id %d, want state id %d (one event per change)", c.name, ev.event, ev.id, last+1)
+		if ev.id != last+1 {
+			t.Errorf("%s: event id %d, want %d (one event per change)", c.name, ev.id, last+1)
 		}
 		last = ev.id
 	}
@@ -149,9 +152,10 @@ func TestSlowClientIsCutOff(t *testing.T) {
 	testwait.Until(t, waitTimeout, "the stream to open", func() bool { return webui.Streams(f.h) == 1 })
 	// Big states, many of them: the connection's buffers fill up.
 	big := strings.Repeat("x", 32<<10)
+	deadline := time.Now().Add(waitTimeout)
 	for i := 0; webui.Streams(f.h) == 1; i++ {
-		if i == 2000 {
-			t.Fatal("the stream of a client that does not read is still open after 2000 changes")
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream of a client that does not read is still open after %d changes in %v", i, waitTimeout)
 		}
 		in := discovery.Instance{Service: "payments", ID: fmt.Sprintf("big-%d", i%50), Address: "10.0.0.9:80",
 			Metadata: map[string]string{"blob": fmt.Sprint(i, big)}}
@@ -159,19 +163,43 @@ func TestSlowClientIsCutOff(t *testing.T) {
 	}
 }
 
-// TestTooManyStreams: streams beyond the limit are refused with 503.
-func TestTooManyStreams(t *testing.T) {
-	f := newFixture(t, nil, webui.WithMaxClients(1))
-	s := f.openStream()
-	s.next(t)
-	resp, err := f.srv.Client().Get(f.srv.URL + "/events")
-	if err != nil {
-		t.Fatal(err)
+// TestFullEndsOldestStream: clients that open the event stream and never
+// read it cannot lock browsers out: with every stream taken, a new one is
+// served and the oldest is ended (a browser reconnects).
+func TestFullEndsOldestStream(t *testing.T) {
+	const limit = 4
+	f := newFixture(t, []discovery.Instance{p1}, webui.WithMaxClients(limit))
+	var idle []net.Conn
+	for i := range limit {
+		conn, err := net.Dial("tcp", f.srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "GET /events HTTP/1.1\r\nHost: %s\r\n\r\n", f.srv.Listener.Addr())
+		idle = append(idle, conn)
+		testwait.Until(t, waitTimeout, "the idle stream to open", func() bool { return webui.Streams(f.h) == i+1 })
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("second stream: %s, want 503", resp.Status)
+
+	s := f.openStream() // before the fix: 503 Service Unavailable
+	s.nextMatching(t, `"p-1"`)
+	if n := webui.Streams(f.h); n != limit {
+		t.Errorf("%d streams open, want %d", n, limit)
 	}
+	// The oldest idle client's stream ended: the server closed it.
+	_ = idle[0].SetReadDeadline(time.Now().Add(waitTimeout))
+	if _, err := io.Copy(io.Discard, idle[0]); err != nil { // EOF: the stream's connection closed
+		t.Errorf("the oldest idle stream was not ended: %v", err)
+	}
+	// A browser that comes back takes the next oldest.
+	again := f.openStream()
+	again.nextMatching(t, `"p-1"`)
+	_ = idle[1].SetReadDeadline(time.Now().Add(waitTimeout))
+	if _, err := io.Copy(io.Discard, idle[1]); err != nil {
+		t.Errorf("the second idle stream was not ended: %v", err)
+	}
+	f.register(p2)
+	s.nextMatching(t, `"p-2"`)
 }
 
 // TestNewServiceAppears: a service registered after the page opened is
@@ -184,40 +212,25 @@ func TestNewServiceAppears(t *testing.T) {
 	s.nextMatching(t, `{"name":"orders","instances":[{"id":"o-1"`)
 	// Once empty it leaves the page.
 	f.deregister(discovery.Instance{Service: "orders", ID: "o-1"})
-	ev := s.nextMatching(t, `"p-1"`)
-	for strings.Contains(ev.data, `"orders"`) {
-		ev = s.next(t)
-	}
+	s.nextMatching(t, `{"name":"orders","instances":[]}`)
 }
 
 // TestTTL: the time left on leases is sent in milliseconds, counted from
-// the read.
+// the read, apart from the instances.
 func TestTTL(t *testing.T) {
 	f := newFixture(t, []discovery.Instance{p1})
 	f.reg.setTTL(10 * time.Second)
 	s := f.openStream()
 	f.register(p2) // read after a change
-	for {
-		ev := s.nextMatching(t, `"p-2"`)
-		var st struct {
-			Services []struct {
-				Instances []struct {
-					ID    string
-					TTLMs *int64 `json:"ttl_ms"`
-				}
-			}
-		}
-		if err := json.Unmarshal([]byte(ev.data), &st); err != nil {
-			t.Fatal(err)
-		}
-		got := st.Services[0].Instances
-		if len(got) != 2 || got[1].TTLMs == nil {
-			continue
-		}
-		if ms := *got[1].TTLMs; ms <= 0 || ms > 10000 {
-			t.Fatalf("ttl_ms %d, want in (0, 10000]", ms)
-		}
-		return
+	var p page
+	var left time.Duration
+	p.follow(t, s, "the TTL of p-2", func() bool {
+		var ok bool
+		left, ok = p.ttl("payments", "p-2", time.Now())
+		return ok
+	})
+	if left <= 0 || left > 10*time.Second {
+		t.Fatalf("p-2's TTL shown as %v, want in (0, 10s]", left)
 	}
 }
 
@@ -241,25 +254,24 @@ func TestOptions(t *testing.T) {
 }
 
 // TestTTLRefreshedBeforeALeaseRunsOut: with no change at all, the TTLs of
-// a service are read again (and sent, even if the same) before its soonest
-// lease would run out, so a lease that is being renewed does not count
-// down to "expired" on the page.
+// a service are read again (and sent, as they differ from the countdown
+// by a second) before its soonest lease would run out, so a lease that is
+// being renewed does not count down to "not read recently" on the page.
 func TestTTLRefreshedBeforeALeaseRunsOut(t *testing.T) {
 	f := newFixture(t, nil)
 	f.reg.setTTL(time.Second)
 	f.register(p1)
 	s := f.openStream()
-	first := s.nextMatching(t, `"p-1"`) // at once, then with its TTL read
-	for strings.Contains(first.data, `"ttl_ms":null`) {
-		first = s.next(t)
-	}
+	var p page
+	p.follow(t, s, "p-1's TTL", func() bool { _, ok := p.ttl("payments", "p-1", time.Now()); return ok })
 	start := time.Now()
 	next := s.next(t) // no change was made: a refresh
 	if took := time.Since(start); took < 500*time.Millisecond {
 		t.Errorf("TTLs read again after %v; want after 1 s, the least interval", took)
 	}
-	if next.id != first.id+1 || !strings.Contains(next.data, `"id":"p-1"`) || strings.Contains(next.data, `"ttl_ms":null`) {
-		t.Errorf("refresh event %d: %s", next.id, next.data)
+	p.apply(t, next)
+	if left, ok := p.ttl("payments", "p-1", time.Now()); next.event != "leases" || !ok || left < 500*time.Millisecond {
+		t.Errorf("refresh event %s %s: p-1's TTL shown as %v", next.event, next.data, left)
 	}
 }
 
@@ -379,9 +391,8 @@ func TestServiceFinderUnreachable(t *testing.T) {
 
 // TestTTLsNotReadWhileUnwatchedAreNotShown: the TTLs are read only while a
 // page is open. A page that opens after the leases as last read have run
-// out (they were renewed meanwhile, unread) must not show them as expired
-// while the services' TTLs are read again one after the other: it shows
-// them as not read until they are.
+// out (they were renewed meanwhile, unread) must not count down from them:
+// it shows them as not read until they are.
 func TestTTLsNotReadWhileUnwatchedAreNotShown(t *testing.T) {
 	o1 := discovery.Instance{Service: "orders", ID: "o-1", Address: "10.0.0.3:8080"}
 	const ttl = time.Second
@@ -390,57 +401,53 @@ func TestTTLsNotReadWhileUnwatchedAreNotShown(t *testing.T) {
 	f.register(p1)
 	f.register(o1)
 
-	type state struct {
-		Services []struct {
-			Name      string
-			Instances []struct {
-				ID    string
-				TTLMs *int64 `json:"ttl_ms"`
-			}
-		}
+	var p page
+	bothRead := func() bool {
+		_, a := p.ttl("payments", "p-1", time.Now())
+		_, b := p.ttl("orders", "o-1", time.Now())
+		return a && b
 	}
-	// ttls returns the ttl_ms of every instance of ev by ID (nil: not read).
-	ttls := func(ev sseEvent) map[string]*int64 {
-		var st state
-		if err := json.Unmarshal([]byte(ev.data), &st); err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]*int64{}
-		for _, s := range st.Services {
-			for _, in := range s.Instances {
-				out[in.ID] = in.TTLMs
-			}
-		}
-		return out
-	}
-	bothRead := func(got map[string]*int64) bool {
-		return len(got) == 2 && got["p-1"] != nil && got["o-1"] != nil
-	}
-
 	s := f.openStream()
-	for !bothRead(ttls(s.next(t))) {
-	}
+	p.follow(t, s, "both TTLs", bothRead)
 	read := time.Now()
 	s.close()
 	testwait.Until(t, waitTimeout, "the stream closed", func() bool { return webui.Streams(f.h) == 0 })
 	// No page is open: the leases as read run out (the registry renews
 	// them, unread), and their refresh comes due unwatched.
-	// (Their refresh comes due a second after the last read.)
 	testwait.Until(t, waitTimeout, "the leases as read to run out", func() bool { return time.Since(read) > 3*ttl })
 
 	before := f.reg.instancesCalls()
 	s = f.openStream()
+	p = page{}
 	for {
 		ev := s.next(t)
-		got := ttls(ev)
+		p.apply(t, ev)
 		reread := f.reg.instancesCalls()-before >= 2 // both services read again
-		for id, ms := range got {
-			if ms != nil && (*ms < 0 || *ms > ttl.Milliseconds()) {
-				t.Fatalf("event %d shows %s with ttl_ms %d; want it not read (null) or read again (0..%d]:\n%s", ev.id, id, *ms, ttl.Milliseconds(), ev.data)
+		for _, id := range [][2]string{{"payments", "p-1"}, {"orders", "o-1"}} {
+			if left, ok := p.ttl(id[0], id[1], time.Now()); ok && (left < -100*time.Millisecond || left > ttl) {
+				t.Fatalf("event %d shows %s with TTL %v; want it not read or read again (0..%v]:\n%s", ev.id, id[1], left, ttl, ev.data)
 			}
 		}
-		if reread && bothRead(got) {
+		if reread && bothRead() {
 			return
 		}
+	}
+}
+
+// TestMaxFollowed: on a Registry without a registry-wide watch, the view
+// follows at most WithMaxFollowed services, one watch each, and says on
+// the page how many it leaves out.
+func TestMaxFollowed(t *testing.T) {
+	f := newFixture(t, nil, webui.WithMaxFollowed(2), webui.WithRescanInterval(20*time.Millisecond))
+	for _, svc := range []string{"a", "b", "c"} {
+		f.register(discovery.Instance{Service: svc, ID: svc + "-1", Address: "10.0.0.1:80"})
+	}
+	s := f.openStream()
+	var p page
+	p.follow(t, s, "two services and a note", func() bool {
+		return len(p.Services) == 2 && strings.Contains(p.Status.Note, "showing 2 services, not 1 more")
+	})
+	if n := webui.Followed(f.h); n != 2 {
+		t.Errorf("%d services followed, want 2", n)
 	}
 }

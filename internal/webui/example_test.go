@@ -3,6 +3,7 @@ package webui_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -78,13 +79,31 @@ func Example() {
 		panic(err)
 	}
 	defer resp.Body.Close()
+	// The first event is the whole state; each next one what changed.
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok && strings.Contains(data, "p-1") {
-			fmt.Println(data)
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var ev struct {
+			Services []struct {
+				Name      string
+				Instances []struct {
+					ID, Address string
+					Metadata    [][2]string
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			panic(err)
+		}
+		if len(ev.Services) > 0 {
+			in := ev.Services[0].Instances[0]
+			fmt.Println(ev.Services[0].Name, in.ID, in.Address, in.Metadata)
 			break
 		}
 	}
 	// Output:
-	// {"registry":"example","reachable":true,"services":[{"name":"payments","instances":[{"id":"p-1","address":"10.0.0.7:8080","metadata":[["zone","a"]],"ttl_ms":null}]}]}
+	// payments p-1 10.0.0.7:8080 [[zone a]]
 }

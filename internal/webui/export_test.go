@@ -6,7 +6,7 @@ import "time"
 func Streams(h *Handler) int {
 	h.hub.mu.Lock()
 	defer h.hub.mu.Unlock()
-	return h.hub.clients
+	return len(h.hub.clients)
 }
 
 // Followed returns the number of services h follows.

@@ -3,6 +3,7 @@ package webui_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -249,4 +250,127 @@ func (s *stream) nextMatching(t *testing.T, want string) sseEvent {
 	}
 	t.Fatalf("no event holding %s within %v", want, waitTimeout)
 	return sseEvent{}
+}
+
+// page is what a page knows, built from the events as app.js builds it.
+type page struct {
+	Registry string
+	Status   struct {
+		Loaded    bool
+		Reachable bool
+		Problem   string
+		Since     int64
+		Note      string
+	}
+	Services map[string][]pageInstance
+	Leases   map[string]*pageLease
+	// at is when each lease's reading arrived.
+	at map[string]time.Time
+}
+
+type pageInstance struct {
+	ID       string
+	Address  string
+	Metadata [][2]string
+	Lease    string
+}
+
+type pageLease struct {
+	TTLMillis     int64 `json:"ttl_ms"`
+	GrantedMillis int64 `json:"granted_ms"`
+	Expired       bool
+}
+
+// apply takes one event into p.
+func (p *page) apply(t *testing.T, ev sseEvent) {
+	t.Helper()
+	now := time.Now()
+	var msg struct {
+		Registry string
+		Status   json.RawMessage
+		Services []struct {
+			Name      string
+			Instances []pageInstance
+		}
+		Leases map[string]*pageLease
+	}
+	if err := json.Unmarshal([]byte(ev.data), &msg); err != nil {
+		t.Fatalf("event %s: %v: %s", ev.event, err, ev.data)
+	}
+	switch ev.event {
+	case "state":
+		p.Registry = msg.Registry
+		if err := json.Unmarshal(msg.Status, &p.Status); err != nil {
+			t.Fatal(err)
+		}
+		p.Services, p.Leases, p.at = map[string][]pageInstance{}, map[string]*pageLease{}, map[string]time.Time{}
+	case "status":
+		p.Status = struct {
+			Loaded    bool
+			Reachable bool
+			Problem   string
+			Since     int64
+			Note      string
+		}{}
+		if err := json.Unmarshal([]byte(ev.data), &p.Status); err != nil {
+			t.Fatal(err)
+		}
+		return
+	case "services", "leases":
+	default:
+		t.Fatalf("unknown event %q", ev.event)
+	}
+	for _, s := range msg.Services {
+		if len(s.Instances) == 0 {
+			delete(p.Services, s.Name)
+		} else {
+			p.Services[s.Name] = s.Instances
+		}
+	}
+	for id, l := range msg.Leases {
+		if l == nil {
+			delete(p.Leases, id)
+			delete(p.at, id)
+		} else {
+			p.Leases[id], p.at[id] = l, now
+		}
+	}
+}
+
+// ttl returns what the page shows as the time left on the lease of the
+// instance service/id at time now: ok is false when it has none or it
+// was not read.
+func (p *page) ttl(service, id string, now time.Time) (left time.Duration, ok bool) {
+	for _, in := range p.Services[service] {
+		if in.ID == id {
+			l := p.Leases[in.Lease]
+			if in.Lease == "" || l == nil {
+				return 0, false
+			}
+			return time.Duration(l.TTLMillis)*time.Millisecond - now.Sub(p.at[in.Lease]), true
+		}
+	}
+	return 0, false
+}
+
+// follow reads the events of s into p until cond holds, failing t if
+// it does not within waitTimeout.
+func (p *page) follow(t *testing.T, s *stream, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the page did not come to show %s within %v", what, waitTimeout)
+		}
+		p.apply(t, s.next(t))
+	}
+}
+
+// ids returns the IDs of the instances of service the page shows.
+func (p *page) ids(service string) []string {
+	var out []string
+	for _, in := range p.Services[service] {
+		out = append(out, in.ID)
+	}
+	return out
 }

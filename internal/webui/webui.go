@@ -6,15 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/hostcheck"
 )
 
 // Registry is what the web view reads. The roster command line provides
@@ -47,6 +46,61 @@ type ServiceFinder interface {
 	// view calls it again a second after an error. found may be given a
 	// service more than once.
 	FindServices(ctx context.Context, found func(services []string)) error
+}
+
+// RegistryFollower is implemented by a Registry that can follow every
+// instance of the registry at once, with one watch whatever the number of
+// services (etcd: one watch over the prefix). The view then reads nothing
+// else but leases (LeaseReader), and opens no watch per service.
+type RegistryFollower interface {
+	// FollowRegistry reads every instance of the registry and calls apply
+	// with them (an update with Reset), then with each change, until ctx
+	// ends (it then returns ctx's error) or until it cannot go on (any
+	// other error: the view calls it again a second later, and takes the
+	// next Reset as the whole registry). It tells apply when the registry
+	// stops answering, and when it answers again. apply is called from
+	// FollowRegistry's goroutine, one update at a time.
+	FollowRegistry(ctx context.Context, apply func(RegistryUpdate)) error
+}
+
+// RegistryUpdate is what a RegistryFollower reports at once.
+type RegistryUpdate struct {
+	// Reset says that Put holds every instance of the registry: any other
+	// is gone.
+	Reset bool
+	// Put holds the instances written (new or changed).
+	Put []LeasedInstance
+	// Deleted holds the instances removed.
+	Deleted []discovery.Key
+	// Unreachable, when not nil, says the registry does not answer now
+	// (the instances known are kept). An update without it says it does.
+	Unreachable error
+}
+
+// LeasedInstance is an instance with the lease that keeps it.
+type LeasedInstance struct {
+	discovery.Instance
+	// Lease identifies the lease (for LeaseReader); empty for an
+	// instance that none keeps. Instances of one process share one.
+	Lease string
+}
+
+// LeaseReader is implemented by a RegistryFollower's Registry whose
+// instances are kept by leases: the view reads each lease, not each
+// instance, to show the time left on it.
+type LeaseReader interface {
+	// ReadLease reads the time left on lease.
+	ReadLease(ctx context.Context, lease string) (LeaseInfo, error)
+}
+
+// LeaseInfo is one lease as LeaseReader reads it.
+type LeaseInfo struct {
+	// Found is false if the lease has expired or was revoked.
+	Found bool
+	// Left is the time left on it.
+	Left time.Duration
+	// Granted is the TTL it was granted with; 0 if not known.
+	Granted time.Duration
 }
 
 // ServiceSummary is one service as Registry.Services lists it.
@@ -84,6 +138,10 @@ const (
 	// DefaultHeartbeat is how often an idle stream gets a comment line, so
 	// that a vanished browser is noticed and proxies keep the stream open.
 	DefaultHeartbeat = 15 * time.Second
+	// DefaultMaxFollowed is how many services the view follows, one watch
+	// each, on a Registry that is not a RegistryFollower; it says on the
+	// page how many it leaves out.
+	DefaultMaxFollowed = 200
 )
 
 // ErrInvalidOption reports an option with an invalid value, from New.
@@ -100,6 +158,8 @@ type options struct {
 	maxClients     int
 	writeTimeout   time.Duration
 	heartbeat      time.Duration
+	maxFollowed    int
+	allowedHosts   []string
 }
 
 // WithName sets what the page names as the registry it shows, such as
@@ -120,8 +180,10 @@ func WithRescanInterval(d time.Duration) Option { return func(o *options) { o.re
 func WithRequestTimeout(d time.Duration) Option { return func(o *options) { o.requestTimeout = d } }
 
 // WithMaxClients sets how many event streams may be open at once
-// (DefaultMaxClients when not given); more get 503 Service Unavailable. It
-// must be positive.
+// (DefaultMaxClients when not given). A stream beyond it ends the one
+// stuck longest in a write, or else the oldest: a browser reconnects, and
+// a client that opens streams and never reads them cannot lock browsers
+// out. It must be positive.
 func WithMaxClients(n int) Option { return func(o *options) { o.maxClients = n } }
 
 // WithWriteTimeout bounds each write of an event (DefaultWriteTimeout when
@@ -132,6 +194,21 @@ func WithWriteTimeout(d time.Duration) Option { return func(o *options) { o.writ
 // (DefaultHeartbeat when not given). It must be positive.
 func WithHeartbeat(d time.Duration) Option { return func(o *options) { o.heartbeat = d } }
 
+// WithMaxFollowed sets how many services are followed, one watch each,
+// on a Registry that is not a RegistryFollower (DefaultMaxFollowed when
+// not given); the page says how many are left out. It must be positive.
+func WithMaxFollowed(n int) Option { return func(o *options) { o.maxFollowed = n } }
+
+// WithAllowedHosts names the hosts a request may name in its Host header
+// besides IP addresses (and, over loopback, localhost): the names the
+// view is reached by, when it listens on an address other than loopback.
+// A request naming any other host gets 403 Forbidden, so that a web site
+// cannot read the view through DNS rebinding. A name is a host without a
+// port; each must be valid.
+func WithAllowedHosts(hosts ...string) Option {
+	return func(o *options) { o.allowedHosts = append(o.allowedHosts, hosts...) }
+}
+
 func buildOptions(opts []Option) (options, error) {
 	o := options{
 		rescan:         DefaultRescanInterval,
@@ -139,6 +216,7 @@ func buildOptions(opts []Option) (options, error) {
 		maxClients:     DefaultMaxClients,
 		writeTimeout:   DefaultWriteTimeout,
 		heartbeat:      DefaultHeartbeat,
+		maxFollowed:    DefaultMaxFollowed,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -158,6 +236,14 @@ func buildOptions(opts []Option) (options, error) {
 	}
 	if o.maxClients <= 0 {
 		return options{}, fmt.Errorf("%w: max clients %d: want a positive number", ErrInvalidOption, o.maxClients)
+	}
+	if o.maxFollowed <= 0 {
+		return options{}, fmt.Errorf("%w: max followed %d: want a positive number", ErrInvalidOption, o.maxFollowed)
+	}
+	for _, host := range o.allowedHosts {
+		if err := hostcheck.ValidName(host); err != nil {
+			return options{}, fmt.Errorf("%w: allowed host: %w", ErrInvalidOption, err)
+		}
 	}
 	if o.logger == nil {
 		o.logger = hclog.New(&hclog.LoggerOptions{Name: "webui", Level: hclog.Warn})
@@ -230,8 +316,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("X-Frame-Options", "DENY")
 	hdr.Set("Referrer-Policy", "no-referrer")
 	hdr.Set("Cross-Origin-Resource-Policy", "same-origin")
-	if !hostAllowed(r) {
-		http.Error(w, "forbidden: a request over loopback must name a loopback host (localhost or an IP address)", http.StatusForbidden)
+	if !hostcheck.Allowed(r, h.hub.o.allowedHosts) {
+		http.Error(w, "forbidden: "+hostcheck.Reason, http.StatusForbidden)
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -248,28 +334,4 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
-}
-
-// hostAllowed guards against DNS rebinding: a request that arrives on a
-// loopback address must name a loopback host, since a web page in the
-// user's browser can make any name resolve to 127.0.0.1. Requests on
-// other addresses (the view was told to listen on one) are not checked.
-func hostAllowed(r *http.Request) bool {
-	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-	if !ok {
-		return true // not served by net/http's server (a test calling ServeHTTP)
-	}
-	if tcp, ok := local.(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
-		return true
-	}
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
-	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

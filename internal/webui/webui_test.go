@@ -1,17 +1,23 @@
 package webui_test
 
 import (
+	"context"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/roster-sd/roster/internal/webui"
 )
 
 // TestPageAndHeaders: the page and its assets come from the binary with a
-// strict Content-Security-Policy; the view is read-only and answers
-// requests over loopback only when they name a loopback host.
+// strict Content-Security-Policy; the view is read-only and answers only
+// requests that name an IP address, localhost or an allowed host (DNS
+// rebinding).
 func TestPageAndHeaders(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newFixture(t, nil, webui.WithAllowedHosts("roster.example"))
 	cases := []struct {
 		name, method, path, host string
 		status                   int
@@ -28,8 +34,12 @@ func TestPageAndHeaders(t *testing.T) {
 		{"delete", "DELETE", "/events", "", 405, "", "read-only"},
 		{"localhost", "GET", "/", "localhost:8500", 200, "text/html", ""},
 		{"ipv6 loopback", "GET", "/", "[::1]:8500", 200, "text/html", ""},
-		{"rebinding", "GET", "/", "attacker.example:8500", 403, "", "loopback host"},
-		{"rebinding events", "GET", "/events", "attacker.example", 403, "", "loopback host"},
+		{"ip address", "GET", "/", "10.1.2.3:8500", 200, "text/html", ""},
+		{"rebinding", "GET", "/", "attacker.example:8500", 403, "", "Host header"},
+		{"rebinding events", "GET", "/events", "attacker.example", 403, "", "Host header"},
+		{"allowed name", "GET", "/", "roster.example:8500", 200, "text/html", ""},
+		{"allowed name, final dot", "GET", "/", "ROSTER.example.", 200, "text/html", ""},
+		{"allowed name's subdomain", "GET", "/", "x.roster.example", 403, "", "Host header"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -94,6 +104,32 @@ func TestAssetsBuildNoMarkupFromData(t *testing.T) {
 	for _, bad := range []string{"http://", "https://", "<style", "style=", "onload=", "onclick="} {
 		if strings.Contains(string(html), bad) {
 			t.Errorf("index.html holds %q: no other origin, no inline style or script", bad)
+		}
+	}
+}
+
+// TestHostCheckedOnEveryAddress: a request that reaches the view on an
+// address other than loopback (roster ui --listen 0.0.0.0:8500) and names
+// a host that is neither an IP address nor allowed is refused too: DNS
+// rebinding works there as well. (Before, only loopback was checked.)
+func TestHostCheckedOnEveryAddress(t *testing.T) {
+	f := newFixture(t, nil, webui.WithAllowedHosts("roster.example"))
+	local := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 2), Port: 8500}
+	cases := []struct {
+		host string
+		want int
+	}{
+		{"192.0.2.2:8500", http.StatusOK},
+		{"roster.example:8500", http.StatusOK},
+		{"attacker.example:8500", http.StatusForbidden},
+	}
+	for _, c := range cases {
+		req := httptest.NewRequestWithContext(context.WithValue(context.Background(), http.LocalAddrContextKey, local), http.MethodGet, "/", nil)
+		req.Host = c.host
+		rec := httptest.NewRecorder()
+		f.h.ServeHTTP(rec, req)
+		if rec.Code != c.want {
+			t.Errorf("Host %q on %v: %d, want %d", c.host, local, rec.Code, c.want)
 		}
 	}
 }

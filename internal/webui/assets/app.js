@@ -1,7 +1,8 @@
-// The roster web view. It follows the server's event stream ("events"),
-// each event the whole state as JSON, and builds the page from it with
-// textContent only: whatever the registry holds is shown as text, never
-// parsed as markup.
+// The roster web view. It follows the server's event stream ("events"):
+// "state" (the whole state, when the stream opens), then "services" (the
+// whole set of each service that changed), "leases" (leases read again)
+// and "status". It builds the page with textContent only: whatever the
+// registry holds is shown as text, never parsed as markup.
 "use strict";
 
 (function () {
@@ -15,53 +16,98 @@
     return e;
   }
 
-  let state = null;          // the newest state from the server
-  let lost = false;          // the stream to the server is broken
-  let downSince = null;      // when the registry was first seen unreachable
-  const deadlines = new Map(); // service + "\0" + id -> when its lease runs out (performance.now() ms)
-  let ttlCells = [];         // [cell, key] of the rendered TTL cells
+  let registry = null;        // the registry's name; null until the first state
+  let status = null;          // the server's status of the registry
+  const services = new Map(); // name -> instances, sorted by ID
+  const leases = new Map();   // lease ID -> { at: when it counts down to 0 (performance.now() ms), granted, expired }
+  let lost = false;           // the stream to the server is broken
+  let ttlCells = [];          // [cell, lease ID] of the rendered TTL cells
 
   function plural(n, one, many) {
     return n + " " + (n === 1 ? one : many);
   }
 
+  // formatTTL shows ms as whole seconds, rounded up, as roster ls counts
+  // them (etcd gives whole seconds).
   function formatTTL(ms) {
-    if (ms < 0) return "expired";
-    let s = Math.floor(ms / 1000);
+    let s = Math.ceil(ms / 1000);
     if (s < 60) return s + "s";
     const m = Math.floor(s / 60);
     s -= m * 60;
     return m + "m " + String(s).padStart(2, "0") + "s";
   }
 
+  function setLease(id, l) {
+    if (l === null || l === undefined) {
+      leases.delete(id);
+      return;
+    }
+    leases.set(id, { at: performance.now() + l.ttl_ms, granted: l.granted_ms || 0, expired: !!l.expired });
+  }
+
+  // tick updates the TTL cells. A lease counts down from its last read;
+  // one that reaches 0 unread is "not read recently" (it may well have
+  // been renewed), never "expired" unless the server read it so. It is
+  // low once less than a third of its TTL is left: a renewal (every third
+  // of it, for roster's processes) is late.
   function tick() {
     const now = performance.now();
-    for (const [cell, key] of ttlCells) {
-      const d = deadlines.get(key);
-      if (d === undefined) continue;
-      const left = d.expired ? -1 : Math.max(0, d.at - now);
-      cell.textContent = formatTTL(left);
-      cell.classList.toggle("low", left < 5000);
+    for (const [cell, id] of ttlCells) {
+      const l = leases.get(id);
+      let text, title = "", kind = "";
+      if (l === undefined) {
+        text = "…";
+        title = "not read yet";
+        kind = "unread";
+      } else if (l.expired) {
+        text = "expired";
+        kind = "low";
+      } else if (l.at - now <= 0) {
+        text = "not read recently";
+        title = "the lease was not read again before its last reading ran out";
+        kind = "unread";
+      } else {
+        const left = l.at - now;
+        text = formatTTL(left);
+        if (l.granted > 0) {
+          title = "of " + formatTTL(l.granted);
+          if (left < l.granted / 3) kind = "low";
+        }
+      }
+      if (cell.textContent !== text) cell.textContent = text;
+      cell.title = title;
+      cell.classList.toggle("low", kind === "low");
+      cell.classList.toggle("unread", kind === "unread");
     }
   }
 
-  // onState takes a new state: it stamps the TTLs' deadlines and renders.
   function onState(data) {
-    state = JSON.parse(data);
+    const st = JSON.parse(data);
     lost = false;
-    const now = performance.now();
-    deadlines.clear();
-    for (const svc of state.services) {
-      for (const inst of svc.instances) {
-        if (inst.ttl_ms === null || inst.ttl_ms === undefined) continue;
-        deadlines.set(svc.name + "\0" + inst.id, { at: now + inst.ttl_ms, expired: inst.ttl_ms < 0 });
-      }
+    registry = st.registry;
+    status = st.status;
+    services.clear();
+    for (const svc of st.services) services.set(svc.name, svc.instances);
+    leases.clear();
+    for (const [id, l] of Object.entries(st.leases)) setLease(id, l);
+    render();
+  }
+
+  function onServices(data) {
+    for (const svc of JSON.parse(data).services) {
+      if (svc.instances.length === 0) services.delete(svc.name);
+      else services.set(svc.name, svc.instances);
     }
-    if (state.reachable) {
-      downSince = null;
-    } else if (downSince === null) {
-      downSince = new Date();
-    }
+    render();
+  }
+
+  function onLeases(data) {
+    for (const [id, l] of Object.entries(JSON.parse(data).leases)) setLease(id, l);
+    tick();
+  }
+
+  function onStatus(data) {
+    status = JSON.parse(data);
     render();
   }
 
@@ -72,19 +118,25 @@
     if (lost) {
       kind = "lost";
       st.append(el("strong", null, "roster ui unreachable"), el("span", "detail", "reconnecting… (showing the last state received)"));
-    } else if (state === null) {
+    } else if (status === null) {
       kind = "connecting";
       st.append(el("strong", null, "connecting…"));
-    } else if (state.reachable) {
+    } else if (status.reachable) {
       kind = "ok";
       st.append(el("strong", null, "registry reachable"), el("span", "detail", "live"));
     } else {
       kind = "down";
+      // since: when roster ui first found it unreachable, by its clock.
       st.append(el("strong", null, "registry unreachable"),
-        el("span", "detail", "since " + downSince.toLocaleTimeString() + (state.problem ? ": " + state.problem : "")));
+        el("span", "detail", "since " + new Date(status.since).toLocaleTimeString() + (status.problem ? ": " + status.problem : "")));
     }
     st.dataset.state = kind;
+    if (kind === "down") st.dataset.since = String(status.since);
+    else delete st.dataset.since;
     document.body.classList.toggle("stale", kind === "lost" || kind === "down");
+    const note = $("note");
+    note.textContent = status && status.note ? status.note : "";
+    note.hidden = !(status && status.note);
   }
 
   function matches(inst, q) {
@@ -95,7 +147,7 @@
     return false;
   }
 
-  function instanceRow(svc, inst) {
+  function instanceRow(inst) {
     const tr = el("tr", "instance");
     tr.dataset.id = inst.id;
     const id = el("td", "id", inst.id);
@@ -114,76 +166,68 @@
     }
     const ttl = el("td", "ttl");
     ttl.dataset.label = "TTL";
-    const key = svc.name + "\0" + inst.id;
-    if (deadlines.has(key)) {
-      ttlCells.push([ttl, key]);
+    if (inst.lease) {
+      ttl.dataset.lease = inst.lease;
+      ttlCells.push([ttl, inst.lease]);
     } else {
       ttl.textContent = "—";
-      ttl.title = "no lease, or not read yet";
+      ttl.title = "no lease";
     }
     tr.append(id, addr, meta, ttl);
     return tr;
   }
 
-  let shown = null; // what the list was last built from: see render
-
   function render() {
     renderStatus();
-    if (state === null) return;
-    $("registry").textContent = state.registry;
+    if (registry === null) return;
+    $("registry").textContent = registry;
     const q = $("filter").value.trim().toLowerCase();
-    // A state that differs only in TTLs (a lease read again) keeps the list
-    // as it is, and with it the reader's selection: the countdowns move.
-    const what = JSON.stringify([q, state.services.map((svc) => [svc.name,
-      svc.instances.map((i) => [i.id, i.address, i.metadata, i.ttl_ms === null])])]);
-    if (what === shown) {
-      tick();
-      return;
-    }
-    shown = what;
     const frag = document.createDocumentFragment();
     ttlCells = [];
     let total = 0, matching = 0, shownServices = 0;
-    for (const svc of state.services) {
-      total += svc.instances.length;
-      const all = q === "" || svc.name.toLowerCase().includes(q);
-      const insts = all ? svc.instances : svc.instances.filter((i) => matches(i, q));
-      if (!all && insts.length === 0) continue;
+    const names = [...services.keys()].sort();
+    for (const name of names) {
+      const all = services.get(name);
+      total += all.length;
+      const every = q === "" || name.toLowerCase().includes(q);
+      const insts = every ? all : all.filter((i) => matches(i, q));
+      if (insts.length === 0) continue;
       shownServices++;
       matching += insts.length;
 
       const sec = el("section", "service");
-      sec.dataset.service = svc.name;
+      sec.dataset.service = name;
       const h2 = el("h2");
-      const count = el("span", "count", plural(svc.instances.length, "instance", "instances"));
-      h2.append(el("span", "name", svc.name), count);
-      sec.append(h2);
-      if (svc.instances.length === 0) {
-        sec.append(el("p", "empty", "no instances"));
-      } else {
-        const table = el("table");
-        const head = el("tr");
-        for (const h of ["ID", "address", "metadata", "TTL"]) head.append(el("th", null, h));
-        const thead = el("thead");
-        thead.append(head);
-        const tbody = el("tbody");
-        for (const inst of insts) tbody.append(instanceRow(svc, inst));
-        table.append(thead, tbody);
-        const wrap = el("div", "table");
-        wrap.append(table);
-        sec.append(wrap);
-      }
+      h2.append(el("span", "name", name), el("span", "count", plural(all.length, "instance", "instances")));
+      const table = el("table");
+      const head = el("tr");
+      for (const h of ["ID", "address", "metadata", "TTL"]) head.append(el("th", null, h));
+      const thead = el("thead");
+      thead.append(head);
+      const tbody = el("tbody");
+      for (const inst of insts) tbody.append(instanceRow(inst));
+      table.append(thead, tbody);
+      const wrap = el("div", "table");
+      wrap.append(table);
+      sec.append(h2, wrap);
       frag.append(sec);
     }
-    if (state.services.length === 0) {
-      const p = el("p", "empty", "No services registered yet. Register one, e.g. ");
-      p.append(el("code", null, "roster register --service payments --address 127.0.0.1:8080"));
-      frag.append(p);
+    if (services.size === 0) {
+      if (!status.loaded) {
+        // Nothing is known yet: not the same as nothing registered.
+        frag.append(el("p", "empty", "The registry has not been read yet."));
+      } else if (status.reachable) {
+        const p = el("p", "empty", "No services registered yet. Register one, e.g. ");
+        p.append(el("code", null, "roster register --service payments --address 127.0.0.1:8080"));
+        frag.append(p);
+      } else {
+        frag.append(el("p", "empty", "No services when the registry was last read."));
+      }
     } else if (shownServices === 0) {
       frag.append(el("p", "empty", "Nothing matches the filter."));
     }
     $("services").replaceChildren(frag);
-    let summary = plural(state.services.length, "service", "services") + " · " + plural(total, "instance", "instances");
+    let summary = plural(services.size, "service", "services") + " · " + plural(total, "instance", "instances");
     if (q !== "") summary = "showing " + matching + " of " + plural(total, "instance", "instances");
     $("summary").textContent = summary;
     tick();
@@ -192,6 +236,9 @@
   function connect() {
     const es = new EventSource("events");
     es.addEventListener("state", (e) => onState(e.data));
+    es.addEventListener("services", (e) => onServices(e.data));
+    es.addEventListener("leases", (e) => onLeases(e.data));
+    es.addEventListener("status", (e) => onStatus(e.data));
     es.addEventListener("error", () => {
       lost = true;
       renderStatus();
@@ -205,7 +252,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     $("filter").addEventListener("input", render);
-    setInterval(tick, 500);
+    setInterval(tick, 250);
     render();
     connect();
   });
