@@ -26,6 +26,11 @@ type keepAlive struct {
 	ttl    time.Duration // as granted
 	log    hclog.Logger
 	facts  *leaseFacts // told of every answer
+	// expired is called, on the keep-alive's goroutine, as soon as etcd
+	// has not confirmed the lease for its TTL, before done is closed:
+	// from then on the Backend must not say registered (etcd may have
+	// expired the lease), whatever it does next.
+	expired func()
 
 	done chan struct{}
 	err  error // why it ended; read after done is closed
@@ -44,11 +49,14 @@ const keepAliveRetry = 500 * time.Millisecond
 // startKeepAlive keeps lease alive until ctx ends. fresh says the lease
 // was just granted with its whole TTL: the first request waits a third
 // of it. Otherwise (a lease that outlived an outage, with an unknown
-// remaining TTL) the first request goes at once.
+// remaining TTL) the first request goes at once. confirmed is when the
+// request that granted the lease, or found it alive, was sent: without a
+// keep-alive answer, the lease is unconfirmed a TTL after it, and
+// expired is called.
 func startKeepAlive(ctx context.Context, leases pb.LeaseClient, lease clientv3.LeaseID, ttl time.Duration,
-	fresh bool, log hclog.Logger, wg *sync.WaitGroup, facts *leaseFacts) *keepAlive {
-	k := &keepAlive{leases: leases, lease: lease, ttl: ttl, log: log, facts: facts, done: make(chan struct{})}
-	wg.Go(func() { k.run(ctx, fresh, wg) })
+	fresh bool, confirmed time.Time, expired func(), log hclog.Logger, wg *sync.WaitGroup, facts *leaseFacts) *keepAlive {
+	k := &keepAlive{leases: leases, lease: lease, ttl: ttl, log: log, facts: facts, expired: expired, done: make(chan struct{})}
+	wg.Go(func() { k.run(ctx, fresh, confirmed, wg) })
 	return k
 }
 
@@ -64,9 +72,12 @@ type keepAliveStream struct {
 	waiting bool                          // a request is due once ready
 }
 
-func (k *keepAlive) run(ctx context.Context, fresh bool, wg *sync.WaitGroup) {
+func (k *keepAlive) run(ctx context.Context, fresh bool, confirmed time.Time, wg *sync.WaitGroup) {
 	defer close(k.done)
 	now := time.Now()
+	if confirmed.IsZero() || confirmed.After(now) {
+		confirmed = now
+	}
 	firstIn := time.Duration(0)
 	if fresh {
 		firstIn = k.ttl / 3
@@ -80,7 +91,7 @@ func (k *keepAlive) run(ctx context.Context, fresh bool, wg *sync.WaitGroup) {
 			st.cancel()
 		}
 	}()
-	expiry := time.NewTimer(time.Until(now.Add(k.ttl))) // an answer must come by then
+	expiry := time.NewTimer(time.Until(confirmed.Add(k.ttl))) // an answer must come by then
 	defer expiry.Stop()
 	tick := time.NewTimer(firstIn) // the next request
 	defer tick.Stop()
@@ -106,6 +117,9 @@ func (k *keepAlive) run(ctx context.Context, fresh bool, wg *sync.WaitGroup) {
 			return
 		case <-expiry.C:
 			k.err = errKeepAliveTimeout
+			if k.expired != nil {
+				k.expired()
+			}
 			return
 		case <-tick.C:
 			// Without an answer, ask again a third of the TTL later.

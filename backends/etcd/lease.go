@@ -142,9 +142,10 @@ func (k *leaseKeeper) hasWork() bool {
 func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 	drain(k.conn.ready) // only a connection that comes up from now on is news
 	var (
-		lease    clientv3.LeaseID
-		ttl      = time.Duration(k.ttl) * time.Second
-		survived bool // etcd still had prev
+		lease     clientv3.LeaseID
+		ttl       = time.Duration(k.ttl) * time.Second
+		survived  bool      // etcd still had prev
+		confirmed time.Time // when the request that succeeded was sent
 	)
 	attempt := func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
@@ -158,7 +159,7 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 		resp, err := k.leases.LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: k.ttl, ID: int64(prev)}, grpc.WaitForReady(true))
 		switch err := grpcError(ctx, err); {
 		case prev != 0 && errors.Is(err, rpctypes.ErrLeaseExist):
-			lease, survived = prev, true
+			lease, survived, confirmed = prev, true, sent
 			return nil
 		case err != nil:
 			return k.conn.explain(fmt.Errorf("%s: %w", what, err))
@@ -167,7 +168,7 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 			k.log.Warn("lease expired, granted it again", "lease", leaseString(prev))
 			k.leaseLost(errLeaseExpired)
 		}
-		lease, ttl = clientv3.LeaseID(resp.ID), time.Duration(resp.TTL)*time.Second
+		lease, ttl, confirmed = clientv3.LeaseID(resp.ID), time.Duration(resp.TTL)*time.Second, sent
 		// etcd counts the TTL from when it granted, after the request
 		// was sent.
 		k.facts.renewed(sent.Add(ttl), 0)
@@ -178,7 +179,7 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 	if err != nil {
 		return grant{}, err
 	}
-	g := grant{id: lease, ttl: ttl, fresh: !survived}
+	g := grant{id: lease, ttl: ttl, fresh: !survived, confirmed: confirmed}
 	k.regs.mu.Lock()
 	defer k.regs.mu.Unlock()
 	k.lease, k.announce = lease, true
@@ -210,6 +211,9 @@ type grant struct {
 	id    clientv3.LeaseID
 	ttl   time.Duration // as granted; the configured TTL for a lease kept
 	fresh bool          // just granted, with its whole TTL
+	// confirmed is when the request that granted it (or found it alive)
+	// was sent: etcd holds it at least a TTL from then.
+	confirmed time.Time
 }
 
 // grpcError turns an error of a raw gRPC call into what clientv3 would
@@ -258,7 +262,7 @@ func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 	lease := g.id
 	ctx, cancel := context.WithCancel(k.ctx)
 	defer cancel()
-	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.fresh, k.log, k.wg, &k.facts)
+	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.fresh, g.confirmed, k.unconfirmed, k.log, k.wg, &k.facts)
 	var (
 		outage   retry.Backoff // for write passes failing in a row; nil after a success
 		attempt  int
