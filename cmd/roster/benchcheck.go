@@ -9,8 +9,7 @@ import (
 	"sync"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
+	"github.com/roster-sd/roster/backends/etcd/embedded"
 	"github.com/roster-sd/roster/discovery"
 )
 
@@ -32,12 +31,15 @@ type faultTimes struct {
 	// process can have its lease confirmed.
 	Unreachable time.Time `json:"unreachable"`
 	Heal        time.Time `json:"heal"` // the cut healed, or the members started again
-	// Usable is when the registry answered again. After a restart: the
-	// first linearizable read of the bench's own client, straight to the
-	// members, that succeeded after Heal (it needs a leader with a
-	// quorum). After a cut, the registry ran throughout: Heal.
+	// Usable is when the registry could serve again. After a restart:
+	// the first moment after Heal at which a quorum of the members named
+	// a leader (polled in process every 10 ms). After a cut, the
+	// registry ran throughout: Heal.
 	Usable time.Time `json:"usable"`
 	End    time.Time `json:"end"` // the recovery was complete, or the bench gave up
+	// Leaders are the embedded cluster's leader changes from Start to
+	// End (-1: no leader).
+	Leaders []leaderChange `json:"leaders,omitempty"`
 }
 
 // lie is a process that reported registered while its registry had been
@@ -96,23 +98,62 @@ func (f *fleet) findLies(ft faultTimes, ttl, tolerance time.Duration) []lie {
 	return lies
 }
 
-// waitUsable returns when the registry answers a linearizable read from
-// cli (straight to the members, not through the cut proxies), polling
-// every 20 ms, or when ctx ends.
-func waitUsable(ctx context.Context, cli *clientv3.Client, key string) time.Time {
-	for ctx.Err() == nil {
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := cli.Get(rctx, key)
-		cancel()
-		if err == nil {
-			return time.Now()
+// leaderChange is a change of the embedded cluster's leader: the index of
+// the member a quorum names, or -1 while there is none.
+type leaderChange struct {
+	At     time.Time `json:"at"`
+	Leader int       `json:"leader"`
+}
+
+// leaderLog polls the embedded cluster's leader every 10 ms, in process
+// (no client, so no reconnect delay), and records each change, until
+// stopped.
+type leaderLog struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu      sync.Mutex
+	changes []leaderChange
+}
+
+func startLeaderLog(cluster *embedded.Cluster) *leaderLog {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &leaderLog{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		last := -2
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			pctx, pcancel := context.WithTimeout(ctx, time.Millisecond)
+			i, err := cluster.WaitLeader(pctx)
+			pcancel()
+			if err != nil {
+				i = -1
+			}
+			if i != last {
+				last = i
+				l.mu.Lock()
+				l.changes = append(l.changes, leaderChange{At: time.Now(), Leader: i})
+				l.mu.Unlock()
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return time.Time{}
+	}()
+	return l
+}
+
+// stop ends the polling and returns the changes recorded.
+func (l *leaderLog) stop() []leaderChange {
+	l.cancel()
+	<-l.done
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.changes)
 }
 
 // processRecord is one process in the --timeline file.
@@ -210,4 +251,21 @@ func startCPUBurn(n int) *cpuBurner {
 func (b *cpuBurner) Close() {
 	b.cancel()
 	b.wg.Wait()
+}
+
+// leaderAfter returns the first moment at or after t at which changes
+// say a leader was known, or zero.
+func leaderAfter(changes []leaderChange, t time.Time) time.Time {
+	for i, c := range changes {
+		if c.Leader < 0 {
+			continue
+		}
+		if !c.At.Before(t) {
+			return c.At
+		}
+		if i+1 == len(changes) || !changes[i+1].At.Before(t) {
+			return t // a leader already at t
+		}
+	}
+	return time.Time{}
 }

@@ -193,6 +193,10 @@ type fleet struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// staying is set when the fault was shorter than the TTL: a process
+	// that stayed registered throughout is then back (at time 0).
+	staying atomic.Bool
 }
 
 // newFleet creates n simulated processes on endpoints, each holding k
@@ -405,7 +409,7 @@ func (f *fleet) markCut() {
 func (f *fleet) recovered() (procs, watchers int) {
 	for _, p := range f.procs {
 		p.mu.Lock()
-		if p.left && !p.recoveredAt.IsZero() && p.allRegisteredLocked() {
+		if p.backLocked(f.staying.Load()) {
 			procs++
 		}
 		if p.watcher != nil && p.exact {
@@ -416,13 +420,25 @@ func (f *fleet) recovered() (procs, watchers int) {
 	return procs, watchers
 }
 
+// backLocked reports whether p is registered again after markCut: it left
+// and came back, or (staying) it never left.
+func (p *simProcess) backLocked(staying bool) bool {
+	if !p.allRegisteredLocked() {
+		return false
+	}
+	return (p.left && !p.recoveredAt.IsZero()) || (staying && !p.left)
+}
+
 // recoveryTimes returns, from heal, the time each process took to be
 // registered again and the time each watcher took to have the exact set.
 func (f *fleet) recoveryTimes(heal time.Time) (reg, watch []time.Duration) {
 	for _, p := range f.procs {
 		p.mu.Lock()
-		if !p.recoveredAt.IsZero() {
+		switch {
+		case !p.recoveredAt.IsZero():
 			reg = append(reg, max(0, p.recoveredAt.Sub(heal)))
+		case p.backLocked(f.staying.Load()):
+			reg = append(reg, 0)
 		}
 		if p.watcher != nil && p.exact {
 			watch = append(watch, max(0, p.exactAt.Sub(heal)))
