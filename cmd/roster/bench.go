@@ -35,6 +35,7 @@ type benchOptions struct {
 	cpuBurn                                                  int           // spinning goroutines
 	timeline                                                 string        // file for the per-process timelines
 	lieTolerance                                             time.Duration // scheduling slack of the status check
+	electionTimeout                                          time.Duration // of the embedded cluster
 }
 
 // benchReport is what roster bench prints, as a table or as JSON.
@@ -212,6 +213,7 @@ lied.`,
 	f.IntVar(&o.cpuBurn, "cpu-burn", 0, "goroutines spinning for the whole run, to measure on a busy machine")
 	f.StringVar(&o.timeline, "timeline", "", "write every process's status transitions and the fault's moments as JSON to this file")
 	f.DurationVar(&o.lieTolerance, "lie-tolerance", time.Second, "scheduling slack allowed to a status after the TTL (status check)")
+	f.DurationVar(&o.electionTimeout, "election-timeout", time.Second, "embedded cluster: etcd's election timeout (heartbeat a tenth of it); 1s is etcd's default")
 	return cmd
 }
 
@@ -237,6 +239,8 @@ func (o benchOptions) validate(embedded bool) error {
 		return inputErrorf("invalid --output %q: want table or json", o.output)
 	case o.cpuBurn < 0:
 		return inputErrorf("invalid --cpu-burn %d: want 0 or more", o.cpuBurn)
+	case o.electionTimeout < 10*time.Millisecond:
+		return inputErrorf("invalid --election-timeout %v: want at least 10ms", o.electionTimeout)
 	case o.lieTolerance < 0:
 		return inputErrorf("invalid --lie-tolerance %v: want 0 or more", o.lieTolerance)
 	}
@@ -284,7 +288,7 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 	if inProcess {
 		rep.Mode = "embedded"
 		progress("starting an embedded 3-member etcd cluster")
-		var opts []embedded.Option
+		opts := []embedded.Option{embedded.WithRaftTiming(o.electionTimeout/10, o.electionTimeout)}
 		if v, _ := cmd.InheritedFlags().GetBool("verbose"); v {
 			opts = append(opts, embedded.WithLogOutput(a.stderr))
 		}
