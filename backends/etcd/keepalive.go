@@ -26,6 +26,11 @@ type keepAlive struct {
 	ttl    time.Duration // as granted
 	log    hclog.Logger
 	facts  *leaseFacts // told of every answer
+	// expired is called, on the keep-alive's goroutine, as soon as etcd
+	// has not confirmed the lease for as long as it keeps it, before done
+	// is closed: from then on the Backend must not say registered (etcd
+	// may have expired the lease), whatever it does next.
+	expired func()
 
 	done chan struct{}
 	err  error // why it ended; read after done is closed
@@ -44,10 +49,11 @@ const keepAliveRetry = 500 * time.Millisecond
 // startKeepAlive keeps lease alive until ctx ends. etcd keeps the lease
 // for left from since (the sending of the request that said so: the
 // grant, whose TTL is whole, or the read of a lease that outlived an
-// outage): the first request goes a third of that after since.
+// outage): the first request goes a third of that after since. Without
+// an answer by then, expired is called.
 func startKeepAlive(ctx context.Context, leases pb.LeaseClient, lease clientv3.LeaseID, ttl, left time.Duration,
-	since time.Time, log hclog.Logger, wg *sync.WaitGroup, facts *leaseFacts) *keepAlive {
-	k := &keepAlive{leases: leases, lease: lease, ttl: ttl, log: log, facts: facts, done: make(chan struct{})}
+	since time.Time, expired func(), log hclog.Logger, wg *sync.WaitGroup, facts *leaseFacts) *keepAlive {
+	k := &keepAlive{leases: leases, lease: lease, ttl: ttl, log: log, facts: facts, expired: expired, done: make(chan struct{})}
 	wg.Go(func() { k.run(ctx, left, since, wg) })
 	return k
 }
@@ -109,6 +115,9 @@ func (k *keepAlive) run(ctx context.Context, left time.Duration, since time.Time
 			return
 		case <-expiry.C:
 			k.err = errKeepAliveTimeout
+			if k.expired != nil {
+				k.expired()
+			}
 			return
 		case <-tick.C:
 			// Without an answer, ask again a third of the TTL later.

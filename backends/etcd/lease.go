@@ -314,7 +314,7 @@ func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 	lease := g.id
 	ctx, cancel := context.WithCancel(k.ctx)
 	defer cancel()
-	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.left, g.since, k.log, k.wg, &k.facts)
+	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.left, g.since, k.unconfirmed, k.log, k.wg, &k.facts)
 	var (
 		outage   retry.Backoff // for write passes failing in a row; nil after a success
 		attempt  int

@@ -32,6 +32,10 @@ type benchOptions struct {
 	processes, instances, watchers, serviceSize, concurrency int
 	ttl, cut, restart, recoveryTimeout                       time.Duration
 	output                                                   string
+	cpuBurn                                                  int           // spinning goroutines
+	timeline                                                 string        // file for the per-process timelines
+	lieTolerance                                             time.Duration // scheduling slack of the status check
+	electionTimeout                                          time.Duration // of the embedded cluster
 }
 
 // benchReport is what roster bench prints, as a table or as JSON.
@@ -78,17 +82,54 @@ type benchReport struct {
 
 // faultReport describes a cut or restart and the recovery after it.
 type faultReport struct {
-	Kind                    string    `json:"kind"` // "cut" or "restart"
-	Duration                string    `json:"duration"`
-	DialsPerProcessPerSec   float64   `json:"dials_per_process_per_second"`
-	ProcessesRegisteredBack int       `json:"processes_registered_again"`
-	WatchersExact           int       `json:"watchers_exact"`
-	Reregistered            durations `json:"time_to_registered"`
-	WatcherExact            durations `json:"time_to_watcher_exact"`
-	RequestsPerProcess      float64   `json:"recovery_requests_per_process"`
-	RangeReads              int64     `json:"recovery_range_reads"`
-	// RequestsByMethod splits RequestsPerProcess by gRPC method.
-	RequestsByMethod map[string]float64 `json:"recovery_requests_per_process_by_method"`
+	Kind                  string  `json:"kind"` // "cut" or "restart"
+	Duration              string  `json:"duration"`
+	DialsPerProcessPerSec float64 `json:"dials_per_process_per_second"`
+	// UsableAfterHeal is how long after the heal (the proxies healed, or
+	// the members were started again) the registry was usable, the
+	// moment from which the recovery is timed: after a restart, when a
+	// quorum of members first named a leader; after a cut, the heal.
+	UsableAfterHeal         float64 `json:"usable_after_heal_ms"`
+	ProcessesRegisteredBack int     `json:"processes_registered_again"`
+	// Stragglers are the processes not registered again when the window
+	// ended.
+	Stragglers int `json:"stragglers"`
+	// FellBack counts the processes that were registered again, then
+	// left registered again before the window ended.
+	FellBack      int `json:"processes_fell_back"`
+	WatchersExact int `json:"watchers_exact"`
+	// Reregistered is the time from the registry being usable until each
+	// process had all its instances registered again, over every
+	// process: a straggler counts as the whole window (a lower bound).
+	Reregistered durations `json:"time_to_registered"`
+	// ReregisteredFromHeal is the same from the heal.
+	ReregisteredFromHeal durations `json:"time_to_registered_from_heal"`
+	WatcherExact         durations `json:"time_to_watcher_exact"`
+	// Window is the recovery window: from the heal until every process
+	// was back and every watcher exact, or until --recovery-timeout.
+	Window float64 `json:"window_ms"`
+	// RecoveryRequests are the requests each process sent from the heal
+	// until it was registered again itself (a straggler: until the window
+	// ended), averaged over the processes, by gRPC method, and the most
+	// any one process sent.
+	RecoveryRequests         float64            `json:"recovery_requests_per_process"`
+	RecoveryRequestsByMethod map[string]float64 `json:"recovery_requests_per_process_by_method"`
+	MaxRecoveryRequests      int64              `json:"recovery_requests_max"`
+	// WindowRequestsPerProcess counts every request of the window (the
+	// keep-alives of processes already back, the watchers' too), per
+	// process.
+	WindowRequestsPerProcess float64 `json:"window_requests_per_process"`
+	RangeReads               int64   `json:"recovery_range_reads"`
+	// WindowRequestsByMethod splits WindowRequestsPerProcess by gRPC
+	// method.
+	WindowRequestsByMethod map[string]float64 `json:"window_requests_per_process_by_method"`
+	// ServerCounters are etcd's own counters (embedded mode), summed over
+	// the members: their growth from the fault's start to the window's
+	// end.
+	ServerCounters map[string]float64 `json:"server_counters,omitempty"`
+	// Lies are the processes that said registered while the registry had
+	// been unreachable for longer than the TTL (with --lie-tolerance).
+	Lies []lie `json:"lies"`
 }
 
 // durations is a distribution summary.
@@ -97,6 +138,9 @@ type durations struct {
 	P50   float64 `json:"p50_ms"`
 	P99   float64 `json:"p99_ms"`
 	Max   float64 `json:"max_ms"`
+	// NotBack of the Count samples are stragglers, counted as the whole
+	// window: a percentile that falls on one is a lower bound.
+	NotBack int `json:"not_back,omitempty"`
 }
 
 // summarize returns the p50, p99 and max of ds (nearest-rank percentiles).
@@ -110,7 +154,6 @@ func summarize(ds []time.Duration) durations {
 		i := int(p*float64(len(s))+0.999999) - 1
 		return s[min(max(i, 0), len(s)-1)]
 	}
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	return durations{Count: len(s), P50: ms(rank(0.50)), P99: ms(rank(0.99)), Max: ms(s[len(s)-1])}
 }
 
@@ -135,9 +178,21 @@ it (traffic held, connections dropped) for that long: make it longer than
 --ttl to force the leases to expire. In embedded mode --restart stops the
 whole cluster instead and starts it again after that long.
 
+--cpu-burn N keeps N goroutines spinning in this process for the whole
+run, so that the fleet recovers on a busy machine, as real applications
+do; --timeline FILE writes every process's status transitions, with
+times, and the fault's moments, as JSON.
+
+After a fault the bench checks each process's statuses against the
+fault: a process that says registered while the registry has been
+unreachable for longer than --ttl (plus --lie-tolerance) lies.
+
 Progress goes to stderr; the report (a table, or -o json) to stdout. The
-exit status is 1 if any registration is missing from etcd at the end.`,
+exit status is 1 if any registration is missing from etcd at the end, if
+any process is not registered again after the fault, or if any status
+lied.`,
 		Example: `  roster bench --processes 100 --watchers 10 --service-size 50 --cut 20s --ttl 15s
+  roster bench --processes 1000 --watchers 20 --service-size 50 --restart 25s --cpu-burn 2 --timeline t.json
   roster bench --endpoints 10.0.0.1:2379 --processes 1000 -o json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -156,6 +211,10 @@ exit status is 1 if any registration is missing from etcd at the end.`,
 	f.DurationVar(&o.restart, "restart", 0, "embedded mode: stop the cluster for this long, then start it again")
 	f.DurationVar(&o.recoveryTimeout, "recovery-timeout", 2*time.Minute, "give up waiting for recovery after this long")
 	f.StringVarP(&o.output, "output", "o", "table", "report format: table or json")
+	f.IntVar(&o.cpuBurn, "cpu-burn", 0, "goroutines spinning for the whole run, to measure on a busy machine")
+	f.StringVar(&o.timeline, "timeline", "", "write every process's status transitions and the fault's moments as JSON to this file")
+	f.DurationVar(&o.lieTolerance, "lie-tolerance", time.Second, "scheduling slack allowed to a status after the TTL (status check)")
+	f.DurationVar(&o.electionTimeout, "election-timeout", time.Second, "embedded cluster: etcd's election timeout (heartbeat a tenth of it); 1s is etcd's default")
 	return cmd
 }
 
@@ -193,6 +252,12 @@ func (o benchOptions) validate(embedded bool) error {
 		return inputErrorf("--restart needs the embedded cluster; use --cut with --endpoints")
 	case o.output != "table" && o.output != "json":
 		return inputErrorf("invalid --output %q: want table or json", o.output)
+	case o.cpuBurn < 0:
+		return inputErrorf("invalid --cpu-burn %d: want 0 or more", o.cpuBurn)
+	case o.electionTimeout < 10*time.Millisecond:
+		return inputErrorf("invalid --election-timeout %v: want at least 10ms", o.electionTimeout)
+	case o.lieTolerance < 0:
+		return inputErrorf("invalid --lie-tolerance %v: want 0 or more", o.lieTolerance)
 	}
 	return nil
 }
@@ -229,11 +294,16 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 		Mode: "endpoints", Prefix: cfg.Prefix, Processes: o.processes, Instances: o.instances,
 		Watchers: o.watchers, ServiceSize: o.serviceSize, Registrations: o.processes * o.instances,
 	}
+	if o.cpuBurn > 0 {
+		progress("keeping %d goroutines spinning (--cpu-burn)", o.cpuBurn)
+		burn := startCPUBurn(o.cpuBurn)
+		defer burn.Close()
+	}
 	var cluster *embedded.Cluster
 	if inProcess {
 		rep.Mode = "embedded"
 		progress("starting an embedded 3-member etcd cluster")
-		var opts []embedded.Option
+		opts := []embedded.Option{embedded.WithRaftTiming(o.electionTimeout/10, o.electionTimeout)}
 		if v, _ := cmd.InheritedFlags().GetBool("verbose"); v {
 			opts = append(opts, embedded.WithLogOutput(a.stderr))
 		}
@@ -371,6 +441,10 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 			return err
 		}
 		rep.Fault = fr
+	} else if o.timeline != "" {
+		if err := fl.writeTimeline(o.timeline, o.ttl, nil, nil, nil); err != nil {
+			return err
+		}
 	}
 
 	// Verification, with a plain client straight to etcd.
@@ -389,10 +463,21 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 	if err := writeBenchReport(a.stdout, o.output, rep); err != nil {
 		return err
 	}
+	var fails []error
 	if rep.Missing > 0 {
-		return fmt.Errorf("%d of %d registrations missing from etcd at the end", rep.Missing, rep.Registrations)
+		fails = append(fails, fmt.Errorf("%d of %d registrations missing from etcd at the end", rep.Missing, rep.Registrations))
 	}
-	return nil
+	if f := rep.Fault; f != nil {
+		if f.Stragglers > 0 {
+			fails = append(fails, fmt.Errorf("%d of %d processes not registered again within %v", f.Stragglers, rep.Processes, o.recoveryTimeout))
+		}
+		if len(f.Lies) > 0 {
+			l := f.Lies[0]
+			fails = append(fails, fmt.Errorf("%d statuses lied: process %d said registered (since %s) when the registry had been unreachable for %s (TTL %v)",
+				len(f.Lies), l.Process, l.Since.Format("15:04:05.000"), l.Unconfirmed, o.ttl))
+		}
+	}
+	return errors.Join(fails...)
 }
 
 // missingRegistrations counts the registrations that etcd does not hold,
@@ -424,17 +509,44 @@ func missingRegistrations(ctx context.Context, cli *clientv3.Client, cfg etcd.Co
 	return missing, nil
 }
 
+// benchServerCounters are etcd's counters the fault report gives, the
+// evidence of what the members did during a fault and its recovery.
+var benchServerCounters = []string{
+	"grpc_server_msg_received_total",
+	"grpc_server_handled_total",
+	"etcd_server_leader_changes_seen_total",
+	"etcd_server_proposals_failed_total",
+	"etcd_server_slow_apply_total",
+	"etcd_server_slow_read_indexes_total",
+	"etcd_debugging_server_lease_expired_total",
+	"etcd_server_client_requests_total",
+}
+
 // fault cuts the fleet off (or restarts the cluster), heals, and measures
 // the recovery.
-func (a *app) fault(ctx context.Context, fl *fleet, o benchOptions, cluster *embedded.Cluster, proxies []*embedded.Proxy, progress func(string, ...any)) (*faultReport, error) {
+func (a *app) fault(ctx context.Context, fl *fleet, o benchOptions, cluster *embedded.Cluster, proxies []*embedded.Proxy,
+	progress func(string, ...any)) (*faultReport, error) {
 	fr := &faultReport{Kind: "cut", Duration: o.cut.String()}
 	d := o.cut
 	if o.restart > 0 {
 		fr.Kind, fr.Duration, d = "restart", o.restart.String(), o.restart
 	}
+	counters0 := make(map[string]float64)
+	if cluster != nil {
+		for _, name := range benchServerCounters {
+			counters0[name] = serverCounter(name)
+		}
+	}
+	var leaders *leaderLog
+	if cluster != nil {
+		leaders = startLeaderLog(cluster)
+		defer leaders.stop()
+	}
 	fl.markCut()
 	dials0 := fl.traffic.dials.Load()
-	start := time.Now()
+	var ft faultTimes
+	ft.Start = time.Now()
+	start := ft.Start
 	if o.cut > 0 {
 		progress("cutting the network for %v", d)
 		for _, p := range proxies {
@@ -451,6 +563,7 @@ func (a *app) fault(ctx context.Context, fl *fleet, o benchOptions, cluster *emb
 			}
 		}
 	}
+	ft.Unreachable = time.Now()
 	t := time.NewTimer(d)
 	select {
 	case <-ctx.Done():
@@ -460,7 +573,17 @@ func (a *app) fault(ctx context.Context, fl *fleet, o benchOptions, cluster *emb
 	}
 	fr.DialsPerProcessPerSec = float64(fl.traffic.dials.Load()-dials0) / float64(len(fl.procs)) / time.Since(start).Seconds()
 	reqs0, ranges0, methods0 := fl.traffic.requests(), fl.traffic.ranges.Load(), fl.traffic.methods()
-	heal := time.Now()
+	healReqs := make([]map[string]int64, len(fl.procs))
+	for i, p := range fl.procs {
+		healReqs[i] = p.traffic.methods()
+	}
+	ft.Heal = time.Now()
+	heal := ft.Heal
+	// Within the TTL, etcd keeps every lease: a process may rightly stay
+	// registered throughout.
+	fl.staying.Store(heal.Sub(ft.Unreachable) < o.ttl)
+	wctx, cancel := context.WithTimeout(ctx, o.recoveryTimeout)
+	defer cancel()
 	if o.cut > 0 {
 		progress("healing the network")
 		for _, p := range proxies {
@@ -478,8 +601,6 @@ func (a *app) fault(ctx context.Context, fl *fleet, o benchOptions, cluster *emb
 			return nil, fmt.Errorf("restart etcd: %w", err)
 		}
 	}
-	wctx, cancel := context.WithTimeout(ctx, o.recoveryTimeout)
-	defer cancel()
 	lastLog := time.Now()
 	err := fl.waitUntil(wctx, func() bool {
 		procs, watchers := fl.recovered()
@@ -499,19 +620,87 @@ func (a *app) fault(ctx context.Context, fl *fleet, o benchOptions, cluster *emb
 	if err != nil {
 		progress("recovery incomplete after %v", o.recoveryTimeout)
 	}
+	ft.End = time.Now()
+	fr.Window = ms(ft.End.Sub(heal))
+	ft.Usable = heal // after a cut: the registry ran throughout
+	if leaders != nil {
+		ft.Leaders = leaders.stop()
+	}
+	if o.restart > 0 {
+		if ft.Usable = leaderAfter(ft.Leaders, heal); ft.Usable.IsZero() {
+			progress("no leader within %v", o.recoveryTimeout)
+			ft.Usable = ft.End
+		}
+	}
+	fr.UsableAfterHeal = ms(ft.Usable.Sub(heal))
 	fr.ProcessesRegisteredBack, fr.WatchersExact = fl.recovered()
+	fr.Stragglers = len(fl.procs) - fr.ProcessesRegisteredBack
 	reg, watch := fl.recoveryTimes(heal)
-	fr.Reregistered, fr.WatcherExact = summarize(reg), summarize(watch)
-	fr.RequestsPerProcess = float64(fl.traffic.requests()-reqs0) / float64(len(fl.procs))
+	fr.ReregisteredFromHeal = summarizeAll(reg, fr.Stragglers, ft.End.Sub(heal))
+	fromUsable := make([]time.Duration, len(reg))
+	for i, r := range reg {
+		fromUsable[i] = max(0, r-ft.Usable.Sub(heal))
+	}
+	fr.Reregistered = summarizeAll(fromUsable, fr.Stragglers, ft.End.Sub(ft.Usable))
+	fr.WatcherExact = summarize(watch)
+	fr.WindowRequestsPerProcess = float64(fl.traffic.requests()-reqs0) / float64(len(fl.procs))
 	fr.RangeReads = fl.traffic.ranges.Load() - ranges0
-	fr.RequestsByMethod = make(map[string]float64)
+	fr.WindowRequestsByMethod = make(map[string]float64)
 	for m, n := range fl.traffic.methods() {
 		if d := n - methods0[m]; d > 0 {
-			fr.RequestsByMethod[m] = float64(d) / float64(len(fl.procs))
+			fr.WindowRequestsByMethod[m] = float64(d) / float64(len(fl.procs))
 		}
+	}
+	fr.RecoveryRequestsByMethod = make(map[string]float64)
+	var total int64
+	for i, p := range fl.procs {
+		p.mu.Lock()
+		own := p.recoveryRequestsLocked(healReqs[i])
+		if p.fellBack > 0 {
+			fr.FellBack++
+		}
+		p.mu.Unlock()
+		var n int64
+		for m, c := range own {
+			fr.RecoveryRequestsByMethod[m] += float64(c) / float64(len(fl.procs))
+			n += c
+		}
+		total += n
+		fr.MaxRecoveryRequests = max(fr.MaxRecoveryRequests, n)
+	}
+	fr.RecoveryRequests = float64(total) / float64(len(fl.procs))
+	if cluster != nil {
+		fr.ServerCounters = make(map[string]float64)
+		for _, name := range benchServerCounters {
+			fr.ServerCounters[name] = serverCounter(name) - counters0[name]
+		}
+	}
+	fr.Lies = fl.findLies(ft, o.ttl, o.lieTolerance)
+	if fr.Lies == nil {
+		fr.Lies = []lie{}
+	}
+	if o.timeline != "" {
+		if err := fl.writeTimeline(o.timeline, o.ttl, &ft, fr.Lies, healReqs); err != nil {
+			return nil, err
+		}
+		progress("timelines written to %s", o.timeline)
 	}
 	return fr, nil
 }
+
+// summarizeAll is summarize over ds and notBack stragglers, each counted
+// as window.
+func summarizeAll(ds []time.Duration, notBack int, window time.Duration) durations {
+	all := slices.Clone(ds)
+	for range notBack {
+		all = append(all, window)
+	}
+	d := summarize(all)
+	d.NotBack = notBack
+	return d
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 type memStats struct {
 	heap             uint64 // the whole process's live heap
@@ -591,7 +780,11 @@ func writeBenchReport(w io.Writer, format string, rep benchReport) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
 	dist := func(d durations) string {
-		return fmt.Sprintf("p50 %.1f ms  p99 %.1f ms  max %.1f ms  (n=%d)", d.P50, d.P99, d.Max, d.Count)
+		out := fmt.Sprintf("p50 %.1f ms  p99 %.1f ms  max %.1f ms  (n=%d)", d.P50, d.P99, d.Max, d.Count)
+		if d.NotBack > 0 {
+			out += fmt.Sprintf(", %d not back, counted as the whole window", d.NotBack)
+		}
+		return out
 	}
 	row("etcd", "%s, prefix %s", rep.Mode, rep.Prefix)
 	row("fleet", "%d processes x %d instances, %d watchers of %d instances", rep.Processes, rep.Instances, rep.Watchers, rep.ServiceSize)
@@ -608,10 +801,23 @@ func writeBenchReport(w io.Writer, format string, rep benchReport) error {
 	if f := rep.Fault; f != nil {
 		row(f.Kind, "%s", f.Duration)
 		row("  dials/process/s", "%.2f", f.DialsPerProcessPerSec)
+		row("  usable", "%.1f ms after the heal (restart: a leader elected)", f.UsableAfterHeal)
 		row("  registered again", "%d/%d  %s", f.ProcessesRegisteredBack, rep.Processes, dist(f.Reregistered))
+		row("", "from the heal: %s", dist(f.ReregisteredFromHeal))
+		if f.FellBack > 0 {
+			row("  fell back", "%d processes left registered again after recovering", f.FellBack)
+		}
 		row("  watchers exact", "%d/%d  %s", f.WatchersExact, rep.Watchers, dist(f.WatcherExact))
-		row("  requests/process", "%.2f%s", f.RequestsPerProcess, byMethod(f.RequestsByMethod))
+		row("  requests/process", "%.2f until back, max %d%s", f.RecoveryRequests, f.MaxRecoveryRequests, byMethod(f.RecoveryRequestsByMethod))
+		row("", "%.2f in the %.1f s window%s", f.WindowRequestsPerProcess, f.Window/1000, byMethod(f.WindowRequestsByMethod))
 		row("  range reads", "%d", f.RangeReads)
+		row("  status lies", "%d", len(f.Lies))
+		if len(f.ServerCounters) > 0 {
+			names := slices.Sorted(maps.Keys(f.ServerCounters))
+			for _, n := range names {
+				row("  etcd", "%s +%.0f", n, f.ServerCounters[n])
+			}
+		}
 	}
 	row("heap/process", "%.1f KiB (roster and its client)", rep.HeapBytesPerProcess/1024)
 	for _, s := range rep.HeapSites {

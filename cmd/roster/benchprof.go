@@ -26,6 +26,7 @@ var serverFrames = []string{
 	"go.etcd.io/bbolt",
 	"go.etcd.io/etcd/pkg/v3/",
 	"github.com/roster-sd/roster/backends/etcd/embedded.",
+	"github.com/roster-sd/roster/internal/faultproxy.",
 	"google.golang.org/grpc/internal/transport.(*http2Server)",
 	"google.golang.org/grpc/internal/transport.NewServerTransport",
 	"google.golang.org/grpc.(*Server)",

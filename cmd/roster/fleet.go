@@ -50,9 +50,7 @@ func (t *traffic) count(method string) {
 	if method == rangeMethod {
 		t.ranges.Add(1)
 	}
-	if i := strings.LastIndexByte(method, '/'); i >= 0 {
-		method = method[i+1:]
-	}
+	method = shortMethod(method)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.byMethod == nil {
@@ -68,8 +66,41 @@ func (t *traffic) methods() map[string]int64 {
 	return maps.Clone(t.byMethod)
 }
 
-// dialOptions returns the gRPC dial options that count t's figures.
-func (t *traffic) dialOptions() []grpc.DialOption {
+// procTraffic counts the requests one simulated process sends, by gRPC
+// method (short name), so that a recovery's cost is measured per process,
+// up to the moment that process was back.
+type procTraffic struct {
+	mu       sync.Mutex
+	byMethod map[string]int64
+}
+
+func (p *procTraffic) count(method string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.byMethod == nil {
+		p.byMethod = make(map[string]int64)
+	}
+	p.byMethod[method]++
+}
+
+// methods returns a copy of the process's requests per method so far.
+func (p *procTraffic) methods() map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.byMethod)
+}
+
+// shortMethod is the last element of a full gRPC method name.
+func shortMethod(method string) string {
+	if i := strings.LastIndexByte(method, '/'); i >= 0 {
+		return method[i+1:]
+	}
+	return method
+}
+
+// dialOptions returns the gRPC dial options that count t's figures, and
+// the process's own in pt.
+func (t *traffic) dialOptions(pt *procTraffic) []grpc.DialOption {
 	var d net.Dialer
 	return []grpc.DialOption{
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
@@ -79,13 +110,16 @@ func (t *traffic) dialOptions() []grpc.DialOption {
 			}
 			return d.DialContext(ctx, "tcp", addr)
 		}),
-		grpc.WithStatsHandler(trafficStats{t}),
+		grpc.WithStatsHandler(trafficStats{t, pt}),
 	}
 }
 
 // trafficStats is the gRPC stats handler that feeds a traffic: gRPC calls
 // it as each message is sent or received.
-type trafficStats struct{ t *traffic }
+type trafficStats struct {
+	t *traffic
+	p *procTraffic
+}
 
 type methodKey struct{}
 
@@ -108,6 +142,7 @@ func (h trafficStats) HandleRPC(ctx context.Context, s stats.RPCStats) {
 			}
 		}
 		h.t.count(method)
+		h.p.count(shortMethod(method))
 	case *stats.InPayload:
 		if wr, ok := s.Payload.(*etcdserverpb.WatchResponse); ok {
 			h.t.events.Add(int64(len(wr.Events)))
@@ -129,14 +164,22 @@ type simProcess struct {
 	firstReg  time.Duration // latency of the first Register
 
 	watcher discovery.Watcher // nil unless the process watches
+	traffic *procTraffic      // the process's own requests
 
 	mu          sync.Mutex
 	states      map[discovery.Key]discovery.Status
 	left        bool      // an instance left StateRegistered since markCut
 	recoveredAt time.Time // when all instances were registered again after leaving
-	set         []discovery.Instance
-	exact       bool      // set is the expected set
-	exactAt     time.Time // when set last became exact
+	// recoveredReqs is the process's requests by method when it was
+	// registered again (recoveredAt), for the cost of its own recovery.
+	recoveredReqs map[string]int64
+	// fellBack counts the times the process was registered again after
+	// markCut and then left StateRegistered once more.
+	fellBack int
+	timeline []statusEvent // every status the process reported, in order
+	set      []discovery.Instance
+	exact    bool      // set is the expected set
+	exactAt  time.Time // when set last became exact
 }
 
 // fleet owns the simulated processes and the goroutines that follow them.
@@ -150,6 +193,10 @@ type fleet struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// staying is set when the fault was shorter than the TTL: a process
+	// that stayed registered throughout is then back (at time 0).
+	staying atomic.Bool
 }
 
 // newFleet creates n simulated processes on endpoints, each holding k
@@ -172,7 +219,8 @@ func newFleet(cfg etcd.Config, n, k, s int) (_ *fleet, err error) {
 	for i := range n {
 		cfg.Endpoints = []string{endpoints[i%len(endpoints)]}
 		cc := etcd.ClientConfig(cfg)
-		cc.DialOptions = append(cc.DialOptions, f.traffic.dialOptions()...)
+		pt := &procTraffic{}
+		cc.DialOptions = append(cc.DialOptions, f.traffic.dialOptions(pt)...)
 		cli, err := clientv3.New(cc)
 		if err != nil {
 			return nil, fmt.Errorf("process %d: connect: %w", i, err)
@@ -182,7 +230,7 @@ func newFleet(cfg etcd.Config, n, k, s int) (_ *fleet, err error) {
 			_ = cli.Close()
 			return nil, fmt.Errorf("process %d: %w", i, err)
 		}
-		p := &simProcess{index: i, cli: cli, backend: b, states: make(map[discovery.Key]discovery.Status)}
+		p := &simProcess{index: i, cli: cli, backend: b, traffic: pt, states: make(map[discovery.Key]discovery.Status)}
 		for j := range k {
 			svc := benchOtherService
 			if i*k+j < s {
@@ -218,11 +266,20 @@ func (f *fleet) followStatus(p *simProcess, sub discovery.StatusSubscription) {
 		}
 		p.mu.Lock()
 		p.states[st.Instance.Key()] = st
+		ev := statusEvent{At: st.Since, Instance: st.Instance.ID, State: st.State.String(), Attempt: st.Attempt}
+		if st.Err != nil {
+			ev.Err = st.Err.Error()
+		}
+		p.timeline = append(p.timeline, ev)
 		if st.State != discovery.StateRegistered {
+			if p.left && !p.recoveredAt.IsZero() {
+				p.fellBack++
+			}
 			p.left = true
-			p.recoveredAt = time.Time{}
+			p.recoveredAt, p.recoveredReqs = time.Time{}, nil
 		} else if p.left && p.allRegisteredLocked() {
 			p.recoveredAt = st.Since
+			p.recoveredReqs = p.traffic.methods()
 		}
 		p.mu.Unlock()
 	}
@@ -339,7 +396,7 @@ func sameInstances(a, b []discovery.Instance) bool {
 func (f *fleet) markCut() {
 	for _, p := range f.procs {
 		p.mu.Lock()
-		p.left, p.recoveredAt = false, time.Time{}
+		p.left, p.recoveredAt, p.recoveredReqs, p.fellBack = false, time.Time{}, nil, 0
 		// A watcher keeps its set: if it never sees it change, it was
 		// exact throughout (time 0 after heal).
 		p.exactAt = time.Time{}
@@ -352,7 +409,7 @@ func (f *fleet) markCut() {
 func (f *fleet) recovered() (procs, watchers int) {
 	for _, p := range f.procs {
 		p.mu.Lock()
-		if p.left && !p.recoveredAt.IsZero() && p.allRegisteredLocked() {
+		if p.backLocked(f.staying.Load()) {
 			procs++
 		}
 		if p.watcher != nil && p.exact {
@@ -363,13 +420,25 @@ func (f *fleet) recovered() (procs, watchers int) {
 	return procs, watchers
 }
 
+// backLocked reports whether p is registered again after markCut: it left
+// and came back, or (staying) it never left.
+func (p *simProcess) backLocked(staying bool) bool {
+	if !p.allRegisteredLocked() {
+		return false
+	}
+	return (p.left && !p.recoveredAt.IsZero()) || (staying && !p.left)
+}
+
 // recoveryTimes returns, from heal, the time each process took to be
 // registered again and the time each watcher took to have the exact set.
 func (f *fleet) recoveryTimes(heal time.Time) (reg, watch []time.Duration) {
 	for _, p := range f.procs {
 		p.mu.Lock()
-		if !p.recoveredAt.IsZero() {
+		switch {
+		case !p.recoveredAt.IsZero():
 			reg = append(reg, max(0, p.recoveredAt.Sub(heal)))
+		case p.backLocked(f.staying.Load()):
+			reg = append(reg, 0)
 		}
 		if p.watcher != nil && p.exact {
 			watch = append(watch, max(0, p.exactAt.Sub(heal)))

@@ -261,6 +261,10 @@ func (s *Server) embedConfig(r *run) *embed.Config {
 	cfg.ClusterState = embed.ClusterStateFlagNew // ignored once the data directory holds a member
 	cfg.TickMs = heartbeatMs
 	cfg.ElectionMs = electionMs
+	if s.opts.heartbeat > 0 {
+		cfg.TickMs = uint(s.opts.heartbeat / time.Millisecond)
+		cfg.ElectionMs = uint(s.opts.election / time.Millisecond)
+	}
 	cfg.UnsafeNoFsync = true
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
 	cfg.AutoCompactionRetention = "0" // off
