@@ -175,7 +175,7 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 		return nil
 	}
 	err := k.cfg.Retry.Do(k.ctx, attempt, retry.OnFailure(k.retrying),
-		retry.WakeOn(k.conn.ready), retry.WakeJitter(k.wakeJitter()), retry.ResetOnWake())
+		retry.WakeOn(k.conn.ready), retry.WakeJitter(k.wakeJitter()))
 	if err != nil {
 		return grant{}, err
 	}
