@@ -214,7 +214,7 @@ lied.`,
 	f.IntVar(&o.cpuBurn, "cpu-burn", 0, "goroutines spinning for the whole run, to measure on a busy machine")
 	f.StringVar(&o.timeline, "timeline", "", "write every process's status transitions and the fault's moments as JSON to this file")
 	f.DurationVar(&o.lieTolerance, "lie-tolerance", time.Second, "scheduling slack allowed to a status after the TTL (status check)")
-	f.DurationVar(&o.electionTimeout, "election-timeout", time.Second, "embedded cluster: etcd's election timeout (heartbeat a tenth of it); 1s is etcd's default")
+	f.DurationVar(&o.electionTimeout, "election-timeout", 500*time.Millisecond, "embedded cluster: etcd's election timeout (heartbeat a tenth of it); etcd's default is 1s")
 	return cmd
 }
 
@@ -458,7 +458,9 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) (err error) {
 	progress("closing the fleet")
 	closed = true
 	if err := fl.Close(); err != nil {
-		return fmt.Errorf("close fleet: %w", err)
+		// Not the figures' concern: a lease not revoked expires with its
+		// TTL. On a loaded cluster revokes time out.
+		progress("closing the fleet: %d errors, the first: %v", len(strings.Split(err.Error(), "\n")), errors.Unwrap(err))
 	}
 	if err := writeBenchReport(a.stdout, o.output, rep); err != nil {
 		return err
