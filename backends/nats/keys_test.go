@@ -1,6 +1,7 @@
 package nats_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/roster-sd/roster/backends/nats"
@@ -40,12 +41,12 @@ func TestKeyLayout(t *testing.T) {
 	if err != nil || len(got) != 1 || !got[0].Equal(want) {
 		t.Errorf("Resolve(pay.ments) = %v, %v; want only %v", got, err, want)
 	}
-	// Names that are no subject token have no instances, and no wildcard
-	// reaches NATS.
+	// Names that are no subject token are refused as every backend refuses
+	// them (discovery.Resolver's contract), so no wildcard reaches NATS.
 	for _, service := range []string{"*", ">", "pay.*", "pay ments"} {
 		got, err := b.Resolve(t.Context(), service)
-		if err != nil || len(got) != 0 {
-			t.Errorf("Resolve(%q) = %v, %v; want the empty set", service, got, err)
+		if !errors.Is(err, discovery.ErrInvalidInstance) || len(got) != 0 {
+			t.Errorf("Resolve(%q) = %v, %v; want no set and an error wrapping ErrInvalidInstance", service, got, err)
 		}
 	}
 }
