@@ -127,3 +127,43 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	})
 	return p
 }
+
+// Backup is a copy of a server's JetStream store: see embedded.Backup.
+type Backup = embedded.Backup
+
+// RestartWiped is Server.RestartWiped for tests: the server comes back on
+// the same port without any of its JetStream data. It fails t if the
+// server cannot start again.
+func RestartWiped(t testing.TB, s *Server) {
+	t.Helper()
+	if err := s.RestartWiped(); err != nil {
+		t.Fatalf("natstest: restart nats-server wiped: %v", err)
+	}
+}
+
+// TakeBackup is Server.Backup for tests: a copy of the server's JetStream
+// store as of now, removed when t and its subtests have finished. It
+// fails t if the copy cannot be made.
+func TakeBackup(t testing.TB, s *Server) *Backup {
+	t.Helper()
+	b, err := s.Backup()
+	if err != nil {
+		t.Fatalf("natstest: back up nats-server: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := b.Remove(); err != nil {
+			t.Errorf("natstest: %v", err)
+		}
+	})
+	return b
+}
+
+// RestartFromBackup is Server.RestartFromBackup for tests: the server
+// comes back on the same port with the data of b, losing every write made
+// since. It fails t if the server cannot start again.
+func RestartFromBackup(t testing.TB, s *Server, b *Backup) {
+	t.Helper()
+	if err := s.RestartFromBackup(b); err != nil {
+		t.Fatalf("natstest: restart nats-server from a backup: %v", err)
+	}
+}
