@@ -67,12 +67,18 @@ type Backend struct {
 	retries   atomic.Uint64 // failed attempts to keep instances published, for BackendFacts
 	rtt       atomic.Int64  // round trip of the last stored write, in nanoseconds
 
-	// bucketSem (capacity 1) guards kv and stream, set once the bucket is
-	// open: a channel rather than a mutex, since opening takes requests
-	// and another caller waits only as long as its context allows.
+	// bucketSem (capacity 1) lets one caller at a time open the bucket:
+	// a channel rather than a mutex, since opening takes requests and
+	// another caller waits only as long as its context allows.
 	bucketSem chan struct{}
-	kv        jetstream.KeyValue // nil until the bucket is open
-	stream    jetstream.Stream   // the bucket's stream, with kv
+	// bmu guards kv, stream and bucketLost. kv and stream are set when
+	// the bucket is open, and dropped when a request finds it gone (a
+	// server restarted without its data, a deleted bucket), so that the
+	// next use opens, or creates, it again.
+	bmu        sync.Mutex
+	kv         jetstream.KeyValue // nil until the bucket is open
+	stream     jetstream.Stream   // the bucket's stream, with kv
+	bucketLost chan struct{}      // closed, and replaced, when kv is dropped
 
 	mu        sync.Mutex
 	regs      map[discovery.Key]*registration
@@ -141,6 +147,7 @@ func New(cfg Config) (*Backend, error) {
 		board:     backendkit.NewStatusBoard(),
 		events:    make(chan *natsgo.Msg, eventBuffer),
 		bucketSem: make(chan struct{}, 1),
+		bucketLost: make(chan struct{}),
 		regs:      make(map[discovery.Key]*registration),
 		bySubject: make(map[string]*registration),
 	}
@@ -174,6 +181,7 @@ func New(cfg Config) (*Backend, error) {
 		nc.Close()
 		return nil, err
 	}
+	b.followBucket()
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.wg.Go(b.keep)
 	return b, nil
@@ -251,26 +259,108 @@ func unreachable(err error) bool {
 }
 
 // bucket returns the key-value bucket and its stream, opening them on
-// first use (creating the bucket if absent and checking its settings).
-// While another caller opens them it waits until ctx ends.
+// first use and after they were found gone (creating the bucket if absent
+// and checking its settings). While another caller opens them it waits
+// until ctx ends.
 func (b *Backend) bucket(ctx context.Context) (jetstream.KeyValue, jetstream.Stream, error) {
+	b.bmu.Lock()
+	kv, stream := b.kv, b.stream
+	b.bmu.Unlock()
+	if kv != nil {
+		return kv, stream, nil
+	}
 	select {
 	case b.bucketSem <- struct{}{}:
 	case <-ctx.Done():
 		return nil, nil, fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, ctx.Err())
 	}
 	defer func() { <-b.bucketSem }()
-	if b.kv == nil {
-		if err := b.openBucket(ctx); err != nil {
-			return nil, nil, err
+	b.bmu.Lock()
+	kv, stream = b.kv, b.stream
+	b.bmu.Unlock()
+	if kv != nil {
+		return kv, stream, nil
+	}
+	kv, stream, err := b.openBucket(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	b.bmu.Lock()
+	b.kv, b.stream = kv, stream
+	b.bmu.Unlock()
+	return kv, stream, nil
+}
+
+// bucketGone reports whether err, from a request on the bucket, says that
+// its stream does not exist (any more): a publish that no stream takes,
+// or a request that names a stream the server does not have.
+func bucketGone(err error) bool {
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, natsgo.ErrStreamNotFound) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamNotFound {
+		return true
+	}
+	var legacyErr *natsgo.APIError
+	return errors.As(err, &legacyErr) && legacyErr.ErrorCode == natsgo.JSErrCodeStreamNotFound
+}
+
+// checkBucket drops the bucket's handles if err says the bucket is gone,
+// so that the next use opens (or creates) it again, wakes the watches of
+// the old bucket, and reports whether it did.
+func (b *Backend) checkBucket(err error) bool {
+	if err == nil || !bucketGone(err) {
+		return false
+	}
+	b.dropBucket(err)
+	return true
+}
+
+// dropBucket drops the bucket's handles, if held, so that the next use
+// opens (or creates) the bucket again, and wakes the watches of the old
+// one.
+func (b *Backend) dropBucket(cause error) {
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	if b.kv != nil {
+		b.kv, b.stream = nil, nil
+		close(b.bucketLost)
+		b.bucketLost = make(chan struct{})
+		if !b.closing.Load() {
+			b.log.Warn("the bucket is gone; creating it again", "bucket", b.cfg.Bucket, "error", cause)
 		}
 	}
-	return b.kv, b.stream, nil
+}
+
+// errBucketDeleted is dropBucket's cause on the server's advisory.
+var errBucketDeleted = errors.New("nats: the server reports the bucket's stream deleted")
+
+// followBucket subscribes to the server's advisory of the deletion of the
+// bucket's stream (an operator's `nats kv rm`), so that watches of the
+// old bucket, which would otherwise wait in silence, start again at once
+// on a new one. A connection not allowed to read advisories goes without
+// (the watches then notice when their consumer cannot be recreated).
+func (b *Backend) followBucket() {
+	_, err := b.nc.Subscribe("$JS.EVENT.ADVISORY.STREAM.DELETED.KV_"+b.cfg.Bucket, func(*natsgo.Msg) {
+		b.dropBucket(errBucketDeleted)
+	})
+	if err != nil {
+		b.log.Debug("cannot follow the bucket's deletion", "error", err)
+	}
+}
+
+// lostSignal returns a channel closed when the bucket is next found gone.
+func (b *Backend) lostSignal() <-chan struct{} {
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	return b.bucketLost
 }
 
 // openBucket opens the bucket, creating it if absent, and checks its
 // settings; bucketSem is held.
-func (b *Backend) openBucket(ctx context.Context) error {
+func (b *Backend) openBucket(ctx context.Context) (jetstream.KeyValue, jetstream.Stream, error) {
 	name := "KV_" + b.cfg.Bucket
 	stream, err := b.js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -283,12 +373,12 @@ func (b *Backend) openBucket(ctx context.Context) error {
 			LimitMarkerTTL: DefaultMarkerTTL,
 		})
 		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-			return fmt.Errorf("nats: create bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
+			return nil, nil, fmt.Errorf("nats: create bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
 		}
 		stream, err = b.js.Stream(ctx, name)
 	}
 	if err != nil {
-		return fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
+		return nil, nil, fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
 	}
 	sc := stream.CachedInfo().Config
 	var missing []string
@@ -302,14 +392,13 @@ func (b *Backend) openBucket(ctx context.Context) error {
 		missing = append(missing, "rollups (stream AllowRollup)")
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: bucket %q has no %s", ErrBucketSettings, b.cfg.Bucket, strings.Join(missing, ", no "))
+		return nil, nil, fmt.Errorf("%w: bucket %q has no %s", ErrBucketSettings, b.cfg.Bucket, strings.Join(missing, ", no "))
 	}
 	kv, err := b.js.KeyValue(ctx, b.cfg.Bucket)
 	if err != nil {
-		return fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
+		return nil, nil, fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
 	}
-	b.kv, b.stream = kv, stream
-	return nil
+	return kv, stream, nil
 }
 
 // Register implements discovery.Registrar. It validates in (an error wraps
@@ -395,6 +484,7 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 // policy, until the write is stored, ctx ends or Close starts.
 func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
 	var bo retry.Backoff
+	recreated := false
 	for {
 		if r.ctx.Err() != nil {
 			return b.stoppedErr()
@@ -414,6 +504,11 @@ func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
 		}
 		if err == nil || ctx.Err() != nil || errors.Is(err, ErrBucketSettings) {
 			return err
+		}
+		// A bucket found gone is opened, or created, again at once.
+		if b.checkBucket(err) && !recreated {
+			recreated = true
+			continue
 		}
 		if bo == nil {
 			bo = b.cfg.Retry.Backoff()

@@ -29,8 +29,9 @@ const (
 	maxRechecks  = 40
 )
 
-// keep is the keeper goroutine: it renews every key each renewEvery and
-// as soon as the connection comes back after a drop, looks at a key as
+// keep is the keeper goroutine: it renews every key each renewEvery, as
+// soon as the connection comes back after a drop and as soon as the
+// bucket is found gone (it is then created again), looks at a key as
 // soon as another process writes, deletes or purges it, and after a
 // failure retries with the retry policy, at once when the connection
 // comes back. It ends only when Close starts.
@@ -45,9 +46,16 @@ func (b *Backend) keep() {
 			recheck.Reset(recheckDelay)
 		}
 		_, _, changed := b.conn.get()
+		lost := b.lostSignal()
 		select {
 		case <-b.ctx.Done():
 			return
+		case <-lost:
+			// The bucket is gone (deleted, say): create it again and
+			// publish every key now rather than at the next tick.
+			if b.connected() == nil {
+				b.run(true)
+			}
 		case <-changed:
 			// Back from an outage, during which the own-key subscriptions
 			// missed whatever others did to the keys (a purge, say):
@@ -102,6 +110,16 @@ func (b *Backend) run(full bool) {
 	if err == nil {
 		return
 	}
+	// A bucket found gone (a server restarted without its data, a
+	// deleted bucket) is created again, and every key published again,
+	// at once rather than after the retry policy's delay: once per
+	// failure, so that a bucket that cannot be made to stay does not
+	// make the keeper spin.
+	if b.checkBucket(err) && b.connected() == nil {
+		if err = b.syncAll(true); err == nil {
+			return
+		}
+	}
 	bo := b.cfg.Retry.Backoff()
 	for attempt := 1; ; attempt++ {
 		delay, _ := bo.Next() // never stops: see retry.Backoff
@@ -119,6 +137,11 @@ func (b *Backend) run(full bool) {
 		}
 		if err = b.syncAll(true); err == nil {
 			return
+		}
+		if b.checkBucket(err) {
+			if err = b.syncAll(true); err == nil {
+				return
+			}
 		}
 	}
 }
@@ -142,6 +165,20 @@ func (b *Backend) snapshot() []*registration {
 // ends, and the others' keys must not expire meanwhile.
 func (b *Backend) syncAll(full bool) error {
 	regs := b.snapshot()
+	if len(regs) == 0 {
+		return nil
+	}
+	// The renewals go straight to the bucket's subjects, which only an
+	// open bucket takes: open it, or create it again, first.
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.RequestTimeout)
+	_, _, err := b.bucket(ctx)
+	cancel()
+	if err != nil {
+		if b.ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	if full {
 		// Renewals first, pipelined; what they cannot settle is marked
 		// and looked at below.
