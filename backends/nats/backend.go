@@ -139,17 +139,17 @@ func New(cfg Config) (*Backend, error) {
 		return nil, err
 	}
 	b := &Backend{
-		cfg:       cfg,
-		log:       backendLogger(cfg.Logger),
-		prefix:    "$KV." + cfg.Bucket + ".",
-		owner:     nuid.Next(),
-		conn:      newConnState(),
-		board:     backendkit.NewStatusBoard(),
-		events:    make(chan *natsgo.Msg, eventBuffer),
-		bucketSem: make(chan struct{}, 1),
+		cfg:        cfg,
+		log:        backendLogger(cfg.Logger),
+		prefix:     "$KV." + cfg.Bucket + ".",
+		owner:      nuid.Next(),
+		conn:       newConnState(),
+		board:      backendkit.NewStatusBoard(),
+		events:     make(chan *natsgo.Msg, eventBuffer),
+		bucketSem:  make(chan struct{}, 1),
 		bucketLost: make(chan struct{}),
-		regs:      make(map[discovery.Key]*registration),
-		bySubject: make(map[string]*registration),
+		regs:       make(map[discovery.Key]*registration),
+		bySubject:  make(map[string]*registration),
 	}
 	b.group = backendkit.NewFeedGroup(b.startFollowing)
 	opts, err := b.connectOptions()
