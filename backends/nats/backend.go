@@ -83,6 +83,7 @@ type Backend struct {
 	mu        sync.Mutex
 	regs      map[discovery.Key]*registration
 	bySubject map[string]*registration
+	removals  map[discovery.Key]*removal // keys Deregister left to remove in the background
 	closed    bool
 }
 
@@ -107,8 +108,12 @@ type registration struct {
 	expires atomic.Int64
 	state   discovery.State
 	sub     *natsgo.Subscription
-	gone    bool        // deregistered or closed
-	check   atomic.Bool // another process wrote the key: look at it
+	gone    bool // deregistered or closed, or abandoned
+	// abandoned: gone because the Register that created it gave up (its
+	// context ended) rather than by Deregister or Close; a Register that
+	// waited for it starts afresh.
+	abandoned bool
+	check     atomic.Bool // another process wrote the key: look at it
 	// rechecks counts looks, after an event, that found the bucket still
 	// holding this Backend's last write: the event's message reaches
 	// subscribers before JetStream has stored it, so the keeper looks
@@ -150,6 +155,7 @@ func New(cfg Config) (*Backend, error) {
 		bucketLost: make(chan struct{}),
 		regs:       make(map[discovery.Key]*registration),
 		bySubject:  make(map[string]*registration),
+		removals:   make(map[discovery.Key]*removal),
 	}
 	b.group = backendkit.NewFeedGroup(b.startFollowing)
 	opts, err := b.connectOptions()
@@ -427,10 +433,23 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("nats: register %s: %w", in.Key(), err)
 	}
+	for {
+		again, err := b.register(ctx, in, key, value)
+		if !again {
+			return err
+		}
+	}
+}
+
+// register is one try of Register. It returns again when the
+// registration it waited for was abandoned by the Register that created
+// it (that call's context ended): this call then starts afresh and owns
+// the outcome.
+func (b *Backend) register(ctx context.Context, in discovery.Instance, key string, value []byte) (again bool, _ error) {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return fmt.Errorf("nats: register: %w", discovery.ErrClosed)
+		return false, fmt.Errorf("nats: register: %w", discovery.ErrClosed)
 	}
 	r := b.regs[in.Key()]
 	isNew := r == nil
@@ -450,7 +469,13 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 	}
 	defer r.mu.Unlock()
 	if r.gone {
-		return fmt.Errorf("nats: register %s: deregistered meanwhile: %w", in.Key(), discovery.ErrClosed)
+		if r.abandoned && ctx.Err() == nil {
+			return true, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return false, fmt.Errorf("nats: register %s: %w", in.Key(), err)
+		}
+		return false, fmt.Errorf("nats: register %s: %w", in.Key(), b.stoppedErr())
 	}
 	if isNew {
 		b.setLocked(r, discovery.Status{State: discovery.StateRegistering})
@@ -458,8 +483,9 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 		// which a reconnection attempt holds for up to DialTimeout.
 		sub, err := b.nc.ChanSubscribe(r.subject, b.events)
 		if err != nil {
+			r.abandoned = true
 			b.forgetLocked(r)
-			return fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(nil, err))
+			return false, fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(nil, err))
 		}
 		r.sub = sub
 	}
@@ -471,11 +497,11 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 		} else {
 			r.inst, r.value = prevInst, prevValue
 		}
-		return fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(ctx, err))
+		return false, fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(ctx, err))
 	}
 	b.setLocked(r, discovery.Status{State: discovery.StateRegistered})
 	b.log.Info("registered", "node", in.Address, "key", key)
-	return nil
+	return false, nil
 }
 
 // claimLocked writes r's key whoever holds it (the later writer wins). As
@@ -572,6 +598,7 @@ func (b *Backend) connected() error {
 // abandonLocked forgets r, a new registration whose first write failed,
 // and removes its key if the write landed after all.
 func (b *Backend) abandonLocked(r *registration) {
+	r.abandoned = b.ctx.Err() == nil && r.ctx.Err() == nil // neither Close nor Deregister ended it
 	if b.connected() == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RequestTimeout)
 		if l, err := b.last(ctx, r.subject); err == nil && l.live && l.owner == b.owner {
@@ -612,6 +639,13 @@ func (b *Backend) forgetLocked(r *registration) {
 // within the TTL. A Register of the instance still waiting through an
 // outage is ended rather than waited for; if it was the instance's first,
 // nothing was written and Deregister returns nil.
+//
+// Once called, Deregister is done whatever ctx does (as on etcd): the
+// registration is forgotten and reported deregistered, and if ctx ends
+// (or had ended) before the key is removed, the Backend removes it in the
+// background (one attempt bounded by RequestTimeout) and Deregister
+// returns ctx's error. A second Deregister of the instance meanwhile
+// waits for that removal and returns its outcome.
 func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 	k := in.Key()
 	if k.ID == "" && in.Address != "" {
@@ -631,8 +665,12 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 			delete(b.bySubject, r.subject)
 		}
 	}
+	rm := b.removals[k]
 	b.mu.Unlock()
 	if r == nil {
+		if rm != nil {
+			return rm.wait(ctx, k)
+		}
 		return fmt.Errorf("nats: deregister %s: %w", k, discovery.ErrNotRegistered)
 	}
 	// End a Register of r that waits through an outage, which holds r.mu
@@ -644,20 +682,80 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 		// That Register was r's first and gave r up: nothing was written.
 		return nil
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("nats: deregister %s: %w", k, err)
-	}
 	b.forgetLocked(r)
 	if r.rev == 0 {
 		return nil
 	}
-	if _, err := b.purgeOwn(ctx, r.subject, r.rev); err != nil {
-		b.log.Warn("failed to remove an instance; it expires with its TTL", "node", r.inst.Address, "key", r.key,
-			"ttl", b.cfg.TTL, "error", err)
-		return fmt.Errorf("nats: deregister %s: %w", k, unavailable(ctx, err))
+	if ctx.Err() == nil {
+		_, err := b.purgeOwn(ctx, r.subject, r.rev)
+		if err == nil {
+			b.log.Info("deregistered", "node", r.inst.Address, "key", r.key)
+			return nil
+		}
+		if ctx.Err() == nil {
+			b.log.Warn("failed to remove an instance; it expires with its TTL", "node", r.inst.Address, "key", r.key,
+				"ttl", b.cfg.TTL, "error", err)
+			return fmt.Errorf("nats: deregister %s: %w", k, unavailable(ctx, err))
+		}
 	}
-	b.log.Info("deregistered", "node", r.inst.Address, "key", r.key)
-	return nil
+	// The caller gave up first: the key is still removed.
+	b.removeLater(k, r)
+	return fmt.Errorf("nats: deregister %s: %w (the instance is removed in the background)", k, ctx.Err())
+}
+
+// removal is a removal of a deregistered instance's key that outlives the
+// Deregister whose context ended.
+type removal struct {
+	done chan struct{} // closed when it is over
+	err  error         // its outcome, set before done is closed
+}
+
+// wait waits for the removal to be over, or for ctx, and returns its
+// outcome as Deregister's.
+func (rm *removal) wait(ctx context.Context, k discovery.Key) error {
+	select {
+	case <-rm.done:
+		return rm.err
+	case <-ctx.Done():
+		return fmt.Errorf("nats: deregister %s: %w", k, ctx.Err())
+	}
+}
+
+// removeLater removes r's key (at the sequence this Backend last wrote, so
+// that a later Register's write is never removed) on a goroutine of the
+// Backend, bounded by RequestTimeout; Close waits for it.
+func (b *Backend) removeLater(k discovery.Key, r *registration) {
+	rm := &removal{done: make(chan struct{})}
+	b.mu.Lock()
+	if b.closed {
+		// Close has started; the key expires with its TTL.
+		b.mu.Unlock()
+		return
+	}
+	b.removals[k] = rm
+	b.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RequestTimeout)
+		defer cancel()
+		err := b.purge(ctx, r.subject, r.rev)
+		switch {
+		case err == nil:
+			b.log.Info("deregistered", "node", r.inst.Address, "key", r.key)
+		case wrongSequence(err):
+			err = nil // written since (another process, a new Register): not this removal's
+		default:
+			b.log.Warn("failed to remove an instance; it expires with its TTL", "node", r.inst.Address, "key", r.key,
+				"ttl", b.cfg.TTL, "error", err)
+			err = fmt.Errorf("nats: deregister %s: %w", k, unavailable(nil, err))
+		}
+		rm.err = err
+		b.mu.Lock()
+		if b.removals[k] == rm {
+			delete(b.removals, k)
+		}
+		b.mu.Unlock()
+		close(rm.done)
+	})
+	b.mu.Unlock()
 }
 
 // Status implements discovery.StatusReporter.
@@ -674,14 +772,17 @@ func (b *Backend) SubscribeStatus() discovery.StatusSubscription { return b.boar
 // Close implements discovery.Registrar: it stops renewing, purges every
 // key this Backend holds at once (all purges in flight together, bounded
 // by RequestTimeout; a key NATS does not get to purge expires with its
-// TTL), stops every watcher and goroutine and closes the connection. It is
-// idempotent and returns nil.
+// TTL), stops every watcher and goroutine and closes the connection. It
+// returns the failures to remove keys, joined, each naming its key and
+// wrapping discovery.ErrUnavailable (unless NATS refused the removal); a
+// second Close does nothing and returns nil.
 func (b *Backend) Close() error {
-	b.closeOnce.Do(b.close)
-	return nil
+	var err error
+	b.closeOnce.Do(func() { err = b.close() })
+	return err
 }
 
-func (b *Backend) close() {
+func (b *Backend) close() error {
 	b.closing.Store(true)
 	b.mu.Lock()
 	b.closed = true
@@ -698,19 +799,37 @@ func (b *Backend) close() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RequestTimeout)
 	defer cancel()
+	if len(regs) > 0 {
+		// A connection being made again (a server restarting) may be
+		// back within RequestTimeout: wait for it rather than fail every
+		// removal at once.
+		for up, _, changed := b.conn.get(); !up && !b.nc.IsClosed(); up, _, changed = b.conn.get() {
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+			}
+			break
+		}
+	}
 	type pending struct {
 		r   *registration
 		ack jetstream.PubAckFuture
 	}
 	var acks []pending
+	var errs []error
+	fail := func(r *registration, err error) {
+		b.log.Warn("failed to remove an instance on close; it expires with its TTL", "node", r.inst.Address,
+			"key", r.key, "ttl", b.cfg.TTL, "error", err)
+		errs = append(errs, fmt.Errorf("nats: close: remove %s: %w", r.key, unavailable(nil, err)))
+	}
 	for _, r := range regs {
 		r.mu.Lock()
 		if !r.gone && r.rev != 0 {
 			ack, err := b.js.PublishMsgAsync(b.purgeMsg(r.subject), jetstream.WithExpectLastSequencePerSubject(r.rev),
 				jetstream.WithMsgTTL(DefaultMarkerTTL))
 			if err != nil {
-				b.log.Warn("failed to remove an instance on close; it expires with its TTL", "node", r.inst.Address,
-					"key", r.key, "ttl", b.cfg.TTL, "error", err)
+				fail(r, err)
 			} else {
 				acks = append(acks, pending{r, ack})
 			}
@@ -732,16 +851,13 @@ func (b *Backend) close() {
 				if ok, err := b.purgeOwn(ctx, p.r.subject, p.r.rev); ok {
 					removed++
 				} else if err != nil {
-					b.log.Warn("failed to remove an instance on close; it expires with its TTL", "node", p.r.inst.Address,
-						"key", p.r.key, "ttl", b.cfg.TTL, "error", err)
+					fail(p.r, err)
 				}
 			} else {
-				b.log.Warn("failed to remove an instance on close; it expires with its TTL", "node", p.r.inst.Address,
-					"key", p.r.key, "ttl", b.cfg.TTL, "error", err)
+				fail(p.r, err)
 			}
 		case <-ctx.Done():
-			b.log.Warn("failed to remove an instance on close; it expires with its TTL", "node", p.r.inst.Address,
-				"key", p.r.key, "ttl", b.cfg.TTL, "error", ctx.Err())
+			fail(p.r, ctx.Err())
 		}
 	}
 	if len(regs) > 0 {
@@ -749,6 +865,7 @@ func (b *Backend) close() {
 	}
 	b.board.Close()
 	b.nc.Close()
+	return errors.Join(errs...)
 }
 
 // setLocked moves r to st.State and reports st for r's instance; r.mu is
