@@ -485,7 +485,7 @@ func (b *Backend) register(ctx context.Context, in discovery.Instance, key strin
 		if err != nil {
 			r.abandoned = true
 			b.forgetLocked(r)
-			return false, fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(nil, err))
+			return false, fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(context.Background(), err))
 		}
 		r.sub = sub
 	}
@@ -517,7 +517,7 @@ func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
 		}
 		// Taken before the attempt, so that a connection that drops or
 		// comes back during it (or before the wait) ends the wait at once.
-		_, _, changed := b.conn.get()
+		_, changed, _ := b.conn.get()
 		err := b.connected()
 		if err == nil {
 			// One attempt is bounded by RequestTimeout, and by Close and
@@ -585,7 +585,7 @@ func (b *Backend) writeLocked(ctx context.Context, r *registration) error {
 // connection is down, so that a call fails at once rather than wait for
 // its context.
 func (b *Backend) connected() error {
-	up, cause, _ := b.conn.get()
+	up, _, cause := b.conn.get()
 	if up {
 		return nil
 	}
@@ -745,7 +745,7 @@ func (b *Backend) removeLater(k discovery.Key, r *registration) {
 		default:
 			b.log.Warn("failed to remove an instance; it expires with its TTL", "node", r.inst.Address, "key", r.key,
 				"ttl", b.cfg.TTL, "error", err)
-			err = fmt.Errorf("nats: deregister %s: %w", k, unavailable(nil, err))
+			err = fmt.Errorf("nats: deregister %s: %w", k, unavailable(context.Background(), err))
 		}
 		rm.err = err
 		b.mu.Lock()
@@ -803,7 +803,7 @@ func (b *Backend) close() error {
 		// A connection being made again (a server restarting) may be
 		// back within RequestTimeout: wait for it rather than fail every
 		// removal at once.
-		for up, _, changed := b.conn.get(); !up && !b.nc.IsClosed(); up, _, changed = b.conn.get() {
+		for up, changed, _ := b.conn.get(); !up && !b.nc.IsClosed(); up, changed, _ = b.conn.get() {
 			select {
 			case <-changed:
 				continue
@@ -821,7 +821,7 @@ func (b *Backend) close() error {
 	fail := func(r *registration, err error) {
 		b.log.Warn("failed to remove an instance on close; it expires with its TTL", "node", r.inst.Address,
 			"key", r.key, "ttl", b.cfg.TTL, "error", err)
-		errs = append(errs, fmt.Errorf("nats: close: remove %s: %w", r.key, unavailable(nil, err)))
+		errs = append(errs, fmt.Errorf("nats: close: remove %s: %w", r.key, unavailable(context.Background(), err)))
 	}
 	for _, r := range regs {
 		r.mu.Lock()
@@ -984,14 +984,14 @@ func wrongSequence(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// unavailable wraps err, from a call bounded by ctx (which may be nil),
+// unavailable wraps err, from a call bounded by ctx,
 // with discovery.ErrUnavailable unless ctx has ended (the caller gave up),
 // err is a compare-and-set failure, says the Backend or the registration
 // was closed, or already says so. A timeout of the
 // client's own, with ctx still live, is the registry's fault.
 func unavailable(ctx context.Context, err error) error {
 	switch {
-	case err == nil, ctx != nil && ctx.Err() != nil, errors.Is(err, discovery.ErrUnavailable),
+	case err == nil, ctx.Err() != nil, errors.Is(err, discovery.ErrUnavailable),
 		errors.Is(err, discovery.ErrInvalidInstance), errors.Is(err, discovery.ErrClosed), wrongSequence(err):
 		return err
 	}
@@ -1022,12 +1022,12 @@ func (c *connState) set(up bool, err error) bool {
 	return true
 }
 
-// get returns whether the connection is up, why it went down, and a
-// channel closed at the next change.
-func (c *connState) get() (up bool, err error, changed <-chan struct{}) {
+// get returns whether the connection is up, a channel closed at the next
+// change, and why it went down.
+func (c *connState) get() (up bool, changed <-chan struct{}, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.up, c.err, c.changed
+	return c.up, c.changed, c.err
 }
 
 // sameValue reports whether l holds value.

@@ -45,7 +45,7 @@ func (b *Backend) keep() {
 		if b.pending.Swap(false) {
 			recheck.Reset(recheckDelay)
 		}
-		_, _, changed := b.conn.get()
+		_, changed, _ := b.conn.get()
 		lost := b.lostSignal()
 		select {
 		case <-b.ctx.Done():
@@ -102,7 +102,7 @@ func (b *Backend) mark(m *natsgo.Msg) {
 func (b *Backend) run(full bool) {
 	// Taken before each attempt, so that a connection that drops or comes
 	// back during it (or before the wait) ends the wait at once.
-	_, _, changed := b.conn.get()
+	_, changed, _ := b.conn.get()
 	err := b.connected()
 	if err == nil {
 		err = b.syncAll(full)
@@ -131,7 +131,7 @@ func (b *Backend) run(full bool) {
 		if retry.Sleep(b.ctx, delay, changed) != nil {
 			return
 		}
-		_, _, changed = b.conn.get()
+		_, changed, _ = b.conn.get()
 		if err = b.connected(); err != nil {
 			continue // no request can get through: wait for the next delay or the reconnection
 		}
@@ -390,7 +390,7 @@ func (b *Backend) retrying(attempt int, delay time.Duration, cause error) int {
 				State:   discovery.StateRetrying,
 				Attempt: attempt,
 				RetryIn: delay,
-				Err:     fmt.Errorf("nats: keep registrations published: %w", unavailable(nil, cause)),
+				Err:     fmt.Errorf("nats: keep registrations published: %w", unavailable(context.Background(), cause)),
 			})
 		}
 		r.mu.Unlock()

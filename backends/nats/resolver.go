@@ -44,7 +44,7 @@ func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Inst
 
 // resolve is Resolve's one attempt, on the keys matching filter.
 func (b *Backend) resolve(ctx context.Context, service, filter string) ([]discovery.Instance, error) {
-	_, _, changed := b.conn.get()
+	_, changed, _ := b.conn.get()
 	kv, _, err := b.bucket(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("nats: resolve %q: %w", service, err)
@@ -202,7 +202,7 @@ func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed
 	var bo retry.Backoff
 	recreated := false
 	for {
-		up, cause, changed := b.conn.get()
+		up, changed, cause := b.conn.get()
 		if !up {
 			if cause == nil {
 				cause = errDisconnected
