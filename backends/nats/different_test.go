@@ -148,7 +148,7 @@ func checkRecovered(t *testing.T, url string, a, c *nats.Backend, w discovery.Wa
 func TestWipedServerRegisteredAgainWithinBound(t *testing.T) {
 	t.Parallel()
 	srv, a, c, w := differentSetup(t)
-	natstest.RestartWiped(t, srv)
+	natstest.Wipe(t, srv)
 	checkRecovered(t, srv.URL(), a, c, w, time.Now(), 4*time.Second)
 }
 

@@ -13,8 +13,8 @@
 //     or a user of a trusted operator, with a credentials file
 //     ([WithOperator], [Server.CredentialsFile]). [Server.Stop] and
 //     [Server.Restart] keep its port and its data, so clients reconnect to
-//     the same URL and find their keys again. [Server.RestartWiped] and
-//     [Server.RestartFromBackup] keep the port but not the data: the
+//     the same URL and find their keys again. [Server.Wipe] and
+//     [Server.RestoreBackup] keep the port but not the data: the
 //     server comes back emptied, or rolled back to a [Backup] taken
 //     earlier ([Server.Backup]), the faults of a registry that comes back
 //     different.
@@ -33,7 +33,7 @@
 // started has ended. The package does not import testing, so a command
 // that links it does not link the test framework; package natstest adds
 // the test shorthands (Start, StartCluster, StartProxy, Restart,
-// RestartWiped, TakeBackup, RestartFromBackup) on top of
+// Wipe, TakeBackup, RestoreBackup) on top of
 // it.
 //
 // Everything is tuned for tests and development: the server's own logs

@@ -8,40 +8,45 @@ import (
 	"path/filepath"
 )
 
+// ErrForeignBackup is returned by RestoreBackup given a backup taken from
+// another server (or nil).
+var ErrForeignBackup = errors.New("embedded: backup not taken from this server")
+
 // The registry faults that a restart with the same data does not cover: a
 // server that comes back emptied, and one rolled back to an earlier copy
 // of its data. Both keep the server's port, options and credentials, so a
 // client reconnects to the same URL and finds a different store.
 
-// RestartWiped stops the server (if running), deletes everything JetStream
+// Wipe stops the server (if running), deletes everything JetStream
 // stored (every stream, so every key-value bucket), and starts it again on
 // the same port with the same options: a server rebuilt from an empty
 // data directory. It returns once the server accepts connections.
-func (s *Server) RestartWiped() error {
+func (s *Server) Wipe() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return fmt.Errorf("embedded: restart wiped: %w", ErrNotRunning)
+		return fmt.Errorf("embedded: wipe: %w", ErrNotRunning)
 	}
 	s.stopLocked()
 	if err := emptyDir(s.storeDir); err != nil {
-		return fmt.Errorf("embedded: restart wiped: %w", err)
+		return fmt.Errorf("embedded: wipe: %w", err)
 	}
 	return s.start()
 }
 
 // Backup is a copy of a Server's JetStream store taken at one moment
-// (Server.Backup), which Server.RestartFromBackup puts back. Its Remove
+// (Server.Backup), which Server.RestoreBackup puts back. Its Release
 // deletes the copy.
 type Backup struct {
-	dir string
+	owner *Server
+	dir   string
 }
 
 // Backup copies the JetStream store while the server runs, as a snapshot
 // of the machine would: it holds every write the server acknowledged
 // before Backup was called (a stream of one replica writes each message
 // to its file before acknowledging it), and the server goes on
-// undisturbed. The caller must Remove it.
+// undisturbed. The caller must Release it.
 func (s *Server) Backup() (*Backup, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -57,7 +62,7 @@ func (s *Server) Backup() (*Backup, error) {
 	for attempt := 1; ; attempt++ {
 		err = os.CopyFS(dir, os.DirFS(s.storeDir))
 		if err == nil {
-			return &Backup{dir: dir}, nil
+			return &Backup{owner: s, dir: dir}, nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) || attempt == 3 {
 			break
@@ -70,34 +75,34 @@ func (s *Server) Backup() (*Backup, error) {
 	return nil, fmt.Errorf("embedded: backup: %w", err)
 }
 
-// Remove deletes the copy. It is safe to call more than once.
-func (b *Backup) Remove() error {
+// Release deletes the copy. It is safe to call more than once.
+func (b *Backup) Release() error {
 	if err := os.RemoveAll(b.dir); err != nil {
-		return fmt.Errorf("embedded: remove backup: %w", err)
+		return fmt.Errorf("embedded: release backup: %w", err)
 	}
 	return nil
 }
 
-// RestartFromBackup stops the server (if running), replaces its
+// RestoreBackup stops the server (if running), replaces its
 // JetStream store with the copy b, and starts it again on the same port
 // with the same options: a server restored from a backup, which has lost
 // every write made after b was taken. b stays usable for another restore.
 // It returns once the server accepts connections.
-func (s *Server) RestartFromBackup(b *Backup) error {
-	if b == nil {
-		return errors.New("embedded: restart from backup: nil Backup")
+func (s *Server) RestoreBackup(b *Backup) error {
+	if b == nil || b.owner != s {
+		return ErrForeignBackup
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return fmt.Errorf("embedded: restart from backup: %w", ErrNotRunning)
+		return fmt.Errorf("embedded: restore backup: %w", ErrNotRunning)
 	}
 	s.stopLocked()
 	if err := emptyDir(s.storeDir); err != nil {
-		return fmt.Errorf("embedded: restart from backup: %w", err)
+		return fmt.Errorf("embedded: restore backup: %w", err)
 	}
 	if err := os.CopyFS(s.storeDir, os.DirFS(b.dir)); err != nil {
-		return fmt.Errorf("embedded: restart from backup: %w", err)
+		return fmt.Errorf("embedded: restore backup: %w", err)
 	}
 	return s.start()
 }

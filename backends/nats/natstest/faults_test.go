@@ -25,7 +25,7 @@ func get(ctx context.Context, kv jetstream.KeyValue, k string) (string, error) {
 }
 
 // A wiped server comes back on the same URL without its buckets.
-func TestRestartWipedLosesEveryBucket(t *testing.T) {
+func TestWipeLosesEveryBucket(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Start(t)
 	url := srv.URL()
@@ -40,12 +40,12 @@ func TestRestartWipedLosesEveryBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	natstest.RestartWiped(t, srv)
+	natstest.Wipe(t, srv)
 	if got := srv.URL(); got != url {
-		t.Fatalf("URL after RestartWiped = %s; want %s", got, url)
+		t.Fatalf("URL after Wipe = %s; want %s", got, url)
 	}
 	var err2 error
-	testwait.Until(t, 10*time.Second, "bucket b reported missing after RestartWiped", func() bool {
+	testwait.Until(t, 10*time.Second, "bucket b reported missing after Wipe", func() bool {
 		c, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		_, err2 = js.KeyValue(c, "b")
@@ -55,7 +55,7 @@ func TestRestartWipedLosesEveryBucket(t *testing.T) {
 
 // A server restarted from a backup holds what was written before the
 // backup and nothing written after it; the backup serves a second restore.
-func TestRestartFromBackupRollsBack(t *testing.T) {
+func TestRestoreBackupRollsBack(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Start(t)
 	js := connect(t, srv.URL())
@@ -77,13 +77,13 @@ func TestRestartFromBackupRollsBack(t *testing.T) {
 	}
 
 	for round := 1; round <= 2; round++ {
-		natstest.RestartFromBackup(t, srv, backup)
-		testwait.Until(t, 10*time.Second, "k = v1 after RestartFromBackup", func() bool {
+		natstest.RestoreBackup(t, srv, backup)
+		testwait.Until(t, 10*time.Second, "k = v1 after RestoreBackup", func() bool {
 			v, _ := get(ctx, kv, "k")
 			return v == "v1"
 		})
 		if _, err := get(ctx, kv, "later"); !errors.Is(err, jetstream.ErrKeyNotFound) {
-			t.Errorf("round %d: Get(later) after RestartFromBackup = %v; want ErrKeyNotFound", round, err)
+			t.Errorf("round %d: Get(later) after RestoreBackup = %v; want ErrKeyNotFound", round, err)
 		}
 		if _, err := kv.Put(ctx, "k", []byte("v3")); err != nil {
 			t.Fatal(err)
@@ -101,15 +101,15 @@ func TestFaultsAfterClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Remove()
+	defer b.Release()
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.RestartWiped(); !errors.Is(err, natstest.ErrNotRunning) {
-		t.Errorf("RestartWiped after Close = %v; want ErrNotRunning", err)
+	if err := srv.Wipe(); !errors.Is(err, natstest.ErrNotRunning) {
+		t.Errorf("Wipe after Close = %v; want ErrNotRunning", err)
 	}
-	if err := srv.RestartFromBackup(b); !errors.Is(err, natstest.ErrNotRunning) {
-		t.Errorf("RestartFromBackup after Close = %v; want ErrNotRunning", err)
+	if err := srv.RestoreBackup(b); !errors.Is(err, natstest.ErrNotRunning) {
+		t.Errorf("RestoreBackup after Close = %v; want ErrNotRunning", err)
 	}
 	if _, err := srv.Backup(); !errors.Is(err, natstest.ErrNotRunning) {
 		t.Errorf("Backup after Close = %v; want ErrNotRunning", err)

@@ -131,13 +131,13 @@ func StartProxy(t testing.TB, target string) *Proxy {
 // Backup is a copy of a server's JetStream store: see embedded.Backup.
 type Backup = embedded.Backup
 
-// RestartWiped is Server.RestartWiped for tests: the server comes back on
+// Wipe is Server.Wipe for tests: the server comes back on
 // the same port without any of its JetStream data. It fails t if the
 // server cannot start again.
-func RestartWiped(t testing.TB, s *Server) {
+func Wipe(t testing.TB, s *Server) {
 	t.Helper()
-	if err := s.RestartWiped(); err != nil {
-		t.Fatalf("natstest: restart nats-server wiped: %v", err)
+	if err := s.Wipe(); err != nil {
+		t.Fatalf("natstest: wipe nats-server: %v", err)
 	}
 }
 
@@ -151,19 +151,23 @@ func TakeBackup(t testing.TB, s *Server) *Backup {
 		t.Fatalf("natstest: back up nats-server: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := b.Remove(); err != nil {
+		if err := b.Release(); err != nil {
 			t.Errorf("natstest: %v", err)
 		}
 	})
 	return b
 }
 
-// RestartFromBackup is Server.RestartFromBackup for tests: the server
+// RestoreBackup is Server.RestoreBackup for tests: the server
 // comes back on the same port with the data of b, losing every write made
 // since. It fails t if the server cannot start again.
-func RestartFromBackup(t testing.TB, s *Server, b *Backup) {
+func RestoreBackup(t testing.TB, s *Server, b *Backup) {
 	t.Helper()
-	if err := s.RestartFromBackup(b); err != nil {
-		t.Fatalf("natstest: restart nats-server from a backup: %v", err)
+	if err := s.RestoreBackup(b); err != nil {
+		t.Fatalf("natstest: restore nats-server from a backup: %v", err)
 	}
 }
+
+// ErrForeignBackup is returned by Server.RestoreBackup given another
+// server's backup: see embedded.ErrForeignBackup.
+var ErrForeignBackup = embedded.ErrForeignBackup
