@@ -63,6 +63,7 @@ type Backend struct {
 	wg        sync.WaitGroup // the keeper
 	closeOnce sync.Once
 	closing   atomic.Bool   // Close has started: a dropped connection is no news
+	inClear   bool          // a password or token travels without TLS: see CredentialsInClear
 	pending   atomic.Bool   // a registration wants another look soon
 	retries   atomic.Uint64 // failed attempts to keep instances published, for BackendFacts
 	rtt       atomic.Int64  // round trip of the last stored write, in nanoseconds
@@ -186,6 +187,17 @@ func New(cfg Config) (*Backend, error) {
 		b.closing.Store(true)
 		nc.Close()
 		return nil, err
+	}
+	b.inClear = cfg.CredentialsInClear()
+	if b.inClear && nc.IsConnected() {
+		// A server that requires TLS had the client upgrade the
+		// connection before it authenticated.
+		if _, err := nc.TLSConnectionState(); err == nil {
+			b.inClear = false
+		}
+	}
+	if b.inClear {
+		b.log.Warn(CredentialsInClearMessage, "endpoints", envconfig.Redact(urls))
 	}
 	b.followBucket()
 	b.ctx, b.cancel = context.WithCancel(context.Background())
@@ -757,6 +769,13 @@ func (b *Backend) removeLater(k discovery.Key, r *registration) {
 	})
 	b.mu.Unlock()
 }
+
+// CredentialsInClear reports whether the Backend sends a password or a
+// token without TLS (see Config.CredentialsInClear; once connected, what
+// the connection does): New then logs CredentialsInClearMessage once. A
+// program that wants to say it its own way (the command line) asks here
+// rather than reading the log.
+func (b *Backend) CredentialsInClear() bool { return b.inClear }
 
 // Status implements discovery.StatusReporter.
 func (b *Backend) Status(service, id string) (discovery.Status, error) {
