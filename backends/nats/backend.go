@@ -39,6 +39,10 @@ const (
 	markerHdr   = "Nats-Marker-Reason"
 )
 
+// minPingInterval is the shortest interval between the client's pings:
+// with two unanswered, the connection is taken for stale.
+const minPingInterval = 2 * time.Second
+
 // eventBuffer is how many own-key events wait for the keeper before NATS
 // drops some (a dropped event is caught by the next renewal).
 const eventBuffer = 4096
@@ -129,7 +133,8 @@ type registration struct {
 // gives an error wrapping ErrBucketSettings that names what is missing; a
 // server that refuses the connection (TLS, authentication) gives an error.
 //
-// A server that cannot be reached is not an error, as with the etcd
+// A server that cannot be reached (or that does not answer the bucket's
+// opening within RequestTimeout) is not an error, as with the etcd
 // backend: New returns a Backend that connects as soon as NATS is up
 // (every ReconnectDelay), and opens the bucket then; meanwhile Register
 // keeps trying, registrations report discovery.StateRetrying, and reads
@@ -182,6 +187,12 @@ func New(cfg Config) (*Backend, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.RequestTimeout)
 		_, _, err = b.bucket(ctx)
 		cancel()
+		if slow(err) {
+			// A server too busy to answer in time is as good as one that
+			// cannot be reached: the bucket is opened on first use.
+			b.log.Warn("cannot open the bucket yet; will open it on first use", "bucket", cfg.Bucket, "error", err)
+			err = nil
+		}
 	}
 	if err != nil {
 		b.closing.Store(true)
@@ -222,7 +233,10 @@ func (b *Backend) connectOptions() ([]natsgo.Option, error) {
 		// noticed within about two thirds of the TTL, rather than after
 		// the client's default of minutes, so that the Backend reports
 		// it and reconnects.
-		natsgo.PingInterval(c.TTL / 3),
+		// Never below minPingInterval: a client whose pongs wait behind
+		// a busy CPU (tests under -race beside other work, with a TTL of
+		// a second or two) must not take it for a dead link.
+		natsgo.PingInterval(max(c.TTL/3, minPingInterval)),
 		natsgo.MaxPingsOutstanding(2),
 		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
 			if b.conn.set(false, err) && !b.closing.Load() {
@@ -264,6 +278,12 @@ func (b *Backend) connectOptions() ([]natsgo.Option, error) {
 		opts = append(opts, o)
 	}
 	return opts, nil
+}
+
+// slow reports whether err, from opening the bucket, says only that the
+// server did not answer in time.
+func slow(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, natsgo.ErrTimeout)
 }
 
 // unreachable reports whether err, from connecting, says that no server
