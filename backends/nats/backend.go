@@ -39,10 +39,6 @@ const (
 	markerHdr   = "Nats-Marker-Reason"
 )
 
-// minPingInterval is the shortest interval between the client's pings:
-// with two unanswered, the connection is taken for stale.
-const minPingInterval = 2 * time.Second
-
 // eventBuffer is how many own-key events wait for the keeper before NATS
 // drops some (a dropped event is caught by the next renewal).
 const eventBuffer = 4096
@@ -233,10 +229,7 @@ func (b *Backend) connectOptions() ([]natsgo.Option, error) {
 		// noticed within about two thirds of the TTL, rather than after
 		// the client's default of minutes, so that the Backend reports
 		// it and reconnects.
-		// Never below minPingInterval: a client whose pongs wait behind
-		// a busy CPU (tests under -race beside other work, with a TTL of
-		// a second or two) must not take it for a dead link.
-		natsgo.PingInterval(max(c.TTL/3, minPingInterval)),
+		natsgo.PingInterval(c.TTL / 3),
 		natsgo.MaxPingsOutstanding(2),
 		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
 			if b.conn.set(false, err) && !b.closing.Load() {
