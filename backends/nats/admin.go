@@ -230,7 +230,7 @@ func (b *Backend) listKeys(ctx context.Context, filter string) ([]string, error)
 	if err := b.connected(); err != nil {
 		return nil, err
 	}
-	_, _, changed := b.conn.get()
+	_, changed, _ := b.conn.get()
 	kv, _, err := b.bucket(ctx)
 	if err != nil {
 		return nil, err

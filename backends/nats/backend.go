@@ -65,20 +65,28 @@ type Backend struct {
 	wg        sync.WaitGroup // the keeper
 	closeOnce sync.Once
 	closing   atomic.Bool   // Close has started: a dropped connection is no news
+	inClear   bool          // a password or token travels without TLS: see CredentialsInClear
 	pending   atomic.Bool   // a registration wants another look soon
 	retries   atomic.Uint64 // failed attempts to keep instances published, for BackendFacts
 	rtt       atomic.Int64  // round trip of the last stored write, in nanoseconds
 
-	// bucketSem (capacity 1) guards kv and stream, set once the bucket is
-	// open: a channel rather than a mutex, since opening takes requests
-	// and another caller waits only as long as its context allows.
+	// bucketSem (capacity 1) lets one caller at a time open the bucket:
+	// a channel rather than a mutex, since opening takes requests and
+	// another caller waits only as long as its context allows.
 	bucketSem chan struct{}
-	kv        jetstream.KeyValue // nil until the bucket is open
-	stream    jetstream.Stream   // the bucket's stream, with kv
+	// bmu guards kv, stream and bucketLost. kv and stream are set when
+	// the bucket is open, and dropped when a request finds it gone (a
+	// server restarted without its data, a deleted bucket), so that the
+	// next use opens, or creates, it again.
+	bmu        sync.Mutex
+	kv         jetstream.KeyValue // nil until the bucket is open
+	stream     jetstream.Stream   // the bucket's stream, with kv
+	bucketLost chan struct{}      // closed, and replaced, when kv is dropped
 
 	mu        sync.Mutex
 	regs      map[discovery.Key]*registration
 	bySubject map[string]*registration
+	removals  map[discovery.Key]*removal // keys Deregister left to remove in the background
 	closed    bool
 }
 
@@ -103,8 +111,12 @@ type registration struct {
 	expires atomic.Int64
 	state   discovery.State
 	sub     *natsgo.Subscription
-	gone    bool        // deregistered or closed
-	check   atomic.Bool // another process wrote the key: look at it
+	gone    bool // deregistered or closed, or abandoned
+	// abandoned: gone because the Register that created it gave up (its
+	// context ended) rather than by Deregister or Close; a Register that
+	// waited for it starts afresh.
+	abandoned bool
+	check     atomic.Bool // another process wrote the key: look at it
 	// rechecks counts looks, after an event, that found the bucket still
 	// holding this Backend's last write: the event's message reaches
 	// subscribers before JetStream has stored it, so the keeper looks
@@ -119,7 +131,8 @@ type registration struct {
 // gives an error wrapping ErrBucketSettings that names what is missing; a
 // server that refuses the connection (TLS, authentication) gives an error.
 //
-// A server that cannot be reached is not an error, as with the etcd
+// A server that cannot be reached (or that does not answer the bucket's
+// opening within RequestTimeout) is not an error, as with the etcd
 // backend: New returns a Backend that connects as soon as NATS is up
 // (every ReconnectDelay), and opens the bucket then; meanwhile Register
 // keeps trying, registrations report discovery.StateRetrying, and reads
@@ -135,16 +148,18 @@ func New(cfg Config) (*Backend, error) {
 		return nil, err
 	}
 	b := &Backend{
-		cfg:       cfg,
-		log:       backendLogger(cfg.Logger),
-		prefix:    "$KV." + cfg.Bucket + ".",
-		owner:     nuid.Next(),
-		conn:      newConnState(),
-		board:     backendkit.NewStatusBoard(),
-		events:    make(chan *natsgo.Msg, eventBuffer),
-		bucketSem: make(chan struct{}, 1),
-		regs:      make(map[discovery.Key]*registration),
-		bySubject: make(map[string]*registration),
+		cfg:        cfg,
+		log:        backendLogger(cfg.Logger),
+		prefix:     "$KV." + cfg.Bucket + ".",
+		owner:      nuid.Next(),
+		conn:       newConnState(),
+		board:      backendkit.NewStatusBoard(),
+		events:     make(chan *natsgo.Msg, eventBuffer),
+		bucketSem:  make(chan struct{}, 1),
+		bucketLost: make(chan struct{}),
+		regs:       make(map[discovery.Key]*registration),
+		bySubject:  make(map[string]*registration),
+		removals:   make(map[discovery.Key]*removal),
 	}
 	b.group = backendkit.NewFeedGroup(b.startFollowing)
 	opts, err := b.connectOptions()
@@ -170,12 +185,30 @@ func New(cfg Config) (*Backend, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.RequestTimeout)
 		_, _, err = b.bucket(ctx)
 		cancel()
+		if slow(err) {
+			// A server too busy to answer in time is as good as one that
+			// cannot be reached: the bucket is opened on first use.
+			b.log.Warn("cannot open the bucket yet; will open it on first use", "bucket", cfg.Bucket, "error", err)
+			err = nil
+		}
 	}
 	if err != nil {
 		b.closing.Store(true)
 		nc.Close()
 		return nil, err
 	}
+	b.inClear = cfg.CredentialsInClear()
+	if b.inClear && nc.IsConnected() {
+		// A server that requires TLS had the client upgrade the
+		// connection before it authenticated.
+		if _, err := nc.TLSConnectionState(); err == nil {
+			b.inClear = false
+		}
+	}
+	if b.inClear {
+		b.log.Warn(CredentialsInClearMessage, "endpoints", envconfig.Redact(urls))
+	}
+	b.followBucket()
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.wg.Go(b.keep)
 	return b, nil
@@ -242,6 +275,12 @@ func (b *Backend) connectOptions() ([]natsgo.Option, error) {
 	return opts, nil
 }
 
+// slow reports whether err, from opening the bucket, says only that the
+// server did not answer in time.
+func slow(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, natsgo.ErrTimeout)
+}
+
 // unreachable reports whether err, from connecting, says that no server
 // could be reached or none answered (a refused or reset connection, a
 // timeout, a proxy that closes it at once), rather than that one refused
@@ -253,26 +292,108 @@ func unreachable(err error) bool {
 }
 
 // bucket returns the key-value bucket and its stream, opening them on
-// first use (creating the bucket if absent and checking its settings).
-// While another caller opens them it waits until ctx ends.
+// first use and after they were found gone (creating the bucket if absent
+// and checking its settings). While another caller opens them it waits
+// until ctx ends.
 func (b *Backend) bucket(ctx context.Context) (jetstream.KeyValue, jetstream.Stream, error) {
+	b.bmu.Lock()
+	kv, stream := b.kv, b.stream
+	b.bmu.Unlock()
+	if kv != nil {
+		return kv, stream, nil
+	}
 	select {
 	case b.bucketSem <- struct{}{}:
 	case <-ctx.Done():
 		return nil, nil, fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, ctx.Err())
 	}
 	defer func() { <-b.bucketSem }()
-	if b.kv == nil {
-		if err := b.openBucket(ctx); err != nil {
-			return nil, nil, err
+	b.bmu.Lock()
+	kv, stream = b.kv, b.stream
+	b.bmu.Unlock()
+	if kv != nil {
+		return kv, stream, nil
+	}
+	kv, stream, err := b.openBucket(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	b.bmu.Lock()
+	b.kv, b.stream = kv, stream
+	b.bmu.Unlock()
+	return kv, stream, nil
+}
+
+// bucketGone reports whether err, from a request on the bucket, says that
+// its stream does not exist (any more): a publish that no stream takes,
+// or a request that names a stream the server does not have.
+func bucketGone(err error) bool {
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, natsgo.ErrStreamNotFound) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamNotFound {
+		return true
+	}
+	var legacyErr *natsgo.APIError
+	return errors.As(err, &legacyErr) && legacyErr.ErrorCode == natsgo.JSErrCodeStreamNotFound
+}
+
+// checkBucket drops the bucket's handles if err says the bucket is gone,
+// so that the next use opens (or creates) it again, wakes the watches of
+// the old bucket, and reports whether it did.
+func (b *Backend) checkBucket(err error) bool {
+	if err == nil || !bucketGone(err) {
+		return false
+	}
+	b.dropBucket(err)
+	return true
+}
+
+// dropBucket drops the bucket's handles, if held, so that the next use
+// opens (or creates) the bucket again, and wakes the watches of the old
+// one.
+func (b *Backend) dropBucket(cause error) {
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	if b.kv != nil {
+		b.kv, b.stream = nil, nil
+		close(b.bucketLost)
+		b.bucketLost = make(chan struct{})
+		if !b.closing.Load() {
+			b.log.Warn("the bucket is gone; creating it again", "bucket", b.cfg.Bucket, "error", cause)
 		}
 	}
-	return b.kv, b.stream, nil
+}
+
+// errBucketDeleted is dropBucket's cause on the server's advisory.
+var errBucketDeleted = errors.New("nats: the server reports the bucket's stream deleted")
+
+// followBucket subscribes to the server's advisory of the deletion of the
+// bucket's stream (an operator's `nats kv rm`), so that watches of the
+// old bucket, which would otherwise wait in silence, start again at once
+// on a new one. A connection not allowed to read advisories goes without
+// (the watches then notice when their consumer cannot be recreated).
+func (b *Backend) followBucket() {
+	_, err := b.nc.Subscribe("$JS.EVENT.ADVISORY.STREAM.DELETED.KV_"+b.cfg.Bucket, func(*natsgo.Msg) {
+		b.dropBucket(errBucketDeleted)
+	})
+	if err != nil {
+		b.log.Debug("cannot follow the bucket's deletion", "error", err)
+	}
+}
+
+// lostSignal returns a channel closed when the bucket is next found gone.
+func (b *Backend) lostSignal() <-chan struct{} {
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	return b.bucketLost
 }
 
 // openBucket opens the bucket, creating it if absent, and checks its
 // settings; bucketSem is held.
-func (b *Backend) openBucket(ctx context.Context) error {
+func (b *Backend) openBucket(ctx context.Context) (jetstream.KeyValue, jetstream.Stream, error) {
 	name := "KV_" + b.cfg.Bucket
 	stream, err := b.js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -285,12 +406,12 @@ func (b *Backend) openBucket(ctx context.Context) error {
 			LimitMarkerTTL: DefaultMarkerTTL,
 		})
 		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-			return fmt.Errorf("nats: create bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
+			return nil, nil, fmt.Errorf("nats: create bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
 		}
 		stream, err = b.js.Stream(ctx, name)
 	}
 	if err != nil {
-		return fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
+		return nil, nil, fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
 	}
 	sc := stream.CachedInfo().Config
 	var missing []string
@@ -304,14 +425,13 @@ func (b *Backend) openBucket(ctx context.Context) error {
 		missing = append(missing, "rollups (stream AllowRollup)")
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: bucket %q has no %s", ErrBucketSettings, b.cfg.Bucket, strings.Join(missing, ", no "))
+		return nil, nil, fmt.Errorf("%w: bucket %q has no %s", ErrBucketSettings, b.cfg.Bucket, strings.Join(missing, ", no "))
 	}
 	kv, err := b.js.KeyValue(ctx, b.cfg.Bucket)
 	if err != nil {
-		return fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
+		return nil, nil, fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
 	}
-	b.kv, b.stream = kv, stream
-	return nil
+	return kv, stream, nil
 }
 
 // Register implements discovery.Registrar. It validates in (an error wraps
@@ -340,10 +460,23 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("nats: register %s: %w", in.Key(), err)
 	}
+	for {
+		again, err := b.register(ctx, in, key, value)
+		if !again {
+			return err
+		}
+	}
+}
+
+// register is one try of Register. It returns again when the
+// registration it waited for was abandoned by the Register that created
+// it (that call's context ended): this call then starts afresh and owns
+// the outcome.
+func (b *Backend) register(ctx context.Context, in discovery.Instance, key string, value []byte) (again bool, _ error) {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return fmt.Errorf("nats: register: %w", discovery.ErrClosed)
+		return false, fmt.Errorf("nats: register: %w", discovery.ErrClosed)
 	}
 	r := b.regs[in.Key()]
 	isNew := r == nil
@@ -363,7 +496,13 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 	}
 	defer r.mu.Unlock()
 	if r.gone {
-		return fmt.Errorf("nats: register %s: deregistered meanwhile: %w", in.Key(), discovery.ErrClosed)
+		if r.abandoned && ctx.Err() == nil {
+			return true, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return false, fmt.Errorf("nats: register %s: %w", in.Key(), err)
+		}
+		return false, fmt.Errorf("nats: register %s: %w", in.Key(), b.stoppedErr())
 	}
 	if isNew {
 		b.setLocked(r, discovery.Status{State: discovery.StateRegistering})
@@ -371,8 +510,9 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 		// which a reconnection attempt holds for up to DialTimeout.
 		sub, err := b.nc.ChanSubscribe(r.subject, b.events)
 		if err != nil {
+			r.abandoned = true
 			b.forgetLocked(r)
-			return fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(nil, err))
+			return false, fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(context.Background(), err))
 		}
 		r.sub = sub
 	}
@@ -384,11 +524,11 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 		} else {
 			r.inst, r.value = prevInst, prevValue
 		}
-		return fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(ctx, err))
+		return false, fmt.Errorf("nats: register %s: %w", in.Key(), unavailable(ctx, err))
 	}
 	b.setLocked(r, discovery.Status{State: discovery.StateRegistered})
 	b.log.Info("registered", "node", in.Address, "key", key)
-	return nil
+	return false, nil
 }
 
 // claimLocked writes r's key whoever holds it (the later writer wins). As
@@ -397,13 +537,14 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 // policy, until the write is stored, ctx ends or Close starts.
 func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
 	var bo retry.Backoff
+	recreated := false
 	for {
 		if r.ctx.Err() != nil {
 			return b.stoppedErr()
 		}
 		// Taken before the attempt, so that a connection that drops or
 		// comes back during it (or before the wait) ends the wait at once.
-		_, _, changed := b.conn.get()
+		_, changed, _ := b.conn.get()
 		err := b.connected()
 		if err == nil {
 			// One attempt is bounded by RequestTimeout, and by Close and
@@ -416,6 +557,11 @@ func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
 		}
 		if err == nil || ctx.Err() != nil || errors.Is(err, ErrBucketSettings) {
 			return err
+		}
+		// A bucket found gone is opened, or created, again at once.
+		if b.checkBucket(err) && !recreated {
+			recreated = true
+			continue
 		}
 		if bo == nil {
 			bo = b.cfg.Retry.Backoff()
@@ -466,7 +612,7 @@ func (b *Backend) writeLocked(ctx context.Context, r *registration) error {
 // connection is down, so that a call fails at once rather than wait for
 // its context.
 func (b *Backend) connected() error {
-	up, cause, _ := b.conn.get()
+	up, _, cause := b.conn.get()
 	if up {
 		return nil
 	}
@@ -479,6 +625,7 @@ func (b *Backend) connected() error {
 // abandonLocked forgets r, a new registration whose first write failed,
 // and removes its key if the write landed after all.
 func (b *Backend) abandonLocked(r *registration) {
+	r.abandoned = b.ctx.Err() == nil && r.ctx.Err() == nil // neither Close nor Deregister ended it
 	if b.connected() == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RequestTimeout)
 		if l, err := b.last(ctx, r.subject); err == nil && l.live && l.owner == b.owner {
@@ -519,6 +666,13 @@ func (b *Backend) forgetLocked(r *registration) {
 // within the TTL. A Register of the instance still waiting through an
 // outage is ended rather than waited for; if it was the instance's first,
 // nothing was written and Deregister returns nil.
+//
+// Once called, Deregister is done whatever ctx does (as on etcd): the
+// registration is forgotten and reported deregistered, and if ctx ends
+// (or had ended) before the key is removed, the Backend removes it in the
+// background (one attempt bounded by RequestTimeout) and Deregister
+// returns ctx's error. A second Deregister of the instance meanwhile
+// waits for that removal and returns its outcome.
 func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 	k := in.Key()
 	if k.ID == "" && in.Address != "" {
@@ -538,8 +692,12 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 			delete(b.bySubject, r.subject)
 		}
 	}
+	rm := b.removals[k]
 	b.mu.Unlock()
 	if r == nil {
+		if rm != nil {
+			return rm.wait(ctx, k)
+		}
 		return fmt.Errorf("nats: deregister %s: %w", k, discovery.ErrNotRegistered)
 	}
 	// End a Register of r that waits through an outage, which holds r.mu
@@ -551,21 +709,88 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 		// That Register was r's first and gave r up: nothing was written.
 		return nil
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("nats: deregister %s: %w", k, err)
-	}
 	b.forgetLocked(r)
 	if r.rev == 0 {
 		return nil
 	}
-	if _, err := b.purgeOwn(ctx, r.subject, r.rev); err != nil {
-		b.log.Warn("failed to remove an instance; it expires with its TTL", "node", r.inst.Address, "key", r.key,
-			"ttl", b.cfg.TTL, "error", err)
-		return fmt.Errorf("nats: deregister %s: %w", k, unavailable(ctx, err))
+	if ctx.Err() == nil {
+		_, err := b.purgeOwn(ctx, r.subject, r.rev)
+		if err == nil {
+			b.log.Info("deregistered", "node", r.inst.Address, "key", r.key)
+			return nil
+		}
+		if ctx.Err() == nil {
+			b.log.Warn("failed to remove an instance; it expires with its TTL", "node", r.inst.Address, "key", r.key,
+				"ttl", b.cfg.TTL, "error", err)
+			return fmt.Errorf("nats: deregister %s: %w", k, unavailable(ctx, err))
+		}
 	}
-	b.log.Info("deregistered", "node", r.inst.Address, "key", r.key)
-	return nil
+	// The caller gave up first: the key is still removed.
+	b.removeLater(k, r)
+	return fmt.Errorf("nats: deregister %s: %w (the instance is removed in the background)", k, ctx.Err())
 }
+
+// removal is a removal of a deregistered instance's key that outlives the
+// Deregister whose context ended.
+type removal struct {
+	done chan struct{} // closed when it is over
+	err  error         // its outcome, set before done is closed
+}
+
+// wait waits for the removal to be over, or for ctx, and returns its
+// outcome as Deregister's.
+func (rm *removal) wait(ctx context.Context, k discovery.Key) error {
+	select {
+	case <-rm.done:
+		return rm.err
+	case <-ctx.Done():
+		return fmt.Errorf("nats: deregister %s: %w", k, ctx.Err())
+	}
+}
+
+// removeLater removes r's key (at the sequence this Backend last wrote, so
+// that a later Register's write is never removed) on a goroutine of the
+// Backend, bounded by RequestTimeout; Close waits for it.
+func (b *Backend) removeLater(k discovery.Key, r *registration) {
+	rm := &removal{done: make(chan struct{})}
+	b.mu.Lock()
+	if b.closed {
+		// Close has started; the key expires with its TTL.
+		b.mu.Unlock()
+		return
+	}
+	b.removals[k] = rm
+	b.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RequestTimeout)
+		defer cancel()
+		err := b.purge(ctx, r.subject, r.rev)
+		switch {
+		case err == nil:
+			b.log.Info("deregistered", "node", r.inst.Address, "key", r.key)
+		case wrongSequence(err):
+			err = nil // written since (another process, a new Register): not this removal's
+		default:
+			b.log.Warn("failed to remove an instance; it expires with its TTL", "node", r.inst.Address, "key", r.key,
+				"ttl", b.cfg.TTL, "error", err)
+			err = fmt.Errorf("nats: deregister %s: %w", k, unavailable(context.Background(), err))
+		}
+		rm.err = err
+		b.mu.Lock()
+		if b.removals[k] == rm {
+			delete(b.removals, k)
+		}
+		b.mu.Unlock()
+		close(rm.done)
+	})
+	b.mu.Unlock()
+}
+
+// CredentialsInClear reports whether the Backend sends a password or a
+// token without TLS (see Config.CredentialsInClear; once connected, what
+// the connection does): New then logs CredentialsInClearMessage once. A
+// program that wants to say it its own way (the command line) asks here
+// rather than reading the log.
+func (b *Backend) CredentialsInClear() bool { return b.inClear }
 
 // Status implements discovery.StatusReporter.
 func (b *Backend) Status(service, id string) (discovery.Status, error) {
@@ -581,14 +806,17 @@ func (b *Backend) SubscribeStatus() discovery.StatusSubscription { return b.boar
 // Close implements discovery.Registrar: it stops renewing, purges every
 // key this Backend holds at once (all purges in flight together, bounded
 // by RequestTimeout; a key NATS does not get to purge expires with its
-// TTL), stops every watcher and goroutine and closes the connection. It is
-// idempotent and returns nil.
+// TTL), stops every watcher and goroutine and closes the connection. It
+// returns the failures to remove keys, joined, each naming its key and
+// wrapping discovery.ErrUnavailable (unless NATS refused the removal); a
+// second Close does nothing and returns nil.
 func (b *Backend) Close() error {
-	b.closeOnce.Do(b.close)
-	return nil
+	var err error
+	b.closeOnce.Do(func() { err = b.close() })
+	return err
 }
 
-func (b *Backend) close() {
+func (b *Backend) close() error {
 	b.closing.Store(true)
 	b.mu.Lock()
 	b.closed = true
@@ -605,19 +833,37 @@ func (b *Backend) close() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RequestTimeout)
 	defer cancel()
+	if len(regs) > 0 {
+		// A connection being made again (a server restarting) may be
+		// back within RequestTimeout: wait for it rather than fail every
+		// removal at once.
+		for up, changed, _ := b.conn.get(); !up && !b.nc.IsClosed(); up, changed, _ = b.conn.get() {
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+			}
+			break
+		}
+	}
 	type pending struct {
 		r   *registration
 		ack jetstream.PubAckFuture
 	}
 	var acks []pending
+	var errs []error
+	fail := func(r *registration, err error) {
+		b.log.Warn("failed to remove an instance on close; it expires with its TTL", "node", r.inst.Address,
+			"key", r.key, "ttl", b.cfg.TTL, "error", err)
+		errs = append(errs, fmt.Errorf("nats: close: remove %s: %w", r.key, unavailable(context.Background(), err)))
+	}
 	for _, r := range regs {
 		r.mu.Lock()
 		if !r.gone && r.rev != 0 {
 			ack, err := b.js.PublishMsgAsync(b.purgeMsg(r.subject), jetstream.WithExpectLastSequencePerSubject(r.rev),
 				jetstream.WithMsgTTL(DefaultMarkerTTL))
 			if err != nil {
-				b.log.Warn("failed to remove an instance on close; it expires with its TTL", "node", r.inst.Address,
-					"key", r.key, "ttl", b.cfg.TTL, "error", err)
+				fail(r, err)
 			} else {
 				acks = append(acks, pending{r, ack})
 			}
@@ -639,16 +885,13 @@ func (b *Backend) close() {
 				if ok, err := b.purgeOwn(ctx, p.r.subject, p.r.rev); ok {
 					removed++
 				} else if err != nil {
-					b.log.Warn("failed to remove an instance on close; it expires with its TTL", "node", p.r.inst.Address,
-						"key", p.r.key, "ttl", b.cfg.TTL, "error", err)
+					fail(p.r, err)
 				}
 			} else {
-				b.log.Warn("failed to remove an instance on close; it expires with its TTL", "node", p.r.inst.Address,
-					"key", p.r.key, "ttl", b.cfg.TTL, "error", err)
+				fail(p.r, err)
 			}
 		case <-ctx.Done():
-			b.log.Warn("failed to remove an instance on close; it expires with its TTL", "node", p.r.inst.Address,
-				"key", p.r.key, "ttl", b.cfg.TTL, "error", ctx.Err())
+			fail(p.r, ctx.Err())
 		}
 	}
 	if len(regs) > 0 {
@@ -656,6 +899,7 @@ func (b *Backend) close() {
 	}
 	b.board.Close()
 	b.nc.Close()
+	return errors.Join(errs...)
 }
 
 // setLocked moves r to st.State and reports st for r's instance; r.mu is
@@ -774,14 +1018,14 @@ func wrongSequence(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// unavailable wraps err, from a call bounded by ctx (which may be nil),
+// unavailable wraps err, from a call bounded by ctx,
 // with discovery.ErrUnavailable unless ctx has ended (the caller gave up),
 // err is a compare-and-set failure, says the Backend or the registration
 // was closed, or already says so. A timeout of the
 // client's own, with ctx still live, is the registry's fault.
 func unavailable(ctx context.Context, err error) error {
 	switch {
-	case err == nil, ctx != nil && ctx.Err() != nil, errors.Is(err, discovery.ErrUnavailable),
+	case err == nil, ctx.Err() != nil, errors.Is(err, discovery.ErrUnavailable),
 		errors.Is(err, discovery.ErrInvalidInstance), errors.Is(err, discovery.ErrClosed), wrongSequence(err):
 		return err
 	}
@@ -812,12 +1056,12 @@ func (c *connState) set(up bool, err error) bool {
 	return true
 }
 
-// get returns whether the connection is up, why it went down, and a
-// channel closed at the next change.
-func (c *connState) get() (up bool, err error, changed <-chan struct{}) {
+// get returns whether the connection is up, a channel closed at the next
+// change, and why it went down.
+func (c *connState) get() (up bool, changed <-chan struct{}, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.up, c.err, c.changed
+	return c.up, c.changed, c.err
 }
 
 // sameValue reports whether l holds value.

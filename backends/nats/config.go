@@ -205,3 +205,33 @@ func backendLogger(l hclog.Logger) hclog.Logger {
 	}
 	return l.Named(LoggerName)
 }
+
+// CredentialsInClearMessage is the warning New logs, once, for a Backend
+// whose password or token travels without TLS (CredentialsInClear).
+const CredentialsInClearMessage = "the NATS password or token is sent in clear: the connection does not use TLS"
+
+// CredentialsInClear reports whether c sends a password or a token (in
+// Password, Token or an endpoint's URL) to a server it may reach without
+// TLS: TLS is neither given nor built from CACertFile or CertFile, and an
+// endpoint is nats://, ws:// or host:port. (A server that requires TLS
+// makes the client upgrade the connection before it authenticates; New's
+// Backend.CredentialsInClear knows, once connected.) NKey seeds and
+// credentials files prove the user with a signature and are never sent.
+func (c Config) CredentialsInClear() bool {
+	if c.TLS != nil || c.CACertFile != "" || c.CertFile != "" {
+		return false
+	}
+	secret := c.Password != "" || c.Token != ""
+	plain := false
+	for _, ep := range c.withDefaults().Endpoints {
+		scheme, rest, hasScheme := strings.Cut(ep, "://")
+		if hasScheme && (scheme == "tls" || scheme == "wss") {
+			continue
+		}
+		plain = true
+		if hasScheme && strings.Contains(rest, "@") {
+			secret = true
+		}
+	}
+	return secret && plain
+}

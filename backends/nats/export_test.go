@@ -19,3 +19,6 @@ func WriteUnseen(ctx context.Context, b *Backend, k discovery.Key) error {
 	_, err := b.js.PublishMsg(ctx, b.valueMsg(r), jetstream.WithMsgTTL(b.cfg.TTL))
 	return err
 }
+
+// DecodeEntry is decodeEntry, for the fuzz target.
+var DecodeEntry = decodeEntry

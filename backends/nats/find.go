@@ -42,7 +42,7 @@ func (b *Backend) FindServices(ctx context.Context, found func(services []string
 	if err := b.connected(); err != nil {
 		return fmt.Errorf("nats: find services: %w", err)
 	}
-	_, _, changed := b.conn.get()
+	_, changed, _ := b.conn.get()
 	kv, _, err := b.bucket(ctx)
 	if err != nil {
 		return fmt.Errorf("nats: find services: %w", err)

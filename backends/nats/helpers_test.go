@@ -25,7 +25,10 @@ func testConfig(t testing.TB, endpoint, bucket string) nats.Config {
 		TTL:            testTTL,
 		Retry:          fastRetry,
 		ReconnectDelay: 20 * time.Millisecond,
-		RequestTimeout: 2 * time.Second,
+		// The default: under -race on a busy machine the in-process
+		// server's answers take seconds (2 s timed renewals and Registers
+		// out beside two busy loops).
+		RequestTimeout: nats.DefaultRequestTimeout,
 		Logger:         testlog.New(t),
 	}
 }

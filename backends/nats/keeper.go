@@ -29,8 +29,9 @@ const (
 	maxRechecks  = 40
 )
 
-// keep is the keeper goroutine: it renews every key each renewEvery and
-// as soon as the connection comes back after a drop, looks at a key as
+// keep is the keeper goroutine: it renews every key each renewEvery, as
+// soon as the connection comes back after a drop and as soon as the
+// bucket is found gone (it is then created again), looks at a key as
 // soon as another process writes, deletes or purges it, and after a
 // failure retries with the retry policy, at once when the connection
 // comes back. It ends only when Close starts.
@@ -44,10 +45,17 @@ func (b *Backend) keep() {
 		if b.pending.Swap(false) {
 			recheck.Reset(recheckDelay)
 		}
-		_, _, changed := b.conn.get()
+		_, changed, _ := b.conn.get()
+		lost := b.lostSignal()
 		select {
 		case <-b.ctx.Done():
 			return
+		case <-lost:
+			// The bucket is gone (deleted, say): create it again and
+			// publish every key now rather than at the next tick.
+			if b.connected() == nil {
+				b.run(true)
+			}
 		case <-changed:
 			// Back from an outage, during which the own-key subscriptions
 			// missed whatever others did to the keys (a purge, say):
@@ -94,13 +102,23 @@ func (b *Backend) mark(m *natsgo.Msg) {
 func (b *Backend) run(full bool) {
 	// Taken before each attempt, so that a connection that drops or comes
 	// back during it (or before the wait) ends the wait at once.
-	_, _, changed := b.conn.get()
+	_, changed, _ := b.conn.get()
 	err := b.connected()
 	if err == nil {
 		err = b.syncAll(full)
 	}
 	if err == nil {
 		return
+	}
+	// A bucket found gone (a server restarted without its data, a
+	// deleted bucket) is created again, and every key published again,
+	// at once rather than after the retry policy's delay: once per
+	// failure, so that a bucket that cannot be made to stay does not
+	// make the keeper spin.
+	if b.checkBucket(err) && b.connected() == nil {
+		if err = b.syncAll(true); err == nil {
+			return
+		}
 	}
 	bo := b.cfg.Retry.Backoff()
 	for attempt := 1; ; attempt++ {
@@ -113,12 +131,17 @@ func (b *Backend) run(full bool) {
 		if retry.Sleep(b.ctx, delay, changed) != nil {
 			return
 		}
-		_, _, changed = b.conn.get()
+		_, changed, _ = b.conn.get()
 		if err = b.connected(); err != nil {
 			continue // no request can get through: wait for the next delay or the reconnection
 		}
 		if err = b.syncAll(true); err == nil {
 			return
+		}
+		if b.checkBucket(err) {
+			if err = b.syncAll(true); err == nil {
+				return
+			}
 		}
 	}
 }
@@ -142,6 +165,20 @@ func (b *Backend) snapshot() []*registration {
 // ends, and the others' keys must not expire meanwhile.
 func (b *Backend) syncAll(full bool) error {
 	regs := b.snapshot()
+	if len(regs) == 0 {
+		return nil
+	}
+	// The renewals go straight to the bucket's subjects, which only an
+	// open bucket takes: open it, or create it again, first.
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.RequestTimeout)
+	_, _, err := b.bucket(ctx)
+	cancel()
+	if err != nil {
+		if b.ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	if full {
 		// Renewals first, pipelined; what they cannot settle is marked
 		// and looked at below.
@@ -353,7 +390,7 @@ func (b *Backend) retrying(attempt int, delay time.Duration, cause error) int {
 				State:   discovery.StateRetrying,
 				Attempt: attempt,
 				RetryIn: delay,
-				Err:     fmt.Errorf("nats: keep registrations published: %w", unavailable(nil, cause)),
+				Err:     fmt.Errorf("nats: keep registrations published: %w", unavailable(context.Background(), cause)),
 			})
 		}
 		r.mu.Unlock()

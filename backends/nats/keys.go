@@ -56,9 +56,10 @@ func serviceFilter(service string) (string, error) {
 }
 
 // decodeEntry turns a key and value of the bucket into an instance,
-// checking that the value is a valid instance stored under its own key.
+// checking that the value is a valid instance, with an ID, stored under
+// exactly the key roster writes for it (so no empty token).
 func decodeEntry(key string, value []byte) (discovery.Instance, error) {
-	svc, id, ok := strings.Cut(key, ".")
+	_, id, ok := strings.Cut(key, ".")
 	if !ok || strings.Contains(id, ".") {
 		return discovery.Instance{}, fmt.Errorf("key %q is not <service>.<id>", key)
 	}
@@ -69,7 +70,12 @@ func decodeEntry(key string, value []byte) (discovery.Instance, error) {
 	if err := in.Validate(); err != nil {
 		return discovery.Instance{}, err
 	}
-	if in.Service != untoken(svc) || in.ID != untoken(id) {
+	if in.ID == "" {
+		// Validate lets an ID be derived from the address; a stored
+		// instance names its own (etcd's decoder refuses one without).
+		return discovery.Instance{}, fmt.Errorf("key %q holds an instance without an ID", key)
+	}
+	if own, err := kvKey(in.Key()); err != nil || own != key {
 		return discovery.Instance{}, fmt.Errorf("it holds instance %s/%s", in.Service, in.ID)
 	}
 	return in, nil

@@ -36,7 +36,18 @@ func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Inst
 	if err := b.connected(); err != nil {
 		return nil, fmt.Errorf("nats: resolve %q: %w", service, err)
 	}
-	_, _, changed := b.conn.get()
+	set, err := b.resolve(ctx, service, filter)
+	if b.checkBucket(err) {
+		// The bucket is gone (a server restarted without its data, a
+		// deleted bucket): open, or create, it again and read that.
+		set, err = b.resolve(ctx, service, filter)
+	}
+	return set, err
+}
+
+// resolve is Resolve's one attempt, on the keys matching filter.
+func (b *Backend) resolve(ctx context.Context, service, filter string) ([]discovery.Instance, error) {
+	_, changed, _ := b.conn.get()
 	kv, _, err := b.bucket(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("nats: resolve %q: %w", service, err)
@@ -197,8 +208,9 @@ func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed
 		return
 	}
 	var bo retry.Backoff
+	recreated := false
 	for {
-		up, cause, changed := b.conn.get()
+		up, changed, cause := b.conn.get()
 		if !up {
 			if cause == nil {
 				cause = errDisconnected
@@ -211,20 +223,28 @@ func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed
 				return
 			}
 		}
+		lost := b.lostSignal()
 		kv, _, err := b.bucket(ctx)
 		var w jetstream.KeyWatcher
 		if err == nil {
 			w, err = kv.Watch(ctx, filter)
 		}
 		if err == nil {
-			err = b.read(ctx, w, f, changed, filter)
+			err = b.read(ctx, w, f, changed, lost, filter)
 			stopWatcher(w)
 		}
 		if ctx.Err() != nil {
 			return
 		}
 		if err == nil {
-			bo = nil // the watch ended with the connection: start over at once
+			// The watch ended with the connection, or with its bucket:
+			// start over at once.
+			bo, recreated = nil, false
+			continue
+		}
+		if b.checkBucket(err) && !recreated {
+			// The bucket is gone: open, or create, it again at once.
+			recreated = true
 			continue
 		}
 		f.Fail(err)
@@ -241,9 +261,10 @@ func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed
 
 // read applies w's entries to a fresh set and publishes it on f once the
 // current values are in and after every change, until ctx ends, the
-// connection changes state or the watch ends (it then returns nil), or
-// until it cannot read the service's last sequence (it returns why).
-func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendkit.Feed, changed <-chan struct{}, filter string) error {
+// connection changes state, the bucket is found gone (lost closes) or the
+// watch ends (it then returns nil), or until it cannot read the service's
+// last sequence (it returns why).
+func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendkit.Feed, changed, lost <-chan struct{}, filter string) error {
 	set := make(map[string]discovery.Instance)
 	// As in Resolve: the first set goes out once the watch has delivered
 	// the service's last write stored at the end-of-values mark, so that
@@ -255,6 +276,8 @@ func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendki
 		case <-ctx.Done():
 			return nil
 		case <-changed:
+			return nil
+		case <-lost:
 			return nil
 		case e, ok := <-w.Updates():
 			if !ok {

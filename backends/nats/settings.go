@@ -87,20 +87,25 @@ func CheckEndpoint(ep string) error {
 	default:
 		return fmt.Errorf("scheme %s://; want nats, tls, ws or wss", scheme)
 	}
+	// Nothing after "://" is ever quoted: url.Parse's errors quote the
+	// URL or a piece of it (a port), which may be part of a password.
 	u, err := url.Parse(ep)
 	if err != nil {
-		// Not url.Error's text, which quotes ep and so its credentials.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			return ue.Err
-		}
-		return err
+		return errors.New("not a valid URL" + encodeHint)
 	}
 	if u.Host == "" {
 		return errors.New("URL has no host")
 	}
+	if u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		// NATS URLs have none: a '/', '?' or '#' meant to be in the
+		// credentials ended them early.
+		return errors.New("URL has a path, query or fragment, which NATS URLs never have" + encodeHint)
+	}
 	return nil
 }
+
+// encodeHint ends CheckEndpoint's errors about a URL's shape.
+const encodeHint = " (in a user name, password or token, write '/', '?', '#', '%', '@' and ':' percent-encoded)"
 
 // CheckTTL reports whether a non-zero d is a TTL New accepts: whole
 // seconds, at least MinTTL. The error says why not.

@@ -13,7 +13,11 @@
 //     or a user of a trusted operator, with a credentials file
 //     ([WithOperator], [Server.CredentialsFile]). [Server.Stop] and
 //     [Server.Restart] keep its port and its data, so clients reconnect to
-//     the same URL and find their keys again.
+//     the same URL and find their keys again. [Server.Wipe] and
+//     [Server.RestoreBackup] keep the port but not the data: the
+//     server comes back emptied, or rolled back to a [Backup] taken
+//     earlier ([Server.Backup]), the faults of a registry that comes back
+//     different.
 //   - [Cluster] is an n-node cluster (usually three) with JetStream
 //     replicated across the nodes; [Cluster.Leader] and
 //     [Cluster.StreamLeader] name the node to stop to exercise a leader
@@ -28,7 +32,8 @@
 // it started; once Close has returned, every goroutine the server or proxy
 // started has ended. The package does not import testing, so a command
 // that links it does not link the test framework; package natstest adds
-// the test shorthands (Start, StartCluster, StartProxy, Restart) on top of
+// the test shorthands (Start, StartCluster, StartProxy, Restart,
+// Wipe, TakeBackup, RestoreBackup) on top of
 // it.
 //
 // Everything is tuned for tests and development: the server's own logs

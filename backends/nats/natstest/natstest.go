@@ -127,3 +127,47 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	})
 	return p
 }
+
+// Backup is a copy of a server's JetStream store: see embedded.Backup.
+type Backup = embedded.Backup
+
+// Wipe is Server.Wipe for tests: the server comes back on
+// the same port without any of its JetStream data. It fails t if the
+// server cannot start again.
+func Wipe(t testing.TB, s *Server) {
+	t.Helper()
+	if err := s.Wipe(); err != nil {
+		t.Fatalf("natstest: wipe nats-server: %v", err)
+	}
+}
+
+// TakeBackup is Server.Backup for tests: a copy of the server's JetStream
+// store as of now, removed when t and its subtests have finished. It
+// fails t if the copy cannot be made.
+func TakeBackup(t testing.TB, s *Server) *Backup {
+	t.Helper()
+	b, err := s.Backup()
+	if err != nil {
+		t.Fatalf("natstest: back up nats-server: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := b.Release(); err != nil {
+			t.Errorf("natstest: %v", err)
+		}
+	})
+	return b
+}
+
+// RestoreBackup is Server.RestoreBackup for tests: the server
+// comes back on the same port with the data of b, losing every write made
+// since. It fails t if the server cannot start again.
+func RestoreBackup(t testing.TB, s *Server, b *Backup) {
+	t.Helper()
+	if err := s.RestoreBackup(b); err != nil {
+		t.Fatalf("natstest: restore nats-server from a backup: %v", err)
+	}
+}
+
+// ErrForeignBackup is returned by Server.RestoreBackup given another
+// server's backup: see embedded.ErrForeignBackup.
+var ErrForeignBackup = embedded.ErrForeignBackup
