@@ -17,6 +17,10 @@ import (
 // does, but none right after a grant, whose TTL is whole. It ends, closing
 // done, when etcd says the lease is gone, when no answer has come for the
 // TTL (etcd may have expired it meanwhile), or when its context ends.
+// Its stream is open from the start, and when it fails (an outage) a
+// request goes out on the next one as soon as the connection is usable
+// again, so that an etcd that came back without the lease is noticed at
+// once rather than at the next renewal.
 //
 // One goroutine runs it and another reads the stream; clientv3's
 // KeepAlive would add four more per client and a request at once.
@@ -86,6 +90,9 @@ func (k *keepAlive) run(ctx context.Context, left time.Duration, since time.Time
 			st.cancel()
 		}
 	}()
+	// The stream is opened now, without a request: its failure tells of
+	// an outage, after which the keep-alive asks at once (see failed).
+	st = k.open(ctx, wg)
 	// An answer must come by then. etcd reads a remaining TTL in whole
 	// seconds, rounded down: a lease it says has 0 s left has less than a
 	// second, as long as an answer takes on a good link.
@@ -158,12 +165,19 @@ func (k *keepAlive) run(ctx context.Context, left time.Duration, since time.Time
 			k.log.Debug("keep-alive stream failed, opening another", "lease", leaseString(k.lease), "error", err)
 			st.cancel()
 			st = nil
-			if len(sent) > 0 {
-				// Its answers may have been lost with the stream: ask
-				// again on the next one, soon.
-				sent = nil
-				tick.Reset(keepAliveRetry)
-			}
+			sent = nil
+			// Ask again on the next stream soon, which goes out as soon
+			// as the connection is usable, even with no request lost
+			// with this one: a stream fails when the link or etcd does,
+			// and etcd may have come back without the lease (wiped, or
+			// restored from a backup). The answer says so (TTL 0) at
+			// the cost of one request, which replaces the next one due.
+			// The own-key watch cannot tell: resuming from the revision
+			// it reached, it sees no rollback once other processes have
+			// written that far into the new history (issue #23). The
+			// delay keeps a stream that fails at once (no leader) from
+			// spinning.
+			tick.Reset(keepAliveRetry)
 		}
 	}
 }
