@@ -42,6 +42,23 @@ const (
 // itself is never logged.
 const PasswordInClearMessage = "the etcd password is sent in clear: the endpoints do not use TLS"
 
+// PasswordInClear reports whether c sends a password to etcd without TLS:
+// a Password with neither TLS nor CACertFile nor CertFile given, and no
+// https:// or unixs:// endpoint (which turn TLS on). New allows it (a
+// development etcd) and logs PasswordInClearMessage once; a program that
+// wants to tell its user asks this rather than watching the log.
+func (c Config) PasswordInClear() bool {
+	if c.Password == "" || c.TLS != nil || c.CACertFile != "" || c.CertFile != "" {
+		return false
+	}
+	for _, ep := range c.Endpoints {
+		if strings.HasPrefix(ep, "https://") || strings.HasPrefix(ep, "unixs://") {
+			return false
+		}
+	}
+	return true
+}
+
 // FieldError is the error New gives for a Config field whose value it
 // cannot use, such as a certificate file that cannot be read: it names the
 // field, so that a caller that took the value from elsewhere (a flag, a

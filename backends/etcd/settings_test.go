@@ -237,3 +237,26 @@ func TestPasswordInClearIsAWarning(t *testing.T) {
 		})
 	}
 }
+
+func TestPasswordInClear(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		cfg  etcd.Config
+		want bool
+	}{
+		{"no password", etcd.Config{Endpoints: []string{"10.0.0.1:2379"}}, false},
+		{"password, default endpoint", etcd.Config{Username: "u", Password: "p"}, true},
+		{"password, plain endpoints", etcd.Config{Endpoints: []string{"10.0.0.1:2379", "http://10.0.0.2:2379"}, Username: "u", Password: "p"}, true},
+		{"password, https", etcd.Config{Endpoints: []string{"https://10.0.0.1:2379"}, Username: "u", Password: "p"}, false},
+		{"password, unixs", etcd.Config{Endpoints: []string{"unixs://etcd.sock"}, Username: "u", Password: "p"}, false},
+		{"password, CA file", etcd.Config{Username: "u", Password: "p", CACertFile: "ca.pem"}, false},
+		{"password, client certificate", etcd.Config{Username: "u", Password: "p", CertFile: "c.pem", KeyFile: "k.pem"}, false},
+		{"password, TLS config", etcd.Config{Username: "u", Password: "p", TLS: &tls.Config{}}, false},
+	}
+	for _, c := range cases {
+		if got := c.cfg.PasswordInClear(); got != c.want {
+			t.Errorf("%s: PasswordInClear() = %v; want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"strings"
@@ -337,9 +336,11 @@ func (a *app) newRegistry(ctx context.Context, fs *pflag.FlagSet) (registry, set
 		b, err = nats.New(s.nats)
 		if err == nil {
 			r = natsRegistry{b}
+			a.warnInClear(s, b.CredentialsInClear())
 		}
 	} else {
 		s.etcd.Logger = a.logger(fs)
+		a.warnInClear(s, s.etcd.PasswordInClear()) // before New, which may wait to log in
 		var b *etcd.Backend
 		b, err = etcd.New(s.etcd)
 		if err == nil {
@@ -390,36 +391,31 @@ func sourceOf(fs *pflag.FlagSet, flag, env string) string {
 	return "--" + flag
 }
 
-// warningSink prints, as a "roster: warning:" line, the etcd backend's
-// warning that the password is sent in clear; the backend decides when it
-// applies. Other log lines are shown only with --verbose.
-type warningSink struct{ a *app }
-
-func (s warningSink) Accept(_ string, level hclog.Level, msg string, args ...any) {
-	if level < hclog.Warn || msg != etcd.PasswordInClearMessage {
-		return
-	}
-	var eps []string
-	for i := 0; i+1 < len(args); i += 2 {
-		if args[i] == "endpoints" {
-			eps, _ = args[i+1].([]string)
-		}
-	}
-	s.a.warnf("the password is sent to etcd in clear: %s does not use TLS (give https:// endpoints, or --cacert)",
-		strings.Join(eps, ","))
-}
-
 // logger returns the backend's logger: everything on stderr with
-// --verbose, and otherwise only the password warning (warningSink).
+// --verbose, and nothing otherwise (what the user must know, such as a
+// password sent in clear, the command asks the backend: warnInClear).
 func (a *app) logger(fs *pflag.FlagSet) hclog.Logger {
 	if v, _ := fs.GetBool("verbose"); v {
 		// No name of its own: the backends name their loggers "roster.etcd"
 		// and "roster.nats" under the one they are given.
 		return hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: a.stderr})
 	}
-	l := hclog.NewInterceptLogger(&hclog.LoggerOptions{Level: hclog.Off, Output: io.Discard})
-	l.RegisterSink(warningSink{a})
-	return l
+	return hclog.NewNullLogger()
+}
+
+// warnInClear prints a "roster: warning:" line when the backend sends a
+// password (or NATS token) without TLS, as the backend itself says.
+func (a *app) warnInClear(s settings, inClear bool) {
+	if !inClear {
+		return
+	}
+	if s.backend == backends.NATS {
+		a.warnf("the password or token is sent to NATS in clear: %s does not use TLS (give tls:// endpoints, or --cacert)",
+			shownEndpoints(s.endpoints()))
+		return
+	}
+	a.warnf("the password is sent to etcd in clear: %s does not use TLS (give https:// endpoints, or --cacert)",
+		shownEndpoints(s.endpoints()))
 }
 
 // registryError describes a failed request to the registry: a deadline

@@ -103,8 +103,29 @@ func TestEndpointCredentialsNotShown(t *testing.T) {
 	ln.Close()
 	for _, ep := range []string{"nats://ops:hunter2@" + closed, "nats://hunter2@" + closed} {
 		code, _, stderr := runInProcess(t, "ls", "--backend", "nats", "--endpoints", ep, "--timeout", "1s")
-		if want := "roster: NATS at nats://redacted@" + closed + ": "; code != exitFailure || strings.Contains(stderr, "hunter2") || !strings.HasPrefix(stderr, want) {
-			t.Errorf("ls --endpoints %s: exit %d, stderr %q; want %d and %q..., without the password", ep, code, stderr, exitFailure, want)
+		// The credentials travel without TLS: a warning first, then the error.
+		warning := "roster: warning: the password or token is sent to NATS in clear: nats://redacted@" + closed +
+			" does not use TLS (give tls:// endpoints, or --cacert)\n"
+		rest, warned := strings.CutPrefix(stderr, warning)
+		if want := "roster: NATS at nats://redacted@" + closed + ": "; code != exitFailure || strings.Contains(stderr, "hunter2") || !warned || !strings.HasPrefix(rest, want) {
+			t.Errorf("ls --endpoints %s: exit %d, stderr %q; want %d, the warning %q and %q..., without the password", ep, code, stderr, exitFailure, warning, want)
 		}
+	}
+}
+
+// TestCredentialsInClearWarned: a password sent to NATS without TLS is
+// said once on stderr, as for etcd (#22 item 6); with no password, nothing.
+func TestCredentialsInClearWarned(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t, natstest.WithUser("ops", "hunter2"))
+	r := runRoster(t, []string{"ROSTER_PASSWORD=hunter2"}, "ls", "--backend", "nats", "--endpoints", "nats://"+srv.Addr(), "--user", "ops")
+	warning := "roster: warning: the password or token is sent to NATS in clear: nats://" + srv.Addr() +
+		" does not use TLS (give tls:// endpoints, or --cacert)\n"
+	if r.code != exitOK || r.stderr != warning {
+		t.Errorf("ls with a password over nats://: exit %d, stdout %q, stderr %q; want 0 and the warning %q", r.code, r.stdout, r.stderr, warning)
+	}
+	open := natstest.Start(t)
+	if r := runRoster(t, nil, "ls", "--backend", "nats", "--endpoints", "nats://"+open.Addr()); r.code != exitOK || r.stderr != "" {
+		t.Errorf("ls without credentials: exit %d, stderr %q; want 0 and nothing on stderr", r.code, r.stderr)
 	}
 }
