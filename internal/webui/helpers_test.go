@@ -365,12 +365,3 @@ func (p *page) follow(t *testing.T, s *stream, what string, cond func() bool) {
 		p.apply(t, s.next(t))
 	}
 }
-
-// ids returns the IDs of the instances of service the page shows.
-func (p *page) ids(service string) []string {
-	var out []string
-	for _, in := range p.Services[service] {
-		out = append(out, in.ID)
-	}
-	return out
-}
