@@ -21,19 +21,32 @@ import (
 // put it back: its /status says registered again, since a moment no later
 // than recoverWithin after the new dev said it was serving. (-v: on a
 // failure, each process's log says what it saw.) Six processes, as in
-// issue #23: the ones that come back first write to the new registry, so
-// that its revision may already have passed the one a later process's
-// watch resumes from.
+// issue #23: on etcd, the ones that come back first write to the new
+// registry, so that its revision may already have passed the one a later
+// process's watch resumes from; on NATS, the bucket is gone and must be
+// created again, at once rather than after the retry policy's backoff.
 func TestDevRestartWithoutDataReregisters(t *testing.T) {
 	t.Parallel()
+	for _, backend := range []struct{ name, serving, scheme string }{
+		{"etcd", "etcd is serving on 127.0.0.1:", ""},
+		{"nats", "NATS is serving on nats://127.0.0.1:", "nats://"},
+	} {
+		t.Run(backend.name, func(t *testing.T) {
+			t.Parallel()
+			devRestartReregisters(t, backend.name, backend.serving, backend.scheme)
+		})
+	}
+}
+
+func devRestartReregisters(t *testing.T, backend, servingLine, scheme string) {
 	const (
 		processes     = 6
 		recoverWithin = 2 * time.Second
 	)
 	port := strconv.Itoa(freePort(t))
-	dev := startRoster(t, nil, "dev", "--port", port)
-	dev.waitLine("etcd is serving on 127.0.0.1:" + port)
-	env := []string{"ROSTER_ENDPOINTS=127.0.0.1:" + port}
+	dev := startRoster(t, nil, "dev", "--backend", backend, "--port", port)
+	dev.waitLine(servingLine + port)
+	env := []string{"ROSTER_BACKEND=" + backend, "ROSTER_ENDPOINTS=" + scheme + "127.0.0.1:" + port}
 
 	statusURLs := make([]string, processes)
 	for i := range processes {
@@ -61,8 +74,8 @@ func TestDevRestartWithoutDataReregisters(t *testing.T) {
 			return b != nil && !b.Connected
 		})
 	}
-	dev = startRoster(t, nil, "dev", "--port", port)
-	dev.waitLine("etcd is serving on 127.0.0.1:" + port)
+	dev = startRoster(t, nil, "dev", "--backend", backend, "--port", port)
+	dev.waitLine(servingLine + port)
 	serving := time.Now()
 
 	// Wait, generously for a loaded machine, for every registration to be
