@@ -279,17 +279,31 @@ func TestUIInBrowser(t *testing.T) {
 	eval(`(() => { window.__lowSeen = ""; setInterval(() => {
 		const c = document.querySelector('tr[data-id="s-1"] td.ttl');
 		if (c && c.classList.contains("low")) window.__lowSeen = c.textContent; }, 50); return true })()`)
+	// lsGap compares p-1's TTL in roster ls with the page's, read right
+	// after: the smallest gap of up to five tries, since on a loaded
+	// machine a renewal (or a slow start of roster ls) may fall between
+	// the two reads, while an offset of the page's own (the defect this
+	// guards against: 4-5 s below roster ls) shows in every try.
 	lsGap := func() time.Duration {
 		t.Helper()
-		r := runRoster(t, env, "ls", "payments")
-		page := text(`tr[data-id="p-1"] td.ttl`)
-		m := regexp.MustCompile(`(?m)^p-1 .* (\d+)$`).FindStringSubmatch(r.stdout)
-		ps, err := time.ParseDuration(page)
-		if m == nil || err != nil {
-			t.Fatalf("roster ls:\n%s\npage: %q", r.stdout, page)
+		best := time.Duration(-1)
+		for range 5 {
+			r := runRoster(t, env, "ls", "payments")
+			page := text(`tr[data-id="p-1"] td.ttl`)
+			m := regexp.MustCompile(`(?m)^p-1 .* (\d+)$`).FindStringSubmatch(r.stdout)
+			ps, err := time.ParseDuration(page)
+			if m == nil || err != nil {
+				t.Fatalf("roster ls:\n%s\npage: %q", r.stdout, page)
+			}
+			ls, _ := time.ParseDuration(m[1] + "s")
+			if gap := (ls - ps).Abs(); best < 0 || gap < best {
+				best = gap
+			}
+			if best <= time.Second {
+				break
+			}
 		}
-		ls, _ := time.ParseDuration(m[1] + "s")
-		return (ls - ps).Abs()
+		return best
 	}
 	gap := lsGap()
 
