@@ -74,3 +74,27 @@ func TestRenewalsOverANarrowLinkKeepTheConnection(t *testing.T) {
 		t.Errorf("the connection was lost %d times over two TTLs of renewals on a slow link; want none\n%s", lost, logs)
 	}
 }
+
+// A link silent for as long as the TTL (a stalled process or a loaded
+// machine delays PONGs just so) does not cost the connection: the client
+// declares it stale only after about two TTLs without a PONG. The key may
+// expire meanwhile; the connection, and so the watches, stay.
+func TestSilenceOfOneTTLKeepsTheConnection(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	cfg := testConfig(t, "nats://"+proxy.Endpoint(), "roster")
+	logs := &linebuf.Buffer{}
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info})
+	b := newBackend(t, cfg)
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Blackhole()
+	time.Sleep(cfg.TTL) // the fault itself: a silence of one TTL
+	proxy.Unblackhole()
+	waitState(t, b, p1.Key(), discovery.StateRegistered, 3*cfg.TTL)
+	if lost := strings.Count(logs.String(), "cannot reach NATS"); lost != 0 {
+		t.Errorf("the connection was lost %d times after a silence of one TTL; want none\n%s", lost, logs)
+	}
+}
