@@ -228,11 +228,16 @@ func (b *Backend) connectOptions() ([]natsgo.Option, error) {
 		// Own-key subscriptions see other processes' writes only.
 		natsgo.NoEcho(),
 		// A link that goes silent (a partition rather than a reset) is
-		// noticed within about two thirds of the TTL, rather than after
-		// the client's default of minutes, so that the Backend reports
-		// it and reconnects.
+		// noticed after between five and six pings a third of the TTL
+		// apart without a PONG (about two TTLs), rather than after the
+		// client's default of minutes, so that the Backend reports it and
+		// reconnects. Not sooner: a loaded machine or a stalled process
+		// delays PONGs by a second or more, and a connection dropped for
+		// that costs every watch and fails every request until it is
+		// made again (the renewals, which fail by RequestTimeout, report
+		// a silent link meanwhile).
 		natsgo.PingInterval(c.TTL / 3),
-		natsgo.MaxPingsOutstanding(2),
+		natsgo.MaxPingsOutstanding(5),
 		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
 			if b.conn.set(false, err) && !b.closing.Load() {
 				b.log.Warn("cannot reach NATS", "endpoints", envconfig.Redact(strings.Join(c.Endpoints, ",")), "error", err)

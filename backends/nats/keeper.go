@@ -215,50 +215,68 @@ func (b *Backend) syncAll(full bool) error {
 	return nil
 }
 
-// renewWindow is how many renewals renewAll keeps in flight at once.
-const renewWindow = 256
+// renewWindow is how many renewals renewAll keeps in flight at once, and
+// renewBytes how many bytes of them: together they bound what a pass
+// queues on the connection ahead of the client's PINGs (and anything
+// else), so that a pass over many (or large) keys on a slow link delays a
+// PONG by about renewBytes' worth of the link, never a whole pass's worth,
+// and the connection is not declared stale because renewals crowd it.
+const (
+	renewWindow = 256
+	renewBytes  = 128 << 10
+)
 
-// renewAll renews the keys of regs that this Backend holds, pipelined:
-// up to renewWindow compare-and-set writes in flight, so that a pass over
-// many keys costs about one round trip per window rather than one per
-// key and every key is renewed well within its TTL. A registration busy
-// in Register or Deregister is skipped, and one whose renewal finds
-// another write in its way (or that this Backend does not hold) is marked
-// for a look by syncOneLocked. It stops at the first failure other than
-// a compare-and-set one, marking the registrations it did not settle.
+// renewAll renews the keys of regs that this Backend holds, pipelined in
+// a sliding window: up to renewWindow compare-and-set writes and
+// renewBytes of them in flight, the next one waiting for the oldest to be
+// answered when either bound is reached, so that a pass over many keys
+// costs about one round trip per window rather than one per key, every
+// key is renewed well within its TTL, and a pass never floods the
+// connection. A registration busy in Register or Deregister is skipped,
+// and one whose renewal finds another write in its way (or that this
+// Backend does not hold) is marked for a look by syncOneLocked. It stops
+// at the first failure other than a compare-and-set one, marking the
+// registrations it did not settle.
 func (b *Backend) renewAll(regs []*registration) error {
 	type pending struct {
 		r    *registration
 		ack  jetstream.PubAckFuture
 		sent time.Time
+		size int
 	}
 	inflight := make([]pending, 0, min(len(regs), renewWindow))
 	var failed error
-	// settle waits for the writes in flight and unlocks their
-	// registrations.
-	settle := func() {
-		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.RequestTimeout)
-		defer cancel()
-		for _, p := range inflight {
-			select {
-			case ack := <-p.ack.Ok():
-				p.r.rev = ack.Sequence
-				b.stored(p.r, p.sent)
-				b.setLocked(p.r, discovery.Status{State: discovery.StateRegistered})
-			case err := <-p.ack.Err():
-				p.r.check.Store(true)
-				if !wrongSequence(err) && failed == nil {
-					failed = err
-				}
-			case <-ctx.Done():
-				p.r.check.Store(true)
-				if failed == nil {
-					failed = ctx.Err()
-				}
+	bytes := 0
+	// settleOldest waits for the oldest write in flight, at most until
+	// RequestTimeout after it was sent, and unlocks its registration.
+	settleOldest := func() {
+		p := inflight[0]
+		inflight = inflight[1:]
+		bytes -= p.size
+		wait := time.NewTimer(time.Until(p.sent.Add(b.cfg.RequestTimeout)))
+		defer wait.Stop()
+		select {
+		case ack := <-p.ack.Ok():
+			p.r.rev = ack.Sequence
+			b.stored(p.r, p.sent)
+			b.setLocked(p.r, discovery.Status{State: discovery.StateRegistered})
+		case err := <-p.ack.Err():
+			p.r.check.Store(true)
+			if !wrongSequence(err) && failed == nil {
+				failed = err
 			}
-			p.r.mu.Unlock()
+		case <-wait.C:
+			p.r.check.Store(true)
+			if failed == nil {
+				failed = context.DeadlineExceeded
+			}
+		case <-b.ctx.Done():
+			p.r.check.Store(true)
+			if failed == nil {
+				failed = b.ctx.Err()
+			}
 		}
-		inflight = inflight[:0]
+		p.r.mu.Unlock()
 	}
 	for _, r := range regs {
 		if failed != nil {
@@ -276,22 +294,37 @@ func (b *Backend) renewAll(regs []*registration) error {
 			r.mu.Unlock()
 			continue
 		}
+		m := b.valueMsg(r)
+		size := renewOverhead + len(m.Subject) + len(m.Data) + len(b.owner)
+		for len(inflight) > 0 && (len(inflight) >= renewWindow || bytes+size > renewBytes) && failed == nil {
+			settleOldest()
+		}
+		if failed != nil {
+			r.check.Store(true)
+			r.mu.Unlock()
+			continue
+		}
 		sent := time.Now()
-		ack, err := b.js.PublishMsgAsync(b.valueMsg(r), jetstream.WithExpectLastSequencePerSubject(r.rev), jetstream.WithMsgTTL(b.cfg.TTL))
+		ack, err := b.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(r.rev), jetstream.WithMsgTTL(b.cfg.TTL))
 		if err != nil {
 			r.check.Store(true)
 			r.mu.Unlock()
 			failed = err
 			continue
 		}
-		inflight = append(inflight, pending{r, ack, sent})
-		if len(inflight) == renewWindow {
-			settle()
-		}
+		inflight = append(inflight, pending{r, ack, sent, size})
+		bytes += size
 	}
-	settle()
+	for len(inflight) > 0 {
+		settleOldest()
+	}
 	return failed
 }
+
+// renewOverhead is about how many bytes a renewal costs on the wire
+// besides its subject, value and owner: the HPUB line with its reply
+// inbox, and the headers (owner, expected sequence, TTL).
+const renewOverhead = 160
 
 // syncOneLocked looks at what the bucket holds for r's key (renewals are
 // renewAll's): this Backend's own write is kept (and adopted, if its reply
