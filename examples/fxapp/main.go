@@ -150,8 +150,13 @@ func watchPeers(lc fx.Lifecycle, r discovery.Resolver, reg *fxmodule.Registratio
 						return // stopped
 					}
 					out.say("[%s] peers: %s", name, ids(set))
-					routed, _ := discovery.Routable(set)
-					views.saw(string(name), len(routed))
+					// Settled once every peer serves: one starting (not
+					// ready) or leaving (draining) is still on its way.
+					settled := -1
+					if routed, _ := discovery.Routable(set); len(routed) == len(set) {
+						settled = len(set)
+					}
+					views.saw(string(name), settled)
 				}
 			}()
 		},
@@ -399,8 +404,9 @@ func (p *printer) say(format string, args ...any) {
 	fmt.Fprintf(p.w, format+"\n", args...)
 }
 
-// views records how many routable (serving) peers each replica saw last,
-// so that the story moves on once every replica has caught up.
+// views records how many peers each replica saw last, all serving (-1
+// while one is not ready or draining), so that the story moves on once
+// every replica has caught up.
 type views struct {
 	mu      sync.Mutex
 	seen    map[string]int
