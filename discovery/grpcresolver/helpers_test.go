@@ -40,6 +40,15 @@ var fastRetry = retry.Policy{Base: 5 * time.Millisecond, Max: 20 * time.Millisec
 // response header serverHeader. The server stops when the test ends.
 func startServer(t *testing.T, name string) discovery.Instance {
 	t.Helper()
+	in, _ := startStoppableServer(t, name)
+	in.Metadata = map[string]string{"name": name}
+	return in
+}
+
+// startStoppableServer starts a gRPC health server that names itself in
+// a header, stopped by the returned func (or at the test's end).
+func startStoppableServer(t *testing.T, name string) (discovery.Instance, func()) {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -55,14 +64,12 @@ func startServer(t *testing.T, name string) discovery.Instance {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		srv.Serve(lis)
+		_ = srv.Serve(lis)
 	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
-	return discovery.Instance{Service: service, ID: name, Address: lis.Addr().String(),
-		Metadata: map[string]string{"name": name}}
+	var once sync.Once
+	stop := func() { once.Do(func() { srv.Stop(); <-done }) }
+	t.Cleanup(stop)
+	return discovery.Instance{Service: service, ID: name, Address: lis.Addr().String()}, stop
 }
 
 // call makes one health check on conn and returns the name of the server

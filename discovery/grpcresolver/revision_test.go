@@ -3,16 +3,9 @@ package grpcresolver_test
 import (
 	"context"
 	"errors"
-	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
@@ -109,33 +102,6 @@ func (w *heldWatcher) NextRevision(ctx context.Context) ([]discovery.Instance, u
 }
 
 func (w *heldWatcher) Stop() { w.w.Stop() }
-
-// startStoppableServer is startServer with a func that stops the server
-// at once.
-func startStoppableServer(t *testing.T, name string) (discovery.Instance, func()) {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer(grpc.UnaryInterceptor(
-		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if err := grpc.SetHeader(ctx, metadata.Pairs(serverHeader, name)); err != nil {
-				return nil, err
-			}
-			return h(ctx, req)
-		}))
-	healthpb.RegisterHealthServer(srv, health.NewServer())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	var once sync.Once
-	stop := func() { once.Do(func() { srv.Stop(); <-done }) }
-	t.Cleanup(stop)
-	return discovery.Instance{Service: service, ID: name, Address: lis.Addr().String()}, stop
-}
 
 // wait receives from ch within waitLong.
 func wait(t *testing.T, ch <-chan struct{}, what string) {
