@@ -3,7 +3,7 @@ package fxmodule_test
 import (
 	"testing"
 
-	"github.com/roster-sd/roster/internal/depcheck"
+	"github.com/roster-sd/roster/internal/testing/depcheck"
 )
 
 // An application that adds the module links the backends' clients, never a

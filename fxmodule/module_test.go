@@ -35,7 +35,7 @@ import (
 func TestEtcdRegisteredAfterStartGoneAfterStop(t *testing.T) {
 	t.Parallel()
 	srv := sharedEtcd(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	cfg := etcdConfig(t, srv)
 	var (
 		reg     *fxmodule.Registration
@@ -82,7 +82,7 @@ func TestEtcdRegisteredAfterStartGoneAfterStop(t *testing.T) {
 func TestEtcdDownAtStart(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestRequireRegistrationRegistersBeforeStartReturns(t *testing.T) {
 	)
 	app.RequireStart()
 	key := cfg.Etcd.Prefix + "/payments/p-1"
-	resp, err := srv.Client(t).Get(ctxFor(t, 5*time.Second), key)
+	resp, err := etcdtest.Client(t, srv).Get(ctxFor(t, 5*time.Second), key)
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Errorf("Get(%s) right after start = %v, %v; want the instance", key, resp, err)
 	}
@@ -569,7 +569,7 @@ func deadEndpoint(t *testing.T) string {
 func TestDeregisterWhileRegisteringIsNotUndone(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}

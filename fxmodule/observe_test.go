@@ -16,7 +16,7 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
 	"github.com/roster-sd/roster/fxmodule/memoryfx"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 	"github.com/roster-sd/roster/statushttp"
 )
 

@@ -3,7 +3,7 @@ package metrics_test
 import (
 	"testing"
 
-	"github.com/roster-sd/roster/internal/depcheck"
+	"github.com/roster-sd/roster/internal/testing/depcheck"
 )
 
 // An application that uses the package links no registry server nor a

@@ -7,7 +7,7 @@ import (
 
 	"github.com/roster-sd/roster/backends/memory"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 	"github.com/roster-sd/roster/metrics"
 	"github.com/roster-sd/roster/retry"
 )

@@ -11,7 +11,7 @@ import (
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 // A owns svc/k until B registers it: B is the later writer, A reports a
@@ -22,7 +22,7 @@ import (
 func TestAbandonedUpdateDoesNotTakeTheKeyFromALaterWriter(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
 	cfgA := testConfig(t, []string{proxy.Endpoint()})
 	cfgA.TTL = 5 * time.Second // the cut is far shorter

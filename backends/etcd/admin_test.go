@@ -40,7 +40,7 @@ func skippedKeys(skipped []etcd.SkippedKey) map[string]string {
 func TestServices(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -83,7 +83,7 @@ func TestServices(t *testing.T) {
 func TestInstances(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -157,7 +157,7 @@ func TestInstances(t *testing.T) {
 func TestAdminBadInput(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -202,7 +202,7 @@ func TestAdminBadInput(t *testing.T) {
 func TestDelete(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	cfg := testConfig(t, srv.Endpoints())
 	cfg.Prefix = "/tenant"
 	b := newBackend(t, cfg)

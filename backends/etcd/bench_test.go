@@ -31,7 +31,7 @@ func benchConfig(b *testing.B, endpoints []string) etcd.Config {
 // their mean latencies.
 func BenchmarkRegister(b *testing.B) {
 	srv := etcdtest.Start(b)
-	cli := srv.Client(b)
+	cli := etcdtest.Client(b, srv)
 	backend := newBackend(b, benchConfig(b, srv.Endpoints()))
 	register(b, backend, instance("bench", "first"))
 	lease, err := cli.Grant(context.Background(), 60)
@@ -165,7 +165,7 @@ func BenchmarkKeepAliveTraffic(b *testing.B) {
 // changes a watcher saw before the write returned.
 func BenchmarkPropagation(b *testing.B) {
 	srv := etcdtest.Start(b)
-	cli := srv.Client(b)
+	cli := etcdtest.Client(b, srv)
 	writer := newBackend(b, benchConfig(b, srv.Endpoints()))
 	reader := newBackend(b, benchConfig(b, srv.Endpoints()))
 	for i := range 10 {
@@ -278,14 +278,14 @@ func BenchmarkPropagation(b *testing.B) {
 func BenchmarkCachedResolve(b *testing.B) {
 	b.Run("members=1", func(b *testing.B) {
 		srv := etcdtest.Start(b)
-		benchCachedResolve(b, srv.Client(b), srv.Endpoints())
+		benchCachedResolve(b, etcdtest.Client(b, srv), srv.Endpoints())
 	})
 	b.Run("members=3", func(b *testing.B) {
 		c := etcdtest.StartCluster(b, 3)
 		if _, err := c.Leader(); err != nil {
 			b.Fatal(err)
 		}
-		benchCachedResolve(b, c.Client(b), c.Endpoints())
+		benchCachedResolve(b, etcdtest.Client(b, c), c.Endpoints())
 	})
 }
 
@@ -347,7 +347,7 @@ func benchCachedResolve(b *testing.B, cli *clientv3.Client, endpoints []string) 
 // etcd key-values. Metrics: bytes/instance and bytes/kv-byte.
 func BenchmarkWatchMemory(b *testing.B) {
 	srv := etcdtest.Start(b)
-	cli := srv.Client(b)
+	cli := etcdtest.Client(b, srv)
 	writer := newBackend(b, benchConfig(b, srv.Endpoints()))
 	const n = 1000
 	for i := range n {

@@ -12,7 +12,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 // Tests of a registry that comes back different (wiped, restored from a
@@ -69,7 +69,7 @@ func keyUnder(cli *clientv3.Client, key string, lease clientv3.LeaseID, after in
 func TestWipedClusterOwnKeysAreWatchedAgain(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	puts(t, cli, "filler", 300)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	key := b.Key("payments", "p-1")
@@ -103,7 +103,7 @@ func TestWipedClusterOwnKeysAreWatchedAgain(t *testing.T) {
 func TestRestoredBackupKeepAliveGoesOnAndLaterKeysAreRewritten(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	cfg := testConfig(t, srv.Endpoints())
 	cfg.TTL = 6 * time.Second // the restore takes far less
 	b := newBackend(t, cfg)
@@ -146,7 +146,7 @@ func TestRestoredBackupKeepAliveGoesOnAndLaterKeysAreRewritten(t *testing.T) {
 func TestRestoredBackupRefusedGrantChecksTheKeys(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
 	cfg := testConfig(t, []string{proxy.Endpoint()})
 	cfg.TTL = 4 * time.Second // room to restore and reconnect before etcd expires the restored lease
@@ -220,7 +220,7 @@ func TestRefusedOwnKeyWatcherIsRequested(t *testing.T) {
 	t.Parallel()
 	const user, password = "roster", "s3cret-pw"
 	srv := etcdtest.Start(t, etcdtest.WithAuth(user, password))
-	admin := srv.Client(t)
+	admin := etcdtest.Client(t, srv)
 	cfg := testConfig(t, srv.Endpoints())
 	cfg.Username, cfg.Password = user, password
 	b := newBackend(t, cfg)
@@ -260,7 +260,7 @@ func TestRefusedOwnKeyWatcherIsRequested(t *testing.T) {
 func TestDeregisterInAnOutageReportsTheTruth(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	cfg := testConfig(t, srv.Endpoints())
 	cfg.RequestTimeout = 300 * time.Millisecond
 	b := newBackend(t, cfg)

@@ -14,7 +14,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 // Tests of issue #15: defects that cost a process its registrations, or
@@ -45,7 +45,7 @@ func countKeys(cli *clientv3.Client, service string) int64 {
 func TestLargeInstancesAreRestoredInBatchesThatFit(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	const n = 30
 	for i := range n {
@@ -88,7 +88,7 @@ func TestLargeInstancesAreRestoredInBatchesThatFit(t *testing.T) {
 func TestNoSpaceKeepsEveryRegisteredInstance(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t, etcdtest.WithQuotaBackendBytes(2<<20))
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	cfg := testConfig(t, srv.Endpoints())
 	cfg.TTL = 3 * time.Second
 	b := newBackend(t, cfg)
@@ -199,7 +199,7 @@ func TestNoSpaceKeepsEveryRegisteredInstance(t *testing.T) {
 func TestAbandonedUpdateRevertsToThePreviousValue(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
 	b := newBackend(t, testConfig(t, []string{proxy.Endpoint()}))
 	register(t, b, instance("other", "o-1")) // a live lease: Register writes on its own goroutine
@@ -259,7 +259,7 @@ func TestAbandonedUpdateRevertsToThePreviousValue(t *testing.T) {
 func TestConflictIsReportedAfterAnOutage(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	a := newBackend(t, testConfig(t, srv.Endpoints()))
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	in := instance("payments", "p-1")
@@ -305,7 +305,7 @@ func TestConflictIsReportedAfterAnOutage(t *testing.T) {
 func TestNoLeaseIsKeptForNothing(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
 	b := newBackend(t, testConfig(t, []string{proxy.Endpoint()}))
 	noLeases := func() bool {
@@ -382,7 +382,7 @@ func TestCloseReportsAFailedRevokeToPendingDeregister(t *testing.T) {
 func TestOwnKeyRestoredAfterCompactionWhileDisconnected(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
 	cfg := testConfig(t, []string{proxy.Endpoint()})
 	cfg.TTL = 10 * time.Second // the lease survives the cut
@@ -417,7 +417,7 @@ func TestOwnKeyRestoredAfterCompactionWhileDisconnected(t *testing.T) {
 func TestManyInstancesRestoredAfterRevoke(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	cfg := testConfig(t, srv.Endpoints())
 	cfg.Logger = nil
 	b := newBackend(t, cfg)

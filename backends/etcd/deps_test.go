@@ -3,7 +3,7 @@ package etcd_test
 import (
 	"testing"
 
-	"github.com/roster-sd/roster/internal/depcheck"
+	"github.com/roster-sd/roster/internal/testing/depcheck"
 )
 
 // An etcd user links the etcd client only: no server, and nothing of

@@ -17,9 +17,9 @@ import (
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/linebuf"
-	"github.com/roster-sd/roster/internal/testlog"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/linebuf"
+	"github.com/roster-sd/roster/internal/testing/testlog"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -85,7 +85,7 @@ func TestEtcdRestartedWithinTTL(t *testing.T) {
 	b := newBackend(t, cfg)
 	register(t, b, instance("payments", "p-1"))
 	lease := b.Lease()
-	p := pollKey(t, srv.Client(t), b.Key("payments", "p-1"))
+	p := pollKey(t, etcdtest.Client(t, srv), b.Key("payments", "p-1"))
 
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ func TestEtcdRestartedWithinTTL(t *testing.T) {
 	if got := b.Lease(); got != lease {
 		t.Errorf("lease = %x after restart, want unchanged %x", got, lease)
 	}
-	if got := keyLease(srv.Client(t), b.Key("payments", "p-1")); got != lease {
+	if got := keyLease(etcdtest.Client(t, srv), b.Key("payments", "p-1")); got != lease {
 		t.Errorf("key lease = %x, want %x", got, lease)
 	}
 }
@@ -156,7 +156,7 @@ func outage(t *testing.T, policy retry.Policy, down time.Duration) {
 	if !subsequence(states.states(), []discovery.State{discovery.StateRegistered, discovery.StateRetrying, discovery.StateRegistered}) {
 		t.Errorf("states = %v; want registered, retrying, registered", states.states())
 	}
-	resp, err := getKey(srv.Client(t), b.Key("payments", "p-1"), time.Second)
+	resp, err := getKey(etcdtest.Client(t, srv), b.Key("payments", "p-1"), time.Second)
 	if err != nil || len(resp.Kvs) != 1 || clientv3.LeaseID(resp.Kvs[0].Lease) != b.Lease() {
 		t.Errorf("key after recovery = %v, %v; want it under lease %x", resp, err, b.Lease())
 	}
@@ -192,7 +192,7 @@ func TestEtcdDownThreeTimesRetryCap(t *testing.T) {
 func TestBlackholeLongerThanTTL(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
 	b := newBackend(t, testConfig(t, []string{proxy.Endpoint()}))
 	states := recordStates(t, b)
@@ -230,7 +230,7 @@ func TestBlackholeLongerThanTTL(t *testing.T) {
 func TestExternalDeleteIsRestored(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	cfg := testConfig(t, srv.Endpoints())
 	logs := &linebuf.Buffer{}
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: t.Name(), Output: io.MultiWriter(logs, testlog.Writer(t)), Level: hclog.Info})
@@ -265,7 +265,7 @@ func TestExternalDeleteIsRestored(t *testing.T) {
 func TestExternalRevokeIsRestored(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	key := b.Key("payments", "p-1")
 	register(t, b, instance("payments", "p-1"))
@@ -304,7 +304,7 @@ func TestClusterLeaderKilled(t *testing.T) {
 	b := newBackend(t, cfg)
 	key := b.Key("payments", "p-1")
 	register(t, b, instance("payments", "p-1"))
-	p := pollKey(t, cluster.Client(t), key)
+	p := pollKey(t, etcdtest.Client(t, cluster), key)
 
 	// Kill, not Stop: a crashed leader hands nothing over.
 	killed, err := cluster.Leader()
@@ -339,7 +339,7 @@ func TestClusterLeaderKilled(t *testing.T) {
 func TestSameInstanceFromTwoBackendsDoesNotFlap(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	first := newBackend(t, testConfig(t, srv.Endpoints()))
 	second := newBackend(t, testConfig(t, srv.Endpoints()))
 	firstStates := recordStates(t, first)

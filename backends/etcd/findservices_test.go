@@ -18,7 +18,7 @@ func TestFindServices(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
-	putKeys(t, srv.Client(t), map[string]string{"/roster/services/odd": `{}`}) // not <service>/<id>: ignored
+	putKeys(t, etcdtest.Client(t, srv), map[string]string{"/roster/services/odd": `{}`}) // not <service>/<id>: ignored
 	register(t, b, instance("payments", "p-1"))
 	register(t, b, instance("payments", "p-2"))
 

@@ -9,7 +9,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/cache"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 // TestWatchFreshSetAfterOutageIsCurrent: the set a watcher gets right after
@@ -20,7 +20,7 @@ import (
 func TestWatchFreshSetAfterOutageIsCurrent(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
 	b := newBackend(t, testConfig(t, []string{proxy.Endpoint()}))
 	putRaw(t, cli, b, instance("payments", "p-0"))
@@ -74,7 +74,7 @@ func TestWatchReportsQuorumLoss(t *testing.T) {
 	// The Backend talks to the member that stays up; the other two stop.
 	cfg := testConfig(t, members[0].Endpoints())
 	b := newBackend(t, cfg)
-	cli := members[0].Client(t)
+	cli := etcdtest.Client(t, members[0])
 	putRaw(t, cli, b, instance("payments", "p-1"))
 	w, err := b.Watch(context.Background(), "payments")
 	if err != nil {
@@ -114,7 +114,7 @@ func TestWatchReportsQuorumLoss(t *testing.T) {
 	// The first set after the outage is [p-1], or [p-1 p-2] if the
 	// watch came back after the write; then [p-1 p-2].
 	col := collect(t, w)
-	putRaw(t, members[1].Client(t), b, instance("payments", "p-2"))
+	putRaw(t, etcdtest.Client(t, members[1]), b, instance("payments", "p-2"))
 	col.waitIDs(t, "[p-1 p-2]", waitFor)
 	testwait.Until(t, waitFor, "the cache to hold a fresh [p-1 p-2]", func() bool {
 		set, _, stale, ok := cached.Snapshot("payments")

@@ -11,7 +11,7 @@ import (
 
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testing/testlog"
 	"github.com/roster-sd/roster/retry"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 // wipeBehindProxy wipes srv (same member and cluster IDs, revision back to
@@ -35,7 +35,7 @@ func TestWatchListsAgainAfterWipeWithSameClusterID(t *testing.T) {
 	srv := etcdtest.Start(t)
 	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
 	b := newBackend(t, testConfig(t, []string{proxy.Endpoint()}))
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	for i := range 20 {
 		putRaw(t, cli, b, instance("payments", fmt.Sprintf("old-%02d", i)))
 	}
@@ -47,14 +47,14 @@ func TestWatchListsAgainAfterWipeWithSameClusterID(t *testing.T) {
 	c.waitIDs(t, ids(oldSet(20)), waitFor)
 
 	wipeBehindProxy(t, srv, proxy, func() {
-		fresh := srv.Client(t)
+		fresh := etcdtest.Client(t, srv)
 		putRaw(t, fresh, b, instance("payments", "new-1"))
 		for i := range 40 { // past the revision the watch reached
 			putRaw(t, fresh, b, instance("other", fmt.Sprintf("o-%02d", i)))
 		}
 	})
 	c.waitIDs(t, "[new-1]", waitFor)
-	putRaw(t, srv.Client(t), b, instance("payments", "new-2"))
+	putRaw(t, etcdtest.Client(t, srv), b, instance("payments", "new-2"))
 	c.waitIDs(t, "[new-1 new-2]", waitFor)
 }
 
@@ -67,7 +67,7 @@ func TestFindServicesAfterWipeWithSameClusterID(t *testing.T) {
 	srv := etcdtest.Start(t)
 	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
 	b := newBackend(t, testConfig(t, []string{proxy.Endpoint()}))
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	for i := range 20 {
 		putRaw(t, cli, b, instance("old", fmt.Sprintf("o-%02d", i)))
 	}
@@ -93,7 +93,7 @@ func TestFindServicesAfterWipeWithSameClusterID(t *testing.T) {
 	testwait.Until(t, waitFor, "FindServices to report old", func() bool { return has("old") })
 
 	wipeBehindProxy(t, srv, proxy, func() {
-		fresh := srv.Client(t)
+		fresh := etcdtest.Client(t, srv)
 		putRaw(t, fresh, b, instance("early", "e-1")) // below the revision reached
 		for i := range 40 {
 			putRaw(t, fresh, b, instance("filler", fmt.Sprintf("f-%02d", i)))

@@ -6,7 +6,7 @@ import (
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 // Issue #23 item 2, #20 items 1 and 11: etcd wiped (roster dev restarted
@@ -25,7 +25,7 @@ func TestWipedEtcdLaggardReregistersPromptly(t *testing.T) {
 		within = 3 * time.Second  // from the link's return; its reconnection backoff is 200 ms
 	)
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
 
 	cfg := testConfig(t, srv.Endpoints())

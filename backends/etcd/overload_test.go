@@ -15,7 +15,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 // overload answers the transactions of a client as an overloaded etcd does
@@ -51,7 +51,7 @@ func (o *overload) refused() []int {
 func TestTooManyRequestsBacksOffTheBatchWhole(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	admin := srv.Client(t)
+	admin := etcdtest.Client(t, srv)
 	o := &overload{}
 	ccfg := srv.ClientConfig()
 	ccfg.DialOptions = append(ccfg.DialOptions, grpc.WithChainUnaryInterceptor(o.intercept))

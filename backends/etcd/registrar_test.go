@@ -21,7 +21,7 @@ import (
 func TestRegisterWritesKeyUnderLease(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	in := instance("payments", "p-1")
 	register(t, b, in)
@@ -51,7 +51,7 @@ func TestRegisterWritesKeyUnderLease(t *testing.T) {
 func TestOneLeaseForAllInstances(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	for i := range 5 {
 		register(t, b, instance(fmt.Sprintf("svc-%d", i%2), fmt.Sprintf("i-%d", i)))
@@ -74,7 +74,7 @@ func TestOneLeaseForAllInstances(t *testing.T) {
 func TestReregisterUpdatesInPlace(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	in := instance("payments", "p-1")
 	register(t, b, in)
@@ -101,7 +101,7 @@ func TestReregisterUpdatesInPlace(t *testing.T) {
 func TestEmptyIDIsDerivedFromAddress(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	register(t, b, discovery.Instance{Service: "web", Address: "10.0.0.7:8080"})
 	if resp, err := getKey(cli, "/roster/services/web/10.0.0.7-8080", time.Second); err != nil || len(resp.Kvs) != 1 {
@@ -115,7 +115,7 @@ func TestEmptyIDIsDerivedFromAddress(t *testing.T) {
 func TestInvalidInstanceWritesNothing(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	cases := []struct {
 		name  string
@@ -188,7 +188,7 @@ func TestConfigValidation(t *testing.T) {
 func TestPrefixIsolatesTenants(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	cfgA := testConfig(t, srv.Endpoints())
 	cfgA.Prefix = "/tenant-a/svc"
 	cfgB := testConfig(t, srv.Endpoints())
@@ -218,7 +218,7 @@ func TestPrefixIsolatesTenants(t *testing.T) {
 func TestDeregisterDeletesNow(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	keep, gone := instance("payments", "keep"), instance("payments", "gone")
 	register(t, b, keep)
@@ -243,7 +243,7 @@ func TestDeregisterDeletesNow(t *testing.T) {
 func TestCloseRevokesAtOnce(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	cfg := testConfig(t, srv.Endpoints())
 	cfg.TTL = 30 * time.Second // expiry would take long: only revocation removes it now
 	b, err := etcd.New(cfg)
@@ -309,7 +309,7 @@ func TestCloseWithUnreachableEtcdIsBounded(t *testing.T) {
 func TestRegisterWithEndedContextLeavesNothing(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
 	b := newBackend(t, testConfig(t, []string{proxy.Endpoint()}))
 	register(t, b, instance("payments", "warm")) // the lease exists
@@ -352,7 +352,7 @@ func TestRegisterWithEndedContextLeavesNothing(t *testing.T) {
 func TestConcurrentRegisterDeregister(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	var wg sync.WaitGroup
 	for i := range 50 {

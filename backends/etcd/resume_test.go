@@ -19,7 +19,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/cache"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 // countingBackend starts a Backend on a client of its own whose reads of
@@ -114,7 +114,7 @@ func TestWatchResumesWithoutListAfterRestart(t *testing.T) {
 	t.Parallel()
 	const watchers, size = 10, 100
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	backends := make([]*etcd.Backend, watchers)
 	ranges := make([]*atomic.Int64, watchers)
 	ws := make([]discovery.Watcher, watchers)
@@ -175,7 +175,7 @@ func TestWatchListsOnceAfterCompactionWhileDisconnected(t *testing.T) {
 	t.Parallel()
 	const watchers = 3
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
 	backends := make([]*etcd.Backend, watchers)
 	ranges := make([]*atomic.Int64, watchers)
@@ -230,7 +230,7 @@ func TestWatchConvergesAfterEtcdWiped(t *testing.T) {
 	old := etcdtest.Start(t)
 	proxy := etcdtest.StartProxy(t, old.Endpoints()[0])
 	b := newBackend(t, testConfig(t, []string{proxy.Endpoint()}))
-	cli := old.Client(t)
+	cli := etcdtest.Client(t, old)
 	for i := range 20 {
 		putRaw(t, cli, b, instance("payments", fmt.Sprintf("old-%02d", i)))
 	}
@@ -247,7 +247,7 @@ func TestWatchConvergesAfterEtcdWiped(t *testing.T) {
 	nextOutage(t, w)
 	port := portOf(t, old.Endpoints()[0])
 	fresh := etcdtest.Start(t, etcdtest.WithClientPort(port))
-	fcli := fresh.Client(t)
+	fcli := etcdtest.Client(t, fresh)
 	c := collect(t, w)
 	putRaw(t, fcli, b, instance("payments", "new-1"))
 	putRaw(t, fcli, b, instance("payments", "new-2"))
@@ -283,8 +283,8 @@ func TestWatchStartedWhileEtcdUnreachableFails(t *testing.T) {
 	srv := etcdtest.Start(t)
 	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
 	b := newBackend(t, testConfig(t, []string{proxy.Endpoint()}))
-	putRaw(t, srv.Client(t), b, instance("payments", "p-1"))
-	putRaw(t, srv.Client(t), b, instance("orders", "o-1"))
+	putRaw(t, etcdtest.Client(t, srv), b, instance("payments", "p-1"))
+	putRaw(t, etcdtest.Client(t, srv), b, instance("orders", "o-1"))
 	early, err := b.Watch(context.Background(), "other")
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 // serverMetric sums a counter of the etcd servers in this process (etcd
@@ -98,7 +98,7 @@ func heapInUse() uint64 {
 // metrics, which other tests would disturb.
 func TestThousandInstancesShareOneLeaseAndStream(t *testing.T) {
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	cfg := testConfig(t, srv.Endpoints())
 	cfg.Logger = nil // info logs only; not per instance
 	cfg.TTL = 3 * time.Second
@@ -176,7 +176,7 @@ func eventsPerRegistration(t *testing.T, srv *etcdtest.Server, n int) float64 {
 	// One more write under the prefix, seen by nobody but those who watch
 	// the whole prefix, and a read: the events of the registrations have
 	// been sent by the time a watcher of ours would have this one.
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	if _, err := cli.Put(context.Background(), prefix+"/payments/marker", "{}"); err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestRecoveryWithASurvivingLeaseCostsTwoRequests(t *testing.T) {
 func TestRecoveryWithAnExpiredLeaseCostsTwoRequests(t *testing.T) {
 	methods := []string{"LeaseTimeToLive", "LeaseGrant", "LeaseRevoke", "Txn", "Put", "DeleteRange", "Range"}
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
 	cfg := testConfig(t, []string{proxy.Endpoint()})
 	cfg.RequestTimeout = 300 * time.Millisecond
@@ -321,7 +321,7 @@ func TestFirstKeepAliveComesAThirdOfTheTTLAfterTheGrant(t *testing.T) {
 		t.Errorf("first keep-alive %v after Register returned; want about TTL/3 = %v after the grant", took, cfg.TTL/3)
 	}
 	lease := b.Lease()
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	deadline := time.Now().Add(3 * cfg.TTL)
 	for time.Now().Before(deadline) {
 		resp, err := cli.TimeToLive(context.Background(), lease)

@@ -111,7 +111,7 @@ func TestTLSAndAuth(t *testing.T) {
 func TestTLSMustMatchEndpointSchemes(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	host := srv.Endpoints()[0]
 	anyTLS := &tls.Config{MinVersion: tls.VersionTLS12}
 	cases := []struct {

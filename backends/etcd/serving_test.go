@@ -16,7 +16,7 @@ import (
 // lease, of value under the harness's prefix, as an older roster or another
 // tool would write it.
 func (h *harness) WriteValue(ctx context.Context, service, id string, value []byte) error {
-	_, err := h.srv.Client(h.t).Put(ctx, h.prefix+"/"+service+"/"+id, string(value))
+	_, err := etcdtest.Client(h.t, h.srv).Put(ctx, h.prefix+"/"+service+"/"+id, string(value))
 	return err
 }
 
@@ -26,7 +26,7 @@ func (h *harness) WriteValue(ctx context.Context, service, id string, value []by
 // prefix sees one PUT and no DELETE.
 func TestServingChangeIsOneWrite(t *testing.T) {
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	in := instance("payments", "p-1")
 	register(t, b, in)
@@ -82,7 +82,7 @@ func TestServingChangeIsOneWrite(t *testing.T) {
 // update/put, the ratio of their mean latencies.
 func BenchmarkServingUpdate(b *testing.B) {
 	srv := etcdtest.Start(b)
-	cli := srv.Client(b)
+	cli := etcdtest.Client(b, srv)
 	backend := newBackend(b, benchConfig(b, srv.Endpoints()))
 	in := instance("bench", "p-1")
 	register(b, backend, in)

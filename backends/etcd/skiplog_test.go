@@ -10,8 +10,8 @@ import (
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/linebuf"
-	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testing/linebuf"
+	"github.com/roster-sd/roster/internal/testing/testlog"
 )
 
 // TestSkippedValueLoggedOncePerRevision: another writer stores a value
@@ -23,7 +23,7 @@ import (
 func TestSkippedValueLoggedOncePerRevision(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	logs := &linebuf.Buffer{}
 	cfg := testConfig(t, srv.Endpoints())
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: io.MultiWriter(logs, testlog.Writer(t)), Level: hclog.Debug})

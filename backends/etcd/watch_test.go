@@ -17,9 +17,9 @@ import (
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/linebuf"
-	"github.com/roster-sd/roster/internal/testlog"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/linebuf"
+	"github.com/roster-sd/roster/internal/testing/testlog"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 // ids lists the IDs of a set, for messages and comparisons.
@@ -110,7 +110,7 @@ func (c *collector) waitIDs(t testing.TB, want string, d time.Duration) {
 func TestWatchListsThenFollows(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	register(t, b, instance("payments", "p-1"))
 	w, err := b.Watch(context.Background(), "payments")
@@ -133,7 +133,7 @@ func TestWatchListsThenFollows(t *testing.T) {
 func TestWatchSkipsInvalidValues(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	register(t, b, instance("payments", "p-1"))
 	ctx := context.Background()
@@ -172,7 +172,7 @@ func TestWatchSkipsInvalidValues(t *testing.T) {
 func TestResolveAndWatchSkipKeysNotNamedByTheirID(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	logs := &linebuf.Buffer{}
 	cfg := testConfig(t, srv.Endpoints())
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: io.MultiWriter(logs, testlog.Writer(t)), Level: hclog.Debug})
@@ -229,7 +229,7 @@ func TestResolveAndWatchSkipKeysNotNamedByTheirID(t *testing.T) {
 func TestWatchConvergesAfterCompactionWhileDisconnected(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
 	writer := newBackend(t, testConfig(t, srv.Endpoints()))
 	reader := newBackend(t, testConfig(t, []string{proxy.Endpoint()}))
@@ -260,7 +260,7 @@ func TestWatchConvergesAfterCompactionWhileDisconnected(t *testing.T) {
 func TestWatchSurvivesEtcdRestart(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	putRaw(t, cli, b, instance("payments", "p-1"))
 	w, err := b.Watch(context.Background(), "payments")
@@ -316,7 +316,7 @@ func checkSubsequence(t *testing.T, seen [][]discovery.Instance, fresh []bool, h
 func TestWatchBurstThroughDroppedConnections(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
 	reader := newBackend(t, testConfig(t, []string{proxy.Endpoint()}))
 	w, err := reader.Watch(context.Background(), "burst")
@@ -354,7 +354,7 @@ func TestWatchBurstThroughDroppedConnections(t *testing.T) {
 func TestWatchThroughLeaderKill(t *testing.T) {
 	t.Parallel()
 	cluster := etcdtest.StartCluster(t, 3)
-	cli := cluster.Client(t)
+	cli := etcdtest.Client(t, cluster)
 	b := newBackend(t, testConfig(t, cluster.Endpoints()))
 	putRaw(t, cli, b, instance("payments", "p-1"))
 	w, err := b.Watch(context.Background(), "payments")
@@ -387,7 +387,7 @@ func TestWatchThroughLeaderKill(t *testing.T) {
 // Not parallel: it counts goroutines.
 func TestThousandWatchersShareOneWatch(t *testing.T) {
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	putRaw(t, cli, b, instance("payments", "p-1"))
 	// Connect the backend's client and start its connection monitor first:
@@ -451,7 +451,7 @@ func TestThousandWatchersShareOneWatch(t *testing.T) {
 func TestWatchReportsOutageThenFreshSet(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	b := newBackend(t, testConfig(t, srv.Endpoints()))
 	putRaw(t, cli, b, instance("payments", "p-1"))
 	w, err := b.Watch(context.Background(), "payments")
@@ -481,7 +481,7 @@ func TestWatchReportsOutageThenFreshSet(t *testing.T) {
 func TestResolveLinearizableAndSerializable(t *testing.T) {
 	t.Parallel()
 	cluster := etcdtest.StartCluster(t, 3)
-	cli := cluster.Client(t)
+	cli := etcdtest.Client(t, cluster)
 	// Written without a lease, so they outlive the quorum loss below.
 	keys := newBackend(t, testConfig(t, cluster.Endpoints()))
 	putRaw(t, cli, keys, instance("payments", "p-1"))

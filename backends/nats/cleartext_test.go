@@ -9,7 +9,7 @@ import (
 
 	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/backends/nats/natstest"
-	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testing/testlog"
 )
 
 // A password or token sent over a connection without TLS is a warning,

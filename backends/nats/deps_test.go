@@ -3,7 +3,7 @@ package nats_test
 import (
 	"testing"
 
-	"github.com/roster-sd/roster/internal/depcheck"
+	"github.com/roster-sd/roster/internal/testing/depcheck"
 )
 
 // A NATS user links the NATS client only: no server (not even the

@@ -7,7 +7,7 @@ import (
 
 	"github.com/roster-sd/roster/backends/nats/natstest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 // The facts the metrics export: connected, failed attempts, and the time

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/roster-sd/roster/backends/nats"
-	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testing/testlog"
 	"github.com/roster-sd/roster/retry"
 )
 

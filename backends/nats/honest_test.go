@@ -11,7 +11,7 @@ import (
 	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/backends/nats/natstest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 // blockedOnRegistration reports whether a goroutine waits in Register for

@@ -13,7 +13,7 @@ import (
 
 	"github.com/roster-sd/roster/backends/nats/natstest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/linebuf"
+	"github.com/roster-sd/roster/internal/testing/linebuf"
 )
 
 // Renewals are paced by bytes as well as count: over a link too narrow

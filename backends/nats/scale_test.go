@@ -14,7 +14,7 @@ import (
 
 	"github.com/roster-sd/roster/backends/nats/natstest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 // scaleTestsEnv turns on the tests that assert throughput or a memory

@@ -21,8 +21,8 @@ import (
 	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/backends/nats/natstest"
-	"github.com/roster-sd/roster/internal/testlog"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testlog"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 func lookupIn(env map[string]string) func(string) (string, bool) {

@@ -8,8 +8,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/roster-sd/roster/backends/nats/natstest"
-	"github.com/roster-sd/roster/internal/linebuf"
-	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testing/linebuf"
+	"github.com/roster-sd/roster/internal/testing/testlog"
 )
 
 // TestSkippedValueLoggedOncePerRevision: a value another writer stored

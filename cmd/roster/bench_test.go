@@ -54,7 +54,7 @@ func TestBenchEndpointsRemovesPrefix(t *testing.T) {
 	if rep.Mode != "endpoints" || rep.Registrations != 6 || rep.Missing != 0 || rep.ServerEventsPerReg != nil {
 		t.Fatalf("report: %+v; want endpoints mode, 6 registrations, none missing, no server metrics", rep)
 	}
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := cli.Get(ctx, rep.Prefix+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())

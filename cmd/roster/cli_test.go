@@ -282,7 +282,7 @@ func TestWatchSurvivesRestart(t *testing.T) {
 func TestLsAndWatchEscapeRegistryValues(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	env := endpointEnv(srv)
 	put := func(meta map[string]string) {
 		t.Helper()
@@ -342,7 +342,7 @@ func TestLsAndWatchEscapeRegistryValues(t *testing.T) {
 func TestTLSSettingsWithPlainTextEndpoint(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	host := srv.Endpoints()[0]
 	ca := writeCACert(t)
 	revision := func() int64 {

@@ -3,7 +3,7 @@ package main
 import (
 	"testing"
 
-	"github.com/roster-sd/roster/internal/depcheck"
+	"github.com/roster-sd/roster/internal/testing/depcheck"
 )
 
 // TestNoTestingInBinary: the roster binary links neither package testing

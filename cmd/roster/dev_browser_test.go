@@ -55,7 +55,7 @@ func TestDevRegistriesClosedToWebPages(t *testing.T) {
 	browser := findBrowser(t)
 	t.Parallel()
 	etcdSrv := etcdtest.Start(t)
-	cli := etcdSrv.Client(t)
+	cli := etcdtest.Client(t, etcdSrv)
 	natsSrv := natstest.Start(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)

@@ -20,8 +20,8 @@ import (
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/linebuf"
-	"github.com/roster-sd/roster/internal/testcert"
+	"github.com/roster-sd/roster/internal/testing/linebuf"
+	"github.com/roster-sd/roster/internal/testing/testcert"
 )
 
 // runInProcess runs run with args and returns its exit status and output.
@@ -513,7 +513,7 @@ func TestPrintChange(t *testing.T) {
 func TestLsSkipsInvalid(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	ctx := context.Background()
 	for k, v := range map[string]string{
 		"/roster/services/payments/p-1":  `{"service":"payments","id":"p-1","address":"127.0.0.1:8080"}`,
@@ -621,7 +621,7 @@ func connectionVars() []string {
 // has that TTL.
 func TestTTLFromEnvironment(t *testing.T) {
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	t.Setenv("ROSTER_ENDPOINTS", srv.Endpoints()[0])
 	t.Setenv("ROSTER_TTL", "7s")
 	cases := []struct {

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
-	"github.com/roster-sd/roster/internal/linebuf"
+	"github.com/roster-sd/roster/internal/testing/linebuf"
 )
 
 // statusFor GETs url naming host in the Host header ("" for the URL's).

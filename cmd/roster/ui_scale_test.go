@@ -18,7 +18,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testing/testlog"
 	"github.com/roster-sd/roster/internal/webui"
 )
 
@@ -154,7 +154,7 @@ func TestUIAtScale(t *testing.T) {
 	for _, n := range []int{200, 3000} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			srv := etcdtest.Start(t)
-			writeFleet(t, srv.Client(t), n, leases, ttl)
+			writeFleet(t, etcdtest.Client(t, srv), n, leases, ttl)
 			b, err := etcd.New(etcd.Config{Endpoints: srv.Endpoints(), Logger: testlog.New(t)})
 			if err != nil {
 				t.Fatal(err)

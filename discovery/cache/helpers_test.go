@@ -11,8 +11,8 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/cache"
-	"github.com/roster-sd/roster/internal/resolvertest"
-	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testing/resolvertest"
+	"github.com/roster-sd/roster/internal/testing/testlog"
 	"github.com/roster-sd/roster/retry"
 )
 

@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/resolver"
 
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/testlog"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testlog"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 	"github.com/roster-sd/roster/retry"
 )
 

@@ -19,8 +19,8 @@ import (
 	"github.com/roster-sd/roster/discovery/backendkit"
 	"github.com/roster-sd/roster/discovery/cache"
 	"github.com/roster-sd/roster/discovery/grpcresolver"
-	"github.com/roster-sd/roster/internal/resolvertest"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/resolvertest"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 	"github.com/roster-sd/roster/retry"
 )
 

@@ -11,7 +11,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/grpcresolver"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 	"github.com/roster-sd/roster/retry"
 )
 

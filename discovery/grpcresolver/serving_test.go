@@ -21,8 +21,8 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/grpcresolver"
 	rosterhealth "github.com/roster-sd/roster/health"
-	"github.com/roster-sd/roster/internal/resolvertest"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/resolvertest"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 	"github.com/roster-sd/roster/retry"
 )
 

@@ -3,7 +3,7 @@ package main
 import (
 	"testing"
 
-	"github.com/roster-sd/roster/internal/depcheck"
+	"github.com/roster-sd/roster/internal/testing/depcheck"
 )
 
 // The example is an etcd-only fx application (fxmodule.Module and

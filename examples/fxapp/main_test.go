@@ -15,7 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/roster-sd/roster/internal/linebuf"
+	"github.com/roster-sd/roster/internal/testing/linebuf"
 )
 
 // runMainEnv, set in a child process's environment, makes the test

@@ -3,7 +3,7 @@ package etcdfx_test
 import (
 	"testing"
 
-	"github.com/roster-sd/roster/internal/depcheck"
+	"github.com/roster-sd/roster/internal/testing/depcheck"
 )
 
 // An etcd-only fx application (fxmodule and etcdfx) links etcd's client

@@ -16,7 +16,7 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
 	"github.com/roster-sd/roster/fxmodule/etcdfx"
-	"github.com/roster-sd/roster/internal/linebuf"
+	"github.com/roster-sd/roster/internal/testing/linebuf"
 )
 
 // An etcd client the application provides is used, and not closed.
@@ -87,7 +87,7 @@ func TestAppLoggerIsUsed(t *testing.T) {
 func TestTLSWithPlainTextEndpointIsRejected(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
+	cli := etcdtest.Client(t, srv)
 	host := srv.Endpoints()[0]
 	ca := writeCACert(t)
 	fromEnv, err := etcd.ConfigFromEnv(env(map[string]string{

@@ -15,8 +15,8 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
 	"github.com/roster-sd/roster/fxmodule/etcdfx"
-	"github.com/roster-sd/roster/internal/testcert"
-	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testing/testcert"
+	"github.com/roster-sd/roster/internal/testing/testlog"
 	"github.com/roster-sd/roster/retry"
 )
 

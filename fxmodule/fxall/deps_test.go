@@ -3,7 +3,7 @@ package fxall_test
 import (
 	"testing"
 
-	"github.com/roster-sd/roster/internal/depcheck"
+	"github.com/roster-sd/roster/internal/testing/depcheck"
 )
 
 // Selecting the backend by name links every backend's client, but never a

@@ -3,7 +3,7 @@ package memoryfx_test
 import (
 	"testing"
 
-	"github.com/roster-sd/roster/internal/depcheck"
+	"github.com/roster-sd/roster/internal/testing/depcheck"
 )
 
 // A memory-only fx application (fxmodule and memoryfx) links no

@@ -3,7 +3,7 @@ package natsfx_test
 import (
 	"testing"
 
-	"github.com/roster-sd/roster/internal/depcheck"
+	"github.com/roster-sd/roster/internal/testing/depcheck"
 )
 
 // A NATS-only fx application (fxmodule and natsfx) links NATS's client

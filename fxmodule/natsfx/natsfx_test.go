@@ -17,7 +17,7 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
 	"github.com/roster-sd/roster/fxmodule/natsfx"
-	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testing/testlog"
 	"github.com/roster-sd/roster/retry"
 )
 

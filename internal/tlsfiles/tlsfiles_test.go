@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/roster-sd/roster/internal/testcert"
+	"github.com/roster-sd/roster/internal/testing/testcert"
 	"github.com/roster-sd/roster/internal/tlsfiles"
 )
 

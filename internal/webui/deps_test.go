@@ -3,7 +3,7 @@ package webui_test
 import (
 	"testing"
 
-	"github.com/roster-sd/roster/internal/depcheck"
+	"github.com/roster-sd/roster/internal/testing/depcheck"
 )
 
 // TestDeps: the web view knows no backend (it reads a Registry) and links

@@ -17,8 +17,8 @@ import (
 
 	"github.com/roster-sd/roster/backends/memory"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/testlog"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testlog"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 	"github.com/roster-sd/roster/internal/webui"
 )
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testing/testlog"
 	"github.com/roster-sd/roster/internal/webui"
 )
 

@@ -161,13 +161,6 @@ func (c *Cluster) ClientConfig() clientv3.Config {
 	return cfg
 }
 
-// Client returns a new client made from ClientConfig, closed when t and its
-// subtests have finished. It fails t if the client cannot be made.
-func (c *Cluster) Client(t TB) *clientv3.Client {
-	t.Helper()
-	return newClient(t, c.ClientConfig())
-}
-
 // Leader returns the index in Members of the current leader, waiting up to
 // DefaultLeaderTimeout for one, as WaitLeader does.
 func (c *Cluster) Leader() (int, error) {

@@ -48,7 +48,7 @@ func mustPut(t *testing.T, cli *clientv3.Client, key string, opts ...clientv3.Op
 func TestWipeKeepsIdentityAndEmptiesTheStore(t *testing.T) {
 	t.Parallel()
 	s := startSingle(t, WithAuth("roster", "secret"))
-	cli := s.Client(t)
+	cli := newTestClient(t, s)
 	for range 20 {
 		mustPut(t, cli, "k")
 	}
@@ -69,7 +69,7 @@ func TestWipeKeepsIdentityAndEmptiesTheStore(t *testing.T) {
 func TestRestoreBackupGoesBackToTheMomentOfTheBackup(t *testing.T) {
 	t.Parallel()
 	s := startSingle(t)
-	cli := s.Client(t)
+	cli := newTestClient(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	lease, err := cli.Grant(ctx, 3600)
@@ -136,4 +136,16 @@ func TestWipeAndBackupRefuseClusterMembers(t *testing.T) {
 	if _, err := m.Backup(); !errors.Is(err, ErrNotSingle) {
 		t.Errorf("Backup = %v, want ErrNotSingle", err)
 	}
+}
+
+// newTestClient returns a client for s (a Server or a Cluster), closed when
+// t and its subtests have finished.
+func newTestClient(t testing.TB, s interface{ ClientConfig() clientv3.Config }) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(s.ClientConfig())
+	if err != nil {
+		t.Fatalf("new client: %v", err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return cli
 }

@@ -382,32 +382,6 @@ func (s *Server) baseClientConfig(endpoints []string) clientv3.Config {
 	}
 }
 
-// Client returns a new client made from ClientConfig, closed when t and its
-// subtests have finished. It fails t if the client cannot be made.
-func (s *Server) Client(t TB) *clientv3.Client {
-	t.Helper()
-	return newClient(t, s.ClientConfig())
-}
-
-// TB is the part of testing.TB that Server.Client and Cluster.Client use:
-// pass a *testing.T or *testing.B. It keeps package testing out of the
-// binaries that use this package.
-type TB interface {
-	Helper()
-	Fatalf(format string, args ...any)
-	Cleanup(func())
-}
-
-func newClient(t TB, cfg clientv3.Config) *clientv3.Client {
-	t.Helper()
-	cli, err := clientv3.New(cfg)
-	if err != nil {
-		t.Fatalf("embedded: new client: %v", err)
-	}
-	t.Cleanup(func() { _ = cli.Close() })
-	return cli
-}
-
 // TLSConfig returns a new client-side TLS configuration that trusts the
 // generated CA and presents the generated client certificate, or nil
 // without WithTLS.

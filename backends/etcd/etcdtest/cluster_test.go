@@ -37,7 +37,7 @@ func TestClusterStopLeader(t *testing.T) {
 	if len(members) != 3 || len(c.Endpoints()) != 3 || len(c.ClientConfig().Endpoints) != 3 {
 		t.Fatalf("cluster of %d members, %d endpoints", len(members), len(c.Endpoints()))
 	}
-	cli := c.Client(t)
+	cli := etcdtest.Client(t, c)
 	put(t, cli, "k", "v1")
 
 	start := time.Now()
@@ -97,7 +97,7 @@ func TestClusterKillLeader(t *testing.T) {
 			t.Fatalf("member %d DataDir() = %q, want %q", i, m.DataDir(), want)
 		}
 	}
-	cli := c.Client(t)
+	cli := etcdtest.Client(t, c)
 	put(t, cli, "k", "v1")
 
 	old, err := c.Leader()

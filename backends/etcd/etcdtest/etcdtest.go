@@ -4,6 +4,7 @@ import (
 	"io"
 	"testing"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/roster-sd/roster/backends/etcd/embedded"
@@ -112,6 +113,19 @@ func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 		}
 	})
 	return c
+}
+
+// Client returns a new client for s (a Server or a Cluster), made from its
+// ClientConfig and closed when t and its subtests have finished. It fails t
+// if the client cannot be made.
+func Client(t testing.TB, s interface{ ClientConfig() clientv3.Config }) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(s.ClientConfig())
+	if err != nil {
+		t.Fatalf("etcdtest: new client: %v", err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return cli
 }
 
 // StartProxy is NewProxy for tests: it fails t if the proxy cannot start

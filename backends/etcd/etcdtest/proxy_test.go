@@ -205,7 +205,7 @@ func TestProxyReject(t *testing.T) {
 	}
 	p.Accept()
 	mustGet(t, cli, "k", "v")
-	mustGet(t, s.Client(t), "k", "v")
+	mustGet(t, etcdtest.Client(t, s), "k", "v")
 }
 
 func ctxTimeout(t *testing.T, d time.Duration) context.Context {

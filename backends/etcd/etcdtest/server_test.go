@@ -12,7 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
-	"github.com/roster-sd/roster/internal/linebuf"
+	"github.com/roster-sd/roster/internal/testing/linebuf"
 )
 
 // put writes key=val within 5 s or fails t.
@@ -76,7 +76,7 @@ func TestServerPutGet(t *testing.T) {
 		t.Fatalf("ClientConfig() = %+v", cfg)
 	}
 
-	cli := s.Client(t)
+	cli := etcdtest.Client(t, s)
 	put(t, cli, "k", "v")
 	mustGet(t, cli, "k", "v")
 }
@@ -84,7 +84,7 @@ func TestServerPutGet(t *testing.T) {
 func TestServerStopRestart(t *testing.T) {
 	t.Parallel()
 	s := etcdtest.Start(t)
-	cli := s.Client(t)
+	cli := etcdtest.Client(t, s)
 	eps := s.Endpoints()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -148,7 +148,7 @@ func TestServerStopRestart(t *testing.T) {
 func TestServerStopCutsStreams(t *testing.T) {
 	t.Parallel()
 	s := etcdtest.Start(t)
-	cli := s.Client(t)
+	cli := etcdtest.Client(t, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lease, err := cli.Grant(ctx, 10)
@@ -189,7 +189,7 @@ func TestServerStopCutsStreams(t *testing.T) {
 func TestServerKill(t *testing.T) {
 	t.Parallel()
 	s := etcdtest.Start(t)
-	cli := s.Client(t)
+	cli := etcdtest.Client(t, s)
 	put(t, cli, "k", "v")
 	if err := s.Kill(); err != nil {
 		t.Fatalf("Kill: %v", err)
@@ -241,7 +241,7 @@ func TestWithDataDir(t *testing.T) {
 	if s1.DataDir() != dir {
 		t.Fatalf("DataDir() = %q, want %q", s1.DataDir(), dir)
 	}
-	put(t, s1.Client(t), "k", "kept")
+	put(t, etcdtest.Client(t, s1), "k", "kept")
 	if err := s1.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -250,7 +250,7 @@ func TestWithDataDir(t *testing.T) {
 	}
 
 	s2 := etcdtest.Start(t, etcdtest.WithDataDir(dir))
-	mustGet(t, s2.Client(t), "k", "kept")
+	mustGet(t, etcdtest.Client(t, s2), "k", "kept")
 }
 
 func TestWithClientPort(t *testing.T) {
@@ -266,7 +266,7 @@ func TestWithClientPort(t *testing.T) {
 	if got, want := s.Endpoints()[0], "127.0.0.1:"+strconv.Itoa(port); got != want {
 		t.Fatalf("Endpoints()[0] = %q, want %q", got, want)
 	}
-	put(t, s.Client(t), "k", "v")
+	put(t, etcdtest.Client(t, s), "k", "v")
 }
 
 func TestWithLogOutput(t *testing.T) {

@@ -46,7 +46,7 @@ func TestTLSAndAuth(t *testing.T) {
 	}
 
 	t.Run("right certificate and password", func(t *testing.T) {
-		cli := s.Client(t)
+		cli := etcdtest.Client(t, s)
 		put(t, cli, "k", "v")
 		mustGet(t, cli, "k", "v")
 	})
@@ -114,7 +114,7 @@ func TestTLSAndAuth(t *testing.T) {
 		if err := s.Restart(); err != nil {
 			t.Fatalf("Restart: %v", err)
 		}
-		mustGet(t, s.Client(t), "k", "v")
+		mustGet(t, etcdtest.Client(t, s), "k", "v")
 		cfg := s.ClientConfig()
 		cfg.Password = "wrong"
 		cli, err := newClient(t, cfg)
@@ -130,7 +130,7 @@ func TestTLSAndAuth(t *testing.T) {
 func TestAuthNonRootUser(t *testing.T) {
 	t.Parallel()
 	s := etcdtest.Start(t, etcdtest.WithAuth("alice", "pw"))
-	cli := s.Client(t)
+	cli := etcdtest.Client(t, s)
 	put(t, cli, "k", "v")
 
 	cfg := s.ClientConfig()

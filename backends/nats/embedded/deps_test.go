@@ -3,7 +3,7 @@ package embedded_test
 import (
 	"testing"
 
-	"github.com/roster-sd/roster/internal/depcheck"
+	"github.com/roster-sd/roster/internal/testing/depcheck"
 )
 
 // A command that links the embedded server (roster dev) links no test

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/roster-sd/roster/backends/nats/natstest"
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 func connect(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream {

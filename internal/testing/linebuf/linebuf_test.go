@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/roster-sd/roster/internal/linebuf"
+	"github.com/roster-sd/roster/internal/testing/linebuf"
 )
 
 // fatalRecorder is a testing.TB whose Fatalf records the message and ends

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/roster-sd/roster/internal/testlog"
+	"github.com/roster-sd/roster/internal/testing/testlog"
 )
 
 // recorder is a testing.TB that keeps what is logged.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/backendkit"
-	"github.com/roster-sd/roster/internal/resolvertest"
+	"github.com/roster-sd/roster/internal/testing/resolvertest"
 )
 
 func TestMain(m *testing.M) {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/roster-sd/roster/internal/testwait"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 // fatalTB records Fatalf and ends the goroutine, as testing.T does.
