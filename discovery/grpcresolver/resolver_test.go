@@ -288,9 +288,11 @@ func TestRegistryOutageState(t *testing.T) {
 		for round := 1; round <= 2; round++ {
 			e.Store.SetAvailable(false)
 			// The bubble's clock passes 50ms, through the resolver's
-			// retries, once every goroutine has done what the outage
-			// makes it do.
+			// retries, and synctest.Wait lets every goroutine woken at
+			// its end finish: nothing is left to send, so the absence
+			// check below is exact.
 			time.Sleep(50 * time.Millisecond)
+			synctest.Wait()
 			if states, errs := cc.counts(); states != round || errs != 0 {
 				t.Errorf("outage %d: %d states and %d errors sent, want %d and none", round, states, errs, round)
 			}
@@ -379,8 +381,10 @@ func TestResolveNow(t *testing.T) {
 		if d := time.Since(first); d < interval/2 {
 			t.Errorf("second forced Resolve %v after the first, want at least the interval %v", d, interval)
 		}
-		// A whole interval more on the bubble's clock: no third Resolve.
+		// A whole interval more on the bubble's clock, every goroutine
+		// settled (synctest.Wait): no third Resolve.
 		time.Sleep(interval)
+		synctest.Wait()
 		if got := up.resolves.Load(); got != 2 {
 			t.Errorf("upstream Resolve called %d times for 6 ResolveNow calls, want 2", got)
 		}
