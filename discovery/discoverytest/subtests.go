@@ -59,7 +59,7 @@ var subtests = []subtest{
 // allSubtests lists every subtest Run runs: the core ones, then those on
 // the serving fields of an instance (serving.go).
 func allSubtests() []subtest {
-	return append(append([]subtest(nil), subtests...), servingSubtests...)
+	return append(append(append([]subtest(nil), subtests...), servingSubtests...), maintenanceSubtests...)
 }
 
 const payments = "payments"
