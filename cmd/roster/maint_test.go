@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/backends/nats/natstest"
 )
 
 // TestMaintOnOff runs the real binary against a real etcd: maint on puts a
@@ -120,4 +121,40 @@ func TestMaintRejectsBadInput(t *testing.T) {
 	if r.code != 0 || r.stdout != "no maintenance overrides on payments\n" {
 		t.Errorf("maint ls after the rejected commands: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
+}
+
+// TestMaintOnNATS: the same commands against a real nats-server: watch
+// and ls show the override, maint ls lists it, off restores serving.
+func TestMaintOnNATS(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	env := []string{"ROSTER_BACKEND=nats", "ROSTER_ENDPOINTS=" + srv.URL()}
+	watch := startRoster(t, env, "watch", "payments")
+	watch.waitLine("payments: 0 instances")
+	reg := startRoster(t, env, "register", "--service", "payments", "--id", "p-1", "--address", "127.0.0.1:8080", "--ttl", "60s")
+	reg.waitLine("registered payments/p-1")
+	watch.waitLine("+ p-1 127.0.0.1:8080")
+
+	r := runRoster(t, env, "maint", "on", "payments/p-1", "--reason", "disk")
+	if r.code != 0 || r.stdout != "maintenance on payments/p-1: \"disk\"\n" {
+		t.Fatalf("maint on: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	watch.waitLine(`~ p-1 127.0.0.1:8080 [maintenance "disk"]`)
+	r = runRoster(t, env, "ls", "payments")
+	if !regexp.MustCompile(`(?m)^p-1\s+127\.0\.0\.1:8080\s+maintenance "disk"\s`).MatchString(r.stdout) || r.stderr != "" {
+		t.Errorf("ls payments under the override: exit %d\n%s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	r = runRoster(t, env, "maint", "ls", "payments")
+	if !regexp.MustCompile(`(?m)^payments/p-1\s+"disk"\s+\S+Z\s+-$`).MatchString(r.stdout) {
+		t.Errorf("maint ls payments: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runRoster(t, env, "maint", "off", "payments/p-1")
+	if r.code != 0 || r.stdout != "maintenance off payments/p-1\n" {
+		t.Fatalf("maint off: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if line := watch.waitLine("~ p-1"); line != "~ p-1 127.0.0.1:8080" {
+		t.Errorf("watch after maint off printed %q; want p-1 serving", line)
+	}
+	reg.interrupt()
+	watch.interrupt()
 }
