@@ -14,6 +14,7 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/backendkit"
+	"github.com/roster-sd/roster/internal/maintkit"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -76,7 +77,7 @@ func (b *Backend) list(ctx context.Context, service string) ([]discovery.Instanc
 	if err != nil {
 		return nil, 0, err
 	}
-	return b.decodeAll(service, resp.Kvs), resp.Header.Revision, nil
+	return maintkit.Merge(b.decodeAll(service, resp.Kvs)), resp.Header.Revision, nil
 }
 
 // decodeAll returns the instances of service among kvs, normalized.
@@ -131,6 +132,9 @@ func (b *Backend) listFrom(ctx context.Context, service string) (listing, error)
 // the address, but a stored instance always has its ID, and an empty one
 // would match the key <Prefix>/<service>/ itself.
 func (b *Backend) decode(service string, kv *mvccpb.KeyValue) (discovery.Instance, bool) {
+	if in, ok, reserved := b.decodeReserved(service, kv); reserved { // maint.go
+		return in, ok
+	}
 	id := strings.TrimPrefix(string(kv.Key), b.servicePrefix(service))
 	in, err := decodeInstance(service, id, kv.Value)
 	if err != nil {
@@ -202,7 +206,7 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 		for _, in := range current {
 			set = append(set, in)
 		}
-		feed.PublishAt(set, uint64(at))
+		feed.PublishAt(maintkit.Merge(set), uint64(at))
 	}
 	for ctx.Err() == nil {
 		if rev == 0 {
@@ -224,7 +228,7 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 				current[prefix+in.ID] = in
 			}
 			at = l.rev
-			feed.PublishAt(l.set, uint64(at))
+			feed.PublishAt(maintkit.Merge(l.set), uint64(at))
 			rev, cluster, history = l.rev+1, l.cluster, l.history
 			epoch = nil // the list is of the present history
 		}

@@ -51,6 +51,8 @@ type Store struct {
 	back      chan struct{} // closed (and replaced) when the Store becomes available again
 	seq       uint64        // orders the Backends waiting for a key
 	rev       uint64        // counts the changes to services: the sets' revision (discovery.RevisionResolver)
+
+	maint maintStore // operators' overrides (maint.go)
 }
 
 // entry is one published instance and the Backend that owns it.
@@ -229,7 +231,7 @@ func (s *Store) setLocked(service string) []discovery.Instance {
 	for _, e := range ids {
 		set = append(set, e.inst)
 	}
-	return discovery.NormalizeSet(set)
+	return s.maint.applyLocked(service, discovery.NormalizeSet(set))
 }
 
 // publishLocked hands the current set of service to its watchers, if any.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/backendkit"
+	"github.com/roster-sd/roster/internal/maintkit"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -87,7 +88,7 @@ func (b *Backend) resolve(ctx context.Context, service, filter string) ([]discov
 				seen = max(seen, e.Revision())
 			}
 			if listed && seen >= target {
-				return discovery.NormalizeSet(values(set)), nil
+				return maintkit.Merge(discovery.NormalizeSet(values(set))), nil
 			}
 		}
 	}
@@ -126,6 +127,9 @@ func (b *Backend) usable(ctx context.Context, op, service string) error {
 
 // apply records entry e in set, keyed by bucket key.
 func (b *Backend) apply(set map[string]discovery.Instance, e jetstream.KeyValueEntry) {
+	if b.applyReserved(set, e) { // maint.go
+		return
+	}
 	if e.Operation() != jetstream.KeyValuePut {
 		delete(set, e.Key())
 		return
@@ -294,7 +298,7 @@ func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendki
 				seen = max(seen, e.Revision())
 			}
 			if current && seen >= target {
-				f.Publish(values(set))
+				f.Publish(maintkit.Merge(values(set)))
 			}
 		}
 	}

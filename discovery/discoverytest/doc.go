@@ -84,6 +84,14 @@
 //     FaultWatchReportsOutageThenExactSet,
 //     FaultCloseInAnOutageNamesWhatItLeft,
 //     FaultDeregisterInAnOutageWaitsForTheRegistry.
+//   - Operators' maintenance overrides, for backends that implement
+//     discovery.Maintainer (skipped for the others):
+//     MaintenanceOverridesCondition (an override reaches a watcher as one
+//     set change, shows as maintenance with the operator's reason, is
+//     routed by no RoutePolicy, survives the process's own updates, and
+//     clearing it restores the process's condition), MaintenanceOfWholeService,
+//     MaintenanceBeforeRegistration, MaintenanceSurvivesProcessRestart,
+//     MaintenanceExpires and InvalidMaintenanceWritesNothing.
 //
 // Run a single one with go test -run 'TestConformance/WatchNextAfterChange'.
 //

@@ -62,10 +62,12 @@ var subtests = []subtest{
 }
 
 // allSubtests lists every subtest Run runs: the core ones, those on the
-// serving fields of an instance (serving.go), then the fault scenarios
+// serving fields of an instance (serving.go), those on operators'
+// maintenance overrides (maintenance.go), then the fault scenarios
 // (faults.go).
 func allSubtests() []subtest {
 	all := append(append([]subtest(nil), subtests...), servingSubtests...)
+	all = append(all, maintenanceSubtests...)
 	return append(all, faultsAsSubtests()...)
 }
 
