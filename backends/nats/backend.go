@@ -18,8 +18,9 @@ import (
 )
 
 var (
-	_ discovery.Backend        = (*Backend)(nil)
-	_ discovery.StatusReporter = (*Backend)(nil)
+	_ discovery.Backend          = (*Backend)(nil)
+	_ discovery.StatusReporter   = (*Backend)(nil)
+	_ discovery.RevisionResolver = (*Backend)(nil)
 )
 
 // Headers of the messages the Backend writes, besides JetStream's own.

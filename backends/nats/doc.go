@@ -86,6 +86,15 @@
 // (after DefaultMarkerTTL), and the watch's consumer does not outlive a
 // server restart anyway.
 //
+// Sets carry a revision (discovery.RevisionResolver): the stream sequence
+// of the last message on one of the service's keys that the read or the
+// watch took in, renewals included, so that a client that uses both
+// Resolve and Watch (package grpcresolver) never goes back to an older
+// set. A bucket deleted and made again (or created anew on a server that
+// lost its data) restarts its sequences: the watchers report an outage
+// (backendkit.Feed's Reset) before its first set, so that no client
+// compares revisions across the two.
+//
 // # Operators' tools
 //
 // Services, Instances and Delete serve tools that show and fix the bucket

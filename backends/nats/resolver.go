@@ -16,6 +16,14 @@ import (
 // errDisconnected is the cause watchers see while the connection is down.
 var errDisconnected = errors.New("nats: connection lost")
 
+// errBucketLost is read's error when the bucket is found gone, and
+// errBucketRecreated the cause of the outage watchers then see: the next
+// sets come from a new bucket, whose sequences started again.
+var (
+	errBucketLost      = errors.New("nats: the bucket is gone")
+	errBucketRecreated = errors.New("nats: the bucket was deleted and made again; its revisions start again")
+)
+
 // Resolve implements discovery.Resolver: it reads the last value of every
 // key of service with one key-value watch (the bucket's own listing), up to
 // the service's last write stored when the listing ends (one more
@@ -23,39 +31,50 @@ var errDisconnected = errors.New("nats: connection lost")
 // has no instances. Errors wrap discovery.ErrUnavailable when NATS cannot
 // be reached, and discovery.ErrClosed after Close.
 func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
-	if err := discovery.ValidateName("Service", service); err != nil {
-		return nil, fmt.Errorf("nats: resolve: %w", err)
-	}
-	if err := b.usable(ctx, "resolve", service); err != nil {
-		return nil, err
-	}
-	filter, err := serviceFilter(service)
-	if err != nil {
-		return []discovery.Instance{}, nil
-	}
-	if err := b.connected(); err != nil {
-		return nil, fmt.Errorf("nats: resolve %q: %w", service, err)
-	}
-	set, err := b.resolve(ctx, service, filter)
-	if b.checkBucket(err) {
-		// The bucket is gone (a server restarted without its data, a
-		// deleted bucket): open, or create, it again and read that.
-		set, err = b.resolve(ctx, service, filter)
-	}
+	set, _, err := b.ResolveRevision(ctx, service)
 	return set, err
 }
 
-// resolve is Resolve's one attempt, on the keys matching filter.
-func (b *Backend) resolve(ctx context.Context, service, filter string) ([]discovery.Instance, error) {
+// ResolveRevision implements discovery.RevisionResolver: Resolve, with the
+// service's revision, the stream sequence of the last message on one of
+// its keys that the read took in (0 if there is none). The Backend's
+// Watchers give the same with each set. Sequences restart when the bucket
+// is deleted and made again: the Watchers then report an outage first.
+func (b *Backend) ResolveRevision(ctx context.Context, service string) ([]discovery.Instance, uint64, error) {
+	if err := discovery.ValidateName("Service", service); err != nil {
+		return nil, 0, fmt.Errorf("nats: resolve: %w", err)
+	}
+	if err := b.usable(ctx, "resolve", service); err != nil {
+		return nil, 0, err
+	}
+	filter, err := serviceFilter(service)
+	if err != nil {
+		return []discovery.Instance{}, 0, nil
+	}
+	if err := b.connected(); err != nil {
+		return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, err)
+	}
+	set, rev, err := b.resolve(ctx, service, filter)
+	if b.checkBucket(err) {
+		// The bucket is gone (a server restarted without its data, a
+		// deleted bucket): open, or create, it again and read that.
+		set, rev, err = b.resolve(ctx, service, filter)
+	}
+	return set, rev, err
+}
+
+// resolve is Resolve's one attempt, on the keys matching filter; it
+// returns the set and its revision.
+func (b *Backend) resolve(ctx context.Context, service, filter string) ([]discovery.Instance, uint64, error) {
 	_, changed, _ := b.conn.get()
 	kv, _, err := b.bucket(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("nats: resolve %q: %w", service, err)
+		return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, err)
 	}
 	// Deletes are delivered too: Delta counts them (see below).
 	w, err := kv.Watch(ctx, filter)
 	if err != nil {
-		return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, err))
+		return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, err))
 	}
 	defer stopWatcher(w)
 	set := make(map[string]discovery.Instance)
@@ -70,16 +89,16 @@ func (b *Backend) resolve(ctx context.Context, service, filter string) ([]discov
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("nats: resolve %q: %w", service, ctx.Err())
+			return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, ctx.Err())
 		case <-changed:
-			return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, errDisconnected))
+			return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, errDisconnected))
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, errDisconnected))
+				return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, errDisconnected))
 			}
 			if e == nil {
 				if target, err = b.lastSequence(ctx, filter); err != nil {
-					return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, err))
+					return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, err))
 				}
 				listed = true
 			} else {
@@ -87,7 +106,9 @@ func (b *Backend) resolve(ctx context.Context, service, filter string) ([]discov
 				seen = max(seen, e.Revision())
 			}
 			if listed && seen >= target {
-				return discovery.NormalizeSet(values(set)), nil
+				// The set holds every message on the service's keys up
+				// to seen: that is its revision.
+				return discovery.NormalizeSet(values(set)), seen, nil
 			}
 		}
 	}
@@ -209,6 +230,10 @@ func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed
 	}
 	var bo retry.Backoff
 	recreated := false
+	// created is when the bucket that f's sets come from was created,
+	// zero before the first set or after a Reset: a bucket created at
+	// another time is a new one, whose sequences restarted.
+	var created time.Time
 	for {
 		up, changed, cause := b.conn.get()
 		if !up {
@@ -224,9 +249,13 @@ func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed
 			}
 		}
 		lost := b.lostSignal()
-		kv, _, err := b.bucket(ctx)
+		kv, stream, err := b.bucket(ctx)
 		var w jetstream.KeyWatcher
 		if err == nil {
+			if c := stream.CachedInfo().Created; !created.IsZero() && !c.Equal(created) {
+				f.Reset(errBucketRecreated)
+			}
+			created = stream.CachedInfo().Created
 			w, err = kv.Watch(ctx, filter)
 		}
 		if err == nil {
@@ -235,6 +264,13 @@ func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errBucketLost) {
+			// The next sets come from a new bucket: no revision compares
+			// with the old one's.
+			f.Reset(errBucketRecreated)
+			bo, recreated, created = nil, false, time.Time{}
+			continue
 		}
 		if err == nil {
 			// The watch ended with the connection, or with its bucket:
@@ -259,11 +295,12 @@ func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed
 	}
 }
 
-// read applies w's entries to a fresh set and publishes it on f once the
-// current values are in and after every change, until ctx ends, the
-// connection changes state, the bucket is found gone (lost closes) or the
-// watch ends (it then returns nil), or until it cannot read the service's
-// last sequence (it returns why).
+// read applies w's entries to a fresh set and publishes it on f, at the
+// sequence of the last entry applied, once the current values are in and
+// after every change, until ctx ends, the connection changes state or the
+// watch ends (it then returns nil), the bucket is found gone (lost closes:
+// it returns errBucketLost), or it cannot read the service's last
+// sequence (it returns why).
 func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendkit.Feed, changed, lost <-chan struct{}, filter string) error {
 	set := make(map[string]discovery.Instance)
 	// As in Resolve: the first set goes out once the watch has delivered
@@ -278,7 +315,7 @@ func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendki
 		case <-changed:
 			return nil
 		case <-lost:
-			return nil
+			return errBucketLost
 		case e, ok := <-w.Updates():
 			if !ok {
 				return nil
@@ -294,7 +331,9 @@ func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendki
 				seen = max(seen, e.Revision())
 			}
 			if current && seen >= target {
-				f.Publish(values(set))
+				// A renewal leaves the set as it was and only moves its
+				// revision on.
+				f.PublishAt(values(set), seen)
 			}
 		}
 	}

@@ -26,6 +26,8 @@ type Feed struct {
 	err     error         // set by Close
 	fault   error         // set by Fail, cleared by Publish
 	faults  uint64        // counts Fail episodes
+	resets  uint64        // counts Reset calls
+	reset   error         // what the last Reset reported
 }
 
 // NewFeed returns a feed with no set yet: watchers' first Next waits for
@@ -75,15 +77,44 @@ func (f *Feed) Fail(cause error) {
 	if f.err != nil || f.fault != nil {
 		return
 	}
+	f.fault = outage(cause)
+	f.faults++
+	f.wakeLocked()
+}
+
+// outage is the error watchers get for an outage for cause.
+func outage(cause error) error {
 	switch {
 	case cause == nil:
-		f.fault = discovery.ErrUnavailable
+		return discovery.ErrUnavailable
 	case errors.Is(cause, discovery.ErrUnavailable):
-		f.fault = cause // already says so, e.g. passed on from an upstream
+		return cause // already says so, e.g. passed on from an upstream
 	default:
-		f.fault = fmt.Errorf("%w: %w", discovery.ErrUnavailable, cause)
+		return fmt.Errorf("%w: %w", discovery.ErrUnavailable, cause)
 	}
-	f.faults++
+}
+
+// Reset records that the registry behind the feed started a new history
+// (wiped, restored from a backup, its store deleted and made again), whose
+// revisions restart and compare with none before. It is Fail, except that
+// every watcher that exists now reports the outage (an error wrapping
+// [discovery.ErrUnavailable] and cause) on its next call even if a set was
+// published meanwhile, before that set: so that a client of revisions (see
+// [discovery.RevisionResolver]) never compares the new history's with the
+// old one's. A watcher reports one outage for any number of Resets and
+// Fails it has not seen. Reset after Close does nothing.
+func (f *Feed) Reset(cause error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return
+	}
+	f.reset = outage(cause)
+	f.resets++
+	if f.fault == nil {
+		f.fault = f.reset
+		f.faults++
+	}
 	f.wakeLocked()
 }
 
@@ -124,6 +155,9 @@ func (f *Feed) Close(err error) {
 // release a shared watch when its last watcher goes.
 func (f *Feed) NewWatcher(ctx context.Context, onStop func()) discovery.Watcher {
 	w := &feedWatcher{feed: f, onStop: onStop, stopped: make(chan struct{})}
+	f.mu.Lock()
+	w.resets = f.resets // a watcher made after a Reset starts in the new history
+	f.mu.Unlock()
 	w.release = context.AfterFunc(ctx, func() { w.stop(context.Cause(ctx)) })
 	return w
 }
@@ -139,6 +173,7 @@ type feedWatcher struct {
 	cause    error  // why the watcher stopped; nil for Stop; set before stopped closes
 	seen     uint64 // version last returned by Next
 	faults   uint64 // outages already reported by Next
+	resets   uint64 // Resets already reported by Next
 }
 
 func (w *feedWatcher) Next(ctx context.Context) ([]discovery.Instance, error) {
@@ -158,10 +193,14 @@ func (w *feedWatcher) NextRevision(ctx context.Context) ([]discovery.Instance, u
 		f := w.feed
 		f.mu.Lock()
 		version, set, rev, err, changed := f.version, f.set, f.rev, f.err, f.changed
-		fault, faults := f.fault, f.faults
+		fault, faults, resets, reset := f.fault, f.faults, f.resets, f.reset
 		f.mu.Unlock()
 		if err != nil {
 			return nil, 0, err
+		}
+		if resets > w.resets {
+			w.resets, w.faults = resets, faults
+			return nil, 0, reset
 		}
 		if fault != nil && faults > w.faults {
 			w.faults = faults
