@@ -67,14 +67,14 @@ type Backend struct {
 	// a channel rather than a mutex, since opening takes requests and
 	// another caller waits only as long as its context allows.
 	bucketSem chan struct{}
-	// bmu guards kv, stream and bucketLost. kv and stream are set when
-	// the bucket is open, and dropped when a request finds it gone (a
+	// bmu guards kv and stream, which are set when the bucket is open,
+	// and dropped (bucketLost notified) when a request finds it gone (a
 	// server restarted without its data, a deleted bucket), so that the
 	// next use opens, or creates, it again.
 	bmu        sync.Mutex
-	kv         jetstream.KeyValue // nil until the bucket is open
-	stream     jetstream.Stream   // the bucket's stream, with kv
-	bucketLost chan struct{}      // closed, and replaced, when kv is dropped
+	kv         jetstream.KeyValue   // nil until the bucket is open
+	stream     jetstream.Stream     // the bucket's stream, with kv
+	bucketLost backendkit.Broadcast // notified when kv is dropped
 
 	mu        sync.Mutex
 	regs      map[discovery.Key]*registration
@@ -107,18 +107,17 @@ func New(cfg Config) (*Backend, error) {
 		return nil, err
 	}
 	b := &Backend{
-		cfg:        cfg,
-		log:        backendLogger(cfg.Logger),
-		prefix:     "$KV." + cfg.Bucket + ".",
-		owner:      nuid.Next(),
-		conn:       newConnState(),
-		board:      backendkit.NewStatusBoard(),
-		events:     make(chan *natsgo.Msg, eventBuffer),
-		bucketSem:  make(chan struct{}, 1),
-		bucketLost: make(chan struct{}),
-		regs:       make(map[discovery.Key]*registration),
-		bySubject:  make(map[string]*registration),
-		removals:   make(map[discovery.Key]*removal),
+		cfg:       cfg,
+		log:       backendLogger(cfg.Logger),
+		prefix:    "$KV." + cfg.Bucket + ".",
+		owner:     nuid.Next(),
+		conn:      newConnState(),
+		board:     backendkit.NewStatusBoard(),
+		events:    make(chan *natsgo.Msg, eventBuffer),
+		bucketSem: make(chan struct{}, 1),
+		regs:      make(map[discovery.Key]*registration),
+		bySubject: make(map[string]*registration),
+		removals:  make(map[discovery.Key]*removal),
 	}
 	b.group = backendkit.NewFeedGroup(b.startFollowing)
 	opts, err := b.connectOptions()

@@ -78,8 +78,7 @@ func (b *Backend) dropBucket(cause error) {
 	defer b.bmu.Unlock()
 	if b.kv != nil {
 		b.kv, b.stream = nil, nil
-		close(b.bucketLost)
-		b.bucketLost = make(chan struct{})
+		b.bucketLost.Notify()
 		if !b.closing.Load() {
 			b.log.Warn("the bucket is gone; creating it again", "bucket", b.cfg.Bucket, "error", cause)
 		}
@@ -105,9 +104,7 @@ func (b *Backend) followBucket() {
 
 // lostSignal returns a channel closed when the bucket is next found gone.
 func (b *Backend) lostSignal() <-chan struct{} {
-	b.bmu.Lock()
-	defer b.bmu.Unlock()
-	return b.bucketLost
+	return b.bucketLost.Changed()
 }
 
 // openBucket opens the bucket, creating it if absent, and checks its

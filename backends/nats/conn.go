@@ -12,6 +12,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/backendkit"
 	"github.com/roster-sd/roster/internal/envconfig"
 )
 
@@ -117,10 +118,10 @@ type connState struct {
 	mu      sync.Mutex
 	up      bool
 	err     error
-	changed chan struct{}
+	changes backendkit.Broadcast
 }
 
-func newConnState() *connState { return &connState{up: true, changed: make(chan struct{})} }
+func newConnState() *connState { return &connState{up: true} }
 
 // set records the connection's state and reports whether it changed.
 func (c *connState) set(up bool, err error) bool {
@@ -130,8 +131,7 @@ func (c *connState) set(up bool, err error) bool {
 		return false
 	}
 	c.up, c.err = up, err
-	close(c.changed)
-	c.changed = make(chan struct{})
+	c.changes.Notify()
 	return true
 }
 
@@ -140,5 +140,5 @@ func (c *connState) set(up bool, err error) bool {
 func (c *connState) get() (up bool, changed <-chan struct{}, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.up, c.changed, c.err
+	return c.up, c.changes.Changed(), c.err
 }

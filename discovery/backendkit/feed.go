@@ -20,20 +20,20 @@ import (
 type Feed struct {
 	mu      sync.Mutex
 	set     []discovery.Instance
-	version uint64        // 0 until the first Publish
-	rev     uint64        // registry revision of set, from PublishAt; 0 unknown
-	changed chan struct{} // closed and replaced on every change
-	err     error         // set by Close
-	fault   error         // set by Fail, cleared by Publish
-	faults  uint64        // counts Fail episodes
-	resets  uint64        // counts Reset calls
-	reset   error         // what the last Reset reported
+	version uint64    // 0 until the first Publish
+	rev     uint64    // registry revision of set, from PublishAt; 0 unknown
+	changes Broadcast // wakes the watchers at every change
+	err     error     // set by Close
+	fault   error     // set by Fail, cleared by Publish
+	faults  uint64    // counts Fail episodes
+	resets  uint64    // counts Reset calls
+	reset   error     // what the last Reset reported
 }
 
 // NewFeed returns a feed with no set yet: watchers' first Next waits for
 // the first Publish.
 func NewFeed() *Feed {
-	return &Feed{changed: make(chan struct{})}
+	return &Feed{}
 }
 
 // Publish makes set the current set. The feed stores a normalized deep copy
@@ -118,10 +118,7 @@ func (f *Feed) Reset(cause error) {
 	f.wakeLocked()
 }
 
-func (f *Feed) wakeLocked() {
-	close(f.changed)
-	f.changed = make(chan struct{})
-}
+func (f *Feed) wakeLocked() { f.changes.Notify() }
 
 // Current returns a copy of the current set and whether one has been
 // published yet.
@@ -144,7 +141,7 @@ func (f *Feed) Close(err error) {
 		return
 	}
 	f.err = err
-	close(f.changed)
+	f.changes.Close()
 }
 
 // NewWatcher returns a Watcher on the feed that lives until Stop or until
@@ -192,7 +189,7 @@ func (w *feedWatcher) NextRevision(ctx context.Context) ([]discovery.Instance, u
 		}
 		f := w.feed
 		f.mu.Lock()
-		version, set, rev, err, changed := f.version, f.set, f.rev, f.err, f.changed
+		version, set, rev, err, changed := f.version, f.set, f.rev, f.err, f.changes.Changed()
 		fault, faults, resets, reset := f.fault, f.faults, f.resets, f.reset
 		f.mu.Unlock()
 		if err != nil {
