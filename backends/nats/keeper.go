@@ -97,53 +97,36 @@ func (b *Backend) mark(m *natsgo.Msg) {
 }
 
 // run brings the registrations in line with the bucket (all of them and
-// renewing if full, else those marked) and, on a failure, retries until
-// it succeeds or Close starts.
+// renewing if full, else those marked) and, on a failure, retries with the
+// retry policy, renewing everything, until it succeeds or Close starts.
+// A wait ends at once when the connection comes back (or drops, which
+// costs one early attempt).
 func (b *Backend) run(full bool) {
-	// Taken before each attempt, so that a connection that drops or comes
-	// back during it (or before the wait) ends the wait at once.
-	_, changed, _ := b.conn.get()
-	err := b.connected()
-	if err == nil {
-		err = b.syncAll(full)
-	}
-	if err == nil {
-		return
-	}
-	// A bucket found gone (a server restarted without its data, a
-	// deleted bucket) is created again, and every key published again,
-	// at once rather than after the retry policy's delay: once per
-	// failure, so that a bucket that cannot be made to stay does not
-	// make the keeper spin.
-	if b.checkBucket(err) && b.connected() == nil {
-		if err = b.syncAll(true); err == nil {
-			return
+	// Subscribed before the first attempt, so that a connection that
+	// drops or comes back during an attempt ends the next wait at once.
+	wake, unsubscribe := b.conn.changes.Subscribe()
+	defer unsubscribe()
+	first := true
+	_ = b.cfg.Retry.Do(b.ctx, func(context.Context) error {
+		if err := b.connected(); err != nil {
+			return err // no request can get through: wait for the next delay or the reconnection
 		}
-	}
-	bo := b.cfg.Retry.Backoff()
-	for attempt := 1; ; attempt++ {
-		delay, _ := bo.Next() // never stops: see retry.Backoff
+		err := b.syncAll(full || !first)
+		first = false
+		// A bucket found gone (a server restarted without its data, a
+		// deleted bucket) is created again, and every key published
+		// again, at once rather than after the retry policy's delay:
+		// once per failure, so that a bucket that cannot be made to stay
+		// does not make the keeper spin.
+		if b.checkBucket(err) && b.connected() == nil {
+			err = b.syncAll(true)
+		}
+		return err
+	}, retry.OnFailure(func(f retry.Failure) {
 		b.retries.Add(1)
-		n := b.retrying(attempt, delay, err)
-		b.log.Warn("failed to renew instances, will retry", "instances", n, "attempt", attempt, "retry_in", delay, "error", err)
-		// Wake at once when the connection comes back (or drops, which
-		// costs one early attempt).
-		if retry.Sleep(b.ctx, delay, changed) != nil {
-			return
-		}
-		_, changed, _ = b.conn.get()
-		if err = b.connected(); err != nil {
-			continue // no request can get through: wait for the next delay or the reconnection
-		}
-		if err = b.syncAll(true); err == nil {
-			return
-		}
-		if b.checkBucket(err) {
-			if err = b.syncAll(true); err == nil {
-				return
-			}
-		}
-	}
+		n := b.retrying(f.Attempt, f.Delay, f.Err)
+		b.log.Warn("failed to renew instances, will retry", "instances", n, "attempt", f.Attempt, "retry_in", f.Delay, "error", f.Err)
+	}), retry.WakeOn(wake))
 }
 
 // snapshot returns the registrations, sorted by key.

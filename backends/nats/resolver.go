@@ -228,71 +228,66 @@ func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed
 		<-ctx.Done()
 		return
 	}
-	var bo retry.Backoff
-	recreated := false
 	// created is when the bucket that f's sets come from was created,
 	// zero before the first set or after a Reset: a bucket created at
 	// another time is a new one, whose sequences restarted.
 	var created time.Time
-	for {
-		up, changed, cause := b.conn.get()
-		if !up {
-			if cause == nil {
-				cause = errDisconnected
+	for ctx.Err() == nil {
+		// One retry sequence, from a fresh backoff, until a watch ends
+		// without failing (the connection changed, the bucket was lost):
+		// then start over at once. A wait ends as soon as the connection
+		// comes back (or drops), and so does a watch.
+		wake, unsubscribe := b.conn.changes.Subscribe()
+		recreated := false
+		_ = b.cfg.Retry.Do(ctx, func(ctx context.Context) error {
+			err := b.watchOnce(ctx, filter, f, &created)
+			if b.checkBucket(err) && !recreated {
+				// The bucket is gone: open, or create, it again at once.
+				recreated = true
+				err = b.watchOnce(ctx, filter, f, &created)
 			}
-			f.Fail(cause)
-			select {
-			case <-changed:
-				continue
-			case <-ctx.Done():
-				return
-			}
-		}
-		lost := b.lostSignal()
-		kv, stream, err := b.bucket(ctx)
-		var w jetstream.KeyWatcher
-		if err == nil {
-			if c := stream.CachedInfo().Created; !created.IsZero() && !c.Equal(created) {
-				f.Reset(errBucketRecreated)
-			}
-			created = stream.CachedInfo().Created
-			w, err = kv.Watch(ctx, filter)
-		}
-		if err == nil {
-			err = b.read(ctx, w, f, changed, lost, filter)
-			stopWatcher(w)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if errors.Is(err, errBucketLost) {
-			// The next sets come from a new bucket: no revision compares
-			// with the old one's.
-			f.Reset(errBucketRecreated)
-			bo, recreated, created = nil, false, time.Time{}
-			continue
-		}
-		if err == nil {
-			// The watch ended with the connection, or with its bucket:
-			// start over at once.
-			bo, recreated = nil, false
-			continue
-		}
-		if b.checkBucket(err) && !recreated {
-			// The bucket is gone: open, or create, it again at once.
-			recreated = true
-			continue
-		}
-		f.Fail(err)
-		if bo == nil {
-			bo = b.cfg.Retry.Backoff()
-		}
-		d, _ := bo.Next()
-		b.log.Debug("service watch failed, retrying", "service", service, "retry_in", d, "error", err)
-		if retry.Sleep(ctx, d, changed) != nil {
-			return
-		}
+			return err
+		}, retry.OnFailure(func(fl retry.Failure) {
+			f.Fail(fl.Err)
+			b.log.Debug("service watch failed, retrying", "service", service, "retry_in", fl.Delay, "error", fl.Err)
+		}), retry.WakeOn(wake))
+		unsubscribe()
 	}
+}
+
+// watchOnce is one watch of follow's: it returns an error at once while
+// the connection is down, else watches the service and publishes its sets
+// on f until the watch ends. It returns nil when the watch ended with the
+// connection's change, or with the bucket (after a Reset of f, since the
+// next sets come from a new bucket), and why it failed otherwise.
+// *created is the creation time of the bucket f's sets come from.
+func (b *Backend) watchOnce(ctx context.Context, filter string, f *backendkit.Feed, created *time.Time) error {
+	_, changed, _ := b.conn.get()
+	if err := b.connected(); err != nil {
+		return err
+	}
+	lost := b.lostSignal()
+	kv, stream, err := b.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	if c := stream.CachedInfo().Created; !created.IsZero() && !c.Equal(*created) {
+		f.Reset(errBucketRecreated)
+	}
+	*created = stream.CachedInfo().Created
+	w, err := kv.Watch(ctx, filter)
+	if err != nil {
+		return err
+	}
+	err = b.read(ctx, w, f, changed, lost, filter)
+	stopWatcher(w)
+	if errors.Is(err, errBucketLost) {
+		// No revision of the next sets compares with the old bucket's.
+		f.Reset(errBucketRecreated)
+		*created = time.Time{}
+		return nil
+	}
+	return err
 }
 
 // read applies w's entries to a fresh set and publishes it on f, at the
