@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	natsgo "github.com/nats-io/nats.go"
 
@@ -155,52 +154,51 @@ func (b *Backend) register(ctx context.Context, in discovery.Instance, key strin
 }
 
 // claimLocked writes r's key whoever holds it (the later writer wins). As
-// etcd's Register does, it keeps trying through an outage, at once when
-// the connection comes back and otherwise after each delay of the retry
-// policy, until the write is stored, ctx ends or Close starts.
+// etcd's Register does, it keeps trying through an outage, with the retry
+// policy and at once when the connection comes back, until the write is
+// stored, ctx ends or Close starts.
 func (b *Backend) claimLocked(ctx context.Context, r *registration) error {
-	var bo retry.Backoff
+	// The waits end with ctx, and with Close and Deregister (r.ctx).
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(r.ctx, cancel)()
+	// Subscribed before the first attempt, so that a connection that
+	// drops or comes back during an attempt ends the next wait at once.
+	wake, unsubscribe := b.conn.changes.Subscribe()
+	defer unsubscribe()
 	recreated := false
-	for {
-		if r.ctx.Err() != nil {
-			return b.stoppedErr()
-		}
-		// Taken before the attempt, so that a connection that drops or
-		// comes back during it (or before the wait) ends the wait at once.
-		_, changed, _ := b.conn.get()
-		err := b.connected()
-		if err == nil {
-			// One attempt is bounded by RequestTimeout, and by Close and
-			// Deregister.
-			actx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
-			stop := context.AfterFunc(r.ctx, cancel)
-			err = b.writeLocked(actx, r)
-			stop()
-			cancel()
-		}
-		if err == nil || ctx.Err() != nil || errors.Is(err, ErrBucketSettings) {
+	err := b.cfg.Retry.Do(wctx, func(wctx context.Context) error {
+		if err := b.connected(); err != nil {
 			return err
 		}
+		err := b.attemptLocked(wctx, r)
 		// A bucket found gone is opened, or created, again at once.
 		if b.checkBucket(err) && !recreated {
 			recreated = true
-			continue
+			err = b.attemptLocked(wctx, r)
 		}
-		if bo == nil {
-			bo = b.cfg.Retry.Backoff()
+		if errors.Is(err, ErrBucketSettings) {
+			return retry.Permanent(err)
 		}
-		delay, _ := bo.Next()
+		return err
+	}, retry.OnFailure(func(f retry.Failure) {
 		b.retries.Add(1)
-		b.log.Debug("failed to register, will retry", "node", r.inst.Address, "key", r.key, "retry_in", delay, "error", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-r.ctx.Done():
-			return b.stoppedErr()
-		case <-changed:
-		case <-time.After(delay):
-		}
+		b.log.Debug("failed to register, will retry", "node", r.inst.Address, "key", r.key, "retry_in", f.Delay, "error", f.Err)
+	}), retry.WakeOn(wake))
+	switch {
+	case err == nil, ctx.Err() != nil:
+		return err
+	case r.ctx.Err() != nil:
+		return b.stoppedErr()
 	}
+	return err
+}
+
+// attemptLocked is one attempt of claimLocked, bounded by RequestTimeout.
+func (b *Backend) attemptLocked(ctx context.Context, r *registration) error {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
+	defer cancel()
+	return b.writeLocked(ctx, r)
 }
 
 // stoppedErr is claimLocked's error once Close or Deregister has ended
