@@ -91,9 +91,12 @@
 // watch took in, renewals included, so that a client that uses both
 // Resolve and Watch (package grpcresolver) never goes back to an older
 // set. A bucket deleted and made again (or created anew on a server that
-// lost its data) restarts its sequences: the watchers report an outage
-// (backendkit.Feed's Reset) before its first set, so that no client
-// compares revisions across the two.
+// lost its data) restarts its sequences, and a server restored from a
+// backup goes back to older ones: the watchers report an outage
+// (backendkit.Feed's Reset) before the first set of such a new history,
+// so that no client compares revisions across the two. They tell it by
+// the bucket's creation time, by the server's advisory of its deletion,
+// and by a watch started again whose first set is older than the last.
 //
 // # Operators' tools
 //

@@ -22,6 +22,7 @@ var errDisconnected = errors.New("nats: connection lost")
 var (
 	errBucketLost      = errors.New("nats: the bucket is gone")
 	errBucketRecreated = errors.New("nats: the bucket was deleted and made again; its revisions start again")
+	errHistoryRewound  = errors.New("nats: the bucket went back to older sequences (a server restored from a backup?); its revisions start again")
 )
 
 // Resolve implements discovery.Resolver: it reads the last value of every
@@ -228,10 +229,7 @@ func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed
 		<-ctx.Done()
 		return
 	}
-	// created is when the bucket that f's sets come from was created,
-	// zero before the first set or after a Reset: a bucket created at
-	// another time is a new one, whose sequences restarted.
-	var created time.Time
+	var h history
 	for ctx.Err() == nil {
 		// One retry sequence, from a fresh backoff, until a watch ends
 		// without failing (the connection changed, the bucket was lost):
@@ -240,11 +238,11 @@ func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed
 		wake, unsubscribe := b.conn.changes.Subscribe()
 		recreated := false
 		_ = b.cfg.Retry.Do(ctx, func(ctx context.Context) error {
-			err := b.watchOnce(ctx, filter, f, &created)
+			err := b.watchOnce(ctx, filter, f, &h)
 			if b.checkBucket(err) && !recreated {
 				// The bucket is gone: open, or create, it again at once.
 				recreated = true
-				err = b.watchOnce(ctx, filter, f, &created)
+				err = b.watchOnce(ctx, filter, f, &h)
 			}
 			return err
 		}, retry.OnFailure(func(fl retry.Failure) {
@@ -255,13 +253,30 @@ func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed
 	}
 }
 
+// history is what follow knows of the history that f's sets come from,
+// so that a watch started again tells a new one (whose sequences compare
+// with none of the old one's) and calls f.Reset.
+type history struct {
+	// created is when the bucket of f's sets was created; zero before the
+	// first set and after a Reset. A bucket created at another time is a
+	// new one (deleted and made again, on a server wiped, say).
+	created time.Time
+	// reached is the highest revision published on f in this history. A
+	// watch started again whose first set is older went back in time: a
+	// server restored from a backup keeps its bucket but goes back to the
+	// backup's sequences. (So can a service whose last messages were
+	// removal markers that expired meanwhile, the markers of keys the
+	// old set did not hold either: the Reset then reports an outage that
+	// was not needed, once.)
+	reached uint64
+}
+
 // watchOnce is one watch of follow's: it returns an error at once while
 // the connection is down, else watches the service and publishes its sets
 // on f until the watch ends. It returns nil when the watch ended with the
 // connection's change, or with the bucket (after a Reset of f, since the
 // next sets come from a new bucket), and why it failed otherwise.
-// *created is the creation time of the bucket f's sets come from.
-func (b *Backend) watchOnce(ctx context.Context, filter string, f *backendkit.Feed, created *time.Time) error {
+func (b *Backend) watchOnce(ctx context.Context, filter string, f *backendkit.Feed, h *history) error {
 	_, changed, _ := b.conn.get()
 	if err := b.connected(); err != nil {
 		return err
@@ -271,20 +286,21 @@ func (b *Backend) watchOnce(ctx context.Context, filter string, f *backendkit.Fe
 	if err != nil {
 		return err
 	}
-	if c := stream.CachedInfo().Created; !created.IsZero() && !c.Equal(*created) {
+	if c := stream.CachedInfo().Created; !h.created.IsZero() && !c.Equal(h.created) {
 		f.Reset(errBucketRecreated)
+		h.reached = 0
 	}
-	*created = stream.CachedInfo().Created
+	h.created = stream.CachedInfo().Created
 	w, err := kv.Watch(ctx, filter)
 	if err != nil {
 		return err
 	}
-	err = b.read(ctx, w, f, changed, lost, filter)
+	err = b.read(ctx, w, f, changed, lost, filter, h)
 	stopWatcher(w)
 	if errors.Is(err, errBucketLost) {
 		// No revision of the next sets compares with the old bucket's.
 		f.Reset(errBucketRecreated)
-		*created = time.Time{}
+		*h = history{}
 		return nil
 	}
 	return err
@@ -295,8 +311,10 @@ func (b *Backend) watchOnce(ctx context.Context, filter string, f *backendkit.Fe
 // after every change, until ctx ends, the connection changes state or the
 // watch ends (it then returns nil), the bucket is found gone (lost closes:
 // it returns errBucketLost), or it cannot read the service's last
-// sequence (it returns why).
-func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendkit.Feed, changed, lost <-chan struct{}, filter string) error {
+// sequence (it returns why). A first set older than h.reached resets f
+// (see history).
+func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendkit.Feed, changed, lost <-chan struct{},
+	filter string, h *history) error {
 	set := make(map[string]discovery.Instance)
 	// As in Resolve: the first set goes out once the watch has delivered
 	// the service's last write stored at the end-of-values mark, so that
@@ -326,6 +344,10 @@ func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendki
 				seen = max(seen, e.Revision())
 			}
 			if current && seen >= target {
+				if seen < h.reached {
+					f.Reset(errHistoryRewound)
+				}
+				h.reached = seen
 				// A renewal leaves the set as it was and only moves its
 				// revision on.
 				f.PublishAt(values(set), seen)

@@ -344,6 +344,94 @@ func TestWipedServerResetsTheWatchersRevisions(t *testing.T) {
 	t.Logf("watcher saw %v", seen)
 }
 
+// A server restored from a backup keeps its bucket (the same stream,
+// created at the same time) but goes back to the sequences of the backup:
+// a watcher that did not look during the outage still reports it before
+// the restored history's lower revisions.
+func TestRestoredBackupResetsTheWatchersRevisions(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	a := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	c := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	ctx, cancel := context.WithTimeout(t.Context(), revisionWait)
+	defer cancel()
+	p1 := discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.1:80"}
+	if err := a.Register(ctx, p1); err != nil {
+		t.Fatal(err)
+	}
+	backup := natstest.TakeBackup(t, srv)
+	kv, err := rawJSOf(t, srv.URL()).KeyValue(ctx, "roster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := kv.Put(ctx, "other.key", fmt.Append(nil, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
+	if err := a.Register(ctx, p2); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Watch(ctx, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	rw := w.(discovery.RevisionWatcher)
+	set, before, err := rw.NextRevision(ctx)
+	if err != nil || ids(set) != "p-1 p-2" || before <= 100 {
+		t.Fatalf("first NextRevision = %v, %d, %v; want p-1 p-2 past sequence 100", set, before, err)
+	}
+
+	natstest.RestoreBackup(t, srv, backup)
+	// The watcher does not look until p-2, which the backup lacks, is
+	// back and a new instance has come.
+	js := rawJSOf(t, srv.URL())
+	testwait.Until(t, revisionWait, "p-2 published again", func() bool {
+		kv, err := js.KeyValue(ctx, "roster")
+		if err != nil {
+			return false
+		}
+		key, _ := nats.KeyOf(p2.Key())
+		_, err = kv.Get(ctx, key)
+		return err == nil
+	})
+	p3 := discovery.Instance{Service: "payments", ID: "p-3", Address: "10.0.0.3:80"}
+	if err := a.Register(ctx, p3); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	outage := false
+	last := before
+	for {
+		set, rev, err := rw.NextRevision(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("the watcher did not reach p-1 p-2 p-3 in the restored bucket; saw %v", seen)
+		}
+		seen = append(seen, fmt.Sprintf("[%s]@%d %v", ids(set), rev, err))
+		if errors.Is(err, discovery.ErrUnavailable) {
+			outage, last = true, 0
+			continue
+		}
+		if err != nil {
+			t.Fatalf("NextRevision = %v; saw %v", err, seen)
+		}
+		if rev < last {
+			t.Fatalf("the revision went back from %d to %d with no outage reported in between; saw %v", last, rev, seen)
+		}
+		last = rev
+		if ids(set) == "p-1 p-2 p-3" {
+			break
+		}
+	}
+	if !outage || last >= before {
+		t.Errorf("outage reported %v, last revision %d against %d before the restore; want an outage and a lower revision; saw %v",
+			outage, last, before, seen)
+	}
+	t.Logf("watcher saw %v", seen)
+}
+
 // heldResolver is a Backend whose watcher can be made to hold the first
 // set it gets after being armed, and to return it when released: the
 // order in which gRPC's resolver sees a slow watch's first set after an
