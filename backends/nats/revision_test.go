@@ -18,7 +18,9 @@ import (
 	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/backends/nats/natstest"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/cache"
 	"github.com/roster-sd/roster/discovery/grpcresolver"
+	"github.com/roster-sd/roster/internal/testing/testlog"
 	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
@@ -215,53 +217,41 @@ func TestRecreatedBucketResetsTheWatchersRevisions(t *testing.T) {
 	if err := a.Register(ctx, p2); err != nil {
 		t.Fatal(err)
 	}
-	var seen []string
-	outage := false
-	last := before
-	for {
-		set, rev, err := rw.NextRevision(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("the watcher did not reach p-1 p-2 in the new bucket; saw %v", seen)
-		}
-		seen = append(seen, fmt.Sprintf("[%s]@%d %v", ids(set), rev, err))
-		if errors.Is(err, discovery.ErrUnavailable) {
-			outage = true
-			last = 0
-			continue
-		}
-		if err != nil {
-			t.Fatalf("NextRevision = %v; saw %v", err, seen)
-		}
-		if rev == 0 {
-			t.Fatalf("a set without revision; saw %v", seen)
-		}
-		if rev < last {
-			t.Fatalf("the revision went back from %d to %d with no outage reported in between: a client would "+
-				"take the new bucket's sets for older ones; saw %v", last, rev, seen)
-		}
-		last = rev
-		if ids(set) == "p-1 p-2" {
-			break
-		}
-	}
-	if !outage {
-		t.Errorf("no outage reported across the bucket's recreation; saw %v", seen)
-	}
-	if last >= before {
-		t.Errorf("the new bucket's revision %d is not below the old one's %d: the test proves nothing", last, before)
-	}
-	t.Logf("watcher saw %v", seen)
+	newHistory(ctx, t, rw, before, "p-1 p-2")
 }
 
 // A server restarted without its data (natstest.Wipe) makes a new bucket
 // whose sequences start again: a watcher that did not look during the
 // outage still reports it before the new bucket's first set, though the
-// feed's outage ended before it looked.
+// feed's outage ended before it looked; and so does a watcher of a cache
+// over the Backend, whose upstream watch reported the outage in time but
+// which did not look either.
 func TestWipedServerResetsTheWatchersRevisions(t *testing.T) {
 	t.Parallel()
+	t.Run("backend", func(t *testing.T) {
+		t.Parallel()
+		wipedServerResets(t, func(*testing.T, *nats.Backend) {}, func(c *nats.Backend) discovery.Resolver { return c })
+	})
+	t.Run("cache", func(t *testing.T) {
+		t.Parallel()
+		var r *cache.Resolver
+		wipedServerResets(t, func(t *testing.T, c *nats.Backend) {
+			var err error
+			if r, err = cache.New(c, cache.WithRetry(fastRetry), cache.WithLogger(testlog.New(t))); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Close() })
+		}, func(*nats.Backend) discovery.Resolver { return r })
+	})
+}
+
+// wipedServerResets is TestWipedServerResetsTheWatchersRevisions, through
+// the resolver that via returns for the Backend (made by setup).
+func wipedServerResets(t *testing.T, setup func(*testing.T, *nats.Backend), via func(*nats.Backend) discovery.Resolver) {
 	srv := natstest.Start(t)
 	a := newBackend(t, testConfig(t, srv.URL(), "roster"))
 	c := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	setup(t, c)
 	ctx, cancel := context.WithTimeout(t.Context(), revisionWait)
 	defer cancel()
 	p1 := discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.1:80"}
@@ -281,12 +271,15 @@ func TestWipedServerResetsTheWatchersRevisions(t *testing.T) {
 	if err := a.Register(ctx, p2); err != nil {
 		t.Fatal(err)
 	}
-	w, err := c.Watch(ctx, "payments")
+	w, err := via(c).Watch(ctx, "payments")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	rw := w.(discovery.RevisionWatcher)
+	rw, ok := w.(discovery.RevisionWatcher)
+	if !ok {
+		t.Fatal("the watcher is not a discovery.RevisionWatcher")
+	}
 	set, before, err := rw.NextRevision(ctx)
 	if err != nil || ids(set) != "p-1 p-2" || before <= 100 {
 		t.Fatalf("first NextRevision = %v, %d, %v; want p-1 p-2 past sequence 100", set, before, err)
@@ -313,35 +306,7 @@ func TestWipedServerResetsTheWatchersRevisions(t *testing.T) {
 	if err := a.Register(ctx, p3); err != nil {
 		t.Fatal(err)
 	}
-	var seen []string
-	outage := false
-	last := before
-	for {
-		set, rev, err := rw.NextRevision(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("the watcher did not reach p-1 p-2 p-3 in the new bucket; saw %v", seen)
-		}
-		seen = append(seen, fmt.Sprintf("[%s]@%d %v", ids(set), rev, err))
-		if errors.Is(err, discovery.ErrUnavailable) {
-			outage, last = true, 0
-			continue
-		}
-		if err != nil {
-			t.Fatalf("NextRevision = %v; saw %v", err, seen)
-		}
-		if rev < last {
-			t.Fatalf("the revision went back from %d to %d with no outage reported in between; saw %v", last, rev, seen)
-		}
-		last = rev
-		if ids(set) == "p-1 p-2 p-3" {
-			break
-		}
-	}
-	if !outage || last >= before {
-		t.Errorf("outage reported %v, last revision %d against %d before the wipe; want an outage and a lower revision; saw %v",
-			outage, last, before, seen)
-	}
-	t.Logf("watcher saw %v", seen)
+	newHistory(ctx, t, rw, before, "p-1 p-2 p-3")
 }
 
 // A server restored from a backup keeps its bucket (the same stream,
@@ -401,13 +366,22 @@ func TestRestoredBackupResetsTheWatchersRevisions(t *testing.T) {
 	if err := a.Register(ctx, p3); err != nil {
 		t.Fatal(err)
 	}
+	newHistory(ctx, t, rw, before, "p-1 p-2 p-3")
+}
+
+// newHistory reads rw until its set is want, after a registry that
+// started a new history whose revisions are below before: it fails t
+// unless an outage (discovery.ErrUnavailable) came before any lower
+// revision, and unless the new history's revisions are lower indeed.
+func newHistory(ctx context.Context, t *testing.T, rw discovery.RevisionWatcher, before uint64, want string) {
+	t.Helper()
 	var seen []string
 	outage := false
 	last := before
 	for {
 		set, rev, err := rw.NextRevision(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("the watcher did not reach p-1 p-2 p-3 in the restored bucket; saw %v", seen)
+			t.Fatalf("the watcher did not reach %s in the new history; saw %v", want, seen)
 		}
 		seen = append(seen, fmt.Sprintf("[%s]@%d %v", ids(set), rev, err))
 		if errors.Is(err, discovery.ErrUnavailable) {
@@ -417,16 +391,20 @@ func TestRestoredBackupResetsTheWatchersRevisions(t *testing.T) {
 		if err != nil {
 			t.Fatalf("NextRevision = %v; saw %v", err, seen)
 		}
+		if rev == 0 {
+			t.Fatalf("a set without revision; saw %v", seen)
+		}
 		if rev < last {
-			t.Fatalf("the revision went back from %d to %d with no outage reported in between; saw %v", last, rev, seen)
+			t.Fatalf("the revision went back from %d to %d with no outage reported in between: a client would "+
+				"take the new history's sets for older ones; saw %v", last, rev, seen)
 		}
 		last = rev
-		if ids(set) == "p-1 p-2 p-3" {
+		if ids(set) == want {
 			break
 		}
 	}
 	if !outage || last >= before {
-		t.Errorf("outage reported %v, last revision %d against %d before the restore; want an outage and a lower revision; saw %v",
+		t.Errorf("outage reported %v, last revision %d against %d before; want an outage and a lower revision; saw %v",
 			outage, last, before, seen)
 	}
 	t.Logf("watcher saw %v", seen)
