@@ -86,6 +86,18 @@
 // (after DefaultMarkerTTL), and the watch's consumer does not outlive a
 // server restart anyway.
 //
+// Sets carry a revision (discovery.RevisionResolver): the stream sequence
+// of the last message on one of the service's keys that the read or the
+// watch took in, renewals included, so that a client that uses both
+// Resolve and Watch (package grpcresolver) never goes back to an older
+// set. A bucket deleted and made again (or created anew on a server that
+// lost its data) restarts its sequences, and a server restored from a
+// backup goes back to older ones: the watchers report an outage
+// (backendkit.Feed's Reset) before the first set of such a new history,
+// so that no client compares revisions across the two. They tell it by
+// the bucket's creation time, by the server's advisory of its deletion,
+// and by a watch started again whose first set is older than the last.
+//
 // # Operators' tools
 //
 // Services, Instances and Delete serve tools that show and fix the bucket
