@@ -28,7 +28,7 @@ type RegistrationParams struct {
 	// "roster.instances" (see Instance and ProvideInstance).
 	Instances []discovery.Instance `group:"roster.instances"`
 
-	// Config gives RequireRegistration, DrainDelay, Timeout, Retry and
+	// Config gives RequireRegistration, DrainDelay, Weight, Zone, Timeout, Retry and
 	// Health: the Config Module loaded once (LoadConfig). Outside fx, a
 	// zero Config means LoadConfig's: ConfigFromEnv(os.LookupEnv).
 	Config Config `name:"roster.config" optional:"true"`
@@ -97,7 +97,9 @@ type Registration struct {
 }
 
 // NewRegistration returns a Registration of p.Instances with p.Registrar.
-// Instances are normalized (an empty ID is derived from the address); an
+// Instances declared without a Weight or a Zone take Config.Weight and
+// Config.Zone. Instances are normalized (an empty ID is derived from the
+// address); an
 // invalid instance gives an error wrapping discovery.ErrInvalidInstance,
 // and two different instances with the same service and ID an error
 // wrapping ErrInvalidConfig. With a Lifecycle, its Start and Stop are
@@ -113,6 +115,7 @@ func NewRegistration(p RegistrationParams) (*Registration, error) {
 
 	var instances []discovery.Instance
 	for _, in := range p.Instances {
+		in = cfg.serving(in)
 		n, err := in.Normalize()
 		if err != nil {
 			return nil, fmt.Errorf("fxmodule: instance: %w", err)
@@ -424,4 +427,15 @@ func (r *Registration) deregister(ctx context.Context) (int, error) {
 		r.log.Debug("deregistered instances", "instances", n)
 	}
 	return n, errors.Join(errs...)
+}
+
+// serving returns in with the Config's Weight and Zone where it has none.
+func (c Config) serving(in discovery.Instance) discovery.Instance {
+	if in.Weight == 0 {
+		in.Weight = c.Weight
+	}
+	if in.Zone == "" {
+		in.Zone = c.Zone
+	}
+	return in
 }
