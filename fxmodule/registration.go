@@ -12,6 +12,7 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/health"
+	"github.com/roster-sd/roster/metrics"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -40,6 +41,11 @@ type RegistrationParams struct {
 	// parameters of Config.Health.Probe. It wins over a check named in
 	// Config.Health.
 	HealthCheck health.Check `optional:"true"`
+	// Metrics, when not nil, receives every health check's outcome and
+	// duration (metrics.Collector.ObserveCheck). Module provides the
+	// collector it registered on the application's
+	// prometheus.Registerer (RegisterMetrics), nil without one.
+	Metrics *metrics.Collector `optional:"true"`
 }
 
 // Registration registers the application's own instances when the
@@ -74,7 +80,8 @@ type RegistrationParams struct {
 type Registration struct {
 	reg       discovery.Registrar // the backend, or gate once started with a health check
 	backend   discovery.Registrar
-	check     health.Check // nil: none given in the graph
+	check     health.Check       // nil: none given in the graph
+	metrics   *metrics.Collector // nil: no metrics of the checks
 	instances []discovery.Instance
 	cfg       Config
 	log       hclog.Logger
@@ -132,6 +139,7 @@ func NewRegistration(p RegistrationParams) (*Registration, error) {
 		reg:        p.Registrar,
 		backend:    p.Registrar,
 		check:      p.HealthCheck,
+		metrics:    p.Metrics,
 		instances:  instances,
 		cfg:        cfg,
 		log:        moduleLogger(p.Logger),
@@ -217,7 +225,11 @@ func (r *Registration) startHealthLocked() error {
 			return nil
 		}
 	}
-	gate, err := health.New(r.backend, check, r.cfg.Health.Probe, health.WithLogger(r.log.Named("health")))
+	opts := []health.Option{health.WithLogger(r.log.Named("health"))}
+	if r.metrics != nil {
+		opts = append(opts, health.WithObserver(r.metrics.ObserveCheck))
+	}
+	gate, err := health.New(r.backend, check, r.cfg.Health.Probe, opts...)
 	if err != nil {
 		closeCheck()
 		return fmt.Errorf("fxmodule: health check: %w", err)
