@@ -2,6 +2,9 @@ package fxmodule_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,8 +28,6 @@ type etcdSetup = etcdfxtest.Setup
 func etcdConfig(t *testing.T, srv *etcdtest.Server) etcdSetup {
 	return etcdfxtest.Config(t, srv, "/fxmodule-test")
 }
-
-func testPrefix(t *testing.T) string { return etcdfxtest.Prefix(t, "/fxmodule-test") }
 
 func ctxFor(t *testing.T, d time.Duration) context.Context { return etcdfxtest.Ctx(t, d) }
 
@@ -55,4 +56,31 @@ func waitState(t *testing.T, sub discovery.StatusSubscription, key discovery.Key
 			return st
 		}
 	}
+}
+
+// healthServer is a real HTTP server whose /healthz answers 503
+// "warming up" until the returned flag is set, then 200; closed at the
+// end of the test. It returns the URL of /healthz.
+func healthServer(t *testing.T) (*atomic.Bool, string) {
+	var up atomic.Bool
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !up.Load() {
+			http.Error(w, "warming up", http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(hs.Close)
+	return &up, hs.URL + "/healthz"
+}
+
+// watch returns a watcher of service on r, stopped at the end of the
+// test, and the context that bounds reading it.
+func watch(t *testing.T, r discovery.Resolver, service string) (discovery.Watcher, context.Context) {
+	t.Helper()
+	ctx := ctxFor(t, 20*time.Second)
+	w, err := r.Watch(ctx, service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	return w, ctx
 }

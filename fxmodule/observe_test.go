@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,18 +169,12 @@ func sample(t *testing.T, reg prometheus.Gatherer, name string, want ...string) 
 // and passes against a real HTTP server, beside the instance's condition.
 func TestModuleExportsHealthChecks(t *testing.T) {
 	t.Parallel()
-	var up atomic.Bool
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		if !up.Load() {
-			http.Error(w, "warming up", http.StatusServiceUnavailable)
-		}
-	}))
-	defer hs.Close()
+	up, url := healthServer(t)
 	reg := prometheus.NewPedanticRegistry()
 	app := fxtest.New(t,
 		fxmodule.Module,
 		memoryfx.Module,
-		fx.Supply(fxmodule.Config{Health: fxmodule.HealthConfig{HTTP: hs.URL + "/healthz",
+		fx.Supply(fxmodule.Config{Health: fxmodule.HealthConfig{HTTP: url,
 			Probe: health.Config{Period: 10 * time.Millisecond}}}),
 		fx.Provide(func() prometheus.Registerer { return reg }),
 		fxmodule.Instance(payments),

@@ -2,12 +2,8 @@ package fxmodule_test
 
 import (
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"go.uber.org/fx/fxtest"
 
@@ -23,19 +19,13 @@ import (
 // with them; an instance that declares its own weight and zone keeps them.
 func TestWeightZoneAndHealthFromEnvThroughEtcd(t *testing.T) {
 	t.Parallel()
-	var ok atomic.Bool
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		if !ok.Load() {
-			http.Error(w, "warming up", http.StatusServiceUnavailable)
-		}
-	}))
-	defer hs.Close()
+	ok, url := healthServer(t)
 
 	srv := sharedEtcd(t)
 	setup := etcdConfig(t, srv)
 	mod, err := fxmodule.ConfigFromEnv(env(map[string]string{
 		"ROSTER_WEIGHT": "250", "ROSTER_ZONE": "eu-west-1a",
-		"ROSTER_HEALTH_HTTP": hs.URL + "/healthz", "ROSTER_HEALTH_PERIOD": "20ms",
+		"ROSTER_HEALTH_HTTP": url, "ROSTER_HEALTH_PERIOD": "20ms",
 	}))
 	if err != nil {
 		t.Fatalf("ConfigFromEnv: %v", err)
@@ -48,12 +38,7 @@ func TestWeightZoneAndHealthFromEnvThroughEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	ctx := ctxFor(t, 20*time.Second)
-	w, err := other.Watch(ctx, "payments")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
+	w, ctx := watch(t, other, "payments")
 
 	own := discovery.Instance{Service: "payments", ID: "p-2", Address: "127.0.0.1:8081", Weight: 7, Zone: "eu-west-1b"}
 	app := fxtest.New(t,
