@@ -28,7 +28,8 @@ func WithLogger(l hclog.Logger) Option { return func(o *options) { o.logger = l 
 // it passed) and how long it took; f(err, took) is what
 // metrics.Collector.ObserveCheck takes, which exports them. A check that
 // outlived Config.Timeout fails with an error whose Timeout method
-// reports true, as a net.Error's does. f is called on the Registrar's
+// reports true, as a net.Error's does; a check that Close cuts short is
+// not reported. f is called on the Registrar's
 // checking goroutine, one call at a time, and must not block: the next
 // check waits for it.
 func WithObserver(f func(err error, took time.Duration)) Option {
