@@ -667,16 +667,18 @@ func (b *Backend) forgetLocked(r *registration) {
 // instance stays. It returns an error wrapping discovery.ErrNotRegistered
 // for an instance this Backend does not hold and discovery.ErrClosed after
 // Close. If NATS cannot be reached the registration is forgotten all the
-// same, the error wraps discovery.ErrUnavailable, and the key expires
-// within the TTL. A Register of the instance still waiting through an
+// same, and Deregister keeps trying within ctx (at once when the
+// connection comes back, otherwise after each delay of Config.Retry), as
+// discovery.Registrar.Deregister says. A Register of the instance still waiting through an
 // outage is ended rather than waited for; if it was the instance's first,
 // nothing was written and Deregister returns nil.
 //
 // Once called, Deregister is done whatever ctx does (as on etcd): the
 // registration is forgotten and reported deregistered, and if ctx ends
 // (or had ended) before the key is removed, the Backend removes it in the
-// background (one attempt bounded by RequestTimeout) and Deregister
-// returns ctx's error. A second Deregister of the instance meanwhile
+// background (trying through an outage for up to RequestTimeout; the key
+// expires with its TTL otherwise) and Deregister returns an error wrapping
+// discovery.ErrUnavailable and ctx's error. A second Deregister of the instance meanwhile
 // waits for that removal and returns its outcome.
 func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 	k := in.Key()
@@ -719,20 +721,65 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 		return nil
 	}
 	if ctx.Err() == nil {
-		_, err := b.purgeOwn(ctx, r.subject, r.rev)
+		err := b.purgeThrough(ctx, r)
 		if err == nil {
 			b.log.Info("deregistered", "node", r.inst.Address, "key", r.key)
 			return nil
 		}
 		if ctx.Err() == nil {
+			// NATS refused the removal.
 			b.log.Warn("failed to remove an instance; it expires with its TTL", "node", r.inst.Address, "key", r.key,
 				"ttl", b.cfg.TTL, "error", err)
-			return fmt.Errorf("nats: deregister %s: %w", k, unavailable(ctx, err))
+			return fmt.Errorf("nats: deregister %s: %w", k, err)
 		}
 	}
-	// The caller gave up first: the key is still removed.
+	// The caller gave up first (discovery.Registrar.Deregister): the key is
+	// still removed, once NATS answers.
 	b.removeLater(k, r)
-	return fmt.Errorf("nats: deregister %s: %w (the instance is removed in the background)", k, ctx.Err())
+	return fmt.Errorf("nats: deregister %s: the removal is not confirmed, the instance is removed in the background: %w: %w",
+		k, discovery.ErrUnavailable, ctx.Err())
+}
+
+// purgeThrough removes r's key (purgeOwn), trying again through an outage,
+// as claimLocked writes it: at once when the connection comes back, and
+// otherwise after each delay of the retry policy, until the key is gone,
+// NATS refuses the removal, or ctx ends. r.mu is held.
+func (b *Backend) purgeThrough(ctx context.Context, r *registration) error {
+	var bo retry.Backoff
+	var last error
+	for {
+		_, changed, _ := b.conn.get()
+		err := b.connected()
+		if err == nil {
+			actx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
+			_, err = b.purgeOwn(actx, r.subject, r.rev)
+			cancel()
+			if err == nil {
+				return nil
+			}
+			err = unavailable(ctx, err)
+		}
+		if ctx.Err() != nil {
+			if last == nil {
+				last = discovery.ErrUnavailable
+			}
+			return fmt.Errorf("%w: %w", last, ctx.Err())
+		}
+		if !errors.Is(err, discovery.ErrUnavailable) {
+			return err
+		}
+		last = err
+		if bo == nil {
+			bo = b.cfg.Retry.Backoff()
+		}
+		delay, _ := bo.Next()
+		b.log.Debug("failed to remove an instance, will retry", "node", r.inst.Address, "key", r.key, "retry_in", delay, "error", err)
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		case <-time.After(delay):
+		}
+	}
 }
 
 // removal is a removal of a deregistered instance's key that outlives the
@@ -768,12 +815,14 @@ func (b *Backend) removeLater(k discovery.Key, r *registration) {
 	b.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RequestTimeout)
 		defer cancel()
-		err := b.purge(ctx, r.subject, r.rev)
+		// Through an outage within RequestTimeout; purgeOwn leaves a key
+		// written since (another process, a new Register) alone.
+		r.mu.Lock()
+		err := b.purgeThrough(ctx, r)
+		r.mu.Unlock()
 		switch {
 		case err == nil:
 			b.log.Info("deregistered", "node", r.inst.Address, "key", r.key)
-		case wrongSequence(err):
-			err = nil // written since (another process, a new Register): not this removal's
 		default:
 			b.log.Warn("failed to remove an instance; it expires with its TTL", "node", r.inst.Address, "key", r.key,
 				"ttl", b.cfg.TTL, "error", err)

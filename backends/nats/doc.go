@@ -64,10 +64,10 @@
 // the Backend retries as soon as the connection is back rather than sleep
 // out the backoff: a renewal that still matches keeps the key, a key that
 // expired meanwhile is written again (discovery.StateLost, then
-// registered). Deregister and Close purge the keys at once; a purge that
-// cannot reach NATS (Deregister during an outage, Close while cut off) is
-// not retried: the registration is forgotten and its key expires within
-// the TTL.
+// registered). Deregister and Close purge the keys at once. Deregister
+// during an outage waits for NATS within its context, then leaves the
+// purge to the background (see Backend.Deregister); Close while cut off
+// returns the keys it could not purge, which expire within the TTL.
 //
 // # Resolving and watching
 //
