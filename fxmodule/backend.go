@@ -32,7 +32,8 @@ type BackendSpec[C any] struct {
 	FromEnv func(lookup func(string) (string, bool)) (C, error)
 	// Fields, when not nil, points at the fields of c that default to
 	// the module's: Config.Timeout for the dial and request timeouts,
-	// Config.Retry for the retry policy, and the application's logger.
+	// Config.Retry for the retry policy, and the application's logger
+	// (a nil pointer for a field the backend does not have).
 	Fields func(c *C) (dialTimeout, requestTimeout *time.Duration, retry *retry.Policy, logger *hclog.Logger)
 	// Build makes the backend from C and the module's Config.
 	Build func(c C, mod Config) (discovery.Backend, error)
@@ -61,13 +62,17 @@ func BuildBackend[C any](spec BackendSpec[C], lc fx.Lifecycle, mod Config, cfg C
 		}
 	}
 	if spec.Fields != nil {
+		// A nil pointer: the backend has no such field.
 		dial, req, pol, l := spec.Fields(&cfg)
-		*dial = cmp.Or(*dial, mod.Timeout)
-		*req = cmp.Or(*req, mod.Timeout)
-		if *pol == (retry.Policy{}) {
+		for _, d := range []*time.Duration{dial, req} {
+			if d != nil {
+				*d = cmp.Or(*d, mod.Timeout)
+			}
+		}
+		if pol != nil && *pol == (retry.Policy{}) {
 			*pol = mod.Retry
 		}
-		if *l == nil {
+		if l != nil && *l == nil {
 			*l = logger // nil: the backend's default
 		}
 	}
