@@ -317,9 +317,11 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 // Close implements discovery.Registrar: it stops the keep-alive, revokes the
 // lease (bounded by Config.RequestTimeout) so every instance leaves etcd at
 // once, ends all watchers, waits for every goroutine and, for New, closes
-// the client. It is idempotent.
+// the client. With Config.DrainOnClose it first publishes the instances
+// draining and waits, at most DrainOnClose. It is idempotent.
 func (b *Backend) Close() (err error) {
 	b.closeOnce.Do(func() {
+		drainErr := b.drainOnClose() // Config.DrainOnClose, drain.go
 		b.regs.mu.Lock()
 		b.regs.closed = true
 		held := b.regs.held
@@ -342,7 +344,7 @@ func (b *Backend) Close() (err error) {
 		// The watch goroutines have stopped: end every watcher.
 		b.watches.Close(fmt.Errorf("etcd: watch: %w", discovery.ErrClosed))
 
-		var errs []error
+		errs := []error{drainErr} // Join skips a nil
 		var revokeErr error
 		if lease != 0 {
 			if revokeErr = b.keeper.revoke(lease, len(held)); revokeErr != nil {

@@ -271,11 +271,18 @@ func (b *Backend) SubscribeStatus() discovery.StatusSubscription {
 // stops its goroutines and its watchers (their Next returns
 // discovery.ErrClosed) and ends its status subscriptions. Close removes the
 // instances even during an outage, standing in for the lease expiry that
-// would remove them from a real registry, so it never fails. It is
+// would remove them from a real registry, so it never fails. With
+// WithDrainOnClose it first publishes them draining and waits, at most
+// the option's duration. It is
 // idempotent and returns nil; afterwards every other method returns
 // discovery.ErrClosed.
 func (b *Backend) Close() error {
-	b.closeOnce.Do(b.close)
+	b.closeOnce.Do(func() {
+		// WithDrainOnClose; a drain the store cannot take (an outage) is
+		// given up at its bound, and the instances removed all the same.
+		_ = backendkit.DrainOnClose(b, b, b.opts.drainOnClose)
+		b.close()
+	})
 	return nil
 }
 

@@ -19,7 +19,7 @@ import (
 // second Close does nothing and returns nil.
 func (b *Backend) Close() error {
 	var err error
-	b.closeOnce.Do(func() { err = b.close() })
+	b.closeOnce.Do(func() { err = errors.Join(b.drainOnClose(), b.close()) }) // drain.go
 	return err
 }
 
