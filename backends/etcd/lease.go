@@ -339,7 +339,7 @@ func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 	lease := g.id
 	ctx, cancel := context.WithCancel(k.ctx)
 	defer cancel()
-	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.left, g.since, g.read, k.unconfirmed, k.log, k.wg, &k.facts)
+	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.left, g.since, g.read, k.unconfirmed, k.cfg.RequestTimeout, k.confirmed, k.log, k.wg, &k.facts)
 	var (
 		outage   retry.Backoff // for write passes failing in a row; nil after a success
 		attempt  int
