@@ -229,7 +229,7 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 	if err != nil {
 		return grant{}, err
 	}
-	g := grant{id: lease, ttl: ttl, left: left, since: since, read: survived}
+	g := grant{id: lease, ttl: ttl, left: left, since: since}
 	k.regs.mu.Lock()
 	defer k.regs.mu.Unlock()
 	k.lease, k.announce = lease, true
@@ -259,10 +259,6 @@ type grant struct {
 	ttl   time.Duration // as granted; the configured TTL for a lease kept
 	left  time.Duration // how long etcd keeps it from since: ttl when just granted
 	since time.Time
-	// read is set for a lease that outlived an outage: left is what etcd
-	// said remained, in whole seconds rounded down, from before the read
-	// was sent, often much less than the TTL; the keep-alive asks at once.
-	read bool
 }
 
 // checkLocked compares the held instances with keys, what etcd holds under
@@ -339,7 +335,7 @@ func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 	lease := g.id
 	ctx, cancel := context.WithCancel(k.ctx)
 	defer cancel()
-	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.left, g.since, g.read, k.unconfirmed, k.cfg.RequestTimeout, k.confirmed, k.log, k.wg, &k.facts)
+	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.left, g.since, k.unconfirmed, k.cfg.RequestTimeout, k.confirmed, k.log, k.wg, &k.facts)
 	var (
 		outage   retry.Backoff // for write passes failing in a row; nil after a success
 		attempt  int
