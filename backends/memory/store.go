@@ -50,6 +50,7 @@ type Store struct {
 	available bool
 	seq       uint64 // orders the Backends waiting for a key
 	rev       uint64 // counts the changes to services: the sets' revision (discovery.RevisionResolver)
+	changed   chan struct{} // closed and replaced at every change, and when availability changes (operator.go)
 }
 
 // entry is one published instance and the Backend that owns it.
@@ -65,6 +66,7 @@ func NewStore() *Store {
 		backends:  make(map[*Backend]struct{}),
 		available: true,
 		rev:       1, // 0 would mean unknown
+		changed:   make(chan struct{}),
 	}
 	// A service's first watcher gets the current set at once. The group
 	// calls this from watchLocked, so s.mu is held.
@@ -132,6 +134,7 @@ func (s *Store) SetAvailable(ok bool) {
 		return
 	}
 	s.available = ok
+	s.changedLocked()
 	s.feeds.Each(func(service string, f *backendkit.Feed) {
 		if ok {
 			// After Fail, Publish is delivered even if the set is unchanged.
@@ -222,6 +225,7 @@ func (s *Store) publishLocked(service string) {
 	if !s.available {
 		return
 	}
+	s.changedLocked()
 	if f, ok := s.feeds.Feed(service); ok {
 		f.PublishAt(s.setLocked(service), s.rev)
 	}
