@@ -48,8 +48,8 @@ type Store struct {
 	feeds     *backendkit.FeedGroup       // one feed per watched service, shared by the watchers of every Backend
 	backends  map[*Backend]struct{}       // open Backends
 	available bool
-	seq       uint64 // orders the Backends waiting for a key
-	rev       uint64 // counts the changes to services: the sets' revision (discovery.RevisionResolver)
+	seq       uint64        // orders the Backends waiting for a key
+	rev       uint64        // counts the changes to services: the sets' revision (discovery.RevisionResolver)
 	changed   chan struct{} // closed and replaced at every change, and when availability changes (operator.go)
 }
 
