@@ -15,6 +15,7 @@ import (
 	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/nats"
+	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/internal/envconfig"
 	"github.com/roster-sd/roster/internal/tlsfiles"
 )
@@ -101,10 +102,10 @@ func (s settings) logger() hclog.Logger {
 	return s.etcd.Logger
 }
 
-// describe names the registry r for the web view: its backend, endpoints
+// describe names the registry v for the web view: its backend, endpoints
 // and where it keeps the instances.
-func (s settings) describe(r registry) string {
-	return s.registryName() + " " + shownEndpoints(s.endpoints()) + " " + strings.TrimPrefix(strings.TrimPrefix(r.where(), "under "), "in ")
+func (s settings) describe(v discovery.OperatorView) string {
+	return s.registryName() + " " + shownEndpoints(s.endpoints()) + " " + strings.TrimPrefix(strings.TrimPrefix(v.Where(), "under "), "in ")
 }
 
 // shownEndpoints returns eps as the command line shows them, in errors and
@@ -335,7 +336,7 @@ func (a *app) newRegistry(ctx context.Context, fs *pflag.FlagSet) (registry, set
 		var b *nats.Backend
 		b, err = nats.New(s.nats)
 		if err == nil {
-			r = natsRegistry{b}
+			r = b
 			a.warnInClear(s, b.CredentialsInClear())
 		}
 	} else {
@@ -344,7 +345,7 @@ func (a *app) newRegistry(ctx context.Context, fs *pflag.FlagSet) (registry, set
 		var b *etcd.Backend
 		b, err = etcd.New(s.etcd)
 		if err == nil {
-			r = etcdRegistry{b}
+			r = b
 		}
 	}
 	var fe *etcd.FieldError
