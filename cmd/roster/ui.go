@@ -158,16 +158,17 @@ func uiURL(addr net.Addr) string {
 // that yields the result once it has stopped.
 func (a *app) devUI(ctx context.Context, ln net.Listener, backend, endpoint string, log hclog.Logger) (<-chan error, error) {
 	s := settings{backend: backend}
+	s.etcd.Endpoints, s.nats.Endpoints = []string{endpoint}, []string{endpoint}
+	s.etcd.Logger, s.nats.Logger = log, log
+	s = s.withDefaults()
 	var r registry
 	var err error
 	if backend == backends.NATS {
-		s.nats = nats.Config{Endpoints: []string{endpoint}, Logger: log}.WithDefaults()
 		var b *nats.Backend
 		if b, err = nats.New(s.nats); err == nil {
 			r = b
 		}
 	} else {
-		s.etcd = etcd.Config{Endpoints: []string{endpoint}, Logger: log}.WithDefaults()
 		var b *etcd.Backend
 		if b, err = etcd.New(s.etcd); err == nil {
 			r = b
