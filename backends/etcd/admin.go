@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -103,7 +104,7 @@ func (b *Backend) Instances(ctx context.Context, service string) (instances []di
 		leases[id] = clientv3.LeaseID(kv.Lease)
 	}
 	ttls := make(map[clientv3.LeaseID]time.Duration)
-	for _, in := range b.decodeAll(service, resp.Kvs) {
+	for _, in := range b.operatorSet(service, resp.Kvs) {
 		info := discovery.InstanceInfo{LeasedInstance: discovery.LeasedInstance{Instance: in}}
 		if lease := leases[in.ID]; lease != 0 {
 			info.Lease, info.HasTTL = leaseName(lease), true
@@ -125,6 +126,14 @@ func (b *Backend) Instances(ctx context.Context, service string) (instances []di
 	}
 	slices.SortFunc(instances, func(x, y discovery.InstanceInfo) int { return cmp.Compare(x.ID, y.ID) })
 	return instances, skipped, nil
+}
+
+// operatorSet decodes the keys of service as Resolve and Watch do, for
+// the OperatorView: every listing and FollowRegistry read a service's set
+// through it alone, so that what the backend merges into its sets (an
+// operator's override kept under a reserved key) is merged here too.
+func (b *Backend) operatorSet(service string, kvs []*mvccpb.KeyValue) []discovery.Instance {
+	return b.decodeAll(service, kvs)
 }
 
 // leaseName is a lease's name in discovery.LeasedInstance: its ID in hex.

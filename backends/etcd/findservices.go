@@ -332,7 +332,7 @@ func (b *Backend) leasedSet(service string, keys map[string]*mvccpb.KeyValue) di
 		kvs = append(kvs, keys[k])
 	}
 	set := discovery.ServiceSet{Service: service}
-	for _, in := range b.decodeAll(service, kvs) {
+	for _, in := range b.operatorSet(service, kvs) {
 		li := discovery.LeasedInstance{Instance: in}
 		if kv := keys[b.key(service, in.ID)]; kv != nil && kv.Lease != 0 {
 			li.Lease = leaseName(clientv3.LeaseID(kv.Lease))

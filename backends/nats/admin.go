@@ -172,7 +172,7 @@ func (b *Backend) Instances(ctx context.Context, service string) (instances []di
 			left[key] = m.Time.Add(ttl).Sub(now)
 		}
 	}
-	for _, in := range discovery.NormalizeSet(values(set)) {
+	for _, in := range operatorSet(set) {
 		info := discovery.InstanceInfo{LeasedInstance: leased(in)}
 		info.TTL, info.HasTTL = left[info.Lease]
 		if !info.HasTTL {
@@ -182,6 +182,15 @@ func (b *Backend) Instances(ctx context.Context, service string) (instances []di
 	}
 	slices.SortFunc(instances, func(x, y discovery.InstanceInfo) int { return cmp.Compare(x.ID, y.ID) })
 	return instances, skipped, nil
+}
+
+// operatorSet is the set of a service's entries as apply recorded them,
+// as Resolve and Watch publish it, for the OperatorView: every listing and
+// FollowRegistry read a service's set through it alone, so that what the
+// backend merges into its sets (an operator's override kept under a
+// reserved key) is merged here too.
+func operatorSet(set map[string]discovery.Instance) []discovery.Instance {
+	return discovery.NormalizeSet(values(set))
 }
 
 // leased is in with its key as its lease.

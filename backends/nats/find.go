@@ -203,7 +203,7 @@ func (b *Backend) readAll(ctx context.Context, w jetstream.KeyWatcher, apply fun
 	reported := make(map[string][]discovery.Instance)      // service -> its set as last reported
 	var seen, target uint64
 	listed, current := false, false
-	setOf := func(service string) []discovery.Instance { return discovery.NormalizeSet(values(sets[service])) }
+	setOf := func(service string) []discovery.Instance { return operatorSet(sets[service]) }
 	for {
 		select {
 		case <-ctx.Done():
