@@ -37,10 +37,10 @@ type keyWatch struct {
 	// goroutines, one call at a time.
 	onEvent     func(*mvccpb.Event)
 	onCompacted func(path string)
-	// onRollback is called for a key whose watcher etcd created at a
-	// revision it has not reached: etcd's history went back (a member
-	// wiped, or restored from a backup), and rev is its revision now.
-	onRollback func(path string, rev int64)
+	// guard sees every header of the stream; a watcher that etcd created
+	// at a revision it has not reached means etcd's history went back (a
+	// member wiped, or restored from a backup), which the guard reports.
+	guard *revisionGuard
 
 	mu      sync.Mutex
 	keys    map[string]*watchedKey // by etcd key
@@ -57,15 +57,15 @@ type watchedKey struct {
 	id   int64 // its watch ID on the current stream; 0 until requested
 }
 
-func newKeyWatch(cli *clientv3.Client, policy retry.Policy, log hclog.Logger,
-	onEvent func(*mvccpb.Event), onCompacted func(string), onRollback func(string, int64)) *keyWatch {
+func newKeyWatch(cli *clientv3.Client, policy retry.Policy, log hclog.Logger, guard *revisionGuard,
+	onEvent func(*mvccpb.Event), onCompacted func(string)) *keyWatch {
 	return &keyWatch{
 		watch:       pb.NewWatchClient(cli.ActiveConnection()),
 		policy:      policy,
 		log:         log,
 		onEvent:     onEvent,
 		onCompacted: onCompacted,
-		onRollback:  onRollback,
+		guard:       guard,
 		keys:        make(map[string]*watchedKey),
 		byID:        make(map[int64]*watchedKey),
 		kick:        make(chan struct{}, 1),
@@ -87,6 +87,19 @@ func (w *keyWatch) add(path string, rev int64) {
 		return
 	}
 	w.keys[path] = &watchedKey{path: path, rev: rev}
+	w.wake()
+}
+
+// restartFrom watches every key again from revision rev on, on the
+// current stream: after etcd's history went back, the revisions the
+// watchers had reached belong to a history that is gone.
+func (w *keyWatch) restartFrom(rev int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, k := range w.keys {
+		w.dropLocked(k)
+		k.rev = rev
+	}
 	w.wake()
 }
 
@@ -227,6 +240,7 @@ func (w *keyWatch) receive(st pb.Watch_WatchClient, served *atomic.Bool) error {
 			return err
 		}
 		served.Store(true)
+		w.guard.raise(resp.Header)
 		if resp.Created && resp.Canceled && resp.CompactRevision == 0 {
 			// The watch ID may be -1, naming no key: the stream fails,
 			// and the next one asks again for every key. Opening it
@@ -247,16 +261,13 @@ func (w *keyWatch) receive(st pb.Watch_WatchClient, served *atomic.Bool) error {
 		case resp.Created && resp.Header != nil && k.rev > resp.Header.Revision+1:
 			// Watching from a revision etcd has not reached, so its
 			// history went back: it sends nothing until it reaches it,
-			// which may be never. Watch from the present, and check the
-			// key.
-			now, from := resp.Header.Revision, k.rev
-			w.dropLocked(k)
-			k.rev = now + 1
+			// which may be never. The guard has every key watched
+			// again from the present (restartFrom), and checked.
+			from := k.rev
 			w.mu.Unlock()
-			w.log.Warn("etcd's history went back (wiped, or restored from a backup): checking the instance",
-				"key", path, "watched_from", from, "revision", now)
-			w.onRollback(path, now)
-			w.wake()
+			w.log.Warn("etcd's history went back (wiped, or restored from a backup): checking the instances",
+				"key", path, "watched_from", from, "revision", resp.Header.Revision)
+			w.guard.rollback(resp.Header)
 			continue
 		case resp.CompactRevision != 0:
 			// Changes of the key were compacted away: watch from the

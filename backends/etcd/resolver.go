@@ -72,10 +72,12 @@ func (b *Backend) isClosed() bool {
 
 // list reads the service's instances and the revision they were read at.
 func (b *Backend) list(ctx context.Context, service string) ([]discovery.Instance, int64, error) {
+	mark := b.ownKeys.guard.mark()
 	resp, err := b.cli.Get(ctx, b.servicePrefix(service), b.readOpts(clientv3.WithPrefix())...)
 	if err != nil {
 		return nil, 0, err
 	}
+	b.checkRead(mark, resp.Header)
 	return b.decodeAll(service, resp.Kvs), resp.Header.Revision, nil
 }
 
@@ -103,6 +105,7 @@ type listing struct {
 // one read-only transaction, and creates the history key if etcd has none
 // (once per history; see history.go).
 func (b *Backend) listFrom(ctx context.Context, service string) (listing, error) {
+	mark := b.ownKeys.guard.mark()
 	resp, err := b.cli.Txn(ctx).Then(
 		clientv3.OpGet(b.historyPath(), b.readOpts()...),
 		clientv3.OpGet(b.servicePrefix(service), b.readOpts(clientv3.WithPrefix())...),
@@ -110,6 +113,7 @@ func (b *Backend) listFrom(ctx context.Context, service string) (listing, error)
 	if err != nil {
 		return listing{}, err
 	}
+	b.checkRead(mark, resp.Header)
 	l := listing{
 		set:     b.decodeAll(service, resp.Responses[1].GetResponseRange().Kvs),
 		rev:     resp.Header.Revision,

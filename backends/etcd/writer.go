@@ -258,8 +258,11 @@ func refusal(err error) bool {
 	return false
 }
 
-// commit writes one batch in one request.
+// commit writes one batch in one request. Its answer's header tells the
+// guard whether etcd's history went back since the process last heard
+// from it.
 func (w *writer) commit(ctx context.Context, lease clientv3.LeaseID, batch []op) error {
+	mark := w.ownKeys.guard.mark()
 	if len(batch) == 1 && batch[0].owner != nil {
 		// The common case, a Register: a plain put is cheaper than a
 		// transaction.
@@ -267,6 +270,7 @@ func (w *writer) commit(ctx context.Context, lease clientv3.LeaseID, batch []op)
 		if err != nil {
 			return err
 		}
+		w.ownKeys.guard.checkWrite(mark, resp.Header)
 		w.applied(lease, resp.Header.Revision, batch, []*etcdserverpb.ResponseOp{{}})
 		return nil
 	}
@@ -290,6 +294,7 @@ func (w *writer) commit(ctx context.Context, lease clientv3.LeaseID, batch []op)
 	if err != nil {
 		return err
 	}
+	w.ownKeys.guard.check(mark, resp.Header)
 	w.applied(lease, resp.Header.Revision, batch, resp.Responses)
 	return nil
 }
