@@ -34,7 +34,10 @@ const historyKey = "~history"
 // may not write under the prefix reads an empty value, and then only the
 // cluster ID and revision checks remain. A restore from a backup taken
 // after the key was written keeps the key: the revision check catches it
-// while the restored revision is below the one reached.
+// while the restored revision is below the one reached, the process's
+// revision guard (rollback.go) when any answer shows it, and past that
+// each resumed watch's check of the newest change it applied (see
+// watchFrom in resolver.go).
 
 // historyMark returns a new random value for the history key.
 func historyMark() (string, error) {
