@@ -133,26 +133,22 @@ func (w *keyWatch) wake() {
 // run keeps the stream open and every key watched until ctx ends. It never
 // gives up: a stream that served is opened again at once (opening waits
 // for the connection to be usable); one that failed before it served, after
-// a backoff.
+// the policy's next delay, which starts afresh once a stream has served.
 func (w *keyWatch) run(ctx context.Context) {
-	backoff := w.policy.Backoff()
-	for ctx.Err() == nil {
-		var served atomic.Bool
-		err := w.stream(ctx, &served)
-		if ctx.Err() != nil {
-			return
-		}
-		if served.Load() {
-			backoff = w.policy.Backoff()
+	w.policy.Forever(ctx, func(ctx context.Context) (bool, error) {
+		progressed := false
+		for {
+			var served atomic.Bool
+			err := w.stream(ctx, &served)
+			if ctx.Err() != nil || !served.Load() {
+				return progressed, err
+			}
+			progressed = true
 			w.log.Debug("own-key watch interrupted, resuming", "error", err)
-			continue
 		}
-		d, _ := backoff.Next()
-		w.log.Debug("own-key watch failed, retrying", "retry_in", d, "error", err)
-		if retry.Sleep(ctx, d, nil) != nil {
-			return
-		}
-	}
+	}, func(f retry.Failure) {
+		w.log.Debug("own-key watch failed, retrying", "retry_in", f.Delay, "error", f.Err)
+	})
 }
 
 // stream runs one watch stream until it fails or ctx ends; served is set

@@ -227,12 +227,6 @@ func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher,
 func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.Feed) {
 	defer b.wg.Done()
 	prefix := b.servicePrefix(service)
-	backoff := b.cfg.Retry.Backoff()
-	pause := func(err error) bool {
-		d, _ := backoff.Next()
-		b.log.Debug("service watch interrupted, resuming", "service", service, "retry_in", d, "error", err)
-		return retry.Sleep(ctx, d, nil) == nil
-	}
 	var (
 		current map[string]discovery.Instance // by etcd key
 		rev     int64                         // next revision to watch from; 0: list first
@@ -252,74 +246,75 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 		}
 		feed.PublishAt(set, uint64(at))
 	}
-	for ctx.Err() == nil {
-		if rev == 0 {
-			lctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
-			l, err := b.listFrom(lctx, service)
-			cancel()
-			if err != nil {
-				if ctx.Err() != nil {
-					return
+	// A session runs until a failure, after which it waits the policy's
+	// next delay; the delays start afresh once etcd has answered the
+	// watch (progressed).
+	session := func(ctx context.Context) (progressed bool, err error) {
+		for ctx.Err() == nil {
+			if rev == 0 {
+				lctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
+				l, err := b.listFrom(lctx, service)
+				cancel()
+				if err != nil {
+					if ctx.Err() != nil {
+						return progressed, err
+					}
+					feed.Fail(fmt.Errorf("list %s: %w", service, err))
+					return progressed, err
 				}
-				feed.Fail(fmt.Errorf("list %s: %w", service, err))
-				if !pause(err) {
-					return
+				current = make(map[string]discovery.Instance, len(l.set))
+				for _, in := range l.set {
+					current[prefix+in.ID] = in
 				}
-				continue
+				at = l.rev
+				feed.PublishAt(l.set, uint64(at))
+				rev, cluster, history, last = l.rev+1, l.cluster, l.history, l.last
+				epoch, verify = nil, anchor{} // the list is of the present history
+				rolled = b.ownKeys.guard.rolledBack()
 			}
-			current = make(map[string]discovery.Instance, len(l.set))
-			for _, in := range l.set {
-				current[prefix+in.ID] = in
-			}
-			at = l.rev
-			feed.PublishAt(l.set, uint64(at))
-			rev, cluster, history, last = l.rev+1, l.cluster, l.history, l.last
-			epoch, verify = nil, anchor{} // the list is of the present history
-			rolled = b.ownKeys.guard.rolledBack()
-		}
-		if epoch != nil {
-			// Back from an outage: is this still the history the watch
-			// followed? (See history.go.)
-			h, err := b.history(ctx, epoch)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
+			if epoch != nil {
+				// Back from an outage: is this still the history the watch
+				// followed? (See history.go.)
+				h, err := b.history(ctx, epoch)
+				if err != nil {
+					if ctx.Err() != nil {
+						return progressed, err
+					}
+					feed.Fail(fmt.Errorf("watch %s: %w", service, err))
+					return progressed, err
 				}
+				epoch = nil
+				if h != history {
+					b.log.Info("etcd's history changed (wiped or replaced), listing again",
+						"service", service, "revision", rev-1)
+					rev = 0
+					continue
+				}
+				// The history key survives a restore from a backup: the
+				// resumed watch checks that it sees the newest change it
+				// knew of again (see watchFrom).
+				verify = last
+			}
+			err := b.watchFrom(ctx, service, &watchState{
+				current: current, rev: &rev, cluster: cluster,
+				last: &last, verify: &verify, rolled: rolled,
+				back: &back, epoch: &epoch, at: &at, publish: publish,
+				healthy: func() { progressed = true },
+			})
+			if err != nil && ctx.Err() == nil {
+				// The watch is down until it is set up again: the watchers'
+				// set is no longer kept fresh (etcd lost its leader, refused
+				// or ended the watch). The watch that replaces it publishes
+				// once it has caught up, which ends the outage.
 				feed.Fail(fmt.Errorf("watch %s: %w", service, err))
-				if !pause(err) {
-					return
-				}
-				continue
-			}
-			epoch = nil
-			if h != history {
-				b.log.Info("etcd's history changed (wiped or replaced), listing again",
-					"service", service, "revision", rev-1)
-				rev = 0
-				continue
-			}
-			// The history key survives a restore from a backup: the
-			// resumed watch checks that it sees the newest change it
-			// knew of again (see watchFrom).
-			verify = last
-		}
-		err := b.watchFrom(ctx, service, &watchState{
-			current: current, rev: &rev, cluster: cluster,
-			last: &last, verify: &verify, rolled: rolled,
-			back: &back, epoch: &epoch, at: &at, publish: publish,
-			healthy: func() { backoff = b.cfg.Retry.Backoff() },
-		})
-		if err != nil && ctx.Err() == nil {
-			// The watch is down until it is set up again: the watchers'
-			// set is no longer kept fresh (etcd lost its leader, refused
-			// or ended the watch). The watch that replaces it publishes
-			// once it has caught up, which ends the outage.
-			feed.Fail(fmt.Errorf("watch %s: %w", service, err))
-			if !pause(err) {
-				return
+				return progressed, err
 			}
 		}
+		return progressed, ctx.Err()
 	}
+	b.cfg.Retry.Forever(ctx, session, func(f retry.Failure) {
+		b.log.Debug("service watch interrupted, resuming", "service", service, "retry_in", f.Delay, "error", f.Err)
+	})
 }
 
 // progressInterval is how often a watch that has not caught up yet
