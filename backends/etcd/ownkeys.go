@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -25,10 +26,15 @@ import (
 // All the keys share one gRPC watch stream, opened with the client's
 // connection, with one etcd watcher per key on it, and one goroutine reads
 // them all (clientv3.Watch would add a goroutine per key). When the stream
-// breaks, keyWatch opens another and resumes every key from the revision it
-// reached; a key whose revision was compacted resumes from the compaction
-// revision and is checked (onCompacted), so that no change is lost between
-// the two.
+// breaks, keyWatch opens another and resumes every key from its newest
+// change it knows of, which etcd must send again, identical: otherwise
+// etcd's history is another one (restored from a backup, and written past
+// the revision reached), which the guard reports. That costs one event per
+// key per reconnection, and progress requests until etcd says every
+// watcher has caught up. A key whose change was compacted away resumes,
+// unchecked, from the revision it reached; one whose revision was
+// compacted resumes from the compaction revision and is checked
+// (onCompacted), so that no change is lost between the two.
 type keyWatch struct {
 	watch  pb.WatchClient
 	policy retry.Policy
@@ -55,6 +61,14 @@ type watchedKey struct {
 	path string
 	rev  int64 // the next revision to receive
 	id   int64 // its watch ID on the current stream; 0 until requested
+	// changed is the mod revision of the key's newest change keyWatch
+	// knows of (a write of ours, or an event), deleted whether it was a
+	// delete; 0 when unknown. A stream opened again resumes the key from
+	// there and must get that change again (verify): otherwise etcd's
+	// history is not the one the watcher followed (see receive).
+	changed int64
+	deleted bool
+	verify  bool
 }
 
 func newKeyWatch(cli *clientv3.Client, policy retry.Policy, log hclog.Logger, guard *revisionGuard,
@@ -72,21 +86,22 @@ func newKeyWatch(cli *clientv3.Client, policy retry.Policy, log hclog.Logger, gu
 	}
 }
 
-// add follows path from revision rev on. A key already followed keeps its
-// watcher, which delivers the changes since its own revision: cancelling
-// and recreating it to skip the echo of a write of ours would cost two
-// requests to save one event. Only a key still waiting for its watcher
-// moves on to a later rev.
-func (w *keyWatch) add(path string, rev int64) {
+// add follows path from revision rev on; changed is the mod revision of
+// the key's newest change as of rev (a put). A key already followed keeps
+// its watcher, which delivers the changes since its own revision:
+// cancelling and recreating it to skip the echo of a write of ours would
+// cost two requests to save one event. Only a key still waiting for its
+// watcher moves on to a later rev.
+func (w *keyWatch) add(path string, rev, changed int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if k := w.keys[path]; k != nil {
 		if k.id == 0 && rev > k.rev {
-			k.rev = rev
+			k.rev, k.changed, k.deleted, k.verify = rev, changed, false, false
 		}
 		return
 	}
-	w.keys[path] = &watchedKey{path: path, rev: rev}
+	w.keys[path] = &watchedKey{path: path, rev: rev, changed: changed}
 	w.wake()
 }
 
@@ -98,7 +113,7 @@ func (w *keyWatch) restartFrom(rev int64) {
 	defer w.mu.Unlock()
 	for _, k := range w.keys {
 		w.dropLocked(k)
-		k.rev = rev
+		k.rev, k.changed, k.verify = rev, 0, false
 	}
 	w.wake()
 }
@@ -161,17 +176,26 @@ func (w *keyWatch) stream(ctx context.Context, served *atomic.Bool) error {
 		return err
 	}
 	w.mu.Lock()
-	// A new stream: every key needs a watcher on it.
+	// A new stream: every key needs a watcher on it, which checks that
+	// etcd still holds the key's newest change known.
 	clear(w.byID)
 	w.cancels = nil
 	for _, k := range w.keys {
 		k.id = 0
+		k.verify = k.changed != 0
 	}
 	w.mu.Unlock()
 	w.wake()
 
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- w.receive(st, served) }()
+	// While a watcher checks its key's change, etcd is asked for a
+	// progress notification, which it sends once every watcher of the
+	// stream has caught up (and drops before): a watcher still waiting
+	// for its change then will not get it.
+	ticker := time.NewTicker(progressInterval)
+	defer ticker.Stop()
+	tick := ticker.C // nil once no watcher checks
 	for {
 		if err := w.send(st); err != nil {
 			cancel()
@@ -179,6 +203,18 @@ func (w *keyWatch) stream(ctx context.Context, served *atomic.Bool) error {
 			return err
 		}
 		select {
+		case <-tick:
+			if !w.verifying() {
+				ticker.Stop()
+				tick = nil
+				continue
+			}
+			if err := st.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{
+				ProgressRequest: &pb.WatchProgressRequest{}}}); err != nil {
+				cancel()
+				<-recvErr
+				return err
+			}
 		case <-w.kick:
 		case err := <-recvErr:
 			return err
@@ -207,8 +243,12 @@ func (w *keyWatch) send(st pb.Watch_WatchClient) error {
 		w.nextID++
 		k.id = w.nextID
 		w.byID[k.id] = k
+		from := k.rev
+		if k.verify {
+			from = k.changed
+		}
 		reqs = append(reqs, &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{
-			CreateRequest: &pb.WatchCreateRequest{Key: []byte(k.path), StartRevision: k.rev, WatchId: k.id}}})
+			CreateRequest: &pb.WatchCreateRequest{Key: []byte(k.path), StartRevision: from, WatchId: k.id}}})
 	}
 	w.mu.Unlock()
 	for _, r := range reqs {
@@ -217,6 +257,19 @@ func (w *keyWatch) send(st pb.Watch_WatchClient) error {
 		}
 	}
 	return nil
+}
+
+// verifying reports whether a watcher of the current stream still waits
+// for its key's change.
+func (w *keyWatch) verifying() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, k := range w.keys {
+		if k.verify && k.id != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // errWatchCanceled reports a watcher that etcd cancelled for a reason
@@ -247,6 +300,24 @@ func (w *keyWatch) receive(st pb.Watch_WatchClient, served *atomic.Bool) error {
 			return fmt.Errorf("%w (watch ID %d): %s", errWatchRefused, resp.WatchId, resp.CancelReason)
 		}
 		w.mu.Lock()
+		if resp.WatchId == clientv3.InvalidWatchID && !resp.Created && !resp.Canceled && len(resp.Events) == 0 {
+			// A progress notification: every watcher has caught up, so
+			// one still waiting for its key's change will not get it.
+			missed := ""
+			for _, k := range w.byID {
+				if k.verify && k.changed <= resp.Header.GetRevision() {
+					missed = k.path
+					break
+				}
+			}
+			w.mu.Unlock()
+			if missed != "" {
+				w.log.Warn("etcd's history is not the one the own-key watch followed (restored from a backup?): checking the instances",
+					"key", missed, "revision", resp.Header.GetRevision())
+				w.guard.rollback(resp.Header)
+			}
+			continue
+		}
 		k := w.byID[resp.WatchId]
 		if k == nil {
 			w.mu.Unlock()
@@ -265,11 +336,19 @@ func (w *keyWatch) receive(st pb.Watch_WatchClient, served *atomic.Bool) error {
 				"key", path, "watched_from", from, "revision", resp.Header.Revision)
 			w.guard.rollback(resp.Header)
 			continue
+		case resp.CompactRevision != 0 && k.verify && k.rev > resp.CompactRevision:
+			// The change to see again was compacted away, not the
+			// revision reached: watch from there, unchecked.
+			delete(w.byID, k.id)
+			k.id, k.verify = 0, false
+			w.mu.Unlock()
+			w.wake()
+			continue
 		case resp.CompactRevision != 0:
 			// Changes of the key were compacted away: watch from the
 			// oldest revision etcd has, and check the key itself.
 			delete(w.byID, k.id)
-			k.id, k.rev = 0, resp.CompactRevision
+			k.id, k.rev, k.changed, k.verify = 0, resp.CompactRevision, 0, false
 			w.mu.Unlock()
 			w.log.Warn("own-key watch fell behind compaction, checking the instance",
 				"key", path, "compact_revision", resp.CompactRevision)
@@ -281,8 +360,22 @@ func (w *keyWatch) receive(st pb.Watch_WatchClient, served *atomic.Bool) error {
 			served.Store(false) // open the next stream after a backoff
 			return fmt.Errorf("%w of %s: %s", errWatchCanceled, path, resp.CancelReason)
 		}
+		if k.verify && len(resp.Events) > 0 {
+			// The first change a resumed watcher gets must be the newest
+			// it knew of; etcd sends it again, which changes nothing.
+			ev := resp.Events[0]
+			if ev.Kv.ModRevision != k.changed || (ev.Type == mvccpb.DELETE) != k.deleted {
+				w.mu.Unlock()
+				w.log.Warn("etcd's history is not the one the own-key watch followed (restored from a backup?): checking the instances",
+					"key", path, "change_revision", k.changed, "got_revision", ev.Kv.ModRevision)
+				w.guard.rollback(resp.Header)
+				continue
+			}
+			k.verify = false
+		}
 		for _, ev := range resp.Events {
-			k.rev = ev.Kv.ModRevision + 1
+			k.rev = max(k.rev, ev.Kv.ModRevision+1)
+			k.changed, k.deleted = ev.Kv.ModRevision, ev.Type == mvccpb.DELETE
 		}
 		w.mu.Unlock()
 		for _, ev := range resp.Events {

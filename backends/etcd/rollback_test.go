@@ -97,7 +97,10 @@ func gatedBackend(t testing.TB, cfg etcd.Config) (*etcd.Backend, *streamGate) {
 // watch's Created header cannot tell. The first answer the Backend gets
 // from the restored etcd, a write of its own or a read, carries a revision
 // below the one it had seen: that must lead to a check of its keys, which
-// restores b (issue #20, rollback detection from response headers).
+// restores b (issue #20, rollback detection from response headers). With
+// no such answer (case none: a process that only keeps its lease alive),
+// the own-key watch, resuming b from b's last change, does not get that
+// change again, which tells it as well.
 func TestRollbackSeenInAResponseHeaderChecksTheKeys(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
@@ -105,6 +108,7 @@ func TestRollbackSeenInAResponseHeaderChecksTheKeys(t *testing.T) {
 		first func(t *testing.T, b *etcd.Backend) // the Backend's first request to the restored etcd
 	}{
 		{"write", func(t *testing.T, b *etcd.Backend) { register(t, b, instance("orders", "c")) }},
+		{"none", nil}, // the own-key watch must tell by itself
 		{"read", func(t *testing.T, b *etcd.Backend) {
 			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 			defer cancel()
@@ -134,7 +138,9 @@ func TestRollbackSeenInAResponseHeaderChecksTheKeys(t *testing.T) {
 			if err := srv.RestoreBackup(backup); err != nil {
 				t.Fatal(err)
 			}
-			tc.first(t, b)
+			if tc.first != nil {
+				tc.first(t, b)
+			}
 			puts(t, cli, "filler", 50) // other processes write past the revision reached
 			gate.release()
 
