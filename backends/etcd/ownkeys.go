@@ -336,7 +336,7 @@ func (w *keyWatch) receive(st pb.Watch_WatchClient, served *atomic.Bool) error {
 				"key", path, "watched_from", from, "revision", resp.Header.Revision)
 			w.guard.rollback(resp.Header)
 			continue
-		case resp.CompactRevision != 0 && k.verify && k.rev > resp.CompactRevision:
+		case resp.CompactRevision != 0 && k.verify && k.rev >= resp.CompactRevision:
 			// The change to see again was compacted away, not the
 			// revision reached: watch from there, unchecked.
 			delete(w.byID, k.id)

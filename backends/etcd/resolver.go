@@ -444,7 +444,7 @@ func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState)
 			}
 			return errWatchEnded
 		}
-		if resp.CompactRevision != 0 && st.verify.rev != 0 && *st.rev > resp.CompactRevision {
+		if resp.CompactRevision != 0 && st.verify.rev != 0 && *st.rev >= resp.CompactRevision {
 			// The change to see again was compacted away, not the
 			// revision reached: resume from there, unchecked.
 			b.log.Debug("the service's newest change was compacted, resuming unchecked",

@@ -124,3 +124,35 @@ func TestWatchListsAgainWhenAnAnswerShowsARollback(t *testing.T) {
 	}
 	c.waitIDs(t, "[x]", waitFor)
 }
+
+// TestWatchResumesUncheckedWhenItsNewestChangeIsCompacted: a resumed watch
+// starts at the service's newest change to check it (see the test above),
+// but when that change was compacted away while the revision the watch
+// reached was not, it resumes from the revision reached, as before the
+// check existed: no range read, and the set is right.
+func TestWatchResumesUncheckedWhenItsNewestChangeIsCompacted(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv)
+	b, ranges := countingBackend(t, testConfig(t, srv.Endpoints()))
+	putRaw(t, cli, b, instance("payments", "p-1"))
+	putRaw(t, cli, b, instance("other", "o-1")) // the service's newest change is older
+	w, err := b.Watch(context.Background(), "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := collect(t, w)
+	c.waitIDs(t, "[p-1]", waitFor)
+	// Compacted up to the revision the watch listed at, and no further.
+	compactNow(t, cli)
+	before := ranges.Load()
+
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	putRaw(t, etcdtest.Client(t, srv), b, instance("payments", "p-2"))
+	c.waitIDs(t, "[p-1 p-2]", waitFor)
+	if got := ranges.Load() - before; got != 0 {
+		t.Errorf("the watch read the service %d times after the restart; want 0", got)
+	}
+}
