@@ -3,7 +3,6 @@ package fxmodule_test
 import (
 	"context"
 	"errors"
-	"net"
 	"reflect"
 	"slices"
 	"strings"
@@ -26,6 +25,7 @@ import (
 	"github.com/roster-sd/roster/fxmodule/fxall"
 	"github.com/roster-sd/roster/fxmodule/memoryfx"
 	"github.com/roster-sd/roster/fxmodule/natsfx"
+	"github.com/roster-sd/roster/internal/testing/etcdfxtest"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -43,7 +43,7 @@ func TestEtcdRegisteredAfterStartGoneAfterStop(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
-		cfg.options(),
+		cfg.Options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg, &backend),
@@ -93,7 +93,7 @@ func TestEtcdDownAtStart(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
-		cfg.options(),
+		cfg.Options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg, &status),
@@ -143,7 +143,7 @@ func TestRequireRegistrationFailsWhenEtcdDown(t *testing.T) {
 	}
 	app := fxtest.New(t,
 		fxmodule.Module,
-		cfg.options(),
+		cfg.Options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 	)
@@ -170,7 +170,7 @@ func TestRequireRegistrationRegistersBeforeStartReturns(t *testing.T) {
 	cfg.RequireRegistration = true
 	app := fxtest.New(t,
 		fxmodule.Module,
-		cfg.options(),
+		cfg.Options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 	)
@@ -549,16 +549,7 @@ func TestRetriesFailingRegister(t *testing.T) {
 }
 
 // deadEndpoint returns a loopback address nothing listens on.
-func deadEndpoint(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
+func deadEndpoint(t *testing.T) string { return etcdfxtest.DeadEndpoint(t) }
 
 // TestDeregisterWhileRegisteringIsNotUndone: the application deregisters
 // its instance while the module's background Register is still pending
@@ -582,7 +573,7 @@ func TestDeregisterWhileRegisteringIsNotUndone(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
-		cfg.options(),
+		cfg.Options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg, &backend, &status),

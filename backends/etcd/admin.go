@@ -71,8 +71,8 @@ func (b *Backend) Services(ctx context.Context) (services []ServiceSummary, skip
 	}
 	counts := make(map[string]int)
 	for _, kv := range resp.Kvs {
-		if string(kv.Key) == b.historyPath() {
-			continue // roster's own (history.go), not an instance
+		if string(kv.Key) == b.historyPath() || b.isReservedKey(string(kv.Key)) {
+			continue // roster's own (history.go, maint.go), not an instance
 		}
 		service, id, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), prefix), "/")
 		if !ok || discovery.ValidateName("Service", service) != nil || discovery.ValidateName("ID", id) != nil {
@@ -111,6 +111,9 @@ func (b *Backend) Instances(ctx context.Context, service string) (instances []In
 	instances = make([]InstanceInfo, 0, len(resp.Kvs))
 	ttls := make(map[clientv3.LeaseID]time.Duration)
 	for _, kv := range resp.Kvs {
+		if b.isReservedKey(string(kv.Key)) {
+			continue // roster's own (maint.go), not an instance
+		}
 		in, err := decodeInstance(service, strings.TrimPrefix(string(kv.Key), prefix), kv.Value)
 		if err != nil {
 			skipped = append(skipped, SkippedKey{Key: string(kv.Key), Err: fmt.Errorf("not a valid instance: %w", err)})
@@ -122,6 +125,7 @@ func (b *Backend) Instances(ctx context.Context, service string) (instances []In
 		}
 		instances = append(instances, info)
 	}
+	b.applyMaintInfo(service, resp.Kvs, instances) // maint.go
 	for lease := range ttls {
 		resp, err := b.cli.TimeToLive(ctx, lease)
 		if err != nil {

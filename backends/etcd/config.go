@@ -91,6 +91,16 @@ type Config struct {
 	// (keep-alive checks, re-registration, revocation on Close). Default:
 	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// DrainOnClose, when positive, makes Close take the Backend's
+	// instances out of rotation before it revokes its lease: it publishes every
+	// registered instance in discovery.ConditionDraining (an update in
+	// place) and waits for the rest of DrainOnClose, so that watchers see
+	// it and clients stop sending new work. Close takes at most
+	// DrainOnClose longer: with the registry unreachable it gives up the
+	// drain then, and reports it. Default: 0, no drain. An application
+	// that drains its instances itself (discovery.Drain, the fx module's
+	// DrainDelay) does not need it.
+	DrainOnClose time.Duration
 	// ReconnectDelay bounds the gRPC reconnect backoff under the etcd
 	// client: while etcd is unreachable the client tries to connect about
 	// once per ReconnectDelay (jittered by 20%), so a returning etcd is
@@ -151,6 +161,8 @@ func (c Config) validate() error {
 		return configError("TTL is %v; %s", c.TTL, ttlProblem(c.TTL))
 	case c.RequestTimeout < 0:
 		return configError("RequestTimeout is %v; want a positive duration", c.RequestTimeout)
+	case c.DrainOnClose < 0:
+		return configError("DrainOnClose is %v; want zero or more", c.DrainOnClose)
 	case c.ReconnectDelay < 0:
 		return configError("ReconnectDelay is %v; want a positive duration", c.ReconnectDelay)
 	case c.Password != "" && c.Username == "":

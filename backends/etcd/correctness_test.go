@@ -213,7 +213,10 @@ func TestAbandonedUpdateRevertsToThePreviousValue(t *testing.T) {
 	ahead := make(chan error, 1)
 	go func() { ahead <- b.Register(context.Background(), instance("other", "o-2")) }()
 	// o-2's write is in flight when v1 and v2 arrive.
-	time.Sleep(latency / 2)
+	testwait.Until(t, waitFor, "o-2 is registering", func() bool {
+		st, err := b.Status("other", "o-2")
+		return err == nil && st.State == discovery.StateRegistering
+	})
 	v1 := instance("payments", "p-1")
 	v1.Metadata = map[string]string{"version": "1"}
 	v2 := instance("payments", "p-1")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/backendkit"
+	"github.com/roster-sd/roster/internal/maintkit"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -79,7 +80,7 @@ func (b *Backend) list(ctx context.Context, service string) ([]discovery.Instanc
 		return nil, 0, err
 	}
 	b.checkRead(mark, resp.Header)
-	return b.decodeAll(service, resp.Kvs), resp.Header.Revision, nil
+	return maintkit.Merge(b.decodeAll(service, resp.Kvs)), resp.Header.Revision, nil
 }
 
 // decodeAll returns the instances of service among kvs, normalized.
@@ -174,6 +175,9 @@ func (b *Backend) listFrom(ctx context.Context, service string) (listing, error)
 // the address, but a stored instance always has its ID, and an empty one
 // would match the key <Prefix>/<service>/ itself.
 func (b *Backend) decode(service string, kv *mvccpb.KeyValue) (discovery.Instance, bool) {
+	if in, ok, reserved := b.decodeReserved(service, kv); reserved { // maint.go
+		return in, ok
+	}
 	id := strings.TrimPrefix(string(kv.Key), b.servicePrefix(service))
 	in, err := decodeInstance(service, id, kv.Value)
 	if err != nil {
@@ -244,7 +248,7 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 		for _, in := range current {
 			set = append(set, in)
 		}
-		feed.PublishAt(set, uint64(at))
+		feed.PublishAt(maintkit.Merge(set), uint64(at))
 	}
 	// A session runs until a failure, after which it waits the policy's
 	// next delay; the delays start afresh once etcd has answered the
@@ -267,7 +271,7 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 					current[prefix+in.ID] = in
 				}
 				at = l.rev
-				feed.PublishAt(l.set, uint64(at))
+				feed.PublishAt(maintkit.Merge(l.set), uint64(at))
 				rev, cluster, history, last = l.rev+1, l.cluster, l.history, l.last
 				epoch, verify = nil, anchor{} // the list is of the present history
 				rolled = b.ownKeys.guard.rolledBack()

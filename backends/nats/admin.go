@@ -93,6 +93,9 @@ func (b *Backend) Services(ctx context.Context) (services []ServiceSummary, skip
 	}
 	counts := make(map[string]int)
 	for _, key := range keys {
+		if isReservedKey(key) {
+			continue // roster's own (maint.go), not an instance
+		}
 		service, err := serviceOf(key)
 		if err != nil {
 			skipped = append(skipped, SkippedKey{Key: key, Err: err})
@@ -176,6 +179,7 @@ func (b *Backend) Instances(ctx context.Context, service string) (instances []In
 	now := time.Now()
 	maxAge := stream.CachedInfo().Config.MaxAge
 	instances = make([]InstanceInfo, 0, len(keys))
+	var overrides []discovery.Instance
 	for i, key := range keys {
 		m, err := msgs[i], errs[i]
 		switch {
@@ -185,6 +189,10 @@ func (b *Backend) Instances(ctx context.Context, service string) (instances []In
 			return nil, nil, fmt.Errorf("nats: list instances of %q: read %s: %w", service, key, unavailable(ctx, err))
 		case m.Header.Get(kvOpHeader) != "" || m.Header.Get(markerHdr) != "":
 			continue // removed meanwhile
+		}
+		if isReservedKey(key) { // roster's own (maint.go), not an instance
+			overrides = appendOverride(overrides, key, m.Data)
+			continue
 		}
 		in, err := decodeEntry(key, m.Data)
 		if err != nil {
@@ -198,6 +206,7 @@ func (b *Backend) Instances(ctx context.Context, service string) (instances []In
 		}
 		instances = append(instances, info)
 	}
+	applyMaintInfo(instances, overrides) // maint.go
 	slices.SortFunc(instances, func(x, y InstanceInfo) int { return cmp.Compare(x.ID, y.ID) })
 	return instances, skipped, nil
 }

@@ -80,13 +80,17 @@ func (v etcdView) FollowRegistry(ctx context.Context, apply func(webui.RegistryU
 		}
 		return fmt.Errorf("%s did not answer a read of %s within %v: %w: %w", v.where, v.prefix, v.timeout, discovery.ErrUnavailable, err)
 	}
+	mm := newUIMaint(prefix) // ui_maint.go: operators' overrides
 	u := webui.RegistryUpdate{Reset: true}
 	for _, kv := range resp.Kvs {
+		if mm.take(kv, false) {
+			continue
+		}
 		if in, ok := decodeKV(prefix, kv); ok {
 			u.Put = append(u.Put, in)
 		}
 	}
-	apply(u)
+	apply(mm.merge(u))
 
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
@@ -146,6 +150,9 @@ func (v etcdView) FollowRegistry(ctx context.Context, apply func(webui.RegistryU
 			}
 			u := webui.RegistryUpdate{}
 			for _, ev := range wr.Events {
+				if mm.take(ev.Kv, ev.Type == mvccpb.DELETE) {
+					continue
+				}
 				in, ok := decodeKV(prefix, ev.Kv)
 				if ev.Type == mvccpb.PUT && ok {
 					u.Put = append(u.Put, in)
@@ -153,6 +160,7 @@ func (v etcdView) FollowRegistry(ctx context.Context, apply func(webui.RegistryU
 					u.Deleted = append(u.Deleted, k) // deleted, or now holding what is not an instance
 				}
 			}
+			u = mm.merge(u)
 			if len(u.Put) > 0 || len(u.Deleted) > 0 {
 				if down {
 					u.Unreachable = fmt.Errorf("%s did not answer within %v: %w", v.where, v.timeout, discovery.ErrUnavailable)

@@ -36,7 +36,7 @@ func TestAppOwnedClientIsNotClosed(t *testing.T) {
 	var reg *fxmodule.Registration
 	app := fxtest.New(t,
 		fxmodule.Module,
-		cfg.options(), fx.Supply(cli),
+		cfg.Options(), fx.Supply(cli),
 		fxmodule.Instance(payments),
 		fx.Populate(&backend, &reg),
 	)
@@ -60,7 +60,7 @@ func TestAppLoggerIsUsed(t *testing.T) {
 	var reg *fxmodule.Registration
 	app := fxtest.New(t,
 		fxmodule.Module,
-		etcdConfig(t, srv).options(),
+		etcdConfig(t, srv).Options(),
 		fx.Provide(func() hclog.Logger { return logger }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg),
