@@ -22,6 +22,11 @@ import (
 // errWatchEnded: etcd's watch channel closed without an error.
 var errWatchEnded = errors.New("etcd watch ended")
 
+// errHistoryRewound is the cause of the outage a service's watchers report
+// when etcd's history went back (wiped, or restored from a backup) and its
+// revisions compare with none before.
+var errHistoryRewound = errors.New("etcd's history went back (wiped, or restored from a backup); its revisions start again")
+
 // startFollow is the start hook of the Backend's watch group: when a
 // service gets its first Watcher it starts the goroutine that keeps the
 // service's feed up to date, and returns the func that cancels it, which
@@ -269,6 +274,12 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 				current = make(map[string]discovery.Instance, len(l.set))
 				for _, in := range l.set {
 					current[prefix+in.ID] = in
+				}
+				if l.rev < at {
+					// A new history (wiped, restored from a backup): its
+					// revisions compare with none the watchers were given,
+					// so they are told of it before its first set.
+					feed.Reset(errHistoryRewound)
 				}
 				at = l.rev
 				feed.PublishAt(maintkit.Merge(l.set), uint64(at))
