@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -193,9 +192,9 @@ func (w *keyWatch) stream(ctx context.Context, served *atomic.Bool) error {
 	// progress notification, which it sends once every watcher of the
 	// stream has caught up (and drops before): a watcher still waiting
 	// for its change then will not get it.
-	ticker := time.NewTicker(progressInterval)
-	defer ticker.Stop()
-	tick := ticker.C // nil once no watcher checks
+	pacer := newProgressPacer()
+	defer pacer.stop()
+	tick := pacer.C() // nil once no watcher checks
 	for {
 		if err := w.send(st); err != nil {
 			cancel()
@@ -205,7 +204,7 @@ func (w *keyWatch) stream(ctx context.Context, served *atomic.Bool) error {
 		select {
 		case <-tick:
 			if !w.verifying() {
-				ticker.Stop()
+				pacer.stop()
 				tick = nil
 				continue
 			}
@@ -215,6 +214,7 @@ func (w *keyWatch) stream(ctx context.Context, served *atomic.Bool) error {
 				<-recvErr
 				return err
 			}
+			pacer.again()
 		case <-w.kick:
 		case err := <-recvErr:
 			return err
