@@ -11,6 +11,7 @@ import (
 
 	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/etcd"
+	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/internal/fleetsim"
 )
 
@@ -137,8 +138,7 @@ func (a *app) runBench(cmd *cobra.Command, o benchOptions) error {
 		// (default "roster") is the cluster's own.
 		so.Etcd = etcd.Config{}
 	} else {
-		so.NATS = so.NATS.WithDefaults()
-		so.NATS.Endpoints = nil
+		so.NATS = nats.Config{}
 	}
 	if err := so.Validate(); err != nil {
 		return inputError{err}

@@ -118,10 +118,12 @@ type leaderLog struct {
 
 func startLeaderLog(leader func() int) *leaderLog {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &leaderLog{cancel: cancel, done: make(chan struct{})}
+	// The first sample is taken before the fault starts, so that the
+	// leader it stops is on record.
+	last := leader()
+	l := &leaderLog{cancel: cancel, done: make(chan struct{}), changes: []leaderChange{{At: time.Now(), Leader: last}}}
 	go func() {
 		defer close(l.done)
-		last := -2
 		t := time.NewTicker(10 * time.Millisecond)
 		defer t.Stop()
 		for {

@@ -1,6 +1,7 @@
 package fleetsim
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,7 @@ func startNATS(o Options, progress func(string, ...any)) (_ *natsRegistry, err e
 	cfg := o.NATS
 	cfg.TTL = o.TTL
 	cfg.Replicas = 3
+	cfg.Bucket = cmp.Or(cfg.Bucket, nats.DefaultBucket)
 	r := &natsRegistry{}
 	defer func() {
 		if err != nil {
