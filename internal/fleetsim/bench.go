@@ -319,7 +319,7 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	runtime.MemProfileRate = benchMemProfileRate
 	base := memSnapshot()
 	progress("creating %d processes", o.Processes)
-	fl, err := newFleet(reg, o.Processes, o.Instances, o.ServiceSize)
+	fl, err := newFleet(reg, o.Processes, o.Instances, o.ServiceSize, o.Concurrency)
 	if err != nil {
 		return nil, err
 	}

@@ -158,11 +158,12 @@ type fleet struct {
 	staying atomic.Bool
 }
 
-// newFleet creates n simulated processes through reg, each holding k
-// instances; the first s registrations in fleet order (process i's
-// instance j is registration i*k+j) form the watched service. Nothing is
-// sent to the registry yet.
-func newFleet(reg registry, n, k, s int) (_ *fleet, err error) {
+// newFleet creates n simulated processes through reg, conc at a time (a
+// NATS backend connects and opens its bucket before New returns), each
+// holding k instances; the first s registrations in fleet order (process
+// i's instance j is registration i*k+j) form the watched service. Nothing
+// is registered yet.
+func newFleet(reg registry, n, k, s, conc int) (_ *fleet, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &fleet{k: k, traffic: &traffic{}, ctx: ctx, cancel: cancel}
 	defer func() {
@@ -170,13 +171,39 @@ func newFleet(reg registry, n, k, s int) (_ *fleet, err error) {
 			_ = f.Close()
 		}
 	}()
-	for i := range n {
-		pt := &procTraffic{fleet: f.traffic}
-		b, release, err := reg.newProcess(i, pt)
-		if err != nil {
-			return nil, fmt.Errorf("process %d: %w", i, err)
+	procs := make([]*simProcess, n)
+	errs := make([]error, n)
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range min(max(conc, 1), n) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				pt := &procTraffic{fleet: f.traffic}
+				b, release, err := reg.newProcess(i, pt)
+				if err != nil {
+					errs[i] = fmt.Errorf("process %d: %w", i, err)
+					continue
+				}
+				procs[i] = &simProcess{index: i, backend: b, release: release, traffic: pt, states: make(map[discovery.Key]discovery.Status)}
+			}
+		})
+	}
+	wg.Wait()
+	for _, p := range procs {
+		if p != nil {
+			f.procs = append(f.procs, p)
 		}
-		p := &simProcess{index: i, backend: b, release: release, traffic: pt, states: make(map[discovery.Key]discovery.Status)}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for i, p := range f.procs {
 		for j := range k {
 			svc := benchOtherService
 			if i*k+j < s {
@@ -192,8 +219,7 @@ func newFleet(reg registry, n, k, s int) (_ *fleet, err error) {
 				f.expected = append(f.expected, in)
 			}
 		}
-		f.procs = append(f.procs, p)
-		sub := b.SubscribeStatus()
+		sub := p.backend.SubscribeStatus()
 		f.wg.Add(1)
 		go f.followStatus(p, sub)
 	}
