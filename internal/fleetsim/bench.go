@@ -326,7 +326,11 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	closed := false
 	defer func() {
 		if !closed {
-			err = errors.Join(err, fl.Close())
+			if cerr := fl.Close(); cerr != nil {
+				// One line, not one per process: the run's own error
+				// is what matters.
+				progress("closing the fleet: %d errors, the first: %v", len(strings.Split(cerr.Error(), "\n")), errors.Unwrap(cerr))
+			}
 		}
 	}()
 

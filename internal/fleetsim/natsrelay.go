@@ -43,12 +43,23 @@ func newNATSRelay(upstream string, pt *procTraffic) (*natsRelay, error) {
 // Addr is the relay's host:port.
 func (r *natsRelay) Addr() string { return r.ln.Addr().String() }
 
+// serve accepts until Close. A failed Accept that is not the listener's
+// closing (too many open files, at a thousand processes) is waited out,
+// as net/http's server does: ending the loop would leave the process
+// unable ever to connect again.
 func (r *natsRelay) serve() {
+	var backoff time.Duration
 	for {
 		c, err := r.ln.Accept()
 		if err != nil {
-			return
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		r.pt.dial()
 		r.wg.Go(func() { r.relay(c) })
 	}
@@ -93,7 +104,9 @@ func (r *natsRelay) relay(c net.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = io.Copy(c, u)
+		// Through plain Reader and Writer, so that the copy does not
+		// splice through a pipe: two more descriptors per connection.
+		_, _ = io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{u}, make([]byte, 32<<10))
 		_ = c.Close()
 	}()
 	counter := natsCounter{pt: r.pt}
