@@ -173,24 +173,32 @@ func newFleet(reg registry, n, k, s, conc int) (_ *fleet, err error) {
 	}()
 	procs := make([]*simProcess, n)
 	errs := make([]error, n)
+	create := func(i int) {
+		pt := &procTraffic{fleet: f.traffic}
+		b, release, err := reg.newProcess(i, pt)
+		if err != nil {
+			errs[i] = fmt.Errorf("process %d: %w", i, err)
+			return
+		}
+		procs[i] = &simProcess{index: i, backend: b, release: release, traffic: pt, states: make(map[discovery.Key]discovery.Status)}
+	}
+	// The first process alone, so that it creates the NATS bucket: NATS
+	// Backends that open an absent bucket at the same moment can fail
+	// with "stream not found" (err_code 10059), seen at 1000 processes.
+	create(0)
 	var (
 		next atomic.Int64
 		wg   sync.WaitGroup
 	)
+	next.Store(1)
 	for range min(max(conc, 1), n) {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= n {
+				if i >= n || errs[0] != nil {
 					return
 				}
-				pt := &procTraffic{fleet: f.traffic}
-				b, release, err := reg.newProcess(i, pt)
-				if err != nil {
-					errs[i] = fmt.Errorf("process %d: %w", i, err)
-					continue
-				}
-				procs[i] = &simProcess{index: i, backend: b, release: release, traffic: pt, states: make(map[discovery.Key]discovery.Status)}
+				create(i)
 			}
 		})
 	}
