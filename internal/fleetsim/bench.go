@@ -329,7 +329,7 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 			if cerr := fl.Close(); cerr != nil {
 				// One line, not one per process: the run's own error
 				// is what matters.
-				progress("closing the fleet: %d errors, the first: %v", len(strings.Split(cerr.Error(), "\n")), errors.Unwrap(cerr))
+				progress("closing the fleet: %s", firstOf(cerr))
 			}
 		}
 	}()
@@ -426,9 +426,16 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	if err := fl.Close(); err != nil {
 		// Not the figures' concern: a lease not revoked expires with its
 		// TTL. On a loaded cluster revokes time out.
-		progress("closing the fleet: %d errors, the first: %v", len(strings.Split(err.Error(), "\n")), errors.Unwrap(err))
+		progress("closing the fleet: %s", firstOf(err))
 	}
 	return rep, nil
+}
+
+// firstOf summarizes an error joined from one per process (errors.Join):
+// their number and the first.
+func firstOf(err error) string {
+	lines := strings.Split(err.Error(), "\n")
+	return fmt.Sprintf("%d errors, the first: %s", len(lines), lines[0])
 }
 
 // Failures returns what makes the simulation a failure: registrations
