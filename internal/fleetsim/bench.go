@@ -102,6 +102,9 @@ type Report struct {
 	ProcessGoroutinesPerProcess float64 `json:"process_goroutines_per_process"`
 
 	Missing int `json:"missing"` // registrations absent from the registry at the end
+	// MissingUnknown is why the registry could not be read at the end
+	// (Missing is then 0 and says nothing).
+	MissingUnknown string `json:"missing_unknown,omitempty"`
 }
 
 // FaultReport describes a cut or restart and the recovery after it.
@@ -418,7 +421,9 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 	defer cancel()
 	missing, err := missingRegistrations(vctx, reg, fl.registrations())
 	if err != nil {
-		return nil, err
+		// The figures stand; what the registry holds is not known.
+		progress("checking the registrations: %v", err)
+		rep.MissingUnknown = err.Error()
 	}
 	rep.Missing = missing
 	progress("closing the fleet")
@@ -444,6 +449,9 @@ func firstOf(err error) string {
 // run's, for the messages.
 func (rep *Report) Failures(recoveryTimeout, ttl time.Duration) []error {
 	var fails []error
+	if rep.MissingUnknown != "" {
+		fails = append(fails, fmt.Errorf("could not check the registrations at the end: %s", rep.MissingUnknown))
+	}
 	if rep.Missing > 0 {
 		fails = append(fails, fmt.Errorf("%d of %d registrations missing from %s at the end", rep.Missing, rep.Registrations, rep.Backend))
 	}
@@ -850,6 +858,10 @@ func WriteReport(w io.Writer, format string, rep *Report) error {
 	if rep.Mode == "embedded" {
 		row("", "%.1f (the OS process's growth, with the servers' side of each connection)", rep.ProcessGoroutinesPerProcess)
 	}
-	row("missing at end", "%d", rep.Missing)
+	if rep.MissingUnknown != "" {
+		row("missing at end", "unknown: %s", rep.MissingUnknown)
+	} else {
+		row("missing at end", "%d", rep.Missing)
+	}
 	return tw.Flush()
 }
