@@ -23,13 +23,28 @@ type Registrar interface {
 	// lease, and stops keeping it published. It returns an error wrapping
 	// ErrNotRegistered if this Registrar does not hold it, and ErrClosed
 	// after Close.
+	//
+	// It returns nil only once the registry no longer holds the instance.
+	// While the registry is unreachable it waits for it, within ctx: when
+	// ctx ends first, it returns an error wrapping both ErrUnavailable and
+	// ctx's error. Either way the Registrar has stopped keeping the
+	// instance published (Status no longer says registered) and removes
+	// the key once the registry answers (at the latest, it expires with
+	// its lease or TTL). A Deregister given an ended context follows the
+	// same rule.
 	Deregister(ctx context.Context, in Instance) error
 
 	// Close deregisters every instance this Registrar holds, stops all of
 	// its goroutines and releases its resources; it returns once they have
-	// stopped. Its removals are bounded in time, so Close returns even when
-	// the registry is unreachable. Close is idempotent: later calls return
-	// nil.
+	// stopped. Its removals are bounded in time (by the backend's request
+	// timeout), so Close returns even when the registry is unreachable.
+	//
+	// Close returns nil only if it removed every instance. Otherwise its
+	// error names each instance it could not remove (by its key in the
+	// registry, which holds its ID), joins the failures with errors.Join,
+	// and wraps ErrUnavailable when the registry could not be reached;
+	// those instances leave the registry when their lease or TTL ends.
+	// Close is idempotent: later calls return nil.
 	Close() error
 }
 

@@ -16,7 +16,10 @@
 // serving with DefaultWeight and no zone, and an older reader ignores them.
 // Clients that route pick instances with RoutePolicy (Routable): the
 // serving ones, or the not-ready ones when none is serving; never draining
-// or maintenance ones.
+// or maintenance ones. An operator sets maintenance through a backend's
+// optional Maintainer: an override (Maintenance) kept apart from the
+// instance's own key, which the backend's readers merge into the instance
+// (ApplyMaintenance).
 //
 // It imports nothing outside the standard library. Backends live in
 // sub-trees of the module (backends/etcd, backends/nats, backends/memory)

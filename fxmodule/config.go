@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/roster-sd/roster/backends"
+	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/health"
 	"github.com/roster-sd/roster/internal/envconfig"
 	"github.com/roster-sd/roster/retry"
@@ -44,6 +45,14 @@ const EnvTimeout = backends.EnvTimeout
 // EnvDrainDelay is the environment variable ConfigFromEnv reads into
 // Config.DrainDelay, a Go duration such as "5s".
 const EnvDrainDelay = "ROSTER_DRAIN_DELAY"
+
+// EnvWeight is the environment variable ConfigFromEnv reads into
+// Config.Weight, a whole number from 1 to discovery.MaxWeight.
+const EnvWeight = "ROSTER_WEIGHT"
+
+// EnvZone is the environment variable ConfigFromEnv reads into
+// Config.Zone, a name such as "eu-west-1a".
+const EnvZone = "ROSTER_ZONE"
 
 // DefaultTimeout is the default of Config.Timeout: the bound of
 // registration with RequireRegistration and of deregistration at stop,
@@ -105,6 +114,20 @@ type Config struct {
 	// Default: 0, deregister at once without publishing draining.
 	// Environment: EnvDrainDelay.
 	DrainDelay time.Duration
+
+	// Weight is the relative share of new traffic of the application's
+	// instances (discovery.Instance.Weight), 1..discovery.MaxWeight, given
+	// to every instance declared without one. Default: 0, the instances'
+	// own (discovery.DefaultWeight when they set none).
+	// Environment: EnvWeight.
+	Weight int
+
+	// Zone is the locality the application's instances run in
+	// (discovery.Instance.Zone), such as "eu-west-1a": a name with the
+	// alphabet and length of a service name, given to every instance
+	// declared without one. Default: "", the instances' own.
+	// Environment: EnvZone.
+	Zone string
 
 	// Health gates the registration of the application's instances on a
 	// health check (see HealthConfig). Default: no check, instances are
@@ -205,7 +228,8 @@ func (c Config) isZero() bool { return reflect.ValueOf(c).IsZero() }
 
 // ConfigFromEnv builds the module's Config from the ROSTER_* environment
 // variables, read through lookup (pass os.LookupEnv): EnvBackend,
-// EnvTimeout, EnvDrainDelay and the EnvHealth* variables. The backend's
+// EnvTimeout, EnvDrainDelay, EnvWeight, EnvZone and the EnvHealth*
+// variables. The backend's
 // own variables (endpoints, TTL, TLS files...) are read by the backend's
 // module through that backend's ConfigFromEnv (etcd.ConfigFromEnv,
 // nats.ConfigFromEnv). Unset and empty variables leave their field at its
@@ -226,6 +250,16 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	}
 	if c.DrainDelay, err = r.Duration(EnvDrainDelay); err != nil {
 		return Config{}, configError("%v", err)
+	}
+	if v := r.String(EnvWeight); v != "" {
+		if c.Weight, err = strconv.Atoi(v); err != nil || c.Weight < 1 || c.Weight > discovery.MaxWeight {
+			return Config{}, configError("%s is %q; want a whole number from 1 to %d", EnvWeight, v, discovery.MaxWeight)
+		}
+	}
+	if c.Zone = r.String(EnvZone); c.Zone != "" {
+		if err := discovery.ValidateName("Zone", c.Zone); err != nil {
+			return Config{}, configError("%s is %q: %v", EnvZone, c.Zone, err)
+		}
 	}
 	h := &c.Health
 	h.HTTP, h.GRPC, h.GRPCService, h.TCP = r.String(EnvHealthHTTP), r.String(EnvHealthGRPC), r.String(EnvHealthGRPCService), r.String(EnvHealthTCP)
@@ -310,6 +344,13 @@ func (c Config) validate() error {
 		return configError("Timeout is %v; want a positive duration", c.Timeout)
 	case c.DrainDelay < 0:
 		return configError("DrainDelay is %v; want zero or more", c.DrainDelay)
+	case c.Weight < 0 || c.Weight > discovery.MaxWeight:
+		return configError("Weight is %d; want 1 to %d, or 0 for the instances' own", c.Weight, discovery.MaxWeight)
+	}
+	if c.Zone != "" {
+		if err := discovery.ValidateName("Zone", c.Zone); err != nil {
+			return configError("Zone is %q: %v", c.Zone, err)
+		}
 	}
 	if err := c.Health.validate(); err != nil {
 		return err

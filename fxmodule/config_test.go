@@ -8,14 +8,10 @@ import (
 	"time"
 
 	"github.com/roster-sd/roster/fxmodule"
+	"github.com/roster-sd/roster/internal/testing/etcdfxtest"
 )
 
-func env(vars map[string]string) func(string) (string, bool) {
-	return func(name string) (string, bool) {
-		v, ok := vars[name]
-		return v, ok
-	}
-}
+var env = etcdfxtest.Env
 
 // TestConfigFromEnv: ConfigFromEnv reads the module's own variables
 // (ROSTER_BACKEND, ROSTER_TIMEOUT...) and leaves the backend's to the

@@ -126,7 +126,9 @@
 // module's registration attempts and is the default of the backend's Retry;
 // RequireRegistration (false) makes start wait for the registry; DrainDelay
 // (ROSTER_DRAIN_DELAY, 0) is how long the instances are published draining
-// at stop before they are deregistered (0: deregister at once); Health
+// at stop before they are deregistered (0: deregister at once); Weight
+// (ROSTER_WEIGHT, 1 to 10000) and Zone (ROSTER_ZONE) are given to every
+// instance declared without its own (0 and "": the instances'); Health
 // (ROSTER_HEALTH_HTTP, ROSTER_HEALTH_GRPC, ROSTER_HEALTH_TCP and the
 // ROSTER_HEALTH_* probe parameters) gates the instances on a check.
 //

@@ -58,12 +58,7 @@ func TestHealthConfigGatesRegistration(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	ctx := ctxFor(t, 10*time.Second)
-	w, err := other.Watch(ctx, "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
+	w, ctx := watch(t, other, "web")
 	if _, err := w.Next(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -131,12 +126,7 @@ func TestHealthCheckFromGraph(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	ctx := ctxFor(t, 10*time.Second)
-	w, err := other.Watch(ctx, "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
+	w, ctx := watch(t, other, "web")
 	if _, err := w.Next(ctx); err != nil {
 		t.Fatal(err)
 	}

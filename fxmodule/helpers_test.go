@@ -2,71 +2,40 @@ package fxmodule_test
 
 import (
 	"context"
-	"strings"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"go.uber.org/fx"
 
-	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/fxmodule"
-	"github.com/roster-sd/roster/fxmodule/etcdfx"
-	"github.com/roster-sd/roster/internal/testing/testlog"
+	"github.com/roster-sd/roster/internal/testing/etcdfxtest"
 	"github.com/roster-sd/roster/retry"
 )
 
 // testRetry is a fast retry policy for tests.
-func testRetry() retry.Policy {
-	return retry.Policy{Base: 50 * time.Millisecond, Max: 500 * time.Millisecond}
-}
+func testRetry() retry.Policy { return etcdfxtest.Retry() }
 
 // etcdSetup is the module's Config and the etcd backend's, as an
 // etcd-only application supplies them.
-type etcdSetup struct {
-	fxmodule.Config
-	Etcd etcd.Config
-}
+type etcdSetup = etcdfxtest.Setup
 
-// options are the etcd backend's module and both configs, for fx.New.
-func (s etcdSetup) options() fx.Option {
-	return fx.Options(etcdfx.Module, fx.Supply(s.Config, s.Etcd))
-}
-
-// etcdConfig configures the module for srv, under a prefix of the test's
+// etcdConfig configures the modules for srv, under a prefix of the test's
 // own.
 func etcdConfig(t *testing.T, srv *etcdtest.Server) etcdSetup {
-	return etcdSetup{
-		Etcd: etcd.Config{
-			Endpoints: srv.Endpoints(),
-			Prefix:    testPrefix(t),
-			TTL:       5 * time.Second,
-		},
-		Config: fxmodule.Config{
-			Timeout: 2 * time.Second,
-			Retry:   testRetry(),
-		},
-	}
+	return etcdfxtest.Config(t, srv, "/fxmodule-test")
 }
 
-func testPrefix(t *testing.T) string {
-	r := strings.NewReplacer("/", "_", " ", "_")
-	return "/fxmodule-test/" + r.Replace(t.Name())
-}
+func ctxFor(t *testing.T, d time.Duration) context.Context { return etcdfxtest.Ctx(t, d) }
 
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-var payments = discovery.Instance{Service: "payments", ID: "p-1", Address: "127.0.0.1:8080"}
+var payments = etcdfxtest.Payments()
 
 // testLogger routes logs to t.Log until the test ends, under the name
 // "app".
-func testLogger(t testing.TB) hclog.Logger { return testlog.New(t).ResetNamed("app") }
+func testLogger(t testing.TB) hclog.Logger { return etcdfxtest.Logger(t) }
 
 // waitState reads sub until key reaches want, and returns that status.
 func waitState(t *testing.T, sub discovery.StatusSubscription, key discovery.Key, want discovery.State, d time.Duration) discovery.Status {
@@ -87,4 +56,31 @@ func waitState(t *testing.T, sub discovery.StatusSubscription, key discovery.Key
 			return st
 		}
 	}
+}
+
+// healthServer is a real HTTP server whose /healthz answers 503
+// "warming up" until the returned flag is set, then 200; closed at the
+// end of the test. It returns the URL of /healthz.
+func healthServer(t *testing.T) (*atomic.Bool, string) {
+	var up atomic.Bool
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !up.Load() {
+			http.Error(w, "warming up", http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(hs.Close)
+	return &up, hs.URL + "/healthz"
+}
+
+// watch returns a watcher of service on r, stopped at the end of the
+// test, and the context that bounds reading it.
+func watch(t *testing.T, r discovery.Resolver, service string) (discovery.Watcher, context.Context) {
+	t.Helper()
+	ctx := ctxFor(t, 20*time.Second)
+	w, err := r.Watch(ctx, service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	return w, ctx
 }

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/metrics"
 )
 
 // Names used in the fx graph. Struct tags cannot refer to constants, so
@@ -36,10 +37,17 @@ const (
 //
 //   - the Config it runs with, named "roster.config" ([LoadConfig]: the
 //     application's Config, or the environment's, read once);
+//
 //   - discovery.StatusReporter, the backend's ([NewStatusReporter]);
+//
 //   - *Registration ([NewRegistration]), which registers the application's
 //     own instances (see Instance and ProvideInstance);
+//
 //   - the status endpoint *statushttp.Handler ([NewStatusHandler]).
+//
+//   - the *metrics.Collector registered on the application's
+//     prometheus.Registerer ([RegisterMetrics]; nil without one), to which
+//     the registration's health check reports every check.
 //
 // It consumes, when the application provides them, a Config, an
 // hclog.Logger, a health.Check and a prometheus.Registerer, on which it
@@ -48,8 +56,10 @@ const (
 var Module = fx.Module(ModuleName,
 	fx.Provide(
 		fx.Annotate(LoadConfig, fx.ParamTags(`optional:"true"`), fx.ResultTags(`name:"roster.config"`)),
-		NewStatusReporter, NewRegistration, NewStatusHandler),
-	fx.Invoke(RegisterMetrics),
+		NewStatusReporter, NewRegistration, NewStatusHandler, RegisterMetrics),
+	// The collector is made (or not: nil without a Registerer) where
+	// Module stands, whether or not anything asks for it.
+	fx.Invoke(func(*metrics.Collector) {}),
 )
 
 // Result is what a backend's constructor (etcdfx.New, natsfx.New,

@@ -3,7 +3,6 @@ package fxmodule_test
 import (
 	"context"
 	"errors"
-	"net"
 	"reflect"
 	"slices"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
+	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/backends/memory"
@@ -26,6 +26,7 @@ import (
 	"github.com/roster-sd/roster/fxmodule/fxall"
 	"github.com/roster-sd/roster/fxmodule/memoryfx"
 	"github.com/roster-sd/roster/fxmodule/natsfx"
+	"github.com/roster-sd/roster/internal/testing/etcdfxtest"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -43,7 +44,7 @@ func TestEtcdRegisteredAfterStartGoneAfterStop(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
-		cfg.options(),
+		cfg.Options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg, &backend),
@@ -93,7 +94,7 @@ func TestEtcdDownAtStart(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
-		cfg.options(),
+		cfg.Options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg, &status),
@@ -143,7 +144,7 @@ func TestRequireRegistrationFailsWhenEtcdDown(t *testing.T) {
 	}
 	app := fxtest.New(t,
 		fxmodule.Module,
-		cfg.options(),
+		cfg.Options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 	)
@@ -170,7 +171,7 @@ func TestRequireRegistrationRegistersBeforeStartReturns(t *testing.T) {
 	cfg.RequireRegistration = true
 	app := fxtest.New(t,
 		fxmodule.Module,
-		cfg.options(),
+		cfg.Options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 	)
@@ -402,7 +403,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 		}
 	})
 	t.Run("invalid etcd variable", func(t *testing.T) {
-		t.Setenv(etcd.EnvTTL, "forever")
+		t.Setenv(backends.EnvTTL, "forever")
 		var backend discovery.Backend
 		app := fx.New(fxmodule.Module, fxall.Module, fx.Populate(&backend), fx.NopLogger)
 		err := app.Err()
@@ -549,16 +550,7 @@ func TestRetriesFailingRegister(t *testing.T) {
 }
 
 // deadEndpoint returns a loopback address nothing listens on.
-func deadEndpoint(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
+func deadEndpoint(t *testing.T) string { return etcdfxtest.DeadEndpoint(t) }
 
 // TestDeregisterWhileRegisteringIsNotUndone: the application deregisters
 // its instance while the module's background Register is still pending
@@ -582,7 +574,7 @@ func TestDeregisterWhileRegisteringIsNotUndone(t *testing.T) {
 	)
 	app := fxtest.New(t,
 		fxmodule.Module,
-		cfg.options(),
+		cfg.Options(),
 		fx.Provide(func() hclog.Logger { return testLogger(t) }),
 		fxmodule.Instance(payments),
 		fx.Populate(&reg, &backend, &status),

@@ -48,7 +48,8 @@ type MetricsParams struct {
 // and returns it (nil without a Registerer). A backend that does not
 // report statuses gets a collector without registration metrics. The
 // collector is unregistered and closed at stop, before the backend is
-// closed. Module invokes it. A registry holds roster's metrics once: two
+// closed. Module provides its result, and the registration's health
+// check reports every check to it (RegistrationParams.Metrics). A registry holds roster's metrics once: two
 // fx applications in one process need a registry each (as the replicas
 // of examples/fxapp have), or registering fails, and with it fx.New.
 func RegisterMetrics(p MetricsParams) (*metrics.Collector, error) {

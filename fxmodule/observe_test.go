@@ -16,6 +16,7 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
 	"github.com/roster-sd/roster/fxmodule/memoryfx"
+	"github.com/roster-sd/roster/health"
 	"github.com/roster-sd/roster/internal/testing/testwait"
 	"github.com/roster-sd/roster/statushttp"
 )
@@ -133,4 +134,63 @@ func TestModuleMetricsWithStatuslessBackend(t *testing.T) {
 	if !errors.Is(err, fxmodule.ErrNoStatus) {
 		t.Errorf("fx.New asking for the status handler: %v; want ErrNoStatus", err)
 	}
+}
+
+// sample returns the value of the counter or gauge name whose labels
+// include want (name, value pairs) in reg, or -1.
+func sample(t *testing.T, reg prometheus.Gatherer, name string, want ...string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			for i := 0; i+1 < len(want); i += 2 {
+				if labels(m)[want[i]] != want[i+1] {
+					continue metrics
+				}
+			}
+			if m.Counter != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
+// The registration's health check reports every check to the collector
+// the module registers: the application's registry counts the failures
+// and passes against a real HTTP server, beside the instance's condition.
+func TestModuleExportsHealthChecks(t *testing.T) {
+	t.Parallel()
+	up, url := healthServer(t)
+	reg := prometheus.NewPedanticRegistry()
+	app := fxtest.New(t,
+		fxmodule.Module,
+		memoryfx.Module,
+		fx.Supply(fxmodule.Config{Health: fxmodule.HealthConfig{HTTP: url,
+			Probe: health.Config{Period: 10 * time.Millisecond}}}),
+		fx.Provide(func() prometheus.Registerer { return reg }),
+		fxmodule.Instance(payments),
+	)
+	app.RequireStart()
+	defer app.RequireStop()
+	testwait.Until(t, 10*time.Second, "failed checks counted, payments not ready", func() bool {
+		return sample(t, reg, "roster_health_checks_total", "outcome", "fail") >= 1 &&
+			sample(t, reg, "roster_instances", "service", "payments", "condition", "not_ready") == 1
+	})
+	if got := sample(t, reg, "roster_health_checks_total", "outcome", "pass"); got != 0 {
+		t.Errorf(`roster_health_checks_total{outcome="pass"} = %v before /healthz passes; want 0`, got)
+	}
+	up.Store(true)
+	testwait.Until(t, 10*time.Second, "passed checks counted, payments serving", func() bool {
+		return sample(t, reg, "roster_health_checks_total", "outcome", "pass") >= 1 &&
+			sample(t, reg, "roster_instances", "service", "payments", "condition", "serving") == 1
+	})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/health"
+	"github.com/roster-sd/roster/metrics"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -28,7 +29,7 @@ type RegistrationParams struct {
 	// "roster.instances" (see Instance and ProvideInstance).
 	Instances []discovery.Instance `group:"roster.instances"`
 
-	// Config gives RequireRegistration, DrainDelay, Timeout, Retry and
+	// Config gives RequireRegistration, DrainDelay, Weight, Zone, Timeout, Retry and
 	// Health: the Config Module loaded once (LoadConfig). Outside fx, a
 	// zero Config means LoadConfig's: ConfigFromEnv(os.LookupEnv).
 	Config Config `name:"roster.config" optional:"true"`
@@ -40,6 +41,11 @@ type RegistrationParams struct {
 	// parameters of Config.Health.Probe. It wins over a check named in
 	// Config.Health.
 	HealthCheck health.Check `optional:"true"`
+	// Metrics, when not nil, receives every health check's outcome and
+	// duration (metrics.Collector.ObserveCheck). Module provides the
+	// collector it registered on the application's
+	// prometheus.Registerer (RegisterMetrics), nil without one.
+	Metrics *metrics.Collector `optional:"true"`
 }
 
 // Registration registers the application's own instances when the
@@ -74,7 +80,8 @@ type RegistrationParams struct {
 type Registration struct {
 	reg       discovery.Registrar // the backend, or gate once started with a health check
 	backend   discovery.Registrar
-	check     health.Check // nil: none given in the graph
+	check     health.Check       // nil: none given in the graph
+	metrics   *metrics.Collector // nil: no metrics of the checks
 	instances []discovery.Instance
 	cfg       Config
 	log       hclog.Logger
@@ -97,7 +104,9 @@ type Registration struct {
 }
 
 // NewRegistration returns a Registration of p.Instances with p.Registrar.
-// Instances are normalized (an empty ID is derived from the address); an
+// Instances declared without a Weight or a Zone take Config.Weight and
+// Config.Zone. Instances are normalized (an empty ID is derived from the
+// address); an
 // invalid instance gives an error wrapping discovery.ErrInvalidInstance,
 // and two different instances with the same service and ID an error
 // wrapping ErrInvalidConfig. With a Lifecycle, its Start and Stop are
@@ -113,6 +122,7 @@ func NewRegistration(p RegistrationParams) (*Registration, error) {
 
 	var instances []discovery.Instance
 	for _, in := range p.Instances {
+		in = cfg.serving(in)
 		n, err := in.Normalize()
 		if err != nil {
 			return nil, fmt.Errorf("fxmodule: instance: %w", err)
@@ -129,6 +139,7 @@ func NewRegistration(p RegistrationParams) (*Registration, error) {
 		reg:        p.Registrar,
 		backend:    p.Registrar,
 		check:      p.HealthCheck,
+		metrics:    p.Metrics,
 		instances:  instances,
 		cfg:        cfg,
 		log:        moduleLogger(p.Logger),
@@ -214,7 +225,11 @@ func (r *Registration) startHealthLocked() error {
 			return nil
 		}
 	}
-	gate, err := health.New(r.backend, check, r.cfg.Health.Probe, health.WithLogger(r.log.Named("health")))
+	opts := []health.Option{health.WithLogger(r.log.Named("health"))}
+	if r.metrics != nil {
+		opts = append(opts, health.WithObserver(r.metrics.ObserveCheck))
+	}
+	gate, err := health.New(r.backend, check, r.cfg.Health.Probe, opts...)
 	if err != nil {
 		closeCheck()
 		return fmt.Errorf("fxmodule: health check: %w", err)
@@ -424,4 +439,15 @@ func (r *Registration) deregister(ctx context.Context) (int, error) {
 		r.log.Debug("deregistered instances", "instances", n)
 	}
 	return n, errors.Join(errs...)
+}
+
+// serving returns in with the Config's Weight and Zone where it has none.
+func (c Config) serving(in discovery.Instance) discovery.Instance {
+	if in.Weight == 0 {
+		in.Weight = c.Weight
+	}
+	if in.Zone == "" {
+		in.Zone = c.Zone
+	}
+	return in
 }

@@ -16,6 +16,10 @@
 // passes on 2xx), TCP (a connection that opens) and CheckFunc (any Go
 // function).
 //
+// WithObserver reports every check's outcome and duration, as
+// metrics.Collector.ObserveCheck takes them (roster_health_checks_total,
+// roster_health_check_duration_seconds).
+//
 // A failing check is not a registration fault: the instance stays
 // registered (and its backend's StatusReporter says so), only its
 // Condition changes. An instance registered with

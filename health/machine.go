@@ -76,7 +76,25 @@ func runCheck(ctx context.Context, c Check, timeout time.Duration) error {
 	defer cancel()
 	err := c.Check(cctx)
 	if err != nil && errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
-		return fmt.Errorf("health: check timed out after %v: %w", timeout, err)
+		return &timeoutError{after: timeout, err: err}
 	}
 	return err
 }
+
+// timeoutError is the failure of a check that outlived Config.Timeout.
+// Its Timeout method says so, as a net.Error's does, so that an observer
+// (WithObserver) can tell a timeout from another failure without
+// importing this package.
+type timeoutError struct {
+	after time.Duration
+	err   error
+}
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("health: check timed out after %v: %v", e.after, e.err)
+}
+
+func (e *timeoutError) Unwrap() error { return e.err }
+
+// Timeout reports true: the check timed out.
+func (e *timeoutError) Timeout() bool { return true }

@@ -17,11 +17,24 @@ import (
 type Option func(*options)
 
 type options struct {
-	logger hclog.Logger
+	logger   hclog.Logger
+	observer func(err error, took time.Duration)
 }
 
 // WithLogger sets the logger; the default discards everything.
 func WithLogger(l hclog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithObserver has f called after every check, with its error (nil when
+// it passed) and how long it took; f(err, took) is what
+// metrics.Collector.ObserveCheck takes, which exports them. A check that
+// outlived Config.Timeout fails with an error whose Timeout method
+// reports true, as a net.Error's does; a check that Close cuts short is
+// not reported. f is called on the Registrar's
+// checking goroutine, one call at a time, and must not block: the next
+// check waits for it.
+func WithObserver(f func(err error, took time.Duration)) Option {
+	return func(o *options) { o.observer = f }
+}
 
 // held is one instance registered through the Registrar.
 type held struct {
@@ -41,6 +54,7 @@ type Registrar struct {
 	check Check
 	cfg   Config
 	log   hclog.Logger
+	obs   func(err error, took time.Duration) // nil: none
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -73,7 +87,7 @@ func New(inner discovery.Registrar, check Check, cfg Config, opts ...Option) (*R
 		opt(&o)
 	}
 	r := &Registrar{
-		inner: inner, check: check, cfg: cfg, log: o.logger,
+		inner: inner, check: check, cfg: cfg, log: o.logger, obs: o.observer,
 		wake: make(chan struct{}, 1), sem: make(chan struct{}, 1),
 		m: newMachine(cfg), held: make(map[discovery.Key]*held),
 	}
@@ -222,9 +236,13 @@ func (r *Registrar) probe() {
 		if r.ctx.Err() != nil {
 			return
 		}
+		took := time.Since(start)
+		if r.obs != nil {
+			r.obs(err, took)
+		}
 		r.mu.Lock()
 		prev := r.m.res.Condition
-		changed := r.m.observe(start, time.Since(start), err)
+		changed := r.m.observe(start, took, err)
 		res := r.m.res
 		r.mu.Unlock()
 		if changed {

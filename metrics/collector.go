@@ -2,7 +2,9 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +41,20 @@ func resolveBuckets() []float64 {
 	return []float64{0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5}
 }
 
+// checkBuckets go from a local TCP connect (a millisecond) to a check that
+// runs into a long timeout (10 s).
+func checkBuckets() []float64 {
+	return []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+}
+
+// Outcomes of a health check, the values of the outcome label of
+// roster_health_checks_total (see Collector.ObserveCheck).
+const (
+	CheckPass    = "pass"
+	CheckFail    = "fail"
+	CheckTimeout = "timeout"
+)
+
 // Collector is a prometheus.Collector of roster's metrics (see the package
 // documentation). New makes one; register it on the application's
 // prometheus.Registerer and Close it when done. It is safe for concurrent
@@ -64,6 +80,9 @@ type Collector struct {
 	resolveErrs *prometheus.CounterVec
 	updates     *prometheus.CounterVec
 	watchers    *prometheus.GaugeVec
+	checks      *prometheus.CounterVec
+	checkDur    prometheus.Histogram
+	checked     atomic.Bool // a check was observed: export checks and checkDur
 
 	sub       discovery.StatusSubscription // nil without status
 	cancel    context.CancelFunc
@@ -156,6 +175,16 @@ func New(status discovery.StatusReporter, opts ...Option) *Collector {
 			Help: "Watchers open (from Watch until Stop, the end of their context, or their closing).",
 		}, svc),
 
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "health_checks_total",
+			Help: "Health checks run by the process's health-gated registration, by outcome (pass, fail, timeout).",
+		}, []string{"outcome"}),
+		checkDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "health_check_duration_seconds",
+			Help:    "Duration of the health checks, whatever their outcome.",
+			Buckets: checkBuckets(),
+		}),
+
 		services: make(map[string]struct{}),
 		regs:     make(map[discovery.Key]regHistory),
 		done:     make(chan struct{}),
@@ -231,6 +260,41 @@ func (c *Collector) observe(st discovery.Status) {
 	c.regs[key] = prev
 }
 
+// ObserveCheck records one health check: its error (nil when it passed)
+// and how long it took. Its signature is the one health.WithObserver
+// takes, so that a health.Registrar reports every check to the Collector:
+//
+//	gate, err := health.New(backend, check, cfg, health.WithObserver(col.ObserveCheck))
+//
+// (the fx module does this when the application provides a
+// prometheus.Registerer). A failure whose error has a Timeout method
+// reporting true, as health's timeouts and net.Error's do, counts as a
+// timeout. Until the first call, the Collector exports no health check
+// metrics; from then on, a series for each outcome. It is safe for
+// concurrent use.
+func (c *Collector) ObserveCheck(err error, took time.Duration) {
+	if !c.checked.Load() {
+		for _, o := range []string{CheckPass, CheckFail, CheckTimeout} {
+			c.checks.WithLabelValues(o) // every outcome from the start, for rate()
+		}
+		c.checked.Store(true)
+	}
+	c.checks.WithLabelValues(checkOutcome(err)).Inc()
+	c.checkDur.Observe(max(0, took).Seconds())
+}
+
+// checkOutcome is the outcome label of a check that ended with err.
+func checkOutcome(err error) string {
+	var t interface{ Timeout() bool }
+	switch {
+	case err == nil:
+		return CheckPass
+	case errors.As(err, &t) && t.Timeout():
+		return CheckTimeout
+	}
+	return CheckFail
+}
+
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.registrations, c.instances, c.connected, c.retryAttempts, c.leaseRemaining,
@@ -243,6 +307,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.resolveErrs.Describe(ch)
 	c.updates.Describe(ch)
 	c.watchers.Describe(ch)
+	c.checks.Describe(ch)
+	c.checkDur.Describe(ch)
 }
 
 // Collect implements prometheus.Collector. It reads the registrations'
@@ -263,6 +329,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.resolveErrs.Collect(ch)
 	c.updates.Collect(ch)
 	c.watchers.Collect(ch)
+	if c.checked.Load() {
+		c.checks.Collect(ch)
+		c.checkDur.Collect(ch)
+	}
 }
 
 func (c *Collector) collectRegistrations(ch chan<- prometheus.Metric) {

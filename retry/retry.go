@@ -132,9 +132,10 @@ type Failure struct {
 type Option func(*doOptions)
 
 type doOptions struct {
-	onFailure  func(Failure)
-	wake       <-chan struct{}
-	wakeJitter time.Duration
+	onFailure   func(Failure)
+	wake        <-chan struct{}
+	wakeJitter  time.Duration
+	resetOnWake bool
 }
 
 // OnFailure makes Do call fn after every failed attempt, before it waits,
@@ -158,6 +159,15 @@ func WakeOn(ch <-chan struct{}) Option {
 // retrying in the same millisecond.
 func WakeJitter(d time.Duration) Option {
 	return func(o *doOptions) { o.wakeJitter = d }
+}
+
+// ResetOnWake restarts the backoff from the policy's Base when WakeOn cuts
+// a wait short: what woke Do (a connection usable again) ends the outage
+// the delays grew with, so a failure soon after it (a server still
+// electing a leader) is retried after Base, not after the delay the
+// outage reached.
+func ResetOnWake() Option {
+	return func(o *doOptions) { o.resetOnWake = true }
 }
 
 // Permanent marks err as not worth retrying: Do returns it at once.
@@ -205,6 +215,9 @@ func (p Policy) Do(ctx context.Context, op func(context.Context) error, opts ...
 		woken, serr := sleep(ctx, delay, o.wake)
 		if serr == nil && woken && o.wakeJitter > 0 {
 			_, serr = sleep(ctx, rand.N(o.wakeJitter), nil)
+		}
+		if woken && o.resetOnWake {
+			b = p.Backoff()
 		}
 		if serr != nil {
 			return fmt.Errorf("%w (last error: %w)", serr, err)

@@ -568,3 +568,48 @@ func TestOrDefault(t *testing.T) {
 		t.Errorf("OrDefault = %+v; want %+v unchanged", got, p)
 	}
 }
+
+// A wait cut short by WakeOn (the connection is back) restarts the backoff
+// with ResetOnWake: a failure right after the return waits Base, not the
+// delay the outage had grown to (issue #21: processes waited 30 s after a
+// leader change that followed a registry's return).
+func TestDoResetOnWake(t *testing.T) {
+	t.Parallel()
+	for _, reset := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			wake := make(chan struct{}, 1)
+			var delays []time.Duration
+			calls := 0
+			opts := []retry.Option{
+				retry.OnFailure(func(f retry.Failure) {
+					delays = append(delays, f.Delay)
+					if f.Attempt == 3 {
+						wake <- struct{}{} // back during the third wait
+					}
+				}),
+				retry.WakeOn(wake),
+			}
+			if reset {
+				opts = append(opts, retry.ResetOnWake())
+			}
+			err := retry.Policy{Base: time.Second, Max: time.Hour}.Do(context.Background(),
+				func(context.Context) error {
+					calls++
+					if calls <= 4 {
+						return errFlaky
+					}
+					return nil
+				}, opts...)
+			if err != nil {
+				t.Fatalf("Do() = %v, want nil", err)
+			}
+			want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
+			if reset {
+				want[3] = time.Second
+			}
+			if !slices.Equal(delays, want) {
+				t.Errorf("ResetOnWake %v: delays %v, want %v", reset, delays, want)
+			}
+		})
+	}
+}

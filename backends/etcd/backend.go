@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,7 +34,6 @@ type Backend struct {
 	wg        sync.WaitGroup // every goroutine the Backend and its parts start
 	startOnce sync.Once
 	closeOnce sync.Once
-	closeErr  error
 
 	// The registrar side, one concern each. Backend records the desired
 	// state in regs and pokes the keeper; each part's fields are its own,
@@ -316,9 +317,11 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 // Close implements discovery.Registrar: it stops the keep-alive, revokes the
 // lease (bounded by Config.RequestTimeout) so every instance leaves etcd at
 // once, ends all watchers, waits for every goroutine and, for New, closes
-// the client. It is idempotent.
-func (b *Backend) Close() error {
+// the client. With Config.DrainOnClose it first publishes the instances
+// draining and waits, at most DrainOnClose. It is idempotent.
+func (b *Backend) Close() (err error) {
 	b.closeOnce.Do(func() {
+		drainErr := b.drainOnClose() // Config.DrainOnClose, drain.go
 		b.regs.mu.Lock()
 		b.regs.closed = true
 		held := b.regs.held
@@ -341,11 +344,18 @@ func (b *Backend) Close() error {
 		// The watch goroutines have stopped: end every watcher.
 		b.watches.Close(fmt.Errorf("etcd: watch: %w", discovery.ErrClosed))
 
-		var errs []error
+		errs := []error{drainErr} // Join skips a nil
 		var revokeErr error
 		if lease != 0 {
 			if revokeErr = b.keeper.revoke(lease, len(held)); revokeErr != nil {
-				errs = append(errs, revokeErr)
+				// Name what stays behind (discovery.Registrar.Close).
+				paths := make([]string, 0, len(held))
+				for _, e := range held {
+					paths = append(paths, e.path)
+				}
+				slices.Sort(paths)
+				errs = append(errs, fmt.Errorf("etcd: close: could not remove %s, which stay until the lease expires: %w: %w",
+					strings.Join(paths, ", "), discovery.ErrUnavailable, revokeErr))
 			}
 		}
 		closedErr := fmt.Errorf("etcd: %w", discovery.ErrClosed)
@@ -370,9 +380,9 @@ func (b *Backend) Close() error {
 				errs = append(errs, fmt.Errorf("etcd: close client: %w", err))
 			}
 		}
-		b.closeErr = errors.Join(errs...)
+		err = errors.Join(errs...)
 	})
-	return b.closeErr
+	return err // nil on later calls: Close is idempotent
 }
 
 // start launches the keeper, the own-key watch and the connection monitor

@@ -2,7 +2,6 @@ package etcd_test
 
 import (
 	"context"
-	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -249,80 +248,4 @@ func TestRefusedOwnKeyWatcherIsRequested(t *testing.T) {
 	if !eventually(waitFor, func() bool { return keyUnder(admin, b.Key("payments", "a"), b.Lease(), delA.Header.Revision) }) {
 		t.Errorf("a's key was not restored within %v", waitFor)
 	}
-}
-
-// Deregister with etcd down (issue #20 item 10). etcd keeps the lease
-// through a restart, so the key stays until the Backend deletes it:
-// Deregister must not report success before that, even once the
-// keep-alive has timed out on the client side and nothing else is held;
-// within its context it keeps trying, and when the context ends first it
-// says the registry was unavailable.
-func TestDeregisterInAnOutageReportsTheTruth(t *testing.T) {
-	t.Parallel()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv)
-	cfg := testConfig(t, srv.Endpoints())
-	cfg.RequestTimeout = 300 * time.Millisecond
-	b := newBackend(t, cfg)
-	gone := func(id string) bool {
-		resp, err := getKey(cli, b.Key("payments", id), time.Second)
-		return err == nil && len(resp.Kvs) == 0
-	}
-
-	// Within its context: it returns once etcd is back and the key gone.
-	register(t, b, instance("payments", "p-1"))
-	if err := srv.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	res := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.TTL+2*waitFor)
-		defer cancel()
-		res <- b.Deregister(ctx, instance("payments", "p-1"))
-	}()
-	testwait.Until(t, cfg.TTL+waitFor, "the keep-alive times out", func() bool { return b.Lease() == 0 })
-	retries := b.BackendFacts().RetryAttempts
-	var early bool
-	testwait.Until(t, waitFor, "Deregister returns, or the Backend retries", func() bool {
-		select {
-		case err := <-res:
-			t.Errorf("Deregister returned %v with etcd down; want it to wait for etcd", err)
-			early = true
-			return true
-		default:
-			return b.BackendFacts().RetryAttempts >= retries+2
-		}
-	})
-	if err := srv.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	if !early {
-		select {
-		case err := <-res:
-			if err != nil {
-				t.Errorf("Deregister once etcd is back = %v; want nil", err)
-			}
-			if !gone("p-1") {
-				t.Errorf("Deregister returned and the key is still there")
-			}
-		case <-time.After(cfg.TTL + waitFor):
-			t.Fatalf("Deregister still waiting %v after etcd is back", cfg.TTL+waitFor)
-		}
-	}
-
-	// Its context ends first: an error wrapping ErrUnavailable.
-	register(t, b, instance("payments", "p-2"))
-	if err := srv.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	err := b.Deregister(ctx, instance("payments", "p-2"))
-	if !errors.Is(err, discovery.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Deregister with etcd down = %v; want an error wrapping ErrUnavailable and the deadline", err)
-	}
-	if err := srv.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	testwait.Until(t, cfg.TTL+waitFor, "p-2's key is gone", func() bool { return gone("p-2") })
 }

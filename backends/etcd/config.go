@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/roster-sd/roster/internal/configcheck"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -17,7 +18,7 @@ import (
 const (
 	DefaultEndpoint       = "127.0.0.1:2379"
 	DefaultDialTimeout    = 5 * time.Second
-	DefaultPrefix         = "/roster/services"
+	DefaultPrefix         = configcheck.EtcdDefaultPrefix // "/roster/services"
 	DefaultTTL            = 15 * time.Second
 	DefaultRequestTimeout = 5 * time.Second
 	DefaultReconnectDelay = 800 * time.Millisecond
@@ -70,7 +71,7 @@ type Config struct {
 	// Username and Password authenticate to etcd when auth is enabled.
 	// The password is never logged. Over a connection without TLS it
 	// travels in clear, which is allowed (a development etcd): New then
-	// logs PasswordInClearMessage as a warning. Ignored by NewWithClient.
+	// logs a warning (see PasswordInClear). Ignored by NewWithClient.
 	Username string
 	// Password goes with Username.
 	Password string
@@ -91,6 +92,16 @@ type Config struct {
 	// (keep-alive checks, re-registration, revocation on Close). Default:
 	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// DrainOnClose, when positive, makes Close take the Backend's
+	// instances out of rotation before it revokes its lease: it publishes every
+	// registered instance in discovery.ConditionDraining (an update in
+	// place) and waits for the rest of DrainOnClose, so that watchers see
+	// it and clients stop sending new work. Close takes at most
+	// DrainOnClose longer: with the registry unreachable it gives up the
+	// drain then, and reports it. Default: 0, no drain. An application
+	// that drains its instances itself (discovery.Drain, the fx module's
+	// DrainDelay) does not need it.
+	DrainOnClose time.Duration
 	// ReconnectDelay bounds the gRPC reconnect backoff under the etcd
 	// client: while etcd is unreachable the client tries to connect about
 	// once per ReconnectDelay (jittered by 20%), so a returning etcd is
@@ -122,12 +133,6 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// WithDefaults returns c with every zero field but Logger set to its
-// default, as New and NewWithClient use it: for a caller that shows the
-// effective settings (the roster command line prints the endpoints and
-// the prefix). Applying it twice changes nothing.
-func (c Config) WithDefaults() Config { return c.withDefaults() }
-
 // backendLogger returns the Backend's logger: l named LoggerName, or a
 // default one.
 func backendLogger(l hclog.Logger) hclog.Logger {
@@ -151,6 +156,8 @@ func (c Config) validate() error {
 		return configError("TTL is %v; %s", c.TTL, ttlProblem(c.TTL))
 	case c.RequestTimeout < 0:
 		return configError("RequestTimeout is %v; want a positive duration", c.RequestTimeout)
+	case c.DrainOnClose < 0:
+		return configError("DrainOnClose is %v; want zero or more", c.DrainOnClose)
 	case c.ReconnectDelay < 0:
 		return configError("ReconnectDelay is %v; want a positive duration", c.ReconnectDelay)
 	case c.Password != "" && c.Username == "":
@@ -166,22 +173,8 @@ func (c Config) validate() error {
 }
 
 // endpointScheme returns the scheme of an etcd endpoint, lower case, as
-// the etcd client reads it: "unix" and "unixs" for "unix:path" and
-// "unixs:path" too, "" for a bare host:port.
-func endpointScheme(ep string) string {
-	ep = strings.TrimSpace(ep)
-	switch {
-	case strings.HasPrefix(ep, "unixs:"):
-		return "unixs"
-	case strings.HasPrefix(ep, "unix:"):
-		return "unix"
-	}
-	scheme, _, ok := strings.Cut(ep, "://")
-	if !ok {
-		return ""
-	}
-	return strings.ToLower(scheme)
-}
+// the etcd client reads it (see configcheck.EtcdScheme).
+func endpointScheme(ep string) string { return configcheck.EtcdScheme(ep) }
 
 // endpointUsesTLS reports whether the etcd client would want TLS for ep:
 // https and unixs always, http and unix never, and any other endpoint

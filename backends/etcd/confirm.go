@@ -23,7 +23,37 @@ func (k *leaseKeeper) unconfirmed() {
 			continue
 		}
 		k.regs.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: 1, Err: cause})
+		e.unconfirmed = true
 	}
 	k.log.Warn("lease not confirmed within its TTL; instances no longer reported registered",
 		"node", nodeList(k.regs.held), "instances", len(k.regs.held))
+}
+
+// confirmed reports that etcd answered, late, a keep-alive sent on the
+// stream that was open when the TTL ran out, with the lease still alive:
+// etcd never expired it (a lease is not brought back under its ID but by
+// our own grant), and it was not restarted meanwhile (the stream would
+// have failed), so the keys under it are what they were. Every instance
+// that unconfirmed moved to retrying, and that nothing has reported on
+// since, is registered again, without asking for the lease again and
+// reading it (two requests, a raft proposal among them, which a loaded
+// cluster answers late again).
+func (k *leaseKeeper) confirmed() {
+	k.regs.mu.Lock()
+	defer k.regs.mu.Unlock()
+	n := 0
+	for key, e := range k.regs.held {
+		if !e.unconfirmed {
+			continue
+		}
+		e.unconfirmed = false
+		if _, dirty := k.regs.dirty[key]; dirty || e.conflict || !e.written || e.state != discovery.StateRetrying {
+			continue
+		}
+		k.regs.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
+		n++
+	}
+	if n > 0 {
+		k.log.Info("lease confirmed by a late keep-alive answer; instances registered again", "node", nodeList(k.regs.held), "instances", n)
+	}
 }

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/discoverytest"
+	"github.com/roster-sd/roster/retry"
 )
 
 // harness gives each subtest a prefix of its own on one shared etcd server;
@@ -28,10 +30,72 @@ func (h *harness) MakeBackend(ctx context.Context) (discovery.Backend, error) {
 
 func (h *harness) Close() {}
 
+// faultHarness is discoverytest's fault harness on etcd: a server of its
+// own, which the backends of MakeBackend reach through a proxy (the link
+// Cut cuts) and observers directly.
+type faultHarness struct {
+	t     *testing.T
+	srv   *etcdtest.Server
+	proxy *etcdtest.Proxy
+	opts  discoverytest.FaultOptions
+}
+
+const faultPrefix = "/faults"
+
+func newFaultHarness(_ context.Context, t *testing.T, opts discoverytest.FaultOptions) (discoverytest.FaultHarness, error) {
+	srv := etcdtest.Start(t)
+	return &faultHarness{t: t, srv: srv, proxy: etcdtest.StartProxy(t, srv.Endpoints()[0]), opts: opts}, nil
+}
+
+func (h *faultHarness) config(endpoint string) etcd.Config {
+	cfg := testConfig(h.t, []string{endpoint})
+	cfg.Prefix = faultPrefix
+	cfg.TTL = h.opts.TTL
+	cfg.Retry = retry.Policy{Base: 50 * time.Millisecond, Max: h.opts.MaxRetryDelay, Jitter: 0.2}
+	cfg.RequestTimeout = 2 * h.opts.MaxRetryDelay
+	return cfg
+}
+
+func (h *faultHarness) MakeBackend(context.Context) (discovery.Backend, error) {
+	return etcd.New(h.config(h.proxy.Endpoint()))
+}
+
+func (h *faultHarness) MakeObserver(context.Context) (discovery.Backend, error) {
+	return etcd.New(h.config(h.srv.Endpoints()[0]))
+}
+
+func (h *faultHarness) Stop(context.Context) error  { return h.srv.Stop() }
+func (h *faultHarness) Start(context.Context) error { return h.srv.Restart() }
+
+func (h *faultHarness) Cut(mode discoverytest.CutMode) {
+	if mode == discoverytest.CutBlackhole {
+		h.proxy.Blackhole()
+		return
+	}
+	h.proxy.Reject()
+}
+
+func (h *faultHarness) Heal() {
+	h.proxy.Unblackhole()
+	h.proxy.Accept()
+}
+
+func (h *faultHarness) Remove(ctx context.Context, k discovery.Key) error {
+	key := faultPrefix + "/" + k.Service + "/" + k.ID
+	resp, err := etcdtest.Client(h.t, h.srv).Delete(ctx, key)
+	if err == nil && resp.Deleted != 1 {
+		err = fmt.Errorf("delete %s: etcd did not hold it", key)
+	}
+	return err
+}
+
+// Close does nothing: the server and the proxy close with the subtest.
+func (h *faultHarness) Close() {}
+
 func TestConformance(t *testing.T) {
 	srv := etcdtest.Start(t)
 	var n atomic.Int64
 	discoverytest.Run(t, func(ctx context.Context, t *testing.T) (discoverytest.Harness, error) {
 		return &harness{t: t, srv: srv, prefix: fmt.Sprintf("/conformance/%d", n.Add(1))}, nil
-	}, discoverytest.Capabilities{Status: true, Conflict: true, Values: true})
+	}, discoverytest.Capabilities{Status: true, Conflict: true, Values: true, Faults: newFaultHarness})
 }

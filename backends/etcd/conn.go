@@ -2,8 +2,10 @@ package etcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -105,4 +107,41 @@ func (m *connMonitor) explain(err error) error {
 		return backendkit.Mark(fmt.Errorf("no connection to etcd at %v: %w", m.cli.Endpoints(), err), discovery.ErrUnavailable)
 	}
 	return err
+}
+
+// errNotConnected is why an attempt sent nothing: no usable connection
+// came within its time.
+var errNotConnected = errors.New("no usable connection")
+
+// waitUsable waits until the connection to etcd is usable, for at most d,
+// asking an idle connection to connect. A request's own timeout then runs
+// from when it can be sent: a deadline that started before the connection
+// came back would expire while etcd, just returned, elects a leader or
+// answers a fleet that returned with it, and the request would be sent
+// again. Waiting sends nothing.
+func (m *connMonitor) waitUsable(ctx context.Context, d time.Duration) error {
+	conn := m.cli.ActiveConnection()
+	state := conn.GetState()
+	if state == connectivity.Ready {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	for {
+		switch state {
+		case connectivity.Ready:
+			return nil
+		case connectivity.Idle:
+			conn.Connect()
+		case connectivity.Shutdown:
+			return fmt.Errorf("%w: the client is closed", errNotConnected)
+		}
+		if !conn.WaitForStateChange(ctx, state) {
+			if err := ctx.Err(); errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("%w within %v: %w", errNotConnected, d, err)
+			}
+			return ctx.Err()
+		}
+		state = conn.GetState()
+	}
 }

@@ -46,7 +46,9 @@ func TestLargeInstancesAreRestoredInBatchesThatFit(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
 	cli := etcdtest.Client(t, srv)
-	b := newBackend(t, testConfig(t, srv.Endpoints()))
+	cfg := testConfig(t, srv.Endpoints())
+	cfg.RequestTimeout = heavyRequestTimeout
+	b := newBackend(t, cfg)
 	const n = 30
 	for i := range n {
 		register(t, b, bigInstance(i))
@@ -60,7 +62,7 @@ func TestLargeInstancesAreRestoredInBatchesThatFit(t *testing.T) {
 	// Restored in etcd, and then reported registered: the status follows
 	// the answer to the write, which a loaded machine may deliver after
 	// the key is already visible to another client.
-	testwait.Until(t, waitFor, "every instance is restored and reported registered", func() bool {
+	testwait.Until(t, heavyWait, "every instance is restored and reported registered", func() bool {
 		if countKeys(cli, "payments") != n {
 			return false
 		}
@@ -211,7 +213,10 @@ func TestAbandonedUpdateRevertsToThePreviousValue(t *testing.T) {
 	ahead := make(chan error, 1)
 	go func() { ahead <- b.Register(context.Background(), instance("other", "o-2")) }()
 	// o-2's write is in flight when v1 and v2 arrive.
-	time.Sleep(latency / 2)
+	testwait.Until(t, waitFor, "o-2 is registering", func() bool {
+		st, err := b.Status("other", "o-2")
+		return err == nil && st.State == discovery.StateRegistering
+	})
 	v1 := instance("payments", "p-1")
 	v1.Metadata = map[string]string{"version": "1"}
 	v2 := instance("payments", "p-1")
@@ -420,6 +425,7 @@ func TestManyInstancesRestoredAfterRevoke(t *testing.T) {
 	cli := etcdtest.Client(t, srv)
 	cfg := testConfig(t, srv.Endpoints())
 	cfg.Logger = nil
+	cfg.RequestTimeout = heavyRequestTimeout
 	b := newBackend(t, cfg)
 	const n = 300
 	for i := range n {
@@ -428,7 +434,7 @@ func TestManyInstancesRestoredAfterRevoke(t *testing.T) {
 	if _, err := cli.Revoke(context.Background(), b.Lease()); err != nil {
 		t.Fatal(err)
 	}
-	testwait.Until(t, waitFor, "every instance is restored", func() bool { return countKeys(cli, "payments") == n })
+	testwait.Until(t, heavyWait, "every instance is restored", func() bool { return countKeys(cli, "payments") == n })
 	for _, i := range []int{0, 150, n - 1} {
 		key := b.Key("payments", fmt.Sprintf("p-%03d", i))
 		testwait.Until(t, waitFor, "the key is under the new lease", func() bool {

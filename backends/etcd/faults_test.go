@@ -2,7 +2,6 @@ package etcd_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
@@ -75,42 +73,6 @@ func (p *poller) halt() {
 		close(p.stop)
 	}
 	<-p.done
-}
-
-func TestEtcdRestartedWithinTTL(t *testing.T) {
-	t.Parallel()
-	srv := etcdtest.Start(t)
-	cfg := testConfig(t, srv.Endpoints())
-	cfg.TTL = 5 * time.Second // room for a stop and a restart under -race
-	b := newBackend(t, cfg)
-	register(t, b, instance("payments", "p-1"))
-	lease := b.Lease()
-	p := pollKey(t, etcdtest.Client(t, srv), b.Key("payments", "p-1"))
-
-	if err := srv.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	okBefore := p.ok.Load()
-	// Keep polling until a read finds the key more than a TTL after the
-	// restart, when an unrenewed lease would have expired.
-	expired := time.Now().Add(cfg.TTL + time.Second)
-	testwait.Until(t, cfg.TTL+waitFor, "a read after the TTL finds the key", func() bool { return p.presentAfter(expired) })
-	p.halt()
-	if n := p.absent.Load(); n != 0 {
-		t.Errorf("key was absent in %d of %d polls; want present throughout", n, p.ok.Load())
-	}
-	if p.ok.Load()-okBefore < 10 {
-		t.Errorf("only %d successful polls after the restart", p.ok.Load()-okBefore)
-	}
-	if got := b.Lease(); got != lease {
-		t.Errorf("lease = %x after restart, want unchanged %x", got, lease)
-	}
-	if got := keyLease(etcdtest.Client(t, srv), b.Key("payments", "p-1")); got != lease {
-		t.Errorf("key lease = %x, want %x", got, lease)
-	}
 }
 
 // outage stops etcd until the backend has been retrying for at least down,
@@ -176,11 +138,6 @@ func outage(t *testing.T, policy retry.Policy, down time.Duration) {
 	}
 }
 
-func TestEtcdDownLongerThanTTL(t *testing.T) {
-	t.Parallel()
-	outage(t, retry.Policy{Base: 250 * time.Millisecond, Max: time.Second, Jitter: 0.2}, 2*testTTL)
-}
-
 func TestEtcdDownThreeTimesRetryCap(t *testing.T) {
 	t.Parallel()
 	// The retry delay reaches its 3 s cap long before etcd returns; recovery
@@ -225,41 +182,6 @@ func TestBlackholeLongerThanTTL(t *testing.T) {
 		t.Errorf("key after the cut: %v, %v; want it created after revision %d", resp, err, created)
 	}
 	states.waitState(t, discovery.StateRegistered, waitFor)
-}
-
-func TestExternalDeleteIsRestored(t *testing.T) {
-	t.Parallel()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv)
-	cfg := testConfig(t, srv.Endpoints())
-	logs := &linebuf.Buffer{}
-	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: t.Name(), Output: io.MultiWriter(logs, testlog.Writer(t)), Level: hclog.Info})
-	b := newBackend(t, cfg)
-	states := recordStates(t, b)
-	key := b.Key("payments", "p-1")
-	register(t, b, instance("payments", "p-1"))
-	states.waitState(t, discovery.StateRegistered, waitFor)
-
-	deleted := time.Now()
-	if _, err := cli.Delete(context.Background(), key); err != nil {
-		t.Fatal(err)
-	}
-	testwait.Until(t, waitFor, "the key is restored", func() bool { return keyLease(cli, key) == b.Lease() })
-	took := time.Since(deleted)
-	t.Logf("restored %v after the delete", took)
-	if took > 500*time.Millisecond {
-		t.Errorf("restored after %v; want within 0.5s", took)
-	}
-	states.waitState(t, discovery.StateRegistered, waitFor)
-	// The status went lost and back in milliseconds; a subscriber may see
-	// only the latest of the two (StatusSubscription keeps the newest
-	// pending status), so the removal is checked where it is written
-	// before the restore.
-	linebuf.WantInOrder(t, logs.String(),
-		"[WARN]  "+t.Name()+".roster.etcd: instance removed from etcd, restoring: node=127.0.0.1:8080 key="+key)
-	if st := b.Statuses(); len(st) != 1 || st[0].State != discovery.StateRegistered {
-		t.Errorf("statuses = %+v; want one, registered", st)
-	}
 }
 
 func TestExternalRevokeIsRestored(t *testing.T) {
@@ -334,69 +256,6 @@ func TestClusterLeaderKilled(t *testing.T) {
 	if err != nil || st.State != discovery.StateRegistered {
 		t.Errorf("status = %v, %v; want registered", st, err)
 	}
-}
-
-func TestSameInstanceFromTwoBackendsDoesNotFlap(t *testing.T) {
-	t.Parallel()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv)
-	first := newBackend(t, testConfig(t, srv.Endpoints()))
-	second := newBackend(t, testConfig(t, srv.Endpoints()))
-	firstStates := recordStates(t, first)
-	key := first.Key("payments", "p-1")
-
-	wctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	events := cli.Watch(wctx, key)
-	var puts, deletes, seen atomic.Int64 // seen: the revision the watch has caught up with
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		for resp := range events {
-			seen.Store(resp.Header.Revision)
-			for _, ev := range resp.Events {
-				if ev.Type == mvccpb.PUT {
-					puts.Add(1)
-				} else {
-					deletes.Add(1)
-				}
-			}
-		}
-	}()
-
-	register(t, first, instance("payments", "p-1"))
-	register(t, second, instance("payments", "p-1"))
-	firstStates.waitState(t, discovery.StateConflict, waitFor)
-	if st, _ := first.Status("payments", "p-1"); !errors.Is(st.Err, discovery.ErrConflict) {
-		t.Errorf("conflict status = %v; want an error wrapping ErrConflict", st)
-	}
-	// Several keep-alive rounds: nobody writes again. Then the watch
-	// catches up with etcd, so that every write made meanwhile is counted.
-	time.Sleep(3 * testTTL)
-	resp, err := getKey(cli, key, waitFor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testwait.Until(t, waitFor, "the watch to catch up with etcd", func() bool {
-		if err := cli.RequestProgress(wctx); err != nil {
-			t.Logf("RequestProgress: %v", err)
-		}
-		return seen.Load() >= resp.Header.Revision
-	})
-	if got := keyLease(cli, key); got != second.Lease() {
-		t.Errorf("key lease = %x; want the later writer's %x", got, second.Lease())
-	}
-	if p, d := puts.Load(), deletes.Load(); p != 2 || d != 0 {
-		t.Errorf("saw %d puts and %d deletes; want exactly 2 puts (one each) and no delete", p, d)
-	}
-	// The later writer leaves: the earlier one takes the key back.
-	if err := second.Deregister(context.Background(), instance("payments", "p-1")); err != nil {
-		t.Fatal(err)
-	}
-	firstStates.waitState(t, discovery.StateRegistered, waitFor)
-	testwait.Until(t, waitFor, "the first backend owns the key", func() bool { return keyLease(cli, key) == first.Lease() })
-	cancel()
-	<-watchDone
 }
 
 // TestConnectAttemptsDuringAnOutageAreFew points a backend at an address

@@ -22,6 +22,12 @@ const (
 	// waitFor bounds how long a test waits for a condition that should
 	// hold quickly.
 	waitFor = 10 * time.Second
+	// heavyWait and heavyRequestTimeout are for tests that write hundreds
+	// of keys or megabytes at once: what they assert is that everything
+	// comes back, and a machine whose cores are busy with other work may
+	// take several seconds over one such write.
+	heavyWait           = 45 * time.Second
+	heavyRequestTimeout = 5 * time.Second
 )
 
 func testRetry() retry.Policy {

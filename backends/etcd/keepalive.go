@@ -35,6 +35,12 @@ type keepAlive struct {
 	// is closed: from then on the Backend must not say registered (etcd
 	// may have expired the lease), whatever it does next.
 	expired func()
+	// grace is how long, after expired, it waits for the answer to a
+	// request already sent on the stream that is still open; confirmed
+	// is called, on its goroutine, if that answer says etcd has the
+	// lease. Without grace, or without such a request, it ends at once.
+	grace     time.Duration
+	confirmed func()
 
 	done chan struct{}
 	err  error // why it ended; read after done is closed
@@ -54,10 +60,12 @@ const keepAliveRetry = 500 * time.Millisecond
 // for left from since (the sending of the request that said so: the
 // grant, whose TTL is whole, or the read of a lease that outlived an
 // outage): the first request goes a third of that after since. Without
-// an answer by then, expired is called.
+// an answer by then, expired is called (and see grace).
 func startKeepAlive(ctx context.Context, leases pb.LeaseClient, lease clientv3.LeaseID, ttl, left time.Duration,
-	since time.Time, expired func(), log hclog.Logger, wg *sync.WaitGroup, facts *leaseFacts) *keepAlive {
-	k := &keepAlive{leases: leases, lease: lease, ttl: ttl, log: log, facts: facts, expired: expired, done: make(chan struct{})}
+	since time.Time, expired func(), grace time.Duration, confirmed func(),
+	log hclog.Logger, wg *sync.WaitGroup, facts *leaseFacts) *keepAlive {
+	k := &keepAlive{leases: leases, lease: lease, ttl: ttl, log: log, facts: facts, expired: expired,
+		grace: grace, confirmed: confirmed, done: make(chan struct{})}
 	wg.Go(func() { k.run(ctx, left, since, wg) })
 	return k
 }
@@ -84,6 +92,9 @@ func (k *keepAlive) run(ctx context.Context, left time.Duration, since time.Time
 		// can go out before the previous one is answered (a round trip
 		// longer than a third of the TTL).
 		sent []time.Time
+		// late is set while it waits, past the expiry, for the answer
+		// to a request sent on the stream still open.
+		late bool
 	)
 	defer func() {
 		if st != nil {
@@ -121,10 +132,19 @@ func (k *keepAlive) run(ctx context.Context, left time.Duration, since time.Time
 			k.err = ctx.Err()
 			return
 		case <-expiry.C:
-			k.err = errKeepAliveTimeout
-			if k.expired != nil {
+			if !late && k.expired != nil {
 				k.expired()
 			}
+			if !late && k.grace > 0 && st != nil && st.stream != nil && len(sent) > 0 {
+				// etcd may answer late (a loaded cluster, a leader
+				// change): an answer on this stream tells the same as
+				// granting and reading the lease again would, for one
+				// request already sent.
+				late = true
+				expiry.Reset(k.grace)
+				continue
+			}
+			k.err = errKeepAliveTimeout
 			return
 		case <-tick.C:
 			// Without an answer, ask again a third of the TTL later.
@@ -159,9 +179,21 @@ func (k *keepAlive) run(ctx context.Context, left time.Duration, since time.Time
 			}
 			granted := time.Duration(resp.TTL) * time.Second
 			k.facts.renewed(from.Add(granted), rtt)
+			if late {
+				late = false
+				if k.confirmed != nil {
+					k.confirmed()
+				}
+			}
 			expiry.Reset(time.Until(from.Add(granted)))
 			tick.Reset(granted / 3)
 		case err := <-failed:
+			if late {
+				// Past the TTL with the stream gone: etcd may have
+				// been restarted, or restored; establish finds out.
+				k.err = errKeepAliveTimeout
+				return
+			}
 			k.log.Debug("keep-alive stream failed, opening another", "lease", leaseString(k.lease), "error", err)
 			st.cancel()
 			st = nil

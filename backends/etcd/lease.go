@@ -162,49 +162,70 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 		survived bool     // etcd still had prev
 		keys     [][]byte // the keys etcd holds under prev, if it survived
 	)
+	// refused is set once etcd refused prev as existing: later attempts
+	// (the read that follows failed) read the lease again without asking
+	// for it again, until etcd says it is gone.
+	refused := false
 	attempt := func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
-		defer cancel()
 		what := "grant lease"
 		if prev != 0 {
 			what = "grant lease " + leaseString(prev) + " again"
 		}
-		sent := time.Now()
-		// Like clientv3's calls, it waits for a connection until ctx ends.
-		resp, err := k.leases.LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: k.ttl, ID: int64(prev)}, grpc.WaitForReady(true))
-		switch err := grpcError(ctx, err); {
-		case prev != 0 && errors.Is(err, rpctypes.ErrLeaseExist):
-			// etcd has it: read how long it keeps it, and what it holds
-			// under it.
-			sent := time.Now()
-			resp, err := k.leases.LeaseTimeToLive(ctx, &pb.LeaseTimeToLiveRequest{ID: int64(prev), Keys: true}, grpc.WaitForReady(true))
-			if err := grpcError(ctx, err); err != nil {
-				return k.conn.explain(fmt.Errorf("read lease %s: %w", leaseString(prev), err))
-			}
-			if resp.TTL < 0 {
-				// Expired in between: the next attempt grants it again.
-				return fmt.Errorf("read lease %s: %w", leaseString(prev), errLeaseExpired)
-			}
-			lease, survived, keys = prev, true, resp.Keys
-			left, since = time.Duration(resp.TTL)*time.Second, sent
-			k.facts.renewed(sent.Add(left), 0)
-			return nil
-		case err != nil:
+		if refused {
+			what = "read lease " + leaseString(prev)
+		}
+		// The request's timeout runs from when it can be sent, not from
+		// before the connection came back.
+		if err := k.conn.waitUsable(ctx, k.cfg.RequestTimeout); err != nil {
 			return k.conn.explain(fmt.Errorf("%s: %w", what, err))
 		}
-		if prev != 0 {
-			k.log.Warn("lease expired, granted it again", "lease", leaseString(prev))
-			k.leaseLost(errLeaseExpired)
+		if !refused {
+			gctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
+			defer cancel()
+			sent := time.Now()
+			// Like clientv3's calls, it waits for a connection until gctx ends.
+			resp, err := k.leases.LeaseGrant(gctx, &pb.LeaseGrantRequest{TTL: k.ttl, ID: int64(prev)}, grpc.WaitForReady(true))
+			switch err := grpcError(gctx, err); {
+			case prev != 0 && errors.Is(err, rpctypes.ErrLeaseExist):
+				// etcd has it: read how long it keeps it, and what it
+				// holds under it, below.
+				refused = true
+			case err != nil:
+				return k.conn.explain(fmt.Errorf("%s: %w", what, err))
+			default:
+				if prev != 0 {
+					k.log.Warn("lease expired, granted it again", "lease", leaseString(prev))
+					k.leaseLost(errLeaseExpired)
+				}
+				lease, ttl = clientv3.LeaseID(resp.ID), time.Duration(resp.TTL)*time.Second
+				left, since = ttl, sent
+				// etcd counts the TTL from when it granted, after the
+				// request was sent.
+				k.facts.renewed(sent.Add(ttl), 0)
+				return nil
+			}
 		}
-		lease, ttl = clientv3.LeaseID(resp.ID), time.Duration(resp.TTL)*time.Second
-		left, since = ttl, sent
-		// etcd counts the TTL from when it granted, after the request
-		// was sent.
-		k.facts.renewed(sent.Add(ttl), 0)
+		// The read has a timeout of its own: the grant may have used
+		// most of its own.
+		rctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
+		defer cancel()
+		sent := time.Now()
+		resp, err := k.leases.LeaseTimeToLive(rctx, &pb.LeaseTimeToLiveRequest{ID: int64(prev), Keys: true}, grpc.WaitForReady(true))
+		if err := grpcError(rctx, err); err != nil {
+			return k.conn.explain(fmt.Errorf("read lease %s: %w", leaseString(prev), err))
+		}
+		if resp.TTL < 0 {
+			// Expired in between: the next attempt grants it again.
+			refused = false
+			return fmt.Errorf("read lease %s: %w", leaseString(prev), errLeaseExpired)
+		}
+		lease, survived, keys = prev, true, resp.Keys
+		left, since = time.Duration(resp.TTL)*time.Second, sent
+		k.facts.renewed(sent.Add(left), 0)
 		return nil
 	}
 	err := k.cfg.Retry.Do(k.ctx, attempt, retry.OnFailure(k.retrying),
-		retry.WakeOn(k.conn.ready), retry.WakeJitter(k.wakeJitter()))
+		retry.WakeOn(k.conn.ready), retry.WakeJitter(k.wakeJitter()), retry.ResetOnWake())
 	if err != nil {
 		return grant{}, err
 	}
@@ -314,7 +335,7 @@ func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 	lease := g.id
 	ctx, cancel := context.WithCancel(k.ctx)
 	defer cancel()
-	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.left, g.since, k.unconfirmed, k.log, k.wg, &k.facts)
+	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.left, g.since, k.unconfirmed, k.cfg.RequestTimeout, k.confirmed, k.log, k.wg, &k.facts)
 	var (
 		outage   retry.Backoff // for write passes failing in a row; nil after a success
 		attempt  int
@@ -338,7 +359,11 @@ func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 		case <-timer.C:
 		case <-k.conn.ready:
 			if outage != nil {
-				// Back from an outage: retry now, but spread.
+				// Back from an outage: retry now, but spread, and
+				// the delays that grew with the outage start over:
+				// a failure soon after (etcd still electing a leader)
+				// is retried after the policy's Base.
+				outage = k.cfg.Retry.Backoff()
 				resumeAt = time.Now().Add(jitter(k.wakeJitter()))
 				timer.Reset(time.Until(resumeAt))
 			}

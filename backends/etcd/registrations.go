@@ -64,6 +64,7 @@ func (r *registrations) markDirtyLocked(e *entry) {
 func (r *registrations) reportLocked(e *entry, st discovery.Status) {
 	st.Instance = e.inst
 	e.state = st.State
+	e.unconfirmed = false
 	r.board.Set(st)
 }
 
@@ -131,7 +132,11 @@ type entry struct {
 	written  bool // the registry held it as of rev
 	conflict bool // another registrar owns the key
 	state    discovery.State
-	waiters  []*waiter
+	// unconfirmed: the keep-alive's timeout, nothing else, moved it from
+	// registered to retrying; a late answer on the same stream may move
+	// it back (leaseKeeper.confirmed). Any other report clears it.
+	unconfirmed bool
+	waiters     []*waiter
 
 	// A write that etcd refused for this key alone (too large, not
 	// permitted, no space) is retried on its own backoff, without holding

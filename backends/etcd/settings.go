@@ -3,49 +3,24 @@ package etcd
 import (
 	"crypto/tls"
 	"errors"
-	"net"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/roster-sd/roster/backends"
+	"github.com/roster-sd/roster/internal/configcheck"
 	"github.com/roster-sd/roster/internal/envconfig"
 	"github.com/roster-sd/roster/internal/tlsfiles"
 )
 
-// Names of the environment variables that ConfigFromEnv reads, defined
-// once in package backends (which lists every ROSTER_* variable). The fx
-// module and the roster command line read them through ConfigFromEnv.
-const (
-	// EnvEndpoints holds Config.Endpoints, comma-separated.
-	EnvEndpoints = backends.EnvEndpoints
-	// EnvPrefix holds Config.Prefix.
-	EnvPrefix = backends.EnvPrefix
-	// EnvTTL holds Config.TTL, a Go duration in whole seconds.
-	EnvTTL = backends.EnvTTL
-	// EnvCACert holds Config.CACertFile.
-	EnvCACert = backends.EnvCACert
-	// EnvCert holds Config.CertFile.
-	EnvCert = backends.EnvCert
-	// EnvKey holds Config.KeyFile.
-	EnvKey = backends.EnvKey
-	// EnvUsername holds Config.Username.
-	EnvUsername = backends.EnvUsername
-	// EnvPassword holds Config.Password, taken as it is (spaces kept).
-	EnvPassword = backends.EnvPassword
-	// EnvTimeout holds both Config.DialTimeout and Config.RequestTimeout.
-	EnvTimeout = backends.EnvTimeout
-)
-
-// PasswordInClearMessage is the warning a Backend built by New logs, once,
+// passwordInClearMessage is the warning a Backend built by New logs, once,
 // when Password is set and the connection does not use TLS. The password
 // itself is never logged.
-const PasswordInClearMessage = "the etcd password is sent in clear: the endpoints do not use TLS"
+const passwordInClearMessage = "the etcd password is sent in clear: the endpoints do not use TLS"
 
 // PasswordInClear reports whether c sends a password to etcd without TLS:
 // a Password with neither TLS nor CACertFile nor CertFile given, and no
 // https:// or unixs:// endpoint (which turn TLS on). New allows it (a
-// development etcd) and logs PasswordInClearMessage once; a program that
+// development etcd) and logs a warning once; a program that
 // wants to tell its user asks this rather than watching the log.
 func (c Config) PasswordInClear() bool {
 	if c.Password == "" || c.TLS != nil || c.CACertFile != "" || c.CertFile != "" {
@@ -79,7 +54,10 @@ func (e *FieldError) Error() string {
 func (e *FieldError) Unwrap() error { return ErrInvalidConfig }
 
 // ConfigFromEnv builds a Config from the ROSTER_* environment variables
-// (EnvEndpoints and the others), read through lookup (pass os.LookupEnv).
+// (backends.EnvEndpoints, EnvPrefix, EnvTTL, EnvTimeout, EnvCACert,
+// EnvCert, EnvKey, EnvUsername, EnvPassword; EnvTimeout sets both
+// DialTimeout and RequestTimeout), read through lookup (pass
+// os.LookupEnv).
 // Unset and empty variables leave their field zero, that is at its
 // default. A malformed value gives an error wrapping ErrInvalidConfig that
 // names the variable; the password's value never appears in an error.
@@ -87,7 +65,7 @@ func (e *FieldError) Unwrap() error { return ErrInvalidConfig }
 // It reads only the variables; the certificate files are read when New
 // builds the Backend.
 func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
-	common, err := envconfig.ReadCommon(lookup, "comma-separated host:port or URLs", checkEndpoint, CheckTTL)
+	common, err := envconfig.ReadCommon(lookup, "comma-separated host:port or URLs", configcheck.EtcdEndpoint, configcheck.EtcdTTL)
 	if err != nil {
 		return Config{}, configError("%v", err)
 	}
@@ -102,113 +80,27 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		Username:       common.Username,
 		Password:       common.Password,
 	}
-	if c.Prefix = envconfig.NewReader(lookup).String(EnvPrefix); c.Prefix != "" {
+	if c.Prefix = envconfig.NewReader(lookup).String(backends.EnvPrefix); c.Prefix != "" {
 		if reason := prefixProblem(c.Prefix); reason != "" {
-			return Config{}, configError("%s %q %s", EnvPrefix, c.Prefix, reason)
+			return Config{}, configError("%s %q %s", backends.EnvPrefix, c.Prefix, reason)
 		}
 	}
 	return c, nil
 }
 
-// CheckEndpoint reports whether ep is an endpoint New accepts: host:port,
-// or an http, https, unix or unixs URL. The error says why not, without
-// naming where ep came from.
-func CheckEndpoint(ep string) error { return checkEndpoint(ep) }
-
-func checkEndpoint(ep string) error {
-	if strings.TrimSpace(ep) == "" {
-		return errorString("empty")
-	}
-	switch endpointScheme(ep) {
-	case "unix", "unixs":
-		return nil
-	case "":
-		if strings.Contains(ep, "://") {
-			return errorString("want host:port or a URL")
-		}
-		host, port, err := net.SplitHostPort(ep)
-		if err != nil || host == "" || port == "" {
-			return errorString("want host:port or an http, https, unix or unixs URL")
-		}
-		return nil
-	case "http", "https":
-		u, err := url.Parse(ep)
-		switch {
-		case err != nil:
-			// url.Error's text quotes the URL, credentials and all.
-			return errorString("not a valid URL")
-		case u.User != nil:
-			return errorString("has credentials in it, which etcd does not use: give them as Username and Password")
-		case u.Host == "":
-			return errorString("URL has no host")
-		}
-		return nil
-	default:
-		if !envconfig.IsScheme(endpointScheme(ep)) {
-			// Perhaps a piece of a password: not quoted.
-			return errorString("want host:port or a URL")
-		}
-		return errorString("scheme " + endpointScheme(ep) + "://; want http, https, unix or unixs")
-	}
-}
-
-type errorString string
-
-func (e errorString) Error() string { return string(e) }
-
-// CheckPrefix reports whether p is a Prefix New accepts (see
-// Config.Prefix). The error says why not, without naming where p came
-// from.
-func CheckPrefix(p string) error {
-	if reason := prefixProblem(p); reason != "" {
-		return errorString(reason)
-	}
-	return nil
-}
-
-// CheckTTL reports whether a non-zero d is a TTL New accepts: whole
-// seconds, at least 1s. The error says why not.
-func CheckTTL(d time.Duration) error {
-	if reason := ttlProblem(d); reason != "" {
-		return errorString(reason)
-	}
-	return nil
-}
-
 // ttlProblem says what is wrong with a non-zero TTL, or "".
 func ttlProblem(d time.Duration) string {
-	switch {
-	case d < time.Second:
-		return "want at least 1s"
-	case d%time.Second != 0:
-		return "want a whole number of seconds (etcd counts lease TTLs in seconds)"
+	if err := configcheck.EtcdTTL(d); err != nil {
+		return err.Error()
 	}
 	return ""
 }
 
-// prefixProblem says what is wrong with a prefix, or "": it accepts
-// absolute paths of one or more segments of printable, non-space ASCII,
-// none of them "." or "..", without a trailing slash, so that
-// <Prefix>/<service>/<id> never leaves the prefix.
+// prefixProblem says what is wrong with a prefix, or "" (see
+// configcheck.EtcdPrefix).
 func prefixProblem(p string) string {
-	if !strings.HasPrefix(p, "/") {
-		return "must start with '/' (an absolute key prefix such as " + DefaultPrefix + ")"
-	}
-	if strings.HasSuffix(p, "/") {
-		return "must not end with '/'"
-	}
-	for i := 0; i < len(p); i++ {
-		if p[i] <= ' ' || p[i] >= 0x7f {
-			return "has a byte that is not printable ASCII or is a space; want printable ASCII without spaces"
-		}
-	}
-	for _, seg := range strings.Split(p[1:], "/") {
-		switch seg {
-		case "":
-			return "has an empty segment"
-		case ".", "..":
-			return "has a \"" + seg + "\" segment"
-		}
+	if err := configcheck.EtcdPrefix(p); err != nil {
+		return err.Error()
 	}
 	return ""
 }
@@ -275,7 +167,7 @@ func (c Config) resolve(dial bool) (Config, error) {
 	}
 	if dial {
 		for i, ep := range c.Endpoints {
-			if err := checkEndpoint(ep); err != nil {
+			if err := configcheck.EtcdEndpoint(ep); err != nil {
 				return c, configError("Endpoints[%d] %q: %v", i, envconfig.Redact(ep), err)
 			}
 		}
@@ -298,7 +190,7 @@ func (c Config) resolve(dial bool) (Config, error) {
 	}
 	if c.Password != "" && c.TLS == nil {
 		// Allowed (a development etcd), but worth saying, once.
-		c.Logger.Warn(PasswordInClearMessage, "endpoints", c.Endpoints, "username", c.Username)
+		c.Logger.Warn(passwordInClearMessage, "endpoints", c.Endpoints, "username", c.Username)
 	}
 	return c, nil
 }

@@ -448,36 +448,6 @@ func TestThousandWatchersShareOneWatch(t *testing.T) {
 	}
 }
 
-func TestWatchReportsOutageThenFreshSet(t *testing.T) {
-	t.Parallel()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv)
-	b := newBackend(t, testConfig(t, srv.Endpoints()))
-	putRaw(t, cli, b, instance("payments", "p-1"))
-	w, err := b.Watch(context.Background(), "payments")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	if set, err := w.Next(ctx); err != nil || ids(set) != "[p-1]" {
-		t.Fatalf("Next = %s, %v", ids(set), err)
-	}
-	if err := srv.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Next(ctx); !errors.Is(err, discovery.ErrUnavailable) {
-		t.Fatalf("Next with etcd down = %v; want ErrUnavailable", err)
-	}
-	if err := srv.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	if set, err := w.Next(ctx); err != nil || ids(set) != "[p-1]" {
-		t.Fatalf("Next after etcd returned = %s, %v; want the set again", ids(set), err)
-	}
-}
-
 func TestResolveLinearizableAndSerializable(t *testing.T) {
 	t.Parallel()
 	cluster := etcdtest.StartCluster(t, 3)

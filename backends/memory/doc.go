@@ -28,8 +28,10 @@
 //     discovery.StateRegistered again. If another Backend was waiting for
 //     the key (it reported StateConflict), that Backend takes it instead and
 //     the expired owner then waits in StateConflict.
-//   - [Store.SetAvailable](false) starts an outage: Register, Deregister,
-//     Resolve and Watch fail with an error wrapping [ErrUnavailable], and
+//   - [Store.SetAvailable](false) starts an outage: Register, Resolve and
+//     Watch fail with an error wrapping [ErrUnavailable] (Deregister
+//     waits for the Store within its context, as the discovery.Registrar
+//     contract says: see [Backend.Deregister]), and
 //     every Backend holding registrations reports discovery.StateRetrying
 //     with Attempt counting up and RetryIn taken from its retry.Policy
 //     ([WithRetry]). Registrations are kept in the Store during the outage

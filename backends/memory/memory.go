@@ -36,6 +36,7 @@ type Backend struct {
 
 	// Guarded by store.mu.
 	regs     map[discovery.Key]*registration
+	leaving  map[discovery.Key]struct{} // deregistered during an outage: removed from the Store when it is back
 	watchers map[discovery.Watcher]struct{}
 	closed   bool
 	retrying bool   // the outage retry loop is running
@@ -80,6 +81,7 @@ func New(store *Store, opts ...Option) (*Backend, error) {
 		cancel:   cancel,
 		wake:     make(chan struct{}, 1),
 		regs:     make(map[discovery.Key]*registration),
+		leaving:  make(map[discovery.Key]struct{}),
 		watchers: make(map[discovery.Watcher]struct{}),
 	}
 	store.mu.Lock()
@@ -133,32 +135,68 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 // empty) from the Store at once and forgets it. If another Backend owns the
 // key at the moment (this one is in discovery.StateConflict), the other's
 // instance stays. An instance this Backend does not hold gives an error
-// wrapping discovery.ErrNotRegistered, whoever owns the key. It fails with
-// ErrUnavailable during an outage, ctx's error if ctx has ended, and
+// wrapping discovery.ErrNotRegistered, whoever owns the key, and
 // discovery.ErrClosed after Close.
+//
+// During an outage (Store.SetAvailable) it keeps the discovery.Registrar
+// contract as a networked backend does: it forgets the registration at once
+// (reported deregistered), leaves the instance in the Store, and waits for
+// the Store, within ctx. It returns nil once the Store is available again
+// and the instance removed; if ctx ends first, it returns an error wrapping
+// ErrUnavailable and ctx's error, and the instance is still removed when
+// the Store is back (or by Close). A ctx that has already ended changes
+// nothing to this.
 func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 	s := b.store
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if b.closed {
+		s.mu.Unlock()
 		return fmt.Errorf("memory: deregister: %w", discovery.ErrClosed)
 	}
 	key := in.Key()
 	if key.ID == "" && in.Address != "" {
 		key.ID = discovery.IDFromAddress(in.Address)
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("memory: deregister %s: %w", key, err)
-	}
 	r := b.regs[key]
 	if r == nil {
+		s.mu.Unlock()
 		return fmt.Errorf("memory: deregister %s: %w", key, discovery.ErrNotRegistered)
 	}
-	if !s.available {
-		return fmt.Errorf("memory: deregister %s: %w", key, ErrUnavailable)
+	if s.available {
+		b.dropLocked(r)
+		s.mu.Unlock()
+		return nil
 	}
-	b.dropLocked(r)
-	return nil
+	delete(b.regs, key)
+	b.setLocked(r, discovery.Status{State: discovery.StateDeregistered})
+	if e, ok := s.entryLocked(key); !ok || e.owner != b {
+		s.mu.Unlock()
+		return nil // the instance in the Store (if any) is another Backend's
+	}
+	b.leaving[key] = struct{}{}
+	back := s.back
+	s.mu.Unlock()
+	select {
+	case <-back: // removed before back was closed
+		return nil
+	case <-b.ctx.Done(): // Close removed it
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("memory: deregister %s: the removal waits for the Store: %w: %w", key, ErrUnavailable, ctx.Err())
+	}
+}
+
+// removeLeavingLocked removes from the Store the instances that Deregister
+// left there during an outage, unless another Backend has taken them over
+// since.
+func (b *Backend) removeLeavingLocked() {
+	s := b.store
+	for _, key := range sortedKeys(b.leaving) {
+		if e, ok := s.entryLocked(key); ok && e.owner == b && b.regs[key] == nil {
+			s.removeLocked(key)
+		}
+	}
+	clear(b.leaving)
 }
 
 // Resolve implements discovery.Resolver: the instances of service in the
@@ -233,11 +271,18 @@ func (b *Backend) SubscribeStatus() discovery.StatusSubscription {
 // stops its goroutines and its watchers (their Next returns
 // discovery.ErrClosed) and ends its status subscriptions. Close removes the
 // instances even during an outage, standing in for the lease expiry that
-// would remove them from a real registry, so it never fails. It is
+// would remove them from a real registry, so it never fails. With
+// WithDrainOnClose it first publishes them draining and waits, at most
+// the option's duration. It is
 // idempotent and returns nil; afterwards every other method returns
 // discovery.ErrClosed.
 func (b *Backend) Close() error {
-	b.closeOnce.Do(b.close)
+	b.closeOnce.Do(func() {
+		// WithDrainOnClose; a drain the store cannot take (an outage) is
+		// given up at its bound, and the instances removed all the same.
+		_ = backendkit.DrainOnClose(b, b, b.opts.drainOnClose)
+		b.close()
+	})
 	return nil
 }
 
@@ -249,6 +294,7 @@ func (b *Backend) close() {
 	for _, key := range sortedKeys(b.regs) {
 		b.dropLocked(b.regs[key])
 	}
+	b.removeLeavingLocked()
 	watchers := b.watchers
 	b.watchers = nil
 	s.mu.Unlock()

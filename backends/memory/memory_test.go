@@ -298,12 +298,12 @@ func TestOutageRetryingThenRegistered(t *testing.T) {
 					key, st, fastRetry.Base)
 			}
 		}
-		// Every call fails meanwhile and changes nothing.
+		// Every call fails meanwhile and changes nothing (Deregister
+		// waits: TestDeregisterInAnOutageWaitsForTheStore).
 		for name, err := range map[string]error{
-			"Register":   a.Register(ctx(t), p1b),
-			"Deregister": a.Deregister(ctx(t), p1),
-			"Resolve":    func() error { _, err := idle.Resolve(ctx(t), "payments"); return err }(),
-			"Watch":      func() error { _, err := idle.Watch(ctx(t), "payments"); return err }(),
+			"Register": a.Register(ctx(t), p1b),
+			"Resolve":  func() error { _, err := idle.Resolve(ctx(t), "payments"); return err }(),
+			"Watch":    func() error { _, err := idle.Watch(ctx(t), "payments"); return err }(),
 		} {
 			if !errors.Is(err, memory.ErrUnavailable) || !errors.Is(err, discovery.ErrUnavailable) {
 				t.Errorf("%s during the outage: %v; want an error wrapping memory.ErrUnavailable and discovery.ErrUnavailable", name, err)
@@ -343,6 +343,45 @@ func TestOutageRetryingThenRegistered(t *testing.T) {
 		if st, err := idleSub.Next(c); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("idle backend's subscription yielded %v, %v; want nothing", st, err)
 		}
+	})
+}
+
+// Deregister during an outage keeps the discovery.Registrar contract: it
+// forgets the registration at once, waits for the Store within its
+// context, returns an error wrapping ErrUnavailable and the context's when
+// that ends first, and the instance leaves the Store once it is back; a
+// patient Deregister returns nil then, the instance gone.
+func TestDeregisterInAnOutageWaitsForTheStore(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		store := memory.NewStore()
+		a := newBackend(t, store, memory.WithRetry(fastRetry))
+		idle := newBackend(t, store, memory.WithRetry(fastRetry))
+		register(t, a, p1)
+		register(t, a, p2)
+		store.SetAvailable(false)
+
+		c, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := a.Deregister(c, p1); !errors.Is(err, discovery.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Deregister during the outage, its context ending = %v; want an error wrapping ErrUnavailable and DeadlineExceeded", err)
+		}
+		if _, err := a.Status(p1.Service, p1.ID); !errors.Is(err, discovery.ErrNotRegistered) {
+			t.Errorf("Status of p-1 after Deregister = %v; want ErrNotRegistered (no longer held)", err)
+		}
+		patient := make(chan error, 1)
+		go func() { patient <- a.Deregister(context.Background(), p2) }()
+		synctest.Wait() // it waits for the Store
+		select {
+		case err := <-patient:
+			t.Fatalf("Deregister during the outage returned %v; want it to wait for the Store", err)
+		default:
+		}
+		store.SetAvailable(true)
+		if err := <-patient; err != nil {
+			t.Errorf("Deregister once the Store is back = %v; want nil", err)
+		}
+		wantSet(t, idle, "payments")
 	})
 }
 

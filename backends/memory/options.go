@@ -23,6 +23,7 @@ type Option func(*options)
 type options struct {
 	restoreDelay time.Duration
 	retry        retry.Policy
+	drainOnClose time.Duration // see WithDrainOnClose, in drain.go
 }
 
 func defaultOptions() options {
@@ -35,6 +36,10 @@ func (o options) validate() error {
 	if o.restoreDelay < 0 {
 		return fmt.Errorf("%w: WithRestoreDelay: restore delay is %v; want zero or more",
 			ErrInvalidOption, o.restoreDelay)
+	}
+	if o.drainOnClose < 0 {
+		return fmt.Errorf("%w: WithDrainOnClose: drain time is %v; want zero or more",
+			ErrInvalidOption, o.drainOnClose)
 	}
 	if err := o.retry.Validate(); err != nil {
 		return fmt.Errorf("%w: WithRetry: %w", ErrInvalidOption, err)

@@ -48,8 +48,12 @@ type Store struct {
 	feeds     *backendkit.FeedGroup       // one feed per watched service, shared by the watchers of every Backend
 	backends  map[*Backend]struct{}       // open Backends
 	available bool
-	seq       uint64 // orders the Backends waiting for a key
-	rev       uint64 // counts the changes to services: the sets' revision (discovery.RevisionResolver)
+	back      chan struct{} // closed (and replaced) when the Store becomes available again
+	seq       uint64        // orders the Backends waiting for a key
+	rev       uint64        // counts the changes to services: the sets' revision (discovery.RevisionResolver)
+	changed   chan struct{} // closed and replaced at every change, and when availability changes (operator.go)
+
+	maint maintStore // operators' overrides (maint.go)
 }
 
 // entry is one published instance and the Backend that owns it.
@@ -64,7 +68,9 @@ func NewStore() *Store {
 		services:  make(map[string]map[string]entry),
 		backends:  make(map[*Backend]struct{}),
 		available: true,
+		back:      make(chan struct{}),
 		rev:       1, // 0 would mean unknown
+		changed:   make(chan struct{}),
 	}
 	// A service's first watcher gets the current set at once. The group
 	// calls this from watchLocked, so s.mu is held.
@@ -96,8 +102,9 @@ func (s *Store) Expire(service, id string) bool {
 		return false
 	}
 	s.removeLocked(key)
-	// The owner of an entry always holds its registration: Deregister and
-	// Close remove the entries they own.
+	// The owner of an entry holds its registration, except an entry that
+	// Deregister left in the Store during an outage (Backend.leaving),
+	// which nobody restores.
 	if r := e.owner.regs[key]; r != nil {
 		e.owner.lostLocked(r)
 	}
@@ -105,9 +112,9 @@ func (s *Store) Expire(service, id string) bool {
 }
 
 // SetAvailable starts (false) or ends (true) a simulated outage of the
-// registry. While the Store is unavailable, Register, Deregister, Resolve
-// and Watch on any of its Backends fail with an error wrapping
-// ErrUnavailable, and every Backend holding registrations reports
+// registry. While the Store is unavailable, Register, Resolve and Watch
+// on any of its Backends fail with an error wrapping ErrUnavailable
+// (Deregister waits: see below), and every Backend holding registrations reports
 // discovery.StateRetrying for each of them: Attempt 1 before SetAvailable
 // returns, then one more attempt after every delay of its retry policy.
 // Registrations stay in the Store.
@@ -117,6 +124,11 @@ func (s *Store) Expire(service, id string) bool {
 // Backend, returns an error wrapping both discovery.ErrUnavailable and
 // ErrUnavailable, once, and then waits; changes made to the Store during
 // the outage (by Expire or Close) are not delivered.
+//
+// A Deregister during the outage forgets the registration at once but
+// leaves the instance in the Store, and waits, within its context, for
+// the Store to become available: the instance is removed then (see
+// Backend.Deregister).
 //
 // When the Store becomes available again every watcher's Next returns the
 // current set, even if it equals the last one it returned, so that the
@@ -132,6 +144,16 @@ func (s *Store) SetAvailable(ok bool) {
 		return
 	}
 	s.available = ok
+	if ok {
+		// The removals that Deregister left waiting for the Store, before
+		// anything is published; then the waiting Deregisters return.
+		for b := range s.backends {
+			b.removeLeavingLocked()
+		}
+		close(s.back)
+		s.back = make(chan struct{})
+	}
+	s.changedLocked()
 	s.feeds.Each(func(service string, f *backendkit.Feed) {
 		if ok {
 			// After Fail, Publish is delivered even if the set is unchanged.
@@ -212,7 +234,7 @@ func (s *Store) setLocked(service string) []discovery.Instance {
 	for _, e := range ids {
 		set = append(set, e.inst)
 	}
-	return discovery.NormalizeSet(set)
+	return s.maint.applyLocked(service, discovery.NormalizeSet(set))
 }
 
 // publishLocked hands the current set of service to its watchers, if any.
@@ -222,6 +244,7 @@ func (s *Store) publishLocked(service string) {
 	if !s.available {
 		return
 	}
+	s.changedLocked()
 	if f, ok := s.feeds.Feed(service); ok {
 		f.PublishAt(s.setLocked(service), s.rev)
 	}
@@ -243,7 +266,7 @@ func (s *Store) watchLocked(ctx context.Context, b *Backend, service string) dis
 
 // sortedKeys returns the keys of regs in Service, ID order, so that status
 // changes that happen together are reported in a stable order.
-func sortedKeys(regs map[discovery.Key]*registration) []discovery.Key {
+func sortedKeys[V any](regs map[discovery.Key]V) []discovery.Key {
 	keys := make([]discovery.Key, 0, len(regs))
 	for k := range regs {
 		keys = append(keys, k)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/roster-sd/roster/internal/configcheck"
 	"github.com/roster-sd/roster/internal/envconfig"
 	"github.com/roster-sd/roster/internal/tlsfiles"
 	"github.com/roster-sd/roster/retry"
@@ -28,7 +29,7 @@ const (
 	DefaultMarkerTTL = time.Minute
 	// MinTTL is the smallest TTL: nats-server counts message TTLs in
 	// seconds.
-	MinTTL = time.Second
+	MinTTL = configcheck.NATSMinTTL // 1s
 
 	// LoggerName names the Backend's logger, under the application's
 	// logger when one is given.
@@ -77,6 +78,16 @@ type Config struct {
 	// (renewals, restores, removals on Close). Default:
 	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// DrainOnClose, when positive, makes Close take the Backend's
+	// instances out of rotation before it removes its keys: it publishes every
+	// registered instance in discovery.ConditionDraining (an update in
+	// place) and waits for the rest of DrainOnClose, so that watchers see
+	// it and clients stop sending new work. Close takes at most
+	// DrainOnClose longer: with the registry unreachable it gives up the
+	// drain then, and reports it. Default: 0, no drain. An application
+	// that drains its instances itself (discovery.Drain, the fx module's
+	// DrainDelay) does not need it.
+	DrainOnClose time.Duration
 	// ReconnectDelay is how long the client waits between reconnection
 	// attempts while the server is unreachable (jittered by 20%), so a
 	// returning server is noticed within about that time whatever the
@@ -130,10 +141,6 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// WithDefaults returns c with every zero field but Logger set to its
-// default, as New uses it.
-func (c Config) WithDefaults() Config { return c.withDefaults() }
-
 func configError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 }
@@ -147,7 +154,7 @@ func (c Config) validate() error {
 		if strings.Contains(ep, ",") {
 			return configError("Endpoints[%d] is %q; want one URL per element", i, envconfig.Redact(ep))
 		}
-		if err := CheckEndpoint(ep); err != nil {
+		if err := configcheck.NATSEndpoint(ep); err != nil {
 			return configError("Endpoints[%d] %q: %v", i, envconfig.Redact(ep), err)
 		}
 	}
@@ -165,12 +172,14 @@ func (c Config) validate() error {
 		return configError("Bucket is %q; want letters, digits, '-' and '_' only", c.Bucket)
 	case c.Replicas < 1 || c.Replicas > 5:
 		return configError("Replicas is %d; want 1 to 5", c.Replicas)
-	case CheckTTL(c.TTL) != nil:
-		return configError("TTL is %v; %v", c.TTL, CheckTTL(c.TTL))
+	case configcheck.NATSTTL(c.TTL) != nil:
+		return configError("TTL is %v; %v", c.TTL, configcheck.NATSTTL(c.TTL))
 	case c.DialTimeout < 0:
 		return configError("DialTimeout is %v; want a positive duration", c.DialTimeout)
 	case c.RequestTimeout < 0:
 		return configError("RequestTimeout is %v; want a positive duration", c.RequestTimeout)
+	case c.DrainOnClose < 0:
+		return configError("DrainOnClose is %v; want zero or more", c.DrainOnClose)
 	case c.ReconnectDelay < 0:
 		return configError("ReconnectDelay is %v; want a positive duration", c.ReconnectDelay)
 	case c.Password != "" && c.Username == "":
@@ -184,18 +193,8 @@ func (c Config) validate() error {
 	return nil
 }
 
-func validBucket(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+// validBucket reports whether s is a bucket name New accepts.
+func validBucket(s string) bool { return configcheck.NATSBucket(s) == nil }
 
 // backendLogger returns the Backend's logger: l named LoggerName, or a
 // default one.

@@ -64,10 +64,10 @@
 // the Backend retries as soon as the connection is back rather than sleep
 // out the backoff: a renewal that still matches keeps the key, a key that
 // expired meanwhile is written again (discovery.StateLost, then
-// registered). Deregister and Close purge the keys at once; a purge that
-// cannot reach NATS (Deregister during an outage, Close while cut off) is
-// not retried: the registration is forgotten and its key expires within
-// the TTL.
+// registered). Deregister and Close purge the keys at once. Deregister
+// during an outage waits for NATS within its context, then leaves the
+// purge to the background (see Backend.Deregister); Close while cut off
+// returns the keys it could not purge, which expire within the TTL.
 //
 // # Resolving and watching
 //
@@ -86,18 +86,32 @@
 // (after DefaultMarkerTTL), and the watch's consumer does not outlive a
 // server restart anyway.
 //
+// Sets carry a revision (discovery.RevisionResolver): the stream sequence
+// of the last message on one of the service's keys that the read or the
+// watch took in, renewals included, so that a client that uses both
+// Resolve and Watch (package grpcresolver) never goes back to an older
+// set. A bucket deleted and made again (or created anew on a server that
+// lost its data) restarts its sequences, and a server restored from a
+// backup goes back to older ones: the watchers report an outage
+// (backendkit.Feed's Reset) before the first set of such a new history,
+// so that no client compares revisions across the two. They tell it by
+// the bucket's creation time, by the server's advisory of its deletion,
+// and by a watch started again whose first set is older than the last.
+//
 // # Operators' tools
 //
-// Services, Instances and Delete serve tools that show and fix the bucket
-// whoever registered the instances, such as the roster command line: the
-// services with their instance counts, the instances of one service with
-// when each key was last written and the time left before it expires,
-// and the removal (a purge, which watchers see at once) of a stale entry
-// by service and ID. Keys that roster did not write are reported as
-// SkippedKey rather than failing the listing. FindServices reports the
-// services as they appear, for a live view of the whole bucket (roster
-// ui); its cost grows with the registry, so it is for one operator's
-// tool, not for applications.
+// The Backend implements discovery.OperatorView for tools that show and
+// fix the bucket whoever registered the instances, such as the roster
+// command line and its web view: the services with their instance counts,
+// the instances of one service with the time left before each key
+// expires (an instance's "lease" is its own key), the removal (a purge,
+// which watchers see at once) of a stale entry by service and ID, and,
+// for a live view of the whole bucket, FindServices and FollowRegistry
+// (one watch of every key; its cost grows with the registry, so it is for
+// one operator's tool, not for applications). Keys that roster did not
+// write are reported as discovery.SkippedEntry rather than failing the
+// listing; roster's own reserved keys (a key whose part after the service
+// token holds '/') are passed over silently.
 //
 // # Metrics
 //

@@ -17,7 +17,6 @@ import (
 	"github.com/roster-sd/roster/backends/nats/natstest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/internal/testing/testwait"
-	"github.com/roster-sd/roster/retry"
 )
 
 // rawKV opens bucket through a connection of its own, as another process
@@ -156,59 +155,6 @@ var p1 = discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.1:8
 
 const p1Key = "payments.p-1"
 
-func TestRestartWithinTTLKeepsTheKey(t *testing.T) {
-	t.Parallel()
-	srv := natstest.Start(t)
-	cfg := testConfig(t, srv.URL(), "roster")
-	cfg.TTL = 5 * time.Second // the restart must fit in it with room under -race
-	b := newBackend(t, cfg)
-	if err := b.Register(t.Context(), p1); err != nil {
-		t.Fatal(err)
-	}
-	log := recordStates(t, b, p1.Key())
-	p := pollKey(t, rawKV(t, srv.URL(), "roster"), p1Key, p1)
-	testwait.Until(t, 5*time.Second, "the poller reads the key", func() bool { return p.ok.Load() > 0 })
-
-	srv.Stop()
-	waitState(t, b, p1.Key(), discovery.StateRetrying, 5*time.Second)
-	natstest.Restart(t, srv)
-	before := p.ok.Load()
-	waitState(t, b, p1.Key(), discovery.StateRegistered, 5*time.Second)
-	testwait.Until(t, 5*time.Second, "the poller reads the key after the restart", func() bool { return p.ok.Load() > before+5 })
-	p.close()
-	if n := p.absent.Load(); n != 0 {
-		t.Errorf("the key was absent in %d of %d reads; want it present all along", n, p.ok.Load())
-	}
-	if slices.Contains(log.states(), discovery.StateLost) {
-		t.Errorf("states %v; want no %v: the key never expired", log.states(), discovery.StateLost)
-	}
-}
-
-func TestDownLongerThanTTLRestoredAtOnceWhenBack(t *testing.T) {
-	t.Parallel()
-	srv := natstest.Start(t)
-	cfg := testConfig(t, srv.URL(), "roster")
-	// A backoff far longer than the bound below: only the reconnection
-	// can wake the retry in time.
-	cfg.Retry = retry.Policy{Base: 30 * time.Second, Max: 30 * time.Second}
-	b := newBackend(t, cfg)
-	if err := b.Register(t.Context(), p1); err != nil {
-		t.Fatal(err)
-	}
-	srv.Stop()
-	waitState(t, b, p1.Key(), discovery.StateRetrying, 5*time.Second)
-	time.Sleep(cfg.TTL + 1500*time.Millisecond) // the outage outlasts the TTL and the server's expiry tick
-	natstest.Restart(t, srv)
-	back := time.Now()
-	kv := rawKV(t, srv.URL(), "roster")
-	testwait.Until(t, 3*time.Second, "the key is back", func() bool {
-		ok, _ := present(t.Context(), kv, p1Key, p1)
-		return ok
-	})
-	waitState(t, b, p1.Key(), discovery.StateRegistered, time.Second)
-	t.Logf("key back %v after the server", time.Since(back))
-}
-
 func TestExternalDeleteAndPurgeRestoredWithinHalfASecond(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Start(t)
@@ -280,61 +226,6 @@ func TestPurgedWhileCutOffRestoredOnReconnect(t *testing.T) {
 	})
 	t.Logf("restored %v after the link came back", time.Since(back))
 	waitState(t, b, p1.Key(), discovery.StateRegistered, time.Second)
-}
-
-func TestSameInstanceFromTwoBackendsDoesNotFlap(t *testing.T) {
-	t.Parallel()
-	srv := natstest.Start(t)
-	a := newBackend(t, testConfig(t, srv.URL(), "roster"))
-	b := newBackend(t, testConfig(t, srv.URL(), "roster"))
-	pa, pb := p1, p1
-	pb.Address = "10.0.0.2:80"
-	if err := a.Register(t.Context(), pa); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Register(t.Context(), pb); err != nil {
-		t.Fatal(err)
-	}
-	waitState(t, a, p1.Key(), discovery.StateConflict, 5*time.Second)
-	aStates := recordStates(t, a, p1.Key())
-
-	// Follow every write of the key from now on, for three renewals of b.
-	kv := rawKV(t, srv.URL(), "roster")
-	w, err := kv.Watch(t.Context(), p1Key, jetstream.UpdatesOnly())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	var writes []string
-	deadline := time.After(10 * time.Second)
-	for len(writes) < 3 {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				continue
-			}
-			writes = append(writes, fmt.Sprintf("%v %s", e.Operation(), e.Value()))
-		case <-deadline:
-			t.Fatalf("saw %d writes in 10s; want 3 renewals", len(writes))
-		}
-	}
-	for _, got := range writes {
-		if want := "KeyValuePutOp " + mustJSON(pb); got != want {
-			t.Errorf("write %q; want only the later writer's renewals, %q", got, want)
-		}
-	}
-	if got := aStates.states(); len(got) != 1 || got[0] != discovery.StateConflict {
-		t.Errorf("earlier writer's states while the later one renewed = %v; want only [conflict]", got)
-	}
-	// Once b stops, a takes the key back.
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	testwait.Until(t, 5*time.Second, "a holds the key again", func() bool {
-		ok, _ := present(t.Context(), kv, p1Key, pa)
-		return ok
-	})
-	waitState(t, a, p1.Key(), discovery.StateRegistered, time.Second)
 }
 
 func TestCloseRemovesEveryKeyAtOnce(t *testing.T) {
@@ -411,44 +302,6 @@ func TestRegisterDuringAnOutage(t *testing.T) {
 	got, err := b.Resolve(t.Context(), "payments")
 	if err != nil || len(got) != 1 || !got[0].Equal(p2) {
 		t.Errorf("Resolve = %v, %v; want only p-2", got, err)
-	}
-}
-
-func TestWatchReportsOutageThenExactSet(t *testing.T) {
-	t.Parallel()
-	srv := natstest.Start(t)
-	proxy := natstest.StartProxy(t, srv.Addr())
-	a := newBackend(t, testConfig(t, srv.URL(), "roster"))
-	c := newBackend(t, testConfig(t, "nats://"+proxy.Endpoint(), "roster"))
-	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
-	if err := a.Register(t.Context(), p1); err != nil {
-		t.Fatal(err)
-	}
-	w, err := c.Watch(t.Context(), "payments")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	if got, err := w.Next(t.Context()); err != nil || len(got) != 1 || !got[0].Equal(p1) {
-		t.Fatalf("first Next = %v, %v; want [p-1]", got, err)
-	}
-	proxy.Reject()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	if _, err := w.Next(ctx); !errors.Is(err, discovery.ErrUnavailable) {
-		t.Fatalf("Next after the link dropped = %v; want ErrUnavailable", err)
-	}
-	// Changes c cannot see while cut off.
-	if err := a.Deregister(t.Context(), p1); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Register(t.Context(), p2); err != nil {
-		t.Fatal(err)
-	}
-	proxy.Accept()
-	got, err := w.Next(ctx)
-	if err != nil || len(got) != 1 || !got[0].Equal(p2) {
-		t.Fatalf("Next after the link is back = %v, %v; want exactly [p-2]", got, err)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/backends/nats/natstest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/internal/testing/testwait"
@@ -67,40 +66,6 @@ func TestLaterRegisterOwnsTheOutcome(t *testing.T) {
 	ok, err := present(t.Context(), rawKV(t, srv.URL(), "roster"), p1Key, p1)
 	if !ok || err != nil {
 		t.Errorf("key present = %v, %v; want the second Register's value", ok, err)
-	}
-}
-
-// Close that cannot remove the keys (NATS cut off) says so: its error
-// names every key it left and wraps discovery.ErrUnavailable. (The
-// conformance suite's harness cannot cut a registry off, so this is
-// tested here.)
-func TestCloseReportsTheKeysItCouldNotRemove(t *testing.T) {
-	t.Parallel()
-	srv := natstest.Start(t)
-	proxy := natstest.StartProxy(t, srv.Addr())
-	b, err := nats.New(testConfig(t, "nats://"+proxy.Endpoint(), "roster"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
-	for _, in := range []discovery.Instance{p1, p2} {
-		if err := b.Register(t.Context(), in); err != nil {
-			t.Fatal(err)
-		}
-	}
-	proxy.Reject()
-	testwait.Until(t, 5*time.Second, "the Backend sees the link down", func() bool { return !b.BackendFacts().Connected })
-	err = b.Close()
-	if !errors.Is(err, discovery.ErrUnavailable) {
-		t.Fatalf("Close while cut off = %v; want an error wrapping ErrUnavailable", err)
-	}
-	for _, key := range []string{"payments.p-1", "payments.p-2"} {
-		if !strings.Contains(err.Error(), key) {
-			t.Errorf("Close error %q does not name %s", err, key)
-		}
-	}
-	if err := b.Close(); err != nil {
-		t.Errorf("second Close = %v; want nil (it did nothing)", err)
 	}
 }
 

@@ -97,53 +97,36 @@ func (b *Backend) mark(m *natsgo.Msg) {
 }
 
 // run brings the registrations in line with the bucket (all of them and
-// renewing if full, else those marked) and, on a failure, retries until
-// it succeeds or Close starts.
+// renewing if full, else those marked) and, on a failure, retries with the
+// retry policy, renewing everything, until it succeeds or Close starts.
+// A wait ends at once when the connection comes back (or drops, which
+// costs one early attempt).
 func (b *Backend) run(full bool) {
-	// Taken before each attempt, so that a connection that drops or comes
-	// back during it (or before the wait) ends the wait at once.
-	_, changed, _ := b.conn.get()
-	err := b.connected()
-	if err == nil {
-		err = b.syncAll(full)
-	}
-	if err == nil {
-		return
-	}
-	// A bucket found gone (a server restarted without its data, a
-	// deleted bucket) is created again, and every key published again,
-	// at once rather than after the retry policy's delay: once per
-	// failure, so that a bucket that cannot be made to stay does not
-	// make the keeper spin.
-	if b.checkBucket(err) && b.connected() == nil {
-		if err = b.syncAll(true); err == nil {
-			return
+	// Subscribed before the first attempt, so that a connection that
+	// drops or comes back during an attempt ends the next wait at once.
+	wake, unsubscribe := b.conn.changes.Subscribe()
+	defer unsubscribe()
+	first := true
+	_ = b.cfg.Retry.Do(b.ctx, func(context.Context) error {
+		if err := b.connected(); err != nil {
+			return err // no request can get through: wait for the next delay or the reconnection
 		}
-	}
-	bo := b.cfg.Retry.Backoff()
-	for attempt := 1; ; attempt++ {
-		delay, _ := bo.Next() // never stops: see retry.Backoff
+		err := b.syncAll(full || !first)
+		first = false
+		// A bucket found gone (a server restarted without its data, a
+		// deleted bucket) is created again, and every key published
+		// again, at once rather than after the retry policy's delay:
+		// once per failure, so that a bucket that cannot be made to stay
+		// does not make the keeper spin.
+		if b.checkBucket(err) && b.connected() == nil {
+			err = b.syncAll(true)
+		}
+		return err
+	}, retry.OnFailure(func(f retry.Failure) {
 		b.retries.Add(1)
-		n := b.retrying(attempt, delay, err)
-		b.log.Warn("failed to renew instances, will retry", "instances", n, "attempt", attempt, "retry_in", delay, "error", err)
-		// Wake at once when the connection comes back (or drops, which
-		// costs one early attempt).
-		if retry.Sleep(b.ctx, delay, changed) != nil {
-			return
-		}
-		_, changed, _ = b.conn.get()
-		if err = b.connected(); err != nil {
-			continue // no request can get through: wait for the next delay or the reconnection
-		}
-		if err = b.syncAll(true); err == nil {
-			return
-		}
-		if b.checkBucket(err) {
-			if err = b.syncAll(true); err == nil {
-				return
-			}
-		}
-	}
+		n := b.retrying(f.Attempt, f.Delay, f.Err)
+		b.log.Warn("failed to renew instances, will retry", "instances", n, "attempt", f.Attempt, "retry_in", f.Delay, "error", f.Err)
+	}), retry.WakeOn(wake))
 }
 
 // snapshot returns the registrations, sorted by key.
@@ -221,6 +204,22 @@ func (b *Backend) syncAll(full bool) error {
 // else), so that a pass over many (or large) keys on a slow link delays a
 // PONG by about renewBytes' worth of the link, never a whole pass's worth,
 // and the connection is not declared stale because renewals crowd it.
+//
+// Why a fixed 128 KiB is safe: the client declares the link stale once
+// five PINGs a third of the TTL apart are unanswered, so a PONG has about
+// 5×TTL/3 (1.7 s at MinTTL, 25 s at DefaultTTL) to come back; the window
+// delays it by at most renewBytes at the link's rate plus a round trip,
+// which fits for any link faster than about 80 KiB/s at MinTTL (5 KiB/s at
+// DefaultTTL). TestRenewalWindowKeepsTheConnectionOnASlowerLink holds it
+// at 160 KiB/s with a 2 s TTL, where a 1 MiB window lost the connection.
+// What the window costs is throughput where the link is wide and far (a
+// bandwidth-delay product above 128 KiB): renewals then go at 128 KiB, or
+// 256 renewals, per round trip, such as 427 KiB/s and 850 renewals/s on a
+// 300 ms round trip, which renews about 4 000 instances of 500 bytes
+// every DefaultTTL/3: far more than a process registers. A window that
+// grew and shrank on the acknowledgements' latency would gain throughput
+// only there, and would take a stalled or loaded process's slow answers
+// for a congested link.
 const (
 	renewWindow = 256
 	renewBytes  = 128 << 10

@@ -98,3 +98,43 @@ func TestSilenceOfOneTTLKeepsTheConnection(t *testing.T) {
 		t.Errorf("the connection was lost %d times after a silence of one TTL; want none\n%s", lost, logs)
 	}
 }
+
+// The renewal byte window is safe down to slow links: over a link four
+// times slower than TestRenewalsOverANarrowLinkKeepTheConnection's (the
+// proxy relays 32 KiB per 200 ms each way, about 160 KiB/s), a PING waits
+// behind at most renewBytes (128 KiB, four of the proxy's chunks, about
+// 0.8 s) plus its own round trip, well within the five pings a third of
+// the TTL apart (3.3 s here) after which the client declares the link
+// stale. A window of 1 MiB lost the connection here; see keeper.go's
+// renewBytes for the bound.
+func TestRenewalWindowKeepsTheConnectionOnASlowerLink(t *testing.T) {
+	t.Parallel()
+	const n = 128
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	cfg := testConfig(t, "nats://"+proxy.Endpoint(), "roster")
+	logs := &linebuf.Buffer{}
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info})
+	b := newBackend(t, cfg)
+	meta := map[string]string{"blob": strings.Repeat("x", 8192)}
+	for i := range n {
+		in := discovery.Instance{Service: "payments", ID: fmt.Sprintf("p-%03d", i), Address: fmt.Sprintf("10.0.0.%d:80", i+1), Metadata: meta}
+		if err := b.Register(t.Context(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy.SetLatency(200 * time.Millisecond)
+	defer proxy.SetLatency(0)
+	// Two TTLs: every renewal pass (1 MiB, about 6 s on this link) runs
+	// back to back meanwhile, and the client's stale check looks six times.
+	start := time.Now()
+	for time.Since(start) < 2*cfg.TTL {
+		if strings.Contains(logs.String(), "cannot reach NATS") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if lost := strings.Count(logs.String(), "cannot reach NATS"); lost != 0 {
+		t.Errorf("the connection was lost %d times in two TTLs of renewals over a 160 KiB/s link; want none\n%s", lost, logs)
+	}
+}

@@ -10,11 +10,21 @@ import (
 
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/backendkit"
+	"github.com/roster-sd/roster/internal/maintkit"
 	"github.com/roster-sd/roster/retry"
 )
 
 // errDisconnected is the cause watchers see while the connection is down.
 var errDisconnected = errors.New("nats: connection lost")
+
+// errBucketLost is read's error when the bucket is found gone, and
+// errBucketRecreated the cause of the outage watchers then see: the next
+// sets come from a new bucket, whose sequences started again.
+var (
+	errBucketLost      = errors.New("nats: the bucket is gone")
+	errBucketRecreated = errors.New("nats: the bucket was deleted and made again; its revisions start again")
+	errHistoryRewound  = errors.New("nats: the bucket went back to older sequences (a server restored from a backup?); its revisions start again")
+)
 
 // Resolve implements discovery.Resolver: it reads the last value of every
 // key of service with one key-value watch (the bucket's own listing), up to
@@ -23,39 +33,50 @@ var errDisconnected = errors.New("nats: connection lost")
 // has no instances. Errors wrap discovery.ErrUnavailable when NATS cannot
 // be reached, and discovery.ErrClosed after Close.
 func (b *Backend) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
-	if err := discovery.ValidateName("Service", service); err != nil {
-		return nil, fmt.Errorf("nats: resolve: %w", err)
-	}
-	if err := b.usable(ctx, "resolve", service); err != nil {
-		return nil, err
-	}
-	filter, err := serviceFilter(service)
-	if err != nil {
-		return []discovery.Instance{}, nil
-	}
-	if err := b.connected(); err != nil {
-		return nil, fmt.Errorf("nats: resolve %q: %w", service, err)
-	}
-	set, err := b.resolve(ctx, service, filter)
-	if b.checkBucket(err) {
-		// The bucket is gone (a server restarted without its data, a
-		// deleted bucket): open, or create, it again and read that.
-		set, err = b.resolve(ctx, service, filter)
-	}
+	set, _, err := b.ResolveRevision(ctx, service)
 	return set, err
 }
 
-// resolve is Resolve's one attempt, on the keys matching filter.
-func (b *Backend) resolve(ctx context.Context, service, filter string) ([]discovery.Instance, error) {
+// ResolveRevision implements discovery.RevisionResolver: Resolve, with the
+// service's revision, the stream sequence of the last message on one of
+// its keys that the read took in (0 if there is none). The Backend's
+// Watchers give the same with each set. Sequences restart when the bucket
+// is deleted and made again: the Watchers then report an outage first.
+func (b *Backend) ResolveRevision(ctx context.Context, service string) ([]discovery.Instance, uint64, error) {
+	if err := discovery.ValidateName("Service", service); err != nil {
+		return nil, 0, fmt.Errorf("nats: resolve: %w", err)
+	}
+	if err := b.usable(ctx, "resolve", service); err != nil {
+		return nil, 0, err
+	}
+	filter, err := serviceFilter(service)
+	if err != nil {
+		return []discovery.Instance{}, 0, nil
+	}
+	if err := b.connected(); err != nil {
+		return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, err)
+	}
+	set, rev, err := b.resolve(ctx, service, filter)
+	if b.checkBucket(err) {
+		// The bucket is gone (a server restarted without its data, a
+		// deleted bucket): open, or create, it again and read that.
+		set, rev, err = b.resolve(ctx, service, filter)
+	}
+	return set, rev, err
+}
+
+// resolve is Resolve's one attempt, on the keys matching filter; it
+// returns the set and its revision.
+func (b *Backend) resolve(ctx context.Context, service, filter string) ([]discovery.Instance, uint64, error) {
 	_, changed, _ := b.conn.get()
 	kv, _, err := b.bucket(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("nats: resolve %q: %w", service, err)
+		return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, err)
 	}
 	// Deletes are delivered too: Delta counts them (see below).
 	w, err := kv.Watch(ctx, filter)
 	if err != nil {
-		return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, err))
+		return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, err))
 	}
 	defer stopWatcher(w)
 	set := make(map[string]discovery.Instance)
@@ -70,16 +91,16 @@ func (b *Backend) resolve(ctx context.Context, service, filter string) ([]discov
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("nats: resolve %q: %w", service, ctx.Err())
+			return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, ctx.Err())
 		case <-changed:
-			return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, errDisconnected))
+			return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, errDisconnected))
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, errDisconnected))
+				return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, errDisconnected))
 			}
 			if e == nil {
 				if target, err = b.lastSequence(ctx, filter); err != nil {
-					return nil, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, err))
+					return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, err))
 				}
 				listed = true
 			} else {
@@ -87,7 +108,9 @@ func (b *Backend) resolve(ctx context.Context, service, filter string) ([]discov
 				seen = max(seen, e.Revision())
 			}
 			if listed && seen >= target {
-				return discovery.NormalizeSet(values(set)), nil
+				// The set holds every message on the service's keys up
+				// to seen: that is its revision.
+				return maintkit.Merge(discovery.NormalizeSet(values(set))), seen, nil
 			}
 		}
 	}
@@ -126,6 +149,9 @@ func (b *Backend) usable(ctx context.Context, op, service string) error {
 
 // apply records entry e in set, keyed by bucket key.
 func (b *Backend) apply(set map[string]discovery.Instance, e jetstream.KeyValueEntry) {
+	if b.applyReserved(set, e) { // maint.go
+		return
+	}
 	if e.Operation() != jetstream.KeyValuePut {
 		delete(set, e.Key())
 		return
@@ -207,64 +233,92 @@ func (b *Backend) follow(ctx context.Context, service string, f *backendkit.Feed
 		<-ctx.Done()
 		return
 	}
-	var bo retry.Backoff
-	recreated := false
-	for {
-		up, changed, cause := b.conn.get()
-		if !up {
-			if cause == nil {
-				cause = errDisconnected
+	var h history
+	for ctx.Err() == nil {
+		// One retry sequence, from a fresh backoff, until a watch ends
+		// without failing (the connection changed, the bucket was lost):
+		// then start over at once. A wait ends as soon as the connection
+		// comes back (or drops), and so does a watch.
+		wake, unsubscribe := b.conn.changes.Subscribe()
+		recreated := false
+		_ = b.cfg.Retry.Do(ctx, func(ctx context.Context) error {
+			err := b.watchOnce(ctx, filter, f, &h)
+			if b.checkBucket(err) && !recreated {
+				// The bucket is gone: open, or create, it again at once.
+				recreated = true
+				err = b.watchOnce(ctx, filter, f, &h)
 			}
-			f.Fail(cause)
-			select {
-			case <-changed:
-				continue
-			case <-ctx.Done():
-				return
-			}
-		}
-		lost := b.lostSignal()
-		kv, _, err := b.bucket(ctx)
-		var w jetstream.KeyWatcher
-		if err == nil {
-			w, err = kv.Watch(ctx, filter)
-		}
-		if err == nil {
-			err = b.read(ctx, w, f, changed, lost, filter)
-			stopWatcher(w)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil {
-			// The watch ended with the connection, or with its bucket:
-			// start over at once.
-			bo, recreated = nil, false
-			continue
-		}
-		if b.checkBucket(err) && !recreated {
-			// The bucket is gone: open, or create, it again at once.
-			recreated = true
-			continue
-		}
-		f.Fail(err)
-		if bo == nil {
-			bo = b.cfg.Retry.Backoff()
-		}
-		d, _ := bo.Next()
-		b.log.Debug("service watch failed, retrying", "service", service, "retry_in", d, "error", err)
-		if retry.Sleep(ctx, d, changed) != nil {
-			return
-		}
+			return err
+		}, retry.OnFailure(func(fl retry.Failure) {
+			f.Fail(fl.Err)
+			b.log.Debug("service watch failed, retrying", "service", service, "retry_in", fl.Delay, "error", fl.Err)
+		}), retry.WakeOn(wake))
+		unsubscribe()
 	}
 }
 
-// read applies w's entries to a fresh set and publishes it on f once the
-// current values are in and after every change, until ctx ends, the
-// connection changes state, the bucket is found gone (lost closes) or the
-// watch ends (it then returns nil), or until it cannot read the service's
-// last sequence (it returns why).
-func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendkit.Feed, changed, lost <-chan struct{}, filter string) error {
+// history is what follow knows of the history that f's sets come from,
+// so that a watch started again tells a new one (whose sequences compare
+// with none of the old one's) and calls f.Reset.
+type history struct {
+	// created is when the bucket of f's sets was created; zero before the
+	// first set and after a Reset. A bucket created at another time is a
+	// new one (deleted and made again, on a server wiped, say).
+	created time.Time
+	// reached is the highest revision published on f in this history. A
+	// watch started again whose first set is older went back in time: a
+	// server restored from a backup keeps its bucket but goes back to the
+	// backup's sequences. (So can a service whose last messages were
+	// removal markers that expired meanwhile, the markers of keys the
+	// old set did not hold either: the Reset then reports an outage that
+	// was not needed, once.)
+	reached uint64
+}
+
+// watchOnce is one watch of follow's: it returns an error at once while
+// the connection is down, else watches the service and publishes its sets
+// on f until the watch ends. It returns nil when the watch ended with the
+// connection's change, or with the bucket (after a Reset of f, since the
+// next sets come from a new bucket), and why it failed otherwise.
+func (b *Backend) watchOnce(ctx context.Context, filter string, f *backendkit.Feed, h *history) error {
+	_, changed, _ := b.conn.get()
+	if err := b.connected(); err != nil {
+		return err
+	}
+	lost := b.lostSignal()
+	kv, stream, err := b.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	if c := stream.CachedInfo().Created; !h.created.IsZero() && !c.Equal(h.created) {
+		f.Reset(errBucketRecreated)
+		h.reached = 0
+	}
+	h.created = stream.CachedInfo().Created
+	w, err := kv.Watch(ctx, filter)
+	if err != nil {
+		return err
+	}
+	err = b.read(ctx, w, f, changed, lost, filter, h)
+	stopWatcher(w)
+	if errors.Is(err, errBucketLost) {
+		// No revision of the next sets compares with the old bucket's.
+		f.Reset(errBucketRecreated)
+		*h = history{}
+		return nil
+	}
+	return err
+}
+
+// read applies w's entries to a fresh set and publishes it on f, at the
+// sequence of the last entry applied, once the current values are in and
+// after every change, until ctx ends, the connection changes state or the
+// watch ends (it then returns nil), the bucket is found gone (lost closes:
+// it returns errBucketLost), or it cannot read the service's last
+// sequence (it returns why). A first set older than h.reached resets f
+// (see history).
+func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendkit.Feed, changed, lost <-chan struct{},
+	filter string, h *history) error {
 	set := make(map[string]discovery.Instance)
 	// As in Resolve: the first set goes out once the watch has delivered
 	// the service's last write stored at the end-of-values mark, so that
@@ -278,7 +332,7 @@ func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendki
 		case <-changed:
 			return nil
 		case <-lost:
-			return nil
+			return errBucketLost
 		case e, ok := <-w.Updates():
 			if !ok {
 				return nil
@@ -294,7 +348,13 @@ func (b *Backend) read(ctx context.Context, w jetstream.KeyWatcher, f *backendki
 				seen = max(seen, e.Revision())
 			}
 			if current && seen >= target {
-				f.Publish(values(set))
+				if seen < h.reached {
+					f.Reset(errHistoryRewound)
+				}
+				h.reached = seen
+				// A renewal leaves the set as it was and only moves its
+				// revision on.
+				f.PublishAt(maintkit.Merge(values(set)), seen)
 			}
 		}
 	}

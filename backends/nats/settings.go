@@ -1,14 +1,11 @@
 package nats
 
 import (
-	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
-	"time"
 
 	"github.com/roster-sd/roster/backends"
+	"github.com/roster-sd/roster/internal/configcheck"
 	"github.com/roster-sd/roster/internal/envconfig"
 	"github.com/roster-sd/roster/internal/tlsfiles"
 )
@@ -26,7 +23,7 @@ import (
 // It reads only the variables; the files are read when New builds the
 // Backend.
 func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
-	common, err := envconfig.ReadCommon(lookup, "comma-separated nats:// or tls:// URLs", CheckEndpoint, CheckTTL)
+	common, err := envconfig.ReadCommon(lookup, "comma-separated nats:// or tls:// URLs", configcheck.NATSEndpoint, configcheck.NATSTTL)
 	if err != nil {
 		return Config{}, configError("%v", err)
 	}
@@ -67,58 +64,6 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	return c, nil
 }
 
-// CheckEndpoint reports whether ep is an endpoint New accepts: host:port,
-// or a nats, tls, ws or wss URL with a host. The error says why not,
-// without naming where ep came from or quoting it.
-func CheckEndpoint(ep string) error {
-	if strings.TrimSpace(ep) == "" {
-		return errors.New("empty")
-	}
-	scheme, _, hasScheme := strings.Cut(ep, "://")
-	if !hasScheme {
-		host, port, err := net.SplitHostPort(ep)
-		if err != nil || host == "" || port == "" {
-			return errors.New("want host:port or a nats:// or tls:// URL")
-		}
-		return nil
-	}
-	switch scheme {
-	case "nats", "tls", "ws", "wss":
-	default:
-		return fmt.Errorf("scheme %s://; want nats, tls, ws or wss", scheme)
-	}
-	// Nothing after "://" is ever quoted: url.Parse's errors quote the
-	// URL or a piece of it (a port), which may be part of a password.
-	u, err := url.Parse(ep)
-	if err != nil {
-		return errors.New("not a valid URL" + encodeHint)
-	}
-	if u.Host == "" {
-		return errors.New("URL has no host")
-	}
-	if u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		// NATS URLs have none: a '/', '?' or '#' meant to be in the
-		// credentials ended them early.
-		return errors.New("URL has a path, query or fragment, which NATS URLs never have" + encodeHint)
-	}
-	return nil
-}
-
-// encodeHint ends CheckEndpoint's errors about a URL's shape.
-const encodeHint = " (in a user name, password or token, write '/', '?', '#', '%', '@' and ':' percent-encoded)"
-
-// CheckTTL reports whether a non-zero d is a TTL New accepts: whole
-// seconds, at least MinTTL. The error says why not.
-func CheckTTL(d time.Duration) error {
-	switch {
-	case d < MinTTL:
-		return fmt.Errorf("want at least %v", MinTTL)
-	case d%time.Second != 0:
-		return errors.New("want a whole number of seconds (NATS counts message TTLs in seconds)")
-	}
-	return nil
-}
-
 // loadTLS returns c with TLS built from the certificate files when any is
 // set; c.TLS, when set, is kept as it is. A file that cannot be used gives
 // an error wrapping ErrInvalidConfig that names its field.
@@ -132,13 +77,4 @@ func (c Config) loadTLS() (Config, error) {
 	}
 	c.TLS = cfg
 	return c, nil
-}
-
-// CheckBucket reports whether name is a Bucket New accepts: letters,
-// digits, '-' and '_'. The error says why not.
-func CheckBucket(name string) error {
-	if !validBucket(name) {
-		return errors.New("want letters, digits, '-' and '_' only")
-	}
-	return nil
 }

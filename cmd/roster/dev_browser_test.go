@@ -119,7 +119,11 @@ func TestDevRegistriesClosedToWebPages(t *testing.T) {
 		t.Errorf("the page read the registry's keys")
 	}
 
-	got, err := cli.Get(ctx, "/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	// A context of its own: starting the browser and running the page may
+	// have used up the first one on a loaded machine.
+	gctx, gcancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer gcancel()
+	got, err := cli.Get(gctx, "/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		t.Fatal(err)
 	}

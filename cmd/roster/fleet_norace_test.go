@@ -17,18 +17,27 @@ import (
 // status said registered while the registry had been unreachable for
 // longer than the TTL (the bench's own check, from each process's
 // timeline), if a process spent more than 4 requests on average to
-// recover, or if the fleet dialled more than 1.5 times per process per
-// second during the fault. Recovery times are logged, not asserted: they
-// measure the machine.
+// recover, if the fleet dialled more than 1.5 times per process per
+// second during the fault, or if p99 of the time from the registry being
+// usable to a process being registered again exceeds 10 s (5x the
+// issue's 2 s: a bound that catches a process waiting out a backoff
+// grown during the outage, not the machine's speed).
 //
 // It builds without the race detector only: under -race the same fleet
 // takes two minutes on a busy 2-core machine, and the race detector has
 // the smaller bench tests (bench_test.go) to watch the same code.
 //
-// It asserts bounds (requests per process, dials) that a loaded machine
-// does not meet yet (issue #21 is open: 6.05 requests per process on a
-// machine at load 15), so it runs only when asked, as the NATS scale
-// tests do: ROSTER_SCALE_TESTS=1 go test -run TestBenchFleet ./cmd/roster/
+// It runs only when asked, as the NATS scale tests do
+// (ROSTER_SCALE_TESTS=1 go test -run TestBenchFleet ./cmd/roster/): at
+// load 17-25 on this 2-core machine etcd itself expires 100-245 of the
+// 200 leases after the restart (its counter
+// etcd_debugging_server_lease_expired_total, logged below): the 3 s TTL
+// is shorter than what a starved 3-member cluster takes to answer 200
+// grants, reads and keep-alives, and each expired lease costs a grant and
+// a write more. At load 5, main before these changes passed it (3.62
+// requests per process, p99 2.0 s from usable); a race
+// build at 50 processes already sees 33 leases expired by etcd at load 15
+// (docs/fleet-sizing.md, issue #21).
 func TestBenchFleetRestartUnderContention(t *testing.T) {
 	if os.Getenv("ROSTER_SCALE_TESTS") != "1" {
 		t.Skip("a 200-process fleet under contention: set ROSTER_SCALE_TESTS=1 to run it (issue #21)")
@@ -52,6 +61,9 @@ func TestBenchFleetRestartUnderContention(t *testing.T) {
 	}
 	if f.RecoveryRequests > 4 {
 		t.Errorf("%.2f requests per process to recover (%v); want at most 4", f.RecoveryRequests, f.RecoveryRequestsByMethod)
+	}
+	if f.Reregistered.P99 > 10_000 {
+		t.Errorf("p99 %.0f ms from usable to registered again; want at most 10 s", f.Reregistered.P99)
 	}
 	if f.DialsPerProcessPerSec > 1.5 {
 		t.Errorf("%.2f connection attempts per process per second during the fault; want at most 1.5", f.DialsPerProcessPerSec)

@@ -144,6 +144,7 @@ A flag on the command line wins.`,
 		a.watchCmd(),
 		a.registerCmd(),
 		a.deregisterCmd(),
+		a.maintCmd(),
 		a.benchCmd(),
 		a.uiCmd(),
 	)

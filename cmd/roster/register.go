@@ -282,7 +282,7 @@ func (a *app) printStatuses(sub discovery.StatusSubscription, b registry) {
 			if seen[key] {
 				line = "registered again " + key.String() + " at " + st.Instance.Address
 			}
-			if h := b.holder(); h != "" {
+			if h := holderOf(b); h != "" {
 				line += " (" + h + ")"
 			}
 			if st.Instance.Condition != discovery.ConditionServing {

@@ -20,18 +20,20 @@ import (
 type Feed struct {
 	mu      sync.Mutex
 	set     []discovery.Instance
-	version uint64        // 0 until the first Publish
-	rev     uint64        // registry revision of set, from PublishAt; 0 unknown
-	changed chan struct{} // closed and replaced on every change
-	err     error         // set by Close
-	fault   error         // set by Fail, cleared by Publish
-	faults  uint64        // counts Fail episodes
+	version uint64    // 0 until the first Publish
+	rev     uint64    // registry revision of set, from PublishAt; 0 unknown
+	changes Broadcast // wakes the watchers at every change
+	err     error     // set by Close
+	fault   error     // set by Fail, cleared by Publish
+	faults  uint64    // counts Fail episodes
+	resets  uint64    // counts Reset calls
+	reset   error     // what the last Reset reported
 }
 
 // NewFeed returns a feed with no set yet: watchers' first Next waits for
 // the first Publish.
 func NewFeed() *Feed {
-	return &Feed{changed: make(chan struct{})}
+	return &Feed{}
 }
 
 // Publish makes set the current set. The feed stores a normalized deep copy
@@ -75,22 +77,48 @@ func (f *Feed) Fail(cause error) {
 	if f.err != nil || f.fault != nil {
 		return
 	}
-	switch {
-	case cause == nil:
-		f.fault = discovery.ErrUnavailable
-	case errors.Is(cause, discovery.ErrUnavailable):
-		f.fault = cause // already says so, e.g. passed on from an upstream
-	default:
-		f.fault = fmt.Errorf("%w: %w", discovery.ErrUnavailable, cause)
-	}
+	f.fault = outage(cause)
 	f.faults++
 	f.wakeLocked()
 }
 
-func (f *Feed) wakeLocked() {
-	close(f.changed)
-	f.changed = make(chan struct{})
+// outage is the error watchers get for an outage for cause.
+func outage(cause error) error {
+	switch {
+	case cause == nil:
+		return discovery.ErrUnavailable
+	case errors.Is(cause, discovery.ErrUnavailable):
+		return cause // already says so, e.g. passed on from an upstream
+	default:
+		return fmt.Errorf("%w: %w", discovery.ErrUnavailable, cause)
+	}
 }
+
+// Reset records that the registry behind the feed started a new history
+// (wiped, restored from a backup, its store deleted and made again), whose
+// revisions restart and compare with none before. It is Fail, except that
+// every watcher that exists now reports the outage (an error wrapping
+// [discovery.ErrUnavailable] and cause) on its next call even if a set was
+// published meanwhile, before that set: so that a client of revisions (see
+// [discovery.RevisionResolver]) never compares the new history's with the
+// old one's. A watcher reports one outage for any number of Resets and
+// Fails it has not seen. Reset after Close does nothing.
+func (f *Feed) Reset(cause error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return
+	}
+	f.reset = outage(cause)
+	f.resets++
+	if f.fault == nil {
+		f.fault = f.reset
+		f.faults++
+	}
+	f.wakeLocked()
+}
+
+func (f *Feed) wakeLocked() { f.changes.Notify() }
 
 // Current returns a copy of the current set and whether one has been
 // published yet.
@@ -113,7 +141,7 @@ func (f *Feed) Close(err error) {
 		return
 	}
 	f.err = err
-	close(f.changed)
+	f.changes.Close()
 }
 
 // NewWatcher returns a Watcher on the feed that lives until Stop or until
@@ -124,6 +152,9 @@ func (f *Feed) Close(err error) {
 // release a shared watch when its last watcher goes.
 func (f *Feed) NewWatcher(ctx context.Context, onStop func()) discovery.Watcher {
 	w := &feedWatcher{feed: f, onStop: onStop, stopped: make(chan struct{})}
+	f.mu.Lock()
+	w.resets = f.resets // a watcher made after a Reset starts in the new history
+	f.mu.Unlock()
 	w.release = context.AfterFunc(ctx, func() { w.stop(context.Cause(ctx)) })
 	return w
 }
@@ -139,6 +170,7 @@ type feedWatcher struct {
 	cause    error  // why the watcher stopped; nil for Stop; set before stopped closes
 	seen     uint64 // version last returned by Next
 	faults   uint64 // outages already reported by Next
+	resets   uint64 // Resets already reported by Next
 }
 
 func (w *feedWatcher) Next(ctx context.Context) ([]discovery.Instance, error) {
@@ -157,11 +189,15 @@ func (w *feedWatcher) NextRevision(ctx context.Context) ([]discovery.Instance, u
 		}
 		f := w.feed
 		f.mu.Lock()
-		version, set, rev, err, changed := f.version, f.set, f.rev, f.err, f.changed
-		fault, faults := f.fault, f.faults
+		version, set, rev, err, changed := f.version, f.set, f.rev, f.err, f.changes.Changed()
+		fault, faults, resets, reset := f.fault, f.faults, f.resets, f.reset
 		f.mu.Unlock()
 		if err != nil {
 			return nil, 0, err
+		}
+		if resets > w.resets {
+			w.resets, w.faults = resets, faults
+			return nil, 0, reset
 		}
 		if fault != nil && faults > w.faults {
 			w.faults = faults

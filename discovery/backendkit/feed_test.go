@@ -562,3 +562,49 @@ func TestFeedRevisions(t *testing.T) {
 	f.Publish([]discovery.Instance{inst("s", "b")})
 	next("[s/b]", 0)
 }
+
+// TestFeedResetReportedBeforeTheNewHistory: a Reset (the registry started
+// a new history) reaches every watcher as an outage before any later set,
+// even when a set was published before the watcher looked, which a Fail
+// does not guarantee; once, however many Resets and Fails came.
+func TestFeedResetReportedBeforeTheNewHistory(t *testing.T) {
+	t.Parallel()
+	f := backendkit.NewFeed()
+	f.PublishAt(ids("a", "b"), 90)
+	w := f.NewWatcher(context.Background(), nil).(discovery.RevisionWatcher)
+	defer w.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if set, rev, err := w.NextRevision(ctx); err != nil || len(set) != 2 || rev != 90 {
+		t.Fatalf("first NextRevision = %v, %d, %v", set, rev, err)
+	}
+	cause := errors.New("bucket deleted")
+	f.Reset(cause)
+	f.Fail(errors.New("down"))
+	f.Reset(cause)
+	f.PublishAt(ids("a"), 3) // the new history's first set, before the watcher looks
+	if _, _, err := w.NextRevision(ctx); !errors.Is(err, discovery.ErrUnavailable) || !errors.Is(err, cause) {
+		t.Fatalf("NextRevision after Reset = %v; want ErrUnavailable wrapping the cause", err)
+	}
+	if set, rev, err := w.NextRevision(ctx); err != nil || len(set) != 1 || rev != 3 {
+		t.Fatalf("NextRevision after the outage = %v, %d, %v; want the new history's set at 3", set, rev, err)
+	}
+	// A watcher made after the Reset starts in the new history.
+	late := f.NewWatcher(context.Background(), nil).(discovery.RevisionWatcher)
+	defer late.Stop()
+	if set, rev, err := late.NextRevision(ctx); err != nil || len(set) != 1 || rev != 3 {
+		t.Errorf("a later watcher's first NextRevision = %v, %d, %v; want the set at 3", set, rev, err)
+	}
+	// A Fail followed by a Publish before the watcher looks is coalesced,
+	// as before.
+	f.Fail(nil)
+	f.PublishAt(ids("a", "c"), 5)
+	if set, rev, err := w.NextRevision(ctx); err != nil || len(set) != 2 || rev != 5 {
+		t.Errorf("NextRevision after a Fail and a Publish = %v, %d, %v; want the set at 5", set, rev, err)
+	}
+	f.Close(nil)
+	f.Reset(cause) // after Close: nothing
+	if _, _, err := w.NextRevision(ctx); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("NextRevision after Close = %v; want ErrClosed", err)
+	}
+}

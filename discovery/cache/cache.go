@@ -63,7 +63,10 @@ type entry struct {
 	// modified, so readers may copy it after unlocking.
 	set []discovery.Instance
 	rev uint64 // the upstream's revision of set (discovery.RevisionResolver); 0 unknown
-	has bool   // set has been published
+	// reached is the highest revision received in the upstream's current
+	// history (a set of unknown revision leaves it).
+	reached uint64
+	has     bool // set has been published
 	// live: the upstream watch is healthy and reports set, so set is
 	// confirmed at every moment. When not live, confirmed is the last
 	// moment it was.
@@ -423,12 +426,28 @@ func (r *Resolver) receive(e *entry, set []discovery.Instance, rev uint64, hold 
 		r.log.Info("service has no instances", "service", e.service, "after", now.Sub(*hold).Round(time.Millisecond))
 	}
 	*hold = time.Time{}
+	// A revision below the highest one received comes from a new history
+	// of the registry (wiped, restored, its store made again), after an
+	// outage the upstream reported: the cache's watchers must be told of
+	// it even if they did not look during the outage (see Feed.Reset).
+	older := rev != 0 && rev < e.reached
+	prev := e.reached
+	if older || rev > e.reached {
+		e.reached = rev
+	}
 	e.set, e.rev, e.has = set, rev, true
 	e.live, e.stale, e.err = true, false, nil
 	e.mu.Unlock()
+	if older {
+		e.feed.Reset(fmt.Errorf("cache: the upstream's revisions started again (%d after %d): %w", rev, prev, errNewHistory))
+	}
 	e.feed.PublishAt(set, rev)
 	e.markReady()
 }
+
+// errNewHistory is the cause of the outage the cache's watchers report
+// when the upstream's revisions start again.
+var errNewHistory = errors.New("the registry started a new history")
 
 // fail records that the upstream watch failed with err. If err wraps
 // discovery.ErrUnavailable, the registry is unreachable: the watchers of

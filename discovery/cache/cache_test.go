@@ -479,9 +479,11 @@ func TestEmptyHoldAcrossOutage(t *testing.T) {
 		if _, err := nextWithin(w, waitLong); !errors.Is(err, discovery.ErrUnavailable) {
 			t.Fatalf("Next during the outage = %v, want ErrUnavailable", err)
 		}
-		// The bubble's clock runs past the hold, but not without
-		// interruption; every goroutine has done its work meanwhile.
+		// The bubble's clock runs past the hold; synctest.Wait lets every
+		// goroutine woken at its end (the hold's timer) finish its work
+		// before the check, so that the check is exact.
 		time.Sleep(hold)
+		synctest.Wait()
 		set, _, stale, _ := c.Snapshot(service)
 		wantIDs(t, "Snapshot during the outage", ids(set), "a")
 		if !stale {

@@ -67,6 +67,13 @@ type Capabilities struct {
 	// implements ValueWriter, so that the suite can check how the
 	// backend reads values written by an older roster or another tool.
 	Values bool
+
+	// Faults, when not nil, makes the FaultHarness on which the fault
+	// scenarios run (the Fault... subtests: a registry restarted, down
+	// longer than the TTL, cut off, an instance deleted by someone else).
+	// A backend whose test supplies none, such as the memory backend, has
+	// them skipped.
+	Faults FaultHarnessMaker
 }
 
 // Run runs the conformance suite: one named subtest per rule of the
@@ -84,8 +91,14 @@ func Run(t *testing.T, newHarness HarnessMaker, caps Capabilities) {
 				t.Skip("skipped: Capabilities.Conflict is false")
 			case st.needs.Values && !caps.Values:
 				t.Skip("skipped: Capabilities.Values is false")
+			case st.faults && caps.Faults == nil:
+				t.Skip("skipped: Capabilities.Faults is nil (the backend's test supplies no FaultHarness to stop, start and cut off its registry)")
 			}
 			t.Parallel()
+			if st.faults {
+				st.runFaults(t, caps)
+				return
+			}
 			st.run(t, newEnv(t, newHarness, caps))
 		})
 	}

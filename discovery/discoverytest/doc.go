@@ -75,8 +75,39 @@
 //     InvalidServingFieldsWriteNothing, and with Capabilities.Values
 //     ValueWithoutServingFieldsReadsAsServing (a value written before
 //     these fields existed reads as serving, default weight, no zone).
+//   - Faults, with Capabilities.Faults (a FaultHarness that stops,
+//     starts and cuts off a registry of its own; see below):
+//     FaultRestartWithinTTLKeepsTheKey, FaultDownLongerThanTTLComesBack,
+//     FaultExternalDeleteIsRestored,
+//     FaultSameInstanceFromTwoBackendsDoesNotFlap (with
+//     Capabilities.Conflict), FaultBlackholeLongerThanTTL,
+//     FaultWatchReportsOutageThenExactSet,
+//     FaultCloseInAnOutageNamesWhatItLeft,
+//     FaultDeregisterInAnOutageWaitsForTheRegistry.
+//   - Operators' maintenance overrides, for backends that implement
+//     discovery.Maintainer (skipped for the others):
+//     MaintenanceOverridesCondition (an override reaches a watcher as one
+//     set change, shows as maintenance with the operator's reason, is
+//     routed by no RoutePolicy, survives the process's own updates, and
+//     clearing it restores the process's condition), MaintenanceOfWholeService,
+//     MaintenanceBeforeRegistration, MaintenanceSurvivesProcessRestart,
+//     MaintenanceExpires and InvalidMaintenanceWritesNothing.
 //
 // Run a single one with go test -run 'TestConformance/WatchNextAfterChange'.
+//
+// # Faults
+//
+// A backend's test may also supply a [FaultHarnessMaker] in
+// Capabilities.Faults, as go-cloud's drivertest lets a driver supply
+// optional parts of its harness. The suite then runs the fault scenarios
+// once for every backend that offers one, instead of each backend
+// repeating them: for each it asks for a [FaultHarness] on a registry of
+// its own, with a short TTL and scaled-down retries ([FaultOptions]),
+// and checks exact outcomes (the set an observer resolves, the states the
+// registrar reports) by waiting on events and conditions, never on a
+// fixed sleep. Each takes a few seconds: about a TTL for those that wait
+// one out. A backend without one (the memory backend,
+// examples/custombackend) has them skipped, saying why.
 //
 // # What the suite expects
 //
@@ -99,9 +130,9 @@
 //     a newer one, on its next call.
 //   - Watcher.Next may return an error wrapping discovery.ErrUnavailable
 //     when the registry becomes unreachable, once per outage, and then
-//     returns the set again once it is back. The suite does not cause
-//     outages, but tolerates them: its helpers that wait on Next skip such
-//     an error. (The checks that nothing happens for QuietPeriod do not: a
+//     returns the set again once it is back. Outside the fault scenarios
+//     the suite does not cause outages, but tolerates them: its helpers
+//     that wait on Next skip such an error. (The checks that nothing happens for QuietPeriod do not: a
 //     set delivered again after an outage is a change for them.)
 //   - With Capabilities.Status, Status reports discovery.StateRegistered as
 //     soon as Register returns, and ErrNotRegistered as soon as Deregister

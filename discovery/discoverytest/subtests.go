@@ -16,6 +16,11 @@ type subtest struct {
 	name  string
 	needs Capabilities
 	run   func(t *testing.T, e *env)
+
+	// faults marks a fault scenario (faults.go): it runs runFaults, with
+	// a FaultHarness of its own, instead of run.
+	faults    bool
+	runFaults func(t *testing.T, caps Capabilities)
 }
 
 // subtests lists the suite in the order Run runs it.
@@ -56,10 +61,14 @@ var subtests = []subtest{
 	{name: "ConflictEarlierWriterDeregisters", needs: Capabilities{Conflict: true}, run: testConflictEarlierWriterDeregisters},
 }
 
-// allSubtests lists every subtest Run runs: the core ones, then those on
-// the serving fields of an instance (serving.go).
+// allSubtests lists every subtest Run runs: the core ones, those on the
+// serving fields of an instance (serving.go), those on operators'
+// maintenance overrides (maintenance.go), then the fault scenarios
+// (faults.go).
 func allSubtests() []subtest {
-	return append(append([]subtest(nil), subtests...), servingSubtests...)
+	all := append(append([]subtest(nil), subtests...), servingSubtests...)
+	all = append(all, maintenanceSubtests...)
+	return append(all, faultsAsSubtests()...)
 }
 
 const payments = "payments"

@@ -31,7 +31,7 @@
 // the watch while it is healthy; ResolveNow forces a Resolve of the
 // upstream only while the watch is failing or being set up. When the
 // upstream tells the registry's revision of its sets
-// (discovery.RevisionResolver, as the etcd backend does), the resolver
+// (discovery.RevisionResolver, as the etcd and NATS backends do), the resolver
 // never sends gRPC a set older than the one it holds: a resolved set older
 // than gRPC's is dropped, and so are the watch's sets older than a
 // resolved one, until the watch catches up. Revisions are compared only

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -227,4 +228,51 @@ func (w *countedWatcher) Next(ctx context.Context) ([]discovery.Instance, error)
 	}
 	w.c.mu.Unlock()
 	return set, err
+}
+
+// sentBuilder wraps a resolver.Builder to record every state its resolvers
+// have handed to gRPC: a state is recorded once ClientConn.UpdateState has
+// returned, that is once the balancer has taken it in (round_robin builds
+// its new picker within that call), so a test can wait for that event
+// instead of for calls that stop reaching a server.
+type sentBuilder struct {
+	resolver.Builder
+	mu   sync.Mutex
+	sent [][]string // the addresses of each state sent, in order
+}
+
+func (b *sentBuilder) Build(t resolver.Target, cc resolver.ClientConn, opts resolver.BuildOptions) (resolver.Resolver, error) {
+	return b.Builder.Build(t, &sentCC{ClientConn: cc, b: b}, opts)
+}
+
+// last returns the addresses of the last state sent, and whether there is
+// one.
+func (b *sentBuilder) last() ([]string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.sent) == 0 {
+		return nil, false
+	}
+	return b.sent[len(b.sent)-1], true
+}
+
+type sentCC struct {
+	resolver.ClientConn
+	b *sentBuilder
+}
+
+func (c *sentCC) UpdateState(s resolver.State) error {
+	err := c.ClientConn.UpdateState(s)
+	got := addrs(s)
+	for _, ep := range s.Endpoints {
+		for _, a := range ep.Addresses {
+			got = append(got, a.Addr)
+		}
+	}
+	slices.Sort(got)
+	got = slices.Compact(got)
+	c.b.mu.Lock()
+	c.b.sent = append(c.b.sent, got)
+	c.b.mu.Unlock()
+	return err
 }

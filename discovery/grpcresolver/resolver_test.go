@@ -67,7 +67,7 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 	e := resolvertest.NewEnv(t)
 	s1, s2, s3 := startServer(t, "s1"), startServer(t, "s2"), startServer(t, "s3")
 	e.Register(t, s1, s2, s3)
-	b := newBuilder(t, e.Up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
+	b := &sentBuilder{Builder: newBuilder(t, e.Up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))}
 	conn := dial(t, b)
 	defer conn.Close()
 
@@ -83,15 +83,13 @@ func TestRoundRobinFollowsRegistry(t *testing.T) {
 
 	// A deregistered server stops receiving calls.
 	e.Deregister(t, s2)
-	quiet := 0
-	testwait.Until(t, waitLong, "calls to stop reaching the deregistered server", func() bool {
-		name := mustCall(t, conn)
-		if name == "s2" {
-			quiet = 0
-		} else {
-			quiet++
-		}
-		return quiet >= 6
+	// The event: gRPC has taken in a state without s2 (its picker is
+	// rebuilt within UpdateState), so no call made afterwards reaches s2.
+	want := []string{s1.Address, s3.Address}
+	slices.Sort(want)
+	testwait.Until(t, waitLong, "gRPC to take in the set without s2", func() bool {
+		last, ok := b.last()
+		return ok && slices.Equal(last, want)
 	})
 	got = spread(t, conn, 20)
 	t.Logf("20 calls after deregistering s2: %v", got)
@@ -288,9 +286,11 @@ func TestRegistryOutageState(t *testing.T) {
 		for round := 1; round <= 2; round++ {
 			e.Store.SetAvailable(false)
 			// The bubble's clock passes 50ms, through the resolver's
-			// retries, once every goroutine has done what the outage
-			// makes it do.
+			// retries, and synctest.Wait lets every goroutine woken at
+			// its end finish: nothing is left to send, so the absence
+			// check below is exact.
 			time.Sleep(50 * time.Millisecond)
+			synctest.Wait()
 			if states, errs := cc.counts(); states != round || errs != 0 {
 				t.Errorf("outage %d: %d states and %d errors sent, want %d and none", round, states, errs, round)
 			}
@@ -379,8 +379,10 @@ func TestResolveNow(t *testing.T) {
 		if d := time.Since(first); d < interval/2 {
 			t.Errorf("second forced Resolve %v after the first, want at least the interval %v", d, interval)
 		}
-		// A whole interval more on the bubble's clock: no third Resolve.
+		// A whole interval more on the bubble's clock, every goroutine
+		// settled (synctest.Wait): no third Resolve.
 		time.Sleep(interval)
+		synctest.Wait()
 		if got := up.resolves.Load(); got != 2 {
 			t.Errorf("upstream Resolve called %d times for 6 ResolveNow calls, want 2", got)
 		}

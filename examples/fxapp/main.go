@@ -243,7 +243,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	for i := 1; i <= *replicas; i++ {
 		name := fmt.Sprintf("hello-%d", i)
-		app := fx.New(newReplica(name, cfg, etcdCfg, logger.Named(name), out, views))
+		// Each replica's weight and zone, as ROSTER_WEIGHT and ROSTER_ZONE
+		// would give them: hello-2 gets twice hello-1's share of new
+		// traffic, and the replicas alternate between two zones.
+		rcfg := cfg
+		rcfg.Weight, rcfg.Zone = 100*i, []string{"eu-west-1a", "eu-west-1b"}[(i-1)%2]
+		app := fx.New(newReplica(name, rcfg, etcdCfg, logger.Named(name), out, views))
 		if err := app.Err(); err != nil {
 			return err
 		}
@@ -264,6 +269,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return interrupted(ctx, err)
 	}
 	out.say("Resolved %q: %d instance(s)", service, len(set))
+	for _, in := range set {
+		out.say("  %s: %s, weight %d, zone %s", in.ID, in.Condition, in.EffectiveWeight(), in.Zone)
+	}
 	for _, in := range set {
 		body, err := get(ctx, "http://"+in.Address+"/hello")
 		if err != nil {

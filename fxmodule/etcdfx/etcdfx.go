@@ -16,16 +16,14 @@
 package etcdfx
 
 import (
-	"cmp"
-	"fmt"
-	"os"
-	"reflect"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/fx"
 
 	"github.com/roster-sd/roster/backends/etcd"
+	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
 	"github.com/roster-sd/roster/retry"
 )
@@ -75,49 +73,22 @@ type Params struct {
 // does not wait for etcd to be reachable, except with Username set: the
 // etcd client logs in while it is being built.
 func New(p Params) (fxmodule.Result, error) {
-	cfg, err := config(p)
-	if err != nil {
-		return fxmodule.Result{}, err
-	}
-	var b *etcd.Backend
-	if p.Client != nil {
-		b, err = etcd.NewWithClient(p.Client, cfg)
-	} else {
-		b, err = etcd.New(cfg)
-	}
-	if err != nil {
-		return fxmodule.Result{}, fmt.Errorf("etcdfx: etcd backend: %w", err)
-	}
-	if p.Lifecycle != nil {
-		p.Lifecycle.Append(fx.StopHook(b.Close))
-	}
-	return fxmodule.ResultOf(b), nil
+	return fxmodule.BuildBackend(spec(p.Client), p.Lifecycle, p.Module, p.Config, p.Logger)
 }
 
-// config returns the backend's Config: p.Config or the environment's,
-// with the module's Timeout, Retry and the application's Logger where it
-// leaves them zero.
-func config(p Params) (etcd.Config, error) {
-	mod, err := fxmodule.LoadConfig(p.Module)
-	if err != nil {
-		return etcd.Config{}, err
+// spec describes the etcd backend to fxmodule.BuildBackend; with cli, it
+// is built on that client.
+func spec(cli *clientv3.Client) fxmodule.BackendSpec[etcd.Config] {
+	return fxmodule.BackendSpec[etcd.Config]{
+		Name: fxmodule.BackendEtcd, Module: "etcdfx.Module", FromEnv: etcd.ConfigFromEnv,
+		Fields: func(c *etcd.Config) (*time.Duration, *time.Duration, *retry.Policy, *hclog.Logger) {
+			return &c.DialTimeout, &c.RequestTimeout, &c.Retry, &c.Logger
+		},
+		Build: func(c etcd.Config, _ fxmodule.Config) (discovery.Backend, error) {
+			if cli != nil {
+				return etcd.NewWithClient(cli, c)
+			}
+			return etcd.New(c)
+		},
 	}
-	if err := mod.CheckBackend(fxmodule.BackendEtcd, "etcdfx.Module"); err != nil {
-		return etcd.Config{}, err
-	}
-	c := p.Config
-	if reflect.ValueOf(c).IsZero() {
-		if c, err = etcd.ConfigFromEnv(os.LookupEnv); err != nil {
-			return etcd.Config{}, fmt.Errorf("%w: %w", fxmodule.ErrInvalidConfig, err)
-		}
-	}
-	c.DialTimeout = cmp.Or(c.DialTimeout, mod.Timeout)
-	c.RequestTimeout = cmp.Or(c.RequestTimeout, mod.Timeout)
-	if c.Retry == (retry.Policy{}) {
-		c.Retry = mod.Retry
-	}
-	if c.Logger == nil {
-		c.Logger = p.Logger // nil: the backend's default
-	}
-	return c, nil
 }

@@ -14,11 +14,10 @@
 package memoryfx
 
 import (
-	"fmt"
-
 	"go.uber.org/fx"
 
 	"github.com/roster-sd/roster/backends/memory"
+	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
 )
 
@@ -54,19 +53,10 @@ type Params struct {
 // (after the module has deregistered the instances). An invalid module
 // Config gives an error wrapping fxmodule.ErrInvalidConfig.
 func New(p Params) (fxmodule.Result, error) {
-	mod, err := fxmodule.LoadConfig(p.Module)
-	if err != nil {
-		return fxmodule.Result{}, err
-	}
-	if err := mod.CheckBackend(fxmodule.BackendMemory, "memoryfx.Module"); err != nil {
-		return fxmodule.Result{}, err
-	}
-	b, err := memory.New(p.Store, memory.WithRetry(mod.Retry))
-	if err != nil {
-		return fxmodule.Result{}, fmt.Errorf("memoryfx: memory backend: %w", err)
-	}
-	if p.Lifecycle != nil {
-		p.Lifecycle.Append(fx.StopHook(b.Close))
-	}
-	return fxmodule.ResultOf(b), nil
+	return fxmodule.BuildBackend(fxmodule.BackendSpec[*memory.Store]{
+		Name: fxmodule.BackendMemory, Module: "memoryfx.Module",
+		Build: func(s *memory.Store, mod fxmodule.Config) (discovery.Backend, error) {
+			return memory.New(s, memory.WithRetry(mod.Retry))
+		},
+	}, p.Lifecycle, p.Module, p.Store, nil)
 }

@@ -16,15 +16,13 @@
 package natsfx
 
 import (
-	"cmp"
-	"fmt"
-	"os"
-	"reflect"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/fx"
 
 	"github.com/roster-sd/roster/backends/nats"
+	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/fxmodule"
 	"github.com/roster-sd/roster/retry"
 )
@@ -68,33 +66,11 @@ type Params struct {
 // nats.ErrInvalidConfig (or fxmodule.ErrInvalidConfig for the module's
 // own settings) that names the field or variable.
 func New(p Params) (fxmodule.Result, error) {
-	mod, err := fxmodule.LoadConfig(p.Module)
-	if err != nil {
-		return fxmodule.Result{}, err
-	}
-	if err := mod.CheckBackend(fxmodule.BackendNATS, "natsfx.Module"); err != nil {
-		return fxmodule.Result{}, err
-	}
-	c := p.Config
-	if reflect.ValueOf(c).IsZero() {
-		if c, err = nats.ConfigFromEnv(os.LookupEnv); err != nil {
-			return fxmodule.Result{}, fmt.Errorf("%w: %w", fxmodule.ErrInvalidConfig, err)
-		}
-	}
-	c.DialTimeout = cmp.Or(c.DialTimeout, mod.Timeout)
-	c.RequestTimeout = cmp.Or(c.RequestTimeout, mod.Timeout)
-	if c.Retry == (retry.Policy{}) {
-		c.Retry = mod.Retry
-	}
-	if c.Logger == nil {
-		c.Logger = p.Logger // nil: the backend's default
-	}
-	b, err := nats.New(c)
-	if err != nil {
-		return fxmodule.Result{}, fmt.Errorf("natsfx: nats backend: %w", err)
-	}
-	if p.Lifecycle != nil {
-		p.Lifecycle.Append(fx.StopHook(b.Close))
-	}
-	return fxmodule.ResultOf(b), nil
+	return fxmodule.BuildBackend(fxmodule.BackendSpec[nats.Config]{
+		Name: fxmodule.BackendNATS, Module: "natsfx.Module", FromEnv: nats.ConfigFromEnv,
+		Fields: func(c *nats.Config) (*time.Duration, *time.Duration, *retry.Policy, *hclog.Logger) {
+			return &c.DialTimeout, &c.RequestTimeout, &c.Retry, &c.Logger
+		},
+		Build: func(c nats.Config, _ fxmodule.Config) (discovery.Backend, error) { return nats.New(c) },
+	}, p.Lifecycle, p.Module, p.Config, p.Logger)
 }

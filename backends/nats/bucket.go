@@ -1,0 +1,151 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// bucket returns the key-value bucket and its stream, opening them on
+// first use and after they were found gone (creating the bucket if absent
+// and checking its settings). While another caller opens them it waits
+// until ctx ends.
+func (b *Backend) bucket(ctx context.Context) (jetstream.KeyValue, jetstream.Stream, error) {
+	b.bmu.Lock()
+	kv, stream := b.kv, b.stream
+	b.bmu.Unlock()
+	if kv != nil {
+		return kv, stream, nil
+	}
+	select {
+	case b.bucketSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, ctx.Err())
+	}
+	defer func() { <-b.bucketSem }()
+	b.bmu.Lock()
+	kv, stream = b.kv, b.stream
+	b.bmu.Unlock()
+	if kv != nil {
+		return kv, stream, nil
+	}
+	kv, stream, err := b.openBucket(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	b.bmu.Lock()
+	b.kv, b.stream = kv, stream
+	b.bmu.Unlock()
+	return kv, stream, nil
+}
+
+// bucketGone reports whether err, from a request on the bucket, says that
+// its stream does not exist (any more): a publish that no stream takes,
+// or a request that names a stream the server does not have.
+func bucketGone(err error) bool {
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, natsgo.ErrStreamNotFound) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamNotFound {
+		return true
+	}
+	var legacyErr *natsgo.APIError
+	return errors.As(err, &legacyErr) && legacyErr.ErrorCode == natsgo.JSErrCodeStreamNotFound
+}
+
+// checkBucket drops the bucket's handles if err says the bucket is gone,
+// so that the next use opens (or creates) it again, wakes the watches of
+// the old bucket, and reports whether it did.
+func (b *Backend) checkBucket(err error) bool {
+	if err == nil || !bucketGone(err) {
+		return false
+	}
+	b.dropBucket(err)
+	return true
+}
+
+// dropBucket drops the bucket's handles, if held, so that the next use
+// opens (or creates) the bucket again, and wakes the watches of the old
+// one.
+func (b *Backend) dropBucket(cause error) {
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	if b.kv != nil {
+		b.kv, b.stream = nil, nil
+		b.bucketLost.Notify()
+		if !b.closing.Load() {
+			b.log.Warn("the bucket is gone; creating it again", "bucket", b.cfg.Bucket, "error", cause)
+		}
+	}
+}
+
+// errBucketDeleted is dropBucket's cause on the server's advisory.
+var errBucketDeleted = errors.New("nats: the server reports the bucket's stream deleted")
+
+// followBucket subscribes to the server's advisory of the deletion of the
+// bucket's stream (an operator's `nats kv rm`), so that watches of the
+// old bucket, which would otherwise wait in silence, start again at once
+// on a new one. A connection not allowed to read advisories goes without
+// (the watches then notice when their consumer cannot be recreated).
+func (b *Backend) followBucket() {
+	_, err := b.nc.Subscribe("$JS.EVENT.ADVISORY.STREAM.DELETED.KV_"+b.cfg.Bucket, func(*natsgo.Msg) {
+		b.dropBucket(errBucketDeleted)
+	})
+	if err != nil {
+		b.log.Debug("cannot follow the bucket's deletion", "error", err)
+	}
+}
+
+// lostSignal returns a channel closed when the bucket is next found gone.
+func (b *Backend) lostSignal() <-chan struct{} {
+	return b.bucketLost.Changed()
+}
+
+// openBucket opens the bucket, creating it if absent, and checks its
+// settings; bucketSem is held.
+func (b *Backend) openBucket(ctx context.Context) (jetstream.KeyValue, jetstream.Stream, error) {
+	name := "KV_" + b.cfg.Bucket
+	stream, err := b.js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = b.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:         b.cfg.Bucket,
+			Description:    "roster service instances",
+			History:        1,
+			Storage:        jetstream.FileStorage,
+			Replicas:       b.cfg.Replicas,
+			LimitMarkerTTL: DefaultMarkerTTL,
+		})
+		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return nil, nil, fmt.Errorf("nats: create bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
+		}
+		stream, err = b.js.Stream(ctx, name)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
+	}
+	sc := stream.CachedInfo().Config
+	var missing []string
+	if !sc.AllowMsgTTL {
+		missing = append(missing, "per-message TTLs (stream AllowMsgTTL)")
+	}
+	if sc.SubjectDeleteMarkerTTL <= 0 {
+		missing = append(missing, "limit markers (bucket LimitMarkerTTL, stream SubjectDeleteMarkerTTL)")
+	}
+	if !sc.AllowRollup {
+		missing = append(missing, "rollups (stream AllowRollup)")
+	}
+	if len(missing) > 0 {
+		return nil, nil, fmt.Errorf("%w: bucket %q has no %s", ErrBucketSettings, b.cfg.Bucket, strings.Join(missing, ", no "))
+	}
+	kv, err := b.js.KeyValue(ctx, b.cfg.Bucket)
+	if err != nil {
+		return nil, nil, fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
+	}
+	return kv, stream, nil
+}

@@ -1,0 +1,635 @@
+package nats_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/resolver"
+
+	"github.com/roster-sd/roster/backends/nats"
+	"github.com/roster-sd/roster/backends/nats/natstest"
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/discovery/cache"
+	"github.com/roster-sd/roster/discovery/grpcresolver"
+	"github.com/roster-sd/roster/internal/testing/testlog"
+	"github.com/roster-sd/roster/internal/testing/testwait"
+)
+
+// Tests of the revisions the Backend gives with its sets
+// (discovery.RevisionResolver): a service's revision is the last stream
+// sequence that touched it.
+
+// revisionWait bounds every wait of these tests for something that must
+// happen.
+const revisionWait = 15 * time.Second
+
+// revisionResolver returns b as a discovery.RevisionResolver, failing t if
+// it is not one.
+func revisionResolver(t *testing.T, b *nats.Backend) discovery.RevisionResolver {
+	t.Helper()
+	rr, ok := any(b).(discovery.RevisionResolver)
+	if !ok {
+		t.Fatal("the NATS Backend is not a discovery.RevisionResolver: its sets carry no revision")
+	}
+	return rr
+}
+
+// touches reports whether the message at sequence seq of the bucket's
+// stream is on a key of service (whose name holds no '.').
+func touches(ctx context.Context, t *testing.T, js jetstream.JetStream, seq uint64, service string) bool {
+	t.Helper()
+	s, err := js.Stream(ctx, "KV_roster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		// Renewed since: a later message of the same key replaced it.
+		return true
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.HasPrefix(m.Subject, "$KV.roster."+service+".")
+}
+
+// lastSeq returns the last sequence of the bucket's stream.
+func lastSeq(ctx context.Context, t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
+	s, err := js.Stream(ctx, "KV_roster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.LastSeq
+}
+
+func ids(set []discovery.Instance) string {
+	out := make([]string, 0, len(set))
+	for _, in := range set {
+		out = append(out, in.ID)
+	}
+	return strings.Join(out, " ")
+}
+
+// Resolve and Watch give each set with the stream sequence of the last
+// message on one of the service's keys: a later set has a higher one, the
+// two agree, and writes to another service do not count.
+func TestRevisionsAreTheServicesStreamSequences(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	a := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	c := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	rr := revisionResolver(t, c)
+	js := rawJSOf(t, srv.URL())
+	ctx, cancel := context.WithTimeout(t.Context(), revisionWait)
+	defer cancel()
+
+	p1 := discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.1:80"}
+	if err := a.Register(ctx, p1); err != nil {
+		t.Fatal(err)
+	}
+	set, r1, err := rr.ResolveRevision(ctx, "payments")
+	if err != nil || ids(set) != "p-1" {
+		t.Fatalf("ResolveRevision = %v, %v; want p-1", set, err)
+	}
+	if r1 == 0 || r1 > lastSeq(ctx, t, js) || !touches(ctx, t, js, r1, "payments") {
+		t.Fatalf("ResolveRevision's revision %d: want the sequence of a message on a payments key (stream at %d)", r1, lastSeq(ctx, t, js))
+	}
+
+	w, err := c.Watch(ctx, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	rw, ok := w.(discovery.RevisionWatcher)
+	if !ok {
+		t.Fatal("the Backend's watcher is not a discovery.RevisionWatcher")
+	}
+	set, w1, err := rw.NextRevision(ctx)
+	if err != nil || ids(set) != "p-1" {
+		t.Fatalf("first NextRevision = %v, %v; want p-1", set, err)
+	}
+	if w1 < r1 || !touches(ctx, t, js, w1, "payments") {
+		t.Fatalf("first NextRevision's revision %d: want a payments message at or after Resolve's %d", w1, r1)
+	}
+
+	// Another service's writes move the stream, not payments' revision.
+	for i := range 5 {
+		in := discovery.Instance{Service: "orders", ID: fmt.Sprint("o-", i), Address: fmt.Sprint("10.0.1.", i, ":80")}
+		if err := a.Register(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
+	if err := a.Register(ctx, p2); err != nil {
+		t.Fatal(err)
+	}
+	set, w2, err := rw.NextRevision(ctx)
+	if err != nil || ids(set) != "p-1 p-2" {
+		t.Fatalf("NextRevision after p-2 = %v, %v; want p-1 p-2", set, err)
+	}
+	if w2 <= w1 || !touches(ctx, t, js, w2, "payments") {
+		t.Fatalf("NextRevision after p-2: revision %d; want a payments message after %d", w2, w1)
+	}
+	set, r2, err := rr.ResolveRevision(ctx, "payments")
+	if err != nil || ids(set) != "p-1 p-2" || r2 < w2 || !touches(ctx, t, js, r2, "payments") {
+		t.Fatalf("ResolveRevision after p-2 = %v, %d, %v; want p-1 p-2 at a payments message at or after %d", set, r2, err, w2)
+	}
+	t.Logf("revisions: resolve %d, watch %d, watch %d, resolve %d; stream at %d", r1, w1, w2, r2, lastSeq(ctx, t, js))
+}
+
+// A bucket deleted and created again restarts its sequences: the watcher
+// reports an outage (discovery.ErrUnavailable) before any set of the new
+// bucket, so that no client compares revisions across the two, and its
+// revisions then follow the new bucket.
+func TestRecreatedBucketResetsTheWatchersRevisions(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	a := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	c := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	js := rawJSOf(t, srv.URL())
+	ctx, cancel := context.WithTimeout(t.Context(), revisionWait)
+	defer cancel()
+
+	p1 := discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.1:80"}
+	if err := a.Register(ctx, p1); err != nil {
+		t.Fatal(err)
+	}
+	// Move the old bucket's sequences well past what the new one reaches
+	// in this test, with writes to another key.
+	kv, err := js.KeyValue(ctx, "roster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := kv.Put(ctx, "other.key", fmt.Append(nil, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Register(ctx, discovery.Instance{Service: "payments", ID: "p-0", Address: "10.0.0.9:80"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Deregister(ctx, discovery.Instance{Service: "payments", ID: "p-0", Address: "10.0.0.9:80"}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Watch(ctx, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	rw, ok := w.(discovery.RevisionWatcher)
+	if !ok {
+		t.Fatal("the Backend's watcher is not a discovery.RevisionWatcher")
+	}
+	set, before, err := rw.NextRevision(ctx)
+	if err != nil || ids(set) != "p-1" || before <= 100 {
+		t.Fatalf("first NextRevision = %v, %d, %v; want p-1 past sequence 100", set, before, err)
+	}
+
+	if err := js.DeleteKeyValue(ctx, "roster"); err != nil {
+		t.Fatal(err)
+	}
+	// The Backends create the bucket again and publish p-1 there; p-2
+	// then comes.
+	testwait.Until(t, revisionWait, "the bucket created again with p-1", func() bool {
+		kv, err := js.KeyValue(ctx, "roster")
+		if err != nil {
+			return false
+		}
+		key, _ := nats.KeyOf(p1.Key())
+		_, err = kv.Get(ctx, key)
+		return err == nil
+	})
+	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
+	if err := a.Register(ctx, p2); err != nil {
+		t.Fatal(err)
+	}
+	newHistory(ctx, t, rw, before, "p-1 p-2")
+}
+
+// A server restarted without its data (natstest.Wipe) makes a new bucket
+// whose sequences start again: a watcher that did not look during the
+// outage still reports it before the new bucket's first set, though the
+// feed's outage ended before it looked; and so does a watcher of a cache
+// over the Backend, whose upstream watch reported the outage in time but
+// which did not look either.
+func TestWipedServerResetsTheWatchersRevisions(t *testing.T) {
+	t.Parallel()
+	t.Run("backend", func(t *testing.T) {
+		t.Parallel()
+		wipedServerResets(t, func(*testing.T, *nats.Backend) {}, func(c *nats.Backend) discovery.Resolver { return c })
+	})
+	t.Run("cache", func(t *testing.T) {
+		t.Parallel()
+		var r *cache.Resolver
+		wipedServerResets(t, func(t *testing.T, c *nats.Backend) {
+			var err error
+			if r, err = cache.New(c, cache.WithRetry(fastRetry), cache.WithLogger(testlog.New(t))); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Close() })
+		}, func(*nats.Backend) discovery.Resolver { return r })
+	})
+}
+
+// wipedServerResets is TestWipedServerResetsTheWatchersRevisions, through
+// the resolver that via returns for the Backend (made by setup).
+func wipedServerResets(t *testing.T, setup func(*testing.T, *nats.Backend), via func(*nats.Backend) discovery.Resolver) {
+	srv := natstest.Start(t)
+	a := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	c := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	setup(t, c)
+	ctx, cancel := context.WithTimeout(t.Context(), revisionWait)
+	defer cancel()
+	p1 := discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.1:80"}
+	if err := a.Register(ctx, p1); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := rawJSOf(t, srv.URL()).KeyValue(ctx, "roster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := kv.Put(ctx, "other.key", fmt.Append(nil, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
+	if err := a.Register(ctx, p2); err != nil {
+		t.Fatal(err)
+	}
+	w, err := via(c).Watch(ctx, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	rw, ok := w.(discovery.RevisionWatcher)
+	if !ok {
+		t.Fatal("the watcher is not a discovery.RevisionWatcher")
+	}
+	set, before, err := rw.NextRevision(ctx)
+	if err != nil || ids(set) != "p-1 p-2" || before <= 100 {
+		t.Fatalf("first NextRevision = %v, %d, %v; want p-1 p-2 past sequence 100", set, before, err)
+	}
+
+	natstest.Wipe(t, srv)
+	// The watcher does not look until both keys are back in the new
+	// bucket and a new instance has come.
+	js := rawJSOf(t, srv.URL())
+	testwait.Until(t, revisionWait, "p-1 and p-2 published again", func() bool {
+		kv, err := js.KeyValue(ctx, "roster")
+		if err != nil {
+			return false
+		}
+		for _, in := range []discovery.Instance{p1, p2} {
+			key, _ := nats.KeyOf(in.Key())
+			if _, err := kv.Get(ctx, key); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	p3 := discovery.Instance{Service: "payments", ID: "p-3", Address: "10.0.0.3:80"}
+	if err := a.Register(ctx, p3); err != nil {
+		t.Fatal(err)
+	}
+	newHistory(ctx, t, rw, before, "p-1 p-2 p-3")
+}
+
+// A server restored from a backup keeps its bucket (the same stream,
+// created at the same time) but goes back to the sequences of the backup:
+// a watcher that did not look during the outage still reports it before
+// the restored history's lower revisions.
+func TestRestoredBackupResetsTheWatchersRevisions(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	a := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	c := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	ctx, cancel := context.WithTimeout(t.Context(), revisionWait)
+	defer cancel()
+	p1 := discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.1:80"}
+	if err := a.Register(ctx, p1); err != nil {
+		t.Fatal(err)
+	}
+	backup := natstest.TakeBackup(t, srv)
+	kv, err := rawJSOf(t, srv.URL()).KeyValue(ctx, "roster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := kv.Put(ctx, "other.key", fmt.Append(nil, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
+	if err := a.Register(ctx, p2); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Watch(ctx, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	rw := w.(discovery.RevisionWatcher)
+	set, before, err := rw.NextRevision(ctx)
+	if err != nil || ids(set) != "p-1 p-2" || before <= 100 {
+		t.Fatalf("first NextRevision = %v, %d, %v; want p-1 p-2 past sequence 100", set, before, err)
+	}
+
+	natstest.RestoreBackup(t, srv, backup)
+	// The watcher does not look until p-2, which the backup lacks, is
+	// back and a new instance has come.
+	js := rawJSOf(t, srv.URL())
+	testwait.Until(t, revisionWait, "p-2 published again", func() bool {
+		kv, err := js.KeyValue(ctx, "roster")
+		if err != nil {
+			return false
+		}
+		key, _ := nats.KeyOf(p2.Key())
+		_, err = kv.Get(ctx, key)
+		return err == nil
+	})
+	p3 := discovery.Instance{Service: "payments", ID: "p-3", Address: "10.0.0.3:80"}
+	if err := a.Register(ctx, p3); err != nil {
+		t.Fatal(err)
+	}
+	newHistory(ctx, t, rw, before, "p-1 p-2 p-3")
+}
+
+// newHistory reads rw until its set is want, after a registry that
+// started a new history whose revisions are below before: it fails t
+// unless an outage (discovery.ErrUnavailable) came before any lower
+// revision, and unless the new history's revisions are lower indeed.
+func newHistory(ctx context.Context, t *testing.T, rw discovery.RevisionWatcher, before uint64, want string) {
+	t.Helper()
+	var seen []string
+	outage := false
+	last := before
+	for {
+		set, rev, err := rw.NextRevision(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("the watcher did not reach %s in the new history; saw %v", want, seen)
+		}
+		seen = append(seen, fmt.Sprintf("[%s]@%d %v", ids(set), rev, err))
+		if errors.Is(err, discovery.ErrUnavailable) {
+			outage, last = true, 0
+			continue
+		}
+		if err != nil {
+			t.Fatalf("NextRevision = %v; saw %v", err, seen)
+		}
+		if rev == 0 {
+			t.Fatalf("a set without revision; saw %v", seen)
+		}
+		if rev < last {
+			t.Fatalf("the revision went back from %d to %d with no outage reported in between: a client would "+
+				"take the new history's sets for older ones; saw %v", last, rev, seen)
+		}
+		last = rev
+		if ids(set) == want {
+			break
+		}
+	}
+	if !outage || last >= before {
+		t.Errorf("outage reported %v, last revision %d against %d before; want an outage and a lower revision; saw %v",
+			outage, last, before, seen)
+	}
+	t.Logf("watcher saw %v", seen)
+}
+
+// heldResolver is a Backend whose watcher can be made to hold the first
+// set it gets after being armed, and to return it when released: the
+// order in which gRPC's resolver sees a slow watch's first set after an
+// outage and a Resolve forced meanwhile. It passes revisions on when the
+// Backend gives them.
+type heldResolver struct {
+	b *nats.Backend
+
+	armed   atomic.Bool
+	outage  chan struct{} // gets a value when Next reports an outage
+	held    chan struct{} // gets a value when a set is held
+	release chan struct{} // closed by the test: return the held set
+	resumed chan struct{} // gets a value when Next is called after the held set was returned
+}
+
+func newHeldResolver(b *nats.Backend) *heldResolver {
+	return &heldResolver{b: b, outage: make(chan struct{}, 1), held: make(chan struct{}, 1),
+		release: make(chan struct{}), resumed: make(chan struct{}, 1)}
+}
+
+func (h *heldResolver) ResolveRevision(ctx context.Context, service string) ([]discovery.Instance, uint64, error) {
+	if rr, ok := any(h.b).(discovery.RevisionResolver); ok {
+		return rr.ResolveRevision(ctx, service)
+	}
+	set, err := h.b.Resolve(ctx, service)
+	return set, 0, err
+}
+
+func (h *heldResolver) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
+	set, _, err := h.ResolveRevision(ctx, service)
+	return set, err
+}
+
+func (h *heldResolver) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
+	w, err := h.b.Watch(ctx, service)
+	if err != nil {
+		return nil, err
+	}
+	return &heldWatcher{h: h, w: w}, nil
+}
+
+// heldWatcher is called from the resolver's goroutine only.
+type heldWatcher struct {
+	h        *heldResolver
+	w        discovery.Watcher
+	holding  bool
+	set      []discovery.Instance
+	rev      uint64
+	returned bool
+}
+
+func (w *heldWatcher) Next(ctx context.Context) ([]discovery.Instance, error) {
+	set, _, err := w.NextRevision(ctx)
+	return set, err
+}
+
+func (w *heldWatcher) NextRevision(ctx context.Context) ([]discovery.Instance, uint64, error) {
+	if w.returned {
+		select {
+		case w.h.resumed <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return nil, 0, ctx.Err()
+	}
+	if !w.holding {
+		var (
+			set []discovery.Instance
+			rev uint64
+			err error
+		)
+		if rw, ok := w.w.(discovery.RevisionWatcher); ok {
+			set, rev, err = rw.NextRevision(ctx)
+		} else {
+			set, err = w.w.Next(ctx)
+		}
+		if errors.Is(err, discovery.ErrUnavailable) {
+			select {
+			case w.h.outage <- struct{}{}:
+			default:
+			}
+		}
+		if err != nil || !w.h.armed.CompareAndSwap(true, false) {
+			return set, rev, err
+		}
+		w.holding, w.set, w.rev = true, set, rev
+		w.h.held <- struct{}{}
+	}
+	select {
+	case <-w.h.release:
+		w.holding, w.returned = false, true
+		return w.set, w.rev, nil
+	case <-ctx.Done():
+		return nil, 0, ctx.Err()
+	}
+}
+
+func (w *heldWatcher) Stop() { w.w.Stop() }
+
+// recordingCC is the gRPC side of a resolver: it records the addresses it
+// is given.
+type recordingCC struct {
+	resolver.ClientConn // not used by the resolver otherwise
+
+	mu    sync.Mutex
+	addrs [][]string
+}
+
+func (cc *recordingCC) UpdateState(s resolver.State) error {
+	var got []string
+	for _, a := range s.Addresses {
+		got = append(got, a.Addr)
+	}
+	slices.Sort(got)
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cc.addrs = append(cc.addrs, got)
+	return nil
+}
+
+func (cc *recordingCC) ReportError(error) {}
+
+// last returns the last addresses given, joined.
+func (cc *recordingCC) last() string {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if len(cc.addrs) == 0 {
+		return ""
+	}
+	return strings.Join(cc.addrs[len(cc.addrs)-1], " ")
+}
+
+func (cc *recordingCC) history() [][]string {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return slices.Clone(cc.addrs)
+}
+
+func waitFor(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(revisionWait):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// gRPC's addresses over NATS never go back (#20 item 8): after an
+// outage the watch's first set is late; meanwhile s4 comes, s2 leaves, and
+// the Resolve that gRPC's ResolveNow forces gives the newer set. The
+// watch's older set, arriving afterwards, must not replace it.
+func TestGRPCAddressesNeverGoBackOverNATS(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	proxy := natstest.StartProxy(t, srv.Addr())
+	servers := newBackend(t, testConfig(t, srv.URL(), "roster"))
+	client := newBackend(t, testConfig(t, "nats://"+proxy.Endpoint(), "roster"))
+	ctx, cancel := context.WithTimeout(t.Context(), 4*revisionWait)
+	defer cancel()
+	inst := func(n int) discovery.Instance {
+		return discovery.Instance{Service: "greeter", ID: fmt.Sprint("s", n), Address: fmt.Sprint("10.0.0.", n, ":80")}
+	}
+	for _, n := range []int{1, 2} {
+		if err := servers.Register(ctx, inst(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := newHeldResolver(client)
+	builder, err := grpcresolver.NewBuilder(held, grpcresolver.WithRetry(fastRetry), grpcresolver.WithResolveNowInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &recordingCC{}
+	r, err := builder.Build(resolver.Target{URL: *mustParseURL(t, "roster:///greeter")}, cc, resolver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	testwait.Until(t, revisionWait, "gRPC to get s1 and s2", func() bool { return cc.last() == "10.0.0.1:80 10.0.0.2:80" })
+
+	// An outage of the client's link; s3 registers meanwhile.
+	proxy.Reject()
+	waitFor(t, held.outage, "the watch to report the outage")
+	if err := servers.Register(ctx, inst(3)); err != nil {
+		t.Fatal(err)
+	}
+	held.armed.Store(true)
+	proxy.Accept()
+	waitFor(t, held.held, "the watch's first set after the outage") // [s1 s2 s3], held
+
+	// s4 comes, s2 leaves; gRPC asks ResolveNow, whose Resolve gives
+	// [s1 s3 s4].
+	if err := servers.Register(ctx, inst(4)); err != nil {
+		t.Fatal(err)
+	}
+	if err := servers.Deregister(ctx, inst(2)); err != nil {
+		t.Fatal(err)
+	}
+	newer := "10.0.0.1:80 10.0.0.3:80 10.0.0.4:80"
+	r.ResolveNow(resolver.ResolveNowOptions{})
+	testwait.Until(t, revisionWait, "the forced Resolve's [s1 s3 s4] to reach gRPC", func() bool { return cc.last() == newer })
+
+	// The watch's older set arrives now.
+	close(held.release)
+	waitFor(t, held.resumed, "the resolver to handle the watch's older set")
+	history := cc.history()
+	t.Logf("gRPC was given %v", history)
+	i := slices.IndexFunc(history, func(a []string) bool { return strings.Join(a, " ") == newer })
+	for _, a := range history[i+1:] {
+		if got := strings.Join(a, " "); got != newer {
+			t.Errorf("gRPC's addresses went back to [%s] after [%s]", got, newer)
+		}
+	}
+}
+
+func mustParseURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
