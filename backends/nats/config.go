@@ -234,3 +234,18 @@ func (c Config) CredentialsInClear() bool {
 	}
 	return secret && plain
 }
+
+// loadTLS returns c with TLS built from the certificate files when any is
+// set; c.TLS, when set, is kept as it is. A file that cannot be used gives
+// an error wrapping ErrInvalidConfig that names its field.
+func (c Config) loadTLS() (Config, error) {
+	if c.TLS != nil || c.CACertFile == "" && c.CertFile == "" {
+		return c, nil
+	}
+	cfg, err := tlsfiles.Load(c.CACertFile, c.CertFile, c.KeyFile)
+	if err != nil {
+		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	c.TLS = cfg
+	return c, nil
+}

@@ -1,13 +1,11 @@
 package nats
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/internal/configcheck"
 	"github.com/roster-sd/roster/internal/envconfig"
-	"github.com/roster-sd/roster/internal/tlsfiles"
 )
 
 // ConfigFromEnv builds a Config from the ROSTER_* environment variables,
@@ -61,20 +59,5 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		return Config{}, configError("%s are all set; they exclude each other: give one way to authenticate",
 			strings.Join(set, " and "))
 	}
-	return c, nil
-}
-
-// loadTLS returns c with TLS built from the certificate files when any is
-// set; c.TLS, when set, is kept as it is. A file that cannot be used gives
-// an error wrapping ErrInvalidConfig that names its field.
-func (c Config) loadTLS() (Config, error) {
-	if c.TLS != nil || c.CACertFile == "" && c.CertFile == "" {
-		return c, nil
-	}
-	cfg, err := tlsfiles.Load(c.CACertFile, c.CertFile, c.KeyFile)
-	if err != nil {
-		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-	}
-	c.TLS = cfg
 	return c, nil
 }
