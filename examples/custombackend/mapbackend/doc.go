@@ -4,7 +4,9 @@
 // backend for another registry: validate with Instance.Normalize, keep a
 // backendkit.Feed per watched service in a backendkit.FeedGroup and a
 // backendkit.StatusBoard for registration states, and prove the result with
-// discoverytest.Run (see mapbackend_test.go).
+// discoverytest.Run (see mapbackend_test.go). operator.go adds the
+// optional discovery.OperatorView, which gives the backend roster's ls,
+// deregister and ui, proved by discoverytest.RunOperatorView.
 //
 // A Registry stands for the registry server; each Backend made by
 // NewBackend is one process's handle on it. When two handles register the

@@ -26,6 +26,8 @@ type Registry struct {
 	// published one.
 	claims map[string]map[string][]claim
 	feeds  *backendkit.FeedGroup // a shared feed per watched service
+	// changes wakes every FollowRegistry when any service changes.
+	changes backendkit.Broadcast
 }
 
 type claim struct {
@@ -54,6 +56,9 @@ type Backend struct {
 	held     map[discovery.Key]bool
 	watchers map[discovery.Watcher]struct{}
 	closed   bool
+
+	// done is closed by Close: it ends this handle's FollowRegistry calls.
+	done chan struct{}
 }
 
 // NewBackend returns a new handle on r.
@@ -63,6 +68,7 @@ func (r *Registry) NewBackend() *Backend {
 		board:    backendkit.NewStatusBoard(),
 		held:     make(map[discovery.Key]bool),
 		watchers: make(map[discovery.Watcher]struct{}),
+		done:     make(chan struct{}),
 	}
 }
 
@@ -180,6 +186,7 @@ func (b *Backend) Close() error {
 		return nil
 	}
 	b.closed = true
+	close(b.done)
 	keys := make([]discovery.Key, 0, len(b.held))
 	for k := range b.held {
 		keys = append(keys, k)
@@ -220,7 +227,7 @@ func (b *Backend) usableLocked(ctx context.Context) error {
 }
 
 // setClaimsLocked stores the claims of key and tells the service's
-// watchers.
+// watchers and every FollowRegistry.
 func (r *Registry) setClaimsLocked(key discovery.Key, list []claim) {
 	ids := r.claims[key.Service]
 	switch {
@@ -239,6 +246,7 @@ func (r *Registry) setClaimsLocked(key discovery.Key, list []claim) {
 	if f, ok := r.feeds.Feed(key.Service); ok {
 		f.Publish(r.setLocked(key.Service))
 	}
+	r.changes.Notify()
 }
 
 // setLocked returns the published instances of service: each key's

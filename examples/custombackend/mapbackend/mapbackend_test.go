@@ -35,3 +35,15 @@ func TestConformance(t *testing.T) {
 }
 
 // README:end
+
+// README:operatorview
+
+// TestOperatorView runs the conformance subtests of the optional
+// discovery.OperatorView, on the same harness.
+func TestOperatorView(t *testing.T) {
+	discoverytest.RunOperatorView(t, func(context.Context, *testing.T) (discoverytest.Harness, error) {
+		return harness{reg: mapbackend.NewRegistry()}, nil
+	})
+}
+
+// README:end
