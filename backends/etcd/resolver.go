@@ -343,6 +343,9 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 const (
 	progressInterval    = 100 * time.Millisecond
 	maxProgressInterval = time.Second
+	// ownKeyProgressDelay is when the own-key watch first asks, while it
+	// checks that a resumed key's newest change comes again (keywatch.go).
+	ownKeyProgressDelay = time.Second
 )
 
 // progressPacer times the progress requests of one watch that waits to
@@ -352,9 +355,10 @@ type progressPacer struct {
 	next  time.Duration
 }
 
-// newProgressPacer starts the timer of the first request again.
-func newProgressPacer() *progressPacer {
-	return &progressPacer{timer: time.NewTimer(progressInterval), next: progressInterval}
+// newProgressPacer starts the timer of the first request, due after
+// first.
+func newProgressPacer(first time.Duration) *progressPacer {
+	return &progressPacer{timer: time.NewTimer(first), next: first}
 }
 
 // C fires when the next request is due.
@@ -362,7 +366,7 @@ func (p *progressPacer) C() <-chan time.Time { return p.timer.C }
 
 // again sets the timer of the request after the one just sent.
 func (p *progressPacer) again() {
-	p.next = min(2*p.next, maxProgressInterval)
+	p.next = max(p.next, min(2*p.next, maxProgressInterval))
 	p.timer.Reset(p.next)
 }
 
@@ -559,7 +563,7 @@ func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState)
 				// in between may still be on their way, whether the
 				// watch resumes after a fault or was confirmed late.
 				catchUp, catchSince = resp.Header.Revision, time.Now()
-				pacer = newProgressPacer()
+				pacer = newProgressPacer(progressInterval)
 				defer pacer.stop()
 				tick = pacer.C()
 				b.requestProgress(wctx, service)
