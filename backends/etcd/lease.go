@@ -87,7 +87,10 @@ var errLeaseExpired = backendkit.Mark(errors.New("lease expired or revoked"), di
 
 // keep holds a lease while the Backend holds instances, until Close.
 func (k *leaseKeeper) keep() {
-	var lease clientv3.LeaseID // the last lease, which etcd may still have
+	var (
+		lease clientv3.LeaseID // the last lease, which etcd may still have
+		probe bool             // etcd may still have it: read it before asking for it
+	)
 	for {
 		if !k.hasWork(lease) {
 			select {
@@ -97,11 +100,11 @@ func (k *leaseKeeper) keep() {
 				return
 			}
 		}
-		g, err := k.establish(lease)
+		g, err := k.establish(lease, probe)
 		if err != nil {
 			return // closed
 		}
-		lease = k.serve(g)
+		lease, probe = k.serve(g)
 		if k.ctx.Err() != nil {
 			return
 		}
@@ -152,7 +155,15 @@ func (k *leaseKeeper) finishTombsLocked() {
 // A grant whose answer was lost and that is retried is refused too; the
 // keys it no longer holds were deleted when it expired, and the own-key
 // watch, resuming from before, reports those deletes.
-func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
+//
+// With probe (the keep-alive timed out: etcd may have the lease still, as
+// after a restart of the whole cluster), it reads prev first, which is not
+// a raft proposal, and asks for it again only if etcd no longer has it: a
+// restarted cluster then answers one read per process rather than a grant
+// it refuses and a read, and no queue of refused grants stands in front of
+// the keep-alives of a leader just elected. A lease that expired (a cut
+// longer than the TTL) costs the read more.
+func (k *leaseKeeper) establish(prev clientv3.LeaseID, probe bool) (grant, error) {
 	drain(k.conn.ready) // only a connection that comes up from now on is news
 	var (
 		lease    clientv3.LeaseID
@@ -165,8 +176,9 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 	// refused is set once etcd refused prev as existing: later attempts
 	// (the read that follows failed) read the lease again without asking
 	// for it again, until etcd says it is gone.
-	refused := false
-	attempt := func(ctx context.Context) error {
+	refused := probe && prev != 0
+	var attempt func(ctx context.Context) error
+	attempt = func(ctx context.Context) error {
 		what := "grant lease"
 		if prev != 0 {
 			what = "grant lease " + leaseString(prev) + " again"
@@ -215,8 +227,14 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 			return k.conn.explain(fmt.Errorf("read lease %s: %w", leaseString(prev), err))
 		}
 		if resp.TTL < 0 {
-			// Expired in between: the next attempt grants it again.
 			refused = false
+			if probe {
+				// The read came first, and etcd no longer has the
+				// lease: ask for it again at once.
+				probe = false
+				return attempt(ctx)
+			}
+			// Expired in between: the next attempt grants it again.
 			return fmt.Errorf("read lease %s: %w", leaseString(prev), errLeaseExpired)
 		}
 		lease, survived, keys = prev, true, resp.Keys
@@ -330,8 +348,9 @@ func (k *leaseKeeper) retrying(f retry.Failure) {
 // that fails does not end it: the keys already in etcd stay under the live
 // lease while the writer retries. It returns the lease for establish to
 // keep or grant again, or 0 when the Backend closed or revoked the idle
-// lease.
-func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
+// lease, and whether etcd may have it still (the keep-alive timed out,
+// rather than etcd saying it is gone), which establish then reads first.
+func (k *leaseKeeper) serve(g grant) (clientv3.LeaseID, bool) {
 	lease := g.id
 	ctx, cancel := context.WithCancel(k.ctx)
 	defer cancel()
@@ -347,11 +366,11 @@ func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 		select {
 		case <-ka.done:
 			if k.ctx.Err() != nil {
-				return 0
+				return 0, false
 			}
 			k.log.Warn("keep-alive failed, will retry", "lease", leaseString(lease), "instances", k.regs.heldCount(), "cause", ka.err)
 			k.setLease(0)
-			return lease
+			return lease, errors.Is(ka.err, errKeepAliveTimeout)
 		case <-k.kick:
 			if time.Now().Before(resumeAt) {
 				continue // the timer ends the wait
@@ -369,7 +388,7 @@ func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 			}
 			continue
 		case <-k.ctx.Done():
-			return 0
+			return 0, false
 		}
 		wctx, wcancel := context.WithTimeout(k.ctx, k.cfg.RequestTimeout)
 		err := k.w.sync(wctx, lease)
@@ -379,16 +398,16 @@ func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 			outage, attempt, resumeAt = nil, 0, time.Time{}
 			if k.idle() {
 				k.revokeIdle(lease)
-				return 0
+				return 0, false
 			}
 			k.logRegistered(lease)
 		case k.ctx.Err() != nil:
-			return 0
+			return 0, false
 		case errors.Is(err, errLeaseGone):
 			// establish has it granted again, under the same ID.
 			k.log.Warn("lease expired or revoked, will retry", "lease", leaseString(lease), "instances", k.regs.heldCount())
 			k.setLease(0)
-			return lease
+			return lease, false
 		default:
 			if outage == nil {
 				outage = k.cfg.Retry.Backoff()
