@@ -135,8 +135,8 @@ func TestRestoredBackupKeepAliveGoesOnAndLaterKeysAreRewritten(t *testing.T) {
 }
 
 // Restored from a backup while the Backend was cut off for longer than the
-// TTL: it renews its lease (the keep-alive timed out) and etcd has it, for
-// the backup holds it; asked for again, etcd would refuse it. Either must
+// TTL: it reads its lease (the keep-alive timed out) and finds it, for the
+// backup holds it; asked for again, etcd would refuse it. Either must
 // lead to a check of the held keys, not to an assumption
 // (issue #20 item 2, grant path), and no instance may be reported
 // registered while its key is missing (the "found by reading" item: a

@@ -157,15 +157,12 @@ func (k *leaseKeeper) finishTombsLocked() {
 // watch, resuming from before, reports those deletes.
 //
 // With probe (the keep-alive timed out: etcd may have the lease still, as
-// after a restart of the whole cluster), it first sends one keep-alive for
-// prev on a stream of its own, which is not a raft proposal and renews the
-// lease at once, and asks for prev again only if etcd no longer has it; if
-// etcd has it, the read with the keys follows as above. A restarted
-// cluster then answers a keep-alive and a read per process, no grant it
-// refuses: no queue of refused grants stands in front of the keep-alives
-// of a leader just elected, which expires the leases it does not hear
-// from within the TTL. A lease that expired (a cut longer than the TTL)
-// costs the keep-alive more.
+// after a restart of the whole cluster), it reads prev first, which is not
+// a raft proposal, and asks for it again only if etcd no longer has it: a
+// restarted cluster then answers one read per process rather than a grant
+// it refuses and a read, and no queue of refused grants stands in front of
+// the keep-alives of a leader just elected. A lease that expired (a cut
+// longer than the TTL) costs the read more.
 func (k *leaseKeeper) establish(prev clientv3.LeaseID, probe bool) (grant, error) {
 	drain(k.conn.ready) // only a connection that comes up from now on is news
 	var (
@@ -179,9 +176,9 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID, probe bool) (grant, error
 	// refused is set once etcd refused prev as existing: later attempts
 	// (the read that follows failed) read the lease again without asking
 	// for it again, until etcd says it is gone.
-	refused := false
-	probe = probe && prev != 0
-	attempt := func(ctx context.Context) error {
+	refused := probe && prev != 0
+	var attempt func(ctx context.Context) error
+	attempt = func(ctx context.Context) error {
 		what := "grant lease"
 		if prev != 0 {
 			what = "grant lease " + leaseString(prev) + " again"
@@ -189,28 +186,10 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID, probe bool) (grant, error
 		if refused {
 			what = "read lease " + leaseString(prev)
 		}
-		if probe {
-			what = "renew lease " + leaseString(prev)
-		}
 		// The request's timeout runs from when it can be sent, not from
 		// before the connection came back.
 		if err := k.conn.waitUsable(ctx, k.cfg.RequestTimeout); err != nil {
 			return k.conn.explain(fmt.Errorf("%s: %w", what, err))
-		}
-		if probe {
-			pctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
-			defer cancel()
-			sent := time.Now()
-			left, err := k.renewOnce(pctx, prev)
-			if err := grpcError(pctx, err); err != nil {
-				return k.conn.explain(fmt.Errorf("%s: %w", what, err))
-			}
-			probe = false
-			if left > 0 {
-				// etcd has it, renewed: read what it holds below.
-				refused = true
-				k.facts.renewed(sent.Add(left), 0)
-			}
 		}
 		if !refused {
 			gctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
@@ -248,8 +227,14 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID, probe bool) (grant, error
 			return k.conn.explain(fmt.Errorf("read lease %s: %w", leaseString(prev), err))
 		}
 		if resp.TTL < 0 {
-			// Expired in between: the next attempt grants it again.
 			refused = false
+			if probe {
+				// The read came first, and etcd no longer has the
+				// lease: ask for it again at once.
+				probe = false
+				return attempt(ctx)
+			}
+			// Expired in between: the next attempt grants it again.
 			return fmt.Errorf("read lease %s: %w", leaseString(prev), errLeaseExpired)
 		}
 		lease, survived, keys = prev, true, resp.Keys
@@ -284,26 +269,6 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID, probe bool) (grant, error
 		k.regs.dirty[key] = struct{}{}
 	}
 	return g, nil
-}
-
-// renewOnce sends one keep-alive for lease on a stream of its own and
-// returns the TTL etcd answered: how long it keeps the lease from the
-// sending, or 0 if it no longer has it.
-func (k *leaseKeeper) renewOnce(ctx context.Context, lease clientv3.LeaseID) (time.Duration, error) {
-	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel() // ends the stream
-	stream, err := k.leases.LeaseKeepAlive(ctx, grpc.WaitForReady(true))
-	if err != nil {
-		return 0, err
-	}
-	if err := stream.Send(&pb.LeaseKeepAliveRequest{ID: int64(lease)}); err != nil {
-		return 0, err
-	}
-	resp, err := stream.Recv()
-	if err != nil {
-		return 0, err
-	}
-	return max(0, time.Duration(resp.TTL)*time.Second), nil
 }
 
 // grant is a lease establish made sure of.
