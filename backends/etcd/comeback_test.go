@@ -135,9 +135,8 @@ func TestRestoredBackupKeepAliveGoesOnAndLaterKeysAreRewritten(t *testing.T) {
 }
 
 // Restored from a backup while the Backend was cut off for longer than the
-// TTL: it reads its lease (the keep-alive timed out) and finds it, for the
-// backup holds it; asked for again, etcd would refuse it. Either must
-// lead to a check of the held keys, not to an assumption
+// TTL: it asks for its lease again and etcd refuses, for the backup holds
+// it. That must lead to a check of the held keys, not to an assumption
 // (issue #20 item 2, grant path), and no instance may be reported
 // registered while its key is missing (the "found by reading" item: a
 // refused grant reported every instance registered before any check).

@@ -87,10 +87,7 @@ var errLeaseExpired = backendkit.Mark(errors.New("lease expired or revoked"), di
 
 // keep holds a lease while the Backend holds instances, until Close.
 func (k *leaseKeeper) keep() {
-	var (
-		lease clientv3.LeaseID // the last lease, which etcd may still have
-		probe bool             // etcd may still have it: read it before asking for it
-	)
+	var lease clientv3.LeaseID // the last lease, which etcd may still have
 	for {
 		if !k.hasWork(lease) {
 			select {
@@ -100,11 +97,11 @@ func (k *leaseKeeper) keep() {
 				return
 			}
 		}
-		g, err := k.establish(lease, probe)
+		g, err := k.establish(lease)
 		if err != nil {
 			return // closed
 		}
-		lease, probe = k.serve(g)
+		lease = k.serve(g)
 		if k.ctx.Err() != nil {
 			return
 		}
@@ -155,15 +152,7 @@ func (k *leaseKeeper) finishTombsLocked() {
 // A grant whose answer was lost and that is retried is refused too; the
 // keys it no longer holds were deleted when it expired, and the own-key
 // watch, resuming from before, reports those deletes.
-//
-// With probe (the keep-alive timed out: etcd may have the lease still, as
-// after a restart of the whole cluster), it reads prev first, which is not
-// a raft proposal, and asks for it again only if etcd no longer has it: a
-// restarted cluster then answers one read per process rather than a grant
-// it refuses and a read, and no queue of refused grants stands in front of
-// the keep-alives of a leader just elected. A lease that expired (a cut
-// longer than the TTL) costs the read more.
-func (k *leaseKeeper) establish(prev clientv3.LeaseID, probe bool) (grant, error) {
+func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 	drain(k.conn.ready) // only a connection that comes up from now on is news
 	var (
 		lease    clientv3.LeaseID
@@ -176,9 +165,8 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID, probe bool) (grant, error
 	// refused is set once etcd refused prev as existing: later attempts
 	// (the read that follows failed) read the lease again without asking
 	// for it again, until etcd says it is gone.
-	refused := probe && prev != 0
-	var attempt func(ctx context.Context) error
-	attempt = func(ctx context.Context) error {
+	refused := false
+	attempt := func(ctx context.Context) error {
 		what := "grant lease"
 		if prev != 0 {
 			what = "grant lease " + leaseString(prev) + " again"
@@ -227,14 +215,8 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID, probe bool) (grant, error
 			return k.conn.explain(fmt.Errorf("read lease %s: %w", leaseString(prev), err))
 		}
 		if resp.TTL < 0 {
-			refused = false
-			if probe {
-				// The read came first, and etcd no longer has the
-				// lease: ask for it again at once.
-				probe = false
-				return attempt(ctx)
-			}
 			// Expired in between: the next attempt grants it again.
+			refused = false
 			return fmt.Errorf("read lease %s: %w", leaseString(prev), errLeaseExpired)
 		}
 		lease, survived, keys = prev, true, resp.Keys
@@ -348,9 +330,8 @@ func (k *leaseKeeper) retrying(f retry.Failure) {
 // that fails does not end it: the keys already in etcd stay under the live
 // lease while the writer retries. It returns the lease for establish to
 // keep or grant again, or 0 when the Backend closed or revoked the idle
-// lease, and whether etcd may have it still (the keep-alive timed out,
-// rather than etcd saying it is gone), which establish then reads first.
-func (k *leaseKeeper) serve(g grant) (clientv3.LeaseID, bool) {
+// lease.
+func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 	lease := g.id
 	ctx, cancel := context.WithCancel(k.ctx)
 	defer cancel()
@@ -366,11 +347,11 @@ func (k *leaseKeeper) serve(g grant) (clientv3.LeaseID, bool) {
 		select {
 		case <-ka.done:
 			if k.ctx.Err() != nil {
-				return 0, false
+				return 0
 			}
 			k.log.Warn("keep-alive failed, will retry", "lease", leaseString(lease), "instances", k.regs.heldCount(), "cause", ka.err)
 			k.setLease(0)
-			return lease, errors.Is(ka.err, errKeepAliveTimeout)
+			return lease
 		case <-k.kick:
 			if time.Now().Before(resumeAt) {
 				continue // the timer ends the wait
@@ -388,7 +369,7 @@ func (k *leaseKeeper) serve(g grant) (clientv3.LeaseID, bool) {
 			}
 			continue
 		case <-k.ctx.Done():
-			return 0, false
+			return 0
 		}
 		wctx, wcancel := context.WithTimeout(k.ctx, k.cfg.RequestTimeout)
 		err := k.w.sync(wctx, lease)
@@ -398,16 +379,16 @@ func (k *leaseKeeper) serve(g grant) (clientv3.LeaseID, bool) {
 			outage, attempt, resumeAt = nil, 0, time.Time{}
 			if k.idle() {
 				k.revokeIdle(lease)
-				return 0, false
+				return 0
 			}
 			k.logRegistered(lease)
 		case k.ctx.Err() != nil:
-			return 0, false
+			return 0
 		case errors.Is(err, errLeaseGone):
 			// establish has it granted again, under the same ID.
 			k.log.Warn("lease expired or revoked, will retry", "lease", leaseString(lease), "instances", k.regs.heldCount())
 			k.setLease(0)
-			return lease, false
+			return lease
 		default:
 			if outage == nil {
 				outage = k.cfg.Retry.Backoff()
