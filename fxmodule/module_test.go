@@ -15,6 +15,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
+	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/backends/memory"
@@ -402,7 +403,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 		}
 	})
 	t.Run("invalid etcd variable", func(t *testing.T) {
-		t.Setenv(etcd.EnvTTL, "forever")
+		t.Setenv(backends.EnvTTL, "forever")
 		var backend discovery.Backend
 		app := fx.New(fxmodule.Module, fxall.Module, fx.Populate(&backend), fx.NopLogger)
 		err := app.Err()

@@ -4,63 +4,43 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/maintkit"
 )
 
-// This file holds what an operator's tool (the roster command line, a web
-// view) needs to see and fix the registry under the Backend's prefix,
-// whoever registered the instances: read-only listings and a delete by
-// service and ID. None of it touches what the Backend itself keeps
-// registered.
+// This file holds the Backend's discovery.OperatorView (with
+// findservices.go): what an operator's tool (the roster command line, a
+// web view) needs to see and fix the registry under the Backend's prefix,
+// whoever registered the instances. None of it touches what the Backend
+// itself keeps registered.
 
-// ServiceSummary is one service under the Backend's prefix, as Services
-// lists it.
-type ServiceSummary struct {
-	// Service is the service name.
-	Service string
-	// Instances is the number of keys <Prefix>/<Service>/<id> with a valid
-	// ID; their values are not read.
-	Instances int
-}
+var _ discovery.OperatorView = (*Backend)(nil)
 
-// InstanceInfo is one instance under the Backend's prefix with its lease,
-// as Instances lists it.
-type InstanceInfo struct {
-	discovery.Instance
-	// Lease is the lease the instance's key is attached to; 0 for a key
-	// without a lease, which stays until someone deletes it.
-	Lease clientv3.LeaseID
-	// TTL is the time left on Lease, in whole seconds, as etcd reported it
-	// when Instances asked; negative once the lease has expired (or was
-	// revoked) after the key was read. 0 without a lease.
-	TTL time.Duration
-}
+// reservedKey reports whether the remainder of a key after
+// <Prefix>/<service>/ is one of roster's reserved, non-instance keys
+// (such as an operator's maintenance override): it starts with '~',
+// which an instance ID cannot hold.
+func reservedKey(rest string) bool { return strings.HasPrefix(rest, "~") }
 
-// SkippedKey is a key under the Backend's prefix that Services or
-// Instances passed over because it does not hold what roster writes there:
-// a key that is not <Prefix>/<service>/<id>, or a value that is not a valid
-// instance of that service stored under its own ID. Someone other than
-// roster wrote it.
-type SkippedKey struct {
-	// Key is the etcd key, as it is: it may hold any bytes.
-	Key string
-	// Err says why it was skipped. Its text may quote what was read.
-	Err error
-}
-
-// Services lists every service under the Backend's prefix with its
-// instance count, sorted by name, in one keys-only range read (values are
-// not read, so an instance is counted whether or not its value is valid).
-// Keys that are not <Prefix>/<service>/<id> with a valid service and ID are
-// returned in skipped and not counted.
-func (b *Backend) Services(ctx context.Context) (services []ServiceSummary, skipped []SkippedKey, err error) {
+// Services implements discovery.OperatorView: every service under the
+// Backend's prefix with its instance count, sorted by name, in one
+// keys-only range read (values are not read, so an instance is counted
+// whether or not its value is valid). Keys that are not
+// <Prefix>/<service>/<id> with a valid service and ID are returned in
+// skipped and not counted; roster's own keys (the history key, reserved
+// keys under a service) are passed over silently.
+func (b *Backend) Services(ctx context.Context) (services []discovery.ServiceSummary, skipped []discovery.SkippedEntry, err error) {
 	if b.isClosed() {
 		return nil, nil, fmt.Errorf("etcd: list services: %w", discovery.ErrClosed)
 	}
@@ -75,28 +55,32 @@ func (b *Backend) Services(ctx context.Context) (services []ServiceSummary, skip
 			continue // roster's own (history.go, maint.go), not an instance
 		}
 		service, id, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), prefix), "/")
+		if ok && discovery.ValidateName("Service", service) == nil && reservedKey(id) {
+			continue
+		}
 		if !ok || discovery.ValidateName("Service", service) != nil || discovery.ValidateName("ID", id) != nil {
-			skipped = append(skipped, SkippedKey{Key: string(kv.Key),
+			skipped = append(skipped, discovery.SkippedEntry{Key: string(kv.Key),
 				Err: fmt.Errorf("not %s<service>/<id>", prefix)})
 			continue
 		}
 		counts[service]++
 	}
-	services = make([]ServiceSummary, 0, len(counts))
+	services = make([]discovery.ServiceSummary, 0, len(counts))
 	for s, n := range counts {
-		services = append(services, ServiceSummary{Service: s, Instances: n})
+		services = append(services, discovery.ServiceSummary{Service: s, Instances: n})
 	}
-	slices.SortFunc(services, func(x, y ServiceSummary) int { return cmp.Compare(x.Service, y.Service) })
+	slices.SortFunc(services, func(x, y discovery.ServiceSummary) int { return cmp.Compare(x.Service, y.Service) })
 	return services, skipped, nil
 }
 
-// Instances lists the instances of service under the Backend's prefix,
-// sorted by ID, with their leases and the time left on each: one range
+// Instances implements discovery.OperatorView: the instances of service
+// under the Backend's prefix, sorted by ID, decoded as Resolve decodes
+// them, each with its lease (in hex) and the time left on it: one range
 // read, then one lease TimeToLive request per distinct lease. Values that
 // are not valid instances of service stored under their own ID are
 // returned in skipped. An invalid service name gives an error wrapping
 // discovery.ErrInvalidInstance, and nothing is read.
-func (b *Backend) Instances(ctx context.Context, service string) (instances []InstanceInfo, skipped []SkippedKey, err error) {
+func (b *Backend) Instances(ctx context.Context, service string) (instances []discovery.InstanceInfo, skipped []discovery.SkippedEntry, err error) {
 	if err := discovery.ValidateName("Service", service); err != nil {
 		return nil, nil, fmt.Errorf("etcd: list instances: %w", err)
 	}
@@ -108,24 +92,27 @@ func (b *Backend) Instances(ctx context.Context, service string) (instances []In
 	if err != nil {
 		return nil, nil, fmt.Errorf("etcd: list instances of %s: %w", service, err)
 	}
-	instances = make([]InstanceInfo, 0, len(resp.Kvs))
-	ttls := make(map[clientv3.LeaseID]time.Duration)
+	leases := make(map[string]clientv3.LeaseID) // ID -> its key's lease
 	for _, kv := range resp.Kvs {
-		if b.isReservedKey(string(kv.Key)) {
-			continue // roster's own (maint.go), not an instance
-		}
-		in, err := decodeInstance(service, strings.TrimPrefix(string(kv.Key), prefix), kv.Value)
-		if err != nil {
-			skipped = append(skipped, SkippedKey{Key: string(kv.Key), Err: fmt.Errorf("not a valid instance: %w", err)})
+		id := strings.TrimPrefix(string(kv.Key), prefix)
+		if reservedKey(id) {
 			continue
 		}
-		info := InstanceInfo{Instance: in, Lease: clientv3.LeaseID(kv.Lease)}
-		if info.Lease != 0 {
-			ttls[info.Lease] = 0
+		if _, err := decodeInstance(service, id, kv.Value); err != nil {
+			skipped = append(skipped, discovery.SkippedEntry{Key: string(kv.Key), Err: fmt.Errorf("not a valid instance: %w", err)})
+			continue
+		}
+		leases[id] = clientv3.LeaseID(kv.Lease)
+	}
+	ttls := make(map[clientv3.LeaseID]time.Duration)
+	for _, in := range b.operatorSet(service, resp.Kvs) {
+		info := discovery.InstanceInfo{LeasedInstance: discovery.LeasedInstance{Instance: in}}
+		if lease := leases[in.ID]; lease != 0 {
+			info.Lease, info.HasTTL = leaseName(lease), true
+			ttls[lease] = 0
 		}
 		instances = append(instances, info)
 	}
-	b.applyMaintInfo(service, resp.Kvs, instances) // maint.go
 	for lease := range ttls {
 		resp, err := b.cli.TimeToLive(ctx, lease)
 		if err != nil {
@@ -134,15 +121,56 @@ func (b *Backend) Instances(ctx context.Context, service string) (instances []In
 		ttls[lease] = time.Duration(resp.TTL) * time.Second // -1 once expired
 	}
 	for i := range instances {
-		if instances[i].Lease != 0 {
-			instances[i].TTL = ttls[instances[i].Lease]
+		if lease := leases[instances[i].ID]; lease != 0 {
+			instances[i].TTL = ttls[lease]
 		}
 	}
-	slices.SortFunc(instances, func(x, y InstanceInfo) int { return cmp.Compare(x.ID, y.ID) })
+	slices.SortFunc(instances, func(x, y discovery.InstanceInfo) int { return cmp.Compare(x.ID, y.ID) })
 	return instances, skipped, nil
 }
 
-// Delete deletes the key <Prefix>/<service>/<id>, whoever wrote it: an
+// operatorSet decodes the keys of service as Resolve and Watch do, for
+// the OperatorView: every listing and FollowRegistry read a service's set
+// through it alone, so that what the backend merges into its sets (an
+// operator's override kept under a reserved key) is merged here too.
+func (b *Backend) operatorSet(service string, kvs []*mvccpb.KeyValue) []discovery.Instance {
+	return maintkit.Merge(b.decodeAll(service, kvs))
+}
+
+// leaseName is a lease's name in discovery.LeasedInstance: its ID in hex.
+func leaseName(id clientv3.LeaseID) string { return strconv.FormatInt(int64(id), 16) }
+
+// ReadLease implements discovery.OperatorView: one TimeToLive request for
+// the lease named (in hex) by Instances or FollowRegistry.
+func (b *Backend) ReadLease(ctx context.Context, lease string) (discovery.LeaseInfo, error) {
+	id, err := strconv.ParseInt(lease, 16, 64)
+	if err != nil {
+		return discovery.LeaseInfo{}, fmt.Errorf("etcd: read lease %q: not a lease ID in hex", lease)
+	}
+	if b.isClosed() {
+		return discovery.LeaseInfo{}, fmt.Errorf("etcd: read lease %s: %w", lease, discovery.ErrClosed)
+	}
+	resp, err := b.cli.TimeToLive(ctx, clientv3.LeaseID(id))
+	switch {
+	case errors.Is(err, rpctypes.ErrLeaseNotFound):
+		return discovery.LeaseInfo{}, nil
+	case err != nil:
+		return discovery.LeaseInfo{}, fmt.Errorf("etcd: time to live of lease %s: %w", lease, err)
+	case resp.TTL < 0:
+		return discovery.LeaseInfo{}, nil
+	}
+	return discovery.LeaseInfo{Found: true, Left: time.Duration(resp.TTL) * time.Second,
+		Granted: time.Duration(resp.GrantedTTL) * time.Second}, nil
+}
+
+// Where implements discovery.OperatorView: "under <Prefix>".
+func (b *Backend) Where() string { return "under " + b.cfg.Prefix }
+
+// EntryOf implements discovery.OperatorView: "key <Prefix>/<service>/<id>".
+func (b *Backend) EntryOf(k discovery.Key) string { return "key " + b.key(k.Service, k.ID) }
+
+// Delete implements discovery.OperatorView: it deletes the key
+// <Prefix>/<service>/<id>, whoever wrote it: an
 // operator's fix for a stale entry, such as one left by a process that died
 // and whose lease has not expired yet. A live registrar puts its instance
 // back at once. An invalid service or ID gives an error wrapping

@@ -29,7 +29,7 @@ func putKeys(t *testing.T, cli *clientv3.Client, kvs map[string]string) {
 	}
 }
 
-func skippedKeys(skipped []etcd.SkippedKey) map[string]string {
+func skippedKeys(skipped []discovery.SkippedEntry) map[string]string {
 	out := make(map[string]string)
 	for _, s := range skipped {
 		out[s.Key] = s.Err.Error()
@@ -54,19 +54,20 @@ func TestServices(t *testing.T) {
 	register(t, b, instance("payments", "p-2"))
 	register(t, b, instance("orders", "o-1"))
 	putKeys(t, cli, map[string]string{
-		"/roster/services/payments/raw": `not json: counted, values are not read`,
-		"/roster/services/odd":          `{}`,
-		"/roster/services/payments/":    `{}`,
-		"/roster/services/a/b/c":        `{}`,
-		"/roster/servicesX/payments/p":  `outside the prefix`,
-		"/elsewhere/payments/p-9":       `outside the prefix`,
+		"/roster/services/payments/raw":        `not json: counted, values are not read`,
+		"/roster/services/payments/~maint/p-1": `reserved: neither counted nor skipped`,
+		"/roster/services/odd":                 `{}`,
+		"/roster/services/payments/":           `{}`,
+		"/roster/services/a/b/c":               `{}`,
+		"/roster/servicesX/payments/p":         `outside the prefix`,
+		"/elsewhere/payments/p-9":              `outside the prefix`,
 	})
 
 	got, skipped, err = b.Services(ctx)
 	if err != nil {
 		t.Fatalf("Services: %v", err)
 	}
-	want := []etcd.ServiceSummary{{Service: "orders", Instances: 1}, {Service: "payments", Instances: 3}}
+	want := []discovery.ServiceSummary{{Service: "orders", Instances: 1}, {Service: "payments", Instances: 3}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Services = %v; want %v", got, want)
 	}
@@ -93,11 +94,12 @@ func TestInstances(t *testing.T) {
 	register(t, b, p1)
 	register(t, b, instance("pay", "not-payments"))
 	putKeys(t, cli, map[string]string{
-		"/roster/services/payments/p-3":  `{"service":"payments","id":"p-3","address":"127.0.0.1:8083"}`,
-		"/roster/services/payments/bad":  `not json`,
-		"/roster/services/payments/x":    `{"service":"payments","id":"y","address":"127.0.0.1:8081"}`,
-		"/roster/services/payments/addr": `{"service":"payments","id":"addr","address":"nowhere"}`,
-		"/roster/services/payments/":     `{"service":"payments","id":"","address":"127.0.0.1:8090"}`,
+		"/roster/services/payments/p-3":        `{"service":"payments","id":"p-3","address":"127.0.0.1:8083"}`,
+		"/roster/services/payments/bad":        `not json`,
+		"/roster/services/payments/x":          `{"service":"payments","id":"y","address":"127.0.0.1:8081"}`,
+		"/roster/services/payments/addr":       `{"service":"payments","id":"addr","address":"nowhere"}`,
+		"/roster/services/payments/":           `{"service":"payments","id":"","address":"127.0.0.1:8090"}`,
+		"/roster/services/payments/~maint/p-1": `reserved: neither listed nor skipped`,
 	})
 
 	got, skipped, err := b.Instances(ctx, "payments")
@@ -108,13 +110,13 @@ func TestInstances(t *testing.T) {
 		t.Fatalf("Instances = %+v; want p-1, p-2 and p-3 in that order", got)
 	}
 	for _, in := range got[:2] {
-		if in.Lease != b.Lease() || in.Lease == 0 || in.TTL <= 0 || in.TTL > testTTL {
+		if in.Lease != fmt.Sprintf("%x", int64(b.Lease())) || b.Lease() == 0 || !in.HasTTL || in.TTL <= 0 || in.TTL > testTTL {
 			t.Errorf("%s: lease %x, TTL %v; want the backend's lease %x with 0 < TTL <= %v",
 				in.ID, in.Lease, in.TTL, b.Lease(), testTTL)
 		}
 	}
-	if got[2].Lease != 0 || got[2].TTL != 0 {
-		t.Errorf("p-3 without a lease: lease %x, TTL %v; want 0, 0", got[2].Lease, got[2].TTL)
+	if got[2].Lease != "" || got[2].HasTTL || got[2].TTL != 0 {
+		t.Errorf("p-3 without a lease: lease %q, TTL %v; want none", got[2].Lease, got[2].TTL)
 	}
 	reasons := skippedKeys(skipped)
 	wantSkipped := map[string]string{
@@ -142,7 +144,7 @@ func TestInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _, err = b.Instances(ctx, "gone")
-	if err != nil || len(got) != 1 || got[0].Lease != lease.ID || got[0].TTL <= 50*time.Second {
+	if err != nil || len(got) != 1 || got[0].Lease != fmt.Sprintf("%x", int64(lease.ID)) || got[0].TTL <= 50*time.Second {
 		t.Errorf("Instances(gone) = %+v, %v; want g-1 under lease %x with about 60s left", got, err, lease.ID)
 	}
 
@@ -291,7 +293,7 @@ func ExampleBackend_Services() {
 		log.Fatal(err)
 	}
 	for _, in := range instances {
-		fmt.Println(in.ID, in.Address, in.Lease == b.Lease(), in.TTL > 0)
+		fmt.Println(in.ID, in.Address, in.Lease == fmt.Sprintf("%x", int64(b.Lease())), in.TTL > 0)
 	}
 	// Output:
 	// orders 1

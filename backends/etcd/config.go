@@ -10,6 +10,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/roster-sd/roster/internal/configcheck"
+	"github.com/roster-sd/roster/internal/envconfig"
+	"github.com/roster-sd/roster/internal/tlsfiles"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -17,7 +20,7 @@ import (
 const (
 	DefaultEndpoint       = "127.0.0.1:2379"
 	DefaultDialTimeout    = 5 * time.Second
-	DefaultPrefix         = "/roster/services"
+	DefaultPrefix         = configcheck.EtcdDefaultPrefix // "/roster/services"
 	DefaultTTL            = 15 * time.Second
 	DefaultRequestTimeout = 5 * time.Second
 	DefaultReconnectDelay = 800 * time.Millisecond
@@ -70,7 +73,7 @@ type Config struct {
 	// Username and Password authenticate to etcd when auth is enabled.
 	// The password is never logged. Over a connection without TLS it
 	// travels in clear, which is allowed (a development etcd): New then
-	// logs PasswordInClearMessage as a warning. Ignored by NewWithClient.
+	// logs a warning (see PasswordInClear). Ignored by NewWithClient.
 	Username string
 	// Password goes with Username.
 	Password string
@@ -132,12 +135,6 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// WithDefaults returns c with every zero field but Logger set to its
-// default, as New and NewWithClient use it: for a caller that shows the
-// effective settings (the roster command line prints the endpoints and
-// the prefix). Applying it twice changes nothing.
-func (c Config) WithDefaults() Config { return c.withDefaults() }
-
 // backendLogger returns the Backend's logger: l named LoggerName, or a
 // default one.
 func backendLogger(l hclog.Logger) hclog.Logger {
@@ -178,22 +175,8 @@ func (c Config) validate() error {
 }
 
 // endpointScheme returns the scheme of an etcd endpoint, lower case, as
-// the etcd client reads it: "unix" and "unixs" for "unix:path" and
-// "unixs:path" too, "" for a bare host:port.
-func endpointScheme(ep string) string {
-	ep = strings.TrimSpace(ep)
-	switch {
-	case strings.HasPrefix(ep, "unixs:"):
-		return "unixs"
-	case strings.HasPrefix(ep, "unix:"):
-		return "unix"
-	}
-	scheme, _, ok := strings.Cut(ep, "://")
-	if !ok {
-		return ""
-	}
-	return strings.ToLower(scheme)
-}
+// the etcd client reads it (see configcheck.EtcdScheme).
+func endpointScheme(ep string) string { return configcheck.EtcdScheme(ep) }
 
 // endpointUsesTLS reports whether the etcd client would want TLS for ep:
 // https and unixs always, http and unix never, and any other endpoint
@@ -263,4 +246,152 @@ func (c Config) validateTransport() error {
 
 func configError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+}
+
+// passwordInClearMessage is the warning a Backend built by New logs, once,
+// when Password is set and the connection does not use TLS. The password
+// itself is never logged.
+const passwordInClearMessage = "the etcd password is sent in clear: the endpoints do not use TLS"
+
+// PasswordInClear reports whether c sends a password to etcd without TLS:
+// a Password with neither TLS nor CACertFile nor CertFile given, and no
+// https:// or unixs:// endpoint (which turn TLS on). New allows it (a
+// development etcd) and logs a warning once; a program that
+// wants to tell its user asks this rather than watching the log.
+func (c Config) PasswordInClear() bool {
+	if c.Password == "" || c.TLS != nil || c.CACertFile != "" || c.CertFile != "" {
+		return false
+	}
+	for _, ep := range c.Endpoints {
+		if strings.HasPrefix(ep, "https://") || strings.HasPrefix(ep, "unixs://") {
+			return false
+		}
+	}
+	return true
+}
+
+// FieldError is the error New gives for a Config field whose value it
+// cannot use, such as a certificate file that cannot be read: it names the
+// field, so that a caller that took the value from elsewhere (a flag, a
+// variable) can say where. It wraps ErrInvalidConfig.
+type FieldError struct {
+	// Field is the Config field, such as "CACertFile".
+	Field string
+	// Reason says what is wrong with its value.
+	Reason string
+}
+
+// Error returns "etcd: invalid config: <Field>: <Reason>".
+func (e *FieldError) Error() string {
+	return ErrInvalidConfig.Error() + ": " + e.Field + ": " + e.Reason
+}
+
+// Unwrap returns ErrInvalidConfig.
+func (e *FieldError) Unwrap() error { return ErrInvalidConfig }
+
+// ttlProblem says what is wrong with a non-zero TTL, or "".
+func ttlProblem(d time.Duration) string {
+	if err := configcheck.EtcdTTL(d); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// prefixProblem says what is wrong with a prefix, or "" (see
+// configcheck.EtcdPrefix).
+func prefixProblem(p string) string {
+	if err := configcheck.EtcdPrefix(p); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// validatePrefix checks Config.Prefix.
+func validatePrefix(p string) error {
+	if reason := prefixProblem(p); reason != "" {
+		return configError("Prefix %q %s", p, reason)
+	}
+	return nil
+}
+
+// wantsTLS reports whether the Config asks for TLS: TLS or a certificate
+// file is set, or an endpoint is https:// or unixs://.
+func (c Config) wantsTLS() bool {
+	if c.TLS != nil || c.CACertFile != "" || c.CertFile != "" || c.KeyFile != "" {
+		return true
+	}
+	for _, ep := range c.Endpoints {
+		if s := endpointScheme(ep); s == "https" || s == "unixs" {
+			return true
+		}
+	}
+	return false
+}
+
+// validateFiles checks the certificate file fields against each other and
+// against TLS, before any file is read.
+func (c Config) validateFiles() error {
+	if err := tlsfiles.CheckPairs(c.TLS != nil, c.CACertFile, c.CertFile, c.KeyFile); err != nil {
+		return configError("%v", err)
+	}
+	return nil
+}
+
+// loadTLS returns c with TLS built from the certificate files, or with a
+// TLS configuration on the system's roots when an endpoint is https:// or
+// unixs:// and nothing else is given. c.TLS, when set, is kept as it is.
+// Errors name the field.
+func (c Config) loadTLS() (Config, error) {
+	if c.TLS != nil || !c.wantsTLS() {
+		return c, nil
+	}
+	cfg, err := tlsfiles.Load(c.CACertFile, c.CertFile, c.KeyFile)
+	var fe *tlsfiles.Error
+	if errors.As(err, &fe) {
+		return c, &FieldError{Field: fe.Field, Reason: fe.Reason}
+	}
+	if err != nil {
+		return c, err
+	}
+	c.TLS = cfg
+	return c, nil
+}
+
+// resolve applies the defaults, validates, and (when dial is true, for
+// New) reads the certificate files into TLS: the one path every Config
+// takes, whoever built it.
+func (c Config) resolve(dial bool) (Config, error) {
+	c = c.withDefaults()
+	c.Logger = backendLogger(c.Logger)
+	if err := c.validateFiles(); err != nil {
+		return c, err
+	}
+	if dial {
+		for i, ep := range c.Endpoints {
+			if err := configcheck.EtcdEndpoint(ep); err != nil {
+				return c, configError("Endpoints[%d] %q: %v", i, envconfig.Redact(ep), err)
+			}
+		}
+	}
+	// validateTransport judges TLS by c.TLS: make it say what the files
+	// will give before checking.
+	probe := c
+	if probe.TLS == nil && (c.CACertFile != "" || c.CertFile != "") {
+		probe.TLS = &tls.Config{}
+	}
+	if err := probe.validate(); err != nil {
+		return c, err
+	}
+	if !dial {
+		return c, nil
+	}
+	c, err := c.loadTLS()
+	if err != nil {
+		return c, err
+	}
+	if c.Password != "" && c.TLS == nil {
+		// Allowed (a development etcd), but worth saying, once.
+		c.Logger.Warn(passwordInClearMessage, "endpoints", c.Endpoints, "username", c.Username)
+	}
+	return c, nil
 }

@@ -62,13 +62,16 @@
 //
 // # Operators' tools
 //
-// Services, Instances and Delete serve tools that show and fix the
-// registry under the Backend's prefix whoever registered the instances,
-// such as the roster command line: the services with their instance
-// counts, the instances of one service with their leases and the time left
-// on each, and the removal of a stale entry by service and ID. Keys under
-// the prefix that roster did not write are reported as SkippedKey rather
-// than failing the listing. FindServices reports services as they appear,
-// for a live view of the whole registry (roster ui): one watch over the
-// prefix, meant for one such tool, not for every application.
+// The Backend implements discovery.OperatorView for tools that show and
+// fix the registry under its prefix whoever registered the instances,
+// such as the roster command line and its web view: the services with
+// their instance counts, the instances of one service with their leases
+// and the time left on each, the removal of a stale entry by service and
+// ID, and, for a live view of the whole registry, FindServices and
+// FollowRegistry (one watch over the prefix, meant for one such tool, not
+// for every application). Keys under the prefix that roster did not write
+// are reported as discovery.SkippedEntry rather than failing the listing;
+// roster's own reserved keys (a key whose remainder after
+// <Prefix>/<service>/ starts with '~', and <Prefix>/~history) are passed
+// over silently.
 package etcd

@@ -8,3 +8,7 @@ func (b *Backend) Client() *clientv3.Client { return b.cli }
 
 // Key returns the etcd key of an instance: <Prefix>/<service>/<id>.
 func (b *Backend) Key(service, id string) string { return b.key(service, id) }
+
+// PasswordInClearMessage is the warning New logs for a password sent
+// without TLS.
+const PasswordInClearMessage = passwordInClearMessage

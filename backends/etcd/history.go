@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
@@ -33,7 +34,10 @@ const historyKey = "~history"
 // may not write under the prefix reads an empty value, and then only the
 // cluster ID and revision checks remain. A restore from a backup taken
 // after the key was written keeps the key: the revision check catches it
-// while the restored revision is below the one reached.
+// while the restored revision is below the one reached, the process's
+// revision guard (rollback.go) when any answer shows it, and past that
+// each resumed watch's check of the newest change it applied (see
+// watchFrom in resolver.go).
 
 // historyMark returns a new random value for the history key.
 func historyMark() (string, error) {
@@ -55,6 +59,17 @@ func (b *Backend) readOpts(opts ...clientv3.OpOption) []clientv3.OpOption {
 	return opts
 }
 
+// checkRead hands the header of a read's answer to the guard: a
+// linearizable read is checked for a rollback; a serializable one, which
+// a lagging member may answer, only raises the revision seen.
+func (b *Backend) checkRead(mark revMark, h *etcdserverpb.ResponseHeader) {
+	if b.cfg.SerializableReads {
+		b.ownKeys.guard.raise(h)
+		return
+	}
+	b.ownKeys.guard.check(mark, h)
+}
+
 // markHistory returns the value of the history key, creating it if etcd
 // has none. A client that may not create it gets "" and no error: the
 // watches then rely on the cluster ID and revision checks alone.
@@ -64,6 +79,7 @@ func (b *Backend) markHistory(ctx context.Context) (string, error) {
 		return "", err
 	}
 	key := b.historyPath()
+	seen := b.ownKeys.guard.mark()
 	resp, err := b.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, mark)).
@@ -77,6 +93,7 @@ func (b *Backend) markHistory(ctx context.Context) (string, error) {
 		}
 		return "", fmt.Errorf("mark etcd's history: %w", err)
 	}
+	b.ownKeys.guard.check(seen, resp.Header)
 	if resp.Succeeded {
 		return mark, nil
 	}
@@ -107,10 +124,12 @@ func (b *Backend) history(ctx context.Context, epoch <-chan struct{}) (string, e
 	}
 	rctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
 	defer cancel()
+	mark := b.ownKeys.guard.mark()
 	resp, err := b.cli.Get(rctx, b.historyPath(), b.readOpts()...)
 	if err != nil {
 		return "", fmt.Errorf("read etcd's history key: %w", err)
 	}
+	b.checkRead(mark, resp.Header)
 	value := ""
 	if len(resp.Kvs) > 0 {
 		value = string(resp.Kvs[0].Value)

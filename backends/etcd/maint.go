@@ -196,24 +196,3 @@ func (b *Backend) revokeMaintLease(lease clientv3.LeaseID) {
 		b.log.Debug("cannot revoke the lease of a maintenance override", "lease", fmt.Sprintf("%x", int64(lease)), "error", err)
 	}
 }
-
-// applyMaintInfo merges the overrides among kvs, the keys of service, into
-// infos (Instances, for an operator's listing).
-func (b *Backend) applyMaintInfo(service string, kvs []*mvccpb.KeyValue, infos []InstanceInfo) {
-	var entries []discovery.Instance
-	for _, kv := range kvs {
-		if in, ok, reserved := b.decodeReserved(service, kv); reserved && ok {
-			entries = append(entries, in)
-		}
-	}
-	if entries == nil {
-		return
-	}
-	set := make([]discovery.Instance, 0, len(infos)+len(entries))
-	for _, info := range infos {
-		set = append(set, info.Instance)
-	}
-	for i, in := range maintkit.Merge(append(set, entries...)) {
-		infos[i].Instance = in
-	}
-}

@@ -25,10 +25,15 @@ import (
 // All the keys share one gRPC watch stream, opened with the client's
 // connection, with one etcd watcher per key on it, and one goroutine reads
 // them all (clientv3.Watch would add a goroutine per key). When the stream
-// breaks, keyWatch opens another and resumes every key from the revision it
-// reached; a key whose revision was compacted resumes from the compaction
-// revision and is checked (onCompacted), so that no change is lost between
-// the two.
+// breaks, keyWatch opens another and resumes every key from its newest
+// change it knows of, which etcd must send again, identical: otherwise
+// etcd's history is another one (restored from a backup, and written past
+// the revision reached), which the guard reports. That costs one event per
+// key per reconnection, and progress requests until etcd says every
+// watcher has caught up. A key whose change was compacted away resumes,
+// unchecked, from the revision it reached; one whose revision was
+// compacted resumes from the compaction revision and is checked
+// (onCompacted), so that no change is lost between the two.
 type keyWatch struct {
 	watch  pb.WatchClient
 	policy retry.Policy
@@ -37,10 +42,10 @@ type keyWatch struct {
 	// goroutines, one call at a time.
 	onEvent     func(*mvccpb.Event)
 	onCompacted func(path string)
-	// onRollback is called for a key whose watcher etcd created at a
-	// revision it has not reached: etcd's history went back (a member
-	// wiped, or restored from a backup), and rev is its revision now.
-	onRollback func(path string, rev int64)
+	// guard sees every header of the stream; a watcher that etcd created
+	// at a revision it has not reached means etcd's history went back (a
+	// member wiped, or restored from a backup), which the guard reports.
+	guard *revisionGuard
 
 	mu      sync.Mutex
 	keys    map[string]*watchedKey // by etcd key
@@ -55,38 +60,60 @@ type watchedKey struct {
 	path string
 	rev  int64 // the next revision to receive
 	id   int64 // its watch ID on the current stream; 0 until requested
+	// changed is the mod revision of the key's newest change keyWatch
+	// knows of (a write of ours, or an event), deleted whether it was a
+	// delete; 0 when unknown. A stream opened again resumes the key from
+	// there and must get that change again (verify): otherwise etcd's
+	// history is not the one the watcher followed (see receive).
+	changed int64
+	deleted bool
+	verify  bool
 }
 
-func newKeyWatch(cli *clientv3.Client, policy retry.Policy, log hclog.Logger,
-	onEvent func(*mvccpb.Event), onCompacted func(string), onRollback func(string, int64)) *keyWatch {
+func newKeyWatch(cli *clientv3.Client, policy retry.Policy, log hclog.Logger, guard *revisionGuard,
+	onEvent func(*mvccpb.Event), onCompacted func(string)) *keyWatch {
 	return &keyWatch{
 		watch:       pb.NewWatchClient(cli.ActiveConnection()),
 		policy:      policy,
 		log:         log,
 		onEvent:     onEvent,
 		onCompacted: onCompacted,
-		onRollback:  onRollback,
+		guard:       guard,
 		keys:        make(map[string]*watchedKey),
 		byID:        make(map[int64]*watchedKey),
 		kick:        make(chan struct{}, 1),
 	}
 }
 
-// add follows path from revision rev on. A key already followed keeps its
-// watcher, which delivers the changes since its own revision: cancelling
-// and recreating it to skip the echo of a write of ours would cost two
-// requests to save one event. Only a key still waiting for its watcher
-// moves on to a later rev.
-func (w *keyWatch) add(path string, rev int64) {
+// add follows path from revision rev on; changed is the mod revision of
+// the key's newest change as of rev (a put). A key already followed keeps
+// its watcher, which delivers the changes since its own revision:
+// cancelling and recreating it to skip the echo of a write of ours would
+// cost two requests to save one event. Only a key still waiting for its
+// watcher moves on to a later rev.
+func (w *keyWatch) add(path string, rev, changed int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if k := w.keys[path]; k != nil {
 		if k.id == 0 && rev > k.rev {
-			k.rev = rev
+			k.rev, k.changed, k.deleted, k.verify = rev, changed, false, false
 		}
 		return
 	}
-	w.keys[path] = &watchedKey{path: path, rev: rev}
+	w.keys[path] = &watchedKey{path: path, rev: rev, changed: changed}
+	w.wake()
+}
+
+// restartFrom watches every key again from revision rev on, on the
+// current stream: after etcd's history went back, the revisions the
+// watchers had reached belong to a history that is gone.
+func (w *keyWatch) restartFrom(rev int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, k := range w.keys {
+		w.dropLocked(k)
+		k.rev, k.changed, k.verify = rev, 0, false
+	}
 	w.wake()
 }
 
@@ -120,26 +147,22 @@ func (w *keyWatch) wake() {
 // run keeps the stream open and every key watched until ctx ends. It never
 // gives up: a stream that served is opened again at once (opening waits
 // for the connection to be usable); one that failed before it served, after
-// a backoff.
+// the policy's next delay, which starts afresh once a stream has served.
 func (w *keyWatch) run(ctx context.Context) {
-	backoff := w.policy.Backoff()
-	for ctx.Err() == nil {
-		var served atomic.Bool
-		err := w.stream(ctx, &served)
-		if ctx.Err() != nil {
-			return
-		}
-		if served.Load() {
-			backoff = w.policy.Backoff()
+	w.policy.Forever(ctx, func(ctx context.Context) (bool, error) {
+		progressed := false
+		for {
+			var served atomic.Bool
+			err := w.stream(ctx, &served)
+			if ctx.Err() != nil || !served.Load() {
+				return progressed, err
+			}
+			progressed = true
 			w.log.Debug("own-key watch interrupted, resuming", "error", err)
-			continue
 		}
-		d, _ := backoff.Next()
-		w.log.Debug("own-key watch failed, retrying", "retry_in", d, "error", err)
-		if retry.Sleep(ctx, d, nil) != nil {
-			return
-		}
-	}
+	}, func(f retry.Failure) {
+		w.log.Debug("own-key watch failed, retrying", "retry_in", f.Delay, "error", f.Err)
+	})
 }
 
 // stream runs one watch stream until it fails or ctx ends; served is set
@@ -152,17 +175,26 @@ func (w *keyWatch) stream(ctx context.Context, served *atomic.Bool) error {
 		return err
 	}
 	w.mu.Lock()
-	// A new stream: every key needs a watcher on it.
+	// A new stream: every key needs a watcher on it, which checks that
+	// etcd still holds the key's newest change known.
 	clear(w.byID)
 	w.cancels = nil
 	for _, k := range w.keys {
 		k.id = 0
+		k.verify = k.changed != 0
 	}
 	w.mu.Unlock()
 	w.wake()
 
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- w.receive(st, served) }()
+	// While a watcher checks its key's change, etcd is asked for a
+	// progress notification, which it sends once every watcher of the
+	// stream has caught up (and drops before): a watcher still waiting
+	// for its change then will not get it.
+	pacer := newProgressPacer()
+	defer pacer.stop()
+	tick := pacer.C() // nil once no watcher checks
 	for {
 		if err := w.send(st); err != nil {
 			cancel()
@@ -170,6 +202,19 @@ func (w *keyWatch) stream(ctx context.Context, served *atomic.Bool) error {
 			return err
 		}
 		select {
+		case <-tick:
+			if !w.verifying() {
+				pacer.stop()
+				tick = nil
+				continue
+			}
+			if err := st.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{
+				ProgressRequest: &pb.WatchProgressRequest{}}}); err != nil {
+				cancel()
+				<-recvErr
+				return err
+			}
+			pacer.again()
 		case <-w.kick:
 		case err := <-recvErr:
 			return err
@@ -198,8 +243,12 @@ func (w *keyWatch) send(st pb.Watch_WatchClient) error {
 		w.nextID++
 		k.id = w.nextID
 		w.byID[k.id] = k
+		from := k.rev
+		if k.verify {
+			from = k.changed
+		}
 		reqs = append(reqs, &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{
-			CreateRequest: &pb.WatchCreateRequest{Key: []byte(k.path), StartRevision: k.rev, WatchId: k.id}}})
+			CreateRequest: &pb.WatchCreateRequest{Key: []byte(k.path), StartRevision: from, WatchId: k.id}}})
 	}
 	w.mu.Unlock()
 	for _, r := range reqs {
@@ -208,6 +257,19 @@ func (w *keyWatch) send(st pb.Watch_WatchClient) error {
 		}
 	}
 	return nil
+}
+
+// verifying reports whether a watcher of the current stream still waits
+// for its key's change.
+func (w *keyWatch) verifying() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, k := range w.keys {
+		if k.verify && k.id != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // errWatchCanceled reports a watcher that etcd cancelled for a reason
@@ -227,6 +289,7 @@ func (w *keyWatch) receive(st pb.Watch_WatchClient, served *atomic.Bool) error {
 			return err
 		}
 		served.Store(true)
+		w.guard.raise(resp.Header)
 		if resp.Created && resp.Canceled && resp.CompactRevision == 0 {
 			// The watch ID may be -1, naming no key: the stream fails,
 			// and the next one asks again for every key. Opening it
@@ -237,6 +300,24 @@ func (w *keyWatch) receive(st pb.Watch_WatchClient, served *atomic.Bool) error {
 			return fmt.Errorf("%w (watch ID %d): %s", errWatchRefused, resp.WatchId, resp.CancelReason)
 		}
 		w.mu.Lock()
+		if resp.WatchId == clientv3.InvalidWatchID && !resp.Created && !resp.Canceled && len(resp.Events) == 0 {
+			// A progress notification: every watcher has caught up, so
+			// one still waiting for its key's change will not get it.
+			missed := ""
+			for _, k := range w.byID {
+				if k.verify && k.changed <= resp.Header.GetRevision() {
+					missed = k.path
+					break
+				}
+			}
+			w.mu.Unlock()
+			if missed != "" {
+				w.log.Warn("etcd's history is not the one the own-key watch followed (restored from a backup?): checking the instances",
+					"key", missed, "revision", resp.Header.GetRevision())
+				w.guard.rollback(resp.Header)
+			}
+			continue
+		}
 		k := w.byID[resp.WatchId]
 		if k == nil {
 			w.mu.Unlock()
@@ -247,22 +328,27 @@ func (w *keyWatch) receive(st pb.Watch_WatchClient, served *atomic.Bool) error {
 		case resp.Created && resp.Header != nil && k.rev > resp.Header.Revision+1:
 			// Watching from a revision etcd has not reached, so its
 			// history went back: it sends nothing until it reaches it,
-			// which may be never. Watch from the present, and check the
-			// key.
-			now, from := resp.Header.Revision, k.rev
-			w.dropLocked(k)
-			k.rev = now + 1
+			// which may be never. The guard has every key watched
+			// again from the present (restartFrom), and checked.
+			from := k.rev
 			w.mu.Unlock()
-			w.log.Warn("etcd's history went back (wiped, or restored from a backup): checking the instance",
-				"key", path, "watched_from", from, "revision", now)
-			w.onRollback(path, now)
+			w.log.Warn("etcd's history went back (wiped, or restored from a backup): checking the instances",
+				"key", path, "watched_from", from, "revision", resp.Header.Revision)
+			w.guard.rollback(resp.Header)
+			continue
+		case resp.CompactRevision != 0 && k.verify && k.rev >= resp.CompactRevision:
+			// The change to see again was compacted away, not the
+			// revision reached: watch from there, unchecked.
+			delete(w.byID, k.id)
+			k.id, k.verify = 0, false
+			w.mu.Unlock()
 			w.wake()
 			continue
 		case resp.CompactRevision != 0:
 			// Changes of the key were compacted away: watch from the
 			// oldest revision etcd has, and check the key itself.
 			delete(w.byID, k.id)
-			k.id, k.rev = 0, resp.CompactRevision
+			k.id, k.rev, k.changed, k.verify = 0, resp.CompactRevision, 0, false
 			w.mu.Unlock()
 			w.log.Warn("own-key watch fell behind compaction, checking the instance",
 				"key", path, "compact_revision", resp.CompactRevision)
@@ -274,8 +360,22 @@ func (w *keyWatch) receive(st pb.Watch_WatchClient, served *atomic.Bool) error {
 			served.Store(false) // open the next stream after a backoff
 			return fmt.Errorf("%w of %s: %s", errWatchCanceled, path, resp.CancelReason)
 		}
+		if k.verify && len(resp.Events) > 0 {
+			// The first change a resumed watcher gets must be the newest
+			// it knew of; etcd sends it again, which changes nothing.
+			ev := resp.Events[0]
+			if ev.Kv.ModRevision != k.changed || (ev.Type == mvccpb.DELETE) != k.deleted {
+				w.mu.Unlock()
+				w.log.Warn("etcd's history is not the one the own-key watch followed (restored from a backup?): checking the instances",
+					"key", path, "change_revision", k.changed, "got_revision", ev.Kv.ModRevision)
+				w.guard.rollback(resp.Header)
+				continue
+			}
+			k.verify = false
+		}
 		for _, ev := range resp.Events {
-			k.rev = ev.Kv.ModRevision + 1
+			k.rev = max(k.rev, ev.Kv.ModRevision+1)
+			k.changed, k.deleted = ev.Kv.ModRevision, ev.Type == mvccpb.DELETE
 		}
 		w.mu.Unlock()
 		for _, ev := range resp.Events {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,11 @@ import (
 
 // errWatchEnded: etcd's watch channel closed without an error.
 var errWatchEnded = errors.New("etcd watch ended")
+
+// errHistoryRewound is the cause of the outage a service's watchers report
+// when etcd's history went back (wiped, or restored from a backup) and its
+// revisions compare with none before.
+var errHistoryRewound = errors.New("etcd's history went back (wiped, or restored from a backup); its revisions start again")
 
 // startFollow is the start hook of the Backend's watch group: when a
 // service gets its first Watcher it starts the goroutine that keeps the
@@ -73,10 +79,12 @@ func (b *Backend) isClosed() bool {
 
 // list reads the service's instances and the revision they were read at.
 func (b *Backend) list(ctx context.Context, service string) ([]discovery.Instance, int64, error) {
+	mark := b.ownKeys.guard.mark()
 	resp, err := b.cli.Get(ctx, b.servicePrefix(service), b.readOpts(clientv3.WithPrefix())...)
 	if err != nil {
 		return nil, 0, err
 	}
+	b.checkRead(mark, resp.Header)
 	return maintkit.Merge(b.decodeAll(service, resp.Kvs)), resp.Header.Revision, nil
 }
 
@@ -98,12 +106,45 @@ type listing struct {
 	rev     int64  // revision of the read
 	cluster uint64 // ID of the cluster that answered
 	history string // value of the history key; "" if etcd has none we may write
+	last    anchor // the newest change among the service's keys
+}
+
+// anchor is a change of a service's keys that a watch applied, the newest
+// it knows of: a resumed watch starts at its revision and must see it
+// again, identical, or etcd's history is not the one the watch followed
+// (see watchFrom). rev is 0 when the watch knows of none.
+type anchor struct {
+	key     string
+	rev     int64 // its mod revision
+	deleted bool
+	create  int64 // create revision and version of a put
+	version int64
+	value   string
+}
+
+// anchorOf returns the anchor of a put or delete of kv.
+func anchorOf(kv *mvccpb.KeyValue, deleted bool) anchor {
+	a := anchor{key: string(kv.Key), rev: kv.ModRevision, deleted: deleted}
+	if !deleted {
+		a.create, a.version, a.value = kv.CreateRevision, kv.Version, string(kv.Value)
+	}
+	return a
+}
+
+// is reports whether ev is the change a records.
+func (a anchor) is(ev *clientv3.Event) bool {
+	kv := ev.Kv
+	if string(kv.Key) != a.key || kv.ModRevision != a.rev || (ev.Type == mvccpb.DELETE) != a.deleted {
+		return false
+	}
+	return a.deleted || (kv.CreateRevision == a.create && kv.Version == a.version && string(kv.Value) == a.value)
 }
 
 // listFrom reads the service's instances together with the history key, in
 // one read-only transaction, and creates the history key if etcd has none
 // (once per history; see history.go).
 func (b *Backend) listFrom(ctx context.Context, service string) (listing, error) {
+	mark := b.ownKeys.guard.mark()
 	resp, err := b.cli.Txn(ctx).Then(
 		clientv3.OpGet(b.historyPath(), b.readOpts()...),
 		clientv3.OpGet(b.servicePrefix(service), b.readOpts(clientv3.WithPrefix())...),
@@ -111,10 +152,17 @@ func (b *Backend) listFrom(ctx context.Context, service string) (listing, error)
 	if err != nil {
 		return listing{}, err
 	}
+	b.checkRead(mark, resp.Header)
+	kvs := resp.Responses[1].GetResponseRange().Kvs
 	l := listing{
-		set:     b.decodeAll(service, resp.Responses[1].GetResponseRange().Kvs),
+		set:     b.decodeAll(service, kvs),
 		rev:     resp.Header.Revision,
 		cluster: resp.Header.ClusterId,
+	}
+	for _, kv := range kvs {
+		if kv.ModRevision > l.last.rev {
+			l.last = anchorOf(kv, false)
+		}
 	}
 	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
 		l.history = string(kvs[0].Value)
@@ -176,8 +224,10 @@ func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher,
 // then watches from the revision after the list and, after a fault,
 // resumes from the revision it reached: it lists again only when that
 // revision is gone, compacted or absent from etcd's history (a restored
-// or wiped cluster: another cluster ID, or a current revision below the
-// one reached). A failed list fails the feed with discovery.ErrUnavailable.
+// or wiped cluster: another cluster ID, a current revision below the one
+// reached, another history key, a newest change that the resumed watch
+// does not see again, or a rollback the process saw in any answer). A
+// failed list fails the feed with discovery.ErrUnavailable.
 // After a reconnection it re-establishes its watch and, once the watch has
 // caught up with etcd (see watchFrom), publishes the current set again,
 // which tells the watchers the set is fresh without a range read. A watch
@@ -186,19 +236,16 @@ func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher,
 func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.Feed) {
 	defer b.wg.Done()
 	prefix := b.servicePrefix(service)
-	backoff := b.cfg.Retry.Backoff()
-	pause := func(err error) bool {
-		d, _ := backoff.Next()
-		b.log.Debug("service watch interrupted, resuming", "service", service, "retry_in", d, "error", err)
-		return retry.Sleep(ctx, d, nil) == nil
-	}
 	var (
 		current map[string]discovery.Instance // by etcd key
 		rev     int64                         // next revision to watch from; 0: list first
 		cluster uint64                        // ID of the cluster the list came from
 		back    = b.conn.reconnections()      // closed once the connection is back after a failure
+		rolled  <-chan struct{}               // closed when the process sees etcd's history go back
 		epoch   <-chan struct{}               // the closed back, until the history is checked
 		history string                        // value of the history key at the list
+		last    anchor                        // the newest change applied
+		verify  anchor                        // to see first when resuming; rev 0: none
 	)
 	var at int64 // the revision up to which current is known to be etcd's
 	publish := func() {
@@ -208,75 +255,119 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 		}
 		feed.PublishAt(maintkit.Merge(set), uint64(at))
 	}
-	for ctx.Err() == nil {
-		if rev == 0 {
-			lctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
-			l, err := b.listFrom(lctx, service)
-			cancel()
-			if err != nil {
-				if ctx.Err() != nil {
-					return
+	// A session runs until a failure, after which it waits the policy's
+	// next delay; the delays start afresh once etcd has answered the
+	// watch (progressed).
+	session := func(ctx context.Context) (progressed bool, err error) {
+		for ctx.Err() == nil {
+			if rev == 0 {
+				lctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
+				l, err := b.listFrom(lctx, service)
+				cancel()
+				if err != nil {
+					if ctx.Err() != nil {
+						return progressed, err
+					}
+					feed.Fail(fmt.Errorf("list %s: %w", service, err))
+					return progressed, err
 				}
-				feed.Fail(fmt.Errorf("list %s: %w", service, err))
-				if !pause(err) {
-					return
+				current = make(map[string]discovery.Instance, len(l.set))
+				for _, in := range l.set {
+					current[prefix+in.ID] = in
 				}
-				continue
+				if l.rev < at {
+					// A new history (wiped, restored from a backup): its
+					// revisions compare with none the watchers were given,
+					// so they are told of it before its first set.
+					feed.Reset(errHistoryRewound)
+				}
+				at = l.rev
+				feed.PublishAt(maintkit.Merge(l.set), uint64(at))
+				rev, cluster, history, last = l.rev+1, l.cluster, l.history, l.last
+				epoch, verify = nil, anchor{} // the list is of the present history
+				rolled = b.ownKeys.guard.rolledBack()
 			}
-			current = make(map[string]discovery.Instance, len(l.set))
-			for _, in := range l.set {
-				current[prefix+in.ID] = in
-			}
-			at = l.rev
-			feed.PublishAt(maintkit.Merge(l.set), uint64(at))
-			rev, cluster, history = l.rev+1, l.cluster, l.history
-			epoch = nil // the list is of the present history
-		}
-		if epoch != nil {
-			// Back from an outage: is this still the history the watch
-			// followed? (See history.go.)
-			h, err := b.history(ctx, epoch)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
+			if epoch != nil {
+				// Back from an outage: is this still the history the watch
+				// followed? (See history.go.)
+				h, err := b.history(ctx, epoch)
+				if err != nil {
+					if ctx.Err() != nil {
+						return progressed, err
+					}
+					feed.Fail(fmt.Errorf("watch %s: %w", service, err))
+					return progressed, err
 				}
+				epoch = nil
+				if h != history {
+					b.log.Info("etcd's history changed (wiped or replaced), listing again",
+						"service", service, "revision", rev-1)
+					rev = 0
+					continue
+				}
+				// The history key survives a restore from a backup: the
+				// resumed watch checks that it sees the newest change it
+				// knew of again (see watchFrom).
+				verify = last
+			}
+			err := b.watchFrom(ctx, service, &watchState{
+				current: current, rev: &rev, cluster: cluster,
+				last: &last, verify: &verify, rolled: rolled,
+				back: &back, epoch: &epoch, at: &at, publish: publish,
+				healthy: func() { progressed = true },
+			})
+			if err != nil && ctx.Err() == nil {
+				// The watch is down until it is set up again: the watchers'
+				// set is no longer kept fresh (etcd lost its leader, refused
+				// or ended the watch). The watch that replaces it publishes
+				// once it has caught up, which ends the outage.
 				feed.Fail(fmt.Errorf("watch %s: %w", service, err))
-				if !pause(err) {
-					return
-				}
-				continue
-			}
-			epoch = nil
-			if h != history {
-				b.log.Info("etcd's history changed (wiped or replaced), listing again",
-					"service", service, "revision", rev-1)
-				rev = 0
-				continue
+				return progressed, err
 			}
 		}
-		err := b.watchFrom(ctx, service, &watchState{
-			current: current, rev: &rev, cluster: cluster,
-			back: &back, epoch: &epoch, at: &at, publish: publish,
-			healthy: func() { backoff = b.cfg.Retry.Backoff() },
-		})
-		if err != nil && ctx.Err() == nil {
-			// The watch is down until it is set up again: the watchers'
-			// set is no longer kept fresh (etcd lost its leader, refused
-			// or ended the watch). The watch that replaces it publishes
-			// once it has caught up, which ends the outage.
-			feed.Fail(fmt.Errorf("watch %s: %w", service, err))
-			if !pause(err) {
-				return
-			}
-		}
+		return progressed, ctx.Err()
 	}
+	b.cfg.Retry.Forever(ctx, session, func(f retry.Failure) {
+		b.log.Debug("service watch interrupted, resuming", "service", service, "retry_in", f.Delay, "error", f.Err)
+	})
 }
 
-// progressInterval is how often a watch that has not caught up yet
-// asks etcd for a progress notification. etcd answers only once every
-// watcher of the stream is synced, and drops the request otherwise; it
-// syncs lagging watchers every 100 ms.
-const progressInterval = 50 * time.Millisecond
+// A watch that has not caught up yet asks etcd for a progress
+// notification, which etcd answers only once every watcher of the stream
+// is synced and drops otherwise (it syncs lagging watchers every 100 ms).
+// So it asks again, first after progressInterval and then at doubling
+// intervals up to maxProgressInterval: on a loaded cluster, where catching
+// up takes seconds, a fixed 50 ms pace cost dozens of requests per watch
+// and per reconnection (4.9 progress requests per process in a recovery
+// of 200 processes), for an answer that comes no sooner.
+const (
+	progressInterval    = 100 * time.Millisecond
+	maxProgressInterval = time.Second
+)
+
+// progressPacer times the progress requests of one watch that waits to
+// catch up (see progressInterval).
+type progressPacer struct {
+	timer *time.Timer
+	next  time.Duration
+}
+
+// newProgressPacer starts the timer of the first request again.
+func newProgressPacer() *progressPacer {
+	return &progressPacer{timer: time.NewTimer(progressInterval), next: progressInterval}
+}
+
+// C fires when the next request is due.
+func (p *progressPacer) C() <-chan time.Time { return p.timer.C }
+
+// again sets the timer of the request after the one just sent.
+func (p *progressPacer) again() {
+	p.next = min(2*p.next, maxProgressInterval)
+	p.timer.Reset(p.next)
+}
+
+// stop stops the timer.
+func (p *progressPacer) stop() { p.timer.Stop() }
 
 // watchGenerationKey is the gRPC metadata key that gives the watches of
 // each connection generation a stream of their own (see watchFrom).
@@ -287,6 +378,9 @@ type watchState struct {
 	current map[string]discovery.Instance // by etcd key; updated in place
 	rev     *int64                        // next revision to watch from; set to 0 to list again
 	cluster uint64                        // ID of the cluster the list came from
+	last    *anchor                       // the newest change applied; updated
+	verify  *anchor                       // to see first, if its rev is not 0; cleared once seen
+	rolled  <-chan struct{}               // closed when the process sees etcd's history go back
 	back    *<-chan struct{}              // closed once the connection is back after a failure
 	epoch   *<-chan struct{}              // set to the closed back
 	at      *int64                        // revision up to which current is etcd's
@@ -306,6 +400,18 @@ type watchState struct {
 // sends one, when asked, only once the watch is synced), as does an event
 // at or after it. A watch that does not catch up within RequestTimeout
 // lists the service instead.
+//
+// A watch resumed after a reconnection starts at the revision of the
+// newest change of the service's keys it applied (st.verify), not after
+// the revision it reached, and must get that change first, identical: a
+// restore from a backup keeps the history key, and once the restored
+// history passes the revision reached, nothing else tells it from the
+// history the watch followed. Any other first change, or none by the time
+// the watch has caught up, means another history: the service is listed
+// again. The cost is no request: etcd sends the changes of that one
+// revision again (one event, or a transaction's), and, if they were
+// compacted, the watch resumes unchecked from the revision reached, as
+// before. A service empty since its list has no such change to check.
 func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState) error {
 	prefix := b.servicePrefix(service)
 	// The watches of one connection generation share a gRPC stream of
@@ -331,13 +437,18 @@ func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState)
 		catchUp    int64
 		catchSince time.Time
 		tick       <-chan time.Time
+		pacer      *progressPacer
 	)
 	defer func() {
 		if pending {
 			st.publish() // what was applied before the watch ended
 		}
 	}()
-	events := b.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(*st.rev), clientv3.WithCreatedNotify())
+	from := *st.rev
+	if st.verify.rev != 0 {
+		from = st.verify.rev
+	}
+	events := b.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithCreatedNotify())
 	for {
 		var resp clientv3.WatchResponse
 		var ok bool
@@ -352,6 +463,11 @@ func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState)
 		} else {
 			select {
 			case resp, ok = <-events:
+			case <-st.rolled:
+				b.log.Info("etcd's history went back (wiped, or restored from a backup), listing again",
+					"service", service, "revision", *st.rev-1)
+				*st.rev = 0
+				return nil
 			case <-*st.back:
 				// Back from an outage: watch again from the revision
 				// reached, and publish the set once it has caught up.
@@ -366,6 +482,7 @@ func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState)
 					return nil
 				}
 				b.requestProgress(wctx, service)
+				pacer.again()
 				continue
 			}
 		}
@@ -374,6 +491,14 @@ func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState)
 				return nil
 			}
 			return errWatchEnded
+		}
+		if resp.CompactRevision != 0 && st.verify.rev != 0 && *st.rev >= resp.CompactRevision {
+			// The change to see again was compacted away, not the
+			// revision reached: resume from there, unchecked.
+			b.log.Debug("the service's newest change was compacted, resuming unchecked",
+				"service", service, "revision", *st.rev-1, "compact_revision", resp.CompactRevision)
+			*st.verify = anchor{}
+			return nil
 		}
 		if resp.CompactRevision != 0 {
 			b.log.Info("service watch fell behind compaction, listing again",
@@ -394,6 +519,20 @@ func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState)
 			*st.rev = 0
 			return nil
 		}
+		b.ownKeys.guard.raise(resp.Header)
+		if st.verify.rev != 0 && (len(resp.Events) > 0 || (resp.IsProgressNotify() && catchUp != 0 && resp.Header.Revision >= catchUp)) {
+			// The first change the resumed watch gets must be the newest
+			// it knew of: otherwise etcd's history is another one (a
+			// restored backup, written past the revision reached), and
+			// the events after it tell nothing of what changed.
+			if !slices.ContainsFunc(resp.Events, st.verify.is) {
+				b.log.Info("etcd's history is not the one the service watch followed (restored from a backup?), listing again",
+					"service", service, "revision", *st.rev-1, "change_revision", st.verify.rev)
+				*st.rev = 0
+				return nil
+			}
+			*st.verify = anchor{}
+		}
 		st.healthy()
 		for _, ev := range resp.Events {
 			key := string(ev.Kv.Key)
@@ -404,19 +543,25 @@ func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState)
 			} else {
 				delete(st.current, key)
 			}
-			*st.rev = ev.Kv.ModRevision + 1
-			*st.at = ev.Kv.ModRevision
+			// A resumed watch sees again the changes of the revision it
+			// checks (see verify), which it had applied.
+			*st.rev = max(*st.rev, ev.Kv.ModRevision+1)
+			*st.at = max(*st.at, ev.Kv.ModRevision)
+		}
+		if n := len(resp.Events); n > 0 {
+			ev := resp.Events[n-1]
+			*st.last = anchorOf(ev.Kv, ev.Type == mvccpb.DELETE)
 		}
 		if resp.Created && !created {
 			created = true
-			if resp.Header.Revision >= *st.rev {
+			if resp.Header.Revision >= *st.rev || st.verify.rev != 0 {
 				// etcd is ahead of the revision reached: the events
 				// in between may still be on their way, whether the
 				// watch resumes after a fault or was confirmed late.
 				catchUp, catchSince = resp.Header.Revision, time.Now()
-				ticker := time.NewTicker(progressInterval)
-				defer ticker.Stop()
-				tick = ticker.C
+				pacer = newProgressPacer()
+				defer pacer.stop()
+				tick = pacer.C()
 				b.requestProgress(wctx, service)
 			} else {
 				// Publishing after a fault tells the watchers their
@@ -425,7 +570,7 @@ func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState)
 				pending = true
 			}
 		}
-		if catchUp != 0 && (*st.rev-1 >= catchUp || (resp.IsProgressNotify() && resp.Header.Revision >= catchUp)) {
+		if catchUp != 0 && st.verify.rev == 0 && (*st.rev-1 >= catchUp || (resp.IsProgressNotify() && resp.Header.Revision >= catchUp)) {
 			catchUp, tick = 0, nil
 			if resp.IsProgressNotify() {
 				*st.at = max(*st.at, resp.Header.Revision)

@@ -22,6 +22,9 @@ import (
 // the Backend removes each it drops (remove).
 type restorer struct {
 	*keyWatch
+	// guard notices from response headers that etcd's history went back
+	// (rollback.go); the writer and the resolver side feed it too.
+	guard  *revisionGuard
 	log    hclog.Logger
 	regs   *registrations
 	keeper *leaseKeeper // our leases (read under regs.mu), poke
@@ -29,7 +32,8 @@ type restorer struct {
 
 func newRestorer(cli *clientv3.Client, cfg Config, regs *registrations, keeper *leaseKeeper) *restorer {
 	r := &restorer{log: cfg.Logger, regs: regs, keeper: keeper}
-	r.keyWatch = newKeyWatch(cli, cfg.Retry, cfg.Logger, r.observe, r.recheck, r.rolledBack)
+	r.guard = newRevisionGuard(r.rolledBack)
+	r.keyWatch = newKeyWatch(cli, cfg.Retry, cfg.Logger, r.guard, r.observe, r.recheck)
 	return r
 }
 
@@ -84,18 +88,23 @@ func (r *restorer) recheck(path string) {
 	}
 }
 
-// rolledBack has the writer check a key after etcd's history went back to
-// revision rev (a member wiped, or restored from a backup): what the entry
-// knew of later revisions belongs to a history that is gone, so that a
-// write of the new one is not taken for old news.
-func (r *restorer) rolledBack(path string, rev int64) {
+// rolledBack follows etcd's history back to revision rev (a member wiped,
+// or restored from a backup), as the guard saw it in a response header:
+// every key is watched again from the present, and checked by the writer,
+// which puts each one absent or holding an older value and reports the
+// others registered (the check of a pass: one transaction per 128 keys).
+// What the entries knew of later revisions belongs to a history that is
+// gone, so that a write of the new one is not taken for old news.
+func (r *restorer) rolledBack(rev int64) {
+	r.log.Warn("etcd's history went back (wiped, or restored from a backup): checking every instance",
+		"revision", rev)
+	r.restartFrom(rev + 1)
 	r.regs.mu.Lock()
 	defer r.regs.mu.Unlock()
-	if key, ok := r.regs.byPath[path]; ok {
-		if e := r.regs.held[key]; e.rev > rev {
-			e.rev = rev
-		}
+	for key, e := range r.regs.held {
+		e.rev = min(e.rev, rev)
+		e.expect = 0 // a revision of the old history: put if absent, else read
 		r.regs.dirty[key] = struct{}{}
-		r.keeper.poke()
 	}
+	r.keeper.poke()
 }

@@ -258,8 +258,11 @@ func refusal(err error) bool {
 	return false
 }
 
-// commit writes one batch in one request.
+// commit writes one batch in one request. Its answer's header tells the
+// guard whether etcd's history went back since the process last heard
+// from it.
 func (w *writer) commit(ctx context.Context, lease clientv3.LeaseID, batch []op) error {
+	mark := w.ownKeys.guard.mark()
 	if len(batch) == 1 && batch[0].owner != nil {
 		// The common case, a Register: a plain put is cheaper than a
 		// transaction.
@@ -267,6 +270,7 @@ func (w *writer) commit(ctx context.Context, lease clientv3.LeaseID, batch []op)
 		if err != nil {
 			return err
 		}
+		w.ownKeys.guard.checkWrite(mark, resp.Header)
 		w.applied(lease, resp.Header.Revision, batch, []*etcdserverpb.ResponseOp{{}})
 		return nil
 	}
@@ -290,6 +294,7 @@ func (w *writer) commit(ctx context.Context, lease clientv3.LeaseID, batch []op)
 	if err != nil {
 		return err
 	}
+	w.ownKeys.guard.check(mark, resp.Header)
 	w.applied(lease, resp.Header.Revision, batch, resp.Responses)
 	return nil
 }
@@ -421,6 +426,7 @@ func (w *writer) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*e
 			e.waiters = nil
 			continue
 		}
+		changed := rev // the key's newest change: this write
 		if txn := resps[i].GetResponseTxn(); txn != nil && !txn.Succeeded {
 			// The key exists: ours, or another registrar's.
 			kvs := txn.Responses[0].GetResponseRange().GetKvs()
@@ -435,7 +441,7 @@ func (w *writer) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*e
 			if !slices.Contains(w.keeper.ours, theirs) {
 				e.rev, e.expect = rev, 0
 				w.regs.conflictLocked(e, theirs)
-				w.ownKeys.add(e.path, rev+1) // to see it leave
+				w.ownKeys.add(e.path, rev+1, kv.ModRevision) // to see it leave
 				continue
 			}
 			if theirs != lease || string(kv.Value) != e.value {
@@ -445,6 +451,7 @@ func (w *writer) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*e
 				w.regs.dirty[key] = struct{}{}
 				continue
 			}
+			changed = kv.ModRevision // ours already: the write read it
 		}
 		if !e.written {
 			w.log.Debug("registered instance", "node", e.inst.Address, "key", e.path, "lease", leaseString(lease))
@@ -458,7 +465,7 @@ func (w *writer) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*e
 			// holds now: writing again would change nothing.
 			delete(w.regs.dirty, key)
 		}
-		w.ownKeys.add(e.path, rev+1)
+		w.ownKeys.add(e.path, rev+1, changed)
 		// Also after an update in place: the status carries the instance.
 		// Set before Register returns, so its caller sees it.
 		w.regs.reportLocked(e, discovery.Status{State: discovery.StateRegistered})

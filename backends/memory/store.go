@@ -51,6 +51,7 @@ type Store struct {
 	back      chan struct{} // closed (and replaced) when the Store becomes available again
 	seq       uint64        // orders the Backends waiting for a key
 	rev       uint64        // counts the changes to services: the sets' revision (discovery.RevisionResolver)
+	changed   chan struct{} // closed and replaced at every change, and when availability changes (operator.go)
 
 	maint maintStore // operators' overrides (maint.go)
 }
@@ -69,6 +70,7 @@ func NewStore() *Store {
 		available: true,
 		back:      make(chan struct{}),
 		rev:       1, // 0 would mean unknown
+		changed:   make(chan struct{}),
 	}
 	// A service's first watcher gets the current set at once. The group
 	// calls this from watchLocked, so s.mu is held.
@@ -151,6 +153,7 @@ func (s *Store) SetAvailable(ok bool) {
 		close(s.back)
 		s.back = make(chan struct{})
 	}
+	s.changedLocked()
 	s.feeds.Each(func(service string, f *backendkit.Feed) {
 		if ok {
 			// After Fail, Publish is delivered even if the set is unchanged.
@@ -241,6 +244,7 @@ func (s *Store) publishLocked(service string) {
 	if !s.available {
 		return
 	}
+	s.changedLocked()
 	if f, ok := s.feeds.Feed(service); ok {
 		f.PublishAt(s.setLocked(service), s.rev)
 	}

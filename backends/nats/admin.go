@@ -14,76 +14,39 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/maintkit"
 )
 
-// This file holds what an operator's tool (the roster command line, a web
-// view) needs to see and fix the bucket, whoever registered the
-// instances: read-only listings and a delete by service and ID. None of
-// it touches what the Backend itself keeps registered. The result types
-// have the shape of the etcd backend's, with the expiry of a key in place
-// of etcd's lease.
-
-// ServiceSummary is one service in the Backend's bucket, as Services lists
-// it.
-type ServiceSummary struct {
-	// Service is the service name.
-	Service string
-	// Instances is the number of keys <service>.<id> with a valid ID;
-	// their values are not read.
-	Instances int
-}
-
-// InstanceInfo is one instance in the Backend's bucket with the expiry of
-// its key, as Instances lists it.
+// This file holds the Backend's discovery.OperatorView (with find.go):
+// what an operator's tool (the roster command line, a web view) needs to
+// see and fix the bucket, whoever registered the instances. None of it
+// touches what the Backend itself keeps registered.
 //
 // NATS has no leases: a key lives until its last message's TTL runs out,
 // and a registrar keeps it alive by writing it again about every TTL/3.
-// The key's TTL is the Nats-TTL header of its last message (the TTL of
-// the process that wrote it, whatever this Backend's Config.TTL), or,
-// for a message without one, the bucket's own TTL (its stream's MaxAge),
-// if any.
-type InstanceInfo struct {
-	discovery.Instance
-	// Written is when NATS stored the key's last message (the key-value
-	// entry's Created time, by the server's clock): for a roster
-	// registrar, its last renewal.
-	Written time.Time
-	// Expires is when NATS removes the key unless it is written again:
-	// Written plus the key's TTL. Zero for a key without a TTL, which
-	// stays until someone deletes it.
-	Expires time.Time
-	// TTL is the time left before Expires when Instances read the key, by
-	// this machine's clock (so off by any skew between it and the
-	// server's): between 0 and the writer's TTL while it renews the key.
-	// Negative once Expires has passed but NATS has not removed the key
-	// yet (it looks at expired messages about once a second). 0 for a key
-	// without a TTL.
-	TTL time.Duration
-}
+// So an instance's "lease" (discovery.LeasedInstance.Lease) is its own
+// bucket key, and the time left on it is its last message's time plus
+// the key's TTL: the Nats-TTL header of that message (the TTL of the
+// process that wrote it, whatever this Backend's Config.TTL), or, for a
+// message without one, the bucket's own TTL (its stream's MaxAge), if any.
+// The time left is computed by this machine's clock, so it is off by any
+// skew between it and the server's, and it is negative once the TTL has
+// passed but NATS has not removed the key yet (it looks at expired
+// messages about once a second).
 
-// SkippedKey is a key of the Backend's bucket that Services or Instances
-// passed over because it does not hold what roster writes there: a key
-// that is not <service>.<id> with valid names ('.' in a name written
-// '='), or a value that is not a valid instance of that service stored
-// under its own ID. Someone other than roster wrote it.
-type SkippedKey struct {
-	// Key is the bucket key, as it is.
-	Key string
-	// Err says why it was skipped. Its text may quote what was read.
-	Err error
-}
+var _ discovery.OperatorView = (*Backend)(nil)
 
 // adminReads is how many keys Instances reads at once.
 const adminReads = 16
 
-// Services lists every service in the Backend's bucket with its instance
-// count, sorted by name, in one keys-only listing (values are not read, so
+// Services implements discovery.OperatorView: every service in the
+// Backend's bucket with its instance count, sorted by name, in one keys-only listing (values are not read, so
 // an instance is counted whether or not its value is valid; removed and
 // expired keys are not listed). Keys that are not <service>.<id> with a
 // valid service and ID are returned in skipped and not counted. Errors wrap
 // discovery.ErrUnavailable when NATS cannot be reached, and
 // discovery.ErrClosed after Close.
-func (b *Backend) Services(ctx context.Context) (services []ServiceSummary, skipped []SkippedKey, err error) {
+func (b *Backend) Services(ctx context.Context) (services []discovery.ServiceSummary, skipped []discovery.SkippedEntry, err error) {
 	if err := b.usable(ctx, "list services in", b.cfg.Bucket); err != nil {
 		return nil, nil, err
 	}
@@ -94,20 +57,20 @@ func (b *Backend) Services(ctx context.Context) (services []ServiceSummary, skip
 	counts := make(map[string]int)
 	for _, key := range keys {
 		if isReservedKey(key) {
-			continue // roster's own (maint.go), not an instance
+			continue
 		}
 		service, err := serviceOf(key)
 		if err != nil {
-			skipped = append(skipped, SkippedKey{Key: key, Err: err})
+			skipped = append(skipped, discovery.SkippedEntry{Key: key, Err: err})
 			continue
 		}
 		counts[service]++
 	}
-	services = make([]ServiceSummary, 0, len(counts))
+	services = make([]discovery.ServiceSummary, 0, len(counts))
 	for s, n := range counts {
-		services = append(services, ServiceSummary{Service: s, Instances: n})
+		services = append(services, discovery.ServiceSummary{Service: s, Instances: n})
 	}
-	slices.SortFunc(services, func(x, y ServiceSummary) int { return cmp.Compare(x.Service, y.Service) })
+	slices.SortFunc(services, func(x, y discovery.ServiceSummary) int { return cmp.Compare(x.Service, y.Service) })
 	return services, skipped, nil
 }
 
@@ -128,17 +91,18 @@ func serviceOf(key string) (string, error) {
 	return service, nil
 }
 
-// Instances lists the instances of service in the Backend's bucket,
-// sorted by ID, with the expiry of each key (see InstanceInfo): one
-// keys-only listing of the service, then one read of each key's last
-// message (several at a time), which gives its value, time and TTL
-// together. Values that are not valid instances of service stored under
+// Instances implements discovery.OperatorView: the instances of service
+// in the Backend's bucket, sorted by ID, decoded as Resolve decodes them,
+// each named by its key with the time left before it expires (see the
+// top of this file): one keys-only listing of the service, then one read
+// of each key's last message (several at a time), which gives its value,
+// time and TTL together. Values that are not valid instances of service stored under
 // their own ID are returned in skipped; a key removed between the two
 // reads is left out. An invalid service name gives an error wrapping
 // discovery.ErrInvalidInstance, and nothing is read. Errors wrap
 // discovery.ErrUnavailable when NATS cannot be reached, and
 // discovery.ErrClosed after Close.
-func (b *Backend) Instances(ctx context.Context, service string) (instances []InstanceInfo, skipped []SkippedKey, err error) {
+func (b *Backend) Instances(ctx context.Context, service string) (instances []discovery.InstanceInfo, skipped []discovery.SkippedEntry, err error) {
 	if err := discovery.ValidateName("Service", service); err != nil {
 		return nil, nil, fmt.Errorf("nats: list instances: %w", err)
 	}
@@ -178,8 +142,8 @@ func (b *Backend) Instances(ctx context.Context, service string) (instances []In
 
 	now := time.Now()
 	maxAge := stream.CachedInfo().Config.MaxAge
-	instances = make([]InstanceInfo, 0, len(keys))
-	var overrides []discovery.Instance
+	set := make(map[string]discovery.Instance)
+	left := make(map[string]time.Duration) // key -> time left; absent: no TTL
 	for i, key := range keys {
 		m, err := msgs[i], errs[i]
 		switch {
@@ -190,25 +154,110 @@ func (b *Backend) Instances(ctx context.Context, service string) (instances []In
 		case m.Header.Get(kvOpHeader) != "" || m.Header.Get(markerHdr) != "":
 			continue // removed meanwhile
 		}
-		if isReservedKey(key) { // roster's own (maint.go), not an instance
-			overrides = appendOverride(overrides, key, m.Data)
-			continue
+		if !isReservedKey(key) {
+			if _, err := decodeEntry(key, m.Data); err != nil {
+				skipped = append(skipped, discovery.SkippedEntry{Key: key, Err: fmt.Errorf("not a valid instance: %w", err)})
+				continue
+			}
 		}
-		in, err := decodeEntry(key, m.Data)
-		if err != nil {
-			skipped = append(skipped, SkippedKey{Key: key, Err: fmt.Errorf("not a valid instance: %w", err)})
-			continue
-		}
-		info := InstanceInfo{Instance: in, Written: m.Time}
+		b.apply(set, msgEntry{bucket: b.cfg.Bucket, key: key, m: m})
 		if ttl := messageTTL(m.Header.Get(jetstream.MsgTTLHeader), maxAge); ttl > 0 {
-			info.Expires = m.Time.Add(ttl)
-			info.TTL = info.Expires.Sub(now)
+			left[key] = m.Time.Add(ttl).Sub(now)
+		}
+	}
+	for _, in := range operatorSet(set) {
+		info := discovery.InstanceInfo{LeasedInstance: leased(in)}
+		info.TTL, info.HasTTL = left[info.Lease]
+		if !info.HasTTL {
+			info.Lease = "" // nothing expires it
 		}
 		instances = append(instances, info)
 	}
-	applyMaintInfo(instances, overrides) // maint.go
-	slices.SortFunc(instances, func(x, y InstanceInfo) int { return cmp.Compare(x.ID, y.ID) })
+	slices.SortFunc(instances, func(x, y discovery.InstanceInfo) int { return cmp.Compare(x.ID, y.ID) })
 	return instances, skipped, nil
+}
+
+// operatorSet is the set of a service's entries as apply recorded them,
+// as Resolve and Watch publish it, for the OperatorView: every listing and
+// FollowRegistry read a service's set through it alone, so that what the
+// backend merges into its sets (an operator's override kept under a
+// reserved key) is merged here too.
+func operatorSet(set map[string]discovery.Instance) []discovery.Instance {
+	return maintkit.Merge(discovery.NormalizeSet(values(set)))
+}
+
+// leased is in with its key as its lease.
+func leased(in discovery.Instance) discovery.LeasedInstance {
+	key, _ := kvKey(in.Key()) // a decoded instance has valid names
+	return discovery.LeasedInstance{Instance: in, Lease: key}
+}
+
+// msgEntry is a key's last message as a key-value entry, for apply.
+type msgEntry struct {
+	bucket, key string
+	m           *jetstream.RawStreamMsg
+}
+
+func (e msgEntry) Bucket() string                  { return e.bucket }
+func (e msgEntry) Key() string                     { return e.key }
+func (e msgEntry) Value() []byte                   { return e.m.Data }
+func (e msgEntry) Revision() uint64                { return e.m.Sequence }
+func (e msgEntry) Created() time.Time              { return e.m.Time }
+func (e msgEntry) Delta() uint64                   { return 0 }
+func (e msgEntry) Operation() jetstream.KeyValueOp { return jetstream.KeyValuePut }
+
+// ReadLease implements discovery.OperatorView: one read of the last
+// message of lease, a bucket key <service>.<id> as Instances and
+// FollowRegistry name it; the time left is its time plus its TTL, by this
+// machine's clock.
+func (b *Backend) ReadLease(ctx context.Context, lease string) (discovery.LeaseInfo, error) {
+	if isReservedKey(lease) {
+		return discovery.LeaseInfo{}, fmt.Errorf("nats: read lease %q: not an instance's key", lease)
+	}
+	if _, err := serviceOf(lease); err != nil {
+		return discovery.LeaseInfo{}, fmt.Errorf("nats: read lease %q: %w", lease, err)
+	}
+	if err := b.usable(ctx, "read lease", lease); err != nil {
+		return discovery.LeaseInfo{}, err
+	}
+	if err := b.connected(); err != nil {
+		return discovery.LeaseInfo{}, fmt.Errorf("nats: read lease %q: %w", lease, err)
+	}
+	_, stream, err := b.bucket(ctx)
+	if err != nil {
+		return discovery.LeaseInfo{}, fmt.Errorf("nats: read lease %q: %w", lease, err)
+	}
+	m, err := stream.GetLastMsgForSubject(ctx, b.prefix+lease)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return discovery.LeaseInfo{}, nil
+	case err != nil:
+		return discovery.LeaseInfo{}, fmt.Errorf("nats: read lease %q: %w", lease, unavailable(ctx, err))
+	case m.Header.Get(kvOpHeader) != "" || m.Header.Get(markerHdr) != "":
+		return discovery.LeaseInfo{}, nil // removed
+	}
+	ttl := messageTTL(m.Header.Get(jetstream.MsgTTLHeader), stream.CachedInfo().Config.MaxAge)
+	if ttl == 0 {
+		return discovery.LeaseInfo{Found: true}, nil // kept until removed
+	}
+	left := time.Until(m.Time.Add(ttl))
+	if left < 0 {
+		return discovery.LeaseInfo{}, nil
+	}
+	return discovery.LeaseInfo{Found: true, Left: left, Granted: ttl}, nil
+}
+
+// Where implements discovery.OperatorView: "in bucket <Bucket>".
+func (b *Backend) Where() string { return "in bucket " + b.cfg.Bucket }
+
+// EntryOf implements discovery.OperatorView: "key <service>.<id> in
+// bucket <Bucket>", each '.' of a name written '='.
+func (b *Backend) EntryOf(k discovery.Key) string {
+	key, err := kvKey(k)
+	if err != nil {
+		key = k.Service + "." + k.ID
+	}
+	return "key " + key + " in bucket " + b.cfg.Bucket
 }
 
 // messageTTL returns how long NATS keeps a message whose Nats-TTL header
@@ -277,7 +326,8 @@ func (b *Backend) listKeys(ctx context.Context, filter string) ([]string, error)
 	}
 }
 
-// Delete removes the key of service/id, whoever wrote it: an operator's
+// Delete implements discovery.OperatorView: it removes the key of
+// service/id, whoever wrote it: an operator's
 // fix for a stale entry, such as one left by a process that is cut off or
 // died and whose key has not expired yet. It purges the key, as
 // Deregister does, so watchers see the instance go at once; a live

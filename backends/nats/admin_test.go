@@ -44,7 +44,7 @@ func putKeys(t *testing.T, kv jetstream.KeyValue, kvs map[string]string) {
 	}
 }
 
-func skippedKeys(skipped []nats.SkippedKey) map[string]string {
+func skippedKeys(skipped []discovery.SkippedEntry) map[string]string {
 	out := make(map[string]string)
 	for _, s := range skipped {
 		out[s.Key] = s.Err.Error()
@@ -94,7 +94,7 @@ func TestServices(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Services: %v", err)
 	}
-	want := []nats.ServiceSummary{{Service: "orders", Instances: 1}, {Service: "pay.ments", Instances: 1}, {Service: "payments", Instances: 3}}
+	want := []discovery.ServiceSummary{{Service: "orders", Instances: 1}, {Service: "pay.ments", Instances: 1}, {Service: "payments", Instances: 3}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Services = %v; want %v", got, want)
 	}
@@ -154,25 +154,25 @@ func TestInstances(t *testing.T) {
 		if !got[i].Equal(want) {
 			t.Errorf("Instances[%d] = %v; want %v", i, got[i].Instance, want)
 		}
-		// Every key was written after start; renewals keep it recent.
-		if w := got[i].Written; w.Before(start.Add(-time.Second)) || w.After(end.Add(time.Second)) {
-			t.Errorf("%s: Written %v; want between %v and %v", want.ID, w, start, end)
-		}
 	}
 	wantTTL := map[string]time.Duration{"p-1": testTTL, "p-2": testTTL, "p-3": 0, "p-4": 5 * time.Second, "p-5": time.Minute}
 	for _, in := range got {
 		ttl := wantTTL[in.ID]
 		if ttl == 0 {
-			if !in.Expires.IsZero() || in.TTL != 0 {
-				t.Errorf("%s without a TTL: Expires %v, TTL %v; want zero", in.ID, in.Expires, in.TTL)
+			if in.HasTTL || in.Lease != "" || in.TTL != 0 {
+				t.Errorf("%s without a TTL: lease %q, TTL %v (%v); want none", in.ID, in.Lease, in.TTL, in.HasTTL)
 			}
 			continue
 		}
-		if d := in.Expires.Sub(in.Written); d != ttl {
-			t.Errorf("%s: Expires - Written = %v; want its writer's TTL %v", in.ID, d, ttl)
+		// Every key was written after start; renewals keep it recent.
+		if !in.HasTTL || in.TTL <= 0 || in.TTL > ttl || in.TTL < ttl-(end.Sub(start)+time.Second) {
+			t.Errorf("%s: %v left (%v); want in (0, %v], and no more than the test's time less", in.ID, in.TTL, in.HasTTL, ttl)
 		}
-		if in.TTL <= 0 || in.TTL > ttl {
-			t.Errorf("%s: %v left; want in (0, %v]", in.ID, in.TTL, ttl)
+		if key, _ := nats.KeyOf(in.Key()); in.Lease != key {
+			t.Errorf("%s: lease %q; want its key %q", in.ID, in.Lease, key)
+		}
+		if l, err := b.ReadLease(t.Context(), in.Lease); err != nil || !l.Found || l.Granted != ttl || l.Left <= 0 || l.Left > ttl {
+			t.Errorf("%s: ReadLease = %+v, %v; want found, granted its writer's TTL %v", in.ID, l, err, ttl)
 		}
 	}
 	if got[4].TTL < time.Minute-10*time.Second {
@@ -222,11 +222,11 @@ func TestInstancesInABucketWithATTL(t *testing.T) {
 	if err != nil || len(got) != 2 {
 		t.Fatalf("Instances = %+v, %v; want s-1 and s-2", got, err)
 	}
-	if d := got[0].Expires.Sub(got[0].Written); d != testTTL {
-		t.Errorf("s-1: Expires - Written = %v; want its Nats-TTL %v, which overrides the bucket's", d, testTTL)
+	if l, err := b.ReadLease(t.Context(), got[0].Lease); err != nil || l.Granted != testTTL || got[0].TTL > testTTL {
+		t.Errorf("s-1: %v left, lease %+v, %v; want its Nats-TTL %v, which overrides the bucket's", got[0].TTL, l, err, testTTL)
 	}
-	if d := got[1].Expires.Sub(got[1].Written); d != time.Hour {
-		t.Errorf("s-2: Expires - Written = %v; want the bucket's TTL 1h", d)
+	if l, err := b.ReadLease(t.Context(), got[1].Lease); err != nil || l.Granted != time.Hour || got[1].TTL <= testTTL {
+		t.Errorf("s-2: %v left, lease %+v, %v; want the bucket's TTL 1h", got[1].TTL, l, err)
 	}
 }
 
@@ -402,7 +402,7 @@ func TestAdminWhileNATSIsDown(t *testing.T) {
 	proxy.Accept()
 	register(t, b, inst("payments", "p-1"))
 	got, skipped, err := b.Services(t.Context())
-	want := []nats.ServiceSummary{{Service: "payments", Instances: 1}}
+	want := []discovery.ServiceSummary{{Service: "payments", Instances: 1}}
 	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) || len(skipped) != 0 {
 		t.Errorf("Services once NATS is up = %v, %v, %v; want %v", got, skipped, err, want)
 	}
@@ -448,7 +448,11 @@ func ExampleBackend_Services() {
 		log.Fatal(err)
 	}
 	for _, in := range instances {
-		fmt.Println(in.ID, in.Address, in.Expires.Sub(in.Written), in.TTL > 0)
+		l, err := b.ReadLease(ctx, in.Lease)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(in.ID, in.Address, l.Granted, in.TTL > 0)
 	}
 	// Output:
 	// orders 1

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/roster-sd/roster/internal/configcheck"
 	"github.com/roster-sd/roster/internal/envconfig"
 	"github.com/roster-sd/roster/internal/tlsfiles"
 	"github.com/roster-sd/roster/retry"
@@ -28,7 +29,7 @@ const (
 	DefaultMarkerTTL = time.Minute
 	// MinTTL is the smallest TTL: nats-server counts message TTLs in
 	// seconds.
-	MinTTL = time.Second
+	MinTTL = configcheck.NATSMinTTL // 1s
 
 	// LoggerName names the Backend's logger, under the application's
 	// logger when one is given.
@@ -140,10 +141,6 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// WithDefaults returns c with every zero field but Logger set to its
-// default, as New uses it.
-func (c Config) WithDefaults() Config { return c.withDefaults() }
-
 func configError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 }
@@ -157,7 +154,7 @@ func (c Config) validate() error {
 		if strings.Contains(ep, ",") {
 			return configError("Endpoints[%d] is %q; want one URL per element", i, envconfig.Redact(ep))
 		}
-		if err := CheckEndpoint(ep); err != nil {
+		if err := configcheck.NATSEndpoint(ep); err != nil {
 			return configError("Endpoints[%d] %q: %v", i, envconfig.Redact(ep), err)
 		}
 	}
@@ -175,8 +172,8 @@ func (c Config) validate() error {
 		return configError("Bucket is %q; want letters, digits, '-' and '_' only", c.Bucket)
 	case c.Replicas < 1 || c.Replicas > 5:
 		return configError("Replicas is %d; want 1 to 5", c.Replicas)
-	case CheckTTL(c.TTL) != nil:
-		return configError("TTL is %v; %v", c.TTL, CheckTTL(c.TTL))
+	case configcheck.NATSTTL(c.TTL) != nil:
+		return configError("TTL is %v; %v", c.TTL, configcheck.NATSTTL(c.TTL))
 	case c.DialTimeout < 0:
 		return configError("DialTimeout is %v; want a positive duration", c.DialTimeout)
 	case c.RequestTimeout < 0:
@@ -196,18 +193,8 @@ func (c Config) validate() error {
 	return nil
 }
 
-func validBucket(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+// validBucket reports whether s is a bucket name New accepts.
+func validBucket(s string) bool { return configcheck.NATSBucket(s) == nil }
 
 // backendLogger returns the Backend's logger: l named LoggerName, or a
 // default one.
@@ -246,4 +233,19 @@ func (c Config) CredentialsInClear() bool {
 		}
 	}
 	return secret && plain
+}
+
+// loadTLS returns c with TLS built from the certificate files when any is
+// set; c.TLS, when set, is kept as it is. A file that cannot be used gives
+// an error wrapping ErrInvalidConfig that names its field.
+func (c Config) loadTLS() (Config, error) {
+	if c.TLS != nil || c.CACertFile == "" && c.CertFile == "" {
+		return c, nil
+	}
+	cfg, err := tlsfiles.Load(c.CACertFile, c.CertFile, c.KeyFile)
+	if err != nil {
+		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	c.TLS = cfg
+	return c, nil
 }

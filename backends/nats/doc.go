@@ -100,16 +100,18 @@
 //
 // # Operators' tools
 //
-// Services, Instances and Delete serve tools that show and fix the bucket
-// whoever registered the instances, such as the roster command line: the
-// services with their instance counts, the instances of one service with
-// when each key was last written and the time left before it expires,
-// and the removal (a purge, which watchers see at once) of a stale entry
-// by service and ID. Keys that roster did not write are reported as
-// SkippedKey rather than failing the listing. FindServices reports the
-// services as they appear, for a live view of the whole bucket (roster
-// ui); its cost grows with the registry, so it is for one operator's
-// tool, not for applications.
+// The Backend implements discovery.OperatorView for tools that show and
+// fix the bucket whoever registered the instances, such as the roster
+// command line and its web view: the services with their instance counts,
+// the instances of one service with the time left before each key
+// expires (an instance's "lease" is its own key), the removal (a purge,
+// which watchers see at once) of a stale entry by service and ID, and,
+// for a live view of the whole bucket, FindServices and FollowRegistry
+// (one watch of every key; its cost grows with the registry, so it is for
+// one operator's tool, not for applications). Keys that roster did not
+// write are reported as discovery.SkippedEntry rather than failing the
+// listing; roster's own reserved keys (a key whose part after the service
+// token holds '/') are passed over silently.
 //
 // # Metrics
 //

@@ -22,3 +22,6 @@ func WriteUnseen(ctx context.Context, b *Backend, k discovery.Key) error {
 
 // DecodeEntry is decodeEntry, for the fuzz target.
 var DecodeEntry = decodeEntry
+
+// KeyOf returns the bucket key of service/id (kvKey).
+func KeyOf(k discovery.Key) (string, error) { return kvKey(k) }

@@ -81,11 +81,5 @@ func decodeEntry(key string, value []byte) (discovery.Instance, error) {
 	return in, nil
 }
 
-// KeyOf returns the bucket key of service/id, "<service>.<id>" with every
-// '.' of a name written '=' (see the package documentation), or an error
-// wrapping discovery.ErrInvalidInstance for a name that a subject token
-// cannot hold.
-func KeyOf(k discovery.Key) (string, error) { return kvKey(k) }
-
 // Bucket returns the name of the Backend's key-value bucket.
 func (b *Backend) Bucket() string { return b.cfg.Bucket }

@@ -225,32 +225,3 @@ func (b *Backend) ListMaintenance(ctx context.Context, service string) ([]discov
 		}
 	}
 }
-
-// appendOverride appends to entries the entry of the override stored at
-// key with value, if it is a valid one (Instances, for an operator's
-// listing).
-func appendOverride(entries []discovery.Instance, key string, value []byte) []discovery.Instance {
-	target, ok := maintTarget(key)
-	if !ok {
-		return entries
-	}
-	m, err := maintkit.Decode(target, value)
-	if err != nil {
-		return entries
-	}
-	return append(entries, maintkit.Entry(m))
-}
-
-// applyMaintInfo merges the overrides that entries carry into infos.
-func applyMaintInfo(infos []InstanceInfo, entries []discovery.Instance) {
-	if entries == nil {
-		return
-	}
-	set := make([]discovery.Instance, 0, len(infos)+len(entries))
-	for _, info := range infos {
-		set = append(set, info.Instance)
-	}
-	for i, in := range maintkit.Merge(append(set, entries...)) {
-		infos[i].Instance = in
-	}
-}

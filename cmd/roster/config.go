@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/nats"
+	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/configcheck"
 	"github.com/roster-sd/roster/internal/envconfig"
 	"github.com/roster-sd/roster/internal/tlsfiles"
 )
@@ -101,10 +104,10 @@ func (s settings) logger() hclog.Logger {
 	return s.etcd.Logger
 }
 
-// describe names the registry r for the web view: its backend, endpoints
+// describe names the registry v for the web view: its backend, endpoints
 // and where it keeps the instances.
-func (s settings) describe(r registry) string {
-	return s.registryName() + " " + shownEndpoints(s.endpoints()) + " " + strings.TrimPrefix(strings.TrimPrefix(r.where(), "under "), "in ")
+func (s settings) describe(v discovery.OperatorView) string {
+	return s.registryName() + " " + shownEndpoints(s.endpoints()) + " " + strings.TrimPrefix(strings.TrimPrefix(v.Where(), "under "), "in ")
 }
 
 // shownEndpoints returns eps as the command line shows them, in errors and
@@ -210,16 +213,38 @@ func loadSettings(fs *pflag.FlagSet) (settings, error) {
 		if s.nats, err = nats.ConfigFromEnv(lookup); err != nil {
 			return s, inputError{err}
 		}
-		// The commands print the endpoints, and bound their requests
-		// by DialTimeout (requestContext).
-		s.nats = s.nats.WithDefaults()
-		return s, nil
+		return s.withDefaults(), nil
 	}
 	if s.etcd, err = etcd.ConfigFromEnv(lookup); err != nil {
 		return s, inputError{withNATSHint(err)}
 	}
-	s.etcd = s.etcd.WithDefaults()
-	return s, nil
+	return s.withDefaults(), nil
+}
+
+// withDefaults returns s with the defaults of what the commands show and
+// go by (endpoints, prefix or bucket, timeouts, TTL) filled in, as the backend's New fills
+// them: the commands print the endpoints, and bound their requests by
+// DialTimeout (requestContext). The backends document these defaults
+// as constants.
+func (s settings) withDefaults() settings {
+	if s.backend == backends.NATS {
+		if len(s.nats.Endpoints) == 0 {
+			s.nats.Endpoints = []string{nats.DefaultURL}
+		}
+		s.nats.Bucket = cmp.Or(s.nats.Bucket, nats.DefaultBucket)
+		s.nats.DialTimeout = cmp.Or(s.nats.DialTimeout, nats.DefaultDialTimeout)
+		s.nats.RequestTimeout = cmp.Or(s.nats.RequestTimeout, nats.DefaultRequestTimeout)
+		s.nats.TTL = cmp.Or(s.nats.TTL, nats.DefaultTTL)
+		return s
+	}
+	if len(s.etcd.Endpoints) == 0 {
+		s.etcd.Endpoints = []string{etcd.DefaultEndpoint}
+	}
+	s.etcd.Prefix = cmp.Or(s.etcd.Prefix, etcd.DefaultPrefix)
+	s.etcd.DialTimeout = cmp.Or(s.etcd.DialTimeout, etcd.DefaultDialTimeout)
+	s.etcd.RequestTimeout = cmp.Or(s.etcd.RequestTimeout, etcd.DefaultRequestTimeout)
+	s.etcd.TTL = cmp.Or(s.etcd.TTL, etcd.DefaultTTL)
+	return s
 }
 
 // backendName returns the backend that --backend, or else ROSTER_BACKEND,
@@ -252,9 +277,9 @@ func flagValue(fs *pflag.FlagSet, backend, flag string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("read --endpoints: %w", err)
 		}
-		check := etcd.CheckEndpoint
+		check := configcheck.EtcdEndpoint
 		if backend == backends.NATS {
-			check = nats.CheckEndpoint
+			check = configcheck.NATSEndpoint
 		}
 		var out []string
 		list := strings.Join(eps, ",") // as given: the flag splits at commas, even in a password
@@ -283,9 +308,9 @@ func flagValue(fs *pflag.FlagSet, backend, flag string) (string, error) {
 			return "", inputErrorf("invalid --timeout %v: want a positive duration", d)
 		}
 		if flag == "ttl" {
-			check := etcd.CheckTTL
+			check := configcheck.EtcdTTL
 			if backend == backends.NATS {
-				check = nats.CheckTTL
+				check = configcheck.NATSTTL
 			}
 			if err := check(d); err != nil {
 				return "", inputErrorf("invalid --ttl %v: %v", d, err)
@@ -294,13 +319,13 @@ func flagValue(fs *pflag.FlagSet, backend, flag string) (string, error) {
 		return d.String(), nil
 	case "prefix":
 		p, _ := fs.GetString(flag)
-		if err := etcd.CheckPrefix(p); err != nil {
+		if err := configcheck.EtcdPrefix(p); err != nil {
 			return "", inputErrorf("invalid --prefix %q: %v", p, err)
 		}
 		return p, nil
 	case "bucket":
 		b, _ := fs.GetString(flag)
-		if err := nats.CheckBucket(b); err != nil {
+		if err := configcheck.NATSBucket(b); err != nil {
 			return "", inputErrorf("invalid --bucket %q: %v", b, err)
 		}
 		return b, nil
@@ -335,7 +360,7 @@ func (a *app) newRegistry(ctx context.Context, fs *pflag.FlagSet) (registry, set
 		var b *nats.Backend
 		b, err = nats.New(s.nats)
 		if err == nil {
-			r = natsRegistry{b}
+			r = b
 			a.warnInClear(s, b.CredentialsInClear())
 		}
 	} else {
@@ -344,7 +369,7 @@ func (a *app) newRegistry(ctx context.Context, fs *pflag.FlagSet) (registry, set
 		var b *etcd.Backend
 		b, err = etcd.New(s.etcd)
 		if err == nil {
-			r = etcdRegistry{b}
+			r = b
 		}
 	}
 	var fe *etcd.FieldError

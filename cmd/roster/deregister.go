@@ -39,10 +39,10 @@ puts its instance back at once: stop that process instead.`,
 			ctx, cancel := requestContext(cmd.Context(), s)
 			defer cancel()
 			key := discovery.Key{Service: service, ID: id}
-			switch err := b.remove(ctx, service, id); {
+			switch err := b.Delete(ctx, service, id); {
 			case errors.Is(err, discovery.ErrNotRegistered):
 				// The key, as the help above describes it.
-				return fmt.Errorf("%s not found (no %s)", key, b.entry(service, id))
+				return fmt.Errorf("%s not found (no %s)", key, b.EntryOf(key))
 			case err != nil:
 				return registryError(cmd.Context(), s, err)
 			}

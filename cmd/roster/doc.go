@@ -15,7 +15,7 @@
 //	roster watch       follow the instances of a service as they change
 //	roster register    register an instance and keep it registered until Ctrl+C
 //	roster deregister  delete one instance's key (an operator's fix)
-//	roster bench       simulate a fleet of roster processes against etcd and report its cost
+//	roster bench       simulate a fleet of roster processes against etcd or NATS and report its cost
 //	roster ui          serve a live, read-only web view of the registry (roster dev --ui: beside the development registry)
 //
 // Every command has --help. --backend (ROSTER_BACKEND) selects the

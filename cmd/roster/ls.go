@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -31,7 +32,8 @@ printed quoted, with Go's escapes ("a\nb"), so that what anyone wrote to
 etcd cannot forge lines of output.
 
 -o json prints a JSON array instead: of {"service", "instances"} objects, or
-of instances with "ttl_seconds" (null without a lease) and "lease" (hex).`,
+of instances with "ttl_seconds" (null without a lease) and "lease" (etcd: the
+lease in hex; NATS: the instance's own key, which its process renews).`,
 		Example: `  roster ls
   roster ls payments
   roster ls payments -o json --endpoints 10.0.0.1:2379,10.0.0.2:2379`,
@@ -68,20 +70,25 @@ type serviceCount struct {
 	Instances int    `json:"instances"`
 }
 
-// lsServices counts the instances of every service (for etcd, with one
-// keys-only range read over the prefix). wrap describes a registry error.
-func (a *app) lsServices(ctx context.Context, b registry, asJSON bool, wrap func(error) error) error {
-	list, skipped, err := b.services(ctx)
+// lsServices counts the instances of every service that v sees (for
+// etcd, with one keys-only range read over the prefix). wrap describes a
+// registry error.
+func (a *app) lsServices(ctx context.Context, v discovery.OperatorView, asJSON bool, wrap func(error) error) error {
+	summaries, skipped, err := v.Services(ctx)
 	if err != nil {
 		return wrap(err)
 	}
 	a.warnSkipped(skipped)
+	list := make([]serviceCount, 0, len(summaries))
+	for _, s := range summaries {
+		list = append(list, serviceCount{Service: s.Service, Instances: s.Instances})
+	}
 
 	if asJSON {
 		return writeJSON(a, list)
 	}
 	if len(list) == 0 {
-		fmt.Fprintf(a.stdout, "no services %s\n", b.where())
+		fmt.Fprintf(a.stdout, "no services %s\n", v.Where())
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
@@ -104,8 +111,8 @@ type instanceRow struct {
 	Reason     string              `json:"reason,omitempty"`
 	Weight     int                 `json:"weight,omitempty"`
 	Zone       string              `json:"zone,omitempty"`
-	TTLSeconds *int64              `json:"ttl_seconds"` // nil: no lease
-	Lease      string              `json:"lease,omitempty"`
+	TTLSeconds *int64              `json:"ttl_seconds"`     // nil: no lease
+	Lease      string              `json:"lease,omitempty"` // what keeps it alive: an etcd lease in hex, a NATS key
 }
 
 // rowOf is the row of an instance, without its time left.
@@ -125,20 +132,30 @@ func servingColumns(rows []instanceRow) bool {
 	return false
 }
 
-// lsInstances lists the instances of service with the time they have
-// left. wrap describes a registry error.
-func (a *app) lsInstances(ctx context.Context, b registry, service string, asJSON bool, wrap func(error) error) error {
-	rows, skipped, err := b.instances(ctx, service)
+// lsInstances lists the instances of service that v sees, with the time
+// they have left. wrap describes a registry error.
+func (a *app) lsInstances(ctx context.Context, v discovery.OperatorView, service string, asJSON bool, wrap func(error) error) error {
+	infos, skipped, err := v.Instances(ctx, service)
 	if err != nil {
 		return wrap(err)
 	}
 	a.warnSkipped(skipped)
+	rows := make([]instanceRow, 0, len(infos))
+	for _, in := range infos {
+		row := rowOf(in.Instance)
+		row.Lease = in.Lease
+		if in.HasTTL {
+			ttl := int64(in.TTL / time.Second) // negative once the lease has run out
+			row.TTLSeconds = &ttl
+		}
+		rows = append(rows, row)
+	}
 
 	if asJSON {
 		return writeJSON(a, rows)
 	}
 	if len(rows) == 0 {
-		fmt.Fprintf(a.stdout, "no instances of %s %s\n", service, b.where())
+		fmt.Fprintf(a.stdout, "no instances of %s %s\n", service, v.Where())
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.stdout, 0, 8, 2, ' ', 0)
@@ -180,9 +197,9 @@ func (a *app) lsInstances(ctx context.Context, b registry, service string, asJSO
 
 // warnSkipped warns on stderr about the registry's entries that ls passed
 // over; what they hold is escaped, so that it cannot forge lines.
-func (a *app) warnSkipped(skipped []skippedEntry) {
+func (a *app) warnSkipped(skipped []discovery.SkippedEntry) {
 	for _, s := range skipped {
-		a.warnf("skipping key %q: %s", s.key, escapeUnprintable(s.err.Error()))
+		a.warnf("skipping key %q: %s", s.Key, escapeUnprintable(s.Err.Error()))
 	}
 }
 

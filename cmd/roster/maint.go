@@ -82,7 +82,7 @@ func targetText(k discovery.Key) string {
 func maintainer(r registry) (discovery.Maintainer, error) {
 	m, ok := r.(discovery.Maintainer)
 	if !ok {
-		return nil, fmt.Errorf("the registry %s keeps no maintenance overrides", r.where())
+		return nil, fmt.Errorf("the registry %s keeps no maintenance overrides", r.Where())
 	}
 	return m, nil
 }

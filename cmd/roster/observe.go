@@ -20,18 +20,19 @@ import (
 // (on a registry of its own) and its status endpoint at /status, until
 // the returned stop is called, answering requests that name an IP
 // address, localhost or one of hosts (statushttp.GuardHosts). It prints
-// the URL on stderr once it listens.
-func (a *app) serveObservability(addr string, b discovery.StatusReporter, hosts []string) (stop func(), err error) {
+// the URL on stderr once it listens. The metrics' collector is returned
+// too, for the health checks to report to (metrics.Collector.ObserveCheck).
+func (a *app) serveObservability(addr string, b discovery.StatusReporter, hosts []string) (col *metrics.Collector, stop func(), err error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("--http: %w", err)
+		return nil, nil, fmt.Errorf("--http: %w", err)
 	}
-	col := metrics.New(b)
+	col = metrics.New(b)
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(col); err != nil {
 		col.Close()
 		lis.Close()
-		return nil, fmt.Errorf("--http: register metrics: %w", err)
+		return nil, nil, fmt.Errorf("--http: register metrics: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -40,7 +41,7 @@ func (a *app) serveObservability(addr string, b discovery.StatusReporter, hosts 
 	if err != nil {
 		col.Close()
 		lis.Close()
-		return nil, fmt.Errorf("--allow-host: %w", err)
+		return nil, nil, fmt.Errorf("--allow-host: %w", err)
 	}
 	srv := &http.Server{Handler: guarded, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
@@ -52,7 +53,7 @@ func (a *app) serveObservability(addr string, b discovery.StatusReporter, hosts 
 	}()
 	url := "http://" + lis.Addr().String()
 	fmt.Fprintf(a.stderr, "serving %s/metrics and %s/status\n", url, url)
-	return func() {
+	return col, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx) // bounded: scrapes are short

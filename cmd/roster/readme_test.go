@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"io"
 	"os"
 	"regexp"
@@ -97,5 +98,19 @@ func TestREADMEQuickstartParses(t *testing.T) {
 		if !slices.Contains(seen, want) {
 			t.Errorf("README quickstart lacks roster %s", want)
 		}
+	}
+}
+
+// TestREADMEStaysShort: the README is the pitch, the two commands, the
+// tour and the package table; everything else goes to a page of docs/
+// linked from it. A README that grows past 250 lines has become a manual
+// again.
+func TestREADMEStaysShort(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(readme, []byte("\n")); n >= 250 {
+		t.Errorf("README.md has %d lines; keep it under 250 and move the rest to docs/", n)
 	}
 }

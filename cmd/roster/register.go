@@ -85,15 +85,17 @@ check never deregisters the instance.`,
 				_ = b.Close()
 				return err
 			}
+			var opts []health.Option
 			if f.http != "" {
-				stop, err := a.serveObservability(f.http, b, hosts)
+				col, stop, err := a.serveObservability(f.http, b, hosts)
 				if err != nil {
 					_ = b.Close()
 					return err
 				}
 				defer stop() // after register has closed the backend
+				opts = append(opts, health.WithObserver(col.ObserveCheck))
 			}
-			gate, closeCheck, err := f.gate(b)
+			gate, closeCheck, err := f.gate(b, opts...)
 			if err != nil {
 				_ = b.Close()
 				return err
@@ -174,9 +176,10 @@ func (f *registerFlags) instance() (discovery.Instance, error) {
 }
 
 // gate returns the Registrar to register through: b itself, or, with a
-// --health-* flag, a health.Registrar over b; and a func that releases the
-// check.
-func (f *registerFlags) gate(b registry) (discovery.Registrar, func(), error) {
+// --health-* flag, a health.Registrar over b made with opts (with --http,
+// one that reports every check to the metrics); and a func that releases
+// the check.
+func (f *registerFlags) gate(b registry, opts ...health.Option) (discovery.Registrar, func(), error) {
 	var check health.Check
 	closeCheck := func() {}
 	n := 0
@@ -211,7 +214,7 @@ func (f *registerFlags) gate(b registry) (discovery.Registrar, func(), error) {
 		}
 		check = health.TCP(f.healthTCP)
 	}
-	g, err := health.New(b, check, f.health)
+	g, err := health.New(b, check, f.health, opts...)
 	if err != nil {
 		closeCheck()
 		return nil, nil, inputErrorf("invalid --health-* flag: %v", err)
@@ -282,7 +285,7 @@ func (a *app) printStatuses(sub discovery.StatusSubscription, b registry) {
 			if seen[key] {
 				line = "registered again " + key.String() + " at " + st.Instance.Address
 			}
-			if h := b.holder(); h != "" {
+			if h := holderOf(b); h != "" {
 				line += " (" + h + ")"
 			}
 			if st.Instance.Condition != discovery.ConditionServing {

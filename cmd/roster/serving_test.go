@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
 // TestRegisterHealthWeightZone: register --weight --zone --health-http
@@ -32,7 +34,10 @@ func TestRegisterHealthWeightZone(t *testing.T) {
 	watch.waitLine("payments: 0 instances")
 	reg := startRoster(t, env, "register", "--service", "payments", "--id", "p-1", "--address", "127.0.0.1:8080",
 		"--weight", "200", "--zone", "eu-west-1a", "--health-http", hs.URL+"/healthz",
-		"--health-period", "50ms", "--health-failure-threshold", "1", "--ttl", "60s")
+		"--health-period", "50ms", "--health-failure-threshold", "1", "--ttl", "60s", "--http", "127.0.0.1:0")
+	served := reg.waitStderr("serving http://")
+	metricsURL := served[strings.Index(served, "http://"):]
+	metricsURL = metricsURL[:strings.Index(metricsURL, "/metrics")+len("/metrics")]
 	line := reg.waitLine("registered payments/p-1")
 	if !regexp.MustCompile(`^registered payments/p-1 at 127\.0\.0\.1:8080 \(lease [0-9a-f]+\), not_ready ".+"$`).MatchString(line) {
 		t.Errorf("register printed %q; want it registered not_ready", line)
@@ -50,6 +55,34 @@ func TestRegisterHealthWeightZone(t *testing.T) {
 	r = runRoster(t, env, "ls", "payments", "-o", "json")
 	if !strings.Contains(r.stdout, `"weight": 200`) || !strings.Contains(r.stdout, `"zone": "eu-west-1a"`) || strings.Contains(r.stdout, `"condition"`) {
 		t.Errorf("ls payments -o json:\n%s\nwant weight and zone, and no condition (serving)", r.stdout)
+	}
+
+	// The checks are counted in the process's own metrics (--http): the
+	// failures while it warmed up, then the passes.
+	scrape := func() string {
+		resp, err := http.Get(metricsURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	counted := regexp.MustCompile(`(?m)^roster_health_checks_total\{outcome="(pass|fail)"\} ([1-9][0-9]*)$`)
+	var text string
+	testwait.Until(t, waitTimeout, "passes and failures of the health check in --http's metrics", func() bool {
+		text = scrape()
+		seen := map[string]bool{}
+		for _, m := range counted.FindAllStringSubmatch(text, -1) {
+			seen[m[1]] = true
+		}
+		return seen["pass"] && seen["fail"]
+	})
+	if !regexp.MustCompile(`(?m)^roster_health_check_duration_seconds_count [1-9]`).MatchString(text) {
+		t.Errorf("no check duration in the metrics:\n%s", text)
 	}
 
 	code.Store(http.StatusInternalServerError)

@@ -34,8 +34,9 @@ func (a *app) uiCmd() *cobra.Command {
 		Use:   "ui",
 		Short: "Serve a live web view of the registry",
 		Long: `ui serves a web page that shows every service of the registry with its
-instance count, and each instance's ID, address, metadata and the time left
-on its lease (NATS: on its key), updated live as instances come and go
+instance count, and each instance's ID, address, condition (a badge: serving,
+not ready, draining or maintenance, with its reason), weight, zone, metadata
+and the time left on its lease (NATS: on its key), updated live as instances come and go
 (server-sent events fed by watches, not by polling), whether the registry
 can be reached right now, and a filter box. It reaches etcd or NATS with the
 same connection flags and ROSTER_* variables as the other commands, and
@@ -71,12 +72,7 @@ roster dev --ui serves the same page next to a development registry.`,
 				return err
 			}
 			defer r.Close()
-			view, closeView, err := viewOf(r, s)
-			if err != nil {
-				return err
-			}
-			defer closeView()
-			return a.serveUI(cmd.Context(), ln, view, s.describe(r), s.timeout(), s.logger(), hosts)
+			return a.serveUI(cmd.Context(), ln, r, s.describe(r), s.timeout(), s.logger(), hosts)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", defaultUIListen, "serve the web view on this host:port (port 0: any free port)")
@@ -105,12 +101,12 @@ func (a *app) listenUI(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// serveUI serves the web view of reg on ln until ctx ends, then ends its
-// streams and stops. name says which registry the page shows; timeout
-// bounds each read of the registry; hosts are the names it may be reached
-// by besides IP addresses and localhost.
-func (a *app) serveUI(ctx context.Context, ln net.Listener, reg webui.Registry, name string, timeout time.Duration, log hclog.Logger, hosts []string) error {
-	h, err := webui.New(reg, webui.WithName(name), webui.WithRequestTimeout(timeout), webui.WithLogger(log.Named("webui")),
+// serveUI serves the web view of the registry that view sees on ln until
+// ctx ends, then ends its streams and stops. name says which registry the
+// page shows; timeout bounds each read of the registry; hosts are the
+// names it may be reached by besides IP addresses and localhost.
+func (a *app) serveUI(ctx context.Context, ln net.Listener, view discovery.OperatorView, name string, timeout time.Duration, log hclog.Logger, hosts []string) error {
+	h, err := webui.New(view, webui.WithName(name), webui.WithRequestTimeout(timeout), webui.WithLogger(log.Named("webui")),
 		webui.WithAllowedHosts(hosts...))
 	if err != nil {
 		return err
@@ -162,50 +158,31 @@ func uiURL(addr net.Addr) string {
 // that yields the result once it has stopped.
 func (a *app) devUI(ctx context.Context, ln net.Listener, backend, endpoint string, log hclog.Logger) (<-chan error, error) {
 	s := settings{backend: backend}
+	s.etcd.Endpoints, s.nats.Endpoints = []string{endpoint}, []string{endpoint}
+	s.etcd.Logger, s.nats.Logger = log, log
+	s = s.withDefaults()
 	var r registry
 	var err error
 	if backend == backends.NATS {
-		s.nats = nats.Config{Endpoints: []string{endpoint}, Logger: log}.WithDefaults()
 		var b *nats.Backend
 		if b, err = nats.New(s.nats); err == nil {
-			r = natsRegistry{b}
+			r = b
 		}
 	} else {
-		s.etcd = etcd.Config{Endpoints: []string{endpoint}, Logger: log}.WithDefaults()
 		var b *etcd.Backend
 		if b, err = etcd.New(s.etcd); err == nil {
-			r = etcdRegistry{b}
+			r = b
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("connect the web view to %s: %w", s.registryName(), err)
-	}
-	view, closeView, err := viewOf(r, s)
-	if err != nil {
-		_ = r.Close()
 		return nil, fmt.Errorf("connect the web view to %s: %w", s.registryName(), err)
 	}
 	done := make(chan error, 1)
 	go func() {
 		defer r.Close()
-		defer closeView()
-		done <- a.serveUI(ctx, ln, view, "roster dev: "+s.describe(r), s.timeout(), log, nil)
+		done <- a.serveUI(ctx, ln, r, "roster dev: "+s.describe(r), s.timeout(), log, nil)
 	}()
 	return done, nil
-}
-
-// viewOf returns the web view's Registry on r, and what closes what it
-// opened: on etcd, one watch over the prefix on a client of its own
-// (etcdView); on NATS, a watch per service (registryView).
-func viewOf(r registry, s settings) (webui.Registry, func(), error) {
-	if _, ok := r.(etcdRegistry); !ok {
-		return registryView{r}, func() {}, nil
-	}
-	v, err := newEtcdView(r, s.etcd, s.registryName()+" "+shownEndpoints(s.endpoints()), s.timeout())
-	if err != nil {
-		return nil, nil, err
-	}
-	return v, func() { _ = v.cli.Close() }, nil
 }
 
 // uiHosts returns the host names the web view answers for besides IP
@@ -224,52 +201,4 @@ func uiHosts(listen string, allow []string) ([]string, error) {
 		hosts = append(hosts, host)
 	}
 	return hosts, nil
-}
-
-// registryView is the web view's Registry on the command line's registry,
-// whichever backend it is. Entries that are not roster instances are left
-// out, as ls leaves them out. It is a webui.ServiceFinder: the view learns
-// of new services from one watch over the registry rather than by listing
-// them again.
-type registryView struct{ r registry }
-
-var (
-	_ webui.Registry      = registryView{}
-	_ webui.ServiceFinder = registryView{}
-)
-
-func (v registryView) FindServices(ctx context.Context, found func(services []string)) error {
-	return v.r.findServices(ctx, found)
-}
-
-func (v registryView) Services(ctx context.Context) ([]webui.ServiceSummary, error) {
-	list, _, err := v.r.services(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]webui.ServiceSummary, 0, len(list))
-	for _, s := range list {
-		out = append(out, webui.ServiceSummary{Service: s.Service, Instances: s.Instances})
-	}
-	return out, nil
-}
-
-func (v registryView) Instances(ctx context.Context, service string) ([]webui.InstanceInfo, error) {
-	rows, _, err := v.r.instances(ctx, service)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]webui.InstanceInfo, 0, len(rows))
-	for _, row := range rows {
-		in := webui.InstanceInfo{Instance: discovery.Instance{Service: row.Service, ID: row.ID, Address: row.Address, Metadata: row.Metadata}}
-		if row.TTLSeconds != nil {
-			in.HasTTL, in.TTL = true, time.Duration(*row.TTLSeconds)*time.Second
-		}
-		out = append(out, in)
-	}
-	return out, nil
-}
-
-func (v registryView) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
-	return v.r.Watch(ctx, service)
 }

@@ -126,7 +126,8 @@ const evil = `<script>window.__rosterPwned=1</script><img src=x onerror="window.
 // shown as text and runs nothing (on an instance that leaves before the
 // screenshots); a healthy 5 s lease never shows as low; the TTLs stay
 // within 2 s of roster ls's; the page fits a phone's width; once
-// roster ui stops, the page says it lost it and keeps the last state. With
+// roster ui stops, the page says it lost it and keeps the last state; a
+// draining instance shows its badge with its reason, weight and zone. With
 // ROSTER_UI_SCREENSHOT=docs/ui.png it also writes the README's
 // screenshots: docs/ui.png on a laptop's screen, docs/ui-phone.png on a
 // phone's.
@@ -260,6 +261,37 @@ func TestUIInBrowser(t *testing.T) {
 	}
 	if got := text(`#registry`); !strings.Contains(got, srv.Endpoints()[0]) || !strings.Contains(got, "/roster/services") {
 		t.Errorf("registry %q, want the endpoint and the prefix", got)
+	}
+
+	// Each instance's condition is a badge, with its reason, weight and
+	// zone: p-1 serving; a draining instance, written by another tool, with
+	// its reason.
+	cli := etcdtest.Client(t, srv)
+	pctx, pcancel := context.WithTimeout(context.Background(), waitTimeout)
+	_, err := cli.Put(pctx, "/roster/services/checkout/c-1",
+		`{"service":"checkout","id":"c-1","address":"10.0.4.1:8443","condition":"draining","reason":"deploy 42: <b>leaving</b>","weight":30,"zone":"eu-west-1c"}`)
+	pcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	do("see the draining instance", present(`tr[data-id="c-1"] .badge[data-condition="draining"]`))
+	if got := text(`tr[data-id="c-1"] td.condition .badge`); got != "draining" {
+		t.Errorf("c-1's badge %q, want draining", got)
+	}
+	if got := text(`tr[data-id="c-1"] td.condition .reason`); got != "deploy 42: <b>leaving</b>" {
+		t.Errorf("c-1's reason shown as %q, want it as text", got)
+	}
+	if got := text(`tr[data-id="c-1"] td.weight`) + " " + text(`tr[data-id="c-1"] td.zone`); got != "30 eu-west-1c" {
+		t.Errorf("c-1's weight and zone %q, want 30 eu-west-1c", got)
+	}
+	if !eval(`getComputedStyle(document.querySelector('tr[data-id="c-1"] .badge')).color !== getComputedStyle(document.querySelector('tr[data-id="p-1"] .badge')).color`) {
+		t.Error("the draining badge has the serving badge's colour")
+	}
+	if got := text(`tr[data-id="p-1"] td.condition .badge`) + " " + text(`tr[data-id="p-1"] td.weight`); got != "serving 100" {
+		t.Errorf("p-1's badge and weight %q, want serving 100", got)
+	}
+	if !eval(`document.querySelectorAll("b").length === 0`) {
+		t.Error("a reason was parsed as markup")
 	}
 
 	// Markup in metadata is text: shown as written, and nothing ran.

@@ -160,14 +160,8 @@ func TestUIAtScale(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer b.Close()
-			s := settings{etcd: etcd.Config{Endpoints: srv.Endpoints(), DialTimeout: 5 * time.Second}}
-			view, closeView, err := viewOf(etcdRegistry{b}, s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer closeView()
 			watchersBefore := etcdWatchers(t)
-			h, err := webui.New(view, webui.WithLogger(testlog.New(t)))
+			h, err := webui.New(b, webui.WithLogger(testlog.New(t)))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -89,7 +89,7 @@ func TestDevUI(t *testing.T) {
 	reg.waitLine("registered payments/p-1")
 	// The instance at once, with its lease, and the lease's TTL once read.
 	eventsHolding(t, url, `"registry":"roster dev: etcd `+ep+` /roster/services","status":{"loaded":true,"reachable":true}`,
-		`"id":"p-1","address":"127.0.0.1:8080","metadata":[["zone","a"]],"lease":"`, `":{"ttl_ms":1`)
+		`"id":"p-1","address":"127.0.0.1:8080","metadata":[["zone","a"]],"weight":100,"lease":"`, `":{"ttl_ms":1`)
 	reg.interrupt()
 	dev.interrupt()
 	if !strings.Contains(strings.Join(dev.lines(), "\n"), "etcd stopped") {
@@ -157,7 +157,7 @@ func TestDevUINATS(t *testing.T) {
 	reg := startRoster(t, env, "register", "--service", "payments", "--id", "p-1", "--address", "127.0.0.1:8080", "--meta", "zone=a")
 	reg.waitLine("registered payments/p-1")
 	eventsHolding(t, url, `"registry":"roster dev: NATS `+ep+` bucket roster","status":{"loaded":true,"reachable":true}`,
-		`"id":"p-1","address":"127.0.0.1:8080","metadata":[["zone","a"]],"lease":"`, `":{"ttl_ms":1`)
+		`"id":"p-1","address":"127.0.0.1:8080","metadata":[["zone","a"]],"weight":100,"lease":"`, `":{"ttl_ms":1`)
 	orders := startRoster(t, env, "register", "--service", "orders", "--id", "o-1", "--address", "127.0.0.1:8081")
 	orders.waitLine("registered orders/o-1")
 	eventsHolding(t, url, `"id":"o-1","address":"127.0.0.1:8081"`)

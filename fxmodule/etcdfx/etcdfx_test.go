@@ -11,6 +11,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
+	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
@@ -91,8 +92,8 @@ func TestTLSWithPlainTextEndpointIsRejected(t *testing.T) {
 	host := srv.Endpoints()[0]
 	ca := writeCACert(t)
 	fromEnv, err := etcd.ConfigFromEnv(env(map[string]string{
-		etcd.EnvEndpoints: "http://" + host, etcd.EnvCACert: ca,
-		etcd.EnvUsername: "svc", etcd.EnvPassword: "s3cret-pw", etcd.EnvTimeout: "2s",
+		backends.EnvEndpoints: "http://" + host, backends.EnvCACert: ca,
+		backends.EnvUsername: "svc", backends.EnvPassword: "s3cret-pw", backends.EnvTimeout: "2s",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +173,7 @@ func TestPasswordWithoutTLSIsAWarning(t *testing.T) {
 				t.Errorf("Close: %v", err)
 			}
 			out := logs.String()
-			want := `[WARN]  app.roster.etcd: ` + etcd.PasswordInClearMessage + `: endpoints=["` + srv.Endpoints()[0] + `"] username=svc`
+			want := `[WARN]  app.roster.etcd: the etcd password is sent in clear: the endpoints do not use TLS: endpoints=["` + srv.Endpoints()[0] + `"] username=svc`
 			if got := strings.Contains(out, want); got != tc.warn {
 				t.Errorf("logs:\n%s\nwant the warning %q: %v", out, want, tc.warn)
 			}

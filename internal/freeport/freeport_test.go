@@ -26,3 +26,16 @@ func TestReserveGivesDistinctPortsThatCanBeBound(t *testing.T) {
 		ln.Close()
 	}
 }
+
+func TestReservePicksBelowTheEphemeralRange(t *testing.T) {
+	ports, err := freeport.Reserve(20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := freeport.EphemeralLow()
+	for _, p := range ports {
+		if p >= low {
+			t.Errorf("port %d is in the kernel's ephemeral range (from %d), where an outgoing connection may take it while its server is stopped", p, low)
+		}
+	}
+}

@@ -4,9 +4,9 @@
 // left on its lease, updated as instances come and go, with whether the
 // registry can be reached right now and a filter box.
 //
-// Its one job is to turn a Registry (listing services, listing a service's
-// instances, watching a service) into an http.Handler that is safe to leave
-// running:
+// Its one job is to turn a discovery.OperatorView (whichever backend
+// implements it, a user's included) into an http.Handler that is safe to
+// leave running:
 //
 //   - The page, its script and its style sheet are embedded in the binary
 //     (Go's embed): no build step, no CDN, no framework.
@@ -28,21 +28,16 @@
 //     allowed a new one ends the one stuck longest in a write, or else
 //     the oldest (browsers reconnect), so that clients that never read
 //     cannot lock browsers out.
-//   - On a RegistryFollower (etcd: one watch over the prefix) every
-//     service's set comes from that one watch, whatever the number of
-//     services; the time left on leases is read per lease (LeaseReader:
-//     roster's processes hold one lease for all their instances) while a
+//   - Every service's set comes from one FollowRegistry of the whole
+//     registry (etcd: one watch over the prefix; NATS: one watch of the
+//     bucket), whatever the number of services; the time left on leases
+//     is read per lease (ReadLease: roster's etcd processes hold one lease
+//     for all their instances; a NATS instance's lease is its key) while a
 //     browser is connected, each at most once a second and about 100 a
 //     second at most over the whole Handler, the least recently read
 //     first. The page counts down from each reading; one that runs out
 //     before the lease is read again shows "not read recently", never
 //     "expired" (only a lease read as expired is).
-//   - On any other Registry, services come from its FindServices if it is
-//     a ServiceFinder, else from listing them every second while a browser
-//     is connected, and each is followed by a discovery.Watcher of its
-//     own, at most WithMaxFollowed of them (the page says how many it
-//     leaves out); the TTLs of a service's instances are read about once
-//     a second while a browser is connected. A service is shown while it
-//     has instances; the follower of one that has had none for a minute
-//     ends.
+//   - Each instance shows its condition as a badge (serving, not ready,
+//     draining, maintenance) with its reason, and its weight and zone.
 package webui

@@ -172,8 +172,6 @@ func (h *hub) subscribe() *client {
 		leases:   make(map[string]struct{}),
 	}
 	h.clients[c] = struct{}{}
-	close(h.arrived)
-	h.arrived = make(chan struct{})
 	select {
 	case h.wake <- struct{}{}:
 	default:

@@ -2,29 +2,26 @@ package webui_test
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
-	"github.com/roster-sd/roster/backends/memory"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/internal/testing/testlog"
 	"github.com/roster-sd/roster/internal/testing/testwait"
 	"github.com/roster-sd/roster/internal/webui"
 )
 
 var (
 	p1 = discovery.Instance{Service: "payments", ID: "p-1", Address: "10.0.0.1:8080", Metadata: map[string]string{"zone": "a", "version": "1.4.2"}}
-	p2 = discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:8080"}
+	p2 = discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:8080",
+		Condition: discovery.ConditionDraining, Reason: "deploy 42", Weight: 30, Zone: "eu-west-1a"}
 )
 
 // TestEventsForAScriptedChange: a stream opens with the whole state; then
@@ -32,15 +29,14 @@ var (
 // set of the service that changed, or the new status, numbered one after
 // the other.
 func TestEventsForAScriptedChange(t *testing.T) {
-	// No rescan but the one a stream's opening triggers, so that every
-	// event below comes from the watcher.
-	f := newFixture(t, []discovery.Instance{p1}, webui.WithRescanInterval(time.Hour))
+	// Every event below comes from the one FollowRegistry.
+	f := newFixture(t, []discovery.Instance{p1})
 	s := f.openStream()
 
 	const (
-		one     = `{"id":"p-1","address":"10.0.0.1:8080","metadata":[["version","1.4.2"],["zone","a"]]}`
-		two     = `{"id":"p-2","address":"10.0.0.2:8080","metadata":[]}`
-		problem = `memory: watch \"payments\": memory: discovery: registry unavailable`
+		one     = `{"id":"p-1","address":"10.0.0.1:8080","metadata":[["version","1.4.2"],["zone","a"]],"weight":100}`
+		two     = `{"id":"p-2","address":"10.0.0.2:8080","metadata":[],"condition":"draining","reason":"deploy 42","weight":30,"zone":"eu-west-1a"}`
+		problem = `memory: follow the registry: memory: discovery: registry unavailable`
 	)
 	payments := func(instances ...string) string {
 		return `{"services":[{"name":"payments","instances":[` + strings.Join(instances, ",") + `]}]}`
@@ -115,7 +111,6 @@ func TestStreamEndsWhenClientLeaves(t *testing.T) {
 // Handler; the browser sees its stream end.
 func TestCloseEndsStreams(t *testing.T) {
 	f := newFixture(t, []discovery.Instance{p1, {Service: "orders", ID: "o-1", Address: "10.0.1.1:80"}})
-	f.reg.add("orders")
 	s := f.openStream()
 	s.nextMatching(t, `"orders"`)
 	if err := f.h.Close(); err != nil {
@@ -202,10 +197,10 @@ func TestFullEndsOldestStream(t *testing.T) {
 	s.nextMatching(t, `"p-2"`)
 }
 
-// TestNewServiceAppears: a service registered after the page opened is
-// found by the rescan and followed.
+// TestNewServiceAppears: a service registered after the page opened
+// comes from the same FollowRegistry, and leaves the page once empty.
 func TestNewServiceAppears(t *testing.T) {
-	f := newFixture(t, []discovery.Instance{p1}, webui.WithRescanInterval(20*time.Millisecond))
+	f := newFixture(t, []discovery.Instance{p1})
 	s := f.openStream()
 	s.nextMatching(t, `"p-1"`)
 	f.register(discovery.Instance{Service: "orders", ID: "o-1", Address: "10.0.1.1:80"})
@@ -237,14 +232,13 @@ func TestTTL(t *testing.T) {
 // TestOptions: invalid options are errors from New.
 func TestOptions(t *testing.T) {
 	cases := []webui.Option{
-		webui.WithRescanInterval(0),
 		webui.WithRequestTimeout(-time.Second),
 		webui.WithMaxClients(0),
 		webui.WithWriteTimeout(0),
 		webui.WithHeartbeat(0),
 	}
 	for i, opt := range cases {
-		if _, err := webui.New(&memRegistry{}, opt); !errors.Is(err, webui.ErrInvalidOption) {
+		if _, err := webui.New(&leasedView{}, opt); !errors.Is(err, webui.ErrInvalidOption) {
 			t.Errorf("case %d: got %v, want ErrInvalidOption", i, err)
 		}
 	}
@@ -275,120 +269,6 @@ func TestTTLRefreshedBeforeALeaseRunsOut(t *testing.T) {
 	}
 }
 
-// TestEmptyServiceFollowerEnds: the follower of a service that has had no
-// instances, and has not been listed, for the grace period ends.
-func TestEmptyServiceFollowerEnds(t *testing.T) {
-	webui.SetEmptyGrace(t, 50*time.Millisecond)
-	f := newFixture(t, []discovery.Instance{p1}, webui.WithRescanInterval(10*time.Millisecond))
-	s := f.openStream()
-	o1 := discovery.Instance{Service: "orders", ID: "o-1", Address: "10.0.1.1:80"}
-	f.register(o1)
-	s.nextMatching(t, `"orders"`)
-	if n := webui.Followed(f.h); n != 2 {
-		t.Fatalf("%d services followed, want 2", n)
-	}
-	f.deregister(o1)
-	testwait.Until(t, waitTimeout, "the follower of orders to end", func() bool { return webui.Followed(f.h) == 1 })
-	// It comes back as a new service.
-	f.register(o1)
-	s.nextMatching(t, `"orders"`)
-}
-
-// finderRegistry is a memRegistry that is also a ServiceFinder: it reports
-// the services with instances, then each name sent on feed.
-type finderRegistry struct {
-	*memRegistry
-	feed     chan []string
-	listings chan struct{} // gets a value for each call of Services
-}
-
-func (r *finderRegistry) Services(ctx context.Context) ([]webui.ServiceSummary, error) {
-	r.listings <- struct{}{}
-	return r.memRegistry.Services(ctx)
-}
-
-func (r *finderRegistry) FindServices(ctx context.Context, found func([]string)) error {
-	list, err := r.memRegistry.Services(ctx)
-	if err != nil {
-		return err
-	}
-	names := []string{}
-	for _, s := range list {
-		names = append(names, s.Service)
-	}
-	found(names)
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case names := <-r.feed:
-			found(names)
-		}
-	}
-}
-
-// TestServiceFinder: with a ServiceFinder the view learns of new services
-// from it and never lists the services.
-func TestServiceFinder(t *testing.T) {
-	store := memory.NewStore()
-	b, err := memory.New(store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	mem := &memRegistry{b: b}
-	reg := &finderRegistry{memRegistry: mem, feed: make(chan []string), listings: make(chan struct{}, 100)}
-	f := &fixture{t: t, store: store, b: b, reg: mem}
-	f.register(p1)
-	f.h, err = webui.New(reg, webui.WithName("finder"), webui.WithLogger(testlog.New(t)), webui.WithRescanInterval(time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.srv = httptest.NewServer(f.h)
-	t.Cleanup(func() {
-		_ = f.h.Close()
-		f.srv.Close()
-	})
-
-	s := f.openStream()
-	s.nextMatching(t, `"p-1"`)
-	f.register(discovery.Instance{Service: "orders", ID: "o-1", Address: "10.0.1.1:80"})
-	reg.feed <- []string{"orders"}
-	s.nextMatching(t, `"o-1"`)
-	if n := len(reg.listings); n != 0 {
-		t.Errorf("Services was called %d times; want never, with a ServiceFinder", n)
-	}
-}
-
-// TestServiceFinderUnreachable: until the finder has read the registry,
-// its error makes the registry unreachable; it is called again.
-func TestServiceFinderUnreachable(t *testing.T) {
-	store := memory.NewStore()
-	b, err := memory.New(store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	mem := &memRegistry{b: b}
-	mem.add("payments")
-	store.SetAvailable(false)
-	reg := &finderRegistry{memRegistry: mem, feed: make(chan []string), listings: make(chan struct{}, 100)}
-	h, err := webui.New(reg, webui.WithLogger(testlog.New(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		_ = h.Close()
-		srv.Close()
-	})
-	f := &fixture{t: t, store: store, b: b, reg: mem, h: h, srv: srv}
-	s := f.openStream()
-	s.nextMatching(t, `"reachable":false,"problem":"memory: resolve \"payments\": memory: discovery: registry unavailable"`)
-	store.SetAvailable(true)
-	s.nextMatching(t, `"reachable":true`)
-}
-
 // TestTTLsNotReadWhileUnwatchedAreNotShown: the TTLs are read only while a
 // page is open. A page that opens after the leases as last read have run
 // out (they were renewed meanwhile, unread) must not count down from them:
@@ -416,13 +296,13 @@ func TestTTLsNotReadWhileUnwatchedAreNotShown(t *testing.T) {
 	// them, unread), and their refresh comes due unwatched.
 	testwait.Until(t, waitTimeout, "the leases as read to run out", func() bool { return time.Since(read) > 3*ttl })
 
-	before := f.reg.instancesCalls()
+	before := f.reg.leaseReads()
 	s = f.openStream()
 	p = page{}
 	for {
 		ev := s.next(t)
 		p.apply(t, ev)
-		reread := f.reg.instancesCalls()-before >= 2 // both services read again
+		reread := f.reg.leaseReads()-before >= 2 // both leases read again
 		for _, id := range [][2]string{{"payments", "p-1"}, {"orders", "o-1"}} {
 			if left, ok := p.ttl(id[0], id[1], time.Now()); ok && (left < -100*time.Millisecond || left > ttl) {
 				t.Fatalf("event %d shows %s with TTL %v; want it not read or read again (0..%v]:\n%s", ev.id, id[1], left, ttl, ev.data)
@@ -431,23 +311,5 @@ func TestTTLsNotReadWhileUnwatchedAreNotShown(t *testing.T) {
 		if reread && bothRead() {
 			return
 		}
-	}
-}
-
-// TestMaxFollowed: on a Registry without a registry-wide watch, the view
-// follows at most WithMaxFollowed services, one watch each, and says on
-// the page how many it leaves out.
-func TestMaxFollowed(t *testing.T) {
-	f := newFixture(t, nil, webui.WithMaxFollowed(2), webui.WithRescanInterval(20*time.Millisecond))
-	for _, svc := range []string{"a", "b", "c"} {
-		f.register(discovery.Instance{Service: svc, ID: svc + "-1", Address: "10.0.0.1:80"})
-	}
-	s := f.openStream()
-	var p page
-	p.follow(t, s, "two services and a note", func() bool {
-		return len(p.Services) == 2 && strings.Contains(p.Status.Note, "showing 2 services, not 1 more")
-	})
-	if n := webui.Followed(f.h); n != 2 {
-		t.Errorf("%d services followed, want 2", n)
 	}
 }

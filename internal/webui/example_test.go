@@ -14,45 +14,9 @@ import (
 	"github.com/roster-sd/roster/internal/webui"
 )
 
-// fixedRegistry is a webui.Registry over any discovery.Resolver whose
-// services are known in advance; it has no leases.
-type fixedRegistry struct {
-	r        discovery.Resolver
-	services []string
-}
-
-func (f fixedRegistry) Services(ctx context.Context) ([]webui.ServiceSummary, error) {
-	var out []webui.ServiceSummary
-	for _, s := range f.services {
-		set, err := f.r.Resolve(ctx, s)
-		if err != nil {
-			return nil, err
-		}
-		if len(set) > 0 {
-			out = append(out, webui.ServiceSummary{Service: s, Instances: len(set)})
-		}
-	}
-	return out, nil
-}
-
-func (f fixedRegistry) Instances(ctx context.Context, service string) ([]webui.InstanceInfo, error) {
-	set, err := f.r.Resolve(ctx, service)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]webui.InstanceInfo, 0, len(set))
-	for _, in := range set {
-		out = append(out, webui.InstanceInfo{Instance: in})
-	}
-	return out, nil
-}
-
-func (f fixedRegistry) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
-	return f.r.Watch(ctx, service)
-}
-
 // The view of a registry, served over HTTP: the page at /, the state as
-// server-sent events at /events.
+// server-sent events at /events. Any backend that implements
+// discovery.OperatorView can be shown, here the memory backend.
 func Example() {
 	b, err := memory.New(memory.NewStore())
 	if err != nil {
@@ -60,13 +24,14 @@ func Example() {
 	}
 	defer b.Close()
 	err = b.Register(context.Background(), discovery.Instance{
-		Service: "payments", ID: "p-1", Address: "10.0.0.7:8080", Metadata: map[string]string{"zone": "a"},
+		Service: "payments", ID: "p-1", Address: "10.0.0.7:8080", Metadata: map[string]string{"version": "1.4.2"},
+		Condition: discovery.ConditionDraining, Reason: "deploy 42", Zone: "eu-west-1a",
 	})
 	if err != nil {
 		panic(err)
 	}
 
-	h, err := webui.New(fixedRegistry{b, []string{"payments"}}, webui.WithName("example"))
+	h, err := webui.New(b, webui.WithName("example"))
 	if err != nil {
 		panic(err)
 	}
@@ -90,8 +55,11 @@ func Example() {
 			Services []struct {
 				Name      string
 				Instances []struct {
-					ID, Address string
-					Metadata    [][2]string
+					ID, Address       string
+					Metadata          [][2]string
+					Condition, Reason string
+					Weight            int
+					Zone              string
 				}
 			}
 		}
@@ -101,9 +69,11 @@ func Example() {
 		if len(ev.Services) > 0 {
 			in := ev.Services[0].Instances[0]
 			fmt.Println(ev.Services[0].Name, in.ID, in.Address, in.Metadata)
+			fmt.Println(in.Condition, in.Reason, in.Weight, in.Zone)
 			break
 		}
 	}
 	// Output:
-	// payments p-1 10.0.0.7:8080 [[zone a]]
+	// payments p-1 10.0.0.7:8080 [[version 1.4.2]]
+	// draining deploy 42 100 eu-west-1a
 }

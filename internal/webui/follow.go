@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/roster-sd/roster/discovery"
 )
 
-// Reads of leases (LeaseReader) are spaced over the whole Handler, so
+// Reads of leases (ReadLease) are spaced over the whole Handler, so
 // that an open page costs the registry about one read every leaseSpacing
 // (100 a second) however large the registry, and a lease is read at most
 // once every leaseEvery. roster's processes hold one lease for all their
@@ -19,11 +21,11 @@ const (
 	leaseEvery   = time.Second
 )
 
-// followLoop follows the registry with its RegistryFollower, calling it
-// again after it fails, until the Handler is closed.
+// followLoop follows the registry with the view's FollowRegistry, calling
+// it again after it fails, until the Handler is closed.
 func (h *hub) followLoop() {
 	for {
-		err := h.follower.FollowRegistry(h.ctx, h.apply)
+		err := h.view.FollowRegistry(h.ctx, h.apply)
 		if h.ctx.Err() != nil {
 			return
 		}
@@ -45,60 +47,36 @@ func (h *hub) followLoop() {
 	}
 }
 
-// apply takes one update from the RegistryFollower.
-func (h *hub) apply(u RegistryUpdate) {
+// apply takes one update from the view's FollowRegistry.
+func (h *hub) apply(u discovery.RegistryUpdate) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.setProblemLocked(u.Unreachable)
+	if u.Reset && !h.loaded {
+		h.loaded = true
+		h.markStatusLocked()
+	}
+	named := make(map[string]bool, len(u.Services))
+	for _, set := range u.Services {
+		named[set.Service] = true
+		if discovery.ValidateName("Service", set.Service) != nil {
+			continue
+		}
+		instances := make([]instance, 0, len(set.Instances))
+		for _, in := range set.Instances {
+			instances = append(instances, instance{Instance: in.Instance.Clone(), lease: in.Lease})
+		}
+		h.setInstancesLocked(h.serviceNamedLocked(set.Service), instances)
+		if len(instances) == 0 {
+			delete(h.services, set.Service)
+		}
+	}
 	if u.Reset {
-		if !h.loaded {
-			h.loaded = true
-			h.markStatusLocked()
-		}
-		sets := make(map[string][]instance)
-		for _, in := range u.Put {
-			sets[in.Service] = append(sets[in.Service], instance{Instance: in.Instance, lease: in.Lease})
-		}
 		for name, s := range h.services {
-			if _, ok := sets[name]; !ok {
+			if !named[name] {
 				h.setInstancesLocked(s, nil)
 				delete(h.services, name)
 			}
-		}
-		for name, set := range sets {
-			h.setInstancesLocked(h.serviceNamedLocked(name), set)
-		}
-		return
-	}
-	changed := make(map[string]map[string]instance) // service -> ID -> instance, from the current sets
-	get := func(name string) map[string]instance {
-		m, ok := changed[name]
-		if !ok {
-			m = make(map[string]instance)
-			if s := h.services[name]; s != nil {
-				for _, in := range s.instances {
-					m[in.ID] = in
-				}
-			}
-			changed[name] = m
-		}
-		return m
-	}
-	for _, k := range u.Deleted {
-		delete(get(k.Service), k.ID)
-	}
-	for _, in := range u.Put {
-		get(in.Service)[in.ID] = instance{Instance: in.Instance, lease: in.Lease}
-	}
-	for name, m := range changed {
-		set := make([]instance, 0, len(m))
-		for _, in := range m {
-			set = append(set, in)
-		}
-		s := h.serviceNamedLocked(name)
-		h.setInstancesLocked(s, set)
-		if len(set) == 0 {
-			delete(h.services, name)
 		}
 	}
 }
@@ -184,12 +162,12 @@ func (h *hub) readLease(id string) {
 	ctx, cancel := context.WithTimeout(h.ctx, h.o.requestTimeout)
 	defer cancel()
 	at := time.Now()
-	info, err := h.leaseRd.ReadLease(ctx, id)
+	info, err := h.view.ReadLease(ctx, id)
 	if h.ctx.Err() != nil {
 		return
 	}
 	if err != nil {
-		// The RegistryFollower says whether the registry is reachable.
+		// FollowRegistry says whether the registry is reachable.
 		h.log.Debug("cannot read lease", "lease", id, "error", err)
 		return
 	}

@@ -12,20 +12,22 @@ import (
 	"github.com/roster-sd/roster/internal/webui"
 )
 
-// scriptedFollower is a webui.RegistryFollower and LeaseReader whose
-// registry is what the test sends on updates, and whose leases have the
-// time left the test sets. (The real one, on etcd, is tested in
-// cmd/roster: TestUIAtScale, TestDevUI, TestUIInBrowser.)
+// scriptedFollower is a discovery.OperatorView whose registry is what the
+// test sends on updates, and whose leases have the time left the test
+// sets. It implements FollowRegistry and ReadLease alone: the view must
+// call nothing else (the nil OperatorView it embeds would panic). (The
+// real ones are tested in cmd/roster: TestUIAtScale, TestDevUI,
+// TestUIInBrowser.)
 type scriptedFollower struct {
-	*memRegistry
-	updates chan webui.RegistryUpdate
+	discovery.OperatorView
+	updates chan discovery.RegistryUpdate
 
 	mu    sync.Mutex
 	left  map[string]time.Duration // absent: not found
 	reads map[string]int
 }
 
-func (f *scriptedFollower) FollowRegistry(ctx context.Context, apply func(webui.RegistryUpdate)) error {
+func (f *scriptedFollower) FollowRegistry(ctx context.Context, apply func(discovery.RegistryUpdate)) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -36,12 +38,12 @@ func (f *scriptedFollower) FollowRegistry(ctx context.Context, apply func(webui.
 	}
 }
 
-func (f *scriptedFollower) ReadLease(_ context.Context, lease string) (webui.LeaseInfo, error) {
+func (f *scriptedFollower) ReadLease(_ context.Context, lease string) (discovery.LeaseInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reads[lease]++
 	left, ok := f.left[lease]
-	return webui.LeaseInfo{Found: ok, Left: left, Granted: 15 * time.Second}, nil
+	return discovery.LeaseInfo{Found: ok, Left: left, Granted: 15 * time.Second}, nil
 }
 
 func (f *scriptedFollower) readsOf() map[string]int {
@@ -54,17 +56,14 @@ func (f *scriptedFollower) readsOf() map[string]int {
 	return out
 }
 
-// TestLeasesReadPerLease: on a RegistryFollower the view reads each
-// distinct lease, not each service or instance, only while a page is
-// open; a lease read as gone shows as expired; every set comes from the
-// follower alone (its memRegistry has no backend: a Watch, a listing or
-// a read of instances would panic).
+// TestLeasesReadPerLease: the view reads each distinct lease, not each
+// service or instance, only while a page is open; a lease read as gone
+// shows as expired; every set comes from FollowRegistry alone.
 func TestLeasesReadPerLease(t *testing.T) {
 	f := &scriptedFollower{
-		memRegistry: &memRegistry{},
-		updates:     make(chan webui.RegistryUpdate),
-		left:        map[string]time.Duration{"a": 12 * time.Second},
-		reads:       map[string]int{},
+		updates: make(chan discovery.RegistryUpdate),
+		left:    map[string]time.Duration{"a": 12 * time.Second},
+		reads:   map[string]int{},
 	}
 	h, err := webui.New(f, webui.WithLogger(testlog.New(t)))
 	if err != nil {
@@ -76,12 +75,14 @@ func TestLeasesReadPerLease(t *testing.T) {
 		srv.Close()
 	})
 	fx := &fixture{t: t, h: h, srv: srv}
-	in := func(service, id, lease string) webui.LeasedInstance {
-		return webui.LeasedInstance{Instance: discovery.Instance{Service: service, ID: id, Address: "10.0.0.1:80"}, Lease: lease}
+	in := func(service, id, lease string) discovery.LeasedInstance {
+		return discovery.LeasedInstance{Instance: discovery.Instance{Service: service, ID: id, Address: "10.0.0.1:80"}, Lease: lease}
 	}
 	// Three services, four instances, two leases (two processes).
-	f.updates <- webui.RegistryUpdate{Reset: true, Put: []webui.LeasedInstance{
-		in("orders", "o-1", "a"), in("orders", "o-2", "b"), in("payments", "p-1", "a"), in("search", "s-1", "a"),
+	f.updates <- discovery.RegistryUpdate{Reset: true, Services: []discovery.ServiceSet{
+		{Service: "orders", Instances: []discovery.LeasedInstance{in("orders", "o-1", "a"), in("orders", "o-2", "b")}},
+		{Service: "payments", Instances: []discovery.LeasedInstance{in("payments", "p-1", "a")}},
+		{Service: "search", Instances: []discovery.LeasedInstance{in("search", "s-1", "a")}},
 	}}
 	if got := f.readsOf(); len(got) != 0 {
 		t.Errorf("leases read with no page open: %v", got)
@@ -100,15 +101,17 @@ func TestLeasesReadPerLease(t *testing.T) {
 		t.Errorf("reads by lease %v, want leases a and b only", got)
 	}
 	// A change of one service sends that service alone.
-	f.updates <- webui.RegistryUpdate{Deleted: []discovery.Key{{Service: "orders", ID: "o-2"}}}
+	f.updates <- discovery.RegistryUpdate{Services: []discovery.ServiceSet{
+		{Service: "orders", Instances: []discovery.LeasedInstance{in("orders", "o-1", "a")}},
+	}}
 	ev := s.nextMatching(t, `"orders"`)
-	if ev.event != "services" || ev.data != `{"services":[{"name":"orders","instances":[{"id":"o-1","address":"10.0.0.1:80","metadata":[],"lease":"a"}]}]}` {
+	if ev.event != "services" || ev.data != `{"services":[{"name":"orders","instances":[{"id":"o-1","address":"10.0.0.1:80","metadata":[],"weight":100,"lease":"a"}]}]}` {
 		t.Errorf("after o-2 left: %s %s", ev.event, ev.data)
 	}
 	// Unreachable, then back.
-	f.updates <- webui.RegistryUpdate{Unreachable: discovery.ErrUnavailable}
+	f.updates <- discovery.RegistryUpdate{Unreachable: discovery.ErrUnavailable}
 	s.nextMatching(t, `"reachable":false`)
-	f.updates <- webui.RegistryUpdate{}
+	f.updates <- discovery.RegistryUpdate{}
 	s.nextMatching(t, `"reachable":true`)
 	if n := webui.Followed(h); n != 3 {
 		t.Errorf("%d services known, want 3", n)

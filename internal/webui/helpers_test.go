@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,77 +23,55 @@ import (
 // generous for a loaded 2-core machine.
 const waitTimeout = 10 * time.Second
 
-// memRegistry is a webui.Registry over the memory backend. Services lists
-// the services named by add that have instances; ttl, when set, is every
-// instance's TTL.
-type memRegistry struct {
-	b *memory.Backend
+// leasedView is the memory backend's discovery.OperatorView, with leases
+// when ttl is set: each instance is then held by a lease of its own
+// (named service/id) that always has ttl left, as a registry that renews
+// it would say.
+type leasedView struct {
+	*memory.Backend
 
 	mu    sync.Mutex
-	names []string
 	ttl   time.Duration
-	calls int // of Instances
+	reads int // of leases
 }
 
-// instancesCalls returns how many times Instances was called.
-func (r *memRegistry) instancesCalls() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.calls
+// leaseReads returns how many times ReadLease was called.
+func (v *leasedView) leaseReads() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.reads
 }
 
-func (r *memRegistry) setTTL(d time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.ttl = d
+func (v *leasedView) setTTL(d time.Duration) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.ttl = d
 }
 
-func (r *memRegistry) add(names ...string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, n := range names {
-		if !slices.Contains(r.names, n) {
-			r.names = append(r.names, n)
+func (v *leasedView) FollowRegistry(ctx context.Context, apply func(discovery.RegistryUpdate)) error {
+	return v.Backend.FollowRegistry(ctx, func(u discovery.RegistryUpdate) {
+		v.mu.Lock()
+		leased := v.ttl != 0
+		v.mu.Unlock()
+		for _, set := range u.Services {
+			for i := range set.Instances {
+				if leased {
+					set.Instances[i].Lease = set.Instances[i].Key().String()
+				}
+			}
 		}
-	}
-	slices.Sort(r.names)
+		apply(u)
+	})
 }
 
-func (r *memRegistry) Services(ctx context.Context) ([]webui.ServiceSummary, error) {
-	r.mu.Lock()
-	names := slices.Clone(r.names)
-	r.mu.Unlock()
-	var list []webui.ServiceSummary
-	for _, n := range names {
-		set, err := r.b.Resolve(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		if len(set) > 0 {
-			list = append(list, webui.ServiceSummary{Service: n, Instances: len(set)})
-		}
+func (v *leasedView) ReadLease(ctx context.Context, lease string) (discovery.LeaseInfo, error) {
+	if _, err := v.Backend.ReadLease(ctx, lease); err != nil {
+		return discovery.LeaseInfo{}, err
 	}
-	return list, nil
-}
-
-func (r *memRegistry) Instances(ctx context.Context, service string) ([]webui.InstanceInfo, error) {
-	set, err := r.b.Resolve(ctx, service)
-	if err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	ttl := r.ttl
-	r.calls++
-	r.mu.Unlock()
-	list := make([]webui.InstanceInfo, 0, len(set))
-	for _, in := range set {
-		list = append(list, webui.InstanceInfo{Instance: in, HasTTL: ttl != 0, TTL: ttl})
-	}
-	return list, nil
-}
-
-func (r *memRegistry) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
-	return r.b.Watch(ctx, service)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.reads++
+	return discovery.LeaseInfo{Found: v.ttl != 0, Left: v.ttl, Granted: v.ttl}, nil
 }
 
 // fixture is a memory registry, a Handler on it and an HTTP server.
@@ -102,7 +79,7 @@ type fixture struct {
 	t     *testing.T
 	store *memory.Store
 	b     *memory.Backend
-	reg   *memRegistry
+	reg   *leasedView
 	h     *webui.Handler
 	srv   *httptest.Server
 }
@@ -117,7 +94,7 @@ func newFixture(t *testing.T, in []discovery.Instance, opts ...webui.Option) *fi
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	reg := &memRegistry{b: b}
+	reg := &leasedView{Backend: b}
 	f := &fixture{t: t, store: store, b: b, reg: reg}
 	for _, i := range in {
 		f.register(i)
@@ -137,7 +114,6 @@ func newFixture(t *testing.T, in []discovery.Instance, opts ...webui.Option) *fi
 
 func (f *fixture) register(in discovery.Instance) {
 	f.t.Helper()
-	f.reg.add(in.Service)
 	if err := f.b.Register(context.Background(), in); err != nil {
 		f.t.Fatal(err)
 	}
@@ -260,7 +236,6 @@ type page struct {
 		Reachable bool
 		Problem   string
 		Since     int64
-		Note      string
 	}
 	Services map[string][]pageInstance
 	Leases   map[string]*pageLease
@@ -269,10 +244,14 @@ type page struct {
 }
 
 type pageInstance struct {
-	ID       string
-	Address  string
-	Metadata [][2]string
-	Lease    string
+	ID        string
+	Address   string
+	Metadata  [][2]string
+	Condition string
+	Reason    string
+	Weight    int
+	Zone      string
+	Lease     string
 }
 
 type pageLease struct {
@@ -310,7 +289,6 @@ func (p *page) apply(t *testing.T, ev sseEvent) {
 			Reachable bool
 			Problem   string
 			Since     int64
-			Note      string
 		}{}
 		if err := json.Unmarshal([]byte(ev.data), &p.Status); err != nil {
 			t.Fatal(err)

@@ -22,22 +22,18 @@ const rewatchDelay = time.Second
 const publishEvery = 50 * time.Millisecond
 
 // hub holds the state every browser sees and owns the goroutines that
-// keep it: either one RegistryFollower (one watch over the whole registry)
-// and one reader of leases, or, for a Registry without one, a finder of
-// services and one follower per service (see legacy.go). Each stream
-// (client) is told which services and leases changed since it last wrote,
-// and sends those alone.
+// keep it: one follower of the whole registry (the view's
+// FollowRegistry) and one reader of leases. Each stream (client) is told
+// which services and leases changed since it last wrote, and sends those
+// alone.
 type hub struct {
-	ctx context.Context
-	reg Registry
-	o   options
-	log hclog.Logger
-	wg  *sync.WaitGroup
+	ctx  context.Context
+	view discovery.OperatorView
+	o    options
+	log  hclog.Logger
+	wg   *sync.WaitGroup
 
-	follower RegistryFollower // nil: per-service followers
-	leaseRd  LeaseReader      // nil: TTLs are not read (follower mode)
-
-	wake chan struct{} // capacity 1: a stream opened (the scanner, the lease reader)
+	wake chan struct{} // capacity 1: a stream opened, or a lease is new (the lease reader)
 
 	mu        sync.Mutex
 	services  map[string]*service
@@ -45,12 +41,7 @@ type hub struct {
 	loaded    bool              // the registry has been read once
 	problem   error             // the registry cannot be read right now
 	downSince time.Time         // when problem was first seen, zero while reachable
-	notFollow map[string]struct{}
 	clients   map[*client]struct{}
-	arrived   chan struct{} // closed and replaced when a stream opens
-
-	// Per-service followers only (legacy.go).
-	legacy legacyState
 }
 
 // service is one service, its instances sorted by ID.
@@ -58,11 +49,6 @@ type service struct {
 	name      string
 	instances []instance
 	known     bool // a first set has arrived
-
-	// Per-service followers only.
-	cancel    context.CancelFunc
-	down      error     // the watcher reported the registry unreachable; cleared by its next set
-	lastFound time.Time // when a listing or the finder last named it
 }
 
 // instance is one instance and the lease that holds it ("": none, or not
@@ -87,50 +73,24 @@ type lease struct {
 	expired  bool
 }
 
-func newHub(ctx context.Context, reg Registry, o options) *hub {
-	h := &hub{
-		ctx:       ctx,
-		reg:       reg,
-		o:         o,
-		log:       o.logger,
-		wake:      make(chan struct{}, 1),
-		services:  make(map[string]*service),
-		leases:    make(map[string]*lease),
-		notFollow: make(map[string]struct{}),
-		clients:   make(map[*client]struct{}),
-		arrived:   make(chan struct{}),
+func newHub(ctx context.Context, view discovery.OperatorView, o options) *hub {
+	return &hub{
+		ctx:      ctx,
+		view:     view,
+		o:        o,
+		log:      o.logger,
+		wake:     make(chan struct{}, 1),
+		services: make(map[string]*service),
+		leases:   make(map[string]*lease),
+		clients:  make(map[*client]struct{}),
 	}
-	h.follower, _ = reg.(RegistryFollower)
-	h.leaseRd, _ = reg.(LeaseReader)
-	return h
 }
 
-// start starts following the registry in wg: with its RegistryFollower if
-// it has one, else with one follower per service.
+// start starts following the registry, and reading its leases, in wg.
 func (h *hub) start(wg *sync.WaitGroup) {
 	h.wg = wg
-	if h.follower != nil {
-		wg.Go(h.followLoop)
-		if h.leaseRd != nil {
-			wg.Go(h.leaseLoop)
-		}
-		return
-	}
-	h.startLegacy()
-}
-
-// watched reports whether a stream is open.
-func (h *hub) watched() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.clients) > 0
-}
-
-// arrivals returns a channel closed when the next stream opens.
-func (h *hub) arrivals() <-chan struct{} {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.arrived
+	wg.Go(h.followLoop)
+	wg.Go(h.leaseLoop)
 }
 
 // setProblemLocked records whether the registry can be read now (err nil:
@@ -200,12 +160,8 @@ func (h *hub) refLeaseLocked(id string, d int) {
 	}
 }
 
-// wakeLeases tells the lease reader there is something to read. (Per
-// service followers read the TTLs themselves.)
+// wakeLeases tells the lease reader there is something to read.
 func (h *hub) wakeLeases() {
-	if h.follower == nil || h.leaseRd == nil {
-		return
-	}
 	select {
 	case h.wake <- struct{}{}:
 	default:
@@ -214,7 +170,7 @@ func (h *hub) wakeLeases() {
 
 func sameInstances(a, b []instance) bool {
 	return slices.EqualFunc(a, b, func(x, y instance) bool {
-		return x.ID == y.ID && x.Address == y.Address && x.lease == y.lease && maps.Equal(x.Metadata, y.Metadata)
+		return x.lease == y.lease && x.Equal(y.Instance)
 	})
 }
 
@@ -275,8 +231,6 @@ type (
 		// Since is when the registry was first found unreachable, in
 		// milliseconds since the Unix epoch, by the server's clock.
 		Since int64 `json:"since,omitempty"`
-		// Note says what the view leaves out, if anything.
-		Note string `json:"note,omitempty"`
 	}
 	serviceJSON struct {
 		Name      string         `json:"name"`
@@ -286,6 +240,15 @@ type (
 		ID       string      `json:"id"`
 		Address  string      `json:"address"`
 		Metadata [][2]string `json:"metadata"` // sorted by key
+		// Condition is serving (omitted), not_ready, draining or
+		// maintenance; Reason says why, if the instance (or the
+		// operator) said.
+		Condition discovery.Condition `json:"condition,omitempty"`
+		Reason    string              `json:"reason,omitempty"`
+		// Weight is the instance's share of new traffic, always given
+		// (the default when unset); Zone is omitted when unset.
+		Weight int    `json:"weight"`
+		Zone   string `json:"zone,omitempty"`
 		// Lease is the ID of the lease that holds it; empty for none.
 		Lease string `json:"lease,omitempty"`
 	}
@@ -307,9 +270,6 @@ func (h *hub) statusLocked() statusJSON {
 		st.Problem = h.problem.Error()
 		st.Since = h.downSince.UnixMilli()
 	}
-	if n := len(h.notFollow); n > 0 {
-		st.Note = noteNotFollowed(len(h.services), n)
-	}
 	return st
 }
 
@@ -320,7 +280,11 @@ func (h *hub) serviceLocked(name string) serviceJSON {
 		return sj
 	}
 	for _, in := range s.instances {
-		ij := instanceJSON{ID: in.ID, Address: in.Address, Metadata: make([][2]string, 0, len(in.Metadata)), Lease: in.lease}
+		ij := instanceJSON{ID: in.ID, Address: in.Address, Metadata: make([][2]string, 0, len(in.Metadata)),
+			Condition: in.Condition, Reason: in.Reason, Weight: in.Weight, Zone: in.Zone, Lease: in.lease}
+		if ij.Weight == 0 {
+			ij.Weight = discovery.DefaultWeight
+		}
 		for _, k := range slices.Sorted(maps.Keys(in.Metadata)) {
 			ij.Metadata = append(ij.Metadata, [2]string{k, in.Metadata[k]})
 		}

@@ -24,6 +24,7 @@ type options struct {
 	storeDir       string
 	tls            bool
 	port           int
+	noAdvertise    bool // WithNoAdvertise
 	logOutput      io.Writer
 	logMu          *sync.Mutex // serializes writes to logOutput
 	errs           []error
@@ -105,6 +106,15 @@ func WithPort(port int) Option {
 		}
 		o.port = port
 	}
+}
+
+// WithNoAdvertise keeps the nodes of a Cluster from telling clients the
+// addresses of the other nodes (nats-server's cluster no_advertise), so
+// that a client reaches only the URLs it was given: through fault
+// proxies, say, which a discovered address would bypass. It does nothing
+// to a single server.
+func WithNoAdvertise() Option {
+	return func(o *options) { o.noAdvertise = true }
 }
 
 // WithLogOutput writes the server's own logs (notices, warnings and

@@ -107,7 +107,7 @@ func (s *Server) serverOptions() *server.Options {
 	}
 	if m := s.member; m != nil {
 		so.ServerName = m.name
-		so.Cluster = server.ClusterOpts{Name: m.cluster, Host: "127.0.0.1", Port: m.clusterPort}
+		so.Cluster = server.ClusterOpts{Name: m.cluster, Host: "127.0.0.1", Port: m.clusterPort, NoAdvertise: s.o.noAdvertise}
 		so.Routes = m.routes
 	}
 	return so

@@ -139,8 +139,20 @@
     note.hidden = !(status && status.note);
   }
 
+  // conditionOf is the instance's condition: serving when the server
+  // omits it.
+  function conditionOf(inst) {
+    return inst.condition || "serving";
+  }
+
+  // conditionLabels are the badges' texts.
+  const conditionLabels = { serving: "serving", not_ready: "not ready", draining: "draining", maintenance: "maintenance" };
+
   function matches(inst, q) {
     if (inst.id.toLowerCase().includes(q) || inst.address.toLowerCase().includes(q)) return true;
+    const cond = conditionOf(inst);
+    if (cond.includes(q) || (conditionLabels[cond] || "").includes(q)) return true;
+    if ((inst.reason || "").toLowerCase().includes(q) || (inst.zone || "").toLowerCase().includes(q)) return true;
     for (const [k, v] of inst.metadata) {
       if (k.toLowerCase().includes(q) || v.toLowerCase().includes(q) || (k + "=" + v).toLowerCase().includes(q)) return true;
     }
@@ -154,6 +166,19 @@
     id.dataset.label = "ID";
     const addr = el("td", "address", inst.address);
     addr.dataset.label = "address";
+    // The condition as a badge, with the reason beside it.
+    const cond = conditionOf(inst);
+    const condCell = el("td", "condition");
+    condCell.dataset.label = "condition";
+    const badge = el("span", "badge", conditionLabels[cond] || cond);
+    badge.dataset.condition = cond;
+    condCell.append(badge);
+    if (inst.reason) condCell.append(el("span", "reason", inst.reason));
+    const weight = el("td", "weight", String(inst.weight));
+    weight.dataset.label = "weight";
+    const zone = el("td", "zone", inst.zone || "—");
+    zone.dataset.label = "zone";
+    if (!inst.zone) zone.classList.add("none");
     const meta = el("td", "metadata");
     meta.dataset.label = "metadata";
     if (inst.metadata.length === 0) {
@@ -173,7 +198,8 @@
       ttl.textContent = "—";
       ttl.title = "no lease";
     }
-    tr.append(id, addr, meta, ttl);
+    tr.dataset.condition = cond;
+    tr.append(id, addr, condCell, weight, zone, meta, ttl);
     return tr;
   }
 
@@ -201,7 +227,7 @@
       h2.append(el("span", "name", name), el("span", "count", plural(all.length, "instance", "instances")));
       const table = el("table");
       const head = el("tr");
-      for (const h of ["ID", "address", "metadata", "TTL"]) head.append(el("th", null, h));
+      for (const h of ["ID", "address", "condition", "weight", "zone", "metadata", "TTL"]) head.append(el("th", null, h));
       const thead = el("thead");
       thead.append(head);
       const tbody = el("tbody");

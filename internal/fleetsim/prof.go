@@ -1,4 +1,4 @@
-package main
+package fleetsim
 
 import (
 	"cmp"
@@ -8,9 +8,9 @@ import (
 	"strings"
 )
 
-// In embedded mode the etcd cluster runs in the bench's own process, so
-// runtime.NumGoroutine and the heap count the servers' side of every
-// connection along with the simulated processes'. The bench reports the
+// In embedded mode the cluster (etcd's or NATS's) runs in the bench's own
+// process, so runtime.NumGoroutine and the heap count the servers' side
+// of every connection along with the simulated processes'. The bench reports the
 // simulated processes' own cost: goroutines and live heap whose stacks
 // touch no server code.
 
@@ -19,7 +19,8 @@ import (
 const benchMemProfileRate = 4096
 
 // serverFrames are the function name prefixes and fragments that mark a
-// goroutine or an allocation as the embedded cluster's, or the proxy's.
+// goroutine or an allocation as the embedded cluster's, the fault
+// proxy's, or the NATS relays' (natsRelay, the bench's own).
 var serverFrames = []string{
 	"go.etcd.io/etcd/server/",
 	"go.etcd.io/raft/",
@@ -27,6 +28,10 @@ var serverFrames = []string{
 	"go.etcd.io/etcd/pkg/v3/",
 	"github.com/roster-sd/roster/backends/etcd/embedded.",
 	"github.com/roster-sd/roster/internal/faultproxy.",
+	"github.com/roster-sd/roster/backends/nats/embedded.",
+	"github.com/nats-io/nats-server/",
+	"github.com/roster-sd/roster/internal/fleetsim.(*natsRelay)",
+	"github.com/roster-sd/roster/internal/fleetsim.newNATSRelay",
 	"google.golang.org/grpc/internal/transport.(*http2Server)",
 	"google.golang.org/grpc/internal/transport.NewServerTransport",
 	"google.golang.org/grpc.(*Server)",
@@ -37,6 +42,9 @@ var serverFrames = []string{
 	"github.com/prometheus/",
 	"go.opentelemetry.io/",
 }
+
+// simPackage prefixes the functions of this package.
+const simPackage = "github.com/roster-sd/roster/internal/fleetsim."
 
 func isServerFrame(fn string) bool {
 	for _, s := range serverFrames {
@@ -49,7 +57,7 @@ func isServerFrame(fn string) bool {
 
 // clientGoroutines counts the goroutines that are the simulated
 // processes' own: not the embedded servers', and not the bench's
-// observers (goroutines started by package main).
+// observers (goroutines started by this package).
 func clientGoroutines() int {
 	buf := make([]byte, 1<<20)
 	for {
@@ -86,7 +94,7 @@ func clientGoroutines() int {
 		if len(funcs) == 0 || slices.ContainsFunc(funcs, isServerFrame) {
 			continue
 		}
-		if strings.HasPrefix(entry, "main.") {
+		if strings.HasPrefix(entry, simPackage) {
 			continue // the bench's observers
 		}
 		count++
@@ -97,11 +105,13 @@ func clientGoroutines() int {
 // heapOwners name who a heap allocation is charged to: the innermost
 // frame on its stack from one of these packages.
 var heapOwners = []struct{ prefix, name string }{
+	{simPackage, "the bench's bookkeeping"},
 	{"github.com/roster-sd/roster/", "roster"},
 	{"go.etcd.io/etcd/client/", "etcd client"},
+	{"github.com/nats-io/nats.go", "NATS client"},
+	{"github.com/nats-io/nats%2ego", "NATS client"}, // as the runtime escapes it
 	{"google.golang.org/grpc", "gRPC (connection, streams, buffers)"},
 	{"golang.org/x/net/http2", "gRPC (connection, streams, buffers)"},
-	{"main.", "the bench's bookkeeping"},
 }
 
 func heapOwner(fn string) string {
@@ -113,8 +123,8 @@ func heapOwner(fn string) string {
 	return ""
 }
 
-// heapShare is live heap attributed to one owner (see heapOwners).
-type heapShare struct {
+// HeapShare is live heap attributed to one owner (see heapOwners).
+type HeapShare struct {
 	Site  string  `json:"site"`
 	Bytes float64 `json:"bytes"`
 }
@@ -122,7 +132,7 @@ type heapShare struct {
 // clientHeap estimates, from the heap profile as of the last GC, the live
 // heap of the simulated processes (allocations whose stack touches no
 // server code), and who it is charged to, most first.
-func clientHeap() (total float64, top []heapShare) {
+func clientHeap() (total float64, top []HeapShare) {
 	var recs []runtime.MemProfileRecord
 	n, _ := runtime.MemProfile(nil, true)
 	for {
@@ -182,8 +192,8 @@ func clientHeap() (total float64, top []heapShare) {
 		bySite[site] += bytes
 	}
 	for s, b := range bySite {
-		top = append(top, heapShare{Site: s, Bytes: b})
+		top = append(top, HeapShare{Site: s, Bytes: b})
 	}
-	slices.SortFunc(top, func(a, b heapShare) int { return cmp.Compare(b.Bytes, a.Bytes) })
+	slices.SortFunc(top, func(a, b HeapShare) int { return cmp.Compare(b.Bytes, a.Bytes) })
 	return total, top
 }

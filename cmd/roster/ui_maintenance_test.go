@@ -15,11 +15,10 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/internal/testing/testlog"
 	"github.com/roster-sd/roster/internal/testing/testwait"
-	"github.com/roster-sd/roster/internal/webui"
 )
 
 // TestWebViewMergesMaintenance: the web view's one watch over the etcd
-// prefix shows an instance under an operator's override as maintenance
+// prefix (the backend's discovery.OperatorView.FollowRegistry) shows an instance under an operator's override as maintenance
 // with the reason, an instance registered under its service's override
 // too, and the instances serving again once the overrides are cleared;
 // the override keys never show as instances.
@@ -48,21 +47,25 @@ func TestWebViewMergesMaintenance(t *testing.T) {
 	// What the page would hold: the view's updates applied in order.
 	var mu sync.Mutex
 	shown := map[discovery.Key]discovery.Instance{}
-	view := etcdView{cli: etcdtest.Client(t, srv), prefix: etcd.DefaultPrefix, where: "etcd", timeout: 5 * time.Second}
+	view := newBackend()
 	fctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- view.FollowRegistry(fctx, func(u webui.RegistryUpdate) {
+		done <- view.FollowRegistry(fctx, func(u discovery.RegistryUpdate) {
 			mu.Lock()
 			defer mu.Unlock()
 			if u.Reset {
 				clear(shown)
 			}
-			for _, k := range u.Deleted {
-				delete(shown, k)
-			}
-			for _, in := range u.Put {
-				shown[in.Key()] = in.Instance
+			for _, set := range u.Services {
+				for k := range shown {
+					if k.Service == set.Service {
+						delete(shown, k)
+					}
+				}
+				for _, in := range set.Instances {
+					shown[in.Key()] = in.Instance
+				}
 			}
 		})
 	}()

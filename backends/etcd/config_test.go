@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 )
@@ -33,19 +34,19 @@ func TestConfigFromEnv(t *testing.T) {
 		want etcd.Config
 	}{
 		{name: "nothing set", want: etcd.Config{}},
-		{name: "empty values are unset", env: map[string]string{etcd.EnvTTL: "", etcd.EnvEndpoints: " "}, want: etcd.Config{}},
+		{name: "empty values are unset", env: map[string]string{backends.EnvTTL: "", backends.EnvEndpoints: " "}, want: etcd.Config{}},
 		{
 			name: "everything",
 			env: map[string]string{
-				etcd.EnvEndpoints: "10.0.0.1:2379, https://10.0.0.2:2379,unixs:///run/etcd.sock",
-				etcd.EnvPrefix:    "/tenant-a/services",
-				etcd.EnvTTL:       "10s",
-				etcd.EnvCACert:    "/etc/roster/ca.pem",
-				etcd.EnvCert:      "/etc/roster/client.pem",
-				etcd.EnvKey:       "/etc/roster/client-key.pem",
-				etcd.EnvUsername:  "svc",
-				etcd.EnvPassword:  " s3cret with spaces ",
-				etcd.EnvTimeout:   "1m30s",
+				backends.EnvEndpoints: "10.0.0.1:2379, https://10.0.0.2:2379,unixs:///run/etcd.sock",
+				backends.EnvPrefix:    "/tenant-a/services",
+				backends.EnvTTL:       "10s",
+				backends.EnvCACert:    "/etc/roster/ca.pem",
+				backends.EnvCert:      "/etc/roster/client.pem",
+				backends.EnvKey:       "/etc/roster/client-key.pem",
+				backends.EnvUsername:  "svc",
+				backends.EnvPassword:  " s3cret with spaces ",
+				backends.EnvTimeout:   "1m30s",
 			},
 			want: etcd.Config{
 				Endpoints:      []string{"10.0.0.1:2379", "https://10.0.0.2:2379", "unixs:///run/etcd.sock"},
@@ -82,21 +83,21 @@ func TestConfigFromEnvErrors(t *testing.T) {
 		env  map[string]string
 		want string // the error must contain it; every one names the variable
 	}{
-		{"empty endpoint", map[string]string{etcd.EnvEndpoints: "a:2379,,b:2379"}, `ROSTER_ENDPOINTS "a:2379,,b:2379" has an empty endpoint at position 2`},
-		{"trailing comma", map[string]string{etcd.EnvEndpoints: "a:2379,"}, "ROSTER_ENDPOINTS"},
-		{"unknown scheme", map[string]string{etcd.EnvEndpoints: "ftp://a:2379"}, `ROSTER_ENDPOINTS endpoint "ftp://a:2379": scheme ftp://`},
-		{"no port", map[string]string{etcd.EnvEndpoints: "etcd"}, `ROSTER_ENDPOINTS endpoint "etcd"`},
-		{"relative prefix", map[string]string{etcd.EnvPrefix: "roster"}, `ROSTER_PREFIX "roster" must start with '/'`},
-		{"prefix with dot dot", map[string]string{etcd.EnvPrefix: "/a/../b"}, `ROSTER_PREFIX "/a/../b" has a ".." segment`},
-		{"TTL not a duration", map[string]string{etcd.EnvTTL: "15"}, `ROSTER_TTL is "15"`},
-		{"TTL negative", map[string]string{etcd.EnvTTL: "-5s"}, "ROSTER_TTL is -5s; want a positive duration"},
-		{"TTL below a second", map[string]string{etcd.EnvTTL: "500ms"}, "ROSTER_TTL is 500ms; want at least 1s"},
-		{"TTL not whole seconds", map[string]string{etcd.EnvTTL: "1500ms"}, "ROSTER_TTL is 1.5s; want a whole number of seconds"},
-		{"timeout not a duration", map[string]string{etcd.EnvTimeout: "soon"}, `ROSTER_TIMEOUT is "soon"`},
-		{"timeout zero", map[string]string{etcd.EnvTimeout: "0s"}, "ROSTER_TIMEOUT is 0s; want a positive duration"},
-		{"cert without key", map[string]string{etcd.EnvCert: "c.pem"}, "ROSTER_KEY is empty but ROSTER_CERT is set"},
-		{"key without cert", map[string]string{etcd.EnvKey: "k.pem"}, "ROSTER_CERT is empty but ROSTER_KEY is set"},
-		{"password without username", map[string]string{etcd.EnvPassword: "hunter2"}, "ROSTER_USERNAME is empty but ROSTER_PASSWORD is set"},
+		{"empty endpoint", map[string]string{backends.EnvEndpoints: "a:2379,,b:2379"}, `ROSTER_ENDPOINTS "a:2379,,b:2379" has an empty endpoint at position 2`},
+		{"trailing comma", map[string]string{backends.EnvEndpoints: "a:2379,"}, "ROSTER_ENDPOINTS"},
+		{"unknown scheme", map[string]string{backends.EnvEndpoints: "ftp://a:2379"}, `ROSTER_ENDPOINTS endpoint "ftp://a:2379": scheme ftp://`},
+		{"no port", map[string]string{backends.EnvEndpoints: "etcd"}, `ROSTER_ENDPOINTS endpoint "etcd"`},
+		{"relative prefix", map[string]string{backends.EnvPrefix: "roster"}, `ROSTER_PREFIX "roster" must start with '/'`},
+		{"prefix with dot dot", map[string]string{backends.EnvPrefix: "/a/../b"}, `ROSTER_PREFIX "/a/../b" has a ".." segment`},
+		{"TTL not a duration", map[string]string{backends.EnvTTL: "15"}, `ROSTER_TTL is "15"`},
+		{"TTL negative", map[string]string{backends.EnvTTL: "-5s"}, "ROSTER_TTL is -5s; want a positive duration"},
+		{"TTL below a second", map[string]string{backends.EnvTTL: "500ms"}, "ROSTER_TTL is 500ms; want at least 1s"},
+		{"TTL not whole seconds", map[string]string{backends.EnvTTL: "1500ms"}, "ROSTER_TTL is 1.5s; want a whole number of seconds"},
+		{"timeout not a duration", map[string]string{backends.EnvTimeout: "soon"}, `ROSTER_TIMEOUT is "soon"`},
+		{"timeout zero", map[string]string{backends.EnvTimeout: "0s"}, "ROSTER_TIMEOUT is 0s; want a positive duration"},
+		{"cert without key", map[string]string{backends.EnvCert: "c.pem"}, "ROSTER_KEY is empty but ROSTER_CERT is set"},
+		{"key without cert", map[string]string{backends.EnvKey: "k.pem"}, "ROSTER_CERT is empty but ROSTER_KEY is set"},
+		{"password without username", map[string]string{backends.EnvPassword: "hunter2"}, "ROSTER_USERNAME is empty but ROSTER_PASSWORD is set"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,8 +177,8 @@ func TestTLSFromFiles(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t, etcdtest.WithTLS())
 	cfg, err := etcd.ConfigFromEnv(lookupIn(map[string]string{
-		etcd.EnvEndpoints: srv.Endpoints()[0], etcd.EnvCACert: srv.CAFile(),
-		etcd.EnvCert: srv.CertFile(), etcd.EnvKey: srv.KeyFile(), etcd.EnvTimeout: "5s",
+		backends.EnvEndpoints: srv.Endpoints()[0], backends.EnvCACert: srv.CAFile(),
+		backends.EnvCert: srv.CertFile(), backends.EnvKey: srv.KeyFile(), backends.EnvTimeout: "5s",
 	}))
 	if err != nil {
 		t.Fatal(err)

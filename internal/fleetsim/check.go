@@ -1,4 +1,4 @@
-package main
+package fleetsim
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/roster-sd/roster/backends/etcd/embedded"
 	"github.com/roster-sd/roster/discovery"
 )
 
@@ -32,9 +31,10 @@ type faultTimes struct {
 	Unreachable time.Time `json:"unreachable"`
 	Heal        time.Time `json:"heal"` // the cut healed, or the members started again
 	// Usable is when the registry could serve again. After a restart:
-	// the first moment after Heal at which a quorum of the members named
-	// a leader (polled in process every 10 ms). After a cut, the
-	// registry ran throughout: Heal.
+	// the first moment after Heal at which the cluster had a leader
+	// (etcd: a quorum of the members named one; NATS: JetStream had a
+	// meta leader and the bucket's stream a leader), polled in process
+	// every 10 ms. After a cut, the registry ran throughout: Heal.
 	Usable time.Time `json:"usable"`
 	End    time.Time `json:"end"` // the recovery was complete, or the bench gave up
 	// Leaders are the embedded cluster's leader changes from Start to
@@ -42,9 +42,9 @@ type faultTimes struct {
 	Leaders []leaderChange `json:"leaders,omitempty"`
 }
 
-// lie is a process that reported registered while its registry had been
+// Lie is a process that reported registered while its registry had been
 // unreachable for longer than its TTL.
-type lie struct {
+type Lie struct {
 	Process  int       `json:"process"`
 	Instance string    `json:"instance"`
 	Since    time.Time `json:"registered_since"`
@@ -60,12 +60,12 @@ type lie struct {
 // allows for the scheduling delay of a busy machine. (Between Heal and
 // Usable a process may hear from the registry before the bench's own
 // probe does, so a registered reported then is not counted.)
-func (f *fleet) findLies(ft faultTimes, ttl, tolerance time.Duration) []lie {
+func (f *fleet) findLies(ft faultTimes, ttl, tolerance time.Duration) []Lie {
 	deadline := ft.Unreachable.Add(ttl + tolerance)
 	if !deadline.Before(ft.Heal) {
 		return nil // the registry was back within the TTL
 	}
-	var lies []lie
+	var lies []Lie
 	for _, p := range f.procs {
 		p.mu.Lock()
 		for _, in := range p.instances {
@@ -89,7 +89,7 @@ func (f *fleet) findLies(ft faultTimes, ttl, tolerance time.Duration) []lie {
 				if at.At.After(when) {
 					when = at.At
 				}
-				lies = append(lies, lie{Process: p.index, Instance: in.ID, Since: at.At,
+				lies = append(lies, Lie{Process: p.index, Instance: in.ID, Since: at.At,
 					Unconfirmed: when.Sub(ft.Unreachable).Round(time.Millisecond).String()})
 			}
 		}
@@ -99,7 +99,7 @@ func (f *fleet) findLies(ft faultTimes, ttl, tolerance time.Duration) []lie {
 }
 
 // leaderChange is a change of the embedded cluster's leader: the index of
-// the member a quorum names, or -1 while there is none.
+// the member that leads (see registry.leader), or -1 while there is none.
 type leaderChange struct {
 	At     time.Time `json:"at"`
 	Leader int       `json:"leader"`
@@ -116,22 +116,18 @@ type leaderLog struct {
 	changes []leaderChange
 }
 
-func startLeaderLog(cluster *embedded.Cluster) *leaderLog {
+func startLeaderLog(leader func() int) *leaderLog {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &leaderLog{cancel: cancel, done: make(chan struct{})}
+	// The first sample is taken before the fault starts, so that the
+	// leader it stops is on record.
+	last := leader()
+	l := &leaderLog{cancel: cancel, done: make(chan struct{}), changes: []leaderChange{{At: time.Now(), Leader: last}}}
 	go func() {
 		defer close(l.done)
-		last := -2
 		t := time.NewTicker(10 * time.Millisecond)
 		defer t.Stop()
 		for {
-			pctx, pcancel := context.WithTimeout(ctx, time.Millisecond)
-			i, err := cluster.WaitLeader(pctx)
-			pcancel()
-			if err != nil {
-				i = -1
-			}
-			if i != last {
+			if i := leader(); i != last {
 				last = i
 				l.mu.Lock()
 				l.changes = append(l.changes, leaderChange{At: time.Now(), Leader: i})
@@ -173,13 +169,13 @@ type processRecord struct {
 type timelineFile struct {
 	TTL       string          `json:"ttl"`
 	Fault     *faultTimes     `json:"fault,omitempty"`
-	Lies      []lie           `json:"lies,omitempty"`
+	Lies      []Lie           `json:"lies,omitempty"`
 	Processes []processRecord `json:"processes"`
 }
 
 // writeTimeline writes every process's timeline, and the fault's moments,
 // as JSON to path.
-func (f *fleet) writeTimeline(path string, ttl time.Duration, ft *faultTimes, lies []lie, healReqs []map[string]int64) error {
+func (f *fleet) writeTimeline(path string, ttl time.Duration, ft *faultTimes, lies []Lie, healReqs []map[string]int64) error {
 	out := timelineFile{TTL: ttl.String(), Fault: ft, Lies: lies}
 	for i, p := range f.procs {
 		p.mu.Lock()

@@ -1,24 +1,16 @@
-package main
+package fleetsim
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	"go.etcd.io/etcd/api/v3/etcdserverpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/stats"
-
-	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/discovery"
 )
 
@@ -26,31 +18,32 @@ import (
 const (
 	benchWatchedService = "bench-watched" // the service the watchers watch
 	benchOtherService   = "bench-fleet"   // every other registration
-	rangeMethod         = "/etcdserverpb.KV/Range"
 )
 
 // traffic counts what the simulated clients send and receive, client side,
-// as it goes on the wire: requests (unary calls and messages sent on
-// streams: watch creations, lease keep-alives), Range calls, watch events
-// received and connection attempts. A request that waits for a connection
+// as it goes on the wire: requests (for etcd, unary calls and messages sent
+// on streams: watch creations, lease keep-alives; for NATS, the protocol's
+// publications and subscriptions), full reads of a service (etcd's Range
+// calls), watch events received and connection attempts. The per-backend
+// part (etcd.go, nats.go) feeds it. A request that waits for a connection
 // counts when it is sent, not when it is made.
 type traffic struct {
 	requestsSent, ranges, events, dials atomic.Int64
 
 	mu       sync.Mutex
-	byMethod map[string]int64 // requests per gRPC method, short name
+	byMethod map[string]int64 // requests per method, short name
 }
 
-// requests is the number of etcd requests sent.
+// requests is the number of requests sent.
 func (t *traffic) requests() int64 { return t.requestsSent.Load() }
 
-// count records one request sent to method (a full gRPC method name).
-func (t *traffic) count(method string) {
+// count records one request sent to method (a short name); a read is a
+// full read of a service.
+func (t *traffic) count(method string, read bool) {
 	t.requestsSent.Add(1)
-	if method == rangeMethod {
+	if read {
 		t.ranges.Add(1)
 	}
-	method = shortMethod(method)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.byMethod == nil {
@@ -66,15 +59,19 @@ func (t *traffic) methods() map[string]int64 {
 	return maps.Clone(t.byMethod)
 }
 
-// procTraffic counts the requests one simulated process sends, by gRPC
-// method (short name), so that a recovery's cost is measured per process,
-// up to the moment that process was back.
+// procTraffic counts the requests one simulated process sends, by method
+// (short name), so that a recovery's cost is measured per process, up to
+// the moment that process was back, and feeds the fleet's traffic too.
 type procTraffic struct {
+	fleet *traffic
+
 	mu       sync.Mutex
 	byMethod map[string]int64
 }
 
-func (p *procTraffic) count(method string) {
+// count records one request of the process (see traffic.count).
+func (p *procTraffic) count(method string, read bool) {
+	p.fleet.count(method, read)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.byMethod == nil {
@@ -82,6 +79,12 @@ func (p *procTraffic) count(method string) {
 	}
 	p.byMethod[method]++
 }
+
+// dial records one connection attempt of the process.
+func (p *procTraffic) dial() { p.fleet.dials.Add(1) }
+
+// event records n watch events received by the process.
+func (p *procTraffic) event(n int) { p.fleet.events.Add(int64(n)) }
 
 // methods returns a copy of the process's requests per method so far.
 func (p *procTraffic) methods() map[string]int64 {
@@ -98,68 +101,19 @@ func shortMethod(method string) string {
 	return method
 }
 
-// dialOptions returns the gRPC dial options that count t's figures, and
-// the process's own in pt.
-func (t *traffic) dialOptions(pt *procTraffic) []grpc.DialOption {
-	var d net.Dialer
-	return []grpc.DialOption{
-		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			t.dials.Add(1)
-			for _, scheme := range []string{"http://", "https://"} {
-				addr = strings.TrimPrefix(addr, scheme)
-			}
-			return d.DialContext(ctx, "tcp", addr)
-		}),
-		grpc.WithStatsHandler(trafficStats{t, pt}),
-	}
+// processBackend is what the simulator needs of each process's backend:
+// roster's own interfaces, whichever backend implements them.
+type processBackend interface {
+	discovery.Backend
+	discovery.StatusReporter
 }
-
-// trafficStats is the gRPC stats handler that feeds a traffic: gRPC calls
-// it as each message is sent or received.
-type trafficStats struct {
-	t *traffic
-	p *procTraffic
-}
-
-type methodKey struct{}
-
-func (h trafficStats) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	return context.WithValue(ctx, methodKey{}, info.FullMethodName)
-}
-
-func (h trafficStats) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	switch s := s.(type) {
-	case *stats.OutPayload:
-		method, _ := ctx.Value(methodKey{}).(string)
-		if wr, ok := s.Payload.(*etcdserverpb.WatchRequest); ok {
-			// Tell watch creations from cancellations and progress
-			// requests.
-			switch wr.RequestUnion.(type) {
-			case *etcdserverpb.WatchRequest_CancelRequest:
-				method += " cancel"
-			case *etcdserverpb.WatchRequest_ProgressRequest:
-				method += " progress"
-			}
-		}
-		h.t.count(method)
-		h.p.count(shortMethod(method))
-	case *stats.InPayload:
-		if wr, ok := s.Payload.(*etcdserverpb.WatchResponse); ok {
-			h.t.events.Add(int64(len(wr.Events)))
-		}
-	}
-}
-
-func (trafficStats) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
-
-func (trafficStats) HandleConn(context.Context, stats.ConnStats) {}
 
 // simProcess is one simulated roster process: its own client and
 // connection, its own Backend, its instances, and perhaps a watch.
 type simProcess struct {
 	index     int
-	cli       *clientv3.Client
-	backend   *etcd.Backend
+	backend   processBackend
+	release   func() error // releases what the backend does not own (etcd: its client)
 	instances []discovery.Instance
 	firstReg  time.Duration // latency of the first Register
 
@@ -168,6 +122,7 @@ type simProcess struct {
 
 	mu          sync.Mutex
 	states      map[discovery.Key]discovery.Status
+	marked      bool      // markCut was called: the fault has begun
 	left        bool      // an instance left StateRegistered since markCut
 	recoveredAt time.Time // when all instances were registered again after leaving
 	// recoveredReqs is the process's requests by method when it was
@@ -177,6 +132,11 @@ type simProcess struct {
 	// markCut and then left StateRegistered once more.
 	fellBack int
 	timeline []statusEvent // every status the process reported, in order
+	// outSince is when the process last left "all instances registered"
+	// since markCut (zero while all are); outTotal sums the spans it
+	// spent so, ended ones only.
+	outSince time.Time
+	outTotal time.Duration
 	set      []discovery.Instance
 	exact    bool      // set is the expected set
 	exactAt  time.Time // when set last became exact
@@ -184,7 +144,6 @@ type simProcess struct {
 
 // fleet owns the simulated processes and the goroutines that follow them.
 type fleet struct {
-	cfg      etcd.Config
 	k        int // instances per process
 	traffic  *traffic
 	procs    []*simProcess
@@ -199,38 +158,60 @@ type fleet struct {
 	staying atomic.Bool
 }
 
-// newFleet creates n simulated processes on endpoints, each holding k
-// instances; the first s registrations in fleet order (process i's
-// instance j is registration i*k+j) form the watched service. Process i
-// connects to endpoint i mod len(cfg.Endpoints) only, as a fleet spread
-// over the members would; a client given every endpoint keeps a connection
-// to each (gRPC round robin), which would triple the file descriptors the
-// simulation needs. Nothing is sent to etcd yet.
-func newFleet(cfg etcd.Config, n, k, s int) (_ *fleet, err error) {
+// newFleet creates n simulated processes through reg, conc at a time (a
+// NATS backend connects and opens its bucket before New returns), each
+// holding k instances; the first s registrations in fleet order (process
+// i's instance j is registration i*k+j) form the watched service. Nothing
+// is registered yet.
+func newFleet(reg registry, n, k, s, conc int) (_ *fleet, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fleet{cfg: cfg, k: k, traffic: &traffic{}, ctx: ctx, cancel: cancel}
+	f := &fleet{k: k, traffic: &traffic{}, ctx: ctx, cancel: cancel}
 	defer func() {
 		if err != nil {
 			_ = f.Close()
 		}
 	}()
-	cfg.Logger = hclog.NewNullLogger()
-	endpoints := cfg.Endpoints
-	for i := range n {
-		cfg.Endpoints = []string{endpoints[i%len(endpoints)]}
-		cc := etcd.ClientConfig(cfg)
-		pt := &procTraffic{}
-		cc.DialOptions = append(cc.DialOptions, f.traffic.dialOptions(pt)...)
-		cli, err := clientv3.New(cc)
+	procs := make([]*simProcess, n)
+	errs := make([]error, n)
+	create := func(i int) {
+		pt := &procTraffic{fleet: f.traffic}
+		b, release, err := reg.newProcess(i, pt)
 		if err != nil {
-			return nil, fmt.Errorf("process %d: connect: %w", i, err)
+			errs[i] = fmt.Errorf("process %d: %w", i, err)
+			return
 		}
-		b, err := etcd.NewWithClient(cli, cfg)
-		if err != nil {
-			_ = cli.Close()
-			return nil, fmt.Errorf("process %d: %w", i, err)
+		procs[i] = &simProcess{index: i, backend: b, release: release, traffic: pt, states: make(map[discovery.Key]discovery.Status)}
+	}
+	// The first process alone, so that it creates the NATS bucket: NATS
+	// Backends that open an absent bucket at the same moment can fail
+	// with "stream not found" (err_code 10059), seen at 1000 processes.
+	create(0)
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	next.Store(1)
+	for range min(max(conc, 1), n) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || errs[0] != nil {
+					return
+				}
+				create(i)
+			}
+		})
+	}
+	wg.Wait()
+	for _, p := range procs {
+		if p != nil {
+			f.procs = append(f.procs, p)
 		}
-		p := &simProcess{index: i, cli: cli, backend: b, traffic: pt, states: make(map[discovery.Key]discovery.Status)}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for i, p := range f.procs {
 		for j := range k {
 			svc := benchOtherService
 			if i*k+j < s {
@@ -246,8 +227,7 @@ func newFleet(cfg etcd.Config, n, k, s int) (_ *fleet, err error) {
 				f.expected = append(f.expected, in)
 			}
 		}
-		f.procs = append(f.procs, p)
-		sub := b.SubscribeStatus()
+		sub := p.backend.SubscribeStatus()
 		f.wg.Add(1)
 		go f.followStatus(p, sub)
 	}
@@ -275,11 +255,20 @@ func (f *fleet) followStatus(p *simProcess, sub discovery.StatusSubscription) {
 			if p.left && !p.recoveredAt.IsZero() {
 				p.fellBack++
 			}
-			p.left = true
+			if p.marked && p.outSince.IsZero() {
+				p.outSince = st.Since
+			}
+			p.left = p.marked
 			p.recoveredAt, p.recoveredReqs = time.Time{}, nil
-		} else if p.left && p.allRegisteredLocked() {
-			p.recoveredAt = st.Since
-			p.recoveredReqs = p.traffic.methods()
+		} else if p.allRegisteredLocked() {
+			if p.left {
+				p.recoveredAt = st.Since
+				p.recoveredReqs = p.traffic.methods()
+			}
+			if !p.outSince.IsZero() {
+				p.outTotal += st.Since.Sub(p.outSince)
+				p.outSince = time.Time{}
+			}
 		}
 		p.mu.Unlock()
 	}
@@ -397,6 +386,7 @@ func (f *fleet) markCut() {
 	for _, p := range f.procs {
 		p.mu.Lock()
 		p.left, p.recoveredAt, p.recoveredReqs, p.fellBack = false, time.Time{}, nil, 0
+		p.marked, p.outSince, p.outTotal = true, time.Time{}, 0
 		// A watcher keeps its set: if it never sees it change, it was
 		// exact throughout (time 0 after heal).
 		p.exactAt = time.Time{}
@@ -503,12 +493,30 @@ func (f *fleet) Close() error {
 	f.cancel()
 	f.wg.Wait()
 	for _, p := range f.procs {
-		if p.cli != nil {
-			if err := p.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		if p.release != nil {
+			if err := p.release(); err != nil && !errors.Is(err, context.Canceled) {
 				errs = append(errs, fmt.Errorf("process %d: close client: %w", p.index, err))
 			}
-			p.cli = nil
+			p.release = nil
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// outTimes returns how many processes left "all instances registered"
+// since markCut, and for each of them the time it spent so until end.
+func (f *fleet) outTimes(end time.Time) (left int, out []time.Duration) {
+	for _, p := range f.procs {
+		p.mu.Lock()
+		total := p.outTotal
+		if !p.outSince.IsZero() {
+			total += end.Sub(p.outSince)
+		}
+		if p.left || total > 0 {
+			left++
+			out = append(out, total)
+		}
+		p.mu.Unlock()
+	}
+	return left, out
 }

@@ -1,16 +1,16 @@
-package nats_test
+package configcheck_test
 
 import (
 	"strings"
 	"testing"
 
-	"github.com/roster-sd/roster/backends/nats"
+	"github.com/roster-sd/roster/internal/configcheck"
 )
 
-// CheckEndpoint's error never quotes what follows "://": a password may
+// NATSEndpoint's error never quotes what follows "://": a password may
 // hold '/', '?', '#' or ':', which end the URL's user information early
 // and leave a piece of it where url.Parse looks for a host or a port.
-func TestCheckEndpointNeverQuotesCredentials(t *testing.T) {
+func TestNATSEndpointNeverQuotesCredentials(t *testing.T) {
 	t.Parallel()
 	cases := []struct{ ep, secret string }{
 		{"nats://roster:Zq3/et@127.0.0.1:4222", "Zq3"},
@@ -23,13 +23,13 @@ func TestCheckEndpointNeverQuotesCredentials(t *testing.T) {
 		{"nats://roster:Zq3@127.0.0.1:notaport", "Zq3"},
 	}
 	for _, tc := range cases {
-		err := nats.CheckEndpoint(tc.ep)
+		err := configcheck.NATSEndpoint(tc.ep)
 		if err == nil {
-			t.Errorf("CheckEndpoint(%q) = nil; want an error", tc.ep)
+			t.Errorf("NATSEndpoint(%q) = nil; want an error", tc.ep)
 			continue
 		}
 		if _, rest, _ := strings.Cut(tc.ep, "://"); strings.Contains(err.Error(), tc.secret) || strings.Contains(err.Error(), rest) {
-			t.Errorf("CheckEndpoint(%q) = %q; want an error quoting nothing after ://", tc.ep, err)
+			t.Errorf("NATSEndpoint(%q) = %q; want an error quoting nothing after ://", tc.ep, err)
 		}
 	}
 }

@@ -1,0 +1,4 @@
+package freeport
+
+// EphemeralLow is ephemeralLow, for the tests.
+var EphemeralLow = ephemeralLow
