@@ -41,7 +41,7 @@ type Backend struct {
 	regs    *registrations // what to keep published, and statuses (registrations.go)
 	keeper  *leaseKeeper   // the lease and the keeper goroutine (lease.go)
 	writer  *writer        // makes etcd match regs (writer.go)
-	ownKeys *restorer      // follows the keys held and restores them (restore.go, ownkeys.go)
+	ownKeys *restorer      // follows the keys held and restores them (restorer.go, keywatch.go)
 	conn    *connMonitor   // the connection to etcd (conn.go)
 
 	// watches holds the resolver side's shared watches: one feed per

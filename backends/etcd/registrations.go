@@ -20,7 +20,7 @@ import (
 // registrations is the table of what the Backend keeps published: the
 // desired state that Register, Deregister and Close record, that the
 // writer (writer.go) makes etcd match and that the own-key watch
-// (restore.go) checks, and the status of each instance, reported on board.
+// (restorer.go) checks, and the status of each instance, reported on board.
 //
 // One mutex, mu, guards the table and, so that one lock answers every
 // question the writer and the restorer ask, the lease fields they read

@@ -12,7 +12,7 @@ import (
 	"github.com/roster-sd/roster/discovery/backendkit"
 )
 
-// restorer is the own-key concern: its keyWatch (ownkeys.go) follows
+// restorer is the own-key concern: its keyWatch (keywatch.go) follows
 // every key the Backend holds and reports each change, from its goroutine,
 // to observe, which decides what it means: a delete by someone else or by
 // etcd's lease expiry is restored, a put by another registrar is a
