@@ -38,11 +38,11 @@ type Backend struct {
 	// The registrar side, one concern each. Backend records the desired
 	// state in regs and pokes the keeper; each part's fields are its own,
 	// and the table's lock, regs.mu, guards what they share.
-	regs    *registrations // what to keep published, and statuses (registrations.go)
-	keeper  *leaseKeeper   // the lease and the keeper goroutine (lease.go)
-	writer  *writer        // makes etcd match regs (writer.go)
-	ownKeys *restorer      // follows the keys held and restores them (restorer.go, keywatch.go)
-	conn    *connMonitor   // the connection to etcd (conn.go)
+	regs     *registrations // what to keep published, and statuses (registrations.go)
+	keeper   *leaseKeeper   // the lease and the keeper goroutine (lease.go)
+	writer   *writer        // makes etcd match regs (writer.go)
+	restorer *restorer      // follows the keys held and restores them (restorer.go, keywatch.go)
+	conn     *connMonitor   // the connection to etcd (conn.go)
 
 	// watches holds the resolver side's shared watches: one feed per
 	// watched service, each followed by one etcd watch (startFollow). It
@@ -142,8 +142,8 @@ func newBackend(cli *clientv3.Client, cfg Config) *Backend {
 		b.watches.Each(func(_ string, f *backendkit.Feed) { f.Fail(cause) })
 	})
 	b.keeper = newLeaseKeeper(ctx, &b.wg, cli, cfg, b.regs, b.conn)
-	b.ownKeys = newRestorer(cli, cfg, b.regs, b.keeper)
-	b.writer = newWriter(cli, cfg, b.regs, b.keeper, b.ownKeys, b.conn)
+	b.restorer = newRestorer(cli, cfg, b.regs, b.keeper)
+	b.writer = newWriter(cli, cfg, b.regs, b.keeper, b.restorer, b.conn)
 	b.keeper.w = b.writer
 	return b
 }
@@ -273,7 +273,7 @@ func (b *Backend) dropLocked(key discovery.Key, e *entry) {
 	delete(b.regs.held, key)
 	delete(b.regs.dirty, key)
 	delete(b.regs.byPath, e.path)
-	b.ownKeys.remove(e.path)
+	b.restorer.remove(e.path)
 	b.regs.reportLocked(e, discovery.Status{State: discovery.StateDeregistered})
 }
 
@@ -392,7 +392,7 @@ func (b *Backend) Close() (err error) {
 func (b *Backend) start() {
 	b.startOnce.Do(func() {
 		b.keeper.start()
-		b.wg.Go(func() { b.ownKeys.run(b.ctx) })
+		b.wg.Go(func() { b.restorer.run(b.ctx) })
 	})
 	b.conn.start(b.ctx, &b.wg)
 }

@@ -30,9 +30,7 @@ type connMonitor struct {
 	ready chan struct{} // capacity 1
 
 	once sync.Once
-	mu   sync.Mutex
-	back chan struct{} // closed and replaced at each return after a failure
-	gen  uint64        // how many times back was closed
+	back backendkit.Broadcast // a change at each return after a failure
 }
 
 func newConnMonitor(cli *clientv3.Client, log hclog.Logger, onFail func(error)) *connMonitor {
@@ -41,7 +39,6 @@ func newConnMonitor(cli *clientv3.Client, log hclog.Logger, onFail func(error)) 
 		log:    log,
 		onFail: onFail,
 		ready:  make(chan struct{}, 1),
-		back:   make(chan struct{}),
 	}
 }
 
@@ -53,19 +50,11 @@ func (m *connMonitor) start(ctx context.Context, wg *sync.WaitGroup) {
 
 // reconnections returns a channel that is closed the next time the
 // connection comes back after a failure.
-func (m *connMonitor) reconnections() <-chan struct{} {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.back
-}
+func (m *connMonitor) reconnections() <-chan struct{} { return m.back.Changed() }
 
 // generation returns how many times the connection has come back after a
 // failure.
-func (m *connMonitor) generation() uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.gen
-}
+func (m *connMonitor) generation() uint64 { return m.back.Count() }
 
 func (m *connMonitor) run(ctx context.Context) {
 	conn := m.cli.ActiveConnection()
@@ -82,11 +71,7 @@ func (m *connMonitor) run(ctx context.Context) {
 			}
 			if failed {
 				failed = false
-				m.mu.Lock()
-				close(m.back)
-				m.back = make(chan struct{})
-				m.gen++
-				m.mu.Unlock()
+				m.back.Notify()
 			}
 		case connectivity.TransientFailure:
 			if !failed {

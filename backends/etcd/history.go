@@ -64,10 +64,10 @@ func (b *Backend) readOpts(opts ...clientv3.OpOption) []clientv3.OpOption {
 // a lagging member may answer, only raises the revision seen.
 func (b *Backend) checkRead(mark revMark, h *etcdserverpb.ResponseHeader) {
 	if b.cfg.SerializableReads {
-		b.ownKeys.guard.raise(h)
+		b.restorer.guard.raise(h)
 		return
 	}
-	b.ownKeys.guard.check(mark, h)
+	b.restorer.guard.check(mark, h)
 }
 
 // markHistory returns the value of the history key, creating it if etcd
@@ -79,7 +79,7 @@ func (b *Backend) markHistory(ctx context.Context) (string, error) {
 		return "", err
 	}
 	key := b.historyPath()
-	seen := b.ownKeys.guard.mark()
+	seen := b.restorer.guard.mark()
 	resp, err := b.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, mark)).
@@ -93,7 +93,7 @@ func (b *Backend) markHistory(ctx context.Context) (string, error) {
 		}
 		return "", fmt.Errorf("mark etcd's history: %w", err)
 	}
-	b.ownKeys.guard.check(seen, resp.Header)
+	b.restorer.guard.check(seen, resp.Header)
 	if resp.Succeeded {
 		return mark, nil
 	}
@@ -124,7 +124,7 @@ func (b *Backend) history(ctx context.Context, epoch <-chan struct{}) (string, e
 	}
 	rctx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
 	defer cancel()
-	mark := b.ownKeys.guard.mark()
+	mark := b.restorer.guard.mark()
 	resp, err := b.cli.Get(rctx, b.historyPath(), b.readOpts()...)
 	if err != nil {
 		return "", fmt.Errorf("read etcd's history key: %w", err)

@@ -79,7 +79,7 @@ func (b *Backend) isClosed() bool {
 
 // list reads the service's instances and the revision they were read at.
 func (b *Backend) list(ctx context.Context, service string) ([]discovery.Instance, int64, error) {
-	mark := b.ownKeys.guard.mark()
+	mark := b.restorer.guard.mark()
 	resp, err := b.cli.Get(ctx, b.servicePrefix(service), b.readOpts(clientv3.WithPrefix())...)
 	if err != nil {
 		return nil, 0, err
@@ -144,7 +144,7 @@ func (a anchor) is(ev *clientv3.Event) bool {
 // one read-only transaction, and creates the history key if etcd has none
 // (once per history; see history.go).
 func (b *Backend) listFrom(ctx context.Context, service string) (listing, error) {
-	mark := b.ownKeys.guard.mark()
+	mark := b.restorer.guard.mark()
 	resp, err := b.cli.Txn(ctx).Then(
 		clientv3.OpGet(b.historyPath(), b.readOpts()...),
 		clientv3.OpGet(b.servicePrefix(service), b.readOpts(clientv3.WithPrefix())...),
@@ -285,7 +285,7 @@ func (b *Backend) follow(ctx context.Context, service string, feed *backendkit.F
 				feed.PublishAt(maintkit.Merge(l.set), uint64(at))
 				rev, cluster, history, last = l.rev+1, l.cluster, l.history, l.last
 				epoch, verify = nil, anchor{} // the list is of the present history
-				rolled = b.ownKeys.guard.rolledBack()
+				rolled = b.restorer.guard.rolledBack()
 			}
 			if epoch != nil {
 				// Back from an outage: is this still the history the watch
@@ -523,7 +523,7 @@ func (b *Backend) watchFrom(ctx context.Context, service string, st *watchState)
 			*st.rev = 0
 			return nil
 		}
-		b.ownKeys.guard.raise(resp.Header)
+		b.restorer.guard.raise(resp.Header)
 		if st.verify.rev != 0 && (len(resp.Events) > 0 || (resp.IsProgressNotify() && catchUp != 0 && resp.Header.Revision >= catchUp)) {
 			// The first change the resumed watch gets must be the newest
 			// it knew of: otherwise etcd's history is another one (a

@@ -27,13 +27,13 @@ import (
 // writer means no races between a re-registration, an update and a delete
 // of the same key. It starts no goroutine. Lock order: mu, then regs.mu.
 type writer struct {
-	cli     *clientv3.Client
-	cfg     Config
-	log     hclog.Logger
-	regs    *registrations
-	keeper  *leaseKeeper // the live lease, our leases, poke
-	ownKeys *restorer    // follows every key written
-	conn    *connMonitor // explains a failure without a connection
+	cli      *clientv3.Client
+	cfg      Config
+	log      hclog.Logger
+	regs     *registrations
+	keeper   *leaseKeeper // the live lease, our leases, poke
+	restorer *restorer    // follows every key written
+	conn     *connMonitor // explains a failure without a connection
 
 	mu sync.Mutex
 }
@@ -43,8 +43,8 @@ type writer struct {
 var errCallerGone = errors.New("a Register call gave up")
 
 func newWriter(cli *clientv3.Client, cfg Config, regs *registrations, keeper *leaseKeeper,
-	ownKeys *restorer, conn *connMonitor) *writer {
-	return &writer{cli: cli, cfg: cfg, log: cfg.Logger, regs: regs, keeper: keeper, ownKeys: ownKeys, conn: conn}
+	restorer *restorer, conn *connMonitor) *writer {
+	return &writer{cli: cli, cfg: cfg, log: cfg.Logger, regs: regs, keeper: keeper, restorer: restorer, conn: conn}
 }
 
 // Batches: etcd's default limits are 128 operations per transaction
@@ -262,7 +262,7 @@ func refusal(err error) bool {
 // guard whether etcd's history went back since the process last heard
 // from it.
 func (w *writer) commit(ctx context.Context, lease clientv3.LeaseID, batch []op) error {
-	mark := w.ownKeys.guard.mark()
+	mark := w.restorer.guard.mark()
 	if len(batch) == 1 && batch[0].owner != nil {
 		// The common case, a Register: a plain put is cheaper than a
 		// transaction.
@@ -270,7 +270,7 @@ func (w *writer) commit(ctx context.Context, lease clientv3.LeaseID, batch []op)
 		if err != nil {
 			return err
 		}
-		w.ownKeys.guard.checkWrite(mark, resp.Header)
+		w.restorer.guard.checkWrite(mark, resp.Header)
 		w.applied(lease, resp.Header.Revision, batch, []*etcdserverpb.ResponseOp{{}})
 		return nil
 	}
@@ -294,7 +294,7 @@ func (w *writer) commit(ctx context.Context, lease clientv3.LeaseID, batch []op)
 	if err != nil {
 		return err
 	}
-	w.ownKeys.guard.check(mark, resp.Header)
+	w.restorer.guard.check(mark, resp.Header)
 	w.applied(lease, resp.Header.Revision, batch, resp.Responses)
 	return nil
 }
@@ -441,7 +441,7 @@ func (w *writer) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*e
 			if !slices.Contains(w.keeper.ours, theirs) {
 				e.rev, e.expect = rev, 0
 				w.regs.conflictLocked(e, theirs)
-				w.ownKeys.add(e.path, rev+1, kv.ModRevision) // to see it leave
+				w.restorer.add(e.path, rev+1, kv.ModRevision) // to see it leave
 				continue
 			}
 			if theirs != lease || string(kv.Value) != e.value {
@@ -465,7 +465,7 @@ func (w *writer) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*e
 			// holds now: writing again would change nothing.
 			delete(w.regs.dirty, key)
 		}
-		w.ownKeys.add(e.path, rev+1, changed)
+		w.restorer.add(e.path, rev+1, changed)
 		// Also after an update in place: the status carries the instance.
 		// Set before Register returns, so its caller sees it.
 		w.regs.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
