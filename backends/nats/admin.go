@@ -307,6 +307,9 @@ func (b *Backend) listKeys(ctx context.Context, filter string) ([]string, error)
 			return nil, unavailable(ctx, errDisconnected)
 		case e, ok := <-w.Updates():
 			if !ok {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
 				return nil, unavailable(ctx, errDisconnected)
 			}
 			if e == nil {

@@ -64,9 +64,16 @@ func (b *Backend) FindServices(ctx context.Context, found func(services []string
 		case <-b.ctx.Done():
 			return fmt.Errorf("nats: find services: %w", discovery.ErrClosed)
 		case <-changed:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			return fmt.Errorf("nats: find services: %w", unavailable(ctx, errDisconnected))
 		case e, ok := <-w.Updates():
 			switch {
+			case !ok && ctx.Err() != nil:
+				// The watch ended with ctx (it was made with it): as the
+				// contract says, ctx's error, not a lost connection.
+				return ctx.Err()
 			case !ok:
 				return fmt.Errorf("nats: find services: %w", unavailable(ctx, errDisconnected))
 			case e == nil:

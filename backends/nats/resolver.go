@@ -96,6 +96,9 @@ func (b *Backend) resolve(ctx context.Context, service, filter string) ([]discov
 			return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, errDisconnected))
 		case e, ok := <-w.Updates():
 			if !ok {
+				if ctx.Err() != nil {
+					return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, ctx.Err())
+				}
 				return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, errDisconnected))
 			}
 			if e == nil {
