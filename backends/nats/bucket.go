@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -113,14 +114,30 @@ func (b *Backend) openBucket(ctx context.Context) (jetstream.KeyValue, jetstream
 	name := "KV_" + b.cfg.Bucket
 	stream, err := b.js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		_, err = b.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		cfg := jetstream.KeyValueConfig{
 			Bucket:         b.cfg.Bucket,
 			Description:    "roster service instances",
 			History:        1,
 			Storage:        jetstream.FileStorage,
 			Replicas:       b.cfg.Replicas,
 			LimitMarkerTTL: DefaultMarkerTTL,
-		})
+		}
+		_, err = b.js.CreateKeyValue(ctx, cfg)
+		// A server that answers with an error of its own (a 5xx, such as
+		// "error creating store for stream" while the deleted bucket's
+		// files are still being removed) is up: try again soon rather than
+		// after the caller's backoff, which an outage may have grown to
+		// 30 s (seen once in TestDeletedBucketCreatedAgain on a loaded
+		// machine).
+		for delay := 50 * time.Millisecond; serverFault(err) && delay <= time.Second; delay *= 2 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(delay):
+				_, err = b.js.CreateKeyValue(ctx, cfg)
+				continue
+			}
+			break
+		}
 		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
 			return nil, nil, fmt.Errorf("nats: create bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
 		}
@@ -148,4 +165,11 @@ func (b *Backend) openBucket(ctx context.Context) (jetstream.KeyValue, jetstream
 		return nil, nil, fmt.Errorf("nats: open bucket %q: %w", b.cfg.Bucket, unavailable(ctx, err))
 	}
 	return kv, stream, nil
+}
+
+// serverFault reports whether err is the JetStream API's answer of a
+// fault of the server's own (a 5xx code), which a later try may not meet.
+func serverFault(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.Code >= 500
 }
