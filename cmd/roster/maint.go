@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -120,19 +121,10 @@ It prints "maintenance on <target>: <reason>" and the end, if any.`,
 				}
 				return inputError{err}
 			}
-			b, s, err := a.newRegistry(cmd.Context(), cmd.Flags())
-			if err != nil {
+			if err := a.withMaintainer(cmd, func(ctx context.Context, m discovery.Maintainer) error {
+				return m.SetMaintenance(ctx, target, reason, d)
+			}); err != nil {
 				return err
-			}
-			defer b.Close()
-			m, err := maintainer(b)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := requestContext(cmd.Context(), s)
-			defer cancel()
-			if err := m.SetMaintenance(ctx, target, reason, d); err != nil {
-				return registryError(cmd.Context(), s, err)
 			}
 			line := fmt.Sprintf("maintenance on %s: %s", targetText(target), strconv.Quote(reason))
 			if d > 0 {
@@ -164,22 +156,19 @@ and one of an instance are separate: clearing one leaves the other.`,
 			if err != nil {
 				return err
 			}
-			b, s, err := a.newRegistry(cmd.Context(), cmd.Flags())
-			if err != nil {
+			var cleared error
+			if err := a.withMaintainer(cmd, func(ctx context.Context, m discovery.Maintainer) error {
+				cleared = m.ClearMaintenance(ctx, target)
+				if errors.Is(cleared, discovery.ErrNoMaintenance) {
+					return nil // out of maintenance either way
+				}
+				return cleared
+			}); err != nil {
 				return err
 			}
-			defer b.Close()
-			m, err := maintainer(b)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := requestContext(cmd.Context(), s)
-			defer cancel()
-			switch err := m.ClearMaintenance(ctx, target); {
-			case errors.Is(err, discovery.ErrNoMaintenance):
+			switch {
+			case errors.Is(cleared, discovery.ErrNoMaintenance):
 				fmt.Fprintf(a.stdout, "no maintenance override on %s\n", targetText(target))
-			case err != nil:
-				return registryError(cmd.Context(), s, err)
 			default:
 				fmt.Fprintf(a.stdout, "maintenance off %s\n", targetText(target))
 			}
@@ -200,20 +189,13 @@ not: TARGET, REASON (quoted), SINCE and UNTIL (UTC; "-" until maint off).`,
 			if err := checkName("service argument", "Service", args[0]); err != nil {
 				return err
 			}
-			b, s, err := a.newRegistry(cmd.Context(), cmd.Flags())
-			if err != nil {
+			var list []discovery.Maintenance
+			if err := a.withMaintainer(cmd, func(ctx context.Context, m discovery.Maintainer) error {
+				var err error
+				list, err = m.ListMaintenance(ctx, args[0])
 				return err
-			}
-			defer b.Close()
-			m, err := maintainer(b)
-			if err != nil {
+			}); err != nil {
 				return err
-			}
-			ctx, cancel := requestContext(cmd.Context(), s)
-			defer cancel()
-			list, err := m.ListMaintenance(ctx, args[0])
-			if err != nil {
-				return registryError(cmd.Context(), s, err)
 			}
 			if len(list) == 0 {
 				fmt.Fprintf(a.stdout, "no maintenance overrides on %s\n", args[0])
@@ -231,4 +213,25 @@ not: TARGET, REASON (quoted), SINCE and UNTIL (UTC; "-" until maint off).`,
 			return tw.Flush()
 		},
 	}
+}
+
+// withMaintainer connects to the registry the command's flags select and
+// runs do with its discovery.Maintainer, bounded by the request timeout;
+// an error of the registry's is explained as every command explains it.
+func (a *app) withMaintainer(cmd *cobra.Command, do func(ctx context.Context, m discovery.Maintainer) error) error {
+	b, s, err := a.newRegistry(cmd.Context(), cmd.Flags())
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	m, err := maintainer(b)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := requestContext(cmd.Context(), s)
+	defer cancel()
+	if err := do(ctx, m); err != nil {
+		return registryError(cmd.Context(), s, err)
+	}
+	return nil
 }
