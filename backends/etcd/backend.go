@@ -328,7 +328,7 @@ func (b *Backend) Close() (err error) {
 		b.regs.held = map[discovery.Key]*entry{}
 		clear(b.regs.byPath)
 		clear(b.regs.dirty)
-		lease := b.keeper.granted
+		lease := b.regs.lease.granted
 		b.regs.mu.Unlock()
 
 		b.cancel()

@@ -2,8 +2,6 @@ package etcd
 
 import (
 	"fmt"
-
-	"github.com/roster-sd/roster/discovery"
 )
 
 // unconfirmed reports that etcd has not confirmed the lease for its TTL:
@@ -16,17 +14,7 @@ import (
 // reports registered again once etcd answers.
 func (k *leaseKeeper) unconfirmed() {
 	cause := k.conn.explain(fmt.Errorf("lease not confirmed for %v: %w", k.cfg.TTL, errKeepAliveTimeout))
-	k.regs.mu.Lock()
-	defer k.regs.mu.Unlock()
-	for _, e := range k.regs.held {
-		if e.conflict || e.state != discovery.StateRegistered {
-			continue
-		}
-		k.regs.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: 1, Err: cause})
-		e.unconfirmed = true
-	}
-	k.log.Warn("lease not confirmed within its TTL; instances no longer reported registered",
-		"node", nodeList(k.regs.held), "instances", len(k.regs.held))
+	k.regs.unconfirmed(cause)
 }
 
 // confirmed reports that etcd answered, late, a keep-alive sent on the
@@ -38,22 +26,4 @@ func (k *leaseKeeper) unconfirmed() {
 // since, is registered again, without asking for the lease again and
 // reading it (two requests, a raft proposal among them, which a loaded
 // cluster answers late again).
-func (k *leaseKeeper) confirmed() {
-	k.regs.mu.Lock()
-	defer k.regs.mu.Unlock()
-	n := 0
-	for key, e := range k.regs.held {
-		if !e.unconfirmed {
-			continue
-		}
-		e.unconfirmed = false
-		if _, dirty := k.regs.dirty[key]; dirty || e.conflict || !e.written || e.state != discovery.StateRetrying {
-			continue
-		}
-		k.regs.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
-		n++
-	}
-	if n > 0 {
-		k.log.Info("lease confirmed by a late keep-alive answer; instances registered again", "node", nodeList(k.regs.held), "instances", n)
-	}
-}
+func (k *leaseKeeper) confirmed() { k.regs.confirmed() }

@@ -41,9 +41,7 @@ func (b *Backend) BackendFacts() discovery.BackendFacts {
 		Connected:     state == connectivity.Ready || state == connectivity.Idle,
 		RetryAttempts: b.regs.retries.Load(),
 	}
-	b.regs.mu.Lock()
-	f.HasLease = b.keeper.granted != 0 && !b.regs.closed
-	b.regs.mu.Unlock()
+	f.HasLease = b.regs.hasLease()
 	if !f.HasLease {
 		return f
 	}

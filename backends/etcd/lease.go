@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"time"
 
@@ -42,15 +41,6 @@ type leaseKeeper struct {
 	wg   *sync.WaitGroup // the Backend's: Close waits for the keeper and its keep-alives
 	kick chan struct{}   // wakes the keeper; capacity 1
 
-	// Guarded by regs.mu, which the writer and the own-key watch hold
-	// when they read them with the table.
-	lease   clientv3.LeaseID   // the live lease; 0 while (re-)establishing
-	granted clientv3.LeaseID   // the newest lease granted, which Close revokes
-	ours    []clientv3.LeaseID // recent leases of ours, to tell our writes from others'
-	// announce asks the writer to log "registered" once every held
-	// instance is written under a newly granted lease.
-	announce bool
-
 	facts leaseFacts // what BackendFacts reports of the lease
 }
 
@@ -71,16 +61,11 @@ func newLeaseKeeper(ctx context.Context, wg *sync.WaitGroup, cli *clientv3.Clien
 }
 
 // start runs the keeper in a goroutine of wg. Backend.start calls it once,
-// with regs.mu held and the Backend open, so it never races with Close's
-// wait.
+// with the table locked and open, so it never races with Close's wait.
 func (k *leaseKeeper) start() { k.wg.Go(k.keep) }
 
 // current returns the live lease, or 0 while there is none.
-func (k *leaseKeeper) current() clientv3.LeaseID {
-	k.regs.mu.Lock()
-	defer k.regs.mu.Unlock()
-	return k.lease
-}
+func (k *leaseKeeper) current() clientv3.LeaseID { return k.regs.liveLease() }
 
 // errLeaseExpired is the cause reported when etcd no longer has the lease.
 var errLeaseExpired = backendkit.Mark(errors.New("lease expired or revoked"), discovery.ErrRemoved)
@@ -89,7 +74,7 @@ var errLeaseExpired = backendkit.Mark(errors.New("lease expired or revoked"), di
 func (k *leaseKeeper) keep() {
 	var lease clientv3.LeaseID // the last lease, which etcd may still have
 	for {
-		if !k.hasWork(lease) {
+		if !k.regs.needsLease(lease) {
 			select {
 			case <-k.kick:
 				continue
@@ -106,30 +91,6 @@ func (k *leaseKeeper) keep() {
 			return
 		}
 	}
-}
-
-// hasWork reports whether the Backend holds instances, which need a lease,
-// or keys to delete that etcd may still hold under prev, the last lease:
-// after a keep-alive that timed out, etcd may have it still (it keeps
-// leases through a restart), and establish finds out. Without a lease,
-// pending deletes are moot: the keys went with the lease they were under.
-func (k *leaseKeeper) hasWork(prev clientv3.LeaseID) bool {
-	k.regs.mu.Lock()
-	defer k.regs.mu.Unlock()
-	if len(k.regs.held) > 0 || (prev != 0 && len(k.regs.tombs) > 0) {
-		return true
-	}
-	k.finishTombsLocked()
-	return false
-}
-
-// finishTombsLocked tells the pending deletes that their keys are gone
-// with the lease they were under.
-func (k *leaseKeeper) finishTombsLocked() {
-	for _, t := range k.regs.tombs {
-		finishAll(t.waiters, nil)
-	}
-	clear(k.regs.tombs)
 }
 
 // establish makes sure the Backend has a live lease, retrying with the
@@ -195,7 +156,7 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 			default:
 				if prev != 0 {
 					k.log.Warn("lease expired, granted it again", "lease", leaseString(prev))
-					k.leaseLost(errLeaseExpired)
+					k.regs.leaseLost(errLeaseExpired)
 				}
 				lease, ttl = clientv3.LeaseID(resp.ID), time.Duration(resp.TTL)*time.Second
 				left, since = ttl, sent
@@ -224,33 +185,20 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 		k.facts.renewed(sent.Add(left), 0)
 		return nil
 	}
-	err := k.cfg.Retry.Do(k.ctx, attempt, retry.OnFailure(k.retrying),
+	err := k.cfg.Retry.Do(k.ctx, attempt, retry.OnFailure(k.regs.leaseRetrying),
 		retry.WakeOn(k.conn.ready), retry.WakeJitter(k.wakeJitter()), retry.ResetOnWake())
 	if err != nil {
 		return grant{}, err
 	}
-	g := grant{id: lease, ttl: ttl, left: left, since: since}
-	k.regs.mu.Lock()
-	defer k.regs.mu.Unlock()
-	k.lease, k.announce = lease, true
 	if survived {
-		k.checkLocked(keys)
-		k.logRegisteredLocked(lease)
-		return g, nil
+		// Instances missing under it are written again.
+		k.regs.leaseKept(lease, keys)
+	} else {
+		// The keys still to delete went with prev, which etcd no longer
+		// had; every instance is written under the new lease.
+		k.regs.leaseGranted(lease)
 	}
-	// The keys still to delete went with prev, which etcd no longer had.
-	k.finishTombsLocked()
-	k.granted = lease
-	if !slices.Contains(k.ours, lease) {
-		k.ours = append(k.ours, lease)
-	}
-	if len(k.ours) > 8 {
-		k.ours = slices.Delete(k.ours, 0, len(k.ours)-8)
-	}
-	for key := range k.regs.held {
-		k.regs.dirty[key] = struct{}{}
-	}
-	return g, nil
+	return grant{id: lease, ttl: ttl, left: left, since: since}, nil
 }
 
 // grant is a lease establish made sure of.
@@ -259,34 +207,6 @@ type grant struct {
 	ttl   time.Duration // as granted; the configured TTL for a lease kept
 	left  time.Duration // how long etcd keeps it from since: ttl when just granted
 	since time.Time
-}
-
-// checkLocked compares the held instances with keys, what etcd holds under
-// the lease that survived an outage: an instance written before and still
-// there is registered; one missing (an etcd restored from a backup older
-// than its write) is reported lost and written again. Instances being
-// written, and those another registrar owns, are left to the writer and
-// the own-key watch.
-func (k *leaseKeeper) checkLocked(keys [][]byte) {
-	there := make(map[string]bool, len(keys))
-	for _, key := range keys {
-		there[string(key)] = true
-	}
-	for key, e := range k.regs.held {
-		if _, dirty := k.regs.dirty[key]; dirty || e.conflict || !e.written {
-			continue
-		}
-		if there[e.path] {
-			if e.state != discovery.StateRegistered {
-				k.regs.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
-			}
-			continue
-		}
-		e.written = false
-		k.regs.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: errRemoved})
-		k.log.Warn("instance missing from etcd under the lease it kept, restoring", "node", e.inst.Address, "key", e.path)
-		k.regs.dirty[key] = struct{}{}
-	}
 }
 
 // grpcError turns an error of a raw gRPC call into what clientv3 would
@@ -309,21 +229,6 @@ func grpcError(ctx context.Context, err error) error {
 // that a fleet cut off together does not retry in the same millisecond: a
 // returning cluster sees a ramp, not a wall.
 func (k *leaseKeeper) wakeJitter() time.Duration { return k.cfg.ReconnectDelay / 2 }
-
-// retrying reports a failed attempt to grant a lease.
-func (k *leaseKeeper) retrying(f retry.Failure) {
-	k.regs.retries.Add(1)
-	k.regs.mu.Lock()
-	defer k.regs.mu.Unlock()
-	for _, e := range k.regs.held {
-		if e.conflict {
-			continue // still the last thing known of it
-		}
-		k.regs.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: f.Attempt, RetryIn: f.Delay, Err: f.Err})
-	}
-	k.log.Warn("failed to maintain lease, retrying", "node", nodeList(k.regs.held), "instances", len(k.regs.held),
-		"attempt", f.Attempt, "retry_in", f.Delay, "error", f.Err)
-}
 
 // serve keeps lease alive and runs the writer on it until etcd no longer
 // has the lease, nothing is left to keep, or the Backend closes. A write
@@ -349,8 +254,8 @@ func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 			if k.ctx.Err() != nil {
 				return 0
 			}
-			k.log.Warn("keep-alive failed, will retry", "lease", leaseString(lease), "instances", k.regs.heldCount(), "cause", ka.err)
-			k.setLease(0)
+			k.log.Warn("keep-alive failed, will retry", "lease", leaseString(lease), "instances", k.regs.instanceCount(), "cause", ka.err)
+			k.regs.leaseInDoubt()
 			return lease
 		case <-k.kick:
 			if time.Now().Before(resumeAt) {
@@ -377,17 +282,17 @@ func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 		switch {
 		case err == nil:
 			outage, attempt, resumeAt = nil, 0, time.Time{}
-			if k.idle() {
+			if k.regs.idle() {
 				k.revokeIdle(lease)
 				return 0
 			}
-			k.logRegistered(lease)
+			k.regs.logRegistered(lease)
 		case k.ctx.Err() != nil:
 			return 0
 		case errors.Is(err, errLeaseGone):
 			// establish has it granted again, under the same ID.
-			k.log.Warn("lease expired or revoked, will retry", "lease", leaseString(lease), "instances", k.regs.heldCount())
-			k.setLease(0)
+			k.log.Warn("lease expired or revoked, will retry", "lease", leaseString(lease), "instances", k.regs.instanceCount())
+			k.regs.leaseInDoubt()
 			return lease
 		default:
 			if outage == nil {
@@ -414,38 +319,6 @@ func jitter(d time.Duration) time.Duration {
 	return rand.N(d)
 }
 
-func (k *leaseKeeper) setLease(lease clientv3.LeaseID) {
-	k.regs.mu.Lock()
-	k.lease = lease
-	k.regs.mu.Unlock()
-}
-
-// leaseLost records that etcd no longer has the lease, nor the instances
-// written under it.
-func (k *leaseKeeper) leaseLost(cause error) {
-	k.regs.mu.Lock()
-	defer k.regs.mu.Unlock()
-	k.lease = 0
-	for _, e := range k.regs.held {
-		if e.written && !e.conflict {
-			e.written = false
-			k.regs.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: cause})
-		}
-	}
-}
-
-// idle reports whether nothing is left to keep published; the lease is then
-// no longer offered to writers.
-func (k *leaseKeeper) idle() bool {
-	k.regs.mu.Lock()
-	defer k.regs.mu.Unlock()
-	if len(k.regs.held) > 0 || len(k.regs.tombs) > 0 || len(k.regs.dirty) > 0 {
-		return false
-	}
-	k.lease = 0
-	return true
-}
-
 // revokeIdle revokes a lease that holds nothing any more, rather than
 // keeping it alive for the life of the process; the next Register grants
 // another.
@@ -456,11 +329,7 @@ func (k *leaseKeeper) revokeIdle(lease clientv3.LeaseID) {
 		k.log.Debug("failed to revoke the idle lease; it expires on its own", "lease", leaseString(lease), "error", err)
 		return
 	}
-	k.regs.mu.Lock()
-	if k.granted == lease {
-		k.granted = 0
-	}
-	k.regs.mu.Unlock()
+	k.regs.revoked(lease)
 	k.log.Info("revoked lease", "lease", leaseString(lease), "instances", 0)
 }
 
@@ -477,54 +346,6 @@ func (k *leaseKeeper) revoke(lease clientv3.LeaseID, instances int) error {
 	}
 	k.log.Info("revoked lease", "lease", leaseString(lease), "instances", instances)
 	return nil
-}
-
-// logRegistered logs, once per new lease, that the instances are
-// registered under it.
-func (k *leaseKeeper) logRegistered(lease clientv3.LeaseID) {
-	k.regs.mu.Lock()
-	defer k.regs.mu.Unlock()
-	k.logRegisteredLocked(lease)
-}
-
-// logRegisteredLocked is logRegistered for a caller that holds k.regs.mu: the
-// one that reports the last instance registered, so that the log line is
-// written before anyone sees the state.
-func (k *leaseKeeper) logRegisteredLocked(lease clientv3.LeaseID) {
-	if !k.announce {
-		return
-	}
-	for key := range k.regs.dirty {
-		if e := k.regs.held[key]; e != nil && e.refusals == 0 {
-			return // not all written yet
-		}
-	}
-	for _, e := range k.regs.held {
-		if e.state != discovery.StateRegistered && !e.conflict && e.refusals == 0 {
-			return // being written, in a later batch of this pass
-		}
-	}
-	k.announce = false
-	registered := make(map[discovery.Key]*entry, len(k.regs.held))
-	conflicts, refused := 0, 0
-	for key, e := range k.regs.held {
-		switch {
-		case e.state == discovery.StateRegistered:
-			registered[key] = e
-		case e.conflict:
-			conflicts++
-		default:
-			refused++
-		}
-	}
-	args := []any{"node", nodeList(registered), "instances", len(registered), "lease", leaseString(lease)}
-	if conflicts > 0 {
-		args = append(args, "conflicts", conflicts)
-	}
-	if refused > 0 {
-		args = append(args, "pending", refused)
-	}
-	k.log.Info("registered", args...)
 }
 
 // poke wakes the keeper without blocking.

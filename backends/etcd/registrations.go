@@ -20,15 +20,17 @@ import (
 // registrations is the table of what the Backend keeps published: the
 // desired state that Register, Deregister and Close record, that the
 // writer (writer.go) makes etcd match and that the own-key watch
-// (restorer.go) checks, and the status of each instance, reported on board.
+// (restorer.go) checks, the status of each instance, reported on board,
+// and what the keeper (lease.go) has made of the lease (leaseState).
 //
-// One mutex, mu, guards the table and, so that one lock answers every
-// question the writer and the restorer ask, the lease fields they read
-// with it (leaseKeeper's lease, granted, ours and announce). It is never
-// held across a request to etcd. Methods named ...Locked expect it held;
-// the others take it. Lock order: writer.mu, then mu, then the locks of
-// the parts called with mu held (keyWatch, the status board, the watch
-// group); keyWatch calls the restorer with no lock of its own held.
+// It is the single owner of that state: the other parts ask it questions
+// and tell it what happened through its methods, each of which takes mu
+// for the whole of its read-modify-write, so that one lock answers every
+// question. mu is never held across a request to etcd. Methods named
+// ...Locked expect it held and are for this file only. Lock order:
+// writer.mu, then mu, then the locks of the parts called with mu held
+// (keyWatch, the status board, the watch group, the connection monitor);
+// keyWatch calls the restorer with no lock of its own held.
 type registrations struct {
 	log   hclog.Logger
 	board *backendkit.StatusBoard
@@ -42,6 +44,19 @@ type registrations struct {
 	dirty  map[discovery.Key]struct{} // held keys the writer must (re)write
 	byPath map[string]discovery.Key   // etcd key -> held key
 	tombs  map[string]*tomb           // keys to delete, by etcd key
+	lease  leaseState
+}
+
+// leaseState is what the table knows of the Backend's lease: the keeper
+// records it (lease.go), the writer and the own-key watch read it with the
+// entries.
+type leaseState struct {
+	live    clientv3.LeaseID   // the live lease; 0 while (re-)establishing
+	granted clientv3.LeaseID   // the newest lease granted, which Close revokes
+	ours    []clientv3.LeaseID // recent leases of ours, to tell our writes from others'
+	// announce asks for "registered" to be logged once every held
+	// instance is written under a newly granted lease.
+	announce bool
 }
 
 func newRegistrations(log hclog.Logger) *registrations {
@@ -80,8 +95,8 @@ func (r *registrations) conflictLocked(e *entry, theirs clientv3.LeaseID) {
 		"node", e.inst.Address, "key", e.path, "their_lease", leaseString(theirs))
 }
 
-// heldCount returns how many instances the Backend holds.
-func (r *registrations) heldCount() int {
+// instanceCount returns how many instances the Backend holds.
+func (r *registrations) instanceCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.held)
@@ -92,6 +107,260 @@ func (r *registrations) pending() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.dirty) > 0 || len(r.tombs) > 0
+}
+
+// liveLease returns the live lease, or 0 while there is none.
+func (r *registrations) liveLease() clientv3.LeaseID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lease.live
+}
+
+// hasLease reports whether the Backend, open, holds a lease granted to it
+// (the live one, or one being re-established), for BackendFacts.
+func (r *registrations) hasLease() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lease.granted != 0 && !r.closed
+}
+
+// needsLease reports whether the Backend holds instances, which need a
+// lease, or keys to delete that etcd may still hold under prev, the last
+// lease: after a keep-alive that timed out, etcd may have it still (it
+// keeps leases through a restart), and the keeper's establish finds out.
+// Without a lease, pending deletes are moot: the keys went with the lease
+// they were under, and the deletes are finished.
+func (r *registrations) needsLease(prev clientv3.LeaseID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.held) > 0 || (prev != 0 && len(r.tombs) > 0) {
+		return true
+	}
+	r.finishTombsLocked()
+	return false
+}
+
+// finishTombsLocked tells the pending deletes that their keys are gone
+// with the lease they were under.
+func (r *registrations) finishTombsLocked() {
+	for _, t := range r.tombs {
+		finishAll(t.waiters, nil)
+	}
+	clear(r.tombs)
+}
+
+// leaseKept records that etcd still had the lease after an outage, with
+// keys under it: it is live again, and the held instances are checked
+// against keys (checkLocked).
+func (r *registrations) leaseKept(lease clientv3.LeaseID, keys [][]byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lease.live, r.lease.announce = lease, true
+	r.checkLocked(keys)
+	r.logRegisteredLocked(lease)
+}
+
+// leaseGranted records a lease granted anew, empty: it is live and ours,
+// the keys still to delete went with the lease before it, and every held
+// instance is to be written under it.
+func (r *registrations) leaseGranted(lease clientv3.LeaseID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lease.live, r.lease.announce = lease, true
+	r.finishTombsLocked()
+	r.lease.granted = lease
+	if !slices.Contains(r.lease.ours, lease) {
+		r.lease.ours = append(r.lease.ours, lease)
+	}
+	if len(r.lease.ours) > 8 {
+		r.lease.ours = slices.Delete(r.lease.ours, 0, len(r.lease.ours)-8)
+	}
+	for key := range r.held {
+		r.dirty[key] = struct{}{}
+	}
+}
+
+// checkLocked compares the held instances with keys, what etcd holds under
+// the lease that survived an outage: an instance written before and still
+// there is registered; one missing (an etcd restored from a backup older
+// than its write) is reported lost and written again. Instances being
+// written, and those another registrar owns, are left to the writer and
+// the own-key watch.
+func (r *registrations) checkLocked(keys [][]byte) {
+	there := make(map[string]bool, len(keys))
+	for _, key := range keys {
+		there[string(key)] = true
+	}
+	for key, e := range r.held {
+		if _, dirty := r.dirty[key]; dirty || e.conflict || !e.written {
+			continue
+		}
+		if there[e.path] {
+			if e.state != discovery.StateRegistered {
+				r.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
+			}
+			continue
+		}
+		e.written = false
+		r.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: errRemoved})
+		r.log.Warn("instance missing from etcd under the lease it kept, restoring", "node", e.inst.Address, "key", e.path)
+		r.dirty[key] = struct{}{}
+	}
+}
+
+// leaseRetrying reports a failed attempt to grant a lease: every held
+// instance but those another registrar owns is retrying.
+func (r *registrations) leaseRetrying(f retry.Failure) {
+	r.retries.Add(1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.held {
+		if e.conflict {
+			continue // still the last thing known of it
+		}
+		r.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: f.Attempt, RetryIn: f.Delay, Err: f.Err})
+	}
+	r.log.Warn("failed to maintain lease, retrying", "node", nodeList(r.held), "instances", len(r.held),
+		"attempt", f.Attempt, "retry_in", f.Delay, "error", f.Err)
+}
+
+// leaseInDoubt records that the live lease may be gone (its keep-alive
+// failed, or a write found it gone): it is offered to writers no more
+// until the keeper has established it again.
+func (r *registrations) leaseInDoubt() {
+	r.mu.Lock()
+	r.lease.live = 0
+	r.mu.Unlock()
+}
+
+// leaseLost records that etcd no longer has the lease, nor the instances
+// written under it.
+func (r *registrations) leaseLost(cause error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lease.live = 0
+	for _, e := range r.held {
+		if e.written && !e.conflict {
+			e.written = false
+			r.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: cause})
+		}
+	}
+}
+
+// idle reports whether nothing is left to keep published; the lease is then
+// no longer offered to writers.
+func (r *registrations) idle() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.held) > 0 || len(r.tombs) > 0 || len(r.dirty) > 0 {
+		return false
+	}
+	r.lease.live = 0
+	return true
+}
+
+// revoked records that lease, idle, was revoked: Close has no lease to
+// revoke unless another is granted.
+func (r *registrations) revoked(lease clientv3.LeaseID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lease.granted == lease {
+		r.lease.granted = 0
+	}
+}
+
+// unconfirmed records that etcd has not confirmed the lease for its TTL
+// (leaseKeeper.unconfirmed): every instance that said registered says
+// retrying, with cause, and is marked unconfirmed.
+func (r *registrations) unconfirmed(cause error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.held {
+		if e.conflict || e.state != discovery.StateRegistered {
+			continue
+		}
+		r.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: 1, Err: cause})
+		e.unconfirmed = true
+	}
+	r.log.Warn("lease not confirmed within its TTL; instances no longer reported registered",
+		"node", nodeList(r.held), "instances", len(r.held))
+}
+
+// confirmed records that a late keep-alive answer confirmed the lease
+// (leaseKeeper.confirmed): every instance that unconfirmed moved to
+// retrying, and that nothing has reported on since, is registered again.
+func (r *registrations) confirmed() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for key, e := range r.held {
+		if !e.unconfirmed {
+			continue
+		}
+		e.unconfirmed = false
+		if _, dirty := r.dirty[key]; dirty || e.conflict || !e.written || e.state != discovery.StateRetrying {
+			continue
+		}
+		r.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
+		n++
+	}
+	if n > 0 {
+		r.log.Info("lease confirmed by a late keep-alive answer; instances registered again", "node", nodeList(r.held), "instances", n)
+	}
+}
+
+// logRegistered logs, once per new lease, that the instances are
+// registered under it.
+func (r *registrations) logRegistered(lease clientv3.LeaseID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.logRegisteredLocked(lease)
+}
+
+// logRegisteredLocked is logRegistered for a caller that holds mu: the
+// one that reports the last instance registered, so that the log line is
+// written before anyone sees the state.
+func (r *registrations) logRegisteredLocked(lease clientv3.LeaseID) {
+	if !r.lease.announce {
+		return
+	}
+	for key := range r.dirty {
+		if e := r.held[key]; e != nil && e.refusals == 0 {
+			return // not all written yet
+		}
+	}
+	for _, e := range r.held {
+		if e.state != discovery.StateRegistered && !e.conflict && e.refusals == 0 {
+			return // being written, in a later batch of this pass
+		}
+	}
+	r.lease.announce = false
+	registered := make(map[discovery.Key]*entry, len(r.held))
+	conflicts, refused := 0, 0
+	for key, e := range r.held {
+		switch {
+		case e.state == discovery.StateRegistered:
+			registered[key] = e
+		case e.conflict:
+			conflicts++
+		default:
+			refused++
+		}
+	}
+	args := []any{"node", nodeList(registered), "instances", len(registered), "lease", leaseString(lease)}
+	if conflicts > 0 {
+		args = append(args, "conflicts", conflicts)
+	}
+	if refused > 0 {
+		args = append(args, "pending", refused)
+	}
+	r.log.Info("registered", args...)
+}
+
+// oursLocked reports whether lease is one of the Backend's recent leases,
+// so that a key under it holds a write of ours.
+func (r *registrations) oursLocked(lease clientv3.LeaseID) bool {
+	return slices.Contains(r.lease.ours, lease)
 }
 
 // nodeList names the held instances' addresses for logs: all of them up to

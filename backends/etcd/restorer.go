@@ -2,7 +2,6 @@ package etcd
 
 import (
 	"errors"
-	"slices"
 
 	"github.com/hashicorp/go-hclog"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -65,7 +64,7 @@ func (r *restorer) observe(ev *mvccpb.Event) {
 		r.keeper.poke()
 	case mvccpb.PUT:
 		lease := clientv3.LeaseID(ev.Kv.Lease)
-		if slices.Contains(r.keeper.ours, lease) {
+		if r.regs.oursLocked(lease) {
 			if string(ev.Kv.Value) != e.value {
 				r.regs.dirty[key] = struct{}{}
 				r.keeper.poke()

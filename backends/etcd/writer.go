@@ -438,7 +438,7 @@ func (w *writer) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*e
 			}
 			kv := kvs[0]
 			theirs := clientv3.LeaseID(kv.Lease)
-			if !slices.Contains(w.keeper.ours, theirs) {
+			if !w.regs.oursLocked(theirs) {
 				e.rev, e.expect = rev, 0
 				w.regs.conflictLocked(e, theirs)
 				w.restorer.add(e.path, rev+1, kv.ModRevision) // to see it leave
@@ -458,7 +458,7 @@ func (w *writer) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*e
 		}
 		e.claim, e.expect, e.written, e.conflict, e.rev = false, 0, true, false, rev
 		e.refusals, e.backoff, e.retryAt = 0, nil, time.Time{}
-		if lease == w.keeper.lease {
+		if lease == w.regs.lease.live {
 			// What marked the key again while this write was in flight
 			// (the own-key watch reporting an older delete, or a late
 			// write of ours) is older than this write, which is what etcd
@@ -475,7 +475,7 @@ func (w *writer) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*e
 	if again {
 		w.keeper.poke()
 	}
-	if w.keeper.lease == lease {
-		w.keeper.logRegisteredLocked(lease)
+	if w.regs.lease.live == lease {
+		w.regs.logRegisteredLocked(lease)
 	}
 }
