@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/roster-sd/roster/discovery"
@@ -361,6 +363,298 @@ func (r *registrations) logRegisteredLocked(lease clientv3.LeaseID) {
 // so that a key under it holds a write of ours.
 func (r *registrations) oursLocked(lease clientv3.LeaseID) bool {
 	return slices.Contains(r.lease.ours, lease)
+}
+
+// followedKeys is the set of keys the own-key watch follows (the
+// restorer's keyWatch). The table adds each key a write put there and
+// removes each instance it drops, with mu held, so that the set and the
+// table agree.
+type followedKeys interface {
+	// add follows path from revision rev on; changed is the mod revision
+	// of the key's newest change as of rev.
+	add(path string, rev, changed int64)
+	// remove stops following path.
+	remove(path string)
+}
+
+// takeWrites takes the writes of a pass: every held instance marked dirty
+// (but those waiting out a refusal at now, which stay marked) and every
+// pending delete. A claim whose caller gave up is left out, unmarked:
+// abandon (backend.go) withdraws it or puts the previous value back. No
+// claim for nobody. Every put taken is marked tried.
+func (r *registrations) takeWrites(now time.Time) []op {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ops []op
+	for key := range r.dirty {
+		e := r.held[key]
+		if e == nil {
+			delete(r.dirty, key)
+			continue
+		}
+		if e.retryAt.After(now) {
+			continue
+		}
+		delete(r.dirty, key)
+		owner := e.owner()
+		if owner != nil && owner.Err() != nil {
+			continue // its caller gave up
+		}
+		e.tried = true
+		ops = append(ops, op{e: e, path: e.path, owner: owner})
+	}
+	for path, t := range r.tombs {
+		ops = append(ops, op{path: path, tomb: t})
+	}
+	clear(r.tombs)
+	return ops
+}
+
+// nextWrite returns when the next write pass is due: at resumeAt (after a
+// failed pass) or when the earliest refused key may be retried. It
+// reports false when nothing waits.
+func (r *registrations) nextWrite(resumeAt time.Time) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var next time.Time
+	found := len(r.tombs) > 0
+	if found {
+		next = resumeAt
+	}
+	for key := range r.dirty {
+		e := r.held[key]
+		if e == nil {
+			continue
+		}
+		at := e.retryAt
+		if at.Before(resumeAt) {
+			at = resumeAt
+		}
+		if !found || at.Before(next) {
+			next, found = at, true
+		}
+	}
+	return next, found
+}
+
+// requeue marks the writes of a failed batch to be done again.
+func (r *registrations) requeue(ops []op) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, o := range ops {
+		switch {
+		case o.tomb != nil:
+			if _, back := r.byPath[o.path]; back {
+				finishAll(o.tomb.waiters, nil) // registered again meanwhile
+			} else if t := r.tombs[o.path]; t != nil {
+				t.waiters = append(t.waiters, o.tomb.waiters...)
+			} else {
+				r.tombs[o.path] = o.tomb
+			}
+		case r.held[o.e.inst.Key()] == o.e:
+			r.dirty[o.e.inst.Key()] = struct{}{}
+		}
+	}
+}
+
+// refused records that etcd refused the write of one key, alone: the key
+// waits out its own backoff, built from policy, while the others go on.
+func (r *registrations) refused(o op, cause error, policy retry.Policy) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if o.tomb != nil {
+		if _, back := r.byPath[o.path]; back {
+			finishAll(o.tomb.waiters, nil) // registered again meanwhile
+			return
+		}
+		r.log.Warn("etcd refused to delete an instance", "key", o.path, "error", cause)
+		finishAll(o.tomb.waiters, fmt.Errorf("etcd refused to delete %s: %w", o.path, cause))
+		return
+	}
+	e := o.e
+	key := e.inst.Key()
+	if r.held[key] != e {
+		return
+	}
+	if e.backoff == nil {
+		e.backoff = policy.Backoff()
+	}
+	e.refusals++
+	r.retries.Add(1)
+	d, _ := e.backoff.Next()
+	e.retryAt = time.Now().Add(d)
+	r.dirty[key] = struct{}{}
+	r.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: e.refusals, RetryIn: d, Err: cause})
+	r.log.Warn("etcd refused the instance, will retry", "node", e.inst.Address, "key", e.path,
+		"attempt", e.refusals, "retry_in", d, "error", cause)
+}
+
+// writeFailed reports a write pass under lease that etcd did not answer:
+// every instance waiting to be written, but those another registrar owns
+// and those waiting out a refusal, is retrying.
+func (r *registrations) writeFailed(lease clientv3.LeaseID, attempt int, delay time.Duration, cause error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for key := range r.dirty {
+		e := r.held[key]
+		if e == nil || e.conflict || e.refusals > 0 {
+			continue
+		}
+		n++
+		r.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: attempt, RetryIn: delay, Err: cause})
+	}
+	r.log.Warn("failed to update instances, will retry", "lease", leaseString(lease), "instances", n,
+		"attempt", attempt, "retry_in", delay, "error", cause)
+}
+
+// applied records the outcome of one transaction under lease, committed at
+// revision rev: resps answers ops, one for one. Each key written is
+// followed in keys from then on. It reports whether keys are to be written
+// again at once (deleted meanwhile, or ours with an older value), for
+// which the keeper is to be woken.
+func (r *registrations) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*etcdserverpb.ResponseOp,
+	keys followedKeys) (again bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, o := range ops {
+		if o.tomb != nil {
+			finishAll(o.tomb.waiters, nil)
+			continue
+		}
+		e := o.e
+		key := e.inst.Key()
+		if r.held[key] != e {
+			// Replaced or withdrawn meanwhile: a newer entry or a tomb
+			// takes care of the key.
+			continue
+		}
+		if rev < e.rev {
+			// The own-key watch has seen a later change (a delete, or
+			// another registrar's put): that is what etcd holds now, and
+			// what the state says. The write itself was durable.
+			finishAll(e.waiters, nil)
+			e.waiters = nil
+			continue
+		}
+		changed := rev // the key's newest change: this write
+		if txn := resps[i].GetResponseTxn(); txn != nil && !txn.Succeeded {
+			// The key exists: ours, or another registrar's.
+			kvs := txn.Responses[0].GetResponseRange().GetKvs()
+			if len(kvs) == 0 {
+				e.expect = 0 // deleted meanwhile: put it if absent
+				r.dirty[key] = struct{}{}
+				again = true
+				continue
+			}
+			kv := kvs[0]
+			theirs := clientv3.LeaseID(kv.Lease)
+			if !r.oursLocked(theirs) {
+				e.rev, e.expect = rev, 0
+				r.conflictLocked(e, theirs)
+				keys.add(e.path, rev+1, kv.ModRevision) // to see it leave
+				continue
+			}
+			if theirs != lease || string(kv.Value) != e.value {
+				// Ours, under an older lease or with an older value:
+				// written over, unless it changes meanwhile.
+				e.expect, again = kv.ModRevision, true
+				r.dirty[key] = struct{}{}
+				continue
+			}
+			changed = kv.ModRevision // ours already: the write read it
+		}
+		if !e.written {
+			r.log.Debug("registered instance", "node", e.inst.Address, "key", e.path, "lease", leaseString(lease))
+		}
+		e.claim, e.expect, e.written, e.conflict, e.rev = false, 0, true, false, rev
+		e.refusals, e.backoff, e.retryAt = 0, nil, time.Time{}
+		if lease == r.lease.live {
+			// What marked the key again while this write was in flight
+			// (the own-key watch reporting an older delete, or a late
+			// write of ours) is older than this write, which is what etcd
+			// holds now: writing again would change nothing.
+			delete(r.dirty, key)
+		}
+		keys.add(e.path, rev+1, changed)
+		// Also after an update in place: the status carries the instance.
+		// Set before Register returns, so its caller sees it.
+		r.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
+		finishAll(e.waiters, nil)
+		e.waiters = nil
+	}
+	if r.lease.live == lease {
+		r.logRegisteredLocked(lease)
+	}
+	return again
+}
+
+// keyChanged records a change of one of the Backend's keys that the
+// own-key watch saw (restorer.observe): a delete by someone else, or by
+// etcd's lease expiry, marks the instance to be written again and, if it
+// was there, lost; a put by another registrar is a conflict; an older
+// write of ours that landed late, with another value, is to be written
+// over. It reports whether the keeper is to be woken.
+func (r *registrations) keyChanged(ev *mvccpb.Event) (wake bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	key, ok := r.byPath[string(ev.Kv.Key)]
+	if !ok {
+		return false // no longer held
+	}
+	e := r.held[key]
+	if ev.Kv.ModRevision <= e.rev {
+		return false // an echo of our own write, or older
+	}
+	switch ev.Type {
+	case mvccpb.DELETE:
+		e.rev = ev.Kv.ModRevision
+		r.dirty[key] = struct{}{}
+		if e.written && !e.conflict {
+			e.written = false
+			r.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: errRemoved})
+			r.log.Warn("instance removed from etcd, restoring", "node", e.inst.Address, "key", e.path)
+		}
+		return true
+	case mvccpb.PUT:
+		lease := clientv3.LeaseID(ev.Kv.Lease)
+		if r.oursLocked(lease) {
+			if string(ev.Kv.Value) != e.value {
+				r.dirty[key] = struct{}{}
+				return true
+			}
+			return false
+		}
+		e.rev = ev.Kv.ModRevision
+		r.conflictLocked(e, lease)
+	}
+	return false
+}
+
+// recheck marks the instance whose key is path, if still held, to be
+// checked by the writer: put again if absent. It reports whether it did,
+// and the keeper is to be woken.
+func (r *registrations) recheck(path string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	key, ok := r.byPath[path]
+	if ok {
+		r.dirty[key] = struct{}{}
+	}
+	return ok
+}
+
+// rewound records that etcd's history went back to revision rev: every
+// held instance is to be checked by the writer, and what its entry knew
+// of later revisions belongs to a history that is gone.
+func (r *registrations) rewound(rev int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for key, e := range r.held {
+		e.rev = min(e.rev, rev)
+		e.expect = 0 // a revision of the old history: put if absent, else read
+		r.dirty[key] = struct{}{}
+	}
 }
 
 // nodeList names the held instances' addresses for logs: all of them up to

@@ -40,49 +40,18 @@ func newRestorer(cli *clientv3.Client, cfg Config, regs *registrations, keeper *
 // deleted it, or etcd expired the lease it was under.
 var errRemoved = backendkit.Mark(errors.New("instance removed from etcd (deleted, or its lease expired)"), discovery.ErrRemoved)
 
-// observe reacts to a change of one of the Backend's keys.
+// observe reacts to a change of one of the Backend's keys (see
+// registrations.keyChanged).
 func (r *restorer) observe(ev *mvccpb.Event) {
-	r.regs.mu.Lock()
-	defer r.regs.mu.Unlock()
-	key, ok := r.regs.byPath[string(ev.Kv.Key)]
-	if !ok {
-		return // no longer held
-	}
-	e := r.regs.held[key]
-	if ev.Kv.ModRevision <= e.rev {
-		return // an echo of our own write, or older
-	}
-	switch ev.Type {
-	case mvccpb.DELETE:
-		e.rev = ev.Kv.ModRevision
-		r.regs.dirty[key] = struct{}{}
-		if e.written && !e.conflict {
-			e.written = false
-			r.regs.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: errRemoved})
-			r.log.Warn("instance removed from etcd, restoring", "node", e.inst.Address, "key", e.path)
-		}
+	if r.regs.keyChanged(ev) {
 		r.keeper.poke()
-	case mvccpb.PUT:
-		lease := clientv3.LeaseID(ev.Kv.Lease)
-		if r.regs.oursLocked(lease) {
-			if string(ev.Kv.Value) != e.value {
-				r.regs.dirty[key] = struct{}{}
-				r.keeper.poke()
-			}
-			return
-		}
-		e.rev = ev.Kv.ModRevision
-		r.regs.conflictLocked(e, lease)
 	}
 }
 
 // recheck has the writer check a key whose changes were compacted away
 // before the own-key watch saw them: it is put again if absent.
 func (r *restorer) recheck(path string) {
-	r.regs.mu.Lock()
-	defer r.regs.mu.Unlock()
-	if key, ok := r.regs.byPath[path]; ok {
-		r.regs.dirty[key] = struct{}{}
+	if r.regs.recheck(path) {
 		r.keeper.poke()
 	}
 }
@@ -98,12 +67,6 @@ func (r *restorer) rolledBack(rev int64) {
 	r.log.Warn("etcd's history went back (wiped, or restored from a backup): checking every instance",
 		"revision", rev)
 	r.restartFrom(rev + 1)
-	r.regs.mu.Lock()
-	defer r.regs.mu.Unlock()
-	for key, e := range r.regs.held {
-		e.rev = min(e.rev, rev)
-		e.expect = 0 // a revision of the old history: put if absent, else read
-		r.regs.dirty[key] = struct{}{}
-	}
+	r.regs.rewound(rev)
 	r.keeper.poke()
 }

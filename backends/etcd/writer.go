@@ -15,8 +15,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/roster-sd/roster/discovery"
 )
 
 // writer makes etcd hold what the registrations table says: the held
@@ -118,33 +116,7 @@ func (w *writer) sync(ctx context.Context, lease clientv3.LeaseID) error {
 
 // syncLocked is sync for a caller that holds w.mu.
 func (w *writer) syncLocked(ctx context.Context, lease clientv3.LeaseID) error {
-	now := time.Now()
-	w.regs.mu.Lock()
-	var ops []op
-	for key := range w.regs.dirty {
-		e := w.regs.held[key]
-		if e == nil {
-			delete(w.regs.dirty, key)
-			continue
-		}
-		if e.retryAt.After(now) {
-			continue
-		}
-		delete(w.regs.dirty, key)
-		owner := e.owner()
-		if owner != nil && owner.Err() != nil {
-			// Its caller gave up: abandon (backend.go) withdraws it or
-			// puts the previous value back. No claim for nobody.
-			continue
-		}
-		e.tried = true
-		ops = append(ops, op{e: e, path: e.path, owner: owner})
-	}
-	for path, t := range w.regs.tombs {
-		ops = append(ops, op{path: path, tomb: t})
-	}
-	clear(w.regs.tombs)
-	w.regs.mu.Unlock()
+	ops := w.regs.takeWrites(time.Now())
 	slices.SortFunc(ops, func(x, y op) int { return strings.Compare(x.path, y.path) })
 	var claims, rest []op
 	for _, o := range ops {
@@ -303,179 +275,30 @@ func (w *writer) commit(ctx context.Context, lease clientv3.LeaseID, batch []op)
 // (after a failed pass) or when the earliest refused key may be retried.
 // It reports false when nothing waits.
 func (w *writer) nextPass(resumeAt time.Time) (time.Duration, bool) {
-	w.regs.mu.Lock()
-	defer w.regs.mu.Unlock()
-	var next time.Time
-	found := len(w.regs.tombs) > 0
-	if found {
-		next = resumeAt
-	}
-	for key := range w.regs.dirty {
-		e := w.regs.held[key]
-		if e == nil {
-			continue
-		}
-		at := e.retryAt
-		if at.Before(resumeAt) {
-			at = resumeAt
-		}
-		if !found || at.Before(next) {
-			next, found = at, true
-		}
-	}
-	if !found {
+	next, ok := w.regs.nextWrite(resumeAt)
+	if !ok {
 		return 0, false
 	}
 	return max(0, time.Until(next)), true
 }
 
 // requeue marks the writes of a failed batch to be done again.
-func (w *writer) requeue(ops []op) {
-	w.regs.mu.Lock()
-	defer w.regs.mu.Unlock()
-	for _, o := range ops {
-		switch {
-		case o.tomb != nil:
-			if _, back := w.regs.byPath[o.path]; back {
-				finishAll(o.tomb.waiters, nil) // registered again meanwhile
-			} else if t := w.regs.tombs[o.path]; t != nil {
-				t.waiters = append(t.waiters, o.tomb.waiters...)
-			} else {
-				w.regs.tombs[o.path] = o.tomb
-			}
-		case w.regs.held[o.e.inst.Key()] == o.e:
-			w.regs.dirty[o.e.inst.Key()] = struct{}{}
-		}
-	}
-}
+func (w *writer) requeue(ops []op) { w.regs.requeue(ops) }
 
 // refused records that etcd refused the write of one key, alone: the key
 // waits out its own backoff, the others go on.
-func (w *writer) refused(o op, cause error) {
-	w.regs.mu.Lock()
-	defer w.regs.mu.Unlock()
-	if o.tomb != nil {
-		if _, back := w.regs.byPath[o.path]; back {
-			finishAll(o.tomb.waiters, nil) // registered again meanwhile
-			return
-		}
-		w.log.Warn("etcd refused to delete an instance", "key", o.path, "error", cause)
-		finishAll(o.tomb.waiters, fmt.Errorf("etcd refused to delete %s: %w", o.path, cause))
-		return
-	}
-	e := o.e
-	key := e.inst.Key()
-	if w.regs.held[key] != e {
-		return
-	}
-	if e.backoff == nil {
-		e.backoff = w.cfg.Retry.Backoff()
-	}
-	e.refusals++
-	w.regs.retries.Add(1)
-	d, _ := e.backoff.Next()
-	e.retryAt = time.Now().Add(d)
-	w.regs.dirty[key] = struct{}{}
-	w.regs.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: e.refusals, RetryIn: d, Err: cause})
-	w.log.Warn("etcd refused the instance, will retry", "node", e.inst.Address, "key", e.path,
-		"attempt", e.refusals, "retry_in", d, "error", cause)
-}
+func (w *writer) refused(o op, cause error) { w.regs.refused(o, cause, w.cfg.Retry) }
 
 // writeFailed reports a write pass that etcd did not answer.
 func (w *writer) writeFailed(lease clientv3.LeaseID, attempt int, delay time.Duration, cause error) {
 	w.regs.retries.Add(1)
-	cause = w.conn.explain(cause)
-	w.regs.mu.Lock()
-	defer w.regs.mu.Unlock()
-	n := 0
-	for key := range w.regs.dirty {
-		e := w.regs.held[key]
-		if e == nil || e.conflict || e.refusals > 0 {
-			continue
-		}
-		n++
-		w.regs.reportLocked(e, discovery.Status{State: discovery.StateRetrying, Attempt: attempt, RetryIn: delay, Err: cause})
-	}
-	w.log.Warn("failed to update instances, will retry", "lease", leaseString(lease), "instances", n,
-		"attempt", attempt, "retry_in", delay, "error", cause)
+	w.regs.writeFailed(lease, attempt, delay, w.conn.explain(cause))
 }
 
 // applied records the outcome of one committed transaction at revision
-// rev.
+// rev; the keys written are followed by the restorer from then on.
 func (w *writer) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*etcdserverpb.ResponseOp) {
-	w.regs.mu.Lock()
-	defer w.regs.mu.Unlock()
-	again := false
-	for i, o := range ops {
-		if o.tomb != nil {
-			finishAll(o.tomb.waiters, nil)
-			continue
-		}
-		e := o.e
-		key := e.inst.Key()
-		if w.regs.held[key] != e {
-			// Replaced or withdrawn meanwhile: a newer entry or a tomb
-			// takes care of the key.
-			continue
-		}
-		if rev < e.rev {
-			// The own-key watch has seen a later change (a delete, or
-			// another registrar's put): that is what etcd holds now, and
-			// what the state says. The write itself was durable.
-			finishAll(e.waiters, nil)
-			e.waiters = nil
-			continue
-		}
-		changed := rev // the key's newest change: this write
-		if txn := resps[i].GetResponseTxn(); txn != nil && !txn.Succeeded {
-			// The key exists: ours, or another registrar's.
-			kvs := txn.Responses[0].GetResponseRange().GetKvs()
-			if len(kvs) == 0 {
-				e.expect = 0 // deleted meanwhile: put it if absent
-				w.regs.dirty[key] = struct{}{}
-				again = true
-				continue
-			}
-			kv := kvs[0]
-			theirs := clientv3.LeaseID(kv.Lease)
-			if !w.regs.oursLocked(theirs) {
-				e.rev, e.expect = rev, 0
-				w.regs.conflictLocked(e, theirs)
-				w.restorer.add(e.path, rev+1, kv.ModRevision) // to see it leave
-				continue
-			}
-			if theirs != lease || string(kv.Value) != e.value {
-				// Ours, under an older lease or with an older value:
-				// written over, unless it changes meanwhile.
-				e.expect, again = kv.ModRevision, true
-				w.regs.dirty[key] = struct{}{}
-				continue
-			}
-			changed = kv.ModRevision // ours already: the write read it
-		}
-		if !e.written {
-			w.log.Debug("registered instance", "node", e.inst.Address, "key", e.path, "lease", leaseString(lease))
-		}
-		e.claim, e.expect, e.written, e.conflict, e.rev = false, 0, true, false, rev
-		e.refusals, e.backoff, e.retryAt = 0, nil, time.Time{}
-		if lease == w.regs.lease.live {
-			// What marked the key again while this write was in flight
-			// (the own-key watch reporting an older delete, or a late
-			// write of ours) is older than this write, which is what etcd
-			// holds now: writing again would change nothing.
-			delete(w.regs.dirty, key)
-		}
-		w.restorer.add(e.path, rev+1, changed)
-		// Also after an update in place: the status carries the instance.
-		// Set before Register returns, so its caller sees it.
-		w.regs.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
-		finishAll(e.waiters, nil)
-		e.waiters = nil
-	}
-	if again {
+	if w.regs.applied(lease, rev, ops, resps, w.restorer) {
 		w.keeper.poke()
-	}
-	if w.regs.lease.live == lease {
-		w.regs.logRegisteredLocked(lease)
 	}
 }
