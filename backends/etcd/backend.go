@@ -181,32 +181,11 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 	key := in.Key()
 	w := newWaiter()
 	w.ctx = ctx // its claim is made only while it waits
-	b.regs.mu.Lock()
-	if b.regs.closed {
-		b.regs.mu.Unlock()
+	e := &entry{inst: in, path: b.key(in.Service, in.ID), value: string(value), claim: true}
+	prev, open := b.regs.hold(e, w, b.start)
+	if !open {
 		return fmt.Errorf("etcd: register %v: %w", key, discovery.ErrClosed)
 	}
-	e := &entry{inst: in, path: b.key(in.Service, in.ID), value: string(value), claim: true}
-	prev := b.regs.held[key]
-	if prev != nil {
-		// An update: the earlier calls still waiting are satisfied by
-		// this newer value.
-		e.waiters, e.rev, e.written, e.state = prev.waiters, prev.rev, prev.written, prev.state
-		prev.waiters = nil
-	} else {
-		b.regs.reportLocked(e, discovery.Status{State: discovery.StateRegistering})
-	}
-	e.waiters = append(e.waiters, w)
-	if t := b.regs.tombs[e.path]; t != nil {
-		// Re-registered before the delete went out: the delete is moot.
-		finishAll(t.waiters, nil)
-		delete(b.regs.tombs, e.path)
-	}
-	b.regs.held[key] = e
-	b.regs.byPath[e.path] = key
-	b.regs.markDirtyLocked(e)
-	b.start()
-	b.regs.mu.Unlock()
 
 	b.writer.writeOrPoke(ctx)
 	select {
@@ -221,39 +200,13 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 // instance: a new registration is withdrawn (and deleted, if the keeper got
 // as far as writing it), an update reverts to the previous value.
 func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, cause error) error {
-	b.regs.mu.Lock()
-	select {
-	case <-w.done: // the keeper finished just now
-		b.regs.mu.Unlock()
+	what, cleanup := b.regs.abandon(e, w, prev, cause, b.restorer)
+	switch what {
+	case claimSettled:
 		return w.err
-	default:
-	}
-	e.waiters = removeWaiter(e.waiters, w)
-	if b.regs.held[key] != e {
-		// A later Register replaced it; that call owns the outcome.
-		b.regs.mu.Unlock()
+	case claimReplaced:
 		return fmt.Errorf("etcd: register %v: %w", key, cause)
 	}
-	var cleanup *waiter
-	if prev != nil {
-		// Put the previous value back, as a claim only if a Register of
-		// it still waits: otherwise only over a value of ours, never over
-		// another registrar's (the later writer keeps the key).
-		prev.waiters, prev.expect = e.waiters, 0
-		e.waiters = nil
-		b.regs.held[key] = prev
-		b.regs.markDirtyLocked(prev)
-	} else {
-		b.dropLocked(key, e)
-		finishAll(e.waiters, fmt.Errorf("etcd: register %v: %w", key, cause))
-		e.waiters = nil
-		if e.tried {
-			// A write of it went out: delete it.
-			cleanup = newWaiter()
-			b.regs.tombs[e.path] = &tomb{waiters: []*waiter{cleanup}}
-		}
-	}
-	b.regs.mu.Unlock()
 	b.keeper.poke()
 	if cleanup != nil {
 		// Leave nothing behind, but do not hang on an unreachable etcd.
@@ -268,15 +221,6 @@ func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, c
 	return fmt.Errorf("etcd: register %v: %w", key, cause)
 }
 
-// dropLocked stops keeping e published: it is deregistered.
-func (b *Backend) dropLocked(key discovery.Key, e *entry) {
-	delete(b.regs.held, key)
-	delete(b.regs.dirty, key)
-	delete(b.regs.byPath, e.path)
-	b.restorer.remove(e.path)
-	b.regs.reportLocked(e, discovery.Status{State: discovery.StateDeregistered})
-}
-
 // Deregister implements discovery.Registrar: it deletes the instance's key
 // now (only if this Backend still owns it) and returns once etcd has
 // applied the delete.
@@ -286,21 +230,9 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 	}
 	key := in.Key()
 	w := newWaiter()
-	b.regs.mu.Lock()
-	if b.regs.closed {
-		b.regs.mu.Unlock()
-		return fmt.Errorf("etcd: deregister %v: %w", key, discovery.ErrClosed)
+	if err := b.regs.deregister(key, w, b.restorer); err != nil {
+		return fmt.Errorf("etcd: deregister %v: %w", key, err)
 	}
-	e := b.regs.held[key]
-	if e == nil {
-		b.regs.mu.Unlock()
-		return fmt.Errorf("etcd: deregister %v: %w", key, discovery.ErrNotRegistered)
-	}
-	b.dropLocked(key, e)
-	finishAll(e.waiters, fmt.Errorf("etcd: register %v: deregistered meanwhile: %w", key, discovery.ErrNotRegistered))
-	e.waiters = nil
-	b.regs.tombs[e.path] = &tomb{waiters: []*waiter{w}}
-	b.regs.mu.Unlock()
 
 	b.keeper.poke()
 	select {
@@ -322,24 +254,14 @@ func (b *Backend) Deregister(ctx context.Context, in discovery.Instance) error {
 func (b *Backend) Close() (err error) {
 	b.closeOnce.Do(func() {
 		drainErr := b.drainOnClose() // Config.DrainOnClose, drain.go
-		b.regs.mu.Lock()
-		b.regs.closed = true
-		held := b.regs.held
-		b.regs.held = map[discovery.Key]*entry{}
-		clear(b.regs.byPath)
-		clear(b.regs.dirty)
-		lease := b.regs.lease.granted
-		b.regs.mu.Unlock()
+		held, lease := b.regs.shut()
 
 		b.cancel()
 		b.wg.Wait()
 		// No writer is left (a Register writing on its own goroutine
-		// holds writer.mu): what is still to delete is in b.regs.tombs.
+		// holds writer.mu): what is still to delete is in the table.
 		b.writer.mu.Lock()
-		b.regs.mu.Lock()
-		tombs := b.regs.tombs
-		b.regs.tombs = map[string]*tomb{}
-		b.regs.mu.Unlock()
+		tombs := b.regs.takeTombs()
 		b.writer.mu.Unlock()
 		// The watch goroutines have stopped: end every watcher.
 		b.watches.Close(fmt.Errorf("etcd: watch: %w", discovery.ErrClosed))
@@ -359,12 +281,7 @@ func (b *Backend) Close() (err error) {
 			}
 		}
 		closedErr := fmt.Errorf("etcd: %w", discovery.ErrClosed)
-		b.regs.mu.Lock()
-		for _, e := range held {
-			finishAll(e.waiters, closedErr)
-			b.regs.reportLocked(e, discovery.Status{State: discovery.StateDeregistered})
-		}
-		b.regs.mu.Unlock()
+		b.regs.finishClosed(held, closedErr)
 		for path, t := range tombs {
 			// The revoke removed the key, or it stays until the lease
 			// expires: say so to the Deregister still waiting.
@@ -387,8 +304,8 @@ func (b *Backend) Close() (err error) {
 
 // start launches the keeper, the own-key watch and the connection monitor
 // (conn.go).
-// Called with b.regs.mu held and the Backend open, so it never races with
-// Close's wait.
+// Called with the table locked and open (registrations.hold), so it never
+// races with Close's wait.
 func (b *Backend) start() {
 	b.startOnce.Do(func() {
 		b.keeper.start()

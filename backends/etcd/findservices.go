@@ -39,14 +39,10 @@ import (
 // write delivered): it is for one operator's tool, not for applications,
 // which watch the services they use (Watch).
 func (b *Backend) FindServices(ctx context.Context, found func(services []string)) error {
-	b.regs.mu.Lock()
-	if b.regs.closed {
-		b.regs.mu.Unlock()
+	// With the table locked and open: Close waits for the monitor.
+	if !b.regs.startIfOpen(func() { b.conn.start(b.ctx, &b.wg) }) {
 		return fmt.Errorf("etcd: find services: %w", discovery.ErrClosed)
 	}
-	// Under b.regs.mu, with the Backend open: Close waits for the monitor.
-	b.conn.start(b.ctx, &b.wg)
-	b.regs.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(b.ctx, cancel) // the Backend's Close ends it too
@@ -179,12 +175,9 @@ const probeEvery = time.Second
 // write delivered): it is for an operator's tool or a server that follows
 // the whole registry, not for applications.
 func (b *Backend) FollowRegistry(ctx context.Context, apply func(discovery.RegistryUpdate)) error {
-	b.regs.mu.Lock()
-	if b.regs.closed {
-		b.regs.mu.Unlock()
+	if b.isClosed() {
 		return fmt.Errorf("etcd: follow the registry: %w", discovery.ErrClosed)
 	}
-	b.regs.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(b.ctx, cancel) // the Backend's Close ends it too

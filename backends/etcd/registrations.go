@@ -72,6 +72,181 @@ func newRegistrations(log hclog.Logger) *registrations {
 	}
 }
 
+// isClosed reports whether Close has closed the table.
+func (r *registrations) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
+// startIfOpen runs start with the table locked if it is open, and reports
+// whether it was. Close closes the table before it waits for the
+// Backend's goroutines, so a goroutine that start launches is one that
+// Close waits for.
+func (r *registrations) startIfOpen(start func()) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	start()
+	return true
+}
+
+// hold records e, the claim of a Register that w waits for, as what to
+// keep published under its key, and marks it to be written, if the table
+// is open; start then runs with the table locked (see startIfOpen). It
+// returns the entry e replaces, or nil when the instance is new. An update
+// satisfies the calls still waiting on the earlier value, and takes over
+// what is known of the key; a delete of the key still pending is moot.
+func (r *registrations) hold(e *entry, w *waiter, start func()) (prev *entry, open bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, false
+	}
+	key := e.inst.Key()
+	prev = r.held[key]
+	if prev != nil {
+		e.waiters, e.rev, e.written, e.state = prev.waiters, prev.rev, prev.written, prev.state
+		prev.waiters = nil
+	} else {
+		r.reportLocked(e, discovery.Status{State: discovery.StateRegistering})
+	}
+	e.waiters = append(e.waiters, w)
+	if t := r.tombs[e.path]; t != nil {
+		// Re-registered before the delete went out: the delete is moot.
+		finishAll(t.waiters, nil)
+		delete(r.tombs, e.path)
+	}
+	r.held[key] = e
+	r.byPath[e.path] = key
+	r.markDirtyLocked(e)
+	start()
+	return prev, true
+}
+
+// abandonment is what became of a Register's claim whose caller gave up
+// (registrations.abandon).
+type abandonment int
+
+const (
+	// claimSettled: the writer finished it meanwhile; its waiter holds
+	// the outcome.
+	claimSettled abandonment = iota
+	// claimReplaced: a later Register replaced it, and owns the outcome.
+	claimReplaced
+	// claimUndone: it was withdrawn, or the previous value put back;
+	// the keeper has work.
+	claimUndone
+)
+
+// abandon undoes e, the claim that hold recorded for w and prev, whose
+// caller gave up with cause, unless the writer finished it meanwhile or a
+// later Register replaced it. An update reverts to prev, as a claim only
+// if a Register of it still waits: otherwise only over a value of ours,
+// never over another registrar's (the later writer keeps the key). A new
+// instance is withdrawn, stops being followed in keys and, if a write of
+// it went out, its key is to be deleted: cleanup, then, is finished once
+// it is.
+func (r *registrations) abandon(e *entry, w *waiter, prev *entry, cause error, keys followedKeys) (what abandonment, cleanup *waiter) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	select {
+	case <-w.done: // the writer finished just now
+		return claimSettled, nil
+	default:
+	}
+	key := e.inst.Key()
+	e.waiters = removeWaiter(e.waiters, w)
+	if r.held[key] != e {
+		return claimReplaced, nil
+	}
+	if prev != nil {
+		prev.waiters, prev.expect = e.waiters, 0
+		e.waiters = nil
+		r.held[key] = prev
+		r.markDirtyLocked(prev)
+		return claimUndone, nil
+	}
+	r.dropLocked(key, e, keys)
+	finishAll(e.waiters, fmt.Errorf("etcd: register %v: %w", key, cause))
+	e.waiters = nil
+	if e.tried {
+		// A write of it went out: delete it.
+		cleanup = newWaiter()
+		r.tombs[e.path] = &tomb{waiters: []*waiter{cleanup}}
+	}
+	return claimUndone, cleanup
+}
+
+// deregister stops keeping the instance under key published, and records
+// the delete of its key, which finishes w. It returns discovery.ErrClosed
+// once the table is closed, and discovery.ErrNotRegistered when it holds
+// no such instance.
+func (r *registrations) deregister(key discovery.Key, w *waiter, keys followedKeys) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return discovery.ErrClosed
+	}
+	e := r.held[key]
+	if e == nil {
+		return discovery.ErrNotRegistered
+	}
+	r.dropLocked(key, e, keys)
+	finishAll(e.waiters, fmt.Errorf("etcd: register %v: deregistered meanwhile: %w", key, discovery.ErrNotRegistered))
+	e.waiters = nil
+	r.tombs[e.path] = &tomb{waiters: []*waiter{w}}
+	return nil
+}
+
+// dropLocked stops keeping e, held under key, published, and following
+// its key in keys: it is deregistered.
+func (r *registrations) dropLocked(key discovery.Key, e *entry, keys followedKeys) {
+	delete(r.held, key)
+	delete(r.dirty, key)
+	delete(r.byPath, e.path)
+	keys.remove(e.path)
+	r.reportLocked(e, discovery.Status{State: discovery.StateDeregistered})
+}
+
+// shut closes the table, so that Register, Deregister and Watch refuse,
+// and stops keeping anything published. It returns what was held, for
+// Close to finish (finishClosed), and the lease granted last, for Close
+// to revoke; 0 if none.
+func (r *registrations) shut() (held map[discovery.Key]*entry, lease clientv3.LeaseID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	held = r.held
+	r.held = map[discovery.Key]*entry{}
+	clear(r.byPath)
+	clear(r.dirty)
+	return held, r.lease.granted
+}
+
+// takeTombs takes the deletes still pending, for Close to finish once it
+// has revoked the lease.
+func (r *registrations) takeTombs() map[string]*tomb {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	tombs := r.tombs
+	r.tombs = map[string]*tomb{}
+	return tombs
+}
+
+// finishClosed finishes the Register calls still waiting on held, what
+// shut returned, with err, and reports those instances deregistered.
+func (r *registrations) finishClosed(held map[discovery.Key]*entry, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range held {
+		finishAll(e.waiters, err)
+		r.reportLocked(e, discovery.Status{State: discovery.StateDeregistered})
+	}
+}
+
 // markDirtyLocked asks the writer to write e on its next pass.
 func (r *registrations) markDirtyLocked(e *entry) {
 	r.dirty[e.inst.Key()] = struct{}{}

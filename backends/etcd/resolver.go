@@ -31,7 +31,7 @@ var errHistoryRewound = errors.New("etcd's history went back (wiped, or restored
 // service gets its first Watcher it starts the goroutine that keeps the
 // service's feed up to date, and returns the func that cancels it, which
 // the group runs when the last Watcher has stopped. The group runs it from
-// Watch, which holds b.regs.mu and has checked that the Backend is open, so the
+// Watch with the table locked and open (registrations.startIfOpen), so the
 // goroutine never races with Close's wait.
 func (b *Backend) startFollow(service string, feed *backendkit.Feed) (stop func()) {
 	ctx, cancel := context.WithCancel(b.ctx)
@@ -71,11 +71,7 @@ func (b *Backend) ResolveRevision(ctx context.Context, service string) ([]discov
 	return set, uint64(rev), nil
 }
 
-func (b *Backend) isClosed() bool {
-	b.regs.mu.Lock()
-	defer b.regs.mu.Unlock()
-	return b.regs.closed
-}
+func (b *Backend) isClosed() bool { return b.regs.isClosed() }
 
 // list reads the service's instances and the revision they were read at.
 func (b *Backend) list(ctx context.Context, service string) ([]discovery.Instance, int64, error) {
@@ -209,14 +205,13 @@ func (b *Backend) Watch(ctx context.Context, service string) (discovery.Watcher,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	b.regs.mu.Lock()
-	defer b.regs.mu.Unlock()
-	if b.regs.closed {
+	// The group holds one feed per service; a service's first Watcher
+	// starts its etcd watch (startFollow), with the table locked and open.
+	var wt discovery.Watcher
+	if !b.regs.startIfOpen(func() { wt = b.watches.Watch(ctx, service, nil) }) {
 		return nil, fmt.Errorf("etcd: watch %s: %w", service, discovery.ErrClosed)
 	}
-	// The group holds one feed per service; a service's first Watcher
-	// starts its etcd watch (startFollow), under b.regs.mu.
-	return b.watches.Watch(ctx, service, nil), nil
+	return wt, nil
 }
 
 // follow keeps feed up to date with the service's instances until ctx
