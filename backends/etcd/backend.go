@@ -36,18 +36,17 @@ type Backend struct {
 	closeOnce sync.Once
 
 	// The registrar side, one concern each. Backend records the desired
-	// state in regs and pokes the keeper; each part's fields are its own,
-	// and the table's lock, regs.mu, guards what they share.
-	regs     *registrations // what to keep published, and statuses (registrations.go)
-	keeper   *leaseKeeper   // the lease and the keeper goroutine (lease.go)
-	writer   *writer        // makes etcd match regs (writer.go)
+	// state in regs and pokes the keeper; regs owns the state the parts
+	// share, and they reach it only through its methods.
+	regs     *registrations // what to keep published, the lease, statuses (registrations.go)
+	keeper   *leaseKeeper   // the lease, the keeper goroutine and its writer (lease.go, writer.go)
 	restorer *restorer      // follows the keys held and restores them (restorer.go, keywatch.go)
 	conn     *connMonitor   // the connection to etcd (conn.go)
 
 	// watches holds the resolver side's shared watches: one feed per
 	// watched service, each followed by one etcd watch (startFollow). It
-	// has its own lock, taken with b.regs.mu held or with no lock held, never
-	// the other way round.
+	// has its own lock, taken with the table's held (Watch) or with no
+	// lock held, never the other way round.
 	watches *backendkit.FeedGroup
 	skipped backendkit.SkipLog // invalid values already logged (resolver.go)
 	// hist is the value of the history key read after the last
@@ -141,10 +140,9 @@ func newBackend(cli *clientv3.Client, cfg Config) *Backend {
 	b.conn = newConnMonitor(cli, cfg.Logger, func(cause error) {
 		b.watches.Each(func(_ string, f *backendkit.Feed) { f.Fail(cause) })
 	})
-	b.keeper = newLeaseKeeper(ctx, &b.wg, cli, cfg, b.regs, b.conn)
-	b.restorer = newRestorer(cli, cfg, b.regs, b.keeper)
-	b.writer = newWriter(cli, cfg, b.regs, b.keeper, b.restorer, b.conn)
-	b.keeper.w = b.writer
+	kick := newKick() // the keeper's, which the restorer pokes too
+	b.restorer = newRestorer(cli, cfg, b.regs, kick.poke)
+	b.keeper = newLeaseKeeper(ctx, &b.wg, cli, cfg, b.regs, b.conn, b.restorer, kick)
 	return b
 }
 
@@ -187,7 +185,7 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 		return fmt.Errorf("etcd: register %v: %w", key, discovery.ErrClosed)
 	}
 
-	b.writer.writeOrPoke(ctx)
+	b.keeper.writeOrPoke(ctx)
 	select {
 	case <-w.done:
 		return w.err
@@ -258,11 +256,9 @@ func (b *Backend) Close() (err error) {
 
 		b.cancel()
 		b.wg.Wait()
-		// No writer is left (a Register writing on its own goroutine
-		// holds writer.mu): what is still to delete is in the table.
-		b.writer.mu.Lock()
-		tombs := b.regs.takeTombs()
-		b.writer.mu.Unlock()
+		// The keeper has ended; stopping its writer waits for a Register
+		// writing on its own goroutine. What is still to delete is left.
+		tombs := b.keeper.stop()
 		// The watch goroutines have stopped: end every watcher.
 		b.watches.Close(fmt.Errorf("etcd: watch: %w", discovery.ErrClosed))
 

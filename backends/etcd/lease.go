@@ -21,12 +21,15 @@ import (
 	"github.com/roster-sd/roster/retry"
 )
 
-// leaseKeeper owns the Backend's lease. Its goroutine, the keeper, grants
-// a lease when there is something to keep published, keeps it alive
-// (keepAlive, keepalive.go), runs the writer on it, and grants another
-// when etcd no longer has it. It never gives up; it ends only when ctx
-// ends, on Close. Register, Deregister, the writer and the own-key watch
-// wake it with poke.
+// leaseKeeper owns the Backend's lease and its writer. Its goroutine, the
+// keeper, grants a lease when there is something to keep published, keeps
+// it alive (keepAlive, keepalive.go), runs the writer on it, and grants
+// another when etcd no longer has it. It never gives up; it ends only when
+// ctx ends, on Close, which then stops the writer through it (stop).
+// Register, Deregister, the writer and the own-key watch wake it through
+// its kick. What it learns of the lease it records in the table
+// (registrations' leaseState), where the writer and the own-key watch read
+// it with the entries.
 type leaseKeeper struct {
 	leases pb.LeaseClient   // for grants that name their lease ID
 	cli    *clientv3.Client // for revokes
@@ -35,18 +38,22 @@ type leaseKeeper struct {
 	ttl    int64 // lease TTL in seconds
 	regs   *registrations
 	conn   *connMonitor
-	w      *writer // runs on the lease; set once by newBackend
+	w      *writer // its own: made, run on the lease and stopped by the keeper
 
 	ctx  context.Context // the Backend's: ends on Close
 	wg   *sync.WaitGroup // the Backend's: Close waits for the keeper and its keep-alives
-	kick chan struct{}   // wakes the keeper; capacity 1
+	kick kick            // wakes the keeper
 
 	facts leaseFacts // what BackendFacts reports of the lease
 }
 
+// newLeaseKeeper returns the keeper of the Backend whose context is ctx
+// and whose goroutines wg counts, with its writer, which writes through
+// restorer's revision guard and has restorer follow the keys it writes.
+// kick wakes it; the restorer holds it too.
 func newLeaseKeeper(ctx context.Context, wg *sync.WaitGroup, cli *clientv3.Client, cfg Config,
-	regs *registrations, conn *connMonitor) *leaseKeeper {
-	return &leaseKeeper{
+	regs *registrations, conn *connMonitor, restorer *restorer, kick kick) *leaseKeeper {
+	k := &leaseKeeper{
 		leases: pb.NewLeaseClient(cli.ActiveConnection()),
 		cli:    cli,
 		cfg:    cfg,
@@ -56,8 +63,10 @@ func newLeaseKeeper(ctx context.Context, wg *sync.WaitGroup, cli *clientv3.Clien
 		conn:   conn,
 		ctx:    ctx,
 		wg:     wg,
-		kick:   make(chan struct{}, 1),
+		kick:   kick,
 	}
+	k.w = newWriter(cli, cfg, regs, restorer, conn, kick.poke)
+	return k
 }
 
 // start runs the keeper in a goroutine of wg. Backend.start calls it once,
@@ -66,6 +75,16 @@ func (k *leaseKeeper) start() { k.wg.Go(k.keep) }
 
 // current returns the live lease, or 0 while there is none.
 func (k *leaseKeeper) current() clientv3.LeaseID { return k.regs.liveLease() }
+
+// writeOrPoke has the changes just recorded in the table written on the
+// caller's goroutine, if the Backend has a live lease and nobody is
+// writing, or wakes the keeper (writer.writeOrPoke).
+func (k *leaseKeeper) writeOrPoke(ctx context.Context) { k.w.writeOrPoke(ctx) }
+
+// stop is Close's, once the keeper's goroutines have ended: it stops the
+// writer, waiting for a write still under way on a Register's goroutine,
+// and returns the deletes never sent, which Close finishes.
+func (k *leaseKeeper) stop() map[string]*tomb { return k.w.stop() }
 
 // errLeaseExpired is the cause reported when etcd no longer has the lease.
 var errLeaseExpired = backendkit.Mark(errors.New("lease expired or revoked"), discovery.ErrRemoved)
@@ -349,9 +368,18 @@ func (k *leaseKeeper) revoke(lease clientv3.LeaseID, instances int) error {
 }
 
 // poke wakes the keeper without blocking.
-func (k *leaseKeeper) poke() {
+func (k *leaseKeeper) poke() { k.kick.poke() }
+
+// kick wakes the keeper: a channel of capacity 1, so that the wakes that
+// come while the keeper is busy make one more round, not one each.
+type kick chan struct{}
+
+func newKick() kick { return make(kick, 1) }
+
+// poke wakes the keeper without blocking.
+func (k kick) poke() {
 	select {
-	case k.kick <- struct{}{}:
+	case k <- struct{}{}:
 	default:
 	}
 }

@@ -15,22 +15,23 @@ import (
 // every key the Backend holds and reports each change, from its goroutine,
 // to observe, which decides what it means: a delete by someone else or by
 // etcd's lease expiry is restored, a put by another registrar is a
-// conflict, an older write of ours that landed late is written over. It
-// restores by marking the key dirty in the table and poking the keeper,
-// whose writer writes it. The writer adds each key it writes (add), and
-// the Backend removes each it drops (remove).
+// conflict, an older write of ours that landed late is written over
+// (registrations.keyChanged). It restores by marking the key dirty in the
+// table and poking the keeper, whose writer writes it. The writer has the
+// table add each key it writes (add), and the table removes each instance
+// it drops (remove).
 type restorer struct {
 	*keyWatch
 	// guard notices from response headers that etcd's history went back
 	// (rollback.go); the writer and the resolver side feed it too.
-	guard  *revisionGuard
-	log    hclog.Logger
-	regs   *registrations
-	keeper *leaseKeeper // our leases (read under regs.mu), poke
+	guard *revisionGuard
+	log   hclog.Logger
+	regs  *registrations
+	poke  func() // wakes the keeper
 }
 
-func newRestorer(cli *clientv3.Client, cfg Config, regs *registrations, keeper *leaseKeeper) *restorer {
-	r := &restorer{log: cfg.Logger, regs: regs, keeper: keeper}
+func newRestorer(cli *clientv3.Client, cfg Config, regs *registrations, poke func()) *restorer {
+	r := &restorer{log: cfg.Logger, regs: regs, poke: poke}
 	r.guard = newRevisionGuard(r.rolledBack)
 	r.keyWatch = newKeyWatch(cli, cfg.Retry, cfg.Logger, r.guard, r.observe, r.recheck)
 	return r
@@ -44,7 +45,7 @@ var errRemoved = backendkit.Mark(errors.New("instance removed from etcd (deleted
 // registrations.keyChanged).
 func (r *restorer) observe(ev *mvccpb.Event) {
 	if r.regs.keyChanged(ev) {
-		r.keeper.poke()
+		r.poke()
 	}
 }
 
@@ -52,7 +53,7 @@ func (r *restorer) observe(ev *mvccpb.Event) {
 // before the own-key watch saw them: it is put again if absent.
 func (r *restorer) recheck(path string) {
 	if r.regs.recheck(path) {
-		r.keeper.poke()
+		r.poke()
 	}
 }
 
@@ -68,5 +69,5 @@ func (r *restorer) rolledBack(rev int64) {
 		"revision", rev)
 	r.restartFrom(rev + 1)
 	r.regs.rewound(rev)
-	r.keeper.poke()
+	r.poke()
 }

@@ -19,19 +19,23 @@ import (
 
 // writer makes etcd hold what the registrations table says: the held
 // instances marked dirty, put under the live lease, and the pending
-// deletes. Its mutex, mu, makes one goroutine at a time the writer: the
-// keeper, or a Register that finds the Backend healthy and nobody writing,
-// which then writes itself instead of handing over (writeOrPoke). One
-// writer means no races between a re-registration, an update and a delete
-// of the same key. It starts no goroutine. Lock order: mu, then regs.mu.
+// deletes. The keeper owns it: makes it, runs it on the lease (sync), and
+// stops it on Close (stop). Its mutex, mu, makes one goroutine at a time
+// the writer: the keeper, or a Register that finds the Backend healthy and
+// nobody writing, which then writes itself instead of handing over
+// (writeOrPoke). One writer means no races between a re-registration, an
+// update and a delete of the same key. It starts no goroutine, and knows
+// of the keeper only poke. Lock order: mu, then the table's.
 type writer struct {
 	cli      *clientv3.Client
 	cfg      Config
 	log      hclog.Logger
-	regs     *registrations
-	keeper   *leaseKeeper // the live lease, our leases, poke
-	restorer *restorer    // follows every key written
-	conn     *connMonitor // explains a failure without a connection
+	regs     *registrations // what to write, the live lease
+	restorer *restorer      // follows every key written; its guard sees every answer
+	conn     *connMonitor   // explains a failure without a connection
+	// poke wakes the keeper: to write at once what a pass found to write
+	// again, or what a Register left to it.
+	poke func()
 
 	mu sync.Mutex
 }
@@ -40,9 +44,9 @@ type writer struct {
 // up.
 var errCallerGone = errors.New("a Register call gave up")
 
-func newWriter(cli *clientv3.Client, cfg Config, regs *registrations, keeper *leaseKeeper,
-	restorer *restorer, conn *connMonitor) *writer {
-	return &writer{cli: cli, cfg: cfg, log: cfg.Logger, regs: regs, keeper: keeper, restorer: restorer, conn: conn}
+func newWriter(cli *clientv3.Client, cfg Config, regs *registrations, restorer *restorer,
+	conn *connMonitor, poke func()) *writer {
+	return &writer{cli: cli, cfg: cfg, log: cfg.Logger, regs: regs, restorer: restorer, conn: conn, poke: poke}
 }
 
 // Batches: etcd's default limits are 128 operations per transaction
@@ -81,7 +85,7 @@ func (o op) size() int {
 // the keeper; otherwise it wakes the keeper.
 func (w *writer) writeOrPoke(ctx context.Context) {
 	if w.mu.TryLock() {
-		lease := w.keeper.current()
+		lease := w.regs.liveLease()
 		if lease != 0 {
 			wctx, cancel := context.WithTimeout(ctx, w.cfg.RequestTimeout)
 			err := w.syncLocked(wctx, lease)
@@ -94,7 +98,7 @@ func (w *writer) writeOrPoke(ctx context.Context) {
 			w.mu.Unlock()
 		}
 	}
-	w.keeper.poke()
+	w.poke()
 }
 
 // sync writes to etcd, under lease, every held instance marked dirty (but
@@ -152,7 +156,7 @@ func (w *writer) writeClaims(ctx context.Context, lease clientv3.LeaseID, ops []
 	err := w.write(cctx, lease, ops)
 	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(cctx), errCallerGone) {
 		// write marked what it did not write to be written again.
-		w.keeper.poke()
+		w.poke()
 		return nil
 	}
 	return err
@@ -299,6 +303,15 @@ func (w *writer) writeFailed(lease clientv3.LeaseID, attempt int, delay time.Dur
 // rev; the keys written are followed by the restorer from then on.
 func (w *writer) applied(lease clientv3.LeaseID, rev int64, ops []op, resps []*etcdserverpb.ResponseOp) {
 	if w.regs.applied(lease, rev, ops, resps, w.restorer) {
-		w.keeper.poke()
+		w.poke()
 	}
+}
+
+// stop waits for a write under way on a Register's goroutine, the only
+// writer left once the keeper has ended, and takes the deletes still
+// pending, which Close finishes.
+func (w *writer) stop() map[string]*tomb {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.regs.takeTombs()
 }
