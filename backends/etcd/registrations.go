@@ -1,7 +1,6 @@
 package etcd
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -71,6 +70,10 @@ func newRegistrations(log hclog.Logger) *registrations {
 		tombs:  make(map[string]*tomb),
 	}
 }
+
+// The Backend's calls (backend.go, resolver.go, findservices.go,
+// facts.go): Register, Deregister and Close, the watches and tools that
+// must not start once it is closed, and its facts.
 
 // isClosed reports whether Close has closed the table.
 func (r *registrations) isClosed() bool {
@@ -247,44 +250,16 @@ func (r *registrations) finishClosed(held map[discovery.Key]*entry, err error) {
 	}
 }
 
-// markDirtyLocked asks the writer to write e on its next pass.
-func (r *registrations) markDirtyLocked(e *entry) {
-	r.dirty[e.inst.Key()] = struct{}{}
-}
-
-// reportLocked records e's new state on the status board.
-func (r *registrations) reportLocked(e *entry, st discovery.Status) {
-	st.Instance = e.inst
-	e.state = st.State
-	e.unconfirmed = false
-	r.board.Set(st)
-}
-
-// conflictLocked records that another registrar owns e's key.
-func (r *registrations) conflictLocked(e *entry, theirs clientv3.LeaseID) {
-	e.written, e.conflict = false, true
-	if e.state == discovery.StateConflict {
-		return
-	}
-	err := fmt.Errorf("%w: key %s is under lease %s", discovery.ErrConflict, e.path, leaseString(theirs))
-	r.reportLocked(e, discovery.Status{State: discovery.StateConflict, Err: err})
-	r.log.Error("instance registered by another process; waiting for it to leave",
-		"node", e.inst.Address, "key", e.path, "their_lease", leaseString(theirs))
-}
-
-// instanceCount returns how many instances the Backend holds.
-func (r *registrations) instanceCount() int {
+// hasLease reports whether the Backend, open, holds a lease granted to it
+// (the live one, or one being re-established), for BackendFacts.
+func (r *registrations) hasLease() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.held)
+	return r.lease.granted != 0 && !r.closed
 }
 
-// pending reports whether writes are waiting.
-func (r *registrations) pending() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.dirty) > 0 || len(r.tombs) > 0
-}
+// The keeper's (lease.go, confirm.go): what it makes of the lease, and
+// what that means for the instances.
 
 // liveLease returns the live lease, or 0 while there is none.
 func (r *registrations) liveLease() clientv3.LeaseID {
@@ -293,12 +268,11 @@ func (r *registrations) liveLease() clientv3.LeaseID {
 	return r.lease.live
 }
 
-// hasLease reports whether the Backend, open, holds a lease granted to it
-// (the live one, or one being re-established), for BackendFacts.
-func (r *registrations) hasLease() bool {
+// instanceCount returns how many instances the Backend holds.
+func (r *registrations) instanceCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.lease.granted != 0 && !r.closed
+	return len(r.held)
 }
 
 // needsLease reports whether the Backend holds instances, which need a
@@ -534,11 +508,8 @@ func (r *registrations) logRegisteredLocked(lease clientv3.LeaseID) {
 	r.log.Info("registered", args...)
 }
 
-// oursLocked reports whether lease is one of the Backend's recent leases,
-// so that a key under it holds a write of ours.
-func (r *registrations) oursLocked(lease clientv3.LeaseID) bool {
-	return slices.Contains(r.lease.ours, lease)
-}
+// The writer's (writer.go): what to write in a pass, and what became of
+// it.
 
 // followedKeys is the set of keys the own-key watch follows (the
 // restorer's keyWatch). The table adds each key a write put there and
@@ -550,6 +521,13 @@ type followedKeys interface {
 	add(path string, rev, changed int64)
 	// remove stops following path.
 	remove(path string)
+}
+
+// pending reports whether writes are waiting.
+func (r *registrations) pending() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.dirty) > 0 || len(r.tombs) > 0
 }
 
 // takeWrites takes the writes of a pass: every held instance marked dirty
@@ -764,6 +742,8 @@ func (r *registrations) applied(lease clientv3.LeaseID, rev int64, ops []op, res
 	return again
 }
 
+// The restorer's (restorer.go): what the own-key watch saw.
+
 // keyChanged records a change of one of the Backend's keys that the
 // own-key watch saw (restorer.observe): a delete by someone else, or by
 // etcd's lease expiry, marks the instance to be written again and, if it
@@ -832,6 +812,39 @@ func (r *registrations) rewound(rev int64) {
 	}
 }
 
+// Shared by the methods above, with mu held.
+
+// markDirtyLocked asks the writer to write e on its next pass.
+func (r *registrations) markDirtyLocked(e *entry) {
+	r.dirty[e.inst.Key()] = struct{}{}
+}
+
+// reportLocked records e's new state on the status board.
+func (r *registrations) reportLocked(e *entry, st discovery.Status) {
+	st.Instance = e.inst
+	e.state = st.State
+	e.unconfirmed = false
+	r.board.Set(st)
+}
+
+// conflictLocked records that another registrar owns e's key.
+func (r *registrations) conflictLocked(e *entry, theirs clientv3.LeaseID) {
+	e.written, e.conflict = false, true
+	if e.state == discovery.StateConflict {
+		return
+	}
+	err := fmt.Errorf("%w: key %s is under lease %s", discovery.ErrConflict, e.path, leaseString(theirs))
+	r.reportLocked(e, discovery.Status{State: discovery.StateConflict, Err: err})
+	r.log.Error("instance registered by another process; waiting for it to leave",
+		"node", e.inst.Address, "key", e.path, "their_lease", leaseString(theirs))
+}
+
+// oursLocked reports whether lease is one of the Backend's recent leases,
+// so that a key under it holds a write of ours.
+func (r *registrations) oursLocked(lease clientv3.LeaseID) bool {
+	return slices.Contains(r.lease.ours, lease)
+}
+
 // nodeList names the held instances' addresses for logs: all of them up to
 // three, then a count.
 func nodeList(held map[discovery.Key]*entry) string {
@@ -844,87 +857,4 @@ func nodeList(held map[discovery.Key]*entry) string {
 		return fmt.Sprintf("%s and %d more", strings.Join(addrs[:3], ", "), len(addrs)-3)
 	}
 	return strings.Join(addrs, ", ")
-}
-
-// entry is one instance this backend keeps published: the desired state.
-type entry struct {
-	inst  discovery.Instance
-	path  string // etcd key
-	value string // JSON
-
-	// claim asks the writer for an unconditional put: Register is an
-	// explicit claim, and the later writer owns the key. Only a claim
-	// whose caller still waits is made (see owner). Without it the writer
-	// puts the key only if its mod revision is expect: 0, absent, or a
-	// value of ours it read, so that it never takes the key from another
-	// registrar.
-	claim  bool
-	expect int64
-	// tried: a write of it was sent, so etcd may hold it even if the
-	// write seemed to fail.
-	tried bool
-	// rev is the latest revision of the key this Backend knows of: its
-	// own last write, or a change by someone else that the own-key watch
-	// reported. Events and write results at or before it are old news.
-	rev      int64
-	written  bool // the registry held it as of rev
-	conflict bool // another registrar owns the key
-	state    discovery.State
-	// unconfirmed: the keep-alive's timeout, nothing else, moved it from
-	// registered to retrying; a late answer on the same stream may move
-	// it back (leaseKeeper.confirmed). Any other report clears it.
-	unconfirmed bool
-	waiters     []*waiter
-
-	// A write that etcd refused for this key alone (too large, not
-	// permitted, no space) is retried on its own backoff, without holding
-	// back the other keys.
-	refusals int           // refused writes in a row
-	backoff  retry.Backoff // nil until a write is refused
-	retryAt  time.Time     // not written again before then
-}
-
-// tomb is a key the keeper must delete, if it is still under the
-// Backend's lease.
-type tomb struct {
-	waiters []*waiter
-}
-
-// owner returns the context of the Register call that e's claim is made
-// for (the newest waiting, which owns the outcome), or nil when e is no
-// claim or no Register waits on it.
-func (e *entry) owner() context.Context {
-	if !e.claim || len(e.waiters) == 0 {
-		return nil
-	}
-	return e.waiters[len(e.waiters)-1].ctx
-}
-
-// waiter is a Register or Deregister call waiting for the keeper.
-type waiter struct {
-	done chan struct{}
-	err  error
-	ctx  context.Context // a Register's; nil for the others
-}
-
-func newWaiter() *waiter { return &waiter{done: make(chan struct{})} }
-
-func (w *waiter) finish(err error) {
-	w.err = err
-	close(w.done)
-}
-
-func finishAll(ws []*waiter, err error) {
-	for _, w := range ws {
-		w.finish(err)
-	}
-}
-
-func removeWaiter(ws []*waiter, w *waiter) []*waiter {
-	for i, x := range ws {
-		if x == w {
-			return append(ws[:i:i], ws[i+1:]...)
-		}
-	}
-	return ws
 }
