@@ -257,7 +257,7 @@ func (b *Backend) Close() (err error) {
 		b.cancel()
 		b.wg.Wait()
 		// The keeper has ended; stopping its writer waits for a Register
-		// writing on its own goroutine. What is still to delete is left.
+		// writing on its own goroutine, and gives the deletes never sent.
 		tombs := b.keeper.stop()
 		// The watch goroutines have stopped: end every watcher.
 		b.watches.Close(fmt.Errorf("etcd: watch: %w", discovery.ErrClosed))
