@@ -249,3 +249,89 @@ func TestRefusedOwnKeyWatcherIsRequested(t *testing.T) {
 		t.Errorf("a's key was not restored within %v", waitFor)
 	}
 }
+
+// Restored, while the Backend was cut off for longer than the TTL, from a
+// backup taken before an instance's last update: etcd refuses the grant
+// (the backup holds the lease) and holds the key, under the lease, with
+// the value from before the update. The check after the refused grant
+// reads the values too, and writes the instance again, so that the
+// registry does not go on saying what the instance said before (issue
+// #21: the check reads the keys rather than the lease; the read the
+// lease gave listed the keys alone, and the older value stayed). The
+// restored history moves past the revision the Backend had reached, so
+// that a watch resumed from there cannot tell.
+func TestRestoredBackupRefusedGrantRewritesAnOlderValue(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv)
+	proxy := etcdtest.StartProxy(t, srv.Endpoints()[0])
+	cfg := testConfig(t, []string{proxy.Endpoint()})
+	cfg.TTL = 4 * time.Second // room to restore and reconnect before etcd expires the restored lease
+	cfg.RequestTimeout = 300 * time.Millisecond
+	b := newBackend(t, cfg)
+	states := recordStates(t, b)
+	in := instance("payments", "a")
+	register(t, b, in)
+	backup, err := srv.Backup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Metadata = map[string]string{"zone": "b"}
+	register(t, b, in) // the update, after the backup
+	key := b.Key("payments", "a")
+	resp, err := getKey(cli, key, time.Second)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("read %s after the update: %v, %v", key, resp, err)
+	}
+	updated := string(resp.Kvs[0].Value)
+	lease := b.Lease()
+
+	// Every status saying a is registered, once the backup is restored,
+	// is checked against etcd: the key must hold the updated value.
+	var stale, truths atomic.Int32
+	sub := b.SubscribeStatus()
+	done := make(chan struct{})
+	var armed atomic.Bool
+	go func() {
+		defer close(done)
+		for {
+			st, err := sub.Next(context.Background())
+			if err != nil {
+				return
+			}
+			if !armed.Load() || st.State != discovery.StateRegistered {
+				continue
+			}
+			if resp, err := getKey(cli, key, time.Second); err == nil && (len(resp.Kvs) == 0 || string(resp.Kvs[0].Value) != updated) {
+				stale.Add(1)
+			} else {
+				truths.Add(1)
+			}
+		}
+	}()
+	t.Cleanup(func() { sub.Stop(); <-done })
+
+	proxy.Reject()
+	states.waitState(t, discovery.StateRetrying, cfg.TTL+waitFor) // the keep-alive timed out
+	if err := srv.RestoreBackup(backup); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := getKey(cli, key, time.Second); err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) == updated {
+		t.Fatalf("the restored backup holds %v (%v); want the value from before the update", resp, err)
+	}
+	puts(t, cli, "filler", 50)
+	armed.Store(true)
+	proxy.Accept()
+
+	testwait.Until(t, waitFor, "the updated value is written again", func() bool {
+		resp, err := getKey(cli, key, time.Second)
+		return err == nil && len(resp.Kvs) == 1 && string(resp.Kvs[0].Value) == updated && clientv3.LeaseID(resp.Kvs[0].Lease) == lease
+	})
+	testwait.Until(t, waitFor, "a is registered", func() bool { return stateOf(b, "payments", "a") == discovery.StateRegistered })
+	if n := stale.Load(); n != 0 {
+		t.Errorf("a was reported registered %d times while etcd held its older value (%d times with the updated one)", n, truths.Load())
+	}
+	if b.Lease() != lease {
+		t.Errorf("lease %x; want %x, which the backup holds (the grant must have been refused)", b.Lease(), lease)
+	}
+}

@@ -58,15 +58,20 @@ const keepAliveRetry = 500 * time.Millisecond
 
 // startKeepAlive keeps lease alive until ctx ends. etcd keeps the lease
 // for left from since (the sending of the request that said so: the
-// grant, whose TTL is whole, or the read of a lease that outlived an
-// outage): the first request goes a third of that after since. Without
-// an answer by then, expired is called (and see grace).
+// grant, whose TTL is whole, or the refused grant of a lease that outlived
+// an outage): the first request goes a third of that after since, or at
+// once with renewNow (left is then a bound, not a figure etcd gave).
+// Without an answer by since+left, expired is called (and see grace).
 func startKeepAlive(ctx context.Context, leases pb.LeaseClient, lease clientv3.LeaseID, ttl, left time.Duration,
-	since time.Time, expired func(), grace time.Duration, confirmed func(),
+	since time.Time, renewNow bool, expired func(), grace time.Duration, confirmed func(),
 	log hclog.Logger, wg *sync.WaitGroup, facts *leaseFacts) *keepAlive {
 	k := &keepAlive{leases: leases, lease: lease, ttl: ttl, log: log, facts: facts, expired: expired,
 		grace: grace, confirmed: confirmed, done: make(chan struct{})}
-	wg.Go(func() { k.run(ctx, left, since, wg) })
+	firstIn := max(0, time.Until(since.Add(left/3)))
+	if renewNow {
+		firstIn = 0
+	}
+	wg.Go(func() { k.run(ctx, left, since, firstIn, wg) })
 	return k
 }
 
@@ -82,9 +87,8 @@ type keepAliveStream struct {
 	waiting bool                          // a request is due once ready
 }
 
-func (k *keepAlive) run(ctx context.Context, left time.Duration, since time.Time, wg *sync.WaitGroup) {
+func (k *keepAlive) run(ctx context.Context, left time.Duration, since time.Time, firstIn time.Duration, wg *sync.WaitGroup) {
 	defer close(k.done)
-	firstIn := max(0, time.Until(since.Add(left/3)))
 	var (
 		st *keepAliveStream
 		// sent holds when each request awaiting an answer on st went

@@ -47,7 +47,7 @@ func TestLateKeepAliveAnswerConfirmsTheLease(t *testing.T) {
 	var wg sync.WaitGroup
 	kctx, kcancel := context.WithCancel(ctx)
 	var facts leaseFacts
-	ka := startKeepAlive(kctx, pb.NewLeaseClient(cli.ActiveConnection()), g.ID, ttl, 300*time.Millisecond, time.Now(),
+	ka := startKeepAlive(kctx, pb.NewLeaseClient(cli.ActiveConnection()), g.ID, ttl, 300*time.Millisecond, time.Now(), false,
 		func() { expired.Add(1) }, 5*time.Second, func() { confirmed.Add(1) }, hclog.NewNullLogger(), &wg, &facts)
 	defer func() { kcancel(); wg.Wait() }()
 

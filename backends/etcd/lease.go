@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -117,17 +118,26 @@ func (k *leaseKeeper) keep() {
 //
 // After an outage it asks etcd for prev again, by its ID: one request that
 // both checks and acts. If etcd still has prev (etcd keeps leases through
-// a restart and extends them when a new leader takes over), it refuses,
-// and the Backend keeps prev. That does not prove its keys are there: an
-// etcd restored from a backup taken after the grant has the lease but not
-// the keys written since. So it reads the lease with the keys under it
-// (one request, which also gives the remaining TTL the keep-alive needs):
-// an instance whose key is there is registered, and one whose key is
-// missing is reported lost and written again. Otherwise etcd grants prev
-// anew, empty, and every held instance is marked to be written under it.
-// Requests once etcd answers: two when the lease survived (plus the
-// writer's transactions, one for up to 128 instances, for missing keys);
-// one plus the writer's transactions when it had expired.
+// a restart and extends them by a whole TTL when a new leader takes over),
+// it refuses, and the Backend keeps prev. That does not prove its keys are
+// there: an etcd restored from a backup taken after the grant has the
+// lease but not the keys written since. So it reads its written keys (one
+// read-only transaction for up to 128 of them): an instance whose key is
+// there under prev is registered, and one whose key is missing is reported
+// lost and written again. It reads the keys rather than the lease
+// (LeaseTimeToLive) because a member that is not the leader answers a
+// read of keys itself, once the leader confirms its index (one raft
+// message for every read waiting), but forwards each lease read to the
+// leader over HTTP, where it waits for the leader to apply everything
+// committed: after a whole-cluster restart of a loaded 3-member cluster,
+// 1 000 processes' lease reads took 2.7 s (p50) and up to 5 s through the
+// two followers, and under 0.4 s at the leader (issue #21,
+// docs/fleet-sizing.md). The keep-alive then renews at once, and its
+// answer gives the remaining TTL. Otherwise etcd grants prev anew, empty,
+// and every held instance is marked to be written under it. Requests once
+// etcd answers: two when the lease survived (plus the writer's
+// transactions for missing keys); one plus the writer's transactions when
+// it had expired.
 //
 // A grant whose answer was lost and that is retried is refused too; the
 // keys it no longer holds were deleted when it expired, and the own-key
@@ -139,12 +149,15 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 		ttl      = time.Duration(k.ttl) * time.Second
 		left     time.Duration // how long etcd keeps the lease from since
 		since    time.Time
-		survived bool     // etcd still had prev
-		keys     [][]byte // the keys etcd holds under prev, if it survived
+		survived bool              // etcd still had prev
+		read     map[string]bool   // the keys read, if it survived
+		there    map[string][]byte // those of them etcd holds under prev, with their values
 	)
 	// refused is set once etcd refused prev as existing: later attempts
-	// (the read that follows failed) read the lease again without asking
-	// for it again, until etcd says it is gone.
+	// (the read that follows failed) read the keys again without asking
+	// for the lease again. A key missing then is written again under
+	// prev; if prev expired meanwhile, the write fails and the keep-alive
+	// ends, and the next establish grants it again.
 	refused := false
 	attempt := func(ctx context.Context) error {
 		what := "grant lease"
@@ -152,7 +165,7 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 			what = "grant lease " + leaseString(prev) + " again"
 		}
 		if refused {
-			what = "read lease " + leaseString(prev)
+			what = "read the keys under lease " + leaseString(prev)
 		}
 		// The request's timeout runs from when it can be sent, not from
 		// before the connection came back.
@@ -167,9 +180,12 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 			resp, err := k.leases.LeaseGrant(gctx, &pb.LeaseGrantRequest{TTL: k.ttl, ID: int64(prev)}, grpc.WaitForReady(true))
 			switch err := grpcError(gctx, err); {
 			case prev != 0 && errors.Is(err, rpctypes.ErrLeaseExist):
-				// etcd has it: read how long it keeps it, and what it
-				// holds under it, below.
+				// etcd has it, for at least as long as a TTL from the
+				// refusal, if a leader took over since it last renewed
+				// it (a restart): the keep-alive renews at once to
+				// know. Its keys are read below.
 				refused = true
+				since = sent
 			case err != nil:
 				return k.conn.explain(fmt.Errorf("%s: %w", what, err))
 			default:
@@ -189,19 +205,12 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 		// most of its own.
 		rctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
 		defer cancel()
-		sent := time.Now()
-		resp, err := k.leases.LeaseTimeToLive(rctx, &pb.LeaseTimeToLiveRequest{ID: int64(prev), Keys: true}, grpc.WaitForReady(true))
-		if err := grpcError(rctx, err); err != nil {
-			return k.conn.explain(fmt.Errorf("read lease %s: %w", leaseString(prev), err))
+		var err error
+		read, there, err = k.readKeys(rctx, prev)
+		if err != nil {
+			return k.conn.explain(fmt.Errorf("%s: %w", what, err))
 		}
-		if resp.TTL < 0 {
-			// Expired in between: the next attempt grants it again.
-			refused = false
-			return fmt.Errorf("read lease %s: %w", leaseString(prev), errLeaseExpired)
-		}
-		lease, survived, keys = prev, true, resp.Keys
-		left, since = time.Duration(resp.TTL)*time.Second, sent
-		k.facts.renewed(sent.Add(left), 0)
+		lease, survived, left = prev, true, ttl
 		return nil
 	}
 	err := k.cfg.Retry.Do(k.ctx, attempt, retry.OnFailure(k.regs.leaseRetrying),
@@ -210,14 +219,48 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 		return grant{}, err
 	}
 	if survived {
-		// Instances missing under it are written again.
-		k.regs.leaseKept(lease, keys)
+		// Instances missing under it, or older there, are written again.
+		k.regs.leaseKept(lease, read, there)
 	} else {
 		// The keys still to delete went with prev, which etcd no longer
 		// had; every instance is written under the new lease.
 		k.regs.leaseGranted(lease)
 	}
-	return grant{id: lease, ttl: ttl, left: left, since: since}, nil
+	return grant{id: lease, ttl: ttl, left: left, since: since, renewNow: survived}, nil
+}
+
+// maxReadOps is how many keys one read-only transaction reads: etcd's
+// default limit of operations in a transaction.
+const maxReadOps = 128
+
+// readKeys reads the keys of the instances written before an outage,
+// those checkLocked judges, in read-only transactions of up to maxReadOps
+// keys, and returns the keys read and, with their values, those of them
+// etcd holds under lease. A Backend with nothing written reads nothing.
+func (k *leaseKeeper) readKeys(ctx context.Context, lease clientv3.LeaseID) (read map[string]bool, there map[string][]byte, err error) {
+	paths := k.regs.writtenPaths()
+	read = make(map[string]bool, len(paths))
+	there = make(map[string][]byte, len(paths))
+	for chunk := range slices.Chunk(paths, maxReadOps) {
+		ops := make([]clientv3.Op, len(chunk))
+		for i, p := range chunk {
+			// Values too: a keys-only read does not say the lease.
+			ops[i] = clientv3.OpGet(p)
+		}
+		resp, err := k.cli.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return nil, nil, err
+		}
+		for i, r := range resp.Responses {
+			read[chunk[i]] = true
+			for _, kv := range r.GetResponseRange().Kvs {
+				if clientv3.LeaseID(kv.Lease) == lease {
+					there[string(kv.Key)] = kv.Value
+				}
+			}
+		}
+	}
+	return read, there, nil
 }
 
 // grant is a lease establish made sure of.
@@ -226,6 +269,9 @@ type grant struct {
 	ttl   time.Duration // as granted; the configured TTL for a lease kept
 	left  time.Duration // how long etcd keeps it from since: ttl when just granted
 	since time.Time
+	// renewNow asks the keep-alive to renew at once: a lease kept
+	// through an outage, whose remaining TTL etcd did not say.
+	renewNow bool
 }
 
 // grpcError turns an error of a raw gRPC call into what clientv3 would
@@ -259,7 +305,7 @@ func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 	lease := g.id
 	ctx, cancel := context.WithCancel(k.ctx)
 	defer cancel()
-	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.left, g.since, k.unconfirmed, k.cfg.RequestTimeout, k.confirmed, k.log, k.wg, &k.facts)
+	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.left, g.since, g.renewNow, k.unconfirmed, k.cfg.RequestTimeout, k.confirmed, k.log, k.wg, &k.facts)
 	var (
 		outage   retry.Backoff // for write passes failing in a row; nil after a success
 		attempt  int

@@ -300,14 +300,31 @@ func (r *registrations) finishTombsLocked() {
 	clear(r.tombs)
 }
 
-// leaseKept records that etcd still had the lease after an outage, with
-// keys under it: it is live again, and the held instances are checked
-// against keys (checkLocked).
-func (r *registrations) leaseKept(lease clientv3.LeaseID, keys [][]byte) {
+// writtenPaths returns the keys of the instances written before an
+// outage, those leaseKept checks: not being written, not owned by another
+// registrar.
+func (r *registrations) writtenPaths() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var paths []string
+	for key, e := range r.held {
+		if _, dirty := r.dirty[key]; dirty || e.conflict || !e.written {
+			continue
+		}
+		paths = append(paths, e.path)
+	}
+	return paths
+}
+
+// leaseKept records that etcd still had the lease after an outage: it is
+// live again, and the held instances whose keys were read are checked
+// against there, those of them etcd holds under it, with their values
+// (checkLocked).
+func (r *registrations) leaseKept(lease clientv3.LeaseID, read map[string]bool, there map[string][]byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.lease.live, r.lease.announce = lease, true
-	r.checkLocked(keys)
+	r.checkLocked(read, there)
 	r.logRegisteredLocked(lease)
 }
 
@@ -331,30 +348,34 @@ func (r *registrations) leaseGranted(lease clientv3.LeaseID) {
 	}
 }
 
-// checkLocked compares the held instances with keys, what etcd holds under
-// the lease that survived an outage: an instance written before and still
-// there is registered; one missing (an etcd restored from a backup older
-// than its write) is reported lost and written again. Instances being
-// written, and those another registrar owns, are left to the writer and
-// the own-key watch.
-func (r *registrations) checkLocked(keys [][]byte) {
-	there := make(map[string]bool, len(keys))
-	for _, key := range keys {
-		there[string(key)] = true
-	}
+// checkLocked compares the held instances whose keys were read with
+// there, those of them etcd holds under the lease that survived an outage,
+// with their values: an instance written before and still there as
+// written is registered; one missing, or there with an older value (an
+// etcd restored from a backup older than its write, or than its last
+// update), is written again, and reported lost if missing. Instances being
+// written, those another registrar owns, and those written after the read
+// are left to the writer and the own-key watch.
+func (r *registrations) checkLocked(read map[string]bool, there map[string][]byte) {
 	for key, e := range r.held {
-		if _, dirty := r.dirty[key]; dirty || e.conflict || !e.written {
+		if _, dirty := r.dirty[key]; dirty || e.conflict || !e.written || !read[e.path] {
 			continue
 		}
-		if there[e.path] {
+		v, ok := there[e.path]
+		if ok && string(v) == e.value {
 			if e.state != discovery.StateRegistered {
 				r.reportLocked(e, discovery.Status{State: discovery.StateRegistered})
 			}
 			continue
 		}
 		e.written = false
-		r.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: errRemoved})
-		r.log.Warn("instance missing from etcd under the lease it kept, restoring", "node", e.inst.Address, "key", e.path)
+		if ok {
+			// Still registered, saying what it said before.
+			r.log.Warn("instance in etcd with an older value, writing it again", "node", e.inst.Address, "key", e.path)
+		} else {
+			r.reportLocked(e, discovery.Status{State: discovery.StateLost, Err: errRemoved})
+			r.log.Warn("instance missing from etcd under the lease it kept, restoring", "node", e.inst.Address, "key", e.path)
+		}
 		r.dirty[key] = struct{}{}
 	}
 }

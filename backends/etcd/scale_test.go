@@ -209,11 +209,13 @@ func requestCounts(t *testing.T, methods ...string) map[string]float64 {
 // Not parallel: it reads etcd's global metrics. Back from an outage longer
 // than the TTL, in which etcd kept the lease (it does through a restart),
 // a process spends two requests to recover: it asks etcd to grant the
-// lease again, is refused and keeps the lease, and reads the lease with
-// the keys under it (a refused grant does not prove the keys are there:
-// an etcd restored from a backup has the lease without the keys written
-// after the backup), which also gives the remaining TTL that tells the
-// keep-alive when to renew. It writes nothing.
+// lease again, is refused and keeps the lease, and reads its keys in one
+// read-only transaction (a refused grant does not prove the keys are
+// there: an etcd restored from a backup has the lease without the keys
+// written after the backup). It reads the keys, not the lease: a follower
+// forwards every lease read to the leader over HTTP, which a loaded
+// cluster answers seconds late after a restart (issue #21). It writes
+// nothing.
 func TestRecoveryWithASurvivingLeaseCostsTwoRequests(t *testing.T) {
 	methods := []string{"LeaseTimeToLive", "LeaseGrant", "LeaseRevoke", "Txn", "Put", "DeleteRange", "Range"}
 	srv := etcdtest.Start(t)
@@ -243,7 +245,7 @@ func TestRecoveryWithASurvivingLeaseCostsTwoRequests(t *testing.T) {
 		return true
 	})
 	after := requestCounts(t, methods...)
-	want := map[string]float64{"LeaseGrant": 1, "LeaseTimeToLive": 1} // refused: etcd still has it; then the check
+	want := map[string]float64{"LeaseGrant": 1, "Txn": 1} // refused: etcd still has it; then the check
 	for _, m := range methods {
 		if got := after[m] - before[m]; got != want[m] {
 			t.Errorf("%s requests to recover: %v; want %v", m, got, want[m])
