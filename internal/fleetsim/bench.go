@@ -102,6 +102,9 @@ type Report struct {
 	ProcessGoroutinesPerProcess float64 `json:"process_goroutines_per_process"`
 
 	Missing int `json:"missing"` // registrations absent from the registry at the end
+	// MissingKeys names the first of them (at most 10), to look up in
+	// the timeline.
+	MissingKeys []string `json:"missing_keys,omitempty"`
 	// MissingUnknown is why the registry could not be read at the end
 	// (Missing is then 0 and says nothing).
 	MissingUnknown string `json:"missing_unknown,omitempty"`
@@ -425,7 +428,10 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 		progress("checking the registrations: %v", err)
 		rep.MissingUnknown = err.Error()
 	}
-	rep.Missing = missing
+	rep.Missing = len(missing)
+	for _, k := range missing[:min(10, len(missing))] {
+		rep.MissingKeys = append(rep.MissingKeys, k.String())
+	}
 	progress("closing the fleet")
 	closed = true
 	if err := fl.Close(); err != nil {
@@ -470,28 +476,28 @@ func (rep *Report) Failures(recoveryTimeout, ttl time.Duration) []error {
 
 // missingRegistrations counts the registrations that the registry does
 // not hold, reading each of their services once through reg's reader.
-func missingRegistrations(ctx context.Context, reg registry, regs []discovery.Key) (int, error) {
+func missingRegistrations(ctx context.Context, reg registry, regs []discovery.Key) ([]discovery.Key, error) {
 	r, release, err := reg.reader()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer release()
 	have := make(map[discovery.Key]bool)
 	read := make(map[string]bool)
-	missing := 0
+	var missing []discovery.Key
 	for _, k := range regs {
 		if !read[k.Service] {
 			read[k.Service] = true
 			set, err := r.Resolve(ctx, k.Service)
 			if err != nil {
-				return 0, fmt.Errorf("read service %s under %s: %w", k.Service, reg.prefix(), err)
+				return nil, fmt.Errorf("read service %s under %s: %w", k.Service, reg.prefix(), err)
 			}
 			for _, in := range set {
 				have[in.Key()] = true
 			}
 		}
 		if !have[k] {
-			missing++
+			missing = append(missing, k)
 		}
 	}
 	return missing, nil
