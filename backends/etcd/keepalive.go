@@ -3,6 +3,7 @@ package etcd
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -59,17 +60,20 @@ const keepAliveRetry = 500 * time.Millisecond
 // startKeepAlive keeps lease alive until ctx ends. etcd keeps the lease
 // for left from since (the sending of the request that said so: the
 // grant, whose TTL is whole, or the refused grant of a lease that outlived
-// an outage): the first request goes a third of that after since, or at
-// once with renewNow (left is then a bound, not a figure etcd gave).
+// an outage): the first request goes a third of that after since. With
+// spread, left is not a figure etcd gave (a lease kept through an outage,
+// whose remaining TTL etcd did not say), and the first request goes at a
+// random moment within that third instead: early, to learn the TTL, but
+// not all at once from a fleet that a restart brought back together.
 // Without an answer by since+left, expired is called (and see grace).
 func startKeepAlive(ctx context.Context, leases pb.LeaseClient, lease clientv3.LeaseID, ttl, left time.Duration,
-	since time.Time, renewNow bool, expired func(), grace time.Duration, confirmed func(),
+	since time.Time, spread bool, expired func(), grace time.Duration, confirmed func(),
 	log hclog.Logger, wg *sync.WaitGroup, facts *leaseFacts) *keepAlive {
 	k := &keepAlive{leases: leases, lease: lease, ttl: ttl, log: log, facts: facts, expired: expired,
 		grace: grace, confirmed: confirmed, done: make(chan struct{})}
 	firstIn := max(0, time.Until(since.Add(left/3)))
-	if renewNow {
-		firstIn = 0
+	if spread && firstIn > 0 {
+		firstIn = rand.N(firstIn)
 	}
 	wg.Go(func() { k.run(ctx, left, since, firstIn, wg) })
 	return k

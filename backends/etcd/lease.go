@@ -132,7 +132,7 @@ func (k *leaseKeeper) keep() {
 // committed: after a whole-cluster restart of a loaded 3-member cluster,
 // 1 000 processes' lease reads took 2.7 s (p50) and up to 5 s through the
 // two followers, and under 0.4 s at the leader (issue #21,
-// docs/fleet-sizing.md). The keep-alive then renews at once, and its
+// docs/fleet-sizing.md). The keep-alive then renews early, and its
 // answer gives the remaining TTL. Otherwise etcd grants prev anew, empty,
 // and every held instance is marked to be written under it. Requests once
 // etcd answers: two when the lease survived (plus the writer's
@@ -180,10 +180,10 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 			resp, err := k.leases.LeaseGrant(gctx, &pb.LeaseGrantRequest{TTL: k.ttl, ID: int64(prev)}, grpc.WaitForReady(true))
 			switch err := grpcError(gctx, err); {
 			case prev != 0 && errors.Is(err, rpctypes.ErrLeaseExist):
-				// etcd has it, for at least as long as a TTL from the
-				// refusal, if a leader took over since it last renewed
-				// it (a restart): the keep-alive renews at once to
-				// know. Its keys are read below.
+				// etcd has it, for about a TTL from the refusal if a
+				// leader took over since it last renewed it (a
+				// restart): the keep-alive renews early to know. Its
+				// keys are read below.
 				refused = true
 				since = sent
 			case err != nil:
@@ -226,7 +226,7 @@ func (k *leaseKeeper) establish(prev clientv3.LeaseID) (grant, error) {
 		// had; every instance is written under the new lease.
 		k.regs.leaseGranted(lease)
 	}
-	return grant{id: lease, ttl: ttl, left: left, since: since, renewNow: survived}, nil
+	return grant{id: lease, ttl: ttl, left: left, since: since, spreadRenewal: survived}, nil
 }
 
 // maxReadOps is how many keys one read-only transaction reads: etcd's
@@ -269,9 +269,11 @@ type grant struct {
 	ttl   time.Duration // as granted; the configured TTL for a lease kept
 	left  time.Duration // how long etcd keeps it from since: ttl when just granted
 	since time.Time
-	// renewNow asks the keep-alive to renew at once: a lease kept
-	// through an outage, whose remaining TTL etcd did not say.
-	renewNow bool
+	// spreadRenewal: a lease kept through an outage, whose remaining
+	// TTL etcd did not say (left is the TTL etcd gives a lease when a
+	// new leader takes over): the keep-alive renews early, at a random
+	// moment (startKeepAlive).
+	spreadRenewal bool
 }
 
 // grpcError turns an error of a raw gRPC call into what clientv3 would
@@ -305,7 +307,7 @@ func (k *leaseKeeper) serve(g grant) clientv3.LeaseID {
 	lease := g.id
 	ctx, cancel := context.WithCancel(k.ctx)
 	defer cancel()
-	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.left, g.since, g.renewNow, k.unconfirmed, k.cfg.RequestTimeout, k.confirmed, k.log, k.wg, &k.facts)
+	ka := startKeepAlive(ctx, k.leases, lease, g.ttl, g.left, g.since, g.spreadRenewal, k.unconfirmed, k.cfg.RequestTimeout, k.confirmed, k.log, k.wg, &k.facts)
 	var (
 		outage   retry.Backoff // for write passes failing in a row; nil after a success
 		attempt  int
