@@ -67,17 +67,36 @@ type procTraffic struct {
 
 	mu       sync.Mutex
 	byMethod map[string]int64
+	// recent are the newest requests, with when they went out, so that
+	// methodsUpTo can take back those sent after a moment already past
+	// when the bench learns of it (a status arrives late on a busy
+	// machine).
+	recent [recentRequests]sentRequest
+	next   int // where the next request goes in recent
+}
+
+// recentRequests is how many of a process's newest requests procTraffic
+// remembers the time of.
+const recentRequests = 16
+
+// sentRequest is one request of a process and when it went out.
+type sentRequest struct {
+	at     time.Time
+	method string
 }
 
 // count records one request of the process (see traffic.count).
 func (p *procTraffic) count(method string, read bool) {
 	p.fleet.count(method, read)
+	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.byMethod == nil {
 		p.byMethod = make(map[string]int64)
 	}
 	p.byMethod[method]++
+	p.recent[p.next] = sentRequest{at: now, method: method}
+	p.next = (p.next + 1) % recentRequests
 }
 
 // dial records one connection attempt of the process.
@@ -91,6 +110,24 @@ func (p *procTraffic) methods() map[string]int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return maps.Clone(p.byMethod)
+}
+
+// methodsUpTo returns the process's requests per method sent up to t, a
+// moment shortly past: those of the newest that went out after t are
+// taken back (if more than recentRequests did, the oldest of them stay
+// counted).
+func (p *procTraffic) methodsUpTo(t time.Time) map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := maps.Clone(p.byMethod)
+	for _, r := range p.recent {
+		if r.method != "" && r.at.After(t) {
+			if out[r.method]--; out[r.method] == 0 {
+				delete(out, r.method)
+			}
+		}
+	}
+	return out
 }
 
 // shortMethod is the last element of a full gRPC method name.
@@ -263,7 +300,7 @@ func (f *fleet) followStatus(p *simProcess, sub discovery.StatusSubscription) {
 		} else if p.allRegisteredLocked() {
 			if p.left {
 				p.recoveredAt = st.Since
-				p.recoveredReqs = p.traffic.methods()
+				p.recoveredReqs = p.traffic.methodsUpTo(st.Since)
 			}
 			if !p.outSince.IsZero() {
 				p.outTotal += st.Since.Sub(p.outSince)
