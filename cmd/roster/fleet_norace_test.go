@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -27,23 +29,18 @@ import (
 // takes two minutes on a busy 2-core machine, and the race detector has
 // the smaller bench tests (bench_test.go) to watch the same code.
 //
-// It runs only when asked, as the NATS scale tests do
-// (ROSTER_SCALE_TESTS=1 go test -run TestBenchFleet ./cmd/roster/): at
-// load 17-25 on this 2-core machine etcd itself expires 100-245 of the
-// 200 leases after the restart (its counter
-// etcd_debugging_server_lease_expired_total, logged below): the 3 s TTL
-// is shorter than what a starved 3-member cluster takes to answer 200
-// grants, reads and keep-alives, and each expired lease costs a grant and
-// a write more. At load 5, main before these changes passed it (3.62
-// requests per process, p99 2.0 s from usable); a race
-// build at 50 processes already sees 33 leases expired by etcd at load 15
-// (docs/fleet-sizing.md, issue #21).
+// .ci/run runs it (go test -count=1 -run TestBenchFleet ./cmd/roster/),
+// as does any go test without -race. On this 2-core machine it takes
+// about a minute. At load 17-25 (eight sessions sharing the machine)
+// etcd itself expired 100-245 of the 200 leases after the restart (its
+// counter etcd_debugging_server_lease_expired_total, logged below): the
+// 3 s TTL is shorter than what a starved 3-member cluster takes to answer
+// 200 grants, reads and keep-alives. Beside two busy loops and its own
+// two, it passes (docs/fleet-sizing.md, issue #21).
 func TestBenchFleetRestartUnderContention(t *testing.T) {
-	if os.Getenv("ROSTER_SCALE_TESTS") != "1" {
-		t.Skip("a 200-process fleet under contention: set ROSTER_SCALE_TESTS=1 to run it (issue #21)")
-	}
+	timeline := filepath.Join(t.TempDir(), "timeline.json")
 	code, stdout, stderr := runInProcess(t, "bench", "-o", "json", "--processes", "200", "--concurrency", "32", "--watchers", "10",
-		"--service-size", "50", "--ttl", "3s", "--restart", "5s", "--cpu-burn", "2", "--recovery-timeout", "40s")
+		"--service-size", "50", "--ttl", "3s", "--restart", "5s", "--cpu-burn", "2", "--recovery-timeout", "40s", "--timeline", timeline)
 	var rep benchReport
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || rep.Fault == nil {
 		t.Fatalf("bench exit %d, no fault report (%v)\nstdout:\n%s\nstderr:\n%s", code, err, stdout, stderr)
@@ -71,18 +68,56 @@ func TestBenchFleetRestartUnderContention(t *testing.T) {
 	if f.WatchersExact != 10 {
 		t.Errorf("%d/10 watchers exact; want all", f.WatchersExact)
 	}
-	// Open (issue #21, reported to the lead): in some runs a few keys
-	// are absent from etcd at the end (a linearizable read) while every
-	// process says registered and no lease expired; the cause is not
-	// known yet, so it is logged here rather than failed, and the bench
-	// itself still exits 1 on it.
-	if rep.Missing != 0 {
-		t.Logf("OPEN: %d of 200 registrations missing from etcd at the end although every process says registered", rep.Missing)
+	if rep.Missing != 0 || rep.MissingUnknown != "" {
+		t.Errorf("%d of 200 registrations missing from etcd at the end (%v), although every process said registered; %s",
+			rep.Missing, rep.MissingKeys, rep.MissingUnknown)
+		logTimelines(t, timeline, rep.MissingKeys)
 	}
-	if code != 0 && rep.Missing == 0 {
+	if code != 0 {
 		t.Errorf("bench exit %d; want 0\nstderr:\n%s", code, stderr)
 	}
 	if got := slices.Sorted(maps.Keys(f.RecoveryRequestsByMethod)); len(got) == 0 {
 		t.Errorf("no recovery request counted by method")
+	}
+}
+
+// logTimelines logs the status timelines of the processes holding keys
+// (service/id), from the bench's --timeline file.
+func logTimelines(t *testing.T, file string, keys []string) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Logf("no timeline: %v", err)
+		return
+	}
+	type event struct {
+		At       string `json:"at"`
+		Instance string `json:"instance"`
+		State    string `json:"state"`
+		Error    string `json:"error"`
+	}
+	var tl struct {
+		Fault     json.RawMessage `json:"fault"`
+		Processes []struct {
+			Index  int     `json:"index"`
+			Events []event `json:"events"`
+		} `json:"processes"`
+	}
+	if err := json.Unmarshal(data, &tl); err != nil {
+		t.Logf("timeline unreadable: %v", err)
+		return
+	}
+	t.Logf("fault: %s", tl.Fault)
+	ids := make(map[string]string, len(keys))
+	for _, key := range keys {
+		_, id, _ := strings.Cut(key, "/")
+		ids[id] = key
+	}
+	for _, p := range tl.Processes {
+		for _, e := range p.Events {
+			if key, ok := ids[e.Instance]; ok {
+				t.Logf("process %d (%s): %s %s %s", p.Index, key, e.At, e.State, e.Error)
+			}
+		}
 	}
 }
