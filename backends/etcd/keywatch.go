@@ -30,7 +30,11 @@ import (
 // etcd's history is another one (restored from a backup, and written past
 // the revision reached), which the guard reports. That costs one event per
 // key per reconnection, and progress requests until etcd says every
-// watcher has caught up. A key whose change was compacted away resumes,
+// watcher has caught up. The first stream checks alike the keys written
+// before it opened (the keeper's first write and the stream start
+// together, and etcd may have been replaced in between): at most one
+// event per key at start, not paid by a key written on an open stream,
+// which is watched from after its write. A key whose change was compacted away resumes,
 // unchecked, from the revision it reached; one whose revision was
 // compacted resumes from the compaction revision and is checked
 // (onCompacted), so that no change is lost between the two.
