@@ -96,7 +96,7 @@ lied.`,
 	f.IntVar(&o.cpuBurn, "cpu-burn", 0, "goroutines spinning for the whole run, to measure on a busy machine")
 	f.StringVar(&o.timeline, "timeline", "", "write every process's status transitions and the fault's moments as JSON to this file")
 	f.DurationVar(&o.lieTolerance, "lie-tolerance", time.Second, "scheduling slack allowed to a status after the TTL (status check)")
-	f.DurationVar(&o.electionTimeout, "election-timeout", 500*time.Millisecond, "embedded cluster: etcd's election timeout (heartbeat a tenth of it); etcd's default is 1s")
+	f.DurationVar(&o.electionTimeout, "election-timeout", time.Second, "embedded cluster: etcd's election timeout, heartbeat a tenth of it (etcd's defaults)")
 	return cmd
 }
 
