@@ -198,7 +198,7 @@ func (b *Backend) Register(ctx context.Context, in discovery.Instance) error {
 // instance: a new registration is withdrawn (and deleted, if the keeper got
 // as far as writing it), an update reverts to the previous value.
 func (b *Backend) abandon(key discovery.Key, e *entry, w *waiter, prev *entry, cause error) error {
-	what, cleanup := b.regs.abandon(e, w, prev, cause, b.restorer)
+	what, cleanup := b.regs.abandon(e, w, prev, cause, b.restorer, b.cfg.RequestTimeout)
 	switch what {
 	case claimSettled:
 		return w.err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/retry"
 )
@@ -53,6 +55,22 @@ type entry struct {
 // Backend's lease.
 type tomb struct {
 	waiters []*waiter
+	// lease and modRev, when set, narrow the delete to one put of ours:
+	// the key under lease, at mod revision modRev (a put of an abandoned
+	// Register that landed after its cleanup, registrations.keyChanged).
+	lease  clientv3.LeaseID
+	modRev int64
+	// follow, when set, is how long the key is followed once the delete
+	// is applied (registrations.followAbandonedLocked): a put of an
+	// abandoned Register, already sent, may land after it.
+	follow time.Duration
+}
+
+// abandoned is a key of an abandoned Register that the own-key watch
+// follows after its cleanup delete, until timer fires: a put of it that
+// lands meanwhile is deleted.
+type abandoned struct {
+	timer *time.Timer
 }
 
 // owner returns the context of the Register call that e's claim is made

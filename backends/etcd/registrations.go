@@ -45,7 +45,10 @@ type registrations struct {
 	dirty  map[discovery.Key]struct{} // held keys the writer must (re)write
 	byPath map[string]discovery.Key   // etcd key -> held key
 	tombs  map[string]*tomb           // keys to delete, by etcd key
-	lease  leaseState
+	// abandoned are the keys of abandoned Register calls followed after
+	// their cleanup, by etcd key (followAbandonedLocked).
+	abandoned map[string]*abandoned
+	lease     leaseState
 }
 
 // leaseState is what the table knows of the Backend's lease: the keeper
@@ -68,6 +71,8 @@ func newRegistrations(log hclog.Logger) *registrations {
 		dirty:  make(map[discovery.Key]struct{}),
 		byPath: make(map[string]discovery.Key),
 		tombs:  make(map[string]*tomb),
+
+		abandoned: make(map[string]*abandoned),
 	}
 }
 
@@ -117,6 +122,13 @@ func (r *registrations) hold(e *entry, w *waiter, start func()) (prev *entry, op
 		r.reportLocked(e, discovery.Status{State: discovery.StateRegistering})
 	}
 	e.waiters = append(e.waiters, w)
+	if a := r.abandoned[e.path]; a != nil {
+		// Registered again: the own-key watch goes on following the key
+		// for the new entry, which a late put of the abandoned one does
+		// not fool (keyChanged).
+		a.timer.Stop()
+		delete(r.abandoned, e.path)
+	}
 	if t := r.tombs[e.path]; t != nil {
 		// Re-registered before the delete went out: the delete is moot.
 		finishAll(t.waiters, nil)
@@ -151,8 +163,12 @@ const (
 // never over another registrar's (the later writer keeps the key). A new
 // instance is withdrawn, stops being followed in keys and, if a write of
 // it went out, its key is to be deleted: cleanup, then, is finished once
-// it is.
-func (r *registrations) abandon(e *entry, w *waiter, prev *entry, cause error, keys followedKeys) (what abandonment, cleanup *waiter) {
+// it is. etcd may still apply that write after the delete (its request
+// was sent; the caller's giving up does not recall it), so the key is
+// followed again from the delete on, for follow (the write's
+// RequestTimeout), and a put of ours that lands is deleted.
+func (r *registrations) abandon(e *entry, w *waiter, prev *entry, cause error, keys followedKeys,
+	follow time.Duration) (what abandonment, cleanup *waiter) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	select {
@@ -178,7 +194,7 @@ func (r *registrations) abandon(e *entry, w *waiter, prev *entry, cause error, k
 	if e.tried {
 		// A write of it went out: delete it.
 		cleanup = newWaiter()
-		r.tombs[e.path] = &tomb{waiters: []*waiter{cleanup}}
+		r.tombs[e.path] = &tomb{waiters: []*waiter{cleanup}, follow: follow}
 	}
 	return claimUndone, cleanup
 }
@@ -222,6 +238,10 @@ func (r *registrations) shut() (held map[discovery.Key]*entry, lease clientv3.Le
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closed = true
+	for _, a := range r.abandoned {
+		a.timer.Stop() // revoking the lease deletes what they would
+	}
+	clear(r.abandoned)
 	held = r.held
 	r.held = map[discovery.Key]*entry{}
 	clear(r.byPath)
@@ -694,6 +714,9 @@ func (r *registrations) applied(lease clientv3.LeaseID, rev int64, ops []op, res
 	for i, o := range ops {
 		if o.tomb != nil {
 			finishAll(o.tomb.waiters, nil)
+			if _, back := r.byPath[o.path]; o.tomb.follow > 0 && !back && !r.closed {
+				r.followAbandonedLocked(o.path, rev, o.tomb.follow, keys)
+			}
 			continue
 		}
 		e := o.e
@@ -763,6 +786,37 @@ func (r *registrations) applied(lease clientv3.LeaseID, rev int64, ops []op, res
 	return again
 }
 
+// followAbandonedLocked follows path, the key of an abandoned Register
+// whose cleanup delete etcd applied at revision rev, in keys from rev+1
+// on, for d: the Register's put, sent before it gave up, may land after
+// the delete, and then keyChanged deletes it. A put that does not land
+// within d, the write's RequestTimeout, is taken never to land. One
+// watcher per abandoned key, for d: the cost stays the process's own.
+func (r *registrations) followAbandonedLocked(path string, rev int64, d time.Duration, keys followedKeys) {
+	if a := r.abandoned[path]; a != nil {
+		a.timer.Stop()
+	}
+	a := &abandoned{}
+	r.abandoned[path] = a
+	keys.add(path, rev+1, 0)
+	a.timer = time.AfterFunc(d, func() { r.unfollowAbandoned(path, a, keys) })
+}
+
+// unfollowAbandoned stops following path, the key of an abandoned
+// Register followed as a, once its time is up, unless the key has been
+// registered again meanwhile.
+func (r *registrations) unfollowAbandoned(path string, a *abandoned, keys followedKeys) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.abandoned[path] != a {
+		return
+	}
+	delete(r.abandoned, path)
+	if _, held := r.byPath[path]; !held {
+		keys.remove(path)
+	}
+}
+
 // The restorer's (restorer.go): what the own-key watch saw.
 
 // keyChanged records a change of one of the Backend's keys that the
@@ -770,13 +824,24 @@ func (r *registrations) applied(lease clientv3.LeaseID, rev int64, ops []op, res
 // etcd's lease expiry, marks the instance to be written again and, if it
 // was there, lost; a put by another registrar is a conflict; an older
 // write of ours that landed late, with another value, is to be written
-// over. It reports whether the keeper is to be woken.
+// over; a put of ours of the key of an abandoned Register, which landed
+// after its cleanup delete, is deleted. It reports whether the keeper is
+// to be woken.
 func (r *registrations) keyChanged(ev *mvccpb.Event) (wake bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	key, ok := r.byPath[string(ev.Kv.Key)]
+	path := string(ev.Kv.Key)
+	key, ok := r.byPath[path]
 	if !ok {
-		return false // no longer held
+		lease := clientv3.LeaseID(ev.Kv.Lease)
+		if r.abandoned[path] == nil || ev.Type != mvccpb.PUT || !r.oursLocked(lease) {
+			return false // no longer held
+		}
+		// Nobody holds the instance: this put, and only it, goes.
+		r.log.Warn("a write of an abandoned Register landed after its cleanup, deleting it",
+			"key", path, "lease", leaseString(lease), "revision", ev.Kv.ModRevision)
+		r.tombs[path] = &tomb{lease: lease, modRev: ev.Kv.ModRevision}
+		return true
 	}
 	e := r.held[key]
 	if ev.Kv.ModRevision <= e.rev {
@@ -808,16 +873,24 @@ func (r *registrations) keyChanged(ev *mvccpb.Event) (wake bool) {
 }
 
 // recheck marks the instance whose key is path, if still held, to be
-// checked by the writer: put again if absent. It reports whether it did,
-// and the keeper is to be woken.
+// checked by the writer: put again if absent; the key of an abandoned
+// Register still followed is deleted if under the lease. It reports
+// whether it did, and the keeper is to be woken.
 func (r *registrations) recheck(path string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	key, ok := r.byPath[path]
 	if ok {
 		r.dirty[key] = struct{}{}
+		return true
 	}
-	return ok
+	if r.abandoned[path] != nil {
+		// The key of an abandoned Register, whose late put may be among
+		// the changes compacted away: delete it if under the lease.
+		r.tombs[path] = &tomb{}
+		return true
+	}
+	return false
 }
 
 // rewound records that etcd's history went back to revision rev: every

@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -108,7 +109,8 @@ func (w *writer) writeOrPoke(ctx context.Context) {
 // caller has given up; any other is put only if the key is absent (or
 // holds a value of ours read before), so a key another registrar owns is
 // left alone and reported as a conflict. Deletes only remove keys still under
-// lease. A key that etcd refuses is retried on its own backoff; it returns
+// lease (the delete of a put of an abandoned Register that landed late:
+// that put alone, by its lease and mod revision). A key that etcd refuses is retried on its own backoff; it returns
 // an error only when etcd could not be asked (no connection, a timeout) or
 // the lease is gone (errLeaseGone), having marked what was not written to
 // be written again.
@@ -254,9 +256,11 @@ func (w *writer) commit(ctx context.Context, lease clientv3.LeaseID, batch []op)
 	for i, o := range batch {
 		switch {
 		case o.tomb != nil:
-			txn[i] = clientv3.OpTxn(
-				[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(o.path), "=", lease)},
-				[]clientv3.Op{clientv3.OpDelete(o.path)}, nil)
+			cmps := []clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(o.path), "=", cmp.Or(o.tomb.lease, lease))}
+			if o.tomb.modRev != 0 {
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(o.path), "=", o.tomb.modRev))
+			}
+			txn[i] = clientv3.OpTxn(cmps, []clientv3.Op{clientv3.OpDelete(o.path)}, nil)
 		case o.owner != nil:
 			txn[i] = clientv3.OpPut(o.path, o.e.value, clientv3.WithLease(lease))
 		default:
