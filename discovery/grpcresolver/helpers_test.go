@@ -256,6 +256,43 @@ func (b *sentBuilder) last() ([]string, bool) {
 	return b.sent[len(b.sent)-1], true
 }
 
+// taken returns how many states gRPC has taken in so far.
+func (b *sentBuilder) taken() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.sent)
+}
+
+// backAt returns the number of states gRPC had taken in when it took in
+// the first state from the from-th on (counting from 0) that holds addr,
+// or -1 when none does.
+func (b *sentBuilder) backAt(addr string, from int) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := from; i < len(b.sent); i++ {
+		if slices.Contains(b.sent[i], addr) {
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// waitLeft waits until the last state gRPC has taken in holds no addr,
+// and returns how many states it had taken in then: as round_robin builds
+// its picker within UpdateState, no call started from then on may reach
+// addr until a later state holds it again (backAt).
+func (b *sentBuilder) waitLeft(t *testing.T, addr string) int {
+	t.Helper()
+	var n int
+	testwait.Until(t, waitLong, "gRPC to take in a state without "+addr, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		n = len(b.sent)
+		return n > 0 && !slices.Contains(b.sent[n-1], addr)
+	})
+	return n
+}
+
 type sentCC struct {
 	resolver.ClientConn
 	b *sentBuilder
