@@ -174,34 +174,14 @@ func newFaultEnv(t *testing.T, caps Capabilities, opts FaultOptions) *faultEnv {
 // the subtest ends.
 func (f *faultEnv) observer() discovery.Backend {
 	f.t.Helper()
-	b, err := f.fh.MakeObserver(f.ctx())
-	if err != nil {
-		f.t.Fatalf("MakeObserver: %v", err)
-	}
-	if b == nil {
-		f.t.Fatal("MakeObserver returned a nil Backend and no error")
-	}
-	f.t.Cleanup(func() {
-		if err := b.Close(); err != nil {
-			f.t.Errorf("Close of the observer at the end of the subtest: %v", err)
-		}
-	})
-	return b
+	return f.open("MakeObserver", " of the observer", f.fh.MakeObserver)
 }
 
 // watch starts a watcher that lives as long as the subtest (env.watch's
 // ends after Timeout, shorter than some scenarios).
 func (f *faultEnv) watch(b discovery.Backend, service string) discovery.Watcher {
 	f.t.Helper()
-	w, err := b.Watch(f.t.Context(), service)
-	if err != nil {
-		f.t.Fatalf("Watch(%q): %v", service, err)
-	}
-	if w == nil {
-		f.t.Fatalf("Watch(%q) returned a nil Watcher and no error", service)
-	}
-	f.t.Cleanup(w.Stop)
-	return w
+	return f.watchWith(f.t.Context(), b, service)
 }
 
 func (f *faultEnv) stop() {
@@ -234,24 +214,6 @@ func (f *faultEnv) waitNotRegistered(r discovery.StatusReporter, key discovery.K
 	return st
 }
 
-// eventuallyWithin is eventually with a deadline of d instead of Timeout.
-func (f *faultEnv) eventuallyWithin(d time.Duration, what string, cond func(ctx context.Context) (bool, string)) {
-	f.t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
-		ok, last := cond(ctx)
-		cancel()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("waited %v for %s; last saw %s", d, what, last)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // stateLog records the states a backend reports for one key, from a
 // status subscription started before the fault.
 type stateLog struct {
@@ -261,8 +223,13 @@ type stateLog struct {
 	got  []discovery.Status
 }
 
-func (f *faultEnv) recordStates(r discovery.StatusReporter, key discovery.Key) *stateLog {
-	l := &stateLog{sub: r.SubscribeStatus(), done: make(chan struct{})}
+// recordStates records the states b reports for key from now on; it
+// returns nil unless Capabilities.Status.
+func (f *faultEnv) recordStates(b discovery.Backend, key discovery.Key) *stateLog {
+	if !f.caps.Status {
+		return nil
+	}
+	l := &stateLog{sub: f.reporter(b).SubscribeStatus(), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		for {
@@ -366,10 +333,7 @@ func testFaultRestartWithinTTL(t *testing.T, f *faultEnv) {
 	p1 := inst(payments, "p-1", "10.0.0.1:80")
 	f.register(b, p1)
 	f.waitResolve(obs, payments, set(p1))
-	var log *stateLog
-	if f.caps.Status {
-		log = f.recordStates(f.reporter(b), p1.Key())
-	}
+	log := f.recordStates(b, p1.Key())
 	p := f.pollInstance(obs, p1)
 
 	stopped := time.Now()
@@ -401,10 +365,7 @@ func testFaultDownLongerThanTTL(t *testing.T, f *faultEnv) {
 	p1 := inst(payments, "p-1", "10.0.0.1:80")
 	f.register(b, p1)
 	f.waitResolve(obs, payments, set(p1))
-	var log *stateLog
-	if f.caps.Status {
-		log = f.recordStates(f.reporter(b), p1.Key())
-	}
+	log := f.recordStates(b, p1.Key())
 
 	stopped := time.Now()
 	f.stop()
@@ -449,10 +410,7 @@ func testFaultExternalDelete(t *testing.T, f *faultEnv) {
 	p2 := inst(payments, "p-2", "10.0.0.2:80")
 	f.register(b, p1, p2)
 	f.waitResolve(obs, payments, set(p1, p2))
-	var log *stateLog
-	if f.caps.Status {
-		log = f.recordStates(f.reporter(b), p1.Key())
-	}
+	log := f.recordStates(b, p1.Key())
 
 	// Remove fails unless the registry held p1, so what Resolve finds
 	// afterwards was written again.
@@ -489,11 +447,10 @@ func testFaultTwoBackendsDoNotFlap(t *testing.T, f *faultEnv) {
 	f.nextUntil(w, set(pa))
 	f.register(b, pb)
 	f.nextUntil(w, set(pb))
-	var log *stateLog
 	if f.caps.Status {
 		f.waitState(f.reporter(a), pa.Key(), discovery.StateConflict)
-		log = f.recordStates(f.reporter(a), pa.Key())
 	}
+	log := f.recordStates(a, pa.Key())
 	// Several renewal rounds (a TTL holds three): the set stays the later
 	// writer's.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*f.opts.TTL)
