@@ -83,7 +83,9 @@
 //     Capabilities.Conflict), FaultBlackholeLongerThanTTL,
 //     FaultWatchReportsOutageThenExactSet,
 //     FaultCloseInAnOutageNamesWhatItLeft,
-//     FaultDeregisterInAnOutageWaitsForTheRegistry.
+//     FaultDeregisterInAnOutageWaitsForTheRegistry,
+//     FaultMaintenanceSurvivesRestart (with a discovery.Maintainer),
+//     FaultFollowRegistryReportsOutage (with a discovery.OperatorView).
 //   - Operators' maintenance overrides, for backends that implement
 //     discovery.Maintainer (skipped for the others):
 //     MaintenanceOverridesCondition (an override reaches a watcher as one

@@ -127,6 +127,8 @@ var faultSubtests = []faultSubtest{
 	{name: "FaultWatchReportsOutageThenExactSet", ttl: faultTTL, run: testFaultWatchOutage},
 	{name: "FaultCloseInAnOutageNamesWhatItLeft", ttl: faultTTL, run: testFaultCloseInAnOutage},
 	{name: "FaultDeregisterInAnOutageWaitsForTheRegistry", ttl: faultTTL, run: testFaultDeregisterInAnOutage},
+	{name: "FaultMaintenanceSurvivesRestart", ttl: restartTTL, run: testFaultMaintenanceSurvivesRestart},
+	{name: "FaultFollowRegistryReportsOutage", ttl: faultTTL, run: testFaultFollowRegistryReportsOutage},
 }
 
 // faultsAsSubtests wraps the fault scenarios as subtests of Run: each skips
