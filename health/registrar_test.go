@@ -70,6 +70,27 @@ type follower struct {
 	w discovery.Watcher
 }
 
+// registerWatched starts a watcher of in's service on reader (bounded by
+// waitFor), reads its first set, registers in through r and returns a
+// follower of the watcher.
+func registerWatched(t *testing.T, reader discovery.Resolver, r *health.Registrar, in discovery.Instance) follower {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	t.Cleanup(cancel)
+	w, err := reader.Watch(ctx, in.Service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	if _, err := w.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Register(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	return follower{t: t, w: w}
+}
+
 // until reads sets until one holds the instance id in condition c, and
 // returns it; every set before must hold the instance (no removal).
 func (f follower) until(id string, c discovery.Condition) discovery.Instance {
@@ -274,20 +295,7 @@ func TestHTTPCheckGatesMemoryRegistration(t *testing.T) {
 	defer srv.Close()
 	b := newMemory(t)
 	r := newGate(t, b, health.HTTP(srv.URL+"/healthz"), health.Config{Period: 10 * time.Millisecond})
-	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
-	defer cancel()
-	w, err := b.Watch(ctx, "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	if _, err := w.Next(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Register(ctx, discovery.Instance{Service: "web", ID: "w-1", Address: srv.Listener.Addr().String()}); err != nil {
-		t.Fatal(err)
-	}
-	f := follower{t: t, w: w}
+	f := registerWatched(t, b, r, discovery.Instance{Service: "web", ID: "w-1", Address: srv.Listener.Addr().String()})
 	in := f.until("w-1", discovery.ConditionNotReady)
 	for !strings.Contains(in.Reason, "503 Service Unavailable: warming up") {
 		in = f.until("w-1", discovery.ConditionNotReady)
@@ -346,20 +354,7 @@ func TestGRPCHealthGatesRegistration(t *testing.T) {
 			defer check.Close()
 			cfg := health.Config{Period: 100 * time.Millisecond, SuccessThreshold: 2, FailureThreshold: 3}
 			r := newGate(t, owner, check, cfg)
-			ctx, cancel := context.WithTimeout(t.Context(), waitFor)
-			defer cancel()
-			w, err := reader.Watch(ctx, "payments")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer w.Stop()
-			if _, err := w.Next(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := r.Register(ctx, discovery.Instance{Service: "payments", ID: "p-1", Address: addr, Zone: "z1"}); err != nil {
-				t.Fatal(err)
-			}
-			f := follower{t: t, w: w}
+			f := registerWatched(t, reader, r, discovery.Instance{Service: "payments", ID: "p-1", Address: addr, Zone: "z1"})
 			f.until("p-1", discovery.ConditionServing)
 
 			const margin = 5 * time.Second // a busy machine; the figure is logged
