@@ -67,6 +67,15 @@ func (h *faultHarness) MakeObserver(context.Context) (discovery.Backend, error) 
 func (h *faultHarness) Stop(context.Context) error  { return h.srv.Stop() }
 func (h *faultHarness) Start(context.Context) error { return h.srv.Restart() }
 
+// Wipe implements discoverytest.Wiper: etcd wiped with the same cluster
+// ID while the backends are cut off, so that they reconnect to the new
+// history only.
+func (h *faultHarness) Wipe(context.Context) error {
+	h.proxy.Reject()
+	defer h.proxy.Accept()
+	return h.srv.Wipe()
+}
+
 func (h *faultHarness) Cut(mode discoverytest.CutMode) {
 	if mode == discoverytest.CutBlackhole {
 		h.proxy.Blackhole()

@@ -70,6 +70,10 @@ func (h *faultHarness) MakeObserver(context.Context) (discovery.Backend, error) 
 func (h *faultHarness) Stop(context.Context) error  { h.srv.Stop(); return nil }
 func (h *faultHarness) Start(context.Context) error { return h.srv.Restart() }
 
+// Wipe implements discoverytest.Wiper: nats-server restarted without
+// its data, its bucket and sequences gone.
+func (h *faultHarness) Wipe(context.Context) error { return h.srv.Wipe() }
+
 func (h *faultHarness) Cut(mode discoverytest.CutMode) {
 	if mode == discoverytest.CutBlackhole {
 		h.proxy.Blackhole()

@@ -20,6 +20,7 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/cache"
 	"github.com/roster-sd/roster/discovery/grpcresolver"
+	"github.com/roster-sd/roster/internal/testing/revisiontest"
 	"github.com/roster-sd/roster/internal/testing/testlog"
 	"github.com/roster-sd/roster/internal/testing/testwait"
 )
@@ -217,21 +218,16 @@ func TestRecreatedBucketResetsTheWatchersRevisions(t *testing.T) {
 	if err := a.Register(ctx, p2); err != nil {
 		t.Fatal(err)
 	}
-	newHistory(ctx, t, rw, before, "p-1 p-2")
+	revisiontest.NewHistory(ctx, t, rw, before, []discovery.Instance{p1, p2})
 }
 
 // A server restarted without its data (natstest.Wipe) makes a new bucket
-// whose sequences start again: a watcher that did not look during the
-// outage still reports it before the new bucket's first set, though the
-// feed's outage ended before it looked; and so does a watcher of a cache
-// over the Backend, whose upstream watch reported the outage in time but
-// which did not look either.
+// whose sequences start again: a watcher of a cache over the Backend,
+// whose upstream watch reported the outage in time but which did not look,
+// still reports it before the new bucket's first set. (A watcher of the
+// Backend itself is discoverytest's FaultWipeResetsTheWatchersRevisions.)
 func TestWipedServerResetsTheWatchersRevisions(t *testing.T) {
 	t.Parallel()
-	t.Run("backend", func(t *testing.T) {
-		t.Parallel()
-		wipedServerResets(t, func(*testing.T, *nats.Backend) {}, func(c *nats.Backend) discovery.Resolver { return c })
-	})
 	t.Run("cache", func(t *testing.T) {
 		t.Parallel()
 		var r *cache.Resolver
@@ -306,7 +302,7 @@ func wipedServerResets(t *testing.T, setup func(*testing.T, *nats.Backend), via 
 	if err := a.Register(ctx, p3); err != nil {
 		t.Fatal(err)
 	}
-	newHistory(ctx, t, rw, before, "p-1 p-2 p-3")
+	revisiontest.NewHistory(ctx, t, rw, before, []discovery.Instance{p1, p2, p3})
 }
 
 // A server restored from a backup keeps its bucket (the same stream,
@@ -366,48 +362,7 @@ func TestRestoredBackupResetsTheWatchersRevisions(t *testing.T) {
 	if err := a.Register(ctx, p3); err != nil {
 		t.Fatal(err)
 	}
-	newHistory(ctx, t, rw, before, "p-1 p-2 p-3")
-}
-
-// newHistory reads rw until its set is want, after a registry that
-// started a new history whose revisions are below before: it fails t
-// unless an outage (discovery.ErrUnavailable) came before any lower
-// revision, and unless the new history's revisions are lower indeed.
-func newHistory(ctx context.Context, t *testing.T, rw discovery.RevisionWatcher, before uint64, want string) {
-	t.Helper()
-	var seen []string
-	outage := false
-	last := before
-	for {
-		set, rev, err := rw.NextRevision(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("the watcher did not reach %s in the new history; saw %v", want, seen)
-		}
-		seen = append(seen, fmt.Sprintf("[%s]@%d %v", ids(set), rev, err))
-		if errors.Is(err, discovery.ErrUnavailable) {
-			outage, last = true, 0
-			continue
-		}
-		if err != nil {
-			t.Fatalf("NextRevision = %v; saw %v", err, seen)
-		}
-		if rev == 0 {
-			t.Fatalf("a set without revision; saw %v", seen)
-		}
-		if rev < last {
-			t.Fatalf("the revision went back from %d to %d with no outage reported in between: a client would "+
-				"take the new history's sets for older ones; saw %v", last, rev, seen)
-		}
-		last = rev
-		if ids(set) == want {
-			break
-		}
-	}
-	if !outage || last >= before {
-		t.Errorf("outage reported %v, last revision %d against %d before; want an outage and a lower revision; saw %v",
-			outage, last, before, seen)
-	}
-	t.Logf("watcher saw %v", seen)
+	revisiontest.NewHistory(ctx, t, rw, before, []discovery.Instance{p1, p2, p3})
 }
 
 // heldResolver is a Backend whose watcher can be made to hold the first

@@ -129,6 +129,7 @@ var faultSubtests = []faultSubtest{
 	{name: "FaultDeregisterInAnOutageWaitsForTheRegistry", ttl: faultTTL, run: testFaultDeregisterInAnOutage},
 	{name: "FaultMaintenanceSurvivesRestart", ttl: restartTTL, run: testFaultMaintenanceSurvivesRestart},
 	{name: "FaultFollowRegistryReportsOutage", ttl: faultTTL, run: testFaultFollowRegistryReportsOutage},
+	{name: "FaultWipeResetsTheWatchersRevisions", ttl: faultTTL, run: testFaultWipeResetsTheWatchersRevisions},
 }
 
 // faultsAsSubtests wraps the fault scenarios as subtests of Run: each skips
