@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,11 +16,7 @@ import (
 // TestOperatorView runs discoverytest's operator-view subtests, each on a
 // prefix of its own (the conformance harness).
 func TestOperatorView(t *testing.T) {
-	srv := etcdtest.Start(t)
-	var n atomic.Int64
-	discoverytest.RunOperatorView(t, func(_ context.Context, t *testing.T) (discoverytest.Harness, error) {
-		return &harness{t: t, srv: srv, prefix: fmt.Sprintf("/operator/%d", n.Add(1))}, nil
-	})
+	discoverytest.RunOperatorView(t, harnesses(t, "operator"))
 }
 
 // followWait bounds each wait for an update: generous on a busy machine.

@@ -104,10 +104,17 @@ func (h *faultHarness) Remove(ctx context.Context, k discovery.Key) error {
 // Close does nothing: the server and the proxy close with the subtest.
 func (h *faultHarness) Close() {}
 
-func TestConformance(t *testing.T) {
+// harnesses starts a nats-server for the test and returns a maker of
+// harnesses on it, each with a bucket of its own, <name>-<n>.
+func harnesses(t *testing.T, name string) discoverytest.HarnessMaker {
 	srv := natstest.Start(t)
 	var n atomic.Int64
-	discoverytest.Run(t, func(ctx context.Context, t *testing.T) (discoverytest.Harness, error) {
-		return &harness{t: t, srv: srv, bucket: fmt.Sprintf("conformance-%d", n.Add(1))}, nil
-	}, discoverytest.Capabilities{Status: true, Conflict: true, Values: true, Faults: newFaultHarness})
+	return func(_ context.Context, t *testing.T) (discoverytest.Harness, error) {
+		return &harness{t: t, srv: srv, bucket: fmt.Sprintf("%s-%d", name, n.Add(1))}, nil
+	}
+}
+
+func TestConformance(t *testing.T) {
+	discoverytest.Run(t, harnesses(t, "conformance"),
+		discoverytest.Capabilities{Status: true, Conflict: true, Values: true, Faults: newFaultHarness})
 }

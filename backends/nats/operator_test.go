@@ -3,9 +3,7 @@ package nats_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,11 +16,7 @@ import (
 // TestOperatorView runs discoverytest's operator-view subtests, each on a
 // bucket of its own (the conformance harness).
 func TestOperatorView(t *testing.T) {
-	srv := natstest.Start(t)
-	var n atomic.Int64
-	discoverytest.RunOperatorView(t, func(_ context.Context, t *testing.T) (discoverytest.Harness, error) {
-		return &harness{t: t, srv: srv, bucket: fmt.Sprintf("operator-%d", n.Add(1))}, nil
-	})
+	discoverytest.RunOperatorView(t, harnesses(t, "operator"))
 }
 
 // followed collects FollowRegistry's updates on a channel.

@@ -152,6 +152,60 @@ func TestRevisionsAreTheServicesStreamSequences(t *testing.T) {
 	t.Logf("revisions: resolve %d, watch %d, watch %d, resolve %d; stream at %d", r1, w1, w2, r2, lastSeq(ctx, t, js))
 }
 
+// padSequences moves the bucket's sequences well past what a new history
+// reaches in these tests, with 100 writes to another key.
+func padSequences(ctx context.Context, t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	kv, err := js.KeyValue(ctx, "roster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := kv.Put(ctx, "other.key", fmt.Append(nil, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// firstRevision watches payments through r and returns the watcher, whose
+// first set must be the instances want (their IDs) past sequence 100, and
+// that set's revision.
+func firstRevision(ctx context.Context, t *testing.T, r discovery.Resolver, want string) (discovery.RevisionWatcher, uint64) {
+	t.Helper()
+	w, err := r.Watch(ctx, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	rw, ok := w.(discovery.RevisionWatcher)
+	if !ok {
+		t.Fatal("the watcher is not a discovery.RevisionWatcher")
+	}
+	set, before, err := rw.NextRevision(ctx)
+	if err != nil || ids(set) != want || before <= 100 {
+		t.Fatalf("first NextRevision = %v, %d, %v; want %s past sequence 100", set, before, err, want)
+	}
+	return rw, before
+}
+
+// waitPublished waits until the bucket holds the keys of ins.
+func waitPublished(ctx context.Context, t *testing.T, js jetstream.JetStream, ins ...discovery.Instance) {
+	t.Helper()
+	testwait.Until(t, revisionWait, fmt.Sprintf("%s published again", ids(ins)), func() bool {
+		kv, err := js.KeyValue(ctx, "roster")
+		if err != nil {
+			return false
+		}
+		for _, in := range ins {
+			key, _ := nats.KeyOf(in.Key())
+			if _, err := kv.Get(ctx, key); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // A bucket deleted and created again restarts its sequences: the watcher
 // reports an outage (discovery.ErrUnavailable) before any set of the new
 // bucket, so that no client compares revisions across the two, and its
@@ -169,51 +223,21 @@ func TestRecreatedBucketResetsTheWatchersRevisions(t *testing.T) {
 	if err := a.Register(ctx, p1); err != nil {
 		t.Fatal(err)
 	}
-	// Move the old bucket's sequences well past what the new one reaches
-	// in this test, with writes to another key.
-	kv, err := js.KeyValue(ctx, "roster")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 100 {
-		if _, err := kv.Put(ctx, "other.key", fmt.Append(nil, i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	padSequences(ctx, t, js)
 	if err := a.Register(ctx, discovery.Instance{Service: "payments", ID: "p-0", Address: "10.0.0.9:80"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Deregister(ctx, discovery.Instance{Service: "payments", ID: "p-0", Address: "10.0.0.9:80"}); err != nil {
 		t.Fatal(err)
 	}
-	w, err := c.Watch(ctx, "payments")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	rw, ok := w.(discovery.RevisionWatcher)
-	if !ok {
-		t.Fatal("the Backend's watcher is not a discovery.RevisionWatcher")
-	}
-	set, before, err := rw.NextRevision(ctx)
-	if err != nil || ids(set) != "p-1" || before <= 100 {
-		t.Fatalf("first NextRevision = %v, %d, %v; want p-1 past sequence 100", set, before, err)
-	}
+	rw, before := firstRevision(ctx, t, c, "p-1")
 
 	if err := js.DeleteKeyValue(ctx, "roster"); err != nil {
 		t.Fatal(err)
 	}
 	// The Backends create the bucket again and publish p-1 there; p-2
 	// then comes.
-	testwait.Until(t, revisionWait, "the bucket created again with p-1", func() bool {
-		kv, err := js.KeyValue(ctx, "roster")
-		if err != nil {
-			return false
-		}
-		key, _ := nats.KeyOf(p1.Key())
-		_, err = kv.Get(ctx, key)
-		return err == nil
-	})
+	waitPublished(ctx, t, js, p1)
 	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
 	if err := a.Register(ctx, p2); err != nil {
 		t.Fatal(err)
@@ -254,50 +278,17 @@ func wipedServerResets(t *testing.T, setup func(*testing.T, *nats.Backend), via 
 	if err := a.Register(ctx, p1); err != nil {
 		t.Fatal(err)
 	}
-	kv, err := rawJSOf(t, srv.URL()).KeyValue(ctx, "roster")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 100 {
-		if _, err := kv.Put(ctx, "other.key", fmt.Append(nil, i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	padSequences(ctx, t, rawJSOf(t, srv.URL()))
 	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
 	if err := a.Register(ctx, p2); err != nil {
 		t.Fatal(err)
 	}
-	w, err := via(c).Watch(ctx, "payments")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	rw, ok := w.(discovery.RevisionWatcher)
-	if !ok {
-		t.Fatal("the watcher is not a discovery.RevisionWatcher")
-	}
-	set, before, err := rw.NextRevision(ctx)
-	if err != nil || ids(set) != "p-1 p-2" || before <= 100 {
-		t.Fatalf("first NextRevision = %v, %d, %v; want p-1 p-2 past sequence 100", set, before, err)
-	}
+	rw, before := firstRevision(ctx, t, via(c), "p-1 p-2")
 
 	natstest.Wipe(t, srv)
 	// The watcher does not look until both keys are back in the new
 	// bucket and a new instance has come.
-	js := rawJSOf(t, srv.URL())
-	testwait.Until(t, revisionWait, "p-1 and p-2 published again", func() bool {
-		kv, err := js.KeyValue(ctx, "roster")
-		if err != nil {
-			return false
-		}
-		for _, in := range []discovery.Instance{p1, p2} {
-			key, _ := nats.KeyOf(in.Key())
-			if _, err := kv.Get(ctx, key); err != nil {
-				return false
-			}
-		}
-		return true
-	})
+	waitPublished(ctx, t, rawJSOf(t, srv.URL()), p1, p2)
 	p3 := discovery.Instance{Service: "payments", ID: "p-3", Address: "10.0.0.3:80"}
 	if err := a.Register(ctx, p3); err != nil {
 		t.Fatal(err)
@@ -321,43 +312,17 @@ func TestRestoredBackupResetsTheWatchersRevisions(t *testing.T) {
 		t.Fatal(err)
 	}
 	backup := natstest.TakeBackup(t, srv)
-	kv, err := rawJSOf(t, srv.URL()).KeyValue(ctx, "roster")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 100 {
-		if _, err := kv.Put(ctx, "other.key", fmt.Append(nil, i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	padSequences(ctx, t, rawJSOf(t, srv.URL()))
 	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
 	if err := a.Register(ctx, p2); err != nil {
 		t.Fatal(err)
 	}
-	w, err := c.Watch(ctx, "payments")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	rw := w.(discovery.RevisionWatcher)
-	set, before, err := rw.NextRevision(ctx)
-	if err != nil || ids(set) != "p-1 p-2" || before <= 100 {
-		t.Fatalf("first NextRevision = %v, %d, %v; want p-1 p-2 past sequence 100", set, before, err)
-	}
+	rw, before := firstRevision(ctx, t, c, "p-1 p-2")
 
 	natstest.RestoreBackup(t, srv, backup)
 	// The watcher does not look until p-2, which the backup lacks, is
 	// back and a new instance has come.
-	js := rawJSOf(t, srv.URL())
-	testwait.Until(t, revisionWait, "p-2 published again", func() bool {
-		kv, err := js.KeyValue(ctx, "roster")
-		if err != nil {
-			return false
-		}
-		key, _ := nats.KeyOf(p2.Key())
-		_, err = kv.Get(ctx, key)
-		return err == nil
-	})
+	waitPublished(ctx, t, rawJSOf(t, srv.URL()), p2)
 	p3 := discovery.Instance{Service: "payments", ID: "p-3", Address: "10.0.0.3:80"}
 	if err := a.Register(ctx, p3); err != nil {
 		t.Fatal(err)
