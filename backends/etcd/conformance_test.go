@@ -11,6 +11,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/discoverytest"
+	"github.com/roster-sd/roster/internal/testing/faultlink"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -34,17 +35,17 @@ func (h *harness) Close() {}
 // own, which the backends of MakeBackend reach through a proxy (the link
 // Cut cuts) and observers directly.
 type faultHarness struct {
-	t     *testing.T
-	srv   *etcdtest.Server
-	proxy *etcdtest.Proxy
-	opts  discoverytest.FaultOptions
+	t              *testing.T
+	srv            *etcdtest.Server
+	faultlink.Link // Cut and Heal: the proxy MakeBackend dials
+	opts           discoverytest.FaultOptions
 }
 
 const faultPrefix = "/faults"
 
 func newFaultHarness(_ context.Context, t *testing.T, opts discoverytest.FaultOptions) (discoverytest.FaultHarness, error) {
 	srv := etcdtest.Start(t)
-	return &faultHarness{t: t, srv: srv, proxy: etcdtest.StartProxy(t, srv.Endpoints()[0]), opts: opts}, nil
+	return &faultHarness{t: t, srv: srv, Link: faultlink.Link{Proxy: etcdtest.StartProxy(t, srv.Endpoints()[0])}, opts: opts}, nil
 }
 
 func (h *faultHarness) config(endpoint string) etcd.Config {
@@ -57,7 +58,7 @@ func (h *faultHarness) config(endpoint string) etcd.Config {
 }
 
 func (h *faultHarness) MakeBackend(context.Context) (discovery.Backend, error) {
-	return etcd.New(h.config(h.proxy.Endpoint()))
+	return etcd.New(h.config(h.Proxy.Endpoint()))
 }
 
 func (h *faultHarness) MakeObserver(context.Context) (discovery.Backend, error) {
@@ -71,22 +72,9 @@ func (h *faultHarness) Start(context.Context) error { return h.srv.Restart() }
 // ID while the backends are cut off, so that they reconnect to the new
 // history only.
 func (h *faultHarness) Wipe(context.Context) error {
-	h.proxy.Reject()
-	defer h.proxy.Accept()
+	h.Proxy.Reject()
+	defer h.Proxy.Accept()
 	return h.srv.Wipe()
-}
-
-func (h *faultHarness) Cut(mode discoverytest.CutMode) {
-	if mode == discoverytest.CutBlackhole {
-		h.proxy.Blackhole()
-		return
-	}
-	h.proxy.Reject()
-}
-
-func (h *faultHarness) Heal() {
-	h.proxy.Unblackhole()
-	h.proxy.Accept()
 }
 
 func (h *faultHarness) Remove(ctx context.Context, k discovery.Key) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/roster-sd/roster/backends/nats/natstest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/discoverytest"
+	"github.com/roster-sd/roster/internal/testing/faultlink"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -36,17 +37,17 @@ func (h *harness) Close() {}
 // own, which the backends of MakeBackend reach through a proxy (the link
 // Cut cuts) and observers directly.
 type faultHarness struct {
-	t     *testing.T
-	srv   *natstest.Server
-	proxy *natstest.Proxy
-	opts  discoverytest.FaultOptions
+	t              *testing.T
+	srv            *natstest.Server
+	faultlink.Link // Cut and Heal: the proxy MakeBackend dials
+	opts           discoverytest.FaultOptions
 }
 
 const faultBucket = "faults"
 
 func newFaultHarness(_ context.Context, t *testing.T, opts discoverytest.FaultOptions) (discoverytest.FaultHarness, error) {
 	srv := natstest.Start(t)
-	return &faultHarness{t: t, srv: srv, proxy: natstest.StartProxy(t, srv.Addr()), opts: opts}, nil
+	return &faultHarness{t: t, srv: srv, Link: faultlink.Link{Proxy: natstest.StartProxy(t, srv.Addr())}, opts: opts}, nil
 }
 
 func (h *faultHarness) config(url string) nats.Config {
@@ -60,7 +61,7 @@ func (h *faultHarness) config(url string) nats.Config {
 }
 
 func (h *faultHarness) MakeBackend(context.Context) (discovery.Backend, error) {
-	return nats.New(h.config("nats://" + h.proxy.Endpoint()))
+	return nats.New(h.config("nats://" + h.Proxy.Endpoint()))
 }
 
 func (h *faultHarness) MakeObserver(context.Context) (discovery.Backend, error) {
@@ -73,19 +74,6 @@ func (h *faultHarness) Start(context.Context) error { return h.srv.Restart() }
 // Wipe implements discoverytest.Wiper: nats-server restarted without
 // its data, its bucket and sequences gone.
 func (h *faultHarness) Wipe(context.Context) error { return h.srv.Wipe() }
-
-func (h *faultHarness) Cut(mode discoverytest.CutMode) {
-	if mode == discoverytest.CutBlackhole {
-		h.proxy.Blackhole()
-		return
-	}
-	h.proxy.Reject()
-}
-
-func (h *faultHarness) Heal() {
-	h.proxy.Unblackhole()
-	h.proxy.Accept()
-}
 
 // Remove deletes the instance's key. The suite's service names and IDs
 // hold no '.' or '=', so the key is <service>.<id> unescaped.
