@@ -1,7 +1,9 @@
 package discoverytest
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -319,6 +321,12 @@ func testFaultMaintenanceSurvivesRestart(t *testing.T, f *faultEnv) {
 	f.nextUntil(w, set())
 	f.register(f.backend(), p1, p2)
 	f.nextUntil(w, want)
+	// The operator's handle may still be reconnecting: its calls fail
+	// with ErrUnavailable until it has.
+	f.eventually("the operator's handle to reach the registry again", func(ctx context.Context) (bool, string) {
+		_, err := op.ListMaintenance(ctx, payments)
+		return !errors.Is(err, discovery.ErrUnavailable), fmt.Sprint(err)
+	})
 	list, err := op.ListMaintenance(f.ctx(), payments)
 	i := slices.IndexFunc(list, func(m discovery.Maintenance) bool { return m.ID == p2.ID })
 	if err != nil || len(list) != 2 || i < 0 || list[i].Until.Sub(list[i].Since) != time.Hour {
