@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/testing/invalidtest"
 )
 
 // RunOperatorView runs the conformance subtests of discovery.OperatorView
@@ -147,12 +148,10 @@ func testOperatorView(t *testing.T, e *env) {
 		t.Errorf("Where() = %q, EntryOf(%s) = %q; want what an operator's message names", v.Where(), p1.Key(), v.EntryOf(p1.Key()))
 	}
 
-	// Invalid names: refused, nothing written.
-	if _, _, err := v.Instances(e.ctx(), "bad/name"); !errors.Is(err, discovery.ErrInvalidInstance) {
-		t.Errorf("Instances(%q): %v; want ErrInvalidInstance", "bad/name", err)
-	}
-	if err := v.Delete(e.ctx(), payments, "bad/id"); !errors.Is(err, discovery.ErrInvalidInstance) {
-		t.Errorf("Delete(%s, %q): %v; want ErrInvalidInstance", payments, "bad/id", err)
+	// Invalid names: refused, nothing deleted.
+	invalidtest.CheckRefused(e.ctx(), t, v)
+	if got := e.resolve(b, payments); !discovery.EqualSets(got, set(p1, p2)) {
+		t.Errorf("Resolve after the refused calls = %s; want %s", fmtSet(got), fmtSet(set(p1, p2)))
 	}
 	if err := v.Delete(e.ctx(), payments, "p-9"); !errors.Is(err, discovery.ErrNotRegistered) {
 		t.Errorf("Delete of an instance nobody registered: %v; want ErrNotRegistered", err)
@@ -225,6 +224,22 @@ func testOperatorView(t *testing.T, e *env) {
 	}
 	if err := v.Delete(e.ctx(), payments, "p-1"); !errors.Is(err, discovery.ErrClosed) {
 		t.Errorf("Delete after Close: %v; want ErrClosed", err)
+	}
+
+	// Closed before any call.
+	c := e.backend()
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close of an unused backend: %v", err)
+	}
+	cv := e.view(c)
+	if _, _, err := cv.Services(e.ctx()); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Services after Close of an unused backend: %v; want ErrClosed", err)
+	}
+	if _, _, err := cv.Instances(e.ctx(), payments); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Instances after Close of an unused backend: %v; want ErrClosed", err)
+	}
+	if err := cv.Delete(e.ctx(), payments, "p-1"); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Delete after Close of an unused backend: %v; want ErrClosed", err)
 	}
 }
 
