@@ -214,21 +214,32 @@ func (l *load) between(name string, from, to int) int {
 	return n
 }
 
-func etcdBackends(t *testing.T) func() *etcd.Backend {
+// etcdBackends starts an etcd server and returns a maker of Backends on
+// it, each built from cfg (its Endpoints and Logger set here) and closed
+// when the test ends.
+func etcdBackends(t *testing.T, cfg etcd.Config) func() *etcd.Backend {
 	srv := etcdtest.Start(t)
+	return etcdBackendsOn(t, srv, cfg)
+}
+
+// etcdBackendsOn is etcdBackends on srv.
+func etcdBackendsOn(t *testing.T, srv *etcdtest.Server, cfg etcd.Config) func() *etcd.Backend {
+	cfg.Endpoints, cfg.Logger = srv.Endpoints(), testLogger(t)
 	return func() *etcd.Backend {
-		b, err := etcd.New(etcd.Config{
-			Endpoints: srv.Endpoints(), TTL: 5 * time.Second,
-			Retry:          retry.Policy{Base: 50 * time.Millisecond, Max: 500 * time.Millisecond},
-			RequestTimeout: 2 * time.Second,
-			Logger:         testLogger(t),
-		})
+		b, err := etcd.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { b.Close() })
 		return b
 	}
+}
+
+// servingEtcd is the configuration of the serving tests' Backends.
+var servingEtcd = etcd.Config{
+	TTL:            5 * time.Second,
+	Retry:          retry.Policy{Base: 50 * time.Millisecond, Max: 500 * time.Millisecond},
+	RequestTimeout: 2 * time.Second,
 }
 
 // dialThrough opens a round-robin ClientConn through a resolver of r,
@@ -255,7 +266,7 @@ func dialThrough(t *testing.T, r discovery.Resolver) (*grpc.ClientConn, *sentBui
 // it.
 func TestDrainUnderLoadThroughEtcd(t *testing.T) {
 	t.Parallel()
-	newEtcd := etcdBackends(t)
+	newEtcd := etcdBackends(t, servingEtcd)
 	client := newEtcd()
 	var servers []*gatedServer
 	var owners []*etcd.Backend
@@ -325,7 +336,7 @@ func TestDrainUnderLoadThroughEtcd(t *testing.T) {
 // reaches it.
 func TestFailingCheckLeavesPicksThroughEtcd(t *testing.T) {
 	t.Parallel()
-	newEtcd := etcdBackends(t)
+	newEtcd := etcdBackends(t, servingEtcd)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	plain := newEtcd()
