@@ -157,6 +157,25 @@ func (f *fakeCC) lastErr() error {
 	return f.errs[len(f.errs)-1]
 }
 
+// build builds a resolver of roster:///greeter through b that sends what
+// it resolves to a new fakeCC, and returns both; the caller closes the
+// resolver.
+func build(t *testing.T, b resolver.Builder) (resolver.Resolver, *fakeCC) {
+	t.Helper()
+	cc := &fakeCC{}
+	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, cc
+}
+
+// waitStates waits until f has been sent n states.
+func (f *fakeCC) waitStates(t *testing.T, n int, what string) {
+	t.Helper()
+	testwait.Until(t, waitLong, what, func() bool { got, _ := f.counts(); return got == n })
+}
+
 // addrs lists the Addr of every address of s.
 func addrs(s resolver.State) []string {
 	out := make([]string, 0, len(s.Addresses))

@@ -61,11 +61,7 @@ func TestOnlyRoutableInstancesReachGRPC(t *testing.T) {
 			c := discovery.Instance{Service: service, ID: "c", Address: "10.0.0.3:1", Condition: discovery.ConditionDraining}
 			d := discovery.Instance{Service: service, ID: "d", Address: "10.0.0.4:1"}
 			e.Register(t, a, b, c, d)
-			cc := &fakeCC{}
-			r, err := newBuilder(t, e.Up, grpcresolver.WithRoutePolicy(tc.policy)).Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			r, cc := build(t, newBuilder(t, e.Up, grpcresolver.WithRoutePolicy(tc.policy)))
 			defer r.Close()
 			wantState := func(what string, want []string) resolver.State {
 				t.Helper()
