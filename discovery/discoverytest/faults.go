@@ -328,15 +328,23 @@ func (p *keyPoller) halt() {
 	<-p.done
 }
 
+// registeredOne registers p-1 on a new backend, waits until an observer
+// resolves it, and returns both handles, p-1 and the log of p-1's states
+// from then on (nil without Capabilities.Status).
+func (f *faultEnv) registeredOne() (b, obs discovery.Backend, p1 discovery.Instance, log *stateLog) {
+	f.t.Helper()
+	b, obs = f.backend(), f.observer()
+	p1 = inst(payments, "p-1", "10.0.0.1:80")
+	f.register(b, p1)
+	f.waitResolve(obs, payments, set(p1))
+	return b, obs, p1, f.recordStates(b, p1.Key())
+}
+
 // A registry that stops and starts again within the TTL never loses the
 // instance: every read that gets an answer finds it, up to a read made
 // after the TTL would have ended, and its registrar never reports it lost.
 func testFaultRestartWithinTTL(t *testing.T, f *faultEnv) {
-	b, obs := f.backend(), f.observer()
-	p1 := inst(payments, "p-1", "10.0.0.1:80")
-	f.register(b, p1)
-	f.waitResolve(obs, payments, set(p1))
-	log := f.recordStates(b, p1.Key())
+	b, obs, p1, log := f.registeredOne()
 	p := f.pollInstance(obs, p1)
 
 	stopped := time.Now()
@@ -364,11 +372,7 @@ func testFaultRestartWithinTTL(t *testing.T, f *faultEnv) {
 // registered while it cannot be, and once the registry is back the
 // instance is back, exactly, and the registrar says registered again.
 func testFaultDownLongerThanTTL(t *testing.T, f *faultEnv) {
-	b, obs := f.backend(), f.observer()
-	p1 := inst(payments, "p-1", "10.0.0.1:80")
-	f.register(b, p1)
-	f.waitResolve(obs, payments, set(p1))
-	log := f.recordStates(b, p1.Key())
+	b, obs, p1, log := f.registeredOne()
 
 	stopped := time.Now()
 	f.stop()
