@@ -169,8 +169,10 @@ func padSequences(ctx context.Context, t *testing.T, js jetstream.JetStream) {
 
 // firstRevision watches payments through r and returns the watcher, whose
 // first set must be the instances want (their IDs) past sequence 100, and
-// that set's revision.
-func firstRevision(ctx context.Context, t *testing.T, r discovery.Resolver, want string) (discovery.RevisionWatcher, uint64) {
+// that set's revision; and another watcher of r, which the test reads up
+// to the new history's set (caughtUp) so that the watcher looks only once
+// the feed behind both holds it.
+func firstRevision(ctx context.Context, t *testing.T, r discovery.Resolver, want string) (discovery.RevisionWatcher, uint64, discovery.Watcher) {
 	t.Helper()
 	w, err := r.Watch(ctx, "payments")
 	if err != nil {
@@ -181,11 +183,33 @@ func firstRevision(ctx context.Context, t *testing.T, r discovery.Resolver, want
 	if !ok {
 		t.Fatal("the watcher is not a discovery.RevisionWatcher")
 	}
+	other, err := r.Watch(ctx, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Stop)
 	set, before, err := rw.NextRevision(ctx)
 	if err != nil || ids(set) != want || before <= 100 {
 		t.Fatalf("first NextRevision = %v, %d, %v; want %s past sequence 100", set, before, err, want)
 	}
-	return rw, before
+	return rw, before, other
+}
+
+// caughtUp reads other until its set is want, skipping outages.
+func caughtUp(ctx context.Context, t *testing.T, other discovery.Watcher, want []discovery.Instance) {
+	t.Helper()
+	for {
+		set, err := other.Next(ctx)
+		if errors.Is(err, discovery.ErrUnavailable) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("waiting for a watcher of the same feed to see %s: %v", ids(want), err)
+		}
+		if discovery.EqualSets(set, want) {
+			return
+		}
+	}
 }
 
 // waitPublished waits until the bucket holds the keys of ins.
@@ -230,7 +254,7 @@ func TestRecreatedBucketResetsTheWatchersRevisions(t *testing.T) {
 	if err := a.Deregister(ctx, discovery.Instance{Service: "payments", ID: "p-0", Address: "10.0.0.9:80"}); err != nil {
 		t.Fatal(err)
 	}
-	rw, before := firstRevision(ctx, t, c, "p-1")
+	rw, before, other := firstRevision(ctx, t, c, "p-1")
 
 	if err := js.DeleteKeyValue(ctx, "roster"); err != nil {
 		t.Fatal(err)
@@ -242,6 +266,7 @@ func TestRecreatedBucketResetsTheWatchersRevisions(t *testing.T) {
 	if err := a.Register(ctx, p2); err != nil {
 		t.Fatal(err)
 	}
+	caughtUp(ctx, t, other, []discovery.Instance{p1, p2})
 	revisiontest.NewHistory(ctx, t, rw, before, []discovery.Instance{p1, p2})
 }
 
@@ -283,7 +308,7 @@ func wipedServerResets(t *testing.T, setup func(*testing.T, *nats.Backend), via 
 	if err := a.Register(ctx, p2); err != nil {
 		t.Fatal(err)
 	}
-	rw, before := firstRevision(ctx, t, via(c), "p-1 p-2")
+	rw, before, other := firstRevision(ctx, t, via(c), "p-1 p-2")
 
 	natstest.Wipe(t, srv)
 	// The watcher does not look until both keys are back in the new
@@ -293,6 +318,7 @@ func wipedServerResets(t *testing.T, setup func(*testing.T, *nats.Backend), via 
 	if err := a.Register(ctx, p3); err != nil {
 		t.Fatal(err)
 	}
+	caughtUp(ctx, t, other, []discovery.Instance{p1, p2, p3})
 	revisiontest.NewHistory(ctx, t, rw, before, []discovery.Instance{p1, p2, p3})
 }
 
@@ -317,7 +343,7 @@ func TestRestoredBackupResetsTheWatchersRevisions(t *testing.T) {
 	if err := a.Register(ctx, p2); err != nil {
 		t.Fatal(err)
 	}
-	rw, before := firstRevision(ctx, t, c, "p-1 p-2")
+	rw, before, other := firstRevision(ctx, t, c, "p-1 p-2")
 
 	natstest.RestoreBackup(t, srv, backup)
 	// The watcher does not look until p-2, which the backup lacks, is
@@ -327,6 +353,7 @@ func TestRestoredBackupResetsTheWatchersRevisions(t *testing.T) {
 	if err := a.Register(ctx, p3); err != nil {
 		t.Fatal(err)
 	}
+	caughtUp(ctx, t, other, []discovery.Instance{p1, p2, p3})
 	revisiontest.NewHistory(ctx, t, rw, before, []discovery.Instance{p1, p2, p3})
 }
 
