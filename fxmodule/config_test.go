@@ -1,17 +1,14 @@
 package fxmodule_test
 
 import (
-	"errors"
-	"reflect"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/roster-sd/roster/fxmodule"
-	"github.com/roster-sd/roster/internal/testing/etcdfxtest"
+	"github.com/roster-sd/roster/internal/testing/envtest"
 )
 
-var env = etcdfxtest.Env
+var env = envtest.Lookup
 
 // TestConfigFromEnv: ConfigFromEnv reads the module's own variables
 // (ROSTER_BACKEND, ROSTER_TIMEOUT...) and leaves the backend's to the
@@ -38,16 +35,7 @@ func TestConfigFromEnv(t *testing.T) {
 		},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := fxmodule.ConfigFromEnv(env(tc.env))
-			if err != nil {
-				t.Fatalf("ConfigFromEnv: %v", err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("ConfigFromEnv =\n%+v\nwant\n%+v", got, tc.want)
-			}
-		})
+		envtest.Reads(t, tc.name, fxmodule.ConfigFromEnv, tc.env, tc.want)
 	}
 }
 
@@ -66,15 +54,6 @@ func TestConfigFromEnvErrors(t *testing.T) {
 		{"timeout", map[string]string{"ROSTER_TIMEOUT": "5"}, `fxmodule: invalid config: ROSTER_TIMEOUT is "5"; want a Go duration`},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := fxmodule.ConfigFromEnv(env(tc.env))
-			if !errors.Is(err, fxmodule.ErrInvalidConfig) {
-				t.Fatalf("ConfigFromEnv = %+v, %v; want an error wrapping ErrInvalidConfig", got, err)
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %q; want it to contain %q", err, tc.want)
-			}
-		})
+		envtest.Rejects(t, tc.name, fxmodule.ConfigFromEnv, tc.env, fxmodule.ErrInvalidConfig, tc.want)
 	}
 }

@@ -70,6 +70,27 @@ type follower struct {
 	w discovery.Watcher
 }
 
+// registerWatched starts a watcher of in's service on reader (bounded by
+// waitFor), reads its first set, registers in through r and returns a
+// follower of the watcher.
+func registerWatched(t *testing.T, reader discovery.Resolver, r *health.Registrar, in discovery.Instance) follower {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	t.Cleanup(cancel)
+	w, err := reader.Watch(ctx, in.Service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	if _, err := w.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Register(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	return follower{t: t, w: w}
+}
+
 // until reads sets until one holds the instance id in condition c, and
 // returns it; every set before must hold the instance (no removal).
 func (f follower) until(id string, c discovery.Condition) discovery.Instance {
@@ -274,20 +295,7 @@ func TestHTTPCheckGatesMemoryRegistration(t *testing.T) {
 	defer srv.Close()
 	b := newMemory(t)
 	r := newGate(t, b, health.HTTP(srv.URL+"/healthz"), health.Config{Period: 10 * time.Millisecond})
-	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
-	defer cancel()
-	w, err := b.Watch(ctx, "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	if _, err := w.Next(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Register(ctx, discovery.Instance{Service: "web", ID: "w-1", Address: srv.Listener.Addr().String()}); err != nil {
-		t.Fatal(err)
-	}
-	f := follower{t: t, w: w}
+	f := registerWatched(t, b, r, discovery.Instance{Service: "web", ID: "w-1", Address: srv.Listener.Addr().String()})
 	in := f.until("w-1", discovery.ConditionNotReady)
 	for !strings.Contains(in.Reason, "503 Service Unavailable: warming up") {
 		in = f.until("w-1", discovery.ConditionNotReady)
@@ -296,129 +304,79 @@ func TestHTTPCheckGatesMemoryRegistration(t *testing.T) {
 	f.until("w-1", discovery.ConditionServing)
 }
 
-// TestGRPCHealthGatesEtcdRegistration is the end-to-end case: a real gRPC
-// server with the standard health service, a real etcd, the health
-// Registrar over the etcd backend, and another etcd client watching.
-// NOT_SERVING takes the instance to not ready within Period x
-// FailureThreshold (+ margin), SERVING brings it back within Period x
-// SuccessThreshold (+ margin); it is never removed meanwhile.
-func TestGRPCHealthGatesEtcdRegistration(t *testing.T) {
-	srv := etcdtest.Start(t)
-	newEtcd := func() *etcd.Backend {
-		b, err := etcd.New(etcd.Config{
-			Endpoints: srv.Endpoints(), TTL: 5 * time.Second,
-			Retry:  retry.Policy{Base: 10 * time.Millisecond, Max: 100 * time.Millisecond},
-			Logger: testlog.New(t),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Close() })
-		return b
-	}
-	owner, reader := newEtcd(), newEtcd()
-	addr, hs := grpcServer(t)
-	hs.SetServingStatus("payments", healthpb.HealthCheckResponse_SERVING)
-	check, err := health.DialGRPC(addr, "payments")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer check.Close()
-	cfg := health.Config{Period: 100 * time.Millisecond, SuccessThreshold: 2, FailureThreshold: 3}
-	r := newGate(t, owner, check, cfg)
-	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
-	defer cancel()
-	w, err := reader.Watch(ctx, "payments")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	if _, err := w.Next(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Register(ctx, discovery.Instance{Service: "payments", ID: "p-1", Address: addr}); err != nil {
-		t.Fatal(err)
-	}
-	f := follower{t: t, w: w}
-	f.until("p-1", discovery.ConditionServing)
+// TestGRPCHealthGatesRegistration is the end-to-end case, on each real
+// registry: a real gRPC server with the standard health service, a real
+// etcd or nats-server with JetStream, the health Registrar over its
+// backend, and another client of the registry watching. NOT_SERVING takes
+// the instance to not ready (reason NOT_SERVING, zone kept) within Period x
+// FailureThreshold (+ margin) and no sooner than the failed checks can
+// take, SERVING brings it back within Period x SuccessThreshold (+
+// margin); it is never removed meanwhile.
+func TestGRPCHealthGatesRegistration(t *testing.T) {
+	fast := retry.Policy{Base: 10 * time.Millisecond, Max: 100 * time.Millisecond}
+	for _, tc := range []struct {
+		name string
+		// backends returns a maker of backends on a registry of its own.
+		backends func(t *testing.T) func() discovery.Backend
+	}{
+		{"etcd", func(t *testing.T) func() discovery.Backend {
+			srv := etcdtest.Start(t)
+			return func() discovery.Backend {
+				b, err := etcd.New(etcd.Config{Endpoints: srv.Endpoints(), TTL: 5 * time.Second, Retry: fast, Logger: testlog.New(t)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { b.Close() })
+				return b
+			}
+		}},
+		{"nats", func(t *testing.T) func() discovery.Backend {
+			srv := natstest.Start(t)
+			return func() discovery.Backend {
+				b, err := nats.New(nats.Config{Endpoints: []string{srv.URL()}, Bucket: "health", TTL: 5 * time.Second, Retry: fast, Logger: testlog.New(t)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { b.Close() })
+				return b
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			newBackend := tc.backends(t)
+			owner, reader := newBackend(), newBackend()
+			addr, hs := grpcServer(t)
+			hs.SetServingStatus("payments", healthpb.HealthCheckResponse_SERVING)
+			check, err := health.DialGRPC(addr, "payments")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer check.Close()
+			cfg := health.Config{Period: 100 * time.Millisecond, SuccessThreshold: 2, FailureThreshold: 3}
+			r := newGate(t, owner, check, cfg)
+			f := registerWatched(t, reader, r, discovery.Instance{Service: "payments", ID: "p-1", Address: addr, Zone: "z1"})
+			f.until("p-1", discovery.ConditionServing)
 
-	const margin = 5 * time.Second // a busy machine; the figure is logged
-	start := time.Now()
-	hs.SetServingStatus("payments", healthpb.HealthCheckResponse_NOT_SERVING)
-	in := f.until("p-1", discovery.ConditionNotReady)
-	down := time.Since(start)
-	if !strings.Contains(in.Reason, "NOT_SERVING") {
-		t.Errorf("not ready with reason %q; want the check's output, NOT_SERVING", in.Reason)
-	}
-	start = time.Now()
-	hs.SetServingStatus("payments", healthpb.HealthCheckResponse_SERVING)
-	f.until("p-1", discovery.ConditionServing)
-	up := time.Since(start)
-	t.Logf("NOT_SERVING seen by another etcd client after %v (period x failure threshold = %v); SERVING after %v (period x success threshold = %v)",
-		down, cfg.Period*3, up, cfg.Period*2)
-	if down > cfg.Period*3+margin || up > cfg.Period*2+margin {
-		t.Errorf("took %v to leave and %v to come back; want within %v and %v", down, up, cfg.Period*3+margin, cfg.Period*2+margin)
-	}
-	if down < cfg.Period*2 {
-		t.Errorf("not ready %v after NOT_SERVING, sooner than %d failed checks can take", down, 3)
-	}
-}
-
-// TestGRPCHealthGatesNATSRegistration is TestGRPCHealthGatesEtcdRegistration
-// on a real nats-server with JetStream.
-func TestGRPCHealthGatesNATSRegistration(t *testing.T) {
-	srv := natstest.Start(t)
-	newNATS := func() *nats.Backend {
-		b, err := nats.New(nats.Config{
-			Endpoints: []string{srv.URL()}, Bucket: "health", TTL: 5 * time.Second,
-			Retry:  retry.Policy{Base: 10 * time.Millisecond, Max: 100 * time.Millisecond},
-			Logger: testlog.New(t),
+			const margin = 5 * time.Second // a busy machine; the figure is logged
+			start := time.Now()
+			hs.SetServingStatus("payments", healthpb.HealthCheckResponse_NOT_SERVING)
+			in := f.until("p-1", discovery.ConditionNotReady)
+			down := time.Since(start)
+			if !strings.Contains(in.Reason, "NOT_SERVING") || in.Zone != "z1" {
+				t.Errorf("not ready instance %+v; want reason NOT_SERVING (the check's output) and the zone kept", in)
+			}
+			start = time.Now()
+			hs.SetServingStatus("payments", healthpb.HealthCheckResponse_SERVING)
+			f.until("p-1", discovery.ConditionServing)
+			up := time.Since(start)
+			t.Logf("NOT_SERVING seen by another client after %v (period x failure threshold = %v); SERVING after %v (period x success threshold = %v)",
+				down, cfg.Period*3, up, cfg.Period*2)
+			if down > cfg.Period*3+margin || up > cfg.Period*2+margin {
+				t.Errorf("took %v to leave and %v to come back; want within %v and %v", down, up, cfg.Period*3+margin, cfg.Period*2+margin)
+			}
+			if down < cfg.Period*2 {
+				t.Errorf("not ready %v after NOT_SERVING, sooner than %d failed checks can take", down, 3)
+			}
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Close() })
-		return b
-	}
-	owner, reader := newNATS(), newNATS()
-	addr, hs := grpcServer(t)
-	hs.SetServingStatus("payments", healthpb.HealthCheckResponse_SERVING)
-	check, err := health.DialGRPC(addr, "payments")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer check.Close()
-	cfg := health.Config{Period: 100 * time.Millisecond, SuccessThreshold: 2, FailureThreshold: 3}
-	r := newGate(t, owner, check, cfg)
-	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
-	defer cancel()
-	w, err := reader.Watch(ctx, "payments")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	if _, err := w.Next(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Register(ctx, discovery.Instance{Service: "payments", ID: "p-1", Address: addr, Zone: "z1"}); err != nil {
-		t.Fatal(err)
-	}
-	f := follower{t: t, w: w}
-	f.until("p-1", discovery.ConditionServing)
-	const margin = 5 * time.Second
-	start := time.Now()
-	hs.SetServingStatus("payments", healthpb.HealthCheckResponse_NOT_SERVING)
-	in := f.until("p-1", discovery.ConditionNotReady)
-	down := time.Since(start)
-	if !strings.Contains(in.Reason, "NOT_SERVING") || in.Zone != "z1" {
-		t.Errorf("not ready instance %+v; want reason NOT_SERVING and the zone kept", in)
-	}
-	start = time.Now()
-	hs.SetServingStatus("payments", healthpb.HealthCheckResponse_SERVING)
-	f.until("p-1", discovery.ConditionServing)
-	up := time.Since(start)
-	t.Logf("NATS: NOT_SERVING seen by another client after %v, SERVING after %v (period %v, thresholds 3 and 2)", down, up, cfg.Period)
-	if down > cfg.Period*3+margin || up > cfg.Period*2+margin {
-		t.Errorf("took %v to leave and %v to come back; want within %v and %v", down, up, cfg.Period*3+margin, cfg.Period*2+margin)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/testing/invalidtest"
 )
 
 // putKeys writes each key=value with a plain client, as someone other than
@@ -154,8 +155,9 @@ func TestInstances(t *testing.T) {
 	}
 }
 
-// Bad input is an error wrapping discovery.ErrInvalidInstance, and
-// nothing is read or written.
+// Bad input is an error wrapping discovery.ErrInvalidInstance (as
+// discoverytest's OperatorView checks too), and etcd's revision shows
+// that nothing was written.
 func TestAdminBadInput(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
@@ -173,26 +175,7 @@ func TestAdminBadInput(t *testing.T) {
 	}
 	before := revision()
 
-	cases := []struct{ service, id string }{
-		{"", "p-1"},
-		{"payments", ""},
-		{"payments/p-1", "x"},
-		{"payments", "p-1/x"},
-		{"..", "payments"},
-		{"payments", ".."},
-		{"pay ments", "p-1"},
-		{strings.Repeat("s", discovery.MaxNameLen+1), "p-1"},
-	}
-	for _, c := range cases {
-		if err := b.Delete(ctx, c.service, c.id); !errors.Is(err, discovery.ErrInvalidInstance) {
-			t.Errorf("Delete(%q, %q) = %v; want an error wrapping ErrInvalidInstance", c.service, c.id, err)
-		}
-	}
-	for _, service := range []string{"", "pay/ments", ".."} {
-		if _, _, err := b.Instances(ctx, service); !errors.Is(err, discovery.ErrInvalidInstance) {
-			t.Errorf("Instances(%q) = %v; want an error wrapping ErrInvalidInstance", service, err)
-		}
-	}
+	invalidtest.CheckRefused(ctx, t, b)
 	if after := revision(); after != before {
 		t.Errorf("revision %d after the bad calls; want %d: nothing written", after, before)
 	}
@@ -231,28 +214,6 @@ func TestDelete(t *testing.T) {
 	err := b.Delete(ctx, "payments", "p-1")
 	if !errors.Is(err, discovery.ErrNotRegistered) || !strings.Contains(err.Error(), "/tenant/payments/p-1") {
 		t.Errorf("Delete of a missing key = %v; want an error wrapping ErrNotRegistered naming the key", err)
-	}
-}
-
-func TestAdminAfterClose(t *testing.T) {
-	t.Parallel()
-	srv := etcdtest.Start(t)
-	b, err := etcd.New(testConfig(t, srv.Endpoints()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, _, err := b.Services(ctx); !errors.Is(err, discovery.ErrClosed) {
-		t.Errorf("Services after Close = %v; want ErrClosed", err)
-	}
-	if _, _, err := b.Instances(ctx, "payments"); !errors.Is(err, discovery.ErrClosed) {
-		t.Errorf("Instances after Close = %v; want ErrClosed", err)
-	}
-	if err := b.Delete(ctx, "payments", "p-1"); !errors.Is(err, discovery.ErrClosed) {
-		t.Errorf("Delete after Close = %v; want ErrClosed", err)
 	}
 }
 

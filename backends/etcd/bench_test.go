@@ -15,6 +15,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/cache"
+	"github.com/roster-sd/roster/internal/testing/benchtest"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -181,89 +182,41 @@ func BenchmarkPropagation(b *testing.B) {
 	if _, err := w.Next(ctx); err != nil {
 		b.Fatal(err)
 	}
-	// seen carries the time a watcher saw a change and the size of the set.
-	type seen struct {
-		at   time.Time
-		size int
-	}
-	rosterSeen := make(chan seen, 1)
-	go func() {
-		for {
-			set, err := w.Next(ctx)
-			if err != nil {
-				return // Stop or the end of the benchmark
-			}
-			select {
-			case rosterSeen <- seen{time.Now(), len(set)}:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	rawSeen := make(chan seen, 1)
+	rosterSeen := benchtest.Sets(ctx, w)
+	rawSeen := make(chan benchtest.Seen, 1)
 	raw := cli.Watch(ctx, "/raw/bench/", clientv3.WithPrefix())
 	go func() {
 		for resp := range raw {
-			if len(resp.Events) == 0 {
-				continue // not a change: a progress notice or the end
-			}
-			select {
-			case rawSeen <- seen{time.Now(), len(resp.Events)}:
-			case <-ctx.Done():
-				return
+			for _, ev := range resp.Events { // none: a progress notice or the end
+				size := 0
+				if ev.Type == clientv3.EventTypePut {
+					size = 1
+				}
+				select {
+				case rawSeen <- benchtest.Seen{At: time.Now(), Size: size}:
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}()
 
 	moving := instance("bench", "moving")
-	var roster, etcdWatch, rosterAfter, etcdWatchAfter time.Duration
-	var rosterEarly, etcdWatchEarly int
-	for i := 0; b.Loop(); i++ {
-		start := time.Now()
-		var err error
-		if i%2 == 0 {
-			_, err = cli.Put(ctx, "/raw/bench/moving", "x")
-		} else {
-			_, err = cli.Delete(ctx, "/raw/bench/moving")
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-		returned := time.Now()
-		s := <-rawSeen
-		etcdWatch += s.at.Sub(start)
-		etcdWatchAfter += s.at.Sub(returned)
-		if s.at.Before(returned) {
-			etcdWatchEarly++
-		}
-
-		start = time.Now()
-		if i%2 == 0 {
-			err = writer.Register(ctx, moving)
-		} else {
-			err = writer.Deregister(ctx, moving)
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-		returned = time.Now()
-		want := 10 + (i+1)%2
-		for s = <-rosterSeen; s.size != want; s = <-rosterSeen {
-		}
-		roster += s.at.Sub(start)
-		rosterAfter += s.at.Sub(returned)
-		if s.at.Before(returned) {
-			rosterEarly++
-		}
-	}
-	n := float64(b.N)
-	b.ReportMetric(float64(roster.Nanoseconds())/n, "roster-ns/op")
-	b.ReportMetric(float64(etcdWatch.Nanoseconds())/n, "raw-watch-ns/op")
-	b.ReportMetric(float64(roster)/float64(etcdWatch), "propagation/raw-watch")
-	b.ReportMetric(float64(rosterAfter.Nanoseconds())/n, "after-return-ns/op")
-	b.ReportMetric(float64(etcdWatchAfter.Nanoseconds())/n, "raw-after-return-ns/op")
-	b.ReportMetric(float64(rosterEarly)/n, "seen-before-return")
-	b.ReportMetric(float64(etcdWatchEarly)/n, "raw-seen-before-return")
+	benchtest.Propagation(ctx, b, 10,
+		func(ctx context.Context, add bool) error {
+			if add {
+				_, err := cli.Put(ctx, "/raw/bench/moving", "x")
+				return err
+			}
+			_, err := cli.Delete(ctx, "/raw/bench/moving")
+			return err
+		}, rawSeen,
+		func(ctx context.Context, add bool) error {
+			if add {
+				return writer.Register(ctx, moving)
+			}
+			return writer.Deregister(ctx, moving)
+		}, rosterSeen)
 }
 
 // BenchmarkCachedResolve compares Resolve through a cache.Resolver over the

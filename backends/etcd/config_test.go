@@ -7,7 +7,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -17,14 +16,8 @@ import (
 	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/internal/testing/envtest"
 )
-
-func lookupIn(vars map[string]string) func(string) (string, bool) {
-	return func(name string) (string, bool) {
-		v, ok := vars[name]
-		return v, ok
-	}
-}
 
 func TestConfigFromEnv(t *testing.T) {
 	t.Parallel()
@@ -63,16 +56,7 @@ func TestConfigFromEnv(t *testing.T) {
 		},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := etcd.ConfigFromEnv(lookupIn(tc.env))
-			if err != nil {
-				t.Fatalf("ConfigFromEnv: %v", err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("ConfigFromEnv =\n%+v\nwant\n%+v", got, tc.want)
-			}
-		})
+		envtest.Reads(t, tc.name, etcd.ConfigFromEnv, tc.env, tc.want)
 	}
 }
 
@@ -100,19 +84,7 @@ func TestConfigFromEnvErrors(t *testing.T) {
 		{"password without username", map[string]string{backends.EnvPassword: "hunter2"}, "ROSTER_USERNAME is empty but ROSTER_PASSWORD is set"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := etcd.ConfigFromEnv(lookupIn(tc.env))
-			if !errors.Is(err, etcd.ErrInvalidConfig) {
-				t.Fatalf("ConfigFromEnv = %+v, %v; want an error wrapping ErrInvalidConfig", got, err)
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %q; want it to contain %q", err, tc.want)
-			}
-			if strings.Contains(err.Error(), "hunter2") {
-				t.Errorf("error %q shows the password", err)
-			}
-		})
+		envtest.Rejects(t, tc.name, etcd.ConfigFromEnv, tc.env, etcd.ErrInvalidConfig, tc.want, "hunter2")
 	}
 }
 
@@ -176,7 +148,7 @@ func TestConfigFileErrors(t *testing.T) {
 func TestTLSFromFiles(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t, etcdtest.WithTLS())
-	cfg, err := etcd.ConfigFromEnv(lookupIn(map[string]string{
+	cfg, err := etcd.ConfigFromEnv(envtest.Lookup(map[string]string{
 		backends.EnvEndpoints: srv.Endpoints()[0], backends.EnvCACert: srv.CAFile(),
 		backends.EnvCert: srv.CertFile(), backends.EnvKey: srv.KeyFile(), backends.EnvTimeout: "5s",
 	}))

@@ -11,6 +11,7 @@ import (
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/discoverytest"
+	"github.com/roster-sd/roster/internal/testing/faultlink"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -34,17 +35,17 @@ func (h *harness) Close() {}
 // own, which the backends of MakeBackend reach through a proxy (the link
 // Cut cuts) and observers directly.
 type faultHarness struct {
-	t     *testing.T
-	srv   *etcdtest.Server
-	proxy *etcdtest.Proxy
-	opts  discoverytest.FaultOptions
+	t              *testing.T
+	srv            *etcdtest.Server
+	faultlink.Link // Cut and Heal: the proxy MakeBackend dials
+	opts           discoverytest.FaultOptions
 }
 
 const faultPrefix = "/faults"
 
 func newFaultHarness(_ context.Context, t *testing.T, opts discoverytest.FaultOptions) (discoverytest.FaultHarness, error) {
 	srv := etcdtest.Start(t)
-	return &faultHarness{t: t, srv: srv, proxy: etcdtest.StartProxy(t, srv.Endpoints()[0]), opts: opts}, nil
+	return &faultHarness{t: t, srv: srv, Link: faultlink.Link{Proxy: etcdtest.StartProxy(t, srv.Endpoints()[0])}, opts: opts}, nil
 }
 
 func (h *faultHarness) config(endpoint string) etcd.Config {
@@ -57,7 +58,7 @@ func (h *faultHarness) config(endpoint string) etcd.Config {
 }
 
 func (h *faultHarness) MakeBackend(context.Context) (discovery.Backend, error) {
-	return etcd.New(h.config(h.proxy.Endpoint()))
+	return etcd.New(h.config(h.Proxy.Endpoint()))
 }
 
 func (h *faultHarness) MakeObserver(context.Context) (discovery.Backend, error) {
@@ -67,17 +68,13 @@ func (h *faultHarness) MakeObserver(context.Context) (discovery.Backend, error) 
 func (h *faultHarness) Stop(context.Context) error  { return h.srv.Stop() }
 func (h *faultHarness) Start(context.Context) error { return h.srv.Restart() }
 
-func (h *faultHarness) Cut(mode discoverytest.CutMode) {
-	if mode == discoverytest.CutBlackhole {
-		h.proxy.Blackhole()
-		return
-	}
-	h.proxy.Reject()
-}
-
-func (h *faultHarness) Heal() {
-	h.proxy.Unblackhole()
-	h.proxy.Accept()
+// Wipe implements discoverytest.Wiper: etcd wiped with the same cluster
+// ID while the backends are cut off, so that they reconnect to the new
+// history only.
+func (h *faultHarness) Wipe(context.Context) error {
+	h.Proxy.Reject()
+	defer h.Proxy.Accept()
+	return h.srv.Wipe()
 }
 
 func (h *faultHarness) Remove(ctx context.Context, k discovery.Key) error {
@@ -92,10 +89,17 @@ func (h *faultHarness) Remove(ctx context.Context, k discovery.Key) error {
 // Close does nothing: the server and the proxy close with the subtest.
 func (h *faultHarness) Close() {}
 
-func TestConformance(t *testing.T) {
+// harnesses starts an etcd server for the test and returns a maker of
+// harnesses on it, each with a prefix of its own under /<name>.
+func harnesses(t *testing.T, name string) discoverytest.HarnessMaker {
 	srv := etcdtest.Start(t)
 	var n atomic.Int64
-	discoverytest.Run(t, func(ctx context.Context, t *testing.T) (discoverytest.Harness, error) {
-		return &harness{t: t, srv: srv, prefix: fmt.Sprintf("/conformance/%d", n.Add(1))}, nil
-	}, discoverytest.Capabilities{Status: true, Conflict: true, Values: true, Faults: newFaultHarness})
+	return func(_ context.Context, t *testing.T) (discoverytest.Harness, error) {
+		return &harness{t: t, srv: srv, prefix: fmt.Sprintf("/%s/%d", name, n.Add(1))}, nil
+	}
+}
+
+func TestConformance(t *testing.T) {
+	discoverytest.Run(t, harnesses(t, "conformance"),
+		discoverytest.Capabilities{Status: true, Conflict: true, Values: true, Faults: newFaultHarness})
 }

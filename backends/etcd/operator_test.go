@@ -5,38 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/discoverytest"
 )
 
-// operatorHarness gives the subtest a prefix of its own on one etcd
-// server; every handle is a Backend with its own client.
-type operatorHarness struct {
-	t      *testing.T
-	srv    *etcdtest.Server
-	prefix string
-}
-
-func (h *operatorHarness) MakeBackend(context.Context) (discovery.Backend, error) {
-	cfg := testConfig(h.t, h.srv.Endpoints())
-	cfg.Prefix = h.prefix
-	return etcd.New(cfg)
-}
-
-func (h *operatorHarness) Close() {}
-
+// TestOperatorView runs discoverytest's operator-view subtests, each on a
+// prefix of its own (the conformance harness).
 func TestOperatorView(t *testing.T) {
-	srv := etcdtest.Start(t)
-	var n atomic.Int64
-	discoverytest.RunOperatorView(t, func(_ context.Context, t *testing.T) (discoverytest.Harness, error) {
-		return &operatorHarness{t: t, srv: srv, prefix: fmt.Sprintf("/operator/%d", n.Add(1))}, nil
-	})
+	discoverytest.RunOperatorView(t, harnesses(t, "operator"))
 }
 
 // followWait bounds each wait for an update: generous on a busy machine.
@@ -44,9 +24,9 @@ const followWait = 20 * time.Second
 
 // TestFollowRegistry: FollowRegistry reports each instance with its lease
 // in hex, passes over reserved keys (a remainder starting with '~') and
-// what is not roster's, reports a change of a service as its whole set,
-// reports etcd unreachable while it is stopped and reachable once it is
-// back, and ends with ErrClosed when the Backend closes.
+// what is not roster's, and reports a change of a service as its whole
+// set. (The outage and Close are discoverytest's
+// FaultFollowRegistryReportsOutage and OperatorView.)
 func TestFollowRegistry(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
@@ -96,30 +76,8 @@ func TestFollowRegistry(t *testing.T) {
 	if u := next("payments with p-2"); u.Reset || len(u.Services) != 1 || len(u.Services[0].Instances) != 2 || !u.Services[0].Instances[1].Equal(p2) {
 		t.Fatalf("after p-2 registered: %+v; want payments whole, p-2 draining", u)
 	}
-
-	if err := srv.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	if u := next("etcd unreachable"); !errors.Is(u.Unreachable, discovery.ErrUnavailable) {
-		t.Fatalf("after etcd stopped: %+v; want Unreachable wrapping ErrUnavailable", u)
-	}
-	if err := srv.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if u := next("etcd reachable again"); u.Unreachable == nil {
-			break
-		}
-	}
-	if err := view.Close(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if !errors.Is(err, discovery.ErrClosed) {
-			t.Errorf("FollowRegistry after Close: %v; want ErrClosed", err)
-		}
-	case <-time.After(followWait):
-		t.Fatal("FollowRegistry did not return when the Backend closed")
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("FollowRegistry after its ctx ended: %v; want context.Canceled", err)
 	}
 }

@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/testing/servingtest"
 )
 
 // WriteValue implements discoverytest.ValueWriter: a plain Put, without a
@@ -39,13 +39,7 @@ func TestServingChangeIsOneWrite(t *testing.T) {
 	defer cancel()
 	wch := cli.Watch(ctx, "/roster/services/", clientv3.WithPrefix(), clientv3.WithRev(first.Header.Revision+1))
 
-	edits := []func(*discovery.Instance){
-		func(in *discovery.Instance) { in.Condition, in.Reason = discovery.ConditionNotReady, "warming up" },
-		func(in *discovery.Instance) { in.Condition, in.Reason = discovery.ConditionServing, "" },
-		func(in *discovery.Instance) { in.Weight = 300 },
-		func(in *discovery.Instance) { in.Zone = "eu-west-1a" },
-		func(in *discovery.Instance) { in.Condition, in.Reason = discovery.ConditionDraining, "shutting down" },
-	}
+	edits := servingtest.Edits
 	for _, edit := range edits {
 		edit(&in)
 		register(t, b, in)
@@ -90,25 +84,13 @@ func BenchmarkServingUpdate(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
-	conds := []discovery.Condition{discovery.ConditionNotReady, discovery.ConditionServing}
-	var putTime, updateTime time.Duration
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		in.Condition = conds[i%2]
-		value := fmt.Sprintf(`{"service":"bench","id":"raw","address":"127.0.0.1:8080","metadata":{"zone":"a"},"condition":%q}`, in.Condition)
-		start := time.Now()
-		if _, err := cli.Put(ctx, "/raw/bench/p-1", value, clientv3.WithLease(lease.ID)); err != nil {
-			b.Fatal(err)
-		}
-		putTime += time.Since(start)
-		start = time.Now()
-		if err := backend.Register(ctx, in); err != nil {
-			b.Fatal(err)
-		}
-		updateTime += time.Since(start)
-	}
-	b.ReportMetric(float64(putTime.Nanoseconds())/float64(b.N), "put-ns/op")
-	b.ReportMetric(float64(updateTime.Nanoseconds())/float64(b.N), "update-ns/op")
-	b.ReportMetric(float64(updateTime)/float64(putTime), "update/put")
+	servingtest.CompareUpdate(b, in,
+		func(in discovery.Instance) ([]byte, error) {
+			return fmt.Appendf(nil, `{"service":"bench","id":"raw","address":"127.0.0.1:8080","metadata":{"zone":"a"},"condition":%q}`, in.Condition), nil
+		},
+		func(ctx context.Context, value []byte) error {
+			_, err := cli.Put(ctx, "/raw/bench/p-1", string(value), clientv3.WithLease(lease.ID))
+			return err
+		},
+		backend.Register)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/backends/nats/natstest"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/testing/invalidtest"
 )
 
 // rawJS connects to url as another process would.
@@ -230,8 +231,9 @@ func TestInstancesInABucketWithATTL(t *testing.T) {
 	}
 }
 
-// Bad input is an error wrapping discovery.ErrInvalidInstance, and
-// nothing is written.
+// Bad input is an error wrapping discovery.ErrInvalidInstance (as
+// discoverytest's OperatorView checks too), and the stream's last
+// sequence shows that nothing was written.
 func TestAdminBadInput(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Start(t)
@@ -251,30 +253,7 @@ func TestAdminBadInput(t *testing.T) {
 	}
 	before := lastSeq()
 
-	cases := []struct{ service, id string }{
-		{"", "p-1"},
-		{"payments", ""},
-		{"payments.p-1", ""},
-		{"payments", "p-1.*"},
-		{"*", "p-1"},
-		{">", "p-1"},
-		{"payments", ">"},
-		{"..", "p-1"},
-		{"payments", ".."},
-		{"pay ments", "p-1"},
-		{"pay=ments", "p-1"},
-		{strings.Repeat("s", discovery.MaxNameLen+1), "p-1"},
-	}
-	for _, c := range cases {
-		if err := b.Delete(t.Context(), c.service, c.id); !errors.Is(err, discovery.ErrInvalidInstance) {
-			t.Errorf("Delete(%q, %q) = %v; want an error wrapping ErrInvalidInstance", c.service, c.id, err)
-		}
-	}
-	for _, service := range []string{"", "*", ">", "pay.*", "pay ments", "..", "pay=ments"} {
-		if _, _, err := b.Instances(t.Context(), service); !errors.Is(err, discovery.ErrInvalidInstance) {
-			t.Errorf("Instances(%q) = %v; want an error wrapping ErrInvalidInstance", service, err)
-		}
-	}
+	invalidtest.CheckRefused(t.Context(), t, b)
 	if after := lastSeq(); after != before {
 		t.Errorf("last sequence %d after the bad calls; want %d: nothing written", after, before)
 	}
@@ -356,28 +335,6 @@ func TestDelete(t *testing.T) {
 	const want = `nats: delete pay.ments/x.1: no key pay=ments.x=1 in bucket "roster": discovery: instance not registered`
 	if !errors.Is(err, discovery.ErrNotRegistered) || err.Error() != want {
 		t.Errorf("Delete of a missing key = %v; want %q, wrapping ErrNotRegistered", err, want)
-	}
-}
-
-func TestAdminAfterClose(t *testing.T) {
-	t.Parallel()
-	srv := natstest.Start(t)
-	b, err := nats.New(testConfig(t, srv.URL(), "roster"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, _, err := b.Services(ctx); !errors.Is(err, discovery.ErrClosed) {
-		t.Errorf("Services after Close = %v; want ErrClosed", err)
-	}
-	if _, _, err := b.Instances(ctx, "payments"); !errors.Is(err, discovery.ErrClosed) {
-		t.Errorf("Instances after Close = %v; want ErrClosed", err)
-	}
-	if err := b.Delete(ctx, "payments", "p-1"); !errors.Is(err, discovery.ErrClosed) {
-		t.Errorf("Delete after Close = %v; want ErrClosed", err)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/backends/nats/natstest"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/testing/benchtest"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -371,7 +372,9 @@ func waitRemoved(b *testing.B, url, bucket, key string) {
 // on its own goroutine and stamps the moment it sees the change; the time
 // runs from the start of the write. Iterations alternate adding the
 // instance (Register, Put) and removing it (Deregister, Delete). Metric:
-// propagation/raw-watch, the ratio of the mean times.
+// propagation/raw-watch, the ratio of the mean times (and the others of
+// benchtest.Propagation: the times from the write's return, the share of
+// changes seen before it).
 func BenchmarkWatchPropagation(b *testing.B) {
 	skipShort(b)
 	srv := natstest.Start(b)
@@ -390,24 +393,7 @@ func BenchmarkWatchPropagation(b *testing.B) {
 	if set, err := w.Next(ctx); err != nil || len(set) != 10 {
 		b.Fatalf("first Next = %d instances, %v; want 10", len(set), err)
 	}
-	type seen struct {
-		at   time.Time
-		size int // roster: the set's size; raw: 1 for a put, 0 for a removal
-	}
-	rosterSeen := make(chan seen, 1)
-	go func() {
-		for {
-			set, err := w.Next(ctx)
-			if err != nil {
-				return // Stop or the end of the benchmark
-			}
-			select {
-			case rosterSeen <- seen{time.Now(), len(set)}:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	rosterSeen := benchtest.Sets(ctx, w)
 
 	rawWriter := rawKV(b, srv.URL(), "roster")
 	rawWatch, err := rawKV(b, srv.URL(), "roster").Watch(ctx, "raw.*")
@@ -418,7 +404,7 @@ func BenchmarkWatchPropagation(b *testing.B) {
 	if e := <-rawWatch.Updates(); e != nil {
 		b.Fatalf("raw watch: first entry %v; want the end of the (empty) current values", e.Key())
 	}
-	rawSeen := make(chan seen, 1)
+	rawSeen := make(chan benchtest.Seen, 1)
 	go func() {
 		for e := range rawWatch.Updates() {
 			size := 0
@@ -426,7 +412,7 @@ func BenchmarkWatchPropagation(b *testing.B) {
 				size = 1
 			}
 			select {
-			case rawSeen <- seen{time.Now(), size}:
+			case rawSeen <- benchtest.Seen{At: time.Now(), Size: size}:
 			case <-ctx.Done():
 				return
 			}
@@ -434,46 +420,20 @@ func BenchmarkWatchPropagation(b *testing.B) {
 	}()
 
 	moving := benchInstance("bench", "moving")
-	var roster, raw time.Duration
-	for i := 0; b.Loop(); i++ {
-		add := i%2 == 0
-		start := time.Now()
-		var err error
-		if add {
-			_, err = rawWriter.Put(ctx, "raw.moving", []byte("x"))
-		} else {
-			err = rawWriter.Delete(ctx, "raw.moving")
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-		want := 0
-		if add {
-			want = 1
-		}
-		s := <-rawSeen
-		for ; s.size != want; s = <-rawSeen {
-		}
-		raw += s.at.Sub(start)
-
-		start = time.Now()
-		if add {
-			err = writer.Register(ctx, moving)
-		} else {
-			err = writer.Deregister(ctx, moving)
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-		want = 10 + want
-		for s = <-rosterSeen; s.size != want; s = <-rosterSeen {
-		}
-		roster += s.at.Sub(start)
-	}
-	n := float64(b.N)
-	b.ReportMetric(float64(roster.Nanoseconds())/n, "roster-ns/op")
-	b.ReportMetric(float64(raw.Nanoseconds())/n, "raw-watch-ns/op")
-	b.ReportMetric(float64(roster)/float64(raw), "propagation/raw-watch")
+	benchtest.Propagation(ctx, b, 10,
+		func(ctx context.Context, add bool) error {
+			if add {
+				_, err := rawWriter.Put(ctx, "raw.moving", []byte("x"))
+				return err
+			}
+			return rawWriter.Delete(ctx, "raw.moving")
+		}, rawSeen,
+		func(ctx context.Context, add bool) error {
+			if add {
+				return writer.Register(ctx, moving)
+			}
+			return writer.Deregister(ctx, moving)
+		}, rosterSeen)
 }
 
 // BenchmarkRenewalTraffic counts the renewals a Backend holding 1 and 1000

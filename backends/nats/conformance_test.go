@@ -14,6 +14,7 @@ import (
 	"github.com/roster-sd/roster/backends/nats/natstest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/discoverytest"
+	"github.com/roster-sd/roster/internal/testing/faultlink"
 	"github.com/roster-sd/roster/retry"
 )
 
@@ -36,17 +37,17 @@ func (h *harness) Close() {}
 // own, which the backends of MakeBackend reach through a proxy (the link
 // Cut cuts) and observers directly.
 type faultHarness struct {
-	t     *testing.T
-	srv   *natstest.Server
-	proxy *natstest.Proxy
-	opts  discoverytest.FaultOptions
+	t              *testing.T
+	srv            *natstest.Server
+	faultlink.Link // Cut and Heal: the proxy MakeBackend dials
+	opts           discoverytest.FaultOptions
 }
 
 const faultBucket = "faults"
 
 func newFaultHarness(_ context.Context, t *testing.T, opts discoverytest.FaultOptions) (discoverytest.FaultHarness, error) {
 	srv := natstest.Start(t)
-	return &faultHarness{t: t, srv: srv, proxy: natstest.StartProxy(t, srv.Addr()), opts: opts}, nil
+	return &faultHarness{t: t, srv: srv, Link: faultlink.Link{Proxy: natstest.StartProxy(t, srv.Addr())}, opts: opts}, nil
 }
 
 func (h *faultHarness) config(url string) nats.Config {
@@ -60,7 +61,7 @@ func (h *faultHarness) config(url string) nats.Config {
 }
 
 func (h *faultHarness) MakeBackend(context.Context) (discovery.Backend, error) {
-	return nats.New(h.config("nats://" + h.proxy.Endpoint()))
+	return nats.New(h.config("nats://" + h.Proxy.Endpoint()))
 }
 
 func (h *faultHarness) MakeObserver(context.Context) (discovery.Backend, error) {
@@ -70,18 +71,9 @@ func (h *faultHarness) MakeObserver(context.Context) (discovery.Backend, error) 
 func (h *faultHarness) Stop(context.Context) error  { h.srv.Stop(); return nil }
 func (h *faultHarness) Start(context.Context) error { return h.srv.Restart() }
 
-func (h *faultHarness) Cut(mode discoverytest.CutMode) {
-	if mode == discoverytest.CutBlackhole {
-		h.proxy.Blackhole()
-		return
-	}
-	h.proxy.Reject()
-}
-
-func (h *faultHarness) Heal() {
-	h.proxy.Unblackhole()
-	h.proxy.Accept()
-}
+// Wipe implements discoverytest.Wiper: nats-server restarted without
+// its data, its bucket and sequences gone.
+func (h *faultHarness) Wipe(context.Context) error { return h.srv.Wipe() }
 
 // Remove deletes the instance's key. The suite's service names and IDs
 // hold no '.' or '=', so the key is <service>.<id> unescaped.
@@ -100,10 +92,17 @@ func (h *faultHarness) Remove(ctx context.Context, k discovery.Key) error {
 // Close does nothing: the server and the proxy close with the subtest.
 func (h *faultHarness) Close() {}
 
-func TestConformance(t *testing.T) {
+// harnesses starts a nats-server for the test and returns a maker of
+// harnesses on it, each with a bucket of its own, <name>-<n>.
+func harnesses(t *testing.T, name string) discoverytest.HarnessMaker {
 	srv := natstest.Start(t)
 	var n atomic.Int64
-	discoverytest.Run(t, func(ctx context.Context, t *testing.T) (discoverytest.Harness, error) {
-		return &harness{t: t, srv: srv, bucket: fmt.Sprintf("conformance-%d", n.Add(1))}, nil
-	}, discoverytest.Capabilities{Status: true, Conflict: true, Values: true, Faults: newFaultHarness})
+	return func(_ context.Context, t *testing.T) (discoverytest.Harness, error) {
+		return &harness{t: t, srv: srv, bucket: fmt.Sprintf("%s-%d", name, n.Add(1))}, nil
+	}
+}
+
+func TestConformance(t *testing.T) {
+	discoverytest.Run(t, harnesses(t, "conformance"),
+		discoverytest.Capabilities{Status: true, Conflict: true, Values: true, Faults: newFaultHarness})
 }

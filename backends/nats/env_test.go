@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -21,17 +20,15 @@ import (
 	"github.com/roster-sd/roster/backends"
 	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/backends/nats/natstest"
+	"github.com/roster-sd/roster/internal/testing/envtest"
 	"github.com/roster-sd/roster/internal/testing/testlog"
 	"github.com/roster-sd/roster/internal/testing/testwait"
 )
 
-func lookupIn(env map[string]string) func(string) (string, bool) {
-	return func(name string) (string, bool) { v, ok := env[name]; return v, ok }
-}
-
 func TestConfigFromEnv(t *testing.T) {
 	t.Parallel()
-	got, err := nats.ConfigFromEnv(lookupIn(map[string]string{
+	envtest.Reads(t, "nothing set", nats.ConfigFromEnv, nil, nats.Config{})
+	envtest.Reads(t, "everything", nats.ConfigFromEnv, map[string]string{
 		backends.EnvEndpoints: "nats://a:4222, tls://b:4222,c:4222",
 		backends.EnvTTL:       "30s",
 		backends.EnvTimeout:   "2s",
@@ -42,11 +39,7 @@ func TestConfigFromEnv(t *testing.T) {
 		backends.EnvPassword:  " pass word ",
 		backends.EnvBucket:    "fleet_1",
 		backends.EnvPrefix:    "/etcd/only", // not the NATS backend's
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := nats.Config{
+	}, nats.Config{
 		Endpoints:      []string{"nats://a:4222", "tls://b:4222", "c:4222"},
 		Bucket:         "fleet_1",
 		TTL:            30 * time.Second,
@@ -57,13 +50,7 @@ func TestConfigFromEnv(t *testing.T) {
 		KeyFile:        "k.pem",
 		Username:       "svc",
 		Password:       " pass word ",
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("ConfigFromEnv =\n%+v\nwant\n%+v", got, want)
-	}
-	if got, err := nats.ConfigFromEnv(lookupIn(nil)); err != nil || !reflect.DeepEqual(got, nats.Config{}) {
-		t.Errorf("ConfigFromEnv of nothing = %+v, %v; want the zero Config", got, err)
-	}
+	})
 }
 
 func TestConfigFromEnvRejects(t *testing.T) {
@@ -92,19 +79,7 @@ func TestConfigFromEnvRejects(t *testing.T) {
 		{"empty endpoint beside a token", map[string]string{backends.EnvEndpoints: "nats://hunter2@a:4222,"}, "has an empty endpoint at position 2"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := nats.ConfigFromEnv(lookupIn(tc.env))
-			if !errors.Is(err, nats.ErrInvalidConfig) {
-				t.Fatalf("ConfigFromEnv = %+v, %v; want an error wrapping ErrInvalidConfig", got, err)
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %q; want it to contain %q", err, tc.want)
-			}
-			if strings.Contains(err.Error(), "hunter2") {
-				t.Errorf("error %q holds a secret", err)
-			}
-		})
+		envtest.Rejects(t, tc.name, nats.ConfigFromEnv, tc.env, nats.ErrInvalidConfig, tc.want, "hunter2")
 	}
 }
 

@@ -3,9 +3,7 @@ package nats_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,26 +13,10 @@ import (
 	"github.com/roster-sd/roster/discovery/discoverytest"
 )
 
-// operatorHarness gives the subtest a bucket of its own on one server;
-// every handle is a Backend with its own connection.
-type operatorHarness struct {
-	t      *testing.T
-	srv    *natstest.Server
-	bucket string
-}
-
-func (h *operatorHarness) MakeBackend(context.Context) (discovery.Backend, error) {
-	return nats.New(testConfig(h.t, h.srv.URL(), h.bucket))
-}
-
-func (h *operatorHarness) Close() {}
-
+// TestOperatorView runs discoverytest's operator-view subtests, each on a
+// bucket of its own (the conformance harness).
 func TestOperatorView(t *testing.T) {
-	srv := natstest.Start(t)
-	var n atomic.Int64
-	discoverytest.RunOperatorView(t, func(_ context.Context, t *testing.T) (discoverytest.Harness, error) {
-		return &operatorHarness{t: t, srv: srv, bucket: fmt.Sprintf("operator-%d", n.Add(1))}, nil
-	})
+	discoverytest.RunOperatorView(t, harnesses(t, "operator"))
 }
 
 // followed collects FollowRegistry's updates on a channel.

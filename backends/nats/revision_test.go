@@ -20,6 +20,7 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/cache"
 	"github.com/roster-sd/roster/discovery/grpcresolver"
+	"github.com/roster-sd/roster/internal/testing/revisiontest"
 	"github.com/roster-sd/roster/internal/testing/testlog"
 	"github.com/roster-sd/roster/internal/testing/testwait"
 )
@@ -151,6 +152,84 @@ func TestRevisionsAreTheServicesStreamSequences(t *testing.T) {
 	t.Logf("revisions: resolve %d, watch %d, watch %d, resolve %d; stream at %d", r1, w1, w2, r2, lastSeq(ctx, t, js))
 }
 
+// padSequences moves the bucket's sequences well past what a new history
+// reaches in these tests, with 100 writes to another key.
+func padSequences(ctx context.Context, t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	kv, err := js.KeyValue(ctx, "roster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := kv.Put(ctx, "other.key", fmt.Append(nil, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// firstRevision watches payments through r and returns the watcher, whose
+// first set must be the instances want (their IDs) past sequence 100, and
+// that set's revision; and another watcher of r, which the test reads up
+// to the new history's set (caughtUp) so that the watcher looks only once
+// the feed behind both holds it.
+func firstRevision(ctx context.Context, t *testing.T, r discovery.Resolver, want string) (discovery.RevisionWatcher, uint64, discovery.Watcher) {
+	t.Helper()
+	w, err := r.Watch(ctx, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	rw, ok := w.(discovery.RevisionWatcher)
+	if !ok {
+		t.Fatal("the watcher is not a discovery.RevisionWatcher")
+	}
+	other, err := r.Watch(ctx, "payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Stop)
+	set, before, err := rw.NextRevision(ctx)
+	if err != nil || ids(set) != want || before <= 100 {
+		t.Fatalf("first NextRevision = %v, %d, %v; want %s past sequence 100", set, before, err, want)
+	}
+	return rw, before, other
+}
+
+// caughtUp reads other until its set is want, skipping outages.
+func caughtUp(ctx context.Context, t *testing.T, other discovery.Watcher, want []discovery.Instance) {
+	t.Helper()
+	for {
+		set, err := other.Next(ctx)
+		if errors.Is(err, discovery.ErrUnavailable) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("waiting for a watcher of the same feed to see %s: %v", ids(want), err)
+		}
+		if discovery.EqualSets(set, want) {
+			return
+		}
+	}
+}
+
+// waitPublished waits until the bucket holds the keys of ins.
+func waitPublished(ctx context.Context, t *testing.T, js jetstream.JetStream, ins ...discovery.Instance) {
+	t.Helper()
+	testwait.Until(t, revisionWait, fmt.Sprintf("%s published again", ids(ins)), func() bool {
+		kv, err := js.KeyValue(ctx, "roster")
+		if err != nil {
+			return false
+		}
+		for _, in := range ins {
+			key, _ := nats.KeyOf(in.Key())
+			if _, err := kv.Get(ctx, key); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // A bucket deleted and created again restarts its sequences: the watcher
 // reports an outage (discovery.ErrUnavailable) before any set of the new
 // bucket, so that no client compares revisions across the two, and its
@@ -168,70 +247,36 @@ func TestRecreatedBucketResetsTheWatchersRevisions(t *testing.T) {
 	if err := a.Register(ctx, p1); err != nil {
 		t.Fatal(err)
 	}
-	// Move the old bucket's sequences well past what the new one reaches
-	// in this test, with writes to another key.
-	kv, err := js.KeyValue(ctx, "roster")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 100 {
-		if _, err := kv.Put(ctx, "other.key", fmt.Append(nil, i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	padSequences(ctx, t, js)
 	if err := a.Register(ctx, discovery.Instance{Service: "payments", ID: "p-0", Address: "10.0.0.9:80"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Deregister(ctx, discovery.Instance{Service: "payments", ID: "p-0", Address: "10.0.0.9:80"}); err != nil {
 		t.Fatal(err)
 	}
-	w, err := c.Watch(ctx, "payments")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	rw, ok := w.(discovery.RevisionWatcher)
-	if !ok {
-		t.Fatal("the Backend's watcher is not a discovery.RevisionWatcher")
-	}
-	set, before, err := rw.NextRevision(ctx)
-	if err != nil || ids(set) != "p-1" || before <= 100 {
-		t.Fatalf("first NextRevision = %v, %d, %v; want p-1 past sequence 100", set, before, err)
-	}
+	rw, before, other := firstRevision(ctx, t, c, "p-1")
 
 	if err := js.DeleteKeyValue(ctx, "roster"); err != nil {
 		t.Fatal(err)
 	}
 	// The Backends create the bucket again and publish p-1 there; p-2
 	// then comes.
-	testwait.Until(t, revisionWait, "the bucket created again with p-1", func() bool {
-		kv, err := js.KeyValue(ctx, "roster")
-		if err != nil {
-			return false
-		}
-		key, _ := nats.KeyOf(p1.Key())
-		_, err = kv.Get(ctx, key)
-		return err == nil
-	})
+	waitPublished(ctx, t, js, p1)
 	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
 	if err := a.Register(ctx, p2); err != nil {
 		t.Fatal(err)
 	}
-	newHistory(ctx, t, rw, before, "p-1 p-2")
+	caughtUp(ctx, t, other, []discovery.Instance{p1, p2})
+	revisiontest.NewHistory(ctx, t, rw, before, []discovery.Instance{p1, p2})
 }
 
 // A server restarted without its data (natstest.Wipe) makes a new bucket
-// whose sequences start again: a watcher that did not look during the
-// outage still reports it before the new bucket's first set, though the
-// feed's outage ended before it looked; and so does a watcher of a cache
-// over the Backend, whose upstream watch reported the outage in time but
-// which did not look either.
+// whose sequences start again: a watcher of a cache over the Backend,
+// whose upstream watch reported the outage in time but which did not look,
+// still reports it before the new bucket's first set. (A watcher of the
+// Backend itself is discoverytest's FaultWipeResetsTheWatchersRevisions.)
 func TestWipedServerResetsTheWatchersRevisions(t *testing.T) {
 	t.Parallel()
-	t.Run("backend", func(t *testing.T) {
-		t.Parallel()
-		wipedServerResets(t, func(*testing.T, *nats.Backend) {}, func(c *nats.Backend) discovery.Resolver { return c })
-	})
 	t.Run("cache", func(t *testing.T) {
 		t.Parallel()
 		var r *cache.Resolver
@@ -258,55 +303,23 @@ func wipedServerResets(t *testing.T, setup func(*testing.T, *nats.Backend), via 
 	if err := a.Register(ctx, p1); err != nil {
 		t.Fatal(err)
 	}
-	kv, err := rawJSOf(t, srv.URL()).KeyValue(ctx, "roster")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 100 {
-		if _, err := kv.Put(ctx, "other.key", fmt.Append(nil, i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	padSequences(ctx, t, rawJSOf(t, srv.URL()))
 	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
 	if err := a.Register(ctx, p2); err != nil {
 		t.Fatal(err)
 	}
-	w, err := via(c).Watch(ctx, "payments")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	rw, ok := w.(discovery.RevisionWatcher)
-	if !ok {
-		t.Fatal("the watcher is not a discovery.RevisionWatcher")
-	}
-	set, before, err := rw.NextRevision(ctx)
-	if err != nil || ids(set) != "p-1 p-2" || before <= 100 {
-		t.Fatalf("first NextRevision = %v, %d, %v; want p-1 p-2 past sequence 100", set, before, err)
-	}
+	rw, before, other := firstRevision(ctx, t, via(c), "p-1 p-2")
 
 	natstest.Wipe(t, srv)
 	// The watcher does not look until both keys are back in the new
 	// bucket and a new instance has come.
-	js := rawJSOf(t, srv.URL())
-	testwait.Until(t, revisionWait, "p-1 and p-2 published again", func() bool {
-		kv, err := js.KeyValue(ctx, "roster")
-		if err != nil {
-			return false
-		}
-		for _, in := range []discovery.Instance{p1, p2} {
-			key, _ := nats.KeyOf(in.Key())
-			if _, err := kv.Get(ctx, key); err != nil {
-				return false
-			}
-		}
-		return true
-	})
+	waitPublished(ctx, t, rawJSOf(t, srv.URL()), p1, p2)
 	p3 := discovery.Instance{Service: "payments", ID: "p-3", Address: "10.0.0.3:80"}
 	if err := a.Register(ctx, p3); err != nil {
 		t.Fatal(err)
 	}
-	newHistory(ctx, t, rw, before, "p-1 p-2 p-3")
+	caughtUp(ctx, t, other, []discovery.Instance{p1, p2, p3})
+	revisiontest.NewHistory(ctx, t, rw, before, []discovery.Instance{p1, p2, p3})
 }
 
 // A server restored from a backup keeps its bucket (the same stream,
@@ -325,89 +338,23 @@ func TestRestoredBackupResetsTheWatchersRevisions(t *testing.T) {
 		t.Fatal(err)
 	}
 	backup := natstest.TakeBackup(t, srv)
-	kv, err := rawJSOf(t, srv.URL()).KeyValue(ctx, "roster")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 100 {
-		if _, err := kv.Put(ctx, "other.key", fmt.Append(nil, i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	padSequences(ctx, t, rawJSOf(t, srv.URL()))
 	p2 := discovery.Instance{Service: "payments", ID: "p-2", Address: "10.0.0.2:80"}
 	if err := a.Register(ctx, p2); err != nil {
 		t.Fatal(err)
 	}
-	w, err := c.Watch(ctx, "payments")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	rw := w.(discovery.RevisionWatcher)
-	set, before, err := rw.NextRevision(ctx)
-	if err != nil || ids(set) != "p-1 p-2" || before <= 100 {
-		t.Fatalf("first NextRevision = %v, %d, %v; want p-1 p-2 past sequence 100", set, before, err)
-	}
+	rw, before, other := firstRevision(ctx, t, c, "p-1 p-2")
 
 	natstest.RestoreBackup(t, srv, backup)
 	// The watcher does not look until p-2, which the backup lacks, is
 	// back and a new instance has come.
-	js := rawJSOf(t, srv.URL())
-	testwait.Until(t, revisionWait, "p-2 published again", func() bool {
-		kv, err := js.KeyValue(ctx, "roster")
-		if err != nil {
-			return false
-		}
-		key, _ := nats.KeyOf(p2.Key())
-		_, err = kv.Get(ctx, key)
-		return err == nil
-	})
+	waitPublished(ctx, t, rawJSOf(t, srv.URL()), p2)
 	p3 := discovery.Instance{Service: "payments", ID: "p-3", Address: "10.0.0.3:80"}
 	if err := a.Register(ctx, p3); err != nil {
 		t.Fatal(err)
 	}
-	newHistory(ctx, t, rw, before, "p-1 p-2 p-3")
-}
-
-// newHistory reads rw until its set is want, after a registry that
-// started a new history whose revisions are below before: it fails t
-// unless an outage (discovery.ErrUnavailable) came before any lower
-// revision, and unless the new history's revisions are lower indeed.
-func newHistory(ctx context.Context, t *testing.T, rw discovery.RevisionWatcher, before uint64, want string) {
-	t.Helper()
-	var seen []string
-	outage := false
-	last := before
-	for {
-		set, rev, err := rw.NextRevision(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("the watcher did not reach %s in the new history; saw %v", want, seen)
-		}
-		seen = append(seen, fmt.Sprintf("[%s]@%d %v", ids(set), rev, err))
-		if errors.Is(err, discovery.ErrUnavailable) {
-			outage, last = true, 0
-			continue
-		}
-		if err != nil {
-			t.Fatalf("NextRevision = %v; saw %v", err, seen)
-		}
-		if rev == 0 {
-			t.Fatalf("a set without revision; saw %v", seen)
-		}
-		if rev < last {
-			t.Fatalf("the revision went back from %d to %d with no outage reported in between: a client would "+
-				"take the new history's sets for older ones; saw %v", last, rev, seen)
-		}
-		last = rev
-		if ids(set) == want {
-			break
-		}
-	}
-	if !outage || last >= before {
-		t.Errorf("outage reported %v, last revision %d against %d before; want an outage and a lower revision; saw %v",
-			outage, last, before, seen)
-	}
-	t.Logf("watcher saw %v", seen)
+	caughtUp(ctx, t, other, []discovery.Instance{p1, p2, p3})
+	revisiontest.NewHistory(ctx, t, rw, before, []discovery.Instance{p1, p2, p3})
 }
 
 // heldResolver is a Backend whose watcher can be made to hold the first

@@ -12,6 +12,7 @@ import (
 	"github.com/roster-sd/roster/backends/nats"
 	"github.com/roster-sd/roster/backends/nats/natstest"
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/testing/servingtest"
 )
 
 // WriteValue implements discoverytest.ValueWriter: a plain Put, without a
@@ -93,13 +94,7 @@ func TestServingChangeIsOneWrite(t *testing.T) {
 	}
 	defer w.Stop()
 
-	edits := []func(*discovery.Instance){
-		func(in *discovery.Instance) { in.Condition, in.Reason = discovery.ConditionNotReady, "warming up" },
-		func(in *discovery.Instance) { in.Condition, in.Reason = discovery.ConditionServing, "" },
-		func(in *discovery.Instance) { in.Weight = 300 },
-		func(in *discovery.Instance) { in.Zone = "eu-west-1a" },
-		func(in *discovery.Instance) { in.Condition, in.Reason = discovery.ConditionDraining, "shutting down" },
-	}
+	edits := servingtest.Edits
 	for _, edit := range edits {
 		edit(&in)
 		if err := b.Register(ctx, in); err != nil {
@@ -146,27 +141,11 @@ func BenchmarkServingUpdate(b *testing.B) {
 	in := benchInstance("bench", "p-1")
 	benchRegister(b, backend, in)
 	kv := rawKV(b, srv.URL(), "roster")
-	ctx := context.Background()
-	conds := []discovery.Condition{discovery.ConditionNotReady, discovery.ConditionServing}
-	var putTime, updateTime time.Duration
-	for i := 0; b.Loop(); i++ {
-		in.Condition = conds[i%2]
-		value, err := json.Marshal(in)
-		if err != nil {
-			b.Fatal(err)
-		}
-		start := time.Now()
-		if _, err := kv.Put(ctx, "raw.p-1", value); err != nil {
-			b.Fatal(err)
-		}
-		putTime += time.Since(start)
-		start = time.Now()
-		if err := backend.Register(ctx, in); err != nil {
-			b.Fatal(err)
-		}
-		updateTime += time.Since(start)
-	}
-	b.ReportMetric(float64(putTime.Nanoseconds())/float64(b.N), "put-ns/op")
-	b.ReportMetric(float64(updateTime.Nanoseconds())/float64(b.N), "update-ns/op")
-	b.ReportMetric(float64(updateTime)/float64(putTime), "update/put")
+	servingtest.CompareUpdate(b, in,
+		func(in discovery.Instance) ([]byte, error) { return json.Marshal(in) },
+		func(ctx context.Context, value []byte) error {
+			_, err := kv.Put(ctx, "raw.p-1", value)
+			return err
+		},
+		backend.Register)
 }

@@ -413,14 +413,7 @@ func TestEmptyHold(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const hold = 150 * time.Millisecond
-		e := newEnv(t)
-		a := inst("a", 1)
-		e.Register(t, a)
-		c := e.newCache(t, cache.WithEmptyHold(hold))
-		w, first := watchFirst(t, c)
-		if len(first) != 1 {
-			t.Fatalf("first Next = %v, want 1 instance", first)
-		}
+		e, a, c, w := holding(t, hold)
 
 		e.Deregister(t, a)
 		gone := time.Now()
@@ -432,14 +425,7 @@ func TestEmptyHold(t *testing.T) {
 			t.Errorf("Snapshot during the hold: age %v, stale %v; want a growing age, not stale", age, stale)
 		}
 
-		set, err := nextWithin(w, waitLong)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d := time.Since(gone); d != hold {
-			t.Errorf("empty set published %v after the last instance left, want the hold, %v", d, hold)
-		}
-		wantIDs(t, "Next after the hold", ids(set))
+		wantEmptyAfter(t, w, gone, hold, "the last instance left")
 		wantIDs(t, "Resolve after the hold", resolveIDs(t, c))
 		if _, age, _, _ := c.Snapshot(service); age != 0 {
 			t.Errorf("Snapshot age after the hold = %v, want 0", age)
@@ -461,14 +447,7 @@ func TestEmptyHoldAcrossOutage(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const hold = 150 * time.Millisecond
-		e := newEnv(t)
-		a := inst("a", 1)
-		e.Register(t, a)
-		c := e.newCache(t, cache.WithEmptyHold(hold))
-		w, first := watchFirst(t, c)
-		if len(first) != 1 {
-			t.Fatalf("first Next = %v, want 1 instance", first)
-		}
+		e, a, c, w := holding(t, hold)
 
 		e.Deregister(t, a)
 		testwait.Until(t, waitLong, "the hold to start", func() bool {
@@ -501,14 +480,7 @@ func TestEmptyHoldAcrossOutage(t *testing.T) {
 		if _, _, stale, _ := c.Snapshot(service); stale {
 			t.Error("Snapshot after the outage: stale, want fresh (holding)")
 		}
-		set, err = nextWithin(w, waitLong)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d := time.Since(back); d != hold {
-			t.Errorf("empty set published %v after the outage, want the hold, %v", d, hold)
-		}
-		wantIDs(t, "Next after the hold", ids(set))
+		wantEmptyAfter(t, w, back, hold, "the outage")
 	})
 }
 
@@ -516,11 +488,7 @@ func TestEmptyHoldCancelledByReRegister(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const hold = 250 * time.Millisecond
-		e := newEnv(t)
-		a := inst("a", 1)
-		e.Register(t, a)
-		c := e.newCache(t, cache.WithEmptyHold(hold))
-		w, _ := watchFirst(t, c)
+		e, a, _, w := holding(t, hold)
 
 		// Leave and come back within the hold, at a new address.
 		e.Deregister(t, a)

@@ -118,4 +118,33 @@ func watchFirst(t *testing.T, r discovery.Resolver) (discovery.Watcher, []discov
 	return w, set
 }
 
+// holding registers the instance a, makes a cache that holds an empty
+// set for hold, and watches it; the watcher's first set must be [a].
+func holding(t *testing.T, hold time.Duration) (*env, discovery.Instance, *cache.Resolver, discovery.Watcher) {
+	t.Helper()
+	e := newEnv(t)
+	a := inst("a", 1)
+	e.Register(t, a)
+	c := e.newCache(t, cache.WithEmptyHold(hold))
+	w, first := watchFirst(t, c)
+	if len(first) != 1 {
+		t.Fatalf("first Next = %v, want 1 instance", first)
+	}
+	return e, a, c, w
+}
+
+// wantEmptyAfter reads w's next set, which must be empty and come exactly
+// hold after since (on the bubble's clock); what names since.
+func wantEmptyAfter(t *testing.T, w discovery.Watcher, since time.Time, hold time.Duration, what string) {
+	t.Helper()
+	set, err := nextWithin(w, waitLong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(since); d != hold {
+		t.Errorf("empty set published %v after %s, want the hold, %v", d, what, hold)
+	}
+	wantIDs(t, "Next after the hold", ids(set))
+}
+
 func testLogger(t testing.TB) hclog.Logger { return testlog.New(t) }

@@ -136,23 +136,31 @@ func (e *env) ctx() context.Context {
 // backend makes a backend that is closed when the subtest ends.
 func (e *env) backend() discovery.Backend {
 	e.t.Helper()
-	b, err := e.h.MakeBackend(e.ctx())
-	if err != nil {
-		e.t.Fatalf("MakeBackend: %v", err)
-	}
-	if b == nil {
-		e.t.Fatal("MakeBackend returned a nil Backend and no error")
-	}
-	e.t.Cleanup(func() {
-		if err := b.Close(); err != nil {
-			e.t.Errorf("Close at the end of the subtest: %v", err)
-		}
-	})
+	b := e.open("MakeBackend", "", e.h.MakeBackend)
 	if e.caps.Status {
 		if _, ok := b.(discovery.StatusReporter); !ok {
 			e.t.Fatalf("Capabilities.Status is true, but %T does not implement discovery.StatusReporter", b)
 		}
 	}
+	return b
+}
+
+// open makes a backend with mk (named maker in messages, and what in
+// the message of its Close), closed when the subtest ends.
+func (e *env) open(maker, what string, mk func(context.Context) (discovery.Backend, error)) discovery.Backend {
+	e.t.Helper()
+	b, err := mk(e.ctx())
+	if err != nil {
+		e.t.Fatalf("%s: %v", maker, err)
+	}
+	if b == nil {
+		e.t.Fatalf("%s returned a nil Backend and no error", maker)
+	}
+	e.t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			e.t.Errorf("Close%s at the end of the subtest: %v", what, err)
+		}
+	})
 	return b
 }
 
@@ -191,7 +199,13 @@ func (e *env) resolve(b discovery.Backend, service string) []discovery.Instance 
 // watch starts a watcher that is stopped when the subtest ends.
 func (e *env) watch(b discovery.Backend, service string) discovery.Watcher {
 	e.t.Helper()
-	w, err := b.Watch(e.ctx(), service)
+	return e.watchWith(e.ctx(), b, service)
+}
+
+// watchWith starts a watcher with ctx, stopped when the subtest ends.
+func (e *env) watchWith(ctx context.Context, b discovery.Backend, service string) discovery.Watcher {
+	e.t.Helper()
+	w, err := b.Watch(ctx, service)
 	if err != nil {
 		e.t.Fatalf("Watch(%q): %v", service, err)
 	}
@@ -313,7 +327,13 @@ func (e *env) statesUntil(sub discovery.StatusSubscription, key discovery.Key, f
 // one call.
 func (e *env) eventually(what string, cond func(ctx context.Context) (bool, string)) {
 	e.t.Helper()
-	deadline := time.Now().Add(Timeout)
+	e.eventuallyWithin(Timeout, what, cond)
+}
+
+// eventuallyWithin is eventually with a deadline of d instead of Timeout.
+func (e *env) eventuallyWithin(d time.Duration, what string, cond func(ctx context.Context) (bool, string)) {
+	e.t.Helper()
+	deadline := time.Now().Add(d)
 	delay := time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
@@ -323,10 +343,10 @@ func (e *env) eventually(what string, cond func(ctx context.Context) (bool, stri
 			return
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("waited %v for %s; last saw %s", Timeout, what, last)
+			e.t.Fatalf("waited %v for %s; last saw %s", d, what, last)
 		}
 		time.Sleep(delay)
-		delay = min(2*delay, 50*time.Millisecond)
+		delay = min(2*delay, 20*time.Millisecond)
 	}
 }
 

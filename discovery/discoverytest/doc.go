@@ -83,7 +83,11 @@
 //     Capabilities.Conflict), FaultBlackholeLongerThanTTL,
 //     FaultWatchReportsOutageThenExactSet,
 //     FaultCloseInAnOutageNamesWhatItLeft,
-//     FaultDeregisterInAnOutageWaitsForTheRegistry.
+//     FaultDeregisterInAnOutageWaitsForTheRegistry,
+//     FaultMaintenanceSurvivesRestart (with a discovery.Maintainer),
+//     FaultFollowRegistryReportsOutage (with a discovery.OperatorView),
+//     FaultWipeResetsTheWatchersRevisions (with a FaultHarness that is a
+//     [Wiper], and a discovery.RevisionWatcher).
 //   - Operators' maintenance overrides, for backends that implement
 //     discovery.Maintainer (skipped for the others):
 //     MaintenanceOverridesCondition (an override reaches a watcher as one

@@ -127,6 +127,9 @@ var faultSubtests = []faultSubtest{
 	{name: "FaultWatchReportsOutageThenExactSet", ttl: faultTTL, run: testFaultWatchOutage},
 	{name: "FaultCloseInAnOutageNamesWhatItLeft", ttl: faultTTL, run: testFaultCloseInAnOutage},
 	{name: "FaultDeregisterInAnOutageWaitsForTheRegistry", ttl: faultTTL, run: testFaultDeregisterInAnOutage},
+	{name: "FaultMaintenanceSurvivesRestart", ttl: restartTTL, run: testFaultMaintenanceSurvivesRestart},
+	{name: "FaultFollowRegistryReportsOutage", ttl: faultTTL, run: testFaultFollowRegistryReportsOutage},
+	{name: "FaultWipeResetsTheWatchersRevisions", ttl: faultTTL, run: testFaultWipeResetsTheWatchersRevisions},
 }
 
 // faultsAsSubtests wraps the fault scenarios as subtests of Run: each skips
@@ -174,34 +177,14 @@ func newFaultEnv(t *testing.T, caps Capabilities, opts FaultOptions) *faultEnv {
 // the subtest ends.
 func (f *faultEnv) observer() discovery.Backend {
 	f.t.Helper()
-	b, err := f.fh.MakeObserver(f.ctx())
-	if err != nil {
-		f.t.Fatalf("MakeObserver: %v", err)
-	}
-	if b == nil {
-		f.t.Fatal("MakeObserver returned a nil Backend and no error")
-	}
-	f.t.Cleanup(func() {
-		if err := b.Close(); err != nil {
-			f.t.Errorf("Close of the observer at the end of the subtest: %v", err)
-		}
-	})
-	return b
+	return f.open("MakeObserver", " of the observer", f.fh.MakeObserver)
 }
 
 // watch starts a watcher that lives as long as the subtest (env.watch's
 // ends after Timeout, shorter than some scenarios).
 func (f *faultEnv) watch(b discovery.Backend, service string) discovery.Watcher {
 	f.t.Helper()
-	w, err := b.Watch(f.t.Context(), service)
-	if err != nil {
-		f.t.Fatalf("Watch(%q): %v", service, err)
-	}
-	if w == nil {
-		f.t.Fatalf("Watch(%q) returned a nil Watcher and no error", service)
-	}
-	f.t.Cleanup(w.Stop)
-	return w
+	return f.watchWith(f.t.Context(), b, service)
 }
 
 func (f *faultEnv) stop() {
@@ -234,24 +217,6 @@ func (f *faultEnv) waitNotRegistered(r discovery.StatusReporter, key discovery.K
 	return st
 }
 
-// eventuallyWithin is eventually with a deadline of d instead of Timeout.
-func (f *faultEnv) eventuallyWithin(d time.Duration, what string, cond func(ctx context.Context) (bool, string)) {
-	f.t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
-		ok, last := cond(ctx)
-		cancel()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("waited %v for %s; last saw %s", d, what, last)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // stateLog records the states a backend reports for one key, from a
 // status subscription started before the fault.
 type stateLog struct {
@@ -261,8 +226,13 @@ type stateLog struct {
 	got  []discovery.Status
 }
 
-func (f *faultEnv) recordStates(r discovery.StatusReporter, key discovery.Key) *stateLog {
-	l := &stateLog{sub: r.SubscribeStatus(), done: make(chan struct{})}
+// recordStates records the states b reports for key from now on; it
+// returns nil unless Capabilities.Status.
+func (f *faultEnv) recordStates(b discovery.Backend, key discovery.Key) *stateLog {
+	if !f.caps.Status {
+		return nil
+	}
+	l := &stateLog{sub: f.reporter(b).SubscribeStatus(), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		for {
@@ -358,18 +328,23 @@ func (p *keyPoller) halt() {
 	<-p.done
 }
 
+// registeredOne registers p-1 on a new backend, waits until an observer
+// resolves it, and returns both handles, p-1 and the log of p-1's states
+// from then on (nil without Capabilities.Status).
+func (f *faultEnv) registeredOne() (b, obs discovery.Backend, p1 discovery.Instance, log *stateLog) {
+	f.t.Helper()
+	b, obs = f.backend(), f.observer()
+	p1 = inst(payments, "p-1", "10.0.0.1:80")
+	f.register(b, p1)
+	f.waitResolve(obs, payments, set(p1))
+	return b, obs, p1, f.recordStates(b, p1.Key())
+}
+
 // A registry that stops and starts again within the TTL never loses the
 // instance: every read that gets an answer finds it, up to a read made
 // after the TTL would have ended, and its registrar never reports it lost.
 func testFaultRestartWithinTTL(t *testing.T, f *faultEnv) {
-	b, obs := f.backend(), f.observer()
-	p1 := inst(payments, "p-1", "10.0.0.1:80")
-	f.register(b, p1)
-	f.waitResolve(obs, payments, set(p1))
-	var log *stateLog
-	if f.caps.Status {
-		log = f.recordStates(f.reporter(b), p1.Key())
-	}
+	b, obs, p1, log := f.registeredOne()
 	p := f.pollInstance(obs, p1)
 
 	stopped := time.Now()
@@ -397,14 +372,7 @@ func testFaultRestartWithinTTL(t *testing.T, f *faultEnv) {
 // registered while it cannot be, and once the registry is back the
 // instance is back, exactly, and the registrar says registered again.
 func testFaultDownLongerThanTTL(t *testing.T, f *faultEnv) {
-	b, obs := f.backend(), f.observer()
-	p1 := inst(payments, "p-1", "10.0.0.1:80")
-	f.register(b, p1)
-	f.waitResolve(obs, payments, set(p1))
-	var log *stateLog
-	if f.caps.Status {
-		log = f.recordStates(f.reporter(b), p1.Key())
-	}
+	b, obs, p1, log := f.registeredOne()
 
 	stopped := time.Now()
 	f.stop()
@@ -449,10 +417,7 @@ func testFaultExternalDelete(t *testing.T, f *faultEnv) {
 	p2 := inst(payments, "p-2", "10.0.0.2:80")
 	f.register(b, p1, p2)
 	f.waitResolve(obs, payments, set(p1, p2))
-	var log *stateLog
-	if f.caps.Status {
-		log = f.recordStates(f.reporter(b), p1.Key())
-	}
+	log := f.recordStates(b, p1.Key())
 
 	// Remove fails unless the registry held p1, so what Resolve finds
 	// afterwards was written again.
@@ -489,11 +454,10 @@ func testFaultTwoBackendsDoNotFlap(t *testing.T, f *faultEnv) {
 	f.nextUntil(w, set(pa))
 	f.register(b, pb)
 	f.nextUntil(w, set(pb))
-	var log *stateLog
 	if f.caps.Status {
 		f.waitState(f.reporter(a), pa.Key(), discovery.StateConflict)
-		log = f.recordStates(f.reporter(a), pa.Key())
 	}
+	log := f.recordStates(a, pa.Key())
 	// Several renewal rounds (a TTL holds three): the set stays the later
 	// writer's.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*f.opts.TTL)

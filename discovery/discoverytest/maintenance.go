@@ -1,7 +1,10 @@
 package discoverytest
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -269,4 +272,81 @@ func testInvalidMaintenanceWritesNothing(t *testing.T, e *env) {
 	if list, err := op.ListMaintenance(e.ctx(), payments); err != nil || len(list) != 0 {
 		t.Errorf("ListMaintenance after invalid calls = %+v, %v; want none", list, err)
 	}
+}
+
+// testFaultMaintenanceSurvivesRestart: overrides (one without a duration,
+// one for an hour, one of a whole service with no instance) are kept
+// through a restart of the registry: after it a watcher, Resolve and the
+// owner registering again all see the instances in maintenance, and the
+// listing holds the three. An operator view, where the backend has one,
+// lists the instances in maintenance and counts only instances.
+func testFaultMaintenanceSurvivesRestart(t *testing.T, f *faultEnv) {
+	op := f.maintainer()
+	owner, reader := f.backend(), f.backend()
+	p1 := inst(payments, "p-1", "10.0.0.1:80")
+	p2 := inst(payments, "p-2", "10.0.0.2:80")
+	f.register(owner, p1, p2)
+	f.setMaintenance(op, p1.Key(), "disk", 0)
+	f.setMaintenance(op, p2.Key(), "reboot", time.Hour)
+	orders := discovery.Key{Service: "orders"}
+	f.setMaintenance(op, orders, "migration", 0)
+	want := set(inMaintenance(p1, "disk"), inMaintenance(p2, "reboot"))
+	w := f.watch(reader, payments)
+	f.nextUntil(w, want)
+	if v, ok := reader.(discovery.OperatorView); ok {
+		infos, skipped, err := v.Instances(f.ctx(), payments)
+		var got []discovery.Instance
+		for _, in := range infos {
+			got = append(got, in.Instance)
+		}
+		if err != nil || !slices.EqualFunc(got, want, discovery.Instance.Equal) || len(skipped) != 0 {
+			t.Errorf("Instances(%s) = %s, skipped %v, %v; want %s, nothing skipped", payments, fmtSet(got), skipped, err, fmtSet(want))
+		}
+		services, skipped, err := v.Services(f.ctx())
+		if wantS := []discovery.ServiceSummary{{Service: payments, Instances: 2}}; err != nil || !slices.Equal(services, wantS) || len(skipped) != 0 {
+			t.Errorf("Services = %+v, skipped %v, %v; want %+v (an override is no instance), nothing skipped", services, skipped, err, wantS)
+		}
+	}
+
+	f.stop()
+	f.start()
+	// (A watcher sees the same set again only if it saw the outage: the
+	// changes below show its view after the restart.) Each read is bounded
+	// to two seconds and tried again: one made as the registry came back
+	// has been seen to wait out its whole context (NATS, beside other
+	// tests), which is not what this subtest looks at.
+	f.eventuallyWithin(f.opts.TTL+Timeout, fmt.Sprintf("Resolve(%q) = %s after the restart", payments, fmtSet(want)), func(context.Context) (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		got, err := reader.Resolve(ctx, payments)
+		if err != nil {
+			return false, "error: " + err.Error()
+		}
+		return discovery.EqualSets(got, want), fmtSet(got)
+	})
+	// The owner restarts: Close (its instances leave) and a new backend
+	// registers them again.
+	if err := owner.Close(); err != nil {
+		t.Fatalf("Close of the owner: %v", err)
+	}
+	f.nextUntil(w, set())
+	f.register(f.backend(), p1, p2)
+	f.nextUntil(w, want)
+	// The operator's handle may still be reconnecting: its calls fail
+	// with ErrUnavailable until it has.
+	f.eventually("the operator's handle to reach the registry again", func(ctx context.Context) (bool, string) {
+		_, err := op.ListMaintenance(ctx, payments)
+		return !errors.Is(err, discovery.ErrUnavailable), fmt.Sprint(err)
+	})
+	list, err := op.ListMaintenance(f.ctx(), payments)
+	i := slices.IndexFunc(list, func(m discovery.Maintenance) bool { return m.ID == p2.ID })
+	if err != nil || len(list) != 2 || i < 0 || list[i].Until.Sub(list[i].Since) != time.Hour {
+		t.Errorf("ListMaintenance(%s) = %+v, %v; want p-1's, and p-2's for an hour", payments, list, err)
+	}
+	if list, err := op.ListMaintenance(f.ctx(), orders.Service); err != nil || len(list) != 1 || list[0].Target() != orders {
+		t.Errorf("ListMaintenance(%s) = %+v, %v; want the whole service's", orders.Service, list, err)
+	}
+
+	f.clearMaintenance(op, p2.Key())
+	f.nextUntil(w, set(inMaintenance(p1, "disk"), p2))
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/roster-sd/roster/discovery"
+	"github.com/roster-sd/roster/internal/testing/invalidtest"
 )
 
 // RunOperatorView runs the conformance subtests of discovery.OperatorView
@@ -39,6 +41,8 @@ func (e *env) view(b discovery.Backend) discovery.OperatorView {
 type follower struct {
 	updates chan discovery.RegistryUpdate
 	done    chan error
+	// last is the last update until applied.
+	last discovery.RegistryUpdate
 }
 
 func (e *env) follow(v discovery.OperatorView) (*follower, context.CancelFunc) {
@@ -63,15 +67,22 @@ func (e *env) follow(v discovery.OperatorView) (*follower, context.CancelFunc) {
 // until reads updates into sets until cond holds for them.
 func (e *env) until(f *follower, sets map[string][]discovery.Instance, what string, cond func() bool) {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(e.t.Context(), Timeout)
+	e.untilWithin(Timeout, f, sets, what, cond)
+}
+
+// untilWithin is until with a deadline of d instead of Timeout.
+func (e *env) untilWithin(d time.Duration, f *follower, sets map[string][]discovery.Instance, what string, cond func() bool) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.t.Context(), d)
 	defer cancel()
 	for !cond() {
 		select {
 		case <-ctx.Done():
-			e.t.Fatalf("FollowRegistry: no update made %s within %v; sets %v", what, Timeout, sets)
+			e.t.Fatalf("FollowRegistry: no update made %s within %v; sets %v, last update %+v", what, d, sets, f.last)
 		case err := <-f.done:
 			e.t.Fatalf("FollowRegistry returned %v while waiting for %s", err, what)
 		case u := <-f.updates:
+			f.last = u
 			if u.Reset {
 				clear(sets)
 			}
@@ -137,12 +148,10 @@ func testOperatorView(t *testing.T, e *env) {
 		t.Errorf("Where() = %q, EntryOf(%s) = %q; want what an operator's message names", v.Where(), p1.Key(), v.EntryOf(p1.Key()))
 	}
 
-	// Invalid names: refused, nothing written.
-	if _, _, err := v.Instances(e.ctx(), "bad/name"); !errors.Is(err, discovery.ErrInvalidInstance) {
-		t.Errorf("Instances(%q): %v; want ErrInvalidInstance", "bad/name", err)
-	}
-	if err := v.Delete(e.ctx(), payments, "bad/id"); !errors.Is(err, discovery.ErrInvalidInstance) {
-		t.Errorf("Delete(%s, %q): %v; want ErrInvalidInstance", payments, "bad/id", err)
+	// Invalid names: refused, nothing deleted.
+	invalidtest.CheckRefused(e.ctx(), t, v)
+	if got := e.resolve(b, payments); !discovery.EqualSets(got, set(p1, p2)) {
+		t.Errorf("Resolve after the refused calls = %s; want %s", fmtSet(got), fmtSet(set(p1, p2)))
 	}
 	if err := v.Delete(e.ctx(), payments, "p-9"); !errors.Is(err, discovery.ErrNotRegistered) {
 		t.Errorf("Delete of an instance nobody registered: %v; want ErrNotRegistered", err)
@@ -216,4 +225,58 @@ func testOperatorView(t *testing.T, e *env) {
 	if err := v.Delete(e.ctx(), payments, "p-1"); !errors.Is(err, discovery.ErrClosed) {
 		t.Errorf("Delete after Close: %v; want ErrClosed", err)
 	}
+
+	// Closed before any call.
+	c := e.backend()
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close of an unused backend: %v", err)
+	}
+	cv := e.view(c)
+	if _, _, err := cv.Services(e.ctx()); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Services after Close of an unused backend: %v; want ErrClosed", err)
+	}
+	if _, _, err := cv.Instances(e.ctx(), payments); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Instances after Close of an unused backend: %v; want ErrClosed", err)
+	}
+	if err := cv.Delete(e.ctx(), payments, "p-1"); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Delete after Close of an unused backend: %v; want ErrClosed", err)
+	}
+}
+
+// testFaultFollowRegistryReportsOutage: FollowRegistry tells apply that
+// the registry does not answer (an update with Unreachable wrapping
+// ErrUnavailable, and no set) while it is stopped, and that it answers
+// again (an update without it) once it is back, with the instance still
+// known. It runs on backends that implement discovery.OperatorView.
+func testFaultFollowRegistryReportsOutage(t *testing.T, f *faultEnv) {
+	a, b := f.backend(), f.backend()
+	v, ok := b.(discovery.OperatorView)
+	if !ok {
+		t.Skipf("skipped: %T does not implement discovery.OperatorView", b)
+	}
+	p1, p2 := inst(payments, "p-1", "10.0.0.1:80"), inst(payments, "p-2", "10.0.0.2:80")
+	f.register(a, p1)
+	fl, cancel := f.follow(v)
+	defer cancel()
+	sets := make(map[string][]discovery.Instance)
+	has := func(want []discovery.Instance) func() bool {
+		return func() bool { return slices.EqualFunc(sets[payments], want, discovery.Instance.Equal) }
+	}
+	f.until(fl, sets, "the first sets", has(set(p1)))
+	// A change reported: FollowRegistry follows the registry's changes
+	// now (etcd's client does not return from opening a watch while etcd
+	// is away, so an outage between the first read and the watch is not
+	// what this subtest looks at).
+	f.register(a, p2)
+	f.until(fl, sets, "p-2 join payments", has(set(p1, p2)))
+
+	f.stop()
+	f.untilWithin(f.opts.TTL+Timeout, fl, sets, "an update saying the registry does not answer", func() bool { return fl.last.Unreachable != nil })
+	if u := fl.last; !errors.Is(u.Unreachable, discovery.ErrUnavailable) || len(u.Services) != 0 || u.Reset {
+		t.Errorf("the update once the registry stopped = %+v; want Unreachable wrapping ErrUnavailable, and no set", u)
+	}
+	f.start()
+	f.untilWithin(f.opts.TTL+Timeout, fl, sets, "an update saying the registry answers, with p-1 and p-2", func() bool {
+		return fl.last.Unreachable == nil && has(set(p1, p2))()
+	})
 }

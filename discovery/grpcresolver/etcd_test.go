@@ -5,12 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
-	"github.com/roster-sd/roster/discovery/grpcresolver"
 	"github.com/roster-sd/roster/internal/testing/testwait"
 	"github.com/roster-sd/roster/retry"
 )
@@ -22,21 +18,12 @@ import (
 func TestClientThroughEtcdRestart(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
-	newEtcd := func() *etcd.Backend {
-		b, err := etcd.New(etcd.Config{
-			Endpoints:      srv.Endpoints(),
-			TTL:            5 * time.Second,
-			Retry:          retry.Policy{Base: 100 * time.Millisecond, Max: time.Second},
-			RequestTimeout: time.Second,
-			ReconnectDelay: 200 * time.Millisecond,
-			Logger:         testLogger(t),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Close() })
-		return b
-	}
+	newEtcd := etcdBackendsOn(t, srv, etcd.Config{
+		TTL:            5 * time.Second,
+		Retry:          retry.Policy{Base: 100 * time.Millisecond, Max: time.Second},
+		RequestTimeout: time.Second,
+		ReconnectDelay: 200 * time.Millisecond,
+	})
 	servers, client := newEtcd(), newEtcd()
 	ctx := context.Background()
 	for _, name := range []string{"s1", "s2"} {
@@ -44,14 +31,7 @@ func TestClientThroughEtcdRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	conn, err := grpc.NewClient("roster:///"+service,
-		grpc.WithResolvers(newBuilder(t, client, grpcresolver.WithRetry(fastRetry))),
-		grpc.WithDefaultServiceConfig(roundRobin),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, _ := dialThrough(t, client)
 	answered := func(n int) map[string]int {
 		t.Helper()
 		got := map[string]int{}

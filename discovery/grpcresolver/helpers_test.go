@@ -157,6 +157,25 @@ func (f *fakeCC) lastErr() error {
 	return f.errs[len(f.errs)-1]
 }
 
+// build builds a resolver of roster:///greeter through b that sends what
+// it resolves to a new fakeCC, and returns both; the caller closes the
+// resolver.
+func build(t *testing.T, b resolver.Builder) (resolver.Resolver, *fakeCC) {
+	t.Helper()
+	cc := &fakeCC{}
+	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, cc
+}
+
+// waitStates waits until f has been sent n states.
+func (f *fakeCC) waitStates(t *testing.T, n int, what string) {
+	t.Helper()
+	testwait.Until(t, waitLong, what, func() bool { got, _ := f.counts(); return got == n })
+}
+
 // addrs lists the Addr of every address of s.
 func addrs(s resolver.State) []string {
 	out := make([]string, 0, len(s.Addresses))
@@ -254,6 +273,43 @@ func (b *sentBuilder) last() ([]string, bool) {
 		return nil, false
 	}
 	return b.sent[len(b.sent)-1], true
+}
+
+// taken returns how many states gRPC has taken in so far.
+func (b *sentBuilder) taken() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.sent)
+}
+
+// backAt returns the number of states gRPC had taken in when it took in
+// the first state from the from-th on (counting from 0) that holds addr,
+// or -1 when none does.
+func (b *sentBuilder) backAt(addr string, from int) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := from; i < len(b.sent); i++ {
+		if slices.Contains(b.sent[i], addr) {
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// waitLeft waits until the last state gRPC has taken in holds no addr,
+// and returns how many states it had taken in then: as round_robin builds
+// its picker within UpdateState, no call started from then on may reach
+// addr until a later state holds it again (backAt).
+func (b *sentBuilder) waitLeft(t *testing.T, addr string) int {
+	t.Helper()
+	var n int
+	testwait.Until(t, waitLong, "gRPC to take in a state without "+addr, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		n = len(b.sent)
+		return n > 0 && !slices.Contains(b.sent[n-1], addr)
+	})
+	return n
 }
 
 type sentCC struct {

@@ -6,13 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/roster-sd/roster/backends/etcd"
-	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
-	"github.com/roster-sd/roster/discovery/grpcresolver"
 	"github.com/roster-sd/roster/internal/testing/testwait"
 	"github.com/roster-sd/roster/retry"
 )
@@ -25,22 +20,12 @@ import (
 // call fails throughout.
 func TestMaintenanceLeavesPicksThroughEtcd(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t)
-	newEtcd := func() *etcd.Backend {
-		b, err := etcd.New(etcd.Config{
-			Endpoints:      srv.Endpoints(),
-			TTL:            5 * time.Second,
-			Retry:          retry.Policy{Base: 100 * time.Millisecond, Max: time.Second},
-			RequestTimeout: 2 * time.Second,
-			ReconnectDelay: 200 * time.Millisecond,
-			Logger:         testLogger(t),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Close() })
-		return b
-	}
+	newEtcd := etcdBackends(t, etcd.Config{
+		TTL:            5 * time.Second,
+		Retry:          retry.Policy{Base: 100 * time.Millisecond, Max: time.Second},
+		RequestTimeout: 2 * time.Second,
+		ReconnectDelay: 200 * time.Millisecond,
+	})
 	servers, client, operator := newEtcd(), newEtcd(), newEtcd()
 	ctx := t.Context()
 	s1, s2 := startServer(t, "s1"), startServer(t, "s2")
@@ -49,14 +34,7 @@ func TestMaintenanceLeavesPicksThroughEtcd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	conn, err := grpc.NewClient("roster:///"+service,
-		grpc.WithResolvers(newBuilder(t, client, grpcresolver.WithRetry(fastRetry))),
-		grpc.WithDefaultServiceConfig(roundRobin),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, _ := dialThrough(t, client)
 	waitAnswering(t, conn, 2)
 
 	// A watcher of its own tells when the override is visible.

@@ -168,11 +168,7 @@ func TestReportsErrorsAndResumes(t *testing.T) {
 	e.Register(t, a)
 	e.Up.FailWatch(errBroken)
 	b := newBuilder(t, e.Up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
-	cc := &fakeCC{}
-	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, cc := build(t, b)
 	defer r.Close()
 
 	testwait.Until(t, waitLong, "a reported error", func() bool { _, n := cc.counts(); return n >= 2 })
@@ -184,7 +180,7 @@ func TestReportsErrorsAndResumes(t *testing.T) {
 	}
 
 	e.Up.FailWatch(nil)
-	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	cc.waitStates(t, 1, "the first state")
 	st, _ := cc.lastState()
 	if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
 		t.Errorf("addresses = %v, want %v", got, want)
@@ -194,7 +190,7 @@ func TestReportsErrorsAndResumes(t *testing.T) {
 	// (gRPC holds an error meanwhile), then follows changes.
 	_, errsBefore := cc.counts()
 	e.Up.BreakWatchers(errBroken)
-	testwait.Until(t, waitLong, "the state to be sent again after the error", func() bool { n, _ := cc.counts(); return n == 2 })
+	cc.waitStates(t, 2, "the state to be sent again after the error")
 	if _, n := cc.counts(); n != errsBefore+1 {
 		t.Errorf("errors reported = %d, want %d", n, errsBefore+1)
 	}
@@ -275,13 +271,9 @@ func TestRegistryOutageState(t *testing.T) {
 		a := discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"}
 		e.Register(t, a)
 		b := newBuilder(t, e.Up, grpcresolver.WithLogger(testLogger(t)), grpcresolver.WithRetry(fastRetry))
-		cc := &fakeCC{}
-		r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, cc := build(t, b)
 		defer r.Close()
-		testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+		cc.waitStates(t, 1, "the first state")
 
 		for round := 1; round <= 2; round++ {
 			e.Store.SetAvailable(false)
@@ -295,7 +287,7 @@ func TestRegistryOutageState(t *testing.T) {
 				t.Errorf("outage %d: %d states and %d errors sent, want %d and none", round, states, errs, round)
 			}
 			e.Store.SetAvailable(true)
-			testwait.Until(t, waitLong, "the state to be sent again after the outage", func() bool { n, _ := cc.counts(); return n == round+1 })
+			cc.waitStates(t, round+1, "the state to be sent again after the outage")
 			st, _ := cc.lastState()
 			if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
 				t.Errorf("addresses after outage %d = %v, want %v", round, got, want)
@@ -318,11 +310,7 @@ func TestRegistryOutageBeforeFirstSet(t *testing.T) {
 	defer feed.Close(nil)
 	feed.Fail(errBroken)
 	b := newBuilder(t, resolvertest.Feed{Feed: feed}, grpcresolver.WithLogger(testLogger(t)))
-	cc := &fakeCC{}
-	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, cc := build(t, b)
 	defer r.Close()
 	testwait.Until(t, waitLong, "a reported error", func() bool { _, n := cc.counts(); return n == 1 })
 	if err := cc.lastErr(); !errors.Is(err, discovery.ErrUnavailable) || !errors.Is(err, errBroken) {
@@ -330,7 +318,7 @@ func TestRegistryOutageBeforeFirstSet(t *testing.T) {
 	}
 	a := discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"}
 	feed.Publish([]discovery.Instance{a})
-	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	cc.waitStates(t, 1, "the first state")
 	st, _ := cc.lastState()
 	if got, want := addrs(st), []string{a.Address}; !slices.Equal(got, want) {
 		t.Errorf("addresses = %v, want %v", got, want)
@@ -348,13 +336,9 @@ func TestResolveNow(t *testing.T) {
 		feed.Publish(nil)
 		up := &splitResolver{feed: feed}
 		b := newBuilder(t, up, grpcresolver.WithResolveNowInterval(interval))
-		cc := &fakeCC{}
-		r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, cc := build(t, b)
 		defer r.Close()
-		testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+		cc.waitStates(t, 1, "the first state")
 		feed.Fail(errors.New("test outage"))
 		// With no address held, the resolver reports the outage to gRPC.
 		testwait.Until(t, waitLong, "the outage reported", func() bool { _, n := cc.counts(); return n == 1 })
@@ -404,13 +388,9 @@ func TestResolveNowWhileWatchingSendsOnlyWatchSets(t *testing.T) {
 	up := &splitResolver{feed: feed}
 	up.set(7) // what a separate read would return
 	b := newBuilder(t, up, grpcresolver.WithResolveNowInterval(0))
-	cc := &fakeCC{}
-	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, cc := build(t, b)
 	defer r.Close()
-	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	cc.waitStates(t, 1, "the first state")
 	for range 5 {
 		r.ResolveNow(resolver.ResolveNowOptions{})
 	}
@@ -502,13 +482,9 @@ func TestAddressesCarryInstances(t *testing.T) {
 	}
 	e.Register(t, ins...)
 	b := newBuilder(t, e.Up)
-	cc := &fakeCC{}
-	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, cc := build(t, b)
 	defer r.Close()
-	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	cc.waitStates(t, 1, "the first state")
 	st, _ := cc.lastState()
 
 	want := discovery.NormalizeSet(ins)
@@ -538,7 +514,7 @@ func TestAddressesCarryInstances(t *testing.T) {
 	// Addresses of equal instances are equal (metadata maps compare by
 	// value), and differ when the metadata does.
 	e.Register(t, discovery.Instance{Service: service, ID: "c", Address: "10.0.0.3:3"})
-	testwait.Until(t, waitLong, "the second state", func() bool { n, _ := cc.counts(); return n == 2 })
+	cc.waitStates(t, 2, "the second state")
 	st2, _ := cc.lastState()
 	if !st.Addresses[0].Equal(st2.Addresses[0]) || !st.Addresses[1].Equal(st2.Addresses[1]) {
 		t.Errorf("addresses of unchanged instances are not Equal across updates")
@@ -573,11 +549,7 @@ func TestCloseStopsResolver(t *testing.T) {
 				e.Up.FailWatch(errBroken)
 			}
 			b := newBuilder(t, e.Up, grpcresolver.WithRetry(retry.Policy{Base: time.Hour, Max: time.Hour}))
-			cc := &fakeCC{}
-			r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			r, cc := build(t, b)
 			testwait.Until(t, waitLong, "the first state or error", func() bool { s, e := cc.counts(); return s+e > 0 })
 			done := make(chan struct{})
 			go func() {
@@ -669,11 +641,7 @@ func TestNewBuilderIgnoresNilOption(t *testing.T) {
 	e := resolvertest.NewEnv(t)
 	e.Register(t, discovery.Instance{Service: service, ID: "a", Address: "10.0.0.1:1"})
 	b := newBuilder(t, e.Up, nil)
-	cc := &fakeCC{}
-	r, err := b.Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, cc := build(t, b)
 	defer r.Close()
-	testwait.Until(t, waitLong, "the first state", func() bool { n, _ := cc.counts(); return n == 1 })
+	cc.waitStates(t, 1, "the first state")
 }

@@ -61,11 +61,7 @@ func TestOnlyRoutableInstancesReachGRPC(t *testing.T) {
 			c := discovery.Instance{Service: service, ID: "c", Address: "10.0.0.3:1", Condition: discovery.ConditionDraining}
 			d := discovery.Instance{Service: service, ID: "d", Address: "10.0.0.4:1"}
 			e.Register(t, a, b, c, d)
-			cc := &fakeCC{}
-			r, err := newBuilder(t, e.Up, grpcresolver.WithRoutePolicy(tc.policy)).Build(target(t, "roster:///greeter"), cc, resolver.BuildOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			r, cc := build(t, newBuilder(t, e.Up, grpcresolver.WithRoutePolicy(tc.policy)))
 			defer r.Close()
 			wantState := func(what string, want []string) resolver.State {
 				t.Helper()
@@ -144,20 +140,23 @@ func startGated(t *testing.T, name string) *gatedServer {
 // load calls through conn from two goroutines until stopped, counting
 // answers by server and failures.
 type load struct {
-	mu      sync.Mutex
-	counts  map[string]int
+	mu sync.Mutex
+	// counts holds the calls answered by server and by the number of
+	// states gRPC had taken in when the call started.
+	counts  map[string]map[int]int
 	fails   atomic.Int64
 	lastErr atomic.Value
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
 
-func startLoad(conn *grpc.ClientConn) *load {
+func startLoad(conn *grpc.ClientConn, sent *sentBuilder) *load {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &load{counts: make(map[string]int), cancel: cancel}
+	l := &load{counts: make(map[string]map[int]int), cancel: cancel}
 	for range 2 {
 		l.wg.Go(func() {
 			for ctx.Err() == nil {
+				gen := sent.taken()
 				name, err := call(ctx, conn)
 				if ctx.Err() != nil {
 					return
@@ -168,7 +167,10 @@ func startLoad(conn *grpc.ClientConn) *load {
 					continue
 				}
 				l.mu.Lock()
-				l.counts[name]++
+				if l.counts[name] == nil {
+					l.counts[name] = make(map[int]int)
+				}
+				l.counts[name][gen]++
 				l.mu.Unlock()
 			}
 		})
@@ -182,41 +184,45 @@ func (l *load) stop() { l.cancel(); l.wg.Wait() }
 func (l *load) count(name string) (mine, others int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for n, c := range l.counts {
-		if n == name {
-			mine += c
-		} else {
-			others += c
+	for n, byGen := range l.counts {
+		for _, c := range byGen {
+			if n == name {
+				mine += c
+			} else {
+				others += c
+			}
 		}
 	}
 	return mine, others
 }
 
-// waitLeft waits until name gets no call while the others answer 30 in a
-// row, and returns name's count then.
-func (l *load) waitLeft(t *testing.T, name string) int {
-	t.Helper()
-	mine, others := l.count(name)
-	testwait.Until(t, waitLong, name+" out of the picks", func() bool {
-		m, o := l.count(name)
-		if m != mine {
-			mine, others = m, o
-			return false
+// between returns the calls name answered that started once gRPC had taken
+// in from states and before it had taken in to (to < 0: no bound).
+func (l *load) between(name string, from, to int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for gen, c := range l.counts[name] {
+		if gen >= from && (to < 0 || gen < to) {
+			n += c
 		}
-		return o-others >= 30
-	})
-	return mine
+	}
+	return n
 }
 
-func etcdBackends(t *testing.T) func() *etcd.Backend {
+// etcdBackends starts an etcd server and returns a maker of Backends on
+// it, each built from cfg (its Endpoints and Logger set here) and closed
+// when the test ends.
+func etcdBackends(t *testing.T, cfg etcd.Config) func() *etcd.Backend {
 	srv := etcdtest.Start(t)
+	return etcdBackendsOn(t, srv, cfg)
+}
+
+// etcdBackendsOn is etcdBackends on srv.
+func etcdBackendsOn(t *testing.T, srv *etcdtest.Server, cfg etcd.Config) func() *etcd.Backend {
+	cfg.Endpoints, cfg.Logger = srv.Endpoints(), testLogger(t)
 	return func() *etcd.Backend {
-		b, err := etcd.New(etcd.Config{
-			Endpoints: srv.Endpoints(), TTL: 5 * time.Second,
-			Retry:          retry.Policy{Base: 50 * time.Millisecond, Max: 500 * time.Millisecond},
-			RequestTimeout: 2 * time.Second,
-			Logger:         testLogger(t),
-		})
+		b, err := etcd.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,27 +231,38 @@ func etcdBackends(t *testing.T) func() *etcd.Backend {
 	}
 }
 
-func dialThrough(t *testing.T, r discovery.Resolver) *grpc.ClientConn {
+// servingEtcd is the configuration of the serving tests' Backends.
+var servingEtcd = etcd.Config{
+	TTL:            5 * time.Second,
+	Retry:          retry.Policy{Base: 50 * time.Millisecond, Max: 500 * time.Millisecond},
+	RequestTimeout: 2 * time.Second,
+}
+
+// dialThrough opens a round-robin ClientConn through a resolver of r,
+// and returns it with the builder that records the states gRPC took in.
+func dialThrough(t *testing.T, r discovery.Resolver) (*grpc.ClientConn, *sentBuilder) {
 	t.Helper()
+	sent := &sentBuilder{Builder: newBuilder(t, r, grpcresolver.WithRetry(fastRetry))}
 	conn, err := grpc.NewClient("roster:///"+service,
-		grpc.WithResolvers(newBuilder(t, r, grpcresolver.WithRetry(fastRetry))),
+		grpc.WithResolvers(sent),
 		grpc.WithDefaultServiceConfig(roundRobin),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return conn
+	return conn, sent
 }
 
 // TestDrainUnderLoadThroughEtcd: three real gRPC servers registered in a
 // real etcd, a client through grpcresolver under steady load; one server
 // drains (discovery.Drain: draining, 2 s, deregistered) and then stops.
-// No call fails, and once the client's picks have left the draining server
-// (well within the drain delay), no call reaches it until it is gone.
+// No call fails, and once gRPC has taken in a state without the draining
+// server (well within the drain delay), no call started afterwards reaches
+// it.
 func TestDrainUnderLoadThroughEtcd(t *testing.T) {
 	t.Parallel()
-	newEtcd := etcdBackends(t)
+	newEtcd := etcdBackends(t, servingEtcd)
 	client := newEtcd()
 	var servers []*gatedServer
 	var owners []*etcd.Backend
@@ -258,9 +275,9 @@ func TestDrainUnderLoadThroughEtcd(t *testing.T) {
 		}
 		servers, owners = append(servers, g), append(owners, o)
 	}
-	conn := dialThrough(t, client)
+	conn, sent := dialThrough(t, client)
 	waitAnswering(t, conn, 3)
-	l := startLoad(conn)
+	l := startLoad(conn, sent)
 	defer l.stop()
 	w, err := client.Watch(ctx, service)
 	if err != nil {
@@ -281,7 +298,8 @@ func TestDrainUnderLoadThroughEtcd(t *testing.T) {
 		}
 	}
 	atVisible, _ := l.count("s3")
-	atLeft := l.waitLeft(t, "s3")
+	left := sent.waitLeft(t, servers[2].in.Address)
+	atLeft, _ := l.count("s3")
 	select {
 	case err := <-drained:
 		t.Fatalf("the drain ended (%v) before the client's picks left s3; want within the %v delay", err, delay)
@@ -296,10 +314,10 @@ func TestDrainUnderLoadThroughEtcd(t *testing.T) {
 	_, before := l.count("s3")
 	testwait.Until(t, waitLong, "100 more calls", func() bool { _, o := l.count("s3"); return o-before >= 100 })
 	l.stop()
-	t.Logf("s3 got %d calls in flight after its drain was visible, then %d until it was deregistered %v later; the others %d calls in all; %d calls failed",
+	t.Logf("s3 answered %d calls after its drain was visible and before gRPC took in the state without it, then %d (started before) until it was deregistered %v later; the others %d calls in all; %d calls failed",
 		atLeft-atVisible, atGone-atLeft, delay, others, l.fails.Load())
-	if atGone != atLeft {
-		t.Errorf("s3 got %d new calls while draining, after the client's picks had left it; want 0", atGone-atLeft)
+	if n := l.between("s3", left, -1); n != 0 {
+		t.Errorf("s3 answered %d calls started after gRPC had taken in the state without it; want 0", n)
 	}
 	if n := l.fails.Load(); n != 0 {
 		t.Errorf("%d calls failed over the drain and stop (last: %v); want 0", n, l.lastErr.Load())
@@ -309,11 +327,12 @@ func TestDrainUnderLoadThroughEtcd(t *testing.T) {
 // TestFailingCheckLeavesPicksThroughEtcd: a server behind the health
 // Registrar (gRPC health check, period 100 ms, thresholds 2) in a real
 // etcd: its health going NOT_SERVING takes it out of a gRPC client's picks
-// and SERVING brings it back, each within period x threshold + margin;
-// counted in calls per server.
+// (the state gRPC takes in) and SERVING brings it back (a call reaches it),
+// each within period x threshold + margin; no call started between the two
+// reaches it.
 func TestFailingCheckLeavesPicksThroughEtcd(t *testing.T) {
 	t.Parallel()
-	newEtcd := etcdBackends(t)
+	newEtcd := etcdBackends(t, servingEtcd)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	plain := newEtcd()
@@ -336,15 +355,15 @@ func TestFailingCheckLeavesPicksThroughEtcd(t *testing.T) {
 	if err := gate.Register(ctx, s2.in); err != nil {
 		t.Fatal(err)
 	}
-	conn := dialThrough(t, newEtcd())
+	conn, sent := dialThrough(t, newEtcd())
 	waitAnswering(t, conn, 2)
-	l := startLoad(conn)
+	l := startLoad(conn, sent)
 	defer l.stop()
 
 	const margin = 5 * time.Second // a busy machine; the figures are logged
 	start := time.Now()
 	s2.hs.SetServingStatus(service, healthpb.HealthCheckResponse_NOT_SERVING)
-	l.waitLeft(t, "s2")
+	left := sent.waitLeft(t, s2.in.Address)
 	out := time.Since(start)
 	start = time.Now()
 	s2.hs.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
@@ -356,6 +375,9 @@ func TestFailingCheckLeavesPicksThroughEtcd(t *testing.T) {
 		out, 2*cfg.Period, back, 2*cfg.Period, l.fails.Load())
 	if out > 2*cfg.Period+margin || back > 2*cfg.Period+margin {
 		t.Errorf("out after %v, back after %v; want each within %v", out, back, 2*cfg.Period+margin)
+	}
+	if n := l.between("s2", left, sent.backAt(s2.in.Address, left)); n != 0 {
+		t.Errorf("s2 answered %d calls started after gRPC had taken in the state without it and before one with it; want 0", n)
 	}
 	if n := l.fails.Load(); n != 0 {
 		t.Errorf("%d calls failed (last: %v); want 0", n, l.lastErr.Load())

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
+	"github.com/roster-sd/roster/internal/testing/envtest"
 	"github.com/roster-sd/roster/internal/testing/etcdfxtest"
 	"github.com/roster-sd/roster/internal/testing/testcert"
 )
@@ -38,4 +39,4 @@ func writeCACert(t *testing.T) string { return testcert.WriteCA(t) }
 // deadEndpoint returns a loopback address nothing listens on.
 func deadEndpoint(t *testing.T) string { return etcdfxtest.DeadEndpoint(t) }
 
-var env = etcdfxtest.Env
+var env = envtest.Lookup

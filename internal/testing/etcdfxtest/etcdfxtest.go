@@ -126,11 +126,3 @@ func DeadEndpoint(t *testing.T) string {
 	l.Close()
 	return addr
 }
-
-// Env is a lookup function (for ConfigFromEnv) over vars.
-func Env(vars map[string]string) func(string) (string, bool) {
-	return func(name string) (string, bool) {
-		v, ok := vars[name]
-		return v, ok
-	}
-}
