@@ -162,28 +162,10 @@ func TestRestoredBackupRefusedGrantChecksTheKeys(t *testing.T) {
 	keyB := b.Key("payments", "b")
 
 	// Every status saying b is registered is checked against etcd.
-	var lies, truths atomic.Int32
-	sub := b.SubscribeStatus()
-	done := make(chan struct{})
-	var armed atomic.Bool
-	go func() {
-		defer close(done)
-		for {
-			st, err := sub.Next(context.Background())
-			if err != nil {
-				return
-			}
-			if !armed.Load() || st.Instance.ID != "b" || st.State != discovery.StateRegistered {
-				continue
-			}
-			if resp, err := getKey(cli, keyB, time.Second); err == nil && len(resp.Kvs) == 0 {
-				lies.Add(1)
-			} else {
-				truths.Add(1)
-			}
-		}
-	}()
-	t.Cleanup(func() { sub.Stop(); <-done })
+	audit := auditRegistered(t, b, "b", func() bool {
+		resp, err := getKey(cli, keyB, time.Second)
+		return err != nil || len(resp.Kvs) > 0
+	})
 
 	proxy.Reject()
 	states.waitState(t, discovery.StateRetrying, cfg.TTL+waitFor) // the keep-alive timed out
@@ -191,7 +173,7 @@ func TestRestoredBackupRefusedGrantChecksTheKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	puts(t, cli, "filler", 50)
-	armed.Store(true)
+	audit.armed.Store(true)
 	proxy.Accept()
 
 	if !eventually(waitFor, func() bool { return keyUnder(cli, keyB, lease, 0) }) {
@@ -201,8 +183,8 @@ func TestRestoredBackupRefusedGrantChecksTheKeys(t *testing.T) {
 	testwait.Until(t, waitFor, "both instances are registered", func() bool {
 		return stateOf(b, "payments", "a") == discovery.StateRegistered && stateOf(b, "payments", "b") == discovery.StateRegistered
 	})
-	if n := lies.Load(); n != 0 {
-		t.Errorf("b was reported registered %d times while its key was missing (%d times while present)", n, truths.Load())
+	if n := audit.bad.Load(); n != 0 {
+		t.Errorf("b was reported registered %d times while its key was missing (%d times while present)", n, audit.good.Load())
 	}
 	if b.Lease() != lease {
 		t.Errorf("lease %x; want %x, which the backup holds (the grant must have been refused)", b.Lease(), lease)
@@ -288,28 +270,10 @@ func TestRestoredBackupRefusedGrantRewritesAnOlderValue(t *testing.T) {
 
 	// Every status saying a is registered, once the backup is restored,
 	// is checked against etcd: the key must hold the updated value.
-	var stale, truths atomic.Int32
-	sub := b.SubscribeStatus()
-	done := make(chan struct{})
-	var armed atomic.Bool
-	go func() {
-		defer close(done)
-		for {
-			st, err := sub.Next(context.Background())
-			if err != nil {
-				return
-			}
-			if !armed.Load() || st.State != discovery.StateRegistered {
-				continue
-			}
-			if resp, err := getKey(cli, key, time.Second); err == nil && (len(resp.Kvs) == 0 || string(resp.Kvs[0].Value) != updated) {
-				stale.Add(1)
-			} else {
-				truths.Add(1)
-			}
-		}
-	}()
-	t.Cleanup(func() { sub.Stop(); <-done })
+	audit := auditRegistered(t, b, "a", func() bool {
+		resp, err := getKey(cli, key, time.Second)
+		return err != nil || (len(resp.Kvs) == 1 && string(resp.Kvs[0].Value) == updated)
+	})
 
 	proxy.Reject()
 	states.waitState(t, discovery.StateRetrying, cfg.TTL+waitFor) // the keep-alive timed out
@@ -320,7 +284,7 @@ func TestRestoredBackupRefusedGrantRewritesAnOlderValue(t *testing.T) {
 		t.Fatalf("the restored backup holds %v (%v); want the value from before the update", resp, err)
 	}
 	puts(t, cli, "filler", 50)
-	armed.Store(true)
+	audit.armed.Store(true)
 	proxy.Accept()
 
 	testwait.Until(t, waitFor, "the updated value is written again", func() bool {
@@ -328,10 +292,46 @@ func TestRestoredBackupRefusedGrantRewritesAnOlderValue(t *testing.T) {
 		return err == nil && len(resp.Kvs) == 1 && string(resp.Kvs[0].Value) == updated && clientv3.LeaseID(resp.Kvs[0].Lease) == lease
 	})
 	testwait.Until(t, waitFor, "a is registered", func() bool { return stateOf(b, "payments", "a") == discovery.StateRegistered })
-	if n := stale.Load(); n != 0 {
-		t.Errorf("a was reported registered %d times while etcd held its older value (%d times with the updated one)", n, truths.Load())
+	if n := audit.bad.Load(); n != 0 {
+		t.Errorf("a was reported registered %d times while etcd held its older value (%d times with the updated one)", n, audit.good.Load())
 	}
 	if b.Lease() != lease {
 		t.Errorf("lease %x; want %x, which the backup holds (the grant must have been refused)", b.Lease(), lease)
 	}
+}
+
+// registeredAudit counts, once armed, the statuses saying an instance is
+// registered that etcd bears out (good) and those it does not (bad).
+type registeredAudit struct {
+	armed     atomic.Bool
+	good, bad atomic.Int32
+}
+
+// auditRegistered checks every status of b saying instance id is
+// registered, once the audit is armed, with holds, which reads etcd (and
+// gives true when it cannot tell), until the test ends.
+func auditRegistered(t *testing.T, b *etcd.Backend, id string, holds func() bool) *registeredAudit {
+	t.Helper()
+	a := &registeredAudit{}
+	sub := b.SubscribeStatus()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			st, err := sub.Next(context.Background())
+			if err != nil {
+				return
+			}
+			if !a.armed.Load() || st.Instance.ID != id || st.State != discovery.StateRegistered {
+				continue
+			}
+			if holds() {
+				a.good.Add(1)
+			} else {
+				a.bad.Add(1)
+			}
+		}
+	}()
+	t.Cleanup(func() { sub.Stop(); <-done })
+	return a
 }
