@@ -113,12 +113,19 @@ func (b *Backend) connected() error {
 }
 
 // connState follows the connection: up or down, and a channel closed at
-// every change.
+// every change; and the elections of the bucket stream's leader.
 type connState struct {
 	mu      sync.Mutex
 	up      bool
 	err     error
 	changes backendkit.Broadcast
+	// elected is notified when the bucket's stream elects a leader (the
+	// server's advisory): JetStream answers for the bucket again.
+	elected backendkit.Broadcast
+	// wake is notified at every change of the connection and at every
+	// election: the moments a failed attempt is worth making again at
+	// once.
+	wake backendkit.Broadcast
 }
 
 func newConnState() *connState { return &connState{up: true} }
@@ -132,7 +139,14 @@ func (c *connState) set(up bool, err error) bool {
 	}
 	c.up, c.err = up, err
 	c.changes.Notify()
+	c.wake.Notify()
 	return true
+}
+
+// leaderElected records that the bucket's stream has elected a leader.
+func (c *connState) leaderElected() {
+	c.elected.Notify()
+	c.wake.Notify()
 }
 
 // get returns whether the connection is up, a channel closed at the next
