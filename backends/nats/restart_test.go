@@ -1,7 +1,9 @@
 package nats_test
 
 import (
+	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,4 +88,68 @@ func TestWholeClusterRestartRegistersSoonAfterUsable(t *testing.T) {
 	if ok, err := present(t.Context(), kv, p1Key, p1); !ok || err != nil {
 		t.Errorf("the key after the restart: present %v, %v; want present", ok, err)
 	}
+}
+
+// deadNode is a listener that accepts connections and closes them at
+// once, as a node going down does to a client: it counts them.
+type deadNode struct {
+	ln    net.Listener
+	dials atomic.Int64
+	done  chan struct{}
+}
+
+func startDeadNode(t *testing.T) *deadNode {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &deadNode{ln: ln, done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			d.dials.Add(1)
+			_ = c.Close()
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close(); <-d.done })
+	return d
+}
+
+// While no server answers, the client's wait between two rounds of
+// connection attempts doubles from ReconnectDelay up to four
+// ReconnectDelays per endpoint (here 3 × 4 × 20 ms = 240 ms): 12 rounds
+// take at least 20+40+80+160+7×240 ms = 1.98 s. With the fixed wait they
+// took 12 × 20-24 ms, and a fleet retrying a stopped 3-node cluster made
+// 8 connection attempts per process per second (roster bench --restart).
+// The returning server is then noticed within a round.
+func TestReconnectWaitGrowsWhileNoServerAnswers(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	dead1, dead2 := startDeadNode(t), startDeadNode(t)
+	cfg := testConfig(t, srv.URL(), "roster")
+	cfg.Endpoints = []string{srv.URL(), "nats://" + dead1.ln.Addr().String(), "nats://" + dead2.ln.Addr().String()}
+	b := newBackend(t, cfg)
+	if err := b.Register(t.Context(), p1); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	stopped := time.Now()
+	from := dead1.dials.Load()
+	testwait.Until(t, 30*time.Second, "12 rounds of connection attempts", func() bool {
+		return dead1.dials.Load()-from >= 12
+	})
+	took := time.Since(stopped)
+	t.Logf("12 rounds in %v (%d and %d attempts on the dead endpoints)", took, dead1.dials.Load()-from, dead2.dials.Load())
+	if took < 1980*time.Millisecond {
+		t.Errorf("12 rounds of connection attempts took %v; want at least 1.98 s (waits doubling from 20 ms to 240 ms)", took)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, b, p1.Key(), discovery.StateRegistered, 10*time.Second)
 }
