@@ -44,6 +44,13 @@ func (b *Backend) bucket(ctx context.Context) (jetstream.KeyValue, jetstream.Str
 	return kv, stream, nil
 }
 
+// bucketOpen reports whether the bucket's handles are held.
+func (b *Backend) bucketOpen() bool {
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	return b.kv != nil
+}
+
 // bucketGone reports whether err, from a request on the bucket, says that
 // its stream does not exist (any more): a publish that no stream takes,
 // or a request that names a stream the server does not have.
@@ -122,22 +129,28 @@ const advisoryPrefix = "$JS.EVENT.ADVISORY.STREAM."
 // a leader meanwhile (see untilElected).
 var errLeaderElected = errors.New("nats: the bucket's stream elected a leader while the bucket was being opened; opening it again")
 
+// streamGone asks JetStream whether the bucket's stream exists, after
+// writes to the bucket found no stream: it reports true only when
+// JetStream answers that it does not (the bucket is then dropped, to be
+// created again). A stream without a leader leaves the question
+// unanswered; the election ends the wait (untilElected).
+func (b *Backend) streamGone() bool {
+	ctx, cancel := b.untilElected(b.ctx, b.cfg.RequestTimeout)
+	defer cancel()
+	_, err := b.js.Stream(ctx, "KV_"+b.cfg.Bucket)
+	return errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
 // untilElected returns a context that ends after d, with parent, or when
 // the bucket's stream next elects a leader (cause errLeaderElected), and
 // its cancel, which must be called. A request on a stream without a
 // leader may be dropped by the server, never answered: once the stream
 // has a leader, waiting out the request's timeout would only delay an
-// attempt that can now succeed. Only the opening of a bucket not open
-// yet pays for the goroutine that watches.
+// attempt that can now succeed. It costs a goroutine until cancel: use it
+// for requests that can meet a stream without a leader only.
 func (b *Backend) untilElected(parent context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	elected := b.conn.elected.Changed()
 	ctx, cancelTimeout := context.WithTimeout(parent, d)
-	b.bmu.Lock()
-	open := b.kv != nil
-	b.bmu.Unlock()
-	if open {
-		return ctx, cancelTimeout
-	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	go func() {
 		select {

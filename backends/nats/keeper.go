@@ -2,6 +2,7 @@ package nats
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -119,6 +120,15 @@ func (b *Backend) run(full bool) {
 		}
 		err := b.syncAll(full || !first)
 		first = false
+		if errors.Is(err, jetstream.ErrNoStreamResponse) && !b.streamGone() {
+			// The writes found no stream, but the bucket is there: its
+			// stream has no leader yet (a cluster restarted, its leader
+			// stopped). Kept, rather than opened again (two or three
+			// JetStream API requests per process, the first of them left
+			// unanswered until the election): the next attempt comes at
+			// the election.
+			return err
+		}
 		// A bucket found gone (a server restarted without its data, a
 		// deleted bucket) is created again, and every key published
 		// again, at once rather than after the retry policy's delay:
@@ -164,7 +174,11 @@ func (b *Backend) syncAll(full bool) error {
 	}
 	// The renewals go straight to the bucket's subjects, which only an
 	// open bucket takes: open it, or create it again, first.
-	ctx, cancel := b.untilElected(b.ctx, b.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.RequestTimeout)
+	if !b.bucketOpen() {
+		cancel()
+		ctx, cancel = b.untilElected(b.ctx, b.cfg.RequestTimeout)
+	}
 	_, _, err := b.bucket(ctx)
 	elected := context.Cause(ctx) == errLeaderElected
 	cancel()
