@@ -93,7 +93,7 @@ type Backend struct {
 // A server that cannot be reached (or that does not answer the bucket's
 // opening within RequestTimeout) is not an error, as with the etcd
 // backend: New returns a Backend that connects as soon as NATS is up
-// (every ReconnectDelay), and opens the bucket then; meanwhile Register
+// (see ReconnectDelay), and opens the bucket then; meanwhile Register
 // keeps trying, registrations report discovery.StateRetrying, and reads
 // fail with discovery.ErrUnavailable. An application can thus start
 // while NATS is down and be registered the moment it is back.

@@ -44,6 +44,13 @@ func (b *Backend) bucket(ctx context.Context) (jetstream.KeyValue, jetstream.Str
 	return kv, stream, nil
 }
 
+// bucketOpen reports whether the bucket's handles are held.
+func (b *Backend) bucketOpen() bool {
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	return b.kv != nil
+}
+
 // bucketGone reports whether err, from a request on the bucket, says that
 // its stream does not exist (any more): a publish that no stream takes,
 // or a request that names a stream the server does not have.
@@ -89,17 +96,72 @@ func (b *Backend) dropBucket(cause error) {
 // errBucketDeleted is dropBucket's cause on the server's advisory.
 var errBucketDeleted = errors.New("nats: the server reports the bucket's stream deleted")
 
-// followBucket subscribes to the server's advisory of the deletion of the
-// bucket's stream (an operator's `nats kv rm`), so that watches of the
-// old bucket, which would otherwise wait in silence, start again at once
-// on a new one. A connection not allowed to read advisories goes without
-// (the watches then notice when their consumer cannot be recreated).
+// followBucket subscribes to the server's advisories about the bucket's
+// stream (one subscription for all of them): its deletion (an operator's
+// `nats kv rm`), so that watches of the old bucket, which would otherwise
+// wait in silence, start again at once on a new one; and the election of
+// its leader, so that a keeper waiting out its backoff after JetStream
+// went silent (a whole cluster restarted: the nodes take connections
+// seconds before the stream has a leader, and drop requests for it
+// meanwhile) tries again the moment the bucket can answer. A connection
+// not allowed to read advisories goes without (the watches then notice
+// when their consumer cannot be recreated; the keeper, at its next try).
 func (b *Backend) followBucket() {
-	_, err := b.nc.Subscribe("$JS.EVENT.ADVISORY.STREAM.DELETED.KV_"+b.cfg.Bucket, func(*natsgo.Msg) {
-		b.dropBucket(errBucketDeleted)
+	stream := "KV_" + b.cfg.Bucket
+	_, err := b.nc.Subscribe(advisoryPrefix+"*."+stream, func(m *natsgo.Msg) {
+		switch m.Subject {
+		case advisoryPrefix + "DELETED." + stream:
+			b.dropBucket(errBucketDeleted)
+		case advisoryPrefix + "LEADER_ELECTED." + stream:
+			b.conn.leaderElected()
+		}
 	})
 	if err != nil {
-		b.log.Debug("cannot follow the bucket's deletion", "error", err)
+		b.log.Debug("cannot follow the bucket's stream", "error", err)
+	}
+}
+
+// advisoryPrefix starts the subjects of JetStream's advisories about a
+// stream: the event, then the stream's name.
+const advisoryPrefix = "$JS.EVENT.ADVISORY.STREAM."
+
+// errLeaderElected ends the opening of the bucket when its stream elects
+// a leader meanwhile (see untilElected).
+var errLeaderElected = errors.New("nats: the bucket's stream elected a leader while the bucket was being opened; opening it again")
+
+// streamGone asks JetStream whether the bucket's stream exists, after
+// writes to the bucket found no stream: it reports true only when
+// JetStream answers that it does not (the bucket is then dropped, to be
+// created again). A stream without a leader leaves the question
+// unanswered; the election ends the wait (untilElected).
+func (b *Backend) streamGone() bool {
+	ctx, cancel := b.untilElected(b.ctx, b.cfg.RequestTimeout)
+	defer cancel()
+	_, err := b.js.Stream(ctx, "KV_"+b.cfg.Bucket)
+	return errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
+// untilElected returns a context that ends after d, with parent, or when
+// the bucket's stream next elects a leader (cause errLeaderElected), and
+// its cancel, which must be called. A request on a stream without a
+// leader may be dropped by the server, never answered: once the stream
+// has a leader, waiting out the request's timeout would only delay an
+// attempt that can now succeed. It costs a goroutine until cancel: use it
+// for requests that can meet a stream without a leader only.
+func (b *Backend) untilElected(parent context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	elected := b.conn.elected.Changed()
+	ctx, cancelTimeout := context.WithTimeout(parent, d)
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-elected:
+			cancel(errLeaderElected)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		cancel(context.Canceled)
+		cancelTimeout()
 	}
 }
 

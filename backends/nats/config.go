@@ -88,11 +88,16 @@ type Config struct {
 	// that drains its instances itself (discovery.Drain, the fx module's
 	// DrainDelay) does not need it.
 	DrainOnClose time.Duration
-	// ReconnectDelay is how long the client waits between reconnection
-	// attempts while the server is unreachable (jittered by 20%), so a
-	// returning server is noticed within about that time whatever the
-	// outage length. Default: DefaultReconnectDelay. (A link that goes
-	// silent is noticed by the client's pings, every TTL/3, two missed.)
+	// ReconnectDelay is how long the client first waits between two
+	// rounds of connection attempts (one to each endpoint) while no
+	// server can be reached. The wait doubles each round, up to four
+	// ReconnectDelays per endpoint (3 s for three endpoints at the
+	// default), plus up to 20% of jitter: a returning server is noticed
+	// within that long, and a fleet retrying an unreachable cluster makes
+	// about one connection attempt per process per second. A dropped
+	// connection is made again at once to another server that answers.
+	// Default: DefaultReconnectDelay. (A link that goes silent is noticed
+	// by the client's pings, every TTL/3, two missed.)
 	ReconnectDelay time.Duration
 	// TLS, when set, secures the connection (and may carry a client
 	// certificate), and is used as it is: CACertFile, CertFile and

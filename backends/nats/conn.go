@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	natsgo "github.com/nats-io/nats.go"
 
@@ -18,13 +20,11 @@ import (
 
 func (b *Backend) connectOptions() ([]natsgo.Option, error) {
 	c := b.cfg
-	jitter := c.ReconnectDelay / 5
 	opts := []natsgo.Option{
 		natsgo.Name("roster"),
 		natsgo.Timeout(c.DialTimeout),
 		natsgo.MaxReconnects(-1),
-		natsgo.ReconnectWait(c.ReconnectDelay),
-		natsgo.ReconnectJitter(jitter, jitter),
+		natsgo.CustomReconnectDelay(c.reconnectWait),
 		// Fail a request at once while disconnected rather than buffer it.
 		natsgo.ReconnectBufSize(-1),
 		// Own-key subscriptions see other processes' writes only.
@@ -82,6 +82,28 @@ func (b *Backend) connectOptions() ([]natsgo.Option, error) {
 	return opts, nil
 }
 
+// reconnectRoundsPerServer bounds the wait between two rounds of
+// connection attempts: at most this many ReconnectDelays per endpoint.
+const reconnectRoundsPerServer = 4
+
+// reconnectWait is the client's wait after its round-th round of
+// connection attempts (one to each server) found no server:
+// ReconnectDelay, doubling each round up to reconnectRoundsPerServer
+// ReconnectDelays per endpoint, plus up to 20% of jitter. A fleet retrying
+// an unreachable cluster thus makes about one connection attempt per
+// process per second at the default (three endpoints every 3 to 3.6 s),
+// where a fixed 250 ms made 8 (roster bench --restart, issue #21); the
+// first rounds stay quick, for a node that restarts or a failover.
+func (c Config) reconnectWait(round int) time.Duration {
+	limit := c.ReconnectDelay * time.Duration(reconnectRoundsPerServer*max(1, len(c.Endpoints)))
+	d := c.ReconnectDelay
+	for i := 1; i < round && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	return d + rand.N(d/5+1)
+}
+
 // slow reports whether err, from opening the bucket, says only that the
 // server did not answer in time.
 func slow(err error) bool {
@@ -113,12 +135,19 @@ func (b *Backend) connected() error {
 }
 
 // connState follows the connection: up or down, and a channel closed at
-// every change.
+// every change; and the elections of the bucket stream's leader.
 type connState struct {
 	mu      sync.Mutex
 	up      bool
 	err     error
 	changes backendkit.Broadcast
+	// elected is notified when the bucket's stream elects a leader (the
+	// server's advisory): JetStream answers for the bucket again.
+	elected backendkit.Broadcast
+	// wake is notified at every change of the connection and at every
+	// election: the moments a failed attempt is worth making again at
+	// once.
+	wake backendkit.Broadcast
 }
 
 func newConnState() *connState { return &connState{up: true} }
@@ -132,7 +161,14 @@ func (c *connState) set(up bool, err error) bool {
 	}
 	c.up, c.err = up, err
 	c.changes.Notify()
+	c.wake.Notify()
 	return true
+}
+
+// leaderElected records that the bucket's stream has elected a leader.
+func (c *connState) leaderElected() {
+	c.elected.Notify()
+	c.wake.Notify()
 }
 
 // get returns whether the connection is up, a channel closed at the next

@@ -2,6 +2,7 @@ package nats
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -99,12 +100,18 @@ func (b *Backend) mark(m *natsgo.Msg) {
 // run brings the registrations in line with the bucket (all of them and
 // renewing if full, else those marked) and, on a failure, retries with the
 // retry policy, renewing everything, until it succeeds or Close starts.
-// A wait ends at once when the connection comes back (or drops, which
-// costs one early attempt).
+// A wait ends at once (after up to wakeJitter) when the connection comes
+// back (or drops, which costs one early attempt) or when the bucket's
+// stream elects a leader, and the backoff then starts again from the
+// policy's Base: the delays grew with an outage that has ended, and a
+// failure right after it (a restarted cluster that takes connections
+// seconds before JetStream answers) must not wait out the 30 s the
+// outage reached.
 func (b *Backend) run(full bool) {
 	// Subscribed before the first attempt, so that a connection that
-	// drops or comes back during an attempt ends the next wait at once.
-	wake, unsubscribe := b.conn.changes.Subscribe()
+	// drops or comes back, or a leader elected, during an attempt ends
+	// the next wait at once.
+	wake, unsubscribe := b.conn.wake.Subscribe()
 	defer unsubscribe()
 	first := true
 	_ = b.cfg.Retry.Do(b.ctx, func(context.Context) error {
@@ -113,6 +120,15 @@ func (b *Backend) run(full bool) {
 		}
 		err := b.syncAll(full || !first)
 		first = false
+		if errors.Is(err, jetstream.ErrNoStreamResponse) && !b.streamGone() {
+			// The writes found no stream, but the bucket is there: its
+			// stream has no leader yet (a cluster restarted, its leader
+			// stopped). Kept, rather than opened again (two or three
+			// JetStream API requests per process, the first of them left
+			// unanswered until the election): the next attempt comes at
+			// the election.
+			return err
+		}
 		// A bucket found gone (a server restarted without its data, a
 		// deleted bucket) is created again, and every key published
 		// again, at once rather than after the retry policy's delay:
@@ -126,8 +142,13 @@ func (b *Backend) run(full bool) {
 		b.retries.Add(1)
 		n := b.retrying(f.Attempt, f.Delay, f.Err)
 		b.log.Warn("failed to renew instances, will retry", "instances", n, "attempt", f.Attempt, "retry_in", f.Delay, "error", f.Err)
-	}), retry.WakeOn(wake))
+	}), retry.WakeOn(wake), retry.WakeJitter(b.wakeJitter()), retry.ResetOnWake())
 }
+
+// wakeJitter spreads the attempts of a fleet that one event woke (a
+// cluster back, a leader elected) over up to ReconnectDelay, rather than
+// have them all ask JetStream in the same millisecond.
+func (b *Backend) wakeJitter() time.Duration { return b.cfg.ReconnectDelay }
 
 // snapshot returns the registrations, sorted by key.
 func (b *Backend) snapshot() []*registration {
@@ -154,11 +175,19 @@ func (b *Backend) syncAll(full bool) error {
 	// The renewals go straight to the bucket's subjects, which only an
 	// open bucket takes: open it, or create it again, first.
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.RequestTimeout)
+	if !b.bucketOpen() {
+		cancel()
+		ctx, cancel = b.untilElected(b.ctx, b.cfg.RequestTimeout)
+	}
 	_, _, err := b.bucket(ctx)
+	elected := context.Cause(ctx) == errLeaderElected
 	cancel()
 	if err != nil {
 		if b.ctx.Err() != nil {
 			return nil
+		}
+		if elected {
+			err = fmt.Errorf("%w: %w", errLeaderElected, err)
 		}
 		return err
 	}

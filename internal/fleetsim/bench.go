@@ -474,21 +474,41 @@ func (rep *Report) Failures(recoveryTimeout, ttl time.Duration) []error {
 	return fails
 }
 
+// readAttempt bounds each read of the end check: a read that gets no
+// answer is made again, until the check's own deadline. On NATS, right
+// after a whole-cluster restart the fleet can be back (the bucket's stream
+// has a leader) before JetStream's meta leader is elected, and a read
+// started then (a consumer to create) was seen to go unanswered for 30 s
+// and more, while a new one succeeds (TestNATSRestart).
+const readAttempt = 5 * time.Second
+
 // missingRegistrations counts the registrations that the registry does
-// not hold, reading each of their services once through reg's reader.
+// not hold, reading each of their services once through reg's reader
+// (again after readAttempt without an answer, until ctx ends).
 func missingRegistrations(ctx context.Context, reg registry, regs []discovery.Key) ([]discovery.Key, error) {
 	r, release, err := reg.reader()
 	if err != nil {
 		return nil, err
 	}
 	defer release()
+	resolve := func(service string) ([]discovery.Instance, error) {
+		for {
+			actx, cancel := context.WithTimeout(ctx, readAttempt)
+			set, err := r.Resolve(actx, service)
+			unanswered := actx.Err() != nil
+			cancel()
+			if err == nil || ctx.Err() != nil || !unanswered {
+				return set, err
+			}
+		}
+	}
 	have := make(map[discovery.Key]bool)
 	read := make(map[string]bool)
 	var missing []discovery.Key
 	for _, k := range regs {
 		if !read[k.Service] {
 			read[k.Service] = true
-			set, err := r.Resolve(ctx, k.Service)
+			set, err := resolve(k.Service)
 			if err != nil {
 				return nil, fmt.Errorf("read service %s under %s: %w", k.Service, reg.prefix(), err)
 			}

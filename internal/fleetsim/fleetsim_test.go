@@ -19,28 +19,29 @@ import (
 // loaded machine a NATS process was seen to say registered 1 s past its
 // TTL after a cut (see docs/fleet-sizing.md); the bench's own runs, with
 // a 15 s TTL and 25 s faults, check it.
+//
+// A NATS request is given up after 1 s rather than the default 5 s: a
+// server may drop a request unanswered (a JetStream API request while the
+// bucket's stream elects a leader, as each member's restart makes it),
+// and a keeper held 5 s on one lets a 2 s key expire.
 func small(t *testing.T, backend string) fleetsim.Options {
-	return fleetsim.Options{
+	o := fleetsim.Options{
 		Backend: backend, Processes: 4, Instances: 1, Watchers: 2, ServiceSize: 4, Concurrency: 4,
 		TTL: 2 * time.Second, RecoveryTimeout: 45 * time.Second, LieTolerance: 2 * time.Second,
 		ElectionTimeout: 500 * time.Millisecond,
 		Progress:        func(format string, args ...any) { t.Logf(format, args...) },
 	}
+	o.NATS.RequestTimeout = time.Second
+	return o
 }
 
 // run runs o and checks what every fault must leave: every process
 // registered again, every watcher exact, nothing missing, no lie.
-// openMissing logs registrations missing at the end instead of failing
-// (see TestRestartMembers).
-func run(t *testing.T, o fleetsim.Options, openMissing ...bool) *fleetsim.Report {
+func run(t *testing.T, o fleetsim.Options) *fleetsim.Report {
 	t.Helper()
 	rep, err := fleetsim.Run(context.Background(), o)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
-	}
-	if len(openMissing) > 0 && openMissing[0] && rep.Missing > 0 {
-		t.Logf("OPEN: %d of %d registrations missing from %s at the end although every process says registered", rep.Missing, rep.Registrations, rep.Backend)
-		rep.Missing = 0
 	}
 	if fails := rep.Failures(o.RecoveryTimeout, o.TTL); len(fails) > 0 {
 		t.Fatalf("failures: %v", errors.Join(fails...))
@@ -89,19 +90,22 @@ func TestNATSRestart(t *testing.T) {
 // TestRestartMembers: each member in turn stopped for longer than the
 // TTL, on etcd and NATS. The processes are given every endpoint: they
 // fail over, so none needs to be a straggler, and the report says how
-// many left registered and for how long.
-//
-// Open (reported to the lead): on NATS, in 2 of 3 runs, 3 or 4 of the 4
-// keys were absent from the bucket at the end (read by a fresh Backend
-// straight to the nodes) while every process said registered; whether
-// the keys or the read are wrong is not known yet, so the test logs it
-// rather than failing, and the bench itself exits 1 on it.
+// many left registered and for how long. On NATS, keys were found
+// missing at the end (3 of 4 runs): a member's restart that stopped the
+// bucket stream's leader made every keeper reopen the bucket, and the
+// JetStream API request that does it went unanswered while the stream
+// had no leader, holding the keeper for RequestTimeout (5 s); the 2 s
+// keys expired after the bench had seen every process registered (the
+// statuses said retrying by then). The keeper now ends that request when
+// the stream elects a leader (1 of 17 runs still missed a key, its
+// request dropped without an election to end it); small's 1 s timeout
+// keeps a dropped request within the TTL (0 of 10 runs miss one).
 func TestRestartMembers(t *testing.T) {
 	for _, backend := range []string{backends.Etcd, backends.NATS} {
 		t.Run(backend, func(t *testing.T) {
 			o := small(t, backend)
 			o.RestartMembers = 3 * time.Second
-			f := run(t, o, backend == backends.NATS).Fault
+			f := run(t, o).Fault
 			if f.Kind != "restart-members" || !slices.Equal(f.Stopped, []int{0, 1, 2}) {
 				t.Fatalf("fault %+v; want members 0, 1, 2 restarted in turn", f)
 			}
