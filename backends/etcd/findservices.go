@@ -163,11 +163,12 @@ const probeEvery = time.Second
 // under the prefix, then one watch from the revision after it, whatever
 // the number of services. Each service's keys are decoded together, as
 // Resolve decodes them, and a service is reported whole whenever one of
-// its keys changes. While the watch is open it reads one key every
-// second (bounded by RequestTimeout); an etcd that does not answer is
-// reported unreachable until it answers again (etcd's client resumes the
-// watch where it was once etcd is back). It returns an error when the
-// watch cannot go on (etcd compacted the revision it reached, the member
+// its keys changes. From its first update on, while the watch is being
+// opened as after, it reads one key every second (bounded by
+// RequestTimeout); an etcd that does not answer is reported unreachable
+// until it answers again (etcd's client opens the watch, or resumes it
+// where it was, once etcd is back). It returns an error when the watch
+// cannot go on (etcd compacted the revision it reached, the member
 // lost its leader, the Backend was closed): calling it again reads the
 // keys again.
 //
@@ -220,13 +221,21 @@ func (b *Backend) followRegistry(ctx context.Context, apply func(discovery.Regis
 
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	events := b.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+	// The watch is opened in a goroutine of its own: etcd's client does
+	// not return from Watch until etcd has confirmed the watch, so an
+	// etcd that stopped since the read above would hold the loop below,
+	// and no probe would tell of the outage. events is nil until then.
+	var events clientv3.WatchChan
+	opened := make(chan clientv3.WatchChan, 1)
 	// Probes: one read of a single key (the prefix itself) at a time,
 	// each bounded by RequestTimeout; the loop below learns each result.
 	probed := make(chan error)
 	var probes sync.WaitGroup
 	defer probes.Wait()
-	defer cancel() // first: it ends the probes
+	defer cancel() // first: it ends the probes and the opening of the watch
+	probes.Go(func() {
+		opened <- b.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+	})
 	probes.Go(func() {
 		t := time.NewTicker(probeEvery)
 		defer t.Stop()
@@ -254,6 +263,7 @@ func (b *Backend) followRegistry(ctx context.Context, apply func(discovery.Regis
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case events = <-opened:
 		case err := <-probed:
 			switch {
 			case err != nil && !down && ctx.Err() == nil:
