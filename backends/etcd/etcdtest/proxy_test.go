@@ -6,11 +6,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc"
 
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 )
@@ -51,7 +53,17 @@ func TestProxyBlackhole(t *testing.T) {
 
 func TestProxyDropConnections(t *testing.T) {
 	t.Parallel()
-	_, p, cli := proxied(t)
+	s := etcdtest.Start(t)
+	p := etcdtest.StartProxy(t, s.Endpoints()[0])
+	var dialed clientConns
+	cfg := s.ClientConfig()
+	cfg.Endpoints = []string{p.Endpoint()}
+	cfg.DialOptions = append(cfg.DialOptions, grpc.WithContextDialer(dialed.dial))
+	cli, err := newClient(t, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	put(t, cli, "k", "v")
 
 	// A kept-alive HTTP/1.1 connection through the proxy, used once so
 	// that it is surely established, is closed under its reader.
@@ -77,16 +89,17 @@ func TestProxyDropConnections(t *testing.T) {
 		t.Fatalf("health through the proxy: %s", resp.Status)
 	}
 
-	// The client's connection leaves READY: it was cut, not just idle.
-	conn := cli.ActiveConnection()
-	if st := conn.GetState(); st != connectivity.Ready {
-		t.Fatalf("client connection %v, want READY", st)
+	// The client's connection, the one its Put went over, is cut, not
+	// just left idle: a read from it fails before the client closes it.
+	// (The channel's connectivity state cannot tell: it may still say
+	// CONNECTING after the Put has succeeded, as gRPC hands the READY
+	// picker over before the state, and round_robin reconnects at once,
+	// so READY comes back within a millisecond of the cut, before a
+	// WaitForStateChange started beside DropConnections looks.)
+	used := dialed.open()
+	if len(used) != 1 {
+		t.Fatalf("client has %d connections open through the proxy, want 1", len(used))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	changed := make(chan bool, 1)
-	go func() { changed <- conn.WaitForStateChange(ctx, connectivity.Ready) }()
-
 	if err := p.DropConnections(); err != nil {
 		t.Fatalf("DropConnections: %v", err)
 	}
@@ -97,12 +110,88 @@ func TestProxyDropConnections(t *testing.T) {
 	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatal("dropped connection still open after 5s")
 	}
-	if !<-changed {
-		t.Fatal("client connection still READY 5s after DropConnections")
+	select {
+	case <-used[0].cut:
+	case <-time.After(5 * time.Second):
+		t.Fatal("client connection still open 5s after DropConnections")
 	}
 
-	// The client reconnects on its own.
+	// The client reconnects on its own, over a new connection.
 	mustGet(t, cli, "k", "v")
+	if now := dialed.open(); len(now) != 1 || now[0] == used[0] {
+		t.Fatalf("after the reconnection the client has %d connections open (the dropped one among them: %v), want 1 new one",
+			len(now), slices.Contains(now, used[0]))
+	}
+}
+
+// clientConns records the connections a gRPC client dials, as its
+// grpc.WithContextDialer, so that a test can tell whether the far side
+// cut them.
+type clientConns struct {
+	mu    sync.Mutex
+	conns []*clientConn
+}
+
+// dial dials addr over TCP and records the connection.
+func (cs *clientConns) dial(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	cc := &clientConn{Conn: c, cut: make(chan struct{})}
+	cs.mu.Lock()
+	cs.conns = append(cs.conns, cc)
+	cs.mu.Unlock()
+	return cc, nil
+}
+
+// open returns the connections neither cut nor closed by the client, in
+// the order they were dialled.
+func (cs *clientConns) open() []*clientConn {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	var open []*clientConn
+	for _, c := range cs.conns {
+		c.mu.Lock()
+		if !c.isCut && !c.closed {
+			open = append(open, c)
+		}
+		c.mu.Unlock()
+	}
+	return open
+}
+
+// clientConn is a connection dialled by a client, which notes whether a
+// read from it failed (the far side closed or reset it) before the client
+// closed it.
+type clientConn struct {
+	net.Conn
+	cut chan struct{} // closed when a read fails before Close
+
+	mu     sync.Mutex
+	isCut  bool
+	closed bool
+}
+
+func (c *clientConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil {
+		c.mu.Lock()
+		if !c.closed && !c.isCut {
+			c.isCut = true
+			close(c.cut)
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+func (c *clientConn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	return c.Conn.Close()
 }
 
 func TestProxyLatency(t *testing.T) {
