@@ -57,29 +57,90 @@ func (b *Backend) ResolveRevision(ctx context.Context, service string) ([]discov
 	if err := b.connected(); err != nil {
 		return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, err)
 	}
-	set, rev, err := b.resolve(ctx, service, filter)
-	if b.checkBucket(err) {
-		// The bucket is gone (a server restarted without its data, a
-		// deleted bucket): open, or create, it again and read that.
-		set, rev, err = b.resolve(ctx, service, filter)
+	var (
+		set       []discovery.Instance
+		rev       uint64
+		recreated bool
+	)
+	// A read that JetStream leaves unanswered (see errStalled) is made
+	// again, until ctx ends; any other failure is returned at once.
+	err = resolveRetry.Do(ctx, func(ctx context.Context) error {
+		if err := b.connected(); err != nil {
+			return retry.Permanent(fmt.Errorf("nats: resolve %q: %w", service, err))
+		}
+		s, r, err := b.resolve(ctx, service, filter)
+		if b.checkBucket(err) && !recreated {
+			// The bucket is gone (a server restarted without its data, a
+			// deleted bucket): open, or create, it again and read that.
+			recreated = true
+			s, r, err = b.resolve(ctx, service, filter)
+		}
+		switch {
+		case err == nil:
+			set, rev = s, r
+			return nil
+		case errors.Is(err, errStalled):
+			b.log.Debug("resolve unanswered, reading again", "service", service, "error", err)
+			return err
+		}
+		return retry.Permanent(err)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, err)
+		}
+		return nil, 0, err
 	}
-	return set, rev, err
+	return set, rev, nil
 }
+
+// errStalled ends one attempt of Resolve that went a third of
+// RequestTimeout without an answer to its requests or a value from its
+// watch: JetStream drops, never answers, an API request (the stream's
+// info, a consumer's creation, the last sequence) that reaches a node
+// while the stream's or its consumer's leader is being elected, and the
+// client would wait the request's whole context, the caller's (after a
+// whole-cluster restart, a fresh Backend's Resolve waited out its 30 s
+// while the cluster answered again; TestResolveAfterWholeClusterRestart).
+var errStalled = errors.New("nats: JetStream left the read unanswered (a request lost during a leader election?)")
+
+// resolveRetry spaces Resolve's attempts after one went unanswered:
+// short, since a new request is usually answered at once.
+var resolveRetry = retry.Policy{Base: 50 * time.Millisecond, Max: time.Second, Jitter: 0.2}
+
+// stallTimeout is how long one attempt of Resolve may go without progress
+// (see errStalled).
+func (b *Backend) stallTimeout() time.Duration { return b.cfg.RequestTimeout / 3 }
 
 // resolve is Resolve's one attempt, on the keys matching filter; it
 // returns the set and its revision.
-func (b *Backend) resolve(ctx context.Context, service, filter string) ([]discovery.Instance, uint64, error) {
+func (b *Backend) resolve(parent context.Context, service, filter string) (_ []discovery.Instance, _ uint64, err error) {
+	// Every request and every value of the watch is progress; an attempt
+	// that makes none for stallTimeout is cut short (errStalled).
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	step := b.stallTimeout()
+	stall := time.AfterFunc(step, func() { cancel(errStalled) })
+	defer stall.Stop()
+	progress := func() { stall.Reset(step) }
+	defer func() {
+		if err != nil && parent.Err() == nil && errors.Is(context.Cause(ctx), errStalled) {
+			err = fmt.Errorf("nats: resolve %q: %w: %w (%w)", service, discovery.ErrUnavailable, errStalled, err)
+		}
+	}()
 	_, changed, _ := b.conn.get()
 	kv, _, err := b.bucket(ctx)
 	if err != nil {
 		return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, err)
 	}
+	progress()
 	// Deletes are delivered too: Delta counts them (see below).
 	w, err := kv.Watch(ctx, filter)
 	if err != nil {
 		return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, err))
 	}
 	defer stopWatcher(w)
+	progress()
 	set := make(map[string]discovery.Instance)
 	// The watch marks the end of the current values (nil) once it has
 	// delivered as many as were pending when it started. A key renewed
@@ -102,10 +163,12 @@ func (b *Backend) resolve(ctx context.Context, service, filter string) ([]discov
 				}
 				return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, errDisconnected))
 			}
+			progress()
 			if e == nil {
 				if target, err = b.lastSequence(ctx, filter); err != nil {
 					return nil, 0, fmt.Errorf("nats: resolve %q: %w", service, unavailable(ctx, err))
 				}
+				progress()
 				listed = true
 			} else {
 				b.apply(set, e)
