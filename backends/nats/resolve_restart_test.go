@@ -59,11 +59,12 @@ func TestResolveAfterWholeClusterRestart(t *testing.T) {
 		took := r.at.Sub(at)
 		t.Logf("round %d: Resolve answered %v after the cluster was usable: %d instances, %v", round, took, len(r.set), r.err)
 		// Before the cluster is usable Resolve may fail (ErrUnavailable);
-		// after, it must answer: within a bound well below the 5 s
-		// RequestTimeout a lost request waits out, with room for a busy
-		// machine under -race.
-		if took > 4*time.Second {
-			t.Errorf("round %d: Resolve answered %v after the cluster was usable (%v); want within 4 s", round, took, r.err)
+		// after, it must answer, well before its 30 s context ends (which
+		// it waited out before): within 10 s, a generous margin over the
+		// 1.74 s at most seen in 60 rounds, for a busy machine under
+		// -race (a stalled attempt is dropped after RequestTimeout/3).
+		if took > 10*time.Second {
+			t.Errorf("round %d: Resolve answered %v after the cluster was usable (%v); want within 10 s", round, took, r.err)
 		}
 	}
 }
