@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roster-sd/roster/backends/etcd"
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/discoverytest"
@@ -39,31 +40,8 @@ func TestFollowRegistry(t *testing.T) {
 		"/roster/services/odd":                 `not roster's`,
 	})
 	view := newBackend(t, testConfig(t, srv.Endpoints()))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	updates := make(chan discovery.RegistryUpdate, 256)
-	done := make(chan error, 1)
-	go func() {
-		done <- view.FollowRegistry(ctx, func(u discovery.RegistryUpdate) {
-			c := discovery.RegistryUpdate{Reset: u.Reset, Unreachable: u.Unreachable}
-			for _, s := range u.Services {
-				c.Services = append(c.Services, discovery.ServiceSet{Service: s.Service, Instances: slices.Clone(s.Instances)})
-			}
-			updates <- c
-		})
-	}()
-	next := func(what string) discovery.RegistryUpdate {
-		t.Helper()
-		select {
-		case u := <-updates:
-			return u
-		case err := <-done:
-			t.Fatalf("FollowRegistry returned %v; want %s", err, what)
-		case <-time.After(followWait):
-			t.Fatalf("no update within %v: want %s", followWait, what)
-		}
-		return discovery.RegistryUpdate{}
-	}
+	f := follow(t, view, nil)
+	next := f.next
 	lease := fmt.Sprintf("%x", int64(b.Lease()))
 	u := next("the first Reset")
 	if !u.Reset || u.Unreachable != nil || len(u.Services) != 1 || len(u.Services[0].Instances) != 1 ||
@@ -76,10 +54,7 @@ func TestFollowRegistry(t *testing.T) {
 	if u := next("payments with p-2"); u.Reset || len(u.Services) != 1 || len(u.Services[0].Instances) != 2 || !u.Services[0].Instances[1].Equal(p2) {
 		t.Fatalf("after p-2 registered: %+v; want payments whole, p-2 draining", u)
 	}
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("FollowRegistry after its ctx ended: %v; want context.Canceled", err)
-	}
+	f.stop()
 }
 
 // TestFollowRegistryOutageBeforeTheWatch: an etcd that stops between
@@ -96,38 +71,16 @@ func TestFollowRegistryOutageBeforeTheWatch(t *testing.T) {
 	p1 := instance("payments", "p-1")
 	register(t, b, p1)
 	view := newBackend(t, testConfig(t, srv.Endpoints()))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	updates := make(chan discovery.RegistryUpdate, 256)
-	done := make(chan error, 1)
 	first := true
-	go func() {
-		done <- view.FollowRegistry(ctx, func(u discovery.RegistryUpdate) {
-			if first {
-				first = false
-				if err := srv.Stop(); err != nil {
-					t.Errorf("stopping etcd: %v", err)
-				}
+	f := follow(t, view, func() {
+		if first {
+			first = false
+			if err := srv.Stop(); err != nil {
+				t.Errorf("stopping etcd: %v", err)
 			}
-			c := discovery.RegistryUpdate{Reset: u.Reset, Unreachable: u.Unreachable}
-			for _, s := range u.Services {
-				c.Services = append(c.Services, discovery.ServiceSet{Service: s.Service, Instances: slices.Clone(s.Instances)})
-			}
-			updates <- c
-		})
-	}()
-	next := func(what string) discovery.RegistryUpdate {
-		t.Helper()
-		select {
-		case u := <-updates:
-			return u
-		case err := <-done:
-			t.Fatalf("FollowRegistry returned %v; want %s", err, what)
-		case <-time.After(followWait):
-			t.Fatalf("no update within %v: want %s", followWait, what)
 		}
-		return discovery.RegistryUpdate{}
-	}
+	})
+	next := f.next
 	if u := next("the first Reset"); !u.Reset || u.Unreachable != nil || len(u.Services) != 1 ||
 		len(u.Services[0].Instances) != 1 || !u.Services[0].Instances[0].Equal(p1) {
 		t.Fatalf("first update %+v; want a Reset with payments/p-1 alone", u)
@@ -163,8 +116,65 @@ func TestFollowRegistryOutageBeforeTheWatch(t *testing.T) {
 			break
 		}
 	}
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("FollowRegistry after its ctx ended: %v; want context.Canceled", err)
+	f.stop()
+}
+
+// following is a FollowRegistry running until stop or the test's end.
+type following struct {
+	t       *testing.T
+	cancel  context.CancelFunc
+	updates chan discovery.RegistryUpdate
+	done    chan error
+}
+
+// follow runs view.FollowRegistry, calling during (if not nil) in apply
+// before each update is handed on, a copy, to next.
+func follow(t *testing.T, view *etcd.Backend, during func()) *following {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &following{t: t, cancel: cancel, updates: make(chan discovery.RegistryUpdate, 256), done: make(chan error, 1)}
+	go func() {
+		f.done <- view.FollowRegistry(ctx, func(u discovery.RegistryUpdate) {
+			if during != nil {
+				during()
+			}
+			c := discovery.RegistryUpdate{Reset: u.Reset, Unreachable: u.Unreachable}
+			for _, s := range u.Services {
+				c.Services = append(c.Services, discovery.ServiceSet{Service: s.Service, Instances: slices.Clone(s.Instances)})
+			}
+			f.updates <- c
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-f.done
+	})
+	return f
+}
+
+// next returns the next update, or fails the test saying it wanted what.
+func (f *following) next(what string) discovery.RegistryUpdate {
+	f.t.Helper()
+	select {
+	case u := <-f.updates:
+		return u
+	case err := <-f.done:
+		f.done <- err // for the cleanup
+		f.t.Fatalf("FollowRegistry returned %v; want %s", err, what)
+	case <-time.After(followWait):
+		f.t.Fatalf("no update within %v: want %s", followWait, what)
+	}
+	return discovery.RegistryUpdate{}
+}
+
+// stop ends FollowRegistry's context and checks that it returns
+// context.Canceled.
+func (f *following) stop() {
+	f.t.Helper()
+	f.cancel()
+	err := <-f.done
+	f.done <- err // for the cleanup
+	if !errors.Is(err, context.Canceled) {
+		f.t.Errorf("FollowRegistry after its ctx ended: %v; want context.Canceled", err)
 	}
 }
