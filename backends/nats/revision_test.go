@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/cache"
 	"github.com/roster-sd/roster/discovery/grpcresolver"
+	"github.com/roster-sd/roster/internal/testing/heldresolver"
 	"github.com/roster-sd/roster/internal/testing/revisiontest"
 	"github.com/roster-sd/roster/internal/testing/testlog"
 	"github.com/roster-sd/roster/internal/testing/testwait"
@@ -357,105 +357,6 @@ func TestRestoredBackupResetsTheWatchersRevisions(t *testing.T) {
 	revisiontest.NewHistory(ctx, t, rw, before, []discovery.Instance{p1, p2, p3})
 }
 
-// heldResolver is a Backend whose watcher can be made to hold the first
-// set it gets after being armed, and to return it when released: the
-// order in which gRPC's resolver sees a slow watch's first set after an
-// outage and a Resolve forced meanwhile. It passes revisions on when the
-// Backend gives them.
-type heldResolver struct {
-	b *nats.Backend
-
-	armed   atomic.Bool
-	outage  chan struct{} // gets a value when Next reports an outage
-	held    chan struct{} // gets a value when a set is held
-	release chan struct{} // closed by the test: return the held set
-	resumed chan struct{} // gets a value when Next is called after the held set was returned
-}
-
-func newHeldResolver(b *nats.Backend) *heldResolver {
-	return &heldResolver{b: b, outage: make(chan struct{}, 1), held: make(chan struct{}, 1),
-		release: make(chan struct{}), resumed: make(chan struct{}, 1)}
-}
-
-func (h *heldResolver) ResolveRevision(ctx context.Context, service string) ([]discovery.Instance, uint64, error) {
-	if rr, ok := any(h.b).(discovery.RevisionResolver); ok {
-		return rr.ResolveRevision(ctx, service)
-	}
-	set, err := h.b.Resolve(ctx, service)
-	return set, 0, err
-}
-
-func (h *heldResolver) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
-	set, _, err := h.ResolveRevision(ctx, service)
-	return set, err
-}
-
-func (h *heldResolver) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
-	w, err := h.b.Watch(ctx, service)
-	if err != nil {
-		return nil, err
-	}
-	return &heldWatcher{h: h, w: w}, nil
-}
-
-// heldWatcher is called from the resolver's goroutine only.
-type heldWatcher struct {
-	h        *heldResolver
-	w        discovery.Watcher
-	holding  bool
-	set      []discovery.Instance
-	rev      uint64
-	returned bool
-}
-
-func (w *heldWatcher) Next(ctx context.Context) ([]discovery.Instance, error) {
-	set, _, err := w.NextRevision(ctx)
-	return set, err
-}
-
-func (w *heldWatcher) NextRevision(ctx context.Context) ([]discovery.Instance, uint64, error) {
-	if w.returned {
-		select {
-		case w.h.resumed <- struct{}{}:
-		default:
-		}
-		<-ctx.Done()
-		return nil, 0, ctx.Err()
-	}
-	if !w.holding {
-		var (
-			set []discovery.Instance
-			rev uint64
-			err error
-		)
-		if rw, ok := w.w.(discovery.RevisionWatcher); ok {
-			set, rev, err = rw.NextRevision(ctx)
-		} else {
-			set, err = w.w.Next(ctx)
-		}
-		if errors.Is(err, discovery.ErrUnavailable) {
-			select {
-			case w.h.outage <- struct{}{}:
-			default:
-			}
-		}
-		if err != nil || !w.h.armed.CompareAndSwap(true, false) {
-			return set, rev, err
-		}
-		w.holding, w.set, w.rev = true, set, rev
-		w.h.held <- struct{}{}
-	}
-	select {
-	case <-w.h.release:
-		w.holding, w.returned = false, true
-		return w.set, w.rev, nil
-	case <-ctx.Done():
-		return nil, 0, ctx.Err()
-	}
-}
-
-func (w *heldWatcher) Stop() { w.w.Stop() }
-
 // recordingCC is the gRPC side of a resolver: it records the addresses it
 // is given.
 type recordingCC struct {
@@ -524,7 +425,7 @@ func TestGRPCAddressesNeverGoBackOverNATS(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	held := newHeldResolver(client)
+	held := heldresolver.New(client)
 	builder, err := grpcresolver.NewBuilder(held, grpcresolver.WithRetry(fastRetry), grpcresolver.WithResolveNowInterval(0))
 	if err != nil {
 		t.Fatal(err)
@@ -539,13 +440,13 @@ func TestGRPCAddressesNeverGoBackOverNATS(t *testing.T) {
 
 	// An outage of the client's link; s3 registers meanwhile.
 	proxy.Reject()
-	waitFor(t, held.outage, "the watch to report the outage")
+	waitFor(t, held.Outage, "the watch to report the outage")
 	if err := servers.Register(ctx, inst(3)); err != nil {
 		t.Fatal(err)
 	}
-	held.armed.Store(true)
+	held.Armed.Store(true)
 	proxy.Accept()
-	waitFor(t, held.held, "the watch's first set after the outage") // [s1 s2 s3], held
+	waitFor(t, held.Held, "the watch's first set after the outage") // [s1 s2 s3], held
 
 	// s4 comes, s2 leaves; gRPC asks ResolveNow, whose Resolve gives
 	// [s1 s3 s4].
@@ -560,8 +461,8 @@ func TestGRPCAddressesNeverGoBackOverNATS(t *testing.T) {
 	testwait.Until(t, revisionWait, "the forced Resolve's [s1 s3 s4] to reach gRPC", func() bool { return cc.last() == newer })
 
 	// The watch's older set arrives now.
-	close(held.release)
-	waitFor(t, held.resumed, "the resolver to handle the watch's older set")
+	close(held.Release)
+	waitFor(t, held.Resumed, "the resolver to handle the watch's older set")
 	history := cc.history()
 	t.Logf("gRPC was given %v", history)
 	i := slices.IndexFunc(history, func(a []string) bool { return strings.Join(a, " ") == newer })

@@ -2,8 +2,6 @@ package grpcresolver_test
 
 import (
 	"context"
-	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,97 +9,10 @@ import (
 	"github.com/roster-sd/roster/backends/etcd/etcdtest"
 	"github.com/roster-sd/roster/discovery"
 	"github.com/roster-sd/roster/discovery/grpcresolver"
+	"github.com/roster-sd/roster/internal/testing/heldresolver"
 	"github.com/roster-sd/roster/internal/testing/testwait"
 	"github.com/roster-sd/roster/retry"
 )
-
-// heldResolver is an etcd Backend whose watcher can be made to hold the
-// first set it gets after an armed point, and to return it late: the
-// order in which the resolver sees a slow watch's first set after an
-// outage and a Resolve that ResolveNow forced meanwhile. It passes the
-// Backend's revisions on.
-type heldResolver struct {
-	*etcd.Backend
-
-	armed   atomic.Bool
-	outage  chan struct{} // gets a value when Next reports an outage
-	held    chan struct{} // gets a value when a set is held
-	release chan struct{} // closed by the test: return the held set
-	resumed chan struct{} // gets a value when Next is called after the held set was returned
-	resolve chan struct{} // gets a value after each Resolve
-}
-
-func newHeldResolver(b *etcd.Backend) *heldResolver {
-	return &heldResolver{Backend: b, outage: make(chan struct{}, 1), held: make(chan struct{}, 1),
-		release: make(chan struct{}), resumed: make(chan struct{}, 1), resolve: make(chan struct{}, 16)}
-}
-
-func (h *heldResolver) ResolveRevision(ctx context.Context, service string) ([]discovery.Instance, uint64, error) {
-	defer func() { h.resolve <- struct{}{} }()
-	return h.Backend.ResolveRevision(ctx, service)
-}
-
-func (h *heldResolver) Resolve(ctx context.Context, service string) ([]discovery.Instance, error) {
-	set, _, err := h.ResolveRevision(ctx, service)
-	return set, err
-}
-
-func (h *heldResolver) Watch(ctx context.Context, service string) (discovery.Watcher, error) {
-	w, err := h.Backend.Watch(ctx, service)
-	if err != nil {
-		return nil, err
-	}
-	return &heldWatcher{h: h, w: w.(discovery.RevisionWatcher)}, nil
-}
-
-// heldWatcher is called from the resolver's goroutine only.
-type heldWatcher struct {
-	h        *heldResolver
-	w        discovery.RevisionWatcher
-	holding  bool
-	set      []discovery.Instance
-	rev      uint64
-	returned bool // the held set was returned: Next waits for the end of the test
-}
-
-func (w *heldWatcher) Next(ctx context.Context) ([]discovery.Instance, error) {
-	set, _, err := w.NextRevision(ctx)
-	return set, err
-}
-
-func (w *heldWatcher) NextRevision(ctx context.Context) ([]discovery.Instance, uint64, error) {
-	if w.returned {
-		select {
-		case w.h.resumed <- struct{}{}:
-		default:
-		}
-		<-ctx.Done()
-		return nil, 0, ctx.Err()
-	}
-	if !w.holding {
-		set, rev, err := w.w.NextRevision(ctx)
-		if errors.Is(err, discovery.ErrUnavailable) {
-			select {
-			case w.h.outage <- struct{}{}:
-			default:
-			}
-		}
-		if err != nil || !w.h.armed.CompareAndSwap(true, false) {
-			return set, rev, err
-		}
-		w.holding, w.set, w.rev = true, set, rev
-		w.h.held <- struct{}{}
-	}
-	select {
-	case <-w.h.release:
-		w.holding, w.returned = false, true
-		return w.set, w.rev, nil
-	case <-ctx.Done():
-		return nil, 0, ctx.Err()
-	}
-}
-
-func (w *heldWatcher) Stop() { w.w.Stop() }
 
 // wait receives from ch within waitLong.
 func wait(t *testing.T, ch <-chan struct{}, what string) {
@@ -146,21 +57,21 @@ func TestAddressesNeverGoBackAfterResolveNow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	held := newHeldResolver(client)
+	held := heldresolver.New(client)
 	conn := dial(t, newBuilder(t, held, grpcresolver.WithRetry(fastRetry), grpcresolver.WithResolveNowInterval(0)))
 	defer conn.Close()
 	waitAnswering(t, conn, 2)
 
 	// Outage of the client's etcd link; s3 registers meanwhile.
 	proxy.Reject()
-	wait(t, held.outage, "the watch to report the outage")
+	wait(t, held.Outage, "the watch to report the outage")
 	s3, _ := startStoppableServer(t, "s3")
 	if err := servers.Register(ctx, s3); err != nil {
 		t.Fatal(err)
 	}
-	held.armed.Store(true)
+	held.Armed.Store(true)
 	proxy.Accept()
-	wait(t, held.held, "the watch's first set after the outage") // [s1 s2 s3], held
+	wait(t, held.Held, "the watch's first set after the outage") // [s1 s2 s3], held
 
 	// s4 comes, s2 fails and leaves: gRPC asks ResolveNow, whose Resolve
 	// gives [s1 s3 s4].
@@ -180,8 +91,8 @@ func TestAddressesNeverGoBackAfterResolveNow(t *testing.T) {
 	})
 
 	// The watch's older set arrives now.
-	close(held.release)
-	wait(t, held.resumed, "the resolver to handle the watch's older set")
+	close(held.Release)
+	wait(t, held.Resumed, "the resolver to handle the watch's older set")
 	got := spread(t, conn, 30)
 	t.Logf("calls after the watch's older set: %v", got)
 	if got["s4"] == 0 {
